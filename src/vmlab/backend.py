@@ -1,0 +1,73 @@
+"""The one interface a scenario runs against: the model (`vmlab.kernel`) or the running kernel (`vmlab.host`).
+
+Both backends execute the same steps and render the same views as the kernel's own text, so "does the
+model agree with the kernel?" is a comparison of two transcripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+#: Views every backend can render, named after the /proc file they mirror.
+VIEWS = ("maps", "smaps")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Machine and process settings a scenario fixes before its first process starts."""
+
+    rlimit_stack: int | None = 8 << 20  # RLIMIT_STACK soft limit in bytes; None = unlimited
+    legacy_va_layout: bool = False  # personality ADDR_COMPAT_LAYOUT (setarch -L)
+    max_map_count: int = 65530  # vm.max_map_count (the model only: the host's is global)
+    mmap_min_addr: int = 4096  # vm.mmap_min_addr
+
+
+@dataclass(frozen=True)
+class Program:
+    """What the first process execs: an ELF path with its exact argv and envp (they size the stack)."""
+
+    path: str
+    argv: tuple[str, ...]
+    envp: tuple[str, ...] = ()
+
+
+class Backend(Protocol):
+    """A place where processes run memory syscalls: the model or the real kernel."""
+
+    name: str
+
+    def start(self, program: Program, settings: Settings) -> int:
+        """Exec `program` with ASLR off in a new process; return its pid."""
+        ...
+
+    def syscall(self, pid: int, name: str, args: tuple[int | str, ...]) -> int:
+        """Run syscall `name` in process `pid`; return its result, or -errno as the kernel returns it.
+
+        Names and argument orders are the kernel's (`mmap`, `munmap`, `mprotect`, `mremap`, `brk`,
+        `madvise`, `mlock`, `mlock2`, `munlock`, `openat`, `close`, ...). Strings are paths.
+        """
+        ...
+
+    def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
+        """Touch every page of [addr, addr+length) in address order, one byte each.
+
+        Returns None, or the name of the signal ("SIGSEGV", "SIGBUS") that killed the process.
+        """
+        ...
+
+    def fork(self, pid: int) -> int:
+        """fork() in process `pid`; return the child's pid."""
+        ...
+
+    def exit(self, pid: int) -> None:
+        """The process calls exit(0) and is reaped."""
+        ...
+
+    def view(self, pid: int, name: str) -> str:
+        """The text of /proc/<pid>/<name> (a name from VIEWS)."""
+        ...
+
+    def close(self) -> None:
+        """End every process this backend started."""
+        ...

@@ -1,0 +1,1 @@
+"""The running kernel as the oracle: run workloads for real and read what /proc says."""

@@ -1,0 +1,1 @@
+"""What users write and read: scenarios, strace logs, experiments and reports."""
