@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+#: A syscall argument: a number, a path, or a string list (execve's argv and envp).
+Arg = int | str | tuple[str, ...]
+
 #: Views every backend can render, named after the /proc file they mirror.
 VIEWS = ("maps", "smaps")
 
@@ -41,11 +44,11 @@ class Backend(Protocol):
         """Exec `program` with ASLR off in a new process; return its pid."""
         ...
 
-    def syscall(self, pid: int, name: str, args: tuple[int | str, ...]) -> int:
+    def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run syscall `name` in process `pid`; return its result, or -errno as the kernel returns it.
 
         Names and argument orders are the kernel's (`mmap`, `munmap`, `mprotect`, `mremap`, `brk`,
-        `madvise`, `mlock`, `mlock2`, `munlock`, `openat`, `close`, ...). Strings are paths.
+        `madvise`, `mlock`, `mlock2`, `munlock`, `openat`, `close`, ...). Strings are paths; `execve` takes (path, argv, envp).
         """
         ...
 
