@@ -48,7 +48,8 @@ class Backend(Protocol):
         """Run syscall `name` in process `pid`; return its result, or -errno as the kernel returns it.
 
         Names and argument orders are the kernel's (`mmap`, `munmap`, `mprotect`, `mremap`, `brk`,
-        `madvise`, `mlock`, `mlock2`, `munlock`, `openat`, `close`, ...). Strings are paths; `execve` takes (path, argv, envp).
+        `madvise`, `mlock`, `mlock2`, `munlock`, `openat`, `close`, ...). Strings are paths;
+        `execve` takes (path, argv, envp).
         """
         ...
 
