@@ -1,0 +1,173 @@
+"""madvise, after mm/madvise.c (6.18): the advice values that change vm_flags split or merge VMAs;
+the rest act on pages only (M5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vmlab.kernel import uapi
+from vmlab.kernel.mm_types import (
+    VM_DONTCOPY,
+    VM_DONTDUMP,
+    VM_HUGEPAGE,
+    VM_HUGETLB,
+    VM_IO,
+    VM_LOCKED,
+    VM_LOCKED_MASK,
+    VM_MAYBE_GUARD,
+    VM_MAYSHARE,
+    VM_MERGEABLE,
+    VM_MIXEDMAP,
+    VM_NOHUGEPAGE,
+    VM_PFNMAP,
+    VM_RAND_READ,
+    VM_SEQ_READ,
+    VM_SHARED,
+    VM_SPECIAL,
+    VM_WIPEONFORK,
+    VM_WRITE,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.mmap import VmSysctl
+from vmlab.kernel.uapi import (
+    EACCES,
+    EINVAL,
+    ENOMEM,
+    MADV_COLD,
+    MADV_COLLAPSE,
+    MADV_DODUMP,
+    MADV_DOFORK,
+    MADV_DONTDUMP,
+    MADV_DONTFORK,
+    MADV_DONTNEED,
+    MADV_DONTNEED_LOCKED,
+    MADV_FREE,
+    MADV_GUARD_INSTALL,
+    MADV_GUARD_REMOVE,
+    MADV_HUGEPAGE,
+    MADV_KEEPONFORK,
+    MADV_MERGEABLE,
+    MADV_NOHUGEPAGE,
+    MADV_NORMAL,
+    MADV_PAGEOUT,
+    MADV_POPULATE_READ,
+    MADV_POPULATE_WRITE,
+    MADV_RANDOM,
+    MADV_REMOVE,
+    MADV_SEQUENTIAL,
+    MADV_UNMERGEABLE,
+    MADV_WILLNEED,
+    MADV_WIPEONFORK,
+    PAGE_MASK,
+    page_align,
+)
+from vmlab.kernel.vma import vma_modify_flags
+
+#: Advice that only touches page tables: it never splits a VMA.
+PAGE_ADVICE = frozenset({MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE, MADV_COLD, MADV_PAGEOUT,
+                         MADV_WILLNEED, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_REMOVE,
+                         MADV_COLLAPSE, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE})
+FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFORK, MADV_DOFORK,
+                         MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTDUMP, MADV_DODUMP, MADV_MERGEABLE,
+                         MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE})
+
+#: Callback for advice acting on pages: (vma, start, end, advice) -> 0 or -errno. The paging model
+#: supplies it; without one, page advice only validates.
+PageAdvisor = Callable[[VmArea, int, int, int], int]
+
+_KSM_INCOMPATIBLE = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_MIXEDMAP | VM_HUGETLB | VM_SPECIAL
+
+
+def madvise_new_flags(vma: VmArea, advice: int) -> int:
+    """madvise_vma_behavior()'s vm_flags for a flag-changing advice, or -errno."""
+    f = vma.vm_flags
+    match advice:
+        case uapi.MADV_NORMAL:
+            return f & ~(VM_RAND_READ | VM_SEQ_READ)
+        case uapi.MADV_RANDOM:
+            return (f & ~VM_SEQ_READ) | VM_RAND_READ
+        case uapi.MADV_SEQUENTIAL:
+            return (f & ~VM_RAND_READ) | VM_SEQ_READ
+        case uapi.MADV_DONTFORK:
+            return f | VM_DONTCOPY
+        case uapi.MADV_DOFORK:
+            return -EINVAL if f & VM_IO else f & ~VM_DONTCOPY
+        case uapi.MADV_WIPEONFORK:
+            return -EINVAL if vma.vm_file is not None or f & VM_SHARED else f | VM_WIPEONFORK
+        case uapi.MADV_KEEPONFORK:
+            return f & ~VM_WIPEONFORK
+        case uapi.MADV_DONTDUMP:
+            return f | VM_DONTDUMP
+        case uapi.MADV_DODUMP:
+            return -EINVAL if f & VM_SPECIAL else f & ~VM_DONTDUMP
+        case uapi.MADV_MERGEABLE:  # ksm_madvise() leaves incompatible VMAs alone
+            return f if f & _KSM_INCOMPATIBLE else f | VM_MERGEABLE
+        case uapi.MADV_UNMERGEABLE:
+            return f & ~VM_MERGEABLE
+        case uapi.MADV_HUGEPAGE:
+            return (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+        case uapi.MADV_NOHUGEPAGE:
+            return (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
+    raise AssertionError(f"not a flag advice: {advice}")
+
+
+def _page_advice_valid(vma: VmArea, advice: int) -> int:
+    """The per-VMA checks of the page-only advice values; 0 or -errno."""
+    f = vma.vm_flags
+    if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED):
+        forbidden = VM_PFNMAP | (0 if advice == MADV_DONTNEED_LOCKED else VM_LOCKED)
+        return -EINVAL if f & forbidden else 0
+    if advice == MADV_FREE:
+        return -EINVAL if not vma.is_anonymous() or f & (VM_LOCKED | VM_PFNMAP) else 0
+    if advice in (MADV_COLD, MADV_PAGEOUT):
+        return -EINVAL if f & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB) else 0
+    if advice == MADV_REMOVE:
+        if f & VM_LOCKED or vma.vm_file is None:
+            return -EINVAL
+        return 0 if f & VM_SHARED and f & VM_WRITE else -EACCES
+    if advice in (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE):
+        return -EINVAL if f & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED_MASK) else 0
+    return 0
+
+
+def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,
+               page_advisor: PageAdvisor | None = None) -> int:
+    """do_madvise(): walk the VMAs of the range, skipping holes (ENOMEM at the end); 0 or -errno."""
+    if advice not in PAGE_ADVICE and advice not in FLAG_ADVICE:
+        return -EINVAL
+    if start & ~PAGE_MASK:
+        return -EINVAL
+    length = page_align(len_in)
+    if len_in and not length:
+        return -EINVAL
+    end = start + length
+    if end == start:
+        return 0
+    unmapped_error = 0
+    for vma in mm.vmas_in(start, end):
+        if start < vma.vm_start:
+            unmapped_error = -ENOMEM
+            start = vma.vm_start
+        tmp = min(vma.vm_end, end)
+        if advice in FLAG_ADVICE:
+            new_flags = madvise_new_flags(vma, advice)
+            if new_flags < 0:
+                return new_flags
+            if new_flags != vma.vm_flags:
+                result = vma_modify_flags(mm, vma, start, tmp, new_flags, sysctl.max_map_count)
+                if isinstance(result, int):
+                    return result
+        else:
+            err = _page_advice_valid(vma, advice)
+            if not err and advice == MADV_GUARD_INSTALL:
+                vma.vm_flags |= VM_MAYBE_GUARD
+            if not err and page_advisor is not None:
+                err = page_advisor(vma, start, tmp, advice)
+            if err:
+                return err
+        start = tmp
+    if start < end:
+        return -ENOMEM
+    return unmapped_error

@@ -1,0 +1,105 @@
+"""mlock, mlock2, munlock, mlockall, munlockall, after mm/mlock.c (6.18).
+
+Locking changes vm_flags (split/merge like mprotect, M5); population of the pages is the caller's
+(`populate` callback), as mm_populate() is in the kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vmlab.kernel.mm_types import VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL, MmStruct
+from vmlab.kernel.mmap import VmSysctl
+from vmlab.kernel.uapi import (
+    EINVAL,
+    ENOMEM,
+    MCL_CURRENT,
+    MCL_FUTURE,
+    MCL_ONFAULT,
+    MLOCK_ONFAULT,
+    PAGE_MASK,
+    PAGE_SIZE,
+    page_align,
+)
+from vmlab.kernel.vma import vma_modify_flags
+
+#: Faults in [start, end) as __mm_populate() does; returns 0 or -errno.
+Populator = Callable[[int, int], int]
+
+
+def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl) -> int:
+    """apply_vma_lock_flags(): set the lock bits on every VMA of the range; a hole is ENOMEM."""
+    end = start + length
+    if end < start:
+        return -EINVAL
+    if end == start:
+        return 0
+    if mm.vma_lookup(start) is None:
+        return -ENOMEM
+    nstart = start
+    for vma in mm.vmas_in(start, end):
+        if vma.vm_start > nstart:
+            return -ENOMEM
+        newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | flags
+        tmp = min(vma.vm_end, end)
+        if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+            result = vma_modify_flags(mm, vma, nstart, tmp, newflags, sysctl.max_map_count)
+            if isinstance(result, int):
+                return result
+        nstart = tmp
+    return -ENOMEM if nstart < end else 0
+
+
+def do_mlock(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl,
+             populate: Populator | None = None) -> int:
+    """do_mlock(): lock then populate (VM_LOCKONFAULT skips population)."""
+    length = page_align(length + (start & (PAGE_SIZE - 1)))
+    start &= PAGE_MASK
+    err = apply_vma_lock_flags(mm, start, length, flags, sysctl)
+    if err or populate is None or flags & VM_LOCKONFAULT:
+        return err
+    return populate(start, start + length)
+
+
+def sys_mlock2(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl,
+               populate: Populator | None = None) -> int:
+    """SYSCALL_DEFINE3(mlock2): MLOCK_ONFAULT is the only flag."""
+    if flags & ~MLOCK_ONFAULT:
+        return -EINVAL
+    vm_flags = VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0)
+    return do_mlock(mm, start, length, vm_flags, sysctl, populate)
+
+
+def sys_munlock(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
+    """SYSCALL_DEFINE2(munlock)."""
+    length = page_align(length + (start & (PAGE_SIZE - 1)))
+    return apply_vma_lock_flags(mm, start & PAGE_MASK, length, 0, sysctl)
+
+
+def sys_mlockall(mm: MmStruct, flags: int, sysctl: VmSysctl, populate: Populator | None = None) -> int:
+    """apply_mlockall_flags(): MCL_FUTURE sets def_flags; MCL_CURRENT locks every VMA."""
+    if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+        return -EINVAL
+    to_add = VM_LOCKED | (VM_LOCKONFAULT if flags & MCL_ONFAULT else 0)
+    mm.def_flags &= ~VM_LOCKED_MASK
+    if flags & MCL_FUTURE:
+        mm.def_flags |= to_add
+    if flags & MCL_CURRENT:
+        for vma in mm:
+            newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
+            if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+                vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, newflags, sysctl.max_map_count)
+        if populate is not None and not flags & MCL_ONFAULT:
+            for vma in mm:
+                populate(vma.vm_start, vma.vm_end)
+    return 0
+
+
+def sys_munlockall(mm: MmStruct, sysctl: VmSysctl) -> int:
+    """SYSCALL_DEFINE0(munlockall): clear def_flags and every VMA's lock bits."""
+    mm.def_flags &= ~VM_LOCKED_MASK
+    for vma in mm:
+        if vma.vm_flags & VM_LOCKED_MASK:
+            vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, vma.vm_flags & ~VM_LOCKED_MASK,
+                             sysctl.max_map_count)
+    return 0

@@ -1,0 +1,280 @@
+"""The address-space structures of include/linux/mm_types.h: `mm_struct`, `vm_area_struct`, `anon_vma`.
+
+VMAs live in one address-ordered array per mm (the role of the kernel's maple tree): `find_vma` is a
+binary search, so it stays O(log n) at tens of thousands of VMAs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vmlab.kernel.uapi import PAGE_SHIFT
+
+# vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
+VM_READ = 0x00000001
+VM_WRITE = 0x00000002
+VM_EXEC = 0x00000004
+VM_SHARED = 0x00000008
+VM_MAYREAD = 0x00000010
+VM_MAYWRITE = 0x00000020
+VM_MAYEXEC = 0x00000040
+VM_MAYSHARE = 0x00000080
+VM_GROWSDOWN = 0x00000100
+VM_UFFD_MISSING = 0x00000200
+VM_PFNMAP = 0x00000400
+VM_MAYBE_GUARD = 0x00000800
+VM_UFFD_WP = 0x00001000
+VM_LOCKED = 0x00002000
+VM_IO = 0x00004000
+VM_SEQ_READ = 0x00008000
+VM_RAND_READ = 0x00010000
+VM_DONTCOPY = 0x00020000
+VM_DONTEXPAND = 0x00040000
+VM_LOCKONFAULT = 0x00080000
+VM_ACCOUNT = 0x00100000
+VM_NORESERVE = 0x00200000
+VM_HUGETLB = 0x00400000
+VM_SYNC = 0x00800000
+VM_ARCH_1 = 0x01000000
+VM_WIPEONFORK = 0x02000000
+VM_DONTDUMP = 0x04000000
+VM_SOFTDIRTY = 0x08000000
+VM_MIXEDMAP = 0x10000000
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+VM_MERGEABLE = 0x80000000
+
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
+#: Flags that never block a merge and that a merged VMA keeps if either side had them (VM_STICKY).
+VM_STICKY = VM_MAYBE_GUARD
+VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+VM_STACK_FLAGS = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT
+
+#: fs/proc/task_mmu.c:show_smap_vma_flags() mnemonics, by bit.
+VM_FLAG_MNEMONICS: tuple[tuple[int, str], ...] = (
+    (VM_READ, "rd"), (VM_WRITE, "wr"), (VM_EXEC, "ex"), (VM_SHARED, "sh"),
+    (VM_MAYREAD, "mr"), (VM_MAYWRITE, "mw"), (VM_MAYEXEC, "me"), (VM_MAYSHARE, "ms"),
+    (VM_GROWSDOWN, "gd"), (VM_UFFD_MISSING, "um"), (VM_PFNMAP, "pf"), (VM_MAYBE_GUARD, "gu"),
+    (VM_UFFD_WP, "uw"), (VM_LOCKED, "lo"), (VM_IO, "io"), (VM_SEQ_READ, "sr"), (VM_RAND_READ, "rr"),
+    (VM_DONTCOPY, "dc"), (VM_DONTEXPAND, "de"), (VM_LOCKONFAULT, "lf"), (VM_ACCOUNT, "ac"),
+    (VM_NORESERVE, "nr"), (VM_HUGETLB, "ht"), (VM_SYNC, "sf"), (VM_ARCH_1, "ar"),
+    (VM_WIPEONFORK, "wf"), (VM_DONTDUMP, "dd"), (VM_SOFTDIRTY, "sd"), (VM_MIXEDMAP, "mm"),
+    (VM_HUGEPAGE, "hg"), (VM_NOHUGEPAGE, "nh"), (VM_MERGEABLE, "mg"),
+)
+
+
+def vm_flags_mnemonics(flags: int) -> str:
+    """The `VmFlags:` value of smaps: each set flag's two letters followed by a space."""
+    return "".join(f"{name} " for bit, name in VM_FLAG_MNEMONICS if flags & bit)
+
+
+_anon_vma_ids = itertools.count(1)
+
+
+class AnonVma:
+    """`struct anon_vma`: the reverse-mapping root shared by VMAs whose anonymous pages may be related.
+
+    Only its identity and its parent matter to the VMA rules; `parent` is set for the anon_vma a fork
+    child gets (anon_vma_fork()).
+    """
+
+    __slots__ = ("id", "parent")
+
+    def __init__(self, parent: AnonVma | None = None) -> None:
+        self.id = next(_anon_vma_ids)
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"AnonVma#{self.id}"
+
+
+@dataclass(eq=False)
+class Inode:
+    """The parts of `struct inode` the model needs: identity, size, and how its filesystem maps it."""
+
+    path: str
+    ino: int
+    size: int
+    major: int = 0  # MAJOR(sb->s_dev), as maps prints it
+    minor: int = 0
+    #: f_op->get_unmapped_area is thp_get_unmapped_area (ext4, xfs, ...), so large mappings are 2M-aligned.
+    thp_aligned: bool = False
+    #: shmem/tmpfs object (MAP_SHARED|MAP_ANONYMOUS, memfd, /dev/shm): maps show offset and no THP alignment.
+    shmem: bool = False
+    deleted: bool = False
+
+
+_file_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class File:
+    """`struct file`: one open of an inode. Two open()s of one path are two files (merges compare files)."""
+
+    inode: Inode
+    readable: bool = True  # FMODE_READ
+    writable: bool = False  # FMODE_WRITE
+    id: int = field(default_factory=lambda: next(_file_ids))
+
+    @property
+    def path(self) -> str:
+        return self.inode.path
+
+
+@dataclass(eq=False, slots=True)
+class VmArea:
+    """`struct vm_area_struct`: one mapped range [vm_start, vm_end) and everything that decides merging."""
+
+    vm_start: int
+    vm_end: int
+    vm_flags: int
+    vm_pgoff: int = 0
+    vm_file: File | None = None
+    anon_vma: AnonVma | None = None
+    #: Length of anon_vma_chain: >1 means the VMA has "uncowed parents" (a fork child); blocks some merges.
+    anon_vma_chain_len: int = 0
+    #: vm_ops->name for special mappings ("[vvar]", "[vvar_vclock]", "[vdso]").
+    special_name: str | None = None
+
+    @property
+    def pages(self) -> int:
+        """vma_pages()."""
+        return (self.vm_end - self.vm_start) >> PAGE_SHIFT
+
+    def is_anonymous(self) -> bool:
+        """vma_is_anonymous(): no vm_ops, i.e. private anonymous memory (brk, bss, stack, anon mmap)."""
+        return self.vm_file is None and self.special_name is None
+
+    def had_uncowed_parents(self) -> bool:
+        """vma_had_uncowed_parents(): has an anon_vma whose chain is not singular (inherited by fork)."""
+        return self.anon_vma is not None and self.anon_vma_chain_len > 1
+
+    def copy(self) -> VmArea:
+        """vm_area_dup(): a field-for-field copy (the anon_vma is shared, as after anon_vma_clone)."""
+        return VmArea(self.vm_start, self.vm_end, self.vm_flags, self.vm_pgoff, self.vm_file,
+                      self.anon_vma, self.anon_vma_chain_len, self.special_name)
+
+    def __repr__(self) -> str:
+        return (f"VmArea({self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x} "
+                f"pgoff={self.vm_pgoff:#x} file={self.vm_file.path if self.vm_file else None} "
+                f"anon_vma={self.anon_vma})")
+
+
+@dataclass(eq=False)
+class MmStruct:
+    """`struct mm_struct`: the VMAs of one address space in address order, and its layout fields."""
+
+    mmap_base: int = 0
+    mmap_legacy_base: int = 0
+    topdown: bool = True  # MMF_TOPDOWN: arch_get_unmapped_area_topdown vs the legacy bottom-up search
+    task_size: int = 0
+    start_code: int = 0
+    end_code: int = 0
+    start_data: int = 0
+    end_data: int = 0
+    start_brk: int = 0
+    brk: int = 0
+    start_stack: int = 0
+    arg_start: int = 0
+    arg_end: int = 0
+    env_start: int = 0
+    env_end: int = 0
+    total_vm: int = 0  # pages
+    locked_vm: int = 0
+    data_vm: int = 0
+    exec_vm: int = 0
+    stack_vm: int = 0
+    def_flags: int = 0
+    _starts: list[int] = field(default_factory=list, repr=False)
+    _vmas: list[VmArea] = field(default_factory=list, repr=False)
+
+    # --- the VMA tree -------------------------------------------------------------------------------
+
+    @property
+    def map_count(self) -> int:
+        """Number of VMAs (the gate area [vsyscall] is not one)."""
+        return len(self._vmas)
+
+    def __iter__(self) -> Iterator[VmArea]:
+        """Traversal in address order (the lecture's linked list; the kernel's for_each_vma)."""
+        return iter(list(self._vmas))
+
+    def find_vma(self, addr: int) -> VmArea | None:
+        """find_vma(): the first VMA with vm_end > addr, or None. O(log n)."""
+        i = self._index_after(addr)
+        return self._vmas[i] if i < len(self._vmas) else None
+
+    def _index_after(self, addr: int) -> int:
+        """Index of the first VMA with vm_end > addr."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self._vmas[i].vm_end > addr:
+            return i
+        return i + 1
+
+    def vma_lookup(self, addr: int) -> VmArea | None:
+        """vma_lookup(): the VMA containing addr, or None."""
+        vma = self.find_vma(addr)
+        return vma if vma is not None and vma.vm_start <= addr else None
+
+    def find_vma_intersection(self, start: int, end: int) -> VmArea | None:
+        """find_vma_intersection(): the first VMA overlapping [start, end)."""
+        vma = self.find_vma(start)
+        return vma if vma is not None and vma.vm_start < end else None
+
+    def vmas_in(self, start: int, end: int) -> list[VmArea]:
+        """All VMAs overlapping [start, end), in address order."""
+        i = self._index_after(start)
+        out = []
+        while i < len(self._vmas) and self._vmas[i].vm_start < end:
+            out.append(self._vmas[i])
+            i += 1
+        return out
+
+    def prev_vma(self, vma: VmArea) -> VmArea | None:
+        """The VMA just below `vma` (vma_prev()), or None."""
+        i = self._index_of(vma)
+        return self._vmas[i - 1] if i > 0 else None
+
+    def next_vma(self, vma: VmArea) -> VmArea | None:
+        """The VMA just above `vma` (vma_next()), or None."""
+        i = self._index_of(vma) + 1
+        return self._vmas[i] if i < len(self._vmas) else None
+
+    def vma_below(self, addr: int) -> VmArea | None:
+        """The last VMA with vm_start < addr (vma_prev from a gap at addr), or None."""
+        i = bisect.bisect_left(self._starts, addr) - 1
+        return self._vmas[i] if i >= 0 else None
+
+    def _index_of(self, vma: VmArea) -> int:
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        if i >= len(self._vmas) or self._vmas[i] is not vma:
+            raise AssertionError(f"{vma!r} is not in this mm")
+        return i
+
+    def insert(self, vma: VmArea) -> None:
+        """vma_iter_store(): link a VMA that overlaps none."""
+        i = bisect.bisect_left(self._starts, vma.vm_start)
+        if (i > 0 and self._vmas[i - 1].vm_end > vma.vm_start) or (
+            i < len(self._vmas) and self._vmas[i].vm_start < vma.vm_end
+        ):
+            raise AssertionError(f"overlapping insert of {vma!r}")
+        self._starts.insert(i, vma.vm_start)
+        self._vmas.insert(i, vma)
+
+    def remove(self, vma: VmArea) -> None:
+        """Unlink a VMA."""
+        i = self._index_of(vma)
+        del self._starts[i]
+        del self._vmas[i]
+
+    def set_range(self, vma: VmArea, start: int, end: int) -> None:
+        """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""
+        i = self._index_of(vma)
+        vma.vm_start, vma.vm_end = start, end
+        self._starts[i] = start

@@ -1,0 +1,160 @@
+"""mremap, after mm/mremap.c (6.18): shrink, grow in place, move (MREMAP_MAYMOVE/FIXED/DONTUNMAP).
+
+Reference rules: M7 (pgoff of moved VMAs, merges at the destination, old_len = 0), G8.
+"""
+
+from __future__ import annotations
+
+from vmlab.kernel.mm_types import (
+    VM_DONTEXPAND,
+    VM_LOCKED_MASK,
+    VM_MAYSHARE,
+    VM_PFNMAP,
+    VM_SHARED,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.mmap import TASK_SIZE, VmSysctl, do_munmap, get_unmapped_area
+from vmlab.kernel.uapi import (
+    EFAULT,
+    EINVAL,
+    ENOMEM,
+    MAP_FIXED,
+    MAP_SHARED,
+    MREMAP_DONTUNMAP,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    page_align,
+)
+from vmlab.kernel.vma import VmaMergeState, vma_merge_new_range
+
+
+def copy_vma(mm: MmStruct, vma: VmArea, addr: int, length: int, pgoff: int) -> VmArea:
+    """copy_vma(): the destination VMA of a move, merged with its new neighbours if possible.
+
+    An anonymous VMA that never faulted takes pgoff = addr >> PAGE_SHIFT so that it can merge (R6); one
+    with an anon_vma keeps its pgoff and therefore usually does not (R5).
+    """
+    if vma.is_anonymous() and vma.anon_vma is None:
+        pgoff = addr >> PAGE_SHIFT
+    vmg = VmaMergeState(addr, addr + length, vma.vm_flags, pgoff, vma.vm_file, vma.anon_vma,
+                        copied_from=vma)
+    merged = vma_merge_new_range(mm, vmg)
+    if merged is not None:
+        return merged
+    new = vma.copy()
+    new.vm_start, new.vm_end, new.vm_pgoff = addr, addr + length, pgoff
+    mm.insert(new)
+    return new
+
+
+def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: int, new_len: int,
+              flags: int, sysctl: VmSysctl) -> int:
+    """move_vma(): copy the VMA (and its pages) to new_addr, then unmap the source unless DONTUNMAP."""
+    if mm.map_count >= sysctl.max_map_count - 3:
+        return -ENOMEM
+    new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> PAGE_SHIFT)
+    whole = vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
+    copy_vma(mm, vma, new_addr, new_len, new_pgoff)
+    mm.total_vm += new_len >> PAGE_SHIFT
+    if flags & MREMAP_DONTUNMAP:
+        src = mm.vma_lookup(old_addr)
+        if src is not None:
+            src.vm_flags &= ~VM_LOCKED_MASK
+            if whole:
+                src.anon_vma, src.anon_vma_chain_len = None, 0  # unlink_anon_vmas()
+        return new_addr
+    if old_len:
+        do_munmap(mm, old_addr, old_len, sysctl)
+    return new_addr
+
+
+def _set_new_addr(mm: MmStruct, vma: VmArea, addr: int, new_addr: int, new_len: int, flags: int) -> int:
+    """vrm_set_new_addr(): where a move goes: MREMAP_FIXED's address, else a fresh search (hint-aware)."""
+    pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
+    map_flags = (MAP_FIXED if flags & MREMAP_FIXED else 0) | (MAP_SHARED if vma.vm_flags & VM_MAYSHARE else 0)
+    hint = new_addr if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) else 0
+    return get_unmapped_area(mm, vma.vm_file, hint, new_len, pgoff, map_flags)
+
+
+def _vma_expandable(mm: MmStruct, vma: VmArea, delta: int) -> bool:
+    """vma_expandable(): [vm_end, vm_end + delta) is free and inside TASK_SIZE."""
+    end = vma.vm_end + delta
+    return end <= TASK_SIZE and mm.find_vma_intersection(vma.vm_end, end) is None
+
+
+def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+              sysctl: VmSysctl) -> int:
+    """do_mremap(): the new address, or -errno."""
+    old_len, new_len = page_align(old_len), page_align(new_len)
+    if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
+        return -EINVAL
+    if addr & ~PAGE_MASK or not new_len:
+        return -EINVAL
+    implies_new_addr = bool(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
+    if implies_new_addr:
+        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
+            return -EINVAL
+        if new_addr & ~PAGE_MASK or not flags & MREMAP_MAYMOVE:
+            return -EINVAL
+        if flags & MREMAP_DONTUNMAP and old_len != new_len:
+            return -EINVAL
+        if addr + old_len > new_addr and new_addr + new_len > addr:
+            return -EINVAL
+        if mm.map_count + 2 >= sysctl.max_map_count - 3:
+            return -ENOMEM
+    vma = mm.vma_lookup(addr)
+    if vma is None:
+        return -EFAULT
+    if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+        return -EINVAL
+    if old_len > vma.vm_end - addr:
+        return -EFAULT
+    if new_len > old_len:
+        pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
+        if pgoff + (new_len >> PAGE_SHIFT) >= 1 << 64:
+            return -EINVAL
+        if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
+            return -EFAULT
+    if implies_new_addr:
+        if flags & MREMAP_FIXED:
+            err = do_munmap(mm, new_addr, new_len, sysctl)
+            if err:
+                return err
+            vma = mm.vma_lookup(addr)
+            if vma is None:
+                return -EFAULT
+        if new_len < old_len:
+            err = do_munmap(mm, addr + new_len, old_len - new_len, sysctl)
+            if err:
+                return err
+            old_len = new_len
+            vma = mm.vma_lookup(addr)
+            assert vma is not None
+        target = _set_new_addr(mm, vma, addr, new_addr, new_len, flags)
+        if target < 0:
+            return target
+        return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+    if new_len == old_len:
+        return addr
+    if new_len < old_len:
+        err = do_munmap(mm, addr + new_len, old_len - new_len, sysctl)
+        return err if err else addr
+    delta = new_len - old_len
+    if addr + old_len == vma.vm_end and _vma_expandable(mm, vma, delta):
+        vmg = VmaMergeState(vma.vm_end, vma.vm_end + delta, vma.vm_flags,
+                            vma.vm_pgoff + vma.pages, vma.vm_file, vma.anon_vma, middle=vma)
+        if vma_merge_new_range(mm, vmg) is None:
+            return -ENOMEM
+        mm.total_vm += delta >> PAGE_SHIFT
+        return addr
+    if not flags & MREMAP_MAYMOVE:
+        return -ENOMEM
+    target = _set_new_addr(mm, vma, addr, 0, new_len, flags)
+    if target < 0:
+        return target
+    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+
+
