@@ -1,0 +1,28 @@
+"""fork of an address space, after kernel/fork.c:dup_mmap (6.18): the child gets an identical VMA list
+(no merging), minus VM_DONTCOPY VMAs, with mlock bits cleared and anon_vmas chained (P14, M2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vmlab.kernel.mm_types import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_WIPEONFORK, MmStruct
+from vmlab.kernel.rmap import anon_vma_fork
+
+
+def dup_mmap(oldmm: MmStruct) -> MmStruct:
+    """dup_mm() + dup_mmap(): the child's mm_struct."""
+    mm = dataclasses.replace(oldmm, _starts=[], _vmas=[], locked_vm=0,
+                             def_flags=oldmm.def_flags & VM_NOHUGEPAGE)
+    for mpnt in oldmm:
+        if mpnt.vm_flags & VM_DONTCOPY:
+            mm.total_vm -= mpnt.pages
+            continue
+        tmp = mpnt.copy()
+        if tmp.vm_flags & VM_WIPEONFORK:
+            tmp.anon_vma, tmp.anon_vma_chain_len = None, 0
+        else:
+            anon_vma_fork(tmp, mpnt)
+        tmp.vm_flags &= ~VM_LOCKED_MASK
+        mm.insert(tmp)
+    return mm

@@ -1,0 +1,344 @@
+"""The model as a Backend: a machine with processes, their file tables and the syscalls a scenario makes.
+
+Syscall arguments and results are the kernel's: the same numbers strace shows, -errno on failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vmlab.backend import Arg, Program, Settings
+from vmlab.kernel import procfs
+from vmlab.kernel.fault import do_user_addr_fault
+from vmlab.kernel.fork import dup_mmap
+from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
+from vmlab.kernel.madvise import do_madvise
+from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
+from vmlab.kernel.mm_types import (
+    VM_IO,
+    VM_LOCKED,
+    VM_LOCKONFAULT,
+    VM_PFNMAP,
+    VM_SHARED,
+    VM_WRITE,
+    File,
+    Inode,
+    MmStruct,
+)
+from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
+from vmlab.kernel.mprotect import do_mprotect
+from vmlab.kernel.mremap import do_mremap
+from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.uapi import (
+    AT_FDCWD,
+    EBADF,
+    EINVAL,
+    EMFILE,
+    ENOENT,
+    ENOMEM,
+    F_DUPFD,
+    F_DUPFD_CLOEXEC,
+    F_GETFD,
+    F_SETFD,
+    MADV_POPULATE_READ,
+    MADV_POPULATE_WRITE,
+    MAP_ANONYMOUS,
+    MAP_HUGETLB,
+    MAP_NONBLOCK,
+    MAP_POPULATE,
+    O_ACCMODE,
+    O_CLOEXEC,
+    O_CREAT,
+    O_RDONLY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    PAGE_MASK,
+    PAGE_SIZE,
+)
+
+NR_OPEN = 1024
+
+
+@dataclass(eq=False)
+class Task:
+    """A process: pid, address space and open files (fd -> File, with the close-on-exec set)."""
+
+    pid: int
+    mm: MmStruct
+    files: dict[int, File] = field(default_factory=dict)
+    cloexec: set[int] = field(default_factory=set)
+
+    def get_unused_fd(self) -> int:
+        """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
+        fd = 0
+        while fd in self.files:
+            fd += 1
+        return fd if fd < NR_OPEN else -EMFILE
+
+
+class ModelBackend:
+    """The model of one machine; implements vmlab.backend.Backend."""
+
+    name = "model"
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.sysctl = VmSysctl()
+        self.tasks: dict[int, Task] = {}
+        self._next_pid = 1000
+        self._shmem = ShmemMount()
+        self._inodes: dict[tuple[int, int, int], Inode] = {}
+        self._syscalls: dict[str, Callable[..., int]] = {
+            "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
+            "mremap": self._mremap, "brk": self._brk, "madvise": self._madvise,
+            "mlock": self._mlock, "mlock2": self._mlock2, "munlock": self._munlock,
+            "mlockall": self._mlockall, "munlockall": self._munlockall,
+            "open": self._open, "openat": self._openat, "close": self._close, "dup": self._dup,
+            "dup2": self._dup2, "dup3": self._dup3, "fcntl": self._fcntl,
+            "ftruncate": self._ftruncate, "memfd_create": self._memfd_create, "execve": self._execve,
+        }
+
+    # --- Backend -------------------------------------------------------------------------------------
+
+    def start(self, program: Program, settings: Settings) -> int:
+        """Exec `program` in a new first process; returns its pid (raises OSError if it cannot exec)."""
+        self.settings = settings
+        self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
+        task = Task(self._alloc_pid(), MmStruct())
+        for fd in (0, 1, 2):
+            task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5), writable=True)
+        self.tasks[task.pid] = task
+        err = self._execve(task, program.path, program.argv, program.envp)
+        if err < 0:
+            del self.tasks[task.pid]
+            raise OSError(-err, f"exec {program.path}: {os.strerror(-err)}")
+        return task.pid
+
+    def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
+        """Run one syscall in process `pid`; unknown names raise KeyError."""
+        return self._syscalls[name](self.tasks[pid], *args)
+
+    def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
+        """Touch each page of the range; a fatal signal ends the process."""
+        task = self.tasks[pid]
+        rlim = self.settings.rlimit_stack
+        page = addr & PAGE_MASK
+        while page < addr + max(length, 1):
+            _, sig = do_user_addr_fault(task.mm, max(page, addr), write, rlim, self.sysctl)
+            if sig is not None:
+                del self.tasks[pid]
+                return sig
+            page += PAGE_SIZE
+        return None
+
+    def fork(self, pid: int) -> int:
+        """fork(): a child with a copy of the address space and the same open files."""
+        parent = self.tasks[pid]
+        child = Task(self._alloc_pid(), dup_mmap(parent.mm), dict(parent.files), set(parent.cloexec))
+        self.tasks[child.pid] = child
+        return child.pid
+
+    def exit(self, pid: int) -> None:
+        """exit(0): the process and its address space go away."""
+        del self.tasks[pid]
+
+    def view(self, pid: int, name: str) -> str:
+        """/proc/<pid>/maps or smaps as the model renders them."""
+        mm = self.tasks[pid].mm
+        if name == "maps":
+            return procfs.show_maps(mm)
+        if name == "smaps":
+            return procfs.show_smaps(mm)
+        raise KeyError(name)
+
+    def close(self) -> None:
+        self.tasks.clear()
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _alloc_pid(self) -> int:
+        self._next_pid += 1
+        return self._next_pid
+
+    def _inode(self, path: str) -> Inode:
+        """One Inode object per host file, so that every open of it shares size changes."""
+        fresh = host_inode(path)
+        key = (fresh.major, fresh.minor, fresh.ino)
+        return self._inodes.setdefault(key, fresh)
+
+    def _populate(self, task: Task, start: int, end: int, write_if_private: bool = True) -> int:
+        """populate_vma_page_range(): fault the range in as GUP does (write faults on private writable)."""
+        for vma in task.mm.vmas_in(start, end):
+            if vma.vm_flags & (VM_IO | VM_PFNMAP | VM_LOCKONFAULT):
+                continue
+            if write_if_private and (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE:
+                anon_vma_prepare(task.mm, vma)
+        return 0
+
+    # --- syscalls ------------------------------------------------------------------------------------
+
+    def _mmap(self, task: Task, addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
+        """ksys_mmap_pgoff() and vm_mmap_pgoff(): resolve the fd, map, then populate if asked."""
+        if off & ~PAGE_MASK:
+            return -EINVAL
+        file = None
+        if not flags & MAP_ANONYMOUS:
+            file = task.files.get(fd)
+            if file is None:
+                return -EBADF
+        elif flags & MAP_HUGETLB:
+            return -ENOMEM  # nr_hugepages = 0 (§0.3)
+        result = do_mmap(task.mm, file, addr, length, prot, flags, off >> 12, self.sysctl,
+                         self._shmem.zero_setup)
+        if result >= 0:
+            vma = task.mm.vma_lookup(result)
+            locked = vma is not None and vma.vm_flags & VM_LOCKED
+            if locked or (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE:
+                self._populate(task, result, result + length)
+        return result
+
+    def _munmap(self, task: Task, addr: int, length: int) -> int:
+        return do_munmap(task.mm, addr, length, self.sysctl)
+
+    def _mprotect(self, task: Task, addr: int, length: int, prot: int) -> int:
+        return do_mprotect(task.mm, addr, length, prot, self.sysctl)
+
+    def _mremap(self, task: Task, addr: int, old_len: int, new_len: int, flags: int,
+                new_addr: int = 0) -> int:
+        return do_mremap(task.mm, addr, old_len, new_len, flags, new_addr, self.sysctl)
+
+    def _brk(self, task: Task, brk: int) -> int:
+        return sys_brk(task.mm, brk, self.sysctl)
+
+    def _madvise(self, task: Task, addr: int, length: int, advice: int) -> int:
+        def page_advisor(vma: object, start: int, end: int, adv: int) -> int:
+            if adv in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
+                return self._populate(task, start, end, write_if_private=adv == MADV_POPULATE_WRITE)
+            return 0
+        return do_madvise(task.mm, addr, length, advice, self.sysctl, page_advisor)
+
+    def _mlock(self, task: Task, addr: int, length: int) -> int:
+        return sys_mlock2(task.mm, addr, length, 0, self.sysctl, lambda s, e: self._populate(task, s, e))
+
+    def _mlock2(self, task: Task, addr: int, length: int, flags: int) -> int:
+        return sys_mlock2(task.mm, addr, length, flags, self.sysctl,
+                          lambda s, e: self._populate(task, s, e))
+
+    def _munlock(self, task: Task, addr: int, length: int) -> int:
+        return sys_munlock(task.mm, addr, length, self.sysctl)
+
+    def _mlockall(self, task: Task, flags: int) -> int:
+        return sys_mlockall(task.mm, flags, self.sysctl, lambda s, e: self._populate(task, s, e))
+
+    def _munlockall(self, task: Task) -> int:
+        return sys_munlockall(task.mm, self.sysctl)
+
+    def _install(self, task: Task, file: File, cloexec: bool) -> int:
+        fd = task.get_unused_fd()
+        if fd >= 0:
+            task.files[fd] = file
+            if cloexec:
+                task.cloexec.add(fd)
+        return fd
+
+    def _openat(self, task: Task, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
+        """do_sys_open(): open a host file (the model never writes to it)."""
+        if not path.startswith("/") and dirfd != AT_FDCWD:
+            base = task.files.get(dirfd)
+            if base is None:
+                return -EBADF
+            path = os.path.join(base.path, path)
+        try:
+            inode = self._inode(path)
+        except FileNotFoundError:
+            if not flags & O_CREAT:
+                return -ENOENT
+            return -ENOENT  # creating files is not modelled: scenarios map existing files
+        except OSError as err:
+            return -(err.errno or ENOENT)
+        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY:
+            inode.size = 0
+        acc = flags & O_ACCMODE
+        file = File(inode, readable=acc in (O_RDONLY, O_RDWR), writable=acc in (O_WRONLY, O_RDWR))
+        return self._install(task, file, bool(flags & O_CLOEXEC))
+
+    def _open(self, task: Task, path: str, flags: int, mode: int = 0) -> int:
+        return self._openat(task, AT_FDCWD, path, flags, mode)
+
+    def _close(self, task: Task, fd: int) -> int:
+        if task.files.pop(fd, None) is None:
+            return -EBADF
+        task.cloexec.discard(fd)
+        return 0
+
+    def _dup(self, task: Task, fd: int) -> int:
+        file = task.files.get(fd)
+        return -EBADF if file is None else self._install(task, file, False)
+
+    def _dup3(self, task: Task, oldfd: int, newfd: int, flags: int) -> int:
+        file = task.files.get(oldfd)
+        if file is None:
+            return -EBADF
+        if oldfd == newfd or flags & ~O_CLOEXEC or not 0 <= newfd < NR_OPEN:
+            return -EINVAL if newfd >= 0 else -EBADF
+        task.files[newfd] = file
+        if flags & O_CLOEXEC:
+            task.cloexec.add(newfd)
+        else:
+            task.cloexec.discard(newfd)
+        return newfd
+
+    def _dup2(self, task: Task, oldfd: int, newfd: int) -> int:
+        if oldfd == newfd:
+            return newfd if oldfd in task.files else -EBADF
+        return self._dup3(task, oldfd, newfd, 0)
+
+    def _fcntl(self, task: Task, fd: int, cmd: int, arg: int = 0) -> int:
+        file = task.files.get(fd)
+        if file is None:
+            return -EBADF
+        if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+            new = arg
+            while new in task.files:
+                new += 1
+            if new >= NR_OPEN:
+                return -EMFILE
+            task.files[new] = file
+            if cmd == F_DUPFD_CLOEXEC:
+                task.cloexec.add(new)
+            return new
+        if cmd == F_GETFD:
+            return 1 if fd in task.cloexec else 0
+        if cmd == F_SETFD:
+            (task.cloexec.add if arg & 1 else task.cloexec.discard)(fd)
+        return 0
+
+    def _ftruncate(self, task: Task, fd: int, length: int) -> int:
+        file = task.files.get(fd)
+        if file is None or not file.writable:
+            return -EBADF if file is None else -EINVAL
+        file.inode.size = length
+        return 0
+
+    def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
+        shm = self._shmem.zero_setup(0)
+        shm.inode.path = f"/memfd:{name}"
+        shm.inode.major, shm.inode.minor = SHMEM_INTERNAL_DEV
+        return self._install(task, shm, bool(flags & 1))  # MFD_CLOEXEC
+
+    def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
+        """do_execve(): replace the address space; close-on-exec descriptors close."""
+        from vmlab.kernel.binfmt_elf import exec_mm
+
+        mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
+                     self.sysctl)
+        if isinstance(mm, int):
+            return mm
+        task.mm = mm
+        for fd in task.cloexec:
+            task.files.pop(fd, None)
+        task.cloexec.clear()
+        return 0
