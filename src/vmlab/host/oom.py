@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vmlab.host import memcg
@@ -358,8 +359,14 @@ def scan(cgroup: str | None = None) -> OomReport:
             s.pid, s.comm, s.uid, cg, index, s.rss, s.swapents, s.pgtables_bytes // PAGE_SIZE,
             s.oom_score_adj, s.oom_score_adj * (total // 1000), s.badness(total),
             proc_oom_score(s.badness(global_total), global_total), s.kernel_oom_score))
-    # select_bad_process(): `points < chosen_points -> skip`, so among equals the last scanned wins.
-    candidates.sort(key=lambda c: (c.points, c.scan_index), reverse=True)
-    checked = sum(1 for _, s in evaluated)
-    return OomReport(dom, global_total, tuple(candidates), tuple(skipped), tuple(mismatches),
-                     tuple(unstable), checked)
+    return OomReport(dom, global_total, rank(candidates), tuple(skipped), tuple(mismatches),
+                     tuple(unstable), len(evaluated))
+
+
+def rank(candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    """Candidates best-first as select_bad_process() weighs them: the first is the one it keeps.
+
+    Its loop skips a task only when `points < chosen_points`, so among equal points the task scanned
+    last (highest scan_index) replaces the earlier ones.
+    """
+    return tuple(sorted(candidates, key=lambda c: (c.points, c.scan_index), reverse=True))
