@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Hog, Hogs, Memcgs
 from vmlab.host.kmsg import Kmsg, Record
 from vmlab.host.oom import OomReport, scan
+
+from hostkit import Hog, Hogs, Memcgs
 
 pytestmark = pytest.mark.host
 

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from conftest import Hogs
 from vmlab.cli import main
 from vmlab.host.oom import proc_oom_score, read_sample, scan
+
+from hostkit import Hogs
 
 pytestmark = pytest.mark.host
 

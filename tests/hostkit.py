@@ -1,0 +1,141 @@
+"""Fixtures and helpers for the host OOM tests: a compiled hog, memory cgroups made and removed by
+the test, hogs confined to them. Everything a test starts is killed (by pid) and every cgroup removed,
+even on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+@pytest.fixture(scope="session")
+def hog_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/oomhog.c built with gcc into a temporary directory."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler (gcc/cc) to build the test hog")
+    out = tmp_path_factory.mktemp("hog") / "oomhog"
+    subprocess.run([gcc, "-O1", "-Wall", "-o", str(out), str(HERE / "oomhog.c")], check=True)
+    return out
+
+
+class Hog:
+    """One running oomhog: its Popen, pid and line protocol."""
+
+    def __init__(self, binary: Path, name: str, adj: int, mib: int, cgroup: Path | None) -> None:
+        """Start it and wait until it has joined `cgroup`, set its adj and touched `mib` MiB."""
+        procs = str(cgroup / "cgroup.procs") if cgroup else "-"
+        self.name = name
+        self.proc = subprocess.Popen([str(binary), name, str(adj), str(mib), procs],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self.expect("ready")
+
+    def send(self, line: str) -> None:
+        """Write one command line."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, word: str) -> None:
+        """Read one reply line and check it."""
+        assert self.proc.stdout is not None
+        got = self.proc.stdout.readline().strip()
+        assert got == word, f"hog {self.name} ({self.pid}) said {got!r}, exit {self.proc.poll()}"
+
+    def kill(self) -> None:
+        """SIGKILL and reap it (no-op when already gone)."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    f.close()
+
+
+class Hogs:
+    """The hogs of one test; `start()` adds one, teardown kills them all."""
+
+    def __init__(self, binary: Path) -> None:
+        """No hogs yet."""
+        self.binary = binary
+        self.all: list[Hog] = []
+
+    def start(self, name: str, adj: int, mib: int, cgroup: Path | None = None) -> Hog:
+        """A new hog (see Hog)."""
+        hog = Hog(self.binary, name, adj, mib, cgroup)
+        self.all.append(hog)
+        return hog
+
+
+@pytest.fixture
+def hogs(hog_binary: Path) -> Iterator[Hogs]:
+    """Start hogs; every one is SIGKILLed by pid and reaped afterwards."""
+    h = Hogs(hog_binary)
+    try:
+        yield h
+    finally:
+        for hog in h.all:
+            hog.kill()
+
+
+def _remove_tree(path: Path) -> None:
+    """Kill every task left in a cgroup tree (ours only: we made it), then rmdir it, deepest first."""
+    if not path.exists():
+        return
+    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    for d in [*dirs, path]:
+        for _ in range(100):
+            pids = [int(x) for x in (d / "cgroup.procs").read_text().split()]
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            try:
+                d.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)  # tasks still exiting
+
+
+class Memcgs:
+    """cgroup v1 memory cgroups made by one test."""
+
+    def __init__(self, tag: str) -> None:
+        """Nothing made yet; names start with `vmlab_<tag>_<pid>`."""
+        self.prefix = f"vmlab_{tag}_{os.getpid()}"
+        self.made: list[Path] = []
+
+    def make(self, suffix: str, limit: str = "64M") -> Path:
+        """A new top-level memory cgroup with `limit` (memory.limit_in_bytes)."""
+        path = V1_MEMORY / f"{self.prefix}_{suffix}"
+        path.mkdir()
+        self.made.append(path)
+        (path / "memory.limit_in_bytes").write_text(limit)
+        return path
+
+
+@pytest.fixture
+def memcgs() -> Iterator[Memcgs]:
+    """Make v1 memory cgroups; each is emptied (SIGKILL) and removed afterwards, even on failure."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create memory cgroups")
+    if not (V1_MEMORY / "memory.limit_in_bytes").exists():
+        pytest.skip("no cgroup v1 memory controller at /sys/fs/cgroup/memory")
+    m = Memcgs("oom")
+    try:
+        yield m
+    finally:
+        for path in reversed(m.made):
+            _remove_tree(path)
