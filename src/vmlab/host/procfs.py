@@ -46,7 +46,9 @@ class Stat:
     majflt: int
     cmajflt: int
     vsize: int  # bytes
-    rss: int  # pages
+    #: pages, from get_mm_rss(): the per-CPU counters are not summed, so it lags behind by up to a
+    #: counter batch per CPU (measured 64 vs 76 pages). Use statm or status (exact sums) to compare.
+    rss: int
 
 
 def parse_stat(text: str) -> Stat:
