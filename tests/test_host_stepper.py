@@ -175,3 +175,23 @@ def test_close_kills_everything_even_on_error(program: Program) -> None:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reaped
         assert procfs.read_text(pid, "maps") is None
+
+
+def test_unwritable_cache_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StepperBuildError, match="cannot use the cache directory"):
+        build_stepper(cache=blocker / "vmlab")
+
+
+def test_host_backend_matches_the_backend_protocol() -> None:
+    """Same methods with the same parameters as vmlab.backend.Backend."""
+    import inspect
+
+    from vmlab.backend import Backend
+
+    for name, member in vars(Backend).items():
+        if callable(member) and not name.startswith("_"):
+            assert list(inspect.signature(getattr(HostBackend, name)).parameters) == list(
+                inspect.signature(member).parameters), name
+    assert HostBackend.name == "host"

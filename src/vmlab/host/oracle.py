@@ -58,6 +58,7 @@ class _Stepper:
     pid: int
     sock: socket.socket
     payload: int = 0
+    settled: bool = False  # known to be blocked in read() since its last reply
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class HostBackend:
         """The text of /proc/<pid>/<name>: maps, smaps, smaps_rollup, status, stat or statm."""
         if name not in procfs.TEXT_FILES:
             raise InputError(f"unknown view {name!r} (known: {', '.join(procfs.TEXT_FILES)})")
-        self._proc(pid)
+        self._settle(self._proc(pid))
         text = procfs.read_text(pid, name)
         if text is None:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
@@ -284,7 +285,7 @@ class HostBackend:
 
     def stat(self, pid: int) -> procfs.Stat:
         """/proc/<pid>/stat of a live process of ours."""
-        self._proc(pid)
+        self._settle(self._proc(pid))
         stat = procfs.read_stat(pid)
         if stat is None:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
@@ -292,7 +293,7 @@ class HostBackend:
 
     def pagemap(self, pid: int, start: int, end: int) -> list[procfs.PagemapEntry]:
         """/proc/<pid>/pagemap entries for [start, end) of a live process of ours."""
-        self._proc(pid)
+        self._settle(self._proc(pid))
         entries = procfs.read_pagemap(pid, start, end)
         if entries is None:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
@@ -324,6 +325,7 @@ class HostBackend:
               payload: bytes = b"") -> _Reply | None:
         """Send one command and wait for its reply; None if the process ended instead."""
         message = CMD.pack(op, flags, nr, *args, *[0] * (6 - len(args))) + payload
+        proc.settled = False
         try:
             proc.sock.send(message)
         except (BrokenPipeError, ConnectionResetError):
@@ -348,6 +350,18 @@ class HostBackend:
                 fd = struct.unpack_from("<i", blob)[0]
         tag, _, value, aux = REPLY.unpack(data)
         return _Reply(tag, value, aux, fd)
+
+    def _settle(self, proc: _Stepper) -> None:
+        """Wait until `proc` is back in its blocking read() after its last reply (state S), so what
+        /proc shows is a checkpoint: between the reply and the read it is still running (state R)."""
+        if proc.settled:
+            return
+        for _ in range(100000):
+            stat = procfs.read_stat(proc.pid)
+            if stat is None or stat.state != "R":
+                break
+            os.sched_yield()
+        proc.settled = True
 
     def _await_hello(self, proc: _Stepper) -> None:
         """Wait for a new stepper's HELLO, then warm it up with one NOP."""

@@ -7,6 +7,7 @@ writes a temporary file in the cache directory that is renamed into place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -61,6 +62,7 @@ def cache_dir(env: dict[str, str] | None = None) -> Path:
     return Path(base) / "vmlab"
 
 
+@functools.cache
 def _compiler_identity(cc: str) -> bytes:
     """What distinguishes one compiler from another for the cache key: its path and `--version`."""
     try:
@@ -90,8 +92,13 @@ def build_stepper(cache: Path | None = None, env: dict[str, str] | None = None) 
     target = cache / f"stepper-{key.hexdigest()[:16]}"
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".build-") as tmp:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(dir=cache, prefix=".build-")
+    except OSError as err:
+        raise StepperBuildError(f"cannot use the cache directory {cache} for the vmlab host stepper: "
+                                f"{err.strerror}") from err
+    with workdir as tmp:
         src = Path(tmp) / "stepper.c"
         src.write_bytes(source)
         out = Path(tmp) / "stepper"
