@@ -1,0 +1,386 @@
+"""HostBackend: scenario steps run on the running kernel, in stepper processes (stepper.c).
+
+Each process is a stepper exec'd with ASLR off; the backend drives it over a SOCK_SEQPACKET channel on
+its fd 1000 (see the protocol in stepper.c) and reads /proc/<pid>/* between commands, while the stepper
+is blocked in read(). Every stepper process is a child of this Python process (a FORK is a
+clone(CLONE_PARENT)), so the backend reaps each one and reports the signal that killed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import resource
+import signal
+import socket
+import struct
+from dataclasses import dataclass
+from types import TracebackType
+
+from vmlab.backend import Arg, Program, Settings
+from vmlab.errors import InputError
+from vmlab.host import procfs
+from vmlab.host.stepper_build import build_stepper
+from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
+from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
+
+#: The stepper's end of its channel; 1001 and 1002 are used briefly by FORK. Scenarios must not touch them.
+CHANNEL_FD = 1000
+RESERVED_FDS = range(CHANNEL_FD, CHANNEL_FD + 3)
+
+CMD = struct.Struct("<IIQ6Q")  # op, flags, nr, arg[6]: struct cmd
+REPLY = struct.Struct("<IIqQ")  # tag, pad, value, aux: struct reply
+OP_NOP, OP_SYSCALL, OP_ACCESS, OP_FORK, OP_EXIT = range(5)
+TAG_HELLO, TAG_DONE = 1, 2
+ACCESS_WRITE = 1
+IO_SIZE = 4 * 4096
+PAYLOAD_MAX = IO_SIZE - CMD.size
+U64 = (1 << 64) - 1
+
+
+class StepperDied(RuntimeError):
+    """A stepper ended where the step expected an answer (a signal in a syscall, a bad exit)."""
+
+    def __init__(self, pid: int, status: int) -> None:
+        self.pid = pid
+        self.status = status
+        self.signal = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None
+        how = f"killed by {self.signal}" if self.signal else f"exited with status {os.WEXITSTATUS(status)}"
+        super().__init__(f"vmlab host: process {pid} {how}")
+
+
+@dataclass
+class _Stepper:
+    """One live stepper process: its pid, our end of its channel, and where its payload area is."""
+
+    pid: int
+    sock: socket.socket
+    payload: int = 0
+    settled: bool = False  # known to be blocked in read() since its last reply
+
+
+@dataclass(frozen=True)
+class _Reply:
+    tag: int
+    value: int
+    aux: int
+    fd: int | None
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, for personality() and an execve() with an exactly ordered envp."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def stepper_program() -> Program:
+    """The Program both backends run: the stepper binary, argv = [its absolute path], envp = []."""
+    path = str(build_stepper().resolve())
+    return Program(path=path, argv=(path,), envp=())
+
+
+def _cstrings(items: tuple[str, ...]) -> ctypes.Array[ctypes.c_char_p]:
+    """A NULL-terminated char*[] for execve."""
+    return (ctypes.c_char_p * (len(items) + 1))(*(os.fsencode(s) for s in items), None)
+
+
+def _encode_args(name: str, args: tuple[Arg, ...], base: int) -> tuple[list[int], bytes]:
+    """Six register values and the payload: strings (and string lists) are copied into the stepper's
+    payload area at `base` and passed by address; integers pass as 64-bit values (negative ones as the
+    kernel sees them, two's complement)."""
+    if len(args) > 6:
+        raise InputError(f"{name}: at most 6 arguments, got {len(args)}")
+    payload = bytearray()
+
+    def put(data: bytes) -> int:
+        payload.extend(b"\0" * (-len(payload) % 8))
+        addr = base + len(payload)
+        payload.extend(data)
+        return addr
+
+    regs = []
+    for arg in args:
+        if isinstance(arg, str):
+            regs.append(put(os.fsencode(arg) + b"\0"))
+        elif isinstance(arg, tuple):
+            ptrs = [put(os.fsencode(s) + b"\0") for s in arg]
+            regs.append(put(struct.pack(f"<{len(ptrs) + 1}Q", *ptrs, 0)))
+        elif isinstance(arg, int) and not isinstance(arg, bool) and -(1 << 63) <= arg <= U64:
+            regs.append(arg & U64)
+        else:
+            raise InputError(f"{name}: argument {arg!r} is not a 64-bit integer, a string or a string list")
+    if len(payload) > PAYLOAD_MAX:
+        raise InputError(f"{name}: string arguments take {len(payload)} bytes, more than {PAYLOAD_MAX}")
+    return regs + [0] * (6 - len(regs)), bytes(payload)
+
+
+def _check_reserved_fds(name: str, args: tuple[Arg, ...]) -> None:
+    """close/dup2/dup3 must leave the stepper's channel fds alone."""
+    slot = {"close": 0, "dup2": 1, "dup3": 1}.get(name)
+    if slot is not None and len(args) > slot and args[slot] in RESERVED_FDS:
+        raise InputError(f"{name}: fd {args[slot]} is reserved for the host oracle's command channel "
+                         f"(fds {RESERVED_FDS.start}-{RESERVED_FDS.stop - 1})")
+
+
+def _rlimit_stack(settings: Settings) -> tuple[int, int]:
+    """The (soft, hard) RLIMIT_STACK to exec with: the soft limit from Settings, the hard one raised
+    to it if needed."""
+    inf = resource.RLIM_INFINITY
+    soft = inf if settings.rlimit_stack is None else settings.rlimit_stack
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    if hard != inf and (soft == inf or soft > hard):
+        hard = soft
+    return soft, hard
+
+
+def _exec_stepper(channel: int, program: Program, settings: Settings,
+                  argv: ctypes.Array[ctypes.c_char_p], envp: ctypes.Array[ctypes.c_char_p]) -> None:
+    """In the forked child: fds 0-2 on /dev/null, the channel on CHANNEL_FD and nothing else open,
+    default signal state, the stack limit and personality from `settings`, then execve."""
+    os.dup2(channel, CHANNEL_FD)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, CHANNEL_FD)
+    os.closerange(CHANNEL_FD + 1, 1 << 30)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_STACK, _rlimit_stack(settings))
+    _libc().personality(ADDR_NO_RANDOMIZE | (ADDR_COMPAT_LAYOUT if settings.legacy_va_layout else 0))
+    _libc().execve(os.fsencode(program.path), argv, envp)
+
+
+class HostBackend:
+    """vmlab.backend.Backend on the running kernel. Use it as a context manager, or call close()."""
+
+    name = "host"
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._procs: dict[int, _Stepper] = {}
+
+    def __enter__(self) -> HostBackend:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- the Backend protocol -------------------------------------------------------------------
+
+    def start(self, program: Program, settings: Settings) -> int:
+        """Exec `program` (a stepper) with ASLR off and `settings`; return its pid once it answers."""
+        self._check_settings(settings)
+        if not os.path.isfile(program.path) or not os.access(program.path, os.X_OK):
+            raise InputError(f"{program.path}: not an executable file")
+        argv, envp = _cstrings(program.argv), _cstrings(program.envp)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child execs or exits
+                try:
+                    _exec_stepper(theirs.fileno(), program, settings, argv, envp)
+                finally:
+                    os._exit(127)
+        finally:
+            theirs.close()
+        proc = _Stepper(pid, ours)
+        self._procs[pid] = proc
+        ours.settimeout(self.timeout)
+        self._await_hello(proc)
+        return pid
+
+    def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
+        """Run syscall `name` in `pid`; its raw result (-errno on failure; brk: the raw brk value).
+
+        A successful execve (of a stepper) returns 0 once the new image answers. StepperDied if the
+        process is killed during the call.
+        """
+        if name in PROCESS_CALLS:
+            raise InputError(f"{name}: processes are created and ended by the fork and exit steps")
+        if name not in SYSCALL_NR:
+            raise InputError(f"unknown syscall {name!r}")
+        _check_reserved_fds(name, args)
+        proc = self._proc(pid)
+        regs, payload = _encode_args(name, args, proc.payload)
+        reply = self._call(proc, OP_SYSCALL, 0, SYSCALL_NR[name], regs, payload)
+        if reply is None:
+            raise StepperDied(pid, self._reap(proc))
+        if reply.tag == TAG_HELLO:  # execve succeeded: a fresh stepper image answers
+            proc.payload = reply.aux
+            self.nop(pid)
+            return 0
+        return reply.value
+
+    def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
+        """Touch one byte per page of [addr, addr+length); None, or the signal that killed `pid`."""
+        if addr < 0 or length < 0 or addr + length > U64:
+            raise InputError(f"access: range {addr:#x}+{length:#x} is outside the address space")
+        proc = self._proc(pid)
+        reply = self._call(proc, OP_ACCESS, ACCESS_WRITE if write else 0, 0, [addr, length])
+        if reply is not None:
+            return None
+        died = StepperDied(pid, self._reap(proc))
+        if died.signal is None:
+            raise died
+        return died.signal
+
+    def fork(self, pid: int) -> int:
+        """fork() in `pid`; the child's pid (or -errno if the kernel refused). Both answer commands."""
+        proc = self._proc(pid)
+        reply = self._call(proc, OP_FORK, 0, 0, [])
+        if reply is None:
+            raise StepperDied(pid, self._reap(proc))
+        if reply.value < 0:
+            return reply.value
+        if reply.fd is None:
+            raise RuntimeError(f"vmlab host: fork in {pid} returned no channel for child {reply.value}")
+        child = _Stepper(reply.value, socket.socket(fileno=reply.fd))
+        child.sock.settimeout(self.timeout)
+        self._procs[child.pid] = child
+        self._await_hello(child)
+        self.nop(pid)  # absorbs the parent's COW faults on the stepper's own pages
+        return child.pid
+
+    def exit(self, pid: int) -> None:
+        """`pid` calls exit_group(0); it is reaped."""
+        proc = self._proc(pid)
+        if self._call(proc, OP_EXIT, 0, 0, []) is not None:
+            raise RuntimeError(f"vmlab host: process {pid} answered an EXIT")
+        status = self._reap(proc)
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            raise StepperDied(pid, status)
+
+    def view(self, pid: int, name: str) -> str:
+        """The text of /proc/<pid>/<name>: maps, smaps, smaps_rollup, status, stat or statm."""
+        if name not in procfs.TEXT_FILES:
+            raise InputError(f"unknown view {name!r} (known: {', '.join(procfs.TEXT_FILES)})")
+        self._settle(self._proc(pid))
+        text = procfs.read_text(pid, name)
+        if text is None:
+            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
+        return text
+
+    def close(self) -> None:
+        """SIGKILL and reap every process still running; close every channel."""
+        procs, self._procs = self._procs, {}
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        for proc in procs.values():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+            proc.sock.close()
+
+    # --- extras for tests and the lab ---------------------------------------------------------
+
+    def nop(self, pid: int) -> None:
+        """A command that does nothing: a round trip, and the warm-up after start/fork/execve."""
+        proc = self._proc(pid)
+        if self._call(proc, OP_NOP, 0, 0, []) is None:
+            raise StepperDied(pid, self._reap(proc))
+
+    def stat(self, pid: int) -> procfs.Stat:
+        """/proc/<pid>/stat of a live process of ours."""
+        self._settle(self._proc(pid))
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
+        return stat
+
+    def pagemap(self, pid: int, start: int, end: int) -> list[procfs.PagemapEntry]:
+        """/proc/<pid>/pagemap entries for [start, end) of a live process of ours."""
+        self._settle(self._proc(pid))
+        entries = procfs.read_pagemap(pid, start, end)
+        if entries is None:
+            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
+        return entries
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The processes still running, in start order."""
+        return tuple(self._procs)
+
+    # --- the channel ------------------------------------------------------------------------------
+
+    def _proc(self, pid: int) -> _Stepper:
+        try:
+            return self._procs[pid]
+        except KeyError:
+            raise ProcessLookupError(f"vmlab host: no running process {pid} of this backend") from None
+
+    @staticmethod
+    def _check_settings(settings: Settings) -> None:
+        """The host can set RLIMIT_STACK and the personality per process, but vm.mmap_min_addr is global."""
+        with open("/proc/sys/vm/mmap_min_addr") as f:
+            host = int(f.read())
+        if settings.mmap_min_addr != host:
+            raise InputError(f"mmap_min_addr {settings.mmap_min_addr} differs from this host's "
+                             f"vm.mmap_min_addr = {host}")
+
+    def _call(self, proc: _Stepper, op: int, flags: int, nr: int, args: list[int],
+              payload: bytes = b"") -> _Reply | None:
+        """Send one command and wait for its reply; None if the process ended instead."""
+        message = CMD.pack(op, flags, nr, *args, *[0] * (6 - len(args))) + payload
+        proc.settled = False
+        try:
+            proc.sock.send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        return self._receive(proc)
+
+    def _receive(self, proc: _Stepper) -> _Reply | None:
+        """The next reply of `proc` (with the fd it carries, if any); None at end of file."""
+        try:
+            data, ancdata, _, _ = proc.sock.recvmsg(REPLY.size, socket.CMSG_SPACE(4),
+                                                    socket.MSG_CMSG_CLOEXEC)
+        except ConnectionResetError:
+            return None
+        except TimeoutError:
+            raise RuntimeError(f"vmlab host: process {proc.pid} did not answer within "
+                               f"{self.timeout} s") from None
+        if not data:
+            return None
+        fd = None
+        for level, kind, blob in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fd = struct.unpack_from("<i", blob)[0]
+        tag, _, value, aux = REPLY.unpack(data)
+        return _Reply(tag, value, aux, fd)
+
+    def _settle(self, proc: _Stepper) -> None:
+        """Wait until `proc` is back in its blocking read() after its last reply (state S), so what
+        /proc shows is a checkpoint: between the reply and the read it is still running (state R)."""
+        if proc.settled:
+            return
+        for _ in range(100000):
+            stat = procfs.read_stat(proc.pid)
+            if stat is None or stat.state != "R":
+                break
+            os.sched_yield()
+        proc.settled = True
+
+    def _await_hello(self, proc: _Stepper) -> None:
+        """Wait for a new stepper's HELLO, then warm it up with one NOP."""
+        reply = self._receive(proc)
+        if reply is None:
+            raise StepperDied(proc.pid, self._reap(proc))
+        if reply.tag != TAG_HELLO or reply.value != proc.pid:
+            raise RuntimeError(f"vmlab host: process {proc.pid} is not a stepper (got {reply})")
+        proc.payload = reply.aux
+        self.nop(proc.pid)
+
+    def _reap(self, proc: _Stepper) -> int:
+        """waitpid() an ended process, forget it, and return its wait status."""
+        self._procs.pop(proc.pid, None)
+        proc.sock.close()
+        try:
+            return os.waitpid(proc.pid, 0)[1]
+        except ChildProcessError:
+            raise RuntimeError(f"vmlab host: process {proc.pid} was reaped elsewhere") from None
+
+
+__all__ = ["CHANNEL_FD", "HostBackend", "StepperDied", "stepper_program"]

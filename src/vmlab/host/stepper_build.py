@@ -1,0 +1,115 @@
+"""Build the stepper (stepper.c, shipped with the package) with the system C compiler, once, into a cache.
+
+The binary is keyed by a hash of the source, the compiler's identity and the flags, so a new source or
+compiler gives a new file and an old binary is never reused by mistake. Builds are atomic: the compiler
+writes a temporary file in the cache directory that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+#: The flags the task fixes, plus those that keep gcc from calling libc (memset/memcpy) or adding
+#: unwind tables, and a non-executable stack.
+CFLAGS: tuple[str, ...] = (
+    "-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector", "-O2",
+    "-ffreestanding", "-fno-builtin", "-fno-asynchronous-unwind-tables",
+    "-fno-tree-loop-distribute-patterns", "-Wl,-z,noexecstack",
+)
+
+
+class StepperBuildError(RuntimeError):
+    """The stepper cannot be built here (no compiler, or the compiler failed)."""
+
+
+def stepper_source() -> bytes:
+    """The text of stepper.c as shipped in the package."""
+    return resources.files("vmlab.host").joinpath("stepper.c").read_bytes()
+
+
+def find_compiler(env: dict[str, str] | None = None) -> str:
+    """The C compiler to use: $CC if set, else `cc` or `gcc` on $PATH; StepperBuildError if none."""
+    env = dict(os.environ) if env is None else env
+    path = env.get("PATH", "")
+    wanted = env.get("CC")
+    if wanted:
+        found = shutil.which(wanted, path=path)
+        if not found:
+            raise StepperBuildError(f"the C compiler CC={wanted!r} was not found; it is needed to "
+                                    "build the vmlab host stepper")
+        return found
+    for name in ("cc", "gcc"):
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    raise StepperBuildError("no C compiler found (tried $CC, cc, gcc on $PATH); install gcc to build "
+                            "the vmlab host stepper")
+
+
+def cache_dir(env: dict[str, str] | None = None) -> Path:
+    """$XDG_CACHE_HOME/vmlab, or ~/.cache/vmlab."""
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vmlab"
+
+
+@functools.cache
+def _compiler_identity(cc: str) -> bytes:
+    """What distinguishes one compiler from another for the cache key: its path and `--version`."""
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, timeout=60, check=False).stdout
+    except OSError as err:
+        raise StepperBuildError(f"cannot run the C compiler {cc}: {err}") from err
+    return cc.encode() + b"\0" + out
+
+
+def _check_elf(path: Path) -> None:
+    """The stepper must be a static non-PIE executable: ET_EXEC, no PT_INTERP, no PT_DYNAMIC."""
+    with path.open("rb") as f:
+        elf = ELFFile(f)
+        kinds = {seg["p_type"] for seg in elf.iter_segments()}
+        if elf["e_type"] != "ET_EXEC" or elf["e_machine"] != "EM_X86_64" or kinds & {"PT_INTERP",
+                                                                                     "PT_DYNAMIC"}:
+            raise StepperBuildError(f"{path}: the compiler did not produce a static non-PIE x86_64 "
+                                    "executable")
+
+
+def build_stepper(cache: Path | None = None, env: dict[str, str] | None = None) -> Path:
+    """Path of the stepper binary, compiling it into `cache` (default cache_dir()) on first use."""
+    source = stepper_source()
+    cc = find_compiler(env)
+    key = hashlib.sha256(source + b"\0" + _compiler_identity(cc) + b"\0" + " ".join(CFLAGS).encode())
+    cache = cache_dir(env) if cache is None else cache
+    target = cache / f"stepper-{key.hexdigest()[:16]}"
+    if target.is_file() and os.access(target, os.X_OK):
+        return target
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(dir=cache, prefix=".build-")
+    except OSError as err:
+        raise StepperBuildError(f"cannot use the cache directory {cache} for the vmlab host stepper: "
+                                f"{err.strerror}") from err
+    with workdir as tmp:
+        src = Path(tmp) / "stepper.c"
+        src.write_bytes(source)
+        out = Path(tmp) / "stepper"
+        try:
+            done = subprocess.run([cc, *CFLAGS, "-o", str(out), str(src)], capture_output=True,
+                                  text=True, timeout=120, check=False)
+        except OSError as err:
+            raise StepperBuildError(f"cannot run the C compiler {cc}: {err}") from err
+        if done.returncode != 0 or not out.is_file():
+            raise StepperBuildError(f"{cc} failed to build the vmlab host stepper:\n{done.stderr.strip()}")
+        _check_elf(out)
+        os.chmod(out, 0o755)
+        os.replace(out, target)
+    return target
