@@ -76,8 +76,15 @@ UNMODELLED_MM_CALLS = frozenset({
     "userfaultfd", "memfd_secret", "execveat", "process_mrelease", "set_mempolicy_home_node",
 })
 
+#: Names strace prints that uapi does not define (values from include/uapi/ for x86_64).
+STRACE_EXTRA_NAMES: dict[str, int] = {
+    "FD_CLOEXEC": 1, "MAP_FILE": 0, "MAP_DROPPABLE": 0x08, "MAP_HUGE_2MB": 21 << 26,
+    "MAP_HUGE_1GB": 30 << 26, "O_TMPFILE": 0o20200000, "MADV_HWPOISON": 100, "MADV_SOFT_OFFLINE": 101,
+}
+
+#: Every name an expression may use besides variables.
 CONSTANTS: dict[str, int] = {
-    **uapi.ALL_NAMES,
+    **uapi.ALL_NAMES, **STRACE_EXTRA_NAMES,
     "PAGE_SIZE": uapi.PAGE_SIZE, "PMD_SIZE": uapi.PMD_SIZE, "PUD_SIZE": uapi.PUD_SIZE,
 }
 

@@ -114,7 +114,8 @@ class Runner:
         argv = ", ".join(f'"{a}"' for a in self.program.argv)
         self.index = -1
         self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")
-        for self.index, step in enumerate(self.scenario.steps):
+        for index, step in enumerate(self.scenario.steps):
+            self.index = index
             prefix = "" if step.actor == MAIN else f"@{step.actor} "
             if step.actor in self.killed and not isinstance(step, ExpectKilledStep | ExpectResultStep):
                 self.emit("note", f"# line {step.line}: skipped, {step.actor} was killed by "

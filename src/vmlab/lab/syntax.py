@@ -563,7 +563,8 @@ def parse_result(toks: list[Token], src: Source, end_col: int) -> Result:
     stop = len(toks)
     for i, tok in enumerate(toks):
         after_value = i > 0 and toks[i - 1].kind != "OP"
-        if after_value and ((tok.kind == "NAME" and re.fullmatch(r"E[A-Z0-9_]+", tok.text)) or tok.text == "("):
+        is_errno = tok.kind == "NAME" and re.fullmatch(r"E[A-Z0-9_]+", tok.text)
+        if after_value and (is_errno or tok.text == "("):
             stop = i
             break
     value = parse_expr(list(toks[:stop]), src, end_col)
