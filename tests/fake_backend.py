@@ -28,6 +28,7 @@ class Proc:
 
     vmas: list[Vma]
     brk: int = BRK
+    fds: dict[int, str] | None = None
 
 
 def _perms(prot: int) -> str:
@@ -85,8 +86,13 @@ class FakeBackend:
                 addr = TOP - length
                 while not self._free(proc, addr, addr + length):
                     addr -= uapi.PAGE_SIZE
+            path = ""
+            if not flags & uapi.MAP_ANONYMOUS:
+                if proc.fds is None or int(args[4]) not in proc.fds:  # type: ignore[arg-type]
+                    return -uapi.EBADF
+                path = proc.fds[int(args[4])]  # type: ignore[arg-type]
             self._unmap(proc, addr, addr + length)
-            proc.vmas = sorted([*proc.vmas, Vma(addr, addr + length, prot)], key=lambda v: v.start)
+            proc.vmas = sorted([*proc.vmas, Vma(addr, addr + length, prot, path)], key=lambda v: v.start)
             return addr
         if name == "munmap":
             addr, length = int(args[0]), uapi.page_align(int(args[1]))  # type: ignore[arg-type]
@@ -102,6 +108,20 @@ class FakeBackend:
             self._unmap(proc, addr, end)
             proc.vmas = sorted(proc.vmas + hit, key=lambda v: v.start)
             return 0
+        fds = proc.fds if proc.fds is not None else {}
+        proc.fds = fds
+        if name == "openat":
+            fd = min(set(range(3, 1024)) - set(fds))
+            fds[fd] = str(args[1])
+            return fd
+        if name == "close":
+            return 0 if fds.pop(int(args[0]), None) is not None else -uapi.EBADF  # type: ignore[arg-type]
+        if name == "dup":
+            if int(args[0]) not in fds:  # type: ignore[arg-type]
+                return -uapi.EBADF
+            fd = min(set(range(3, 1024)) - set(fds))
+            fds[fd] = fds[int(args[0])]  # type: ignore[arg-type]
+            return fd
         if name == "brk":
             want = int(args[0])  # type: ignore[arg-type]
             if want > proc.brk:
@@ -122,7 +142,8 @@ class FakeBackend:
     def fork(self, pid: int) -> int:
         """Copy the VMA list."""
         src = self.procs[pid]
-        return self._new(Proc([Vma(v.start, v.end, v.prot, v.name) for v in src.vmas], src.brk))
+        return self._new(Proc([Vma(v.start, v.end, v.prot, v.name) for v in src.vmas], src.brk,
+                              dict(src.fds or {})))
 
     def exit(self, pid: int) -> None:
         """Forget the process."""

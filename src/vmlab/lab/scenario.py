@@ -186,6 +186,15 @@ def _statement(st: _State, lines: list[str], i: int) -> int:
     src = Source(st.path, lineno, col0)
     if not stripped:
         return i + 1
+    if m := _ACTOR.match(stripped):
+        actor = _known_process(st, m.group(1), src, 2)
+        saved, st.actor = st.actor, actor
+        try:
+            pad = " " * m.end()
+            return _statement(st, [*lines[:i], pad + stripped[m.end():], *lines[i + 1:]], i)
+        finally:
+            if st.actor == actor:
+                st.actor = saved if saved in st.alive else MAIN
     word = _WORD.match(stripped)
     assert word
     head = word.group()
@@ -388,10 +397,6 @@ def _step_line(st: _State, text: str, src: Source, raw: str) -> None:
     """A step written as a call: `[@PROC] [VAR =] [strace prefix] name(args) [= result]`."""
     col = 1
     actor = st.actor
-    if m := _ACTOR.match(text):
-        actor = _known_process(st, m.group(1), src, 2)
-        col += m.end()
-        text = text[m.end():]
     target = None
     if (m := _ASSIGN.match(text)) and not text[m.end():].startswith("("):
         target = m.group(1)
