@@ -1,0 +1,223 @@
+"""Execute a parsed scenario on one Backend and produce its transcript.
+
+Each step is echoed strace-style with its result; `show` renders the view; `expect` failures are reported
+with a small unified diff. The transcript is also kept as records (one or more per step) so that
+`vmlab diff` can compare two backends step by step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno as _errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vmlab.backend import Backend, Program
+from vmlab.lab import siginfo
+from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
+from vmlab.lab.scenario import (
+    MAIN,
+    AccessStep,
+    CallStep,
+    ExitStep,
+    ExpectKilledStep,
+    ExpectResultStep,
+    ExpectViewStep,
+    ForkStep,
+    Scenario,
+    ShowStep,
+    Step,
+)
+from vmlab.lab.syntax import Result, evaluate
+
+#: Record kinds `vmlab diff` compares; notes (trace mismatches, expect verdicts) are not compared.
+COMPARED = frozenset({"call", "access", "signal", "view", "fork", "exit"})
+
+
+@dataclass(frozen=True)
+class Record:
+    """One piece of a transcript: which step produced it, what kind it is, its text (no newline)."""
+
+    step: int
+    kind: str
+    text: str
+
+
+@dataclass
+class Transcript:
+    """Everything a run printed, and the expect failures."""
+
+    records: list[Record] = field(default_factory=list)
+    failures: int = 0
+
+    def text(self) -> str:
+        """The transcript as printed."""
+        return "".join(r.text + "\n" for r in self.records)
+
+
+def default_program() -> Program:
+    """The built-in program: the tiny static stepper (vmlab.host.stepper_build)."""
+    from vmlab.host.stepper_build import stepper_program  # lazy: built on first use
+
+    return stepper_program()
+
+
+def expected_errno(result: Result, env: dict[str, int]) -> int | None:
+    """The return value a `= ...` result stands for (-errno for `-1 ENAME`), None for `= ?`."""
+    if result.errno is not None:
+        return -getattr(_errno, result.errno, 0) if hasattr(_errno, result.errno) else None
+    if result.value is None:
+        return None
+    value = evaluate(result.value, env)
+    return value if isinstance(value, int) else None
+
+
+def view_matches(expected: tuple[str, ...], actual: list[str]) -> bool:
+    """Whether `actual` lines match `expected` (outer whitespace ignored; a `...` line skips any lines)."""
+    exp = list(expected)
+    act = [a.strip() for a in actual]
+
+    def match(i: int, j: int) -> bool:
+        if i == len(exp):
+            return j == len(act)
+        if exp[i] == "...":
+            return any(match(i + 1, k) for k in range(j, len(act) + 1))
+        return j < len(act) and exp[i] == act[j] and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+class Runner:
+    """Runs one scenario on one backend; `out` (optional) receives each transcript line as it is made."""
+
+    def __init__(self, scenario: Scenario, backend: Backend, program: Program | None = None,
+                 out: Callable[[str], None] | None = None) -> None:
+        self.scenario, self.backend = scenario, backend
+        self.program = program or scenario.program or default_program()
+        self.out = out
+        self.transcript = Transcript()
+        self.pids: dict[str, int] = {}
+        self.killed: dict[str, str] = {}
+        self.env: dict[str, int] = dict(CONSTANTS)
+        self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
+        self.index = 0
+
+    def emit(self, kind: str, text: str) -> None:
+        """Add a record for the current step and pass its lines to `out`."""
+        self.transcript.records.append(Record(self.index, kind, text))
+        if self.out is not None:
+            self.out(text)
+
+    def run(self) -> Transcript:
+        """Start the program, run every step, return the transcript (the backend is left open)."""
+        self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        argv = ", ".join(f'"{a}"' for a in self.program.argv)
+        self.index = -1
+        self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")
+        for index, step in enumerate(self.scenario.steps):
+            self.index = index
+            prefix = "" if step.actor == MAIN else f"@{step.actor} "
+            if step.actor in self.killed and not isinstance(step, ExpectKilledStep | ExpectResultStep):
+                self.emit("note", f"# line {step.line}: skipped, {step.actor} was killed by "
+                                  f"{self.killed[step.actor]}")
+                continue
+            try:
+                self.step(step, prefix)
+            except KeyError as err:
+                self.emit("note", f"# line {step.line}: skipped, {err.args[0]} has no value")
+        return self.transcript
+
+    def step(self, step: Step, prefix: str) -> None:
+        """Run one step."""
+        pid = self.pids.get(step.actor, 0)
+        if isinstance(step, CallStep):
+            self.call(step, pid, prefix)
+        elif isinstance(step, ForkStep):
+            child = self.backend.fork(pid)
+            self.pids[step.target] = self.env[step.target] = child
+            self.emit("fork", f"{prefix}fork() = {step.target}")
+            self.last = ("call", 0)
+        elif isinstance(step, ExitStep):
+            self.backend.exit(pid)
+            self.emit("exit", f"{prefix}exit_group(0) = ?\n{prefix}+++ exited with 0 +++")
+        elif isinstance(step, AccessStep):
+            self.access(step, pid, prefix)
+        elif isinstance(step, ShowStep):
+            self.emit("view", f"{prefix}show {step.view}\n" + self.backend.view(pid, step.view).rstrip("\n"))
+        elif isinstance(step, ExpectViewStep):
+            self.expect_view(step, pid)
+        elif isinstance(step, ExpectResultStep | ExpectKilledStep):
+            self.expect_result(step)
+
+    def call(self, step: CallStep, pid: int, prefix: str) -> None:
+        """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""
+        values = tuple(evaluate(a, self.env) for a in step.args)
+        result = self.backend.syscall(pid, step.name, values)
+        addr = SYSCALLS[step.name].returns_addr
+        self.emit("call", f"{prefix}{format_call(step.name, values)} {format_result(result, addr)}")
+        if step.target is not None:
+            self.env[step.target] = result
+        self.last = ("call", result)
+        if step.logged is not None:
+            want = expected_errno(step.logged, self.env)
+            if want is not None and want != result:
+                self.emit("note", f"# note: line {step.line}: the trace says {format_result(want, addr)}, "
+                                  f"{self.backend.name} returned {format_result(result, addr)}")
+
+    def access(self, step: AccessStep, pid: int, prefix: str) -> None:
+        """Touch memory; a fatal signal is printed as strace prints it and ends the process."""
+        addr = evaluate(step.addr, self.env)
+        length = evaluate(step.length, self.env) if step.length is not None else 1
+        assert isinstance(addr, int) and isinstance(length, int)
+        before = self.backend.view(pid, "maps")
+        sig = self.backend.access(pid, addr, length, step.write)
+        verb = "write" if step.write else "read"
+        self.emit("access", f"{prefix}{verb} {addr:#x}, {length}")
+        self.last = ("access", sig)
+        if sig is not None:
+            self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
+                      + f"\n{prefix}+++ killed by {sig} +++")
+            self.killed[step.actor] = sig
+
+    def expect_view(self, step: ExpectViewStep, pid: int) -> None:
+        """Compare a view with the expected block; on failure print a unified diff."""
+        actual = self.backend.view(pid, step.view).splitlines()
+        if view_matches(step.lines, actual):
+            self.emit("note", f"# line {step.line}: expect {step.view}: ok")
+            return
+        diff = difflib.unified_diff(list(step.lines), [a.strip() for a in actual], "expected",
+                                    self.backend.name, lineterm="", n=2)
+        self.fail(step, f"expect {step.view} differs\n" + "\n".join(diff))
+
+    def expect_result(self, step: ExpectResultStep | ExpectKilledStep) -> None:
+        """Compare the previous call's result (or the previous access's fate) with the expectation."""
+        if isinstance(step, ExpectKilledStep):
+            got = self.last[1] if self.last and self.last[0] == "access" else None
+            if got == step.signal:
+                self.emit("note", f"# line {step.line}: expect killed {step.signal}: ok")
+            else:
+                self.fail(step, f"expected killed by {step.signal}, got {got or 'no signal'}")
+            return
+        want = expected_errno(step.result, self.env)
+        got_v = self.last[1] if self.last else None
+        if self.last and self.last[0] == "access":
+            got_v = 0 if got_v is None else got_v
+        if want == got_v:
+            self.emit("note", f"# line {step.line}: expect: ok")
+            return
+        shown = format_result(got_v, True) if isinstance(got_v, int) else f"killed by {got_v}"
+        self.fail(step, f"expected {format_result(want, True) if want is not None else '?'}, got {shown}")
+
+    def fail(self, step: Step, message: str) -> None:
+        """Report an expect failure."""
+        self.transcript.failures += 1
+        self.emit("fail", f"{self.scenario.path}:{step.line}: expect failed: {message}")
+
+
+def run(scenario: Scenario, backend: Backend, program: Program | None = None,
+        out: Callable[[str], None] | None = None) -> Transcript:
+    """Run `scenario` on `backend` and close the backend afterwards, even on failure."""
+    try:
+        return Runner(scenario, backend, program, out).run()
+    finally:
+        backend.close()

@@ -1,0 +1,472 @@
+"""The scenario language: a text file of steps a person writes (or pastes from strace) to drive a backend.
+
+The whole file is parsed and checked before anything runs, so bad input is one `FILE:LINE:COL: error:`
+line and nothing half-done. The language is documented in docs/scenario.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from vmlab.backend import VIEWS, Program, Settings
+from vmlab.errors import InputError
+from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
+from vmlab.lab.syntax import (
+    Call,
+    Exited,
+    Expr,
+    Result,
+    Resumed,
+    Signal,
+    Source,
+    Str,
+    Token,
+    evaluate,
+    expr_names,
+    parse_event,
+    parse_expr,
+    parse_result,
+    split_prefix,
+    tokenize,
+)
+
+MAIN = "main"
+KEYWORDS = frozenset({"set", "exec", "process", "expect", "show", "read", "write", "touch", "fork", "exit",
+                      "end", MAIN})
+_ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
+_ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
+_WORD = re.compile(r"\S+")
+_BOOLS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False,
+          "1": True, "0": False}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One executable step: where it was written and which process runs it."""
+
+    line: int
+    col: int
+    actor: str
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallStep(Step):
+    """A syscall; `target` names its result; `logged` is the `= result` pasted with it, if any."""
+
+    name: str
+    args: tuple[Expr, ...]
+    target: str | None = None
+    logged: Result | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForkStep(Step):
+    """fork() (also vfork/clone): the child process is called `target`."""
+
+    target: str
+    logged: Result | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitStep(Step):
+    """The process exits and is reaped."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessStep(Step):
+    """Touch each page of [addr, addr+length): a read, or a write (`write` and `touch`)."""
+
+    write: bool
+    addr: Expr
+    length: Expr | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShowStep(Step):
+    """Render a view (maps, smaps) of the acting process."""
+
+    view: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectViewStep(Step):
+    """The view must match `lines` (each compared with outer whitespace stripped; `...` skips lines)."""
+
+    view: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectResultStep(Step):
+    """The previous call (or access: 0) must have returned `result`."""
+
+    result: Result
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectKilledStep(Step):
+    """The previous access must have killed the process with `signal`."""
+
+    signal: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed, checked scenario: settings, the first program (None = the built-in one), the steps."""
+
+    path: str
+    settings: Settings
+    program: Program | None
+    steps: tuple[Step, ...]
+
+
+@dataclass
+class _State:
+    """What the checker knows while reading the file top to bottom."""
+
+    path: str
+    settings: dict[str, object] = field(default_factory=dict)
+    program: Program | None = None
+    steps: list[Step] = field(default_factory=list)
+    variables: set[str] = field(default_factory=set)
+    alive: set[str] = field(default_factory=lambda: {MAIN})
+    actor: str = MAIN
+    pids: dict[int, str] = field(default_factory=dict)
+    forks: int = 0
+
+
+def load(path: str) -> Scenario:
+    """Read and parse the scenario file at `path` (a missing file is an InputError)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise InputError(f"cannot read scenario: {err.strerror}", path) from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "<scenario>") -> Scenario:
+    """Parse and check a whole scenario; raise InputError at the first problem."""
+    st = _State(path)
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        i = _statement(st, lines, i)
+    settings = Settings(**st.settings)  # type: ignore[arg-type]
+    return Scenario(path, settings, st.program, tuple(st.steps))
+
+
+def strip_comment(line: str) -> str:
+    """`line` without a `#` comment (a `#` inside a string literal is kept)."""
+    quoted = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and quoted:
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return line[:i]
+        i += 1
+    return line
+
+
+def _statement(st: _State, lines: list[str], i: int) -> int:
+    """Parse the statement starting at lines[i]; return the index of the next one."""
+    raw = lines[i]
+    line = strip_comment(raw).rstrip()
+    lineno = i + 1
+    stripped = line.lstrip()
+    col0 = len(line) - len(stripped)
+    src = Source(st.path, lineno, col0)
+    if not stripped:
+        return i + 1
+    if m := _ACTOR.match(stripped):
+        actor = _known_process(st, m.group(1), src, 2)
+        saved, st.actor = st.actor, actor
+        try:
+            pad = " " * m.end()
+            return _statement(st, [*lines[:i], pad + stripped[m.end():], *lines[i + 1:]], i)
+        finally:
+            if st.actor == actor:
+                st.actor = saved if saved in st.alive else MAIN
+    word = _WORD.match(stripped)
+    assert word
+    head = word.group()
+    rest_col = word.end() + 1 + len(stripped[word.end():]) - len(stripped[word.end():].lstrip())
+    rest = stripped[word.end():].strip()
+    if head == "expect" and re.fullmatch(r"\w+", rest) and rest in VIEWS:
+        return _expect_block(st, lines, i, rest, src)
+    handler = _DIRECTIVES.get(head)
+    if handler is not None:
+        handler(st, rest, Source(st.path, lineno, col0 + rest_col - 1), raw.strip())
+        return i + 1
+    _step_line(st, stripped, src, raw.strip())
+    return i + 1
+
+
+def _need_no_steps(st: _State, what: str, src: Source) -> None:
+    """`set` and `exec` describe the start; they must come before the first step."""
+    if st.steps:
+        raise src.error(f"'{what}' must come before the first step", 1)
+
+
+def _set(st: _State, rest: str, src: Source, _raw: str) -> None:
+    """`set FIELD VALUE`: a field of vmlab.backend.Settings."""
+    _need_no_steps(st, "set", src)
+    m = re.fullmatch(r"(\w+)\s+(.+)", rest)
+    if not m:
+        raise src.error("expected 'set FIELD VALUE'", 1)
+    name, value = m.group(1), m.group(2).strip()
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    if name not in fields:
+        raise src.error(f"unknown setting '{name}' (known: {', '.join(fields)})", 1)
+    vcol = m.start(2) + 1
+    default = getattr(Settings(), name)
+    if isinstance(default, bool):
+        if value.lower() not in _BOOLS:
+            raise src.error(f"expected on or off, not '{value}'", vcol)
+        st.settings[name] = _BOOLS[value.lower()]
+    elif name == "rlimit_stack" and value.lower() in ("unlimited", "infinity"):
+        st.settings[name] = None
+    else:
+        st.settings[name] = _constant(value, Source(src.path, src.line, src.col0 + vcol - 1))
+
+
+def _constant(text: str, src: Source) -> int:
+    """An integer expression of constants only (settings take no variables)."""
+    toks = tokenize(text, src, sizes=True)
+    expr = parse_expr(toks, src, len(text) + 1)
+    for name in expr_names(expr):
+        if name.name not in CONSTANTS:
+            raise src.error(f"undefined name '{name.name}'", name.col)
+    if isinstance(expr, Str):
+        raise src.error("expected a number", expr.col)
+    value = evaluate(expr, CONSTANTS)
+    assert isinstance(value, int)
+    return value
+
+
+def _exec(st: _State, rest: str, src: Source, _raw: str) -> None:
+    """`exec PATH [ARGS...]`: what the first process runs (argv[0] is PATH, envp is empty)."""
+    _need_no_steps(st, "exec", src)
+    if st.program is not None:
+        raise src.error("the program is already chosen", 1)
+    words = _words(rest, src)
+    if not words:
+        raise src.error("expected 'exec PATH [ARGS...]'", 1)
+    st.program = Program(words[0], tuple(words))
+
+
+def _words(text: str, src: Source) -> list[str]:
+    """Whitespace-separated words; a word may be a "quoted string" with C escapes."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text[i] == '"':
+            toks = tokenize(text[i:], Source(src.path, src.line, src.col0 + i))
+            tok = toks[0]
+            assert isinstance(tok.value, bytes)
+            out.append(tok.value.decode("utf-8", "surrogateescape"))
+            i += len(tok.text)
+        else:
+            m = _WORD.match(text, i)
+            assert m
+            out.append(m.group())
+            i = m.end()
+    return out
+
+
+def _process(st: _State, rest: str, src: Source, _raw: str) -> None:
+    """`process NAME`: later steps without `@NAME` run in NAME."""
+    st.actor = _known_process(st, rest, src, 1)
+
+
+def _known_process(st: _State, name: str, src: Source, col: int) -> str:
+    """`name` if it is a live process, else an InputError."""
+    if name not in st.alive:
+        known = ", ".join(sorted(st.alive)) or "none"
+        raise src.error(f"no live process '{name}' (live: {known})", col)
+    return name
+
+
+def _show(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`show VIEW`."""
+    st.steps.append(ShowStep(line=src.line, col=src.col0, actor=st.actor, source=raw, view=_view(rest, src)))
+
+
+def _view(name: str, src: Source) -> str:
+    """`name` if it is a view every backend renders."""
+    if name not in VIEWS:
+        raise src.error(f"unknown view '{name}' (known: {', '.join(VIEWS)})", 1)
+    return name
+
+
+def _expect(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`expect = RESULT` or `expect killed SIGNAL` (view blocks are handled by _expect_block)."""
+    where = {"line": src.line, "col": src.col0, "actor": st.actor, "source": raw}
+    if not any(isinstance(s, CallStep | AccessStep | ForkStep) for s in st.steps):
+        raise src.error("'expect' of a result needs a call or access before it", 1)
+    if rest.startswith("="):
+        toks = tokenize(rest[1:], Source(src.path, src.line, src.col0 + 1), sizes=True)
+        result = parse_result(toks, Source(src.path, src.line, src.col0 + 1), len(rest))
+        _check_names(st, result.value, Source(src.path, src.line, src.col0 + 1))
+        st.steps.append(ExpectResultStep(**where, result=result))
+        return
+    m = re.fullmatch(r"killed\s+(SIG[A-Z0-9]+)", rest)
+    if m:
+        st.steps.append(ExpectKilledStep(**where, signal=m.group(1)))
+        return
+    raise src.error("expected 'expect = RESULT', 'expect killed SIGNAL' or 'expect VIEW' + block", 1)
+
+
+def _check_names(st: _State, expr: Expr | None, src: Source) -> None:
+    """Raise if `expr` uses a name that is neither a constant nor an assigned variable."""
+    for name in expr_names(expr) if expr is not None else []:
+        if name.name not in CONSTANTS and name.name not in st.variables:
+            raise src.error(f"undefined name '{name.name}'", name.col)
+
+
+def _expect_block(st: _State, lines: list[str], i: int, view: str, src: Source) -> int:
+    """`expect VIEW` followed by the expected lines and a line `end`."""
+    body: list[str] = []
+    j = i + 1
+    while j < len(lines) and lines[j].strip() != "end":
+        body.append(lines[j].strip())
+        j += 1
+    if j == len(lines):
+        raise src.error(f"'expect {view}' block has no 'end' line", 1)
+    st.steps.append(ExpectViewStep(line=src.line, col=src.col0, actor=st.actor, source=lines[i].strip(),
+                                   view=view, lines=tuple(body)))
+    return j + 1
+
+
+def _fork_bare(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`fork` with no parentheses."""
+    if rest:
+        raise src.error("'fork' takes nothing after it (name the child with 'child = fork()')", 1)
+    _add_fork(st, None, None, st.actor, src, raw)
+
+
+def _exit_bare(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`exit` with no parentheses."""
+    if rest:
+        raise src.error("'exit' takes nothing after it", 1)
+    _add_exit(st, st.actor, src, raw)
+
+
+def _access(write: bool) -> object:
+    """The handler of `read`/`write`/`touch ADDR[, LEN]`."""
+
+    def handler(st: _State, rest: str, src: Source, raw: str) -> None:
+        toks = tokenize(rest, src, sizes=True)
+        parts: list[list[Token]] = [[]]
+        for tok in toks:
+            if tok.text == "," and tok.kind == "OP":
+                parts.append([])
+            else:
+                parts[-1].append(tok)
+        if len(parts) > 2 or not parts[0]:
+            raise src.error("expected 'ADDR' or 'ADDR, LEN'", 1)
+        exprs = [parse_expr(p, src, len(rest) + 1) for p in parts]
+        for expr in exprs:
+            if isinstance(expr, Str):
+                raise src.error("expected a number", expr.col)
+            _check_names(st, expr, src)
+        st.steps.append(AccessStep(line=src.line, col=src.col0, actor=st.actor, source=raw, write=write,
+                                   addr=exprs[0], length=exprs[1] if len(exprs) == 2 else None))
+
+    return handler
+
+
+_DIRECTIVES = {
+    "set": _set, "exec": _exec, "process": _process, "show": _show, "expect": _expect,
+    "fork": _fork_bare, "exit": _exit_bare,
+    "read": _access(False), "write": _access(True), "touch": _access(True),
+}
+
+
+def _step_line(st: _State, text: str, src: Source, raw: str) -> None:
+    """A step written as a call: `[@PROC] [VAR =] [strace prefix] name(args) [= result]`."""
+    col = 1
+    actor = st.actor
+    target = None
+    if (m := _ASSIGN.match(text)) and not text[m.end():].startswith("("):
+        target = m.group(1)
+        if target in KEYWORDS or target in CONSTANTS:
+            raise src.error(f"'{target}' is reserved and cannot name a result", col)
+        col += m.end()
+        text = text[m.end():]
+    line = split_prefix(text)
+    col += line.body_col - 1
+    bsrc = Source(src.path, src.line, src.col0 + col - 1)
+    if line.pid is not None:
+        actor = _actor_for_pid(st, line.pid, bsrc)
+    event = parse_event(line.body, bsrc, sizes=True)
+    if isinstance(event, Signal | Exited):
+        return  # strace's own annotations: the runner prints its own.
+    if isinstance(event, Resumed) or (isinstance(event, Call) and event.unfinished):
+        raise bsrc.error("join '<unfinished ...>' and '<... resumed>' lines into one call", 1)
+    assert isinstance(event, Call)
+    if event.name in FORKS:
+        _add_fork(st, target, event.result, actor, src, raw)
+        return
+    if event.name in EXITS:
+        _add_exit(st, actor, src, raw)
+        return
+    call = event
+    if call.name == "execve" and not st.steps and st.program is None and target is None:
+        args = interpret_args(call, bsrc, lambda _n: False)
+        values = [evaluate(a, {}) for a in args]
+        st.program = Program(str(values[0]), tuple(values[1]), tuple(values[2]))  # type: ignore[arg-type]
+        return
+    args = interpret_args(call, bsrc, lambda n: n in st.variables)
+    if call.result is not None:
+        _check_names(st, call.result.value, bsrc)
+    st.steps.append(CallStep(line=src.line, col=src.col0 + col, actor=actor, source=raw, name=call.name,
+                             args=args, target=target, logged=call.result))
+    if target is not None:
+        st.variables.add(target)
+
+
+def _actor_for_pid(st: _State, pid: int, src: Source) -> str:
+    """The process a strace pid prefix names: the first pid seen is the current process."""
+    if pid in st.pids:
+        return _known_process(st, st.pids[pid], src, 1)
+    if st.pids:
+        raise src.error(f"pid {pid} was not created by a fork/clone earlier in the scenario", 1)
+    st.pids[pid] = st.actor
+    return st.actor
+
+
+def _add_fork(st: _State, target: str | None, logged: Result | None, actor: str, src: Source,
+              raw: str) -> None:
+    """Record a fork; the child is `target`, or `childN`; a logged `= PID` binds strace's pid to it."""
+    st.forks += 1
+    child = target or f"child{st.forks}"
+    if child in st.alive:
+        raise src.error(f"process '{child}' already exists", 1)
+    if logged is not None and logged.value is not None and logged.errno is None:
+        pid = evaluate(logged.value, {}) if not expr_names(logged.value) else None
+        if isinstance(pid, int):
+            st.pids[pid] = child
+    st.alive.add(child)
+    st.variables.add(child)
+    st.steps.append(ForkStep(line=src.line, col=src.col0 + 1, actor=actor, source=raw, target=child,
+                             logged=logged))
+
+
+def _add_exit(st: _State, actor: str, src: Source, raw: str) -> None:
+    """Record an exit; later steps may not use the process."""
+    st.alive.discard(actor)
+    if st.actor == actor:
+        st.actor = MAIN if MAIN in st.alive else actor
+    st.steps.append(ExitStep(line=src.line, col=src.col0 + 1, actor=actor, source=raw))
+

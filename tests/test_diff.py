@@ -1,0 +1,54 @@
+"""`vmlab diff` machinery on two fake backends: masking, smaps field selection, per-step unified diffs."""
+
+from __future__ import annotations
+
+from fake_backend import TOP, FakeBackend
+from vmlab.backend import Arg, Program
+from vmlab.lab.diff import diff_scenario, keep_fields, mask, smaps_fields
+from vmlab.lab.scenario import parse
+
+PROG = Program("/bin/prog", ("/bin/prog",))
+
+
+class Shifted(FakeBackend):
+    """A 'kernel' that places unhinted mmaps one page lower than the fake model."""
+
+    def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
+        """mmap(NULL, ...) lands a page lower; everything else as the fake."""
+        if name == "mmap" and args[0] == 0:
+            args = (TOP - 2 * 4096 - int(args[1]), *args[1:])  # type: ignore[arg-type]
+        return super().syscall(pid, name, args)
+
+
+def test_agreeing_backends_have_no_differences() -> None:
+    scn = parse("mmap(0x10000000, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\nshow maps\n")
+    assert diff_scenario(scn, FakeBackend(), FakeBackend(), PROG) == []
+
+
+def test_differences_are_unified_diffs_labelled_model_kernel() -> None:
+    scn = parse("mmap(NULL, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nshow maps\n", "s.vml")
+    out: list[str] = []
+    diffs = diff_scenario(scn, FakeBackend(), Shifted(), PROG, out=out.append)
+    assert [d.line for d in diffs] == [1, 2]
+    assert diffs[0].diff.splitlines()[:2] == ["--- model", "+++ kernel"]
+    assert "-mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffe000" in diffs[0].diff
+    assert "+mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffc000" in diffs[0].diff
+    assert out[0].startswith("s.vml:1: model and kernel differ at: mmap(NULL, 4K")
+
+
+def test_shmem_inodes_are_masked() -> None:
+    a = "7ffff7ff4000-7ffff7ff6000 rw-s 00000000 00:01 13                         /dev/zero (deleted)"
+    b = "7ffff7ff4000-7ffff7ff6000 rw-s 00000000 00:01 2051                       /dev/zero (deleted)"
+    c = "7ffff7ff4000-7ffff7ff6000 rw-s 00000000 00:01 7                          /memfd:x (deleted)"
+    assert mask(a) == mask(b) != a
+    assert mask(c).endswith("00:01 * /memfd:x (deleted)")
+    plain = "00400000-00401000 r--p 00000000 fe:00 2147290                            /srv/exp/stepper"
+    assert mask(plain) == plain
+
+
+def test_smaps_compares_only_the_model_fields() -> None:
+    model = "show smaps\n00400000-00401000 r--p 00000000 fe:00 1  /x\nVmFlags: rd mr mw me "
+    kernel = ("show smaps\n00400000-00401000 r--p 00000000 fe:00 1  /x\nSize:                  4 kB\n"
+              "Rss:                   4 kB\nVmFlags: rd mr mw me ")
+    assert smaps_fields(model) == {"VmFlags"}
+    assert keep_fields(kernel, {"VmFlags"}) == model

@@ -1,0 +1,51 @@
+"""Every class of bad scenario input: one `FILE:LINE:COL: error:` line, exit status 2, nothing run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmlab.cli import main
+
+OK = "a = mmap(NULL, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+CASES = [
+    ("unknown syscall", OK + "frobnicate(1, 2)\n", 2, 1, "unknown syscall 'frobnicate'"),
+    ("unknown flag", "mmap(NULL, 4K, PROT_READ|PROT_BOGUS, MAP_PRIVATE, -1, 0)\n", 1, 26,
+     "undefined name 'PROT_BOGUS'"),
+    ("unparsable address", OK + "munmap(0x, 4096)\n", 2, 8, "bad number '0x'"),
+    ("dangling operator", OK + "munmap(a +, 4096)\n", 2, 11, "expected an expression"),
+    ("wrong arity", OK + "munmap(a)\n", 2, 1, "munmap takes 2 arguments, got 1"),
+    ("undefined variable", OK + "munmap(b, 4096)\n", 2, 8, "undefined name 'b'"),
+    ("undefined variable in access", OK + "write zz, 4096\n", 2, 7, "undefined name 'zz'"),
+    ("unknown view", OK + "show pagetables\n", 2, 6, "unknown view 'pagetables'"),
+    ("unknown setting", "set max_maps 3\n", 1, 5, "unknown setting 'max_maps'"),
+    ("set after a step", OK + "set max_map_count 100\n", 2, 5, "must come before the first step"),
+    ("unknown process", OK + "@kid munmap(a, 4096)\n", 2, 2, "no live process 'kid'"),
+    ("string where a number belongs", OK + 'munmap("a", 4096)\n', 2, 8, "expected a number"),
+    ("unterminated expect", OK + "expect maps\n...\n", 2, 1, "has no 'end' line"),
+    ("unbalanced call", OK + "munmap(a, 4096\n", 2, 15, "missing ')'"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "line", "col", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_location(tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str,
+                                          text: str, line: int, col: int, message: str) -> None:
+    path = tmp_path / "bad.vml"
+    path.write_text(text)
+    assert main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing ran, nothing half-written
+    assert err == f"{path}:{line}:{col}: error: {message}\n" or (
+        err.startswith(f"{path}:{line}:{col}: error: ") and message in err), err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(tmp_path / "nope.vml")]) == 2
+    assert capsys.readouterr().err == f"{tmp_path / 'nope.vml'}: error: cannot read scenario: " \
+                                      "No such file or directory\n"
+
+
+def test_missing_strace_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["strace-replay", str(tmp_path / "x.log")]) == 2
+    assert "error: cannot read strace log" in capsys.readouterr().err
