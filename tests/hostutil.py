@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from vmlab.backend import Program, Settings
-from vmlab.host.oracle import HostBackend, stepper_program
-from vmlab.host.stepper_build import StepperBuildError
+from vmlab.host.oracle import HostBackend
+from vmlab.host.stepper_build import StepperBuildError, stepper_program
 
 PG = 4096
 RW = 0x3

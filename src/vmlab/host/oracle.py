@@ -22,7 +22,6 @@ from types import TracebackType
 from vmlab.backend import Arg, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import procfs
-from vmlab.host.stepper_build import build_stepper
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
 
@@ -73,12 +72,6 @@ class _Reply:
 def _libc() -> ctypes.CDLL:
     """The C library, for personality() and an execve() with an exactly ordered envp."""
     return ctypes.CDLL(None, use_errno=True)
-
-
-def stepper_program() -> Program:
-    """The Program both backends run: the stepper binary, argv = [its absolute path], envp = []."""
-    path = str(build_stepper().resolve())
-    return Program(path=path, argv=(path,), envp=())
 
 
 def _cstrings(items: tuple[str, ...]) -> ctypes.Array[ctypes.c_char_p]:
@@ -383,4 +376,4 @@ class HostBackend:
             raise RuntimeError(f"vmlab host: process {proc.pid} was reaped elsewhere") from None
 
 
-__all__ = ["CHANNEL_FD", "HostBackend", "StepperDied", "stepper_program"]
+__all__ = ["CHANNEL_FD", "HostBackend", "StepperDied"]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
 
+from vmlab.backend import Program
+
 #: The flags the task fixes, plus those that keep gcc from calling libc (memset/memcpy) or adding
 #: unwind tables, and a non-executable stack.
 CFLAGS: tuple[str, ...] = (
@@ -113,3 +115,9 @@ def build_stepper(cache: Path | None = None, env: dict[str, str] | None = None) 
         os.chmod(out, 0o755)
         os.replace(out, target)
     return target
+
+
+def stepper_program() -> Program:
+    """The Program both backends run: the stepper binary, argv = [its absolute path], envp = []."""
+    path = str(build_stepper().resolve())
+    return Program(path=path, argv=(path,), envp=())
