@@ -105,6 +105,7 @@ PT_LOAD, PT_INTERP = 1, 3
 PT_GNU_STACK = 0x6474E551
 PF_X, PF_W, PF_R = 1, 2, 4
 ELF_PHDR_SIZE = 56  # sizeof(struct elf64_phdr)
+ELF_EHDR_SIZE = 64  # sizeof(struct elf64_hdr)
 PATH_MAX = 4096
 EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
 
@@ -191,12 +192,17 @@ def open_exec(path: str) -> Inode | int:
         return -(e.errno or errno.ENOENT)
 
 
-def read_elf(inode: Inode, bad: int) -> ElfImage | int:
-    """elf_read() + the header checks + load_elf_phdrs(): the image, or -`bad` (ENOEXEC for the
-    executable, ELIBBAD for an interpreter) when it is not a loadable x86_64 ELF."""
+def read_elf(inode: Inode, interpreter: bool = False) -> ElfImage | int:
+    """The header checks of load_elf_binary + load_elf_phdrs(): the image, or -errno when it is not a
+    loadable x86_64 ELF — ENOEXEC for the executable; for an interpreter EIO when its 64-byte header
+    cannot be read whole (elf_read()), else ELIBBAD."""
+    bad = ELIBBAD if interpreter else ENOEXEC
     try:
         with open(inode.path, "rb") as f:
-            if f.read(4) != b"\x7fELF":
+            ident = f.read(ELF_EHDR_SIZE)
+            if interpreter and len(ident) < ELF_EHDR_SIZE:
+                return -errno.EIO
+            if ident[:4] != b"\x7fELF":
                 return -bad
             f.seek(0)
             elf = ELFFile(f)
@@ -297,6 +303,8 @@ def copy_strings(bprm: LinuxBinprm, strings: Sequence[str]) -> int:
     covering exactly the pages the strings touched (L3's A).
     """
     total = 0
+    if strings:
+        anon_vma_prepare(bprm.mm, bprm.vma)  # the copy write-faults anonymous pages into the stack
     for s in reversed(strings):
         data = _c_string(s)
         if len(data) > MAX_ARG_STRLEN:
@@ -613,7 +621,7 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
     err = do_execveat_strings(bprm, argv, envp)
     if err:
         return err
-    image = BUILTIN_IMAGE if builtin else read_elf(inode, ENOEXEC)
+    image = BUILTIN_IMAGE if builtin else read_elf(inode)
     if isinstance(image, int):
         return image
     interp: ElfImage | int | None = None
@@ -621,7 +629,7 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
         interp_inode = open_exec(image.interp)
         if isinstance(interp_inode, int):
             return interp_inode
-        interp = read_elf(interp_inode, ELIBBAD)
+        interp = read_elf(interp_inode, interpreter=True)
         if isinstance(interp, int):
             return interp
     err = load_elf_binary(bprm, image, interp, rlimit_stack, legacy, sysctl)
