@@ -17,12 +17,15 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from vmlab.host.exec_stop import STAT_FIELDS, ExecFailed, ExecSnapshot, run_to_exit, snapshot_at_exec, spawn
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, ELF_ET_DYN_BASE, exec_mm
@@ -50,7 +53,7 @@ def _model(path: str, argv: list[str], envp: list[str], rlimit: int | None, lega
 
 _ALIGN_2M = "-Wl,-z,max-page-size=0x200000"
 #: name -> gcc flags: the same source as the three ELF kinds, with 2 MiB segment alignment (p_align
-#: decides where ET_DYN images go) and with an executable stack (PT_GNU_STACK PF_X).
+#: decides where ET_DYN images go), with an executable stack (PT_GNU_STACK PF_X) and with a big bss.
 BUILDS = {
     "exec": ["-static", "-nostdlib", "-fno-pie", "-no-pie"],
     "static-pie": ["-static-pie", "-nostdlib", "-fpie"],
@@ -59,6 +62,10 @@ BUILDS = {
     "static-pie-2M": ["-static-pie", "-nostdlib", "-fpie", _ALIGN_2M],
     "pie-2M": ["-nostdlib", "-fpie", "-pie", _ALIGN_2M, f"-Wl,-dynamic-linker,{LD_SO}"],
     "exec-execstack": ["-static", "-nostdlib", "-fno-pie", "-no-pie", "-Wl,-z,execstack"],
+    # A 5 MiB bss makes the image >= 2 MiB: a static PIE's image is then placed by the THP-aligning
+    # search of its ext4 file (2 MiB aligned), a PIE's bss ends far above its file pages.
+    "static-pie-bigbss": ["-static-pie", "-nostdlib", "-fpie", "-DBSS_SIZE=0x500000"],
+    "pie-bigbss": ["-nostdlib", "-fpie", "-pie", "-DBSS_SIZE=0x500000", f"-Wl,-dynamic-linker,{LD_SO}"],
 }
 
 
@@ -193,6 +200,71 @@ def test_static_program_prints_model_maps(progs: dict[str, str], case: str) -> N
     status, out = run_to_exit(path, [path, *extra], envp, rlimit)
     assert status == 0
     assert show_maps(_model(path, [path, *extra], envp, rlimit)) == out.decode()
+
+
+
+@host
+@pytest.mark.host
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(env_sizes=st.lists(st.integers(0, 9000), max_size=6),
+       arg_sizes=st.lists(st.integers(0, 3000), max_size=6),
+       rlimit_kb=st.sampled_from([1, 4, 8, 12, 16, 64, 132, 136, 1024, 8192, None]),
+       name_pad=st.integers(0, 40))
+def test_stack_layout_property(progs: dict[str, str], snapshot: Callable[..., ExecSnapshot],
+                               tmp_path_factory: pytest.TempPathFactory, env_sizes: list[int],
+                               arg_sizes: list[int], rlimit_kb: int | None, name_pad: int) -> None:
+    """Any argv/envp sizes, exec path length and stack limit: execve fails alike (E2BIG before the point
+    of no return; SIGSEGV after it, when the tables do not fit under RLIMIT_STACK, where the model
+    returns -EFAULT), or succeeds with equal maps and arg/env/stack fields."""
+    path = progs["exec"]
+    if name_pad:  # a longer exec filename (the AT_EXECFN string) through a symlink
+        link = tmp_path_factory.getbasetemp() / ("l" * name_pad)
+        if not link.exists():
+            link.symlink_to(path)
+        path = str(link)
+    argv = [path, *("a" * n for n in arg_sizes)]
+    envp = [f"E{i}=" + "e" * n for i, n in enumerate(env_sizes)]
+    rlimit = None if rlimit_kb is None else rlimit_kb << 10
+    mm = exec_mm(path, argv, envp, rlimit, False, SYSCTL)
+    try:
+        real = snapshot(path, argv, envp, rlimit)
+    except ExecFailed as e:
+        event(f"execve failed: {errno.errorcode.get(e.errno, 'killed')}")
+        if e.errno:
+            assert mm == -e.errno
+        else:
+            assert os.WIFSTOPPED(e.status) and os.WSTOPSIG(e.status) == signal.SIGSEGV
+            assert mm == -errno.EFAULT
+        return
+    event("execve succeeded")
+    assert not isinstance(mm, int)
+    assert show_maps(mm) == real.maps
+    assert mm_fields(mm) == real.mm_fields
+
+
+@host
+@pytest.mark.host
+def test_tables_that_do_not_fit_kill_like_the_kernel(progs: dict[str, str],
+                                                    snapshot: Callable[..., ExecSnapshot]) -> None:
+    """RLIMIT_STACK = 1 page: the strings fit, but create_elf_tables() must grow the stack for auxv and
+    the pointers; past the limit the kernel kills the process (SIGSEGV after the point of no return) and
+    the model returns -EFAULT. Walk the env size across that edge in 8-byte steps."""
+    path = progs["exec"]
+    outcomes = set()
+    for n in range(3400, 3800, 8):
+        envp = ["E=" + "e" * n]
+        mm = exec_mm(path, [path], envp, PAGE_SIZE, False, SYSCTL)
+        try:
+            real = snapshot(path, [path], envp, PAGE_SIZE)
+        except ExecFailed as e:
+            assert e.errno == 0 and os.WIFSTOPPED(e.status) and os.WSTOPSIG(e.status) == signal.SIGSEGV
+            assert mm == -errno.EFAULT, n
+            outcomes.add("killed")
+            continue
+        assert not isinstance(mm, int), n
+        assert show_maps(mm) == real.maps
+        outcomes.add("ok")
+    assert outcomes == {"ok", "killed"}
 
 
 @host

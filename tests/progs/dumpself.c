@@ -20,7 +20,10 @@ static long sys3(long n, long a, long b, long c)
 
 /* Initialised data and a 64 KiB bss: a writable PT_LOAD whose p_memsz runs pages past p_filesz. */
 static volatile long tag = 0x766d6c6162;
-static char buf[65536];
+#ifndef BSS_SIZE
+#define BSS_SIZE 65536
+#endif
+static char buf[BSS_SIZE];
 
 __attribute__((noreturn, used)) void cmain(long *sp)
 {
@@ -31,7 +34,7 @@ __attribute__((noreturn, used)) void cmain(long *sp)
 	long status = fd < 0 ? 1 : 0;
 
 	while (fd >= 0) {
-		long n = sys3(SYS_read, fd, (long)buf, sizeof buf), off = 0;
+		long n = sys3(SYS_read, fd, (long)buf, 65536), off = 0;
 		if (n <= 0)
 			break;
 		while (off < n) {

@@ -26,11 +26,14 @@ STAT_FIELDS = {
 
 
 class ExecFailed(RuntimeError):
-    """The child's execve failed (its errno is in .errno) or it did not stop as expected."""
+    """The child's execve failed: `errno` is what it returned, or 0 when the child did not reach the
+    exec SIGTRAP stop; then `status` is its wait status (a failure after the point of no return shows
+    as a stop for the fatal SIGSEGV)."""
 
-    def __init__(self, message: str, err: int = 0) -> None:
+    def __init__(self, message: str, err: int = 0, status: int = 0) -> None:
         super().__init__(message)
         self.errno = err
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -106,17 +109,20 @@ def snapshot_at_exec(path: str, argv: Sequence[str], envp: Sequence[str], rlimit
                      legacy: bool = False) -> ExecSnapshot:
     """Exec `path` for real (ASLR off) and read maps, smaps, the mm fields and VmSize at the exec stop."""
     pid = spawn(path, argv, envp, rlimit_stack, legacy, trace=True)
+    _, status = os.waitpid(pid, 0)
+    if not os.WIFSTOPPED(status):
+        raise ExecFailed(f"{path}: died during exec, wait status {status:#x}", status=status)
     try:
-        _, status = os.waitpid(pid, 0)
-        if not os.WIFSTOPPED(status) or os.WSTOPSIG(status) != signal.SIGTRAP:
-            raise ExecFailed(f"{path}: expected the exec SIGTRAP stop, got wait status {status:#x}")
+        if os.WSTOPSIG(status) != signal.SIGTRAP:
+            raise ExecFailed(f"{path}: expected the exec SIGTRAP stop, got wait status {status:#x}",
+                             status=status)
         maps, smaps = _read(pid, "maps"), _read(pid, "smaps")
         fields = _read(pid, "stat").rsplit(")", 1)[1].split()
         mm_fields = {k: int(fields[n - 3]) for k, n in STAT_FIELDS.items()}
         status_kb = {line.split(":")[0]: int(line.split()[1]) for line in _read(pid, "status").splitlines()
                      if line.endswith(" kB")}
     finally:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)  # still our unreaped, stopped child: the pid cannot be reused
         os.waitpid(pid, 0)
     return ExecSnapshot(maps, smaps, mm_fields, status_kb["VmSize"], status_kb["VmStk"])
 

@@ -568,7 +568,7 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
     elf_brk = (elf_brk + load_bias) & _U64
     if interp is not None:
         interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl)
-        if _bad_addr(interp_load) and interp_load < 0:
+        if interp_load < 0:
             return interp_load
     err = map_vdso(mm)
     if err:
