@@ -496,6 +496,24 @@ def _executable_stack(image: ElfImage) -> int:
     return EXSTACK_DEFAULT
 
 
+def _et_dyn_load_bias(mm: MmStruct, file: File, image: ElfImage, phdr: ElfPhdr, has_interp: bool,
+                      total_size: int, sysctl: VmSysctl) -> int:
+    """load_elf_binary()'s ET_DYN case at the first PT_LOAD: where the image goes (before subtracting
+    its first p_vaddr), or -errno. A PIE: ELF_ET_DYN_BASE aligned down to the largest p_align. A static
+    PIE or loader: 0 (let the mmap search place it), unless p_align > 4 KiB — then map the whole image
+    once to see where the search puts it, unmap it, and align that address down."""
+    alignment = maximum_alignment(image.phdrs)
+    if has_interp:
+        return ELF_ET_DYN_BASE & ~(alignment - 1) if alignment else ELF_ET_DYN_BASE
+    if alignment <= ELF_MIN_ALIGN:
+        return 0
+    probe = elf_load(mm, file, 0, phdr, _make_prot(phdr.p_flags), MAP_PRIVATE, total_size, sysctl)
+    if _bad_addr(probe):
+        return probe if probe < 0 else -EINVAL
+    do_munmap(mm, probe, total_size, sysctl)
+    return probe & ~(alignment - 1)
+
+
 def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None, rlimit_stack: int | None,
                     legacy: bool, sysctl: VmSysctl) -> int:
     """load_elf_binary() from begin_new_exec on: layout, stack, segments, interpreter, vdso, tables, brk.
@@ -528,22 +546,12 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
             total_size = total_mapping_size(image.phdrs)
             if not total_size:
                 return -EINVAL
-            alignment = maximum_alignment(image.phdrs)
-            if interp is not None:
-                load_bias = ELF_ET_DYN_BASE
-                if alignment:
-                    load_bias &= ~(alignment - 1)
+            placed = _et_dyn_load_bias(mm, file, image, phdr, interp is not None, total_size, sysctl)
+            if placed < 0:
+                return placed
+            if placed or interp is not None:
                 flags |= MAP_FIXED_NOREPLACE
-            elif alignment > ELF_MIN_ALIGN:
-                load_bias = elf_load(mm, file, 0, phdr, prot, flags, total_size, sysctl)
-                if _bad_addr(load_bias):
-                    return load_bias if load_bias < 0 else -EINVAL
-                do_munmap(mm, load_bias, total_size, sysctl)
-                load_bias &= ~(alignment - 1)
-                flags |= MAP_FIXED_NOREPLACE
-            else:
-                load_bias = 0
-            load_bias = _pagestart((load_bias - vaddr) & _U64)
+            load_bias = _pagestart((placed - vaddr) & _U64)
         error = elf_load(mm, file, (load_bias + vaddr) & _U64, phdr, prot, flags, total_size, sysctl)
         if _bad_addr(error):
             return error if error < 0 else -EINVAL
@@ -563,8 +571,6 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
             end_code = max(end_code, k)
         end_data = max(end_data, k)
         elf_brk = max(elf_brk, vaddr + phdr.p_memsz)
-    if first:
-        return -ENOEXEC  # no PT_LOAD: nothing was mapped (the kernel would fail the same way later)
     elf_brk = (elf_brk + load_bias) & _U64
     if interp is not None:
         interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl)
