@@ -1,0 +1,642 @@
+"""execve of an ELF file into a fresh address space, after fs/binfmt_elf.c:load_elf_binary and the
+parts of fs/exec.c it relies on (6.18, x86_64, ADDR_NO_RANDOMIZE).
+
+Reference rules: kernel-6.18-x86_64.md §1 L1–L10 (layout, stack size, PIE and interpreter placement,
+bss, brk, vdso), §3 M6 (VM_ACCOUNT on data, bss and stack).
+
+What happens, in the kernel's order:
+1. `bprm_mm_init`: a new mm with a one-page stack VMA under STACK_TOP; `copy_strings` copies the
+   filename, envp and argv downwards from STACK_TOP - 8, growing that VMA page by page (E2BIG past the
+   argument limit).
+2. `arch_pick_mmap_layout` (mmap.py), `setup_arg_pages`: final stack flags (PT_GNU_STACK) and the
+   128 KiB extension capped by RLIMIT_STACK.
+3. The executable's PT_LOADs (`elf_load`: one file VMA each, the bss beyond the last file page as an
+   anonymous VMA through vm_brk_flags), then the interpreter's (`load_elf_interp`), then the vdso
+   block (`map_vdso`), then `create_elf_tables` (where the initial stack pointer lands) and the brk.
+
+Deliberate differences: a `#!` script or a 32-bit ELF is -ENOEXEC here (the kernel would hand them to
+binfmt_script / compat_binfmt_elf); a failure after the point of no return returns -errno instead of
+killing the process; READ_IMPLIES_EXEC personalities and noexec mounts are not modelled.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from vmlab.kernel.fs import host_inode
+from vmlab.kernel.mm_types import (
+    VM_DONTDUMP,
+    VM_DONTEXPAND,
+    VM_EXEC,
+    VM_IO,
+    VM_MAYEXEC,
+    VM_MAYREAD,
+    VM_MAYWRITE,
+    VM_PFNMAP,
+    VM_READ,
+    VM_STACK_FLAGS,
+    VM_WRITE,
+    File,
+    Inode,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.mmap import (
+    DEFAULT_MAP_WINDOW,
+    TASK_SIZE,
+    VmSysctl,
+    arch_pick_mmap_layout,
+    do_mmap,
+    do_munmap,
+    get_unmapped_area,
+    vm_brk_flags,
+)
+from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.uapi import (
+    EACCES,
+    EFAULT,
+    EINVAL,
+    ENOMEM,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    page_align,
+)
+
+E2BIG = errno.E2BIG
+ENOEXEC = errno.ENOEXEC
+ELIBBAD = errno.ELIBBAD
+
+#: A path exec_mm loads without touching the disk: a tiny static non-PIE program (see BUILTIN_IMAGE).
+BUILTIN_PROGRAM = "/vmlab/minimal"
+
+STACK_TOP = TASK_SIZE  # STACK_TOP_MAX with 4-level paging (L2)
+ELF_ET_DYN_BASE = DEFAULT_MAP_WINDOW // 3 * 2  # 0x555555554aaa (L6)
+ELF_MIN_ALIGN = PAGE_SIZE
+ARG_MAX = 32 * PAGE_SIZE  # the historical minimum room for argument strings
+MAX_ARG_STRLEN = 32 * PAGE_SIZE  # longest single argv/envp string
+_STK_LIM = 8 << 20
+STACK_EXPAND = 131072  # setup_arg_pages(): stack_expand
+#: ELF_PLATFORM (utsname()->machine), copied onto the stack by create_elf_tables().
+ELF_PLATFORM = b"x86_64"
+#: saved_auxv words create_elf_tables() puts on the stack on this kernel: AT_SYSINFO_EHDR,
+#: AT_MINSIGSTKSZ, 15 generic entries, AT_HWCAP2, AT_EXECFN, AT_PLATFORM, AT_RSEQ_FEATURE_SIZE,
+#: AT_RSEQ_ALIGN and AT_NULL: 23 pairs.
+AUXV_WORDS = 46
+_U64 = (1 << 64) - 1
+
+# include/uapi/linux/elf.h
+ET_EXEC, ET_DYN = 2, 3
+EM_X86_64 = 62
+PT_LOAD, PT_INTERP = 1, 3
+PT_GNU_STACK = 0x6474E551
+PF_X, PF_W, PF_R = 1, 2, 4
+ELF_PHDR_SIZE = 56  # sizeof(struct elf64_phdr)
+ELF_EHDR_SIZE = 64  # sizeof(struct elf64_hdr)
+PATH_MAX = 4096
+EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
+
+# arch/x86/entry/vdso: the 64-bit image is 2 text pages with 6 data pages below it (L8).
+VDSO_TEXT_PAGES = 2
+VVAR_PAGES = 4
+VDSO_NR_VCLOCK_PAGES = 2
+_VVAR_FLAGS = VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND
+_VDSO_FLAGS = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_DONTEXPAND
+
+
+def _pagestart(v: int) -> int:
+    """ELF_PAGESTART()."""
+    return v & ~(ELF_MIN_ALIGN - 1)
+
+
+def _pageoffset(v: int) -> int:
+    """ELF_PAGEOFFSET()."""
+    return v & (ELF_MIN_ALIGN - 1)
+
+
+def _bad_addr(x: int) -> bool:
+    """BAD_ADDR(): an error (-errno) or an address at or above TASK_SIZE."""
+    return x < 0 or x >= TASK_SIZE
+
+
+# --- the ELF file ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ElfPhdr:
+    """`struct elf64_phdr`: one program header."""
+
+    p_type: int
+    p_flags: int
+    p_offset: int
+    p_vaddr: int
+    p_filesz: int
+    p_memsz: int
+    p_align: int
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    """What load_elf_binary reads from a file: the ELF header fields it checks and the program headers."""
+
+    inode: Inode
+    e_type: int
+    e_machine: int
+    e_phoff: int
+    phdrs: tuple[ElfPhdr, ...]
+    interp: str | None = None  # PT_INTERP path (the first PT_INTERP), NUL stripped
+
+
+#: The built-in program (BUILTIN_PROGRAM): laid out like `gcc -static -nostdlib -no-pie` output with
+#: 4 KiB segment alignment — a 1-page r-- header segment at 0x400000, 1 page of text, 1 page of
+#: rodata, then 0x10 bytes of data in the page at 0x403000 followed by 64 KiB of bss (a separate
+#: anonymous VMA 0x404000-0x414000). Its fake inode: dev fe:00 (the root disk of the reference machine,
+#: §0.6), ino 4242, 0x3010 bytes on an ext4-like (THP-aligning) filesystem.
+BUILTIN_IMAGE = ElfImage(
+    inode=Inode(path=BUILTIN_PROGRAM, ino=4242, size=0x3010, major=0xFE, minor=0x00, thp_aligned=True),
+    e_type=ET_EXEC, e_machine=EM_X86_64, e_phoff=64,
+    phdrs=(
+        ElfPhdr(PT_LOAD, PF_R, 0x0, 0x400000, 0x158, 0x158, 0x1000),
+        ElfPhdr(PT_LOAD, PF_R | PF_X, 0x1000, 0x401000, 0x1B5, 0x1B5, 0x1000),
+        ElfPhdr(PT_LOAD, PF_R, 0x2000, 0x402000, 0x64, 0x64, 0x1000),
+        ElfPhdr(PT_LOAD, PF_R | PF_W, 0x3000, 0x403000, 0x10, 0x10020, 0x1000),
+        ElfPhdr(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 0, 0x10),
+    ),
+)
+
+
+def open_exec(path: str) -> Inode | int:
+    """open_exec()/do_open_execat(): the inode of an executable regular file, or -errno.
+
+    ENOENT/ENOTDIR/ELOOP/... come from the path walk; EACCES for a non-regular file or one nobody may
+    execute (root needs one x bit).
+    """
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111 or not os.access(path, os.X_OK):
+            return -EACCES
+        return host_inode(path)
+    except OSError as e:
+        return -(e.errno or errno.ENOENT)
+
+
+def read_elf(inode: Inode, interpreter: bool = False) -> ElfImage | int:
+    """The header checks of load_elf_binary + load_elf_phdrs(): the image, or -errno when it is not a
+    loadable x86_64 ELF — ENOEXEC for the executable; for an interpreter EIO when its 64-byte header
+    cannot be read whole (elf_read()), else ELIBBAD."""
+    bad = ELIBBAD if interpreter else ENOEXEC
+    try:
+        with open(inode.path, "rb") as f:
+            ident = f.read(ELF_EHDR_SIZE)
+            if interpreter and len(ident) < ELF_EHDR_SIZE:
+                return -errno.EIO
+            if ident[:4] != b"\x7fELF":
+                return -bad
+            f.seek(0)
+            elf = ELFFile(f)
+            hdr = elf.header
+            if hdr["e_type"] not in ("ET_EXEC", "ET_DYN") or elf.get_machine_arch() != "x64":
+                return -bad
+            if elf.elfclass != 64 or hdr["e_phentsize"] != ELF_PHDR_SIZE:
+                return -bad
+            if not 1 <= hdr["e_phnum"] <= 65536 // ELF_PHDR_SIZE:
+                return -bad
+            phdrs: list[ElfPhdr] = []
+            interp: str | None = None
+            for seg in elf.iter_segments():
+                h = seg.header
+                p_type = h["p_type"]
+                ptype = p_type if isinstance(p_type, int) else _PT_BY_NAME.get(p_type, -1)
+                phdrs.append(ElfPhdr(ptype, h["p_flags"], h["p_offset"], h["p_vaddr"], h["p_filesz"],
+                                     h["p_memsz"], h["p_align"]))
+                if ptype == PT_INTERP and interp is None:
+                    raw = seg.data()
+                    if not 2 <= len(raw) <= PATH_MAX or raw[-1:] != b"\0":
+                        return -ENOEXEC
+                    interp = os.fsdecode(raw.split(b"\0", 1)[0])
+            e_type = ET_EXEC if hdr["e_type"] == "ET_EXEC" else ET_DYN
+            return ElfImage(inode, e_type, EM_X86_64, hdr["e_phoff"], tuple(phdrs), interp)
+    except (ELFError, OSError, ValueError, KeyError, AssertionError):
+        return -bad
+
+
+_PT_BY_NAME = {"PT_LOAD": PT_LOAD, "PT_INTERP": PT_INTERP, "PT_GNU_STACK": PT_GNU_STACK}
+
+
+# --- the argument pages (fs/exec.c) ------------------------------------------------------------------------
+
+@dataclass
+class LinuxBinprm:
+    """`struct linux_binprm`: the exec in progress (its new mm, the stack VMA and the copy cursor p)."""
+
+    mm: MmStruct
+    vma: VmArea
+    filename: str
+    rlim_stack: int  # RLIMIT_STACK.rlim_cur, RLIM_INFINITY for unlimited
+    p: int = 0
+    exec: int = 0  # address of the filename copy (AT_EXECFN)
+    argmin: int = 0
+    argc: int = 0
+    envc: int = 0
+    arg_bytes: int = 0  # Σ strlen(argv)+1: create_elf_tables walks these to find arg_end
+    env_bytes: int = 0
+
+
+def _c_string(s: str) -> bytes:
+    """The bytes the kernel copies for a string argument: up to its first NUL, NUL included."""
+    return os.fsencode(s).split(b"\0", 1)[0] + b"\0"
+
+
+def bprm_mm_init(filename: str, rlimit_stack: int | None) -> LinuxBinprm:
+    """bprm_mm_init()/__bprm_mm_init(): a new mm whose only VMA is one stack page below STACK_TOP."""
+    mm = MmStruct()
+    vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS)
+    mm.insert(vma)
+    mm.total_vm = mm.stack_vm = 1
+    rlim = _U64 if rlimit_stack is None else rlimit_stack
+    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8)
+
+
+def bprm_stack_limits(bprm: LinuxBinprm) -> int:
+    """bprm_stack_limits(): how low the strings may reach (¼ of the stack limit, at least ARG_MAX)."""
+    limit = min(_STK_LIM // 4 * 3, bprm.rlim_stack // 4)
+    limit = max(limit, ARG_MAX)
+    ptr_size = (max(bprm.argc, 1) + bprm.envc) * 8
+    if limit <= ptr_size:
+        return -E2BIG
+    bprm.argmin = bprm.p - (limit - ptr_size)
+    return 0
+
+
+def _expand_downwards(bprm: LinuxBinprm, addr: int) -> int:
+    """expand_downwards() on the stack VMA during exec: cover PAGE_START(addr) (no guard-gap check:
+    nothing else is mapped yet); -ENOMEM past RLIMIT_STACK."""
+    vma, mm = bprm.vma, bprm.mm
+    new_start = addr & PAGE_MASK
+    if new_start >= vma.vm_start:
+        return 0
+    if vma.vm_end - new_start > bprm.rlim_stack:
+        return -ENOMEM
+    grow = (vma.vm_start - new_start) >> PAGE_SHIFT
+    mm.set_range(vma, new_start, vma.vm_end)
+    mm.total_vm += grow
+    mm.stack_vm += grow
+    return 0
+
+
+def copy_strings(bprm: LinuxBinprm, strings: Sequence[str]) -> int:
+    """copy_strings()/copy_string_kernel(): copy the strings downwards, the last one highest.
+
+    get_arg_page() extends the stack VMA ahead of each page written (6.5+), so the VMA ends up
+    covering exactly the pages the strings touched (L3's A).
+    """
+    total = 0
+    if strings:
+        anon_vma_prepare(bprm.mm, bprm.vma)  # the copy write-faults anonymous pages into the stack
+    for s in reversed(strings):
+        data = _c_string(s)
+        if len(data) > MAX_ARG_STRLEN:
+            return -E2BIG
+        bprm.p -= len(data)
+        if bprm.p < bprm.argmin:
+            return -E2BIG
+        if _expand_downwards(bprm, bprm.p):
+            return -E2BIG
+        total += len(data)
+    return total
+
+
+def setup_arg_pages(bprm: LinuxBinprm, executable_stack: int) -> int:
+    """setup_arg_pages(): final stack flags, then extend the stack by 128 KiB within RLIMIT_STACK (L3).
+
+    No shift: with ASLR off STACK_TOP is where the strings already are.
+    """
+    mm, vma = bprm.mm, bprm.vma
+    mm.arg_start = bprm.p
+    vm_flags = VM_STACK_FLAGS
+    if executable_stack == EXSTACK_ENABLE_X:
+        vm_flags |= VM_EXEC
+    elif executable_stack == EXSTACK_DISABLE_X:
+        vm_flags &= ~VM_EXEC
+    vma.vm_flags = vm_flags | mm.def_flags
+    stack_size = vma.vm_end - vma.vm_start
+    rlim_stack = bprm.rlim_stack & PAGE_MASK
+    stack_expand = min(rlim_stack, stack_size + STACK_EXPAND)
+    mm.start_stack = bprm.p
+    if _expand_downwards(bprm, vma.vm_end - stack_expand):
+        return -EFAULT
+    return 0
+
+
+# --- mapping the segments ----------------------------------------------------------------------------------
+
+def _make_prot(p_flags: int) -> int:
+    """make_prot(): PF_R/W/X to PROT_READ/WRITE/EXEC."""
+    return ((PROT_READ if p_flags & PF_R else 0) | (PROT_WRITE if p_flags & PF_W else 0)
+            | (PROT_EXEC if p_flags & PF_X else 0))
+
+
+def elf_map(mm: MmStruct, file: File, addr: int, phdr: ElfPhdr, prot: int, type_: int, total_size: int,
+            sysctl: VmSysctl) -> int:
+    """elf_map(): mmap the file part of a segment; with total_size, reserve the whole image first and
+    unmap what lies beyond this segment (so an interpreter lands where all of it fits)."""
+    size = page_align(phdr.p_filesz + _pageoffset(phdr.p_vaddr))
+    off = phdr.p_offset - _pageoffset(phdr.p_vaddr)
+    addr = _pagestart(addr)
+    if not size:
+        return addr
+    if off < 0 or off & ~PAGE_MASK:
+        return -EINVAL  # vm_mmap(): offset not page aligned
+    length = page_align(total_size) if total_size else size
+    map_addr = do_mmap(mm, file, addr, length, prot, type_, off >> PAGE_SHIFT, sysctl)
+    if total_size and not _bad_addr(map_addr) and length > size:
+        do_munmap(mm, map_addr + size, length - size, sysctl)
+    return map_addr
+
+
+def padzero(mm: MmStruct, address: int) -> int:
+    """padzero(): clear the tail of the page holding `address` — a write fault, so the (private file)
+    VMA gets its anon_vma; -EFAULT where the page is not writable."""
+    if not _pageoffset(address):
+        return 0
+    vma = mm.vma_lookup(address)
+    if vma is None or not vma.vm_flags & VM_WRITE:
+        return -EFAULT
+    anon_vma_prepare(mm, vma)
+    return 0
+
+
+def elf_load(mm: MmStruct, file: File, addr: int, phdr: ElfPhdr, prot: int, type_: int,
+             total_size: int, sysctl: VmSysctl) -> int:
+    """elf_load(): map one PT_LOAD — the file pages (elf_map), zero the partial last page, and the
+    part of p_memsz beyond the last file page as anonymous memory via vm_brk_flags (the bss, L6)."""
+    if phdr.p_filesz:
+        map_addr = elf_map(mm, file, addr, phdr, prot, type_, total_size, sysctl)
+        if _bad_addr(map_addr):
+            return map_addr
+        zero_start = map_addr + _pageoffset(phdr.p_vaddr) + phdr.p_filesz
+        zero_end = map_addr + _pageoffset(phdr.p_vaddr) + phdr.p_memsz
+        if phdr.p_memsz > phdr.p_filesz and padzero(mm, zero_start) and prot & PROT_WRITE:
+            return -EFAULT
+    else:
+        map_addr = zero_start = _pagestart(addr)
+        zero_end = zero_start + _pageoffset(phdr.p_vaddr) + phdr.p_memsz
+    if phdr.p_memsz > phdr.p_filesz:
+        zero_start, zero_end = page_align(zero_start), page_align(zero_end)
+        error = vm_brk_flags(mm, zero_start, zero_end - zero_start,
+                             VM_EXEC if prot & PROT_EXEC else 0, sysctl)
+        if error:
+            map_addr = error
+    return map_addr
+
+
+def total_mapping_size(phdrs: Sequence[ElfPhdr]) -> int:
+    """total_mapping_size(): from the first PT_LOAD's page to the end of the highest p_memsz."""
+    loads = [p for p in phdrs if p.p_type == PT_LOAD]
+    if not loads:
+        return 0
+    return max(p.p_vaddr + p.p_memsz for p in loads) - min(_pagestart(p.p_vaddr) for p in loads)
+
+
+def maximum_alignment(phdrs: Sequence[ElfPhdr]) -> int:
+    """maximum_alignment(): the largest power-of-two PT_LOAD p_align, at least a page."""
+    aligns = [p.p_align for p in phdrs if p.p_type == PT_LOAD]
+    return page_align(max((a for a in aligns if a and not a & (a - 1)), default=0))
+
+
+def load_elf_interp(mm: MmStruct, image: ElfImage, file: File, no_base: int, sysctl: VmSysctl) -> int:
+    """load_elf_interp(): map the interpreter — an ET_DYN one wherever the whole image fits (top-down
+    below mmap_base, L6), the rest of its segments MAP_FIXED after the first; its load address or -errno."""
+    total_size = total_mapping_size(image.phdrs)
+    if not total_size:
+        return -EINVAL
+    load_addr, load_addr_set = 0, False
+    for phdr in image.phdrs:
+        if phdr.p_type != PT_LOAD:
+            continue
+        elf_type = MAP_PRIVATE
+        vaddr = phdr.p_vaddr
+        if image.e_type == ET_EXEC or load_addr_set:
+            elf_type |= MAP_FIXED
+        elif no_base and image.e_type == ET_DYN:
+            load_addr = -vaddr & _U64
+        map_addr = elf_load(mm, file, (load_addr + vaddr) & _U64, phdr, _make_prot(phdr.p_flags), elf_type,
+                            total_size, sysctl)
+        total_size = 0
+        if _bad_addr(map_addr):
+            return map_addr if map_addr < 0 else -ENOMEM
+        if not load_addr_set and image.e_type == ET_DYN:
+            load_addr = (map_addr - _pagestart(vaddr)) & _U64
+            load_addr_set = True
+        k = (load_addr + vaddr) & _U64
+        if (_bad_addr(k) or phdr.p_filesz > phdr.p_memsz or phdr.p_memsz > TASK_SIZE
+                or TASK_SIZE - phdr.p_memsz < k):
+            return -ENOMEM
+    return load_addr
+
+
+def _install_special_mapping(mm: MmStruct, addr: int, pages: int, vm_flags: int, name: str) -> None:
+    """_install_special_mapping(): a named VM_DONTEXPAND VMA that never merges."""
+    mm.insert(VmArea(addr, addr + (pages << PAGE_SHIFT), vm_flags | VM_DONTEXPAND | mm.def_flags,
+                     special_name=name))
+    mm.total_vm += pages
+
+
+def map_vdso(mm: MmStruct) -> int:
+    """arch/x86/entry/vdso/vma.c:map_vdso(image, 0): one 8-page get_unmapped_area search, split into
+    [vvar] (4 pages), [vvar_vclock] (2) and [vdso] (2 pages of text) (L8); 0 or -errno."""
+    data_pages = VVAR_PAGES + VDSO_NR_VCLOCK_PAGES
+    addr = get_unmapped_area(mm, None, 0, (data_pages + VDSO_TEXT_PAGES) << PAGE_SHIFT, 0, 0)
+    if addr < 0:
+        return addr
+    _install_special_mapping(mm, addr + (data_pages << PAGE_SHIFT), VDSO_TEXT_PAGES, _VDSO_FLAGS, "[vdso]")
+    _install_special_mapping(mm, addr, VVAR_PAGES, _VVAR_FLAGS, "[vvar]")
+    _install_special_mapping(mm, addr + (VVAR_PAGES << PAGE_SHIFT), VDSO_NR_VCLOCK_PAGES, _VVAR_FLAGS,
+                             "[vvar_vclock]")
+    return 0
+
+
+def create_elf_tables(bprm: LinuxBinprm) -> int:
+    """create_elf_tables(): below the strings go the platform string, 16 random bytes, auxv, envp,
+    argv and argc, 16-byte aligned; sets start_stack and arg/env bounds. 0 or -EFAULT."""
+    mm = bprm.mm
+    p = bprm.p & ~0xF  # arch_align_stack() with ADDR_NO_RANDOMIZE
+    p -= len(ELF_PLATFORM) + 1
+    p -= 16  # AT_RANDOM bytes
+    sp = p - AUXV_WORDS * 8
+    items = (bprm.argc + 1) + (bprm.envc + 1) + 1
+    bprm.p = (sp - items * 8) & ~0xF
+    if _expand_downwards(bprm, bprm.p):  # find_extend_vma()
+        return -EFAULT
+    mm.arg_end = mm.env_start = mm.arg_start + bprm.arg_bytes
+    mm.env_end = mm.env_start + bprm.env_bytes
+    mm.start_stack = bprm.p
+    return 0
+
+
+# --- load_elf_binary ---------------------------------------------------------------------------------------
+
+def _executable_stack(image: ElfImage) -> int:
+    """PT_GNU_STACK: EXSTACK_ENABLE_X with PF_X, EXSTACK_DISABLE_X without, EXSTACK_DEFAULT if absent."""
+    for phdr in image.phdrs:
+        if phdr.p_type == PT_GNU_STACK:
+            return EXSTACK_ENABLE_X if phdr.p_flags & PF_X else EXSTACK_DISABLE_X
+    return EXSTACK_DEFAULT
+
+
+def _et_dyn_load_bias(mm: MmStruct, file: File, image: ElfImage, phdr: ElfPhdr, has_interp: bool,
+                      total_size: int, sysctl: VmSysctl) -> int:
+    """load_elf_binary()'s ET_DYN case at the first PT_LOAD: where the image goes (before subtracting
+    its first p_vaddr), or -errno. A PIE: ELF_ET_DYN_BASE aligned down to the largest p_align. A static
+    PIE or loader: 0 (let the mmap search place it), unless p_align > 4 KiB — then map the whole image
+    once to see where the search puts it, unmap it, and align that address down."""
+    alignment = maximum_alignment(image.phdrs)
+    if has_interp:
+        return ELF_ET_DYN_BASE & ~(alignment - 1) if alignment else ELF_ET_DYN_BASE
+    if alignment <= ELF_MIN_ALIGN:
+        return 0
+    probe = elf_load(mm, file, 0, phdr, _make_prot(phdr.p_flags), MAP_PRIVATE, total_size, sysctl)
+    if _bad_addr(probe):
+        return probe if probe < 0 else -EINVAL
+    do_munmap(mm, probe, total_size, sysctl)
+    return probe & ~(alignment - 1)
+
+
+def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None, rlimit_stack: int | None,
+                    legacy: bool, sysctl: VmSysctl) -> int:
+    """load_elf_binary() from begin_new_exec on: layout, stack, segments, interpreter, vdso, tables, brk.
+
+    ET_EXEC at its link addresses (MAP_FIXED_NOREPLACE, then MAP_FIXED); a PIE with an interpreter at
+    ELF_ET_DYN_BASE aligned down to the largest p_align; an ET_DYN without one wherever its whole image
+    fits (top-down: mmap_base - total size), re-placed MAP_FIXED_NOREPLACE when p_align > 4 KiB.
+    """
+    mm = bprm.mm
+    arch_pick_mmap_layout(mm, rlimit_stack, legacy)
+    err = setup_arg_pages(bprm, _executable_stack(image))
+    if err:
+        return err
+    file = File(image.inode)
+    load_bias, total_size = 0, 0
+    first = True
+    elf_brk = 0
+    start_code, end_code, start_data, end_data = _U64, 0, 0, 0
+    for phdr in image.phdrs:
+        if phdr.p_type != PT_LOAD:
+            continue
+        prot = _make_prot(phdr.p_flags)
+        flags = MAP_PRIVATE
+        vaddr = phdr.p_vaddr
+        if not first:
+            flags |= MAP_FIXED
+        elif image.e_type == ET_EXEC:
+            flags |= MAP_FIXED_NOREPLACE
+        else:
+            total_size = total_mapping_size(image.phdrs)
+            if not total_size:
+                return -EINVAL
+            placed = _et_dyn_load_bias(mm, file, image, phdr, interp is not None, total_size, sysctl)
+            if placed < 0:
+                return placed
+            if placed or interp is not None:
+                flags |= MAP_FIXED_NOREPLACE
+            load_bias = _pagestart((placed - vaddr) & _U64)
+        error = elf_load(mm, file, (load_bias + vaddr) & _U64, phdr, prot, flags, total_size, sysctl)
+        if _bad_addr(error):
+            return error if error < 0 else -EINVAL
+        if first:
+            first = False
+            if image.e_type == ET_DYN:
+                load_bias = (load_bias + error - _pagestart((load_bias + vaddr) & _U64)) & _U64
+        k = vaddr
+        if phdr.p_flags & PF_X and k < start_code:
+            start_code = k
+        start_data = max(start_data, k)
+        if (k >= TASK_SIZE or phdr.p_filesz > phdr.p_memsz or phdr.p_memsz > TASK_SIZE
+                or TASK_SIZE - phdr.p_memsz < k):
+            return -EINVAL
+        k = vaddr + phdr.p_filesz
+        if phdr.p_flags & PF_X:
+            end_code = max(end_code, k)
+        end_data = max(end_data, k)
+        elf_brk = max(elf_brk, vaddr + phdr.p_memsz)
+    elf_brk = (elf_brk + load_bias) & _U64
+    if interp is not None:
+        interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl)
+        if interp_load < 0:
+            return interp_load
+    err = map_vdso(mm)
+    if err:
+        return err
+    err = create_elf_tables(bprm)
+    if err:
+        return err
+    mm.start_code = (start_code + load_bias) & _U64
+    mm.end_code = (end_code + load_bias) & _U64
+    mm.start_data = (start_data + load_bias) & _U64
+    mm.end_data = (end_data + load_bias) & _U64
+    if image.e_type == ET_DYN and interp is None:
+        elf_brk = ELF_ET_DYN_BASE  # 6.15+: a static PIE's brk lives in the unused PIE area (L7)
+    mm.start_brk = mm.brk = page_align(elf_brk)
+    return 0
+
+
+def do_execveat_strings(bprm: LinuxBinprm, argv: Sequence[str], envp: Sequence[str]) -> int:
+    """do_execveat_common()'s copies: the filename (AT_EXECFN), envp, argv, and a lone "" for an empty
+    argv; 0 or -E2BIG."""
+    bprm.argc, bprm.envc = len(argv), len(envp)
+    err = bprm_stack_limits(bprm)
+    if err:
+        return err
+    copied = copy_strings(bprm, [bprm.filename])
+    bprm.exec = bprm.p
+    if copied >= 0:
+        copied = bprm.env_bytes = copy_strings(bprm, envp)
+    if copied >= 0:
+        copied = bprm.arg_bytes = copy_strings(bprm, argv or [""])
+        bprm.argc = max(bprm.argc, 1)
+    return min(copied, 0)
+
+
+def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None, legacy: bool,
+            sysctl: VmSysctl) -> MmStruct | int:
+    """execve(path, argv, envp) with ADDR_NO_RANDOMIZE: the new address space, or -errno.
+
+    `rlimit_stack` is RLIMIT_STACK's soft limit in bytes (None = unlimited); `legacy` is the
+    ADDR_COMPAT_LAYOUT personality. BUILTIN_PROGRAM loads BUILTIN_IMAGE without touching the disk;
+    any other path is read from the host. Errors come in the kernel's order: opening the file
+    (ENOENT, EACCES, ...), copying the strings (E2BIG), the ELF checks (ENOEXEC), the interpreter
+    (ENOENT, EACCES, ELIBBAD), then mapping (ENOMEM, EEXIST, ...).
+    """
+    builtin = path == BUILTIN_PROGRAM
+    inode = BUILTIN_IMAGE.inode if builtin else open_exec(path)
+    if isinstance(inode, int):
+        return inode
+    bprm = bprm_mm_init(path, rlimit_stack)
+    err = do_execveat_strings(bprm, argv, envp)
+    if err:
+        return err
+    image = BUILTIN_IMAGE if builtin else read_elf(inode)
+    if isinstance(image, int):
+        return image
+    interp: ElfImage | int | None = None
+    if image.interp is not None:
+        interp_inode = open_exec(image.interp)
+        if isinstance(interp_inode, int):
+            return interp_inode
+        interp = read_elf(interp_inode, interpreter=True)
+        if isinstance(interp, int):
+            return interp
+    err = load_elf_binary(bprm, image, interp, rlimit_stack, legacy, sysctl)
+    return err if err else bprm.mm
