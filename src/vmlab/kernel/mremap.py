@@ -108,9 +108,11 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, n
     vma = mm.vma_lookup(addr)
     if vma is None:
         return -EFAULT
-    if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+    # check_prep_vma(): the remaining checks only matter when the call maps something new.
+    will_map_new = implies_new_addr or new_len > old_len
+    if will_map_new and not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         return -EINVAL
-    if old_len > vma.vm_end - addr:
+    if will_map_new and old_len > vma.vm_end - addr:
         return -EFAULT
     if new_len > old_len:
         pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)

@@ -120,6 +120,8 @@ class Runner:
             if step.actor in self.killed and not isinstance(step, ExpectKilledStep | ExpectResultStep):
                 self.emit("note", f"# line {step.line}: skipped, {step.actor} was killed by "
                                   f"{self.killed[step.actor]}")
+                if isinstance(step, ForkStep):  # the child is never born: its steps are skipped too
+                    self.killed[step.target] = self.killed[step.actor]
                 continue
             try:
                 self.step(step, prefix)
