@@ -8,13 +8,17 @@ text; `vmlab diff`'s machinery runs it on both backends. Run with HYPOTHESIS_PRO
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 LOW, HIGH = 0x10000000, 0x10100000
+#: A file both backends map: created once per test session, FILE_PAGES long.
+DATA_FILE = "/tmp/vmlab-diff-random.dat"
 PAGES = (HIGH - LOW) // 4096
 
 _missing = [m for m in ("vmlab.kernel.machine", "vmlab.host.oracle", "vmlab.host.stepper_build")
@@ -26,9 +30,14 @@ pytestmark = [
                        reason="the host oracle needs Linux x86_64"),
 ]
 
-PROTS = ["PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE", "PROT_READ|PROT_EXEC"]
+PROTS = ["PROT_NONE", "PROT_READ", "PROT_READ|PROT_WRITE", "PROT_READ|PROT_EXEC", "PROT_WRITE"]
 MADVS = ["MADV_DONTNEED", "MADV_HUGEPAGE", "MADV_NOHUGEPAGE", "MADV_DONTFORK", "MADV_DOFORK",
-         "MADV_FREE", "MADV_WILLNEED"]
+         "MADV_FREE", "MADV_WILLNEED", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_NORMAL", "MADV_DONTDUMP",
+         "MADV_DODUMP", "MADV_WIPEONFORK", "MADV_KEEPONFORK", "MADV_MERGEABLE", "MADV_UNMERGEABLE",
+         "MADV_POPULATE_READ", "MADV_POPULATE_WRITE", "MADV_GUARD_INSTALL", "MADV_COLD", "MADV_PAGEOUT"]
+EXTRA = ["", "", "", "|MAP_NORESERVE", "|MAP_GROWSDOWN", "|MAP_POPULATE", "|MAP_STACK", "|MAP_LOCKED",
+         "|MAP_FIXED_NOREPLACE"]
+FILE_PAGES = 64  # the scenario's file, opened as `fd`
 
 addr = st.integers(0, PAGES - 1).map(lambda p: f"{LOW + p * 4096:#x}")
 npages = st.integers(1, 64).map(lambda n: f"{n * 4096}")
@@ -36,19 +45,25 @@ npages = st.integers(1, 64).map(lambda n: f"{n * 4096}")
 
 @st.composite
 def step(draw: st.DrawFn) -> str:
-    """One scenario line."""
-    kind = draw(st.sampled_from(["fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mremap", "brk",
-                                 "madvise", "write", "shared"]))
+    """One scenario line acting on the window [LOW, HIGH) (plus unhinted mmaps and brk)."""
+    kind = draw(st.sampled_from(["fixed", "fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mprotect",
+                                 "mremap", "mremap_fixed", "brk", "madvise", "madvise", "write", "read",
+                                 "shared", "file", "mlock", "munlock", "show"]))
     a, n, prot = draw(addr), draw(npages), draw(st.sampled_from(PROTS))
     anon = "MAP_PRIVATE|MAP_ANONYMOUS"
     if kind == "fixed":
-        return f"mmap({a}, {n}, {prot}, {anon}|MAP_FIXED, -1, 0)"
+        return f"mmap({a}, {n}, {prot}, {anon}|MAP_FIXED{draw(st.sampled_from(EXTRA))}, -1, 0)"
     if kind == "shared":
         return f"mmap({a}, {n}, {prot}, MAP_SHARED|MAP_ANONYMOUS|MAP_FIXED, -1, 0)"
+    if kind == "file":
+        share = draw(st.sampled_from(["MAP_PRIVATE", "MAP_SHARED"]))
+        off = draw(st.integers(0, FILE_PAGES + 2)) * 4096
+        return f"mmap({a}, {n}, {prot}, {share}|MAP_FIXED, fd, {off})"
     if kind == "hint":
         return f"mmap({a}, {n}, {prot}, {anon}, -1, 0)"
     if kind == "plain":
-        return f"mmap(NULL, {n}, {prot}, {anon}, -1, 0)"
+        size = draw(st.sampled_from([n, "2M", "4M", "1M"]))
+        return f"mmap(NULL, {size}, {prot}, {anon}, -1, 0)"
     if kind == "munmap":
         return f"munmap({a}, {n})"
     if kind == "mprotect":
@@ -56,25 +71,48 @@ def step(draw: st.DrawFn) -> str:
     if kind == "mremap":
         flags = draw(st.sampled_from(["0", "MREMAP_MAYMOVE"]))
         return f"mremap({a}, {n}, {draw(npages)}, {flags})"
+    if kind == "mremap_fixed":
+        flags = draw(st.sampled_from(["MREMAP_MAYMOVE|MREMAP_FIXED",
+                                      "MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP"]))
+        return f"mremap({a}, {n}, {n}, {flags}, {draw(addr)})"
     if kind == "brk":
-        return f"brk({draw(st.sampled_from(['NULL', '0x10000000', '0x4d0000', '0x4f0000']))})"
+        return f"brk({draw(st.sampled_from(['NULL', '0x10000000', '0x4d0000', '0x4f0000', '0x40c123']))})"
     if kind == "madvise":
         return f"madvise({a}, {n}, {draw(st.sampled_from(MADVS))})"
-    return f"write {a}, {draw(st.integers(1, 8)) * 4096}"
+    if kind == "mlock":
+        return f"mlock({a}, {n})"
+    if kind == "munlock":
+        return f"munlock({a}, {n})"
+    if kind == "show":
+        return "show maps"
+    verb = "write" if kind == "write" else "read"
+    return f"{verb} {a}, {draw(st.integers(1, 8)) * 4096}"
 
 
 @st.composite
 def scenario_text(draw: st.DrawFn) -> str:
-    """20-40 steps, with at most one fork in the middle, ending with the maps of every process."""
+    """20-40 steps on a file and anonymous memory, at most one fork in the middle after which steps run
+    in either process; ends with the smaps of every process (maps headers plus VmFlags)."""
     steps = draw(st.lists(step(), min_size=20, max_size=40))
     fork_at = draw(st.one_of(st.none(), st.integers(1, len(steps) - 1)))
-    lines = list(steps)
+    lines = [f'fd = openat(AT_FDCWD, "{DATA_FILE}", O_RDWR)']
+    for i, line in enumerate(steps):
+        if fork_at is not None and i == fork_at:
+            lines += ["child = fork()", "show maps"]
+        in_child = fork_at is not None and i > fork_at and draw(st.booleans())
+        lines.append(("@child " if in_child else "") + line)
     if fork_at is not None:
-        lines.insert(fork_at, "child = fork()")
-        lines.insert(fork_at + 1, "show maps")
-        lines.append("@child show maps")
-    lines.append("show maps")
+        lines.append("@child show smaps")
+    lines.append("show smaps")
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _data_file() -> Iterator[None]:
+    with open(DATA_FILE, "wb") as f:
+        f.write(b"x" * FILE_PAGES * 4096)
+    yield
+    os.unlink(DATA_FILE)
 
 
 @given(scenario_text())

@@ -14,15 +14,11 @@ from vmlab.kernel import procfs
 from vmlab.kernel.fault import do_user_addr_fault
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
+from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
-    VM_IO,
     VM_LOCKED,
-    VM_LOCKONFAULT,
-    VM_PFNMAP,
-    VM_SHARED,
-    VM_WRITE,
     File,
     Inode,
     MmStruct,
@@ -30,7 +26,6 @@ from vmlab.kernel.mm_types import (
 from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
-from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EBADF,
@@ -42,8 +37,6 @@ from vmlab.kernel.uapi import (
     F_DUPFD_CLOEXEC,
     F_GETFD,
     F_SETFD,
-    MADV_POPULATE_READ,
-    MADV_POPULATE_WRITE,
     MAP_ANONYMOUS,
     MAP_HUGETLB,
     MAP_NONBLOCK,
@@ -169,14 +162,10 @@ class ModelBackend:
         key = (fresh.major, fresh.minor, fresh.ino)
         return self._inodes.setdefault(key, fresh)
 
-    def _populate(self, task: Task, start: int, end: int, write_if_private: bool = True) -> int:
-        """populate_vma_page_range(): fault the range in as GUP does (write faults on private writable)."""
-        for vma in task.mm.vmas_in(start, end):
-            if vma.vm_flags & (VM_IO | VM_PFNMAP | VM_LOCKONFAULT):
-                continue
-            if write_if_private and (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE:
-                anon_vma_prepare(task.mm, vma)
-        return 0
+    @staticmethod
+    def _populator(task: Task) -> Callable[[int, int], int]:
+        """mm_populate() for one task, as mlock calls it (errors reported)."""
+        return lambda start, end: mm_populate(task.mm, start, end, ignore_errors=False)
 
     # --- syscalls ------------------------------------------------------------------------------------
 
@@ -197,7 +186,7 @@ class ModelBackend:
             vma = task.mm.vma_lookup(result)
             locked = vma is not None and vma.vm_flags & VM_LOCKED
             if locked or (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE:
-                self._populate(task, result, result + length)
+                mm_populate(task.mm, result, result + length, ignore_errors=True)
         return result
 
     def _munmap(self, task: Task, addr: int, length: int) -> int:
@@ -214,24 +203,20 @@ class ModelBackend:
         return sys_brk(task.mm, brk, self.sysctl)
 
     def _madvise(self, task: Task, addr: int, length: int, advice: int) -> int:
-        def page_advisor(vma: object, start: int, end: int, adv: int) -> int:
-            if adv in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
-                return self._populate(task, start, end, write_if_private=adv == MADV_POPULATE_WRITE)
-            return 0
-        return do_madvise(task.mm, addr, length, advice, self.sysctl, page_advisor)
+        return do_madvise(task.mm, addr, length, advice, self.sysctl)
 
     def _mlock(self, task: Task, addr: int, length: int) -> int:
-        return sys_mlock2(task.mm, addr, length, 0, self.sysctl, lambda s, e: self._populate(task, s, e))
+        return sys_mlock2(task.mm, addr, length, 0, self.sysctl, self._populator(task))
 
     def _mlock2(self, task: Task, addr: int, length: int, flags: int) -> int:
         return sys_mlock2(task.mm, addr, length, flags, self.sysctl,
-                          lambda s, e: self._populate(task, s, e))
+                          self._populator(task))
 
     def _munlock(self, task: Task, addr: int, length: int) -> int:
         return sys_munlock(task.mm, addr, length, self.sysctl)
 
     def _mlockall(self, task: Task, flags: int) -> int:
-        return sys_mlockall(task.mm, flags, self.sysctl, lambda s, e: self._populate(task, s, e))
+        return sys_mlockall(task.mm, flags, self.sysctl, self._populator(task))
 
     def _munlockall(self, task: Task) -> int:
         return sys_munlockall(task.mm, self.sysctl)

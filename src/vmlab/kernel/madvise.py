@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vmlab.kernel import uapi
+from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.mm_types import (
     VM_DONTCOPY,
     VM_DONTDUMP,
@@ -145,6 +146,8 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSys
     end = start + length
     if end == start:
         return 0
+    if advice in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
+        return faultin_page_range(mm, start, end, advice == MADV_POPULATE_WRITE)
     unmapped_error = 0
     for vma in mm.vmas_in(start, end):
         if start < vma.vm_start:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from vmlab.kernel.mm_types import VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL, MmStruct
 from vmlab.kernel.mmap import VmSysctl
 from vmlab.kernel.uapi import (
+    EAGAIN,
+    EFAULT,
     EINVAL,
     ENOMEM,
     MCL_CURRENT,
@@ -58,7 +60,9 @@ def do_mlock(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl
     err = apply_vma_lock_flags(mm, start, length, flags, sysctl)
     if err or populate is None or flags & VM_LOCKONFAULT:
         return err
-    return populate(start, start + length)
+    err = populate(start, start + length)
+    # __mlock_posix_error_return(): a fault that failed is ENOMEM to mlock, no memory is EAGAIN.
+    return {-EFAULT: -ENOMEM, -ENOMEM: -EAGAIN}.get(err, err)
 
 
 def sys_mlock2(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl,

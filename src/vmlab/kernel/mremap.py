@@ -85,34 +85,16 @@ def _vma_expandable(mm: MmStruct, vma: VmArea, delta: int) -> bool:
     return end <= TASK_SIZE and mm.find_vma_intersection(vma.vm_end, end) is None
 
 
-def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
-              sysctl: VmSysctl) -> int:
-    """do_mremap(): the new address, or -errno."""
-    old_len, new_len = page_align(old_len), page_align(new_len)
-    if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
-        return -EINVAL
-    if addr & ~PAGE_MASK or not new_len:
-        return -EINVAL
-    implies_new_addr = bool(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
-    if implies_new_addr:
-        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
-            return -EINVAL
-        if new_addr & ~PAGE_MASK or not flags & MREMAP_MAYMOVE:
-            return -EINVAL
-        if flags & MREMAP_DONTUNMAP and old_len != new_len:
-            return -EINVAL
-        if addr + old_len > new_addr and new_addr + new_len > addr:
-            return -EINVAL
-        if mm.map_count + 2 >= sysctl.max_map_count - 3:
-            return -ENOMEM
-    vma = mm.vma_lookup(addr)
+def _check_prep_vma(vma: VmArea | None, addr: int, old_len: int, new_len: int,
+                    implies_new_addr: bool) -> int:
+    """check_prep_vma(): the checks that matter when the call maps something new; 0 or -errno."""
     if vma is None:
         return -EFAULT
-    # check_prep_vma(): the remaining checks only matter when the call maps something new.
-    will_map_new = implies_new_addr or new_len > old_len
-    if will_map_new and not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
+    if not (implies_new_addr or new_len > old_len):
+        return 0
+    if not old_len and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         return -EINVAL
-    if will_map_new and old_len > vma.vm_end - addr:
+    if old_len > vma.vm_end - addr:
         return -EFAULT
     if new_len > old_len:
         pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
@@ -120,25 +102,37 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, n
             return -EINVAL
         if vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
             return -EFAULT
-    if implies_new_addr:
-        if flags & MREMAP_FIXED:
-            err = do_munmap(mm, new_addr, new_len, sysctl)
-            if err:
-                return err
-            vma = mm.vma_lookup(addr)
-            if vma is None:
-                return -EFAULT
-        if new_len < old_len:
-            err = do_munmap(mm, addr + new_len, old_len - new_len, sysctl)
-            if err:
-                return err
-            old_len = new_len
-            vma = mm.vma_lookup(addr)
-            assert vma is not None
-        target = _set_new_addr(mm, vma, addr, new_addr, new_len, flags)
-        if target < 0:
-            return target
-        return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+    return 0
+
+
+def _mremap_to(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int, flags: int,
+               new_addr: int, sysctl: VmSysctl) -> int:
+    """mremap_to(): move to MREMAP_FIXED's address (unmapping it first) or, with DONTUNMAP, a hint."""
+    if flags & MREMAP_FIXED:
+        err = do_munmap(mm, new_addr, new_len, sysctl)
+        if err:
+            return err
+        found = mm.vma_lookup(addr)
+        if found is None:
+            return -EFAULT
+        vma = found
+    if new_len < old_len:
+        err = do_munmap(mm, addr + new_len, old_len - new_len, sysctl)
+        if err:
+            return err
+        old_len = new_len
+        found = mm.vma_lookup(addr)
+        assert found is not None
+        vma = found
+    target = _set_new_addr(mm, vma, addr, new_addr, new_len, flags)
+    if target < 0:
+        return target
+    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+
+
+def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int, flags: int,
+               sysctl: VmSysctl) -> int:
+    """mremap_at(): same size is a no-op, shrink unmaps the tail, growth is in place or a move."""
     if new_len == old_len:
         return addr
     if new_len < old_len:
@@ -160,3 +154,62 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, n
     return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
 
 
+def _remap_move(mm: MmStruct, start: int, length: int, new_addr: int, flags: int, sysctl: VmSysctl) -> int:
+    """remap_move() (6.17+): MREMAP_FIXED with old_len == new_len moves every VMA of the range, keeping
+    the gaps between them; no gap is allowed at the start. The address of the first move, or -errno.
+
+    The kernel refuses a multi-VMA move of userfaultfd-armed VMAs and of driver mappings with their own
+    get_unmapped_area; the model has neither (ext4 files were measured to move like anonymous memory).
+    """
+    end = start + length
+    res, target, last_end, seen = -EFAULT, new_addr, 0, False
+    for vm_start, vm_end in [(v.vm_start, v.vm_end) for v in mm.vmas_in(start, end)]:
+        addr = max(vm_start, start)
+        vma = mm.vma_lookup(addr)
+        if vma is None:
+            return -EFAULT
+        size = min(end, vm_end) - addr
+        if not seen and start < vm_start:
+            return -EFAULT
+        offset = vm_start - last_end if seen else 0
+        last_end = vm_end
+        err = _check_prep_vma(vma, addr, size, size, True)
+        moved = err or _mremap_to(mm, vma, addr, size, size, flags, target + offset, sysctl)
+        if moved < 0:
+            return moved
+        if not seen:
+            res = moved
+        seen, target = True, moved + size
+    return res
+
+
+def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+              sysctl: VmSysctl) -> int:
+    """do_mremap(): the new address, or -errno."""
+    old_len, new_len = page_align(old_len), page_align(new_len)
+    if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
+        return -EINVAL
+    if addr & ~PAGE_MASK or not new_len:
+        return -EINVAL
+    implies_new_addr = bool(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
+    if implies_new_addr:
+        if new_len > TASK_SIZE or new_addr > TASK_SIZE - new_len:
+            return -EINVAL
+        if new_addr & ~PAGE_MASK or not flags & MREMAP_MAYMOVE:
+            return -EINVAL
+        if flags & MREMAP_DONTUNMAP and old_len != new_len:
+            return -EINVAL
+        if addr + old_len > new_addr and new_addr + new_len > addr:
+            return -EINVAL
+        if mm.map_count + 2 >= sysctl.max_map_count - 3:
+            return -ENOMEM
+    if flags & MREMAP_FIXED and old_len == new_len:
+        return _remap_move(mm, addr, old_len, new_addr, flags, sysctl)
+    vma = mm.vma_lookup(addr)
+    err = _check_prep_vma(vma, addr, old_len, new_len, implies_new_addr)
+    if err:
+        return err
+    assert vma is not None
+    if implies_new_addr:
+        return _mremap_to(mm, vma, addr, old_len, new_len, flags, new_addr, sysctl)
+    return _mremap_at(mm, vma, addr, old_len, new_len, flags, sysctl)

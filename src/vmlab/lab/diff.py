@@ -17,6 +17,7 @@ from vmlab.lab.run import COMPARED, Runner, Transcript, default_program
 from vmlab.lab.scenario import Scenario
 
 _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S{4} [0-9a-f]+ \S+ \d+")
+_SHOW_SMAPS = re.compile(r"^(@\S+ )?show smaps$", re.MULTILINE)
 _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)$")
 
 
@@ -62,7 +63,7 @@ def compare(scenario: Scenario, model: Transcript, kernel: Transcript) -> list[D
     out = []
     for step in sorted(set(m) | set(k)):
         mt, kt = m.get(step, ""), k.get(step, "")
-        if mt.startswith("show smaps") or "\nshow smaps" in mt:
+        if _SHOW_SMAPS.search(mt):
             kt = keep_fields(kt, smaps_fields(mt))
         if mt == kt:
             continue

@@ -1,0 +1,74 @@
+"""Faulting pages in on behalf of a process, after mm/gup.c (6.18): __mm_populate() for mlock and
+MAP_POPULATE, and faultin_page_range() for MADV_POPULATE_(READ|WRITE).
+
+Errors as measured on the kernel: population stops at the first page whose fault would raise SIGBUS
+(-EFAULT); a VMA without the needed permission is -EFAULT for mm_populate (mlock reports it as ENOMEM)
+and -EINVAL for MADV_POPULATE_*; a hole is -ENOMEM for MADV_POPULATE_*.
+"""
+
+from __future__ import annotations
+
+from vmlab.kernel.fault import beyond_eof
+from vmlab.kernel.mm_types import (
+    VM_EXEC,
+    VM_IO,
+    VM_LOCKONFAULT,
+    VM_PFNMAP,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.uapi import EFAULT, EINVAL, ENOMEM, PAGE_SIZE
+
+
+def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool) -> int:
+    """Fault [start, end) of one VMA in page by page; -EFAULT at the first page past EOF."""
+    addr = start
+    while addr < end:
+        if beyond_eof(vma, addr):
+            return -EFAULT
+        if write and not vma.vm_flags & VM_SHARED:
+            anon_vma_prepare(mm, vma)  # the first write fault (or COW) of a private page
+        addr += PAGE_SIZE
+    return 0
+
+
+def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int) -> int:
+    """populate_vma_page_range(): GUP with FOLL_WRITE on private writable VMAs, FOLL_FORCE when
+    accessible, nothing for VM_LOCKONFAULT; 0 or -errno."""
+    if vma.vm_flags & VM_LOCKONFAULT:
+        return 0
+    if not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
+        return -EFAULT
+    write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    return _fault_in(mm, vma, start, end, write)
+
+
+def mm_populate(mm: MmStruct, start: int, end: int, ignore_errors: bool) -> int:
+    """__mm_populate(): populate each VMA of the range, skipping VM_IO/VM_PFNMAP; stops at a hole."""
+    for vma in mm.vmas_in(start, end):
+        if vma.vm_flags & (VM_IO | VM_PFNMAP):
+            continue
+        err = populate_vma_page_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))
+        if err and not ignore_errors:
+            return err
+    return 0
+
+
+def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool) -> int:
+    """madvise_populate(): fault the range in as reads or writes; the range must be fully mapped."""
+    addr = start
+    while addr < end:
+        vma = mm.vma_lookup(addr)
+        if vma is None:
+            return -ENOMEM
+        if vma.vm_flags & (VM_IO | VM_PFNMAP) or not vma.vm_flags & (VM_WRITE if write else VM_READ):
+            return -EINVAL
+        err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write)
+        if err:
+            return err
+        addr = vma.vm_end
+    return 0
