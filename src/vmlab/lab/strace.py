@@ -122,25 +122,38 @@ def maps_read_in_log(events: list[Event], path: str) -> str:
     It is the concatenated buffers of the read() calls on that descriptor until one returns 0 or the
     descriptor is closed; InputError when the log has no such read or strace cut a buffer short.
     """
-    fd_of: tuple[int | None, int] | None = None
+    pid_of: int | None = None
+    aliases: set[int] = set()  # the descriptors (the opened one and its dups) that refer to the file
+    opened = False
     chunks: list[bytes] = []
     for ev in events:
         call = ev.body
         if not isinstance(call, Call):
             continue
         ret = _result(call)
-        if fd_of is None and call.name in ("open", "openat") and ret is not None and ret >= 0:
-            names = _open_names(call, ev)
-            if _path_matches(path, names, ev.pid):
-                fd_of = (ev.pid, ret)
-        elif fd_of is not None and (ev.pid, _fd_arg(call, ev)) == fd_of and call.name in ("read", "close"):
-            if call.name == "close" or not ret:
+        if not opened and call.name in ("open", "openat") and ret is not None and ret >= 0:
+            if _path_matches(path, _open_names(call, ev), ev.pid):
+                opened, pid_of, aliases = True, ev.pid, {ret}
+            continue
+        if not opened or ev.pid != pid_of:
+            continue
+        fd = _fd_arg(call, ev)
+        if call.name in ("dup", "dup2", "dup3", "fcntl") and fd in aliases and ret is not None and ret >= 0:
+            aliases.add(ret)
+        elif call.name == "close" and fd in aliases:
+            aliases.discard(fd)
+            if not aliases:
+                break
+        elif call.name == "read" and fd in aliases:
+            if not ret:
                 break
             buf = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
             if not isinstance(buf, Str) or buf.truncated:
                 raise ev.src.error("the read() buffer is missing or cut short (trace with -s 65536)", 1)
             chunks.append(buf.value[:ret])
-    if fd_of is None or not chunks:
+        elif call.name in ("dup2", "dup3") and ret in aliases:
+            aliases.discard(ret)  # another file was dup'ed over one of the aliases
+    if not opened or not chunks:
         raise InputError(f"the log has no read() of a descriptor opened on {path}", events[0].src.path
                          if events else "")
     return b"".join(chunks).decode("utf-8", "surrogateescape")
@@ -476,7 +489,8 @@ class Replay:
         """A read(): with --at-read, the first one on PATH captures the model's maps just before it."""
         if self.at_read is None:
             return
-        fd = self.procs[ev.pid].fds.get(_fd_arg(call, ev) or -1)
+        num = _fd_arg(call, ev)
+        fd = self.procs[ev.pid].fds.get(num) if num is not None else None
         if fd is not None and _path_matches(self.at_read, fd.names, ev.pid):
             self.captured = self.backend.view(self.procs[ev.pid].model_pid, "maps")
 
