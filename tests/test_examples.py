@@ -1,0 +1,35 @@
+"""Every example scenario, run in the model and on the running kernel, agrees step for step, and its own
+`expect` blocks hold on both (they were written from the reference's kernel measurements)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vmlab.lab.backends import make_backend
+from vmlab.lab.diff import diff_scenario
+from vmlab.lab.run import run
+from vmlab.lab.scenario import load
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.vml"))
+
+pytestmark = pytest.mark.host
+
+
+def test_there_are_examples() -> None:
+    assert len(EXAMPLES) >= 6
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_model_agrees_with_kernel(path: Path) -> None:
+    scenario = load(str(path))
+    diffs = diff_scenario(scenario, make_backend("model"), make_backend("host"))
+    assert not diffs, "\n".join(d.diff for d in diffs)
+
+
+@pytest.mark.parametrize("backend", ["model", "host"])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_expectations_hold(path: Path, backend: str) -> None:
+    transcript = run(load(str(path)), make_backend(backend))
+    assert transcript.failures == 0
