@@ -1,0 +1,888 @@
+"""Physical memory: mm/page_alloc.c (zones, watermarks, the buddy allocator), `mem_map` and the x86_64
+direct map, the shared zero page and the huge zero folio.
+
+`mem_map` is one set of numpy arrays indexed by PFN, one array per `struct page` field (48 bytes a frame
+against the kernel's 64). A `Page` view gives readable access; hot paths use the arrays.
+
+Deliberate simplifications, each marked where it matters:
+- one node, FLATMEM numbering (pfn 0 .. max_pfn); no per-CPU page lists, no migratetypes (one free list
+  per order per zone), no compaction or watermark boosting;
+- failure of the slow path returns None after calling `PhysMem.reclaim_hook` (the seam where the
+  OOM killer and reclaim hook in);
+- the boot-time reservations are modelled as: the first 1 MiB (x86 always reserves it), the kernel image
+  at 16 MiB and the memmap itself, placed top-down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vmlab.kernel.page_flags import (
+    KPF,
+    KPF_COPIED,
+    MAPCOUNT_NONE,
+    PAGE_MAPPING_ANON,
+    PAGE_MAPPING_FLAGS,
+    PAGE_MAPPING_KSM,
+    PG,
+    ZONES_MASK,
+    ZONES_PGSHIFT,
+    PG_swapcache,
+    PGTY_buddy,
+    PGTY_offline,
+    PGTY_slab,
+    PGTY_table,
+    page_type_of,
+    page_type_value,
+)
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+MAX_PAGE_ORDER = 10
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
+pageblock_order = 9  # = HPAGE_PMD_ORDER with THP
+pageblock_nr_pages = 1 << pageblock_order
+HPAGE_PMD_ORDER = 9
+MIGRATE_PCPTYPES = 3
+SWAP_CLUSTER_MAX = 32
+STRUCT_PAGE_SIZE = 64  # sizeof(struct page) on x86_64
+
+# enum zone_type, as configured here (CONFIG_ZONE_DMA, CONFIG_ZONE_DMA32, ZONE_MOVABLE, CONFIG_ZONE_DEVICE).
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = range(5)
+MAX_NR_ZONES = 5
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+#: sysctl_lowmem_reserve_ratio defaults (vm.lowmem_reserve_ratio).
+LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
+MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+
+# Watermark indices (enum zone_watermarks).
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = range(4)
+
+# GFP zone modifiers (include/linux/gfp_types.h) and the usual combinations' zone bits.
+__GFP_DMA = 0x01
+__GFP_HIGHMEM = 0x02
+__GFP_DMA32 = 0x04
+__GFP_MOVABLE = 0x08
+GFP_KERNEL = 0
+GFP_USER = 0
+GFP_HIGHUSER_MOVABLE = __GFP_HIGHMEM | __GFP_MOVABLE
+
+# The x86_64 direct map (4-level paging, no KASLR of the memory regions) and the kernel text mapping.
+PAGE_OFFSET = 0xFFFF888000000000
+__START_KERNEL_map = 0xFFFFFFFF80000000
+#: Where this machine's kernel image starts (/proc/iomem "Kernel code" at 0x1000000) and its size up to
+#: the end of bss (0x3c58000), and the zero page inside bss (pagemap of an untouched read page: 0x3b34).
+KERNEL_IMAGE_START_PFN = 0x1000
+KERNEL_IMAGE_END_PFN = 0x3C58
+ZERO_PAGE_PFN = 0x3B34
+
+NO_PFN = -1
+
+
+def gfp_zone(gfp: int) -> int:
+    """gfp_zone(): the highest zone an allocation with these GFP bits may use."""
+    if gfp & __GFP_DMA:
+        return ZONE_DMA
+    if gfp & __GFP_DMA32:
+        return ZONE_DMA32
+    if gfp & __GFP_HIGHMEM and gfp & __GFP_MOVABLE:
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
+
+
+def int_sqrt(x: int) -> int:
+    """int_sqrt(): floor of the square root."""
+    return math.isqrt(x)
+
+
+def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
+    """Usable RAM as PFN ranges [start, end) for a PC-like VM with `ram_bytes` of memory, laid out as this
+    machine's firmware does: page 0 and the 640 KiB-1 MiB hole are not RAM, RAM above 3 GiB is moved above
+    the 32-bit PCI hole to 4 GiB."""
+    total = ram_bytes >> PAGE_SHIFT
+    if total < 0x200:
+        raise ValueError(f"RAM size {ram_bytes} is below 2 MiB")
+    low_end = min(total, (3 << 30) >> PAGE_SHIFT)
+    ranges = [(1, 0x9F), (0x100, low_end)]
+    if total > low_end:
+        ranges.append((MAX_DMA32_PFN, MAX_DMA32_PFN + total - low_end))
+    return ranges
+
+
+# --- mem_map ----------------------------------------------------------------------------------------
+
+
+class MemMap:
+    """`mem_map`: the page descriptors of every PFN of the machine, one numpy array per field.
+
+    Fields as in struct page: flags (with the zone number in the upper bits), _refcount, _mapcount (its
+    word doubles as page_type), mapping (an integer handle; low bits PAGE_MAPPING_*), index, the two lru
+    links (free-list links here; -1 = none; a tail page of a compound page holds -2 - head_pfn in
+    lru_next, the kernel's compound_head with bit 0 set) and private (the order of a free buddy block).
+    """
+
+    __slots__ = ("_mapcount", "_refcount", "flags", "index", "lru_next", "lru_prev", "mapping", "nr",
+                 "private")
+
+    def __init__(self, nr_pfns: int) -> None:
+        self.nr = nr_pfns
+        self.flags = np.zeros(nr_pfns, dtype=np.uint64)
+        self._refcount = np.zeros(nr_pfns, dtype=np.int32)
+        self._mapcount = np.full(nr_pfns, MAPCOUNT_NONE, dtype=np.int32)
+        self.mapping = np.zeros(nr_pfns, dtype=np.int64)
+        self.index = np.zeros(nr_pfns, dtype=np.uint64)
+        self.lru_next = np.full(nr_pfns, NO_PFN, dtype=np.int32)
+        self.lru_prev = np.full(nr_pfns, NO_PFN, dtype=np.int32)
+        self.private = np.zeros(nr_pfns, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return self.nr
+
+    def __getitem__(self, pfn: int) -> Page:
+        """pfn_to_page(): a view of one descriptor."""
+        if not 0 <= pfn < self.nr:
+            raise IndexError(f"pfn {pfn:#x} outside mem_map (max_pfn {self.nr:#x})")
+        return Page(self, pfn)
+
+    def nbytes(self) -> int:
+        """Host bytes held by the descriptor arrays."""
+        return sum(getattr(self, f).nbytes for f in self.__slots__ if f != "nr")
+
+    def test(self, pfn: int, pg: PG) -> bool:
+        """PageXxx(): whether flag `pg` is set on `pfn`."""
+        return bool(int(self.flags[pfn]) >> pg & 1)
+
+    def set(self, pfn: int, pg: PG) -> None:
+        """SetPageXxx()."""
+        self.flags[pfn] = int(self.flags[pfn]) | (1 << pg)
+
+    def clear(self, pfn: int, pg: PG) -> None:
+        """ClearPageXxx()."""
+        self.flags[pfn] = int(self.flags[pfn]) & ~(1 << pg)
+
+    def page_type(self, pfn: int) -> int | None:
+        """The PGTY_* of a typed page (buddy, page table, ...), or None."""
+        return page_type_of(int(self._mapcount[pfn]))
+
+    def page_zonenum(self, pfn: int) -> int:
+        """page_zonenum(): the zone number kept in the upper bits of page->flags."""
+        return int(self.flags[pfn]) >> ZONES_PGSHIFT & ZONES_MASK
+
+    def compound_head(self, pfn: int) -> int:
+        """compound_head(): the head PFN of the folio `pfn` belongs to."""
+        link = int(self.lru_next[pfn])
+        return -2 - link if link < NO_PFN else pfn
+
+    def folio_order(self, pfn: int) -> int:
+        """folio_order() of a head page: the low byte of the second page's flags (0 for a small folio)."""
+        if not self.test(pfn, PG.head):
+            return 0
+        return int(self.flags[pfn + 1]) & 0xFF
+
+
+class Page:
+    """A readable view of one `struct page`; for inspection and tests, not for hot paths."""
+
+    __slots__ = ("mem", "pfn")
+
+    def __init__(self, mem: MemMap, pfn: int) -> None:
+        self.mem = mem
+        self.pfn = pfn
+
+    @property
+    def flags(self) -> int:
+        return int(self.mem.flags[self.pfn])
+
+    @property
+    def refcount(self) -> int:
+        """page_ref_count()."""
+        return int(self.mem._refcount[self.pfn])
+
+    @property
+    def mapcount(self) -> int:
+        """page_mapcount(): _mapcount + 1 (0 for an unmapped or typed page)."""
+        word = int(self.mem._mapcount[self.pfn])
+        return 0 if page_type_of(word) is not None else word + 1
+
+    @property
+    def mapping(self) -> int:
+        return int(self.mem.mapping[self.pfn])
+
+    @property
+    def index(self) -> int:
+        return int(self.mem.index[self.pfn])
+
+    @property
+    def private(self) -> int:
+        return int(self.mem.private[self.pfn])
+
+    @property
+    def lru(self) -> tuple[int, int]:
+        """(prev, next) PFNs of the list the page is on (-1: none)."""
+        return int(self.mem.lru_prev[self.pfn]), int(self.mem.lru_next[self.pfn])
+
+    @property
+    def zone(self) -> int:
+        return self.mem.page_zonenum(self.pfn)
+
+    def test(self, pg: PG) -> bool:
+        return self.mem.test(self.pfn, pg)
+
+    def __repr__(self) -> str:
+        names = "|".join(pg.name for pg in PG if self.flags >> pg & 1) or "0"
+        return (f"Page(pfn={self.pfn:#x} zone={ZONE_NAMES[self.zone]} flags={names} "
+                f"refcount={self.refcount} mapcount={self.mapcount} type={self.mem.page_type(self.pfn)})")
+
+
+# --- zones --------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Zone:
+    """`struct zone`: a PFN span, its page counts, watermarks and buddy free lists (one list per order)."""
+
+    idx: int
+    zone_start_pfn: int = 0
+    spanned_pages: int = 0
+    present_pages: int = 0
+    managed_pages: int = 0
+    watermark: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lowmem_reserve: list[int] = field(default_factory=lambda: [0] * MAX_NR_ZONES)
+    free_head: list[int] = field(default_factory=lambda: [NO_PFN] * NR_PAGE_ORDERS)
+    free_tail: list[int] = field(default_factory=lambda: [NO_PFN] * NR_PAGE_ORDERS)
+    nr_free: list[int] = field(default_factory=lambda: [0] * NR_PAGE_ORDERS)
+    free_pages: int = 0  # NR_FREE_PAGES
+    nr_pagetable: int = 0  # NR_PAGETABLE
+
+    @property
+    def name(self) -> str:
+        return ZONE_NAMES[self.idx]
+
+    @property
+    def zone_end_pfn(self) -> int:
+        return self.zone_start_pfn + self.spanned_pages
+
+    def populated(self) -> bool:
+        """populated_zone(): has present pages."""
+        return self.present_pages > 0
+
+    def spans(self, pfn: int) -> bool:
+        """zone_spans_pfn()."""
+        return self.zone_start_pfn <= pfn < self.zone_end_pfn
+
+    def is_highmem(self) -> bool:
+        """is_highmem(): never on x86_64."""
+        return False
+
+
+@dataclass(frozen=True)
+class BootReservations:
+    """What memblock keeps from the buddy allocator at boot, by PFN range [start, end)."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+
+def default_reservations(e820: list[tuple[int, int]], max_pfn: int) -> BootReservations:
+    """The first 1 MiB, the kernel image (as placed on this machine) and the memmap, allocated top-down."""
+    memmap_pages = -(-max_pfn * STRUCT_PAGE_SIZE // PAGE_SIZE)
+    top_start, top_end = e820[-1]
+    memmap = (max(top_start, top_end - memmap_pages), top_end)
+    image_end = min(KERNEL_IMAGE_END_PFN, e820[-1][1])
+    return BootReservations(((0, 0x100), (KERNEL_IMAGE_START_PFN, image_end), memmap))
+
+
+ReclaimHook = Callable[["PhysMem", int, int], bool]
+
+
+class PhysMem:
+    """The machine's physical memory: one node (`pglist_data`) with its zones and `mem_map`.
+
+    `reclaim_hook(mem, order, highest_zoneidx) -> bool` is called when an allocation fails the min
+    watermark in every allowed zone; returning True retries once (reclaim freed something), False fails.
+    """
+
+    def __init__(self, ram_bytes: int, *, thp_enabled: bool = True,
+                 e820: list[tuple[int, int]] | None = None,
+                 reservations: BootReservations | None = None,
+                 watermark_scale_factor: int = 10) -> None:
+        self.e820 = e820 if e820 is not None else pc_e820(ram_bytes)
+        self.max_pfn = max(end for _, end in self.e820)
+        self.mem_map = MemMap(self.max_pfn)
+        self.watermark_scale_factor = watermark_scale_factor
+        self.min_free_kbytes = 0
+        self.user_min_free_kbytes = -1
+        self.reclaim_hook: ReclaimHook | None = None
+        self.alloc_failures = 0
+        self._huge_zero_pfn = NO_PFN
+        self._huge_zero_refcount = 0
+        self._huge_zero_mms: set[int] = set()
+        self.zones = [Zone(i) for i in range(MAX_NR_ZONES)]
+        self._free_area_init()
+        res = reservations if reservations is not None else default_reservations(self.e820, self.max_pfn)
+        self._memblock_free_all(res)
+        self.init_per_zone_wmark_min(thp_enabled)
+
+    # --- boot -----------------------------------------------------------------------------------------
+
+    def _free_area_init(self) -> None:
+        """free_area_init(): zone spans from the zone limits and the RAM map; every page starts reserved
+        with a refcount of 1 (memmap_init_range) and its zone number in page->flags."""
+        limits = [(ZONE_DMA, 0, MAX_DMA_PFN), (ZONE_DMA32, MAX_DMA_PFN, MAX_DMA32_PFN),
+                  (ZONE_NORMAL, MAX_DMA32_PFN, 1 << 52)]
+        present = np.zeros(self.max_pfn, dtype=bool)
+        for start, end in self.e820:
+            present[start:end] = True
+        for zid, lo, hi in limits:
+            pfns = np.flatnonzero(present[lo:min(hi, self.max_pfn)])
+            if pfns.size == 0:
+                continue
+            zone = self.zones[zid]
+            zone.zone_start_pfn = lo + int(pfns[0])
+            zone.spanned_pages = int(pfns[-1]) + 1 + lo - zone.zone_start_pfn
+            zone.present_pages = int(pfns.size)
+            zone_bits = np.uint64(zid << ZONES_PGSHIFT)
+            self.mem_map.flags[zone.zone_start_pfn:zone.zone_end_pfn] |= zone_bits
+        mm = self.mem_map
+        mm.flags |= np.uint64(1 << PG.reserved)
+        mm._refcount[:] = 1
+
+    def _memblock_free_all(self, res: BootReservations) -> None:
+        """memblock_free_all(): hand every RAM page that is not reserved to the buddy allocator, in
+        naturally aligned blocks of up to MAX_PAGE_ORDER (__free_pages_memory)."""
+        free = np.zeros(self.max_pfn, dtype=bool)
+        for start, end in self.e820:
+            free[start:end] = True
+        for start, end in res.ranges:
+            free[start:min(end, self.max_pfn)] = False
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], free.view(np.int8), [0]))))
+        for start, end in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            self._free_range(start, end)
+        for zone in self.zones:
+            if zone.populated():
+                zone.managed_pages = zone.free_pages
+
+    def _free_range(self, start: int, end: int) -> None:
+        """__free_pages_memory(): free [start, end) as the largest aligned blocks that fit."""
+        mm = self.mem_map
+        while start < end:
+            order = min(MAX_PAGE_ORDER, (start & -start).bit_length() - 1 if start else MAX_PAGE_ORDER)
+            while start + (1 << order) > end:
+                order -= 1
+            n = 1 << order
+            mm.flags[start:start + n] &= np.uint64(~(1 << PG.reserved) & (2**64 - 1))
+            mm._refcount[start:start + n] = 0
+            zone = self.zones[mm.page_zonenum(start)]
+            self._free_one_page(start, order, zone)
+            start += n
+
+    # --- watermarks (mm/page_alloc.c, mm/khugepaged.c) ----------------------------------------------
+
+    def init_per_zone_wmark_min(self, thp_enabled: bool) -> None:
+        """The boot sequence of the watermarks from the zones' managed pages: init_per_zone_wmark_min()
+        (core_initcall), then khugepaged's start raising min_free_kbytes when THP is enabled
+        (always or madvise)."""
+        for zone in self.zones:
+            zone.watermark = [0, 0, 0, 0]
+        self.calculate_min_free_kbytes()
+        self.setup_per_zone_wmarks()
+        self.setup_per_zone_lowmem_reserve()
+        if thp_enabled:
+            self.set_recommended_min_free_kbytes()
+
+    def nr_free_buffer_pages(self) -> int:
+        """nr_free_buffer_pages(): managed pages above the high watermark in the zones GFP_USER may use."""
+        return sum(max(0, z.managed_pages - z.watermark[WMARK_HIGH])
+                   for z in self.zones[:gfp_zone(GFP_USER) + 1])
+
+    def calculate_min_free_kbytes(self) -> None:
+        """calculate_min_free_kbytes(): sqrt(lowmem_kbytes * 16), clamped to [128, 262144]."""
+        lowmem_kbytes = self.nr_free_buffer_pages() * (PAGE_SIZE >> 10)
+        new = int_sqrt(lowmem_kbytes * 16)
+        if new > self.user_min_free_kbytes:
+            self.min_free_kbytes = min(max(new, 128), 262144)
+
+    def set_recommended_min_free_kbytes(self) -> None:
+        """khugepaged's set_recommended_min_free_kbytes(): keep 2 + 9 pageblocks per zone free for THP,
+        at most 5% of lowmem; raise min_free_kbytes to that and recompute the watermarks."""
+        nr_zones = sum(1 for z in self.zones if z.populated() and z.idx <= gfp_zone(GFP_USER))
+        recommended = pageblock_nr_pages * nr_zones * 2
+        recommended += pageblock_nr_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+        recommended = min(recommended, self.nr_free_buffer_pages() // 20)
+        recommended <<= PAGE_SHIFT - 10
+        if recommended > self.min_free_kbytes:
+            self.min_free_kbytes = recommended
+        self.setup_per_zone_wmarks()
+
+    def setup_per_zone_wmarks(self) -> None:
+        """__setup_per_zone_wmarks(): split min_free_kbytes over the lowmem zones by managed pages;
+        low/high/promo are min plus 1, 2, 3 times max(min/4, managed * watermark_scale_factor / 10000)."""
+        pages_min = self.min_free_kbytes >> (PAGE_SHIFT - 10)
+        lowmem_pages = sum(z.managed_pages for z in self.zones
+                           if not z.is_highmem() and z.idx != ZONE_MOVABLE)
+        for zone in self.zones:
+            tmp = pages_min * zone.managed_pages // lowmem_pages
+            if zone.is_highmem() or zone.idx == ZONE_MOVABLE:
+                wmark_min = min(max(zone.managed_pages // 1024, SWAP_CLUSTER_MAX), 128)
+            else:
+                wmark_min = tmp
+            tmp = max(tmp >> 2, zone.managed_pages * self.watermark_scale_factor // 10000)
+            zone.watermark = [wmark_min, wmark_min + tmp, wmark_min + 2 * tmp, wmark_min + 3 * tmp]
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        """setup_per_zone_lowmem_reserve(): pages a lower zone keeps from allocations that could have used
+        a higher one: the managed pages of the zones above, divided by lowmem_reserve_ratio."""
+        for i, zone in enumerate(self.zones[:-1]):
+            ratio = LOWMEM_RESERVE_RATIO[i]
+            clear = not ratio or not zone.managed_pages
+            managed = 0
+            for j in range(i + 1, MAX_NR_ZONES):
+                managed += self.zones[j].managed_pages
+                zone.lowmem_reserve[j] = 0 if clear else managed // ratio
+
+    def zone_watermark_ok(self, zone: Zone, order: int, mark: int, highest_zoneidx: int) -> bool:
+        """__zone_watermark_ok(): enough free pages above `mark` plus the lowmem reserve, and a free
+        block of at least `order`."""
+        free_pages = zone.free_pages - ((1 << order) - 1)
+        if free_pages <= mark + zone.lowmem_reserve[highest_zoneidx]:
+            return False
+        if order == 0:
+            return True
+        return any(zone.nr_free[o] for o in range(order, NR_PAGE_ORDERS))
+
+    # --- the buddy allocator --------------------------------------------------------------------------
+
+    def _add_to_free_list(self, pfn: int, zone: Zone, order: int, tail: bool) -> None:
+        """__add_to_free_list() and set_buddy_order(): mark the block's head PageBuddy of `order`."""
+        mm = self.mem_map
+        mm._mapcount[pfn] = page_type_value(PGTY_buddy)
+        mm.private[pfn] = order
+        head = zone.free_head[order]
+        if head == NO_PFN:
+            mm.lru_prev[pfn] = mm.lru_next[pfn] = NO_PFN
+            zone.free_head[order] = zone.free_tail[order] = pfn
+        elif tail:
+            last = zone.free_tail[order]
+            mm.lru_prev[pfn], mm.lru_next[pfn] = last, NO_PFN
+            mm.lru_next[last] = pfn
+            zone.free_tail[order] = pfn
+        else:
+            mm.lru_prev[pfn], mm.lru_next[pfn] = NO_PFN, head
+            mm.lru_prev[head] = pfn
+            zone.free_head[order] = pfn
+        zone.nr_free[order] += 1
+        zone.free_pages += 1 << order
+
+    def _del_from_free_list(self, pfn: int, zone: Zone, order: int) -> None:
+        """del_page_from_free_list(): unlink and clear PageBuddy."""
+        mm = self.mem_map
+        prev, nxt = int(mm.lru_prev[pfn]), int(mm.lru_next[pfn])
+        if prev == NO_PFN:
+            zone.free_head[order] = nxt
+        else:
+            mm.lru_next[prev] = nxt
+        if nxt == NO_PFN:
+            zone.free_tail[order] = prev
+        else:
+            mm.lru_prev[nxt] = prev
+        mm.lru_prev[pfn] = mm.lru_next[pfn] = NO_PFN
+        mm._mapcount[pfn] = MAPCOUNT_NONE
+        mm.private[pfn] = 0
+        zone.nr_free[order] -= 1
+        zone.free_pages -= 1 << order
+
+    def _page_is_buddy(self, buddy: int, order: int, zone: Zone) -> bool:
+        """page_is_buddy(): `buddy` heads a free block of exactly `order` in the same zone."""
+        if not zone.spans(buddy) or buddy >= self.max_pfn:
+            return False
+        mm = self.mem_map
+        return page_type_of(int(mm._mapcount[buddy])) == PGTY_buddy and int(mm.private[buddy]) == order
+
+    def _free_one_page(self, pfn: int, order: int, zone: Zone) -> None:
+        """_free_one_page(): merge with the buddy (pfn ^ (1 << order)) while it is free at the same
+        order, then queue the block; at the tail if its buddy one order up is free too (buddy_merge_likely),
+        so that it stays unallocated and can merge soon."""
+        while order < MAX_PAGE_ORDER:
+            buddy = pfn ^ (1 << order)
+            if not self._page_is_buddy(buddy, order, zone):
+                break
+            self._del_from_free_list(buddy, zone, order)
+            pfn &= buddy
+            order += 1
+        to_tail = False
+        if order < MAX_PAGE_ORDER - 1:
+            higher = pfn & ~(1 << order)
+            to_tail = self._page_is_buddy(higher ^ (1 << (order + 1)), order + 1, zone)
+        self._add_to_free_list(pfn, zone, order, to_tail)
+
+    def _expand(self, pfn: int, zone: Zone, low: int, high: int) -> None:
+        """expand(): return the upper halves of a block taken at order `high` down to order `low`."""
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add_to_free_list(pfn + size, zone, high, tail=False)
+
+    def _rmqueue_smallest(self, zone: Zone, order: int) -> int:
+        """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1."""
+        for current in range(order, NR_PAGE_ORDERS):
+            pfn = zone.free_head[current]
+            if pfn != NO_PFN:
+                self._del_from_free_list(pfn, zone, current)
+                self._expand(pfn, zone, order, current)
+                return pfn
+        return NO_PFN
+
+    def _prep_new_page(self, pfn: int, order: int, compound: bool) -> None:
+        """prep_new_page(): refcount 1 on the head, and for a compound page PG_head, the order in the
+        second page's flags and compound_head links in the tails."""
+        mm = self.mem_map
+        mm._refcount[pfn] = 1
+        if compound and order:
+            n = 1 << order
+            mm.set(pfn, PG.head)
+            mm.flags[pfn + 1] = (int(mm.flags[pfn + 1]) & ~0xFF) | order
+            mm.lru_next[pfn + 1:pfn + n] = -2 - pfn
+
+    def _zonelist(self, highest_zoneidx: int) -> Iterator[Zone]:
+        """The node's zonelist from `highest_zoneidx` down: Normal -> DMA32 -> DMA."""
+        for zone in reversed(self.zones[:highest_zoneidx + 1]):
+            if zone.managed_pages:
+                yield zone
+
+    def get_page_from_freelist(self, order: int, highest_zoneidx: int, wmark: int) -> int:
+        """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`."""
+        for zone in self._zonelist(highest_zoneidx):
+            if not self.zone_watermark_ok(zone, order, zone.watermark[wmark], highest_zoneidx):
+                continue
+            pfn = self._rmqueue_smallest(zone, order)
+            if pfn != NO_PFN:
+                return pfn
+        return NO_PFN
+
+    def alloc_pages(self, order: int, zone_limit: int = ZONE_NORMAL, *, compound: bool = False) -> int | None:
+        """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
+
+        Fast path at the low watermark; the slow path retries at the min watermark (kswapd would be
+        woken here), then asks `reclaim_hook` once; None when that fails too (where the kernel would
+        invoke the OOM killer or return NULL).
+        """
+        if not 0 <= order <= MAX_PAGE_ORDER:
+            raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
+        pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
+        if pfn == NO_PFN:
+            pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
+        if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
+            pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
+        if pfn == NO_PFN:
+            self.alloc_failures += 1
+            return None
+        self._prep_new_page(pfn, order, compound)
+        return pfn
+
+    def alloc_pages_bulk(self, nr: int, zone_limit: int = ZONE_NORMAL) -> np.ndarray:
+        """alloc_pages_bulk(): up to `nr` order-0 pages, as an array of PFNs (shorter if memory runs out).
+
+        Differs from the kernel (which refills per-CPU lists): takes the largest free blocks and splits
+        them whole, so that filling gigabytes costs one Python step per 4 MiB.
+        """
+        mm = self.mem_map
+        out: list[np.ndarray] = []
+        got = 0
+        while got < nr:
+            want = nr - got
+            order = min(MAX_PAGE_ORDER, want.bit_length() - 1)
+            pfn = NO_PFN
+            while pfn == NO_PFN and order >= 0:
+                pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
+                if pfn == NO_PFN:
+                    order -= 1
+            if pfn == NO_PFN:
+                break
+            n = 1 << order
+            mm._refcount[pfn:pfn + n] = 1
+            out.append(np.arange(pfn, pfn + n, dtype=np.int64))
+            got += n
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def free_pages_bulk(self, pfns: np.ndarray) -> None:
+        """Drop one reference on each order-0 page in `pfns` and free those that reach zero."""
+        mm = self.mem_map
+        mm._refcount[pfns] -= 1
+        for pfn in pfns[mm._refcount[pfns] == 0].tolist():
+            self._free_pages_ok(pfn, 0)
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""
+        mm = self.mem_map
+        ref = int(mm._refcount[pfn])
+        if ref <= 0 or mm.test(pfn, PG.reserved) or self.mem_map.page_type(pfn) == PGTY_buddy:
+            raise AssertionError(f"bad free of pfn {pfn:#x} order {order}: {mm[pfn]!r}")
+        mm._refcount[pfn] = ref - 1
+        if ref == 1:
+            self._free_pages_ok(pfn, order)
+
+    def _free_pages_ok(self, pfn: int, order: int) -> None:
+        """free_pages_prepare() + free_one_page(): undo the compound state, then merge and queue."""
+        mm = self.mem_map
+        if pfn & ((1 << order) - 1):
+            raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
+        if mm.test(pfn, PG.head):
+            n = 1 << order
+            mm.clear(pfn, PG.head)
+            mm.flags[pfn + 1] = int(mm.flags[pfn + 1]) & ~0xFF
+            mm.lru_next[pfn + 1:pfn + n] = NO_PFN
+        if mm.page_type(pfn) is not None:
+            mm._mapcount[pfn] = MAPCOUNT_NONE
+        keep = np.uint64(~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1))  # zone/node bits stay
+        mm.flags[pfn:pfn + (1 << order)] &= keep
+        mm.mapping[pfn:pfn + (1 << order)] = 0
+        self._free_one_page(pfn, order, self.zones[mm.page_zonenum(pfn)])
+
+    # --- page tables' frames ----------------------------------------------------------------------------
+
+    def alloc_pagetable_page(self) -> int | None:
+        """pagetable_alloc() + pagetable_*_ctor(): a zeroed frame typed PGTY_table, counted in
+        NR_PAGETABLE of its zone; None on failure."""
+        pfn = self.alloc_pages(0, ZONE_NORMAL)
+        if pfn is not None:
+            self.mem_map._mapcount[pfn] = page_type_value(PGTY_table)
+            self.zones[self.mem_map.page_zonenum(pfn)].nr_pagetable += 1
+        return pfn
+
+    def alloc_pagetable_pages_bulk(self, nr: int) -> np.ndarray:
+        """`nr` page-table frames at once (see alloc_pages_bulk); shorter if memory runs out."""
+        pfns = self.alloc_pages_bulk(nr, ZONE_NORMAL)
+        self.mem_map._mapcount[pfns] = page_type_value(PGTY_table)
+        for zid, count in zip(*np.unique(self._zone_of(pfns), return_counts=True), strict=True):
+            self.zones[int(zid)].nr_pagetable += int(count)
+        return pfns
+
+    def free_pagetable_page(self, pfn: int) -> None:
+        """pagetable_dtor() + pagetable_free()."""
+        if self.mem_map.page_type(pfn) != PGTY_table:
+            raise AssertionError(f"pfn {pfn:#x} is not a page table: {self.mem_map[pfn]!r}")
+        self.mem_map._mapcount[pfn] = MAPCOUNT_NONE
+        self.zones[self.mem_map.page_zonenum(pfn)].nr_pagetable -= 1
+        self.free_pages(pfn, 0)
+
+    def _zone_of(self, pfns: np.ndarray) -> np.ndarray:
+        return (self.mem_map.flags[pfns] >> np.uint64(ZONES_PGSHIFT)) & np.uint64(ZONES_MASK)
+
+    # --- zero pages (mm/memory.c, mm/huge_memory.c) -------------------------------------------------------
+
+    def my_zero_pfn(self, addr: int = 0) -> int:
+        """my_zero_pfn(): the one shared zero page (empty_zero_page in the kernel's bss, PG_reserved)."""
+        return ZERO_PAGE_PFN
+
+    def is_zero_pfn(self, pfn: int) -> bool:
+        """is_zero_pfn()."""
+        return pfn == ZERO_PAGE_PFN
+
+    def mm_get_huge_zero_folio(self, mm_id: int) -> int | None:
+        """mm_get_huge_zero_folio(): the huge zero folio's head PFN, allocated (order 9, zeroed) on first
+        use; each mm holds one reference (MMF_HUGE_ZERO_FOLIO) and the shrinker holds one more."""
+        if mm_id in self._huge_zero_mms:
+            return self._huge_zero_pfn
+        if self._huge_zero_refcount == 0:
+            pfn = self.alloc_pages(HPAGE_PMD_ORDER, ZONE_NORMAL, compound=True)
+            if pfn is None:
+                return None
+            self._huge_zero_pfn = pfn
+            self._huge_zero_refcount = 1  # the reference shrink_huge_zero_folio() may drop
+        self._huge_zero_refcount += 1
+        self._huge_zero_mms.add(mm_id)
+        return self._huge_zero_pfn
+
+    def mm_put_huge_zero_folio(self, mm_id: int) -> None:
+        """mm_put_huge_zero_folio(): drop the mm's reference (at exit); never frees by itself."""
+        if mm_id in self._huge_zero_mms:
+            self._huge_zero_mms.discard(mm_id)
+            self._huge_zero_refcount -= 1
+
+    def shrink_huge_zero_folio(self) -> int:
+        """The huge zero folio shrinker: free it when only its own reference is left; pages freed."""
+        if self._huge_zero_refcount != 1:
+            return 0
+        self._huge_zero_refcount = 0
+        pfn, self._huge_zero_pfn = self._huge_zero_pfn, NO_PFN
+        self.free_pages(pfn, HPAGE_PMD_ORDER)
+        return 1 << HPAGE_PMD_ORDER
+
+    def is_huge_zero_pfn(self, pfn: int) -> bool:
+        """is_huge_zero_pfn(): `pfn` lies in the huge zero folio."""
+        head = self._huge_zero_pfn
+        return head != NO_PFN and head <= pfn < head + (1 << HPAGE_PMD_ORDER)
+
+    # --- views ---------------------------------------------------------------------------------------
+
+    def stable_page_flags(self, pfn: int) -> int:
+        """fs/proc/page.c:stable_page_flags(): the /proc/kpageflags word of one PFN."""
+        if not 0 <= pfn < self.max_pfn:
+            return 1 << KPF.NOPAGE
+        mm = self.mem_map
+        head = mm.compound_head(pfn)
+        k = int(mm.flags[head])
+        mapping = int(mm.mapping[head])
+        word = int(mm._mapcount[pfn])
+        pgty = page_type_of(word)
+        u = 0
+        if pgty is None and word >= 0:
+            u |= 1 << KPF.MMAP
+        if mapping & PAGE_MAPPING_ANON:
+            u |= 1 << KPF.ANON
+            if mapping & PAGE_MAPPING_FLAGS == PAGE_MAPPING_KSM:
+                u |= 1 << KPF.KSM
+        if head == pfn:
+            u |= (k >> PG.head & 1) << KPF.COMPOUND_HEAD
+        else:
+            u |= 1 << KPF.COMPOUND_TAIL
+        order = mm.folio_order(head)
+        second_flags = int(mm.flags[head + 1]) if order else 0
+        if order and second_flags >> PG.workingset & 1:  # folio_test_large_rmappable
+            u |= 1 << KPF.THP
+        elif self.is_huge_zero_pfn(pfn):
+            u |= 1 << KPF.ZERO_PAGE | 1 << KPF.THP
+        elif self.is_zero_pfn(pfn):
+            u |= 1 << KPF.ZERO_PAGE
+        if pgty == PGTY_buddy or (int(mm._refcount[pfn]) == 0 and self._in_free_block(pfn)):
+            u |= 1 << KPF.BUDDY
+        if pgty == PGTY_offline:
+            u |= 1 << KPF.OFFLINE
+        if pgty == PGTY_table:
+            u |= 1 << KPF.PGTABLE
+        if page_type_of(int(mm._mapcount[head])) == PGTY_slab:
+            u |= 1 << KPF.SLAB
+        for kpf, pg in KPF_COPIED:
+            u |= (k >> pg & 1) << kpf
+        swapcache = (1 << PG.swapbacked) | (1 << PG_swapcache)
+        if k & swapcache == swapcache:
+            u |= 1 << KPF.SWAPCACHE
+        return u
+
+    def _in_free_block(self, pfn: int) -> bool:
+        """is_free_buddy_page(): `pfn` lies inside some free buddy block."""
+        mm = self.mem_map
+        for order in range(NR_PAGE_ORDERS):
+            head = pfn & ~((1 << order) - 1)
+            if page_type_of(int(mm._mapcount[head])) == PGTY_buddy and int(mm.private[head]) >= order:
+                return True
+        return False
+
+    def zoneinfo(self) -> str:
+        """/proc/zoneinfo, the per-zone part (zoneinfo_show_print), without per-node and per-CPU stats."""
+        out = []
+        for z in self.zones:
+            out.append(f"Node 0, zone {z.name:>8}")
+            out.append(f"  pages free     {z.free_pages}")
+            if z.populated():
+                out.append("        boost    0")
+            for name, value in (("min", z.watermark[WMARK_MIN]), ("low", z.watermark[WMARK_LOW]),
+                                ("high", z.watermark[WMARK_HIGH])):
+                out.append(f"        {name:<8} {value}")
+            if z.populated():
+                out.append(f"        promo    {z.watermark[WMARK_PROMO]}")
+            for name, value in (("spanned", z.spanned_pages), ("present", z.present_pages),
+                                ("managed", z.managed_pages), ("cma", 0)):
+                out.append(f"        {name:<8} {value}")
+            out.append("        protection: (" + ", ".join(str(r) for r in z.lowmem_reserve) + ")")
+            if z.populated():
+                out.append(f"      nr_free_pages {z.free_pages}")
+                out.append(f"      nr_page_table_pages {z.nr_pagetable}")
+                out.append(f"  start_pfn:           {z.zone_start_pfn}")
+        return "\n".join(out) + "\n"
+
+    def buddyinfo(self) -> str:
+        """/proc/buddyinfo: free blocks per order in each populated zone (frag_show_print)."""
+        return "".join(f"Node 0, zone {z.name:>8} " + "".join(f"{n:6d} " for n in z.nr_free) + "\n"
+                       for z in self.zones if z.populated())
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+
+    @property
+    def totalram_pages(self) -> int:
+        """totalram_pages(): managed pages of all zones (MemTotal)."""
+        return sum(z.managed_pages for z in self.zones)
+
+    @property
+    def nr_free_pages(self) -> int:
+        """NR_FREE_PAGES summed over zones (MemFree)."""
+        return sum(z.free_pages for z in self.zones)
+
+    def free_blocks(self, zone: Zone) -> Iterator[tuple[int, int]]:
+        """(pfn, order) of every block on the zone's free lists, walking the links."""
+        mm = self.mem_map
+        for order in range(NR_PAGE_ORDERS):
+            pfn = zone.free_head[order]
+            while pfn != NO_PFN:
+                yield pfn, order
+                pfn = int(mm.lru_next[pfn])
+
+    def check_buddy(self) -> None:
+        """Invariant checker: free lists consistent with counters and page state, blocks aligned, inside
+        their zone, disjoint, coalesced (no free buddy pair below MAX_PAGE_ORDER), and
+        free + allocated + reserved pages == present pages."""
+        mm = self.mem_map
+        seen = np.zeros(self.max_pfn, dtype=bool)
+        for zone in self.zones:
+            counts = [0] * NR_PAGE_ORDERS
+            total = 0
+            for pfn, order in self.free_blocks(zone):
+                n = 1 << order
+                where = f"zone {zone.name} block {pfn:#x} order {order}"
+                if pfn & (n - 1) or not (zone.spans(pfn) and zone.spans(pfn + n - 1)):
+                    raise AssertionError(f"{where}: misaligned or outside the zone")
+                if mm.page_type(pfn) != PGTY_buddy or int(mm.private[pfn]) != order:
+                    raise AssertionError(f"{where}: head not PageBuddy of its order: {mm[pfn]!r}")
+                if seen[pfn:pfn + n].any():
+                    raise AssertionError(f"{where}: overlaps another free block")
+                if mm._refcount[pfn:pfn + n].any() or (mm.flags[pfn:pfn + n] >> np.uint64(PG.reserved)
+                                                         & np.uint64(1)).any():
+                    raise AssertionError(f"{where}: a free page has a reference or is reserved")
+                seen[pfn:pfn + n] = True
+                if order < MAX_PAGE_ORDER and self._page_is_buddy(pfn ^ n, order, zone):
+                    raise AssertionError(f"{where}: its buddy {pfn ^ n:#x} is free too (not coalesced)")
+                counts[order] += 1
+                total += n
+            if counts != zone.nr_free or total != zone.free_pages:
+                raise AssertionError(f"zone {zone.name}: counters {zone.nr_free}/{zone.free_pages} "
+                                     f"disagree with the lists {counts}/{total}")
+        stray = np.flatnonzero((mm._mapcount == page_type_value(PGTY_buddy)) & ~seen)
+        if stray.size:
+            raise AssertionError(f"PageBuddy pages not on any free list: {stray[:8].tolist()}")
+
+
+# --- the direct map -------------------------------------------------------------------------------------
+
+
+def pfn_to_page(mem: MemMap, pfn: int) -> Page:
+    """pfn_to_page() (FLATMEM: mem_map + pfn)."""
+    return mem[pfn]
+
+
+def page_to_pfn(page: Page) -> int:
+    """page_to_pfn() (FLATMEM: page - mem_map)."""
+    return page.pfn
+
+
+def phys_to_virt(paddr: int) -> int:
+    """phys_to_virt()/__va(): the direct-map address of a physical address."""
+    return paddr + PAGE_OFFSET
+
+
+def virt_to_phys(vaddr: int, phys_base: int = 0) -> int:
+    """virt_to_phys()/__pa() (__phys_addr): direct-map and kernel-text addresses to physical."""
+    if vaddr >= __START_KERNEL_map:
+        return vaddr - __START_KERNEL_map + phys_base
+    if vaddr < PAGE_OFFSET:
+        raise ValueError(f"{vaddr:#x} is not a kernel direct-map address")
+    return vaddr - PAGE_OFFSET
+
+
+def page_address(pfn: int) -> int:
+    """page_address(): every page of x86_64 is in the direct map (no highmem)."""
+    return phys_to_virt(pfn << PAGE_SHIFT)
