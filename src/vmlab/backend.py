@@ -27,6 +27,20 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Counters:
+    """A process's fault and memory counters, as /proc/<pid>/stat (faults) and status (kB) print them."""
+
+    minflt: int
+    majflt: int
+    rss_anon_kb: int
+    rss_file_kb: int
+    rss_shmem_kb: int
+    vm_pte_kb: int
+    vm_swap_kb: int
+    vm_size_kb: int
+
+
+@dataclass(frozen=True)
 class Program:
     """What the first process execs: an ELF path with its exact argv and envp (they size the stack)."""
 
@@ -70,6 +84,18 @@ class Backend(Protocol):
 
     def view(self, pid: int, name: str) -> str:
         """The text of /proc/<pid>/<name> (a name from VIEWS)."""
+        ...
+
+    def counters(self, pid: int) -> Counters:
+        """minflt/majflt (stat fields 10, 12) and RssAnon/RssFile/RssShmem/VmPTE/VmSwap/VmSize (status)."""
+        ...
+
+    def pagemap(self, pid: int, start: int, end: int) -> list[int]:
+        """The raw 64-bit /proc/<pid>/pagemap entries of the pages of [start, end), PFNs included."""
+        ...
+
+    def kpageflags(self, pfn: int) -> int:
+        """/proc/kpageflags of one frame (KPF_* bits: KPF_ZERO_PAGE tells the shared zero page)."""
         ...
 
     def close(self) -> None:
