@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from vmlab.kernel import procfs
-from vmlab.kernel.fault import do_user_addr_fault
+from vmlab.kernel import task_mmu
+from vmlab.kernel.fault import FaultStats, user_access
 from vmlab.kernel.fs import ShmemMount
 from vmlab.kernel.madvise import do_madvise
 from vmlab.kernel.mm_types import File, MmStruct, vm_flags_mnemonics
 from vmlab.kernel.mmap import VmSysctl, arch_pick_mmap_layout, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
+from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.pgtable import PageTables
 from vmlab.kernel.uapi import PAGE_SIZE
 
 
@@ -18,8 +20,10 @@ class BareProc:
 
     def __init__(self, rlimit_stack: int | None = 8 << 20, legacy: bool = False,
                  sysctl: VmSysctl | None = None) -> None:
-        self.mm = MmStruct()
+        self.mem = PhysMem(256 << 20)
+        self.mm = MmStruct(pt=PageTables(self.mem))
         arch_pick_mmap_layout(self.mm, rlimit_stack, legacy)
+        self.stats = FaultStats()
         self.sysctl = sysctl or VmSysctl()
         self.shmem = ShmemMount()
         self.rlimit_stack = rlimit_stack
@@ -46,15 +50,15 @@ class BareProc:
 
     def touch(self, addr: int, pages: int = 1, write: bool = True) -> str | None:
         for i in range(pages):
-            _, sig = do_user_addr_fault(self.mm, addr + i * PAGE_SIZE, write, self.rlimit_stack,
-                                        self.sysctl)
+            sig = user_access(self.mm, addr + i * PAGE_SIZE, write, self.rlimit_stack, self.sysctl,
+                              self.stats)
             if sig:
                 return sig
         return None
 
     def maps(self, lo: int = 0, hi: int = 1 << 64) -> list[str]:
         """maps lines (without newline) of the VMAs overlapping [lo, hi), like dump_maps_range()."""
-        return [procfs.show_map_vma(self.mm, v).rstrip("\n") for v in self.mm
+        return [task_mmu.show_map_vma(self.mm, v).rstrip("\n") for v in self.mm
                 if v.vm_end > lo and v.vm_start < hi]
 
     def vmflags(self, lo: int = 0, hi: int = 1 << 64) -> list[str]:

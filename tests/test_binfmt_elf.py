@@ -31,7 +31,7 @@ from vmlab.host.exec_stop import STAT_FIELDS, ExecFailed, ExecSnapshot, run_to_e
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, ELF_ET_DYN_BASE, exec_mm
 from vmlab.kernel.mm_types import MmStruct
 from vmlab.kernel.mmap import VmSysctl, sys_brk
-from vmlab.kernel.procfs import show_maps, show_smaps
+from vmlab.kernel.task_mmu import show_maps, show_smaps
 from vmlab.kernel.uapi import PAGE_SIZE
 
 PROGS = Path(__file__).parent / "progs"

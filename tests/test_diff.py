@@ -51,4 +51,4 @@ def test_smaps_compares_only_the_model_fields() -> None:
     kernel = ("show smaps\n00400000-00401000 r--p 00000000 fe:00 1  /x\nSize:                  4 kB\n"
               "Rss:                   4 kB\nVmFlags: rd mr mw me ")
     assert smaps_fields(model) == {"VmFlags"}
-    assert keep_fields(kernel, {"VmFlags"}) == model
+    assert keep_fields(kernel, {"VmFlags"}, []) == model

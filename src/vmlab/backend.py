@@ -24,6 +24,7 @@ class Settings:
     legacy_va_layout: bool = False  # personality ADDR_COMPAT_LAYOUT (setarch -L)
     max_map_count: int = 65530  # vm.max_map_count (the model only: the host's is global)
     mmap_min_addr: int = 4096  # vm.mmap_min_addr
+    ram: int = 4 << 30  # the model machine's RAM in bytes (the host's is what it is)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Program:
     path: str
     argv: tuple[str, ...]
     envp: tuple[str, ...] = ()
+    #: Memory accesses (addr, length, write) the program makes on its own before its first checkpoint:
+    #: the real program does them; the model replays them after exec so both start alike.
+    startup: tuple[tuple[int, int, bool], ...] = ()
 
 
 class Backend(Protocol):

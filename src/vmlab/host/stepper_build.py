@@ -118,6 +118,20 @@ def build_stepper(cache: Path | None = None, env: dict[str, str] | None = None) 
 
 
 def stepper_program() -> Program:
-    """The Program both backends run: the stepper binary, argv = [its absolute path], envp = []."""
+    """The Program both backends run: the stepper binary, argv = [its absolute path], envp = [], with
+    the accesses of its warm_up() (read the whole image, write its bss pages) as its startup."""
     path = str(build_stepper().resolve())
-    return Program(path=path, argv=(path,), envp=())
+    return Program(path=path, argv=(path,), envp=(), startup=_warm_up_accesses(path))
+
+
+def _warm_up_accesses(path: str) -> tuple[tuple[int, int, bool], ...]:
+    """stepper.c:warm_up() as accesses: reads of [__executable_start, _end), then writes of the bss
+    pages. (Its stack pad is left out: stack presence is not compared, reference §6 N6.)"""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        sym = {name: symtab.get_symbol_by_name(name)[0]["st_value"]
+               for name in ("__executable_start", "__bss_start", "_end")}
+    start, bss, end = sym["__executable_start"], sym["__bss_start"] & ~0xFFF, sym["_end"]
+    return ((start, end - start, False), (bss, end - bss, True))

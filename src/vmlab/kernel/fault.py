@@ -1,27 +1,47 @@
 """The user page-fault entry, after arch/x86/mm/fault.c:do_user_addr_fault and mm/mmap.c:expand_stack.
 
-This is the address-space half of the fault path: find the VMA, grow a stack, check access rights,
-SIGSEGV/SIGBUS, and assign the anon_vma that the first anonymous page needs (M3). Page tables and frames
-belong to the paging model.
+Find the VMA, grow a stack, check access rights (SIGSEGV), then handle_mm_fault(); a completed fault is
+counted in the task's min_flt or maj_flt (mm_account_fault, P1), a failed one is not.
 """
 
 from __future__ import annotations
 
-from vmlab.kernel.mm_types import (
-    VM_EXEC,
-    VM_GROWSDOWN,
-    VM_READ,
-    VM_SHARED,
-    VM_WRITE,
-    MmStruct,
-    VmArea,
+from dataclasses import dataclass
+
+from vmlab.kernel.memory import (
+    VM_FAULT_ERROR,
+    VM_FAULT_MAJOR,
+    VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
+    FaultTrace,
+    VmFault,
+    handle_mm_fault,
 )
+from vmlab.kernel.mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, MmStruct, VmArea
 from vmlab.kernel.mmap import STACK_GUARD_GAP, VmSysctl
+from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW
 from vmlab.kernel.rmap import anon_vma_prepare
-from vmlab.kernel.uapi import ENOMEM, EPERM, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.uapi import ENOMEM, EPERM, PAGE_MASK, PAGE_SHIFT
 
 SIGSEGV = "SIGSEGV"
 SIGBUS = "SIGBUS"
+
+
+@dataclass
+class FaultStats:
+    """A task's fault counters (task_struct min_flt, maj_flt)."""
+
+    min_flt: int = 0
+    maj_flt: int = 0
+
+    def account(self, ret: int) -> None:
+        """mm_account_fault(): a completed fault counts once, as major if it did I/O."""
+        if ret & VM_FAULT_ERROR:
+            return
+        if ret & VM_FAULT_MAJOR:
+            self.maj_flt += 1
+        else:
+            self.min_flt += 1
 
 
 def expand_downwards(mm: MmStruct, vma: VmArea, address: int, rlimit_stack: int | None,
@@ -48,6 +68,7 @@ def expand_downwards(mm: MmStruct, vma: VmArea, address: int, rlimit_stack: int 
         vma.vm_pgoff -= grow
         mm.set_range(vma, address, vma.vm_end)
         mm.total_vm += grow
+        mm.stack_vm += grow
     return 0
 
 
@@ -58,27 +79,52 @@ def access_error(vma: VmArea, write: bool) -> bool:
     return not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC)
 
 
-def beyond_eof(vma: VmArea, address: int) -> bool:
-    """The page of a file VMA lies past the end of its file: the fault handler answers SIGBUS."""
-    if vma.vm_file is None:
-        return False
-    pgoff = vma.vm_pgoff + ((address - vma.vm_start) >> PAGE_SHIFT)
-    return pgoff >= (vma.vm_file.inode.size + PAGE_SIZE - 1) >> PAGE_SHIFT
-
-
 def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: int | None,
-                       sysctl: VmSysctl) -> tuple[VmArea | None, str | None]:
-    """do_user_addr_fault() up to handle_mm_fault(): the VMA that takes the fault, or the signal."""
+                       sysctl: VmSysctl, stats: FaultStats,
+                       trace: FaultTrace | None = None) -> str | None:
+    """do_user_addr_fault(): handle a user fault at `address`; the fatal signal, or None."""
+    if trace is not None:
+        trace.call("do_user_addr_fault", f"{'write' if write else 'read'} at {address:#x}")
+        trace.depth += 1
+        trace.call("find_vma", "the VMA holding the address")
     vma = mm.find_vma(address)
     if vma is None:
-        return None, SIGSEGV
+        return SIGSEGV
     if vma.vm_start > address and (
             not vma.vm_flags & VM_GROWSDOWN or expand_downwards(mm, vma, address, rlimit_stack, sysctl)):
-        return None, SIGSEGV
+        return SIGSEGV
     if access_error(vma, write):
-        return None, SIGSEGV
-    if beyond_eof(vma, address):
-        return None, SIGBUS
-    if write and not vma.vm_flags & VM_SHARED:
-        anon_vma_prepare(mm, vma)  # do_anonymous_page / do_cow_fault / do_wp_page
-    return vma, None
+        return SIGSEGV
+    assert mm.pt is not None, "the machine gives every mm its page tables"
+    ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace))
+    if ret & VM_FAULT_SIGBUS:
+        return SIGBUS
+    if ret & VM_FAULT_OOM:
+        raise MemoryError("the model ran out of simulated memory (the OOM killer is not modelled yet)")
+    stats.account(ret)
+    return None
+
+
+def mmu_permits(mm: MmStruct, address: int, write: bool) -> bool:
+    """What the MMU does before any fault: the entry (PTE or 2 MiB PMD) is present and, for a write,
+    writable. On success it sets the accessed (and dirty) bit, as the hardware does."""
+    pt = mm.pt
+    assert pt is not None
+    pmd = pt.get_pmd(address)
+    if pmd & _PAGE_PSE:
+        return bool(pmd & _PAGE_PRESENT) and (not write or bool(pmd & _PAGE_RW))
+    pte = pt.get_pte(address)
+    if not pte & _PAGE_PRESENT or (write and not pte & _PAGE_RW):
+        return False
+    want = pte | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
+    if want != pte:
+        pt.set_pte(address, want)
+    return True
+
+
+def user_access(mm: MmStruct, address: int, write: bool, rlimit_stack: int | None, sysctl: VmSysctl,
+                stats: FaultStats, trace: FaultTrace | None = None) -> str | None:
+    """One user load or store: no fault when the MMU permits it, else the fault path."""
+    if mm.pt is not None and mmu_permits(mm, address, write):
+        return None
+    return do_user_addr_fault(mm, address, write, rlimit_stack, sysctl, stats, trace)

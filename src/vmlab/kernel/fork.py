@@ -1,19 +1,25 @@
 """fork of an address space, after kernel/fork.c:dup_mmap (6.18): the child gets an identical VMA list
-(no merging), minus VM_DONTCOPY VMAs, with mlock bits cleared and anon_vmas chained (P14, M2).
+(no merging), minus VM_DONTCOPY VMAs, with mlock bits cleared and anon_vmas chained (P14, M2), and
+its own page tables holding copies of the entries of VMAs with an anon_vma (COW).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from vmlab.kernel.memory import copy_page_range
 from vmlab.kernel.mm_types import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_WIPEONFORK, MmStruct
+from vmlab.kernel.pgtable import PageTables
 from vmlab.kernel.rmap import anon_vma_fork
 
 
 def dup_mmap(oldmm: MmStruct) -> MmStruct:
     """dup_mm() + dup_mmap(): the child's mm_struct."""
     mm = dataclasses.replace(oldmm, _starts=[], _vmas=[], locked_vm=0,
-                             def_flags=oldmm.def_flags & VM_NOHUGEPAGE)
+                             def_flags=oldmm.def_flags & VM_NOHUGEPAGE, pt=None, rss=[0, 0, 0, 0],
+                             hiwater_rss=0)
+    if oldmm.pt is not None:
+        mm.pt = PageTables(oldmm.pt.mem)
     for mpnt in oldmm:
         if mpnt.vm_flags & VM_DONTCOPY:
             mm.total_vm -= mpnt.pages
@@ -25,4 +31,6 @@ def dup_mmap(oldmm: MmStruct) -> MmStruct:
             anon_vma_fork(tmp, mpnt)
         tmp.vm_flags &= ~VM_LOCKED_MASK
         mm.insert(tmp)
+        if not tmp.vm_flags & VM_WIPEONFORK and oldmm.pt is not None:
+            copy_page_range(mm, oldmm, oldmm.pt.mem, mpnt)
     return mm

@@ -1,5 +1,6 @@
 """Faulting pages in on behalf of a process, after mm/gup.c (6.18): __mm_populate() for mlock and
-MAP_POPULATE, and faultin_page_range() for MADV_POPULATE_(READ|WRITE).
+MAP_POPULATE, and faultin_page_range() for MADV_POPULATE_(READ|WRITE). Faults taken here count in the
+task's min_flt like user faults (P12).
 
 Errors as measured on the kernel: population stops at the first page whose fault would raise SIGBUS
 (-EFAULT); a VMA without the needed permission is -EFAULT for mm_populate (mlock reports it as ENOMEM)
@@ -8,7 +9,8 @@ and -EINVAL for MADV_POPULATE_*; a hole is -ENOMEM for MADV_POPULATE_*.
 
 from __future__ import annotations
 
-from vmlab.kernel.fault import beyond_eof
+from vmlab.kernel.fault import FaultStats, mmu_permits
+from vmlab.kernel.memory import VM_FAULT_OOM, VM_FAULT_SIGBUS, VmFault, handle_mm_fault
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_IO,
@@ -20,23 +22,26 @@ from vmlab.kernel.mm_types import (
     MmStruct,
     VmArea,
 )
-from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import EFAULT, EINVAL, ENOMEM, PAGE_SIZE
 
 
-def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool) -> int:
-    """Fault [start, end) of one VMA in page by page; -EFAULT at the first page past EOF."""
+def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool, stats: FaultStats) -> int:
+    """__get_user_pages(): fault in each page not already mapped as needed; -EFAULT at a SIGBUS page."""
+    assert mm.pt is not None
     addr = start
     while addr < end:
-        if beyond_eof(vma, addr):
-            return -EFAULT
-        if write and not vma.vm_flags & VM_SHARED:
-            anon_vma_prepare(mm, vma)  # the first write fault (or COW) of a private page
+        if not mmu_permits(mm, addr, write):
+            ret = handle_mm_fault(VmFault(mm, vma, addr, write, mm.pt.mem))
+            if ret & VM_FAULT_SIGBUS:
+                return -EFAULT
+            if ret & VM_FAULT_OOM:
+                return -ENOMEM
+            stats.account(ret)
         addr += PAGE_SIZE
     return 0
 
 
-def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int) -> int:
+def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int, stats: FaultStats) -> int:
     """populate_vma_page_range(): GUP with FOLL_WRITE on private writable VMAs, FOLL_FORCE when
     accessible, nothing for VM_LOCKONFAULT; 0 or -errno."""
     if vma.vm_flags & VM_LOCKONFAULT:
@@ -44,21 +49,21 @@ def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int) -> 
     if not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
         return -EFAULT
     write = (vma.vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
-    return _fault_in(mm, vma, start, end, write)
+    return _fault_in(mm, vma, start, end, write, stats)
 
 
-def mm_populate(mm: MmStruct, start: int, end: int, ignore_errors: bool) -> int:
+def mm_populate(mm: MmStruct, start: int, end: int, ignore_errors: bool, stats: FaultStats) -> int:
     """__mm_populate(): populate each VMA of the range, skipping VM_IO/VM_PFNMAP; stops at a hole."""
     for vma in mm.vmas_in(start, end):
         if vma.vm_flags & (VM_IO | VM_PFNMAP):
             continue
-        err = populate_vma_page_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))
+        err = populate_vma_page_range(mm, vma, max(start, vma.vm_start), min(end, vma.vm_end), stats)
         if err and not ignore_errors:
             return err
     return 0
 
 
-def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool) -> int:
+def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool, stats: FaultStats) -> int:
     """madvise_populate(): fault the range in as reads or writes; the range must be fully mapped."""
     addr = start
     while addr < end:
@@ -67,7 +72,7 @@ def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool) -> int:
             return -ENOMEM
         if vma.vm_flags & (VM_IO | VM_PFNMAP) or not vma.vm_flags & (VM_WRITE if write else VM_READ):
             return -EINVAL
-        err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write)
+        err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write, stats)
         if err:
             return err
         addr = vma.vm_end

@@ -9,13 +9,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmlab.backend import Arg, Program, Settings
-from vmlab.kernel import procfs
-from vmlab.kernel.fault import do_user_addr_fault
+from vmlab.backend import Arg, Counters, Program, Settings
+from vmlab.kernel import task_mmu
+from vmlab.kernel.fault import FaultStats, user_access
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
+from vmlab.kernel.memory import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, FaultTrace, exit_mmap
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
     VM_LOCKED,
@@ -26,6 +27,8 @@ from vmlab.kernel.mm_types import (
 from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
+from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.pgtable import PageTables
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EBADF,
@@ -63,6 +66,7 @@ class Task:
     mm: MmStruct
     files: dict[int, File] = field(default_factory=dict)
     cloexec: set[int] = field(default_factory=set)
+    stats: FaultStats = field(default_factory=FaultStats)
 
     def get_unused_fd(self) -> int:
         """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
@@ -79,6 +83,9 @@ class ModelBackend:
 
     def __init__(self) -> None:
         self.settings = Settings()
+        self.mem = PhysMem(self.settings.ram)
+        #: When set, each fault's call path is appended here (the `--trace` view).
+        self.traces: list[str] | None = None
         self.sysctl = VmSysctl()
         self.tasks: dict[int, Task] = {}
         self._next_pid = 1000
@@ -99,6 +106,8 @@ class ModelBackend:
     def start(self, program: Program, settings: Settings) -> int:
         """Exec `program` in a new first process; returns its pid (raises OSError if it cannot exec)."""
         self.settings = settings
+        if settings.ram != self.mem.max_pfn << 12:
+            self.mem = PhysMem(settings.ram)
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
         task = Task(self._alloc_pid(), MmStruct())
         for fd in (0, 1, 2):
@@ -108,6 +117,9 @@ class ModelBackend:
         if err < 0:
             del self.tasks[task.pid]
             raise OSError(-err, f"exec {program.path}: {os.strerror(-err)}")
+        for addr, length, write in program.startup:
+            if self.access(task.pid, addr, length, write) is not None:
+                raise OSError(0, f"{program.path}: its startup access at {addr:#x} faulted in the model")
         return task.pid
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
@@ -120,9 +132,12 @@ class ModelBackend:
         rlim = self.settings.rlimit_stack
         page = addr & PAGE_MASK
         while page < addr + max(length, 1):
-            _, sig = do_user_addr_fault(task.mm, max(page, addr), write, rlim, self.sysctl)
+            trace = FaultTrace() if self.traces is not None else None
+            sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
+            if trace is not None and trace.lines and self.traces is not None:
+                self.traces.append(trace.render())
             if sig is not None:
-                del self.tasks[pid]
+                self.exit(pid)
                 return sig
             page += PAGE_SIZE
         return None
@@ -135,20 +150,39 @@ class ModelBackend:
         return child.pid
 
     def exit(self, pid: int) -> None:
-        """exit(0): the process and its address space go away."""
-        del self.tasks[pid]
+        """exit(0): the process and its address space go away (exit_mmap)."""
+        exit_mmap(self.tasks.pop(pid).mm, self.mem)
 
     def view(self, pid: int, name: str) -> str:
         """/proc/<pid>/maps or smaps as the model renders them."""
         mm = self.tasks[pid].mm
         if name == "maps":
-            return procfs.show_maps(mm)
+            return task_mmu.show_maps(mm)
         if name == "smaps":
-            return procfs.show_smaps(mm)
+            return task_mmu.show_smaps(mm, self.mem)
         raise KeyError(name)
 
     def close(self) -> None:
-        self.tasks.clear()
+        """Every process exits."""
+        for pid in list(self.tasks):
+            self.exit(pid)
+
+    def counters(self, pid: int) -> Counters:
+        """The task's fault counters and its mm's RSS, page-table and size counters."""
+        task = self.tasks[pid]
+        mm = task.mm
+        rss = mm.rss
+        pte_bytes = mm.pt.pgtables_bytes if mm.pt is not None else 0
+        return Counters(task.stats.min_flt, task.stats.maj_flt, rss[MM_ANONPAGES] * 4, rss[MM_FILEPAGES] * 4,
+                        rss[MM_SHMEMPAGES] * 4, pte_bytes >> 10, rss[MM_SWAPENTS] * 4, mm.total_vm * 4)
+
+    def pagemap(self, pid: int, start: int, end: int) -> list[int]:
+        """/proc/<pid>/pagemap entries of [start, end)."""
+        return task_mmu.pagemap_read(self.tasks[pid].mm, self.mem, start, end)
+
+    def kpageflags(self, pfn: int) -> int:
+        """/proc/kpageflags of one simulated frame."""
+        return self.mem.stable_page_flags(pfn)
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -165,7 +199,7 @@ class ModelBackend:
     @staticmethod
     def _populator(task: Task) -> Callable[[int, int], int]:
         """mm_populate() for one task, as mlock calls it (errors reported)."""
-        return lambda start, end: mm_populate(task.mm, start, end, ignore_errors=False)
+        return lambda start, end: mm_populate(task.mm, start, end, False, task.stats)
 
     # --- syscalls ------------------------------------------------------------------------------------
 
@@ -186,7 +220,7 @@ class ModelBackend:
             vma = task.mm.vma_lookup(result)
             locked = vma is not None and vma.vm_flags & VM_LOCKED
             if locked or (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE:
-                mm_populate(task.mm, result, result + length, ignore_errors=True)
+                mm_populate(task.mm, result, result + length, True, task.stats)
         return result
 
     def _munmap(self, task: Task, addr: int, length: int) -> int:
@@ -203,7 +237,7 @@ class ModelBackend:
         return sys_brk(task.mm, brk, self.sysctl)
 
     def _madvise(self, task: Task, addr: int, length: int, advice: int) -> int:
-        return do_madvise(task.mm, addr, length, advice, self.sysctl)
+        return do_madvise(task.mm, addr, length, advice, self.sysctl, task.stats)
 
     def _mlock(self, task: Task, addr: int, length: int) -> int:
         return sys_mlock2(task.mm, addr, length, 0, self.sysctl, self._populator(task))
@@ -322,6 +356,8 @@ class ModelBackend:
                      self.sysctl)
         if isinstance(mm, int):
             return mm
+        exit_mmap(task.mm, self.mem)
+        mm.pt = PageTables(self.mem)
         task.mm = mm
         for fd in task.cloexec:
             task.files.pop(fd, None)

@@ -4,10 +4,10 @@ the rest act on pages only (M5).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from vmlab.kernel import uapi
+from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.gup import faultin_page_range
+from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, zap_page_range
 from vmlab.kernel.mm_types import (
     VM_DONTCOPY,
     VM_DONTDUMP,
@@ -74,10 +74,6 @@ FLAG_ADVICE = frozenset({MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFOR
                          MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTDUMP, MADV_DODUMP, MADV_MERGEABLE,
                          MADV_UNMERGEABLE, MADV_HUGEPAGE, MADV_NOHUGEPAGE})
 
-#: Callback for advice acting on pages: (vma, start, end, advice) -> 0 or -errno. The paging model
-#: supplies it; without one, page advice only validates.
-PageAdvisor = Callable[[VmArea, int, int, int], int]
-
 _KSM_INCOMPATIBLE = VM_SHARED | VM_MAYSHARE | VM_PFNMAP | VM_IO | VM_MIXEDMAP | VM_HUGETLB | VM_SPECIAL
 
 
@@ -133,8 +129,23 @@ def _page_advice_valid(vma: VmArea, advice: int) -> int:
     return 0
 
 
+def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
+    """What the page-only advice values do to the page tables (MADV_FREE, COLD, PAGEOUT, WILLNEED
+    change nothing visible here without reclaim and swap)."""
+    if mm.pt is None:
+        return
+    if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
+        zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True)
+        pte_reclaim(mm, start, end)
+    elif advice == MADV_GUARD_INSTALL:
+        vma.vm_flags |= VM_MAYBE_GUARD
+        install_guards(mm, mm.pt.mem, start, end)
+    elif advice == MADV_GUARD_REMOVE:
+        remove_guards(mm, start, end)
+
+
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,
-               page_advisor: PageAdvisor | None = None) -> int:
+               stats: FaultStats | None = None) -> int:
     """do_madvise(): walk the VMAs of the range, skipping holes (ENOMEM at the end); 0 or -errno."""
     if advice not in PAGE_ADVICE and advice not in FLAG_ADVICE:
         return -EINVAL
@@ -147,7 +158,7 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSys
     if end == start:
         return 0
     if advice in (MADV_POPULATE_READ, MADV_POPULATE_WRITE):
-        return faultin_page_range(mm, start, end, advice == MADV_POPULATE_WRITE)
+        return faultin_page_range(mm, start, end, advice == MADV_POPULATE_WRITE, stats or FaultStats())
     unmapped_error = 0
     for vma in mm.vmas_in(start, end):
         if start < vma.vm_start:
@@ -164,12 +175,9 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSys
                     return result
         else:
             err = _page_advice_valid(vma, advice)
-            if not err and advice == MADV_GUARD_INSTALL:
-                vma.vm_flags |= VM_MAYBE_GUARD
-            if not err and page_advisor is not None:
-                err = page_advisor(vma, start, tmp, advice)
             if err:
                 return err
+            _page_advice(mm, vma, start, tmp, advice)
         start = tmp
     if start < end:
         return -ENOMEM

@@ -10,8 +10,12 @@ import bisect
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vmlab.kernel.uapi import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from vmlab.kernel.pgtable import PageTables
 
 # vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
 VM_READ = 0x00000001
@@ -94,6 +98,9 @@ class AnonVma:
         return f"AnonVma#{self.id}"
 
 
+_inode_handles = itertools.count(1)
+
+
 @dataclass(eq=False)
 class Inode:
     """The parts of `struct inode` the model needs: identity, size, and how its filesystem maps it."""
@@ -108,6 +115,13 @@ class Inode:
     #: shmem/tmpfs object (MAP_SHARED|MAP_ANONYMOUS, memfd, /dev/shm): maps show offset and no THP alignment.
     shmem: bool = False
     deleted: bool = False
+    #: The page cache (`i_mapping->i_pages`): file page index -> PFN of the cached frame.
+    i_pages: dict[int, int] = field(default_factory=dict)
+    #: Pages the host had in its page cache when the model first saw the file (None: treat all as
+    #: cached); the model fills its cache from these without I/O, any other page is a major fault.
+    host_cached: frozenset[int] | None = None
+    #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
+    handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
 
 
 _file_ids = itertools.count(1)
@@ -191,6 +205,11 @@ class MmStruct:
     exec_vm: int = 0
     stack_vm: int = 0
     def_flags: int = 0
+    #: Page tables (vmlab.kernel.pgtable.PageTables) once the machine gives the mm physical memory.
+    pt: PageTables | None = None
+    #: rss_stat: MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES (pages).
+    rss: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    hiwater_rss: int = 0
     _starts: list[int] = field(default_factory=list, repr=False)
     _vmas: list[VmArea] = field(default_factory=list, repr=False)
 

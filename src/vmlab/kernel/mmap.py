@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmlab.kernel.memory import unmap_region
 from vmlab.kernel.mm_types import (
     VM_ACCOUNT,
     VM_DATA_DEFAULT_FLAGS,
@@ -313,6 +314,8 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         return old
     for vma in old:
         remove_vma(mm, vma)
+    if old and mm.pt is not None:
+        unmap_region(mm, mm.pt.mem, addr, end)
     if accountable_mapping(file, vm_flags):
         vm_flags |= VM_ACCOUNT
     if file is None and vm_flags & VM_SHARED:
@@ -348,6 +351,8 @@ def do_munmap(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
         return vmas
     for vma in vmas:
         remove_vma(mm, vma)
+    if vmas and mm.pt is not None:
+        unmap_region(mm, mm.pt.mem, start, end)
     return 0
 
 

@@ -5,6 +5,7 @@ Reference rules: M5, M6 (VM_ACCOUNT), M9 (holes: ENOMEM after the earlier part c
 
 from __future__ import annotations
 
+from vmlab.kernel.memory import vm_page_prot, vma_wants_writenotify
 from vmlab.kernel.mm_types import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
@@ -17,6 +18,19 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl, calc_vm_prot_bits
+from vmlab.kernel.page_flags import PG_anon_exclusive
+from vmlab.kernel.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_SPECIAL,
+    PAGE_NONE,
+    pfn_pte,
+    pte_pfn,
+    pte_present,
+    pte_special,
+)
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -45,7 +59,41 @@ def mprotect_fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: in
     elif oldflags & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
         newflags &= ~VM_ACCOUNT
     result = vma_modify_flags(mm, vma, start, end, newflags, sysctl.max_map_count)
-    return result if isinstance(result, int) else 0
+    if isinstance(result, int):
+        return result
+    change_protection(mm, result, start, end)
+    return 0
+
+
+def change_protection(mm: MmStruct, vma: VmArea, start: int, end: int) -> None:
+    """change_protection(): rewrite the entries of [start, end) for the VMA's new protection
+    (pte_modify), making exclusive anonymous pages of a writable private VMA writable at once and dirty
+    shared pages of a writable shared one (MM_CP_TRY_CHANGE_WRITABLE, P10). PROT_NONE entries stay
+    "present" to the kernel (M9)."""
+    pt = mm.pt
+    if pt is None:
+        return
+    mem = pt.mem
+    prot = vm_page_prot(vma)
+    try_writable = bool(vma.vm_flags & VM_WRITE) and not vma_wants_writenotify(vma)
+    addrs, olds = pt.clear_range(start, end)
+    for addr, old in zip(addrs.tolist(), olds.tolist(), strict=True):
+        if not pte_present(old):
+            pt.set_pte(addr, old)
+            continue
+        pfn = pte_pfn(old)
+        entry = pfn_pte(pfn, prot | (old & (_PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_SPECIAL | _PAGE_PSE)))
+        if try_writable and not entry & _PAGE_RW and prot != PAGE_NONE:
+            if vma.vm_flags & VM_SHARED:
+                writable = bool(old & _PAGE_DIRTY)
+            else:
+                writable = not pte_special(old) and mem.mem_map.test(pfn, PG_anon_exclusive)
+            if writable:
+                entry |= _PAGE_RW
+        if old & _PAGE_PSE:
+            pt.set_pmd_leaf(addr, entry)
+        else:
+            pt.set_pte(addr, entry)
 
 
 def do_mprotect(mm: MmStruct, start: int, length: int, prot: int, sysctl: VmSysctl) -> int:

@@ -5,6 +5,7 @@ Reference rules: M7 (pgoff of moved VMAs, merges at the destination, old_len = 0
 
 from __future__ import annotations
 
+from vmlab.kernel.memory import move_page_tables
 from vmlab.kernel.mm_types import (
     VM_DONTEXPAND,
     VM_LOCKED_MASK,
@@ -58,6 +59,8 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
     new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> PAGE_SHIFT)
     whole = vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
     copy_vma(mm, vma, new_addr, new_len, new_pgoff)
+    if mm.pt is not None:
+        move_page_tables(mm, mm.pt.mem, old_addr, new_addr, min(old_len, new_len) if old_len else 0)
     mm.total_vm += new_len >> PAGE_SHIFT
     if flags & MREMAP_DONTUNMAP:
         src = mm.vma_lookup(old_addr)

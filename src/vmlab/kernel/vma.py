@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vmlab.kernel.memory import split_huge_pmds_at
 from vmlab.kernel.mm_types import (
     VM_IGNORE_MERGE,
     VM_SPECIAL,
@@ -197,6 +198,8 @@ def split_vma(mm: MmStruct, vma: VmArea, addr: int, new_below: bool, max_map_cou
     """
     if check_count and mm.map_count >= max_map_count:
         return -ENOMEM
+    if mm.pt is not None:
+        split_huge_pmds_at(mm, mm.pt.mem, addr)  # vma_adjust_trans_huge()
     new = vma.copy()
     if new_below:
         new.vm_end = addr

@@ -32,11 +32,27 @@ def smaps_fields(text: str) -> set[str]:
             if ":" in line and not _HEADER.match(line)}
 
 
-def keep_fields(text: str, fields: set[str]) -> str:
-    """An smaps text reduced to its header lines and the lines of `fields`."""
-    lines = text.split("\n")
-    return "\n".join(line for i, line in enumerate(lines)
-                     if i == 0 or _HEADER.match(line) or line.split(":", 1)[0] in fields)
+#: smaps fields that do not depend on which pages are present.
+_VMA_FIELDS = frozenset({"Size", "KernelPageSize", "MMUPageSize", "THPeligible", "VmFlags"})
+
+
+def keep_fields(text: str, fields: set[str], program_vmas: list[tuple[int, int]]) -> str:
+    """An smaps text reduced to its header lines and the lines of `fields`. In the blocks of VMAs that
+    overlap the program's own (whose pages its own code touches, which only the host runs: reference
+    §6 N6) only the fields that do not depend on present pages are kept."""
+    out, page_fields = [], True
+    for i, line in enumerate(text.split("\n")):
+        if i == 0 or _HEADER.match(line):
+            lo, _, hi = line.split(" ", 1)[0].partition("-")
+            if i and lo and hi:
+                start, end = int(lo, 16), int(hi, 16)
+                page_fields = not any(s < end and start < e for s, e in program_vmas)
+            out.append(line)
+            continue
+        name = line.split(":", 1)[0]
+        if name in fields and (page_fields or name in _VMA_FIELDS):
+            out.append(line)
+    return "\n".join(out)
 
 
 def by_step(transcript: Transcript) -> dict[int, str]:
@@ -64,7 +80,9 @@ def compare(scenario: Scenario, model: Transcript, kernel: Transcript) -> list[D
     for step in sorted(set(m) | set(k)):
         mt, kt = m.get(step, ""), k.get(step, "")
         if _SHOW_SMAPS.search(mt):
-            kt = keep_fields(kt, smaps_fields(mt))
+            fields = smaps_fields(mt)
+            mt, kt = (keep_fields(mt, fields, model.program_vmas),
+                      keep_fields(kt, fields, model.program_vmas))
         if mt == kt:
             continue
         src = scenario.steps[step]

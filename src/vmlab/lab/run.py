@@ -49,6 +49,9 @@ class Transcript:
 
     records: list[Record] = field(default_factory=list)
     failures: int = 0
+    #: The [start, end) ranges of the program's own VMAs right after it started (its image, bss,
+    #: stack, vdso): their pages are touched by the program's own code, which only the host runs.
+    program_vmas: list[tuple[int, int]] = field(default_factory=list)
 
     def text(self) -> str:
         """The transcript as printed."""
@@ -111,6 +114,9 @@ class Runner:
     def run(self) -> Transcript:
         """Start the program, run every step, return the transcript (the backend is left open)."""
         self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        for line in self.backend.view(self.pids[MAIN], "maps").splitlines():
+            lo, _, hi = line.split(" ", 1)[0].partition("-")
+            self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
         argv = ", ".join(f'"{a}"' for a in self.program.argv)
         self.index = -1
         self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")

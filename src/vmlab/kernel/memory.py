@@ -1,0 +1,694 @@
+"""The page-fault path and page-table lifetime, after mm/memory.c (6.18): handle_mm_fault and its
+branches (do_anonymous_page, do_read_fault with fault-around, do_cow_fault, do_shared_fault,
+do_wp_page), zap_page_range, free_pgtables, copy_page_range (fork) and exit_mmap.
+
+Reference rules: kernel-6.18-x86_64.md §5 (P1–P15). Each handler returns VM_FAULT_* bits; the caller
+accounts the fault (minflt or majflt) unless an error bit is set. A `FaultTrace` collects the call path
+when the user asked for it (`--trace`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vmlab.kernel.mm_types import (
+    VM_EXEC,
+    VM_HUGEPAGE,
+    VM_MAYWRITE,
+    VM_NOHUGEPAGE,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive
+from vmlab.kernel.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_USER,
+    PAGE_NONE,
+    PMD_SIZE,
+    __swp_entry,
+    __swp_entry_to_pte,
+    pfn_pte,
+    pte_huge,
+    pte_mkspecial,
+    pte_pfn,
+    pte_present,
+    pte_special,
+    pte_write,
+)
+from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
+
+# rss_stat indices (include/linux/mm_types_task.h)
+MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
+
+# vm_fault_t bits (include/linux/mm_types.h)
+VM_FAULT_OOM = 0x000001
+VM_FAULT_SIGBUS = 0x000002
+VM_FAULT_MAJOR = 0x000004
+VM_FAULT_SIGSEGV = 0x000040
+VM_FAULT_NOPAGE = 0x000100
+VM_FAULT_FALLBACK = 0x000800
+VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
+
+#: A guard-region marker (MADV_GUARD_INSTALL): a non-present entry that raises SIGSEGV on access; swap
+#: type 31 is the model's stand-in for the kernel's PTE-marker swap type.
+GUARD_MARKER = __swp_entry_to_pte(__swp_entry(31, 1 << 3))
+
+FAULT_AROUND_PAGES = 16  # fault_around_bytes = 64 KiB (§0.5)
+READAHEAD_PAGES = 32  # the file's ra_pages: 128 KiB
+HPAGE_PMD_NR = PMD_SIZE >> PAGE_SHIFT
+
+
+@dataclass
+class FaultTrace:
+    """The call path of one fault, as the lecture draws it: (depth, function, note) in call order."""
+
+    lines: list[tuple[int, str, str]] = field(default_factory=list)
+    depth: int = 0
+
+    def call(self, name: str, note: str = "") -> None:
+        self.lines.append((self.depth, name, note))
+
+    def render(self) -> str:
+        return "\n".join(("    " * d + ("\\_ " if d else "") + name + (f"   // {note}" if note else ""))
+                         for d, name, note in self.lines)
+
+
+@dataclass
+class VmFault:
+    """`struct vm_fault`: one fault being handled."""
+
+    mm: MmStruct
+    vma: VmArea
+    address: int  # page aligned
+    write: bool
+    mem: PhysMem
+    trace: FaultTrace | None = None
+
+    @property
+    def pgoff(self) -> int:
+        """linear_page_index(): the file (or anon) page index of the faulting address."""
+        return self.vma.vm_pgoff + ((self.address - self.vma.vm_start) >> PAGE_SHIFT)
+
+    def call(self, name: str, note: str = "") -> None:
+        if self.trace is not None:
+            self.trace.call(name, note)
+            self.trace.depth += 1
+
+
+# --- protections -------------------------------------------------------------------------------------
+
+def vma_wants_writenotify(vma: VmArea) -> bool:
+    """vma_wants_writenotify(): shared writable mappings of files with page_mkwrite (not shmem)."""
+    return (vma.vm_flags & (VM_SHARED | VM_WRITE) == VM_SHARED | VM_WRITE and vma.vm_file is not None
+            and not vma.vm_file.inode.shmem)
+
+
+def vm_page_prot(vma: VmArea) -> int:
+    """vma->vm_page_prot: protection_map[] of the VMA's flags, write-protected for private and
+    write-notify mappings (so a write faults), PAGE_NONE without access rights."""
+    f = vma.vm_flags
+    if not f & (VM_READ | VM_WRITE | VM_EXEC):
+        return PAGE_NONE
+    prot = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | (0 if f & VM_EXEC else _PAGE_NX)
+    if f & VM_SHARED and f & VM_WRITE and not vma_wants_writenotify(vma):
+        prot |= _PAGE_RW
+    return prot
+
+
+def _mk_pte(pfn: int, vma: VmArea, write: bool) -> int:
+    """mk_pte() + maybe_mkwrite(): a writable, dirty entry for a write fault on a writable VMA."""
+    prot = vm_page_prot(vma)
+    if write and vma.vm_flags & VM_WRITE:
+        prot |= _PAGE_RW | _PAGE_DIRTY
+    return pfn_pte(pfn, prot)
+
+
+# --- pages and their references ------------------------------------------------------------------------
+
+def _is_anon(mem: PhysMem, pfn: int) -> bool:
+    return bool(int(mem.mem_map.mapping[pfn]) & PAGE_MAPPING_ANON)
+
+
+def mm_counter(mem: PhysMem, pfn: int) -> int:
+    """mm_counter(): the rss_stat slot a mapped page counts in."""
+    if _is_anon(mem, pfn):
+        return MM_ANONPAGES
+    return MM_SHMEMPAGES if mem.mem_map.test(pfn, PG.swapbacked) else MM_FILEPAGES
+
+
+def add_mm_counter(mm: MmStruct, member: int, value: int) -> None:
+    """add_mm_counter(), keeping the RSS high-water mark (VmHWM)."""
+    mm.rss[member] += value
+    rss = mm.rss[MM_FILEPAGES] + mm.rss[MM_ANONPAGES] + mm.rss[MM_SHMEMPAGES]
+    mm.hiwater_rss = max(mm.hiwater_rss, rss)
+
+
+def page_mapcount(mem: PhysMem, pfn: int) -> int:
+    """page_mapcount(): how many page tables map this page."""
+    return int(mem.mem_map._mapcount[pfn]) + 1
+
+
+def _add_rmap(mem: PhysMem, pfn: int, nr: int = 1) -> None:
+    """folio_add_*_rmap_ptes(): one more mapping (and reference) of each of nr pages."""
+    mm = mem.mem_map
+    mm._mapcount[pfn:pfn + nr] += 1
+    mm._refcount[pfn:pfn + nr] += 1
+
+
+def _remove_rmap(mem: PhysMem, pfn: int) -> None:
+    """folio_remove_rmap_pte() + put_page(): the last reference of an anon page frees it."""
+    mm = mem.mem_map
+    mm._mapcount[pfn] -= 1
+    if int(mm._mapcount[pfn]) == MAPCOUNT_NONE and _is_anon(mem, pfn):
+        mm.clear(pfn, PG_anon_exclusive)
+    put_page(mem, pfn)
+
+
+_PAGE_STATE = (1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
+
+
+def put_page(mem: PhysMem, pfn: int) -> None:
+    """folio_put(): drop a reference to the page's folio; at zero it returns to the buddy allocator."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    order = mm.folio_order(head)
+    if int(mm._refcount[head]) == 1:
+        n = 1 << order
+        mm.mapping[head:head + n] = 0
+        mm._mapcount[head:head + n] = MAPCOUNT_NONE
+        mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
+        if order:
+            mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
+    mem.free_pages(head, order)
+
+
+def new_anon_page(vmf: VmFault) -> int | None:
+    """alloc_anon_folio() + folio_add_new_anon_rmap(): a zeroed private page, mapped once."""
+    anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
+    pfn = vmf.mem.alloc_pages(0)
+    if pfn is None:
+        return None
+    mm = vmf.mem.mem_map
+    mm.mapping[pfn] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
+    mm.index[pfn] = vmf.pgoff
+    mm.set(pfn, PG.swapbacked)
+    mm.set(pfn, PG.uptodate)
+    mm.set(pfn, PG_anon_exclusive)
+    mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
+    return pfn
+
+
+# --- the page cache ------------------------------------------------------------------------------------
+
+def find_get_page(mem: PhysMem, vma: VmArea, index: int, populate: bool) -> tuple[int | None, bool]:
+    """filemap_get_folio() of the VMA's file: (pfn or None, whether reading it needed I/O).
+
+    A page the host had cached enters the model's cache without I/O; with `populate`, a page that was
+    not cached is read (a major fault) along with the readahead window around it.
+    """
+    inode = vmf_inode(vma)
+    pfn = inode.i_pages.get(index)
+    if pfn is not None:
+        return pfn, False
+    if inode.shmem:
+        if not populate:
+            return None, False
+        return add_to_page_cache(mem, vma, index), False  # shmem_get_folio: a new zeroed page
+    cached = inode.host_cached is None or index in inode.host_cached
+    if not cached and not populate:
+        return None, False
+    pfn = add_to_page_cache(mem, vma, index)
+    if cached:
+        return pfn, False
+    # page_cache_sync_ra() for an mmap read: the read-around window of ra_pages centred on the fault.
+    eof = file_pages(vma)
+    start = max(0, index - READAHEAD_PAGES // 2)
+    for i in range(start, min(start + READAHEAD_PAGES, eof)):
+        if i not in inode.i_pages:
+            add_to_page_cache(mem, vma, i)
+    return pfn, True
+
+
+def vmf_inode(vma: VmArea):  # type: ignore[no-untyped-def]
+    """The inode behind a file VMA."""
+    assert vma.vm_file is not None
+    return vma.vm_file.inode
+
+
+def file_pages(vma: VmArea) -> int:
+    """Pages of the file up to EOF (DIV_ROUND_UP(i_size, PAGE_SIZE))."""
+    return (vmf_inode(vma).size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
+def add_to_page_cache(mem: PhysMem, vma: VmArea, index: int) -> int | None:
+    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache."""
+    inode = vmf_inode(vma)
+    pfn = mem.alloc_pages(0)
+    if pfn is None:
+        return None
+    mm = mem.mem_map
+    mm.mapping[pfn] = inode.handle
+    mm.index[pfn] = index
+    mm.set(pfn, PG.uptodate)
+    if inode.shmem:
+        mm.set(pfn, PG.swapbacked)
+    inode.i_pages[index] = pfn
+    return pfn
+
+
+# --- the fault handlers -----------------------------------------------------------------------------------
+
+def handle_mm_fault(vmf: VmFault) -> int:
+    """handle_mm_fault() -> __handle_mm_fault() -> handle_pte_fault(): dispatch on the entry's state."""
+    vmf.call("handle_mm_fault")
+    pt = vmf.mm.pt
+    assert pt is not None
+    if thp_fault_allowed(vmf):
+        ret = create_huge_pmd(vmf)
+        if not ret & VM_FAULT_FALLBACK:
+            return ret
+    pmd = pt.get_pmd(vmf.address)
+    if pte_huge(pmd):
+        if vmf.write and not pte_write(pmd):
+            return do_huge_pmd_wp_page(vmf, pmd)
+        return 0
+    pte = pt.get_pte(vmf.address)
+    vmf.call("handle_pte_fault")
+    if not pte:
+        if vmf.vma.is_anonymous():
+            return do_anonymous_page(vmf)
+        return do_fault(vmf)
+    if not pte_present(pte):
+        if pte == GUARD_MARKER:
+            return VM_FAULT_SIGSEGV
+        return VM_FAULT_SIGBUS  # swap entries come with the swap model
+    if vmf.write and not pte_write(pte):
+        return do_wp_page(vmf, pte)
+    pt.set_pte(vmf.address, pte | _PAGE_ACCESSED | (_PAGE_DIRTY if vmf.write else 0))
+    return 0
+
+
+def do_anonymous_page(vmf: VmFault) -> int:
+    """do_anonymous_page(): a read maps the shared zero page; a write gets a new zeroed page (P2, P3)."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if not vmf.write:
+        vmf.call("do_anonymous_page", "read: map the shared zero page, read-only")
+        entry = pte_mkspecial(pfn_pte(vmf.mem.my_zero_pfn(vmf.address), vm_page_prot(vmf.vma) & ~_PAGE_RW))
+        return VM_FAULT_OOM if pt.set_pte(vmf.address, entry) else 0
+    vmf.call("do_anonymous_page", "write: a new zeroed page")
+    pfn = new_anon_page(vmf)
+    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+        return VM_FAULT_OOM
+    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    return 0
+
+
+def do_fault(vmf: VmFault) -> int:
+    """do_fault(): a file (or shmem) page: read, private write (COW) or shared write."""
+    if beyond_eof(vmf.vma, vmf.address):
+        return VM_FAULT_SIGBUS
+    if not vmf.write:
+        return do_read_fault(vmf)
+    if not vmf.vma.vm_flags & VM_SHARED:
+        return do_cow_fault(vmf)
+    return do_shared_fault(vmf)
+
+
+def beyond_eof(vma: VmArea, address: int) -> bool:
+    """The page lies at or past the end of the file (the fault raises SIGBUS)."""
+    return vma.vm_pgoff + ((address - vma.vm_start) >> PAGE_SHIFT) >= file_pages(vma)
+
+
+def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
+    """finish_fault()/set_pte_range(): map one page-cache page; False when a table could not be had."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    prot = vm_page_prot(vmf.vma)
+    if write:
+        prot |= _PAGE_RW | _PAGE_DIRTY
+    if pt.set_pte(address, pfn_pte(pfn, prot)):
+        return False
+    _add_rmap(vmf.mem, pfn)
+    add_mm_counter(vmf.mm, mm_counter(vmf.mem, pfn), 1)
+    return True
+
+
+def do_fault_around(vmf: VmFault) -> bool:
+    """do_fault_around() -> filemap_map_pages(): map the cached, uptodate pages of the 16-page window
+    around the fault that are not mapped yet (P6). True when the faulting page got mapped."""
+    vma, pt = vmf.vma, vmf.mm.pt
+    assert pt is not None
+    i = (vmf.address >> PAGE_SHIFT) & 511
+    page_in_vma = (vmf.address - vma.vm_start) >> PAGE_SHIFT
+    vs = i - min(i, page_in_vma)
+    start = max(i & ~(FAULT_AROUND_PAGES - 1), vs)
+    end = min(start + FAULT_AROUND_PAGES, 512, i + (vma.pages - page_in_vma))
+    base = vmf.address - (i << PAGE_SHIFT)
+    eof = file_pages(vma)
+    inode = vmf_inode(vma)
+    vmf.call("do_fault_around", f"window of {end - start} pages")
+    mapped_self = False
+    for j in range(start, end):
+        addr = base + (j << PAGE_SHIFT)
+        index = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
+        pfn = inode.i_pages.get(index)
+        if pfn is None and inode.host_cached is not None and index in inode.host_cached:
+            pfn = add_to_page_cache(vmf.mem, vma, index)
+        if pfn is None and inode.host_cached is None and not inode.shmem:
+            pfn = add_to_page_cache(vmf.mem, vma, index) if index < eof else None
+        if pfn is None or index >= eof or pt.get_pte(addr):
+            continue
+        if _map_file_page(vmf, addr, pfn, False):
+            mapped_self |= addr == vmf.address
+    return mapped_self
+
+
+def do_read_fault(vmf: VmFault) -> int:
+    """do_read_fault(): fault-around first; otherwise read the page (a major fault if not cached)."""
+    vmf.call("do_read_fault")
+    if do_fault_around(vmf):
+        return 0
+    vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
+    pfn, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    if pfn is None:
+        return VM_FAULT_OOM
+    if major:
+        do_fault_around(vmf)  # the retry maps what readahead brought in
+        return VM_FAULT_MAJOR
+    if not vmf.mm.pt.get_pte(vmf.address):  # type: ignore[union-attr]
+        _map_file_page(vmf, vmf.address, pfn, False)
+    return 0
+
+
+def do_cow_fault(vmf: VmFault) -> int:
+    """do_cow_fault(): a private write to an unmapped file page: copy it into a new anon page (P7)."""
+    vmf.call("do_cow_fault", "private write: copy the file page")
+    src, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    if src is None:
+        return VM_FAULT_OOM
+    pfn = new_anon_page(vmf)
+    pt = vmf.mm.pt
+    assert pt is not None
+    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+        return VM_FAULT_OOM
+    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    return VM_FAULT_MAJOR if major else 0
+
+
+def do_shared_fault(vmf: VmFault) -> int:
+    """do_shared_fault(): a shared write maps the page-cache page writable and dirty (P8, P9)."""
+    vmf.call("do_shared_fault", "shared write: the page cache page, writable")
+    pfn, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    if pfn is None:
+        return VM_FAULT_OOM
+    vmf.mem.mem_map.set(pfn, PG.dirty)
+    if not _map_file_page(vmf, vmf.address, pfn, True):
+        return VM_FAULT_OOM
+    return VM_FAULT_MAJOR if major else 0
+
+
+def do_wp_page(vmf: VmFault, pte: int) -> int:
+    """do_wp_page(): a write to a present read-only entry: make it writable (shared mappings, an
+    exclusive anon page) or copy the page (zero page, shared anon page, private file page) (P3, P7, P14)."""
+    mem, pt, vma = vmf.mem, vmf.mm.pt, vmf.vma
+    assert pt is not None
+    pfn = pte_pfn(pte)
+    if vma.vm_flags & VM_SHARED:
+        vmf.call("do_wp_page -> wp_page_shared", "write-notify: make it writable")
+        mem.mem_map.set(pfn, PG.dirty)
+        pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
+        return 0
+    if not pte_special(pte) and _is_anon(mem, pfn) and page_mapcount(mem, pfn) == 1 \
+            and int(mem.mem_map._refcount[pfn]) == 1:
+        vmf.call("do_wp_page -> wp_page_reuse", "only mapping: reuse the page")
+        mem.mem_map.set(pfn, PG_anon_exclusive)
+        pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
+        return 0
+    vmf.call("do_wp_page -> wp_page_copy", "copy-on-write")
+    new = new_anon_page(vmf)
+    if new is None:
+        return VM_FAULT_OOM
+    pt.set_pte(vmf.address, _mk_pte(new, vma, True))
+    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    if not pte_special(pte):
+        add_mm_counter(vmf.mm, mm_counter(mem, pfn), -1)
+        _remove_rmap(mem, pfn)
+    return 0
+
+
+# --- transparent huge pages -----------------------------------------------------------------------------
+
+def thp_fault_allowed(vmf: VmFault) -> bool:
+    """P5: VM_HUGEPAGE (enabled=madvise) anonymous VMA, the aligned 2 MiB block inside it, no PTE table."""
+    vma = vmf.vma
+    if not vma.vm_flags & VM_HUGEPAGE or vma.vm_flags & VM_NOHUGEPAGE or not vma.is_anonymous():
+        return False
+    haddr = vmf.address & ~(PMD_SIZE - 1)
+    if haddr < vma.vm_start or haddr + PMD_SIZE > vma.vm_end:
+        return False
+    return vmf.mm.pt is not None and vmf.mm.pt.get_pmd(vmf.address) == 0
+
+
+def create_huge_pmd(vmf: VmFault) -> int:
+    """do_huge_pmd_anonymous_page(): the huge zero page for a read, a new 2 MiB page for a write."""
+    mem, pt = vmf.mem, vmf.mm.pt
+    assert pt is not None
+    haddr = vmf.address & ~(PMD_SIZE - 1)
+    if not vmf.write:
+        vmf.call("do_huge_pmd_anonymous_page", "read: map the huge zero page")
+        hz = mem.mm_get_huge_zero_folio(id(vmf.mm))
+        if hz is None:
+            return VM_FAULT_FALLBACK
+        return VM_FAULT_OOM if pt.set_pmd_leaf(haddr, pfn_pte(hz, vm_page_prot(vmf.vma) & ~_PAGE_RW)) else 0
+    vmf.call("do_huge_pmd_anonymous_page", "write: a new 2 MiB page")
+    return _map_new_thp(vmf, haddr)
+
+
+def _map_new_thp(vmf: VmFault, haddr: int) -> int:
+    """__do_huge_pmd_anonymous_page(): allocate an order-9 folio and map it with one PMD entry."""
+    mem, pt = vmf.mem, vmf.mm.pt
+    assert pt is not None
+    anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
+    pfn = mem.alloc_pages(9, compound=True)
+    if pfn is None:
+        return VM_FAULT_FALLBACK
+    mm = mem.mem_map
+    mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
+    mm.set(pfn, PG.swapbacked)
+    mm.set(pfn, PG_anon_exclusive)
+    mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
+    mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
+    if pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
+        return VM_FAULT_OOM
+    add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
+    return 0
+
+
+def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
+    """do_huge_pmd_wp_page(): a write to the huge zero page maps a new THP (P5 row 15); a write to a
+    shared THP splits the PMD and copies the one 4 KiB page (P5 after fork)."""
+    mem = vmf.mem
+    pfn = pte_pfn(pmd)
+    haddr = vmf.address & ~(PMD_SIZE - 1)
+    if mem.is_huge_zero_pfn(pfn):
+        vmf.call("do_huge_pmd_wp_page", "write to the huge zero page: a new THP")
+        pt = vmf.mm.pt
+        assert pt is not None
+        pt.clear_range(haddr, haddr + PMD_SIZE)
+        return _map_new_thp(vmf, haddr)
+    pt = vmf.mm.pt
+    assert pt is not None
+    if page_mapcount(mem, pfn) == 1:
+        vmf.call("do_huge_pmd_wp_page", "only mapping: reuse")
+        pt.clear_range(haddr, haddr + PMD_SIZE)
+        pt.set_pmd_leaf(haddr, pmd | _PAGE_RW | _PAGE_DIRTY)
+        return 0
+    vmf.call("do_huge_pmd_wp_page -> __split_huge_pmd", "shared THP: split, then copy 4 KiB")
+    split_huge_pmd(vmf.mm, mem, haddr)
+    return do_wp_page(vmf, pt.get_pte(vmf.address))
+
+
+def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
+    """__split_huge_pmd(): replace a PMD mapping by 512 PTEs mapping the same subpages."""
+    pt = mm.pt
+    assert pt is not None
+    _, olds = pt.clear_range(haddr, haddr + PMD_SIZE)
+    pmd = int(olds[0])
+    pfn = pte_pfn(pmd)
+    prot = pmd & (0xFFF & ~_PAGE_PSE) | (pmd & _PAGE_NX)
+    if mem.is_huge_zero_pfn(pfn):  # __split_huge_zero_page_pmd(): 512 mappings of the 4 KiB zero page
+        for i in range(HPAGE_PMD_NR):
+            addr = haddr + (i << PAGE_SHIFT)
+            pt.set_pte(addr, pte_mkspecial(pfn_pte(mem.my_zero_pfn(addr), prot)))
+        mem.mm_put_huge_zero_folio(id(mm))
+        return
+    for i in range(HPAGE_PMD_NR):
+        pt.set_pte(haddr + (i << PAGE_SHIFT), pfn_pte(pfn + i, prot))
+    mem.mem_map._refcount[pfn] += HPAGE_PMD_NR - 1  # each PTE now holds a reference
+
+
+# --- tearing down and copying -----------------------------------------------------------------------------
+
+def split_huge_pmds_at(mm: MmStruct, mem: PhysMem, addr: int) -> None:
+    """split_huge_pmd_address(): a range edge at `addr` inside a THP mapping splits it first."""
+    if mm.pt is None or not addr & (PMD_SIZE - 1):
+        return
+    if pte_huge(mm.pt.get_pmd(addr)):
+        split_huge_pmd(mm, mem, addr & ~(PMD_SIZE - 1))
+
+
+def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards: bool = False) -> None:
+    """zap_page_range_single() / unmap_page_range(): clear the entries of [start, end), drop the
+    mappings and references of their pages and the RSS they counted (P11). MADV_DONTNEED keeps guard
+    markers (`keep_guards`); munmap does not."""
+    pt = mm.pt
+    if pt is None or start >= end:
+        return
+    split_huge_pmds_at(mm, mem, start)
+    split_huge_pmds_at(mm, mem, end)
+    addrs, olds = pt.clear_range(start, end)
+    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
+        if not pte_present(entry):
+            if entry == GUARD_MARKER and keep_guards:
+                pt.set_pte(addr, entry)
+            continue  # swap entries: the swap model's
+        pfn = pte_pfn(entry)
+        if entry & _PAGE_PSE:
+            if mem.is_huge_zero_pfn(pfn):
+                mem.mm_put_huge_zero_folio(id(mm))
+                continue
+            mem.mem_map._mapcount[pfn:pfn + HPAGE_PMD_NR] -= 1
+            add_mm_counter(mm, MM_ANONPAGES, -HPAGE_PMD_NR)
+            put_page(mem, pfn)
+            continue
+        if pte_special(entry):
+            continue  # the zero page: no struct page to account
+        add_mm_counter(mm, mm_counter(mem, pfn), -1)
+        _remove_rmap(mem, pfn)
+
+
+def free_pgtables(mm: MmStruct, start: int, end: int) -> None:
+    """free_pgtables(): free the page tables of an unmapped range that no neighbouring VMA shares
+    (floor = the previous VMA's end, ceiling = the next VMA's start)."""
+    if mm.pt is None:
+        return
+    prev = mm.vma_below(start)
+    nxt = mm.find_vma(start)
+    mm.pt.free_pgtables(start, end, prev.vm_end if prev else 0, nxt.vm_start if nxt else 0)
+
+
+def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
+    """unmap_region(): zap the pages of VMAs already removed from the tree, then free their tables."""
+    zap_page_range(mm, mem, start, end)
+    free_pgtables(mm, start, end)
+
+
+def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
+    """exit_mmap(): zap every VMA and free all page tables."""
+    if mm.pt is None:
+        return
+    for vma in mm:
+        zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
+    mm.pt.destroy()
+    mm.pt = None
+
+
+def is_cow_mapping(flags: int) -> bool:
+    """is_cow_mapping(): private and possibly writable."""
+    return flags & (VM_SHARED | VM_MAYWRITE) == VM_MAYWRITE
+
+
+def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> int:
+    """copy_page_range(): a fork child's copy of one VMA's entries, only where vma_needs_copy() (the VMA
+    has an anon_vma); private pages are write-protected in both for COW (P14). 0 or -ENOMEM."""
+    if vma.anon_vma is None or src.pt is None or dst.pt is None:
+        return 0
+    cow = is_cow_mapping(vma.vm_flags)
+    addrs, olds = src.pt.clear_range(vma.vm_start, vma.vm_end)
+    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
+        if cow and pte_present(entry):
+            entry &= ~_PAGE_RW
+        if entry & _PAGE_PSE:
+            src.pt.set_pmd_leaf(addr, entry)
+            if dst.pt.set_pmd_leaf(addr, entry):
+                return -ENOMEM
+        else:
+            src.pt.set_pte(addr, entry)
+            if dst.pt.set_pte(addr, entry):
+                return -ENOMEM
+        if not pte_present(entry):
+            continue
+        pfn = pte_pfn(entry)
+        if entry & _PAGE_PSE:
+            if mem.is_huge_zero_pfn(pfn):
+                mem.mm_get_huge_zero_folio(id(dst))
+                continue
+            mem.mem_map._mapcount[pfn:pfn + HPAGE_PMD_NR] += 1
+            mem.mem_map._refcount[pfn] += 1
+            mem.mem_map.clear(pfn, PG_anon_exclusive)
+            add_mm_counter(dst, MM_ANONPAGES, HPAGE_PMD_NR)
+        elif not pte_special(entry):
+            _add_rmap(mem, pfn)
+            mem.mem_map.clear(pfn, PG_anon_exclusive)
+            add_mm_counter(dst, mm_counter(mem, pfn), 1)
+    return 0
+
+
+def install_guards(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
+    """madvise_guard_install(): zap the range and fill it with guard markers."""
+    assert mm.pt is not None
+    zap_page_range(mm, mem, start, end)
+    for addr in range(start, end, PAGE_SIZE):
+        mm.pt.set_pte(addr, GUARD_MARKER)
+
+
+def remove_guards(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_guard_remove(): clear the guard markers of the range, leaving pages alone."""
+    assert mm.pt is not None
+    addrs, olds = mm.pt.clear_range(start, end)
+    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
+        if entry != GUARD_MARKER:
+            if entry & _PAGE_PSE:
+                mm.pt.set_pmd_leaf(addr, entry)
+            else:
+                mm.pt.set_pte(addr, entry)
+
+
+def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int) -> None:
+    """move_page_tables(): carry the entries of [old, old+len) to [new, new+len) unchanged (mremap
+    moves pages without faults and without RSS changes, M7); unaligned THPs are split first."""
+    pt = mm.pt
+    if pt is None:
+        return
+    if (old - new) & (PMD_SIZE - 1):
+        for a in range(old & ~(PMD_SIZE - 1), old + length, PMD_SIZE):
+            if pte_huge(pt.get_pmd(a)):
+                split_huge_pmd(mm, mem, a)
+    split_huge_pmds_at(mm, mem, old)
+    split_huge_pmds_at(mm, mem, old + length)
+    addrs, olds = pt.clear_range(old, old + length)
+    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
+        if entry & _PAGE_PSE and pte_present(entry):
+            pt.set_pmd_leaf(addr - old + new, entry)
+        else:
+            pt.set_pte(addr - old + new, entry)
+
+
+def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:
+    """CONFIG_PT_RECLAIM: after MADV_DONTNEED, free the PTE tables wholly inside the range that became
+    empty (so a THP fault is possible there again, P5)."""
+    if mm.pt is not None:
+        mm.pt.free_pgtables(start, end, start, end)
