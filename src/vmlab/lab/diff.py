@@ -1,8 +1,10 @@
 """`vmlab diff`: run one scenario on the model and on the running kernel and compare them step by step.
 
 Every call result, access outcome and shown view is compared; what the kernel makes nondeterministic is
-masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings). For
-smaps, only the header lines and the fields the model printed are compared.
+masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings). One
+rule serves every /proc text view (maps, smaps, smaps_rollup, status): header lines are compared, and of
+the `Field: value` lines only those whose field the model printed. The paging views (counters,
+pagemap) are compared whole.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.backend import Backend, Program
-from vmlab.lab.run import COMPARED, Runner, Transcript, default_program
+from vmlab.lab.run import COMPARED, Record, Runner, Transcript, default_program
 from vmlab.lab.scenario import Scenario
 
 _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S{4} [0-9a-f]+ \S+ \d+")
-_SHOW_SMAPS = re.compile(r"^(@\S+ )?show smaps$", re.MULTILINE)
 _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)$")
 
 
@@ -26,26 +27,46 @@ def mask(text: str) -> str:
     return "\n".join(_SHMEM.sub(r"\1 * \2", line) for line in text.split("\n"))
 
 
-def smaps_fields(text: str) -> set[str]:
-    """The field names (`Size`, `VmFlags`, ...) that appear in an smaps text."""
-    return {line.split(":", 1)[0] for line in text.splitlines()[1:]
-            if ":" in line and not _HEADER.match(line)}
+def field_of(line: str) -> str | None:
+    """The field name of a `Field: value` line of a /proc text view; None for a header line (a maps
+    line, the [rollup] line) or a line without a colon."""
+    if _HEADER.match(line) or ":" not in line:
+        return None
+    return line.split(":", 1)[0]
+
+
+def view_fields(text: str) -> set[str]:
+    """The field names (`Size`, `VmFlags`, `RssAnon`, ...) that appear in a view record (after its
+    first line, the `show VIEW` echo)."""
+    return {f for line in text.splitlines()[1:] if (f := field_of(line)) is not None}
 
 
 def keep_fields(text: str, fields: set[str]) -> str:
-    """An smaps text reduced to its header lines and the lines of `fields`."""
+    """A view record reduced to its echo line, its header lines and the lines of `fields`."""
     lines = text.split("\n")
     return "\n".join(line for i, line in enumerate(lines)
-                     if i == 0 or _HEADER.match(line) or line.split(":", 1)[0] in fields)
+                     if i == 0 or (f := field_of(line)) is None or f in fields)
 
 
-def by_step(transcript: Transcript) -> dict[int, str]:
-    """The compared records of a transcript joined per step."""
-    out: dict[int, list[str]] = {}
+def by_step(transcript: Transcript) -> dict[int, list[Record]]:
+    """The compared records of a transcript, per step."""
+    out: dict[int, list[Record]] = {}
     for rec in transcript.records:
         if rec.kind in COMPARED:
-            out.setdefault(rec.step, []).append(mask(rec.text))
-    return {step: "\n".join(texts) for step, texts in out.items()}
+            out.setdefault(rec.step, []).append(rec)
+    return out
+
+
+def step_texts(model: list[Record], kernel: list[Record]) -> tuple[str, str]:
+    """The model's and the kernel's compared text of one step, masked; each kernel view record is
+    reduced to the fields of the model's record in the same place."""
+    kernel_texts = []
+    for i, rec in enumerate(kernel):
+        text = rec.text
+        if rec.kind == "view" and i < len(model) and model[i].kind == "view":
+            text = keep_fields(text, view_fields(model[i].text))
+        kernel_texts.append(text)
+    return "\n".join(mask(r.text) for r in model), "\n".join(mask(t) for t in kernel_texts)
 
 
 @dataclass(frozen=True)
@@ -62,9 +83,7 @@ def compare(scenario: Scenario, model: Transcript, kernel: Transcript) -> list[D
     m, k = by_step(model), by_step(kernel)
     out = []
     for step in sorted(set(m) | set(k)):
-        mt, kt = m.get(step, ""), k.get(step, "")
-        if _SHOW_SMAPS.search(mt):
-            kt = keep_fields(kt, smaps_fields(mt))
+        mt, kt = step_texts(m.get(step, []), k.get(step, []))
         if mt == kt:
             continue
         src = scenario.steps[step]
