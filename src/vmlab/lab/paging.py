@@ -57,6 +57,31 @@ def format_counters(now: Counters, base: Counters) -> str:
     return "counters: " + " ".join(parts)
 
 
+def counter_values(line: str) -> dict[str, int]:
+    """The `LABEL VALUE [kB]` pairs of a counters line (`counters: ` prefix optional) as label -> int.
+
+    ValueError names the first word that is not a known label or a signed number."""
+    words = line.removeprefix("counters:").split()
+    labels = {label for _, label, _ in COUNTER_FIELDS}
+    out: dict[str, int] = {}
+    i = 0
+    while i < len(words):
+        label = words[i]
+        if label not in labels:
+            raise ValueError(f"'{label}' is not a counter (known: {', '.join(sorted(labels))})")
+        if i + 1 == len(words) or not words[i + 1].lstrip("+-").isdigit():
+            raise ValueError(f"'{label}' needs a number after it, like +4")
+        out[label] = int(words[i + 1])
+        i += 3 if i + 2 < len(words) and words[i + 2] == "kB" else 2
+    return out
+
+
+def counters_match(expected: str, actual: str) -> bool:
+    """Whether every counter named in the `expected` line has its value in the `actual` line."""
+    want, got = counter_values(expected), counter_values(actual)
+    return all(got.get(label) == value for label, value in want.items())
+
+
 def page_letter(raw: int, kpageflags: Callable[[int], int]) -> str:
     """The letter of one pagemap entry; kpageflags(pfn) is asked only for present pages mapped more
     than once (the zero pages are never exclusive)."""

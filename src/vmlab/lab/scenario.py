@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from vmlab.backend import VIEWS, Program, Settings
 from vmlab.errors import InputError
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
+from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
     Call,
     Exited,
@@ -219,7 +220,11 @@ def _statement(st: _State, lines: list[str], i: int) -> int:
     rest_col = word.end() + 1 + len(stripped[word.end():]) - len(stripped[word.end():].lstrip())
     rest = stripped[word.end():].strip()
     if head == "expect" and rest.split(maxsplit=1)[:1] and rest.split(maxsplit=1)[0] in ALL_VIEWS:
-        return _expect_block(st, lines, i, rest, src, Source(st.path, lineno, col0 + rest_col - 1))
+        rest_src = Source(st.path, lineno, col0 + rest_col - 1)
+        if rest.startswith("counters "):
+            _expect_counters(st, rest, rest_src, raw.strip())
+            return i + 1
+        return _expect_block(st, lines, i, rest, src, rest_src)
     handler = _DIRECTIVES.get(head)
     if handler is not None:
         handler(st, rest, Source(st.path, lineno, col0 + rest_col - 1), raw.strip())
@@ -305,16 +310,22 @@ def _words(text: str, src: Source) -> list[str]:
 def _file(st: _State, rest: str, src: Source, _raw: str) -> None:
     """`file PATH SIZE`: a scratch file under the temporary directory, made before the run."""
     _need_no_steps(st, "file", src)
-    words = _words(rest, src)
-    if len(words) != 2:
+    if rest.startswith('"'):
+        tok = tokenize(rest, src)[0]
+        path_len = len(tok.text)
+    else:
+        path_len = len(rest.split(maxsplit=1)[0]) if rest else 0
+    words = _words(rest[:path_len], src)
+    size_text = rest[path_len:].strip()
+    if len(words) != 1 or not size_text:
         raise src.error("expected 'file PATH SIZE'", 1)
     path = os.path.normpath(words[0])
     if os.path.dirname(path) != tempfile.gettempdir():
         raise src.error(f"the file must be directly in {tempfile.gettempdir()} (the run overwrites it)", 1)
     if os.path.lexists(path) and not os.path.isfile(path):
         raise src.error(f"{path} exists and is not a regular file", 1)
-    size_col = rest.rindex(rest.split()[-1]) + 1
-    size = _constant(rest.split()[-1], Source(src.path, src.line, src.col0 + size_col - 1))
+    size_col = len(rest) - len(rest[path_len:].lstrip()) + 1
+    size = _constant(size_text, Source(src.path, src.line, src.col0 + size_col - 1))
     if not 0 <= size <= MAX_FILE:
         raise src.error(f"file size must be 0 to {MAX_FILE >> 20} MiB", size_col)
     st.files.append(FileSpec(path, size))
@@ -412,9 +423,26 @@ def _expect_block(st: _State, lines: list[str], i: int, rest: str, src: Source, 
         j += 1
     if j == len(lines):
         raise src.error(f"'expect {spec['view']}' block has no 'end' line", 1)
+    if spec["view"] == "counters":
+        if len(body) != 1:
+            raise src.error("an 'expect counters' block holds exactly one line", 1)
+        try:
+            counter_values(body[0])
+        except ValueError as err:
+            raise Source(st.path, i + 2, 0).error(str(err), 1) from None
     st.steps.append(ExpectViewStep(line=src.line, col=src.col0, actor=st.actor, source=lines[i].strip(),
                                    lines=tuple(body), **spec))
     return j + 1
+
+
+def _expect_counters(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`expect counters LABEL VALUE [kB] ...`: one line; only the named counters are checked."""
+    try:
+        counter_values(rest.removeprefix("counters"))
+    except ValueError as err:
+        raise src.error(str(err), 1) from None
+    st.steps.append(ExpectViewStep(line=src.line, col=src.col0, actor=st.actor, source=raw, view="counters",
+                                   lines=("counters: " + rest.removeprefix("counters").strip(),)))
 
 
 def _fork_bare(st: _State, rest: str, src: Source, raw: str) -> None:
