@@ -311,7 +311,7 @@ def _file(st: _State, rest: str, src: Source, _raw: str) -> None:
     """`file PATH SIZE`: a scratch file under the temporary directory, made before the run."""
     _need_no_steps(st, "file", src)
     if rest.startswith('"'):
-        tok = tokenize(rest, src)[0]
+        tok = tokenize(rest, src, sizes=True)[0]
         path_len = len(tok.text)
     else:
         path_len = len(rest.split(maxsplit=1)[0]) if rest else 0
