@@ -98,7 +98,7 @@ def main() -> None:
     """Print both rates and their ratio."""
     pages = int(sys.argv[1]) if len(sys.argv) > 1 else PAGES
     host = host_rate(pages)
-    print(f"host:  {host:,.0f} anonymous write faults/s ({pages} fresh pages, best of 3, getrusage-confirmed)")
+    print(f"host:  {host:,.0f} anonymous write faults/s ({pages} fresh pages, best of 3, getrusage)")
     model = model_rate(pages)
     if model is None:
         print("model: not available (ModelBackend has no counters() yet)")
