@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fake_backend import TOP, FakeBackend
 from vmlab.backend import Arg, Program
-from vmlab.lab.diff import diff_scenario, keep_fields, mask, smaps_fields
+from vmlab.lab.diff import diff_scenario, keep_fields, mask, view_fields
 from vmlab.lab.scenario import parse
 
 PROG = Program("/bin/prog", ("/bin/prog",))
@@ -50,5 +50,5 @@ def test_smaps_compares_only_the_model_fields() -> None:
     model = "show smaps\n00400000-00401000 r--p 00000000 fe:00 1  /x\nVmFlags: rd mr mw me "
     kernel = ("show smaps\n00400000-00401000 r--p 00000000 fe:00 1  /x\nSize:                  4 kB\n"
               "Rss:                   4 kB\nVmFlags: rd mr mw me ")
-    assert smaps_fields(model) == {"VmFlags"}
+    assert view_fields(model) == {"VmFlags"}
     assert keep_fields(kernel, {"VmFlags"}, []) == model

@@ -13,7 +13,7 @@ import platform
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 LOW, HIGH = 0x10000000, 0x10100000
@@ -43,12 +43,17 @@ addr = st.integers(0, PAGES - 1).map(lambda p: f"{LOW + p * 4096:#x}")
 npages = st.integers(1, 64).map(lambda n: f"{n * 4096}")
 
 
+KINDS = ["fixed", "fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mprotect", "mremap",
+         "mremap_fixed", "brk", "madvise", "madvise", "write", "read", "shared", "file", "mlock", "munlock",
+         "show"]
+#: With the paging views: touches, and the window's counters and pagemap.
+PAGING_KINDS = [*KINDS, "touch", "touch", "counters", "pagemap"]
+
+
 @st.composite
-def step(draw: st.DrawFn) -> str:
+def step(draw: st.DrawFn, paging: bool = False) -> str:
     """One scenario line acting on the window [LOW, HIGH) (plus unhinted mmaps and brk)."""
-    kind = draw(st.sampled_from(["fixed", "fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mprotect",
-                                 "mremap", "mremap_fixed", "brk", "madvise", "madvise", "write", "read",
-                                 "shared", "file", "mlock", "munlock", "show"]))
+    kind = draw(st.sampled_from(PAGING_KINDS if paging else KINDS))
     a, n, prot = draw(addr), draw(npages), draw(st.sampled_from(PROTS))
     anon = "MAP_PRIVATE|MAP_ANONYMOUS"
     if kind == "fixed":
@@ -85,15 +90,22 @@ def step(draw: st.DrawFn) -> str:
         return f"munlock({a}, {n})"
     if kind == "show":
         return "show maps"
+    if kind == "counters":
+        return "show counters"
+    if kind == "pagemap":
+        return f"show pagemap {LOW:#x}, {HIGH - LOW:#x}"
+    if kind == "touch":
+        return f"touch {a}, {n}"
     verb = "write" if kind == "write" else "read"
     return f"{verb} {a}, {draw(st.integers(1, 8)) * 4096}"
 
 
 @st.composite
-def scenario_text(draw: st.DrawFn) -> str:
+def scenario_text(draw: st.DrawFn, paging: bool = False) -> str:
     """20-40 steps on a file and anonymous memory, at most one fork in the middle after which steps run
-    in either process; ends with the smaps of every process (maps headers plus VmFlags)."""
-    steps = draw(st.lists(step(), min_size=20, max_size=40))
+    in either process; ends with the smaps of every process (maps headers plus VmFlags), and with
+    `paging` also each process's counters and pagemap of the window."""
+    steps = draw(st.lists(step(paging), min_size=20, max_size=40))
     fork_at = draw(st.one_of(st.none(), st.integers(1, len(steps) - 1)))
     lines = [f'fd = openat(AT_FDCWD, "{DATA_FILE}", O_RDWR)']
     for i, line in enumerate(steps):
@@ -101,9 +113,10 @@ def scenario_text(draw: st.DrawFn) -> str:
             lines += ["child = fork()", "show maps"]
         in_child = fork_at is not None and i > fork_at and draw(st.booleans())
         lines.append(("@child " if in_child else "") + line)
+    tail = ["show smaps"] + (["show counters", f"show pagemap {LOW:#x}, {HIGH - LOW:#x}"] if paging else [])
     if fork_at is not None:
-        lines.append("@child show smaps")
-    lines.append("show smaps")
+        lines += [f"@child {line}" for line in tail]
+    lines += tail
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +128,8 @@ def _data_file() -> Iterator[None]:
     os.unlink(DATA_FILE)
 
 
-@given(scenario_text())
-def test_model_agrees_with_kernel(text: str) -> None:
+def check_agreement(text: str) -> None:
+    """Run the scenario text on both backends; fail with the differences."""
     from vmlab.lab.backends import make_backend
     from vmlab.lab.diff import diff_scenario
     from vmlab.lab.scenario import parse
@@ -125,3 +138,39 @@ def test_model_agrees_with_kernel(text: str) -> None:
     diffs = diff_scenario(scn, make_backend("model"), make_backend("host"))
     report = "\n".join(f"line {d.line}: {d.source}\n{d.diff}" for d in diffs)
     assert not diffs, f"scenario:\n{text}\n{report}"
+
+
+@given(scenario_text())
+def test_model_agrees_with_kernel(text: str) -> None:
+    check_agreement(text)
+
+
+@pytest.fixture(scope="module")
+def _model_pages() -> None:
+    from pagingkit import model_paging_missing
+
+    reason = model_paging_missing()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.mark.usefixtures("_model_pages")
+@settings(max_examples=100)
+@given(scenario_text(paging=True))
+def test_model_agrees_with_kernel_on_paging(text: str) -> None:
+    """The same workloads with touches, `show counters` and `show pagemap` of the window."""
+    check_agreement(text)
+
+
+@settings(max_examples=10)
+@given(scenario_text(paging=True))
+def test_paging_scenarios_run_on_the_kernel(text: str) -> None:
+    """The paging workloads are valid on the kernel alone: every shown counters/pagemap renders."""
+    from vmlab.lab.backends import make_backend
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    transcript = run(parse(text, "<random>"), make_backend("host"))
+    paging = [r.text for r in transcript.records if r.kind == "paging"]
+    assert not [t for t in paging if "(unavailable)" in t]  # (a killed process shows nothing)
+    assert all(t.split("\n")[1].startswith(("counters: ", "pagemap 0x10000000-0x10100000: ")) for t in paging)

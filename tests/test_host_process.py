@@ -60,8 +60,8 @@ def test_fork_cow_p14(host: HostBackend, proc: int) -> None:
     assert host.access(proc, a, 16 * PG, True) is None
     assert host.access(proc, z, PG, False) is None
     child = host.fork(proc)
-    assert procfs.present_string(host.pagemap(child, a, a + 16 * PG)) == "1" * 16
-    assert procfs.present_string(host.pagemap(child, z, z + PG)) == "0"
+    assert procfs.present_string(host.entries(child, a, a + 16 * PG)) == "1" * 16
+    assert procfs.present_string(host.entries(child, z, z + PG)) == "0"
     flt, maj, anon = counters(host, child)
     assert host.access(child, a, 1, False) is None
     assert counters(host, child) == (flt, maj, anon)
@@ -108,17 +108,17 @@ def test_killed_during_a_syscall_is_reported(host: HostBackend, proc: int) -> No
 def test_write_fault_pagemap_and_stat(host: HostBackend, proc: int) -> None:
     """P3 / F3: a write to a fresh anon page: minflt +1, RssAnon +4 kB, pagemap present + exclusive."""
     a = mmap(host, proc, 0, 2 * PG)
-    assert host.pagemap(proc, a, a + 2 * PG) == [procfs.PagemapEntry(0)] * 2
+    assert host.entries(proc, a, a + 2 * PG) == [procfs.PagemapEntry(0)] * 2
     flt, maj, anon = counters(host, proc)
     assert host.access(proc, a, 1, True) is None
     assert counters(host, proc) == (flt + 1, maj, anon + 4)
-    page, untouched = host.pagemap(proc, a, a + 2 * PG)
+    page, untouched = host.entries(proc, a, a + 2 * PG)
     assert page.present and page.exclusive and not page.file and not page.swapped and page.pfn > 0
     assert untouched.raw == 0
     # P2: a read fault maps the shared zero page: present, not exclusive, no RSS
     assert host.access(proc, a + PG, 1, False) is None
     assert counters(host, proc) == (flt + 2, maj, anon + 4)
-    zero = host.pagemap(proc, a + PG, a + 2 * PG)[0]
+    zero = host.entries(proc, a + PG, a + 2 * PG)[0]
     assert zero.present and not zero.exclusive and not zero.file and zero.pfn != page.pfn
     # statm and status sum the per-CPU RSS counters (exact); stat's rss field does not (see procfs.Stat)
     statm = procfs.read_statm(proc)
@@ -134,7 +134,7 @@ ROWS = [
 
 def test_p15_anon_rows(host: HostBackend, proc: int) -> None:
     a = mmap(host, proc, 0, 16 * PG)
-    assert host.pagemap(proc, a, a + 16 * PG) == [procfs.PagemapEntry(0)] * 16  # row 1
+    assert host.entries(proc, a, a + 16 * PG) == [procfs.PagemapEntry(0)] * 16  # row 1
     for action, first, count, faults, present, d_anon in ROWS:
         flt, maj, anon = counters(host, proc)
         if action == "dontneed":
@@ -142,7 +142,7 @@ def test_p15_anon_rows(host: HostBackend, proc: int) -> None:
         else:
             assert host.access(proc, a + first * PG, count * PG, action == "write") is None
         assert counters(host, proc) == (flt + faults, maj, anon + d_anon), action
-        assert procfs.present_string(host.pagemap(proc, a, a + 16 * PG)).count("1") == present
+        assert procfs.present_string(host.entries(proc, a, a + 16 * PG)).count("1") == present
 
 
 def test_p15_brk_rows(host: HostBackend, proc: int) -> None:
@@ -155,5 +155,5 @@ def test_p15_brk_rows(host: HostBackend, proc: int) -> None:
     assert counters(host, proc) == (flt + 8, maj, anon + 32)
     assert host.syscall(proc, "brk", (b0 + 4 * PG,)) == b0 + 4 * PG
     assert counters(host, proc) == (flt + 8, maj, anon + 16)
-    assert procfs.present_string(host.pagemap(proc, b0, b0 + 8 * PG)) == "11110000"
+    assert procfs.present_string(host.entries(proc, b0, b0 + 8 * PG)) == "11110000"
     assert host.syscall(proc, "munmap", (b0 + 5, PG)) == -errno.EINVAL

@@ -112,7 +112,8 @@ def test_examples_parse() -> None:
 
     root = Path(__file__).parent.parent / "examples"
     names = sorted(p.name for p in root.glob("*.vml"))
-    assert names == ["address-space.vml", "brk.vml", "fork.vml", "mmap-placement.vml", "mremap.vml",
+    assert names == ["address-space.vml", "brk.vml", "cow.vml", "fault-around.vml", "faults.vml",
+                     "file-faults.vml", "fork.vml", "mmap-placement.vml", "mremap.vml", "thp.vml",
                      "vma-merge.vml"]
     for p in root.glob("*.vml"):
         assert load(str(p)).steps

@@ -25,6 +25,16 @@ CASES = [
     ("string where a number belongs", OK + 'munmap("a", 4096)\n', 2, 8, "expected a number"),
     ("unterminated expect", OK + "expect maps\n...\n", 2, 1, "has no 'end' line"),
     ("unbalanced call", OK + "munmap(a, 4096\n", 2, 15, "missing ')'"),
+    ("pagemap without a range", OK + "show pagemap\n", 2, 6, "expected 'pagemap ADDR[, LEN] [verbose]'"),
+    ("pagemap of an undefined name", OK + "show pagemap b, 4K verbose\n", 2, 14, "undefined name 'b'"),
+    ("arguments to counters", OK + "show counters a\n", 2, 15, "'counters' takes nothing after it"),
+    ("unknown counter", OK + "expect counters minflt +1 RssAnno +4 kB\n", 2, 8, "'RssAnno' is not a counter"),
+    ("counter without a number", OK + "expect counters minflt\n", 2, 8, "'minflt' needs a number"),
+    ("two-line counters block", OK + "expect counters\nminflt +1\nmajflt +0\nend\n", 2, 1,
+     "exactly one line"),
+    ("file outside the temporary directory", 'file "/etc/vmlab.dat" 4K\n', 1, 6, "must be directly in"),
+    ("file after a step", OK + 'file "/tmp/vmlab-x.dat" 4K\n', 2, 6, "must come before the first step"),
+    ("file without a size", 'file /tmp/vmlab-x.dat\n', 1, 6, "expected 'file PATH SIZE'"),
 ]
 
 

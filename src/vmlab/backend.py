@@ -12,8 +12,9 @@ from typing import Protocol
 #: A syscall argument: a number, a path, or a string list (execve's argv and envp).
 Arg = int | str | tuple[str, ...]
 
-#: Views every backend can render, named after the /proc file they mirror.
-VIEWS = ("maps", "smaps")
+#: Views every backend can render, named after the /proc file they mirror. A backend may print only some
+#: of a view's `Field:` lines (vmlab diff then compares just those).
+VIEWS = ("maps", "smaps", "smaps_rollup", "status")
 
 
 @dataclass(frozen=True)

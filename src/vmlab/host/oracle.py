@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import os
 import resource
@@ -19,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from types import TracebackType
 
-from vmlab.backend import Arg, Program, Settings
+from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
@@ -58,6 +59,7 @@ class _Stepper:
     sock: socket.socket
     payload: int = 0
     settled: bool = False  # known to be blocked in read() since its last reply
+    own_faults: tuple[int, int] = (0, 0)  # (minflt, majflt) the oracle's fork handshake caused here
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class HostBackend:
     def fork(self, pid: int) -> int:
         """fork() in `pid`; the child's pid (or -errno if the kernel refused). Both answer commands."""
         proc = self._proc(pid)
+        before = self.stat(pid)
         reply = self._call(proc, OP_FORK, 0, 0, [])
         if reply is None:
             raise StepperDied(pid, self._reap(proc))
@@ -236,6 +239,9 @@ class HostBackend:
         self._procs[child.pid] = child
         self._await_hello(child)
         self.nop(pid)  # absorbs the parent's COW faults on the stepper's own pages
+        after = self.stat(pid)
+        minflt, majflt = proc.own_faults
+        proc.own_faults = (minflt + after.minflt - before.minflt, majflt + after.majflt - before.majflt)
         return child.pid
 
     def exit(self, pid: int) -> None:
@@ -256,6 +262,29 @@ class HostBackend:
         if text is None:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
         return text
+
+    def counters(self, pid: int) -> Counters:
+        """minflt/majflt (stat) and the status kB fields of `pid`, less the faults the oracle's own
+        fork handshake caused in it (the stepper's COW faults on its own pages after each fork), so
+        that the fault counts are the scenario's alone. The kernel's fork itself takes no fault."""
+        self._settle(self._proc(pid))
+        counters = procfs.read_counters(pid)
+        if counters is None:
+            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
+        minflt, majflt = self._procs[pid].own_faults
+        return dataclasses.replace(counters, minflt=counters.minflt - minflt, majflt=counters.majflt - majflt)
+
+    def pagemap(self, pid: int, start: int, end: int) -> list[int]:
+        """The raw /proc/<pid>/pagemap entries of the pages of [start, end) (PFNs: we are root)."""
+        self._settle(self._proc(pid))
+        entries = procfs.read_pagemap_raw(pid, start, end)
+        if entries is None:
+            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
+        return entries
+
+    def kpageflags(self, pfn: int) -> int:
+        """/proc/kpageflags of frame `pfn`."""
+        return procfs.read_kpageflags(pfn)
 
     def close(self) -> None:
         """SIGKILL and reap every process still running; close every channel."""
@@ -284,13 +313,9 @@ class HostBackend:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
         return stat
 
-    def pagemap(self, pid: int, start: int, end: int) -> list[procfs.PagemapEntry]:
-        """/proc/<pid>/pagemap entries for [start, end) of a live process of ours."""
-        self._settle(self._proc(pid))
-        entries = procfs.read_pagemap(pid, start, end)
-        if entries is None:
-            raise ProcessLookupError(f"vmlab host: process {pid} is gone")
-        return entries
+    def entries(self, pid: int, start: int, end: int) -> list[procfs.PagemapEntry]:
+        """pagemap() as decoded entries."""
+        return [procfs.PagemapEntry(raw) for raw in self.pagemap(pid, start, end)]
 
     @property
     def pids(self) -> tuple[int, ...]:

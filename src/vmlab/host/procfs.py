@@ -1,14 +1,16 @@
-"""Readers of /proc/<pid>/{maps,smaps,smaps_rollup,status,stat,statm,pagemap} for a live process.
+"""Readers of /proc/<pid>/{maps,smaps,smaps_rollup,status,stat,statm,pagemap} and /proc/kpageflags.
 
 Text files are returned as the kernel's text (the views the model renders too); stat, statm and
-pagemap are parsed into small typed values. Every reader returns None when the process is gone
-(ENOENT: reaped, ESRCH: exited during the read); other errors (EACCES) propagate.
+pagemap are parsed into small typed values. Every per-process reader returns None when the process is
+gone (ENOENT: reaped, ESRCH: exited during the read); other errors (EACCES) propagate.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from vmlab.backend import Counters
 
 #: The text files read_text() accepts.
 TEXT_FILES = ("maps", "smaps", "smaps_rollup", "status", "stat", "statm")
@@ -95,6 +97,17 @@ def status_kb(text: str, field: str) -> int:
     raise KeyError(field)
 
 
+def read_counters(pid: int) -> Counters | None:
+    """minflt/majflt from stat and the RSS/PTE/swap/size fields of status, or None if `pid` is gone."""
+    stat, status = read_stat(pid), read_text(pid, "status")
+    if stat is None or status is None:
+        return None
+    return Counters(minflt=stat.minflt, majflt=stat.majflt, rss_anon_kb=status_kb(status, "RssAnon"),
+                    rss_file_kb=status_kb(status, "RssFile"), rss_shmem_kb=status_kb(status, "RssShmem"),
+                    vm_pte_kb=status_kb(status, "VmPTE"), vm_swap_kb=status_kb(status, "VmSwap"),
+                    vm_size_kb=status_kb(status, "VmSize"))
+
+
 @dataclass(frozen=True)
 class PagemapEntry:
     """One 64-bit /proc/<pid>/pagemap entry (Documentation/admin-guide/mm/pagemap.rst)."""
@@ -142,8 +155,8 @@ class PagemapEntry:
         return self.raw & PM_PFN_MASK if self.present else 0
 
 
-def read_pagemap(pid: int, start: int, end: int) -> list[PagemapEntry] | None:
-    """Entries for the pages of [start, end) (page aligned down/up), or None if the process is gone."""
+def read_pagemap_raw(pid: int, start: int, end: int) -> list[int] | None:
+    """The raw u64 entries of the pages of [start, end) (page aligned down/up), or None if `pid` is gone."""
     first, last = start >> 12, (end + 4095) >> 12
     if last <= first:
         return []
@@ -153,7 +166,22 @@ def read_pagemap(pid: int, start: int, end: int) -> list[PagemapEntry] | None:
             data = f.read((last - first) * 8)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return [PagemapEntry(raw) for raw in struct.unpack(f"<{len(data) // 8}Q", data)]
+    return list(struct.unpack(f"<{len(data) // 8}Q", data))
+
+
+def read_pagemap(pid: int, start: int, end: int) -> list[PagemapEntry] | None:
+    """Entries for the pages of [start, end) (page aligned down/up), or None if the process is gone."""
+    raw = read_pagemap_raw(pid, start, end)
+    return None if raw is None else [PagemapEntry(r) for r in raw]
+
+
+def read_kpageflags(pfn: int) -> int:
+    """The /proc/kpageflags word of frame `pfn` (KPF_* bits); needs root. 0 past the last frame
+    (the kernel's read there returns no data)."""
+    with open("/proc/kpageflags", "rb") as f:
+        f.seek(pfn * 8)
+        data = f.read(8)
+    return struct.unpack("<Q", data)[0] if len(data) == 8 else 0
 
 
 def present_string(entries: list[PagemapEntry]) -> str:

@@ -15,8 +15,8 @@ from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, expr_names, parse_exp
 
 #: Argument kinds: how a value is checked (path/argv are strings) and printed.
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
-MLOCKF, MCL, DIRFD, PATH, OFLAGS, MODE, FCNTL, INT, ARGV = (
-    "mlockf", "mcl", "dirfd", "path", "oflags", "mode", "fcntl", "int", "argv")
+MLOCKF, MCL, DIRFD, PATH, OFLAGS, MODE, FCNTL, INT, ARGV, FADV = (
+    "mlockf", "mcl", "dirfd", "path", "oflags", "mode", "fcntl", "int", "argv", "fadv")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ SYSCALLS: dict[str, Signature] = {
     "dup3": Signature((FD, FD, OFLAGS)),
     "fcntl": Signature((FD, FCNTL, INT), optional=1),
     "execve": Signature((PATH, ARGV, ARGV)),
+    # file I/O whose page faults and page-cache effects a scenario measures (reference P6, P13)
+    "read": Signature((FD, ADDR, LEN)),
+    "fadvise64": Signature((FD, OFF, LEN, FADV)),
 }
 
 #: Calls that create a process (the backend's `fork`); their arguments are not interpreted.
@@ -80,6 +83,8 @@ UNMODELLED_MM_CALLS = frozenset({
 STRACE_EXTRA_NAMES: dict[str, int] = {
     "FD_CLOEXEC": 1, "MAP_FILE": 0, "MAP_DROPPABLE": 0x08, "MAP_HUGE_2MB": 21 << 26,
     "MAP_HUGE_1GB": 30 << 26, "O_TMPFILE": 0o20200000, "MADV_HWPOISON": 100, "MADV_SOFT_OFFLINE": 101,
+    "POSIX_FADV_NORMAL": 0, "POSIX_FADV_RANDOM": 1, "POSIX_FADV_SEQUENTIAL": 2, "POSIX_FADV_WILLNEED": 3,
+    "POSIX_FADV_DONTNEED": 4, "POSIX_FADV_NOREUSE": 5,
 }
 
 #: Every name an expression may use besides variables.
@@ -116,6 +121,7 @@ _O_BITS = [(n, v) for n, v in _single_bits(uapi.O_NAMES) if v > uapi.O_RDWR]
 _O_ACC = {uapi.O_RDONLY: "O_RDONLY", uapi.O_WRONLY: "O_WRONLY", uapi.O_RDWR: "O_RDWR"}
 _MADV = {v: n for n, v in sorted(uapi.MADV_NAMES.items(), reverse=True)}
 _FCNTL = {v: n for n, v in uapi.ALL_NAMES.items() if n.startswith("F_")}
+_FADV = {v: n for n, v in STRACE_EXTRA_NAMES.items() if n.startswith("POSIX_FADV_")}
 
 
 def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
@@ -145,6 +151,8 @@ def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
         return f"0{value:o}"
     if kind == FCNTL:
         return _FCNTL.get(value, str(value))
+    if kind == FADV:
+        return _FADV.get(value, str(value))
     if kind == DIRFD and value == uapi.AT_FDCWD:
         return "AT_FDCWD"
     return str(value)

@@ -1,8 +1,10 @@
 """`vmlab diff`: run one scenario on the model and on the running kernel and compare them step by step.
 
 Every call result, access outcome and shown view is compared; what the kernel makes nondeterministic is
-masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings). For
-smaps, only the header lines and the fields the model printed are compared.
+masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings). One
+rule serves every /proc text view (maps, smaps, smaps_rollup, status): header lines are compared, and of
+the `Field: value` lines only those whose field the model printed. The paging views (counters,
+pagemap) are compared whole.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.backend import Backend, Program
-from vmlab.lab.run import COMPARED, Runner, Transcript, default_program
+from vmlab.lab.run import COMPARED, Record, Runner, Transcript, default_program
 from vmlab.lab.scenario import Scenario
 
 _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S{4} [0-9a-f]+ \S+ \d+")
-_SHOW_SMAPS = re.compile(r"^(@\S+ )?show smaps$", re.MULTILINE)
 _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)$")
 
 
@@ -26,42 +27,68 @@ def mask(text: str) -> str:
     return "\n".join(_SHMEM.sub(r"\1 * \2", line) for line in text.split("\n"))
 
 
-def smaps_fields(text: str) -> set[str]:
-    """The field names (`Size`, `VmFlags`, ...) that appear in an smaps text."""
-    return {line.split(":", 1)[0] for line in text.splitlines()[1:]
-            if ":" in line and not _HEADER.match(line)}
+def field_of(line: str) -> str | None:
+    """The field name of a `Field: value` line of a /proc text view; None for a header line (a maps
+    line, the [rollup] line) or a line without a colon."""
+    if _HEADER.match(line) or ":" not in line:
+        return None
+    return line.split(":", 1)[0]
 
 
-#: smaps fields that do not depend on which pages are present.
+def view_fields(text: str) -> set[str]:
+    """The field names (`Size`, `VmFlags`, `RssAnon`, ...) that appear in a view record (after its
+    first line, the `show VIEW` echo)."""
+    return {f for line in text.splitlines()[1:] if (f := field_of(line)) is not None}
+
+
+#: Fields of a VMA's smaps block that do not depend on which pages are present.
 _VMA_FIELDS = frozenset({"Size", "KernelPageSize", "MMUPageSize", "THPeligible", "VmFlags"})
 
 
 def keep_fields(text: str, fields: set[str], program_vmas: list[tuple[int, int]]) -> str:
-    """An smaps text reduced to its header lines and the lines of `fields`. In the blocks of VMAs that
-    overlap the program's own (whose pages its own code touches, which only the host runs: reference
-    §6 N6) only the fields that do not depend on present pages are kept."""
+    """A view record reduced to its echo line, its header lines and the lines of `fields`. In the
+    smaps blocks of VMAs that overlap the program's own (whose pages its own code touches, which only
+    the host runs: reference §6 N6) only the fields that do not depend on present pages are kept."""
     out, page_fields = [], True
     for i, line in enumerate(text.split("\n")):
-        if i == 0 or _HEADER.match(line):
+        f = field_of(line)
+        if i == 0 or f is None:
             lo, _, hi = line.split(" ", 1)[0].partition("-")
-            if i and lo and hi:
+            if i and _HEADER.match(line) and lo and hi:
                 start, end = int(lo, 16), int(hi, 16)
                 page_fields = not any(s < end and start < e for s, e in program_vmas)
             out.append(line)
-            continue
-        name = line.split(":", 1)[0]
-        if name in fields and (page_fields or name in _VMA_FIELDS):
+        elif f in fields and (page_fields or f in _VMA_FIELDS):
             out.append(line)
     return "\n".join(out)
 
 
-def by_step(transcript: Transcript) -> dict[int, str]:
-    """The compared records of a transcript joined per step."""
-    out: dict[int, list[str]] = {}
+def by_step(transcript: Transcript) -> dict[int, list[Record]]:
+    """The compared records of a transcript, per step."""
+    out: dict[int, list[Record]] = {}
     for rec in transcript.records:
         if rec.kind in COMPARED:
-            out.setdefault(rec.step, []).append(mask(rec.text))
-    return {step: "\n".join(texts) for step, texts in out.items()}
+            out.setdefault(rec.step, []).append(rec)
+    return out
+
+
+def step_texts(model: list[Record], kernel: list[Record],
+               program_vmas: list[tuple[int, int]]) -> tuple[str, str]:
+    """The model's and the kernel's compared text of one step, masked; each view record of both is
+    reduced to the fields of the model's record in the same place (see keep_fields)."""
+    model_texts, kernel_texts = [], []
+    for i, rec in enumerate(kernel):
+        text = rec.text
+        if rec.kind == "view" and i < len(model) and model[i].kind == "view":
+            fields = view_fields(model[i].text)
+            text = keep_fields(text, fields, program_vmas)
+        kernel_texts.append(text)
+    for i, rec in enumerate(model):
+        text = rec.text
+        if rec.kind == "view" and i < len(kernel) and kernel[i].kind == "view":
+            text = keep_fields(text, view_fields(text), program_vmas)
+        model_texts.append(text)
+    return "\n".join(mask(t) for t in model_texts), "\n".join(mask(t) for t in kernel_texts)
 
 
 @dataclass(frozen=True)
@@ -78,11 +105,7 @@ def compare(scenario: Scenario, model: Transcript, kernel: Transcript) -> list[D
     m, k = by_step(model), by_step(kernel)
     out = []
     for step in sorted(set(m) | set(k)):
-        mt, kt = m.get(step, ""), k.get(step, "")
-        if _SHOW_SMAPS.search(mt):
-            fields = smaps_fields(mt)
-            mt, kt = (keep_fields(mt, fields, model.program_vmas),
-                      keep_fields(kt, fields, model.program_vmas))
+        mt, kt = step_texts(m.get(step, []), k.get(step, []), model.program_vmas)
         if mt == kt:
             continue
         src = scenario.steps[step]

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import difflib
 import errno as _errno
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmlab.backend import Backend, Program
-from vmlab.lab import siginfo
+from vmlab.backend import Backend, Counters, Program
+from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
 from vmlab.lab.scenario import (
     MAIN,
+    PAGING_VIEWS,
     AccessStep,
     CallStep,
     ExitStep,
     ExpectKilledStep,
     ExpectResultStep,
     ExpectViewStep,
+    FileSpec,
     ForkStep,
     Scenario,
     ShowStep,
@@ -31,7 +34,14 @@ from vmlab.lab.scenario import (
 from vmlab.lab.syntax import Result, evaluate
 
 #: Record kinds `vmlab diff` compares; notes (trace mismatches, expect verdicts) are not compared.
-COMPARED = frozenset({"call", "access", "signal", "view", "fork", "exit"})
+#: "view" is a /proc text view (compared on the lines the model prints), "paging" a paging view.
+COMPARED = frozenset({"call", "access", "signal", "view", "paging", "fork", "exit"})
+#: The pattern a `file` statement writes (a page-sized, non-zero repeating block).
+FILE_PATTERN = bytes(range(1, 256)) * 16 + b"\n"
+
+
+class Unavailable(Exception):
+    """The backend cannot render a view (the model before its paging lands)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,27 @@ def expected_errno(result: Result, env: dict[str, int]) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def make_file(spec: FileSpec) -> None:
+    """Write `spec`'s file in place (an existing file keeps its inode), sync it to disk and read it
+    back, so it is clean and wholly in the page cache (reference N3).
+
+    It is written one page per write(): the page cache then holds 4 KiB folios, as after `cat f`
+    of a cold file. One big write() makes ext4 allocate large folios, and 6.18's fault-around maps a
+    whole large folio (a read of page 20 of a 64-page file written at once maps all 64 pages, not
+    the 16 of reference P6)."""
+    fd = os.open(spec.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = (FILE_PATTERN * (spec.size // len(FILE_PATTERN) + 1))[: spec.size]
+        for off in range(0, spec.size, paging.PAGE):
+            os.write(fd, data[off:off + paging.PAGE])
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        while os.read(fd, 1 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
 def view_matches(expected: tuple[str, ...], actual: list[str]) -> bool:
     """Whether `actual` lines match `expected` (outer whitespace ignored; a `...` line skips any lines)."""
     exp = list(expected)
@@ -104,6 +135,7 @@ class Runner:
         self.env: dict[str, int] = dict(CONSTANTS)
         self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
         self.index = 0
+        self.baseline: dict[str, Counters | None] = {}  # each process's last counters checkpoint
 
     def emit(self, kind: str, text: str) -> None:
         """Add a record for the current step and pass its lines to `out`."""
@@ -112,11 +144,15 @@ class Runner:
             self.out(text)
 
     def run(self) -> Transcript:
-        """Start the program, run every step, return the transcript (the backend is left open)."""
+        """Make the scenario's files, start the program, run every step, return the transcript (the
+        backend is left open)."""
+        for spec in self.scenario.files:
+            make_file(spec)
         self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
         for line in self.backend.view(self.pids[MAIN], "maps").splitlines():
             lo, _, hi = line.split(" ", 1)[0].partition("-")
             self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
+        self.checkpoint(MAIN)
         argv = ", ".join(f'"{a}"' for a in self.program.argv)
         self.index = -1
         self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")
@@ -144,16 +180,18 @@ class Runner:
             child = self.backend.fork(pid)
             self.pids[step.target] = self.env[step.target] = child
             self.emit("fork", f"{prefix}fork() = {step.target}")
+            self.checkpoint(step.target)
             self.last = ("call", 0)
         elif isinstance(step, ExitStep):
             self.backend.exit(pid)
+            del self.pids[step.actor]
             self.emit("exit", f"{prefix}exit_group(0) = ?\n{prefix}+++ exited with 0 +++")
         elif isinstance(step, AccessStep):
             self.access(step, pid, prefix)
-        elif isinstance(step, ShowStep):
-            self.emit("view", f"{prefix}show {step.view}\n" + self.backend.view(pid, step.view).rstrip("\n"))
         elif isinstance(step, ExpectViewStep):
             self.expect_view(step, pid)
+        elif isinstance(step, ShowStep):
+            self.show(step, pid, prefix)
         elif isinstance(step, ExpectResultStep | ExpectKilledStep):
             self.expect_result(step)
 
@@ -165,6 +203,8 @@ class Runner:
         self.emit("call", f"{prefix}{format_call(step.name, values)} {format_result(result, addr)}")
         if step.target is not None:
             self.env[step.target] = result
+        if step.name == "execve" and result == 0:
+            self.checkpoint(step.actor)  # a new program: its counters start again
         self.last = ("call", result)
         if step.logged is not None:
             want = expected_errno(step.logged, self.env)
@@ -186,11 +226,94 @@ class Runner:
             self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
                       + f"\n{prefix}+++ killed by {sig} +++")
             self.killed[step.actor] = sig
+            del self.pids[step.actor]
+
+    def checkpoint(self, name: str) -> None:
+        """Remember process `name`'s counters now, for its next `show counters` (None: unavailable)."""
+        try:
+            self.baseline[name] = self.paging_call("counters", self.pids[name])
+        except Unavailable:
+            self.baseline[name] = None
+
+    def paging_call(self, method: str, *args: int) -> object:
+        """backend.<method>(*args) for the paging methods a backend may not implement yet."""
+        fn = getattr(self.backend, method, None)
+        if fn is None:
+            raise Unavailable(f"{self.backend.name} backend has no {method}()")
+        try:
+            return fn(*args)
+        except NotImplementedError as err:
+            why = f"{self.backend.name} backend: {method}() is not implemented {err}".rstrip()
+            raise Unavailable(why) from None
+
+    def render(self, step: ShowStep, pid: int) -> str:
+        """The text of the view `step` names, for process `pid` (no trailing newline); Unavailable
+        when the backend cannot render it."""
+        if step.view == "counters":
+            now = self.paging_call("counters", pid)
+            base = self.baseline.get(step.actor)
+            assert isinstance(now, Counters)
+            if base is None:
+                raise Unavailable(f"{self.backend.name} backend: no counters at the process start")
+            self.baseline[step.actor] = now
+            return paging.format_counters(now, base)
+        if step.view == "pagemap":
+            return self.pagemap(step, pid)
+        try:
+            return self.backend.view(pid, step.view).rstrip("\n")
+        except (KeyError, NotImplementedError):
+            raise Unavailable(f"{self.backend.name} backend cannot render {step.view}") from None
+
+    def pagemap(self, step: ShowStep, pid: int) -> str:
+        """`show pagemap`: the letters of the acting process's pages, frames numbered over the same
+        range of every live process (see vmlab.lab.paging.FrameNumbers)."""
+        addr = evaluate(step.args[0], self.env)
+        length = evaluate(step.args[1], self.env) if len(step.args) > 1 else paging.PAGE
+        assert isinstance(addr, int) and isinstance(length, int)
+        start, end = addr & ~(paging.PAGE - 1), addr + length
+        if length <= 0 or start < 0 or end - start > paging.MAX_RANGE:
+            raise Unavailable(f"pagemap range {addr:#x}+{length:#x} is empty or larger than "
+                              f"{paging.MAX_RANGE >> 20} MiB")
+
+        def kpageflags(pfn: int) -> int:
+            value = self.paging_call("kpageflags", pfn)
+            assert isinstance(value, int)
+            return value
+
+        frames = paging.FrameNumbers()
+        mine: tuple[list[int], list[str]] = ([], [])
+        for other in self.pids.values():
+            entries = self.paging_call("pagemap", other, start, end)
+            assert isinstance(entries, list)
+            letters = [paging.page_letter(raw, kpageflags) for raw in entries]
+            frames.scan(entries, letters)
+            if other == pid:
+                mine = (entries, letters)
+        return paging.render_pagemap(start, *mine, frames, step.verbose)
+
+    def show(self, step: ShowStep, pid: int, prefix: str) -> None:
+        """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""
+        kind = "paging" if step.view in PAGING_VIEWS else "view"
+        try:
+            text = self.render(step, pid)
+        except Unavailable as err:
+            self.emit(kind, f"{prefix}show {step.view}\n(unavailable)")
+            self.emit("note", f"# line {step.line}: {err}")
+            return
+        self.emit(kind, f"{prefix}show {step.view}\n{text}")
 
     def expect_view(self, step: ExpectViewStep, pid: int) -> None:
         """Compare a view with the expected block; on failure print a unified diff."""
-        actual = self.backend.view(pid, step.view).splitlines()
-        if view_matches(step.lines, actual):
+        try:
+            actual = self.render(step, pid).splitlines()
+        except Unavailable as err:
+            self.fail(step, f"expect {step.view}: {err}")
+            return
+        if step.view == "counters":
+            ok = len(step.lines) == len(actual) == 1 and paging.counters_match(step.lines[0], actual[0])
+        else:
+            ok = view_matches(step.lines, actual)
+        if ok:
             self.emit("note", f"# line {step.line}: expect {step.view}: ok")
             return
         diff = difflib.unified_diff(list(step.lines), [a.strip() for a in actual], "expected",

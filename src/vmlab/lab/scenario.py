@@ -7,12 +7,15 @@ line and nothing half-done. The language is documented in docs/scenario.md.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 
 from vmlab.backend import VIEWS, Program, Settings
 from vmlab.errors import InputError
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
+from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
     Call,
     Exited,
@@ -33,11 +36,15 @@ from vmlab.lab.syntax import (
 )
 
 MAIN = "main"
-KEYWORDS = frozenset({"set", "exec", "process", "expect", "show", "read", "write", "touch", "fork", "exit",
-                      "end", MAIN})
+KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read", "write", "touch", "fork",
+                      "exit", "end", MAIN})
+#: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
+PAGING_VIEWS = ("counters", "pagemap")
+ALL_VIEWS = VIEWS + PAGING_VIEWS
 _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
+MAX_FILE = 64 << 20  # the largest `file` a scenario may make
 _BOOLS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False,
           "1": True, "0": False}
 
@@ -86,17 +93,27 @@ class AccessStep(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class ShowStep(Step):
-    """Render a view (maps, smaps) of the acting process."""
+    """Render a view of the acting process: a /proc text view (VIEWS) or a paging view; `pagemap`
+    takes the range (`args` = ADDR and LEN) and may be `verbose`."""
 
     view: str
+    args: tuple[Expr, ...] = ()
+    verbose: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExpectViewStep(Step):
+class ExpectViewStep(ShowStep):
     """The view must match `lines` (each compared with outer whitespace stripped; `...` skips lines)."""
 
-    view: str
     lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """`file PATH SIZE`: a file the harness writes before the run (SIZE bytes, synced, in the page cache)."""
+
+    path: str
+    size: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +138,7 @@ class Scenario:
     settings: Settings
     program: Program | None
     steps: tuple[Step, ...]
+    files: tuple[FileSpec, ...] = ()
 
 
 @dataclass
@@ -130,6 +148,7 @@ class _State:
     path: str
     settings: dict[str, object] = field(default_factory=dict)
     program: Program | None = None
+    files: list[FileSpec] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
     alive: set[str] = field(default_factory=lambda: {MAIN})
@@ -156,7 +175,7 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
     while i < len(lines):
         i = _statement(st, lines, i)
     settings = Settings(**st.settings)  # type: ignore[arg-type]
-    return Scenario(path, settings, st.program, tuple(st.steps))
+    return Scenario(path, settings, st.program, tuple(st.steps), tuple(st.files))
 
 
 def strip_comment(line: str) -> str:
@@ -200,8 +219,12 @@ def _statement(st: _State, lines: list[str], i: int) -> int:
     head = word.group()
     rest_col = word.end() + 1 + len(stripped[word.end():]) - len(stripped[word.end():].lstrip())
     rest = stripped[word.end():].strip()
-    if head == "expect" and re.fullmatch(r"\w+", rest) and rest in VIEWS:
-        return _expect_block(st, lines, i, rest, src)
+    if head == "expect" and rest.split(maxsplit=1)[:1] and rest.split(maxsplit=1)[0] in ALL_VIEWS:
+        rest_src = Source(st.path, lineno, col0 + rest_col - 1)
+        if rest.startswith("counters "):
+            _expect_counters(st, rest, rest_src, raw.strip())
+            return i + 1
+        return _expect_block(st, lines, i, rest, src, rest_src)
     handler = _DIRECTIVES.get(head)
     if handler is not None:
         handler(st, rest, Source(st.path, lineno, col0 + rest_col - 1), raw.strip())
@@ -284,6 +307,30 @@ def _words(text: str, src: Source) -> list[str]:
     return out
 
 
+def _file(st: _State, rest: str, src: Source, _raw: str) -> None:
+    """`file PATH SIZE`: a scratch file under the temporary directory, made before the run."""
+    _need_no_steps(st, "file", src)
+    if rest.startswith('"'):
+        tok = tokenize(rest, src, sizes=True)[0]
+        path_len = len(tok.text)
+    else:
+        path_len = len(rest.split(maxsplit=1)[0]) if rest else 0
+    words = _words(rest[:path_len], src)
+    size_text = rest[path_len:].strip()
+    if len(words) != 1 or not size_text:
+        raise src.error("expected 'file PATH SIZE'", 1)
+    path = os.path.normpath(words[0])
+    if os.path.dirname(path) != tempfile.gettempdir():
+        raise src.error(f"the file must be directly in {tempfile.gettempdir()} (the run overwrites it)", 1)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise src.error(f"{path} exists and is not a regular file", 1)
+    size_col = len(rest) - len(rest[path_len:].lstrip()) + 1
+    size = _constant(size_text, Source(src.path, src.line, src.col0 + size_col - 1))
+    if not 0 <= size <= MAX_FILE:
+        raise src.error(f"file size must be 0 to {MAX_FILE >> 20} MiB", size_col)
+    st.files.append(FileSpec(path, size))
+
+
 def _process(st: _State, rest: str, src: Source, _raw: str) -> None:
     """`process NAME`: later steps without `@NAME` run in NAME."""
     st.actor = _known_process(st, rest, src, 1)
@@ -298,15 +345,47 @@ def _known_process(st: _State, name: str, src: Source, col: int) -> str:
 
 
 def _show(st: _State, rest: str, src: Source, raw: str) -> None:
-    """`show VIEW`."""
-    st.steps.append(ShowStep(line=src.line, col=src.col0, actor=st.actor, source=raw, view=_view(rest, src)))
+    """`show VIEW` or `show pagemap ADDR[, LEN] [verbose]`."""
+    st.steps.append(ShowStep(line=src.line, col=src.col0, actor=st.actor, source=raw, **_view(st, rest, src)))
 
 
-def _view(name: str, src: Source) -> str:
-    """`name` if it is a view every backend renders."""
-    if name not in VIEWS:
-        raise src.error(f"unknown view '{name}' (known: {', '.join(VIEWS)})", 1)
-    return name
+def _view(st: _State, text: str, src: Source) -> dict[str, object]:
+    """The ShowStep fields of `VIEW [ARGS]`: the view name, and for pagemap its range and `verbose`."""
+    name, _, args = text.partition(" ")
+    if name not in ALL_VIEWS:
+        raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
+    args = args.strip()
+    if name != "pagemap":
+        if args:
+            raise src.error(f"'{name}' takes nothing after it", len(name) + 2)
+        return {"view": name}
+    verbose = bool(re.search(r"(^|\s)verbose$", args))
+    if verbose:
+        args = args[: -len("verbose")].rstrip()
+    if not args:
+        raise src.error("expected 'pagemap ADDR[, LEN] [verbose]'", 1)
+    col = len(text) - len(text[len(name):].lstrip()) + 1
+    exprs = _addr_len(st, args, Source(src.path, src.line, src.col0 + col - 1))
+    return {"view": name, "args": exprs, "verbose": verbose}
+
+
+def _addr_len(st: _State, text: str, src: Source) -> tuple[Expr, ...]:
+    """`ADDR` or `ADDR, LEN`: one or two checked numeric expressions."""
+    toks = tokenize(text, src, sizes=True)
+    parts: list[list[Token]] = [[]]
+    for tok in toks:
+        if tok.text == "," and tok.kind == "OP":
+            parts.append([])
+        else:
+            parts[-1].append(tok)
+    if len(parts) > 2 or not all(parts):
+        raise src.error("expected 'ADDR' or 'ADDR, LEN'", 1)
+    exprs = tuple(parse_expr(p, src, len(text) + 1) for p in parts)
+    for expr in exprs:
+        if isinstance(expr, Str):
+            raise src.error("expected a number", expr.col)
+        _check_names(st, expr, src)
+    return exprs
 
 
 def _expect(st: _State, rest: str, src: Source, raw: str) -> None:
@@ -334,18 +413,36 @@ def _check_names(st: _State, expr: Expr | None, src: Source) -> None:
             raise src.error(f"undefined name '{name.name}'", name.col)
 
 
-def _expect_block(st: _State, lines: list[str], i: int, view: str, src: Source) -> int:
-    """`expect VIEW` followed by the expected lines and a line `end`."""
+def _expect_block(st: _State, lines: list[str], i: int, rest: str, src: Source, rest_src: Source) -> int:
+    """`expect VIEW [ARGS]` followed by the expected lines and a line `end`."""
+    spec = _view(st, rest, rest_src)
     body: list[str] = []
     j = i + 1
     while j < len(lines) and lines[j].strip() != "end":
         body.append(lines[j].strip())
         j += 1
     if j == len(lines):
-        raise src.error(f"'expect {view}' block has no 'end' line", 1)
+        raise src.error(f"'expect {spec['view']}' block has no 'end' line", 1)
+    if spec["view"] == "counters":
+        if len(body) != 1:
+            raise src.error("an 'expect counters' block holds exactly one line", 1)
+        try:
+            counter_values(body[0])
+        except ValueError as err:
+            raise Source(st.path, i + 2, 0).error(str(err), 1) from None
     st.steps.append(ExpectViewStep(line=src.line, col=src.col0, actor=st.actor, source=lines[i].strip(),
-                                   view=view, lines=tuple(body)))
+                                   lines=tuple(body), **spec))
     return j + 1
+
+
+def _expect_counters(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`expect counters LABEL VALUE [kB] ...`: one line; only the named counters are checked."""
+    try:
+        counter_values(rest.removeprefix("counters"))
+    except ValueError as err:
+        raise src.error(str(err), 1) from None
+    st.steps.append(ExpectViewStep(line=src.line, col=src.col0, actor=st.actor, source=raw, view="counters",
+                                   lines=("counters: " + rest.removeprefix("counters").strip(),)))
 
 
 def _fork_bare(st: _State, rest: str, src: Source, raw: str) -> None:
@@ -366,20 +463,7 @@ def _access(write: bool) -> object:
     """The handler of `read`/`write`/`touch ADDR[, LEN]`."""
 
     def handler(st: _State, rest: str, src: Source, raw: str) -> None:
-        toks = tokenize(rest, src, sizes=True)
-        parts: list[list[Token]] = [[]]
-        for tok in toks:
-            if tok.text == "," and tok.kind == "OP":
-                parts.append([])
-            else:
-                parts[-1].append(tok)
-        if len(parts) > 2 or not parts[0]:
-            raise src.error("expected 'ADDR' or 'ADDR, LEN'", 1)
-        exprs = [parse_expr(p, src, len(rest) + 1) for p in parts]
-        for expr in exprs:
-            if isinstance(expr, Str):
-                raise src.error("expected a number", expr.col)
-            _check_names(st, expr, src)
+        exprs = _addr_len(st, rest, src)
         st.steps.append(AccessStep(line=src.line, col=src.col0, actor=st.actor, source=raw, write=write,
                                    addr=exprs[0], length=exprs[1] if len(exprs) == 2 else None))
 
@@ -387,7 +471,7 @@ def _access(write: bool) -> object:
 
 
 _DIRECTIVES = {
-    "set": _set, "exec": _exec, "process": _process, "show": _show, "expect": _expect,
+    "set": _set, "exec": _exec, "file": _file, "process": _process, "show": _show, "expect": _expect,
     "fork": _fork_bare, "exit": _exit_bare,
     "read": _access(False), "write": _access(True), "touch": _access(True),
 }
