@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from vmlab.kernel.highmem import Highmem, PageHighMem, WouldSleep
@@ -40,7 +42,7 @@ def test_lowmem_direct_map_and_layout() -> None:
     assert small.lowmem_bytes == 512 << 20 and big.lowmem_bytes == MAXMEM
     assert small.high_memory == PAGE_OFFSET + (512 << 20)
     regions = big.regions()
-    assert all(a[1] <= b[0] for a, b in zip(regions, regions[1:], strict=False))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(regions))
     assert regions[-1][1] == FIXADDR_TOP
     text = big.render()
     assert "896 MiB" in text and "3200 MiB of highmem" in text and "0xc0000000" in text

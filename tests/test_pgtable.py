@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 
 from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import KPF
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -37,7 +38,6 @@ from vmlab.kernel.pgtable import (
     pte_wrprotect,
     pte_young,
 )
-from vmlab.kernel.page_flags import KPF
 
 USER_TOP = 1 << 47
 
