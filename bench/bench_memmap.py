@@ -4,7 +4,7 @@ struct page; and order-0 allocation speed against a plain Python list used as a 
 
 Run: PYTHONPATH=src python bench/bench_memmap.py [GiB]
 
-Measured on the lead machine (16 GiB): 59.1 B/frame (237 MiB; ratio 0.92 to struct page), mem_map
+Measured on this machine (16 GiB): 59.1 B/frame (237 MiB; ratio 0.92 to struct page), mem_map
 alone 51 B/frame; order-0 alloc+free 12.4 us/pair vs 0.04 us for list pop/append (~320x).
 """
 
