@@ -458,27 +458,7 @@ class PageTables:
         stay; free_pgtables() frees them."""
         addrs: list[np.ndarray] = []
         olds: list[np.ndarray] = []
-        a = start
-        while a < end:
-            chunk_end = min((a & PMD_MASK) + PMD_SIZE, end)
-            pmd_table = self._pmd_table(a, allocate=False)
-            if pmd_table is not None:
-                pmd = int(self.tables[pmd_table][pmd_index(a)])
-                if pte_huge(pmd):
-                    if a & ~PMD_MASK or chunk_end - a != PMD_SIZE:
-                        raise AssertionError(f"partial zap of the 2 MiB page at {a:#x}: split first")
-                    addrs.append(np.array([a], dtype=np.uint64))
-                    olds.append(np.array([pmd], dtype=np.uint64))
-                    self.tables[pmd_table][pmd_index(a)] = 0
-                elif pmd & _PAGE_PRESENT:
-                    table = self.tables[(pmd & PTE_PFN_MASK) >> PAGE_SHIFT]
-                    i, j = pte_index(a), pte_index(a) + ((chunk_end - a) >> PAGE_SHIFT)
-                    nz = np.flatnonzero(table[i:j])
-                    if nz.size:
-                        addrs.append(np.uint64(a) + (nz.astype(np.uint64) << np.uint64(PAGE_SHIFT)))
-                        olds.append(table[i:j][nz].copy())
-                        table[i:j] = 0
-            a = chunk_end
+        self._zap_level(self.pgd, 0, 0, start, end, addrs, olds)
         if not addrs:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(olds)
@@ -488,26 +468,43 @@ class PageTables:
         address 2 MiB aligned, PSE set), without changing anything (a read-only walk_page_range)."""
         addrs: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        a = start
-        while a < end:
-            chunk_end = min((a & PMD_MASK) + PMD_SIZE, end)
-            pmd_table = self._pmd_table(a, allocate=False)
-            if pmd_table is not None:
-                pmd = int(self.tables[pmd_table][pmd_index(a)])
-                if pte_huge(pmd):
-                    addrs.append(np.array([a & PMD_MASK], dtype=np.uint64))
-                    vals.append(np.array([pmd], dtype=np.uint64))
-                elif pmd & _PAGE_PRESENT:
-                    table = self.tables[(pmd & PTE_PFN_MASK) >> PAGE_SHIFT]
-                    i, j = pte_index(a), pte_index(a) + ((chunk_end - a) >> PAGE_SHIFT)
-                    nz = np.flatnonzero(table[i:j])
-                    if nz.size:
-                        addrs.append(np.uint64(a) + (nz.astype(np.uint64) << np.uint64(PAGE_SHIFT)))
-                        vals.append(table[i:j][nz].copy())
-            a = chunk_end
+        self._zap_level(self.pgd, 0, 0, start, end, addrs, vals, clear=False)
         if not addrs:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(vals)
+
+    def _zap_level(self, table: int, depth: int, base: int, start: int, end: int,
+                   addrs: list[np.ndarray], olds: list[np.ndarray], clear: bool = True) -> None:
+        """zap_p*_range(): visit only the tables that exist under [start, end), collecting (and with
+        `clear`, clearing) the non-none entries."""
+        shift = LEVELS[depth][1]
+        span = 1 << shift
+        entries = self.tables[table]
+        i = max(0, (start - base) >> shift)
+        j = min(PTRS_PER_TABLE - 1, (end - 1 - base) >> shift) + 1
+        if depth == len(LEVELS) - 1:
+            nz = np.flatnonzero(entries[i:j]) + i
+            if nz.size:
+                addrs.append(np.uint64(base) + (nz.astype(np.uint64) << np.uint64(PAGE_SHIFT)))
+                olds.append(entries[nz].copy())
+                if clear:
+                    entries[nz] = 0
+            return
+        for k in (np.flatnonzero(entries[i:j]) + i).tolist():
+            entry = int(entries[k])
+            lo = base + k * span
+            if not entry & _PAGE_PRESENT:
+                continue
+            if entry & _PAGE_PSE:
+                if clear and (lo < start or lo + span > end):
+                    raise AssertionError(f"partial zap of the huge page at {lo:#x}: split first")
+                addrs.append(np.array([lo], dtype=np.uint64))
+                olds.append(np.array([entry], dtype=np.uint64))
+                if clear:
+                    entries[k] = 0
+                continue
+            self._zap_level((entry & PTE_PFN_MASK) >> PAGE_SHIFT, depth + 1, lo, start, end, addrs, olds,
+                            clear)
 
     def free_pgtables(self, start: int, end: int, floor: int = 0, ceiling: int = 0) -> int:
         """free_pgd_range(): free every PTE, PMD and PUD table that maps part of [start, end) and whose
