@@ -262,7 +262,8 @@ def _c_string(s: str) -> bytes:
 def bprm_mm_init(filename: str, rlimit_stack: int | None) -> LinuxBinprm:
     """bprm_mm_init()/__bprm_mm_init(): a new mm whose only VMA is one stack page below STACK_TOP."""
     mm = MmStruct()
-    vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS)
+    # insert_vm_struct() gives an anonymous VMA pgoff = vm_start >> PAGE_SHIFT; stack growth lowers it.
+    vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS, (STACK_TOP - PAGE_SIZE) >> PAGE_SHIFT)
     mm.insert(vma)
     mm.total_vm = mm.stack_vm = 1
     rlim = _U64 if rlimit_stack is None else rlimit_stack
@@ -291,6 +292,7 @@ def _expand_downwards(bprm: LinuxBinprm, addr: int) -> int:
         return -ENOMEM
     grow = (vma.vm_start - new_start) >> PAGE_SHIFT
     mm.set_range(vma, new_start, vma.vm_end)
+    vma.vm_pgoff -= grow
     mm.total_vm += grow
     mm.stack_vm += grow
     return 0

@@ -4,6 +4,7 @@ type for how mmap places them), and the internal shmem files of MAP_SHARED|MAP_A
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -42,7 +43,38 @@ def host_inode(path: str) -> Inode:
     fstype = _mount_fstype(real)
     return Inode(path=real, ino=st.st_ino, size=st.st_size, major=os.major(st.st_dev),
                  minor=os.minor(st.st_dev), thp_aligned=fstype in THP_ALIGNED_FS,
-                 shmem=fstype in SHMEM_FS)
+                 shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size))
+
+
+def host_residency(path: str, size: int) -> frozenset[int] | None:
+    """The pages of a host file now in the host's page cache (mincore() of a shared mapping of it, which
+    neither reads nor caches anything); None when it cannot be told (then all count as cached)."""
+    if size == 0:
+        return frozenset()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return None
+        try:
+            pages = (size + 4095) // 4096
+            vec = ctypes.create_string_buffer(pages)
+            if libc.mincore(addr, size, vec) != 0:
+                return None
+            return frozenset(i for i, b in enumerate(vec.raw[:pages]) if b & 1)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
 
 
 @dataclass

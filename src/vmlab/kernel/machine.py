@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu
 from vmlab.kernel.fault import FaultStats, user_access
+from vmlab.kernel.filemap import generic_fadvise, read_page
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
 from vmlab.kernel.gup import mm_populate
@@ -28,10 +29,12 @@ from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import PG
 from vmlab.kernel.pgtable import PageTables
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EBADF,
+    EFAULT,
     EINVAL,
     EMFILE,
     ENOENT,
@@ -99,6 +102,8 @@ class ModelBackend:
             "open": self._open, "openat": self._openat, "close": self._close, "dup": self._dup,
             "dup2": self._dup2, "dup3": self._dup3, "fcntl": self._fcntl,
             "ftruncate": self._ftruncate, "memfd_create": self._memfd_create, "execve": self._execve,
+            "read": self._read, "write": self._write, "pread64": self._pread64, "pwrite64": self._pwrite64,
+            "lseek": self._lseek, "fadvise64": self._fadvise64,
         }
 
     # --- Backend -------------------------------------------------------------------------------------
@@ -341,6 +346,69 @@ class ModelBackend:
             return -EBADF if file is None else -EINVAL
         file.inode.size = length
         return 0
+
+    def _uaccess(self, task: Task, buf: int, count: int, write: bool) -> int:
+        """copy_to_user()/copy_from_user(): touch the buffer page by page, as the kernel's copy does
+        (its faults count like the task's own, P13); the bytes copied before a bad address."""
+        page = buf & PAGE_MASK
+        while page < buf + count:
+            sig = user_access(task.mm, max(page, buf), write, self.settings.rlimit_stack, self.sysctl,
+                              task.stats)
+            if sig is not None:
+                return max(page, buf) - buf
+            page += PAGE_SIZE
+        return count
+
+    def _file_io(self, task: Task, fd: int, buf: int, count: int, pos: int | None, write: bool) -> int:
+        """read()/write()/pread64()/pwrite64() of a regular file through the page cache."""
+        file = task.files.get(fd)
+        if file is None or not (file.writable if write else file.readable):
+            return -EBADF
+        inode = file.inode
+        if inode.path == "/dev/null":
+            return count if write else 0  # the buffer is never touched (P13)
+        offset = file.pos if pos is None else pos
+        n = count if write else max(0, min(count, inode.size - offset))
+        for index in range(offset >> 12, (offset + n + PAGE_SIZE - 1) >> 12):
+            pfn, _ = read_page(self.mem, inode, index, readaround=False)
+            if write and pfn is not None:
+                self.mem.mem_map.set(pfn, PG.dirty)
+        done = self._uaccess(task, buf, n, write=not write)
+        if n and not done:
+            return -EFAULT
+        if write:
+            inode.size = max(inode.size, offset + done)
+        if pos is None:
+            file.pos = offset + done
+        return done
+
+    def _read(self, task: Task, fd: int, buf: int, count: int) -> int:
+        return self._file_io(task, fd, buf, count, None, write=False)
+
+    def _write(self, task: Task, fd: int, buf: int, count: int) -> int:
+        return self._file_io(task, fd, buf, count, None, write=True)
+
+    def _pread64(self, task: Task, fd: int, buf: int, count: int, pos: int) -> int:
+        return self._file_io(task, fd, buf, count, pos, write=False)
+
+    def _pwrite64(self, task: Task, fd: int, buf: int, count: int, pos: int) -> int:
+        return self._file_io(task, fd, buf, count, pos, write=True)
+
+    def _lseek(self, task: Task, fd: int, offset: int, whence: int) -> int:
+        file = task.files.get(fd)
+        if file is None:
+            return -EBADF
+        base = {0: 0, 1: file.pos, 2: file.inode.size}.get(whence)
+        if base is None or base + offset < 0:
+            return -EINVAL
+        file.pos = base + offset
+        return file.pos
+
+    def _fadvise64(self, task: Task, fd: int, offset: int, length: int, advice: int) -> int:
+        file = task.files.get(fd)
+        if file is None:
+            return -EBADF
+        return generic_fadvise(self.mem, file.inode, offset, length, advice)
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
         shm = self._shmem.zero_setup(0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vmlab.kernel.filemap import cached_page, i_size_pages, read_page
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_HUGEPAGE,
@@ -21,6 +22,7 @@ from vmlab.kernel.mm_types import (
     VM_READ,
     VM_SHARED,
     VM_WRITE,
+    Inode,
     MmStruct,
     VmArea,
 )
@@ -66,7 +68,6 @@ VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
 GUARD_MARKER = __swp_entry_to_pte(__swp_entry(31, 1 << 3))
 
 FAULT_AROUND_PAGES = 16  # fault_around_bytes = 64 KiB (§0.5)
-READAHEAD_PAGES = 32  # the file's ra_pages: 128 KiB
 HPAGE_PMD_NR = PMD_SIZE >> PAGE_SHIFT
 
 
@@ -210,62 +211,15 @@ def new_anon_page(vmf: VmFault) -> int | None:
     return pfn
 
 
-# --- the page cache ------------------------------------------------------------------------------------
-
-def find_get_page(mem: PhysMem, vma: VmArea, index: int, populate: bool) -> tuple[int | None, bool]:
-    """filemap_get_folio() of the VMA's file: (pfn or None, whether reading it needed I/O).
-
-    A page the host had cached enters the model's cache without I/O; with `populate`, a page that was
-    not cached is read (a major fault) along with the readahead window around it.
-    """
-    inode = vmf_inode(vma)
-    pfn = inode.i_pages.get(index)
-    if pfn is not None:
-        return pfn, False
-    if inode.shmem:
-        if not populate:
-            return None, False
-        return add_to_page_cache(mem, vma, index), False  # shmem_get_folio: a new zeroed page
-    cached = inode.host_cached is None or index in inode.host_cached
-    if not cached and not populate:
-        return None, False
-    pfn = add_to_page_cache(mem, vma, index)
-    if cached:
-        return pfn, False
-    # page_cache_sync_ra() for an mmap read: the read-around window of ra_pages centred on the fault.
-    eof = file_pages(vma)
-    start = max(0, index - READAHEAD_PAGES // 2)
-    for i in range(start, min(start + READAHEAD_PAGES, eof)):
-        if i not in inode.i_pages:
-            add_to_page_cache(mem, vma, i)
-    return pfn, True
-
-
-def vmf_inode(vma: VmArea):  # type: ignore[no-untyped-def]
+def vmf_inode(vma: VmArea) -> Inode:
     """The inode behind a file VMA."""
     assert vma.vm_file is not None
     return vma.vm_file.inode
 
 
 def file_pages(vma: VmArea) -> int:
-    """Pages of the file up to EOF (DIV_ROUND_UP(i_size, PAGE_SIZE))."""
-    return (vmf_inode(vma).size + PAGE_SIZE - 1) >> PAGE_SHIFT
-
-
-def add_to_page_cache(mem: PhysMem, vma: VmArea, index: int) -> int | None:
-    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache."""
-    inode = vmf_inode(vma)
-    pfn = mem.alloc_pages(0)
-    if pfn is None:
-        return None
-    mm = mem.mem_map
-    mm.mapping[pfn] = inode.handle
-    mm.index[pfn] = index
-    mm.set(pfn, PG.uptodate)
-    if inode.shmem:
-        mm.set(pfn, PG.swapbacked)
-    inode.i_pages[index] = pfn
-    return pfn
+    """Pages of the VMA's file up to EOF."""
+    return i_size_pages(vmf_inode(vma))
 
 
 # --- the fault handlers -----------------------------------------------------------------------------------
@@ -364,12 +318,10 @@ def do_fault_around(vmf: VmFault) -> bool:
     for j in range(start, end):
         addr = base + (j << PAGE_SHIFT)
         index = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
-        pfn = inode.i_pages.get(index)
-        if pfn is None and inode.host_cached is not None and index in inode.host_cached:
-            pfn = add_to_page_cache(vmf.mem, vma, index)
-        if pfn is None and inode.host_cached is None and not inode.shmem:
-            pfn = add_to_page_cache(vmf.mem, vma, index) if index < eof else None
-        if pfn is None or index >= eof or pt.get_pte(addr):
+        if index >= eof or pt.get_pte(addr):
+            continue
+        pfn = cached_page(vmf.mem, inode, index)
+        if pfn is None:
             continue
         if _map_file_page(vmf, addr, pfn, False):
             mapped_self |= addr == vmf.address
@@ -382,7 +334,7 @@ def do_read_fault(vmf: VmFault) -> int:
     if do_fault_around(vmf):
         return 0
     vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
-    pfn, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
     if pfn is None:
         return VM_FAULT_OOM
     if major:
@@ -396,7 +348,7 @@ def do_read_fault(vmf: VmFault) -> int:
 def do_cow_fault(vmf: VmFault) -> int:
     """do_cow_fault(): a private write to an unmapped file page: copy it into a new anon page (P7)."""
     vmf.call("do_cow_fault", "private write: copy the file page")
-    src, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    src, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
     if src is None:
         return VM_FAULT_OOM
     pfn = new_anon_page(vmf)
@@ -411,7 +363,7 @@ def do_cow_fault(vmf: VmFault) -> int:
 def do_shared_fault(vmf: VmFault) -> int:
     """do_shared_fault(): a shared write maps the page-cache page writable and dirty (P8, P9)."""
     vmf.call("do_shared_fault", "shared write: the page cache page, writable")
-    pfn, major = find_get_page(vmf.mem, vmf.vma, vmf.pgoff, populate=True)
+    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
     if pfn is None:
         return VM_FAULT_OOM
     vmf.mem.mem_map.set(pfn, PG.dirty)
@@ -472,7 +424,9 @@ def create_huge_pmd(vmf: VmFault) -> int:
         hz = mem.mm_get_huge_zero_folio(id(vmf.mm))
         if hz is None:
             return VM_FAULT_FALLBACK
-        return VM_FAULT_OOM if pt.set_pmd_leaf(haddr, pfn_pte(hz, vm_page_prot(vmf.vma) & ~_PAGE_RW)) else 0
+        if pt.deposit(haddr) or pt.set_pmd_leaf(haddr, pfn_pte(hz, vm_page_prot(vmf.vma) & ~_PAGE_RW)):
+            return VM_FAULT_OOM
+        return 0
     vmf.call("do_huge_pmd_anonymous_page", "write: a new 2 MiB page")
     return _map_new_thp(vmf, haddr)
 
@@ -491,7 +445,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     mm.set(pfn, PG_anon_exclusive)
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
-    if pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
+    if pt.deposit(haddr) or pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
     return 0
@@ -508,6 +462,8 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
         pt = vmf.mm.pt
         assert pt is not None
         pt.clear_range(haddr, haddr + PMD_SIZE)
+        pt.withdraw(haddr)
+        mem.mm_put_huge_zero_folio(id(vmf.mm))
         return _map_new_thp(vmf, haddr)
     pt = vmf.mm.pt
     assert pt is not None
@@ -526,6 +482,7 @@ def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
     pt = mm.pt
     assert pt is not None
     _, olds = pt.clear_range(haddr, haddr + PMD_SIZE)
+    pt.withdraw(haddr)  # the deposited table becomes the PTE table set_pte() allocates
     pmd = int(olds[0])
     pfn = pte_pfn(pmd)
     prot = pmd & (0xFFF & ~_PAGE_PSE) | (pmd & _PAGE_NX)
@@ -567,6 +524,7 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
             continue  # swap entries: the swap model's
         pfn = pte_pfn(entry)
         if entry & _PAGE_PSE:
+            pt.withdraw(addr)
             if mem.is_huge_zero_pfn(pfn):
                 mem.mm_put_huge_zero_folio(id(mm))
                 continue
@@ -623,7 +581,7 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
             entry &= ~_PAGE_RW
         if entry & _PAGE_PSE:
             src.pt.set_pmd_leaf(addr, entry)
-            if dst.pt.set_pmd_leaf(addr, entry):
+            if dst.pt.deposit(addr) or dst.pt.set_pmd_leaf(addr, entry):
                 return -ENOMEM
         else:
             src.pt.set_pte(addr, entry)
@@ -683,6 +641,8 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if entry & _PAGE_PSE and pte_present(entry):
             pt.set_pmd_leaf(addr - old + new, entry)
+            if addr in pt.deposited:
+                pt.deposited[addr - old + new] = pt.deposited.pop(addr)
         else:
             pt.set_pte(addr - old + new, entry)
 

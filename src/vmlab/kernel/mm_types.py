@@ -134,6 +134,7 @@ class File:
     inode: Inode
     readable: bool = True  # FMODE_READ
     writable: bool = False  # FMODE_WRITE
+    pos: int = 0  # f_pos, shared by every descriptor dup'ed from this open
     id: int = field(default_factory=lambda: next(_file_ids))
 
     @property

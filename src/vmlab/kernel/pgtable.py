@@ -315,6 +315,8 @@ class PageTables:
         self.mem = mem
         self.tables: dict[int, np.ndarray] = {}
         self.pgtables_bytes = 0
+        #: The PTE table deposited with each PMD-mapped 2 MiB page, by address.
+        self.deposited: dict[int, int] = {}
         pgd = self._alloc_table(count=False)
         if pgd is None:
             raise MemoryError("no frame for the PGD")
@@ -462,6 +464,21 @@ class PageTables:
         if not addrs:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(olds)
+
+    def deposit(self, haddr: int) -> int:
+        """pgtable_trans_huge_deposit(): a PTE table set aside with each 2 MiB mapping, for splitting it
+        later without allocating; counted in pgtables_bytes (VmPTE) like any table. 0 or -ENOMEM."""
+        pfn = self._alloc_table()
+        if pfn is None:
+            return -ENOMEM
+        self.deposited[haddr] = pfn
+        return 0
+
+    def withdraw(self, haddr: int) -> None:
+        """pgtable_trans_huge_withdraw() + pte_free(): the deposited table of a 2 MiB mapping goes."""
+        pfn = self.deposited.pop(haddr, None)
+        if pfn is not None:
+            self._free_table(pfn)
 
     def entries(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """The (addresses, entries) of every non-none entry in [start, end), PMD leaves included (their
