@@ -13,6 +13,7 @@ from vmlab.kernel.memory import (
     VM_FAULT_MAJOR,
     VM_FAULT_OOM,
     VM_FAULT_SIGBUS,
+    VM_FAULT_SIGSEGV,
     FaultTrace,
     VmFault,
     handle_mm_fault,
@@ -99,6 +100,8 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
     ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace))
     if ret & VM_FAULT_SIGBUS:
         return SIGBUS
+    if ret & VM_FAULT_SIGSEGV:
+        return SIGSEGV
     if ret & VM_FAULT_OOM:
         raise MemoryError("the model ran out of simulated memory (the OOM killer is not modelled yet)")
     stats.account(ret)

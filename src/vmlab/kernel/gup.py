@@ -10,7 +10,7 @@ and -EINVAL for MADV_POPULATE_*; a hole is -ENOMEM for MADV_POPULATE_*.
 from __future__ import annotations
 
 from vmlab.kernel.fault import FaultStats, mmu_permits
-from vmlab.kernel.memory import VM_FAULT_OOM, VM_FAULT_SIGBUS, VmFault, handle_mm_fault
+from vmlab.kernel.memory import VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VmFault, handle_mm_fault
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_IO,
@@ -32,7 +32,7 @@ def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool, stat
     while addr < end:
         if not mmu_permits(mm, addr, write):
             ret = handle_mm_fault(VmFault(mm, vma, addr, write, mm.pt.mem))
-            if ret & VM_FAULT_SIGBUS:
+            if ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV):
                 return -EFAULT
             if ret & VM_FAULT_OOM:
                 return -ENOMEM

@@ -32,6 +32,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
+from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -138,6 +139,8 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True)
         pte_reclaim(mm, start, end)
     elif advice == MADV_GUARD_INSTALL:
+        # Markers make the range non-empty to fork: the VMA gets an anon_vma so its tables are copied.
+        anon_vma_prepare(mm, vma)
         vma.vm_flags |= VM_MAYBE_GUARD
         install_guards(mm, mm.pt.mem, start, end)
     elif advice == MADV_GUARD_REMOVE:
