@@ -17,7 +17,15 @@ from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
-from vmlab.kernel.memory import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, FaultTrace, exit_mmap
+from vmlab.kernel.memory import (
+    MM_ANONPAGES,
+    MM_FILEPAGES,
+    MM_SHMEMPAGES,
+    MM_SWAPENTS,
+    FaultTrace,
+    exit_mmap,
+    fault_in_fresh_anon,
+)
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
     VM_LOCKED,
@@ -56,9 +64,12 @@ from vmlab.kernel.uapi import (
     O_WRONLY,
     PAGE_MASK,
     PAGE_SIZE,
+    page_align,
 )
 
 NR_OPEN = 1024
+#: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
+BULK_MIN = 64 << 12
 
 
 @dataclass(eq=False)
@@ -136,7 +147,13 @@ class ModelBackend:
         task = self.tasks[pid]
         rlim = self.settings.rlimit_stack
         page = addr & PAGE_MASK
-        while page < addr + max(length, 1):
+        end = addr + max(length, 1)
+        vma = task.mm.vma_lookup(page)
+        if write and self.traces is None and vma is not None and end - page >= BULK_MIN:
+            done = fault_in_fresh_anon(task.mm, self.mem, vma, page, min(vma.vm_end, page_align(end)))
+            task.stats.min_flt += done
+            page += done << 12
+        while page < end:
             trace = FaultTrace() if self.traces is not None else None
             sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
             if trace is not None and trace.lines and self.traces is not None:

@@ -317,6 +317,9 @@ class PageTables:
         self.pgtables_bytes = 0
         #: The PTE table deposited with each PMD-mapped 2 MiB page, by address.
         self.deposited: dict[int, int] = {}
+        #: Tables found by recent walks: (region << 1) -> PMD table (1 GiB regions) or PTE table (| 1,
+        #: 2 MiB regions).
+        self._walk_cache: dict[int, int] = {}
         pgd = self._alloc_table(count=False)
         if pgd is None:
             raise MemoryError("no frame for the PGD")
@@ -334,6 +337,7 @@ class PageTables:
         return pfn
 
     def _free_table(self, pfn: int) -> None:
+        self._walk_cache.clear()
         del self.tables[pfn]
         self.mem.free_pagetable_page(pfn)
         self.pgtables_bytes -= PAGE_SIZE
@@ -356,13 +360,28 @@ class PageTables:
 
     def _pmd_table(self, vaddr: int, allocate: bool) -> int | None:
         """The PMD table covering vaddr."""
+        key = (vaddr >> PUD_SHIFT) << 1
+        found = self._walk_cache.get(key)
+        if found is not None:
+            return found
         pud = self._next_table(self.pgd, pgd_index(vaddr), allocate)
-        return None if pud is None else self._next_table(pud, pud_index(vaddr), allocate)
+        table = None if pud is None else self._next_table(pud, pud_index(vaddr), allocate)
+        if table is not None:
+            self._walk_cache[key] = table
+        return table
 
     def _pte_table(self, vaddr: int, allocate: bool) -> int | None:
-        """The PTE table covering vaddr."""
+        """The PTE table covering vaddr (a walk cache, like the MMU's paging-structure caches, remembers
+        the tables of recently walked regions until a table is freed or a 2 MiB leaf takes the slot)."""
+        key = ((vaddr >> PMD_SHIFT) << 1) | 1
+        found = self._walk_cache.get(key)
+        if found is not None:
+            return found
         pmd = self._pmd_table(vaddr, allocate)
-        return None if pmd is None else self._next_table(pmd, pmd_index(vaddr), allocate)
+        table = None if pmd is None else self._next_table(pmd, pmd_index(vaddr), allocate)
+        if table is not None:
+            self._walk_cache[key] = table
+        return table
 
     # --- entries -------------------------------------------------------------------------------------
 
