@@ -9,9 +9,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu
-from vmlab.kernel.fault import FaultStats, user_access
+from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import generic_fadvise, read_page
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
@@ -38,7 +40,7 @@ from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
-from vmlab.kernel.pgtable import PageTables
+from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EBADF,
@@ -70,6 +72,22 @@ from vmlab.kernel.uapi import (
 NR_OPEN = 1024
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
+
+
+def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
+    """The virtual page numbers the MMU would let a load / a store through now (sorted arrays)."""
+    addrs, entries = pt.entries(0, 1 << 47)
+    present = (entries & np.uint64(_PAGE_PRESENT)) != 0
+    rw = (entries & np.uint64(_PAGE_RW)) != 0
+    leaf = (entries & np.uint64(_PAGE_PSE)) != 0
+    vpn = addrs >> np.uint64(12)
+    huge = np.repeat(vpn[leaf], 512) + np.tile(np.arange(512, dtype=np.uint64), int(leaf.sum()))
+    huge_rw = np.repeat(rw[leaf] & present[leaf], 512)
+    huge_p = np.repeat(present[leaf], 512)
+    small = ~leaf
+    readable = np.concatenate((vpn[small & present], huge[huge_p]))
+    writable = np.concatenate((vpn[small & present & rw], huge[huge_rw]))
+    return np.sort(readable), np.sort(writable)
 
 
 @dataclass(eq=False)
@@ -162,6 +180,38 @@ class ModelBackend:
                 self.exit(pid)
                 return sig
             page += PAGE_SIZE
+        return None
+
+    def access_trace(self, pid: int, addrs: np.ndarray, writes: np.ndarray | bool = False) -> str | None:
+        """Replay a trace of single-byte accesses, in order; the fatal signal, or None.
+
+        The hot path: accesses the MMU permits (present, and writable for a store) are checked for the
+        whole trace at once against a snapshot of the page tables (a TLB) and take no fault; only the
+        others go through the fault path, one by one, in trace order. A fault never unmaps another page,
+        so a hit stays a hit. Accessed and dirty bits are set once per page touched.
+        """
+        task = self.tasks[pid]
+        mm = task.mm
+        assert mm.pt is not None
+        vpns = np.asarray(addrs, dtype=np.uint64) >> np.uint64(12)
+        wr = np.broadcast_to(np.asarray(writes, dtype=bool), vpns.shape)
+        readable, writable = _tlb_snapshot(mm.pt)
+        hit = np.where(wr, np.isin(vpns, writable), np.isin(vpns, readable))
+        now_r: set[int] = set()
+        now_w: set[int] = set()
+        rlim = self.settings.rlimit_stack
+        for i in np.flatnonzero(~hit).tolist():
+            vpn, w = int(vpns[i]), bool(wr[i])
+            if vpn in now_w or (not w and vpn in now_r):
+                continue
+            sig = user_access(mm, (vpn << 12) | (int(addrs[i]) & 0xFFF), w, rlim, self.sysctl, task.stats)
+            if sig is not None:
+                self.exit(pid)
+                return sig
+            (now_w if w else now_r).add(vpn)
+        touched = np.unique((vpns[hit] << np.uint64(1)) | wr[hit].astype(np.uint64))
+        for key in touched.tolist():
+            mmu_permits(mm, (key >> 1) << 12, bool(key & 1))  # the accessed (and dirty) bits
         return None
 
     def fork(self, pid: int) -> int:
