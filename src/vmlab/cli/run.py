@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("scenario", nargs="?", help="scenario file (.vml); omitted: the built-in demo")
     p.add_argument("--backend", choices=sorted(BACKENDS), default="model",
                    help="where to run (default: model)")
+    p.add_argument("--trace", action="store_true",
+                   help="print each page fault's call path in the model (do_user_addr_fault -> ...)")
     p.set_defaults(func=run)
 
 
@@ -34,5 +36,10 @@ def run(args: argparse.Namespace) -> int:
     """Parse the whole scenario, then run it; 0 when every expect held, 1 otherwise."""
     scn = scenario_mod.load(args.scenario) if args.scenario else load_demo()
     backend = make_backend(args.backend)
+    if args.trace:
+        if args.backend != "model":
+            sys.stderr.write("vmlab run: error: --trace needs the model backend\n")
+            return 2
+        backend.traces = []  # type: ignore[attr-defined]
     transcript = run_scenario(scn, backend, out=lambda text: sys.stdout.write(text + "\n"))
     return 1 if transcript.failures else 0

@@ -154,6 +154,8 @@ class ModelBackend:
         for addr, length, write in program.startup:
             if self.access(task.pid, addr, length, write) is not None:
                 raise OSError(0, f"{program.path}: its startup access at {addr:#x} faulted in the model")
+        if self.traces is not None:
+            self.traces.clear()  # the program's own startup is not the user's to trace
         return task.pid
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:

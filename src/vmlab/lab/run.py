@@ -221,6 +221,10 @@ class Runner:
         sig = self.backend.access(pid, addr, length, step.write)
         verb = "write" if step.write else "read"
         self.emit("access", f"{prefix}{verb} {addr:#x}, {length}")
+        traces = getattr(self.backend, "traces", None)  # the model's fault call paths, with --trace
+        if traces:
+            self.emit("trace", "\n".join(traces))
+            traces.clear()
         self.last = ("access", sig)
         if sig is not None:
             self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
