@@ -119,9 +119,37 @@ def build_stepper(cache: Path | None = None, env: dict[str, str] | None = None) 
 
 def stepper_program() -> Program:
     """The Program both backends run: the stepper binary, argv = [its absolute path], envp = [], with
-    the accesses of its warm_up() (read the whole image, write its bss pages) as its startup."""
+    the accesses of its warm_up() (read the whole image, write its bss pages) and the stack pages it
+    has written by its first checkpoint as its startup."""
     path = str(build_stepper().resolve())
-    return Program(path=path, argv=(path,), envp=(), startup=_warm_up_accesses(path))
+    return Program(path=path, argv=(path,), envp=(),
+                   startup=_warm_up_accesses(path) + _stack_accesses(path))
+
+
+def _stack_accesses(path: str) -> tuple[tuple[int, int, bool], ...]:
+    """The stack pages the stepper has written when it first waits for a command (the strings exec
+    copied, its frames, its warm-up pad), measured once by running it and kept beside the binary. They
+    depend on the compiled code, which only the real run can tell."""
+    sidecar = Path(path + ".stack")
+    if sidecar.is_file():
+        pages = [int(x, 16) for x in sidecar.read_text().split()]
+    else:
+        from vmlab.backend import Settings
+        from vmlab.host.oracle import HostBackend
+
+        host = HostBackend()
+        try:
+            pid = host.start(Program(path=path, argv=(path,), envp=()), Settings())
+            stack = next(line for line in host.view(pid, "maps").splitlines() if line.endswith("[stack]"))
+            lo, hi = (int(x, 16) for x in stack.split()[0].split("-"))
+            entries = host.pagemap(pid, lo, hi)
+        finally:
+            host.close()
+        pages = [lo + i * 4096 for i, e in enumerate(entries) if e >> 63]
+        tmp = sidecar.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(" ".join(f"{p:x}" for p in pages))
+        os.replace(tmp, sidecar)
+    return tuple((p, 4096, True) for p in pages)
 
 
 def _warm_up_accesses(path: str) -> tuple[tuple[int, int, bool], ...]:

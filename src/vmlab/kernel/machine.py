@@ -228,12 +228,16 @@ class ModelBackend:
         exit_mmap(self.tasks.pop(pid).mm, self.mem)
 
     def view(self, pid: int, name: str) -> str:
-        """/proc/<pid>/maps or smaps as the model renders them."""
+        """/proc/<pid>/maps, smaps, smaps_rollup or status as the model renders them."""
         mm = self.tasks[pid].mm
         if name == "maps":
             return task_mmu.show_maps(mm)
         if name == "smaps":
             return task_mmu.show_smaps(mm, self.mem)
+        if name == "smaps_rollup":
+            return task_mmu.show_smaps_rollup(mm, self.mem)
+        if name == "status":
+            return task_mmu.task_mem(mm)
         raise KeyError(name)
 
     def close(self) -> None:
