@@ -265,7 +265,7 @@ def bprm_mm_init(filename: str, rlimit_stack: int | None) -> LinuxBinprm:
     # insert_vm_struct() gives an anonymous VMA pgoff = vm_start >> PAGE_SHIFT; stack growth lowers it.
     vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS, (STACK_TOP - PAGE_SIZE) >> PAGE_SHIFT)
     mm.insert(vma)
-    mm.total_vm = mm.stack_vm = 1
+    mm.vm_stat_account(VM_STACK_FLAGS, 1)
     rlim = _U64 if rlimit_stack is None else rlimit_stack
     return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8)
 
@@ -293,8 +293,7 @@ def _expand_downwards(bprm: LinuxBinprm, addr: int) -> int:
     grow = (vma.vm_start - new_start) >> PAGE_SHIFT
     mm.set_range(vma, new_start, vma.vm_end)
     vma.vm_pgoff -= grow
-    mm.total_vm += grow
-    mm.stack_vm += grow
+    mm.vm_stat_account(vma.vm_flags, grow)
     return 0
 
 
@@ -451,9 +450,10 @@ def load_elf_interp(mm: MmStruct, image: ElfImage, file: File, no_base: int, sys
 
 def _install_special_mapping(mm: MmStruct, addr: int, pages: int, vm_flags: int, name: str) -> None:
     """_install_special_mapping(): a named VM_DONTEXPAND VMA that never merges."""
-    mm.insert(VmArea(addr, addr + (pages << PAGE_SHIFT), vm_flags | VM_DONTEXPAND | mm.def_flags,
-                     special_name=name))
-    mm.total_vm += pages
+    vma = VmArea(addr, addr + (pages << PAGE_SHIFT), vm_flags | VM_DONTEXPAND | mm.def_flags,
+                 special_name=name)
+    mm.insert(vma)
+    mm.vm_stat_account(vma.vm_flags, pages)
 
 
 def map_vdso(mm: MmStruct) -> int:

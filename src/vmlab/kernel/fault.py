@@ -68,8 +68,7 @@ def expand_downwards(mm: MmStruct, vma: VmArea, address: int, rlimit_stack: int 
             return -ENOMEM
         vma.vm_pgoff -= grow
         mm.set_range(vma, address, vma.vm_end)
-        mm.total_vm += grow
-        mm.stack_vm += grow
+        mm.vm_stat_account(vma.vm_flags, grow)
     return 0
 
 

@@ -22,7 +22,7 @@ def dup_mmap(oldmm: MmStruct) -> MmStruct:
         mm.pt = PageTables(oldmm.pt.mem)
     for mpnt in oldmm:
         if mpnt.vm_flags & VM_DONTCOPY:
-            mm.total_vm -= mpnt.pages
+            mm.vm_stat_account(mpnt.vm_flags & ~VM_LOCKED_MASK, -mpnt.pages)
             continue
         tmp = mpnt.copy()
         if tmp.vm_flags & VM_WIPEONFORK:

@@ -19,6 +19,7 @@ from vmlab.kernel.mm_types import (
     VM_HUGEPAGE,
     VM_MAYWRITE,
     VM_NOHUGEPAGE,
+    VM_PFNMAP,
     VM_READ,
     VM_SHARED,
     VM_WRITE,
@@ -150,8 +151,13 @@ def mm_counter(mem: PhysMem, pfn: int) -> int:
 
 
 def add_mm_counter(mm: MmStruct, member: int, value: int) -> None:
-    """add_mm_counter(), keeping the RSS high-water mark (VmHWM)."""
+    """add_mm_counter()."""
     mm.rss[member] += value
+
+
+def update_hiwater_rss(mm: MmStruct) -> None:
+    """update_hiwater_rss(): VmHWM is raised only where RSS is about to drop (zap, unmap, exit);
+    status shows the larger of it and the current RSS."""
     rss = mm.rss[MM_FILEPAGES] + mm.rss[MM_ANONPAGES] + mm.rss[MM_SHMEMPAGES]
     mm.hiwater_rss = max(mm.hiwater_rss, rss)
 
@@ -241,6 +247,8 @@ def handle_mm_fault(vmf: VmFault) -> int:
     pte = pt.get_pte(vmf.address)
     vmf.call("handle_pte_fault")
     if not pte:
+        if vmf.vma.special_name is not None:
+            return special_mapping_fault(vmf)
         if vmf.vma.is_anonymous():
             return do_anonymous_page(vmf)
         return do_fault(vmf)
@@ -267,6 +275,31 @@ def do_anonymous_page(vmf: VmFault) -> int:
     if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    return 0
+
+
+def special_mapping_fault(vmf: VmFault) -> int:
+    """The vvar/vdso mappings: [vvar] and [vvar_vclock] are PFN maps (special entries, no RSS); [vdso]
+    maps the machine's vDSO image pages, which count as file pages (special_mapping_fault)."""
+    vma, pt, mem = vmf.vma, vmf.mm.pt, vmf.mem
+    assert pt is not None and vma.special_name is not None
+    index = (vmf.address - vma.vm_start) >> PAGE_SHIFT
+    if vma.vm_flags & VM_PFNMAP:
+        vmf.call("vvar_fault", "a PFN mapping: no struct page")
+        entry = pte_mkspecial(pfn_pte(mem.my_zero_pfn(vmf.address), vm_page_prot(vma)))
+        return VM_FAULT_OOM if pt.set_pte(vmf.address, entry) else 0
+    vmf.call("special_mapping_fault", vma.special_name)
+    frames = mem.special_pages.setdefault(vma.special_name, [])
+    while len(frames) <= index:
+        pfn = mem.alloc_pages(0)
+        if pfn is None:
+            return VM_FAULT_OOM
+        frames.append(pfn)  # the image's own reference keeps it
+    pfn = frames[index]
+    if pt.set_pte(vmf.address, pfn_pte(pfn, vm_page_prot(vma))):
+        return VM_FAULT_OOM
+    _add_rmap(mem, pfn)
+    add_mm_counter(vmf.mm, MM_FILEPAGES, 1)
     return 0
 
 
@@ -514,6 +547,7 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
     pt = mm.pt
     if pt is None or start >= end:
         return
+    update_hiwater_rss(mm)
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
     addrs, olds = pt.clear_range(start, end)

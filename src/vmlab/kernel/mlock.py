@@ -20,6 +20,7 @@ from vmlab.kernel.uapi import (
     MCL_ONFAULT,
     MLOCK_ONFAULT,
     PAGE_MASK,
+    PAGE_SHIFT,
     PAGE_SIZE,
     page_align,
 )
@@ -27,6 +28,14 @@ from vmlab.kernel.vma import vma_modify_flags
 
 #: Faults in [start, end) as __mm_populate() does; returns 0 or -errno.
 Populator = Callable[[int, int], int]
+
+
+def _account_lock(mm: MmStruct, oldflags: int, newflags: int, nr_pages: int) -> None:
+    """mlock_fixup(): locked_vm (VmLck) follows VM_LOCKED."""
+    if newflags & VM_LOCKED and not oldflags & VM_LOCKED:
+        mm.locked_vm += nr_pages
+    elif oldflags & VM_LOCKED and not newflags & VM_LOCKED:
+        mm.locked_vm -= nr_pages
 
 
 def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl) -> int:
@@ -45,9 +54,11 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysc
         newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | flags
         tmp = min(vma.vm_end, end)
         if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+            oldflags = vma.vm_flags
             result = vma_modify_flags(mm, vma, nstart, tmp, newflags, sysctl.max_map_count)
             if isinstance(result, int):
                 return result
+            _account_lock(mm, oldflags, newflags, (tmp - nstart) >> PAGE_SHIFT)
         nstart = tmp
     return -ENOMEM if nstart < end else 0
 
@@ -92,6 +103,7 @@ def sys_mlockall(mm: MmStruct, flags: int, sysctl: VmSysctl, populate: Populator
         for vma in mm:
             newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
             if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+                _account_lock(mm, vma.vm_flags, newflags, vma.pages)
                 vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, newflags, sysctl.max_map_count)
         if populate is not None and not flags & MCL_ONFAULT:
             for vma in mm:
@@ -104,6 +116,7 @@ def sys_munlockall(mm: MmStruct, sysctl: VmSysctl) -> int:
     mm.def_flags &= ~VM_LOCKED_MASK
     for vma in mm:
         if vma.vm_flags & VM_LOCKED_MASK:
+            _account_lock(mm, vma.vm_flags, 0, vma.pages)
             vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, vma.vm_flags & ~VM_LOCKED_MASK,
                              sysctl.max_map_count)
     return 0

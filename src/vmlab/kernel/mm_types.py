@@ -214,6 +214,19 @@ class MmStruct:
     _starts: list[int] = field(default_factory=list, repr=False)
     _vmas: list[VmArea] = field(default_factory=list, repr=False)
 
+    def vm_stat_account(self, flags: int, npages: int) -> None:
+        """vm_stat_account(): total_vm, and exec_vm / stack_vm / data_vm by the kind of mapping
+        (VmSize, VmExe+VmLib, VmStk, VmData in status); VmLck follows VM_LOCKED."""
+        self.total_vm += npages
+        if flags & (VM_EXEC | VM_WRITE | VM_GROWSDOWN) == VM_EXEC:
+            self.exec_vm += npages
+        elif flags & VM_GROWSDOWN:
+            self.stack_vm += npages
+        elif flags & (VM_WRITE | VM_SHARED | VM_GROWSDOWN) == VM_WRITE:
+            self.data_vm += npages
+        if flags & VM_LOCKED:
+            self.locked_vm += npages
+
     # --- the VMA tree -------------------------------------------------------------------------------
 
     @property

@@ -325,18 +325,18 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     else:
         merged = vma_merge_new_range(mm, VmaMergeState(addr, end, vm_flags, pgoff, file))
         if merged is not None:
-            mm.total_vm += length >> PAGE_SHIFT
+            mm.vm_stat_account(vm_flags, length >> PAGE_SHIFT)
             return addr
         vma = VmArea(addr, end, vm_flags, pgoff, file)
     mm.insert(vma)
-    mm.total_vm += length >> PAGE_SHIFT
+    mm.vm_stat_account(vm_flags, length >> PAGE_SHIFT)
     return addr
 
 
 def remove_vma(mm: MmStruct, vma: VmArea) -> None:
-    """Unlink a VMA and drop its size from total_vm (the caller has zapped its pages)."""
+    """Unlink a VMA and drop its size from the mm's counters (the caller zaps its pages)."""
     mm.remove(vma)
-    mm.total_vm -= vma.pages
+    mm.vm_stat_account(vma.vm_flags, -vma.pages)
 
 
 def do_munmap(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
@@ -369,10 +369,10 @@ def do_brk_flags(mm: MmStruct, prev: VmArea | None, addr: int, length: int, flag
     if prev is not None and prev.vm_end == addr:
         state = VmaMergeState(addr, addr + length, flags, addr >> PAGE_SHIFT, None)
         if vma_merge_new_range(mm, state, just_expand=True) is not None:
-            mm.total_vm += length >> PAGE_SHIFT
+            mm.vm_stat_account(flags, length >> PAGE_SHIFT)
             return 0
     mm.insert(VmArea(addr, addr + length, flags, addr >> PAGE_SHIFT))
-    mm.total_vm += length >> PAGE_SHIFT
+    mm.vm_stat_account(flags, length >> PAGE_SHIFT)
     return 0
 
 

@@ -36,6 +36,7 @@ from vmlab.kernel.uapi import (
     EINVAL,
     ENOMEM,
     PAGE_MASK,
+    PAGE_SHIFT,
     PROT_EXEC,
     PROT_GROWSDOWN,
     PROT_GROWSUP,
@@ -61,6 +62,9 @@ def mprotect_fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: in
     result = vma_modify_flags(mm, vma, start, end, newflags, sysctl.max_map_count)
     if isinstance(result, int):
         return result
+    nrpages = (end - start) >> PAGE_SHIFT
+    mm.vm_stat_account(oldflags, -nrpages)
+    mm.vm_stat_account(newflags, nrpages)
     change_protection(mm, result, start, end)
     return 0
 

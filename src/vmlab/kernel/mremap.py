@@ -58,14 +58,15 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
         return -ENOMEM
     new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> PAGE_SHIFT)
     whole = vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
+    vm_flags = vma.vm_flags
     copy_vma(mm, vma, new_addr, new_len, new_pgoff)
     if mm.pt is not None:
         move_page_tables(mm, mm.pt.mem, old_addr, new_addr, min(old_len, new_len) if old_len else 0)
-    mm.total_vm += new_len >> PAGE_SHIFT
+    mm.vm_stat_account(vm_flags, new_len >> PAGE_SHIFT)
     if flags & MREMAP_DONTUNMAP:
         src = mm.vma_lookup(old_addr)
         if src is not None:
-            src.vm_flags &= ~VM_LOCKED_MASK
+            src.vm_flags &= ~VM_LOCKED_MASK  # locked_vm is left alone: nothing is unmapped
             if whole:
                 src.anon_vma, src.anon_vma_chain_len = None, 0  # unlink_anon_vmas()
         return new_addr
@@ -147,7 +148,7 @@ def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int,
                             vma.vm_pgoff + vma.pages, vma.vm_file, vma.anon_vma, middle=vma)
         if vma_merge_new_range(mm, vmg) is None:
             return -ENOMEM
-        mm.total_vm += delta >> PAGE_SHIFT
+        mm.vm_stat_account(vma.vm_flags, delta >> PAGE_SHIFT)
         return addr
     if not flags & MREMAP_MAYMOVE:
         return -ENOMEM

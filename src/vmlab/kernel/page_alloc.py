@@ -318,6 +318,8 @@ class PhysMem:
         self.user_min_free_kbytes = -1
         self.reclaim_hook: ReclaimHook | None = None
         self.alloc_failures = 0
+        #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
+        self.special_pages: dict[str, list[int]] = {}
         self._huge_zero_pfn = NO_PFN
         self._huge_zero_refcount = 0
         self._huge_zero_mms: set[int] = set()

@@ -39,7 +39,7 @@ from vmlab.kernel.pgtable import (
     pte_present,
     pte_special,
 )
-from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE, page_align
 
 #: The gate area is printed last and is not a VMA (L9).
 VSYSCALL_LINE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
@@ -226,20 +226,21 @@ def show_smaps_rollup(mm: MmStruct, mem: PhysMem) -> str:
 
 
 def task_mem(mm: MmStruct) -> str:
-    """task_mem(): the memory lines of /proc/PID/status that the model keeps exactly.
-
-    VmPeak, VmData, VmExe and VmLib need counters the model does not keep yet; they are left out.
-    """
+    """task_mem(): the memory lines of /proc/PID/status (VmPeak, the high-water mark of VmSize, is not
+    kept and left out)."""
     def line(name: str, kb: int) -> str:
         return f"{name}:\t{kb:>8} kB\n"
 
     anon, file, shmem, swap = (mm.rss[i] * 4 for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES,
                                                         MM_SWAPENTS))
     pte = (mm.pt.pgtables_bytes if mm.pt is not None else 0) >> 10
+    text = min(page_align(mm.end_code) - (mm.start_code & ~(PAGE_SIZE - 1)), mm.exec_vm << PAGE_SHIFT)
     return (line("VmSize", mm.total_vm * 4) + line("VmLck", mm.locked_vm * 4) + line("VmPin", 0)
             + line("VmHWM", max(mm.hiwater_rss * 4, anon + file + shmem)) + line("VmRSS", anon + file + shmem)
             + line("RssAnon", anon) + line("RssFile", file) + line("RssShmem", shmem)
-            + line("VmStk", mm.stack_vm * 4) + line("VmPTE", pte) + line("VmSwap", swap))
+            + line("VmData", mm.data_vm * 4) + line("VmStk", mm.stack_vm * 4)
+            + line("VmExe", text >> 10) + line("VmLib", ((mm.exec_vm << PAGE_SHIFT) - text) >> 10)
+            + line("VmPTE", pte) + line("VmSwap", swap))
 
 
 # --- pagemap -------------------------------------------------------------------------------------------
