@@ -52,6 +52,10 @@ class Program:
     #: Memory accesses (addr, length, write) the program makes on its own before its first checkpoint:
     #: the real program does them; the model replays them after exec so both start alike.
     startup: tuple[tuple[int, int, bool], ...] = ()
+    #: Accesses its own code makes right after a fork(), in the child and in the parent, before either
+    #: waits again (the model replays them; their faults are the program's, not the scenario's).
+    fork_child: tuple[tuple[int, int, bool], ...] = ()
+    fork_parent: tuple[tuple[int, int, bool], ...] = ()
 
 
 class Backend(Protocol):

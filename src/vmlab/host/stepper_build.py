@@ -122,8 +122,53 @@ def stepper_program() -> Program:
     the accesses of its warm_up() (read the whole image, write its bss pages) and the stack pages it
     has written by its first checkpoint as its startup."""
     path = str(build_stepper().resolve())
+    child, parent = _fork_accesses(path)
     return Program(path=path, argv=(path,), envp=(),
-                   startup=_warm_up_accesses(path) + _stack_accesses(path))
+                   startup=_warm_up_accesses(path) + _stack_accesses(path),
+                   fork_child=child, fork_parent=parent)
+
+
+Accesses = tuple[tuple[int, int, bool], ...]
+
+
+def _fork_accesses(path: str) -> tuple[Accesses, Accesses]:
+    """What the stepper's own code touches after fork(), measured once by forking it and kept beside
+    the binary: in each process, the pages of its own VMAs it wrote (its frame differs from the one
+    shared at fork: it copied) and the file pages it read in anew."""
+    sidecar = Path(path + ".fork")
+    if not sidecar.is_file():
+        from vmlab.backend import Settings
+        from vmlab.host.oracle import HostBackend
+
+        host = HostBackend()
+        try:
+            parent = host.start(Program(path=path, argv=(path,), envp=()), Settings())
+            own = [tuple(int(x, 16) for x in line.split()[0].split("-"))
+                   for line in host.view(parent, "maps").splitlines()
+                   if not line.endswith(("[vvar]", "[vvar_vclock]", "[vsyscall]"))]
+            before = {lo: host.pagemap(parent, lo, hi) for lo, hi in own}
+            child = host.fork(parent)
+            lines = []
+            for who, pid in (("child", child), ("parent", parent)):
+                for lo, hi in own:
+                    for i, (old, new) in enumerate(zip(before[lo], host.pagemap(pid, lo, hi), strict=True)):
+                        if not new >> 63:
+                            continue
+                        file = bool(new >> 61 & 1)
+                        wrote = not file and (new ^ old) & ((1 << 55) - 1) != 0
+                        # fork copies no file PTEs of VMAs without an anon_vma: the child maps anew
+                        if wrote or not old >> 63 or (who == "child" and file):
+                            lines.append(f"{who} {lo + i * 4096:x} {int(not file)}")
+        finally:
+            host.close()
+        tmp = sidecar.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text("\n".join(lines))
+        os.replace(tmp, sidecar)
+    out: dict[str, list[tuple[int, int, bool]]] = {"child": [], "parent": []}
+    for line in sidecar.read_text().splitlines():
+        who, addr, write = line.split()
+        out[who].append((int(addr, 16), 1, write == "1"))
+    return tuple(out["child"]), tuple(out["parent"])
 
 
 def _stack_accesses(path: str) -> tuple[tuple[int, int, bool], ...]:

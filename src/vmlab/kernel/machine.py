@@ -115,6 +115,7 @@ class ModelBackend:
 
     def __init__(self) -> None:
         self.settings = Settings()
+        self.program = Program("", ())
         self.mem = PhysMem(self.settings.ram)
         #: When set, each fault's call path is appended here (the `--trace` view).
         self.traces: list[str] | None = None
@@ -140,6 +141,7 @@ class ModelBackend:
     def start(self, program: Program, settings: Settings) -> int:
         """Exec `program` in a new first process; returns its pid (raises OSError if it cannot exec)."""
         self.settings = settings
+        self.program = program
         if settings.ram != self.mem.max_pfn << 12:
             self.mem = PhysMem(settings.ram)
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
@@ -221,6 +223,10 @@ class ModelBackend:
         parent = self.tasks[pid]
         child = Task(self._alloc_pid(), dup_mmap(parent.mm), dict(parent.files), set(parent.cloexec))
         self.tasks[child.pid] = child
+        for task, accesses in ((child, self.program.fork_child), (parent, self.program.fork_parent)):
+            scratch = FaultStats()  # the program's own faults, not the scenario's
+            for addr, _length, write in accesses:
+                user_access(task.mm, addr, write, self.settings.rlimit_stack, self.sysctl, scratch)
         return child.pid
 
     def exit(self, pid: int) -> None:
