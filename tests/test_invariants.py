@@ -295,7 +295,7 @@ def test_random_syscalls_keep_invariants(data_file: Path) -> None:
     """check_machine holds after every step of random syscall sequences, and nothing leaks at the end
     (>= 200 examples under the `ci` profile)."""
     ModelMachine.path = data_file
-    run_state_machine_as_test(ModelMachine, settings=settings(settings(), stateful_step_count=25))
+    run_state_machine_as_test(ModelMachine, settings=settings(settings(), stateful_step_count=20))
 
 
 # --- the checker catches corruption --------------------------------------------------------------------
