@@ -1,0 +1,409 @@
+"""The model's invariant checker, after mm/debug_vm.c (and the checks of mm/debug.c, mm/page_alloc.c's
+bad_page, mm/rmap.c's mapcount sanity): `check_machine()` walks every frame, every page table and
+every VMA of a ModelBackend and raises AssertionError naming what disagrees.
+
+Invariants, machine-wide:
+- the buddy allocator is consistent (PhysMem.check_buddy) and, per zone, free + allocated = managed;
+- every allocated frame has exactly one owner: the page cache of some inode, an anon page mapped by
+  some PTE/PMD, a page table of some live mm (linked or deposited), the huge zero folio, or a boot
+  reservation; none is unowned (leaked) and none is owned twice;
+- _refcount and _mapcount of each owned frame equal the references found: one per PTE/PMD mapping
+  (on the folio head) plus the page cache's, one mapcount per mapping of each subpage.
+Per mm:
+- RSS counters equal the present entries by type (zero pages excluded, a PMD leaf counts 512);
+- pgtables_bytes = 4096 x (tables other than the PGD, deposited ones included); every table is
+  reachable exactly once or deposited with exactly one PMD leaf;
+- every non-none entry (present, PROT_NONE or guard marker) lies inside a VMA, a PMD leaf inside one
+  VMA; file pages are the VMA file's cache page at the right index; anon pages belong to the VMA's
+  anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
+  page;
+- VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE
+from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
+from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, AnonVma, Inode, MmStruct, VmArea
+from vmlab.kernel.page_alloc import NO_PFN, MemMap, PhysMem
+from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PGTY_table, page_type_value
+from vmlab.kernel.pgtable import (
+    _PAGE_PRESENT,
+    _PAGE_PROTNONE,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_SPECIAL,
+    LEVELS,
+    PMD_SIZE,
+    PTE_PFN_MASK,
+    PageTables,
+    pte_pfn,
+)
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.machine import ModelBackend
+
+# Owners of a frame, in the order the checker assigns them.
+FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON = range(1, 7)
+#: Checks a caller may waive while a known model bug is open (check_machine's `waive`):
+#: an mm that still maps the huge zero folio after dropping its reference (the model puts the mm's
+#: reference on every zap of a huge-zero PMD; the kernel holds it until __mmput);
+WAIVE_HUGE_ZERO_MM_REF = "huge-zero-mm-ref"
+#: unmapped shmem pages whose inode no VMA, file or backend table reaches (the model never frees a
+#: shmem object when its last mapping goes); they are then counted as page cache.
+WAIVE_ORPHAN_SHMEM = "orphan-shmem"
+OWNER_NAMES = {0: "nobody", FREE: "the buddy allocator", RESERVED: "a boot reservation",
+               HUGE_ZERO: "the huge zero folio", TABLE: "a page table", CACHE: "the page cache",
+               ANON: "an anon mapping"}
+
+
+class Frames:
+    """Per-frame bookkeeping the checker fills in: who owns it and the references it should carry."""
+
+    def __init__(self, mem: PhysMem) -> None:
+        self.mem = mem
+        self.owner = np.zeros(mem.max_pfn, dtype=np.int8)
+        self.ref = np.zeros(mem.max_pfn, dtype=np.int64)
+        self.map = np.zeros(mem.max_pfn, dtype=np.int64)
+        #: Writable entries of private VMAs: (where, pfn, pages); their pages must be exclusive.
+        self.private_writable: list[tuple[str, int, int]] = []
+
+    def claim(self, pfns: np.ndarray | Iterable[int], owner: int, where: str) -> None:
+        """Mark frames as owned by `owner`; a frame claimed twice is an error."""
+        arr = np.asarray(list(pfns) if not isinstance(pfns, np.ndarray) else pfns, dtype=np.int64)
+        if arr.size == 0:
+            return
+        bad = arr[(arr < 0) | (arr >= self.mem.max_pfn)]
+        if bad.size:
+            raise AssertionError(f"{where}: pfn {int(bad[0]):#x} outside mem_map")
+        taken = arr[self.owner[arr] != 0]
+        if taken.size or np.unique(arr).size != arr.size:
+            pfn = int(taken[0]) if taken.size else int(arr[0])
+            raise AssertionError(f"{where}: frame {pfn:#x} already owned by "
+                                 f"{OWNER_NAMES[int(self.owner[pfn])]}: {self.mem.mem_map[pfn]!r}")
+        self.owner[arr] = owner
+
+
+def enumerate_inodes(backend: ModelBackend) -> list[Inode]:
+    """Every inode that may hold page-cache pages of this machine: those the backend opened, those of
+    the open files and mapped files of every task, and the built-in program's."""
+    seen: dict[int, Inode] = {}
+    candidates: list[Inode] = [*backend._inodes.values(), BUILTIN_IMAGE.inode]
+    for task in backend.tasks.values():
+        candidates.extend(f.inode for f in task.files.values())
+        candidates.extend(v.vm_file.inode for v in task.mm if v.vm_file is not None)
+    for inode in candidates:
+        seen.setdefault(id(inode), inode)
+    return list(seen.values())
+
+
+# --- page tables -----------------------------------------------------------------------------------------
+
+def walk_tables(pt: PageTables, where: str) -> Iterator[tuple[int, int, bool]]:
+    """Every non-none leaf-level entry of `pt` as (address, entry, is_pmd_leaf), checking the tree: each
+    linked table is one of pt.tables and linked once, upper levels hold only links or PMD leaves, and
+    the unreachable tables are exactly the deposited ones (empty, one per PMD leaf)."""
+    reached = {pt.pgd}
+    stack = [(pt.pgd, 0, 0)]
+    leaves: list[tuple[int, int, bool]] = []
+    pmd_leaves: set[int] = set()
+    while stack:
+        table, depth, base = stack.pop()
+        if table not in pt.tables:
+            raise AssertionError(f"{where}: table {table:#x} linked at {base:#x} is not in pt.tables")
+        entries = pt.tables[table]
+        shift = LEVELS[depth][1]
+        nz = np.flatnonzero(entries)
+        if depth == len(LEVELS) - 1:
+            leaves.extend((base + (int(i) << shift), int(entries[i]), False) for i in nz)
+            continue
+        for i in nz.tolist():
+            entry = int(entries[i])
+            addr = base + (i << shift)
+            if depth == 0 and addr >= 1 << 47:
+                raise AssertionError(f"{where}: PGD entry {i} (kernel half) is used: {entry:#x}")
+            if not entry & _PAGE_PRESENT:
+                raise AssertionError(f"{where}: non-present {LEVELS[depth][0]} entry {entry:#x} at {addr:#x}")
+            if entry & _PAGE_PSE:
+                if LEVELS[depth][0] != "pmd":
+                    raise AssertionError(f"{where}: {LEVELS[depth][0]} leaf {entry:#x} at {addr:#x}")
+                leaves.append((addr, entry, True))
+                pmd_leaves.add(addr)
+                continue
+            child = (entry & PTE_PFN_MASK) >> PAGE_SHIFT
+            if child in reached:
+                raise AssertionError(f"{where}: table {child:#x} linked twice (again at {addr:#x})")
+            reached.add(child)
+            stack.append((child, depth + 1, addr))
+    deposited = set(pt.deposited.values())
+    if reached & deposited:
+        raise AssertionError(f"{where}: deposited tables also linked: {sorted(reached & deposited)}")
+    if set(pt.tables) != reached | deposited:
+        orphans = sorted(set(pt.tables) - reached - deposited)
+        raise AssertionError(f"{where}: tables neither linked nor deposited: {[hex(p) for p in orphans]}; "
+                             f"missing: {sorted((reached | deposited) - set(pt.tables))}")
+    for haddr, pfn in pt.deposited.items():
+        if np.any(pt.tables[pfn]):
+            raise AssertionError(f"{where}: deposited table {pfn:#x} of {haddr:#x} is not empty")
+    if set(pt.deposited) != pmd_leaves:
+        raise AssertionError(f"{where}: deposits at {sorted(hex(a) for a in pt.deposited)} but PMD leaves "
+                             f"at {sorted(hex(a) for a in pmd_leaves)}")
+    expected = PAGE_SIZE * (len(pt.tables) - 1)
+    if pt.pgtables_bytes != expected:
+        raise AssertionError(f"{where}: pgtables_bytes {pt.pgtables_bytes} != 4096 x {len(pt.tables) - 1} "
+                             f"tables below the PGD = {expected}")
+    return iter(sorted(leaves))
+
+
+# --- VMAs ------------------------------------------------------------------------------------------------
+
+def check_vmas(mm: MmStruct, where: str) -> list[VmArea]:
+    """VMAs sorted, aligned, non-empty, disjoint; the index arrays agree; map_count, total_vm."""
+    vmas = list(mm)
+    prev_end = 0
+    for vma in vmas:
+        if vma.vm_start & (PAGE_SIZE - 1) or vma.vm_end & (PAGE_SIZE - 1) or vma.vm_start >= vma.vm_end:
+            raise AssertionError(f"{where}: bad VMA bounds {vma!r}")
+        if vma.vm_start < prev_end:
+            raise AssertionError(f"{where}: {vma!r} overlaps or precedes the VMA ending at {prev_end:#x}")
+        prev_end = vma.vm_end
+    if mm._starts != [v.vm_start for v in vmas]:
+        raise AssertionError(f"{where}: the start index disagrees with the VMAs")
+    if mm.map_count != len(vmas):
+        raise AssertionError(f"{where}: map_count {mm.map_count} != {len(vmas)} VMAs")
+    pages = sum(v.pages for v in vmas)
+    if mm.total_vm != pages:
+        raise AssertionError(f"{where}: total_vm {mm.total_vm} != {pages} pages in VMAs")
+    return vmas
+
+
+def _anon_chain(anon_vma: AnonVma | None) -> set[int]:
+    """Ids of an anon_vma and its ancestors (the pages a VMA may map)."""
+    ids = set()
+    while anon_vma is not None:
+        ids.add(anon_vma.id)
+        anon_vma = anon_vma.parent
+    return ids
+
+
+# --- the checker -----------------------------------------------------------------------------------------
+
+def check_mm(pid: int, mm: MmStruct, mem: PhysMem, frames: Frames,
+             waive: frozenset[str] = frozenset()) -> None:
+    """The per-mm invariants; adds the mm's table frames and mapping references to `frames`."""
+    where = f"pid {pid}"
+    vmas = check_vmas(mm, where)
+    if mm.pt is None:
+        raise AssertionError(f"{where}: live mm without page tables")
+    pt = mm.pt
+    leaves = list(walk_tables(pt, where))
+    frames.claim(np.fromiter(pt.tables, dtype=np.int64, count=len(pt.tables)), TABLE, f"{where} tables")
+    mm_map = mem.mem_map
+    rss = [0, 0, 0, 0]
+    starts = [v.vm_start for v in vmas]
+    for addr, entry, huge in leaves:
+        size = PMD_SIZE if huge else PAGE_SIZE
+        i = bisect.bisect_right(starts, addr) - 1
+        vma = vmas[i] if i >= 0 else None
+        at = f"{where} {'PMD' if huge else 'PTE'} {addr:#x} = {entry:#x}"
+        if vma is None or addr + size > vma.vm_end:
+            raise AssertionError(f"{at}: not inside a VMA (nearest below: {vma!r})")
+        if not entry & (_PAGE_PRESENT | _PAGE_PROTNONE):
+            if entry != GUARD_MARKER or huge:
+                raise AssertionError(f"{at}: a non-present entry that is not a guard marker (no swap yet)")
+            continue
+        pfn = pte_pfn(entry)
+        writable = bool(entry & _PAGE_RW) and bool(entry & _PAGE_PRESENT)
+        if writable and not vma.vm_flags & VM_WRITE:
+            raise AssertionError(f"{at}: writable entry in a VMA without VM_WRITE: {vma!r}")
+        if huge and mem.is_huge_zero_pfn(pfn):
+            if writable:
+                raise AssertionError(f"{at}: the huge zero folio mapped writable")
+            if id(mm) not in mem._huge_zero_mms and WAIVE_HUGE_ZERO_MM_REF not in waive:
+                raise AssertionError(f"{at}: maps the huge zero folio but the mm holds no reference to it")
+            continue
+        if entry & _PAGE_SPECIAL:
+            if huge or not mem.is_zero_pfn(pfn):
+                raise AssertionError(f"{at}: special entry that is not the zero page")
+            if writable:
+                raise AssertionError(f"{at}: the zero page mapped writable")
+            continue
+        if not 0 <= pfn < mem.max_pfn:
+            raise AssertionError(f"{at}: pfn {pfn:#x} outside mem_map")
+        head = mm_map.compound_head(pfn)
+        mapping = int(mm_map.mapping[head])
+        index = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
+        if mapping & PAGE_MAPPING_ANON:
+            if vma.vm_flags & VM_SHARED:
+                raise AssertionError(f"{at}: anon page {pfn:#x} in a shared VMA {vma!r}")
+            if mapping >> 2 not in _anon_chain(vma.anon_vma):
+                raise AssertionError(f"{at}: anon page {pfn:#x} of AnonVma#{mapping >> 2} is not in the "
+                                     f"anon_vma chain of {vma!r}")
+            counter = MM_ANONPAGES
+        else:
+            inode = vma.vm_file.inode if vma.vm_file is not None else None
+            if inode is None or mapping != inode.handle or inode.i_pages.get(index) != pfn:
+                raise AssertionError(f"{at}: page {pfn:#x} (mapping {mapping:#x}) is not the cache page of "
+                                     f"index {index} of {vma!r}: {mm_map[pfn]!r}")
+            if huge:
+                raise AssertionError(f"{at}: file pages are not PMD-mapped in the model")
+            counter = MM_SHMEMPAGES if mm_map.test(pfn, PG.swapbacked) else MM_FILEPAGES
+            if writable and not vma.vm_flags & VM_SHARED:
+                raise AssertionError(f"{at}: page-cache page mapped writable in a private VMA {vma!r}")
+        nr = HPAGE_PMD_NR if huge else 1
+        rss[counter] += nr
+        frames.map[pfn:pfn + nr] += 1
+        frames.ref[head] += 1
+        if writable and not vma.vm_flags & VM_SHARED and counter == MM_ANONPAGES:
+            frames.private_writable.append((at, pfn, nr))
+    if rss != mm.rss:
+        raise AssertionError(f"{where}: rss {mm.rss} (file, anon, swap, shmem) != entries {rss}")
+    total = rss[MM_FILEPAGES] + rss[MM_ANONPAGES] + rss[MM_SHMEMPAGES]
+    if mm.hiwater_rss < total:
+        raise AssertionError(f"{where}: hiwater_rss {mm.hiwater_rss} below rss {total}")
+
+
+def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) -> None:
+    """Check every invariant of the machine (see the module docstring); AssertionError on the first
+    broken one, naming the frame, entry or VMA and what was expected. `waive` names checks to skip
+    while a known model bug is open (WAIVE_*)."""
+    mem = backend.mem
+    mm_map = mem.mem_map
+    mem.check_buddy()
+    frames = Frames(mem)
+    # The buddy's free frames, then the boot reservations (PG_reserved).
+    for zone in mem.zones:
+        for pfn, order in mem.free_blocks(zone):
+            frames.claim(np.arange(pfn, pfn + (1 << order)), FREE, f"free block {pfn:#x}/{order}")
+    reserved = np.flatnonzero((mm_map.flags >> np.uint64(PG.reserved)) & np.uint64(1))
+    frames.claim(reserved, RESERVED, "reserved frames")
+    # The huge zero folio while it exists.
+    hz = mem._huge_zero_pfn
+    if hz != NO_PFN:
+        frames.claim(np.arange(hz, hz + HPAGE_PMD_NR), HUGE_ZERO, "huge zero folio")
+        if mem._huge_zero_refcount != 1 + len(mem._huge_zero_mms):
+            raise AssertionError(f"huge zero folio: refcount {mem._huge_zero_refcount} != 1 (shrinker) + "
+                                 f"{len(mem._huge_zero_mms)} mms")
+        live = {id(t.mm) for t in backend.tasks.values()}
+        if not mem._huge_zero_mms <= live:
+            raise AssertionError("huge zero folio: referenced by an mm that is gone")
+    elif mem._huge_zero_refcount or mem._huge_zero_mms:
+        raise AssertionError("huge zero folio: references without a folio")
+    # Page tables and mappings of every live mm.
+    for pid, task in sorted(backend.tasks.items()):
+        check_mm(pid, task.mm, mem, frames, waive)
+    # The page cache: one reference per cached page.
+    for inode in enumerate_inodes(backend):
+        for index, pfn in sorted(inode.i_pages.items()):
+            at = f"page cache of {inode.path} (ino {inode.ino}) index {index}"
+            frames.claim([pfn], CACHE, at)
+            if int(mm_map.mapping[pfn]) != inode.handle or int(mm_map.index[pfn]) != index:
+                raise AssertionError(f"{at}: frame {pfn:#x} has mapping {int(mm_map.mapping[pfn]):#x} "
+                                     f"index {int(mm_map.index[pfn])}: {mm_map[pfn]!r}")
+            frames.ref[pfn] += 1
+    # Anon frames: every frame (and THP subpage) some entry maps that is not in the cache.
+    mapped = np.flatnonzero(frames.map)
+    anon = mapped[frames.owner[mapped] == 0]
+    for head in sorted(set(mm_map_heads(mm_map, anon).tolist())):
+        n = 1 << mm_map.folio_order(head)
+        frames.claim(np.arange(head, head + n), ANON, f"anon folio {head:#x}")
+    odd = mapped[(frames.owner[mapped] != CACHE) & (frames.owner[mapped] != ANON)]
+    if odd.size:
+        pfn = int(odd[0])
+        raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
+                             f"{mm_map[pfn]!r}")
+    if WAIVE_ORPHAN_SHMEM in waive:
+        _claim_orphan_shmem(mem, frames)
+    _check_counts(mem, frames)
+    _check_conservation(mem, frames)
+
+
+def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:
+    """Count unowned, unmapped shmem cache pages (mapping an inode handle, swapbacked) as page cache
+    with the cache's one reference."""
+    mm_map = mem.mem_map
+    unowned = np.flatnonzero(frames.owner == 0)
+    shmem = (((mm_map.flags[unowned] >> np.uint64(PG.swapbacked)) & np.uint64(1)) == 1) & \
+        (mm_map.mapping[unowned] != 0) & ((mm_map.mapping[unowned] & PAGE_MAPPING_ANON) == 0) & \
+        (frames.map[unowned] == 0)
+    orphans = unowned[shmem]
+    frames.claim(orphans, CACHE, "orphaned shmem pages")
+    frames.ref[orphans] += 1
+
+
+def _check_counts(mem: PhysMem, frames: Frames) -> None:
+    """_refcount and _mapcount of cache and anon frames equal the references counted."""
+    mm_map = mem.mem_map
+    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON))
+    is_tail = mm_map.lru_next[owned] < NO_PFN
+    heads = owned[~is_tail]
+    tails = owned[is_tail]
+    bad = heads[mm_map._refcount[heads] != frames.ref[heads]]
+    if bad.size:
+        pfn = int(bad[0])
+        raise AssertionError(f"frame {pfn:#x} ({OWNER_NAMES[int(frames.owner[pfn])]}): _refcount "
+                             f"{int(mm_map._refcount[pfn])} != {int(frames.ref[pfn])} references found: "
+                             f"{mm_map[pfn]!r}")
+    bad = tails[(mm_map._refcount[tails] != 0) | (frames.ref[tails] != 0)]
+    if bad.size:
+        raise AssertionError(f"tail frame {int(bad[0]):#x} holds references: {mm_map[int(bad[0])]!r}")
+    bad = owned[mm_map._mapcount[owned].astype(np.int64) + 1 != frames.map[owned]]
+    if bad.size:
+        pfn = int(bad[0])
+        raise AssertionError(f"frame {pfn:#x} ({OWNER_NAMES[int(frames.owner[pfn])]}): mapcount "
+                             f"{int(mm_map._mapcount[pfn]) + 1} != {int(frames.map[pfn])} mappings found: "
+                             f"{mm_map[pfn]!r}")
+    anon = np.flatnonzero(frames.owner == ANON)
+    bad = anon[(mm_map.mapping[mm_map_heads(mm_map, anon)] & PAGE_MAPPING_ANON) == 0]
+    if bad.size:
+        raise AssertionError(f"frame {int(bad[0]):#x} is mapped, not cached, and not anon: "
+                             f"{mm_map[int(bad[0])]!r}")
+    tables = np.flatnonzero(frames.owner == TABLE)
+    bad = tables[(mm_map._mapcount[tables] != page_type_value(PGTY_table)) | (mm_map._refcount[tables] != 1)]
+    if bad.size:
+        raise AssertionError(f"page-table frame {int(bad[0]):#x} is not a typed table with one reference: "
+                             f"{mm_map[int(bad[0])]!r}")
+    for at, pfn, nr in frames.private_writable:
+        if int(frames.map[pfn:pfn + nr].max()) != 1 or (nr > 1 and frames.ref[pfn] != 1):
+            raise AssertionError(f"{at}: writable in a private VMA but the page is shared "
+                                 f"(mapcount {int(frames.map[pfn])}): {mm_map[pfn]!r}")
+    unmapped = np.flatnonzero((frames.owner == CACHE) & (frames.map == 0))
+    if unmapped.size and (mm_map._mapcount[unmapped] != MAPCOUNT_NONE).any():
+        raise AssertionError("an unmapped cache page has a mapcount")
+
+
+def mm_map_heads(mm_map: MemMap, pfns: np.ndarray) -> np.ndarray:
+    """compound_head() of each of `pfns`, vectorised."""
+    links = mm_map.lru_next[pfns].astype(np.int64)
+    return np.where(links < NO_PFN, -2 - links, pfns)
+
+
+def _check_conservation(mem: PhysMem, frames: Frames) -> None:
+    """Every RAM frame has one owner; per zone free + allocated = managed (reserved frames aside)."""
+    mm_map = mem.mem_map
+    unowned = np.flatnonzero(frames.owner == 0)
+    ram = np.zeros(mem.max_pfn, dtype=bool)
+    for start, end in mem.e820:
+        ram[start:end] = True
+    leaked = unowned[ram[unowned]]
+    if leaked.size:
+        pfn = int(leaked[0])
+        raise AssertionError(f"{leaked.size} allocated frames have no owner (leaked), first {pfn:#x}: "
+                             f"{mm_map[pfn]!r}")
+    for zone in mem.zones:
+        if not zone.populated():
+            continue
+        span = frames.owner[zone.zone_start_pfn:zone.zone_end_pfn]
+        in_ram = ram[zone.zone_start_pfn:zone.zone_end_pfn]
+        free = int(np.count_nonzero(span == FREE))
+        allocated = int(np.count_nonzero((span > RESERVED) & in_ram))
+        if free != zone.free_pages or free + allocated != zone.managed_pages:
+            raise AssertionError(f"zone {zone.name}: free {free} (counter {zone.free_pages}) + allocated "
+                                 f"{allocated} != managed {zone.managed_pages}")
