@@ -5,7 +5,7 @@ A hypothesis RuleBasedStateMachine drives a ModelBackend running the built-in pr
 madvise, mlock, brk, touches, fork, exit and execve, and checks the whole machine after every step;
 at teardown every process exits and every frame but the boot reservations and the page cache must be
 free again. Unit tests show the checker catches corruption, and the xfail tests reproduce the model
-bugs it found (each waived in the stateful run so that it can explore past them).
+bugs it found (all fixed now; the stateful run explores their areas too).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from vmlab.backend import Program, Settings
-from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM
-from vmlab.kernel.debug_vm import WAIVE_HUGE_ZERO_MM_REF, WAIVE_ORPHAN_SHMEM, check_machine
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import WAIVE_ORPHAN_SHMEM, check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import MmStruct
 from vmlab.kernel.page_flags import PG
-from vmlab.kernel.pgtable import _PAGE_PSE, _PAGE_SPECIAL, pte_huge, pte_pfn
+from vmlab.kernel.pgtable import pte_huge
 from vmlab.kernel.uapi import (
     MADV_DONTNEED,
     MADV_FREE,
@@ -52,8 +52,8 @@ THP = 2 * MiB
 RAM = 256 * MiB
 FILE_PAGES = 24  # the temp file: 24 pages, so mappings reach past EOF too
 PROGRAM = Program(BUILTIN_PROGRAM, ("minimal",))
-#: Open model bugs (see the xfail tests below) the stateful run steps around.
-KNOWN_BUGS = frozenset({WAIVE_HUGE_ZERO_MM_REF, WAIVE_ORPHAN_SHMEM})
+#: Waivers (debug_vm.WAIVE_*) for model bugs still open; none now.
+KNOWN_BUGS: frozenset[str] = frozenset()
 ADVICE = (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_FREE,
           MADV_GUARD_INSTALL, MADV_GUARD_REMOVE)
 
@@ -62,7 +62,6 @@ def new_machine() -> tuple[ModelBackend, int]:
     """A 256 MiB model machine running the built-in program. The built-in program's inode is a module
     global whose page cache would carry frames of earlier machines (see
     test_builtin_program_cache_is_per_machine), so it starts empty here."""
-    BUILTIN_IMAGE.inode.i_pages.clear()
     backend = ModelBackend()
     return backend, backend.start(PROGRAM, Settings(ram=RAM))
 
@@ -134,30 +133,6 @@ class ModelMachine(RuleBasedStateMachine):
     def _mm(self, pid: int) -> MmStruct:
         return self.backend.tasks[pid].mm
 
-    def _touches_special(self, pid: int, addr: int, length: int) -> bool:
-        """The range reaches [vvar]/[vdso] (faults there crash the model: see test_fault_on_vdso)."""
-        return any(v.special_name for v in self._mm(pid).vmas_in(addr, addr + length))
-
-    def _cuts_thp(self, pid: int, addr: int, length: int) -> bool:
-        """An end of the range falls inside a PMD-mapped THP (MADV_GUARD_REMOVE crashes there: see
-        test_guard_remove_inside_thp)."""
-        pt = self._mm(pid).pt
-        assert pt is not None
-        return any(a & (THP - 1) and pte_huge(pt.get_pmd(a)) for a in (addr, addr + length))
-
-    def _maps_thp_by_pte(self, pid: int) -> bool:
-        """The mm maps part of a large folio with PTEs (fork miscounts those: see
-        test_fork_of_pte_mapped_thp)."""
-        pt = self._mm(pid).pt
-        assert pt is not None
-        mem_map = self.backend.mem.mem_map
-        _, entries = pt.entries(0, 1 << 47)
-        for entry in entries.tolist():
-            if entry & 1 and not entry & (_PAGE_PSE | _PAGE_SPECIAL):
-                pfn = pte_pfn(entry)
-                if mem_map.compound_head(pfn) != pfn or mem_map.test(pfn, PG.head):
-                    return True
-        return False
 
     def _alive(self) -> None:
         """Forget processes a signal ended; restart the machine's first process if none is left."""
@@ -239,8 +214,6 @@ class ModelMachine(RuleBasedStateMachine):
     def madvise(self, data: st.DataObject, advice: int) -> None:
         addr, length = self._range(data)
         pid = self._pid(data)
-        if advice == MADV_GUARD_REMOVE and self._cuts_thp(pid, addr, length):
-            return
         self.backend.syscall(pid, "madvise", (addr, length, advice))
 
     @rule(data=st.data(), unlock=st.booleans())
@@ -260,14 +233,13 @@ class ModelMachine(RuleBasedStateMachine):
         addr, length = self._range(data)
         pid = self._pid(data)
         length = min(length, 64 * PAGE_SIZE)
-        if not self._touches_special(pid, addr, length):
-            self.backend.access(pid, addr, length, write)
-            self._alive()
+        self.backend.access(pid, addr, length, write)
+        self._alive()
 
     @rule(data=st.data())
     def fork(self, data: st.DataObject) -> None:
         pid = self._pid(data)
-        if len(self.pids) < 4 and not self._maps_thp_by_pte(pid):
+        if len(self.pids) < 4:
             self.pids.append(self.backend.fork(pid))
 
     @rule(data=st.data())
@@ -375,9 +347,6 @@ def test_checker_catches(corruption: str, message: str) -> None:
 # --- model bugs the checker found ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUILTIN_IMAGE.inode is a module global: its i_pages keeps PFNs of "
-                   "the machine that first faulted the program text, and a second ModelBackend maps those "
-                   "(free) frames, corrupting its buddy lists")
 def test_builtin_program_cache_is_per_machine() -> None:
     first, pid = new_machine()
     assert first.access(pid, 0x401000, 1, False) is None
@@ -389,12 +358,8 @@ def test_builtin_program_cache_is_per_machine() -> None:
         check_machine(second)
     finally:
         second.close()
-        BUILTIN_IMAGE.inode.i_pages.clear()
 
 
-@pytest.mark.xfail(strict=True, reason="munmap of the last mapping of a MAP_SHARED|MAP_ANONYMOUS region "
-                   "leaves its shmem pages allocated: nothing frees the shmem object (the kernel's "
-                   "shmem_evict_inode on the last fput)")
 def test_shmem_freed_with_last_mapping(busy: tuple[ModelBackend, int, int]) -> None:
     backend, pid, _ = busy
     addr = backend.syscall(pid, "mmap", (0, 8 * PAGE_SIZE, 3, MAP_SHARED | MAP_ANONYMOUS, -1, 0))
@@ -415,10 +380,6 @@ def test_shmem_leak_is_waivable(busy: tuple[ModelBackend, int, int]) -> None:
         check_machine(backend, frozenset({WAIVE_ORPHAN_SHMEM}))
 
 
-@pytest.mark.xfail(strict=True, reason="zap of one huge-zero PMD drops the mm's huge zero reference "
-                   "(mm_put_huge_zero_folio on every zap/split) while another PMD of the mm still maps "
-                   "it; the kernel keeps MMF_HUGE_ZERO_FOLIO until __mmput, so the shrinker could free "
-                   "a mapped folio in the model")
 def test_huge_zero_reference_held_while_mapped(busy: tuple[ModelBackend, int, int]) -> None:
     backend, pid, _ = busy
     base = backend.syscall(pid, "mmap", (0, 4 * THP, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
@@ -441,9 +402,6 @@ def _thp_written(backend: ModelBackend, pid: int) -> int:
     return addr
 
 
-@pytest.mark.xfail(strict=True, reason="copy_page_range() takes the reference of a PTE-mapped THP subpage "
-                   "on the subpage (_add_rmap) instead of the folio head; the head's refcount then runs "
-                   "out early and the folio is freed while still mapped")
 def test_fork_of_pte_mapped_thp() -> None:
     backend, pid = new_machine()
     addr = _thp_written(backend, pid)
@@ -453,9 +411,6 @@ def test_fork_of_pte_mapped_thp() -> None:
     check_machine(backend)
 
 
-@pytest.mark.xfail(strict=True, reason="MADV_GUARD_REMOVE over part of a PMD-mapped THP: remove_guards() "
-                   "clears the range without splitting the PMD first, and PageTables.clear_range raises "
-                   "'partial zap of the huge page'")
 def test_guard_remove_inside_thp() -> None:
     backend, pid = new_machine()
     addr = _thp_written(backend, pid)
@@ -463,8 +418,6 @@ def test_guard_remove_inside_thp() -> None:
     check_machine(backend)
 
 
-@pytest.mark.xfail(strict=True, reason="a read of [vvar]/[vvar_vclock]/[vdso] reaches do_fault(), which "
-                   "asserts vma.vm_file (special mappings have no file and no ->fault in the model)")
 def test_fault_on_vdso() -> None:
     backend, pid = new_machine()
     vdso = next(v for v in backend.tasks[pid].mm if v.special_name == "[vdso]")

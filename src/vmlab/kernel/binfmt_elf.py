@@ -21,10 +21,11 @@ killing the process; READ_IMPLIES_EXEC personalities and noexec mounts are not m
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
@@ -177,7 +178,11 @@ BUILTIN_IMAGE = ElfImage(
 )
 
 
-def open_exec(path: str) -> Inode | int:
+#: A machine's inode for a path (host files by dev/ino, the built-in program's own), see exec_mm.
+InodeLookup = Callable[[str], Inode]
+
+
+def open_exec(path: str, inode_for: InodeLookup = host_inode) -> Inode | int:
     """open_exec()/do_open_execat(): the inode of an executable regular file, or -errno.
 
     ENOENT/ENOTDIR/ELOOP/... come from the path walk; EACCES for a non-regular file or one nobody may
@@ -187,7 +192,7 @@ def open_exec(path: str) -> Inode | int:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111 or not os.access(path, os.X_OK):
             return -EACCES
-        return host_inode(path)
+        return inode_for(path)
     except OSError as e:
         return -(e.errno or errno.ENOENT)
 
@@ -612,29 +617,34 @@ def do_execveat_strings(bprm: LinuxBinprm, argv: Sequence[str], envp: Sequence[s
 
 
 def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None, legacy: bool,
-            sysctl: VmSysctl) -> MmStruct | int:
+            sysctl: VmSysctl, inode_for: InodeLookup | None = None) -> MmStruct | int:
     """execve(path, argv, envp) with ADDR_NO_RANDOMIZE: the new address space, or -errno.
 
     `rlimit_stack` is RLIMIT_STACK's soft limit in bytes (None = unlimited); `legacy` is the
     ADDR_COMPAT_LAYOUT personality. BUILTIN_PROGRAM loads BUILTIN_IMAGE without touching the disk;
-    any other path is read from the host. Errors come in the kernel's order: opening the file
+    any other path is read from the host. `inode_for` gives the machine's inode of a path (its page
+    cache is the machine's: BUILTIN_PROGRAM included; default: a host file's own inode and the shared
+    BUILTIN_IMAGE one). Errors come in the kernel's order: opening the file
     (ENOENT, EACCES, ...), copying the strings (E2BIG), the ELF checks (ENOEXEC), the interpreter
     (ENOENT, EACCES, ELIBBAD), then mapping (ENOMEM, EEXIST, ...).
     """
     builtin = path == BUILTIN_PROGRAM
-    inode = BUILTIN_IMAGE.inode if builtin else open_exec(path)
+    if builtin:
+        inode: Inode | int = inode_for(path) if inode_for is not None else BUILTIN_IMAGE.inode
+    else:
+        inode = open_exec(path, inode_for or host_inode)
     if isinstance(inode, int):
         return inode
     bprm = bprm_mm_init(path, rlimit_stack)
     err = do_execveat_strings(bprm, argv, envp)
     if err:
         return err
-    image = BUILTIN_IMAGE if builtin else read_elf(inode)
+    image = dataclasses.replace(BUILTIN_IMAGE, inode=inode) if builtin else read_elf(inode)
     if isinstance(image, int):
         return image
     interp: ElfImage | int | None = None
     if image.interp is not None:
-        interp_inode = open_exec(image.interp)
+        interp_inode = open_exec(image.interp, inode_for or host_inode)
         if isinstance(interp_inode, int):
             return interp_inode
         interp = read_elf(interp_inode, interpreter=True)

@@ -5,6 +5,7 @@ Syscall arguments and results are the kernel's: the same numbers strace shows, -
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu
+from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
 from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import generic_fadvise, read_page
 from vmlab.kernel.fork import dup_mmap
@@ -27,6 +29,7 @@ from vmlab.kernel.memory import (
     FaultTrace,
     exit_mmap,
     fault_in_fresh_anon,
+    put_page,
 )
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
@@ -123,6 +126,7 @@ class ModelBackend:
         self.tasks: dict[int, Task] = {}
         self._next_pid = 1000
         self._shmem = ShmemMount()
+        self._shmem_inodes: list[Inode] = []
         self._inodes: dict[tuple[int, int, int], Inode] = {}
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
@@ -162,7 +166,28 @@ class ModelBackend:
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run one syscall in process `pid`; unknown names raise KeyError."""
-        return self._syscalls[name](self.tasks[pid], *args)
+        result = self._syscalls[name](self.tasks[pid], *args)
+        self._release_orphans()
+        return result
+
+    def _new_shmem(self, length: int) -> File:
+        """shmem_zero_setup(), remembering the file so its pages go when nothing holds it any more."""
+        file = self._shmem.zero_setup(length)
+        self._shmem_inodes.append(file.inode)
+        return file
+
+    def _release_orphans(self) -> None:
+        """The last reference to an unlinked shmem file (MAP_SHARED|MAP_ANONYMOUS, memfd) went: its
+        pages are freed (shmem_evict_inode)."""
+        if not self._shmem_inodes:
+            return
+        held = {id(f.inode) for t in self.tasks.values() for f in t.files.values()}
+        held |= {id(v.vm_file.inode) for t in self.tasks.values() for v in t.mm if v.vm_file is not None}
+        for inode in [i for i in self._shmem_inodes if id(i) not in held]:
+            self._shmem_inodes.remove(inode)
+            for pfn in inode.i_pages.values():
+                put_page(self.mem, pfn)
+            inode.i_pages.clear()
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """Touch each page of the range; a fatal signal ends the process."""
@@ -232,6 +257,7 @@ class ModelBackend:
     def exit(self, pid: int) -> None:
         """exit(0): the process and its address space go away (exit_mmap)."""
         exit_mmap(self.tasks.pop(pid).mm, self.mem)
+        self._release_orphans()
 
     def view(self, pid: int, name: str) -> str:
         """/proc/<pid>/maps, smaps, smaps_rollup or status as the model renders them."""
@@ -275,7 +301,13 @@ class ModelBackend:
         return self._next_pid
 
     def _inode(self, path: str) -> Inode:
-        """One Inode object per host file, so that every open of it shares size changes."""
+        """One Inode object per file of this machine (host files by dev/ino, the built-in program's
+        own copy), so that every open and exec of it shares one page cache and size."""
+        if path == BUILTIN_PROGRAM:
+            found = self._inodes.get((0, 0, 0))
+            if found is None:
+                found = self._inodes[(0, 0, 0)] = dataclasses.replace(BUILTIN_IMAGE.inode, i_pages={})
+            return found
         fresh = host_inode(path)
         key = (fresh.major, fresh.minor, fresh.ino)
         return self._inodes.setdefault(key, fresh)
@@ -299,7 +331,7 @@ class ModelBackend:
         elif flags & MAP_HUGETLB:
             return -ENOMEM  # nr_hugepages = 0 (§0.3)
         result = do_mmap(task.mm, file, addr, length, prot, flags, off >> 12, self.sysctl,
-                         self._shmem.zero_setup)
+                         self._new_shmem)
         if result >= 0:
             vma = task.mm.vma_lookup(result)
             locked = vma is not None and vma.vm_flags & VM_LOCKED
@@ -311,7 +343,7 @@ class ModelBackend:
         return do_munmap(task.mm, addr, length, self.sysctl)
 
     def _mprotect(self, task: Task, addr: int, length: int, prot: int) -> int:
-        return do_mprotect(task.mm, addr, length, prot, self.sysctl)
+        return do_mprotect(task.mm, addr, length, prot, self.sysctl, task.stats)
 
     def _mremap(self, task: Task, addr: int, old_len: int, new_len: int, flags: int,
                 new_addr: int = 0) -> int:
@@ -490,17 +522,16 @@ class ModelBackend:
         return generic_fadvise(self.mem, file.inode, offset, length, advice)
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
-        shm = self._shmem.zero_setup(0)
+        shm = self._new_shmem(0)
         shm.inode.path = f"/memfd:{name}"
         shm.inode.major, shm.inode.minor = SHMEM_INTERNAL_DEV
         return self._install(task, shm, bool(flags & 1))  # MFD_CLOEXEC
 
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
         """do_execve(): replace the address space; close-on-exec descriptors close."""
-        from vmlab.kernel.binfmt_elf import exec_mm
 
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
-                     self.sysctl)
+                     self.sysctl, self._inode)
         if isinstance(mm, int):
             return mm
         exit_mmap(task.mm, self.mem)

@@ -167,11 +167,12 @@ def page_mapcount(mem: PhysMem, pfn: int) -> int:
     return int(mem.mem_map._mapcount[pfn]) + 1
 
 
-def _add_rmap(mem: PhysMem, pfn: int, nr: int = 1) -> None:
-    """folio_add_*_rmap_ptes(): one more mapping (and reference) of each of nr pages."""
+def _add_rmap(mem: PhysMem, pfn: int) -> None:
+    """folio_add_*_rmap_pte() + folio_get(): one more mapping of the page, one more reference on its
+    folio (a subpage of a THP references the head)."""
     mm = mem.mem_map
-    mm._mapcount[pfn:pfn + nr] += 1
-    mm._refcount[pfn:pfn + nr] += 1
+    mm._mapcount[pfn] += 1
+    mm._refcount[mm.compound_head(pfn)] += 1
 
 
 def _remove_rmap(mem: PhysMem, pfn: int) -> None:
@@ -496,7 +497,6 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
         assert pt is not None
         pt.clear_range(haddr, haddr + PMD_SIZE)
         pt.withdraw(haddr)
-        mem.mm_put_huge_zero_folio(id(vmf.mm))
         return _map_new_thp(vmf, haddr)
     pt = vmf.mm.pt
     assert pt is not None
@@ -523,7 +523,6 @@ def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
         for i in range(HPAGE_PMD_NR):
             addr = haddr + (i << PAGE_SHIFT)
             pt.set_pte(addr, pte_mkspecial(pfn_pte(mem.my_zero_pfn(addr), prot)))
-        mem.mm_put_huge_zero_folio(id(mm))
         return
     for i in range(HPAGE_PMD_NR):
         pt.set_pte(haddr + (i << PAGE_SHIFT), pfn_pte(pfn + i, prot))
@@ -560,8 +559,7 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
         if entry & _PAGE_PSE:
             pt.withdraw(addr)
             if mem.is_huge_zero_pfn(pfn):
-                mem.mm_put_huge_zero_folio(id(mm))
-                continue
+                continue  # the mm keeps its huge-zero reference until exit (MMF_HUGE_ZERO_FOLIO)
             mem.mem_map._mapcount[pfn:pfn + HPAGE_PMD_NR] -= 1
             add_mm_counter(mm, MM_ANONPAGES, -HPAGE_PMD_NR)
             put_page(mem, pfn)
@@ -596,6 +594,7 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
         zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
     mm.pt.destroy()
     mm.pt = None
+    mem.mm_put_huge_zero_folio(id(mm))
 
 
 def is_cow_mapping(flags: int) -> bool:
@@ -650,6 +649,8 @@ def install_guards(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
 def remove_guards(mm: MmStruct, start: int, end: int) -> None:
     """madvise_guard_remove(): clear the guard markers of the range, leaving pages alone."""
     assert mm.pt is not None
+    split_huge_pmds_at(mm, mm.pt.mem, start)
+    split_huge_pmds_at(mm, mm.pt.mem, end)
     addrs, olds = mm.pt.clear_range(start, end)
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if entry != GUARD_MARKER:

@@ -5,12 +5,15 @@ Reference rules: M5, M6 (VM_ACCOUNT), M9 (holes: ENOMEM after the earlier part c
 
 from __future__ import annotations
 
+from vmlab.kernel.fault import FaultStats
+from vmlab.kernel.gup import populate_vma_page_range
 from vmlab.kernel.memory import vm_page_prot, vma_wants_writenotify
 from vmlab.kernel.mm_types import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
     VM_GROWSDOWN,
     VM_HUGETLB,
+    VM_LOCKED,
     VM_NORESERVE,
     VM_SHARED,
     VM_WRITE,
@@ -49,7 +52,7 @@ from vmlab.kernel.vma import vma_modify_flags
 
 
 def mprotect_fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: int,
-                   sysctl: VmSysctl) -> int:
+                   sysctl: VmSysctl, stats: FaultStats | None = None) -> int:
     """mprotect_fixup(): apply newflags to [start, end) ⊆ vma, adjusting VM_ACCOUNT (M6); 0 or -errno."""
     oldflags = vma.vm_flags
     if newflags == oldflags:
@@ -66,6 +69,9 @@ def mprotect_fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: in
     mm.vm_stat_account(oldflags, -nrpages)
     mm.vm_stat_account(newflags, nrpages)
     change_protection(mm, result, start, end)
+    if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+        # Private locked pages about to be written are faulted in now, so they are never COWed later.
+        populate_vma_page_range(mm, result, start, end, stats or FaultStats())
     return 0
 
 
@@ -100,7 +106,8 @@ def change_protection(mm: MmStruct, vma: VmArea, start: int, end: int) -> None:
             pt.set_pte(addr, entry)
 
 
-def do_mprotect(mm: MmStruct, start: int, length: int, prot: int, sysctl: VmSysctl) -> int:
+def do_mprotect(mm: MmStruct, start: int, length: int, prot: int, sysctl: VmSysctl,
+                stats: FaultStats | None = None) -> int:
     """do_mprotect_pkey(): change protection of every VMA in the range, in order, stopping at a hole."""
     grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP)
     prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
@@ -136,7 +143,7 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int, sysctl: VmSysc
         if (newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS:
             return -EACCES
         tmp = min(vma.vm_end, end)
-        err = mprotect_fixup(mm, vma, nstart, tmp, newflags, sysctl)
+        err = mprotect_fixup(mm, vma, nstart, tmp, newflags, sysctl, stats)
         if err:
             return err
         nstart = tmp
