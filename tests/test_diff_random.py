@@ -124,6 +124,8 @@ def scenario_text(draw: st.DrawFn, paging: bool = False) -> str:
 def _data_file() -> Iterator[None]:
     with open(DATA_FILE, "wb") as f:
         f.write(b"x" * FILE_PAGES * 4096)
+        f.flush()
+        os.fsync(f.fileno())  # written back: clean in the host's page cache, as the model assumes
     yield
     os.unlink(DATA_FILE)
 
