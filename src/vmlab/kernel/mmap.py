@@ -309,13 +309,9 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
                 sysctl: VmSysctl, make_shmem: ShmemFactory | None = None) -> int:
     """__mmap_region(): unmap what is there, account, then merge with a neighbour or insert a new VMA."""
     end = addr + length
-    old = gather_munmap_vmas(mm, addr, end, sysctl.max_map_count)
-    if isinstance(old, int):
-        return old
-    for vma in old:
-        remove_vma(mm, vma)
-    if old and mm.pt is not None:
-        unmap_region(mm, mm.pt.mem, addr, end)
+    err = munmap_range(mm, addr, end, sysctl)
+    if err:
+        return err
     if accountable_mapping(file, vm_flags):
         vm_flags |= VM_ACCOUNT
     if file is None and vm_flags & VM_SHARED:
@@ -346,6 +342,12 @@ def do_munmap(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
     end = start + page_align(length)
     if end == start:
         return -EINVAL
+    return munmap_range(mm, start, end, sysctl)
+
+
+def munmap_range(mm: MmStruct, start: int, end: int, sysctl: VmSysctl) -> int:
+    """do_vmi_align_munmap(): split at the edges, unlink the VMAs of [start, end), zap their pages and
+    free their page tables; 0, or -ENOMEM when a split is refused (then nothing changed)."""
     vmas = gather_munmap_vmas(mm, start, end, sysctl.max_map_count)
     if isinstance(vmas, int):
         return vmas

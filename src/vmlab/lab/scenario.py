@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass, field
 
 from vmlab.backend import VIEWS, Program, Settings
-from vmlab.errors import InputError
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
 from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
@@ -31,6 +30,7 @@ from vmlab.lab.syntax import (
     parse_event,
     parse_expr,
     parse_result,
+    read_source,
     split_prefix,
     tokenize,
 )
@@ -159,12 +159,7 @@ class _State:
 
 def load(path: str) -> Scenario:
     """Read and parse the scenario file at `path` (a missing file is an InputError)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            text = fh.read()
-    except OSError as err:
-        raise InputError(f"cannot read scenario: {err.strerror}", path) from None
-    return parse(text, path)
+    return parse(read_source(path, "scenario"), path)
 
 
 def parse(text: str, path: str = "<scenario>") -> Scenario:

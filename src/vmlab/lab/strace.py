@@ -31,6 +31,7 @@ from vmlab.lab.syntax import (
     evaluate,
     parse_event,
     parse_expr,
+    read_source,
     split_prefix,
 )
 
@@ -52,12 +53,7 @@ class Event:
 
 def read_log(path: str) -> list[Event]:
     """The events of the strace log at `path` (InputError: a missing file, a line that does not parse)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            text = fh.read()
-    except OSError as err:
-        raise InputError(f"cannot read strace log: {err.strerror}", path) from None
-    return parse_log(text, path)
+    return parse_log(read_source(path, "strace log"), path)
 
 
 def parse_log(text: str, path: str = "<log>") -> list[Event]:

@@ -573,3 +573,12 @@ def parse_result(toks: list[Token], src: Source, end_col: int) -> Result:
         errno = toks[stop].text
     path = value.path if isinstance(value, Num) else None
     return Result(value, errno, toks[0].col, path)
+
+
+def read_source(path: str, what: str) -> str:
+    """The text of a user's input file (a scenario, a log); InputError naming it when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read()
+    except OSError as err:
+        raise InputError(f"cannot read {what}: {err.strerror}", path) from None
