@@ -126,3 +126,24 @@ def test_diff_compares_status_on_the_model_fields() -> None:
     kernel = "show status\nName:\tstepper\nUmask:\t0022\nRssAnon:\t      40 kB\nThreads:\t1"
     assert view_fields(model) == {"Name", "RssAnon"}
     assert keep_fields(kernel, view_fields(model), []) == model
+
+
+def test_kpagecount_agrees_with_pagemap_sharing() -> None:
+    """kpagecount on both backends: a written page mapped by one process counts 1; after fork, both
+    processes map it (2); the zero page counts 0 in the model (special entry)."""
+    from vmlab.backend import Settings
+    from vmlab.host.stepper_build import stepper_program
+    from vmlab.lab.backends import make_backend
+
+    for name in ("model", "host"):
+        b = make_backend(name)
+        try:
+            pid = b.start(stepper_program(), Settings())
+            a = b.syscall(pid, "mmap", (0x10000000, 8192, 3, 0x32, -1, 0))
+            assert b.access(pid, a, 4096, True) is None
+            pfn = b.pagemap(pid, a, a + 4096)[0] & ((1 << 55) - 1)
+            assert b.kpagecount(pfn) == 1, name
+            b.fork(pid)
+            assert b.kpagecount(pfn) == 2, name
+        finally:
+            b.close()

@@ -14,7 +14,7 @@ Arg = int | str | tuple[str, ...]
 
 #: Views every backend can render, named after the /proc file they mirror. A backend may print only some
 #: of a view's `Field:` lines (vmlab diff then compares just those).
-VIEWS = ("maps", "smaps", "smaps_rollup", "status")
+VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,10 @@ class Backend(Protocol):
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one frame (KPF_* bits: KPF_ZERO_PAGE tells the shared zero page)."""
+        ...
+
+    def kpagecount(self, pfn: int) -> int:
+        """/proc/kpagecount of one frame: the number of page-table mappings of it."""
         ...
 
     def close(self) -> None:

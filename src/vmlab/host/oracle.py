@@ -286,6 +286,10 @@ class HostBackend:
         """/proc/kpageflags of frame `pfn`."""
         return procfs.read_kpageflags(pfn)
 
+    def kpagecount(self, pfn: int) -> int:
+        """/proc/kpagecount of frame `pfn`."""
+        return procfs.read_kpagecount(pfn)
+
     def close(self) -> None:
         """SIGKILL and reap every process still running; close every channel."""
         procs, self._procs = self._procs, {}

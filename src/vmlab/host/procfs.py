@@ -178,7 +178,16 @@ def read_pagemap(pid: int, start: int, end: int) -> list[PagemapEntry] | None:
 def read_kpageflags(pfn: int) -> int:
     """The /proc/kpageflags word of frame `pfn` (KPF_* bits); needs root. 0 past the last frame
     (the kernel's read there returns no data)."""
-    with open("/proc/kpageflags", "rb") as f:
+    return _read_kpage("/proc/kpageflags", pfn)
+
+
+def read_kpagecount(pfn: int) -> int:
+    """/proc/kpagecount of frame `pfn`: how many times it is mapped (needs root; 0 past the end)."""
+    return _read_kpage("/proc/kpagecount", pfn)
+
+
+def _read_kpage(path: str, pfn: int) -> int:
+    with open(path, "rb") as f:
         f.seek(pfn * 8)
         data = f.read(8)
     return struct.unpack("<Q", data)[0] if len(data) == 8 else 0

@@ -270,6 +270,8 @@ class ModelBackend:
             return task_mmu.show_smaps_rollup(mm, self.mem)
         if name == "status":
             return task_mmu.task_mem(mm)
+        if name == "statm":
+            return task_mmu.task_statm(mm)
         raise KeyError(name)
 
     def close(self) -> None:
@@ -293,6 +295,13 @@ class ModelBackend:
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one simulated frame."""
         return self.mem.stable_page_flags(pfn)
+
+    def kpagecount(self, pfn: int) -> int:
+        """/proc/kpagecount of one simulated frame (fs/proc/page.c: page_mapcount(), 0 for the zero
+        pages, which are mapped by special entries)."""
+        if not 0 <= pfn < self.mem.max_pfn or self.mem.is_zero_pfn(pfn) or self.mem.is_huge_zero_pfn(pfn):
+            return 0
+        return max(int(self.mem.mem_map._mapcount[pfn]) + 1, 0)
 
     # --- helpers -------------------------------------------------------------------------------------
 

@@ -156,8 +156,8 @@ def add_mm_counter(mm: MmStruct, member: int, value: int) -> None:
 
 
 def update_hiwater_rss(mm: MmStruct) -> None:
-    """update_hiwater_rss(): VmHWM is raised only where RSS is about to drop (zap, unmap, exit);
-    status shows the larger of it and the current RSS."""
+    """update_hiwater_rss(): VmHWM is raised only at exec and exit, not at munmap (measured: after an
+    munmap the kernel's VmHWM is the current RSS); status shows the larger of it and the RSS."""
     rss = mm.rss[MM_FILEPAGES] + mm.rss[MM_ANONPAGES] + mm.rss[MM_SHMEMPAGES]
     mm.hiwater_rss = max(mm.hiwater_rss, rss)
 
@@ -546,7 +546,6 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
     pt = mm.pt
     if pt is None or start >= end:
         return
-    update_hiwater_rss(mm)
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
     addrs, olds = pt.clear_range(start, end)
@@ -590,6 +589,7 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
     """exit_mmap(): zap every VMA and free all page tables."""
     if mm.pt is None:
         return
+    update_hiwater_rss(mm)
     for vma in mm:
         zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
     mm.pt.destroy()

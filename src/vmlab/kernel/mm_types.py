@@ -211,6 +211,7 @@ class MmStruct:
     #: rss_stat: MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES (pages).
     rss: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     hiwater_rss: int = 0
+    hiwater_vm: int = 0  # VmPeak: raised where total_vm is about to drop (update_hiwater_vm)
     _starts: list[int] = field(default_factory=list, repr=False)
     _vmas: list[VmArea] = field(default_factory=list, repr=False)
 

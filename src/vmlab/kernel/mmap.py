@@ -331,6 +331,7 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
 
 def remove_vma(mm: MmStruct, vma: VmArea) -> None:
     """Unlink a VMA and drop its size from the mm's counters (the caller zaps its pages)."""
+    mm.hiwater_vm = max(mm.hiwater_vm, mm.total_vm)  # update_hiwater_vm()
     mm.remove(vma)
     mm.vm_stat_account(vma.vm_flags, -vma.pages)
 

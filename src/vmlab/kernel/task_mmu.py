@@ -225,9 +225,16 @@ def show_smaps_rollup(mm: MmStruct, mem: PhysMem) -> str:
     return header + _show_smap_stats(mss, True)
 
 
+def task_statm(mm: MmStruct) -> str:
+    """/proc/PID/statm (task_statm()): size resident shared text lib data dt, in pages."""
+    shared = mm.rss[MM_FILEPAGES] + mm.rss[MM_SHMEMPAGES]
+    resident = shared + mm.rss[MM_ANONPAGES]
+    text = (page_align(mm.end_code) - (mm.start_code & ~(PAGE_SIZE - 1))) >> PAGE_SHIFT
+    return f"{mm.total_vm} {resident} {shared} {text} 0 {mm.data_vm + mm.stack_vm} 0\n"
+
+
 def task_mem(mm: MmStruct) -> str:
-    """task_mem(): the memory lines of /proc/PID/status (VmPeak, the high-water mark of VmSize, is not
-    kept and left out)."""
+    """task_mem(): the memory lines of /proc/PID/status."""
     def line(name: str, kb: int) -> str:
         return f"{name}:\t{kb:>8} kB\n"
 
@@ -235,7 +242,8 @@ def task_mem(mm: MmStruct) -> str:
                                                         MM_SWAPENTS))
     pte = (mm.pt.pgtables_bytes if mm.pt is not None else 0) >> 10
     text = min(page_align(mm.end_code) - (mm.start_code & ~(PAGE_SIZE - 1)), mm.exec_vm << PAGE_SHIFT)
-    return (line("VmSize", mm.total_vm * 4) + line("VmLck", mm.locked_vm * 4) + line("VmPin", 0)
+    return (line("VmPeak", max(mm.hiwater_vm, mm.total_vm) * 4) + line("VmSize", mm.total_vm * 4)
+            + line("VmLck", mm.locked_vm * 4) + line("VmPin", 0)
             + line("VmHWM", max(mm.hiwater_rss * 4, anon + file + shmem)) + line("VmRSS", anon + file + shmem)
             + line("RssAnon", anon) + line("RssFile", file) + line("RssShmem", shmem)
             + line("VmData", mm.data_vm * 4) + line("VmStk", mm.stack_vm * 4)
