@@ -1,5 +1,6 @@
 """Shared test setup: fixture plugins (each in its own module to keep merges small) and hypothesis
-profiles (`ci` runs >= 200 examples; select another with HYPOTHESIS_PROFILE)."""
+profiles (`ci`: >= 200 fixed examples, reproducible; `explore`: 1000 random ones; select with
+HYPOTHESIS_PROFILE)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from hypothesis import HealthCheck, settings
 
 pytest_plugins = ("hostkit", "hostutil")
 
-settings.register_profile("ci", max_examples=200, deadline=None,
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None)
+# Random seeds and more examples, to hunt for new disagreements (CI stays reproducible with "ci").
+settings.register_profile("explore", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

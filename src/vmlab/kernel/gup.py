@@ -10,7 +10,14 @@ and -EINVAL for MADV_POPULATE_*; a hole is -ENOMEM for MADV_POPULATE_*.
 from __future__ import annotations
 
 from vmlab.kernel.fault import FaultStats, mmu_permits
-from vmlab.kernel.memory import VM_FAULT_OOM, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV, VmFault, handle_mm_fault
+from vmlab.kernel.memory import (
+    VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
+    VM_FAULT_SIGSEGV,
+    VmFault,
+    handle_mm_fault,
+    mark_page_accessed,
+)
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_IO,
@@ -22,6 +29,7 @@ from vmlab.kernel.mm_types import (
     MmStruct,
     VmArea,
 )
+from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, pte_pfn, pte_special
 from vmlab.kernel.uapi import EFAULT, EINVAL, ENOMEM, PAGE_SIZE
 
 
@@ -37,8 +45,18 @@ def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool, stat
             if ret & VM_FAULT_OOM:
                 return -ENOMEM
             stats.account(ret)
+        _touch(mm, addr)
         addr += PAGE_SIZE
     return 0
+
+
+def _touch(mm: MmStruct, addr: int) -> None:
+    """follow_page() with FOLL_TOUCH: the page it returns is marked accessed (not the zero pages)."""
+    assert mm.pt is not None
+    pmd = mm.pt.get_pmd(addr)
+    entry = pmd if pmd & _PAGE_PSE else mm.pt.get_pte(addr)
+    if entry & _PAGE_PRESENT and not pte_special(entry) and not mm.pt.mem.is_huge_zero_pfn(pte_pfn(entry)):
+        mark_page_accessed(mm.pt.mem, pte_pfn(entry))
 
 
 def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int, stats: FaultStats) -> int:

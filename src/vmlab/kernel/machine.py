@@ -356,7 +356,7 @@ class ModelBackend:
 
     def _mremap(self, task: Task, addr: int, old_len: int, new_len: int, flags: int,
                 new_addr: int = 0) -> int:
-        return do_mremap(task.mm, addr, old_len, new_len, flags, new_addr, self.sysctl)
+        return do_mremap(task.mm, addr, old_len, new_len, flags, new_addr, self.sysctl, task.stats)
 
     def _brk(self, task: Task, brk: int) -> int:
         return sys_brk(task.mm, brk, self.sysctl)

@@ -162,6 +162,18 @@ def update_hiwater_rss(mm: MmStruct) -> None:
     mm.hiwater_rss = max(mm.hiwater_rss, rss)
 
 
+def mark_page_accessed(mem: PhysMem, pfn: int) -> None:
+    """folio_mark_accessed() (mm/swap.c): the first use sets PG_referenced; a second one activates the
+    folio and clears it (the two-step promotion of the active/inactive lists)."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    if not mm.test(head, PG.referenced):
+        mm.set(head, PG.referenced)
+    elif not mm.test(head, PG.active):
+        mm.set(head, PG.active)
+        mm.clear(head, PG.referenced)
+
+
 def page_mapcount(mem: PhysMem, pfn: int) -> int:
     """page_mapcount(): how many page tables map this page."""
     return int(mem.mem_map._mapcount[pfn]) + 1
@@ -612,13 +624,14 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if cow and pte_present(entry):
             entry &= ~_PAGE_RW
+        child = entry & ~_PAGE_ACCESSED if pte_present(entry) else entry  # the child's copy is old
         if entry & _PAGE_PSE:
             src.pt.set_pmd_leaf(addr, entry)
-            if dst.pt.deposit(addr) or dst.pt.set_pmd_leaf(addr, entry):
+            if dst.pt.deposit(addr) or dst.pt.set_pmd_leaf(addr, child):
                 return -ENOMEM
         else:
             src.pt.set_pte(addr, entry)
-            if dst.pt.set_pte(addr, entry):
+            if dst.pt.set_pte(addr, child):
                 return -ENOMEM
         if not pte_present(entry):
             continue

@@ -5,9 +5,12 @@ Reference rules: M7 (pgoff of moved VMAs, merges at the destination, old_len = 0
 
 from __future__ import annotations
 
+from vmlab.kernel.fault import FaultStats
+from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.memory import move_page_tables
 from vmlab.kernel.mm_types import (
     VM_DONTEXPAND,
+    VM_LOCKED,
     VM_LOCKED_MASK,
     VM_MAYSHARE,
     VM_PFNMAP,
@@ -188,8 +191,21 @@ def _remap_move(mm: MmStruct, start: int, length: int, new_addr: int, flags: int
 
 
 def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
-              sysctl: VmSysctl) -> int:
-    """do_mremap(): the new address, or -errno."""
+              sysctl: VmSysctl, stats: FaultStats | None = None) -> int:
+    """do_mremap(): the new address, or -errno. A locked VMA that grew has its new part faulted in
+    (populate_expand), those faults counted in `stats`."""
+    vma = mm.vma_lookup(addr) if not addr & ~PAGE_MASK else None
+    locked = vma is not None and bool(vma.vm_flags & VM_LOCKED)
+    result = _do_mremap(mm, addr, old_len, new_len, flags, new_addr, sysctl)
+    old_len, new_len = page_align(old_len), page_align(new_len)
+    if locked and result >= 0 and new_len > old_len:
+        mm_populate(mm, result + old_len, result + new_len, True, stats or FaultStats())
+    return result
+
+
+def _do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
+               sysctl: VmSysctl) -> int:
+    """The checks and the resize or move of do_mremap()."""
     old_len, new_len = page_align(old_len), page_align(new_len)
     if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
         return -EINVAL
