@@ -336,10 +336,7 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
     """finish_fault()/set_pte_range(): map one page-cache page; False when a table could not be had."""
     pt = vmf.mm.pt
     assert pt is not None
-    prot = vm_page_prot(vmf.vma)
-    if write:
-        prot |= _PAGE_RW | _PAGE_DIRTY
-    if pt.set_pte(address, pfn_pte(pfn, prot)):
+    if pt.set_pte(address, _mk_pte(pfn, vmf.vma, write)):
         return False
     _add_rmap(vmf.mem, pfn)
     add_mm_counter(vmf.mm, mm_counter(vmf.mem, pfn), 1)
