@@ -16,11 +16,13 @@ Deliberate simplifications, each marked where it matters:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from vmlab.kernel.clock import Clock
 from vmlab.kernel.page_flags import (
     KPF,
     KPF_COPIED,
@@ -317,6 +319,10 @@ class PhysMem:
         self.min_free_kbytes = 0
         self.user_min_free_kbytes = -1
         self.reclaim_hook: ReclaimHook | None = None
+        #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
+        #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
+        self.clock = Clock()
+        self.events: Counter[str] = Counter()
         self.alloc_failures = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}
