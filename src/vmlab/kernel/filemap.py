@@ -14,6 +14,8 @@ from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
+#: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
+MAX_PAGECACHE_ORDER = 9
 #: PAGEVEC_SIZE: a folio_batch holds at most this many folios (one filemap_get_pages() round).
 PAGEVEC_SIZE = 31
 LLONG_MAX = (1 << 63) - 1
@@ -38,6 +40,23 @@ def page_present(inode: Inode, index: int) -> bool:
     if index in inode.i_pages:
         return True
     return not inode.shmem and index < i_size_pages(inode) and host_cached(inode, index)
+
+
+def folio_head(inode: Inode, index: int) -> tuple[int, int]:
+    """(index of the head page, order) of the folio holding page `index` of the cache."""
+    for order in range(1, MAX_PAGECACHE_ORDER + 1):
+        head = index & ~((1 << order) - 1)
+        found = inode.folio_orders.get(head)
+        if found is not None and head + (1 << found) > index:
+            return head, found
+    return index, 0
+
+
+def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
+    """Whether the folio holding cached page `index` is marked PG_readahead (on its head page)."""
+    head, _ = folio_head(inode, index)
+    pfn = inode.i_pages.get(head)
+    return pfn is not None and mem.mem_map.test(pfn, PG_readahead)
 
 
 def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
@@ -86,12 +105,18 @@ def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: in
     """filemap_get_read_batch(): the cached pages from `index` on, up to `max_index`, stopping at a hole,
     after PAGEVEC_SIZE pages, or after a page marked PG_readahead (PFNs in index order)."""
     batch: list[int] = []
-    while index <= max_index and len(batch) < PAGEVEC_SIZE:
+    folios = 0
+    while index <= max_index:
         pfn = cached_page(mem, inode, index)
         if pfn is None:
             break
+        head, order = folio_head(inode, index)
+        if head == index or not batch:
+            if folios == PAGEVEC_SIZE:
+                break
+            folios += 1
         batch.append(pfn)
-        if mem.mem_map.test(pfn, PG_readahead):
+        if folio_test_readahead(mem, inode, index) and index == min(max_index, head + (1 << order) - 1):
             break
         index += 1
     return batch
@@ -122,11 +147,11 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             if pfn is None:
                 break
             batch = [pfn]
-        tail = batch[-1]
-        if mem.mem_map.test(tail, PG_readahead):
-            tail_index = int(mem.mem_map.index[tail])
-            readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, tail_index), tail,
-                                          last_index - tail_index)
+        tail_index = int(mem.mem_map.index[batch[-1]])
+        if folio_test_readahead(mem, inode, tail_index):
+            head, order = folio_head(inode, tail_index)
+            readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
+                                          order, last_index - head)
         if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
             mark_page_accessed(mem, batch[0])
         end_offset = min(inode.size, end)
@@ -151,7 +176,8 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
     ractl = readahead.ReadaheadControl(mem, file, pgoff)
     pfn = cached_page(mem, inode, pgoff)
     if pfn is not None:
-        readahead.do_async_mmap_readahead(ractl, pfn, vma.vm_flags)
+        head, order = folio_head(inode, pgoff)
+        readahead.do_async_mmap_readahead(ractl, inode.i_pages[head], order, vma.vm_flags)
         return pfn, False
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)
@@ -192,11 +218,19 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
 
 
 def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
-    """mapping_try_invalidate(): drop the clean, unmapped pages of [first, end) from the cache."""
+    """mapping_try_invalidate(): drop the clean, unmapped folios wholly inside [first, end) from the
+    cache (find_lock_entries() passes over a large folio that sticks out of the range)."""
     mm = mem.mem_map
     keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
     for index in range(first, end):
         pfn = inode.i_pages.get(index)
+        head, order = folio_head(inode, index)
+        if order and (head < first or head + (1 << order) > end):
+            continue
+        if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or mm.test(inode.i_pages[i], PG.dirty)
+                         for i in range(head, head + (1 << order))):
+            continue
+        inode.folio_orders.pop(index, None)
         if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
             del inode.i_pages[index]
             mm.mapping[pfn] = 0

@@ -14,6 +14,8 @@ from vmlab.kernel.mm_types import VM_READAHEAD_PAGES, File, Inode
 #: Filesystems whose file_operations use thp_get_unmapped_area (G7).
 THP_ALIGNED_FS = frozenset({"ext2", "ext4", "xfs", "btrfs"})
 SHMEM_FS = frozenset({"tmpfs", "shmem", "ramfs"})
+#: Filesystems whose page cache takes large folios (mapping_set_large_folios): readahead sizes them.
+LARGE_FOLIO_FS = frozenset({"ext4", "xfs"})
 #: The internal shmem mount behind MAP_SHARED|MAP_ANONYMOUS and memfd shows as 00:01 (§0.6).
 SHMEM_INTERNAL_DEV = (0, 1)
 
@@ -45,7 +47,7 @@ def host_inode(path: str) -> Inode:
     return Inode(path=real, ino=st.st_ino, size=st.st_size, major=os.major(st.st_dev),
                  minor=os.minor(st.st_dev), thp_aligned=fstype in THP_ALIGNED_FS,
                  shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
-                 ra_pages=ra_pages, io_pages=io_pages)
+                 ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS)
 
 
 def _sysfs_int(path: str) -> int | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vmlab.kernel.filemap import cached_page, filemap_fault, i_size_pages
+from vmlab.kernel.filemap import cached_page, filemap_fault, folio_test_readahead, i_size_pages
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_HUGEPAGE,
@@ -28,7 +28,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead
+from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -364,7 +364,7 @@ def do_fault_around(vmf: VmFault) -> bool:
         if index >= eof or pt.get_pte(addr):
             continue
         pfn = cached_page(vmf.mem, inode, index)
-        if pfn is None or vmf.mem.mem_map.test(pfn, PG_readahead):
+        if pfn is None or folio_test_readahead(vmf.mem, inode, index):
             continue
         if _map_file_page(vmf, addr, pfn, False):
             mapped_self |= addr == vmf.address

@@ -129,6 +129,10 @@ class Inode:
     #: io_pages (max_sectors_kb / 4, the most one read may ask for beyond ra_pages).
     ra_pages: int = VM_READAHEAD_PAGES
     io_pages: int = VM_READAHEAD_PAGES
+    #: mapping_large_folio_support(): readahead may add folios of order > 0 (ext4, xfs).
+    large_folios: bool = False
+    #: The large folios in i_pages: index of the head page -> order (order-0 pages are not listed).
+    folio_orders: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass

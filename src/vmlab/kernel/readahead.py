@@ -6,11 +6,12 @@ PG_readahead, forced readahead for POSIX_FADV_WILLNEED, and the read-around of a
 Arithmetic on page indices is the kernel's unsigned long arithmetic (prev_pos -1 at open makes the
 first read at a non-zero index look random, as it does in the kernel).
 
-Large folios: page_cache_ra_order() of a mapping without large-folio support falls back to order-0
-pages, and that is what the model does for every file. What the host's ext4 allocated was measured
-(tests/test_diff_readahead.py records it): residency agrees page for page with order-0 readahead for
-every pattern there. Each read_pages() that submits pages is one read I/O: it charges
-Costs.major_fault_ns to the machine's clock, however many pages ride along.
+Large folios: ext4 here supports them (mapping_large_folio_support), and the folio order readahead
+asks for decides where the window ends (aligned to the order) and which folio carries the mark, so
+the residency after a sequential read depends on it (tests/test_diff_readahead.py). The model keeps
+the order of each large folio in Inode.folio_orders; its frames stay order-0 pages. Each read_pages()
+that submits pages is one read I/O: it charges Costs.major_fault_ns to the machine's clock, however
+many pages ride along.
 """
 
 from __future__ import annotations
@@ -159,11 +160,61 @@ def force_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int) -> None:
         nr_to_read -= chunk
 
 
+def ra_alloc_folio(ractl: ReadaheadControl, index: int, mark: int, order: int) -> bool:
+    """ra_alloc_folio(): add a folio of 2^order pages at `index`, marked PG_readahead when it starts
+    at `mark` rounded down to its size; False (-EEXIST, -ENOMEM) when a page of it is cached already
+    or memory ran out."""
+    inode, mem = ractl.file.inode, ractl.mem
+    nr = 1 << order
+    if any(filemap.page_present(inode, i) for i in range(index, index + nr)):
+        return False
+    pfns = []
+    for i in range(index, index + nr):
+        pfn = filemap.add_to_page_cache(mem, inode, i)
+        if pfn is None:
+            return False
+        pfns.append(pfn)
+    if order:
+        inode.folio_orders[index] = order
+    if index == mark - mark % nr:
+        mem.mem_map.set(pfns[0], PG_readahead)
+    return True
+
+
 def page_cache_ra_order(ractl: ReadaheadControl, ra: FileRaState) -> None:
-    """page_cache_ra_order() for a mapping without large folios: ra.order drops to 0 and the window
-    [ra.start, ra.start+ra.size) is read in order-0 pages, the mark at start+size-async_size."""
-    ra.order = 0
-    do_page_cache_ra(ractl, ra.size, ra.async_size)
+    """page_cache_ra_order(): read the window [ra.start, ra.start+ra.size) in folios of order
+    min(ra.order, MAX_PAGECACHE_ORDER, ilog2(size)), smaller where the index is not aligned or EOF is
+    near; the folio holding start+size-async_size gets PG_readahead. Without large-folio support, or
+    from the first cached page met, it reads order-0 pages (do_page_cache_ra)."""
+    inode = ractl.file.inode
+    start = index = ractl.index
+    if not inode.large_folios:
+        ra.order = 0
+        do_page_cache_ra(ractl, ra.size, ra.async_size)
+        return
+    if inode.size == 0:
+        return
+    limit = min((inode.size - 1) >> PAGE_SHIFT, index + ra.size - 1)
+    mark = index + ra.size - ra.async_size
+    new_order = min(filemap.MAX_PAGECACHE_ORDER, ra.order, ra.size.bit_length() - 1)
+    ra.order = new_order
+    ok = True
+    while index <= limit:
+        order = new_order
+        if index & ((1 << order) - 1):
+            order = (index & -index).bit_length() - 1  # __ffs(index)
+        while order > 0 and index + (1 << order) - 1 > limit:
+            order -= 1
+        ok = ra_alloc_folio(ractl, index, mark, order)
+        if not ok:
+            break
+        index += 1 << order
+    read_pages(ractl, index - start)
+    if ok:
+        return
+    ractl.index = index
+    if ra.size > index - start:
+        do_page_cache_ra(ractl, ra.size - (index - start), ra.async_size)
 
 
 def ractl_max_pages(ractl: ReadaheadControl, req_size: int) -> int:
@@ -213,8 +264,9 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     page_cache_ra_order(ractl, ra)
 
 
-def page_cache_async_ra(ractl: ReadaheadControl, pfn: int, req_count: int) -> None:
-    """page_cache_async_ra(): a read reached the page `pfn` marked PG_readahead at ractl.index.
+def page_cache_async_ra(ractl: ReadaheadControl, pfn: int, order: int, req_count: int) -> None:
+    """page_cache_async_ra(): a read reached the folio (head page `pfn`, 2^order pages) marked
+    PG_readahead; ractl.index is where the reader is.
 
     The mark is cleared. At the expected place the window moves on and grows; elsewhere (another
     stream's mark) the cached run after the index sizes a new one. The window end is aligned down to
@@ -226,7 +278,8 @@ def page_cache_async_ra(ractl: ReadaheadControl, pfn: int, req_count: int) -> No
     ractl.mem.mem_map.clear(pfn, PG_readahead)
     index = ractl.index
     max_pages = ractl_max_pages(ractl, req_count)
-    expected = ra.start + ra.size - ra.async_size  # round_down to folio_nr_pages: order-0 folios
+    expected = ra.start + ra.size - ra.async_size
+    expected -= expected % (1 << order)  # round_down(..., folio_nr_pages(folio))
     if index == expected:
         ra.start += ra.size
         ra.size = max(ra.size, get_next_ra_size(ra, max_pages))
@@ -274,13 +327,14 @@ def do_sync_mmap_readahead(ractl: ReadaheadControl, vm_flags: int) -> None:
     page_cache_ra_order(ractl, ra)
 
 
-def do_async_mmap_readahead(ractl: ReadaheadControl, pfn: int, vm_flags: int) -> None:
-    """do_async_mmap_readahead(): an mmap fault found its page cached: one hit off mmap_miss, and a
-    page marked PG_readahead starts asynchronous readahead of ra_pages."""
+def do_async_mmap_readahead(ractl: ReadaheadControl, pfn: int, order: int, vm_flags: int) -> None:
+    """do_async_mmap_readahead(): an mmap fault found its page cached in the folio with head page `pfn`
+    (2^order pages): one hit off mmap_miss, and a folio marked PG_readahead starts asynchronous
+    readahead of ra_pages."""
     ra = ractl.ra
     if vm_flags & VM_RAND_READ or not ra.ra_pages:
         return
     if ra.mmap_miss:
         ra.mmap_miss -= 1
     if ractl.mem.mem_map.test(pfn, PG_readahead):
-        page_cache_async_ra(ractl, pfn, ra.ra_pages)
+        page_cache_async_ra(ractl, pfn, order, ra.ra_pages)
