@@ -10,6 +10,7 @@ from __future__ import annotations
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import folio_add_lru, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 READAHEAD_PAGES = 32  # a file's ra_pages: 128 KiB
@@ -40,6 +41,7 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     if inode.shmem:
         mm.set(pfn, PG.swapbacked)
     inode.i_pages[index] = pfn
+    folio_add_lru(mem, pfn)
     return pfn
 
 
@@ -87,6 +89,7 @@ def generic_fadvise(mem: PhysMem, inode: Inode, offset: int, length: int, advice
         for index in range(first, end):
             pfn = inode.i_pages.get(index)
             if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
+                page_cache_release(mem, pfn)
                 del inode.i_pages[index]
                 mm.mapping[pfn] = 0
                 mm.clear(pfn, PG.uptodate)

@@ -50,6 +50,7 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.swap import folio_add_lru, page_cache_release
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
 
 # rss_stat indices (include/linux/mm_types_task.h)
@@ -162,18 +163,6 @@ def update_hiwater_rss(mm: MmStruct) -> None:
     mm.hiwater_rss = max(mm.hiwater_rss, rss)
 
 
-def mark_page_accessed(mem: PhysMem, pfn: int) -> None:
-    """folio_mark_accessed() (mm/swap.c): the first use sets PG_referenced; a second one activates the
-    folio and clears it (the two-step promotion of the active/inactive lists)."""
-    mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    if not mm.test(head, PG.referenced):
-        mm.set(head, PG.referenced)
-    elif not mm.test(head, PG.active):
-        mm.set(head, PG.active)
-        mm.clear(head, PG.referenced)
-
-
 def page_mapcount(mem: PhysMem, pfn: int) -> int:
     """page_mapcount(): how many page tables map this page."""
     return int(mem.mem_map._mapcount[pfn]) + 1
@@ -205,6 +194,7 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     head = mm.compound_head(pfn)
     order = mm.folio_order(head)
     if int(mm._refcount[head]) == 1:
+        page_cache_release(mem, head)
         n = 1 << order
         mm.mapping[head:head + n] = 0
         mm._mapcount[head:head + n] = MAPCOUNT_NONE
@@ -227,6 +217,7 @@ def new_anon_page(vmf: VmFault) -> int | None:
     mm.set(pfn, PG.uptodate)
     mm.set(pfn, PG_anon_exclusive)
     mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
+    folio_add_lru(vmf.mem, pfn)
     return pfn
 
 
@@ -488,6 +479,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     mm.set(pfn, PG_anon_exclusive)
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
+    folio_add_lru(mem, pfn)
     if pt.deposit(haddr) or pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
@@ -724,5 +716,6 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
     if pt.map_range(start, pfns, vm_page_prot(vma) | _PAGE_RW | _PAGE_DIRTY):
         mem.free_pages_bulk(pfns)
         return 0
+    mem.lruvec.add_bulk(mmap_, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
     return n
