@@ -45,6 +45,7 @@ from vmlab.kernel.pgtable import (
     PageTables,
     pte_pfn,
 )
+from vmlab.kernel.swap import LRU_NAMES, folio_lru_list_of
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -329,6 +330,36 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         _claim_orphan_shmem(mem, frames)
     _check_counts(mem, frames)
     _check_conservation(mem, frames)
+    check_lru(mem, frames)
+
+
+def check_lru(mem: PhysMem, frames: Frames) -> None:
+    """The LRU: a folio is on at most one list, the one its flags name (folio_lru_list), and on a
+    list exactly when PG_lru is set; only page-cache and anon folio heads are on lists; every list's
+    page count is the sum of its folios' sizes."""
+    mm_map = mem.mem_map
+    seen: set[int] = set()
+    for lru, lst in enumerate(mem.lruvec.lists):
+        pages = 0
+        for head in lst:
+            at = f"{LRU_NAMES[lru]} list: frame {head:#x}"
+            if head in seen:
+                raise AssertionError(f"{at} is on two lists")
+            seen.add(head)
+            flags = int(mm_map.flags[head])
+            if not flags >> PG.lru & 1 or folio_lru_list_of(flags) != lru:
+                raise AssertionError(f"{at} has flags for another list: {mm_map[head]!r}")
+            if int(frames.owner[head]) not in (CACHE, ANON) or mm_map.compound_head(head) != head:
+                raise AssertionError(f"{at} is not a cache or anon folio head: {mm_map[head]!r}")
+            pages += 1 << mm_map.folio_order(head)
+        if pages != mem.lruvec.nr_pages[lru]:
+            raise AssertionError(f"{LRU_NAMES[lru]} list: {mem.lruvec.nr_pages[lru]} pages counted, "
+                                 f"{pages} on it")
+    flagged = np.flatnonzero((mm_map.flags >> np.uint64(PG.lru)) & np.uint64(1))
+    stray = set(flagged.tolist()) - seen
+    if stray:
+        pfn = min(stray)
+        raise AssertionError(f"frame {pfn:#x} has PG_lru but is on no list: {mm_map[pfn]!r}")
 
 
 def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:

@@ -12,6 +12,7 @@ from vmlab.kernel import readahead
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
+from vmlab.kernel.swap import folio_add_lru, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 #: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
@@ -71,6 +72,7 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     if inode.shmem:
         mm.set(pfn, PG.swapbacked)
     inode.i_pages[index] = pfn
+    folio_add_lru(mem, pfn)
     return pfn
 
 
@@ -130,8 +132,6 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     there. The first page of each round is marked accessed unless the previous read ended in it.
     f_ra.prev_pos becomes the end of what was read.
     """
-    from vmlab.kernel.memory import mark_page_accessed  # memory.py imports this module
-
     inode, ra = file.inode, file.f_ra
     last_pos = ra.prev_pos
     copied: list[int] = []
@@ -153,7 +153,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
                                           order, last_index - head)
         if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
-            mark_page_accessed(mem, batch[0])
+            folio_mark_accessed(mem, batch[0])
         end_offset = min(inode.size, end)
         for pfn in batch:
             if pos >= end_offset:
@@ -232,6 +232,7 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
             continue
         inode.folio_orders.pop(index, None)
         if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
+            page_cache_release(mem, pfn)
             del inode.i_pages[index]
             mm.mapping[pfn] = 0
             for flag in (PG.uptodate, PG.swapbacked, PG_readahead, PG.referenced, PG.active):

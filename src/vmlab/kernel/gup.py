@@ -16,7 +16,6 @@ from vmlab.kernel.memory import (
     VM_FAULT_SIGSEGV,
     VmFault,
     handle_mm_fault,
-    mark_page_accessed,
 )
 from vmlab.kernel.mm_types import (
     VM_EXEC,
@@ -30,6 +29,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, pte_pfn, pte_special
+from vmlab.kernel.swap import folio_mark_accessed
 from vmlab.kernel.uapi import EFAULT, EINVAL, ENOMEM, PAGE_SIZE
 
 
@@ -56,7 +56,7 @@ def _touch(mm: MmStruct, addr: int) -> None:
     pmd = mm.pt.get_pmd(addr)
     entry = pmd if pmd & _PAGE_PSE else mm.pt.get_pte(addr)
     if entry & _PAGE_PRESENT and not pte_special(entry) and not mm.pt.mem.is_huge_zero_pfn(pte_pfn(entry)):
-        mark_page_accessed(mm.pt.mem, pte_pfn(entry))
+        folio_mark_accessed(mm.pt.mem, pte_pfn(entry))
 
 
 def populate_vma_page_range(mm: MmStruct, vma: VmArea, start: int, end: int, stats: FaultStats) -> int:

@@ -39,6 +39,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_USER,
     PAGE_NONE,
     PMD_SIZE,
+    PageTables,
     __swp_entry,
     __swp_entry_to_pte,
     pfn_pte,
@@ -50,6 +51,7 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.swap import folio_add_lru, page_cache_release
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
 
 # rss_stat indices (include/linux/mm_types_task.h)
@@ -162,18 +164,6 @@ def update_hiwater_rss(mm: MmStruct) -> None:
     mm.hiwater_rss = max(mm.hiwater_rss, rss)
 
 
-def mark_page_accessed(mem: PhysMem, pfn: int) -> None:
-    """folio_mark_accessed() (mm/swap.c): the first use sets PG_referenced; a second one activates the
-    folio and clears it (the two-step promotion of the active/inactive lists)."""
-    mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    if not mm.test(head, PG.referenced):
-        mm.set(head, PG.referenced)
-    elif not mm.test(head, PG.active):
-        mm.set(head, PG.active)
-        mm.clear(head, PG.referenced)
-
-
 def page_mapcount(mem: PhysMem, pfn: int) -> int:
     """page_mapcount(): how many page tables map this page."""
     return int(mem.mem_map._mapcount[pfn]) + 1
@@ -205,6 +195,7 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     head = mm.compound_head(pfn)
     order = mm.folio_order(head)
     if int(mm._refcount[head]) == 1:
+        page_cache_release(mem, head)
         n = 1 << order
         mm.mapping[head:head + n] = 0
         mm._mapcount[head:head + n] = MAPCOUNT_NONE
@@ -227,6 +218,7 @@ def new_anon_page(vmf: VmFault) -> int | None:
     mm.set(pfn, PG.uptodate)
     mm.set(pfn, PG_anon_exclusive)
     mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
+    folio_add_lru(vmf.mem, pfn)
     return pfn
 
 
@@ -488,6 +480,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     mm.set(pfn, PG_anon_exclusive)
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
+    folio_add_lru(mem, pfn)
     if pt.deposit(haddr) or pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
@@ -682,6 +675,7 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 split_huge_pmd(mm, mem, a)
     split_huge_pmds_at(mm, mem, old)
     split_huge_pmds_at(mm, mem, old + length)
+    tables = _move_table_plan(pt, old, new, length)
     addrs, olds = pt.clear_range(old, old + length)
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if entry & _PAGE_PSE and pte_present(entry):
@@ -690,6 +684,29 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 pt.deposited[addr - old + new] = pt.deposited.pop(addr)
         else:
             pt.set_pte(addr - old + new, entry)
+    for o, n, extent, has_ptes in tables:
+        pt.pmd_alloc(n)  # alloc_new_pud() + alloc_new_pmd()
+        if has_ptes:
+            pt.pte_alloc(n)
+            if extent == PMD_SIZE:  # move_pgt_entry(NORMAL_PMD) moved the table itself
+                pt.free_pgtables(o, o + PMD_SIZE, o, o + PMD_SIZE)
+
+
+def _move_table_plan(pt: PageTables, old: int, new: int, length: int) -> list[tuple[int, int, int, bool]]:
+    """The page-table work of move_page_tables()'s loop, decided on the tables before the move: for each
+    PMD-sized extent whose old PMD table exists, (old, new, extent, whether its old PMD entry holds a
+    PTE table). The kernel allocates the new PMD table for such an extent, and a new PTE table when the
+    old one exists, even with no entries in it (or moves the table whole for a full aligned extent)."""
+    plan = []
+    addr, end = old, old + length
+    while addr < end:
+        dest = addr - old + new
+        extent = min(PMD_SIZE - (addr & (PMD_SIZE - 1)), PMD_SIZE - (dest & (PMD_SIZE - 1)), end - addr)
+        entry = pt.lookup_pmd(addr)
+        if entry is not None:
+            plan.append((addr, dest, extent, entry != 0 and not entry & _PAGE_PSE))
+        addr += extent
+    return plan
 
 
 def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:
@@ -724,5 +741,6 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
     if pt.map_range(start, pfns, vm_page_prot(vma) | _PAGE_RW | _PAGE_DIRTY):
         mem.free_pages_bulk(pfns)
         return 0
+    mem.lruvec.add_bulk(mmap_, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
     return n

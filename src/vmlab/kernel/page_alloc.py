@@ -41,6 +41,7 @@ from vmlab.kernel.page_flags import (
     page_type_of,
     page_type_value,
 )
+from vmlab.kernel.swap import LruVec
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 MAX_PAGE_ORDER = 10
@@ -323,6 +324,7 @@ class PhysMem:
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()
         self.events: Counter[str] = Counter()
+        self.lruvec = LruVec()
         self.alloc_failures = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}
@@ -639,6 +641,8 @@ class PhysMem:
         mm = self.mem_map
         if pfn & ((1 << order) - 1):
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
+        if mm.test(pfn, PG.lru):
+            raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
         if mm.test(pfn, PG.head):
             n = 1 << order
             mm.clear(pfn, PG.head)

@@ -1,0 +1,169 @@
+"""The LRU lists, after mm/swap.c and include/linux/mm_inline.h: the node's lruvec with its five lists,
+adding a new folio, and the two-step promotion of `folio_mark_accessed()`.
+
+Each list is an insertion-ordered dict of head PFNs: the first key is the kernel's list tail (the
+oldest, where reclaim scans), the last is its head (where list_add puts a folio). PG_lru says a folio
+is on some list, PG_active and PG_unevictable and !PG_swapbacked say which (folio_lru_list()).
+
+Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
+folios or by lru_add_drain()); the model adds at once, as if every batch were drained.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vmlab.kernel.page_flags import PG
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import MemMap, PhysMem
+
+# enum lru_list.
+LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
+NR_LRU_LISTS = 5
+LRU_BASE_ANON, LRU_BASE_FILE = LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+LRU_ACTIVE = 1
+#: The lists by their /proc/vmstat counter names (nr_inactive_anon, ...).
+LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+
+_LRU = 1 << PG.lru
+_ACTIVE = 1 << PG.active
+_REFERENCED = 1 << PG.referenced
+_UNEVICTABLE = 1 << PG.unevictable
+_SWAPBACKED = 1 << PG.swapbacked
+_HEAD = 1 << PG.head
+
+
+def folio_lru_list_of(flags: int) -> int:
+    """folio_lru_list(): the list a folio with page flags `flags` belongs on."""
+    if flags & _UNEVICTABLE:
+        return LRU_UNEVICTABLE
+    lru = LRU_BASE_ANON if flags & _SWAPBACKED else LRU_BASE_FILE
+    return lru + LRU_ACTIVE if flags & _ACTIVE else lru
+
+
+def is_file_lru(lru: int) -> bool:
+    """is_file_lru()."""
+    return lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
+
+
+def is_active_lru(lru: int) -> bool:
+    """is_active_lru()."""
+    return lru in (LRU_ACTIVE_ANON, LRU_ACTIVE_FILE)
+
+
+class LruVec:
+    """`struct lruvec` of the node: the five lists and how many pages each holds (a THP counts 512)."""
+
+    __slots__ = ("lists", "nr_pages")
+
+    def __init__(self) -> None:
+        self.lists: tuple[OrderedDict[int, None], ...] = tuple(OrderedDict() for _ in range(NR_LRU_LISTS))
+        self.nr_pages = [0] * NR_LRU_LISTS
+
+    def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
+        """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
+        flags = int(mm.flags[head])
+        if flags & _LRU:
+            raise AssertionError(f"pfn {head:#x} is already on an LRU list")
+        lru = folio_lru_list_of(flags)
+        lst = self.lists[lru]
+        lst[head] = None
+        if tail:
+            lst.move_to_end(head, last=False)
+        self.nr_pages[lru] += _folio_nr_pages(mm, head, flags)
+        mm.flags[head] = flags | _LRU
+
+    def add_bulk(self, mm: MemMap, pfns: np.ndarray) -> None:
+        """lruvec_add_folio() for many small folios of one kind (same flags, not yet on a list)."""
+        if not len(pfns):
+            return
+        flags = int(mm.flags[int(pfns[0])])
+        lru = folio_lru_list_of(flags)
+        self.lists[lru].update(dict.fromkeys(pfns.tolist()))
+        self.nr_pages[lru] += len(pfns)
+        mm.flags[pfns] |= np.uint64(_LRU)
+
+    def delete(self, mm: MemMap, head: int) -> int:
+        """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
+        flags = int(mm.flags[head])
+        lru = folio_lru_list_of(flags)
+        del self.lists[lru][head]
+        self.nr_pages[lru] -= _folio_nr_pages(mm, head, flags)
+        mm.flags[head] = flags & ~_LRU
+        return lru
+
+    def lru_size(self, lru: int) -> int:
+        """lruvec_page_state of NR_LRU_BASE + lru: pages on list `lru`."""
+        return self.nr_pages[lru]
+
+    def oldest(self, lru: int, n: int) -> list[int]:
+        """Up to `n` folios from the tail of list `lru`, oldest first (what isolate_lru_folios scans)."""
+        out: list[int] = []
+        for head in self.lists[lru]:
+            if len(out) == n:
+                break
+            out.append(head)
+        return out
+
+
+def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
+    """folio_nr_pages() of a head page whose flags are `flags`."""
+    return 1 << (int(mm.flags[head + 1]) & 0xFF) if flags & _HEAD else 1
+
+
+def folio_add_lru(mem: PhysMem, pfn: int) -> None:
+    """folio_add_lru(): a new folio (page cache or anon) joins the LRU, on the inactive list of its type
+    unless it was marked active (a refault of the working set) or is mlocked (unevictable)."""
+    mem.lruvec.add(mem.mem_map, mem.mem_map.compound_head(pfn))
+
+
+def page_cache_release(mem: PhysMem, pfn: int) -> None:
+    """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    if int(mm.flags[head]) & _LRU:
+        mem.lruvec.delete(mm, head)
+
+
+def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
+    """folio_mark_accessed(): the first use sets PG_referenced; a second one, on an inactive folio,
+    activates it (moves it to the active list) and clears PG_referenced — the two-step promotion that
+    keeps a page used once from displacing the working set."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    flags = int(mm.flags[head])
+    if not flags & _REFERENCED:
+        mm.flags[head] = flags | _REFERENCED
+    elif not flags & (_UNEVICTABLE | _ACTIVE):
+        if flags & _LRU:
+            folio_activate(mem, head)
+            flags = int(mm.flags[head])
+        else:
+            flags |= _ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
+        mm.flags[head] = flags & ~_REFERENCED
+
+
+def folio_activate(mem: PhysMem, head: int) -> None:
+    """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list."""
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    if flags & (_ACTIVE | _UNEVICTABLE) or not flags & _LRU:
+        return
+    lruvec = mem.lruvec
+    lruvec.delete(mm, head)
+    mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+    lruvec.add(mm, head)
+    mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
+
+
+def lru_view(mem: PhysMem) -> str:
+    """Every LRU list with its folios from head (newest) to tail (oldest), one list per line."""
+    lines = []
+    for lru, name in enumerate(LRU_NAMES):
+        pfns = " ".join(f"{p:#x}" for p in reversed(mem.lruvec.lists[lru]))
+        lines.append(f"{name} ({mem.lruvec.nr_pages[lru]} pages): {pfns}".rstrip())
+    return "\n".join(lines) + "\n"
