@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
+    from vmlab.kernel.page_writeback import BackingDev
     from vmlab.kernel.pgtable import PageTables
 
 # vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
@@ -122,6 +123,16 @@ class Inode:
     host_cached: frozenset[int] | None = None
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
+    #: Indices of the accounted dirty pages (the xarray's PAGECACHE_TAG_DIRTY).
+    dirty: set[int] = field(default_factory=set)
+    #: Pages under write-back: index -> when the write completes (clock ns).
+    under_writeback: dict[int, int] = field(default_factory=dict)
+    #: When the inode went from clean to dirty (inode->dirtied_when, clock ns).
+    dirtied_when: int = 0
+    #: i_mmap: the VMAs mapping this file, each with its mm (MmStruct.insert/remove keep it).
+    i_mmap: dict[VmArea, MmStruct] = field(default_factory=dict)
+    #: The device behind the file (None: the machine's default device).
+    bdi: BackingDev | None = None
 
 
 _file_ids = itertools.count(1)
@@ -135,6 +146,7 @@ class File:
     readable: bool = True  # FMODE_READ
     writable: bool = False  # FMODE_WRITE
     pos: int = 0  # f_pos, shared by every descriptor dup'ed from this open
+    prev_pos: int = -1  # f_ra.prev_pos: where the last read() ended (-1: none yet)
     id: int = field(default_factory=lambda: next(_file_ids))
 
     @property
@@ -300,12 +312,16 @@ class MmStruct:
             raise AssertionError(f"overlapping insert of {vma!r}")
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
+        if vma.vm_file is not None:
+            vma.vm_file.inode.i_mmap[vma] = self
 
     def remove(self, vma: VmArea) -> None:
         """Unlink a VMA."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
+        if vma.vm_file is not None:
+            vma.vm_file.inode.i_mmap.pop(vma, None)
 
     def set_range(self, vma: VmArea, start: int, end: int) -> None:
         """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""
