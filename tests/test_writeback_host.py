@@ -197,3 +197,39 @@ def test_cachestat_through_write_fsync_stores_msync_and_truncate_agree(ext4_dir:
     assert host[4] == (16, 4, 0) and host[5] == (0, (16, 3, 0)) and host[6] == (16, 4, 0)
     assert host[8] == (6, 3, 0) and host[9] == (10, signal.SIGBUS) and host[10] == (5, 0)
     assert host[12] == (4, 1, 0) and host[13] == (2, 0, 0)
+
+
+def _model_clean_after() -> float:
+    """Seconds from a 4-page write until the model's flusher has written it (no fsync)."""
+    f = ModelFile()
+    start = f.mem.clock.now_ns
+    f.pwrite(0, 4 * PAGE)
+    step = 100_000_000
+    while f.cachestat()[1:] != (0, 0):
+        f.mem.clock.advance(step)
+    return (f.mem.clock.now_ns - start) / 1e9
+
+
+@needs_host
+def test_flusher_writes_dirty_pages_after_dirty_expire(ext4_dir: Path) -> None:
+    """Pages written and left alone become clean when the flusher's periodic (kupdate) pass finds their
+    inode older than dirty_expire_centisecs (30 s); the passes come every dirty_writeback_centisecs
+    (5 s). Tolerance: the host's flusher runs on a phase set by other dirty data on the machine, so the
+    kernel writes the inode at some pass 30-35 s after the write (+1 s for the I/O and the 0.25 s
+    polling); the model, whose flusher is armed by this write, at its sixth pass, exactly 30 s after
+    (an inode dirtied exactly dirty_expire ago counts as expired, as with the kernel's
+    !time_after(dirtied_when, oldest_jif))."""
+    model = _model_clean_after()
+    assert 30.0 <= model <= 30.2
+    fd = os.open(ext4_dir / "expire", os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    try:
+        start = time.monotonic()
+        for i in range(4):
+            os.pwrite(fd, b"w" * PAGE, i * PAGE)
+        assert cachestat(fd)[:3] == (4, 4, 0)
+        while cachestat(fd)[1:3] != (0, 0) and time.monotonic() - start < 45:
+            time.sleep(0.25)
+        host = time.monotonic() - start
+    finally:
+        os.close(fd)
+    assert 30.0 <= host <= 36.5, f"host wrote the pages after {host:.1f} s"

@@ -388,7 +388,7 @@ def wb_workfn(mem: PhysMem, when: int | None) -> None:
     bg_thresh, _ = global_dirty_limits(mem)
     if wb.nr_dirty > bg_thresh and wb.b_dirty:
         _write_inodes(mem, list(wb.b_dirty), MAX_WRITEBACK_PAGES)
-        busy = max(wb.default_bdi.busy_until, *(_bdi(mem, i).busy_until for i in wb.b_dirty))
+        busy = max([wb.default_bdi.busy_until, *(_bdi(mem, i).busy_until for i in wb.b_dirty)])
         wb.background_queued = True
         mem.clock.at(max(busy, now + 1), lambda: wb_workfn(mem, None))
     if wb.b_dirty:
