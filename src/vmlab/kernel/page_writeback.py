@@ -86,6 +86,8 @@ class Writeback:
     flusher_armed_for: int | None = None  # when the delayed flusher work is due, if queued
     background_queued: bool = False
     last_old_flush: int = 0
+    #: balance_dirty_pages() sleeps so far (not a /proc/vmstat field; for the experiments).
+    pauses: int = 0
 
 
 # --- dirty limits ----------------------------------------------------------------------------------
@@ -420,7 +422,7 @@ def balance_dirty_pages(mem: PhysMem, pages_dirtied: int) -> int:
         else:
             pause = MAX_PAUSE_NS
         mem.clock.advance(pause)
-        mem.events["balance_dirty_pages_pauses"] += 1
+        wb.pauses += 1
         slept += pause
 
 
