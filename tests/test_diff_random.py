@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 LOW, HIGH = 0x10000000, 0x10100000
 #: A file both backends map: created once per test session, FILE_PAGES long.
-DATA_FILE = "/tmp/vmlab-diff-random.dat"
+#: Per test process, so that concurrent runs (several worktrees) do not remove each other's file.
+DATA_FILE = f"/tmp/vmlab-diff-random-{os.getpid()}.dat"
 PAGES = (HIGH - LOW) // 4096
 
 _missing = [m for m in ("vmlab.kernel.machine", "vmlab.host.oracle", "vmlab.host.stepper_build")

@@ -96,7 +96,8 @@ def enumerate_inodes(backend: ModelBackend) -> list[Inode]:
     """Every inode that may hold page-cache pages of this machine: those the backend opened, those of
     the open files and mapped files of every task, and the built-in program's."""
     seen: dict[int, Inode] = {}
-    candidates: list[Inode] = [*backend._inodes.values(), BUILTIN_IMAGE.inode]
+    candidates: list[Inode] = [*backend._inodes.values(), *backend.simfs.files.values(),
+                               BUILTIN_IMAGE.inode]
     for task in backend.tasks.values():
         candidates.extend(f.inode for f in task.files.values())
         candidates.extend(v.vm_file.inode for v in task.mm if v.vm_file is not None)
@@ -331,6 +332,38 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     _check_counts(mem, frames)
     _check_conservation(mem, frames)
     check_lru(mem, frames)
+    check_writeback(mem, enumerate_inodes(backend))
+
+
+def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
+    """Dirty and write-back accounting: a file page is PG_dirty exactly when its inode tags it dirty (so
+    no dirty page left the cache unwritten, except through truncation, which cancels it), PG_writeback
+    exactly when a write of it is pending on the clock; NR_FILE_DIRTY and NR_WRITEBACK are those counts;
+    the flusher's b_dirty list holds exactly the inodes with dirty pages."""
+    mm_map = mem.mem_map
+    wb = mem.wb
+    dirty = writeback = 0
+    for inode in inodes:
+        if inode.shmem:
+            continue
+        for index, pfn in inode.i_pages.items():
+            at = f"page cache of {inode.path} index {index} (pfn {pfn:#x})"
+            if mm_map.test(pfn, PG.dirty) != (index in inode.dirty):
+                raise AssertionError(f"{at}: PG_dirty {mm_map.test(pfn, PG.dirty)} but the inode's dirty tag "
+                                     f"{index in inode.dirty}")
+            if mm_map.test(pfn, PG.writeback) != (index in inode.under_writeback):
+                raise AssertionError(f"{at}: PG_writeback and the pending writes disagree")
+        cached = inode.i_pages.keys()
+        if not inode.dirty <= cached or not inode.under_writeback.keys() <= cached:
+            raise AssertionError(f"{inode.path}: dirty or write-back pages that are not in its cache")
+        if bool(inode.dirty) != (inode in wb.b_dirty):
+            raise AssertionError(f"{inode.path}: {len(inode.dirty)} dirty pages but b_dirty membership "
+                                 f"{inode in wb.b_dirty}")
+        dirty += len(inode.dirty)
+        writeback += len(inode.under_writeback)
+    if (dirty, writeback) != (wb.nr_dirty, wb.nr_writeback):
+        raise AssertionError(f"NR_FILE_DIRTY/NR_WRITEBACK {wb.nr_dirty}/{wb.nr_writeback} but the pages say "
+                             f"{dirty}/{writeback}")
 
 
 def check_lru(mem: PhysMem, frames: Frames) -> None:

@@ -162,6 +162,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             last_pos = pos
             copied.append(pfn)
     ra.prev_pos = last_pos
+    mem.clock.advance(mem.clock.costs.hit_ns * len(copied))  # the copy to user space
     return copied
 
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from vmlab.kernel.mm_types import VM_READAHEAD_PAGES, File, Inode
+from vmlab.kernel.page_writeback import BackingDev
 
 #: Filesystems whose file_operations use thp_get_unmapped_area (G7).
 THP_ALIGNED_FS = frozenset({"ext2", "ext4", "xfs", "btrfs"})
@@ -114,3 +115,31 @@ class ShmemMount:
         inode = Inode(path="/dev/zero", ino=next(self._next_ino), size=length, major=SHMEM_INTERNAL_DEV[0],
                       minor=SHMEM_INTERNAL_DEV[1], shmem=True, deleted=True)
         return File(inode, readable=True, writable=True)
+
+
+#: The device number the model's own files show (a block device that does not exist on the host).
+SIMFS_DEV = (254, 0)
+
+
+@dataclass
+class SimFs:
+    """The model's own file system namespace: files created by open(O_CREAT) (or by an experiment) that
+    do not exist on the host. Nothing of them is cached at first: every page not yet in the page cache
+    is read from their device (`bdi`, the machine's default when None)."""
+
+    files: dict[str, Inode] = field(default_factory=dict)
+    _next_ino: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
+
+    def lookup(self, path: str) -> Inode | None:
+        """The model file at `path` (normalised), or None."""
+        return self.files.get(os.path.normpath(path))
+
+    def create(self, path: str, size: int = 0, bdi: BackingDev | None = None) -> Inode:
+        """A new regular file of `size` bytes, none of them cached (or the existing one)."""
+        path = os.path.normpath(path)
+        found = self.files.get(path)
+        if found is None:
+            found = self.files[path] = Inode(path=path, ino=next(self._next_ino), size=size,
+                                             major=SIMFS_DEV[0], minor=SIMFS_DEV[1], thp_aligned=True,
+                                             host_cached=frozenset(), bdi=bdi)
+        return found

@@ -16,9 +16,16 @@ from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
 from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
-from vmlab.kernel.filemap import filemap_read, generic_fadvise, read_page, residency
+from vmlab.kernel.filemap import (
+    add_to_page_cache,
+    cached_page,
+    filemap_read,
+    generic_fadvise,
+    read_page,
+    residency,
+)
 from vmlab.kernel.fork import dup_mmap
-from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
+from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
 from vmlab.kernel.memory import (
@@ -34,6 +41,7 @@ from vmlab.kernel.memory import (
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
     VM_LOCKED,
+    VM_SHARED,
     File,
     Inode,
     MmStruct,
@@ -42,11 +50,22 @@ from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_writeback import (
+    BackingDev,
+    CacheStat,
+    balance_dirty_pages,
+    filemap_cachestat,
+    filemap_write_and_wait_range,
+    folio_mark_dirty,
+    ksys_sync,
+    sync_inodes,
+)
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EBADF,
+    EBUSY,
     EFAULT,
     EINVAL,
     EMFILE,
@@ -60,6 +79,9 @@ from vmlab.kernel.uapi import (
     MAP_HUGETLB,
     MAP_NONBLOCK,
     MAP_POPULATE,
+    MS_ASYNC,
+    MS_INVALIDATE,
+    MS_SYNC,
     O_ACCMODE,
     O_CLOEXEC,
     O_CREAT,
@@ -68,11 +90,14 @@ from vmlab.kernel.uapi import (
     O_TRUNC,
     O_WRONLY,
     PAGE_MASK,
+    PAGE_SHIFT,
     PAGE_SIZE,
     page_align,
 )
 
 NR_OPEN = 1024
+#: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
+WRITE_RATELIMIT = 32
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
 
@@ -128,6 +153,8 @@ class ModelBackend:
         self._shmem = ShmemMount()
         self._shmem_inodes: list[Inode] = []
         self._inodes: dict[tuple[int, int, int], Inode] = {}
+        #: The model's own files (open with O_CREAT of a path the host does not have, create_file).
+        self.simfs = SimFs()
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
             "mremap": self._mremap, "brk": self._brk, "madvise": self._madvise,
@@ -137,7 +164,9 @@ class ModelBackend:
             "dup2": self._dup2, "dup3": self._dup3, "fcntl": self._fcntl,
             "ftruncate": self._ftruncate, "memfd_create": self._memfd_create, "execve": self._execve,
             "read": self._read, "write": self._write, "pread64": self._pread64, "pwrite64": self._pwrite64,
-            "lseek": self._lseek, "fadvise64": self._fadvise64,
+            "lseek": self._lseek, "fadvise64": self._fadvise64, "truncate": self._truncate,
+            "fsync": self._fsync, "fdatasync": self._fdatasync, "sync": self._sync,
+            "syncfs": self._syncfs, "msync": self._msync,
         }
 
     # --- Backend -------------------------------------------------------------------------------------
@@ -188,6 +217,21 @@ class ModelBackend:
             for pfn in inode.i_pages.values():
                 put_page(self.mem, pfn)
             inode.i_pages.clear()
+
+    def create_file(self, path: str, size: int, bdi: BackingDev | None = None) -> Inode:
+        """A file of the model's own (not on the host) of `size` bytes, none cached, on device `bdi`."""
+        return self.simfs.create(path, size, bdi)
+
+    def cachestat(self, pid: int, fd: int, off: int = 0, length: int = 0) -> CacheStat | int:
+        """cachestat(2) of an open file of process `pid`, or -EBADF."""
+        file = self.tasks[pid].files.get(fd)
+        return -EBADF if file is None else filemap_cachestat(self.mem, file.inode, off, length)
+
+    def drop_caches(self, mode: int) -> None:
+        """echo mode > /proc/sys/vm/drop_caches: bit 1 drops the clean, unmapped page cache of every
+        file (dirty pages stay: sync first, as the documentation says)."""
+        if mode & 1:
+            drop_pagecache(self.mem, list(self._inodes.values()) + list(self.simfs.files.values()))
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """Touch each page of the range; a fatal signal ends the process."""
@@ -317,10 +361,14 @@ class ModelBackend:
     def _inode(self, path: str) -> Inode:
         """One Inode object per file of this machine (host files by dev/ino, the built-in program's
         own copy), so that every open and exec of it shares one page cache and size."""
+        sim = self.simfs.lookup(path)
+        if sim is not None:
+            return sim
         if path == BUILTIN_PROGRAM:
             found = self._inodes.get((0, 0, 0))
             if found is None:
-                found = self._inodes[(0, 0, 0)] = dataclasses.replace(BUILTIN_IMAGE.inode, i_pages={})
+                found = self._inodes[(0, 0, 0)] = dataclasses.replace(
+                    BUILTIN_IMAGE.inode, i_pages={}, dirty=set(), under_writeback={}, i_mmap={})
             return found
         fresh = host_inode(path)
         key = (fresh.major, fresh.minor, fresh.ino)
@@ -405,11 +453,11 @@ class ModelBackend:
         except FileNotFoundError:
             if not flags & O_CREAT:
                 return -ENOENT
-            return -ENOENT  # creating files is not modelled: scenarios map existing files
+            inode = self.simfs.create(path)  # the model's own file; the host never sees it
         except OSError as err:
             return -(err.errno or ENOENT)
         if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY:
-            inode.size = 0
+            truncate_setsize(self.mem, inode, 0)
         acc = flags & O_ACCMODE
         file = File(inode, readable=acc in (O_RDONLY, O_RDWR), writable=acc in (O_WRONLY, O_RDWR))
         return self._install(task, file, bool(flags & O_CLOEXEC))
@@ -466,11 +514,82 @@ class ModelBackend:
         return 0
 
     def _ftruncate(self, task: Task, fd: int, length: int) -> int:
+        """do_ftruncate(): a regular file open for writing gets the new size (truncate_setsize)."""
         file = task.files.get(fd)
-        if file is None or not file.writable:
+        if file is None or not file.writable or length < 0 or file.path == "/dev/null":
             return -EBADF if file is None else -EINVAL
-        file.inode.size = length
+        truncate_setsize(self.mem, file.inode, length)
         return 0
+
+    def _truncate(self, task: Task, path: str, length: int) -> int:
+        """do_sys_truncate(): the file at `path` gets the new size (the model's copy only)."""
+        if length < 0:
+            return -EINVAL
+        try:
+            inode = self._inode(path)
+        except OSError as err:
+            return -(err.errno or ENOENT)
+        truncate_setsize(self.mem, inode, length)
+        return 0
+
+    def _fsync(self, task: Task, fd: int) -> int:
+        """vfs_fsync(): write the file's dirty pages and wait for them (/dev/null: -EINVAL)."""
+        file = task.files.get(fd)
+        if file is None:
+            return -EBADF
+        if file.path == "/dev/null":
+            return -EINVAL
+        return filemap_write_and_wait_range(self.mem, file.inode)
+
+    def _fdatasync(self, task: Task, fd: int) -> int:
+        """fdatasync(): the same pages as fsync (the model has no inode metadata to skip)."""
+        return self._fsync(task, fd)
+
+    def _sync(self, task: Task) -> int:
+        """sync(): every dirty page of the machine written and waited for."""
+        ksys_sync(self.mem)
+        return 0
+
+    def _syncfs(self, task: Task, fd: int) -> int:
+        """syncfs(): every dirty inode of the file's filesystem (same device)."""
+        file = task.files.get(fd)
+        if file is None:
+            return -EBADF
+        dev = (file.inode.major, file.inode.minor)
+        return sync_inodes(self.mem, [i for i in self.mem.wb.b_dirty if (i.major, i.minor) == dev])
+
+    def _msync(self, task: Task, start: int, length: int, flags: int) -> int:
+        """sys_msync(): MS_SYNC writes and waits for the file range behind each shared file mapping of
+        [start, start+len); MS_ASYNC does nothing (dirty pages are already known to the flusher).
+        -ENOMEM for a hole in the range (after syncing the rest), -EBUSY for MS_INVALIDATE on locked."""
+        if flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) or start & ~PAGE_MASK or (
+                flags & MS_ASYNC and flags & MS_SYNC):
+            return -EINVAL
+        end = start + page_align(length)
+        if end < start:
+            return -ENOMEM
+        unmapped_error = 0
+        vma = task.mm.find_vma(start)
+        while start < end:
+            if vma is None:
+                return -ENOMEM
+            if start < vma.vm_start:
+                if flags == MS_ASYNC:
+                    return -ENOMEM
+                start = vma.vm_start
+                if start >= end:
+                    return -ENOMEM
+                unmapped_error = -ENOMEM
+            if flags & MS_INVALIDATE and vma.vm_flags & VM_LOCKED:
+                return -EBUSY
+            fstart = (start - vma.vm_start) + (vma.vm_pgoff << PAGE_SHIFT)
+            fend = fstart + (min(end, vma.vm_end) - start) - 1
+            start = vma.vm_end
+            if flags & MS_SYNC and vma.vm_file is not None and vma.vm_flags & VM_SHARED:
+                filemap_write_and_wait_range(self.mem, vma.vm_file.inode, fstart >> PAGE_SHIFT,
+                                             fend >> PAGE_SHIFT)
+            vma = task.mm.find_vma(start)
+        return unmapped_error
 
     def _uaccess(self, task: Task, buf: int, count: int, write: bool) -> int:
         """copy_to_user()/copy_from_user(): touch the buffer page by page, as the kernel's copy does
@@ -495,10 +614,7 @@ class ModelBackend:
         offset = file.pos if pos is None else pos
         n = count if write else max(0, min(count, inode.size - offset))
         if write:
-            for index in range(offset >> 12, (offset + n + PAGE_SIZE - 1) >> 12):
-                pfn, _ = read_page(self.mem, inode, index)
-                if pfn is not None:
-                    self.mem.mem_map.set(pfn, PG.dirty)
+            self._write_begin_end(inode, offset, n)
         else:
             filemap_read(self.mem, file, offset, count)
         done = self._uaccess(task, buf, n, write=not write)
@@ -509,6 +625,32 @@ class ModelBackend:
         if pos is None:
             file.pos = offset + done
         return done
+
+    def _write_begin_end(self, inode: Inode, offset: int, n: int) -> None:
+        """generic_perform_write(): per page, write_begin (a page fully overwritten, or wholly past EOF,
+        needs no read), the copy (at the hit cost), write_end marking it dirty; every 32 pages dirtied
+        (the ratelimit) balance_dirty_pages() may make the writer sleep. Writes do not mark pages
+        accessed (FGP_WRITEBEGIN has no FGP_ACCESSED)."""
+        if not n:
+            return
+        mem = self.mem
+        dirtied = 0
+        for index in range(offset >> PAGE_SHIFT, ((offset + n - 1) >> PAGE_SHIFT) + 1):
+            lo, hi = max(offset, index << PAGE_SHIFT), min(offset + n, (index + 1) << PAGE_SHIFT)
+            if hi - lo == PAGE_SIZE or index << PAGE_SHIFT >= inode.size:
+                pfn = cached_page(mem, inode, index)
+                if pfn is None:
+                    pfn = add_to_page_cache(mem, inode, index)
+            else:
+                pfn, _ = read_page(mem, inode, index)
+            mem.clock.advance(mem.clock.costs.hit_ns)
+            if pfn is not None and folio_mark_dirty(mem, inode, pfn) and not inode.shmem:
+                dirtied += 1
+                if dirtied == WRITE_RATELIMIT:
+                    balance_dirty_pages(mem, dirtied)
+                    dirtied = 0
+        if dirtied:
+            balance_dirty_pages(mem, dirtied)
 
     def _read(self, task: Task, fd: int, buf: int, count: int) -> int:
         return self._file_io(task, fd, buf, count, None, write=False)

@@ -29,6 +29,7 @@ from vmlab.kernel.mm_types import (
 )
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive
+from vmlab.kernel.page_writeback import balance_dirty_pages, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -401,10 +402,18 @@ def do_shared_fault(vmf: VmFault) -> int:
     pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if pfn is None:
         return VM_FAULT_OOM
-    vmf.mem.mem_map.set(pfn, PG.dirty)
     if not _map_file_page(vmf, vmf.address, pfn, True):
         return VM_FAULT_OOM
+    fault_dirty_shared_page(vmf, pfn)
     return VM_FAULT_MAJOR if major else 0
+
+
+def fault_dirty_shared_page(vmf: VmFault, pfn: int) -> None:
+    """fault_dirty_shared_page(): a write through a shared mapping dirties the page-cache page
+    (page_mkwrite, folio_mark_dirty) and lets the dirty limits throttle the writer."""
+    vmf.call("fault_dirty_shared_page", "folio_mark_dirty, balance_dirty_pages_ratelimited")
+    if folio_mark_dirty(vmf.mem, vmf_inode(vmf.vma), pfn) and not vmf_inode(vmf.vma).shmem:
+        balance_dirty_pages(vmf.mem, 1)
 
 
 def do_wp_page(vmf: VmFault, pte: int) -> int:
@@ -415,8 +424,8 @@ def do_wp_page(vmf: VmFault, pte: int) -> int:
     pfn = pte_pfn(pte)
     if vma.vm_flags & VM_SHARED:
         vmf.call("do_wp_page -> wp_page_shared", "write-notify: make it writable")
-        mem.mem_map.set(pfn, PG.dirty)
         pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
+        fault_dirty_shared_page(vmf, pfn)
         return 0
     if not pte_special(pte) and _is_anon(mem, pfn) and page_mapcount(mem, pfn) == 1 \
             and int(mem.mem_map._refcount[pfn]) == 1:
@@ -567,6 +576,10 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
             continue
         if pte_special(entry):
             continue  # the zero page: no struct page to account
+        if entry & _PAGE_DIRTY and not _is_anon(mem, pfn):
+            inode = mem.wb.mappings.get(int(mem.mem_map.mapping[pfn]))
+            if inode is not None:  # only ever-dirtied files: their stores dirtied the page at fault
+                folio_mark_dirty(mem, inode, pfn)
         add_mm_counter(mm, mm_counter(mem, pfn), -1)
         _remove_rmap(mem, pfn)
 

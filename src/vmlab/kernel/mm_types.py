@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
+    from vmlab.kernel.page_writeback import BackingDev
     from vmlab.kernel.pgtable import PageTables
 
 # vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
@@ -133,6 +134,16 @@ class Inode:
     large_folios: bool = False
     #: The large folios in i_pages: index of the head page -> order (order-0 pages are not listed).
     folio_orders: dict[int, int] = field(default_factory=dict)
+    #: Indices of the accounted dirty pages (the xarray's PAGECACHE_TAG_DIRTY).
+    dirty: set[int] = field(default_factory=set)
+    #: Pages under write-back: index -> when the write completes (clock ns).
+    under_writeback: dict[int, int] = field(default_factory=dict)
+    #: When the inode went from clean to dirty (inode->dirtied_when, clock ns).
+    dirtied_when: int = 0
+    #: i_mmap: the VMAs mapping this file, each with its mm (MmStruct.insert/remove keep it).
+    i_mmap: dict[VmArea, MmStruct] = field(default_factory=dict)
+    #: The device behind the file (None: the machine's default device).
+    bdi: BackingDev | None = None
 
 
 @dataclass
@@ -337,12 +348,16 @@ class MmStruct:
             raise AssertionError(f"overlapping insert of {vma!r}")
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
+        if vma.vm_file is not None:
+            vma.vm_file.inode.i_mmap[vma] = self
 
     def remove(self, vma: VmArea) -> None:
         """Unlink a VMA."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
+        if vma.vm_file is not None:
+            vma.vm_file.inode.i_mmap.pop(vma, None)
 
     def set_range(self, vma: VmArea, start: int, end: int) -> None:
         """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""

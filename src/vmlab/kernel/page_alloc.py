@@ -41,6 +41,7 @@ from vmlab.kernel.page_flags import (
     page_type_of,
     page_type_value,
 )
+from vmlab.kernel.page_writeback import Writeback
 from vmlab.kernel.swap import LruVec
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
@@ -325,6 +326,8 @@ class PhysMem:
         self.clock = Clock()
         self.events: Counter[str] = Counter()
         self.lruvec = LruVec()
+        #: Dirty and write-back accounting, the dirty limits' sysctls and the flusher (page_writeback).
+        self.wb = Writeback()
         self.alloc_failures = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}

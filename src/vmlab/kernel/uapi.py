@@ -103,6 +103,11 @@ F_GETFL = 3
 F_SETFL = 4
 F_DUPFD_CLOEXEC = 1030
 
+# msync flags.
+MS_ASYNC = 1
+MS_INVALIDATE = 2
+MS_SYNC = 4
+
 ADDR_NO_RANDOMIZE = 0x0040000
 ADDR_COMPAT_LAYOUT = 0x0200000
 
@@ -118,6 +123,7 @@ ENODEV = _errno.ENODEV
 EINVAL = _errno.EINVAL
 EMFILE = _errno.EMFILE
 EOVERFLOW = _errno.EOVERFLOW
+EBUSY = _errno.EBUSY
 
 def _names(prefix: str) -> dict[str, int]:
     return {k: v for k, v in globals().items() if k.startswith(prefix) and isinstance(v, int)}

@@ -1,0 +1,471 @@
+"""Write-back, after mm/page-writeback.c and fs/fs-writeback.c: dirty page accounting, the dirty limits
+(dirty_background_ratio / dirty_ratio or their *_bytes, of the dirtyable memory), balance_dirty_pages()
+throttling, the flusher (periodic "kupdate" write-back of inodes dirtied dirty_expire_centisecs ago,
+every dirty_writeback_centisecs, and background write-back above the background threshold), and the
+data-integrity paths (fsync, fdatasync, msync, sync, syncfs).
+
+A page's life: folio_mark_dirty() sets PG_dirty, counts it in NR_FILE_DIRTY and tags it in its inode
+(`Inode.dirty`, the xarray's PAGECACHE_TAG_DIRTY); the inode joins the flusher's b_dirty list with its
+dirtied_when. Write-back (folio_clear_dirty_for_io + folio_start_writeback) moves it from Dirty to
+Writeback and write-protects its shared mappings (folio_mkclean), so the next store faults and dirties
+it again; the I/O completes on the clock (one queue per backing device, `BackingDev.write_ns` a page),
+and folio_end_writeback() clears PG_writeback.
+
+Deliberate simplifications: one backing device queue per device, one page per I/O (the device's
+bandwidth is 1 page / write_ns); balance_dirty_pages() uses the kernel's global position control
+(pos_ratio_polynom around the setpoint between the freerun ceiling and the limit) with the device's
+write bandwidth as the balanced rate, for one writer (no per-wb or memcg domains, no ratelimit
+bookkeeping per task); shmem pages are dirtied without accounting, as the kernel's noop_dirty_folio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vmlab.kernel.clock import NSEC_PER_MSEC
+from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mm_types import Inode, MmStruct, VmArea
+    from vmlab.kernel.page_alloc import PhysMem
+
+#: Pages one write-back pass writes of an inode before moving on (fs/fs-writeback.c).
+MAX_WRITEBACK_PAGES = 1024
+#: balance_dirty_pages() sleeps at most this long per pause (MAX_PAUSE = HZ/5).
+MAX_PAUSE_NS = 200 * NSEC_PER_MSEC
+UINT_MAX = (1 << 32) - 1
+NSEC_PER_CENTISEC = 10 * NSEC_PER_MSEC
+
+_DIRTY = 1 << PG.dirty
+_WRITEBACK = 1 << PG.writeback
+_RECLAIM = 1 << PG.reclaim
+_LRU = 1 << PG.lru
+_ACTIVE = 1 << PG.active
+
+
+@dataclass
+class DirtySysctl:
+    """/proc/sys/vm/dirty_*: the defaults of this kernel (measured on the host: 10, 0, 20, 0, 500, 3000)."""
+
+    dirty_background_ratio: int = 10
+    dirty_background_bytes: int = 0
+    dirty_ratio: int = 20
+    dirty_bytes: int = 0
+    dirty_writeback_centisecs: int = 500
+    dirty_expire_centisecs: int = 3000
+
+
+@dataclass
+class BackingDev:
+    """A backing device (`backing_dev_info` with its request queue): writes are served one page at a
+    time in submission order, each taking `write_ns`; `busy_until` is when the queue drains."""
+
+    name: str = "default"
+    write_ns: int | None = None  # None: the machine's Costs.writeback_ns
+    read_ns: int | None = None  # None: the machine's Costs.major_fault_ns (the read paths use it)
+    busy_until: int = 0
+
+
+@dataclass
+class Writeback:
+    """The node's write-back state: NR_FILE_DIRTY and NR_WRITEBACK (pages), the flusher's b_dirty list
+    (inodes with dirty pages, oldest dirtied first), its timer, and the device the model's files use
+    unless they name their own."""
+
+    sysctl: DirtySysctl = field(default_factory=DirtySysctl)
+    nr_dirty: int = 0
+    nr_writeback: int = 0
+    b_dirty: dict[Inode, None] = field(default_factory=dict)
+    #: page->mapping handle -> inode, for every inode that ever had an accounted dirty page.
+    mappings: dict[int, Inode] = field(default_factory=dict)
+    default_bdi: BackingDev = field(default_factory=BackingDev)
+    flusher_armed_for: int | None = None  # when the delayed flusher work is due, if queued
+    background_queued: bool = False
+    last_old_flush: int = 0
+    #: balance_dirty_pages() sleeps so far (not a /proc/vmstat field; for the experiments).
+    pauses: int = 0
+
+
+# --- dirty limits ----------------------------------------------------------------------------------
+
+
+def calculate_totalreserve_pages(zones: Iterable[tuple[int, int, Iterable[int]]]) -> int:
+    """calculate_totalreserve_pages(): per zone, its high watermark plus its largest lowmem_reserve
+    (capped at its managed pages), summed. `zones` gives (managed, high watermark, lowmem_reserve[])."""
+    total = 0
+    for managed, high, reserves in zones:
+        total += min(max([0, *reserves]) + high, managed)
+    return total
+
+
+def global_dirtyable_memory(nr_free: int, totalreserve: int, inactive_file: int, active_file: int) -> int:
+    """global_dirtyable_memory(): free pages less the kernel's reserves, plus the file LRU pages (+1 so it
+    is never 0). No highmem on x86_64."""
+    x = nr_free - min(nr_free, totalreserve)
+    return x + inactive_file + active_file + 1
+
+
+def _div_round_up(n: int, d: int) -> int:
+    """DIV_ROUND_UP()."""
+    return -(-n // d)
+
+
+def domain_dirty_limits(available: int, sysctl: DirtySysctl) -> tuple[int, int]:
+    """domain_dirty_limits() of the global domain: (bg_thresh, thresh) in pages. Ratios are turned into
+    parts per PAGE_SIZE first (so 20% is 819/4096 of the dirtyable memory); *_bytes win over ratios; a
+    background threshold not below the hard one is halved from it."""
+    ratio = sysctl.dirty_ratio * PAGE_SIZE // 100
+    bg_ratio = sysctl.dirty_background_ratio * PAGE_SIZE // 100
+    thresh = (_div_round_up(sysctl.dirty_bytes, PAGE_SIZE) if sysctl.dirty_bytes
+              else ratio * available // PAGE_SIZE)
+    bg_thresh = (_div_round_up(sysctl.dirty_background_bytes, PAGE_SIZE) if sysctl.dirty_background_bytes
+                 else bg_ratio * available // PAGE_SIZE)
+    thresh = min(thresh, UINT_MAX)
+    if bg_thresh >= thresh:
+        bg_thresh = thresh // 2
+    return bg_thresh, thresh
+
+
+def totalreserve_pages(mem: PhysMem) -> int:
+    """totalreserve_pages of the model's machine, from its zones' watermarks and lowmem reserves."""
+    from vmlab.kernel.page_alloc import WMARK_HIGH
+
+    return calculate_totalreserve_pages(
+        (z.managed_pages, z.watermark[WMARK_HIGH], z.lowmem_reserve[z.idx:]) for z in mem.zones
+        if z.populated())
+
+
+def global_dirty_limits(mem: PhysMem) -> tuple[int, int]:
+    """global_dirty_limits(): (background, dirty) thresholds in pages, as /proc/vmstat prints them in
+    nr_dirty_background_threshold and nr_dirty_threshold."""
+    lru = mem.lruvec
+    avail = global_dirtyable_memory(mem.nr_free_pages, totalreserve_pages(mem),
+                                    lru.lru_size(LRU_INACTIVE_FILE), lru.lru_size(LRU_ACTIVE_FILE))
+    return domain_dirty_limits(avail, mem.wb.sysctl)
+
+
+def dirty_freerun_ceiling(thresh: int, bg_thresh: int) -> int:
+    """dirty_freerun_ceiling(): below (thresh + bg_thresh) / 2 a writer is not throttled at all."""
+    return (thresh + bg_thresh) // 2
+
+
+def pos_ratio_polynom(setpoint: int, dirty: int, limit: int) -> float:
+    """pos_ratio_polynom(): 1 + ((setpoint - dirty) / (limit - setpoint + 1))^3, clamped to [0, 2]: the
+    writer runs at the balanced rate at the setpoint, faster below, and stops at the limit."""
+    x = (setpoint - dirty) / (limit - setpoint + 1)
+    return min(max(1.0 + x * x * x, 0.0), 2.0)
+
+
+# --- dirtying --------------------------------------------------------------------------------------
+
+
+def _bdi(mem: PhysMem, inode: Inode) -> BackingDev:
+    return inode.bdi if inode.bdi is not None else mem.wb.default_bdi
+
+
+def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> bool:
+    """folio_mark_dirty() -> filemap_dirty_folio(): set PG_dirty; the first time, account it
+    (NR_FILE_DIRTY, nr_dirtied), tag it dirty in the inode and mark the inode dirty
+    (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's delayed wake-up). shmem folios
+    are only flagged (noop_dirty_folio). True if it was clean."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    flags = int(mm.flags[head])
+    if flags & _DIRTY:
+        return False
+    mm.flags[head] = flags | _DIRTY
+    if inode.shmem:
+        return True
+    wb = mem.wb
+    wb.nr_dirty += 1
+    mem.events["nr_dirtied"] += 1
+    index = int(mm.index[head])
+    if not inode.dirty:
+        inode.dirtied_when = mem.clock.now_ns
+        wb.b_dirty[inode] = None
+        wb.mappings[inode.handle] = inode
+        wb_wakeup_delayed(mem)
+    inode.dirty.add(index)
+    return True
+
+
+def folio_account_cleaned(mem: PhysMem, inode: Inode, index: int) -> None:
+    """folio_account_cleaned() + the tag's removal: a dirty page stops counting as dirty."""
+    inode.dirty.discard(index)
+    mem.wb.nr_dirty -= 1
+    if not inode.dirty:
+        mem.wb.b_dirty.pop(inode, None)
+
+
+def folio_cancel_dirty(mem: PhysMem, inode: Inode, pfn: int) -> None:
+    """folio_cancel_dirty(): truncation throws a dirty page's data away (the one legitimate drop of a
+    dirty page without write-back)."""
+    mm = mem.mem_map
+    if int(mm.flags[pfn]) & _DIRTY:
+        mm.clear(pfn, PG.dirty)
+        if not inode.shmem:
+            folio_account_cleaned(mem, inode, int(mm.index[pfn]))
+
+
+# --- the reverse map of a file (i_mmap) ------------------------------------------------------------
+
+
+def mapping_vmas(inode: Inode, first: int, last: int) -> Iterator[tuple[MmStruct, VmArea, int, int]]:
+    """vma_interval_tree_foreach(): every live (mm, vma) that maps file pages [first, last] of `inode`,
+    with the first and last such index it maps. VMAs of exited mms are pruned on the way."""
+    for vma, mm in list(inode.i_mmap.items()):
+        if mm.pt is None:
+            del inode.i_mmap[vma]
+            continue
+        lo = max(first, vma.vm_pgoff)
+        hi = min(last, vma.vm_pgoff + vma.pages - 1)
+        if lo <= hi:
+            yield mm, vma, lo, hi
+
+
+def vma_address(vma: VmArea, index: int) -> int:
+    """vma_address(): the virtual address at which `vma` maps file page `index`."""
+    return vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)
+
+
+def folio_mkclean(mem: PhysMem, inode: Inode, pfn: int) -> None:
+    """folio_mkclean(): write-protect and clean every shared PTE that maps the page, so the next store
+    faults (page_mkwrite) and dirties it again."""
+    from vmlab.kernel.pgtable import _PAGE_DIRTY, _PAGE_RW, pte_pfn, pte_present  # pgtable needs PhysMem
+
+    index = int(mem.mem_map.index[pfn])
+    for mm, vma, _, _ in mapping_vmas(inode, index, index):
+        pt = mm.pt
+        assert pt is not None
+        addr = vma_address(vma, index)
+        pte = pt.get_pte(addr)
+        if pte_present(pte) and pte_pfn(pte) == pfn and pte & (_PAGE_RW | _PAGE_DIRTY):
+            pt.set_pte(addr, pte & ~(_PAGE_RW | _PAGE_DIRTY))
+
+
+# --- write-back ------------------------------------------------------------------------------------
+
+
+def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int) -> int:
+    """folio_clear_dirty_for_io() + folio_start_writeback() + submitting the write: Dirty -> Writeback;
+    the I/O joins the device's queue and completes later on the clock. Returns the completion time."""
+    mm = mem.mem_map
+    index = int(mm.index[pfn])
+    folio_mkclean(mem, inode, pfn)
+    flags = int(mm.flags[pfn])
+    mm.flags[pfn] = (flags & ~_DIRTY) | _WRITEBACK
+    folio_account_cleaned(mem, inode, index)
+    mem.wb.nr_writeback += 1
+    bdi = _bdi(mem, inode)
+    cost = bdi.write_ns if bdi.write_ns is not None else mem.clock.costs.writeback_ns
+    done = max(mem.clock.now_ns, bdi.busy_until) + cost
+    bdi.busy_until = done
+    inode.under_writeback[index] = done
+    mem.clock.at(done, lambda: folio_end_writeback(mem, inode, index, pfn))
+    return done
+
+
+def folio_end_writeback(mem: PhysMem, inode: Inode, index: int, pfn: int) -> None:
+    """folio_end_writeback(): the write completed: clear PG_writeback (nr_written); a folio reclaim
+    wanted (PG_reclaim) goes to the tail of its inactive list to be freed next (folio_rotate_reclaimable)."""
+    mm = mem.mem_map
+    del inode.under_writeback[index]
+    flags = int(mm.flags[pfn])
+    mm.flags[pfn] = flags & ~(_WRITEBACK | _RECLAIM)
+    mem.wb.nr_writeback -= 1
+    mem.events["nr_written"] += 1
+    if flags & _RECLAIM and flags & _LRU and not flags & (_ACTIVE | _DIRTY):
+        mem.lruvec.delete(mm, pfn)
+        mem.lruvec.add(mm, pfn, tail=True)
+        mem.events["pgrotated"] += 1
+
+
+def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None,
+                      nr_to_write: int | None = None) -> int:
+    """write_cache_pages(): start write-back of the dirty pages of [first, last] in index order (at most
+    `nr_to_write`); pages already under write-back are skipped. Returns the pages submitted."""
+    todo = sorted(i for i in inode.dirty if i >= first and (last is None or i <= last))
+    if nr_to_write is not None:
+        todo = todo[:nr_to_write]
+    for index in todo:
+        if index in inode.under_writeback:
+            folio_wait_writeback(mem, inode, index)  # WB_SYNC_ALL waits; the page was redirtied
+        folio_start_writeback(mem, inode, inode.i_pages[index])
+    return len(todo)
+
+
+def folio_wait_writeback(mem: PhysMem, inode: Inode, index: int) -> None:
+    """folio_wait_writeback(): sleep (not a memory stall) until the page's write completes."""
+    done = inode.under_writeback.get(index)
+    if done is not None and done > mem.clock.now_ns:
+        mem.clock.advance(done - mem.clock.now_ns)
+
+
+def filemap_write_and_wait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
+    """filemap_write_and_wait_range(): write the dirty pages of the range and wait for every write of it
+    (also those started earlier) — the data part of fsync/fdatasync/msync(MS_SYNC). Returns 0."""
+    if inode.shmem:
+        return 0
+    write_cache_pages(mem, inode, first, last)
+    pending = [t for i, t in inode.under_writeback.items() if i >= first and (last is None or i <= last)]
+    if pending and max(pending) > mem.clock.now_ns:
+        mem.clock.advance(max(pending) - mem.clock.now_ns)
+    return 0
+
+
+def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
+    """pageout() for reclaim: start write-back of a dirty page-cache folio and mark it PG_reclaim, so it
+    rotates to the inactive tail when the write completes. With `sync`, wait for the write (a memory
+    stall). True when the folio is now clean and not under write-back (it may be freed)."""
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    inode = mem.wb.mappings.get(int(mm.mapping[head]))
+    if flags & _DIRTY and inode is not None:
+        folio_start_writeback(mem, inode, head)
+        mm.flags[head] = int(mm.flags[head]) | _RECLAIM
+        mem.events["nr_vmscan_write"] += 1
+    if sync and inode is not None:
+        done = inode.under_writeback.get(int(mm.index[head]))
+        if done is not None and done > mem.clock.now_ns:
+            mem.clock.advance(done - mem.clock.now_ns, memstall=True)
+    return not int(mm.flags[head]) & (_DIRTY | _WRITEBACK)
+
+
+# --- the flusher -----------------------------------------------------------------------------------
+
+
+def wb_wakeup_delayed(mem: PhysMem) -> None:
+    """wb_wakeup_delayed(): queue the flusher dirty_writeback_centisecs from now, unless it is queued."""
+    wb = mem.wb
+    interval = wb.sysctl.dirty_writeback_centisecs * NSEC_PER_CENTISEC
+    if wb.flusher_armed_for is not None or not interval:
+        return
+    when = mem.clock.now_ns + interval
+    wb.flusher_armed_for = when
+    mem.clock.at(when, lambda: wb_workfn(mem, when))
+
+
+def wb_start_background_writeback(mem: PhysMem) -> None:
+    """wb_start_background_writeback(): run the flusher now (over the background threshold)."""
+    wb = mem.wb
+    if not wb.background_queued:
+        wb.background_queued = True
+        mem.clock.at(mem.clock.now_ns, lambda: wb_workfn(mem, None))
+
+
+def _write_inodes(mem: PhysMem, inodes: list[Inode], budget: int) -> int:
+    """writeback_sb_inodes(): up to MAX_WRITEBACK_PAGES of each inode in turn, `budget` in all."""
+    written = 0
+    for inode in inodes:
+        if written >= budget:
+            break
+        written += write_cache_pages(mem, inode, nr_to_write=min(MAX_WRITEBACK_PAGES, budget - written))
+    return written
+
+
+def wb_workfn(mem: PhysMem, when: int | None) -> None:
+    """wb_workfn() -> wb_do_writeback(): the periodic kupdate write-back of inodes dirtied more than
+    dirty_expire_centisecs ago (at most once per dirty_writeback_centisecs), then background write-back
+    while NR_FILE_DIRTY is over the background threshold — one chunk per device queue drain, so the
+    flusher keeps the device busy without putting every dirty page under write-back at once. It comes
+    back while dirty inodes remain."""
+    wb = mem.wb
+    now = mem.clock.now_ns
+    if when is not None:
+        if wb.flusher_armed_for != when:
+            return
+        wb.flusher_armed_for = None
+    else:
+        wb.background_queued = False
+    interval = wb.sysctl.dirty_writeback_centisecs * NSEC_PER_CENTISEC
+    if interval and now >= wb.last_old_flush + interval:
+        wb.last_old_flush = now
+        expire = wb.sysctl.dirty_expire_centisecs * NSEC_PER_CENTISEC
+        old = [i for i in wb.b_dirty if i.dirtied_when <= now - expire]
+        _write_inodes(mem, old, wb.nr_dirty)
+    bg_thresh, _ = global_dirty_limits(mem)
+    if wb.nr_dirty > bg_thresh and wb.b_dirty:
+        _write_inodes(mem, list(wb.b_dirty), MAX_WRITEBACK_PAGES)
+        busy = max([wb.default_bdi.busy_until, *(_bdi(mem, i).busy_until for i in wb.b_dirty)])
+        wb.background_queued = True
+        mem.clock.at(max(busy, now + 1), lambda: wb_workfn(mem, None))
+    if wb.b_dirty:
+        wb_wakeup_delayed(mem)
+
+
+def balance_dirty_pages(mem: PhysMem, pages_dirtied: int) -> int:
+    """balance_dirty_pages_ratelimited() after a writer dirtied `pages_dirtied` pages: above the
+    background threshold the flusher starts; above the freerun ceiling the writer sleeps
+    pages_dirtied / (write bandwidth x pos_ratio), at most MAX_PAUSE at a time, and at the limit it
+    sleeps until write-back brings dirty + writeback under it. The sleeps are charged to the clock (I/O
+    wait, not a memory stall). Returns the nanoseconds slept."""
+    wb = mem.wb
+    slept = 0
+    while True:
+        bg_thresh, thresh = global_dirty_limits(mem)
+        dirty = wb.nr_dirty + wb.nr_writeback
+        if wb.nr_dirty > bg_thresh:
+            wb_start_background_writeback(mem)
+        freerun = dirty_freerun_ceiling(thresh, bg_thresh)
+        if dirty <= freerun or pages_dirtied <= 0:
+            return slept
+        setpoint = (freerun + thresh) // 2
+        pos_ratio = pos_ratio_polynom(setpoint, dirty, thresh)
+        write_ns = wb.default_bdi.write_ns or mem.clock.costs.writeback_ns
+        if dirty < thresh and pos_ratio > 0:
+            pause = min(int(pages_dirtied * write_ns / pos_ratio), MAX_PAUSE_NS)
+            pages_dirtied = 0
+        else:
+            pause = MAX_PAUSE_NS
+        mem.clock.advance(pause)
+        wb.pauses += 1
+        slept += pause
+
+
+# --- whole-system and per-file sync ----------------------------------------------------------------
+
+
+def sync_inodes(mem: PhysMem, inodes: Iterable[Inode]) -> int:
+    """sync_inodes_sb() + wait: write and wait for every dirty page of the inodes. Returns 0."""
+    for inode in list(inodes):
+        filemap_write_and_wait_range(mem, inode)
+    return 0
+
+
+def ksys_sync(mem: PhysMem) -> int:
+    """sync(): every dirty inode of the machine is written and waited for."""
+    return sync_inodes(mem, list(mem.wb.b_dirty) + [i for i in mem.wb.mappings.values() if i.under_writeback])
+
+
+# --- views -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheStat:
+    """struct cachestat (cachestat(2), syscall 451) of a page range of a file."""
+
+    nr_cache: int
+    nr_dirty: int
+    nr_writeback: int
+    nr_evicted: int = 0
+    nr_recently_evicted: int = 0
+
+
+def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> CacheStat:
+    """filemap_cachestat(): cached, dirty and under-write-back pages of [off, off+len) (len 0: to the
+    end of the file). Shadow entries (evicted) are the reclaim model's: 0 here."""
+    first = off >> PAGE_SHIFT
+    last = (1 << 62) if length == 0 else (off + length - 1) >> PAGE_SHIFT
+    flags = mem.mem_map.flags
+    cache = dirty = wb = 0
+    for index, pfn in inode.i_pages.items():
+        if first <= index <= last:
+            f = int(flags[pfn])
+            cache += 1
+            dirty += bool(f & _DIRTY)
+            wb += bool(f & _WRITEBACK)
+    return CacheStat(cache, dirty, wb)

@@ -1,0 +1,113 @@
+"""Truncation and cache invalidation, after mm/truncate.c: truncate_setsize() / truncate_pagecache()
+(unmap the pages beyond the new end from every mapping, private COW copies included, then drop them
+from the cache, dirty or not), and invalidate_mapping_pages() behind drop_caches and
+POSIX_FADV_DONTNEED (only clean, unmapped pages not under write-back go).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from vmlab.kernel.filemap import i_size_pages
+from vmlab.kernel.memory import put_page, zap_page_range
+from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_writeback import (
+    folio_cancel_dirty,
+    folio_mark_dirty,
+    folio_wait_writeback,
+    mapping_vmas,
+    vma_address,
+)
+from vmlab.kernel.swap import page_cache_release
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mm_types import Inode
+    from vmlab.kernel.page_alloc import PhysMem
+
+_DIRTY_OR_WB = (1 << PG.dirty) | (1 << PG.writeback)
+
+
+def forget_host_pages(inode: Inode, dropped: Iterable[int]) -> None:
+    """Pages the model dropped are no longer the host's cached copies: the next access reads them."""
+    gone = frozenset(dropped)
+    if not gone:
+        return
+    cached = inode.host_cached if inode.host_cached is not None else range(i_size_pages(inode))
+    inode.host_cached = frozenset(i for i in cached if i not in gone)
+
+
+def unmap_mapping_pages(mem: PhysMem, inode: Inode, first: int) -> None:
+    """unmap_mapping_range(mapping, first << PAGE_SHIFT, 0, even_cows=1): zap every PTE of every
+    mapping of the file at page index `first` and beyond (so an access there faults, and past EOF
+    raises SIGBUS)."""
+    for mm, vma, lo, hi in list(mapping_vmas(inode, first, 1 << 62)):
+        zap_page_range(mm, mem, vma_address(vma, lo), vma_address(vma, hi + 1), keep_guards=True)
+
+
+def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
+    """filemap_remove_folio() + the cache's folio_put(): the page leaves the inode's cache (and the LRU)
+    and is freed once nothing else holds it."""
+    pfn = inode.i_pages.pop(index)
+    mm = mem.mem_map
+    if int(mm._refcount[pfn]) == 1:
+        page_cache_release(mem, pfn)
+        mm.clear(pfn, PG.uptodate)
+        mm.clear(pfn, PG.swapbacked)
+        mm.clear(pfn, PG.referenced)
+        mm.clear(pfn, PG.active)
+        mm.clear(pfn, PG.workingset)
+        mm.mapping[pfn] = 0
+    put_page(mem, pfn)
+
+
+def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
+    """truncate_inode_pages_range(mapping, lstart, -1): drop every page wholly beyond byte `lstart`,
+    waiting for their write-back and throwing their dirty data away. The page that straddles lstart
+    stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it."""
+    first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
+    for index in sorted(i for i in inode.i_pages if i >= first):
+        folio_wait_writeback(mem, inode, index)
+        folio_cancel_dirty(mem, inode, inode.i_pages[index])
+        delete_from_page_cache(mem, inode, index)
+    if inode.host_cached is not None:
+        inode.host_cached = frozenset(i for i in inode.host_cached if i < first)
+    if lstart & (PAGE_SIZE - 1):
+        pfn = inode.i_pages.get(lstart >> PAGE_SHIFT)
+        if pfn is not None and not inode.shmem:
+            folio_mark_dirty(mem, inode, pfn)
+
+
+def truncate_setsize(mem: PhysMem, inode: Inode, newsize: int) -> None:
+    """truncate_setsize() -> truncate_pagecache(): set i_size; when it shrinks, unmap the pages beyond
+    it, drop them from the cache, and unmap again (a racing fault could have mapped one)."""
+    oldsize = inode.size
+    inode.size = newsize
+    if newsize >= oldsize:
+        return
+    holebegin = (newsize + PAGE_SIZE - 1) >> PAGE_SHIFT
+    unmap_mapping_pages(mem, inode, holebegin)
+    truncate_inode_pages(mem, inode, newsize)
+    unmap_mapping_pages(mem, inode, holebegin)
+
+
+def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
+    """invalidate_mapping_pages() (mapping_try_invalidate): drop the clean, unmapped pages of
+    [first, last] that are not under write-back; returns how many went."""
+    mm = mem.mem_map
+    gone = []
+    for index in sorted(i for i in inode.i_pages if i >= first and (last is None or i <= last)):
+        pfn = inode.i_pages[index]
+        if int(mm._mapcount[pfn]) >= 0 or int(mm.flags[pfn]) & _DIRTY_OR_WB or int(mm._refcount[pfn]) != 1:
+            continue
+        delete_from_page_cache(mem, inode, index)
+        gone.append(index)
+    forget_host_pages(inode, gone)
+    return len(gone)
+
+
+def drop_pagecache(mem: PhysMem, inodes: Iterable[Inode]) -> int:
+    """drop_pagecache_sb() (echo 1 > /proc/sys/vm/drop_caches): invalidate every file's clean, unmapped
+    pages; shmem pages are not cache that can be dropped. Returns the pages freed."""
+    return sum(invalidate_mapping_pages(mem, inode) for inode in inodes if not inode.shmem)
