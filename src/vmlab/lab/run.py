@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmlab.backend import Backend, Counters, Program
+from vmlab.backend import MACHINE_VIEWS, Backend, Counters, Program
 from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
 from vmlab.lab.scenario import (
@@ -263,6 +263,16 @@ class Runner:
             return paging.format_counters(now, base)
         if step.view == "pagemap":
             return self.pagemap(step, pid)
+        if step.view in MACHINE_VIEWS:
+            arg = evaluate(step.args[0], self.env) if step.args else ""
+            assert isinstance(arg, str)
+            fn = getattr(self.backend, "machine_view", None)
+            try:
+                if fn is None:
+                    raise NotImplementedError
+                return str(fn(step.view, arg)).rstrip("\n")
+            except (KeyError, NotImplementedError, OSError):
+                raise Unavailable(f"{self.backend.name} backend cannot render {step.view}") from None
         try:
             return self.backend.view(pid, step.view).rstrip("\n")
         except (KeyError, NotImplementedError):
@@ -297,7 +307,7 @@ class Runner:
 
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:
         """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""
-        kind = "paging" if step.view in PAGING_VIEWS else "view"
+        kind = "paging" if step.view in PAGING_VIEWS else "machine" if step.view in MACHINE_VIEWS else "view"
         try:
             text = self.render(step, pid)
         except Unavailable as err:

@@ -12,7 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 
-from vmlab.backend import VIEWS, Program, Settings
+from vmlab.backend import MACHINE_VIEWS, VIEWS, Program, Settings
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
 from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
@@ -40,7 +40,7 @@ KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read"
                       "exit", "end", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
 PAGING_VIEWS = ("counters", "pagemap")
-ALL_VIEWS = VIEWS + PAGING_VIEWS
+ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
 _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
@@ -350,6 +350,13 @@ def _view(st: _State, text: str, src: Source) -> dict[str, object]:
     if name not in ALL_VIEWS:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
     args = args.strip()
+    if name == "fincore":
+        col = len(text) - len(text[len(name):].lstrip()) + 1
+        toks = tokenize(args, Source(src.path, src.line, src.col0 + col - 1))
+        path = parse_expr(toks, src, len(text) + 1) if toks else None
+        if not isinstance(path, Str):
+            raise src.error("expected 'fincore \"PATH\"'", col if toks else 1)
+        return {"view": name, "args": (path,)}
     if name != "pagemap":
         if args:
             raise src.error(f"'{name}' takes nothing after it", len(name) + 2)
