@@ -6,11 +6,12 @@ import errno
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from vmlab.cli import main
-from vmlab.host.oom import proc_oom_score, read_sample, scan
+from vmlab.host.oom import global_totalpages, oom_badness, proc_oom_score, read_sample, scan
 
 from hostkit import Hogs
 
@@ -118,3 +119,53 @@ def test_exited_and_foreign_pids_are_skipped_not_errors() -> None:
     pid = (1 << 22) + 1  # above pid_max's ceiling: never a live process
     assert read_sample(pid) == "exited while read"
     assert os.path.exists("/proc/1/stat")
+
+
+ZOMBIE_LEADER_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *hold(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+int main(void) {
+    size_t n = 16 << 20;
+    volatile char *p = malloc(n);
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    pthread_t t;
+    pthread_create(&t, NULL, hold, NULL);
+    printf("ready\n");
+    fflush(stdout);
+    pthread_exit(NULL);  /* the leader becomes a zombie; the thread keeps the mm */
+}
+"""
+
+
+def test_zombie_leader_is_read_through_its_threads(tmp_path: Path) -> None:
+    """find_lock_task_mm(): a group leader that has exited while a thread lives has no mm of its own;
+    its numbers come from the thread, and the score still agrees with the kernel's."""
+    import shutil
+    import subprocess
+
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) to build the zombie-leader program")
+    src, exe = tmp_path / "zl.c", tmp_path / "zl"
+    src.write_text(ZOMBIE_LEADER_C)
+    subprocess.run(["cc", "-O1", "-pthread", "-o", str(exe), str(src)], check=True)
+    proc = subprocess.Popen([str(exe)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for _ in range(100):  # the leader's exit is asynchronous to our read of "ready"
+            if b"State:\tZ" in Path(f"/proc/{proc.pid}/status").read_bytes():
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the group leader never became a zombie")
+        sample = read_sample(proc.pid)
+        assert not isinstance(sample, str)
+        assert sample.mm and sample.rss >= (16 << 20) // 4096
+        total, _ = global_totalpages()
+        badness = oom_badness(sample.rss, sample.swapents, sample.pgtables_bytes, sample.oom_score_adj, total)
+        assert proc_oom_score(badness, total) == sample.kernel_oom_score
+    finally:
+        proc.kill()
+        proc.wait()

@@ -15,6 +15,10 @@ Arg = int | str | tuple[str, ...]
 #: Views every backend can render, named after the /proc file they mirror. A backend may print only some
 #: of a view's `Field:` lines (vmlab diff then compares just those).
 VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
+#: Machine-wide views (`Backend.machine_view`): /proc/meminfo, /proc/vmstat, /proc/pressure/memory, the
+#: LRU lists in order, and `fincore --bytes PATH` (the only one that takes an argument, a path). Their
+#: values belong to one machine, so vmlab diff shows them but never compares them.
+MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,11 @@ class Backend(Protocol):
 
     def view(self, pid: int, name: str) -> str:
         """The text of /proc/<pid>/<name> (a name from VIEWS)."""
+        ...
+
+    def machine_view(self, name: str, arg: str = "") -> str:
+        """The text of a machine-wide view (a name from MACHINE_VIEWS; `arg` is fincore's path).
+        A backend that cannot render one raises NotImplementedError."""
         ...
 
     def counters(self, pid: int) -> Counters:

@@ -10,7 +10,7 @@ from vmlab.errors import InputError
 
 #: Subcommand modules, in the order `vmlab --help` lists them. Each defines
 #: `register(subparsers) -> None` (adds its parser, sets `func`) and a `run(args) -> int`.
-COMMANDS: tuple[str, ...] = ("run", "diff", "strace_replay", "walk", "oom")
+COMMANDS: tuple[str, ...] = ("run", "diff", "strace_replay", "walk", "oom", "experiment")
 
 
 class _Parser(argparse.ArgumentParser):

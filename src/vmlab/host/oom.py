@@ -228,9 +228,15 @@ def _read_task(dirfd: int, pid: int) -> Sample:
 def _threads_mm(dirfd: int, sample: Sample) -> Sample:
     """find_lock_task_mm(): a zombie group leader's mm lives on in its other threads; take their numbers."""
     try:
-        tids = sorted(int(t) for t in os.listdir("task", dir_fd=dirfd) if int(t) != sample.pid)
+        taskfd = os.open("task", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dirfd)
     except OSError:
         return sample
+    try:
+        tids = sorted(int(t) for t in os.listdir(taskfd) if int(t) != sample.pid)
+    except OSError:
+        return sample
+    finally:
+        os.close(taskfd)
     for tid in tids:
         try:
             tfd = os.open(f"task/{tid}", os.O_RDONLY | os.O_DIRECTORY, dir_fd=dirfd)

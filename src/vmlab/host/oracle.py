@@ -263,6 +263,15 @@ class HostBackend:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
         return text
 
+    def machine_view(self, name: str, arg: str = "") -> str:
+        """/proc/meminfo, /proc/vmstat or /proc/pressure/memory of this machine (the LRU lists and
+        fincore are the model's only: NotImplementedError)."""
+        path = {"meminfo": "/proc/meminfo", "vmstat": "/proc/vmstat", "pressure": "/proc/pressure/memory"}
+        if name not in path:
+            raise NotImplementedError(name)
+        with open(path[name]) as f:
+            return f.read()
+
     def counters(self, pid: int) -> Counters:
         """minflt/majflt (stat) and the status kB fields of `pid`, less the faults the oracle's own
         fork handshake caused in it (the stepper's COW faults on its own pages after each fork), so

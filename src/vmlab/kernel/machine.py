@@ -24,10 +24,12 @@ from vmlab.kernel.filemap import (
     read_page,
     residency,
 )
+from vmlab.kernel.fincore import show_fincore
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
+from vmlab.kernel.meminfo import show_meminfo
 from vmlab.kernel.memory import (
     MM_ANONPAGES,
     MM_FILEPAGES,
@@ -40,6 +42,7 @@ from vmlab.kernel.memory import (
 )
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
+    VM_ACCOUNT,
     VM_LOCKED,
     VM_SHARED,
     File,
@@ -61,6 +64,7 @@ from vmlab.kernel.page_writeback import (
     sync_inodes,
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.swap import lru_view
 from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
@@ -94,6 +98,7 @@ from vmlab.kernel.uapi import (
     PAGE_SIZE,
     page_align,
 )
+from vmlab.kernel.vmstat import show_vmstat
 
 NR_OPEN = 1024
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
@@ -317,6 +322,28 @@ class ModelBackend:
         if name == "statm":
             return task_mmu.task_statm(mm)
         raise KeyError(name)
+
+    def machine_view(self, name: str, arg: str = "") -> str:
+        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists or `fincore --bytes ARG`
+        of the model machine."""
+        if name == "meminfo":
+            return show_meminfo(self.mem, self.committed_pages())
+        if name == "vmstat":
+            return show_vmstat(self.mem)
+        if name == "pressure":
+            return self.mem.psi.show("memory")
+        if name == "lru":
+            return lru_view(self.mem)
+        if name == "fincore":
+            return show_fincore([(arg, self._inode(arg))])
+        raise KeyError(name)
+
+    def committed_pages(self) -> int:
+        """vm_committed_as: pages of every accountable mapping (VM_ACCOUNT: private writable, brk,
+        stack) and of every shared anonymous / memfd object (shmem_acct_size)."""
+        vmas = sum((v.vm_end - v.vm_start) >> 12 for t in self.tasks.values() for v in t.mm
+                   if v.vm_flags & VM_ACCOUNT)
+        return vmas + sum((i.size + PAGE_SIZE - 1) >> 12 for i in self._shmem_inodes)
 
     def close(self) -> None:
         """Every process exits."""

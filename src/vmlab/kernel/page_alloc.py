@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vmlab.kernel import psi
 from vmlab.kernel.clock import Clock
 from vmlab.kernel.page_flags import (
     KPF,
@@ -324,6 +325,8 @@ class PhysMem:
         #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()
+        #: Pressure stall information of the machine, fed by the clock's memstall intervals.
+        self.psi = psi.attach(self.clock)
         self.events: Counter[str] = Counter()
         self.lruvec = LruVec()
         #: Dirty and write-back accounting, the dirty limits' sysctls and the flusher (page_writeback).

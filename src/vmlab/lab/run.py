@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmlab.backend import Backend, Counters, Program
+from vmlab.backend import MACHINE_VIEWS, Backend, Counters, Program
 from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
 from vmlab.lab.scenario import (
@@ -265,6 +265,15 @@ class Runner:
             return self.pagemap(step, pid)
         if step.view == "residency":
             return self.residency(step.path)
+        if step.view in MACHINE_VIEWS:
+            arg = step.path
+            fn = getattr(self.backend, "machine_view", None)
+            try:
+                if fn is None:
+                    raise NotImplementedError
+                return str(fn(step.view, arg)).rstrip("\n")
+            except (KeyError, NotImplementedError, OSError):
+                raise Unavailable(f"{self.backend.name} backend cannot render {step.view}") from None
         try:
             return self.backend.view(pid, step.view).rstrip("\n")
         except (KeyError, NotImplementedError):
@@ -312,7 +321,7 @@ class Runner:
 
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:
         """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""
-        kind = "paging" if step.view in PAGING_VIEWS else "view"
+        kind = "paging" if step.view in PAGING_VIEWS else "machine" if step.view in MACHINE_VIEWS else "view"
         try:
             text = self.render(step, pid)
         except Unavailable as err:

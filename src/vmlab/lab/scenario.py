@@ -12,7 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 
-from vmlab.backend import VIEWS, Program, Settings
+from vmlab.backend import MACHINE_VIEWS, VIEWS, Program, Settings
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
 from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
@@ -40,7 +40,9 @@ KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read"
                       "exit", "end", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
 PAGING_VIEWS = ("counters", "pagemap", "residency")
-ALL_VIEWS = VIEWS + PAGING_VIEWS
+ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
+#: Views of one file, named after the view: `show residency PATH`, `show fincore PATH`.
+FILE_VIEWS = ("residency", "fincore")
 _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
@@ -99,7 +101,7 @@ class ShowStep(Step):
     view: str
     args: tuple[Expr, ...] = ()
     verbose: bool = False
-    #: `residency PATH`: the file whose page-cache residency is shown.
+    #: `residency PATH`, `fincore PATH`: the file the view is about.
     path: str = ""
 
 
@@ -347,15 +349,16 @@ def _show(st: _State, rest: str, src: Source, raw: str) -> None:
 
 
 def _view(st: _State, text: str, src: Source) -> dict[str, object]:
-    """The ShowStep fields of `VIEW [ARGS]`: the view name, and for pagemap its range and `verbose`."""
+    """The ShowStep fields of `VIEW [ARGS]`: the view name; for pagemap its range and `verbose`; for a
+    file's views (residency, fincore) its path, a word or a "quoted string"."""
     name, _, args = text.partition(" ")
     if name not in ALL_VIEWS:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
     args = args.strip()
-    if name == "residency":
+    if name in FILE_VIEWS:
         words = _words(args, Source(src.path, src.line, src.col0 + len(name) + 1))
         if len(words) != 1:
-            raise src.error("expected 'residency PATH'", 1)
+            raise src.error(f"expected '{name} PATH'", 1)
         return {"view": name, "path": os.path.normpath(words[0])}
     if name != "pagemap":
         if args:
