@@ -42,6 +42,7 @@ from vmlab.kernel.page_flags import (
     page_type_value,
 )
 from vmlab.kernel.swap import LruVec
+from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 MAX_PAGE_ORDER = 10
@@ -325,6 +326,8 @@ class PhysMem:
         self.clock = Clock()
         self.events: Counter[str] = Counter()
         self.lruvec = LruVec()
+        #: Swap areas and the swap cache (swapon, swap-out, swap-in).
+        self.swap = SwapState()
         self.alloc_failures = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}
