@@ -190,11 +190,14 @@ def _add_rmap(mem: PhysMem, pfn: int) -> None:
 
 
 def _remove_rmap(mem: PhysMem, pfn: int) -> None:
-    """folio_remove_rmap_pte() + put_page(): the last reference of an anon page frees it."""
+    """folio_remove_rmap_pte() + free_swap_cache() + put_page(): the last reference of an anon page
+    frees it; its swap-cache copy goes when no swap PTE needs it."""
     mm = mem.mem_map
     mm._mapcount[pfn] -= 1
     if int(mm._mapcount[pfn]) == MAPCOUNT_NONE and _is_anon(mem, pfn):
         mm.clear(pfn, PG_anon_exclusive)
+        if mm.test(pfn, PG_swapcache):  # free_swap_cache(): an unmapped page keeps no slot it needn't
+            swap_state.folio_free_swap(mem, pfn)
     put_page(mem, pfn)
 
 

@@ -99,6 +99,9 @@ def delete_from_swap_cache(mem: PhysMem, head: int, shadow: int | None = None) -
     entry = int(mm.private[head])
     if state.cache.get(entry) != head:
         raise AssertionError(f"delete_from_swap_cache({head:#x}): entry {entry:#x} not cached by it")
+    if int(mm.flags[head]) & _DIRTY and swp_swapcount(state, entry):
+        raise AssertionError(f"dirty swap-cache folio {head:#x} dropped without write-back while "
+                             f"{swp_swapcount(state, entry)} PTEs refer to slot {entry:#x}")
     del state.cache[entry]
     mm.flags[head] = int(mm.flags[head]) & ~_SWAPCACHE
     mm.private[head] = 0
@@ -238,6 +241,8 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
     is charged to the clock (not a stall: the reclaimer does not wait for it) and counted in pswpout."""
     mm = mem.mem_map
     mm.flags[head] = int(mm.flags[head]) & ~_DIRTY
+    entry = int(mm.private[head])
+    mem.swap.info(entry).written[swp_offset(entry)] = True
     mem.events["pswpout"] += 1
     mem.clock.advance(mem.clock.costs.swap_io_ns)
 
@@ -283,6 +288,8 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     not cached."""
     state = mem.swap
     si: SwapInfo = state.info(entry)
+    if not si.written[swp_offset(entry)]:
+        raise AssertionError(f"swap-in of slot {entry:#x}, which was never written")
     pfn = mem.alloc_pages(0)
     if pfn is None:
         return None

@@ -123,6 +123,9 @@ class SwapInfo:
     prio: int
     max: int  # slots, the header's included (maxpages)
     swap_map: np.ndarray
+    #: Slots whose data was written since they were allocated (the invariant checker's record that no
+    #: dirty page was dropped without write-back).
+    written: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     inuse_pages: int = 0
     flags: int = SWP_USED | SWP_WRITEOK
     cluster_next: int = 1
@@ -209,7 +212,7 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
         prio = swap.least_priority
     swap_map = np.zeros(maxpages, dtype=np.uint8)
     swap_map[0] = SWAP_MAP_BAD
-    si = SwapInfo(free_types[0], path, prio, maxpages, swap_map)
+    si = SwapInfo(free_types[0], path, prio, maxpages, swap_map, np.zeros(maxpages, dtype=bool))
     swap.swap_info[si.type] = si
     swap.total_swap_pages += si.pages
     swap.nr_swap_pages += si.pages
@@ -256,6 +259,7 @@ def get_swap_page(swap: SwapState) -> int:
 def _slot_freed(swap: SwapState, si: SwapInfo, offset: int) -> None:
     """swap_entries_free(): the slot's byte reached zero; its shadow goes with it."""
     si.inuse_pages -= 1
+    si.written[offset] = False
     swap.nr_swap_pages += 1
     swap.shadows.pop(swp_entry(si.type, offset), None)
 

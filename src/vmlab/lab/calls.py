@@ -57,6 +57,9 @@ SYSCALLS: dict[str, Signature] = {
     # file I/O whose page faults and page-cache effects a scenario measures (reference P6, P13)
     "read": Signature((FD, ADDR, LEN)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
+    # swap areas (the model only: the host's swap is the machine's, not a scenario's)
+    "swapon": Signature((PATH, INT), optional=1),
+    "swapoff": Signature((PATH,)),
 }
 
 #: Calls that create a process (the backend's `fork`); their arguments are not interpreted.
