@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from vmlab.kernel import uapi
 from vmlab.kernel.fault import FaultStats
+from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, zap_page_range
 from vmlab.kernel.mm_types import (
@@ -177,8 +178,8 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
 
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
-    """What the page-only advice values do to the page tables (MADV_FREE, COLD and WILLNEED change
-    nothing visible here)."""
+    """What the page-only advice values do: zap, guard markers, PAGEOUT of anon folios to swap, and
+    WILLNEED's readahead of a file range (MADV_FREE and COLD change nothing visible here)."""
     if mm.pt is None:
         return
     if advice == MADV_PAGEOUT:
@@ -193,6 +194,10 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         install_guards(mm, mm.pt.mem, start, end)
     elif advice == MADV_GUARD_REMOVE:
         remove_guards(mm, start, end)
+    elif advice == MADV_WILLNEED and vma.vm_file is not None:
+        # madvise_willneed(): vfs_fadvise(POSIX_FADV_WILLNEED) of the file range behind [start, end)
+        offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+        generic_fadvise(mm.pt.mem, vma.vm_file, offset, end - start, POSIX_FADV_WILLNEED)
 
 
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmlab.kernel import swap_state
-from vmlab.kernel.filemap import cached_page, i_size_pages, read_page
+from vmlab.kernel.filemap import cached_page, filemap_fault, folio_test_readahead, i_size_pages
 from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
@@ -45,6 +45,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_USER,
     PAGE_NONE,
     PMD_SIZE,
+    PageTables,
     __swp_entry,
     __swp_entry_to_pte,
     pfn_pte,
@@ -354,7 +355,7 @@ def do_fault_around(vmf: VmFault) -> bool:
         if index >= eof or pt.get_pte(addr):
             continue
         pfn = cached_page(vmf.mem, inode, index)
-        if pfn is None:
+        if pfn is None or folio_test_readahead(vmf.mem, inode, index):
             continue
         if _map_file_page(vmf, addr, pfn, False):
             mapped_self |= addr == vmf.address
@@ -367,7 +368,7 @@ def do_read_fault(vmf: VmFault) -> int:
     if do_fault_around(vmf):
         return 0
     vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
-    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if pfn is None:
         return VM_FAULT_OOM
     if major:
@@ -381,7 +382,7 @@ def do_read_fault(vmf: VmFault) -> int:
 def do_cow_fault(vmf: VmFault) -> int:
     """do_cow_fault(): a private write to an unmapped file page: copy it into a new anon page (P7)."""
     vmf.call("do_cow_fault", "private write: copy the file page")
-    src, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    src, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if src is None:
         return VM_FAULT_OOM
     pfn = new_anon_page(vmf)
@@ -396,7 +397,7 @@ def do_cow_fault(vmf: VmFault) -> int:
 def do_shared_fault(vmf: VmFault) -> int:
     """do_shared_fault(): a shared write maps the page-cache page writable and dirty (P8, P9)."""
     vmf.call("do_shared_fault", "shared write: the page cache page, writable")
-    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if pfn is None:
         return VM_FAULT_OOM
     vmf.mem.mem_map.set(pfn, PG.dirty)
@@ -794,6 +795,7 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 split_huge_pmd(mm, mem, a)
     split_huge_pmds_at(mm, mem, old)
     split_huge_pmds_at(mm, mem, old + length)
+    tables = _move_table_plan(pt, old, new, length)
     addrs, olds = pt.clear_range(old, old + length)
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if entry & _PAGE_PSE and pte_present(entry):
@@ -802,6 +804,29 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 pt.deposited[addr - old + new] = pt.deposited.pop(addr)
         else:
             pt.set_pte(addr - old + new, entry)
+    for o, n, extent, has_ptes in tables:
+        pt.pmd_alloc(n)  # alloc_new_pud() + alloc_new_pmd()
+        if has_ptes:
+            pt.pte_alloc(n)
+            if extent == PMD_SIZE:  # move_pgt_entry(NORMAL_PMD) moved the table itself
+                pt.free_pgtables(o, o + PMD_SIZE, o, o + PMD_SIZE)
+
+
+def _move_table_plan(pt: PageTables, old: int, new: int, length: int) -> list[tuple[int, int, int, bool]]:
+    """The page-table work of move_page_tables()'s loop, decided on the tables before the move: for each
+    PMD-sized extent whose old PMD table exists, (old, new, extent, whether its old PMD entry holds a
+    PTE table). The kernel allocates the new PMD table for such an extent, and a new PTE table when the
+    old one exists, even with no entries in it (or moves the table whole for a full aligned extent)."""
+    plan = []
+    addr, end = old, old + length
+    while addr < end:
+        dest = addr - old + new
+        extent = min(PMD_SIZE - (addr & (PMD_SIZE - 1)), PMD_SIZE - (dest & (PMD_SIZE - 1)), end - addr)
+        entry = pt.lookup_pmd(addr)
+        if entry is not None:
+            plan.append((addr, dest, extent, entry != 0 and not entry & _PAGE_PSE))
+        addr += extent
+    return plan
 
 
 def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:
