@@ -8,7 +8,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ("hostkit", "hostutil")
+pytest_plugins = ("hostkit", "hostutil", "swapkit")
 
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -23,16 +23,31 @@ Per mm:
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE
-from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES
+from vmlab.kernel.memory import (
+    GUARD_MARKER,
+    HPAGE_PMD_NR,
+    MM_ANONPAGES,
+    MM_FILEPAGES,
+    MM_SHMEMPAGES,
+    MM_SWAPENTS,
+)
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, AnonVma, Inode, MmStruct, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, MemMap, PhysMem
-from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PGTY_table, page_type_value
+from vmlab.kernel.page_flags import (
+    MAPCOUNT_NONE,
+    PAGE_MAPPING_ANON,
+    PG,
+    PG_swapcache,
+    PGTY_table,
+    page_type_value,
+)
 from vmlab.kernel.pgtable import (
     _PAGE_PRESENT,
     _PAGE_PROTNONE,
@@ -46,13 +61,22 @@ from vmlab.kernel.pgtable import (
     pte_pfn,
 )
 from vmlab.kernel.swap import LRU_NAMES, folio_lru_list_of
+from vmlab.kernel.swapfile import (
+    SWAP_HAS_CACHE,
+    SWAP_MAP_BAD,
+    is_swap_slot_pte,
+    pte_to_swp_entry,
+    swap_slot_in_use,
+    swp_offset,
+    swp_type,
+)
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from vmlab.kernel.machine import ModelBackend
 
 # Owners of a frame, in the order the checker assigns them.
-FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON = range(1, 7)
+FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON, SWAPCACHE = range(1, 8)
 #: Checks a caller may waive while a known model bug is open (check_machine's `waive`):
 #: an mm that still maps the huge zero folio after dropping its reference (the model puts the mm's
 #: reference on every zap of a huge-zero PMD; the kernel holds it until __mmput);
@@ -62,7 +86,7 @@ WAIVE_HUGE_ZERO_MM_REF = "huge-zero-mm-ref"
 WAIVE_ORPHAN_SHMEM = "orphan-shmem"
 OWNER_NAMES = {0: "nobody", FREE: "the buddy allocator", RESERVED: "a boot reservation",
                HUGE_ZERO: "the huge zero folio", TABLE: "a page table", CACHE: "the page cache",
-               ANON: "an anon mapping"}
+               ANON: "an anon mapping", SWAPCACHE: "the swap cache (unmapped)"}
 
 
 class Frames:
@@ -75,6 +99,8 @@ class Frames:
         self.map = np.zeros(mem.max_pfn, dtype=np.int64)
         #: Writable entries of private VMAs: (where, pfn, pages); their pages must be exclusive.
         self.private_writable: list[tuple[str, int, int]] = []
+        #: Swap PTEs found, by swap entry.
+        self.swap_refs: Counter[int] = Counter()
 
     def claim(self, pfns: np.ndarray | Iterable[int], owner: int, where: str) -> None:
         """Mark frames as owned by `owner`; a frame claimed twice is an error."""
@@ -218,8 +244,16 @@ def check_mm(pid: int, mm: MmStruct, mem: PhysMem, frames: Frames,
         if vma is None or addr + size > vma.vm_end:
             raise AssertionError(f"{at}: not inside a VMA (nearest below: {vma!r})")
         if not entry & (_PAGE_PRESENT | _PAGE_PROTNONE):
-            if entry != GUARD_MARKER or huge:
-                raise AssertionError(f"{at}: a non-present entry that is not a guard marker (no swap yet)")
+            if is_swap_slot_pte(entry) and not huge:
+                swp = pte_to_swp_entry(entry)
+                if not swap_slot_in_use(mem.swap, swp):
+                    raise AssertionError(f"{at}: swap entry {swp:#x} of a slot not in use")
+                if vma.vm_flags & VM_SHARED or vma.anon_vma is None:
+                    raise AssertionError(f"{at}: swap entry in a VMA without anon pages: {vma!r}")
+                frames.swap_refs[swp] += 1
+                rss[MM_SWAPENTS] += 1
+            elif entry != GUARD_MARKER or huge:
+                raise AssertionError(f"{at}: a non-present entry that is neither swap nor a guard marker")
             continue
         pfn = pte_pfn(entry)
         writable = bool(entry & _PAGE_RW) and bool(entry & _PAGE_PRESENT)
@@ -327,12 +361,14 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         pfn = int(odd[0])
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
+    check_swap_cache(mem, frames)
     if WAIVE_ORPHAN_SHMEM in waive:
         _claim_orphan_shmem(mem, frames)
     _check_counts(mem, frames)
     _check_conservation(mem, frames)
     check_lru(mem, frames)
     check_writeback(mem, enumerate_inodes(backend))
+    check_swap_areas(mem, frames)
 
 
 def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
@@ -366,6 +402,76 @@ def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
                              f"{dirty}/{writeback}")
 
 
+def check_swap_cache(mem: PhysMem, frames: Frames) -> None:
+    """The swap cache: each cached folio is a small swap-backed folio with PG_swapcache and its entry in
+    ->private, holding one reference; an unmapped one is owned by the cache, a mapped one is an anon
+    page; exactly the cached folios carry PG_swapcache."""
+    mm_map = mem.mem_map
+    for entry, head in sorted(mem.swap.cache.items()):
+        at = f"swap cache entry {entry:#x}: folio {head:#x}"
+        flags = int(mm_map.flags[head])
+        if not flags >> PG_swapcache & 1 or not flags >> PG.swapbacked & 1 or flags >> PG.head & 1:
+            raise AssertionError(f"{at} is not a small swap-backed folio with PG_swapcache: {mm_map[head]!r}")
+        if int(mm_map.private[head]) != entry:
+            raise AssertionError(f"{at} has private {int(mm_map.private[head]):#x}: {mm_map[head]!r}")
+        if frames.owner[head] == 0:
+            if frames.map[head]:
+                raise AssertionError(f"{at} is mapped but not claimed")
+            frames.claim([head], SWAPCACHE, at)
+        elif frames.owner[head] != ANON:
+            raise AssertionError(f"{at} is owned by {OWNER_NAMES[int(frames.owner[head])]}: {mm_map[head]!r}")
+        frames.ref[head] += 1
+    flagged = np.flatnonzero((mm_map.flags >> np.uint64(PG_swapcache)) & np.uint64(1))
+    swapbacked = (mm_map.flags[flagged] >> np.uint64(PG.swapbacked)) & np.uint64(1)
+    stray = set(flagged[swapbacked == 1].tolist()) - set(mem.swap.cache.values())
+    if stray:
+        pfn = min(stray)
+        raise AssertionError(f"frame {pfn:#x} has PG_swapcache but is not in the swap cache: {mm_map[pfn]!r}")
+
+
+def check_swap_areas(mem: PhysMem, frames: Frames) -> None:
+    """Swap slots and swap entries match: each slot's count is the number of swap PTEs naming it,
+    SWAP_HAS_CACHE is set exactly for cached entries, inuse_pages and nr_swap_pages/total_swap_pages
+    agree with the maps, a slot PTEs refer to without a cached folio was written (no dirty page was
+    dropped), and shadows exist only for slots in use that are not cached."""
+    state = mem.swap
+    free = total = 0
+    for si in state.active():
+        where = f"swap area {si.type} ({si.path})"
+        expect = np.zeros(si.max, dtype=np.int64)
+        for entry, n in frames.swap_refs.items():
+            if swp_type(entry) == si.type:
+                expect[swp_offset(entry)] = n
+        cached = np.zeros(si.max, dtype=bool)
+        for entry in state.cache:
+            if swp_type(entry) == si.type:
+                cached[swp_offset(entry)] = True
+        smap = si.swap_map.astype(np.int64)
+        if smap[0] != SWAP_MAP_BAD:
+            raise AssertionError(f"{where}: header slot map {smap[0]:#x}")
+        counts, has_cache = smap[1:] & ~SWAP_HAS_CACHE, (smap[1:] & SWAP_HAS_CACHE) != 0
+        bad = np.flatnonzero((counts != expect[1:]) | (has_cache != cached[1:]))
+        if bad.size:
+            off = int(bad[0]) + 1
+            raise AssertionError(f"{where}: slot {off} map {int(smap[off]):#x} but {int(expect[off])} swap "
+                                 f"PTEs and {'a' if cached[off] else 'no'} cached folio")
+        inuse = int(np.count_nonzero(smap[1:]))
+        if inuse != si.inuse_pages:
+            raise AssertionError(f"{where}: inuse_pages {si.inuse_pages} != {inuse} slots in use")
+        unwritten = np.flatnonzero((counts > 0) & ~cached[1:] & ~si.written[1:])
+        if unwritten.size:
+            raise AssertionError(f"{where}: slot {int(unwritten[0]) + 1} is referenced by PTEs but was never "
+                                 "written and has no cached folio (a dirty page dropped)")
+        free += si.pages - inuse
+        total += si.pages
+    if (state.nr_swap_pages, state.total_swap_pages) != (free, total):
+        raise AssertionError(f"nr_swap_pages/total_swap_pages {state.nr_swap_pages}/{state.total_swap_pages}"
+                             f" != {free}/{total} from the areas")
+    for entry in state.shadows:
+        if not swap_slot_in_use(state, entry) or entry in state.cache:
+            raise AssertionError(f"shadow for swap entry {entry:#x}, which is free or cached")
+
+
 def check_lru(mem: PhysMem, frames: Frames) -> None:
     """The LRU: a folio is on at most one list, the one its flags name (folio_lru_list), and on a
     list exactly when PG_lru is set; only page-cache and anon folio heads are on lists; every list's
@@ -382,7 +488,7 @@ def check_lru(mem: PhysMem, frames: Frames) -> None:
             flags = int(mm_map.flags[head])
             if not flags >> PG.lru & 1 or folio_lru_list_of(flags) != lru:
                 raise AssertionError(f"{at} has flags for another list: {mm_map[head]!r}")
-            if int(frames.owner[head]) not in (CACHE, ANON) or mm_map.compound_head(head) != head:
+            if int(frames.owner[head]) not in (CACHE, ANON, SWAPCACHE) or mm_map.compound_head(head) != head:
                 raise AssertionError(f"{at} is not a cache or anon folio head: {mm_map[head]!r}")
             pages += 1 << mm_map.folio_order(head)
         if pages != mem.lruvec.nr_pages[lru]:
@@ -411,7 +517,7 @@ def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:
 def _check_counts(mem: PhysMem, frames: Frames) -> None:
     """_refcount and _mapcount of cache and anon frames equal the references counted."""
     mm_map = mem.mem_map
-    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON))
+    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON) | (frames.owner == SWAPCACHE))
     is_tail = mm_map.lru_next[owned] < NO_PFN
     heads = owned[~is_tail]
     tails = owned[is_tail]

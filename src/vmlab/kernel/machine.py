@@ -39,6 +39,7 @@ from vmlab.kernel.memory import (
     exit_mmap,
     fault_in_fresh_anon,
     put_page,
+    try_to_unuse,
 )
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
@@ -65,6 +66,7 @@ from vmlab.kernel.page_writeback import (
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
 from vmlab.kernel.swap import lru_view
+from vmlab.kernel.swapfile import SWP_WRITEOK, find_area, remove_area, swaps_show, sys_swapon
 from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
@@ -150,6 +152,7 @@ class ModelBackend:
         self.settings = Settings()
         self.program = Program("", ())
         self.mem = PhysMem(self.settings.ram)
+        self.mem.swap.mms = self._mms
         #: When set, each fault's call path is appended here (the `--trace` view).
         self.traces: list[str] | None = None
         self.sysctl = VmSysctl()
@@ -172,6 +175,7 @@ class ModelBackend:
             "lseek": self._lseek, "fadvise64": self._fadvise64, "truncate": self._truncate,
             "fsync": self._fsync, "fdatasync": self._fdatasync, "sync": self._sync,
             "syncfs": self._syncfs, "msync": self._msync,
+            "swapon": self._swapon, "swapoff": self._swapoff,
         }
 
     # --- Backend -------------------------------------------------------------------------------------
@@ -182,6 +186,7 @@ class ModelBackend:
         self.program = program
         if settings.ram != self.mem.max_pfn << 12:
             self.mem = PhysMem(settings.ram)
+            self.mem.swap.mms = self._mms
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
         task = Task(self._alloc_pid(), MmStruct())
         for fd in (0, 1, 2):
@@ -309,7 +314,8 @@ class ModelBackend:
         self._release_orphans()
 
     def view(self, pid: int, name: str) -> str:
-        """/proc/<pid>/maps, smaps, smaps_rollup or status as the model renders them."""
+        """/proc/<pid>/maps, smaps, smaps_rollup, status or statm as the model renders them, or the
+        machine's /proc/swaps."""
         mm = self.tasks[pid].mm
         if name == "maps":
             return task_mmu.show_maps(mm)
@@ -321,6 +327,8 @@ class ModelBackend:
             return task_mmu.task_mem(mm)
         if name == "statm":
             return task_mmu.task_statm(mm)
+        if name == "swaps":
+            return swaps_show(self.mem.swap)
         raise KeyError(name)
 
     def machine_view(self, name: str, arg: str = "") -> str:
@@ -380,6 +388,10 @@ class ModelBackend:
         return max(int(self.mem.mem_map._mapcount[pfn]) + 1, 0)
 
     # --- helpers -------------------------------------------------------------------------------------
+
+    def _mms(self) -> list[MmStruct]:
+        """The live address spaces (what swapoff and the model's anon rmap walk visit)."""
+        return [t.mm for t in self.tasks.values()]
 
     def _alloc_pid(self) -> int:
         self._next_pid += 1
@@ -706,6 +718,25 @@ class ModelBackend:
         if file is None:
             return -EBADF
         return generic_fadvise(self.mem, file, offset, length, advice)
+
+    def _swapon(self, task: Task, path: str, flags: int = 0) -> int:
+        """swapon(2): a host file of the size it has becomes a swap area of the model (the host file
+        is only measured, never written; no mkswap header is needed)."""
+        return sys_swapon(self.mem.swap, path, flags)
+
+    def _swapoff(self, task: Task, path: str) -> int:
+        """swapoff(2): every swapped page of the area comes back into memory, then the area goes;
+        -EINVAL if `path` is not an active area, -ENOMEM if memory runs out on the way."""
+        si = find_area(self.mem.swap, path)
+        if si is None:
+            return -EINVAL
+        si.flags &= ~SWP_WRITEOK
+        err = try_to_unuse(self.mem, si.type)
+        if err:
+            si.flags |= SWP_WRITEOK
+            return err
+        remove_area(self.mem.swap, si)
+        return 0
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
         shm = self._new_shmem(0)

@@ -33,7 +33,17 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
+from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_PRESENT,
+    _PAGE_PROTNONE,
+    _PAGE_PSE,
+    _PAGE_SPECIAL,
+    pte_pfn,
+)
 from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -131,12 +141,50 @@ def _page_advice_valid(vma: VmArea, advice: int) -> int:
     return 0
 
 
+def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_cold_or_pageout_pte_range(pageout) + reclaim_pages(): the small anon folios of the range
+    that are on the LRU and mapped only here lose their young bit and PG_referenced (an active one
+    becomes workingset), are isolated with PG_active cleared, and go through reclaim_anon_folio;
+    those it keeps are put back (a written one at the inactive tail, where the end of its write puts
+    it). Differs from the kernel: file folios and THPs are left alone (the kernel also reclaims clean
+    file folios and splits large ones)."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    mm_map = mem.mem_map
+    isolated = []
+    addrs, entries = pt.entries(start, end)
+    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not pte & _PAGE_PRESENT or pte & (_PAGE_SPECIAL | _PAGE_PSE) or pte & _PAGE_PROTNONE:
+            continue
+        pfn = pte_pfn(pte)
+        flags = int(mm_map.flags[pfn])
+        if (mm_map.compound_head(pfn) != pfn or flags >> PG.head & 1 or not flags >> PG.lru & 1
+                or int(mm_map._mapcount[pfn]) != 0 or not int(mm_map.mapping[pfn]) & PAGE_MAPPING_ANON):
+            continue
+        pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
+        flags &= ~(1 << PG.referenced)
+        if flags >> PG.active & 1:
+            flags |= 1 << PG.workingset
+        mm_map.flags[pfn] = flags
+        if flags >> PG.unevictable & 1:
+            continue
+        mem.lruvec.delete(mm_map, pfn)
+        mm_map.flags[pfn] = int(mm_map.flags[pfn]) & ~(1 << PG.active)
+        isolated.append(pfn)
+    for head in isolated:
+        if not reclaim_anon_folio(mem, head):
+            mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
+
+
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
-    """What the page-only advice values do: zap, guard markers, and WILLNEED's readahead of a file
-    range (MADV_FREE, COLD, PAGEOUT change nothing visible here without reclaim and swap)."""
+    """What the page-only advice values do: zap, guard markers, PAGEOUT of anon folios to swap, and
+    WILLNEED's readahead of a file range (MADV_FREE and COLD change nothing visible here)."""
     if mm.pt is None:
         return
-    if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
+    if advice == MADV_PAGEOUT:
+        madvise_pageout(mm, start, end)
+    elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True)
         pte_reclaim(mm, start, end)
     elif advice == MADV_GUARD_INSTALL:

@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vmlab.kernel import swap_state
 from vmlab.kernel.filemap import cached_page, filemap_fault, folio_test_readahead, i_size_pages
 from vmlab.kernel.mm_types import (
+    MM_ANONPAGES,
+    MM_FILEPAGES,
+    MM_SHMEMPAGES,
+    MM_SWAPENTS,
     VM_EXEC,
     VM_HUGEPAGE,
+    VM_LOCKED,
     VM_MAYWRITE,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
@@ -28,7 +34,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive
+from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_swapcache
 from vmlab.kernel.page_writeback import balance_dirty_pages, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
@@ -52,11 +58,18 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare
-from vmlab.kernel.swap import folio_add_lru, page_cache_release
+from vmlab.kernel.swap import folio_add_lru, put_page
+from vmlab.kernel.swapfile import (
+    is_swap_slot_pte,
+    pte_swp_clear_exclusive,
+    pte_swp_exclusive,
+    pte_to_swp_entry,
+    swap_duplicate,
+    swap_free,
+    swp_type,
+    vm_swap_full,
+)
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
-
-# rss_stat indices (include/linux/mm_types_task.h)
-MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
 
 # vm_fault_t bits (include/linux/mm_types.h)
 VM_FAULT_OOM = 0x000001
@@ -179,31 +192,15 @@ def _add_rmap(mem: PhysMem, pfn: int) -> None:
 
 
 def _remove_rmap(mem: PhysMem, pfn: int) -> None:
-    """folio_remove_rmap_pte() + put_page(): the last reference of an anon page frees it."""
+    """folio_remove_rmap_pte() + free_swap_cache() + put_page(): the last reference of an anon page
+    frees it; its swap-cache copy goes when no swap PTE needs it."""
     mm = mem.mem_map
     mm._mapcount[pfn] -= 1
     if int(mm._mapcount[pfn]) == MAPCOUNT_NONE and _is_anon(mem, pfn):
         mm.clear(pfn, PG_anon_exclusive)
+        if mm.test(pfn, PG_swapcache):  # free_swap_cache(): an unmapped page keeps no slot it needn't
+            swap_state.folio_free_swap(mem, pfn)
     put_page(mem, pfn)
-
-
-_PAGE_STATE = (1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
-
-
-def put_page(mem: PhysMem, pfn: int) -> None:
-    """folio_put(): drop a reference to the page's folio; at zero it returns to the buddy allocator."""
-    mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    order = mm.folio_order(head)
-    if int(mm._refcount[head]) == 1:
-        page_cache_release(mem, head)
-        n = 1 << order
-        mm.mapping[head:head + n] = 0
-        mm._mapcount[head:head + n] = MAPCOUNT_NONE
-        mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
-        if order:
-            mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
-    mem.free_pages(head, order)
 
 
 def new_anon_page(vmf: VmFault) -> int | None:
@@ -261,7 +258,9 @@ def handle_mm_fault(vmf: VmFault) -> int:
     if not pte_present(pte):
         if pte == GUARD_MARKER:
             return VM_FAULT_SIGSEGV
-        return VM_FAULT_SIGBUS  # swap entries come with the swap model
+        if is_swap_slot_pte(pte):
+            return do_swap_page(vmf, pte)
+        return VM_FAULT_SIGBUS
     if vmf.write and not pte_write(pte):
         return do_wp_page(vmf, pte)
     pt.set_pte(vmf.address, pte | _PAGE_ACCESSED | (_PAGE_DIRTY if vmf.write else 0))
@@ -416,6 +415,15 @@ def fault_dirty_shared_page(vmf: VmFault, pfn: int) -> None:
         balance_dirty_pages(vmf.mem, 1)
 
 
+def wp_can_reuse_anon_folio(mem: PhysMem, pfn: int) -> bool:
+    """wp_can_reuse_anon_folio(): an anon page mapped once whose only reference is that mapping may be
+    written in place; a swap-cache copy no PTE needs any more is dropped first (folio_free_swap)."""
+    if not _is_anon(mem, pfn) or page_mapcount(mem, pfn) != 1:
+        return False
+    swap_state.folio_free_swap(mem, mem.mem_map.compound_head(pfn))
+    return int(mem.mem_map._refcount[pfn]) == 1
+
+
 def do_wp_page(vmf: VmFault, pte: int) -> int:
     """do_wp_page(): a write to a present read-only entry: make it writable (shared mappings, an
     exclusive anon page) or copy the page (zero page, shared anon page, private file page) (P3, P7, P14)."""
@@ -427,8 +435,7 @@ def do_wp_page(vmf: VmFault, pte: int) -> int:
         pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
         fault_dirty_shared_page(vmf, pfn)
         return 0
-    if not pte_special(pte) and _is_anon(mem, pfn) and page_mapcount(mem, pfn) == 1 \
-            and int(mem.mem_map._refcount[pfn]) == 1:
+    if not pte_special(pte) and wp_can_reuse_anon_folio(mem, pfn):
         vmf.call("do_wp_page -> wp_page_reuse", "only mapping: reuse the page")
         mem.mem_map.set(pfn, PG_anon_exclusive)
         pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
@@ -442,6 +449,112 @@ def do_wp_page(vmf: VmFault, pte: int) -> int:
     if not pte_special(pte):
         add_mm_counter(vmf.mm, mm_counter(mem, pfn), -1)
         _remove_rmap(mem, pfn)
+    return 0
+
+
+def should_try_to_free_swap(mem: PhysMem, head: int, vma: VmArea, write: bool) -> bool:
+    """should_try_to_free_swap(): after a swap-in, drop the slot when swap is more than half full, the
+    VMA is locked, or a write will make the page exclusive anyway (only the cache and this fault hold
+    it)."""
+    mm_map = mem.mem_map
+    if not mm_map.test(head, PG_swapcache):
+        return False
+    if vm_swap_full(mem.swap) or vma.vm_flags & VM_LOCKED or mm_map.test(head, PG.mlocked):
+        return True
+    return write and int(mm_map._refcount[head]) == 2
+
+
+def map_swapped_folio(vmf: VmFault, head: int, orig_pte: int, fault: bool) -> bool:
+    """The mapping half of do_swap_page() (`fault`) and of unuse_pte() (swapoff): the PTE holding a
+    swap entry maps the folio again, RSS moves from swap to anon, the slot loses this reference.
+    A fault maps an exclusive page writable (dirty for a write) and may drop the slot
+    (should_try_to_free_swap); unuse maps it read-only and old. Returns whether the write was done."""
+    mem, vma, mm = vmf.mem, vmf.vma, vmf.mm
+    pt = mm.pt
+    assert pt is not None
+    mm_map = mem.mem_map
+    entry = pte_to_swp_entry(orig_pte)
+    mm_map._refcount[head] += 1  # the mapping's reference
+    swap_free(mem.swap, entry)
+    if fault and should_try_to_free_swap(mem, head, vma, vmf.write):
+        swap_state.folio_free_swap(mem, head)
+    add_mm_counter(mm, MM_ANONPAGES, 1)
+    add_mm_counter(mm, MM_SWAPENTS, -1)
+    exclusive = pte_swp_exclusive(orig_pte)
+    pte = pfn_pte(head, vm_page_prot(vma))
+    done = False
+    if exclusive or int(mm_map._refcount[head]) == 1:
+        if fault and vma.vm_flags & VM_WRITE:
+            pte |= _PAGE_RW
+            if vmf.write:
+                pte |= _PAGE_DIRTY
+                done = True
+        exclusive = True
+    if not fault:
+        pte &= ~_PAGE_ACCESSED
+    if not int(mm_map.mapping[head]) & PAGE_MAPPING_ANON:  # folio_add_new_anon_rmap(): never mapped
+        assert vma.anon_vma is not None
+        mm_map.mapping[head] = (vma.anon_vma.id << 2) | PAGE_MAPPING_ANON
+        mm_map.index[head] = vmf.pgoff
+    if exclusive:
+        mm_map.set(head, PG_anon_exclusive)
+    mm_map._mapcount[head] += 1
+    pt.set_pte(vmf.address, pte)
+    return done
+
+
+def do_swap_page(vmf: VmFault, pte: int) -> int:
+    """do_swap_page(): a swap entry in the PTE. A folio still in the swap cache is mapped at once (a
+    minor fault, a readahead hit); otherwise it is read with readahead (a major fault, pgmajfault,
+    pswpin). A write to a page that cannot be made exclusive goes on to do_wp_page (COW)."""
+    mem = vmf.mem
+    entry = pte_to_swp_entry(pte)
+    head = swap_state.swap_cache_get_folio(mem, entry, vmf.vma, vmf.address)
+    ret = 0
+    if head is None:
+        vmf.call("do_swap_page -> swapin_readahead", "not in the swap cache: read it from swap")
+        head = swap_state.swapin_readahead(mem, vmf.mm, vmf.vma, vmf.address, entry)
+        if head is None:
+            return VM_FAULT_OOM
+        ret = VM_FAULT_MAJOR
+        mem.events["pgmajfault"] += 1
+    else:
+        vmf.call("do_swap_page", "still in the swap cache: map it")
+    if vmf.write and not map_swapped_folio(vmf, head, pte, fault=True):
+        pt = vmf.mm.pt
+        assert pt is not None
+        ret |= do_wp_page(vmf, pt.get_pte(vmf.address)) & VM_FAULT_ERROR
+    elif not vmf.write:
+        map_swapped_folio(vmf, head, pte, fault=True)
+    return ret
+
+
+def try_to_unuse(mem: PhysMem, area: int) -> int:
+    """try_to_unuse() (mm/swapfile.c; here beside do_swap_page, whose mapping it shares): every swap
+    PTE of swap area `area` in every live mm maps its page again (read in if not cached, no
+    readahead), then every cached folio of the area leaves the swap cache. 0 or -ENOMEM."""
+    state = mem.swap
+    for mm in state.mms():
+        if mm.pt is None:
+            continue
+        for vma in list(mm):
+            if vma.anon_vma is None:
+                continue
+            addrs, entries = mm.pt.entries(vma.vm_start, vma.vm_end)
+            for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+                if not is_swap_slot_pte(pte) or swp_type(pte_to_swp_entry(pte)) != area:
+                    continue
+                entry = pte_to_swp_entry(pte)
+                head = state.cache.get(entry)
+                if head is None:
+                    head = swap_state.swap_read_folio(mem, entry)
+                    if head is None:
+                        return -ENOMEM
+                    mem.clock.advance(mem.clock.costs.swap_io_ns)
+                map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
+    for entry, head in list(state.cache.items()):
+        if swp_type(entry) == area and not swap_state.folio_free_swap(mem, head):
+            raise AssertionError(f"swapoff: swap-cache folio {head:#x} of entry {entry:#x} still referenced")
     return 0
 
 
@@ -564,7 +677,10 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
         if not pte_present(entry):
             if entry == GUARD_MARKER and keep_guards:
                 pt.set_pte(addr, entry)
-            continue  # swap entries: the swap model's
+            elif is_swap_slot_pte(entry):
+                add_mm_counter(mm, MM_SWAPENTS, -1)
+                swap_state.free_swap_and_cache(mem, pte_to_swp_entry(entry))
+            continue
         pfn = pte_pfn(entry)
         if entry & _PAGE_PSE:
             pt.withdraw(addr)
@@ -627,6 +743,10 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if cow and pte_present(entry):
             entry &= ~_PAGE_RW
+        elif is_swap_slot_pte(entry):  # copy_nonpresent_pte(): the slot is shared, not exclusive
+            swap_duplicate(mem.swap, pte_to_swp_entry(entry))
+            entry = pte_swp_clear_exclusive(entry)
+            add_mm_counter(dst, MM_SWAPENTS, 1)
         child = entry & ~_PAGE_ACCESSED if pte_present(entry) else entry  # the child's copy is old
         if entry & _PAGE_PSE:
             src.pt.set_pmd_leaf(addr, entry)

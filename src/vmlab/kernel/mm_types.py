@@ -204,6 +204,9 @@ class VmArea:
     anon_vma_chain_len: int = 0
     #: vm_ops->name for special mappings ("[vvar]", "[vvar_vclock]", "[vdso]").
     special_name: str | None = None
+    #: swap_readahead_info: the last swap fault's page address, readahead window and hits
+    #: (SWAP_RA_VAL of mm/swap_state.c).
+    swap_readahead_info: int = 0
 
     @property
     def pages(self) -> int:
@@ -221,12 +224,16 @@ class VmArea:
     def copy(self) -> VmArea:
         """vm_area_dup(): a field-for-field copy (the anon_vma is shared, as after anon_vma_clone)."""
         return VmArea(self.vm_start, self.vm_end, self.vm_flags, self.vm_pgoff, self.vm_file,
-                      self.anon_vma, self.anon_vma_chain_len, self.special_name)
+                      self.anon_vma, self.anon_vma_chain_len, self.special_name, self.swap_readahead_info)
 
     def __repr__(self) -> str:
         return (f"VmArea({self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x} "
                 f"pgoff={self.vm_pgoff:#x} file={self.vm_file.path if self.vm_file else None} "
                 f"anon_vma={self.anon_vma})")
+
+
+# rss_stat indices (include/linux/mm_types_task.h)
+MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
 
 
 @dataclass(eq=False)

@@ -44,6 +44,7 @@ from vmlab.kernel.page_flags import (
 )
 from vmlab.kernel.page_writeback import Writeback
 from vmlab.kernel.swap import LruVec
+from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 MAX_PAGE_ORDER = 10
@@ -331,6 +332,8 @@ class PhysMem:
         self.lruvec = LruVec()
         #: Dirty and write-back accounting, the dirty limits' sysctls and the flusher (page_writeback).
         self.wb = Writeback()
+        #: Swap areas and the swap cache (swapon, swap-out, swap-in).
+        self.swap = SwapState()
         self.alloc_failures = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}

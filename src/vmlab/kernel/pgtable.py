@@ -10,11 +10,14 @@ machine's CPU has no la57), so a PGD entry points at a PUD table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
 
 # --- entry bits (pgtable_types.h) ----------------------------------------------------------------------
 _PAGE_BIT_PRESENT = 0

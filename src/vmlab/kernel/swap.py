@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_flags import MAPCOUNT_NONE, PG, PG_anon_exclusive, PG_swapcache
 
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import MemMap, PhysMem
@@ -127,6 +127,32 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
     head = mm.compound_head(pfn)
     if int(mm.flags[head]) & _LRU:
         mem.lruvec.delete(mm, head)
+
+
+#: Page state a freed folio must not carry into the buddy allocator.
+_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
+               | (1 << PG.referenced) | (1 << PG.active) | (1 << PG.workingset) | (1 << PG.reclaim))
+
+
+def put_page(mem: PhysMem, pfn: int) -> None:
+    """folio_put() (mm/swap.c): drop a reference to the page's folio; at zero it leaves its LRU list
+    and returns to the buddy allocator. A folio still in the swap cache is never freed here (the
+    cache holds a reference)."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    order = mm.folio_order(head)
+    if int(mm._refcount[head]) == 1:
+        if int(mm.flags[head]) >> PG_swapcache & 1:
+            raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
+        page_cache_release(mem, head)
+        n = 1 << order
+        mm.mapping[head:head + n] = 0
+        mm._mapcount[head:head + n] = MAPCOUNT_NONE
+        mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
+        mm.private[head] = 0
+        if order:
+            mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
+    mem.free_pages(head, order)
 
 
 def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:

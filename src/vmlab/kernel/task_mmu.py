@@ -39,6 +39,7 @@ from vmlab.kernel.pgtable import (
     pte_present,
     pte_special,
 )
+from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry, swp_swapcount
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE, page_align
 
 #: The gate area is printed last and is not a VMA (L9).
@@ -109,6 +110,7 @@ class MemSizeStats:
     lazyfree: int = 0
     anonymous_thp: int = 0
     swap: int = 0
+    swap_pss: int = 0
 
 
 def smap_gather_stats(mm: MmStruct, mem: PhysMem, vma: VmArea, mss: MemSizeStats) -> None:
@@ -119,6 +121,11 @@ def smap_gather_stats(mm: MmStruct, mem: PhysMem, vma: VmArea, mss: MemSizeStats
     mm_map = mem.mem_map
     _, entries = mm.pt.entries(vma.vm_start, vma.vm_end)
     for entry in entries.tolist():
+        if is_swap_slot_pte(entry):  # smaps_pte_entry(): a swapped page, shared by swp_swapcount PTEs
+            mss.swap += PAGE_SIZE
+            count = swp_swapcount(mem.swap, pte_to_swp_entry(entry))
+            mss.swap_pss += (PAGE_SIZE << PSS_SHIFT) // count if count >= 2 else PAGE_SIZE << PSS_SHIFT
+            continue
         if not pte_present(entry) or pte_special(entry):
             continue
         pfn = pte_pfn(entry)
@@ -180,7 +187,8 @@ def _show_smap_stats(mss: MemSizeStats, rollup: bool) -> str:
             + kb("Referenced", mss.referenced >> 10) + kb("Anonymous", mss.anonymous >> 10) + kb("KSM", 0)
             + kb("LazyFree", mss.lazyfree >> 10) + kb("AnonHugePages", mss.anonymous_thp >> 10)
             + kb("ShmemPmdMapped", 0) + kb("FilePmdMapped", 0) + kb("Shared_Hugetlb", 0)
-            + kb("Private_Hugetlb", 0) + kb("Swap", mss.swap >> 10) + kb("SwapPss", mss.swap >> 10)
+            + kb("Private_Hugetlb", 0) + kb("Swap", mss.swap >> 10)
+            + kb("SwapPss", mss.swap_pss >> (10 + PSS_SHIFT))
             + kb("Locked", mss.pss_locked >> (10 + PSS_SHIFT)))
     return out
 

@@ -119,6 +119,7 @@ ENOMEM = _errno.ENOMEM
 EACCES = _errno.EACCES
 EFAULT = _errno.EFAULT
 EEXIST = _errno.EEXIST
+EBUSY = _errno.EBUSY
 ENODEV = _errno.ENODEV
 EINVAL = _errno.EINVAL
 EMFILE = _errno.EMFILE

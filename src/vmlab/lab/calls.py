@@ -59,6 +59,9 @@ SYSCALLS: dict[str, Signature] = {
     "pread64": Signature((FD, ADDR, LEN, OFF)),
     "lseek": Signature((FD, OFF, INT)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
+    # swap areas (the model only: the host's swap is the machine's, not a scenario's)
+    "swapon": Signature((PATH, INT), optional=1),
+    "swapoff": Signature((PATH,)),
 }
 
 #: Calls that create a process (the backend's `fork`); their arguments are not interpreted.

@@ -1,0 +1,395 @@
+"""The swap cache and swap-out, after mm/swap_state.c, mm/rmap.c (try_to_unmap_one for anon folios),
+mm/page_io.c and the anon branch of mm/vmscan.c:shrink_folio_list (6.18).
+
+The swap cache (`SwapState.cache`) maps a swap entry to the folio holding its data: PG_swapcache set,
+folio->private (`mem_map.private`) = the entry, one reference held by the cache, SWAP_HAS_CACHE in the
+slot's map byte. A folio there may be mapped (swapped in, its slot kept), unmapped (being swapped
+out, or read ahead and not yet used), or both in turn.
+
+`reclaim_anon_folio(mem, head)` is the seam vmscan calls for an isolated anon folio: add it to swap,
+unmap it everywhere (PTEs become swap entries), write it, and free it once clean.
+
+Swap-in (`swapin_readahead`, called by memory.do_swap_page) reads the faulting entry and, with
+vm.page-cluster, the swap PTEs around it in the VMA (swap_vma_readahead: vma_ra_enabled is true on
+this machine), the window growing with readahead hits as __swapin_nr_pages() computes it.
+
+Workingset seam: `SwapState.eviction(mem, head) -> shadow` (set by workingset when it exists) gives the
+shadow stored when a folio leaves the swap cache by reclaim; `SwapState.refault(mem, head, shadow)` is
+told on swap-in of an entry that had one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, AnonVma, MmStruct, VmArea
+from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead, PG_swapcache
+from vmlab.kernel.pgtable import (
+    _PAGE_PSE,
+    PMD_MASK,
+    PMD_SIZE,
+    pte_dirty,
+    pte_pfn,
+    pte_present,
+)
+from vmlab.kernel.swap import folio_add_lru, put_page
+from vmlab.kernel.swapfile import (
+    SWAP_HAS_CACHE,
+    SwapInfo,
+    SwapState,
+    get_swap_page,
+    is_swap_slot_pte,
+    pte_swp_mkexclusive,
+    pte_to_swp_entry,
+    put_swap_folio,
+    swap_free,
+    swap_slot_in_use,
+    swp_entry_to_pte,
+    swp_offset,
+    swp_swapcount,
+    swp_type,
+)
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+_SWAPCACHE = 1 << PG_swapcache
+_DIRTY = 1 << PG.dirty
+_HEAD = 1 << PG.head
+_ACTIVE = 1 << PG.active
+_WRITEBACK = 1 << PG.writeback
+
+SWAP_RA_ORDER_CEILING = 5
+SWAP_RA_WIN_SHIFT = PAGE_SHIFT // 2
+SWAP_RA_HITS_MASK = (1 << SWAP_RA_WIN_SHIFT) - 1
+SWAP_RA_HITS_MAX = SWAP_RA_HITS_MASK
+SWAP_RA_WIN_MASK = (PAGE_SIZE - 1) & ~SWAP_RA_HITS_MASK
+
+
+def _ra_fields(ra: int) -> tuple[int, int, int]:
+    """SWAP_RA_ADDR, SWAP_RA_WIN and SWAP_RA_HITS of a swap_readahead_info value."""
+    return ra & ~(PAGE_SIZE - 1), (ra & SWAP_RA_WIN_MASK) >> SWAP_RA_WIN_SHIFT, ra & SWAP_RA_HITS_MASK
+
+
+def swap(mem: PhysMem) -> SwapState:
+    """The machine's swap state."""
+    return mem.swap
+
+
+# --- the swap cache -----------------------------------------------------------------------------------
+
+def add_to_swap_cache(mem: PhysMem, head: int, entry: int) -> None:
+    """add_to_swap_cache(): the folio holds `entry`'s data; the cache takes a reference. The slot must
+    already carry SWAP_HAS_CACHE (get_swap_page / swapcache_prepare)."""
+    mm = mem.mem_map
+    state = mem.swap
+    if entry in state.cache or int(mm.flags[head]) & _SWAPCACHE:
+        raise AssertionError(f"add_to_swap_cache({head:#x}, {entry:#x}): already cached")
+    state.cache[entry] = head
+    mm.flags[head] = int(mm.flags[head]) | _SWAPCACHE | (1 << PG.swapbacked) | (1 << PG.uptodate)
+    mm.private[head] = entry
+    mm._refcount[head] += 1
+
+
+def delete_from_swap_cache(mem: PhysMem, head: int, shadow: int | None = None) -> None:
+    """delete_from_swap_cache() / __delete_from_swap_cache(): the folio leaves the cache (leaving
+    `shadow` in its place, if given), the slot loses SWAP_HAS_CACHE, the cache's reference is
+    dropped (which frees the folio when nothing else holds it)."""
+    mm = mem.mem_map
+    state = mem.swap
+    entry = int(mm.private[head])
+    if state.cache.get(entry) != head:
+        raise AssertionError(f"delete_from_swap_cache({head:#x}): entry {entry:#x} not cached by it")
+    if int(mm.flags[head]) & _DIRTY and swp_swapcount(state, entry):
+        raise AssertionError(f"dirty swap-cache folio {head:#x} dropped without write-back while "
+                             f"{swp_swapcount(state, entry)} PTEs refer to slot {entry:#x}")
+    del state.cache[entry]
+    mm.flags[head] = int(mm.flags[head]) & ~_SWAPCACHE
+    mm.private[head] = 0
+    put_swap_folio(state, entry)
+    if shadow is not None and swap_slot_in_use(state, entry):
+        state.shadows[entry] = shadow
+    put_page(mem, head)
+
+
+def swap_cache_get_folio(mem: PhysMem, entry: int, vma: VmArea | None, addr: int) -> int | None:
+    """swap_cache_get_folio(): the cached folio of `entry`, if any; a folio brought in by readahead
+    counts a hit (swap_ra_hit) in the VMA's readahead state."""
+    head = mem.swap.cache.get(entry)
+    if head is None:
+        return None
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    readahead = bool(flags >> PG_readahead & 1)
+    if readahead:
+        mm.flags[head] = flags & ~(1 << PG_readahead)
+        mem.events["swap_ra_hit"] += 1
+    if vma is not None:
+        _, win, hits = _ra_fields(vma.swap_readahead_info)
+        if readahead:
+            hits = min(hits + 1, SWAP_RA_HITS_MAX)
+        vma.swap_readahead_info = _ra_val(addr, win, hits)
+    return head
+
+
+def folio_free_swap(mem: PhysMem, head: int) -> bool:
+    """folio_free_swap(): drop a swap-cache folio's slot when no PTE refers to it any more (the data
+    lives only in memory again, so the folio becomes dirty). True if it was freed from the cache."""
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    if not flags & _SWAPCACHE or flags & _WRITEBACK:
+        return False
+    if swp_swapcount(mem.swap, int(mm.private[head])):
+        return False
+    mm.flags[head] = flags | _DIRTY
+    delete_from_swap_cache(mem, head)
+    return True
+
+
+def free_swap_and_cache(mem: PhysMem, entry: int) -> None:
+    """free_swap_and_cache_nr(): a PTE holding `entry` went (zap); when only the swap cache still
+    holds the slot and its folio is unmapped, the folio leaves the cache too (__try_to_reclaim_swap
+    with TTRS_UNMAPPED) and is freed."""
+    state = mem.swap
+    if swap_free(state, entry) != SWAP_HAS_CACHE:
+        return
+    head = state.cache[entry]
+    if int(mem.mem_map._mapcount[head]) < 0:
+        folio_free_swap(mem, head)
+
+
+# --- swap-out -----------------------------------------------------------------------------------------
+
+def add_to_swap(mem: PhysMem, head: int) -> bool:
+    """add_to_swap() / folio_alloc_swap(): give an anon folio a slot and put it in the swap cache,
+    dirty (it has not been written yet). False when no swap space is left."""
+    entry = get_swap_page(mem.swap)
+    if not entry:
+        return False
+    add_to_swap_cache(mem, head, entry)
+    mem.mem_map.flags[head] = int(mem.mem_map.flags[head]) | _DIRTY
+    return True
+
+
+def _anon_chain(anon_vma: AnonVma | None) -> Iterator[int]:
+    while anon_vma is not None:
+        yield anon_vma.id
+        anon_vma = anon_vma.parent
+
+
+def anon_mappings(mem: PhysMem, head: int) -> list[tuple[MmStruct, VmArea, int]]:
+    """rmap_walk_anon() for a small anon folio: every (mm, vma, address) whose PTE maps it. The model
+    walks the live mms (SwapState.mms) and the VMAs whose anon_vma chain holds the folio's anon_vma,
+    at the address its index gives (vma_address); AssertionError if fewer mappings are found than
+    the folio's mapcount (a model bug)."""
+    mm_map = mem.mem_map
+    mapcount = int(mm_map._mapcount[head]) + 1
+    if mapcount <= 0:
+        return []
+    anon_id = int(mm_map.mapping[head]) >> 2
+    index = int(mm_map.index[head])
+    found = []
+    for mm in mem.swap.mms():
+        pt = mm.pt
+        if pt is None:
+            continue
+        for vma in mm:
+            if vma.anon_vma is None or anon_id not in _anon_chain(vma.anon_vma):
+                continue
+            addr = vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)
+            if not vma.vm_start <= addr < vma.vm_end:
+                continue
+            pte = pt.get_pte(addr)
+            if pte_present(pte) and not pte & _PAGE_PSE and pte_pfn(pte) == head:
+                found.append((mm, vma, addr))
+    if len(found) != mapcount:
+        raise AssertionError(f"rmap walk of anon folio {head:#x} found {len(found)} of {mapcount} mappings: "
+                             f"{mm_map[head]!r}")
+    return found
+
+
+def try_to_unmap(mem: PhysMem, head: int) -> bool:
+    """try_to_unmap() of a small anon folio in the swap cache: each PTE becomes its swap entry
+    (exclusive if the page was, PageAnonExclusive cleared), the entry gains a reference, RSS moves from
+    anon to swap, a dirty PTE makes the folio dirty. False (nothing changed) if a mapping VMA is
+    VM_LOCKED (the kernel then mlocks the folio and keeps it)."""
+    mm_map = mem.mem_map
+    mappings = anon_mappings(mem, head)
+    if any(vma.vm_flags & VM_LOCKED for _, vma, _ in mappings):
+        return False
+    entry = int(mm_map.private[head])
+    si = mem.swap.info(entry)
+    swp_pte = swp_entry_to_pte(entry)
+    for mm, _vma, addr in mappings:
+        assert mm.pt is not None
+        pte = mm.pt.get_pte(addr)
+        if pte_dirty(pte):
+            mm_map.flags[head] = int(mm_map.flags[head]) | _DIRTY
+        exclusive = bool(int(mm_map.flags[head]) >> PG_anon_exclusive & 1)
+        mm.pt.set_pte(addr, pte_swp_mkexclusive(swp_pte) if exclusive else swp_pte)
+        si.swap_map[swp_offset(entry)] += 1
+        mm.rss[MM_ANONPAGES] -= 1
+        mm.rss[MM_SWAPENTS] += 1
+        mm_map._mapcount[head] -= 1
+        mm_map.flags[head] = int(mm_map.flags[head]) & ~(1 << PG_anon_exclusive)
+        put_page(mem, head)
+    return True
+
+
+def swap_writeout(mem: PhysMem, head: int) -> None:
+    """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot. The model's write
+    completes at once (PG_writeback is never seen set): the folio is clean afterwards; one swap I/O
+    is charged to the clock (not a stall: the reclaimer does not wait for it) and counted in pswpout."""
+    mm = mem.mem_map
+    mm.flags[head] = int(mm.flags[head]) & ~_DIRTY
+    entry = int(mm.private[head])
+    mem.swap.info(entry).written[swp_offset(entry)] = True
+    mem.events["pswpout"] += 1
+    mem.clock.advance(mem.clock.costs.swap_io_ns)
+
+
+def reclaim_anon_folio(mem: PhysMem, head: int) -> bool:
+    """shrink_folio_list() for one isolated (off-LRU) anon folio: add it to swap, unmap it, write it
+    if dirty, and free it when clean and no longer referenced. True: the folio was freed.
+
+    False: it stays, and the caller puts it back on the list its flags name. PG_active is set where
+    the kernel activates it (activate_locked: no swap space, a large folio, an mlocked mapping, an
+    extra reference); a folio just written stays inactive: the kernel frees it on a later pass after
+    the write completes (folio_end_writeback rotates it to the inactive tail), so put it at the tail.
+    """
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    if flags & _HEAD or not flags >> PG.swapbacked & 1 or (
+            not flags & _SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
+        mm.flags[head] = flags | _ACTIVE  # THP swap and shmem are not modelled: keep it
+        return False
+    if not flags & _SWAPCACHE and not add_to_swap(mem, head):
+        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+        return False
+    if int(mm._mapcount[head]) >= 0 and not try_to_unmap(mem, head):
+        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+        return False
+    if int(mm.flags[head]) & _DIRTY:
+        swap_writeout(mem, head)
+        return False
+    if int(mm._refcount[head]) != 1:  # __remove_mapping(): only the swap cache may hold it
+        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+        return False
+    state = mem.swap
+    shadow = state.eviction(mem, head) if state.eviction is not None else None
+    delete_from_swap_cache(mem, head, shadow)
+    return True
+
+
+# --- swap-in ------------------------------------------------------------------------------------------
+
+def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
+    """__read_swap_cache_async() + swap_read_folio(): a new folio for `entry`, in the swap cache and on
+    the inactive anon list, its data read (pswpin); None without memory. The slot must be in use and
+    not cached."""
+    state = mem.swap
+    si: SwapInfo = state.info(entry)
+    if not si.written[swp_offset(entry)]:
+        raise AssertionError(f"swap-in of slot {entry:#x}, which was never written")
+    pfn = mem.alloc_pages(0)
+    if pfn is None:
+        return None
+    if entry in state.cache:  # reclaim during the allocation cannot bring it in: a model bug
+        raise AssertionError(f"swap entry {entry:#x} got cached while reading it")
+    si.swap_map[swp_offset(entry)] |= SWAP_HAS_CACHE  # swapcache_prepare()
+    mem.mem_map._refcount[pfn] = 0  # the allocation's reference becomes the swap cache's
+    add_to_swap_cache(mem, pfn, entry)
+    folio_add_lru(mem, pfn)
+    mem.events["pswpin"] += 1
+    shadow = state.shadows.pop(entry, None)
+    if shadow is not None and state.refault is not None:
+        state.refault(mem, pfn, shadow)
+    return pfn
+
+
+def _ra_val(addr: int, win: int, hits: int) -> int:
+    """SWAP_RA_VAL(): the page address, window and hits packed as swap_readahead_info keeps them."""
+    return (addr & ~(PAGE_SIZE - 1)) | (win << SWAP_RA_WIN_SHIFT) | hits
+
+
+def swapin_nr_pages(prev_pfn: int, pfn: int, hits: int, max_pages: int, prev_win: int) -> int:
+    """__swapin_nr_pages(): the readahead window: hits + 2 rounded up to a power of two (at least 4);
+    with no hits, 2 pages for an adjacent fault and 1 otherwise; at most `max_pages`, and not below
+    half the previous window."""
+    pages = hits + 2
+    if pages == 2:
+        if pfn not in (prev_pfn + 1, prev_pfn - 1):
+            pages = 1
+    else:
+        roundup = 4
+        while roundup < pages:
+            roundup <<= 1
+        pages = roundup
+    pages = min(pages, max_pages)
+    return max(pages, prev_win // 2)
+
+
+def swap_vma_ra_win(mem: PhysMem, vma: VmArea, faddr: int) -> tuple[int, int, int]:
+    """swap_vma_ra_win(): (window, start, end) of the readahead around fault address `faddr`, inside the
+    VMA and its 2 MiB-aligned block; forward after a fault on the page below, backward after one on
+    the page above, else centred."""
+    max_win = 1 << min(mem.swap.page_cluster, SWAP_RA_ORDER_CEILING)
+    if max_win == 1:
+        return 1, faddr, faddr + PAGE_SIZE
+    prev_faddr, prev_win, hits = _ra_fields(vma.swap_readahead_info)
+    win = swapin_nr_pages(prev_faddr >> PAGE_SHIFT, faddr >> PAGE_SHIFT, hits, max_win, prev_win)
+    vma.swap_readahead_info = _ra_val(faddr, win, 0)
+    if win == 1:
+        return 1, faddr, faddr + PAGE_SIZE
+    if faddr == prev_faddr + PAGE_SIZE:
+        left = faddr
+    elif prev_faddr == faddr + PAGE_SIZE:
+        left = faddr - (win << PAGE_SHIFT) + PAGE_SIZE
+    else:
+        left = faddr - (((win - 1) // 2) << PAGE_SHIFT)
+    right = left + (win << PAGE_SHIFT)
+    start = max(left, vma.vm_start, faddr & PMD_MASK)
+    end = min(right, vma.vm_end, (faddr & PMD_MASK) + PMD_SIZE)
+    return win, start, end
+
+
+def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry: int) -> int | None:
+    """swapin_readahead() -> swap_vma_readahead(): read the faulting entry and the swap entries of the
+    PTEs in the readahead window (not yet cached) into the swap cache, marking the others
+    PG_readahead (swap_ra); one swap I/O is charged for the lot, a stall if the folio was part of the
+    working set (a refault). The faulting entry's folio, or None without memory."""
+    assert mm.pt is not None
+    win, start, end = swap_vma_ra_win(mem, vma, faddr)
+    if win > 1:
+        for addr in range(start, end, PAGE_SIZE):
+            pte = mm.pt.get_pte(addr)
+            if not is_swap_slot_pte(pte):
+                continue
+            e = pte_to_swp_entry(pte)
+            if e in mem.swap.cache:
+                continue
+            pfn = swap_read_folio(mem, e)
+            if pfn is None:
+                break
+            if addr != faddr:
+                mem.mem_map.set(pfn, PG_readahead)
+                mem.events["swap_ra"] += 1
+    # Looked up again: reclaim for a later readahead page may have dropped an earlier one.
+    target = mem.swap.cache.get(entry)
+    if target is None:
+        target = swap_read_folio(mem, entry)
+        if target is None:
+            return None
+    memstall = bool(int(mem.mem_map.flags[target]) >> PG.workingset & 1)
+    mem.clock.advance(mem.clock.costs.swap_io_ns, memstall=memstall)
+    return target
+
+
+def swap_cache_pages(mem: PhysMem) -> int:
+    """total_swapcache_pages(): pages in the swap cache (SwapCached)."""
+    return len(mem.swap.cache)
+
+
+def entry_of(mem: PhysMem, head: int) -> tuple[int, int]:
+    """(type, offset) of a swap-cache folio's entry, for views and tests."""
+    entry = int(mem.mem_map.private[head])
+    return swp_type(entry), swp_offset(entry)

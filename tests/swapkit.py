@@ -1,0 +1,54 @@
+"""A model machine with one swap area, for the swap tests; and a vmscan stand-in that reclaims the
+oldest inactive anon folios through the swap seam (reclaim_anon_folio), until vmscan lands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vmlab.backend import Program, Settings
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import LRU_INACTIVE_ANON
+from vmlab.kernel.swap_state import reclaim_anon_folio
+
+MADV_PAGEOUT = 21
+PRIVATE_ANON = 0x22
+RW = 3
+
+
+def model_with_swap(swapfile: Path, ram: int = 64 << 20) -> tuple[ModelBackend, int]:
+    """A model running the built-in program with `swapfile` (its size as the host has it) swapped on."""
+    backend = ModelBackend()
+    pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
+    assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == 0
+    return backend, pid
+
+
+@pytest.fixture
+def swapfile(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB file (4095 swap slots after the header page) the model may swapon."""
+    path = tmp_path / "swapfile"
+    with path.open("wb") as f:
+        f.truncate(16 << 20)
+    yield path
+
+
+def shrink_inactive_anon(backend: ModelBackend, nr: int) -> tuple[int, int]:
+    """What shrink_inactive_list does to anon folios, in the simplest form: isolate the `nr` oldest
+    inactive anon folios, hand each to reclaim_anon_folio, put back those it keeps (a written one at
+    the tail, an activated one on the active list). Returns (scanned, freed)."""
+    mem = backend.mem
+    mm_map = mem.mem_map
+    heads = mem.lruvec.oldest(LRU_INACTIVE_ANON, nr)
+    freed = 0
+    for head in heads:
+        mem.lruvec.delete(mm_map, head)
+        if reclaim_anon_folio(mem, head):
+            freed += 1
+        else:
+            mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
+    return len(heads), freed

@@ -1,0 +1,119 @@
+"""Swap against this host's kernel: a swap file on the ext4 root (fallocate + mkswap + swapon, removed
+in a finally with swapoff + rm). While it is on, every process on the machine may swap, so it stays
+on for a few seconds only.
+
+1. MADV_PAGEOUT of 256 written anon pages, then a read of 16 and a fork: VmSwap, majflt/minflt, the
+   pagemap (swap type/offset, then present), the VMA's smaps Swap/SwapPss and /proc/swaps' Used column
+   agree exactly with the model running the same steps with a swap area of the same size.
+2. A process writing 16 MiB in a cgroup-v1 memcg limited to 8 MiB is swapped out by memcg reclaim:
+   VmSwap equals 4 kB x the pagemap entries with the swap bit, RSS + swap covers every written page,
+   every entry names the one area (type 0) and distinct slots — the accounting rules the model keeps
+   (check_machine's swap checks), held by the real kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostutil import PRIVATE_ANON, RW
+from swapkit import MADV_PAGEOUT, model_with_swap
+from vmlab.backend import Backend, Program, Settings
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel.debug_vm import check_machine
+
+from hostkit import Memcgs
+
+PG_SIZE = 4096
+PM_SWAP = 1 << 62
+PM_PRESENT = 1 << 63
+PFN_MASK = (1 << 55) - 1
+SWAP_SIZE = 16 << 20
+
+
+@pytest.fixture
+def host_swap() -> Iterator[Path]:
+    """A 16 MiB swap file swapped on on the host; swapped off and removed afterwards, pass or fail."""
+    if os.geteuid() != 0:
+        pytest.skip("swapon needs root")
+    path = Path(f"/var/tmp/vmlab-swap-{os.getpid()}")
+    try:
+        subprocess.run(["fallocate", "-l", str(SWAP_SIZE), str(path)], check=True, capture_output=True)
+        path.chmod(0o600)
+        subprocess.run(["mkswap", "-q", str(path)], check=True, capture_output=True)
+        on = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
+        if on.returncode:
+            pytest.skip(f"swapon {path} refused: {on.stderr.strip()}")
+        yield path
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot make a swap file on the root file system: {err}")
+    finally:
+        subprocess.run(["swapoff", str(path)], capture_output=True)
+        path.unlink(missing_ok=True)
+
+
+def _pageout_steps(backend: Backend, pid: int) -> dict[str, object]:
+    """The steps both sides run, and what they show after each."""
+    addr = backend.syscall(pid, "mmap", (0, 256 * PG_SIZE, RW, PRIVATE_ANON, -1, 0))
+    assert backend.access(pid, addr, 256 * PG_SIZE, True) is None
+    c0 = backend.counters(pid)
+    assert backend.syscall(pid, "madvise", (addr, 256 * PG_SIZE, MADV_PAGEOUT)) == 0
+    c1 = backend.counters(pid)
+    out: dict[str, object] = {"swap_after_pageout": c1.vm_swap_kb,
+                              "anon_drop": c0.rss_anon_kb - c1.rss_anon_kb,
+                              "pagemap_after_pageout": backend.pagemap(pid, addr, addr + 32 * PG_SIZE)}
+    assert backend.access(pid, addr, 16 * PG_SIZE, False) is None
+    c2 = backend.counters(pid)
+    out["read_back"] = (c2.majflt - c1.majflt, c2.minflt - c1.minflt, c2.vm_swap_kb)
+    out["pagemap_after_read"] = [e & ~PFN_MASK if e & PM_PRESENT else e
+                                 for e in backend.pagemap(pid, addr, addr + 20 * PG_SIZE)]
+    backend.fork(pid)
+    smaps = backend.view(pid, "smaps")
+    block = smaps[smaps.index(f"{addr:08x}-"):].split("VmFlags")[0]
+    out["smaps"] = [line for line in block.splitlines() if line.startswith(("Swap", "Rss", "Anonymous"))]
+    return out
+
+
+def test_pageout_read_back_and_fork_agree_with_the_kernel(host_swap: Path, program: Program,
+                                                          tmp_path: Path) -> None:
+    with HostBackend(timeout=30) as host:
+        expected = _pageout_steps(host, host.start(program, Settings()))
+        used_kb = int(Path("/proc/swaps").read_text().splitlines()[1].split()[3])
+    shadow = tmp_path / "swapfile"
+    with shadow.open("wb") as f:
+        f.truncate(SWAP_SIZE)
+    model, pid = model_with_swap(shadow)
+    got = _pageout_steps(model, pid)
+    check_machine(model)
+    print("kernel:", expected)
+    assert got == expected
+    # /proc/swaps while both processes lived: 960 kB still swapped (the fork shares the slots)
+    # plus 64 kB of slots the swap cache keeps for the 16 pages read back.
+    assert used_kb == model.mem.swap.active()[0].inuse_pages * 4 == 1024
+
+
+def test_memcg_limit_swaps_out_and_accounting_holds(host_swap: Path, program: Program,
+                                                    memcgs: Memcgs) -> None:
+    cg = memcgs.make("swap", "8M")
+    (cg / "memory.swappiness").write_text("60")
+    with HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        pages = 4096  # 16 MiB against an 8 MiB limit, with 16 MiB of swap
+        addr = host.syscall(pid, "mmap", (0, pages * PG_SIZE, RW, PRIVATE_ANON, -1, 0))
+        assert host.access(pid, addr, pages * PG_SIZE, True) is None
+        counters = host.counters(pid)
+        entries = host.pagemap(pid, addr, addr + pages * PG_SIZE)
+    swapped = [e for e in entries if e & PM_SWAP]
+    present = [e for e in entries if e & PM_PRESENT]
+    print(f"kernel: VmSwap {counters.vm_swap_kb} kB, {len(swapped)} swap entries, {len(present)} present")
+    assert counters.vm_swap_kb >= 6 << 10  # at least 6 of the 16 MiB went to swap
+    assert counters.vm_swap_kb == 4 * len(swapped)  # MM_SWAPENTS = swap PTEs
+    assert len(swapped) + len(present) == pages  # every written page is resident or swapped
+    assert {e & 0x1F for e in swapped} == {0}  # one area: type 0
+    offsets = [(e & PFN_MASK) >> 5 for e in swapped]
+    assert len(set(offsets)) == len(offsets) and min(offsets) > 0 and max(offsets) < SWAP_SIZE // PG_SIZE

@@ -1,0 +1,221 @@
+"""Swap in the model (mm/swapfile.c, mm/swap_state.c, do_swap_page): areas and slots, swap-out through
+the reclaim seam and MADV_PAGEOUT, swap-in (cache hits, readahead), swap entries through fork, zap,
+mremap, mprotect and swapoff, with the invariant checker (slots match entries, swap cache owned
+once, no dirty page dropped) after every step."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swapkit import MADV_PAGEOUT, PRIVATE_ANON, RW, model_with_swap, shrink_inactive_anon
+from vmlab.backend import Program, Settings
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import LRU_INACTIVE_ANON
+from vmlab.kernel.swap_state import reclaim_anon_folio, swapin_nr_pages
+from vmlab.kernel.swapfile import sys_swapon
+from vmlab.kernel.uapi import EBUSY, EINVAL, ENOENT, MREMAP_FIXED, MREMAP_MAYMOVE
+
+PG_SIZE = 4096
+PM_SWAP = 1 << 62
+PM_PRESENT = 1 << 63
+
+
+def _anon(backend: ModelBackend, pid: int, pages: int) -> int:
+    addr = backend.syscall(pid, "mmap", (0, pages * PG_SIZE, RW, PRIVATE_ANON, -1, 0))
+    assert backend.access(pid, addr, pages * PG_SIZE, True) is None
+    return addr
+
+
+def test_swapon_sizes_priorities_and_errors(tmp_path: Path, swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    # /proc/swaps as the kernel printed it for a 16 MiB file (`cat -A /proc/swaps` on this host).
+    name = str(swapfile)
+    pad = " " * max(1, 40 - len(name))  # "%*s" with width 40 - len, at least 1
+    assert backend.view(pid, "swaps").splitlines()[1] == name + pad + "file\t\t16380\t\t0\t\t-2"
+    assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == -EBUSY
+    assert backend.syscall(pid, "swapon", (str(tmp_path / "nope"), 0)) == -ENOENT
+    tiny = tmp_path / "tiny"
+    tiny.write_bytes(b"\0" * 4096)
+    assert backend.syscall(pid, "swapon", (str(tiny), 0)) == -EINVAL
+    second = tmp_path / "second"
+    second.write_bytes(b"\0" * (64 << 10))
+    assert backend.syscall(pid, "swapon", (str(second), 0)) == 0
+    swap = backend.mem.swap
+    assert [si.prio for si in swap.active()] == [-2, -3]
+    assert swap.total_swap_pages == 4095 + 15 == swap.nr_swap_pages
+    assert backend.syscall(pid, "swapoff", (str(swapfile),)) == 0
+    assert [si.prio for si in swap.active()] == [-2]  # the lower default priority moves up
+    assert backend.syscall(pid, "swapoff", (str(swapfile),)) == -EINVAL
+    mem = PhysMem(64 << 20)
+    assert sys_swapon(mem.swap, "/x", 0x8000 | 5, size_bytes=1 << 20) == 0 and mem.swap.active()[0].prio == 5
+
+
+def test_pageout_then_read_back_from_the_swap_cache(swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 256)
+    assert backend.syscall(pid, "madvise", (addr, 256 * PG_SIZE, MADV_PAGEOUT)) == 0
+    check_machine(backend)
+    c0 = backend.counters(pid)
+    assert (c0.vm_swap_kb, c0.rss_anon_kb) == (1024, 0)
+    # Type 0, offsets 1, 2, 3, ... in address order, as the host's pagemap showed (test_host_swap).
+    assert backend.pagemap(pid, addr, addr + 4 * PG_SIZE) == [PM_SWAP | (i << 5) for i in range(1, 5)]
+    assert backend.mem.events["pswpout"] == 256 and len(backend.mem.swap.cache) == 256
+    assert backend.view(pid, "swaps").split("\n")[1].split("\t")[-3] == "1024"
+    # The write is done but the folios stay in the swap cache: reading them back is a minor fault.
+    assert backend.access(pid, addr, 16 * PG_SIZE, False) is None
+    c1 = backend.counters(pid)
+    assert (c1.majflt - c0.majflt, c1.minflt - c0.minflt, c1.vm_swap_kb, c1.rss_anon_kb) == (0, 16, 960, 64)
+    entries = backend.pagemap(pid, addr, addr + PG_SIZE)
+    assert entries[0] & PM_PRESENT and not entries[0] & PM_SWAP
+    check_machine(backend)
+
+
+def test_reclaim_frees_on_the_second_pass_and_swapin_reads_ahead(swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 64)
+    mem = backend.mem
+    free0 = mem.nr_free_pages
+    scanned, freed = shrink_inactive_anon(backend, 64)
+    assert (scanned, freed) == (64, 0) and mem.events["pswpout"] == 64  # written, kept for now
+    check_machine(backend)
+    scanned, freed = shrink_inactive_anon(backend, 64)
+    assert (scanned, freed) == (64, 64) and mem.events["pswpout"] == 64 and not mem.swap.cache
+    assert mem.nr_free_pages == free0 + 64
+    check_machine(backend)
+    c0 = backend.counters(pid)
+    assert backend.access(pid, addr, 64 * PG_SIZE, False) is None
+    c1 = backend.counters(pid)
+    # Sequential faults: the window grows 1, 2 (adjacent), 4, 8 (hits + 2 rounded up, at most
+    # 2**page-cluster), so far fewer major faults than pages.
+    assert c1.majflt - c0.majflt < 20 and c1.majflt + c1.minflt - c0.majflt - c0.minflt == 64
+    assert mem.events["pswpin"] == 64 and mem.events["swap_ra"] == mem.events["swap_ra_hit"] > 0
+    assert mem.events["pgmajfault"] == c1.majflt - c0.majflt
+    check_machine(backend)
+
+
+def test_swapin_window() -> None:
+    assert swapin_nr_pages(10, 20, 0, 8, 0) == 1  # random, no hits
+    assert swapin_nr_pages(10, 11, 0, 8, 0) == 2  # adjacent
+    assert swapin_nr_pages(10, 11, 1, 8, 0) == 4  # hits + 2 rounded up to 4
+    assert swapin_nr_pages(10, 11, 7, 8, 0) == 8  # capped by page-cluster
+    assert swapin_nr_pages(10, 40, 0, 8, 8) == 4  # shrinks at most by half
+
+
+def test_write_fault_on_a_swapped_page_drops_its_slot(swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 4)
+    backend.syscall(pid, "madvise", (addr, 4 * PG_SIZE, MADV_PAGEOUT))
+    assert backend.access(pid, addr, PG_SIZE, True) is None
+    swap = backend.mem.swap
+    assert len(swap.cache) == 3 and swap.active()[0].inuse_pages == 3  # should_try_to_free_swap
+    check_machine(backend)
+
+
+def test_fork_shares_swap_entries_then_cow(swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 16)
+    backend.syscall(pid, "madvise", (addr, 16 * PG_SIZE, MADV_PAGEOUT))
+    child = backend.fork(pid)
+    check_machine(backend)
+    assert backend.counters(child).vm_swap_kb == 64
+    smaps = backend.view(pid, "smaps")
+    block = smaps[smaps.index(f"{addr:08x}-"):]
+    assert "Swap:                 64 kB" in block and "SwapPss:              32 kB" in block
+    assert backend.access(child, addr, 2 * PG_SIZE, True) is None  # not exclusive: COW copies
+    assert backend.access(pid, addr, 2 * PG_SIZE, False) is None
+    check_machine(backend)
+    backend.exit(child)
+    check_machine(backend)
+    assert backend.access(pid, addr, 16 * PG_SIZE, True) is None
+    check_machine(backend)
+
+
+def test_munmap_mremap_mprotect_and_swapoff(swapfile: Path) -> None:
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 32)
+    backend.syscall(pid, "madvise", (addr, 32 * PG_SIZE, MADV_PAGEOUT))
+    shrink_inactive_anon(backend, 64)  # the written folios leave the cache
+    swap = backend.mem.swap
+    assert not swap.cache and swap.active()[0].inuse_pages == 32
+    assert backend.syscall(pid, "munmap", (addr, 8 * PG_SIZE)) == 0
+    assert swap.active()[0].inuse_pages == 24 and backend.counters(pid).vm_swap_kb == 96
+    new = backend.syscall(pid, "mremap", (addr + 8 * PG_SIZE, 8 * PG_SIZE, 8 * PG_SIZE,
+                                          MREMAP_MAYMOVE | MREMAP_FIXED, addr - (1 << 30)))
+    assert new == addr - (1 << 30)
+    assert backend.syscall(pid, "mprotect", (addr + 16 * PG_SIZE, 16 * PG_SIZE, 1)) == 0
+    check_machine(backend)
+    assert backend.counters(pid).vm_swap_kb == 96
+    assert backend.access(pid, new, 8 * PG_SIZE, True) is None
+    check_machine(backend)
+    assert backend.syscall(pid, "swapoff", (str(swapfile),)) == 0
+    check_machine(backend)
+    c = backend.counters(pid)
+    assert (c.vm_swap_kb, c.rss_anon_kb) == (0, 96) and not swap.active() and not swap.cache
+
+
+def test_without_swap_anon_is_kept_and_activated() -> None:
+    backend = ModelBackend()
+    pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
+    _anon(backend, pid, 4)
+    mem = backend.mem
+    head = mem.lruvec.oldest(LRU_INACTIVE_ANON, 1)[0]
+    mem.lruvec.delete(mem.mem_map, head)
+    assert not reclaim_anon_folio(mem, head) and mem.mem_map.test(head, PG.active)
+    mem.lruvec.add(mem.mem_map, head)
+    check_machine(backend)
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["touch", "read", "pageout", "shrink", "fork", "exit", "unmap",
+                                          "remap", "swapoff"]),
+                         st.integers(0, 63), st.integers(1, 24)), min_size=1, max_size=14)
+
+
+@settings(max_examples=60)
+@given(OPS)
+def test_random_swap_steps_keep_every_invariant(ops: list[tuple[str, int, int]]) -> None:
+    """Random writes, reads, page-outs, reclaim passes, forks, exits, unmaps, moves and swapoff/swapon
+    on a 64-page anon region: check_machine holds after every step and at the end no slot or swap
+    cache page is left once every process has exited."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "swap"
+        path.write_bytes(b"\0" * (1 << 20))
+        backend, pid = model_with_swap(path)
+        addr = _anon(backend, pid, 64)
+        pids = [pid]
+        for op, first, n in ops:
+            who = pids[first % len(pids)]
+            lo, length = addr + first * PG_SIZE, min(n, 64 - first) * PG_SIZE
+            if op in ("touch", "read"):
+                if backend.access(who, lo, length, op == "touch") is not None:  # unmapped: SIGSEGV
+                    pids.remove(who)
+                    if not pids:
+                        break
+            elif op == "pageout":
+                backend.syscall(who, "madvise", (lo, length, MADV_PAGEOUT))
+            elif op == "shrink":
+                shrink_inactive_anon(backend, n)
+            elif op == "fork" and len(pids) < 4:
+                pids.append(backend.fork(who))
+            elif op == "exit" and len(pids) > 1:
+                backend.exit(who)
+                pids.remove(who)
+            elif op == "unmap":
+                backend.syscall(who, "munmap", (lo, length))
+            elif op == "remap":
+                backend.syscall(who, "mremap", (lo, length, length, MREMAP_MAYMOVE | MREMAP_FIXED,
+                                                lo - (1 << 32)))
+            elif op == "swapoff" and backend.mem.swap.active():
+                assert backend.syscall(who, "swapoff", (str(path),)) == 0
+                assert backend.syscall(who, "swapon", (str(path), 0)) == 0
+            check_machine(backend)
+        backend.close()
+        swap = backend.mem.swap
+        assert not swap.cache and swap.nr_swap_pages == swap.total_swap_pages == 255
