@@ -51,6 +51,7 @@ from vmlab.kernel.pgtable import (
 )
 from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.util import accounted_pages, vm_unacct_memory
 
 # rss_stat indices (include/linux/mm_types_task.h)
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -595,10 +596,11 @@ def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
 
 
 def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
-    """exit_mmap(): zap every VMA and free all page tables."""
+    """exit_mmap(): zap every VMA, free all page tables and uncharge the VM_ACCOUNT VMAs."""
     if mm.pt is None:
         return
     update_hiwater_rss(mm)
+    vm_unacct_memory(mem, accounted_pages(mm))
     for vma in mm:
         zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
     mm.pt.destroy()

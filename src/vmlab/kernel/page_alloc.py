@@ -324,6 +324,10 @@ class PhysMem:
         self.clock = Clock()
         self.events: Counter[str] = Counter()
         self.alloc_failures = 0
+        #: vm_committed_as (pages): what mappings and shmem objects have committed (util.py), and the
+        #: part of it the kernel charges but never gives back (util.py: leaks the host shows too).
+        self.vm_committed_as = 0
+        self.vm_committed_leak = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}
         self._huge_zero_pfn = NO_PFN
