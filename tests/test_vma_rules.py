@@ -362,7 +362,9 @@ def test_fork_child_anon_vma_rules() -> None:
     p.mmap(b + 0x20000, 4 * PG, RW, AN | MAP_FIXED)  # E, faulted
     p.touch(b + 0x20000, 4)
     child = BareProc()
-    child.mm = dup_mmap(p.mm)
+    mm = dup_mmap(p.mm, p.sysctl)
+    assert not isinstance(mm, int)
+    child.mm = mm
     child.mmap(b + 4 * PG, 4 * PG, RW, AN | MAP_FIXED)
     child.mmap(b + 0x14000, 4 * PG, RW, AN | MAP_FIXED)
     window = (b, b + 0x1000000)

@@ -30,6 +30,13 @@ class Settings:
     max_map_count: int = 65530  # vm.max_map_count (the model only: the host's is global)
     mmap_min_addr: int = 4096  # vm.mmap_min_addr
     ram: int = 4 << 30  # the model machine's RAM in bytes (the host's is what it is)
+    # vm.overcommit_* and the reserves (global on the host: the host backend only checks they match)
+    overcommit_memory: int = 0
+    overcommit_ratio: int = 50
+    overcommit_kbytes: int = 0
+    admin_reserve_kbytes: int | None = None  # None: the model's boot default (util.init_admin_reserve)
+    user_reserve_kbytes: int | None = None  # None: the model's boot default (util.init_user_reserve)
+    cap_sys_admin: bool = True  # the processes hold CAP_SYS_ADMIN (the host drops it before exec if off)
 
 
 @dataclass(frozen=True)

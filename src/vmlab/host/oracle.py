@@ -26,6 +26,12 @@ from vmlab.host import pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
 
+PR_CAPBSET_DROP = 24
+CAP_SYS_ADMIN = 21
+#: Settings that are global vm sysctls on the host: the backend checks that the host's agree.
+HOST_SYSCTLS = ("mmap_min_addr", "overcommit_memory", "overcommit_ratio", "overcommit_kbytes",
+                "admin_reserve_kbytes", "user_reserve_kbytes")
+
 #: The stepper's end of its channel; 1001 and 1002 are used briefly by FORK. Scenarios must not touch them.
 CHANNEL_FD = 1000
 RESERVED_FDS = range(CHANNEL_FD, CHANNEL_FD + 3)
@@ -144,6 +150,8 @@ def _exec_stepper(channel: int, program: Program, settings: Settings,
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_STACK, _rlimit_stack(settings))
+    if not settings.cap_sys_admin and _libc().prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0):
+        os._exit(126)  # root regains only the bounding set's capabilities at exec
     _libc().personality(ADDR_NO_RANDOMIZE | (ADDR_COMPAT_LAYOUT if settings.legacy_va_layout else 0))
     _libc().execve(os.fsencode(program.path), argv, envp)
 
@@ -350,12 +358,16 @@ class HostBackend:
 
     @staticmethod
     def _check_settings(settings: Settings) -> None:
-        """The host can set RLIMIT_STACK and the personality per process, but vm.mmap_min_addr is global."""
-        with open("/proc/sys/vm/mmap_min_addr") as f:
-            host = int(f.read())
-        if settings.mmap_min_addr != host:
-            raise InputError(f"mmap_min_addr {settings.mmap_min_addr} differs from this host's "
-                             f"vm.mmap_min_addr = {host}")
+        """The host can set RLIMIT_STACK, the personality and CAP_SYS_ADMIN per process, but the vm
+        sysctls are global: each must equal the host's (a reserve left at None is not checked)."""
+        for name in HOST_SYSCTLS:
+            wanted = getattr(settings, name)
+            if wanted is None:
+                continue
+            with open(f"/proc/sys/vm/{name}") as f:
+                host = int(f.read())
+            if wanted != host:
+                raise InputError(f"{name} {wanted} differs from this host's vm.{name} = {host}")
 
     def _call(self, proc: _Stepper, op: int, flags: int, nr: int, args: list[int],
               payload: bytes = b"") -> _Reply | None:

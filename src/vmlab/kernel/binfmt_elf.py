@@ -53,6 +53,7 @@ from vmlab.kernel.mmap import (
     DEFAULT_MAP_WINDOW,
     TASK_SIZE,
     VmSysctl,
+    acct_stack_growth,
     arch_pick_mmap_layout,
     do_mmap,
     do_munmap,
@@ -76,6 +77,7 @@ from vmlab.kernel.uapi import (
     PROT_WRITE,
     page_align,
 )
+from vmlab.kernel.util import security_vm_enough_memory_mm
 
 E2BIG = errno.E2BIG
 ENOEXEC = errno.ENOEXEC
@@ -257,6 +259,7 @@ class LinuxBinprm:
     envc: int = 0
     arg_bytes: int = 0  # Σ strlen(argv)+1: create_elf_tables walks these to find arg_end
     env_bytes: int = 0
+    sysctl: VmSysctl = dataclasses.field(default_factory=VmSysctl)
 
 
 def _c_string(s: str) -> bytes:
@@ -264,15 +267,20 @@ def _c_string(s: str) -> bytes:
     return os.fsencode(s).split(b"\0", 1)[0] + b"\0"
 
 
-def bprm_mm_init(filename: str, rlimit_stack: int | None) -> LinuxBinprm:
-    """bprm_mm_init()/__bprm_mm_init(): a new mm whose only VMA is one stack page below STACK_TOP."""
-    mm = MmStruct()
+def bprm_mm_init(filename: str, rlimit_stack: int | None, sysctl: VmSysctl | None = None,
+                 mm: MmStruct | None = None) -> LinuxBinprm | int:
+    """bprm_mm_init()/__bprm_mm_init(): a new mm (`mm`, empty, or a fresh one) whose only VMA is one
+    stack page below STACK_TOP, charged by insert_vm_struct(); -ENOMEM if the commit refuses it."""
+    mm = mm if mm is not None else MmStruct()
+    sysctl = sysctl if sysctl is not None else VmSysctl()
+    if security_vm_enough_memory_mm(mm, 1, sysctl):
+        return -ENOMEM
     # insert_vm_struct() gives an anonymous VMA pgoff = vm_start >> PAGE_SHIFT; stack growth lowers it.
     vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS, (STACK_TOP - PAGE_SIZE) >> PAGE_SHIFT)
     mm.insert(vma)
     mm.vm_stat_account(VM_STACK_FLAGS, 1)
     rlim = _U64 if rlimit_stack is None else rlimit_stack
-    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8)
+    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8, sysctl=sysctl)
 
 
 def bprm_stack_limits(bprm: LinuxBinprm) -> int:
@@ -296,6 +304,8 @@ def _expand_downwards(bprm: LinuxBinprm, addr: int) -> int:
     if vma.vm_end - new_start > bprm.rlim_stack:
         return -ENOMEM
     grow = (vma.vm_start - new_start) >> PAGE_SHIFT
+    if acct_stack_growth(mm, vma, grow, bprm.sysctl):
+        return -ENOMEM
     mm.set_range(vma, new_start, vma.vm_end)
     vma.vm_pgoff -= grow
     mm.vm_stat_account(vma.vm_flags, grow)
@@ -617,14 +627,17 @@ def do_execveat_strings(bprm: LinuxBinprm, argv: Sequence[str], envp: Sequence[s
 
 
 def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None, legacy: bool,
-            sysctl: VmSysctl, inode_for: InodeLookup | None = None) -> MmStruct | int:
+            sysctl: VmSysctl, inode_for: InodeLookup | None = None, mm: MmStruct | None = None
+            ) -> MmStruct | int:
     """execve(path, argv, envp) with ADDR_NO_RANDOMIZE: the new address space, or -errno.
 
     `rlimit_stack` is RLIMIT_STACK's soft limit in bytes (None = unlimited); `legacy` is the
     ADDR_COMPAT_LAYOUT personality. BUILTIN_PROGRAM loads BUILTIN_IMAGE without touching the disk;
     any other path is read from the host. `inode_for` gives the machine's inode of a path (its page
     cache is the machine's: BUILTIN_PROGRAM included; default: a host file's own inode and the shared
-    BUILTIN_IMAGE one). Errors come in the kernel's order: opening the file
+    BUILTIN_IMAGE one). `mm` is the empty mm to build (the machine's: its page tables, so that mappings
+    are charged to the machine's committed counter, and its credential; on failure the caller tears it
+    down with exit_mmap). Errors come in the kernel's order: opening the file
     (ENOENT, EACCES, ...), copying the strings (E2BIG), the ELF checks (ENOEXEC), the interpreter
     (ENOENT, EACCES, ELIBBAD), then mapping (ENOMEM, EEXIST, ...).
     """
@@ -635,7 +648,9 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
         inode = open_exec(path, inode_for or host_inode)
     if isinstance(inode, int):
         return inode
-    bprm = bprm_mm_init(path, rlimit_stack)
+    bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm)
+    if isinstance(bprm, int):
+        return bprm
     err = do_execveat_strings(bprm, argv, envp)
     if err:
         return err

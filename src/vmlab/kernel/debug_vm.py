@@ -8,7 +8,9 @@ Invariants, machine-wide:
   some PTE/PMD, a page table of some live mm (linked or deposited), the huge zero folio, or a boot
   reservation; none is unowned (leaked) and none is owned twice;
 - _refcount and _mapcount of each owned frame equal the references found: one per PTE/PMD mapping
-  (on the folio head) plus the page cache's, one mapcount per mapping of each subpage.
+  (on the folio head) plus the page cache's, one mapcount per mapping of each subpage;
+- the committed counter (vm_committed_as) equals the pages of every live VM_ACCOUNT VMA, plus the
+  shmem objects' charges, plus what the kernel charges and never gives back (vm_committed_leak).
 Per mm:
 - RSS counters equal the present entries by type (zero pages excluded, a PMD leaf counts 512);
 - pgtables_bytes = 4096 x (tables other than the PGD, deposited ones included); every table is
@@ -71,6 +73,7 @@ from vmlab.kernel.swapfile import (
     swp_type,
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.util import accounted_pages
 
 if TYPE_CHECKING:
     from vmlab.kernel.machine import ModelBackend
@@ -308,6 +311,17 @@ def check_mm(pid: int, mm: MmStruct, mem: PhysMem, frames: Frames,
     # hiwater_rss is raised only where RSS drops (update_hiwater_rss); status shows max(it, rss).
 
 
+def check_committed(backend: ModelBackend) -> None:
+    """vm_committed_as = Σ VM_ACCOUNT VMA pages of the live mms + Σ shmem charges + the known leaks."""
+    mem = backend.mem
+    inodes = {id(i): i for i in [*enumerate_inodes(backend), *backend._shmem_inodes]}
+    vmas = sum(accounted_pages(task.mm) for task in backend.tasks.values())
+    shmem = sum(i.acct_pages for i in inodes.values())
+    if mem.vm_committed_as != vmas + shmem + mem.vm_committed_leak:
+        raise AssertionError(f"vm_committed_as {mem.vm_committed_as} pages != {vmas} (VM_ACCOUNT VMAs) + "
+                             f"{shmem} (shmem objects) + {mem.vm_committed_leak} (leaked)")
+
+
 def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) -> None:
     """Check every invariant of the machine (see the module docstring); AssertionError on the first
     broken one, naming the frame, entry or VMA and what was expected. `waive` names checks to skip
@@ -337,6 +351,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     # Page tables and mappings of every live mm.
     for pid, task in sorted(backend.tasks.items()):
         check_mm(pid, task.mm, mem, frames, waive)
+    check_committed(backend)
     # The page cache: one reference per cached page.
     for inode in enumerate_inodes(backend):
         for index, pfn in sorted(inode.i_pages.items()):

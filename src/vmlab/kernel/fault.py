@@ -19,7 +19,7 @@ from vmlab.kernel.memory import (
     handle_mm_fault,
 )
 from vmlab.kernel.mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, MmStruct, VmArea
-from vmlab.kernel.mmap import STACK_GUARD_GAP, VmSysctl
+from vmlab.kernel.mmap import STACK_GUARD_GAP, VmSysctl, acct_stack_growth
 from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW
 from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import ENOMEM, EPERM, PAGE_MASK, PAGE_SHIFT
@@ -65,6 +65,8 @@ def expand_downwards(mm: MmStruct, vma: VmArea, address: int, rlimit_stack: int 
         if grow > vma.vm_pgoff:
             return -ENOMEM
         if rlimit_stack is not None and size > rlimit_stack:
+            return -ENOMEM
+        if acct_stack_growth(mm, vma, grow, sysctl):
             return -ENOMEM
         vma.vm_pgoff -= grow
         mm.set_range(vma, address, vma.vm_end)

@@ -6,15 +6,30 @@ its own page tables holding copies of the entries of VMAs with an anon_vma (COW)
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-from vmlab.kernel.memory import copy_page_range
-from vmlab.kernel.mm_types import VM_DONTCOPY, VM_LOCKED_MASK, VM_NOHUGEPAGE, VM_WIPEONFORK, MmStruct
+from vmlab.kernel.memory import copy_page_range, exit_mmap
+from vmlab.kernel.mm_types import (
+    VM_ACCOUNT,
+    VM_DONTCOPY,
+    VM_LOCKED_MASK,
+    VM_NOHUGEPAGE,
+    VM_WIPEONFORK,
+    MmStruct,
+)
 from vmlab.kernel.pgtable import PageTables
 from vmlab.kernel.rmap import anon_vma_fork
+from vmlab.kernel.uapi import ENOMEM
+from vmlab.kernel.util import security_vm_enough_memory_mm
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mmap import VmSysctl
 
 
-def dup_mmap(oldmm: MmStruct) -> MmStruct:
-    """dup_mm() + dup_mmap(): the child's mm_struct."""
+def dup_mmap(oldmm: MmStruct, sysctl: VmSysctl) -> MmStruct | int:
+    """dup_mm() + dup_mmap(): the child's mm_struct, or -ENOMEM when the commit refuses a VM_ACCOUNT
+    VMA (each is charged in turn, checked against the parent's mm); a refused fork tears the partial
+    copy down (mmput: exit_mmap uncharges what was charged)."""
     mm = dataclasses.replace(oldmm, _starts=[], _vmas=[], locked_vm=0,
                              def_flags=oldmm.def_flags & VM_NOHUGEPAGE, pt=None, rss=[0, 0, 0, 0],
                              hiwater_rss=0)
@@ -24,6 +39,10 @@ def dup_mmap(oldmm: MmStruct) -> MmStruct:
         if mpnt.vm_flags & VM_DONTCOPY:
             mm.vm_stat_account(mpnt.vm_flags & ~VM_LOCKED_MASK, -mpnt.pages)
             continue
+        if mpnt.vm_flags & VM_ACCOUNT and security_vm_enough_memory_mm(oldmm, mpnt.pages, sysctl):
+            if mm.pt is not None:
+                exit_mmap(mm, mm.pt.mem)
+            return -ENOMEM
         tmp = mpnt.copy()
         if tmp.vm_flags & VM_WIPEONFORK:
             tmp.anon_vma, tmp.anon_vma_chain_len = None, 0

@@ -65,6 +65,7 @@ from vmlab.kernel.page_writeback import (
     sync_inodes,
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.shmem import shmem_unacct_size
 from vmlab.kernel.swap import lru_view
 from vmlab.kernel.swapfile import SWP_WRITEOK, find_area, remove_area, swaps_show, sys_swapon
 from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
@@ -187,8 +188,13 @@ class ModelBackend:
         if settings.ram != self.mem.max_pfn << 12:
             self.mem = PhysMem(settings.ram)
             self.mem.swap.mms = self._mms
-        self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
-        task = Task(self._alloc_pid(), MmStruct())
+        self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr,
+                               overcommit_memory=settings.overcommit_memory,
+                               overcommit_ratio=settings.overcommit_ratio,
+                               overcommit_kbytes=settings.overcommit_kbytes,
+                               admin_reserve_kbytes=settings.admin_reserve_kbytes,
+                               user_reserve_kbytes=settings.user_reserve_kbytes)
+        task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin))
         for fd in (0, 1, 2):
             task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5), writable=True)
         self.tasks[task.pid] = task
@@ -227,6 +233,7 @@ class ModelBackend:
             for pfn in inode.i_pages.values():
                 put_page(self.mem, pfn)
             inode.i_pages.clear()
+            shmem_unacct_size(self.mem, inode)
 
     def create_file(self, path: str, size: int, bdi: BackingDev | None = None) -> Inode:
         """A file of the model's own (not on the host) of `size` bytes, none cached, on device `bdi`."""
@@ -298,9 +305,13 @@ class ModelBackend:
         return None
 
     def fork(self, pid: int) -> int:
-        """fork(): a child with a copy of the address space and the same open files."""
+        """fork(): a child with a copy of the address space and the same open files; -ENOMEM when the
+        commit refuses the copy."""
         parent = self.tasks[pid]
-        child = Task(self._alloc_pid(), dup_mmap(parent.mm), dict(parent.files), set(parent.cloexec))
+        mm = dup_mmap(parent.mm, self.sysctl)
+        if isinstance(mm, int):
+            return mm
+        child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec))
         self.tasks[child.pid] = child
         for task, accesses in ((child, self.program.fork_child), (parent, self.program.fork_parent)):
             scratch = FaultStats()  # the program's own faults, not the scenario's
@@ -747,12 +758,13 @@ class ModelBackend:
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
         """do_execve(): replace the address space; close-on-exec descriptors close."""
 
+        new = MmStruct(pt=PageTables(self.mem), cap_sys_admin=task.mm.cap_sys_admin)
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
-                     self.sysctl, self._inode)
+                     self.sysctl, self._inode, new)
         if isinstance(mm, int):
+            exit_mmap(new, self.mem)
             return mm
         exit_mmap(task.mm, self.mem)
-        mm.pt = PageTables(self.mem)
         task.mm = mm
         for fd in task.cloexec:
             task.files.pop(fd, None)

@@ -70,6 +70,7 @@ from vmlab.kernel.swapfile import (
     vm_swap_full,
 )
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.util import accounted_pages, vm_unacct_memory
 
 # vm_fault_t bits (include/linux/mm_types.h)
 VM_FAULT_OOM = 0x000001
@@ -717,10 +718,11 @@ def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
 
 
 def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
-    """exit_mmap(): zap every VMA and free all page tables."""
+    """exit_mmap(): zap every VMA, free all page tables and uncharge the VM_ACCOUNT VMAs."""
     if mm.pt is None:
         return
     update_hiwater_rss(mm)
+    vm_unacct_memory(mem, accounted_pages(mm))
     for vma in mm:
         zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
     mm.pt.destroy()

@@ -124,6 +124,8 @@ class Inode:
     #: Pages the host had in its page cache when the model first saw the file (None: treat all as
     #: cached); the model fills its cache from these without I/O, any other page is a major fault.
     host_cached: frozenset[int] | None = None
+    #: Pages shmem_acct_size() charged to the committed counter for this shmem object (0: none).
+    acct_pages: int = 0
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
     #: inode_to_bdi(): the backing device's read_ahead_kb / 4 (a new file's f_ra.ra_pages) and
@@ -261,6 +263,9 @@ class MmStruct:
     exec_vm: int = 0
     stack_vm: int = 0
     def_flags: int = 0
+    #: CAP_SYS_ADMIN of the task owning this mm: the one credential the model keeps (no struct cred),
+    #: read by __vm_enough_memory (the admin reserve); inherited by fork and exec.
+    cap_sys_admin: bool = True
     #: Page tables (vmlab.kernel.pgtable.PageTables) once the machine gives the mm physical memory.
     pt: PageTables | None = None
     #: rss_stat: MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES (pages).

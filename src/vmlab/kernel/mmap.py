@@ -30,6 +30,7 @@ from vmlab.kernel.mm_types import (
     MmStruct,
     VmArea,
 )
+from vmlab.kernel.shmem import shmem_acct_size
 from vmlab.kernel.uapi import (
     EACCES,
     EEXIST,
@@ -57,6 +58,7 @@ from vmlab.kernel.uapi import (
     PROT_WRITE,
     page_align,
 )
+from vmlab.kernel.util import accounted_pages, mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import VmaMergeState, gather_munmap_vmas, vma_merge_new_range
 
 TASK_SIZE = 0x7FFFFFFFF000  # 47-bit user space, 4-level paging (§0.1)
@@ -69,11 +71,16 @@ TASK_UNMAPPED_BASE = page_align(TASK_SIZE // 3)
 
 @dataclass(frozen=True)
 class VmSysctl:
-    """The vm.* sysctls that change address-space behaviour."""
+    """The vm.* sysctls that change address-space behaviour (overcommit: see util.py)."""
 
     max_map_count: int = 65530
     mmap_min_addr: int = 4096
     overcommit_memory: int = 0
+    overcommit_ratio: int = 50
+    overcommit_kbytes: int = 0
+    #: None: the boot default computed from the machine's free memory (init_*_reserve).
+    admin_reserve_kbytes: int | None = None
+    user_reserve_kbytes: int | None = None
 
 
 #: Makes the shmem file behind a MAP_SHARED|MAP_ANONYMOUS mapping of a given length (shmem_zero_setup()).
@@ -307,16 +314,34 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
 
 def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flags: int, pgoff: int,
                 sysctl: VmSysctl, make_shmem: ShmemFactory | None = None) -> int:
-    """__mmap_region(): unmap what is there, account, then merge with a neighbour or insert a new VMA."""
+    """__mmap_region(): charge, unmap what is there, then merge with a neighbour or insert a new VMA.
+
+    An accountable mapping is charged its pages less the VM_ACCOUNT pages it replaces (those are then
+    unmapped without uncharging); a refused charge leaves the old mappings alone (the kernel leaves
+    them split at the edges of the range: not modelled). A shared anonymous mapping's shmem object is
+    charged by shmem_acct_size before it is made.
+    """
     end = addr + length
-    err = munmap_range(mm, addr, end, sysctl)
-    if err:
-        return err
+    charged = 0
     if accountable_mapping(file, vm_flags):
+        charged = (length >> PAGE_SHIFT) - accounted_pages(_clipped(mm, addr, end))
+        if security_vm_enough_memory_mm(mm, charged, sysctl):
+            return -ENOMEM
         vm_flags |= VM_ACCOUNT
+    shmem_pages = 0
+    if file is None and vm_flags & VM_SHARED:
+        shmem_pages = shmem_acct_size(mm, length, vm_flags, sysctl)
+        if shmem_pages < 0:
+            mm_unacct(mm, charged)
+            return shmem_pages
+    err = munmap_range(mm, addr, end, sysctl, uncharge=not vm_flags & VM_ACCOUNT)
+    if err:
+        mm_unacct(mm, charged + shmem_pages)
+        return err
     if file is None and vm_flags & VM_SHARED:
         assert make_shmem is not None, "MAP_SHARED|MAP_ANONYMOUS needs a shmem factory"
         file = make_shmem(length)
+        file.inode.acct_pages = shmem_pages
         vma = VmArea(addr, end, vm_flags, 0, file)
     else:
         merged = vma_merge_new_range(mm, VmaMergeState(addr, end, vm_flags, pgoff, file))
@@ -327,6 +352,17 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     mm.insert(vma)
     mm.vm_stat_account(vm_flags, length >> PAGE_SHIFT)
     return addr
+
+
+def _clipped(mm: MmStruct, start: int, end: int) -> list[VmArea]:
+    """The parts of the VMAs overlapping [start, end) that lie inside it (what a munmap would gather),
+    as detached copies."""
+    parts = []
+    for vma in mm.vmas_in(start, end):
+        part = vma.copy()
+        part.vm_start, part.vm_end = max(vma.vm_start, start), min(vma.vm_end, end)
+        parts.append(part)
+    return parts
 
 
 def remove_vma(mm: MmStruct, vma: VmArea) -> None:
@@ -346,16 +382,35 @@ def do_munmap(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
     return munmap_range(mm, start, end, sysctl)
 
 
-def munmap_range(mm: MmStruct, start: int, end: int, sysctl: VmSysctl) -> int:
+def munmap_range(mm: MmStruct, start: int, end: int, sysctl: VmSysctl, uncharge: bool = True) -> int:
     """do_vmi_align_munmap(): split at the edges, unlink the VMAs of [start, end), zap their pages and
-    free their page tables; 0, or -ENOMEM when a split is refused (then nothing changed)."""
+    free their page tables, and uncharge the VM_ACCOUNT ones (vms_complete_munmap_vmas; not when
+    `uncharge` is off: the caller keeps their charge); 0, or -ENOMEM when a split is refused (then
+    nothing changed)."""
     vmas = gather_munmap_vmas(mm, start, end, sysctl.max_map_count)
     if isinstance(vmas, int):
         return vmas
     for vma in vmas:
         remove_vma(mm, vma)
+    if uncharge:
+        mm_unacct(mm, accounted_pages(vmas))
     if vmas and mm.pt is not None:
         unmap_region(mm, mm.pt.mem, start, end)
+    return 0
+
+
+# --- stack growth ----------------------------------------------------------------------------------------
+
+def acct_stack_growth(mm: MmStruct, vma: VmArea, grow: int, sysctl: VmSysctl) -> int:
+    """acct_stack_growth()'s final test: charge `grow` pages of stack growth; 0 or -ENOMEM.
+
+    The kernel charges every growth, VM_ACCOUNT or not; the growth of a VMA without VM_ACCOUNT (a
+    read-only MAP_GROWSDOWN mapping) is never uncharged, which the model counts in vm_committed_leak.
+    """
+    if security_vm_enough_memory_mm(mm, grow, sysctl):
+        return -ENOMEM
+    if not vma.vm_flags & VM_ACCOUNT and mm.pt is not None:
+        mm.pt.mem.vm_committed_leak += grow
     return 0
 
 
@@ -368,6 +423,8 @@ def do_brk_flags(mm: MmStruct, prev: VmArea | None, addr: int, length: int, flag
         return -EINVAL
     flags |= VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT | mm.def_flags
     if mm.map_count > sysctl.max_map_count:
+        return -ENOMEM
+    if security_vm_enough_memory_mm(mm, length >> PAGE_SHIFT, sysctl):
         return -ENOMEM
     if prev is not None and prev.vm_end == addr:
         state = VmaMergeState(addr, addr + length, flags, addr >> PAGE_SHIFT, None)

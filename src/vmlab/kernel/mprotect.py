@@ -48,24 +48,33 @@ from vmlab.kernel.uapi import (
     PROT_WRITE,
     page_align,
 )
+from vmlab.kernel.util import mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import vma_modify_flags
 
 
 def mprotect_fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: int,
                    sysctl: VmSysctl, stats: FaultStats | None = None) -> int:
-    """mprotect_fixup(): apply newflags to [start, end) ⊆ vma, adjusting VM_ACCOUNT (M6); 0 or -errno."""
+    """mprotect_fixup(): apply newflags to [start, end) ⊆ vma, adjusting VM_ACCOUNT (M6) and charging
+    the range when it gains it (uncharging when it loses it); 0 or -errno."""
     oldflags = vma.vm_flags
     if newflags == oldflags:
         return 0
+    nrpages = (end - start) >> PAGE_SHIFT
+    charged = 0
     if newflags & VM_WRITE:
         if not oldflags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
+            charged = nrpages
+            if security_vm_enough_memory_mm(mm, charged, sysctl):
+                return -ENOMEM
             newflags |= VM_ACCOUNT
     elif oldflags & VM_ACCOUNT and vma.is_anonymous() and vma.anon_vma is None:
         newflags &= ~VM_ACCOUNT
     result = vma_modify_flags(mm, vma, start, end, newflags, sysctl.max_map_count)
     if isinstance(result, int):
+        mm_unacct(mm, charged)
         return result
-    nrpages = (end - start) >> PAGE_SHIFT
+    if oldflags & VM_ACCOUNT and not newflags & VM_ACCOUNT:
+        mm_unacct(mm, nrpages)
     mm.vm_stat_account(oldflags, -nrpages)
     mm.vm_stat_account(newflags, nrpages)
     change_protection(mm, result, start, end)

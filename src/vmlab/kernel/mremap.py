@@ -9,6 +9,7 @@ from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.memory import move_page_tables
 from vmlab.kernel.mm_types import (
+    VM_ACCOUNT,
     VM_DONTEXPAND,
     VM_LOCKED,
     VM_LOCKED_MASK,
@@ -18,7 +19,7 @@ from vmlab.kernel.mm_types import (
     MmStruct,
     VmArea,
 )
-from vmlab.kernel.mmap import TASK_SIZE, VmSysctl, do_munmap, get_unmapped_area
+from vmlab.kernel.mmap import TASK_SIZE, VmSysctl, do_munmap, get_unmapped_area, munmap_range
 from vmlab.kernel.uapi import (
     EFAULT,
     EINVAL,
@@ -32,6 +33,7 @@ from vmlab.kernel.uapi import (
     PAGE_SHIFT,
     page_align,
 )
+from vmlab.kernel.util import mm_acct, mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import VmaMergeState, vma_merge_new_range
 
 
@@ -54,11 +56,35 @@ def copy_vma(mm: MmStruct, vma: VmArea, addr: int, length: int, pgoff: int) -> V
     return new
 
 
+def vrm_calc_charge(mm: MmStruct, vma: VmArea, new_len: int, delta: int, flags: int,
+                    sysctl: VmSysctl) -> int:
+    """vrm_calc_charge(): charge a VM_ACCOUNT VMA's growth `delta` (MREMAP_DONTUNMAP: all of new_len);
+    the pages charged, or -ENOMEM."""
+    if not vma.vm_flags & VM_ACCOUNT:
+        return 0
+    charged = (new_len if flags & MREMAP_DONTUNMAP else delta) >> PAGE_SHIFT
+    if security_vm_enough_memory_mm(mm, charged, sysctl):
+        return -ENOMEM
+    return charged
+
+
 def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: int, new_len: int,
-              flags: int, sysctl: VmSysctl) -> int:
-    """move_vma(): copy the VMA (and its pages) to new_addr, then unmap the source unless DONTUNMAP."""
+              flags: int, sysctl: VmSysctl, delta: int = 0, shrunk: bool = False) -> int:
+    """move_vma(): charge, copy the VMA (and its pages) to new_addr, then unmap the source unless
+    DONTUNMAP; a moved VM_ACCOUNT source is unmapped without uncharging (unmap_source_vma).
+
+    `delta` is |new_len - old_len| of the call as made. After a shrink (`shrunk`, MREMAP_FIXED with
+    new_len < old_len) 6.18 charges that delta again although the shrink's munmap uncharged it; nothing
+    ever gives it back (measured: the host's Committed_AS keeps it after the mapping is gone), so the
+    model counts it in vm_committed_leak.
+    """
     if mm.map_count >= sysctl.max_map_count - 3:
         return -ENOMEM
+    charged = vrm_calc_charge(mm, vma, new_len, delta, flags, sysctl)
+    if charged < 0:
+        return charged
+    if shrunk and mm.pt is not None:
+        mm.pt.mem.vm_committed_leak += charged
     new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> PAGE_SHIFT)
     whole = vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
     vm_flags = vma.vm_flags
@@ -74,7 +100,10 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
                 src.anon_vma, src.anon_vma_chain_len = None, 0  # unlink_anon_vmas()
         return new_addr
     if old_len:
-        do_munmap(mm, old_addr, old_len, sysctl)
+        accountable_move = bool(vm_flags & VM_ACCOUNT)
+        err = munmap_range(mm, old_addr, old_addr + old_len, sysctl, uncharge=not accountable_move)
+        if err and accountable_move:
+            mm_acct(mm, old_len >> PAGE_SHIFT)  # "OOM: unable to split vma, just get accounts right"
     return new_addr
 
 
@@ -115,6 +144,7 @@ def _check_prep_vma(vma: VmArea | None, addr: int, old_len: int, new_len: int,
 def _mremap_to(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int, flags: int,
                new_addr: int, sysctl: VmSysctl) -> int:
     """mremap_to(): move to MREMAP_FIXED's address (unmapping it first) or, with DONTUNMAP, a hint."""
+    delta, shrunk = abs(new_len - old_len), new_len < old_len
     if flags & MREMAP_FIXED:
         err = do_munmap(mm, new_addr, new_len, sysctl)
         if err:
@@ -134,7 +164,7 @@ def _mremap_to(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int,
     target = _set_new_addr(mm, vma, addr, new_addr, new_len, flags)
     if target < 0:
         return target
-    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl, delta, shrunk)
 
 
 def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int, flags: int,
@@ -147,9 +177,13 @@ def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int,
         return err if err else addr
     delta = new_len - old_len
     if addr + old_len == vma.vm_end and _vma_expandable(mm, vma, delta):
+        charged = vrm_calc_charge(mm, vma, new_len, delta, flags, sysctl)  # expand_vma_in_place()
+        if charged < 0:
+            return charged
         vmg = VmaMergeState(vma.vm_end, vma.vm_end + delta, vma.vm_flags,
                             vma.vm_pgoff + vma.pages, vma.vm_file, vma.anon_vma, middle=vma)
         if vma_merge_new_range(mm, vmg) is None:
+            mm_unacct(mm, charged)
             return -ENOMEM
         mm.vm_stat_account(vma.vm_flags, delta >> PAGE_SHIFT)
         return addr
@@ -158,7 +192,7 @@ def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int,
     target = _set_new_addr(mm, vma, addr, 0, new_len, flags)
     if target < 0:
         return target
-    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl)
+    return _move_vma(mm, vma, addr, old_len, target, new_len, flags, sysctl, delta)
 
 
 def _remap_move(mm: MmStruct, start: int, length: int, new_addr: int, flags: int, sysctl: VmSysctl) -> int:

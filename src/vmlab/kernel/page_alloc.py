@@ -335,6 +335,10 @@ class PhysMem:
         #: Swap areas and the swap cache (swapon, swap-out, swap-in).
         self.swap = SwapState()
         self.alloc_failures = 0
+        #: vm_committed_as (pages): what mappings and shmem objects have committed (util.py), and the
+        #: part of it the kernel charges but never gives back (util.py: leaks the host shows too).
+        self.vm_committed_as = 0
+        self.vm_committed_leak = 0
         #: Frames of the kernel's special mappings (the vDSO image), allocated on first use, by name.
         self.special_pages: dict[str, list[int]] = {}
         self._huge_zero_pfn = NO_PFN
