@@ -12,6 +12,7 @@ from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.swap import folio_add_lru, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.workingset import workingset_refault
 
 READAHEAD_PAGES = 32  # a file's ra_pages: 128 KiB
 
@@ -41,6 +42,10 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     if inode.shmem:
         mm.set(pfn, PG.swapbacked)
     inode.i_pages[index] = pfn
+    mem.address_spaces[inode.handle] = inode
+    shadow = inode.shadows.pop(index, None)
+    if shadow is not None:
+        workingset_refault(mem, pfn, 1, shadow)
     folio_add_lru(mem, pfn)
     return pfn
 
@@ -48,7 +53,8 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
     """filemap_get_folio() without I/O: the cached page, bringing in one the host had cached."""
     pfn = inode.i_pages.get(index)
-    if pfn is None and not inode.shmem and index < i_size_pages(inode) and host_cached(inode, index):
+    if (pfn is None and not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+            and host_cached(inode, index)):
         pfn = add_to_page_cache(mem, inode, index)
     return pfn
 
@@ -66,10 +72,12 @@ def read_page(mem: PhysMem, inode: Inode, index: int, readaround: bool) -> tuple
     if inode.shmem or pfn is None:
         return pfn, False
     if readaround:
+        mem.mem_map._refcount[pfn] += 1  # the fault's reference: reclaim must not take it meanwhile
         start = max(0, index - READAHEAD_PAGES // 2)
         for i in range(start, min(start + READAHEAD_PAGES, i_size_pages(inode))):
             if i not in inode.i_pages:
                 add_to_page_cache(mem, inode, i)
+        mem.mem_map._refcount[pfn] -= 1
     return pfn, True
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
-from vmlab.kernel import task_mmu
+from vmlab.kernel import task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
 from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import generic_fadvise, read_page
@@ -119,7 +119,7 @@ class ModelBackend:
     def __init__(self) -> None:
         self.settings = Settings()
         self.program = Program("", ())
-        self.mem = PhysMem(self.settings.ram)
+        self.mem = self._new_mem(self.settings.ram)
         #: When set, each fault's call path is appended here (the `--trace` view).
         self.traces: list[str] | None = None
         self.sysctl = VmSysctl()
@@ -147,7 +147,7 @@ class ModelBackend:
         self.settings = settings
         self.program = program
         if settings.ram != self.mem.max_pfn << 12:
-            self.mem = PhysMem(settings.ram)
+            self.mem = self._new_mem(settings.ram)
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
         task = Task(self._alloc_pid(), MmStruct())
         for fd in (0, 1, 2):
@@ -224,23 +224,49 @@ class ModelBackend:
         assert mm.pt is not None
         vpns = np.asarray(addrs, dtype=np.uint64) >> np.uint64(12)
         wr = np.broadcast_to(np.asarray(writes, dtype=bool), vpns.shape)
-        readable, writable = _tlb_snapshot(mm.pt)
-        hit = np.where(wr, np.isin(vpns, writable), np.isin(vpns, readable))
-        now_r: set[int] = set()
-        now_w: set[int] = set()
         rlim = self.settings.rlimit_stack
-        for i in np.flatnonzero(~hit).tolist():
-            vpn, w = int(vpns[i]), bool(wr[i])
-            if vpn in now_w or (not w and vpn in now_r):
-                continue
-            sig = user_access(mm, (vpn << 12) | (int(addrs[i]) & 0xFFF), w, rlim, self.sysctl, task.stats)
-            if sig is not None:
-                self.exit(pid)
-                return sig
-            (now_w if w else now_r).add(vpn)
-        touched = np.unique((vpns[hit] << np.uint64(1)) | wr[hit].astype(np.uint64))
-        for key in touched.tolist():
-            mmu_permits(mm, (key >> 1) << 12, bool(key & 1))  # the accessed (and dirty) bits
+        mem = self.mem
+        start = 0  # accesses before `start` are done, their accessed bits written
+        while start < len(vpns):
+            readable, writable = _tlb_snapshot(mm.pt)
+            seg_v, seg_w = vpns[start:], wr[start:]
+            hit = np.where(seg_w, np.isin(seg_v, writable), np.isin(seg_v, readable))
+            done = 0  # hits of the segment before `done` have their bits written
+
+            def flush_hits(upto: int, seg_v: np.ndarray = seg_v, seg_w: np.ndarray = seg_w,
+                           hit: np.ndarray = hit) -> None:
+                nonlocal done
+                if upto > done:
+                    sel = hit[done:upto]
+                    keys = (seg_v[done:upto][sel] << np.uint64(1)) | seg_w[done:upto][sel].astype(np.uint64)
+                    for key in np.unique(keys).tolist():
+                        mmu_permits(mm, (key >> 1) << 12, bool(key & 1))  # the accessed (and dirty) bits
+                    done = upto
+
+            now_r: set[int] = set()
+            now_w: set[int] = set()
+            generation = mem.unmap_generation
+            restart = len(vpns)
+            for i in np.flatnonzero(~hit).tolist():
+                vpn, w = int(seg_v[i]), bool(seg_w[i])
+                if vpn in now_w or (not w and vpn in now_r):
+                    hit[i] = True  # faulted in earlier in this segment: a hit now
+                    continue
+                mem.pending_accesses = lambda i=i: flush_hits(i)
+                try:
+                    sig = user_access(mm, (vpn << 12) | (int(addrs[start + i]) & 0xFFF), w, rlim,
+                                      self.sysctl, task.stats)
+                finally:
+                    mem.pending_accesses = None
+                if sig is not None:
+                    self.exit(pid)
+                    return sig
+                (now_w if w else now_r).add(vpn)
+                if mem.unmap_generation != generation:  # reclaim unmapped pages: the snapshot is stale
+                    restart = start + i + 1
+                    break
+            flush_hits(restart - start)
+            start = restart
         return None
 
     def fork(self, pid: int) -> int:
@@ -304,6 +330,12 @@ class ModelBackend:
         return max(int(self.mem.mem_map._mapcount[pfn]) + 1, 0)
 
     # --- helpers -------------------------------------------------------------------------------------
+
+    def _new_mem(self, ram: int) -> PhysMem:
+        """The machine's physical memory with its reclaimer, whose rmap walk sees every task's mm."""
+        mem = PhysMem(ram)
+        vmscan.install(mem, lambda: [task.mm for task in self.tasks.values()])
+        return mem
 
     def _alloc_pid(self) -> int:
         self._next_pid += 1

@@ -120,6 +120,10 @@ class Inode:
     #: Pages the host had in its page cache when the model first saw the file (None: treat all as
     #: cached); the model fills its cache from these without I/O, any other page is a major fault.
     host_cached: frozenset[int] | None = None
+    #: Shadow entries of evicted pages (workingset.pack_shadow values), by file page index: what the
+    #: kernel leaves in i_pages when reclaim evicts a folio, so a refault can tell how long it was gone.
+    #: An index with a shadow is not cached (the host's residency no longer applies to it).
+    shadows: dict[int, int] = field(default_factory=dict)
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
 
