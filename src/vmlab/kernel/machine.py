@@ -75,6 +75,9 @@ from vmlab.kernel.uapi import (
 NR_OPEN = 1024
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
+#: After reclaim unmapped pages during a batched replay, this many accesses go one by one (no snapshot
+#: of the page tables to go stale) before the replay batches again.
+STEPWISE_WINDOW = 4096
 
 
 def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +230,18 @@ class ModelBackend:
         rlim = self.settings.rlimit_stack
         mem = self.mem
         start = 0  # accesses before `start` are done, their accessed bits written
+        stepwise = False
         while start < len(vpns):
+            if stepwise:  # under reclaim: one access at a time until a window passes without unmaps
+                generation = mem.unmap_generation
+                end = min(start + STEPWISE_WINDOW, len(vpns))
+                for i in range(start, end):
+                    sig = user_access(mm, int(addrs[i]), bool(wr[i]), rlim, self.sysctl, task.stats)
+                    if sig is not None:
+                        self.exit(pid)
+                        return sig
+                start, stepwise = end, mem.unmap_generation != generation
+                continue
             readable, writable = _tlb_snapshot(mm.pt)
             seg_v, seg_w = vpns[start:], wr[start:]
             hit = np.where(seg_w, np.isin(seg_v, writable), np.isin(seg_v, readable))
@@ -263,7 +277,7 @@ class ModelBackend:
                     return sig
                 (now_w if w else now_r).add(vpn)
                 if mem.unmap_generation != generation:  # reclaim unmapped pages: the snapshot is stale
-                    restart = start + i + 1
+                    restart, stepwise = start + i + 1, True
                     break
             flush_hits(restart - start)
             start = restart

@@ -28,6 +28,7 @@ Deliberate simplifications:
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -247,8 +248,8 @@ def inactive_is_low(mem: PhysMem, inactive_lru: int) -> bool:
     sizes = mem.lruvec.nr_pages
     inactive, active = sizes[inactive_lru], sizes[inactive_lru + LRU_ACTIVE]
     gb = (inactive + active) >> 18
-    inactive_ratio = int(10 * gb) ** 0.5 if gb else 1
-    return inactive * int(inactive_ratio) < active
+    inactive_ratio = math.isqrt(10 * gb) if gb else 1
+    return inactive * inactive_ratio < active
 
 
 def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
