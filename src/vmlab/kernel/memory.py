@@ -39,6 +39,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_USER,
     PAGE_NONE,
     PMD_SIZE,
+    PageTables,
     __swp_entry,
     __swp_entry_to_pte,
     pfn_pte,
@@ -681,6 +682,7 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 split_huge_pmd(mm, mem, a)
     split_huge_pmds_at(mm, mem, old)
     split_huge_pmds_at(mm, mem, old + length)
+    tables = _move_table_plan(pt, old, new, length)
     addrs, olds = pt.clear_range(old, old + length)
     for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
         if entry & _PAGE_PSE and pte_present(entry):
@@ -689,6 +691,29 @@ def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int
                 pt.deposited[addr - old + new] = pt.deposited.pop(addr)
         else:
             pt.set_pte(addr - old + new, entry)
+    for o, n, extent, has_ptes in tables:
+        pt.pmd_alloc(n)  # alloc_new_pud() + alloc_new_pmd()
+        if has_ptes:
+            pt.pte_alloc(n)
+            if extent == PMD_SIZE:  # move_pgt_entry(NORMAL_PMD) moved the table itself
+                pt.free_pgtables(o, o + PMD_SIZE, o, o + PMD_SIZE)
+
+
+def _move_table_plan(pt: PageTables, old: int, new: int, length: int) -> list[tuple[int, int, int, bool]]:
+    """The page-table work of move_page_tables()'s loop, decided on the tables before the move: for each
+    PMD-sized extent whose old PMD table exists, (old, new, extent, whether its old PMD entry holds a
+    PTE table). The kernel allocates the new PMD table for such an extent, and a new PTE table when the
+    old one exists, even with no entries in it (or moves the table whole for a full aligned extent)."""
+    plan = []
+    addr, end = old, old + length
+    while addr < end:
+        dest = addr - old + new
+        extent = min(PMD_SIZE - (addr & (PMD_SIZE - 1)), PMD_SIZE - (dest & (PMD_SIZE - 1)), end - addr)
+        entry = pt.lookup_pmd(addr)
+        if entry is not None:
+            plan.append((addr, dest, extent, entry != 0 and not entry & _PAGE_PSE))
+        addr += extent
+    return plan
 
 
 def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:

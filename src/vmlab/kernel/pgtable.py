@@ -422,6 +422,19 @@ class PageTables:
         table = self._pmd_table(vaddr, allocate=False)
         return 0 if table is None else int(self.tables[table][pmd_index(vaddr)])
 
+    def lookup_pmd(self, vaddr: int) -> int | None:
+        """The PMD entry covering vaddr, or None when no PMD table covers it (get_old_pud() fails)."""
+        table = self._pmd_table(vaddr, allocate=False)
+        return None if table is None else int(self.tables[table][pmd_index(vaddr)])
+
+    def pmd_alloc(self, vaddr: int) -> bool:
+        """pud_alloc() + pmd_alloc(): the PUD and PMD tables covering vaddr exist; False if no frame."""
+        return self._pmd_table(vaddr, allocate=True) is not None
+
+    def pte_alloc(self, vaddr: int) -> bool:
+        """pte_alloc(): a PTE table covers vaddr (never over a PMD leaf); False if none could be had."""
+        return self._pte_table(vaddr, allocate=True) is not None
+
     def set_pmd_leaf(self, vaddr: int, entry: int) -> int:
         """set_pmd_at() of a 2 MiB leaf (THP): `entry` gets PSE; the slot must be none. 0 or -ENOMEM."""
         if vaddr & (PMD_SIZE - 1):
