@@ -288,6 +288,13 @@ def test_mlocked_file_pages_are_culled_to_the_unevictable_list(big_file: Path) -
     inode = backend.tasks[pid].files[fd].inode
     assert all(i in inode.i_pages for i in range(1024)), "no locked page was evicted"
     assert backend.counters(pid).rss_file_kb >= rss_before
+    # munlock: the next reclaim finds them in no locked VMA, puts them back, and may evict them.
+    assert backend.syscall(pid, "munlock", (locked, 4 * MiB)) == 0
+    assert backend.syscall(pid, "munmap", (locked, 4 * MiB)) == 0
+    assert backend.access_trace(pid, np.arange(other, other + 60 * MiB, PAGE_SIZE, dtype=np.uint64)) is None
+    check_machine(backend)
+    assert mem.events["unevictable_pgs_rescued"] > 0 and mem.lruvec.nr_pages[LRU_UNEVICTABLE] == 0
+    assert not all(i in inode.i_pages for i in range(1024))
 
 
 # --- random workloads under pressure ---------------------------------------------------------------------

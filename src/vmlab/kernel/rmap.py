@@ -86,21 +86,27 @@ class RmapIndex:
     """The VMAs that may map a page, by what page->mapping names: an inode handle (i_mmap) or an
     anon_vma id (the anon_vma's chain of VMAs). Built from the live mms; valid while no VMA changes."""
 
-    __slots__ = ("anon", "file", "generation")
+    __slots__ = ("anon", "file", "locked")
 
     def __init__(self, mms: Iterable[MmStruct]) -> None:
         self.file: dict[int, list[tuple[MmStruct, VmArea]]] = {}
         self.anon: dict[int, list[tuple[MmStruct, VmArea]]] = {}
+        #: The VM_LOCKED ranges (mm id, start, end): when they change, mlocked folios may be free again.
+        self.locked: frozenset[tuple[int, int, int]] = frozenset()
+        locked: list[tuple[int, int, int]] = []
         for mm in mms:
             if mm.pt is None:
                 continue
             for vma in mm:
+                if vma.vm_flags & VM_LOCKED:
+                    locked.append((id(mm), vma.vm_start, vma.vm_end))
                 if vma.vm_file is not None:
                     self.file.setdefault(vma.vm_file.inode.handle, []).append((mm, vma))
                 anon_vma = vma.anon_vma
                 while anon_vma is not None:
                     self.anon.setdefault(anon_vma.id, []).append((mm, vma))
                     anon_vma = anon_vma.parent
+        self.locked = frozenset(locked)
 
     def walk(self, mem: PhysMem, pfn: int) -> list[Mapping]:
         """rmap_walk() of an order-0 page: every (mm, vma, address) whose PTE maps `pfn` now."""

@@ -43,6 +43,7 @@ from vmlab.kernel.swap import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
     is_active_lru,
     is_file_lru,
 )
@@ -127,6 +128,8 @@ class Vmscan:
     mms: Callable[[], Iterable[MmStruct]]
     swappiness: int = 60  # vm.swappiness
     kswapd_failures: int = 0
+    #: The VM_LOCKED ranges the unevictable list was last checked against.
+    locked_seen: frozenset[tuple[int, int, int]] = frozenset()
     _running: bool = False
 
     # --- the allocator's entry points ----------------------------------------------------------------
@@ -400,7 +403,29 @@ def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
         if flush is not None:
             flush()
         sc.rmap = RmapIndex(vmscan.mms())
+        if sc.rmap.locked != vmscan.locked_seen:
+            vmscan.locked_seen = sc.rmap.locked
+            rescue_unevictable(vmscan, sc.rmap)
     return sc.rmap
+
+
+def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
+    """munlock_folio() / check_move_unevictable_folios(), done lazily: once the locked VMAs changed
+    (munlock, munmap, exit), a folio on the unevictable list that no locked VMA maps any more loses
+    PG_mlocked and goes back to the inactive list of its type."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    lruvec = mem.lruvec
+    for head in list(lruvec.lists[LRU_UNEVICTABLE]):
+        if int(mmap_.flags[head]) & _HEAD:
+            continue
+        if any(vma.vm_flags & VM_LOCKED for _, vma, _ in rmap.walk(mem, head)):
+            continue
+        lruvec.delete(mmap_, head)
+        mmap_.flags[head] = int(mmap_.flags[head]) & ~(_MLOCKED | _UNEVICTABLE | _ACTIVE)
+        lruvec.add(mmap_, head)
+        mem.events["unevictable_pgs_munlocked"] += 1
+        mem.events["unevictable_pgs_rescued"] += 1
 
 
 def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
