@@ -76,7 +76,7 @@ def read_file(mem: PhysMem, inode: Inode, pages: range, accessed: bool = True) -
     """read() of those pages as filemap_read does it: each page read in if needed, then marked
     accessed (folio_mark_accessed)."""
     for index in pages:
-        pfn, _ = read_page(mem, inode, index, readaround=False)
+        pfn, _ = read_page(mem, inode, index)
         assert pfn is not None, f"read of page {index} failed: reclaim freed nothing"
         if accessed:
             folio_mark_accessed(mem, pfn)
@@ -263,9 +263,9 @@ def test_without_swap_only_file_lists_are_scanned() -> None:
 
 def test_direct_reclaim_is_a_memstall_and_counts_allocstall() -> None:
     mem = bare_mem()
+    read_file(mem, cold_inode("/f", mem.nr_free_pages // 2), range(mem.nr_free_pages // 2), accessed=False)
     stalls: list[tuple[int, bool]] = []
     mem.clock.observe(lambda start, ns, memstall: stalls.append((ns, memstall)))
-    read_file(mem, cold_inode("/f", mem.nr_free_pages // 2), range(mem.nr_free_pages // 2), accessed=False)
     assert mem.vmscan is not None
     assert mem.vmscan.try_to_free_pages(0, ZONE_NORMAL) >= vmscan.SWAP_CLUSTER_MAX
     assert mem.events["allocstall_normal"] == 1 and mem.events["pgsteal_direct"] >= 32

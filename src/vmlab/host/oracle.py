@@ -22,7 +22,7 @@ from types import TracebackType
 
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.errors import InputError
-from vmlab.host import procfs
+from vmlab.host import pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
 
@@ -281,6 +281,11 @@ class HostBackend:
         if entries is None:
             raise ProcessLookupError(f"vmlab host: process {pid} is gone")
         return entries
+
+    def residency(self, path: str) -> list[int]:
+        """The pages of file `path` in the host's page cache (mincore), once readahead I/O in flight
+        has completed (see pagecache.settled_residency)."""
+        return pagecache.settled_residency(path)
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of frame `pfn`."""

@@ -1,5 +1,6 @@
-"""The page cache, after mm/filemap.c and mm/fadvise.c: an inode's cached pages (`i_pages`), reading a
-page in (with the read-around window of an mmap fault), and the hints that drop or prefetch pages.
+"""The page cache, after mm/filemap.c and mm/fadvise.c: an inode's cached pages (`i_pages`), read()
+through the cache (filemap_read), the page-cache side of an mmap fault (filemap_fault), and the hints
+that drop or prefetch pages (generic_fadvise). How far each miss reads ahead is vmlab.kernel.readahead.
 
 A host file enters the model with the set of pages the host had cached (fs.host_residency); those
 come in without I/O, any other page costs a read (a major fault when a fault asked for it).
@@ -7,14 +8,19 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 
 from __future__ import annotations
 
-from vmlab.kernel.mm_types import Inode
+from vmlab.kernel import readahead
+from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PG
-from vmlab.kernel.swap import folio_add_lru, page_cache_release
+from vmlab.kernel.page_flags import PG, PG_readahead
+from vmlab.kernel.swap import folio_add_lru, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
-READAHEAD_PAGES = 32  # a file's ra_pages: 128 KiB
+#: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
+MAX_PAGECACHE_ORDER = 9
+#: PAGEVEC_SIZE: a folio_batch holds at most this many folios (one filemap_get_pages() round).
+PAGEVEC_SIZE = 31
+LLONG_MAX = (1 << 63) - 1
 
 POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED = 0, 1, 2, 3
 POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = 4, 5
@@ -28,6 +34,32 @@ def i_size_pages(inode: Inode) -> int:
 def host_cached(inode: Inode, index: int) -> bool:
     """Whether the host had this page cached when the model first saw the file (all, if unknown)."""
     return inode.host_cached is None or index in inode.host_cached
+
+
+def page_present(inode: Inode, index: int) -> bool:
+    """Whether the cache holds page `index` (xa_load() finds a folio): the model's own pages, and the
+    host's cached ones not yet brought in."""
+    if index in inode.i_pages:
+        return True
+    return (not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+            and host_cached(inode, index))
+
+
+def folio_head(inode: Inode, index: int) -> tuple[int, int]:
+    """(index of the head page, order) of the folio holding page `index` of the cache."""
+    for order in range(1, MAX_PAGECACHE_ORDER + 1):
+        head = index & ~((1 << order) - 1)
+        found = inode.folio_orders.get(head)
+        if found is not None and head + (1 << found) > index:
+            return head, found
+    return index, 0
+
+
+def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
+    """Whether the folio holding cached page `index` is marked PG_readahead (on its head page)."""
+    head, _ = folio_head(inode, index)
+    pfn = inode.i_pages.get(head)
+    return pfn is not None and mem.mem_map.test(pfn, PG_readahead)
 
 
 def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
@@ -59,51 +91,169 @@ def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
     return pfn
 
 
-def read_page(mem: PhysMem, inode: Inode, index: int, readaround: bool) -> tuple[int | None, bool]:
-    """The page at `index`, read in if needed: (pfn or None when out of memory, whether it took I/O).
-
-    shmem has no backing store: a missing page is a new zeroed one. A read of a file page that was not
-    cached brings in, with `readaround` (an mmap fault), the ra_pages window centred on it.
-    """
+def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]:
+    """The page at `index`, read in alone if needed (filemap_create_folio / write_begin): (pfn or None
+    when out of memory, whether it took I/O). shmem has no backing store: a missing page is a new
+    zeroed one."""
     pfn = cached_page(mem, inode, index)
     if pfn is not None:
         return pfn, False
     pfn = add_to_page_cache(mem, inode, index)
     if inode.shmem or pfn is None:
         return pfn, False
-    if readaround:
-        mem.mem_map._refcount[pfn] += 1  # the fault's reference: reclaim must not take it meanwhile
-        start = max(0, index - READAHEAD_PAGES // 2)
-        for i in range(start, min(start + READAHEAD_PAGES, i_size_pages(inode))):
-            if i not in inode.i_pages:
-                add_to_page_cache(mem, inode, i)
-        mem.mem_map._refcount[pfn] -= 1
+    readahead.read_pages(readahead.ReadaheadControl(mem, _nofile(inode), index), 1)
     return pfn, True
 
 
-def generic_fadvise(mem: PhysMem, inode: Inode, offset: int, length: int, advice: int) -> int:
-    """generic_fadvise(): WILLNEED reads the range in; DONTNEED drops its clean, unmapped pages (they
+def _nofile(inode: Inode) -> File:
+    """A struct file for I/O made without one (the write path's read of a partial page)."""
+    return File(inode)
+
+
+def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: int) -> list[int]:
+    """filemap_get_read_batch(): the cached pages from `index` on, up to `max_index`, stopping at a hole,
+    after PAGEVEC_SIZE pages, or after a page marked PG_readahead (PFNs in index order)."""
+    batch: list[int] = []
+    folios = 0
+    while index <= max_index:
+        pfn = cached_page(mem, inode, index)
+        if pfn is None:
+            break
+        head, order = folio_head(inode, index)
+        if head == index or not batch:
+            if folios == PAGEVEC_SIZE:
+                break
+            folios += 1
+        batch.append(pfn)
+        if folio_test_readahead(mem, inode, index) and index == min(max_index, head + (1 << order) - 1):
+            break
+        index += 1
+    return batch
+
+
+def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
+    """filemap_read(): read `count` bytes at `pos` through the cache; the pages copied from, in order.
+
+    Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
+    synchronously first; when the run ends on a PG_readahead page, asynchronous readahead starts
+    there. The first page of each round is marked accessed unless the previous read ended in it.
+    f_ra.prev_pos becomes the end of what was read.
+    """
+    inode, ra = file.inode, file.f_ra
+    last_pos = ra.prev_pos
+    copied: list[int] = []
+    end = pos + count
+    while count and pos < end and pos < inode.size:
+        index, last_index = pos >> PAGE_SHIFT, (end + PAGE_SIZE - 1) >> PAGE_SHIFT
+        batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
+        if not batch:
+            readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), last_index - index)
+            batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
+        if not batch:
+            pfn, _ = read_page(mem, inode, index)
+            if pfn is None:
+                break
+            batch = [pfn]
+        tail_index = int(mem.mem_map.index[batch[-1]])
+        if folio_test_readahead(mem, inode, tail_index):
+            head, order = folio_head(inode, tail_index)
+            mem.mem_map._refcount[batch] += 1  # the batch's references: readahead may reclaim
+            readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
+                                          order, last_index - head)
+            mem.mem_map._refcount[batch] -= 1
+        if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
+            folio_mark_accessed(mem, batch[0])
+        end_offset = min(inode.size, end)
+        for pfn in batch:
+            if pos >= end_offset:
+                break
+            pos = min(end_offset, ((pos >> PAGE_SHIFT) + 1) << PAGE_SHIFT)
+            last_pos = pos
+            copied.append(pfn)
+    ra.prev_pos = last_pos
+    return copied
+
+
+def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bool]:
+    """filemap_fault(): the page-cache page for an mmap fault at file page `pgoff`: (pfn or None when
+    out of memory, major). A cached page may start asynchronous readahead; a missing one is a major
+    fault that reads around it (or just it, under MADV_RANDOM) synchronously."""
+    assert vma.vm_file is not None
+    file, inode = vma.vm_file, vma.vm_file.inode
+    if inode.shmem:
+        return read_page(mem, inode, pgoff)
+    ractl = readahead.ReadaheadControl(mem, file, pgoff)
+    pfn = cached_page(mem, inode, pgoff)
+    if pfn is not None:
+        head, order = folio_head(inode, pgoff)
+        mem.mem_map._refcount[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
+        readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
+        mem.mem_map._refcount[pfn] -= 1
+        return pfn, False
+    readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
+    pfn = cached_page(mem, inode, pgoff)
+    if pfn is None:
+        pfn, _ = read_page(mem, inode, pgoff)
+    return pfn, True
+
+
+def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: int) -> int:
+    """generic_fadvise(): NORMAL/RANDOM/SEQUENTIAL set the file's readahead mode (SEQUENTIAL doubles
+    its window), WILLNEED forces readahead of the range, DONTNEED drops its clean, unmapped pages (they
     are then not cached, the next access reads them). 0 or -EINVAL."""
-    if advice not in range(6):
+    if advice not in range(6) or length < 0:
         return -22
-    end = i_size_pages(inode) if length == 0 else (offset + length + PAGE_SIZE - 1) >> PAGE_SHIFT
-    first = offset >> PAGE_SHIFT
+    inode = file.inode
+    if advice == POSIX_FADV_NORMAL:
+        file.f_ra.ra_pages = inode.ra_pages
+        file.fmode_random = False
+    elif advice == POSIX_FADV_RANDOM:
+        file.fmode_random = True
+    elif advice == POSIX_FADV_SEQUENTIAL:
+        file.f_ra.ra_pages = inode.ra_pages * 2
+        file.fmode_random = False
+    if inode.shmem or advice not in (POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED):
+        return 0
+    endbyte = offset + length
+    endbyte = LLONG_MAX if not length or endbyte > LLONG_MAX else endbyte - 1
     if advice == POSIX_FADV_WILLNEED:
-        for index in range(first, min(end, i_size_pages(inode))):
-            read_page(mem, inode, index, readaround=False)
-    elif advice == POSIX_FADV_DONTNEED:
-        mm = mem.mem_map
-        keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
-        for index in range(first, end):
-            pfn = inode.i_pages.get(index)
-            if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
-                page_cache_release(mem, pfn)
-                del inode.i_pages[index]
-                mm.mapping[pfn] = 0
-                mm.clear(pfn, PG.uptodate)
-                mm.clear(pfn, PG.swapbacked)
-                mem.free_pages(pfn, 0)
-            if index not in inode.i_pages:
-                keep.discard(index)
-        inode.host_cached = frozenset(keep)
+        first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
+        readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
+        return 0
+    end = min(i_size_pages(inode), (endbyte >> PAGE_SHIFT) + 1)
+    first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept
+    if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
+        end -= 1
+    invalidate_mapping_pages(mem, inode, first, end)
     return 0
+
+
+def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
+    """mapping_try_invalidate(): drop the clean, unmapped folios wholly inside [first, end) from the
+    cache (find_lock_entries() passes over a large folio that sticks out of the range)."""
+    mm = mem.mem_map
+    keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
+    for index in range(first, end):
+        pfn = inode.i_pages.get(index)
+        head, order = folio_head(inode, index)
+        if order and (head < first or head + (1 << order) > end):
+            continue
+        if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or mm.test(inode.i_pages[i], PG.dirty)
+                         for i in range(head, head + (1 << order))):
+            continue
+        inode.folio_orders.pop(index, None)
+        if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
+            page_cache_release(mem, pfn)
+            del inode.i_pages[index]
+            mm.mapping[pfn] = 0
+            for flag in (PG.uptodate, PG.swapbacked, PG_readahead, PG.referenced, PG.active):
+                mm.clear(pfn, flag)
+            mem.free_pages(pfn, 0)
+        if index not in inode.i_pages:
+            keep.discard(index)
+    inode.host_cached = frozenset(keep)
+
+
+def residency(inode: Inode) -> list[int]:
+    """The indices of the file's pages in the cache, as mincore() of a mapping of all of it shows."""
+    return [i for i in range(i_size_pages(inode)) if page_present(inode, i)]

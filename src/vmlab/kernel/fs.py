@@ -9,11 +9,13 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
-from vmlab.kernel.mm_types import File, Inode
+from vmlab.kernel.mm_types import VM_READAHEAD_PAGES, File, Inode
 
 #: Filesystems whose file_operations use thp_get_unmapped_area (G7).
 THP_ALIGNED_FS = frozenset({"ext2", "ext4", "xfs", "btrfs"})
 SHMEM_FS = frozenset({"tmpfs", "shmem", "ramfs"})
+#: Filesystems whose page cache takes large folios (mapping_set_large_folios): readahead sizes them.
+LARGE_FOLIO_FS = frozenset({"ext4", "xfs"})
 #: The internal shmem mount behind MAP_SHARED|MAP_ANONYMOUS and memfd shows as 00:01 (§0.6).
 SHMEM_INTERNAL_DEV = (0, 1)
 
@@ -41,9 +43,30 @@ def host_inode(path: str) -> Inode:
     real = os.path.realpath(path)
     st = os.stat(real)
     fstype = _mount_fstype(real)
+    ra_pages, io_pages = bdi_readahead(os.major(st.st_dev), os.minor(st.st_dev))
     return Inode(path=real, ino=st.st_ino, size=st.st_size, major=os.major(st.st_dev),
                  minor=os.minor(st.st_dev), thp_aligned=fstype in THP_ALIGNED_FS,
-                 shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size))
+                 shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
+                 ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS)
+
+
+def _sysfs_int(path: str) -> int | None:
+    """An integer sysfs attribute, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def bdi_readahead(major: int, minor: int) -> tuple[int, int]:
+    """(ra_pages, io_pages) of the backing device MAJOR:MINOR: read_ahead_kb / 4 of its bdi and
+    max_sectors_kb / 4 of its queue (VM_READAHEAD_PAGES where sysfs does not tell, as for a bdi that
+    has no block queue)."""
+    ra_kb = _sysfs_int(f"/sys/class/bdi/{major}:{minor}/read_ahead_kb")
+    io_kb = _sysfs_int(f"/sys/dev/block/{major}:{minor}/queue/max_sectors_kb")
+    return (VM_READAHEAD_PAGES if ra_kb is None else ra_kb // 4,
+            VM_READAHEAD_PAGES if io_kb is None else io_kb // 4)
 
 
 def host_residency(path: str, size: int) -> frozenset[int] | None:

@@ -16,7 +16,7 @@ from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
 from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
-from vmlab.kernel.filemap import generic_fadvise, read_page
+from vmlab.kernel.filemap import filemap_read, generic_fadvise, read_page, residency
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
 from vmlab.kernel.gup import mm_populate
@@ -332,6 +332,11 @@ class ModelBackend:
         """/proc/<pid>/pagemap entries of [start, end)."""
         return task_mmu.pagemap_read(self.tasks[pid].mm, self.mem, start, end)
 
+    def residency(self, path: str) -> list[int]:
+        """The cached pages of file `path` (fincore): the machine's page cache of it, or, for a file
+        it has not opened, what the host's cache held when asked."""
+        return residency(self._inode(path))
+
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one simulated frame."""
         return self.mem.stable_page_flags(pfn)
@@ -535,10 +540,13 @@ class ModelBackend:
             return count if write else 0  # the buffer is never touched (P13)
         offset = file.pos if pos is None else pos
         n = count if write else max(0, min(count, inode.size - offset))
-        for index in range(offset >> 12, (offset + n + PAGE_SIZE - 1) >> 12):
-            pfn, _ = read_page(self.mem, inode, index, readaround=False)
-            if write and pfn is not None:
-                self.mem.mem_map.set(pfn, PG.dirty)
+        if write:
+            for index in range(offset >> 12, (offset + n + PAGE_SIZE - 1) >> 12):
+                pfn, _ = read_page(self.mem, inode, index)
+                if pfn is not None:
+                    self.mem.mem_map.set(pfn, PG.dirty)
+        else:
+            filemap_read(self.mem, file, offset, count)
         done = self._uaccess(task, buf, n, write=not write)
         if n and not done:
             return -EFAULT
@@ -574,7 +582,7 @@ class ModelBackend:
         file = task.files.get(fd)
         if file is None:
             return -EBADF
-        return generic_fadvise(self.mem, file.inode, offset, length, advice)
+        return generic_fadvise(self.mem, file, offset, length, advice)
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
         shm = self._new_shmem(0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from vmlab.kernel import uapi
 from vmlab.kernel.fault import FaultStats
+from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, zap_page_range
 from vmlab.kernel.mm_types import (
@@ -131,8 +132,8 @@ def _page_advice_valid(vma: VmArea, advice: int) -> int:
 
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
-    """What the page-only advice values do to the page tables (MADV_FREE, COLD, PAGEOUT, WILLNEED
-    change nothing visible here without reclaim and swap)."""
+    """What the page-only advice values do: zap, guard markers, and WILLNEED's readahead of a file
+    range (MADV_FREE, COLD, PAGEOUT change nothing visible here without reclaim and swap)."""
     if mm.pt is None:
         return
     if advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
@@ -145,6 +146,10 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         install_guards(mm, mm.pt.mem, start, end)
     elif advice == MADV_GUARD_REMOVE:
         remove_guards(mm, start, end)
+    elif advice == MADV_WILLNEED and vma.vm_file is not None:
+        # madvise_willneed(): vfs_fadvise(POSIX_FADV_WILLNEED) of the file range behind [start, end)
+        offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
+        generic_fadvise(mm.pt.mem, vma.vm_file, offset, end - start, POSIX_FADV_WILLNEED)
 
 
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,

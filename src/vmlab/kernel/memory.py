@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vmlab.kernel.filemap import cached_page, i_size_pages, read_page
+from vmlab.kernel.filemap import cached_page, filemap_fault, folio_test_readahead, i_size_pages
 from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_HUGEPAGE,
@@ -357,7 +357,7 @@ def do_fault_around(vmf: VmFault) -> bool:
         if index >= eof or pt.get_pte(addr):
             continue
         pfn = cached_page(vmf.mem, inode, index)
-        if pfn is None:
+        if pfn is None or folio_test_readahead(vmf.mem, inode, index):
             continue
         if _map_file_page(vmf, addr, pfn, False):
             mapped_self |= addr == vmf.address
@@ -370,7 +370,7 @@ def do_read_fault(vmf: VmFault) -> int:
     if do_fault_around(vmf):
         return 0
     vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
-    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if pfn is None:
         return VM_FAULT_OOM
     if major:
@@ -384,7 +384,7 @@ def do_read_fault(vmf: VmFault) -> int:
 def do_cow_fault(vmf: VmFault) -> int:
     """do_cow_fault(): a private write to an unmapped file page: copy it into a new anon page (P7)."""
     vmf.call("do_cow_fault", "private write: copy the file page")
-    src, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    src, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if src is None:
         return VM_FAULT_OOM
     pfn = new_anon_page(vmf)
@@ -399,7 +399,7 @@ def do_cow_fault(vmf: VmFault) -> int:
 def do_shared_fault(vmf: VmFault) -> int:
     """do_shared_fault(): a shared write maps the page-cache page writable and dirty (P8, P9)."""
     vmf.call("do_shared_fault", "shared write: the page cache page, writable")
-    pfn, major = read_page(vmf.mem, vmf_inode(vmf.vma), vmf.pgoff, readaround=True)
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if pfn is None:
         return VM_FAULT_OOM
     vmf.mem.mem_map.set(pfn, PG.dirty)

@@ -100,6 +100,9 @@ class AnonVma:
 
 _inode_handles = itertools.count(1)
 
+#: VM_READAHEAD_PAGES: the default readahead window, 128 KiB.
+VM_READAHEAD_PAGES = 32
+
 
 @dataclass(eq=False)
 class Inode:
@@ -126,6 +129,32 @@ class Inode:
     shadows: dict[int, int] = field(default_factory=dict)
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
+    #: inode_to_bdi(): the backing device's read_ahead_kb / 4 (a new file's f_ra.ra_pages) and
+    #: io_pages (max_sectors_kb / 4, the most one read may ask for beyond ra_pages).
+    ra_pages: int = VM_READAHEAD_PAGES
+    io_pages: int = VM_READAHEAD_PAGES
+    #: mapping_large_folio_support(): readahead may add folios of order > 0 (ext4, xfs).
+    large_folios: bool = False
+    #: The large folios in i_pages: index of the head page -> order (order-0 pages are not listed).
+    folio_orders: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class FileRaState:
+    """`struct file_ra_state` (include/linux/fs.h): the most recent readahead window of one open file.
+
+    [start, start+size) was read; the page at start+size-async_size carries PG_readahead, and reaching
+    it starts the next window. `order` is the folio order that window asked for, `mmap_miss` counts
+    mmap faults that missed the cache, `prev_pos` is the byte after the previous read() (-1 at open).
+    """
+
+    ra_pages: int = VM_READAHEAD_PAGES
+    start: int = 0
+    size: int = 0
+    async_size: int = 0
+    order: int = 0
+    mmap_miss: int = 0
+    prev_pos: int = -1
 
 
 _file_ids = itertools.count(1)
@@ -140,6 +169,14 @@ class File:
     writable: bool = False  # FMODE_WRITE
     pos: int = 0  # f_pos, shared by every descriptor dup'ed from this open
     id: int = field(default_factory=lambda: next(_file_ids))
+    #: f_ra, set up by file_ra_state_init() from the inode's backing device.
+    f_ra: FileRaState = field(default_factory=FileRaState)
+    #: f_mode & FMODE_RANDOM (POSIX_FADV_RANDOM): reads take exactly the pages asked for.
+    fmode_random: bool = False
+
+    def __post_init__(self) -> None:
+        """file_ra_state_init(): ra_pages from the backing device, prev_pos = -1."""
+        self.f_ra = FileRaState(ra_pages=self.inode.ra_pages)
 
     @property
     def path(self) -> str:

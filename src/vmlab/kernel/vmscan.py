@@ -671,6 +671,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
     del inode.i_pages[index]
+    inode.folio_orders.pop(index, None)  # the model's large page-cache folios are runs of small frames
     if not flags & _SWAPBACKED:
         inode.shadows[index] = workingset_eviction(mem, head, 1)
     mmap_._refcount[head] -= 1  # the page cache's reference

@@ -56,6 +56,8 @@ SYSCALLS: dict[str, Signature] = {
     "execve": Signature((PATH, ARGV, ARGV)),
     # file I/O whose page faults and page-cache effects a scenario measures (reference P6, P13)
     "read": Signature((FD, ADDR, LEN)),
+    "pread64": Signature((FD, ADDR, LEN, OFF)),
+    "lseek": Signature((FD, OFF, INT)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
 }
 

@@ -163,3 +163,16 @@ def render_pagemap(start: int, entries: Sequence[int], letters: Sequence[str], f
             bits.append(f"frame #{number}")
         lines.append(f"  {start + i * PAGE:#x} {letter} {' '.join(bits)}".rstrip())
     return "\n".join(lines)
+
+
+def format_residency(path: str, pages: list[int], total: int) -> str:
+    """The `show residency` view: `PATH: N/M pages cached: a-b,c,...` (runs of cached page indices,
+    `-` for none), as fincore would summarise mincore()."""
+    runs: list[list[int]] = []
+    for i in pages:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    text = ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs) or "-"
+    return f"{path}: {len(pages)}/{total} pages cached: {text}"

@@ -263,6 +263,8 @@ class Runner:
             return paging.format_counters(now, base)
         if step.view == "pagemap":
             return self.pagemap(step, pid)
+        if step.view == "residency":
+            return self.residency(step.path)
         try:
             return self.backend.view(pid, step.view).rstrip("\n")
         except (KeyError, NotImplementedError):
@@ -294,6 +296,19 @@ class Runner:
             if other == pid:
                 mine = (entries, letters)
         return paging.render_pagemap(start, *mine, frames, step.verbose)
+
+    def residency(self, path: str) -> str:
+        """`show residency PATH`: which pages of the file are in the page cache (mincore on the host,
+        the machine's cache in the model); Unavailable for a file that is not there."""
+        fn = getattr(self.backend, "residency", None)
+        if fn is None:
+            raise Unavailable(f"{self.backend.name} backend has no residency()")
+        try:
+            pages = fn(path)
+            size = os.path.getsize(path)
+        except OSError as err:
+            raise Unavailable(f"residency {path}: {err.strerror or err}") from None
+        return paging.format_residency(path, pages, (size + paging.PAGE - 1) // paging.PAGE)
 
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:
         """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""

@@ -39,7 +39,7 @@ MAIN = "main"
 KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read", "write", "touch", "fork",
                       "exit", "end", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
-PAGING_VIEWS = ("counters", "pagemap")
+PAGING_VIEWS = ("counters", "pagemap", "residency")
 ALL_VIEWS = VIEWS + PAGING_VIEWS
 _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
@@ -99,6 +99,8 @@ class ShowStep(Step):
     view: str
     args: tuple[Expr, ...] = ()
     verbose: bool = False
+    #: `residency PATH`: the file whose page-cache residency is shown.
+    path: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,7 +342,7 @@ def _known_process(st: _State, name: str, src: Source, col: int) -> str:
 
 
 def _show(st: _State, rest: str, src: Source, raw: str) -> None:
-    """`show VIEW` or `show pagemap ADDR[, LEN] [verbose]`."""
+    """`show VIEW`, `show pagemap ADDR[, LEN] [verbose]` or `show residency PATH`."""
     st.steps.append(ShowStep(line=src.line, col=src.col0, actor=st.actor, source=raw, **_view(st, rest, src)))
 
 
@@ -350,6 +352,11 @@ def _view(st: _State, text: str, src: Source) -> dict[str, object]:
     if name not in ALL_VIEWS:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
     args = args.strip()
+    if name == "residency":
+        words = _words(args, Source(src.path, src.line, src.col0 + len(name) + 1))
+        if len(words) != 1:
+            raise src.error("expected 'residency PATH'", 1)
+        return {"view": name, "path": os.path.normpath(words[0])}
     if name != "pagemap":
         if args:
             raise src.error(f"'{name}' takes nothing after it", len(name) + 2)
