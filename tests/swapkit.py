@@ -1,5 +1,6 @@
-"""A model machine with one swap area, for the swap tests; and a vmscan stand-in that reclaims the
-oldest inactive anon folios through the swap seam (reclaim_anon_folio), until vmscan lands."""
+"""A model machine with one swap area, for the swap tests; and the anon step of shrink_inactive_list
+in its simplest form (isolate, reclaim_anon_folio, free or put back), so that swap-out can be driven
+folio by folio, independently of vmscan's scan balance."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from vmlab.backend import Program, Settings
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_flags import PG
-from vmlab.kernel.swap import LRU_INACTIVE_ANON
+from vmlab.kernel.rmap import RmapIndex
+from vmlab.kernel.swap import LRU_INACTIVE_ANON, put_page
 from vmlab.kernel.swap_state import reclaim_anon_folio
 
 MADV_PAGEOUT = 21
@@ -44,11 +46,15 @@ def shrink_inactive_anon(backend: ModelBackend, nr: int) -> tuple[int, int]:
     mem = backend.mem
     mm_map = mem.mem_map
     heads = mem.lruvec.oldest(LRU_INACTIVE_ANON, nr)
+    rmap = RmapIndex(t.mm for t in backend.tasks.values())
     freed = 0
     for head in heads:
-        mem.lruvec.delete(mm_map, head)
-        if reclaim_anon_folio(mem, head):
+        mem.lruvec.delete(mm_map, head)  # folio_isolate_lru(): off the list, one more reference
+        mm_map._refcount[head] += 1
+        if reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn)):
+            put_page(mem, head)
             freed += 1
         else:
             mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
+            mm_map._refcount[head] -= 1
     return len(heads), freed

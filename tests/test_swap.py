@@ -168,7 +168,7 @@ def test_without_swap_anon_is_kept_and_activated() -> None:
     mem = backend.mem
     head = mem.lruvec.oldest(LRU_INACTIVE_ANON, 1)[0]
     mem.lruvec.delete(mem.mem_map, head)
-    assert not reclaim_anon_folio(mem, head) and mem.mem_map.test(head, PG.active)
+    assert not reclaim_anon_folio(mem, head, lambda pfn: []) and mem.mem_map.test(head, PG.active)
     mem.lruvec.add(mem.mem_map, head)
     check_machine(backend)
 

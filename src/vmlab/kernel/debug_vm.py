@@ -20,6 +20,8 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
+Reclaim: every folio on the list its flags name (check_lru); a cache index holds a page or a shadow,
+not both; unevictable folios are mlocked (check_reclaim); reclaim itself refuses to free a dirty page.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from vmlab.kernel.pgtable import (
     PageTables,
     pte_pfn,
 )
-from vmlab.kernel.swap import LRU_NAMES, folio_lru_list_of
+from vmlab.kernel.swap import LRU_NAMES, LRU_UNEVICTABLE, folio_lru_list_of
 from vmlab.kernel.swapfile import (
     SWAP_HAS_CACHE,
     SWAP_MAP_BAD,
@@ -384,6 +386,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     check_lru(mem, frames)
     check_writeback(mem, enumerate_inodes(backend))
     check_swap_areas(mem, frames)
+    check_reclaim(mem, enumerate_inodes(backend))
 
 
 def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
@@ -514,6 +517,22 @@ def check_lru(mem: PhysMem, frames: Frames) -> None:
     if stray:
         pfn = min(stray)
         raise AssertionError(f"frame {pfn:#x} has PG_lru but is on no list: {mm_map[pfn]!r}")
+
+
+def check_reclaim(mem: PhysMem, inodes: list[Inode]) -> None:
+    """Reclaim's state: reclaim can reach every inode with cached pages (mem.address_spaces); an index
+    holds a page or a shadow entry, never both; the unevictable list holds only mlocked folios."""
+    for inode in inodes:
+        if inode.i_pages and mem.address_spaces.get(inode.handle) is not inode:
+            raise AssertionError(f"page cache of {inode.path} (ino {inode.ino}) is not in address_spaces")
+        both = inode.i_pages.keys() & inode.shadows.keys()
+        if both:
+            raise AssertionError(f"page cache of {inode.path}: indexes {sorted(both)[:8]} have a page and a "
+                                 f"shadow entry")
+    mm_map = mem.mem_map
+    for head in mem.lruvec.lists[LRU_UNEVICTABLE]:
+        if not int(mm_map.flags[head]) >> PG.mlocked & 1:
+            raise AssertionError(f"unevictable list: frame {head:#x} is not mlocked: {mm_map[head]!r}")
 
 
 def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:

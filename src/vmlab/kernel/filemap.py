@@ -14,6 +14,7 @@ from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
 from vmlab.kernel.swap import folio_add_lru, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.workingset import workingset_refault
 
 #: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
 MAX_PAGECACHE_ORDER = 9
@@ -40,7 +41,8 @@ def page_present(inode: Inode, index: int) -> bool:
     host's cached ones not yet brought in."""
     if index in inode.i_pages:
         return True
-    return not inode.shmem and index < i_size_pages(inode) and host_cached(inode, index)
+    return (not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+            and host_cached(inode, index))
 
 
 def folio_head(inode: Inode, index: int) -> tuple[int, int]:
@@ -72,6 +74,10 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     if inode.shmem:
         mm.set(pfn, PG.swapbacked)
     inode.i_pages[index] = pfn
+    mem.address_spaces[inode.handle] = inode
+    shadow = inode.shadows.pop(index, None)
+    if shadow is not None:
+        workingset_refault(mem, pfn, 1, shadow)
     folio_add_lru(mem, pfn)
     return pfn
 
@@ -79,7 +85,8 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
     """filemap_get_folio() without I/O: the cached page, bringing in one the host had cached."""
     pfn = inode.i_pages.get(index)
-    if pfn is None and not inode.shmem and index < i_size_pages(inode) and host_cached(inode, index):
+    if (pfn is None and not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+            and host_cached(inode, index)):
         pfn = add_to_page_cache(mem, inode, index)
     return pfn
 
@@ -150,8 +157,10 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
         tail_index = int(mem.mem_map.index[batch[-1]])
         if folio_test_readahead(mem, inode, tail_index):
             head, order = folio_head(inode, tail_index)
+            mem.mem_map._refcount[batch] += 1  # the batch's references: readahead may reclaim
             readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
                                           order, last_index - head)
+            mem.mem_map._refcount[batch] -= 1
         if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
             folio_mark_accessed(mem, batch[0])
         end_offset = min(inode.size, end)
@@ -178,7 +187,9 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
     pfn = cached_page(mem, inode, pgoff)
     if pfn is not None:
         head, order = folio_head(inode, pgoff)
-        readahead.do_async_mmap_readahead(ractl, inode.i_pages[head], order, vma.vm_flags)
+        mem.mem_map._refcount[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
+        readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
+        mem.mem_map._refcount[pfn] -= 1
         return pfn, False
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
-from vmlab.kernel import task_mmu
+from vmlab.kernel import task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
 from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import (
@@ -108,6 +108,9 @@ NR_OPEN = 1024
 WRITE_RATELIMIT = 32
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
+#: After reclaim unmapped pages during a batched replay, this many accesses go one by one (no snapshot
+#: of the page tables to go stale) before the replay batches again.
+STEPWISE_WINDOW = 4096
 
 
 def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +155,7 @@ class ModelBackend:
     def __init__(self) -> None:
         self.settings = Settings()
         self.program = Program("", ())
-        self.mem = PhysMem(self.settings.ram)
-        self.mem.swap.mms = self._mms
+        self.mem = self._new_mem(self.settings.ram)
         #: When set, each fault's call path is appended here (the `--trace` view).
         self.traces: list[str] | None = None
         self.sysctl = VmSysctl()
@@ -186,8 +188,7 @@ class ModelBackend:
         self.settings = settings
         self.program = program
         if settings.ram != self.mem.max_pfn << 12:
-            self.mem = PhysMem(settings.ram)
-            self.mem.swap.mms = self._mms
+            self.mem = self._new_mem(settings.ram)
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr,
                                overcommit_memory=settings.overcommit_memory,
                                overcommit_ratio=settings.overcommit_ratio,
@@ -285,23 +286,60 @@ class ModelBackend:
         assert mm.pt is not None
         vpns = np.asarray(addrs, dtype=np.uint64) >> np.uint64(12)
         wr = np.broadcast_to(np.asarray(writes, dtype=bool), vpns.shape)
-        readable, writable = _tlb_snapshot(mm.pt)
-        hit = np.where(wr, np.isin(vpns, writable), np.isin(vpns, readable))
-        now_r: set[int] = set()
-        now_w: set[int] = set()
         rlim = self.settings.rlimit_stack
-        for i in np.flatnonzero(~hit).tolist():
-            vpn, w = int(vpns[i]), bool(wr[i])
-            if vpn in now_w or (not w and vpn in now_r):
+        mem = self.mem
+        start = 0  # accesses before `start` are done, their accessed bits written
+        stepwise = False
+        while start < len(vpns):
+            if stepwise:  # under reclaim: one access at a time until a window passes without unmaps
+                generation = mem.unmap_generation
+                end = min(start + STEPWISE_WINDOW, len(vpns))
+                for i in range(start, end):
+                    sig = user_access(mm, int(addrs[i]), bool(wr[i]), rlim, self.sysctl, task.stats)
+                    if sig is not None:
+                        self.exit(pid)
+                        return sig
+                start, stepwise = end, mem.unmap_generation != generation
                 continue
-            sig = user_access(mm, (vpn << 12) | (int(addrs[i]) & 0xFFF), w, rlim, self.sysctl, task.stats)
-            if sig is not None:
-                self.exit(pid)
-                return sig
-            (now_w if w else now_r).add(vpn)
-        touched = np.unique((vpns[hit] << np.uint64(1)) | wr[hit].astype(np.uint64))
-        for key in touched.tolist():
-            mmu_permits(mm, (key >> 1) << 12, bool(key & 1))  # the accessed (and dirty) bits
+            readable, writable = _tlb_snapshot(mm.pt)
+            seg_v, seg_w = vpns[start:], wr[start:]
+            hit = np.where(seg_w, np.isin(seg_v, writable), np.isin(seg_v, readable))
+            done = 0  # hits of the segment before `done` have their bits written
+
+            def flush_hits(upto: int, seg_v: np.ndarray = seg_v, seg_w: np.ndarray = seg_w,
+                           hit: np.ndarray = hit) -> None:
+                nonlocal done
+                if upto > done:
+                    sel = hit[done:upto]
+                    keys = (seg_v[done:upto][sel] << np.uint64(1)) | seg_w[done:upto][sel].astype(np.uint64)
+                    for key in np.unique(keys).tolist():
+                        mmu_permits(mm, (key >> 1) << 12, bool(key & 1))  # the accessed (and dirty) bits
+                    done = upto
+
+            now_r: set[int] = set()
+            now_w: set[int] = set()
+            generation = mem.unmap_generation
+            restart = len(vpns)
+            for i in np.flatnonzero(~hit).tolist():
+                vpn, w = int(seg_v[i]), bool(seg_w[i])
+                if vpn in now_w or (not w and vpn in now_r):
+                    hit[i] = True  # faulted in earlier in this segment: a hit now
+                    continue
+                mem.pending_accesses = lambda i=i: flush_hits(i)
+                try:
+                    sig = user_access(mm, (vpn << 12) | (int(addrs[start + i]) & 0xFFF), w, rlim,
+                                      self.sysctl, task.stats)
+                finally:
+                    mem.pending_accesses = None
+                if sig is not None:
+                    self.exit(pid)
+                    return sig
+                (now_w if w else now_r).add(vpn)
+                if mem.unmap_generation != generation:  # reclaim unmapped pages: the snapshot is stale
+                    restart, stepwise = start + i + 1, True
+                    break
+            flush_hits(restart - start)
+            start = restart
         return None
 
     def fork(self, pid: int) -> int:
@@ -403,6 +441,13 @@ class ModelBackend:
     def _mms(self) -> list[MmStruct]:
         """The live address spaces (what swapoff and the model's anon rmap walk visit)."""
         return [t.mm for t in self.tasks.values()]
+
+    def _new_mem(self, ram: int) -> PhysMem:
+        """The machine's physical memory with its reclaimer, whose rmap walk sees every task's mm."""
+        mem = PhysMem(ram)
+        mem.swap.mms = self._mms
+        vmscan.install(mem, self._mms)
+        return mem
 
     def _alloc_pid(self) -> int:
         self._next_pid += 1

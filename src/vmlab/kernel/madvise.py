@@ -42,7 +42,8 @@ from vmlab.kernel.pgtable import (
     _PAGE_SPECIAL,
     pte_pfn,
 )
-from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare
+from vmlab.kernel.swap import put_page
 from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.uapi import (
     EACCES,
@@ -169,12 +170,17 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
         mm_map.flags[pfn] = flags
         if flags >> PG.unevictable & 1:
             continue
-        mem.lruvec.delete(mm_map, pfn)
+        mem.lruvec.delete(mm_map, pfn)  # folio_isolate_lru(): off the list, one more reference
+        mm_map._refcount[pfn] += 1
         mm_map.flags[pfn] = int(mm_map.flags[pfn]) & ~(1 << PG.active)
         isolated.append(pfn)
+    rmap = RmapIndex(mem.swap.mms())
     for head in isolated:
-        if not reclaim_anon_folio(mem, head):
+        if reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn)):
+            put_page(mem, head)  # the isolation reference was the last
+        else:
             mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
+            mm_map._refcount[head] -= 1
 
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:

@@ -329,9 +329,10 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
     """finish_fault()/set_pte_range(): map one page-cache page; False when a table could not be had."""
     pt = vmf.mm.pt
     assert pt is not None
+    _add_rmap(vmf.mem, pfn)  # before the entry: a table allocation may reclaim, and must not take it
     if pt.set_pte(address, _mk_pte(pfn, vmf.vma, write)):
+        _remove_rmap(vmf.mem, pfn)
         return False
-    _add_rmap(vmf.mem, pfn)
     add_mm_counter(vmf.mm, mm_counter(vmf.mem, pfn), 1)
     return True
 
@@ -756,8 +757,18 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
                 return -ENOMEM
         else:
             src.pt.set_pte(addr, entry)
+            pfn = pte_pfn(entry)
+            small = pte_present(entry) and not pte_special(entry)
+            if small:
+                _add_rmap(mem, pfn)  # before the child's entry: its table allocation may reclaim
             if dst.pt.set_pte(addr, child):
+                if small:
+                    _remove_rmap(mem, pfn)
                 return -ENOMEM
+            if small:
+                mem.mem_map.clear(pfn, PG_anon_exclusive)
+                add_mm_counter(dst, mm_counter(mem, pfn), 1)
+            continue
         if not pte_present(entry):
             continue
         pfn = pte_pfn(entry)
@@ -769,10 +780,6 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
             mem.mem_map._refcount[pfn] += 1
             mem.mem_map.clear(pfn, PG_anon_exclusive)
             add_mm_counter(dst, MM_ANONPAGES, HPAGE_PMD_NR)
-        elif not pte_special(entry):
-            _add_rmap(mem, pfn)
-            mem.mem_map.clear(pfn, PG_anon_exclusive)
-            add_mm_counter(dst, mm_counter(mem, pfn), 1)
     return 0
 
 

@@ -126,6 +126,10 @@ class Inode:
     host_cached: frozenset[int] | None = None
     #: Pages shmem_acct_size() charged to the committed counter for this shmem object (0: none).
     acct_pages: int = 0
+    #: Shadow entries of evicted pages (workingset.pack_shadow values), by file page index: what the
+    #: kernel leaves in i_pages when reclaim evicts a folio, so a refault can tell how long it was gone.
+    #: An index with a shadow is not cached (the host's residency no longer applies to it).
+    shadows: dict[int, int] = field(default_factory=dict)
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
     #: inode_to_bdi(): the backing device's read_ahead_kb / 4 (a new file's f_ra.ra_pages) and

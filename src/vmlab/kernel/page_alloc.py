@@ -19,6 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +47,10 @@ from vmlab.kernel.page_writeback import Writeback
 from vmlab.kernel.swap import LruVec
 from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mm_types import Inode
+    from vmlab.kernel.vmscan import Vmscan
 
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
@@ -334,6 +339,16 @@ class PhysMem:
         self.wb = Writeback()
         #: Swap areas and the swap cache (swapon, swap-out, swap-in).
         self.swap = SwapState()
+        #: The reclaimer (vmscan.Vmscan: kswapd and direct reclaim), once the machine installs one.
+        self.vmscan: Vmscan | None = None
+        #: The inodes whose pages are in the page cache, by the handle page->mapping holds (what the
+        #: kernel reaches through folio->mapping); reclaim finds a folio's i_pages through it.
+        self.address_spaces: dict[int, Inode] = {}
+        #: Bumped whenever reclaim clears a present PTE: a batched replay's TLB snapshot is then stale.
+        self.unmap_generation = 0
+        #: Set by a batched replay while it holds accessed bits not yet written to the PTEs; reclaim
+        #: calls it before it looks at young bits.
+        self.pending_accesses: Callable[[], None] | None = None
         self.alloc_failures = 0
         #: vm_committed_as (pages): what mappings and shmem objects have committed (util.py), and the
         #: part of it the kernel charges but never gives back (util.py: leaks the host shows too).
@@ -590,15 +605,23 @@ class PhysMem:
     def alloc_pages(self, order: int, zone_limit: int = ZONE_NORMAL, *, compound: bool = False) -> int | None:
         """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
 
-        Fast path at the low watermark; the slow path retries at the min watermark (kswapd would be
-        woken here), then asks `reclaim_hook` once; None when that fails too (where the kernel would
-        invoke the OOM killer or return NULL).
+        Fast path at the low watermark; the slow path wakes kswapd and retries at the min watermark,
+        then reclaims directly (while that makes progress), then asks `reclaim_hook` once; None when
+        that fails too (where the kernel would invoke the OOM killer or return NULL).
         """
         if not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
         pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
         if pfn == NO_PFN:
+            vmscan = self.vmscan
+            if vmscan is not None:
+                vmscan.wakeup_kswapd(order, zone_limit)
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
+            if vmscan is not None:
+                retries = vmscan.direct_reclaim_retries(order)
+                while pfn == NO_PFN and retries and vmscan.try_to_free_pages(order, zone_limit):
+                    retries -= 1
+                    pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN:

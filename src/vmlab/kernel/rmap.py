@@ -1,12 +1,38 @@
-"""anon_vma assignment, after mm/rmap.c: __anon_vma_prepare, find_mergeable_anon_vma, anon_vma_fork.
+"""Reverse mapping, after mm/rmap.c: anon_vma assignment (__anon_vma_prepare, find_mergeable_anon_vma,
+anon_vma_fork) and the rmap walk reclaim uses (rmap_walk, folio_referenced, try_to_unmap).
 
 Reference rule M3: a VMA gets an anon_vma on its first anonymous page; an adjacent VMA that differs only
 in rwx, with a singular chain, lends its own.
+
+The walk goes from a page to every (mm, VMA, address) that maps it: a file page through the VMAs of its
+inode (the kernel's i_mmap tree), an anon page through the VMAs whose anon_vma chain holds the page's
+anon_vma (the parent's VMA and those of its fork children). The model keeps no i_mmap tree: an
+`RmapIndex` is built from the live mms when a reclaim pass starts (VMAs do not change during one), and
+every candidate address is checked against the page tables, so a mapping the index cannot see (one
+being set up or moved) is simply not found: the folio then stays mapped and reclaim keeps it.
 """
 
 from __future__ import annotations
 
-from vmlab.kernel.mm_types import VM_ACCESS_FLAGS, VM_IGNORE_MERGE, AnonVma, MmStruct, VmArea
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from vmlab.kernel.mm_types import (
+    VM_ACCESS_FLAGS,
+    VM_IGNORE_MERGE,
+    VM_LOCKED,
+    VM_RAND_READ,
+    VM_SEQ_READ,
+    AnonVma,
+    MmStruct,
+    VmArea,
+)
+from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, PTE_PFN_MASK
+from vmlab.kernel.uapi import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
 
 
 def _reusable_anon_vma(old: VmArea | None, a: VmArea, b: VmArea) -> AnonVma | None:
@@ -48,3 +74,109 @@ def anon_vma_fork(child: VmArea, parent: VmArea) -> None:
         return
     child.anon_vma = AnonVma(parent=parent.anon_vma)
     child.anon_vma_chain_len = parent.anon_vma_chain_len + 1
+
+
+# --- the rmap walk -------------------------------------------------------------------------------------
+
+#: One mapping of a page: the mm, the VMA and the user address.
+Mapping = tuple[MmStruct, VmArea, int]
+
+
+class RmapIndex:
+    """The VMAs that may map a page, by what page->mapping names: an inode handle (i_mmap) or an
+    anon_vma id (the anon_vma's chain of VMAs). Built from the live mms; valid while no VMA changes."""
+
+    __slots__ = ("anon", "file", "locked")
+
+    def __init__(self, mms: Iterable[MmStruct]) -> None:
+        self.file: dict[int, list[tuple[MmStruct, VmArea]]] = {}
+        self.anon: dict[int, list[tuple[MmStruct, VmArea]]] = {}
+        #: The VM_LOCKED ranges (mm id, start, end): when they change, mlocked folios may be free again.
+        self.locked: frozenset[tuple[int, int, int]] = frozenset()
+        locked: list[tuple[int, int, int]] = []
+        for mm in mms:
+            if mm.pt is None:
+                continue
+            for vma in mm:
+                if vma.vm_flags & VM_LOCKED:
+                    locked.append((id(mm), vma.vm_start, vma.vm_end))
+                if vma.vm_file is not None:
+                    self.file.setdefault(vma.vm_file.inode.handle, []).append((mm, vma))
+                anon_vma = vma.anon_vma
+                while anon_vma is not None:
+                    self.anon.setdefault(anon_vma.id, []).append((mm, vma))
+                    anon_vma = anon_vma.parent
+        self.locked = frozenset(locked)
+
+    def walk(self, mem: PhysMem, pfn: int) -> list[Mapping]:
+        """rmap_walk() of an order-0 page: every (mm, vma, address) whose PTE maps `pfn` now."""
+        mmap_ = mem.mem_map
+        mapping = int(mmap_.mapping[pfn])
+        if mapping & PAGE_MAPPING_ANON:
+            candidates = self.anon.get(mapping >> 2, ())
+        else:
+            candidates = self.file.get(mapping, ())
+        index = int(mmap_.index[pfn])
+        found: list[Mapping] = []
+        for mm, vma in candidates:
+            offset = index - vma.vm_pgoff
+            if not 0 <= offset < vma.pages or mm.pt is None:
+                continue
+            addr = vma.vm_start + (offset << PAGE_SHIFT)
+            pte = mm.pt.get_pte(addr)
+            if pte & _PAGE_PRESENT and not pte & _PAGE_PSE and (pte & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
+                found.append((mm, vma, addr))
+        return found
+
+
+def vma_has_recency(vma: VmArea) -> bool:
+    """vma_has_recency(): MADV_SEQUENTIAL / MADV_RANDOM mappings say their accesses predict nothing,
+    so their young bits do not count (invalid_folio_referenced_vma)."""
+    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+
+
+def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int) -> tuple[int, int]:
+    """folio_referenced(): how many mappings of the folio were used (young) since the last look, and
+    the union of those VMAs' flags; test-and-clears each young bit (ptep_clear_flush_young). A mapping
+    in a VM_LOCKED VMA stops the walk and reports VM_LOCKED. A large folio counts as referenced while
+    mapped (the model does not walk THP mappings)."""
+    mmap_ = mem.mem_map
+    if int(mmap_._mapcount[head]) < 0:
+        return 0, 0
+    if int(mmap_.flags[head]) & (1 << PG.head):
+        return 1, 0
+    referenced, vm_flags = 0, 0
+    for mm, vma, addr in rmap.walk(mem, head):
+        if vma.vm_flags & VM_LOCKED:
+            return referenced, vm_flags | VM_LOCKED
+        if not vma_has_recency(vma):
+            continue
+        assert mm.pt is not None
+        pte = mm.pt.get_pte(addr)
+        if pte & _PAGE_ACCESSED:
+            mm.pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
+            referenced += 1
+            vm_flags |= vma.vm_flags
+    return referenced, vm_flags
+
+
+def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
+    """try_to_unmap() of an order-0 page-cache folio: clear every PTE that maps it (a dirty PTE makes
+    the folio dirty), dropping the mappings' references and RSS. Stops at a VM_LOCKED VMA (the folio is
+    mlocked there). True when no mapping is left."""
+    from vmlab.kernel.memory import add_mm_counter, mm_counter
+
+    mmap_ = mem.mem_map
+    for mm, vma, addr in rmap.walk(mem, head):
+        if vma.vm_flags & VM_LOCKED:
+            break
+        assert mm.pt is not None
+        pte = mm.pt.get_pte(addr)
+        mm.pt.set_pte(addr, 0)
+        if pte & _PAGE_DIRTY:
+            mmap_.set(head, PG.dirty)  # folio_mark_dirty()
+        add_mm_counter(mm, mm_counter(mem, head), -1)
+        mmap_._mapcount[head] -= 1
+        mmap_._refcount[head] -= 1
+        mem.unmap_generation += 1
+    return int(mmap_._mapcount[head]) < 0

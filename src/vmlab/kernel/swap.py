@@ -58,11 +58,22 @@ def is_active_lru(lru: int) -> bool:
 class LruVec:
     """`struct lruvec` of the node: the five lists and how many pages each holds (a THP counts 512)."""
 
-    __slots__ = ("lists", "nr_pages")
+    __slots__ = ("anon_cost", "file_cost", "lists", "nonresident_age", "nr_pages", "plain", "refaults")
 
     def __init__(self) -> None:
         self.lists: tuple[OrderedDict[int, None], ...] = tuple(OrderedDict() for _ in range(NR_LRU_LISTS))
         self.nr_pages = [0] * NR_LRU_LISTS
+        #: lruvec->anon_cost / file_cost: the recent cost of reclaiming each type (lru_note_cost), which
+        #: get_scan_count balances against swappiness.
+        self.anon_cost = 0
+        self.file_cost = 0
+        #: lruvec->nonresident_age: evictions plus activations so far, the clock of refault distances.
+        self.nonresident_age = 0
+        #: lruvec->refaults[WORKINGSET_ANON/FILE]: workingset_activate_* when reclaim last finished.
+        self.refaults = [0, 0]
+        #: The model-only `plain LRU` policy: one list per type (the inactive one), an access moves a
+        #: folio to its head, nothing is ever activated; reclaim evicts from the tail.
+        self.plain = False
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
@@ -162,6 +173,10 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     mm = mem.mem_map
     head = mm.compound_head(pfn)
     flags = int(mm.flags[head])
+    if mem.lruvec.plain:
+        if flags & _LRU:
+            mem.lruvec.lists[folio_lru_list_of(flags)].move_to_end(head)
+        return
     if not flags & _REFERENCED:
         mm.flags[head] = flags | _REFERENCED
     elif not flags & (_UNEVICTABLE | _ACTIVE):
@@ -171,6 +186,8 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         else:
             flags |= _ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
         mm.flags[head] = flags & ~_REFERENCED
+        # workingset_activation(): an activation ages the inactive list as an eviction does.
+        mem.lruvec.nonresident_age += _folio_nr_pages(mm, head, flags)
 
 
 def folio_activate(mem: PhysMem, head: int) -> None:

@@ -6,33 +6,31 @@ folio->private (`mem_map.private`) = the entry, one reference held by the cache,
 slot's map byte. A folio there may be mapped (swapped in, its slot kept), unmapped (being swapped
 out, or read ahead and not yet used), or both in turn.
 
-`reclaim_anon_folio(mem, head)` is the seam vmscan calls for an isolated anon folio: add it to swap,
-unmap it everywhere (PTEs become swap entries), write it, and free it once clean.
+`reclaim_anon_folio(mem, head, walk)` is what vmscan (and MADV_PAGEOUT) call for an isolated anon
+folio: add it to swap, unmap it everywhere (PTEs become swap entries), write it, and release it from
+the swap cache once clean.
 
 Swap-in (`swapin_readahead`, called by memory.do_swap_page) reads the faulting entry and, with
 vm.page-cluster, the swap PTEs around it in the VMA (swap_vma_readahead: vma_ra_enabled is true on
 this machine), the window growing with readahead hits as __swapin_nr_pages() computes it.
 
-Workingset seam: `SwapState.eviction(mem, head) -> shadow` (set by workingset when it exists) gives the
-shadow stored when a folio leaves the swap cache by reclaim; `SwapState.refault(mem, head, shadow)` is
-told on swap-in of an entry that had one.
+A folio that leaves the swap cache by reclaim leaves a workingset shadow in `SwapState.shadows`; a
+swap-in of that entry is a refault (workingset_refault).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
-from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, AnonVma, MmStruct, VmArea
+from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, MmStruct, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead, PG_swapcache
 from vmlab.kernel.pgtable import (
-    _PAGE_PSE,
     PMD_MASK,
     PMD_SIZE,
     pte_dirty,
-    pte_pfn,
-    pte_present,
 )
+from vmlab.kernel.rmap import Mapping
 from vmlab.kernel.swap import folio_add_lru, put_page
 from vmlab.kernel.swapfile import (
     SWAP_HAS_CACHE,
@@ -51,6 +49,7 @@ from vmlab.kernel.swapfile import (
     swp_type,
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.workingset import workingset_eviction, workingset_refault
 
 _SWAPCACHE = 1 << PG_swapcache
 _DIRTY = 1 << PG.dirty
@@ -170,50 +169,15 @@ def add_to_swap(mem: PhysMem, head: int) -> bool:
     return True
 
 
-def _anon_chain(anon_vma: AnonVma | None) -> Iterator[int]:
-    while anon_vma is not None:
-        yield anon_vma.id
-        anon_vma = anon_vma.parent
-
-
-def anon_mappings(mem: PhysMem, head: int) -> list[tuple[MmStruct, VmArea, int]]:
-    """rmap_walk_anon() for a small anon folio: every (mm, vma, address) whose PTE maps it. The model
-    walks the live mms (SwapState.mms) and the VMAs whose anon_vma chain holds the folio's anon_vma,
-    at the address its index gives (vma_address); AssertionError if fewer mappings are found than
-    the folio's mapcount (a model bug)."""
+def try_to_unmap(mem: PhysMem, head: int, mappings: list[Mapping]) -> bool:
+    """try_to_unmap() of a small anon folio in the swap cache, given its mappings (the rmap walk): each
+    PTE becomes its swap entry (exclusive if the page was, PageAnonExclusive cleared), the entry gains
+    a reference, RSS moves from anon to swap, a dirty PTE makes the folio dirty. False (nothing
+    changed) if a mapping VMA is VM_LOCKED (the kernel then mlocks the folio and keeps it), or if the
+    walk did not find every mapping (one being set up or moved: the folio stays)."""
     mm_map = mem.mem_map
-    mapcount = int(mm_map._mapcount[head]) + 1
-    if mapcount <= 0:
-        return []
-    anon_id = int(mm_map.mapping[head]) >> 2
-    index = int(mm_map.index[head])
-    found = []
-    for mm in mem.swap.mms():
-        pt = mm.pt
-        if pt is None:
-            continue
-        for vma in mm:
-            if vma.anon_vma is None or anon_id not in _anon_chain(vma.anon_vma):
-                continue
-            addr = vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)
-            if not vma.vm_start <= addr < vma.vm_end:
-                continue
-            pte = pt.get_pte(addr)
-            if pte_present(pte) and not pte & _PAGE_PSE and pte_pfn(pte) == head:
-                found.append((mm, vma, addr))
-    if len(found) != mapcount:
-        raise AssertionError(f"rmap walk of anon folio {head:#x} found {len(found)} of {mapcount} mappings: "
-                             f"{mm_map[head]!r}")
-    return found
-
-
-def try_to_unmap(mem: PhysMem, head: int) -> bool:
-    """try_to_unmap() of a small anon folio in the swap cache: each PTE becomes its swap entry
-    (exclusive if the page was, PageAnonExclusive cleared), the entry gains a reference, RSS moves from
-    anon to swap, a dirty PTE makes the folio dirty. False (nothing changed) if a mapping VMA is
-    VM_LOCKED (the kernel then mlocks the folio and keeps it)."""
-    mm_map = mem.mem_map
-    mappings = anon_mappings(mem, head)
+    if len(mappings) != int(mm_map._mapcount[head]) + 1:
+        return False
     if any(vma.vm_flags & VM_LOCKED for _, vma, _ in mappings):
         return False
     entry = int(mm_map.private[head])
@@ -247,9 +211,11 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
     mem.clock.advance(mem.clock.costs.swap_io_ns)
 
 
-def reclaim_anon_folio(mem: PhysMem, head: int) -> bool:
-    """shrink_folio_list() for one isolated (off-LRU) anon folio: add it to swap, unmap it, write it
-    if dirty, and free it when clean and no longer referenced. True: the folio was freed.
+def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]]) -> bool:
+    """shrink_folio_list() for one isolated (off-LRU) anon folio on which the caller holds the isolation
+    reference: add it to swap, unmap it (every mapping `walk` finds), write it if dirty, and take it
+    out of the swap cache (leaving a shadow) when clean and no longer used. True: only the caller's
+    reference is left, the caller frees the folio.
 
     False: it stays, and the caller puts it back on the list its flags name. PG_active is set where
     the kernel activates it (activate_locked: no swap space, a large folio, an mlocked mapping, an
@@ -265,18 +231,16 @@ def reclaim_anon_folio(mem: PhysMem, head: int) -> bool:
     if not flags & _SWAPCACHE and not add_to_swap(mem, head):
         mm.flags[head] = int(mm.flags[head]) | _ACTIVE
         return False
-    if int(mm._mapcount[head]) >= 0 and not try_to_unmap(mem, head):
+    if int(mm._mapcount[head]) >= 0 and not try_to_unmap(mem, head, walk(head)):
         mm.flags[head] = int(mm.flags[head]) | _ACTIVE
         return False
     if int(mm.flags[head]) & _DIRTY:
         swap_writeout(mem, head)
         return False
-    if int(mm._refcount[head]) != 1:  # __remove_mapping(): only the swap cache may hold it
+    if int(mm._refcount[head]) != 2:  # __remove_mapping(): only the swap cache and the isolation
         mm.flags[head] = int(mm.flags[head]) | _ACTIVE
         return False
-    state = mem.swap
-    shadow = state.eviction(mem, head) if state.eviction is not None else None
-    delete_from_swap_cache(mem, head, shadow)
+    delete_from_swap_cache(mem, head, workingset_eviction(mem, head, 1))
     return True
 
 
@@ -301,8 +265,8 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     folio_add_lru(mem, pfn)
     mem.events["pswpin"] += 1
     shadow = state.shadows.pop(entry, None)
-    if shadow is not None and state.refault is not None:
-        state.refault(mem, pfn, shadow)
+    if shadow is not None:
+        workingset_refault(mem, pfn, 1, shadow)
     return pfn
 
 

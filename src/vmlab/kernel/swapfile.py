@@ -35,7 +35,6 @@ from vmlab.kernel.uapi import EBUSY, EINVAL, ENOENT, ENOMEM, PAGE_SHIFT, PAGE_SI
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import MmStruct
-    from vmlab.kernel.page_alloc import PhysMem
 
 # include/linux/swap.h: MAX_SWAPFILES with CONFIG_MIGRATION (3 types), a PTE-marker type, no
 # DEVICE_PRIVATE and no MEMORY_FAILURE (this machine's config): 32 - 3 - 1.
@@ -157,10 +156,6 @@ class SwapState:
     shadows: dict[int, int] = field(default_factory=dict)
     page_cluster: int = PAGE_CLUSTER
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
-    #: workingset_eviction(mem, head) -> shadow, and workingset_refault(mem, head, shadow): set by the
-    #: workingset code; None leaves anon shadows unused.
-    eviction: Callable[[PhysMem, int], int] | None = None
-    refault: Callable[[PhysMem, int, int], None] | None = None
 
     def active(self) -> list[SwapInfo]:
         """The active areas by falling priority (swap_active_head), then by type."""

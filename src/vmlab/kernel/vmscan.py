@@ -1,0 +1,675 @@
+"""Page reclaim, after mm/vmscan.c (the classic active/inactive LRU of 6.18; MGLRU is not built on this
+machine): kswapd and direct reclaim, get_scan_count's anon/file balance, shrink_active_list's
+deactivation, shrink_inactive_list / shrink_folio_list's eviction.
+
+How it hooks into the machine: `install(mem, mms)` puts a `Vmscan` on the node (`mem.vmscan`); the page
+allocator calls `wakeup_kswapd()` when an allocation misses the low watermark and `try_to_free_pages()`
+when it misses the min watermark (direct reclaim, charged to the clock as a memory stall), before it
+gives up (where the OOM killer hooks in, `mem.reclaim_hook`).
+
+What is reclaimed:
+- clean page-cache folios, unmapped or mapped (the rmap walk clears every PTE first); a shadow entry
+  stays behind for refault detection (workingset.py);
+- dirty file folios are written first by `page_writeback.writeback_folio` (kswapd, on the second pass,
+  as pageout() does); before that they are rotated to the active list with PG_reclaim;
+- anon folios through `swap_state.reclaim_anon_folio(mem, head, walk)` when a swap area has room;
+  with no swap space anon is not scanned at all (get_scan_count's SCAN_FILE), as in the kernel.
+
+Deliberate simplifications:
+- one node; reclaim is node-wide (isolate_lru_folios never skips a zone above reclaim_idx);
+- kswapd runs synchronously when woken (the model has one CPU of its own), to the high watermark at
+  order 0; its time advances the clock but is not a stall; high-order allocations get one direct
+  reclaim pass (no compaction);
+- large folios (THP) are never evicted (the kernel splits them first);
+- no memcg, no slab shrinkers, no per-CPU LRU batches, no writeback throttling of reclaim
+  (reclaim_throttle), no laptop mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from vmlab.kernel.memory import put_page
+from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
+from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
+from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_writeback import writeback_folio
+from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap
+from vmlab.kernel.swap import (
+    LRU_ACTIVE,
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
+    is_active_lru,
+    is_file_lru,
+)
+from vmlab.kernel.swap_state import reclaim_anon_folio
+from vmlab.kernel.workingset import lru_note_cost, nr_swap_pages, workingset_eviction
+
+DEF_PRIORITY = 12
+SWAP_CLUSTER_MAX = 32
+MAX_SWAPPINESS = 200
+MAX_RECLAIM_RETRIES = 16
+PAGE_ALLOC_COSTLY_ORDER = 3
+EVICTABLE_LRUS = (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
+
+# enum scan_balance
+SCAN_EQUAL, SCAN_FRACT, SCAN_ANON, SCAN_FILE = range(4)
+DEACTIVATE_ANON, DEACTIVATE_FILE = 1, 2
+# enum folio_references
+FOLIOREF_RECLAIM, FOLIOREF_RECLAIM_CLEAN, FOLIOREF_KEEP, FOLIOREF_ACTIVATE = range(4)
+
+_LRU = 1 << PG.lru
+_ACTIVE = 1 << PG.active
+_REFERENCED = 1 << PG.referenced
+_DIRTY = 1 << PG.dirty
+_WRITEBACK = 1 << PG.writeback
+_RECLAIM = 1 << PG.reclaim
+_SWAPBACKED = 1 << PG.swapbacked
+_UNEVICTABLE = 1 << PG.unevictable
+_MLOCKED = 1 << PG.mlocked
+_WORKINGSET = 1 << PG.workingset
+_HEAD = 1 << PG.head
+
+@dataclass
+class ScanControl:
+    """`struct scan_control`: one reclaim invocation's goal, knobs and running totals."""
+
+    nr_to_reclaim: int
+    kswapd: bool
+    priority: int = DEF_PRIORITY
+    may_writepage: bool = True
+    may_unmap: bool = True
+    may_swap: bool = True
+    may_deactivate: int = 0
+    force_deactivate: bool = False
+    skipped_deactivate: bool = False
+    cache_trim_mode: bool = False
+    file_is_tiny: bool = False
+    anon_cost: int = 0
+    file_cost: int = 0
+    nr_scanned: int = 0
+    nr_reclaimed: int = 0
+    rmap: RmapIndex | None = None
+
+
+@dataclass
+class FolioStats:
+    """`struct reclaim_stat` of one shrink_folio_list call."""
+
+    nr_pageout: int = 0
+    nr_activate: list[int] = field(default_factory=lambda: [0, 0])
+    nr_unmap_fail: int = 0
+    nr_immediate: int = 0
+
+
+@dataclass
+class Vmscan:
+    """The node's reclaimer: its sysctls, kswapd's state, and where the rmap walk finds the mms."""
+
+    mem: PhysMem
+    #: The live address spaces (the rmap walk's universe; the kernel reaches them from the pages).
+    mms: Callable[[], Iterable[MmStruct]]
+    swappiness: int = 60  # vm.swappiness
+    kswapd_failures: int = 0
+    #: The VM_LOCKED ranges the unevictable list was last checked against.
+    locked_seen: frozenset[tuple[int, int, int]] = frozenset()
+    _running: bool = False
+
+    # --- the allocator's entry points ----------------------------------------------------------------
+
+    def wakeup_kswapd(self, order: int, highest_zoneidx: int) -> None:
+        """wakeup_kswapd() + balance_pgdat(): unless the node is balanced (or kswapd gave up after
+        MAX_RECLAIM_RETRIES fruitless runs), reclaim until a zone is above its high watermark."""
+        if self._running or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
+            return
+        if pgdat_balanced(self.mem, highest_zoneidx):
+            return
+        self._running = True
+        try:
+            balance_pgdat(self, highest_zoneidx)
+        finally:
+            self._running = False
+
+    def try_to_free_pages(self, order: int, highest_zoneidx: int) -> int:
+        """try_to_free_pages() -> do_try_to_free_pages(): direct reclaim of SWAP_CLUSTER_MAX pages,
+        raising the priority until done; the pages freed (0: no progress)."""
+        if self._running:
+            return 0
+        self._running = True
+        try:
+            self.mem.events[f"allocstall_{ZONE_NAMES[highest_zoneidx].lower()}"] += 1
+            return do_try_to_free_pages(self)
+        finally:
+            self._running = False
+
+    def direct_reclaim_retries(self, order: int) -> int:
+        """How many direct reclaim passes an allocation may make (should_reclaim_retry): costly orders
+        get one (no compaction in the model), others keep going while reclaim makes progress."""
+        return 1 if order > PAGE_ALLOC_COSTLY_ORDER else MAX_RECLAIM_RETRIES
+
+
+def install(mem: PhysMem, mms: Callable[[], Iterable[MmStruct]], swappiness: int = 60) -> Vmscan:
+    """Give the node its reclaimer (kswapd and direct reclaim) with the live mms as the rmap universe."""
+    vmscan = Vmscan(mem, mms, swappiness)
+    mem.vmscan = vmscan
+    return vmscan
+
+
+def set_lru_policy(mem: PhysMem, policy: str) -> None:
+    """The model-only policy switch: `two-list` (the kernel's active/inactive LRU) or `plain` (one list
+    per type, move to head on access, evict from the tail). Switch on an empty machine."""
+    if policy not in ("two-list", "plain"):
+        raise ValueError(f"unknown LRU policy {policy!r} (two-list or plain)")
+    mem.lruvec.plain = policy == "plain"
+
+
+# --- watermarks -----------------------------------------------------------------------------------------
+
+def pgdat_balanced(mem: PhysMem, highest_zoneidx: int) -> bool:
+    """pgdat_balanced(): some managed zone up to highest_zoneidx is above its high watermark (order 0)."""
+    for zone in mem.zones[:highest_zoneidx + 1]:
+        if zone.managed_pages and mem.zone_watermark_ok(zone, 0, zone.watermark[WMARK_HIGH], highest_zoneidx):
+            return True
+    return not any(z.managed_pages for z in mem.zones[:highest_zoneidx + 1])
+
+
+def balance_pgdat(vmscan: Vmscan, highest_zoneidx: int) -> None:
+    """balance_pgdat(): kswapd's loop from DEF_PRIORITY down: age the anon list, shrink the node by the
+    high watermarks' worth, raise the priority when a pass scanned too little or freed nothing."""
+    mem = vmscan.mem
+    mem.events["pageoutrun"] += 1
+    sc = ScanControl(nr_to_reclaim=0, kswapd=True)
+    nr_to_reclaim = sum(max(z.watermark[WMARK_HIGH], SWAP_CLUSTER_MAX)
+                        for z in mem.zones[:highest_zoneidx + 1] if z.managed_pages)
+    while sc.priority >= 1:
+        if pgdat_balanced(mem, highest_zoneidx):
+            break
+        sc.nr_scanned = 0
+        sc.nr_to_reclaim = nr_to_reclaim
+        sc.rmap = None
+        age_active_anon(vmscan, sc)
+        before = sc.nr_reclaimed
+        shrink_node(vmscan, sc)
+        scanned_enough = sc.nr_scanned >= sc.nr_to_reclaim
+        if not scanned_enough or sc.nr_reclaimed == before:
+            sc.priority -= 1
+    if not sc.nr_reclaimed:
+        vmscan.kswapd_failures += 1
+    snapshot_refaults(mem)
+
+
+def do_try_to_free_pages(vmscan: Vmscan) -> int:
+    """do_try_to_free_pages(): shrink the node at rising priority until SWAP_CLUSTER_MAX pages are
+    freed; when nothing was freed because active lists were never deactivated, retry forcing it."""
+    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, kswapd=False)
+    while True:
+        while sc.priority >= 0:
+            sc.nr_scanned = 0
+            sc.rmap = None
+            shrink_node(vmscan, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                break
+            sc.priority -= 1
+        snapshot_refaults(vmscan.mem)
+        if sc.nr_reclaimed or not sc.skipped_deactivate or sc.force_deactivate:
+            return sc.nr_reclaimed
+        sc.priority, sc.force_deactivate, sc.skipped_deactivate = DEF_PRIORITY, True, False
+
+
+def snapshot_refaults(mem: PhysMem) -> None:
+    """snapshot_refaults(): remember the workingset activations reclaim has seen."""
+    mem.lruvec.refaults = [mem.events["workingset_activate_anon"], mem.events["workingset_activate_file"]]
+
+
+# --- the node --------------------------------------------------------------------------------------------
+
+def can_reclaim_anon_pages(mem: PhysMem) -> bool:
+    """can_reclaim_anon_pages(): there is swap space to put anon pages in (and a swap model)."""
+    return nr_swap_pages(mem) > 0
+
+
+def inactive_is_low(mem: PhysMem, inactive_lru: int) -> bool:
+    """inactive_is_low(): the inactive list is smaller than the active one divided by the target
+    ratio, int_sqrt(10 x total GiB) (1 below 1 GiB)."""
+    sizes = mem.lruvec.nr_pages
+    inactive, active = sizes[inactive_lru], sizes[inactive_lru + LRU_ACTIVE]
+    gb = (inactive + active) >> 18
+    inactive_ratio = math.isqrt(10 * gb) if gb else 1
+    return inactive * inactive_ratio < active
+
+
+def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
+    """prepare_scan_control(): snapshot the anon/file costs; allow deactivation of a type whose
+    inactive list is low or whose workingset is refaulting; cache-trim mode when the inactive file
+    list is big enough and not thrashing; file_is_tiny when file plus free is below the high marks."""
+    mem = vmscan.mem
+    lruvec = mem.lruvec
+    sc.anon_cost, sc.file_cost = lruvec.anon_cost, lruvec.file_cost
+    if sc.force_deactivate:
+        sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
+    else:
+        for bit, kind, i, lru in ((DEACTIVATE_ANON, "anon", 0, LRU_INACTIVE_ANON),
+                                  (DEACTIVATE_FILE, "file", 1, LRU_INACTIVE_FILE)):
+            if mem.events[f"workingset_activate_{kind}"] != lruvec.refaults[i] or inactive_is_low(mem, lru):
+                sc.may_deactivate |= bit
+            else:
+                sc.may_deactivate &= ~bit
+    sizes = lruvec.nr_pages
+    sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
+                          and not sc.may_deactivate & DEACTIVATE_FILE)
+    total_high = sum(z.watermark[WMARK_HIGH] for z in mem.zones)
+    file = sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE]
+    sc.file_is_tiny = (file + mem.nr_free_pages <= total_high and not sc.may_deactivate & DEACTIVATE_ANON
+                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority))
+
+
+def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
+    """shrink_node(): one pass over the node's lruvec at sc.priority."""
+    prepare_scan_control(vmscan, sc)
+    before = sc.nr_reclaimed
+    shrink_lruvec(vmscan, sc)
+    if sc.nr_reclaimed > before:
+        vmscan.kswapd_failures = 0
+
+
+def get_scan_count(vmscan: Vmscan, sc: ScanControl) -> list[int]:
+    """get_scan_count(): how many pages of each evictable list to scan at this priority: all file when
+    anon cannot be reclaimed (no swap) or the cache can be trimmed, equal at priority 0, else in
+    proportion to swappiness against the recent cost of each type (anon weighs swappiness, file
+    200 - swappiness)."""
+    mem = vmscan.mem
+    swappiness = vmscan.swappiness
+    fraction = [0, 0]
+    denominator = 0
+    if not sc.may_swap or not can_reclaim_anon_pages(mem):
+        balance = SCAN_FILE
+    elif not sc.priority and swappiness:
+        balance = SCAN_EQUAL
+    elif sc.file_is_tiny:
+        balance = SCAN_ANON
+    elif sc.cache_trim_mode:
+        balance = SCAN_FILE
+    else:
+        balance = SCAN_FRACT
+        total_cost = sc.anon_cost + sc.file_cost
+        anon_cost = total_cost + sc.anon_cost
+        file_cost = total_cost + sc.file_cost
+        total_cost = anon_cost + file_cost
+        ap = swappiness * (total_cost + 1) // (anon_cost + 1)
+        fp = (MAX_SWAPPINESS - swappiness) * (total_cost + 1) // (file_cost + 1)
+        fraction = [ap, fp]
+        denominator = ap + fp
+    nr = [0] * len(mem.lruvec.nr_pages)
+    for lru in EVICTABLE_LRUS:
+        file = is_file_lru(lru)
+        scan = mem.lruvec.nr_pages[lru] >> sc.priority
+        if balance == SCAN_EQUAL:
+            pass
+        elif balance == SCAN_FRACT:
+            scan = scan * fraction[file] // denominator if denominator else 0
+        elif (balance == SCAN_FILE) != file:
+            scan = 0
+        nr[lru] = scan
+    return nr
+
+
+def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
+    """shrink_lruvec(): scan the lists in SWAP_CLUSTER_MAX batches round robin; once enough is
+    reclaimed (except direct reclaim at DEF_PRIORITY, which finishes its batch), stop the smaller type
+    and scale the other to the same proportion of its target; then rebalance the anon lists."""
+    mem = vmscan.mem
+    nr = get_scan_count(vmscan, sc)
+    targets = list(nr)
+    nr_to_reclaim = sc.nr_to_reclaim
+    proportional_reclaim = not sc.kswapd and sc.priority == DEF_PRIORITY
+    nr_reclaimed = 0
+    scan_adjusted = False
+    while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
+        for lru in EVICTABLE_LRUS:
+            if nr[lru]:
+                nr_to_scan = min(nr[lru], SWAP_CLUSTER_MAX)
+                nr[lru] -= nr_to_scan
+                nr_reclaimed += shrink_list(vmscan, sc, lru, nr_to_scan)
+        if nr_reclaimed < nr_to_reclaim or proportional_reclaim or scan_adjusted:
+            continue
+        nr_file = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
+        nr_anon = nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
+        if not nr_file or not nr_anon:
+            break
+        if nr_file > nr_anon:
+            stop, other = LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+            percentage = nr_anon * 100 // (targets[LRU_INACTIVE_ANON] + targets[LRU_ACTIVE_ANON] + 1)
+        else:
+            stop, other = LRU_INACTIVE_FILE, LRU_INACTIVE_ANON
+            percentage = nr_file * 100 // (targets[LRU_INACTIVE_FILE] + targets[LRU_ACTIVE_FILE] + 1)
+        nr[stop] = nr[stop + LRU_ACTIVE] = 0
+        for lru in (other, other + LRU_ACTIVE):
+            scanned = targets[lru] - nr[lru]
+            nr[lru] = targets[lru] * (100 - percentage) // 100
+            nr[lru] -= min(nr[lru], scanned)
+        scan_adjusted = True
+    sc.nr_reclaimed += nr_reclaimed
+    if can_reclaim_anon_pages(mem) and inactive_is_low(mem, LRU_INACTIVE_ANON):
+        shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
+
+
+def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
+    """age_active_anon(): kswapd keeps the anon inactive list in proportion even when it reclaims
+    only file pages (only when anon can be reclaimed at all)."""
+    if can_reclaim_anon_pages(vmscan.mem) and inactive_is_low(vmscan.mem, LRU_INACTIVE_ANON):
+        shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
+
+
+def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
+    """shrink_list(): an active list is only deactivated (when allowed), an inactive one reclaimed."""
+    if is_active_lru(lru):
+        if sc.may_deactivate & (DEACTIVATE_FILE if is_file_lru(lru) else DEACTIVATE_ANON):
+            shrink_active_list(vmscan, sc, lru, nr_to_scan)
+        else:
+            sc.skipped_deactivate = True
+        return 0
+    return shrink_inactive_list(vmscan, sc, lru, nr_to_scan)
+
+
+# --- the lists ---------------------------------------------------------------------------------------------
+
+def _nr_pages(mem: PhysMem, head: int) -> int:
+    """folio_nr_pages()."""
+    return 1 << mem.mem_map.folio_order(head)
+
+
+def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
+    """The pass's rmap index, built on first use (hardware accessed bits a batched replay still holds
+    are written first, so folio_referenced sees them)."""
+    if sc.rmap is None:
+        flush = vmscan.mem.pending_accesses
+        if flush is not None:
+            flush()
+        sc.rmap = RmapIndex(vmscan.mms())
+        if sc.rmap.locked != vmscan.locked_seen:
+            vmscan.locked_seen = sc.rmap.locked
+            rescue_unevictable(vmscan, sc.rmap)
+    return sc.rmap
+
+
+def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
+    """munlock_folio() / check_move_unevictable_folios(), done lazily: once the locked VMAs changed
+    (munlock, munmap, exit), a folio on the unevictable list that no locked VMA maps any more loses
+    PG_mlocked and goes back to the inactive list of its type."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    lruvec = mem.lruvec
+    for head in list(lruvec.lists[LRU_UNEVICTABLE]):
+        if int(mmap_.flags[head]) & _HEAD:
+            continue
+        if any(vma.vm_flags & VM_LOCKED for _, vma, _ in rmap.walk(mem, head)):
+            continue
+        lruvec.delete(mmap_, head)
+        mmap_.flags[head] = int(mmap_.flags[head]) & ~(_MLOCKED | _UNEVICTABLE | _ACTIVE)
+        lruvec.add(mmap_, head)
+        mem.events["unevictable_pgs_munlocked"] += 1
+        mem.events["unevictable_pgs_rescued"] += 1
+
+
+def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
+    """Reclaim's CPU time on the simulated clock: a stall when the allocating task does it itself."""
+    mem = vmscan.mem
+    if nr_scanned:
+        mem.clock.advance(nr_scanned * mem.clock.costs.scan_ns, memstall=not sc.kswapd)
+
+
+def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
+    """isolate_lru_folios(): take folios off the tail of `lru` until nr_to_scan pages, each with a
+    reference held by reclaim (folio_try_get) and PG_lru cleared; (folios, pages scanned)."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    lruvec = mem.lruvec
+    taken: list[int] = []
+    scanned = 0
+    for head in lruvec.oldest(lru, nr_to_scan):
+        if scanned >= nr_to_scan:
+            break
+        scanned += _nr_pages(mem, head)
+        lruvec.delete(mmap_, head)
+        mmap_._refcount[head] += 1
+        taken.append(head)
+    return taken, scanned
+
+
+def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
+    """move_folios_to_lru(): put isolated folios back at the head of the list their flags name (an
+    mlocked one on the unevictable list: folio_putback_lru), dropping reclaim's reference; a folio
+    whose last other reference went meanwhile is freed. Active ones age the workingset clock. Pages
+    moved."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    lruvec = mem.lruvec
+    moved = 0
+    for head in folios:
+        if int(mmap_._refcount[head]) == 1:
+            put_page(mem, head)
+            continue
+        flags = int(mmap_.flags[head])
+        nr = _nr_pages(mem, head)
+        if flags & _MLOCKED:
+            if not flags & _UNEVICTABLE:
+                mem.events["unevictable_pgs_culled"] += nr
+            mmap_.flags[head] = (flags & ~_ACTIVE) | _UNEVICTABLE
+        elif flags & _UNEVICTABLE:
+            mem.events["unevictable_pgs_rescued"] += nr
+            mmap_.flags[head] = flags & ~_UNEVICTABLE
+        lruvec.add(mmap_, head)
+        mmap_._refcount[head] -= 1
+        moved += nr
+        if int(mmap_.flags[head]) & _ACTIVE:
+            lruvec.nonresident_age += nr
+    return moved
+
+
+def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> None:
+    """shrink_active_list(): deactivate folios from the active tail to the inactive head (marking them
+    PG_workingset); a used, executable file folio gets one more trip around the active list. The young
+    bits are test-and-cleared on the way (folio_referenced)."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    file = is_file_lru(lru)
+    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
+    mem.events["pgrefill"] += nr_scanned
+    _charge_scan(vmscan, sc, nr_scanned)
+    keep_active: list[int] = []
+    deactivate: list[int] = []
+    nr_rotated = 0
+    for head in folios:
+        flags = int(mmap_.flags[head])
+        if flags & _MLOCKED:
+            keep_active.append(head)
+            continue
+        referenced, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
+        if referenced and vm_flags & VM_EXEC and file:
+            nr_rotated += _nr_pages(mem, head)
+            keep_active.append(head)
+            continue
+        mmap_.flags[head] = (int(mmap_.flags[head]) & ~_ACTIVE) | _WORKINGSET
+        deactivate.append(head)
+    move_folios_to_lru(vmscan, keep_active)
+    mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
+    if nr_rotated:
+        lru_note_cost(mem, file, 0, nr_rotated)
+
+
+def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
+    """shrink_inactive_list(): isolate from the inactive tail, try to free each folio, put the rest
+    back; counts pgscan_* / pgsteal_* and notes the cost of the type. Pages reclaimed."""
+    mem = vmscan.mem
+    file = is_file_lru(lru)
+    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
+    who = "kswapd" if sc.kswapd else "direct"
+    kind = "file" if file else "anon"
+    mem.events[f"pgscan_{who}"] += nr_scanned
+    mem.events[f"pgscan_{kind}"] += nr_scanned
+    _charge_scan(vmscan, sc, nr_scanned)
+    if not folios:
+        return 0
+    stat = FolioStats()
+    kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
+    move_folios_to_lru(vmscan, kept)
+    mem.events[f"pgsteal_{who}"] += nr_reclaimed
+    mem.events[f"pgsteal_{kind}"] += nr_reclaimed
+    lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
+    return nr_reclaimed
+
+
+def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
+    """folio_check_references(): a folio mapped in a locked VMA is activated (to be culled as
+    unevictable); one with a used mapping gets PG_referenced and another trip, and is activated when it
+    was referenced before, used by several mappings, or is executable file data; an unused one is
+    reclaimed (only if clean, when it was used through read()/write() since it became inactive).
+    Under the plain-LRU policy a used mapping only moves the folio to the head."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    referenced_ptes, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
+    flags = int(mmap_.flags[head])
+    referenced_folio = bool(flags & _REFERENCED)
+    mmap_.flags[head] = flags & ~_REFERENCED
+    if vm_flags & VM_LOCKED:
+        mmap_.flags[head] = int(mmap_.flags[head]) | _MLOCKED  # mlock_vma_folio()
+        return FOLIOREF_ACTIVATE
+    file = not flags & _SWAPBACKED
+    if mem.lruvec.plain:
+        return FOLIOREF_KEEP if referenced_ptes else FOLIOREF_RECLAIM
+    if referenced_ptes:
+        mmap_.flags[head] = int(mmap_.flags[head]) | _REFERENCED
+        if referenced_folio or referenced_ptes > 1:
+            return FOLIOREF_ACTIVATE
+        if vm_flags & VM_EXEC and file:
+            return FOLIOREF_ACTIVATE
+        return FOLIOREF_KEEP
+    if referenced_folio and file:
+        return FOLIOREF_RECLAIM_CLEAN
+    return FOLIOREF_RECLAIM
+
+
+def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
+                      stat: FolioStats) -> tuple[list[int], int]:
+    """shrink_folio_list(): for each isolated folio decide keep, activate or reclaim; reclaim unmaps
+    it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow entry.
+    Returns (folios to put back, pages freed)."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    ret: list[int] = []
+    nr_reclaimed = 0
+    for head in folios:
+        nr = _nr_pages(mem, head)
+        sc.nr_scanned += nr
+        outcome = _shrink_folio(vmscan, sc, head, stat)
+        if outcome == "freed":
+            nr_reclaimed += nr
+            continue
+        if outcome == "activate":
+            flags = int(mmap_.flags[head])
+            if not flags & _MLOCKED:
+                mmap_.flags[head] = flags | _ACTIVE
+                stat.nr_activate[not flags & _SWAPBACKED] += nr
+        ret.append(head)
+    mem.events["pgactivate"] += sum(stat.nr_activate)
+    return ret, nr_reclaimed
+
+
+def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
+    """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep"."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    flags = int(mmap_.flags[head])
+    if flags & (_MLOCKED | _UNEVICTABLE):
+        return "activate"
+    if flags & _HEAD:
+        return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
+    if flags & _WRITEBACK:
+        mmap_.flags[head] = flags | _RECLAIM
+        stat.nr_immediate += 1
+        return "keep"
+    references = folio_check_references(vmscan, sc, head)
+    if references == FOLIOREF_ACTIVATE:
+        return "activate"
+    if references == FOLIOREF_KEEP:
+        return "keep"
+    flags = int(mmap_.flags[head])
+    if flags & _SWAPBACKED:
+        if not sc.may_swap or nr_swap_pages(mem) <= 0:
+            return "activate"
+        rmap = _rmap(vmscan, sc)
+
+        def walk(pfn: int) -> list[Mapping]:
+            return rmap.walk(mem, pfn)
+
+        return "freed" if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk)) else "activate"
+    if int(mmap_._mapcount[head]) >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
+        stat.nr_unmap_fail += 1
+        return "activate"
+    if int(mmap_.flags[head]) & _DIRTY:
+        outcome = _pageout(vmscan, sc, head, references, stat)
+        if outcome:
+            return outcome
+    return "freed" if remove_mapping(mem, head) else "keep"
+
+
+def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: FolioStats) -> str:
+    """The dirty-folio part of shrink_folio_list: only kswapd writes, and only a folio it has seen
+    dirty before (PG_reclaim); others are marked and rotated for the flusher. "" when the folio came
+    back clean from a synchronous write (then it is freed)."""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    flags = int(mmap_.flags[head])
+    if not sc.kswapd or not flags & _RECLAIM:
+        mmap_.flags[head] = flags | _RECLAIM
+        stat.nr_immediate += 1
+        mem.events["nr_vmscan_immediate_reclaim"] += 1
+        return "activate"
+    if references == FOLIOREF_RECLAIM_CLEAN or not sc.may_writepage:
+        return "keep"
+    writeback_folio(mem, head)
+    stat.nr_pageout += 1
+    mem.events["nr_vmscan_write"] += 1
+    if int(mmap_.flags[head]) & (_DIRTY | _WRITEBACK):
+        return "keep"
+    return ""
+
+
+def remove_mapping(mem: PhysMem, head: int) -> bool:
+    """__remove_mapping() + free: an unmapped, clean page-cache folio whose only references are the
+    cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio) and is freed.
+    False (kept) when someone else holds a reference or it became dirty."""
+    mmap_ = mem.mem_map
+    flags = int(mmap_.flags[head])
+    if int(mmap_._refcount[head]) != 2 or int(mmap_._mapcount[head]) >= 0:
+        return False
+    if flags & (_DIRTY | _WRITEBACK):
+        raise AssertionError(f"reclaim would drop dirty pfn {head:#x} without write-back: {mmap_[head]!r}")
+    inode = mem.address_spaces.get(int(mmap_.mapping[head]))
+    if inode is None or int(mmap_.mapping[head]) & PAGE_MAPPING_ANON:
+        return False
+    index = int(mmap_.index[head])
+    if inode.i_pages.get(index) != head:
+        raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
+    del inode.i_pages[index]
+    inode.folio_orders.pop(index, None)  # the model's large page-cache folios are runs of small frames
+    if not flags & _SWAPBACKED:
+        inode.shadows[index] = workingset_eviction(mem, head, 1)
+    mmap_._refcount[head] -= 1  # the page cache's reference
+    put_page(mem, head)  # reclaim's: frees it
+    return True
+
+
+def _free_isolated(mem: PhysMem, head: int, reclaimed: bool) -> bool:
+    """After the swap model reclaimed an anon folio, only reclaim's reference remains: drop it."""
+    if not reclaimed:
+        return False
+    if int(mem.mem_map._refcount[head]) != 1:
+        raise AssertionError(f"reclaim_anon_folio left references on pfn {head:#x}: {mem.mem_map[head]!r}")
+    put_page(mem, head)
+    return True

@@ -1,0 +1,107 @@
+"""Refault detection, after mm/workingset.c (the classic two-list LRU, not MGLRU).
+
+When reclaim evicts a page-cache folio it leaves a shadow entry where the folio was: the node's
+`nonresident_age` at that moment (evictions plus activations so far) and whether the folio was part of
+the workingset (PG_workingset). When the page is read in again, the refault distance is how much the
+inactive list aged while the page was out. If that is no more than the memory the workingset could
+have given it (the active file list, plus anon when swap could have made room), the page would have
+stayed resident with a bigger inactive list: it joins the active list at once (workingset_activate_*),
+and if it had been active before eviction it counts as a restore (workingset_restore_*).
+
+Model shadows: `(eviction << 1) | workingset` in the inode's `shadows` map (the kernel packs memcg id
+and node too, and keeps them in i_pages). Shadows are never reclaimed (the kernel's shadow-node
+shrinker is not modelled); truncation drops them with the page cache.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
+
+_WORKINGSET = 1 << PG.workingset
+_ACTIVE = 1 << PG.active
+_SWAPBACKED = 1 << PG.swapbacked
+
+
+def pack_shadow(eviction: int, workingset: bool) -> int:
+    """pack_shadow(): the value left behind for an evicted folio."""
+    return eviction << 1 | int(workingset)
+
+
+def unpack_shadow(shadow: int) -> tuple[int, bool]:
+    """unpack_shadow(): (eviction age, was the folio in the workingset)."""
+    return shadow >> 1, bool(shadow & 1)
+
+
+def workingset_age_nonresident(mem: PhysMem, nr_pages: int) -> None:
+    """workingset_age_nonresident(): evictions and activations advance the inactive list's age."""
+    mem.lruvec.nonresident_age += nr_pages
+
+
+def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
+    """workingset_eviction(): the shadow of a folio being evicted now; ages the list by its size."""
+    eviction = mem.lruvec.nonresident_age
+    workingset_age_nonresident(mem, nr_pages)
+    return pack_shadow(eviction, bool(int(mem.mem_map.flags[head]) & _WORKINGSET))
+
+
+def nr_swap_pages(mem: PhysMem) -> int:
+    """get_nr_swap_pages(): free swap slots in all swap areas."""
+    return mem.swap.nr_swap_pages
+
+
+def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool, bool]:
+    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it)."""
+    eviction, workingset = unpack_shadow(shadow)
+    sizes = mem.lruvec.nr_pages
+    refault_distance = mem.lruvec.nonresident_age - eviction
+    workingset_size = sizes[LRU_ACTIVE_FILE]
+    if not file:
+        workingset_size += sizes[LRU_INACTIVE_FILE]
+    if nr_swap_pages(mem) > 0:
+        workingset_size += sizes[LRU_ACTIVE_ANON]
+        if file:
+            workingset_size += sizes[LRU_INACTIVE_ANON]
+    return refault_distance <= workingset_size, workingset
+
+
+def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> None:
+    """workingset_refault(): a folio that was evicted is being added again (before it joins the LRU):
+    count the refault and, when it is recent, mark it active (and workingset, if it was before)."""
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    file = not flags & _SWAPBACKED
+    kind = "file" if file else "anon"
+    mem.events[f"workingset_refault_{kind}"] += nr_pages
+    recent, workingset = workingset_test_recent(mem, shadow, file)
+    if not recent or mem.lruvec.plain:
+        return
+    flags |= _ACTIVE
+    workingset_age_nonresident(mem, nr_pages)
+    mem.events[f"workingset_activate_{kind}"] += nr_pages
+    if workingset:
+        flags |= _WORKINGSET
+        lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
+        mem.events[f"workingset_restore_{kind}"] += nr_pages
+    mm.flags[head] = flags
+
+
+def lru_note_cost(mem: PhysMem, file: bool, nr_io: int, nr_rotated: int) -> None:
+    """lru_note_cost(): charge the cost of reclaiming one type (I/O weighs SWAP_CLUSTER_MAX times a
+    rotation); both costs decay by half once they exceed a quarter of the LRU pages."""
+    lruvec = mem.lruvec
+    cost = nr_io * 32 + nr_rotated
+    if file:
+        lruvec.file_cost += cost
+    else:
+        lruvec.anon_cost += cost
+    lrusize = (lruvec.nr_pages[LRU_INACTIVE_ANON] + lruvec.nr_pages[LRU_ACTIVE_ANON]
+               + lruvec.nr_pages[LRU_INACTIVE_FILE] + lruvec.nr_pages[LRU_ACTIVE_FILE])
+    if lruvec.file_cost + lruvec.anon_cost > lrusize // 4:
+        lruvec.file_cost //= 2
+        lruvec.anon_cost //= 2
