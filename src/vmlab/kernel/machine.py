@@ -67,7 +67,14 @@ from vmlab.kernel.page_writeback import (
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
 from vmlab.kernel.shmem import shmem_unacct_size
 from vmlab.kernel.swap import lru_view
-from vmlab.kernel.swapfile import SWP_WRITEOK, find_area, remove_area, swaps_show, sys_swapon
+from vmlab.kernel.swapfile import (
+    disable_area,
+    find_area,
+    reinsert_swap_info,
+    remove_area,
+    swaps_show,
+    sys_swapon,
+)
 from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
@@ -786,11 +793,15 @@ class ModelBackend:
         si = find_area(self.mem.swap, path)
         if si is None:
             return -EINVAL
-        si.flags &= ~SWP_WRITEOK
-        err = try_to_unuse(self.mem, si.type)
-        if err:
-            si.flags |= SWP_WRITEOK
-            return err
+        disable_area(self.mem.swap, si)
+        while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
+            left = si.inuse_pages
+            err = try_to_unuse(self.mem, si.type)
+            if not err and si.inuse_pages >= left:
+                err = -ENOMEM  # no progress: the kernel's OOM killer would have to make room
+            if err:
+                reinsert_swap_info(self.mem.swap, si)
+                return err
         remove_area(self.mem.swap, si)
         return 0
 

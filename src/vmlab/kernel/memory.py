@@ -534,7 +534,8 @@ def do_swap_page(vmf: VmFault, pte: int) -> int:
 def try_to_unuse(mem: PhysMem, area: int) -> int:
     """try_to_unuse() (mm/swapfile.c; here beside do_swap_page, whose mapping it shares): every swap
     PTE of swap area `area` in every live mm maps its page again (read in if not cached, no
-    readahead), then every cached folio of the area leaves the swap cache. 0 or -ENOMEM."""
+    readahead), then every cached folio of the area no PTE refers to leaves the swap cache. 0 or -ENOMEM;
+    the caller retries while slots are left (reclaim may have unmapped some pages again)."""
     state = mem.swap
     for mm in state.mms():
         if mm.pt is None:
@@ -555,8 +556,8 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
                     mem.clock.advance(mem.clock.costs.swap_io_ns)
                 map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
     for entry, head in list(state.cache.items()):
-        if swp_type(entry) == area and not swap_state.folio_free_swap(mem, head):
-            raise AssertionError(f"swapoff: swap-cache folio {head:#x} of entry {entry:#x} still referenced")
+        if swp_type(entry) == area:
+            swap_state.folio_free_swap(mem, head)  # one a PTE names again stays for the caller's retry
     return 0
 
 

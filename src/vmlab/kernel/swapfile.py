@@ -219,8 +219,27 @@ def find_area(swap: SwapState, path: str) -> SwapInfo | None:
     return next((si for si in swap.active() if si.path == path), None)
 
 
+def disable_area(swap: SwapState, si: SwapInfo) -> None:
+    """The start of swapoff(), before try_to_unuse(): the area takes no new slots (SWP_WRITEOK cleared)
+    and its pages leave nr_swap_pages and total_swap_pages, so that reclaim while the pages come back
+    sees only the other areas' space (with no other area, anon is not scanned at all: otherwise it
+    would swap the pages just read straight back out to the dying area). A slot freed meanwhile adds
+    one to nr_swap_pages again, so that it is the other areas' free slots once the area is empty."""
+    si.flags &= ~SWP_WRITEOK
+    swap.total_swap_pages -= si.pages
+    swap.nr_swap_pages -= si.pages
+
+
+def reinsert_swap_info(swap: SwapState, si: SwapInfo) -> None:
+    """reinsert_swap_info(): swapoff failed; the area is usable again with the slots it still holds."""
+    si.flags |= SWP_WRITEOK
+    swap.total_swap_pages += si.pages
+    swap.nr_swap_pages += si.pages
+
+
 def remove_area(swap: SwapState, si: SwapInfo) -> None:
-    """The end of swapoff(): the area (now unused) leaves swap_info[]; a default priority returns."""
+    """The end of swapoff() (after disable_area and try_to_unuse): the area, now unused, leaves
+    swap_info[]; a default priority returns."""
     if si.inuse_pages:
         raise AssertionError(f"swapoff of {si.path} with {si.inuse_pages} slots still in use")
     if si.prio < 0:
@@ -229,8 +248,6 @@ def remove_area(swap: SwapState, si: SwapInfo) -> None:
                 other.prio += 1
         swap.least_priority += 1
     swap.swap_info[si.type] = None
-    swap.total_swap_pages -= si.pages
-    swap.nr_swap_pages -= si.pages
 
 
 # --- slots -------------------------------------------------------------------------------------------------
