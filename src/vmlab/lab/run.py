@@ -31,7 +31,7 @@ from vmlab.lab.scenario import (
     ShowStep,
     Step,
 )
-from vmlab.lab.syntax import Result, evaluate
+from vmlab.lab.syntax import Expr, Result, evaluate
 
 #: Record kinds `vmlab diff` compares; notes (trace mismatches, expect verdicts) are not compared.
 #: "view" is a /proc text view (compared on the lines the model prints), "paging" a paging view.
@@ -75,13 +75,26 @@ def default_program() -> Program:
     return stepper_program()
 
 
+class Unbound(Exception):
+    """A step names a variable that has no value (its defining step was skipped or failed)."""
+
+
+def value_of(expr: Expr, env: dict[str, int]) -> int | str | tuple[str, ...]:
+    """evaluate(expr, env), an unbound name raising Unbound: a KeyError from deeper down (a model bug)
+    must not pass for a skipped step."""
+    try:
+        return evaluate(expr, env)
+    except KeyError as err:
+        raise Unbound(err.args[0]) from None
+
+
 def expected_errno(result: Result, env: dict[str, int]) -> int | None:
     """The return value a `= ...` result stands for (-errno for `-1 ENAME`), None for `= ?`."""
     if result.errno is not None:
         return -getattr(_errno, result.errno, 0) if hasattr(_errno, result.errno) else None
     if result.value is None:
         return None
-    value = evaluate(result.value, env)
+    value = value_of(result.value, env)
     return value if isinstance(value, int) else None
 
 
@@ -167,7 +180,7 @@ class Runner:
                 continue
             try:
                 self.step(step, prefix)
-            except KeyError as err:
+            except Unbound as err:
                 self.emit("note", f"# line {step.line}: skipped, {err.args[0]} has no value")
         return self.transcript
 
@@ -197,7 +210,7 @@ class Runner:
 
     def call(self, step: CallStep, pid: int, prefix: str) -> None:
         """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""
-        values = tuple(evaluate(a, self.env) for a in step.args)
+        values = tuple(value_of(a, self.env) for a in step.args)
         result = self.backend.syscall(pid, step.name, values)
         addr = SYSCALLS[step.name].returns_addr
         self.emit("call", f"{prefix}{format_call(step.name, values)} {format_result(result, addr)}")
@@ -214,8 +227,8 @@ class Runner:
 
     def access(self, step: AccessStep, pid: int, prefix: str) -> None:
         """Touch memory; a fatal signal is printed as strace prints it and ends the process."""
-        addr = evaluate(step.addr, self.env)
-        length = evaluate(step.length, self.env) if step.length is not None else 1
+        addr = value_of(step.addr, self.env)
+        length = value_of(step.length, self.env) if step.length is not None else 1
         assert isinstance(addr, int) and isinstance(length, int)
         before = self.backend.view(pid, "maps")
         sig = self.backend.access(pid, addr, length, step.write)
@@ -282,8 +295,8 @@ class Runner:
     def pagemap(self, step: ShowStep, pid: int) -> str:
         """`show pagemap`: the letters of the acting process's pages, frames numbered over the same
         range of every live process (see vmlab.lab.paging.FrameNumbers)."""
-        addr = evaluate(step.args[0], self.env)
-        length = evaluate(step.args[1], self.env) if len(step.args) > 1 else paging.PAGE
+        addr = value_of(step.args[0], self.env)
+        length = value_of(step.args[1], self.env) if len(step.args) > 1 else paging.PAGE
         assert isinstance(addr, int) and isinstance(length, int)
         start, end = addr & ~(paging.PAGE - 1), addr + length
         if length <= 0 or start < 0 or end - start > paging.MAX_RANGE:
