@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -236,7 +237,7 @@ class PressureAll(RuleBasedStateMachine):
 
     swap_path = "/nonexistent"
     #: /proc/vmstat events summed over every example (the test checks the run really was under pressure).
-    seen: Counter[str] = Counter()
+    seen: ClassVar[Counter[str]] = Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -542,8 +543,9 @@ def test_everything_under_pressure_keeps_every_invariant(swap_path: Path, tracke
                                                              stateful_step_count=25))
     seen = PressureAll.seen
     print({k: seen[k] for k in sorted(seen) if seen[k]})
-    for event in ("pswpout", "pswpin", "pgsteal_file", "pgsteal_anon", "nr_written", "workingset_refault_file",
-                  "workingset_refault_anon", "pgmajfault", "unevictable_pgs_culled", "allocstall_normal"):
+    for event in ("pswpout", "pswpin", "pgsteal_file", "pgsteal_anon", "nr_written", "pgmajfault",
+                  "workingset_refault_file", "workingset_refault_anon", "unevictable_pgs_culled",
+                  "allocstall_normal"):
         assert seen[event] > 0, f"no {event} in the whole run: not under pressure enough"
 
 
@@ -577,4 +579,19 @@ def test_swapoff_with_more_swapped_than_fits_fails_cleanly(swap_path: Path) -> N
     assert backend.syscall(pid, "swapoff", (str(swap_path),)) == 0
     check_machine(backend)
     assert not swap.active() and swap.total_swap_pages == swap.nr_swap_pages == 0
+    backend.close()
+
+
+def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path) -> None:
+    """swap_read_folio() used to add the new folio to the inactive list and then let workingset_refault()
+    set PG_active on it: a folio on one list with the flags of the other, and the next isolation from
+    that list raised KeyError (a scenario reading back 32 MiB of swapped anon showed it as a skipped
+    step). The refault is now decided before folio_add_lru(), as __read_swap_cache_async() does."""
+    backend, pid = small_machine(swap_path)
+    addr = backend.syscall(pid, "mmap", (0, 32 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(pid, addr, 32 * MiB, True) is None
+    assert backend.access(pid, addr, 32 * MiB, False) is None
+    check_machine(backend)
+    events = backend.mem.events
+    assert events["workingset_activate_anon"] > 0 and events["pswpin"] > 0
     backend.close()
