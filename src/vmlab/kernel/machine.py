@@ -72,6 +72,7 @@ from vmlab.kernel.swapfile import (
     find_area,
     reinsert_swap_info,
     remove_area,
+    si_swapinfo,
     swaps_show,
     sys_swapon,
 )
@@ -391,7 +392,8 @@ class ModelBackend:
         """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists or `fincore --bytes ARG`
         of the model machine."""
         if name == "meminfo":
-            return show_meminfo(self.mem, self.committed_pages())
+            free, total = si_swapinfo(self.mem.swap)
+            return show_meminfo(self.mem, self.committed_pages(), total, free)
         if name == "vmstat":
             return show_vmstat(self.mem)
         if name == "pressure":
