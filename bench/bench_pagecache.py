@@ -36,7 +36,7 @@ def model_rates(trace: np.ndarray) -> tuple[float, float]:
     """(read() refs/s, mapped-load refs/s) of the model replaying `trace`, the file cached beforehand."""
     lab = Lab(RAM)
     try:
-        fd = lab.open(lab.host_file("data", FILE_PAGES))
+        fd = lab.open(lab.file("data", FILE_PAGES))
         lab.pread_pages(fd, range(FILE_PAGES))
         n = min(len(trace), 200_000)  # the read() path is slow; a slice is enough to time it
         start = time.perf_counter()

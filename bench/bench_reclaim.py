@@ -27,7 +27,7 @@ def model_rate(refs: int) -> tuple[float, np.ndarray, int, int]:
         capacity = lab.mem.totalram_pages
         wss = 2 * capacity
         trace = np.random.default_rng(3).integers(0, wss, refs)
-        fd = lab.open(lab.host_file("wss", wss))
+        fd = lab.open(lab.file("wss", wss))
         addr = lab.map_file(fd, wss)
         maj0 = lab.mem.events["pgmajfault"]
         start = time.perf_counter()

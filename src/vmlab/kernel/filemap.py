@@ -101,7 +101,10 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
     pfn = add_to_page_cache(mem, inode, index)
     if inode.shmem or pfn is None:
         return pfn, False
-    readahead.read_pages(readahead.ReadaheadControl(mem, _nofile(inode), index), 1)
+    # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
+    ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
+                                       workingset=bool(int(mem.mem_map.flags[pfn]) >> PG.workingset & 1))
+    readahead.read_pages(ractl, 1)
     return pfn, True
 
 
@@ -191,6 +194,7 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
         readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
         mem.mem_map._refcount[pfn] -= 1
         return pfn, False
+    mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)
     if pfn is None:

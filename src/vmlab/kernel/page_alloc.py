@@ -619,7 +619,7 @@ class PhysMem:
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
             if vmscan is not None:
                 retries = vmscan.direct_reclaim_retries(order)
-                while pfn == NO_PFN and retries and vmscan.try_to_free_pages(order, zone_limit):
+                while pfn == NO_PFN and retries and self._perform_reclaim(vmscan, order, zone_limit):
                     retries -= 1
                     pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
@@ -629,6 +629,12 @@ class PhysMem:
             return None
         self._prep_new_page(pfn, order, compound)
         return pfn
+
+    def _perform_reclaim(self, vmscan: Vmscan, order: int, zone_limit: int) -> int:
+        """__perform_reclaim(): direct reclaim inside psi_memstall_enter/leave (all of its time, scanning
+        and any write-out, is the allocating task's memory stall); the pages it freed."""
+        with self.clock.memstall():
+            return vmscan.try_to_free_pages(order, zone_limit)
 
     def alloc_pages_bulk(self, nr: int, zone_limit: int = ZONE_NORMAL) -> np.ndarray:
         """alloc_pages_bulk(): up to `nr` order-0 pages, as an array of PFNs (shorter if memory runs out).
