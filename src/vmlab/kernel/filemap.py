@@ -8,6 +8,8 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vmlab.kernel import readahead
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
@@ -176,6 +178,56 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     ra.prev_pos = last_pos
     mem.clock.advance(mem.clock.costs.hit_ns * len(copied))  # the copy to user space
     return copied
+
+
+def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
+    """One-page read()s of `file` at page indexes `indexes`, in order: the same state, time and counters
+    as filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE) for each (tests/test_replay.py), and
+    the pages copied.
+
+    The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
+    PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
+    would change something (not for a page already active and referenced, nor for a second read of
+    the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
+    once. Anything else (a miss and its readahead, allocation and reclaim; a readahead mark; a large
+    folio; a page the host had cached; EOF) goes through filemap_read() itself.
+    """
+    inode, ra = file.inode, file.f_ra
+    i_pages_get = inode.i_pages.get
+    flags = mem.mem_map.flags
+    clock = mem.clock
+    hit_ns = clock.costs.hit_ns
+    full_pages = inode.size >> PAGE_SHIFT  # pages wholly inside the file
+    plain = mem.lruvec.plain
+    copied = pending = 0
+    prev_pos = ra.prev_pos
+    for index in indexes:
+        pfn = i_pages_get(index)
+        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
+        if flags_ & _SLOW:
+            if pending:
+                clock.advance(pending * hit_ns)
+                pending = 0
+            ra.prev_pos = prev_pos
+            copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
+            prev_pos = ra.prev_pos
+            continue
+        if (prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index) and (
+                plain or flags_ & _SETTLED != _SETTLED):
+            folio_mark_accessed(mem, pfn)
+        prev_pos = (index + 1) << PAGE_SHIFT
+        pending += 1
+        copied += 1
+    ra.prev_pos = prev_pos
+    if pending:
+        clock.advance(pending * hit_ns)
+    return copied
+
+
+#: Page flags that send a cached page down filemap_read(): a readahead mark or a compound page.
+_SLOW = (1 << PG_readahead) | (1 << PG.head)
+#: A folio folio_mark_accessed() leaves alone: referenced and active.
+_SETTLED = (1 << PG.referenced) | (1 << PG.active)
 
 
 def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bool]:

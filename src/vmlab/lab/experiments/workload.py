@@ -18,6 +18,7 @@ import numpy as np
 
 from vmlab.backend import Program, Settings
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.filemap import replay_reads
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.meminfo import si_mem_available
 from vmlab.kernel.uapi import PAGE_SIZE
@@ -89,6 +90,18 @@ class Lab:
         call = self.model.syscall
         for index in indexes:
             call(self.pid, "pread64", (fd, BUF_ADDR, PAGE_SIZE, int(index) * PAGE_SIZE))
+
+    def replay_reads(self, fd: int, indexes: np.ndarray | range) -> None:
+        """What pread_pages() does, through the page cache's lean replay path (filemap.replay_reads):
+        the first read is a real pread64 (it touches the buffer, as every one does), the rest copy into
+        the same buffer page, already present and young, whose PTE nothing else changes while only
+        file pages are reclaimed (no swap area)."""
+        if len(indexes) == 0:
+            return
+        self.model.syscall(self.pid, "pread64", (fd, BUF_ADDR, PAGE_SIZE, int(indexes[0]) * PAGE_SIZE))
+        rest = indexes[1:]
+        replay_reads(self.mem, self.model.tasks[self.pid].files[fd],
+                     rest.tolist() if isinstance(rest, np.ndarray) else rest)
 
     def write_pages(self, fd: int, pages: int) -> None:
         """write() `pages` pages at the file position."""
