@@ -49,6 +49,8 @@ def page_present(inode: Inode, index: int) -> bool:
 
 def folio_head(inode: Inode, index: int) -> tuple[int, int]:
     """(index of the head page, order) of the folio holding page `index` of the cache."""
+    if not inode.folio_orders:
+        return index, 0
     for order in range(1, MAX_PAGECACHE_ORDER + 1):
         head = index & ~((1 << order) - 1)
         found = inode.folio_orders.get(head)
