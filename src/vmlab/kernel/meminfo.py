@@ -14,8 +14,9 @@ VmallocTotal is the x86_64 4-level constant. DirectMap* split the RAM ranges by 
 from __future__ import annotations
 
 from vmlab.kernel.page_alloc import WMARK_LOW, PhysMem
+from vmlab.kernel.page_writeback import totalreserve_pages
 from vmlab.kernel.uapi import PAGE_SHIFT
-from vmlab.kernel.vmstat import node_page_state, totalreserve_pages
+from vmlab.kernel.vmstat import node_page_state
 
 OVERCOMMIT_RATIO = 50  # vm.overcommit_ratio default
 #: (VMALLOC_END - VMALLOC_START) >> 10 with 4-level paging (32 TiB less a byte, as the kernel prints it).
