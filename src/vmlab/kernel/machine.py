@@ -56,7 +56,6 @@ from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_writeback import (
     BackingDev,
-    CacheStat,
     balance_dirty_pages,
     filemap_cachestat,
     filemap_write_and_wait_range,
@@ -102,6 +101,7 @@ from vmlab.kernel.uapi import (
     page_align,
 )
 from vmlab.kernel.vmstat import show_vmstat
+from vmlab.linux import CacheStat
 
 NR_OPEN = 1024
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
