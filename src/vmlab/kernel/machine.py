@@ -15,12 +15,13 @@ import numpy as np
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
-from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
+from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import generic_fadvise, read_page
 from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
+from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree
 from vmlab.kernel.memory import (
     MM_ANONPAGES,
     MM_FILEPAGES,
@@ -41,11 +42,27 @@ from vmlab.kernel.mm_types import (
 from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
+from vmlab.kernel.oom_kill import (
+    GFP_HIGHUSER_MOVABLE_ZERO,
+    GFP_KERNEL,
+    MAX_OOM_RETRIES,
+    MMF_OOM_SKIP,
+    OOM_SCORE_ADJ_MAX,
+    OOM_SCORE_ADJ_MIN,
+    PAGE_ALLOC_COSTLY_ORDER,
+    OomControl,
+    OomKiller,
+    OomPanic,
+    OomSysctl,
+    show_mem,
+)
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.uapi import (
     AT_FDCWD,
+    EACCES,
     EBADF,
     EFAULT,
     EINVAL,
@@ -73,6 +90,10 @@ from vmlab.kernel.uapi import (
 )
 
 NR_OPEN = 1024
+#: What access() reports for a task left waiting in a v1 memcg OOM (memory.oom_control oom_kill_disable).
+MEMCG_OOM_WAIT = "MEMCG_OOM_WAIT"
+#: Signals after which the process is gone (the others leave it waiting, still holding its memory).
+_FATAL = ("SIGSEGV", "SIGBUS")
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
 
@@ -95,13 +116,30 @@ def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(eq=False)
 class Task:
-    """A process: pid, address space and open files (fd -> File, with the close-on-exec set)."""
+    """A process: pid, address space and open files (fd -> File, with the close-on-exec set), and what
+    the OOM killer reads of it (vmlab.kernel.oom_kill.OomTask). One thread per process: tgid = pid."""
 
     pid: int
     mm: MmStruct
     files: dict[int, File] = field(default_factory=dict)
     cloexec: set[int] = field(default_factory=set)
     stats: FaultStats = field(default_factory=FaultStats)
+    comm: str = ""
+    uid: int = 0
+    flags: int = 0  # PF_*
+    oom_score_adj: int = 0
+    oom_score_adj_min: int = 0
+    memcg: MemCgroup | None = None
+    oom_mm: MmStruct | None = None
+    sigkill: bool = False
+    frozen: bool = False
+    in_vfork: bool = False
+    cap_sys_resource: bool = True
+
+    @property
+    def tgid(self) -> int:
+        """The thread-group id: the process's pid (the model runs one thread per process)."""
+        return self.pid
 
     def get_unused_fd(self) -> int:
         """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
@@ -128,6 +166,14 @@ class ModelBackend:
         self._shmem = ShmemMount()
         self._shmem_inodes: list[Inode] = []
         self._inodes: dict[tuple[int, int, int], Inode] = {}
+        self.memcgs = MemCgroupTree(version=1)
+        self.oom_sysctl = OomSysctl()
+        #: Processes that died other than by their own access (OOM kills): (pid, signal), oldest first.
+        self.deaths: list[tuple[int, str]] = []
+        self.panicked: str | None = None
+        self._current: Task | None = None
+        self._oom_streak = 0
+        self._wire()
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
             "mremap": self._mremap, "brk": self._brk, "madvise": self._madvise,
@@ -140,6 +186,17 @@ class ModelBackend:
             "lseek": self._lseek, "fadvise64": self._fadvise64,
         }
 
+    def _wire(self) -> None:
+        """Connect the printk ring, the OOM killer and the memcg tree to the machine's memory."""
+        self.log = Printk(self.mem.clock)
+        self.oom = OomKiller(self.mem, self.log, lambda: list(self.tasks.values()), lambda: self._current,
+                             self._oom_exit, self.oom_sysctl)
+        self.mem.oom_hook = self._alloc_oom
+        self.mem.uncharge_hook = self.memcgs.uncharge
+        self.memcgs.out_of_memory = self._memcg_oom
+        self.memcgs.task_is_dying = self.oom.task_is_dying
+        self.memcgs.retry_wait = self.oom.retry_wait
+
     # --- Backend -------------------------------------------------------------------------------------
 
     def start(self, program: Program, settings: Settings) -> int:
@@ -148,8 +205,9 @@ class ModelBackend:
         self.program = program
         if settings.ram != self.mem.max_pfn << 12:
             self.mem = PhysMem(settings.ram)
+            self._wire()
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr)
-        task = Task(self._alloc_pid(), MmStruct())
+        task = Task(self._alloc_pid(), MmStruct(), comm=os.path.basename(program.path)[:15])
         for fd in (0, 1, 2):
             task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5), writable=True)
         self.tasks[task.pid] = task
@@ -166,6 +224,7 @@ class ModelBackend:
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run one syscall in process `pid`; unknown names raise KeyError."""
+        self._current = self.tasks[pid]
         result = self._syscalls[name](self.tasks[pid], *args)
         self._release_orphans()
         return result
@@ -191,7 +250,16 @@ class ModelBackend:
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """Touch each page of the range; a fatal signal ends the process."""
+        try:
+            return self._access(pid, addr, length, write)
+        except OomPanic as err:
+            self.panicked = str(err)
+            return "PANIC"
+
+    def _access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
+        """access() until the machine panics."""
         task = self.tasks[pid]
+        self._current, self._oom_streak = task, 0
         rlim = self.settings.rlimit_stack
         page = addr & PAGE_MASK
         end = addr + max(length, 1)
@@ -205,9 +273,15 @@ class ModelBackend:
             sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
             if trace is not None and trace.lines and self.traces is not None:
                 self.traces.append(trace.render())
+            if sig == FAULT_OOM:
+                sig = self.pagefault_out_of_memory(task)
             if sig is not None:
-                self.exit(pid)
+                if sig in (SIGKILL, *_FATAL):
+                    self.exit(pid)
                 return sig
+            if task.sigkill:  # killed by the OOM killer while another task's fault ran
+                self.exit(pid)
+                return SIGKILL
             page += PAGE_SIZE
         return None
 
@@ -233,9 +307,13 @@ class ModelBackend:
             vpn, w = int(vpns[i]), bool(wr[i])
             if vpn in now_w or (not w and vpn in now_r):
                 continue
+            self._current = task
             sig = user_access(mm, (vpn << 12) | (int(addrs[i]) & 0xFFF), w, rlim, self.sysctl, task.stats)
+            if sig == FAULT_OOM:
+                sig = self.pagefault_out_of_memory(task)
             if sig is not None:
-                self.exit(pid)
+                if sig in (SIGKILL, *_FATAL):
+                    self.exit(pid)
                 return sig
             (now_w if w else now_r).add(vpn)
         touched = np.unique((vpns[hit] << np.uint64(1)) | wr[hit].astype(np.uint64))
@@ -246,8 +324,13 @@ class ModelBackend:
     def fork(self, pid: int) -> int:
         """fork(): a child with a copy of the address space and the same open files."""
         parent = self.tasks[pid]
-        child = Task(self._alloc_pid(), dup_mmap(parent.mm), dict(parent.files), set(parent.cloexec))
+        self._current = parent
+        child = Task(self._alloc_pid(), dup_mmap(parent.mm), dict(parent.files), set(parent.cloexec),
+                     comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
+                     oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource)
         self.tasks[child.pid] = child
+        if parent.memcg is not None:
+            self._attach(child, parent.memcg)
         for task, accesses in ((child, self.program.fork_child), (parent, self.program.fork_parent)):
             scratch = FaultStats()  # the program's own faults, not the scenario's
             for addr, _length, write in accesses:
@@ -255,8 +338,13 @@ class ModelBackend:
         return child.pid
 
     def exit(self, pid: int) -> None:
-        """exit(0): the process and its address space go away (exit_mmap)."""
-        exit_mmap(self.tasks.pop(pid).mm, self.mem)
+        """exit(0): the process and its address space go away (exit_mmap, which also hides the mm from
+        the OOM killer: MMF_OOM_SKIP), and it leaves its memcg."""
+        task = self.tasks.pop(pid)
+        exit_mmap(task.mm, self.mem)
+        task.mm.mmf |= MMF_OOM_SKIP
+        self.oom.exit_oom_victim(task)
+        self.memcgs.detach(task.tgid)
         self._release_orphans()
 
     def view(self, pid: int, name: str) -> str:
@@ -272,6 +360,10 @@ class ModelBackend:
             return task_mmu.task_mem(mm)
         if name == "statm":
             return task_mmu.task_statm(mm)
+        if name == "oom_score":
+            return f"{self.oom.oom_score(self.tasks[pid])}\n"
+        if name == "oom_score_adj":
+            return f"{self.tasks[pid].oom_score_adj}\n"
         raise KeyError(name)
 
     def close(self) -> None:
@@ -302,6 +394,102 @@ class ModelBackend:
         if not 0 <= pfn < self.mem.max_pfn or self.mem.is_zero_pfn(pfn) or self.mem.is_huge_zero_pfn(pfn):
             return 0
         return max(int(self.mem.mem_map._mapcount[pfn]) + 1, 0)
+
+    # --- the OOM killer and memory cgroups ------------------------------------------------------------
+
+    def _oom_exit(self, task: Task) -> None:
+        """A task killed by the OOM killer got to run: it exits (do_exit -> exit_mmap)."""
+        if task.pid in self.tasks:
+            self.exit(task.pid)
+            self.deaths.append((task.pid, SIGKILL))
+
+    def _alloc_oom(self, mem: PhysMem, order: int, zone_limit: int) -> bool:
+        """__alloc_pages_may_oom(): no OOM for costly orders or a dying task; otherwise out_of_memory()
+        and, if it killed (or waits for) a victim, a jiffy's wait before the allocation retries."""
+        if order > PAGE_ALLOC_COSTLY_ORDER or self.oom.task_is_dying() or self._oom_streak >= MAX_OOM_RETRIES:
+            return False
+        self._oom_streak += 1
+        oc = OomControl(None, GFP_HIGHUSER_MOVABLE_ZERO, order)
+        if not self.oom.out_of_memory(oc, lambda: show_mem(mem)):
+            return False
+        self.oom.retry_wait()
+        return True
+
+    def _memcg_oom(self, memcg: MemCgroup, order: int) -> bool:
+        """mem_cgroup_out_of_memory(): the OOM killer confined to the memcg over its limit."""
+        return self.oom.out_of_memory(OomControl(memcg, GFP_KERNEL, order), memcg.print_oom_meminfo)
+
+    def pagefault_out_of_memory(self, task: Task) -> str:
+        """pagefault_out_of_memory(): a fault that failed for memory. A killed task dies; a v1 task
+        whose memcg has oom_kill_disable waits (reported as MEMCG_OOM_WAIT); otherwise the kernel warns
+        and retries the fault for ever (reported as VM_FAULT_OOM)."""
+        if task.sigkill:
+            return SIGKILL
+        cg = task.memcg
+        while cg is not None:
+            if cg.oom_kill_disable and cg.under_oom:
+                return MEMCG_OOM_WAIT
+            cg = cg.parent
+        self.log.printk(KERN_WARNING, "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF")
+        return FAULT_OOM
+
+    def reap_deaths(self) -> list[tuple[int, str]]:
+        """The processes that died since the last call other than by their own access: (pid, signal)."""
+        out, self.deaths = self.deaths, []
+        return out
+
+    def dmesg(self) -> str:
+        """The kernel log as `dmesg` prints it."""
+        return self.log.dmesg()
+
+    def _attach(self, task: Task, memcg: MemCgroup) -> None:
+        """The task joins `memcg`; its new charges go there (old ones stay, as in cgroup v1)."""
+        self.memcgs.attach(memcg, task.tgid)
+        task.memcg = memcg
+        task.mm.memcg = memcg
+
+    def memcg_create(self, path: str, limit: int | None) -> int:
+        """mkdir a memory cgroup (and its parents) and write memory.limit_in_bytes (bytes; None: max)."""
+        memcg = self.memcgs.mkdir(path)
+        return 0 if limit is None else memcg.set_limit(limit // PAGE_SIZE)
+
+    def memcg_set(self, path: str, name: str, value: int) -> int:
+        """Write a memcg file: limit_in_bytes, oom_kill_disable, oom.group; 0 or -errno."""
+        memcg = self.memcgs.lookup(path)
+        if memcg is None:
+            return -ENOENT
+        if name in ("limit_in_bytes", "max"):
+            return memcg.set_limit(value // PAGE_SIZE)
+        if name == "oom_kill_disable":
+            memcg.oom_kill_disable = bool(value)
+            if not value:
+                memcg.under_oom = 0
+            return 0
+        if name == "oom.group":
+            memcg.oom_group = bool(value)
+            return 0
+        return -EINVAL
+
+    def memcg_attach(self, pid: int, path: str) -> int:
+        """echo PID > PATH/cgroup.procs; 0 or -ENOENT."""
+        memcg = self.memcgs.lookup(path)
+        if memcg is None:
+            return -ENOENT
+        self._attach(self.tasks[pid], memcg)
+        return 0
+
+    def set_oom_score_adj(self, pid: int, adj: int) -> int:
+        """Write /proc/PID/oom_score_adj (fs/proc/base.c:__set_oom_adj): -EINVAL out of range, -EACCES
+        below oom_score_adj_min without CAP_SYS_RESOURCE; with it, the new value is also the minimum."""
+        task = self.tasks[pid]
+        if not OOM_SCORE_ADJ_MIN <= adj <= OOM_SCORE_ADJ_MAX:
+            return -EINVAL
+        if adj < task.oom_score_adj_min and not task.cap_sys_resource:
+            return -EACCES
+        task.oom_score_adj = adj
+        if task.cap_sys_resource:
+            task.oom_score_adj_min = adj
+        return 0
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -545,7 +733,9 @@ class ModelBackend:
             return mm
         exit_mmap(task.mm, self.mem)
         mm.pt = PageTables(self.mem)
+        mm.memcg = task.memcg
         task.mm = mm
+        task.comm = os.path.basename(path)[:15]
         for fd in task.cloexec:
             task.files.pop(fd, None)
         task.cloexec.clear()
