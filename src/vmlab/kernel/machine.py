@@ -39,7 +39,7 @@ from vmlab.kernel.mm_types import (
     Inode,
     MmStruct,
 )
-from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
+from vmlab.kernel.mmap import VmSysctl, arch_pick_mmap_layout, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.oom_kill import (
@@ -154,8 +154,9 @@ class ModelBackend:
 
     name = "model"
 
-    def __init__(self) -> None:
-        self.settings = Settings()
+    def __init__(self, ram: int | None = None) -> None:
+        """An idle machine with `ram` bytes (default: Settings().ram; start() may change it)."""
+        self.settings = Settings() if ram is None else Settings(ram=ram)
         self.program = Program("", ())
         self.mem = PhysMem(self.settings.ram)
         #: When set, each fault's call path is appended here (the `--trace` view).
@@ -173,6 +174,8 @@ class ModelBackend:
         self.panicked: str | None = None
         self._current: Task | None = None
         self._oom_streak = 0
+        #: Untouched read-write reservations of processes imported from the host: pid -> (addr, pages).
+        self.import_reserves: dict[int, tuple[int, int]] = {}
         self._wire()
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
@@ -432,6 +435,23 @@ class ModelBackend:
             cg = cg.parent
         self.log.printk(KERN_WARNING, "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF")
         return FAULT_OOM
+
+    def spawn(self, comm: str, pid: int | None = None, uid: int = 0) -> int:
+        """A new process with an empty address space and no program (a process imported from the host
+        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. Returns the pid."""
+        mm = MmStruct()
+        arch_pick_mmap_layout(mm, self.settings.rlimit_stack, self.settings.legacy_va_layout)
+        mm.pt = PageTables(self.mem)
+        task = Task(pid if pid is not None else self._alloc_pid(), mm, comm=comm[:15], uid=uid)
+        if task.pid in self.tasks:
+            raise ValueError(f"pid {task.pid} is taken")
+        self.tasks[task.pid] = task
+        return task.pid
+
+    def open_inode(self, pid: int, inode: Inode) -> int:
+        """A read-only descriptor of a model-only file (its pages come in without I/O if `host_cached`
+        is None) in process `pid`."""
+        return self._install(self.tasks[pid], File(inode), False)
 
     def reap_deaths(self) -> list[tuple[int, str]]:
         """The processes that died since the last call other than by their own access: (pid, signal)."""
