@@ -5,6 +5,7 @@ limit and usage. Only reads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ class Snapshot:
     memcgs: tuple[MemcgSnap, ...]
     version: int
     memtotal_pages: int
-    memfree_pages: int
+    memavailable_pages: int
 
 
 def _kb(status: dict[str, str], key: str) -> int:
@@ -88,11 +89,11 @@ def read_proc(pid: int) -> ProcSnap:
 
 
 def _meminfo() -> tuple[int, int]:
-    """(MemTotal, MemFree) in pages."""
+    """(MemTotal, MemAvailable) in pages."""
     with open("/proc/meminfo") as f:
         info = dict(line.split(":", 1) for line in f.read().splitlines())
     return (int(info["MemTotal"].split()[0]) * 1024 // PAGE_SIZE,
-            int(info["MemFree"].split()[0]) * 1024 // PAGE_SIZE)
+            int(info["MemAvailable"].split()[0]) * 1024 // PAGE_SIZE)
 
 
 def snapshot_memcg(cgroup: str) -> Snapshot:
@@ -122,7 +123,14 @@ def snapshot_memcg(cgroup: str) -> Snapshot:
     return Snapshot(tuple(procs), tuple(cgs), dom.version, total, free)
 
 
-def snapshot_pids(pids: list[int]) -> Snapshot:
-    """Just these processes, outside any memcg limit (a global what-if of a few processes)."""
-    total, free = _meminfo()
-    return Snapshot(tuple(read_proc(p) for p in pids), (), 1, total, free)
+def snapshot_all() -> Snapshot:
+    """Every process with an address space, in pid order (for_each_process is fork order), for a
+    global what-if; their memcgs are not imported (no limits)."""
+    procs = []
+    for name in sorted((n for n in os.listdir("/proc") if n.isdigit()), key=int):
+        try:
+            procs.append(read_proc(int(name)))
+        except (InputError, PermissionError, OSError):
+            continue  # kernel threads, processes that exited meanwhile
+    total, avail = _meminfo()
+    return Snapshot(tuple(dataclasses.replace(p, memcg="/") for p in procs), (), 1, total, avail)

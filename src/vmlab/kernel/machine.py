@@ -176,6 +176,8 @@ class ModelBackend:
         self._oom_streak = 0
         #: Untouched read-write reservations of processes imported from the host: pid -> (addr, pages).
         self.import_reserves: dict[int, tuple[int, int]] = {}
+        #: Frames held for what the model does not hold itself (an imported host's page cache, kernel).
+        self.kernel_pages: np.ndarray = np.zeros(0, dtype=np.int64)
         self._wire()
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,

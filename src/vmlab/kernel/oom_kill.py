@@ -450,7 +450,7 @@ class OomKiller:
             oc.constraint, oc.totalpages = CONSTRAINT_MEMCG, oc.memcg.get_max(self.total_swap_pages)
         else:
             oc.constraint = CONSTRAINT_NONE
-            oc.totalpages = self.mem.totalram_pages() + self.total_swap_pages
+            oc.totalpages = self.mem.totalram_pages + self.total_swap_pages
         self.check_panic_on_oom(oc)
         if (not oc.is_memcg_oom and self.sysctl.oom_kill_allocating_task and cur is not None and has_mm(cur)
                 and not oom_unkillable_task(cur) and cur.oom_score_adj != OOM_SCORE_ADJ_MIN):
@@ -482,7 +482,7 @@ class OomKiller:
 
     def oom_score(self, task: OomTask) -> int:
         """/proc/PID/oom_score: always the global domain (totalram + swap)."""
-        total = self.mem.totalram_pages() + self.total_swap_pages
+        total = self.mem.totalram_pages + self.total_swap_pages
         return proc_oom_score(task_badness(task, total), total)
 
     def task_is_dying(self) -> bool:
@@ -512,11 +512,11 @@ def show_mem(mem: PhysMem) -> list[str]:
             f" mapped:{file} shmem:0 pagetables:{pagetables}",
             " sec_pagetables:0 bounce:0",
             " kernel_misc_reclaimable:0",
-            f" free:{mem.nr_free_pages()} free_pcp:0 free_cma:0",
+            f" free:{mem.nr_free_pages} free_pcp:0 free_cma:0",
             f"{file} total pagecache pages",
             "0 pages in swap cache",
             "Free swap  = 0kB",
             "Total swap = 0kB",
             f"{mem.max_pfn} pages RAM",
             "0 pages HighMem/MovableOnly",
-            f"{mem.max_pfn - mem.totalram_pages()} pages reserved"]
+            f"{mem.max_pfn - mem.totalram_pages} pages reserved"]

@@ -35,6 +35,8 @@ PMD = 2 << 20
 GIB = 1 << 30
 ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
 RW = PROT_READ | PROT_WRITE
+#: A growth is touched in runs of this size (each faulted at once while memory lasts).
+CHUNK = 16 << 20
 
 
 def _up(x: int, align: int) -> int:
@@ -116,10 +118,12 @@ def import_process(model: ModelBackend, p: ProcSnap) -> None:
                 raise RuntimeError(f"import of {p.pid}: touching its {kind} pages gave {sig}")
 
 
-def build(snap: Snapshot, ram: int | None = None) -> ModelBackend:
+def build(snap: Snapshot, global_fill: bool = False) -> ModelBackend:
     """A model machine holding the snapshot's memcgs and processes, memcg usage equal to the live one
-    (what the processes' pages do not account for is charged unattributed)."""
-    model = ModelBackend(ram)
+    (what the processes' pages do not account for is charged unattributed). With `global_fill` the
+    machine has the host's RAM and everything but the host's MemAvailable is taken (the page cache and
+    kernel memory the model does not hold count as used: the model has no reclaim)."""
+    model = ModelBackend(snap.memtotal_pages * PAGE_SIZE if global_fill else None)
     model.memcgs.version = snap.version
     for cg in snap.memcgs:
         model.memcg_create(cg.path, None)
@@ -133,6 +137,8 @@ def build(snap: Snapshot, ram: int | None = None) -> ModelBackend:
         live_own = cg.usage_pages - sum(c.usage_pages for c in snap.memcgs if _parent(c.path) == cg.path)
         if live_own > own:
             model.memcgs.force_charge(memcg, live_own - own)
+    if global_fill and model.mem.nr_free_pages > snap.memavailable_pages:
+        model.kernel_pages = model.mem.alloc_pages_bulk(model.mem.nr_free_pages - snap.memavailable_pages)
     for cg in snap.memcgs:  # limits last: the import itself never hits them
         memcg = model.memcgs.lookup(cg.path)
         assert memcg is not None
@@ -159,7 +165,7 @@ def grow(model: ModelBackend, pid: int | None, nbytes: int, memcg: str | None = 
     """Process `pid` (None: a new process `whatif`, in `memcg` if given) maps and touches `nbytes`
     more anonymous memory; the model's log lines from then on and the processes it killed."""
     if pid is None:
-        pid = model.spawn("whatif")
+        pid = model.spawn("whatif", max(model.tasks, default=1000) + 1)
         if memcg is not None:
             model.memcg_attach(pid, memcg)
     comms = {p: t.comm for p, t in model.tasks.items()}
@@ -173,7 +179,11 @@ def grow(model: ModelBackend, pid: int | None, nbytes: int, memcg: str | None = 
         addr = model.syscall(pid, "mmap", (0, length, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         if addr < 0:
             return Outcome((), (), pid, f"mmap failed: {addr}")
-    result = model.access(pid, addr, length, write=True)
+    result = None
+    for at in range(addr, addr + length, CHUNK):  # chunks: whole runs fault at once until memory is short
+        result = model.access(pid, at, min(CHUNK, addr + length - at), write=True)
+        if result is not None:
+            break
     model.mem.clock.advance(4 * 10**9)  # let killed tasks exit and the reaper's timer run
     killed = tuple((p, comms[p]) for p in comms if p not in model.tasks)
     return Outcome(tuple(r.dmesg() for r in model.log.since(seq)), killed, pid, result)
