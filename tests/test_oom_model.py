@@ -175,3 +175,37 @@ def test_lowering_oom_score_adj_needs_cap_sys_resource() -> None:
     total = model.mem.totalram_pages  # no swap
     # An empty mm: points are the adj term alone, adj * (total / 1000) with the division first.
     assert model.view(pid, "oom_score") == f"{(1000 + 100 * (total // 1000) * 1000 // total) * 2 // 3}\n"
+
+
+def test_oom_hog_example_ends_killed() -> None:
+    """examples/oom-hog.vml: the hog dies of SIGKILL ("Killed"), the quiet process lives, dmesg has
+    the memcg OOM report naming the hog."""
+    from pathlib import Path
+
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import load
+
+    path = Path(__file__).parent.parent / "examples" / "oom-hog.vml"
+    transcript = run(load(str(path)), ModelBackend())
+    text = transcript.text()
+    assert transcript.failures == 0
+    assert "+++ killed by SIGKILL +++\nKilled\n" in text
+    assert "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0," \
+           "oom_memcg=/lecture" in text
+    assert "Memory cgroup out of memory: Killed process 1001 " in text
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("join /nowhere", "no memcg '/nowhere' made earlier"),
+    ("oom_score_adj 2000", "oom_score_adj must be -1000 to 1000"),
+    ("hog 0", "expected 'hog STEP' with a positive size"),
+    ("memcg lecture 64M", "expected 'memcg /PATH LIMIT'"),
+])
+def test_bad_oom_statements_are_one_line_errors(text: str, message: str) -> None:
+    """Bad scenario input names the line and the problem."""
+    from vmlab.errors import InputError
+    from vmlab.lab.scenario import parse
+
+    with pytest.raises(InputError) as err:
+        parse(text, "s.vml")
+    assert str(err.value).startswith("s.vml:1:") and message in str(err.value)
