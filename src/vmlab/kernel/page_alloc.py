@@ -328,6 +328,10 @@ class PhysMem:
         self.min_free_kbytes = 0
         self.user_min_free_kbytes = -1
         self.reclaim_hook: ReclaimHook | None = None
+        #: __alloc_pages_may_oom(): called when reclaim did not help; True: retry (a victim was killed).
+        self.oom_hook: ReclaimHook | None = None
+        #: mem_cgroup_uncharge(pfn, order) of a frame being freed (page->memcg_data), when memcgs exist.
+        self.uncharge_hook: Callable[[int, int], None] | None = None
         #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()
@@ -624,6 +628,8 @@ class PhysMem:
                     pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
+        while pfn == NO_PFN and self.oom_hook is not None and self.oom_hook(self, order, zone_limit):
+            pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN:
             self.alloc_failures += 1
             return None
@@ -679,6 +685,8 @@ class PhysMem:
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
         if mm.test(pfn, PG.lru):
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
+        if self.uncharge_hook is not None:
+            self.uncharge_hook(pfn, order)
         if mm.test(pfn, PG.head):
             n = 1 << order
             mm.clear(pfn, PG.head)
