@@ -159,7 +159,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
     synchronously first; when the run ends on a PG_readahead page, asynchronous readahead starts
     there. Every folio of the round is marked accessed, the first one unless the previous read ended
-    in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; before 6.10 only the first folio of each
+    in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; older kernels marked only the first folio of each
     batch was marked). A large folio is marked as one: all its pages. f_ra.prev_pos becomes the end
     of what was read.
     """

@@ -22,6 +22,7 @@ from vmlab.kernel.filemap import (
     i_size_pages,
     mark_page_cache_accessed,
 )
+from vmlab.kernel.memcontrol import mem_cgroup_charge, mem_cgroup_charge_bulk, mem_cgroup_room
 from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
@@ -218,6 +219,9 @@ def new_anon_page(vmf: VmFault) -> int | None:
     anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
     pfn = vmf.mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if mem_cgroup_charge(vmf.mm.memcg, pfn):
+        vmf.mem.free_pages(pfn)
         return None
     mm = vmf.mem.mem_map
     mm.mapping[pfn] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
@@ -607,6 +611,9 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     pfn = mem.alloc_pages(9, compound=True)
     if pfn is None:
         return VM_FAULT_FALLBACK
+    if mem_cgroup_charge(vmf.mm.memcg, pfn, HPAGE_PMD_NR, order=9):
+        mem.free_pages(pfn, 9)
+        return VM_FAULT_FALLBACK
     mm = mem.mem_map
     mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
     mm.set(pfn, PG.swapbacked)
@@ -894,6 +901,10 @@ def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:
         mm.pt.free_pgtables(start, end, start, end)
 
 
+#: A bulk first-touch run shorter than this (at a memcg limit) is left to the one-by-one path.
+BULK_MIN_PAGES = 16
+
+
 def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end: int) -> int:
     """A run of first-touch writes to private anonymous memory with no entries yet, done at once: the
     same state as one do_anonymous_page() write fault per page (P3). The number of pages faulted, or 0
@@ -904,11 +915,15 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     if pt.entries(start, end)[0].size:
         return 0
-    n = (end - start) >> PAGE_SHIFT
+    n = mem_cgroup_room(mm.memcg, (end - start) >> PAGE_SHIFT)
+    if n < BULK_MIN_PAGES:
+        return 0  # at a memcg limit: the faults one by one charge and OOM as the kernel's do
+    end = start + (n << PAGE_SHIFT)
     pfns = mem.alloc_pages_bulk(n)
     if len(pfns) < n:
         mem.free_pages_bulk(pfns)
         return 0
+    mem_cgroup_charge_bulk(mm.memcg, pfns.tolist())
     anon_vma = anon_vma_prepare(mm, vma)
     mmap_ = mem.mem_map
     mmap_.mapping[pfns] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
