@@ -138,13 +138,37 @@ def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: in
     return batch
 
 
+def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> None:
+    """folio_mark_accessed() of the cached folio of 2^order pages at index `head`: the model keeps a
+    large folio as order-0 frames (readahead.py), so each of its cached pages takes the step."""
+    pages = inode.i_pages
+    for index in range(head, head + (1 << order)):
+        pfn = pages.get(index)
+        if pfn is not None:
+            folio_mark_accessed(mem, pfn)
+
+
+def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
+    """folio_mark_accessed() of the page-cache folio that holds frame `pfn` (all of a large folio);
+    returns the index of the folio's head page (-1 if the frame belongs to no known mapping)."""
+    inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+    if inode is None:
+        folio_mark_accessed(mem, pfn)
+        return -1
+    head, order = folio_head(inode, int(mem.mem_map.index[pfn]))
+    mark_folio_accessed(mem, inode, head, order)
+    return head
+
+
 def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     """filemap_read(): read `count` bytes at `pos` through the cache; the pages copied from, in order.
 
     Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
     synchronously first; when the run ends on a PG_readahead page, asynchronous readahead starts
-    there. The first page of each round is marked accessed unless the previous read ended in it.
-    f_ra.prev_pos becomes the end of what was read.
+    there. Every folio of the round is marked accessed, the first one unless the previous read ended
+    in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; older kernels marked only the first folio of each
+    batch was marked). A large folio is marked as one: all its pages. f_ra.prev_pos becomes the end
+    of what was read.
     """
     inode, ra = file.inode, file.f_ra
     last_pos = ra.prev_pos
@@ -168,12 +192,19 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
                                           order, last_index - head)
             mem.mem_map._refcount[batch] -= 1
-        if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
-            folio_mark_accessed(mem, batch[0])
+        first, first_order = folio_head(inode, index)
+        shift = PAGE_SHIFT + first_order
+        if last_pos < 0 or (last_pos - 1) >> shift != pos >> shift:  # !pos_same_folio()
+            mark_folio_accessed(mem, inode, first, first_order)
         end_offset = min(inode.size, end)
+        marked = first
         for pfn in batch:
             if pos >= end_offset:
                 break
+            head, order = folio_head(inode, pos >> PAGE_SHIFT)
+            if head != marked:  # a later folio of the batch (i > 0)
+                mark_folio_accessed(mem, inode, head, order)
+                marked = head
             pos = min(end_offset, ((pos >> PAGE_SHIFT) + 1) << PAGE_SHIFT)
             last_pos = pos
             copied.append(pfn)

@@ -7,8 +7,8 @@ against the kernel's 64). A `Page` view gives readable access; hot paths use the
 Deliberate simplifications, each marked where it matters:
 - one node, FLATMEM numbering (pfn 0 .. max_pfn); no per-CPU page lists, no migratetypes (one free list
   per order per zone), no compaction or watermark boosting;
-- failure of the slow path returns None after calling `PhysMem.reclaim_hook` (the seam where the
-  OOM killer and reclaim hook in);
+- the slow path wakes kswapd and reclaims directly through `PhysMem.vmscan` (vmscan.install), then
+  calls `PhysMem.oom_hook` (the OOM killer) before it fails;
 - the boot-time reservations are modelled as: the first 1 MiB (x86 always reserves it), the kernel image
   at 16 MiB and the memmap itself, placed top-down.
 """
@@ -312,14 +312,14 @@ def default_reservations(e820: list[tuple[int, int]], max_pfn: int) -> BootReser
     return BootReservations(((0, 0x100), (KERNEL_IMAGE_START_PFN, image_end), memmap))
 
 
-ReclaimHook = Callable[["PhysMem", int, int], bool]
+OomHook = Callable[["PhysMem", int, int], bool]
 
 
 class PhysMem:
     """The machine's physical memory: one node (`pglist_data`) with its zones and `mem_map`.
 
-    `reclaim_hook(mem, order, highest_zoneidx) -> bool` is called when an allocation fails the min
-    watermark in every allowed zone; returning True retries once (reclaim freed something), False fails.
+    `oom_hook(mem, order, highest_zoneidx) -> bool` is called when an allocation still fails the min
+    watermark in every allowed zone after reclaim; True (a victim was killed) retries, False fails.
     """
 
     def __init__(self, ram_bytes: int, *, thp_enabled: bool = True,
@@ -332,7 +332,10 @@ class PhysMem:
         self.watermark_scale_factor = watermark_scale_factor
         self.min_free_kbytes = 0
         self.user_min_free_kbytes = -1
-        self.reclaim_hook: ReclaimHook | None = None
+        #: __alloc_pages_may_oom(): called when reclaim did not help; True: retry (a victim was killed).
+        self.oom_hook: OomHook | None = None
+        #: mem_cgroup_uncharge(pfn, order) of a frame being freed (page->memcg_data), when memcgs exist.
+        self.uncharge_hook: Callable[[int, int], None] | None = None
         #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()
@@ -611,8 +614,8 @@ class PhysMem:
         """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
 
         Fast path at the low watermark; the slow path wakes kswapd and retries at the min watermark,
-        then reclaims directly (while that makes progress), then asks `reclaim_hook` once; None when
-        that fails too (where the kernel would invoke the OOM killer or return NULL).
+        then reclaims directly (while that makes progress), then asks `oom_hook` while it kills;
+        None when that fails too.
         """
         if not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
@@ -627,7 +630,7 @@ class PhysMem:
                 while pfn == NO_PFN and retries and self._perform_reclaim(vmscan, order, zone_limit):
                     retries -= 1
                     pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
-        if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
+        while pfn == NO_PFN and self.oom_hook is not None and self.oom_hook(self, order, zone_limit):
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN:
             self.alloc_failures += 1
@@ -690,6 +693,8 @@ class PhysMem:
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
         if mm.test(pfn, PG.lru):
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
+        if self.uncharge_hook is not None:
+            self.uncharge_hook(pfn, order)
         if mm.test(pfn, PG.head):
             n = 1 << order
             mm.clear(pfn, PG.head)

@@ -40,8 +40,6 @@ OVERCOMMIT_NEVER = 2
 #: Defaults of sysctl_user_reserve_kbytes / sysctl_admin_reserve_kbytes before boot adjusts them.
 USER_RESERVE_MAX_KB = 1 << 17  # 128 MiB
 ADMIN_RESERVE_MAX_KB = 1 << 13  # 8 MiB
-#: The model has no swap device (total_swap_pages).
-TOTAL_SWAP_PAGES = 0
 
 
 def _kb_to_pages(kbytes: int) -> int:
@@ -70,7 +68,7 @@ def vm_commit_limit(mem: PhysMem, sysctl: VmSysctl) -> int:
         allowed = _kb_to_pages(sysctl.overcommit_kbytes)
     else:
         allowed = mem.totalram_pages * sysctl.overcommit_ratio // 100
-    return allowed + TOTAL_SWAP_PAGES
+    return allowed + mem.swap.total_swap_pages
 
 
 def vm_memory_committed(mem: PhysMem) -> int:
@@ -101,7 +99,7 @@ def __vm_enough_memory(mem: PhysMem, sysctl: VmSysctl, mm: MmStruct | None, page
     if sysctl.overcommit_memory == OVERCOMMIT_ALWAYS:
         return 0
     if sysctl.overcommit_memory == OVERCOMMIT_GUESS:
-        if pages <= mem.totalram_pages + TOTAL_SWAP_PAGES:
+        if pages <= mem.totalram_pages + mem.swap.total_swap_pages:
             return 0
     else:
         allowed = vm_commit_limit(mem, sysctl)

@@ -5,7 +5,7 @@ deactivation, shrink_inactive_list / shrink_folio_list's eviction.
 How it hooks into the machine: `install(mem, mms)` puts a `Vmscan` on the node (`mem.vmscan`); the page
 allocator calls `wakeup_kswapd()` when an allocation misses the low watermark and `try_to_free_pages()`
 when it misses the min watermark (direct reclaim, charged to the clock as a memory stall), before it
-gives up (where the OOM killer hooks in, `mem.reclaim_hook`).
+gives up (where the OOM killer hooks in, `mem.oom_hook`).
 
 What is reclaimed:
 - clean page-cache folios, unmapped or mapped (the rmap walk clears every PTE first); a shadow entry
