@@ -23,6 +23,13 @@ def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 6
 
 
+def skip_if_model_only(path: Path) -> None:
+    """Examples marked `# model-only` use machine operations the host backend must not run (a memory
+    hog, memory cgroups): they run on the model alone."""
+    if "# model-only" in path.read_text():
+        pytest.skip(f"{path.name} is model-only (memory cgroups and a hog)")
+
+
 def skip_unless_model_pages(path: Path) -> None:
     """Skip, saying why, when the example uses paging views the model cannot render yet."""
     reason = model_paging_missing() if uses_paging(path) else None
@@ -33,6 +40,7 @@ def skip_unless_model_pages(path: Path) -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_model_agrees_with_kernel(path: Path) -> None:
     skip_unless_model_pages(path)
+    skip_if_model_only(path)
     scenario = load(str(path))
     diffs = diff_scenario(scenario, make_backend("model"), make_backend("host"))
     assert not diffs, "\n".join(d.diff for d in diffs)
@@ -43,5 +51,7 @@ def test_example_model_agrees_with_kernel(path: Path) -> None:
 def test_example_expectations_hold(path: Path, backend: str) -> None:
     if backend == "model":
         skip_unless_model_pages(path)
+    else:
+        skip_if_model_only(path)
     transcript = run(load(str(path)), make_backend(backend))
     assert transcript.failures == 0

@@ -29,6 +29,8 @@ import pytest
 
 from vmlab.host.kmsg import Kmsg, Record
 from vmlab.host.oom import OomReport, scan
+from vmlab.host.oomsnap import snapshot_memcg
+from vmlab.lab import oom_whatif
 
 from hostkit import Hog, Hogs, Memcgs
 
@@ -48,7 +50,7 @@ class Setup:
     id: str
     hogs: tuple[tuple[str, int, int, str], ...]
     trigger: tuple[int, int]  # (adj, MiB touched before it pushes the memcg over its limit)
-    expect: str  # the victim's name, as the set-up was designed
+    expect: str  # the victim's name, as the set-up was designed ("": whichever the kernel picks)
     hold: bool = True  # freeze the OOM moment with oom_kill_disable
 
 
@@ -60,7 +62,66 @@ SETUPS = [
     Setup("nested", (("A", 0, 20, "a"), ("B", 300, 10, "b"), ("C", 0, 24, "")), (0, 1), "B"),
     Setup("sizebeatsadj", (("A", 0, 30, ""), ("B", 100, 8, "")), (0, 1), "A"),
     Setup("natural", (("A", 0, 36, ""), ("B", 300, 8, "")), (0, 1), "A", hold=False),
+    # A close call: B is 1 MiB (256 pages) bigger. Two hogs of exactly one size are not a usable set-up:
+    # the kernel then decides by the lag of its per-CPU RSS counters (up to 2 x 32 pages, invisible from
+    # /proc), so exact ties and the scan order that breaks them are tested in the model only
+    # (test_oom_model.py).
+    Setup("closecall", (("A", 0, 27, ""), ("B", 0, 28, "")), (0, 1), "B"),
 ]
+#: The lines of an OOM event the model must print as the kernel does (not the stack, the memcg
+#: counters and stats, which the model keeps only approximately).
+COMPARED = re.compile(r"^\[\s*\d+\]\s+\d+\s+\d+ |^oom-kill:|Killed process|invoked oom-killer|^Tasks state|"
+                      r"^\[  pid")
+#: dump_task() and the Killed line print get_mm_counter(): the per-CPU counters' global part, which
+#: lags the exact count (what /proc/PID/status shows and the model imports) by up to the per-CPU batch
+#: (percpu_counter_batch = 32 pages here) on each of the 2 CPUs. Measured: up to 26 anon, 45 file.
+DRIFT_PAGES = 2 * 32
+ROW_FIELDS = ("pid", "uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "pgtables_bytes",
+              "swapents", "oom_score_adj", "name")
+DRIFTING = {"rss", "rss_anon", "rss_file", "anon-rss", "file-rss"}
+KILLED_FIELDS = re.compile(r"([a-zA-Z_-]+):(-?\d+)(kB)?")
+
+
+def _fields(line: str) -> dict[str, str]:
+    """A compared line as named fields: a task row by its columns, a Killed line by `name:value`."""
+    if (m := TASK_ROW.match(line)) is not None:
+        return dict(zip(ROW_FIELDS, m.groups(), strict=True))
+    if "Killed process" in line:
+        head, _, rest = line.partition(" total-vm:")
+        fields = {k: v for k, v, _ in KILLED_FIELDS.findall("total-vm:" + rest)}
+        return {"head": head, **fields}
+    return {"line": line}
+
+
+def assert_same_event(model: list[str], kernel: list[str]) -> None:
+    """Every compared line equal field by field; the per-CPU counter fields within DRIFT_PAGES."""
+    assert len(model) == len(kernel), (model, kernel)
+    for mine, theirs in zip(model, kernel, strict=True):
+        a, b = _fields(mine), _fields(theirs)
+        assert a.keys() == b.keys(), (mine, theirs)
+        for key in a:
+            if key in DRIFTING:
+                unit = 4 if key.endswith("-rss") else 1
+                counters = 2 if key == "rss" else 1  # rss is the sum of two drifting counters
+                assert abs(int(a[key]) - int(b[key])) <= DRIFT_PAGES * unit * counters, (key, mine, theirs)
+            else:
+                assert a[key] == b[key], (key, mine, theirs)
+
+
+def _text(line: str) -> str:
+    """A dmesg line without its timestamp."""
+    return line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line
+
+
+def model_event(cg: Path, trigger: int) -> list[str]:
+    """What the model logs when the trigger, imported with everything in the memcg at the frozen OOM
+    moment, touches one more page: the compared lines, without timestamps."""
+    model = oom_whatif.build(snapshot_memcg(str(cg)))
+    name = model.tasks[trigger].memcg
+    out = oom_whatif.grow(model, trigger, 4096, name.path if name else None)
+    first = [_text(line) for line in out.log]
+    end = next(i for i, line in enumerate(first) if "Killed process" in line)
+    return [line for line in first[: end + 1] if COMPARED.search(line)]
 
 
 def _oom_control(cg: Path) -> dict[str, int]:
@@ -128,6 +189,7 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
             trigger.send(f"pages {need}")
             _wait(lambda: _oom_control(cg)["under_oom"] == 1, 10, "under_oom")
             report = scan(str(cg))
+            modelled = model_event(cg, trigger.pid)
         else:
             report = scan(str(cg))
             # The trigger's growth by `need` pages cannot lift it past the predicted victim.
@@ -162,7 +224,8 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
 
     kills = [int(m.group(1)) for r in records if (m := KILLED.search(r.text)) and int(m.group(1)) in pids]
     assert kills[0] == predicted.pid, f"kernel killed {kills[0]} first, predicted {predicted}"
-    assert started[setup.expect].pid == predicted.pid, "the set-up's design and the explainer disagree"
+    if setup.expect:
+        assert started[setup.expect].pid == predicted.pid, "the set-up's design and the explainer disagree"
     dead = {h.pid: h.proc.poll() for h in started.values() if h.proc.poll() is not None}
     assert dead == {pid: -signal.SIGKILL for pid in kills}  # each death is an OOM kill, by SIGKILL
     if trigger.pid not in kills:
@@ -177,10 +240,17 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
         # released, so the trigger's retried charge can OOM again and the next-best task dies too.
         warnings.warn(f"{setup.id}: {len(kills)} OOM kills ({kills}); the first was predicted", stacklevel=1)
     if setup.hold and len(event) > 1:
+        # The model, seeded with the same processes, logs the same event: header line, task table,
+        # oom-kill line and Killed line, field by field (pids too: the import keeps them).
+        kernel = [_text(line) for line in lines if COMPARED.search(_text(line))]
+        assert_same_event(modelled, kernel)
         # The kernel's own task table holds the numbers the explainer read, term by term.
         rows = {int(m.group(1)): m for m in (TASK_ROW.match(r.text) for r in event) if m}
         assert set(rows) == {c.pid for c in report.candidates}
         for c in report.candidates:
             row = rows[c.pid]
-            assert (int(row.group(5)), int(row.group(9)), int(row.group(10)), int(row.group(11))) == (
-                c.rss, c.pgtables * 4096, c.swapents, c.oom_score_adj), (row.group(0), c)
+            assert (int(row.group(9)), int(row.group(10)), int(row.group(11))) == (
+                c.pgtables * 4096, c.swapents, c.oom_score_adj), (row.group(0), c)
+            # Both are per-CPU counter reads (stat field 24, dump_task): equal unless a CPU's batch was
+            # folded in between (seen once in ~30 runs: the woken trigger's 64 pages).
+            assert abs(int(row.group(5)) - c.rss) <= 2 * DRIFT_PAGES, (row.group(0), c)

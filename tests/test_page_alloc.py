@@ -154,7 +154,7 @@ def test_zone_fallback_and_zone_limit() -> None:
     assert pfn is not None and mem.mem_map.page_zonenum(pfn) == ZONE_DMA32
 
 
-def test_failure_below_min_watermark_calls_the_reclaim_hook() -> None:
+def test_failure_below_min_watermark_calls_the_oom_hook() -> None:
     mem = small()
     calls: list[tuple[int, int]] = []
 
@@ -162,7 +162,7 @@ def test_failure_below_min_watermark_calls_the_reclaim_hook() -> None:
         calls.append((order, zone_limit))
         return False
 
-    mem.reclaim_hook = hook
+    mem.oom_hook = hook
     got = mem.alloc_pages_bulk(mem.nr_free_pages)
     assert 0 < len(got) < mem.totalram_pages
     for zone in mem.zones:

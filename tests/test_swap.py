@@ -39,7 +39,7 @@ def test_swapon_sizes_priorities_and_errors(tmp_path: Path, swapfile: Path) -> N
     # /proc/swaps as the kernel printed it for a 16 MiB file (`cat -A /proc/swaps` on this host).
     name = str(swapfile)
     pad = " " * max(1, 40 - len(name))  # "%*s" with width 40 - len, at least 1
-    assert backend.view(pid, "swaps").splitlines()[1] == name + pad + "file\t\t16380\t\t0\t\t-2"
+    assert backend.machine_view("swaps").splitlines()[1] == name + pad + "file\t\t16380\t\t0\t\t-2"
     assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == -EBUSY
     assert backend.syscall(pid, "swapon", (str(tmp_path / "nope"), 0)) == -ENOENT
     tiny = tmp_path / "tiny"
@@ -68,7 +68,7 @@ def test_pageout_then_read_back_from_the_swap_cache(swapfile: Path) -> None:
     # Type 0, offsets 1, 2, 3, ... in address order, as the host's pagemap showed (test_host_swap).
     assert backend.pagemap(pid, addr, addr + 4 * PG_SIZE) == [PM_SWAP | (i << 5) for i in range(1, 5)]
     assert backend.mem.events["pswpout"] == 256 and len(backend.mem.swap.cache) == 256
-    assert backend.view(pid, "swaps").split("\n")[1].split("\t")[-3] == "1024"
+    assert backend.machine_view("swaps").split("\n")[1].split("\t")[-3] == "1024"
     # The write is done but the folios stay in the swap cache: reading them back is a minor fault.
     assert backend.access(pid, addr, 16 * PG_SIZE, False) is None
     c1 = backend.counters(pid)

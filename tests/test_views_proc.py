@@ -117,14 +117,16 @@ def test_vmstat_counts_events_by_the_kernels_names() -> None:
 
 
 def test_dirty_limits_follow_the_default_ratios() -> None:
-    """global_dirty_limits(): 20 % and 10 % of free + file LRU - totalreserve_pages."""
-    from vmlab.kernel.vmstat import totalreserve_pages
+    """global_dirty_limits() as /proc/vmstat prints it: the ratios 20 and 10 become 819 and 409 parts
+    per 4096 (ratio * PAGE_SIZE / 100, integer) of free + file LRU - totalreserve_pages + 1 (the + 1 of
+    global_dirtyable_memory(), "ensure that we never return 0")."""
+    from vmlab.kernel.page_writeback import totalreserve_pages
 
     mem = PhysMem(128 << 20)
     vm = node_page_state(mem)
-    dirtyable = vm["nr_free_pages"] - totalreserve_pages(mem)
-    assert vm["nr_dirty_threshold"] == dirtyable * 20 // 100
-    assert vm["nr_dirty_background_threshold"] == dirtyable * 10 // 100
+    dirtyable = vm["nr_free_pages"] - totalreserve_pages(mem) + 1
+    assert vm["nr_dirty_threshold"] == dirtyable * 819 // 4096
+    assert vm["nr_dirty_background_threshold"] == dirtyable * 409 // 4096
 
 
 def test_fincore_matches_util_linux(tmp_path: Path) -> None:

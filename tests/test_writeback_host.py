@@ -30,7 +30,8 @@ from wbkit import PAGE, ModelFile, host_file, host_msync
 pytestmark = pytest.mark.host
 
 try:
-    from vmlab.host.writeback import cachestat, read_dirty_sysctls, read_vmstat, read_zone_reserves
+    from vmlab.host.writeback import read_dirty_sysctls, read_vmstat, read_zone_reserves
+    from vmlab.linux import cachestat
 
     cachestat(os.open("/proc/self/exe", os.O_RDONLY))
     HOST_OK, WHY = True, ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-from dataclasses import astuple
 
 from vmlab.backend import Program, Settings
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
@@ -54,7 +53,7 @@ class ModelFile:
     def cachestat(self) -> tuple[int, ...]:
         cs = self.backend.cachestat(self.pid, self.fd)
         assert not isinstance(cs, int)
-        return astuple(cs)[:3]
+        return tuple(cs[:3])
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -18,7 +18,7 @@ VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
 #: Machine-wide views (`Backend.machine_view`): /proc/meminfo, /proc/vmstat, /proc/pressure/memory, the
 #: LRU lists in order, and `fincore --bytes PATH` (the only one that takes an argument, a path). Their
 #: values belong to one machine, so vmlab diff shows them but never compares them.
-MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore")
+MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore", "swaps", "dmesg")
 
 
 @dataclass(frozen=True)

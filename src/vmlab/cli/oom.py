@@ -24,7 +24,61 @@ def register(subparsers: Any) -> None:
                    help="a memory cgroup directory (v1 or v2): rank as its memcg OOM would")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--top", metavar="N", type=_top, default=15, help="rows to show (0 = all; default 15)")
+    p.add_argument("--what-if", action="store_true",
+                   help="import the live processes (of --cgroup, or all) into the model and print the "
+                   "kernel log lines the model's OOM killer writes for --grow or --new")
+    p.add_argument("--grow", metavar="PID:SIZE", help="with --what-if: process PID touches SIZE more "
+                   "(MiB, or with a K/M/G suffix)")
+    p.add_argument("--new", metavar="SIZE", help="with --what-if: a new process (in --cgroup) touches SIZE")
     p.set_defaults(func=run)
+
+
+def parse_size(text: str, option: str) -> int:
+    """A size in bytes: an integer number of MiB, or an integer with a K, M or G suffix."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    suffix = text[-1:].upper()
+    body, unit = (text[:-1], units[suffix]) if suffix in units else (text, 1 << 20)
+    if not body.isdigit() or int(body) == 0:
+        raise InputError(f"expected a size such as 64, 512K or 2G, got {text!r}", option)
+    return int(body) * unit
+
+
+def parse_grow(text: str) -> tuple[int, int]:
+    """`PID:SIZE` of --grow."""
+    pid, sep, size = text.partition(":")
+    if not sep or not pid.isdigit():
+        raise InputError(f"expected PID:SIZE, got {text!r}", "--grow")
+    return int(pid), parse_size(size, "--grow")
+
+
+def what_if(args: argparse.Namespace) -> int:
+    """--what-if: import, grow or start one process in the model, print the model's log lines."""
+    from vmlab.host import oomsnap
+    from vmlab.lab import oom_whatif
+
+    if (args.grow is None) == (args.new is None):
+        raise InputError("--what-if needs exactly one of --grow PID:SIZE and --new SIZE", "--what-if")
+    grow = parse_grow(args.grow) if args.grow is not None else None
+    size = grow[1] if grow is not None else parse_size(args.new, "--new")
+    if grow is not None:
+        oomsnap.read_proc(grow[0])  # an unknown pid is reported before the import
+    snap = oomsnap.snapshot_memcg(args.cgroup) if args.cgroup else oomsnap.snapshot_all()
+    if grow is not None and grow[0] not in {p.pid for p in snap.procs}:
+        raise InputError(f"process {grow[0]} is not in memory cgroup {args.cgroup}", "--grow")
+    model = oom_whatif.build(snap, global_fill=not args.cgroup)
+    where = snap.memcgs[0].path if snap.memcgs else None
+    out = oom_whatif.grow(model, grow[0] if grow else None, size, where)
+    who = f"process {out.grower}" if grow else f"a new process (pid {out.grower})"
+    sys.stdout.write(f"# model: {len(snap.procs)} processes imported; {who} touches {size >> 10} kB more\n")
+    sys.stdout.writelines(line + "\n" for line in out.log)
+    if not out.killed:
+        sys.stdout.write("# no OOM kill: the memory fits\n" if out.result is None
+                         else f"# the process ends with {out.result}\n")
+    for pid, comm in out.killed:
+        sys.stdout.write(f"# killed: {pid} ({comm})\n")
+    if out.result == "SIGKILL":
+        sys.stdout.write("Killed\n")
+    return 0
 
 
 def _top(text: str) -> int:
@@ -110,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
     """Scan, then print the table or the JSON report."""
     if args.cgroup is not None and not args.cgroup:
         raise InputError("empty cgroup path", "--cgroup")
+    if args.what_if:
+        return what_if(args)
+    if args.grow is not None or args.new is not None:
+        raise InputError("--grow and --new need --what-if", "--grow" if args.grow is not None else "--new")
     report = scan(args.cgroup)
     if args.json:
         json.dump(to_json(report), sys.stdout, indent=1)

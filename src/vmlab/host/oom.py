@@ -27,11 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vmlab.host import memcg
+from vmlab.kernel.oom_kill import (  # the kernel's arithmetic: one implementation, the model's
+    LONG_MIN,
+    OOM_SCORE_ADJ_MIN,
+    PF_KTHREAD,
+    c_div,
+    oom_badness,
+    proc_oom_score,
+)
 from vmlab.kernel.uapi import PAGE_SIZE
 
-OOM_SCORE_ADJ_MIN = -1000
-PF_KTHREAD = 0x00200000  # include/linux/sched.h
-LONG_MIN = -(1 << 63)
+__all__ = ["LONG_MIN", "OOM_SCORE_ADJ_MIN", "PF_KTHREAD", "c_div", "oom_badness", "proc_oom_score"]
 MiB_PAGES = (1 << 20) // PAGE_SIZE
 #: How often a process whose numbers disagree with its oom_score is read again before calling it a mismatch.
 RETRIES = 3
@@ -43,24 +49,6 @@ ADJ_MIN = "oom_score_adj -1000"
 NO_MM = "no mm (exiting)"
 EXITED = "exited while read"
 DENIED = "permission denied"
-
-
-def c_div(a: int, b: int) -> int:
-    """C integer division: the quotient truncated toward zero (Python's // floors)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def oom_badness(rss: int, swapents: int, pgtables_bytes: int, adj: int, totalpages: int) -> int:
-    """mm/oom_kill.c:oom_badness() for an eligible task (the LONG_MIN cases are decided by the caller)."""
-    return rss + swapents + pgtables_bytes // PAGE_SIZE + adj * (totalpages // 1000)
-
-
-def proc_oom_score(badness: int, totalpages: int) -> int:
-    """fs/proc/base.c:proc_oom_score(): badness scaled to 0..2000 then by 2/3, in C long arithmetic."""
-    if badness == LONG_MIN:
-        return 0
-    return c_div((1000 + c_div(badness * 1000, totalpages)) * 2, 3)
 
 
 @dataclass(frozen=True)

@@ -272,9 +272,10 @@ class HostBackend:
         return text
 
     def machine_view(self, name: str, arg: str = "") -> str:
-        """/proc/meminfo, /proc/vmstat or /proc/pressure/memory of this machine (the LRU lists and
-        fincore are the model's only: NotImplementedError)."""
-        path = {"meminfo": "/proc/meminfo", "vmstat": "/proc/vmstat", "pressure": "/proc/pressure/memory"}
+        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory or /proc/swaps of this machine (the LRU
+        lists, fincore and the model's dmesg are the model's only: NotImplementedError)."""
+        path = {"meminfo": "/proc/meminfo", "vmstat": "/proc/vmstat", "pressure": "/proc/pressure/memory",
+                "swaps": "/proc/swaps"}
         if name not in path:
             raise NotImplementedError(name)
         with open(path[name]) as f:

@@ -1,42 +1,14 @@
-"""The host kernel's write-back state: cachestat(2) of a file (cached, dirty, under write-back pages),
-the vm.dirty_* sysctls, /proc/vmstat, and the zone figures that make totalreserve_pages
-(/proc/zoneinfo: managed pages, the high watermark, the lowmem reserves printed as `protection`).
+"""The host kernel's write-back state: the vm.dirty_* sysctls, /proc/vmstat, and the zone figures that
+make totalreserve_pages (/proc/zoneinfo: managed pages, the high watermark, the lowmem reserves
+printed as `protection`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 import re
 
-SYS_cachestat = 451
 DIRTY_SYSCTLS = ("dirty_background_ratio", "dirty_background_bytes", "dirty_ratio", "dirty_bytes",
                  "dirty_writeback_centisecs", "dirty_expire_centisecs")
-
-
-class _Range(ctypes.Structure):
-    _fields_ = (("off", ctypes.c_uint64), ("len", ctypes.c_uint64))
-
-
-class _CacheStat(ctypes.Structure):
-    _fields_ = (("nr_cache", ctypes.c_uint64), ("nr_dirty", ctypes.c_uint64),
-                ("nr_writeback", ctypes.c_uint64), ("nr_evicted", ctypes.c_uint64),
-                ("nr_recently_evicted", ctypes.c_uint64))
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def cachestat(fd: int, off: int = 0, length: int = 0) -> tuple[int, int, int, int, int]:
-    """cachestat(fd, {off, len}, &cs, 0): (nr_cache, nr_dirty, nr_writeback, nr_evicted,
-    nr_recently_evicted) of the byte range (len 0: to the end). Raises OSError on failure."""
-    rng, cs = _Range(off, length), _CacheStat()
-    if _libc.syscall(ctypes.c_long(SYS_cachestat), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(cs),
-                     ctypes.c_uint(0)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"cachestat: {os.strerror(err)}")
-    return cs.nr_cache, cs.nr_dirty, cs.nr_writeback, cs.nr_evicted, cs.nr_recently_evicted
 
 
 def read_dirty_sysctls() -> dict[str, int]:

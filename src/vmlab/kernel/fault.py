@@ -26,6 +26,10 @@ from vmlab.kernel.uapi import ENOMEM, EPERM, PAGE_MASK, PAGE_SHIFT
 
 SIGSEGV = "SIGSEGV"
 SIGBUS = "SIGBUS"
+SIGKILL = "SIGKILL"
+#: The fault failed for lack of memory after the OOM killer ran (or could not run): the caller decides,
+#: as pagefault_out_of_memory() does, whether the task dies (a pending SIGKILL) or retries.
+FAULT_OOM = "VM_FAULT_OOM"
 
 
 @dataclass
@@ -104,7 +108,7 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
     if ret & VM_FAULT_SIGSEGV:
         return SIGSEGV
     if ret & VM_FAULT_OOM:
-        raise MemoryError("the model ran out of simulated memory (the OOM killer is not modelled yet)")
+        return FAULT_OOM
     stats.account(ret)
     return None
 

@@ -8,6 +8,8 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vmlab.kernel import readahead
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
@@ -47,6 +49,8 @@ def page_present(inode: Inode, index: int) -> bool:
 
 def folio_head(inode: Inode, index: int) -> tuple[int, int]:
     """(index of the head page, order) of the folio holding page `index` of the cache."""
+    if not inode.folio_orders:
+        return index, 0
     for order in range(1, MAX_PAGECACHE_ORDER + 1):
         head = index & ~((1 << order) - 1)
         found = inode.folio_orders.get(head)
@@ -101,7 +105,10 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
     pfn = add_to_page_cache(mem, inode, index)
     if inode.shmem or pfn is None:
         return pfn, False
-    readahead.read_pages(readahead.ReadaheadControl(mem, _nofile(inode), index), 1)
+    # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
+    ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
+                                       workingset=bool(int(mem.mem_map.flags[pfn]) >> PG.workingset & 1))
+    readahead.read_pages(ractl, 1)
     return pfn, True
 
 
@@ -131,13 +138,37 @@ def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: in
     return batch
 
 
+def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> None:
+    """folio_mark_accessed() of the cached folio of 2^order pages at index `head`: the model keeps a
+    large folio as order-0 frames (readahead.py), so each of its cached pages takes the step."""
+    pages = inode.i_pages
+    for index in range(head, head + (1 << order)):
+        pfn = pages.get(index)
+        if pfn is not None:
+            folio_mark_accessed(mem, pfn)
+
+
+def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
+    """folio_mark_accessed() of the page-cache folio that holds frame `pfn` (all of a large folio);
+    returns the index of the folio's head page (-1 if the frame belongs to no known mapping)."""
+    inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+    if inode is None:
+        folio_mark_accessed(mem, pfn)
+        return -1
+    head, order = folio_head(inode, int(mem.mem_map.index[pfn]))
+    mark_folio_accessed(mem, inode, head, order)
+    return head
+
+
 def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     """filemap_read(): read `count` bytes at `pos` through the cache; the pages copied from, in order.
 
     Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
     synchronously first; when the run ends on a PG_readahead page, asynchronous readahead starts
-    there. The first page of each round is marked accessed unless the previous read ended in it.
-    f_ra.prev_pos becomes the end of what was read.
+    there. Every folio of the round is marked accessed, the first one unless the previous read ended
+    in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; older kernels marked only the first folio of each
+    batch was marked). A large folio is marked as one: all its pages. f_ra.prev_pos becomes the end
+    of what was read.
     """
     inode, ra = file.inode, file.f_ra
     last_pos = ra.prev_pos
@@ -161,18 +192,75 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             readahead.page_cache_async_ra(readahead.ReadaheadControl(mem, file, head), inode.i_pages[head],
                                           order, last_index - head)
             mem.mem_map._refcount[batch] -= 1
-        if last_pos < 0 or (last_pos - 1) >> PAGE_SHIFT != index:
-            folio_mark_accessed(mem, batch[0])
+        first, first_order = folio_head(inode, index)
+        shift = PAGE_SHIFT + first_order
+        if last_pos < 0 or (last_pos - 1) >> shift != pos >> shift:  # !pos_same_folio()
+            mark_folio_accessed(mem, inode, first, first_order)
         end_offset = min(inode.size, end)
+        marked = first
         for pfn in batch:
             if pos >= end_offset:
                 break
+            head, order = folio_head(inode, pos >> PAGE_SHIFT)
+            if head != marked:  # a later folio of the batch (i > 0)
+                mark_folio_accessed(mem, inode, head, order)
+                marked = head
             pos = min(end_offset, ((pos >> PAGE_SHIFT) + 1) << PAGE_SHIFT)
             last_pos = pos
             copied.append(pfn)
     ra.prev_pos = last_pos
     mem.clock.advance(mem.clock.costs.hit_ns * len(copied))  # the copy to user space
     return copied
+
+
+def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
+    """One-page read()s of `file` at page indexes `indexes`, in order: the same state, time and counters
+    as filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE) for each (tests/test_replay.py), and
+    the pages copied.
+
+    The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
+    PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
+    would change something (not for a page already active and referenced, nor for a second read of
+    the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
+    once. Anything else (a miss and its readahead, allocation and reclaim; a readahead mark; a large
+    folio; a page the host had cached; EOF) goes through filemap_read() itself.
+    """
+    inode, ra = file.inode, file.f_ra
+    i_pages_get = inode.i_pages.get
+    flags = mem.mem_map.flags
+    clock = mem.clock
+    hit_ns = clock.costs.hit_ns
+    full_pages = inode.size >> PAGE_SHIFT  # pages wholly inside the file
+    plain = mem.lruvec.plain
+    copied = pending = 0
+    prev_pos = ra.prev_pos
+    for index in indexes:
+        pfn = i_pages_get(index)
+        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
+        if flags_ & _SLOW:
+            if pending:
+                clock.advance(pending * hit_ns)
+                pending = 0
+            ra.prev_pos = prev_pos
+            copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
+            prev_pos = ra.prev_pos
+            continue
+        if (prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index) and (
+                plain or flags_ & _SETTLED != _SETTLED):
+            folio_mark_accessed(mem, pfn)
+        prev_pos = (index + 1) << PAGE_SHIFT
+        pending += 1
+        copied += 1
+    ra.prev_pos = prev_pos
+    if pending:
+        clock.advance(pending * hit_ns)
+    return copied
+
+
+#: Page flags that send a cached page down filemap_read(): a readahead mark or a compound page.
+_SLOW = (1 << PG_readahead) | (1 << PG.head)
+#: A folio folio_mark_accessed() leaves alone: referenced and active.
+_SETTLED = (1 << PG.referenced) | (1 << PG.active)
 
 
 def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bool]:
@@ -191,6 +279,7 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
         readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
         mem.mem_map._refcount[pfn] -= 1
         return pfn, False
+    mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)
     if pfn is None:

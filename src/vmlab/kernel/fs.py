@@ -4,13 +4,13 @@ type for how mmap places them), and the internal shmem files of MAP_SHARED|MAP_A
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 from dataclasses import dataclass, field
 
 from vmlab.kernel.mm_types import VM_READAHEAD_PAGES, File, Inode
 from vmlab.kernel.page_writeback import BackingDev
+from vmlab.linux import mincore_residency
 
 #: Filesystems whose file_operations use thp_get_unmapped_area (G7).
 THP_ALIGNED_FS = frozenset({"ext2", "ext4", "xfs", "btrfs"})
@@ -71,34 +71,14 @@ def bdi_readahead(major: int, minor: int) -> tuple[int, int]:
 
 
 def host_residency(path: str, size: int) -> frozenset[int] | None:
-    """The pages of a host file now in the host's page cache (mincore() of a shared mapping of it, which
-    neither reads nor caches anything); None when it cannot be told (then all count as cached)."""
+    """The pages of a host file now in the host's page cache; None when it cannot be told (then all
+    count as cached)."""
     if size == 0:
         return frozenset()
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return frozenset(mincore_residency(path))
     except OSError:
         return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                              ctypes.c_long]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-        if addr in (None, ctypes.c_void_p(-1).value):
-            return None
-        try:
-            pages = (size + 4095) // 4096
-            vec = ctypes.create_string_buffer(pages)
-            if libc.mincore(addr, size, vec) != 0:
-                return None
-            return frozenset(i for i, b in enumerate(vec.raw[:pages]) if b & 1)
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
-from vmlab.kernel.fault import FaultStats, mmu_permits, user_access
+from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import (
     add_to_page_cache,
     cached_page,
@@ -29,6 +29,7 @@ from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
+from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree
 from vmlab.kernel.meminfo import show_meminfo
 from vmlab.kernel.memory import (
     MM_ANONPAGES,
@@ -43,20 +44,32 @@ from vmlab.kernel.memory import (
 )
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
-    VM_ACCOUNT,
     VM_LOCKED,
     VM_SHARED,
     File,
     Inode,
     MmStruct,
 )
-from vmlab.kernel.mmap import VmSysctl, do_mmap, do_munmap, sys_brk
+from vmlab.kernel.mmap import VmSysctl, arch_pick_mmap_layout, do_mmap, do_munmap, sys_brk
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
+from vmlab.kernel.oom_kill import (
+    GFP_HIGHUSER_MOVABLE_ZERO,
+    GFP_KERNEL,
+    MAX_OOM_RETRIES,
+    MMF_OOM_SKIP,
+    OOM_SCORE_ADJ_MAX,
+    OOM_SCORE_ADJ_MIN,
+    PAGE_ALLOC_COSTLY_ORDER,
+    OomControl,
+    OomKiller,
+    OomPanic,
+    OomSysctl,
+    show_mem,
+)
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_writeback import (
     BackingDev,
-    CacheStat,
     balance_dirty_pages,
     filemap_cachestat,
     filemap_write_and_wait_range,
@@ -65,6 +78,7 @@ from vmlab.kernel.page_writeback import (
     sync_inodes,
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_unacct_size
 from vmlab.kernel.swap import lru_view
 from vmlab.kernel.swapfile import (
@@ -72,13 +86,13 @@ from vmlab.kernel.swapfile import (
     find_area,
     reinsert_swap_info,
     remove_area,
-    si_swapinfo,
     swaps_show,
     sys_swapon,
 )
 from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
+    EACCES,
     EBADF,
     EBUSY,
     EFAULT,
@@ -110,10 +124,15 @@ from vmlab.kernel.uapi import (
     page_align,
 )
 from vmlab.kernel.vmstat import show_vmstat
+from vmlab.linux import CacheStat
 
 NR_OPEN = 1024
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
 WRITE_RATELIMIT = 32
+#: What access() reports for a task left waiting in a v1 memcg OOM (memory.oom_control oom_kill_disable).
+MEMCG_OOM_WAIT = "MEMCG_OOM_WAIT"
+#: Signals after which the process is gone (the others leave it waiting, still holding its memory).
+_FATAL = ("SIGSEGV", "SIGBUS")
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
 BULK_MIN = 64 << 12
 #: After reclaim unmapped pages during a batched replay, this many accesses go one by one (no snapshot
@@ -139,13 +158,30 @@ def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(eq=False)
 class Task:
-    """A process: pid, address space and open files (fd -> File, with the close-on-exec set)."""
+    """A process: pid, address space and open files (fd -> File, with the close-on-exec set), and what
+    the OOM killer reads of it (vmlab.kernel.oom_kill.OomTask). One thread per process: tgid = pid."""
 
     pid: int
     mm: MmStruct
     files: dict[int, File] = field(default_factory=dict)
     cloexec: set[int] = field(default_factory=set)
     stats: FaultStats = field(default_factory=FaultStats)
+    comm: str = ""
+    uid: int = 0
+    flags: int = 0  # PF_*
+    oom_score_adj: int = 0
+    oom_score_adj_min: int = 0
+    memcg: MemCgroup | None = None
+    oom_mm: MmStruct | None = None
+    sigkill: bool = False
+    frozen: bool = False
+    in_vfork: bool = False
+    cap_sys_resource: bool = True
+
+    @property
+    def tgid(self) -> int:
+        """The thread-group id: the process's pid (the model runs one thread per process)."""
+        return self.pid
 
     def get_unused_fd(self) -> int:
         """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
@@ -160,8 +196,9 @@ class ModelBackend:
 
     name = "model"
 
-    def __init__(self) -> None:
-        self.settings = Settings()
+    def __init__(self, ram: int | None = None) -> None:
+        """An idle machine with `ram` bytes (default: Settings().ram; start() may change it)."""
+        self.settings = Settings() if ram is None else Settings(ram=ram)
         self.program = Program("", ())
         self.mem = self._new_mem(self.settings.ram)
         #: When set, each fault's call path is appended here (the `--trace` view).
@@ -174,6 +211,18 @@ class ModelBackend:
         self._inodes: dict[tuple[int, int, int], Inode] = {}
         #: The model's own files (open with O_CREAT of a path the host does not have, create_file).
         self.simfs = SimFs()
+        self.memcgs = MemCgroupTree(version=1)
+        self.oom_sysctl = OomSysctl()
+        #: Processes that died other than by their own access (OOM kills): (pid, signal), oldest first.
+        self.deaths: list[tuple[int, str]] = []
+        self.panicked: str | None = None
+        self._current: Task | None = None
+        self._oom_streak = 0
+        #: Untouched read-write reservations of processes imported from the host: pid -> (addr, pages).
+        self.import_reserves: dict[int, tuple[int, int]] = {}
+        #: Frames held for what the model does not hold itself (an imported host's page cache, kernel).
+        self.kernel_pages: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._wire()
         self._syscalls: dict[str, Callable[..., int]] = {
             "mmap": self._mmap, "munmap": self._munmap, "mprotect": self._mprotect,
             "mremap": self._mremap, "brk": self._brk, "madvise": self._madvise,
@@ -189,6 +238,17 @@ class ModelBackend:
             "swapon": self._swapon, "swapoff": self._swapoff,
         }
 
+    def _wire(self) -> None:
+        """Connect the printk ring, the OOM killer and the memcg tree to the machine's memory."""
+        self.log = Printk(self.mem.clock)
+        self.oom = OomKiller(self.mem, self.log, lambda: list(self.tasks.values()), lambda: self._current,
+                             self._oom_exit, self.oom_sysctl)
+        self.mem.oom_hook = self._alloc_oom
+        self.mem.uncharge_hook = self.memcgs.uncharge
+        self.memcgs.out_of_memory = self._memcg_oom
+        self.memcgs.task_is_dying = self.oom.task_is_dying
+        self.memcgs.retry_wait = self.oom.retry_wait
+
     # --- Backend -------------------------------------------------------------------------------------
 
     def start(self, program: Program, settings: Settings) -> int:
@@ -197,13 +257,15 @@ class ModelBackend:
         self.program = program
         if settings.ram != self.mem.max_pfn << 12:
             self.mem = self._new_mem(settings.ram)
+            self._wire()
         self.sysctl = VmSysctl(max_map_count=settings.max_map_count, mmap_min_addr=settings.mmap_min_addr,
                                overcommit_memory=settings.overcommit_memory,
                                overcommit_ratio=settings.overcommit_ratio,
                                overcommit_kbytes=settings.overcommit_kbytes,
                                admin_reserve_kbytes=settings.admin_reserve_kbytes,
                                user_reserve_kbytes=settings.user_reserve_kbytes)
-        task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin))
+        task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin),
+                    comm=os.path.basename(program.path)[:15])
         for fd in (0, 1, 2):
             task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5), writable=True)
         self.tasks[task.pid] = task
@@ -220,6 +282,7 @@ class ModelBackend:
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run one syscall in process `pid`; unknown names raise KeyError."""
+        self._current = self.tasks[pid]
         result = self._syscalls[name](self.tasks[pid], *args)
         self._release_orphans()
         return result
@@ -261,7 +324,16 @@ class ModelBackend:
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """Touch each page of the range; a fatal signal ends the process."""
+        try:
+            return self._access(pid, addr, length, write)
+        except OomPanic as err:
+            self.panicked = str(err)
+            return "PANIC"
+
+    def _access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
+        """access() until the machine panics."""
         task = self.tasks[pid]
+        self._current, self._oom_streak = task, 0
         rlim = self.settings.rlimit_stack
         page = addr & PAGE_MASK
         end = addr + max(length, 1)
@@ -275,9 +347,15 @@ class ModelBackend:
             sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
             if trace is not None and trace.lines and self.traces is not None:
                 self.traces.append(trace.render())
+            if sig == FAULT_OOM:
+                sig = self.pagefault_out_of_memory(task)
             if sig is not None:
-                self.exit(pid)
+                if sig in (SIGKILL, *_FATAL):
+                    self.exit(pid)
                 return sig
+            if task.sigkill:  # killed by the OOM killer while another task's fault ran
+                self.exit(pid)
+                return SIGKILL
             page += PAGE_SIZE
         return None
 
@@ -334,13 +412,17 @@ class ModelBackend:
                     hit[i] = True  # faulted in earlier in this segment: a hit now
                     continue
                 mem.pending_accesses = lambda i=i: flush_hits(i)
+                self._current = task
                 try:
                     sig = user_access(mm, (vpn << 12) | (int(addrs[start + i]) & 0xFFF), w, rlim,
                                       self.sysctl, task.stats)
                 finally:
                     mem.pending_accesses = None
+                if sig == FAULT_OOM:
+                    sig = self.pagefault_out_of_memory(task)
                 if sig is not None:
-                    self.exit(pid)
+                    if sig in (SIGKILL, *_FATAL):
+                        self.exit(pid)
                     return sig
                 (now_w if w else now_r).add(vpn)
                 if mem.unmap_generation != generation:  # reclaim unmapped pages: the snapshot is stale
@@ -354,11 +436,16 @@ class ModelBackend:
         """fork(): a child with a copy of the address space and the same open files; -ENOMEM when the
         commit refuses the copy."""
         parent = self.tasks[pid]
+        self._current = parent
         mm = dup_mmap(parent.mm, self.sysctl)
         if isinstance(mm, int):
             return mm
-        child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec))
+        child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec),
+                     comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
+                     oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource)
         self.tasks[child.pid] = child
+        if parent.memcg is not None:
+            self._attach(child, parent.memcg)
         for task, accesses in ((child, self.program.fork_child), (parent, self.program.fork_parent)):
             scratch = FaultStats()  # the program's own faults, not the scenario's
             for addr, _length, write in accesses:
@@ -366,13 +453,18 @@ class ModelBackend:
         return child.pid
 
     def exit(self, pid: int) -> None:
-        """exit(0): the process and its address space go away (exit_mmap)."""
-        exit_mmap(self.tasks.pop(pid).mm, self.mem)
+        """exit(0): the process and its address space go away (exit_mmap, which also hides the mm from
+        the OOM killer: MMF_OOM_SKIP), and it leaves its memcg."""
+        task = self.tasks.pop(pid)
+        exit_mmap(task.mm, self.mem)
+        task.mm.mmf |= MMF_OOM_SKIP
+        self.oom.exit_oom_victim(task)
+        self.memcgs.detach(task.tgid)
         self._release_orphans()
 
     def view(self, pid: int, name: str) -> str:
-        """/proc/<pid>/maps, smaps, smaps_rollup, status or statm as the model renders them, or the
-        machine's /proc/swaps."""
+        """/proc/<pid>/maps, smaps, smaps_rollup, status, statm, oom_score or oom_score_adj as the model
+        renders them."""
         mm = self.tasks[pid].mm
         if name == "maps":
             return task_mmu.show_maps(mm)
@@ -384,16 +476,17 @@ class ModelBackend:
             return task_mmu.task_mem(mm)
         if name == "statm":
             return task_mmu.task_statm(mm)
-        if name == "swaps":
-            return swaps_show(self.mem.swap)
+        if name == "oom_score":
+            return f"{self.oom.oom_score(self.tasks[pid])}\n"
+        if name == "oom_score_adj":
+            return f"{self.tasks[pid].oom_score_adj}\n"
         raise KeyError(name)
 
     def machine_view(self, name: str, arg: str = "") -> str:
-        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists or `fincore --bytes ARG`
-        of the model machine."""
+        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists, `fincore --bytes ARG`,
+        /proc/swaps or dmesg of the model machine."""
         if name == "meminfo":
-            free, total = si_swapinfo(self.mem.swap)
-            return show_meminfo(self.mem, self.committed_pages(), total, free)
+            return show_meminfo(self.mem, self.sysctl)
         if name == "vmstat":
             return show_vmstat(self.mem)
         if name == "pressure":
@@ -402,14 +495,11 @@ class ModelBackend:
             return lru_view(self.mem)
         if name == "fincore":
             return show_fincore([(arg, self._inode(arg))])
+        if name == "swaps":
+            return swaps_show(self.mem.swap)
+        if name == "dmesg":
+            return self.log.dmesg()
         raise KeyError(name)
-
-    def committed_pages(self) -> int:
-        """vm_committed_as: pages of every accountable mapping (VM_ACCOUNT: private writable, brk,
-        stack) and of every shared anonymous / memfd object (shmem_acct_size)."""
-        vmas = sum((v.vm_end - v.vm_start) >> 12 for t in self.tasks.values() for v in t.mm
-                   if v.vm_flags & VM_ACCOUNT)
-        return vmas + sum((i.size + PAGE_SIZE - 1) >> 12 for i in self._shmem_inodes)
 
     def close(self) -> None:
         """Every process exits."""
@@ -444,6 +534,119 @@ class ModelBackend:
         if not 0 <= pfn < self.mem.max_pfn or self.mem.is_zero_pfn(pfn) or self.mem.is_huge_zero_pfn(pfn):
             return 0
         return max(int(self.mem.mem_map._mapcount[pfn]) + 1, 0)
+
+    # --- the OOM killer and memory cgroups ------------------------------------------------------------
+
+    def _oom_exit(self, task: Task) -> None:
+        """A task killed by the OOM killer got to run: it exits (do_exit -> exit_mmap)."""
+        if task.pid in self.tasks:
+            self.exit(task.pid)
+            self.deaths.append((task.pid, SIGKILL))
+
+    def _alloc_oom(self, mem: PhysMem, order: int, zone_limit: int) -> bool:
+        """__alloc_pages_may_oom(): no OOM for costly orders or a dying task; otherwise out_of_memory()
+        and, if it killed (or waits for) a victim, a jiffy's wait before the allocation retries."""
+        if order > PAGE_ALLOC_COSTLY_ORDER or self.oom.task_is_dying() or self._oom_streak >= MAX_OOM_RETRIES:
+            return False
+        self._oom_streak += 1
+        oc = OomControl(None, GFP_HIGHUSER_MOVABLE_ZERO, order)
+        if not self.oom.out_of_memory(oc, lambda: show_mem(mem)):
+            return False
+        self.oom.retry_wait()
+        return True
+
+    def _memcg_oom(self, memcg: MemCgroup, order: int) -> bool:
+        """mem_cgroup_out_of_memory(): the OOM killer confined to the memcg over its limit."""
+        return self.oom.out_of_memory(OomControl(memcg, GFP_KERNEL, order), memcg.print_oom_meminfo)
+
+    def pagefault_out_of_memory(self, task: Task) -> str:
+        """pagefault_out_of_memory(): a fault that failed for memory. A killed task dies; a v1 task
+        whose memcg has oom_kill_disable waits (reported as MEMCG_OOM_WAIT); otherwise the kernel warns
+        and retries the fault for ever (reported as VM_FAULT_OOM)."""
+        if task.sigkill:
+            return SIGKILL
+        cg = task.memcg
+        while cg is not None:
+            if cg.oom_kill_disable and cg.under_oom:
+                return MEMCG_OOM_WAIT
+            cg = cg.parent
+        self.log.printk(KERN_WARNING, "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF")
+        return FAULT_OOM
+
+    def spawn(self, comm: str, pid: int | None = None, uid: int = 0) -> int:
+        """A new process with an empty address space and no program (a process imported from the host
+        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. Returns the pid."""
+        mm = MmStruct()
+        arch_pick_mmap_layout(mm, self.settings.rlimit_stack, self.settings.legacy_va_layout)
+        mm.pt = PageTables(self.mem)
+        task = Task(pid if pid is not None else self._alloc_pid(), mm, comm=comm[:15], uid=uid)
+        if task.pid in self.tasks:
+            raise ValueError(f"pid {task.pid} is taken")
+        self.tasks[task.pid] = task
+        return task.pid
+
+    def open_inode(self, pid: int, inode: Inode) -> int:
+        """A read-only descriptor of a model-only file (its pages come in without I/O if `host_cached`
+        is None) in process `pid`."""
+        return self._install(self.tasks[pid], File(inode), False)
+
+    def reap_deaths(self) -> list[tuple[int, str]]:
+        """The processes that died since the last call other than by their own access: (pid, signal)."""
+        out, self.deaths = self.deaths, []
+        return out
+
+    def dmesg(self) -> str:
+        """The kernel log as `dmesg` prints it."""
+        return self.log.dmesg()
+
+    def _attach(self, task: Task, memcg: MemCgroup) -> None:
+        """The task joins `memcg`; its new charges go there (old ones stay, as in cgroup v1)."""
+        self.memcgs.attach(memcg, task.tgid)
+        task.memcg = memcg
+        task.mm.memcg = memcg
+
+    def memcg_create(self, path: str, limit: int | None) -> int:
+        """mkdir a memory cgroup (and its parents) and write memory.limit_in_bytes (bytes; None: max)."""
+        memcg = self.memcgs.mkdir(path)
+        return 0 if limit is None else memcg.set_limit(limit // PAGE_SIZE)
+
+    def memcg_set(self, path: str, name: str, value: int) -> int:
+        """Write a memcg file: limit_in_bytes, oom_kill_disable, oom.group; 0 or -errno."""
+        memcg = self.memcgs.lookup(path)
+        if memcg is None:
+            return -ENOENT
+        if name in ("limit_in_bytes", "max"):
+            return memcg.set_limit(value // PAGE_SIZE)
+        if name == "oom_kill_disable":
+            memcg.oom_kill_disable = bool(value)
+            if not value:
+                memcg.under_oom = 0
+            return 0
+        if name == "oom.group":
+            memcg.oom_group = bool(value)
+            return 0
+        return -EINVAL
+
+    def memcg_attach(self, pid: int, path: str) -> int:
+        """echo PID > PATH/cgroup.procs; 0 or -ENOENT."""
+        memcg = self.memcgs.lookup(path)
+        if memcg is None:
+            return -ENOENT
+        self._attach(self.tasks[pid], memcg)
+        return 0
+
+    def set_oom_score_adj(self, pid: int, adj: int) -> int:
+        """Write /proc/PID/oom_score_adj (fs/proc/base.c:__set_oom_adj): -EINVAL out of range, -EACCES
+        below oom_score_adj_min without CAP_SYS_RESOURCE; with it, the new value is also the minimum."""
+        task = self.tasks[pid]
+        if not OOM_SCORE_ADJ_MIN <= adj <= OOM_SCORE_ADJ_MAX:
+            return -EINVAL
+        if adj < task.oom_score_adj_min and not task.cap_sys_resource:
+            return -EACCES
+        task.oom_score_adj = adj
+        if task.cap_sys_resource:
+            task.oom_score_adj_min = adj
+        return 0
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -817,6 +1020,7 @@ class ModelBackend:
         """do_execve(): replace the address space; close-on-exec descriptors close."""
 
         new = MmStruct(pt=PageTables(self.mem), cap_sys_admin=task.mm.cap_sys_admin)
+        new.memcg = task.memcg
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
                      self.sysctl, self._inode, new)
         if isinstance(mm, int):
@@ -824,6 +1028,7 @@ class ModelBackend:
             return mm
         exit_mmap(task.mm, self.mem)
         task.mm = mm
+        task.comm = os.path.basename(path)[:15]
         for fd in task.cloexec:
             task.files.pop(fd, None)
         task.cloexec.clear()

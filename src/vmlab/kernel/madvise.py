@@ -8,7 +8,7 @@ from vmlab.kernel import uapi
 from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.gup import faultin_page_range
-from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, zap_page_range
+from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, vma_has_recency, zap_page_range
 from vmlab.kernel.mm_types import (
     VM_DONTCOPY,
     VM_DONTDUMP,
@@ -191,7 +191,7 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
     if advice == MADV_PAGEOUT:
         madvise_pageout(mm, start, end)
     elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
-        zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True)
+        zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma))
         pte_reclaim(mm, start, end)
     elif advice == MADV_GUARD_INSTALL:
         # Markers make the range non-empty to fork: the VMA gets an anon_vma so its tables are copied.

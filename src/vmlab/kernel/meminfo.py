@@ -13,11 +13,18 @@ VmallocTotal is the x86_64 4-level constant. DirectMap* split the RAM ranges by 
 
 from __future__ import annotations
 
-from vmlab.kernel.page_alloc import WMARK_LOW, PhysMem
-from vmlab.kernel.uapi import PAGE_SHIFT
-from vmlab.kernel.vmstat import node_page_state, totalreserve_pages
+from typing import TYPE_CHECKING
 
-OVERCOMMIT_RATIO = 50  # vm.overcommit_ratio default
+from vmlab.kernel.page_alloc import WMARK_LOW, PhysMem
+from vmlab.kernel.page_writeback import totalreserve_pages
+from vmlab.kernel.swapfile import si_swapinfo
+from vmlab.kernel.uapi import PAGE_SHIFT
+from vmlab.kernel.util import vm_commit_limit, vm_memory_committed
+from vmlab.kernel.vmstat import node_page_state
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mmap import VmSysctl
+
 #: (VMALLOC_END - VMALLOC_START) >> 10 with 4-level paging (32 TiB less a byte, as the kernel prints it).
 VMALLOC_TOTAL_KB = 34359738367
 HPAGE_PMD_SIZE_KB = 2048
@@ -61,10 +68,10 @@ def direct_map_kb(mem: PhysMem) -> tuple[int, int, int]:
     return sizes[0] * 4, sizes[1] * 4, sizes[2] * 4
 
 
-def show_meminfo(mem: PhysMem, committed_pages: int, swap_total: int = 0, swap_free: int = 0) -> str:
-    """/proc/meminfo of the model machine; `committed_pages` is vm_committed_as, the swap numbers are
-    pages of the swap areas."""
+def show_meminfo(mem: PhysMem, sysctl: VmSysctl) -> str:
+    """/proc/meminfo of the model machine (CommitLimit follows the overcommit sysctls)."""
     state = node_page_state(mem)
+    swap_free, swap_total = si_swapinfo(mem.swap)
     pages_to_kb = 1 << (PAGE_SHIFT - 10)
     cached = max(state["nr_file_pages"] - state["nr_swapcached"], 0)
     direct_4k, direct_2m, direct_1g = direct_map_kb(mem)
@@ -81,8 +88,8 @@ def show_meminfo(mem: PhysMem, committed_pages: int, swap_total: int = 0, swap_f
         "Dirty": state["nr_dirty"], "Writeback": state["nr_writeback"],
         "AnonPages": state["nr_anon_pages"], "Mapped": state["nr_mapped"], "Shmem": state["nr_shmem"],
         "PageTables": state["nr_page_table_pages"],
-        "CommitLimit": mem.totalram_pages * OVERCOMMIT_RATIO // 100 + swap_total,
-        "Committed_AS": committed_pages,
+        "CommitLimit": vm_commit_limit(mem, sysctl),
+        "Committed_AS": vm_memory_committed(mem),
         "AnonHugePages": state["nr_anon_transparent_hugepages"] << 9,
     }
     kb = {name: value * pages_to_kb for name, value in pages.items()}

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmlab.kernel import swap_state
-from vmlab.kernel.filemap import cached_page, filemap_fault, folio_test_readahead, i_size_pages
+from vmlab.kernel.filemap import (
+    cached_page,
+    filemap_fault,
+    folio_head,
+    folio_test_readahead,
+    i_size_pages,
+    mark_page_cache_accessed,
+)
+from vmlab.kernel.memcontrol import mem_cgroup_charge, mem_cgroup_charge_bulk, mem_cgroup_room
 from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
@@ -26,7 +34,9 @@ from vmlab.kernel.mm_types import (
     VM_MAYWRITE,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
+    VM_RAND_READ,
     VM_READ,
+    VM_SEQ_READ,
     VM_SHARED,
     VM_WRITE,
     Inode,
@@ -209,6 +219,9 @@ def new_anon_page(vmf: VmFault) -> int | None:
     anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
     pfn = vmf.mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if mem_cgroup_charge(vmf.mm.memcg, pfn):
+        vmf.mem.free_pages(pfn)
         return None
     mm = vmf.mem.mem_map
     mm.mapping[pfn] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
@@ -553,7 +566,9 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
                     head = swap_state.swap_read_folio(mem, entry)
                     if head is None:
                         return -ENOMEM
-                    mem.clock.advance(mem.clock.costs.swap_io_ns)
+                    # swap_read_folio(): a workingset refault is a memory stall
+                    mem.clock.advance(mem.clock.costs.swap_io_ns,
+                                      memstall=bool(int(mem.mem_map.flags[head]) >> PG.workingset & 1))
                 map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
     for entry, head in list(state.cache.items()):
         if swp_type(entry) == area:
@@ -598,6 +613,9 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
     pfn = mem.alloc_pages(9, compound=True)
     if pfn is None:
+        return VM_FAULT_FALLBACK
+    if mem_cgroup_charge(vmf.mm.memcg, pfn, HPAGE_PMD_NR, order=9):
+        mem.free_pages(pfn, 9)
         return VM_FAULT_FALLBACK
     mm = mem.mem_map
     mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
@@ -666,13 +684,24 @@ def split_huge_pmds_at(mm: MmStruct, mem: PhysMem, addr: int) -> None:
         split_huge_pmd(mm, mem, addr & ~(PMD_SIZE - 1))
 
 
-def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards: bool = False) -> None:
+def vma_has_recency(vma: VmArea) -> bool:
+    """vma_has_recency(): whether the VMA's young PTEs tell reclaim about use (not under
+    MADV_SEQUENTIAL or MADV_RANDOM; FMODE_NOREUSE is not modelled)."""
+    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+
+
+def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards: bool = False,
+                   recency: bool = True) -> None:
     """zap_page_range_single() / unmap_page_range(): clear the entries of [start, end), drop the
     mappings and references of their pages and the RSS they counted (P11). MADV_DONTNEED keeps guard
-    markers (`keep_guards`); munmap does not."""
+    markers (`keep_guards`); munmap does not. A file folio whose PTE was young is marked accessed
+    once per run of its PTEs (zap_present_folio_ptes), unless the VMA has no recency (`recency`
+    off): so a page-cache page used through a mapping is referenced after munmap, and activated by
+    a second map-use-unmap (host-checked in tests/test_lru_host.py)."""
     pt = mm.pt
     if pt is None or start >= end:
         return
+    marked = (-1, -1)  # (mapping, head index) of the folio last marked: one mark per run of PTEs
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
     addrs, olds = pt.clear_range(start, end)
@@ -695,12 +724,26 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
             continue
         if pte_special(entry):
             continue  # the zero page: no struct page to account
-        if entry & _PAGE_DIRTY and not _is_anon(mem, pfn):
-            inode = mem.wb.mappings.get(int(mem.mem_map.mapping[pfn]))
-            if inode is not None:  # only ever-dirtied files: their stores dirtied the page at fault
-                folio_mark_dirty(mem, inode, pfn)
+        if not _is_anon(mem, pfn):
+            if entry & _PAGE_DIRTY:
+                inode = mem.wb.mappings.get(int(mem.mem_map.mapping[pfn]))
+                if inode is not None:  # only ever-dirtied files: their stores dirtied the page at fault
+                    folio_mark_dirty(mem, inode, pfn)
+            if entry & _PAGE_ACCESSED and recency:
+                mapping = int(mem.mem_map.mapping[pfn])
+                last_mapping, last_head = marked
+                if last_mapping != mapping or last_head < 0 or not _in_folio(mem, pfn, last_head):
+                    marked = (mapping, mark_page_cache_accessed(mem, pfn))
         add_mm_counter(mm, mm_counter(mem, pfn), -1)
         _remove_rmap(mem, pfn)
+
+
+def _in_folio(mem: PhysMem, pfn: int, head: int) -> bool:
+    """Whether page-cache frame `pfn` lies in the (logical) folio whose head page is at index `head`."""
+    inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+    if inode is None:
+        return False
+    return folio_head(inode, int(mem.mem_map.index[pfn]))[0] == head
 
 
 def free_pgtables(mm: MmStruct, start: int, end: int) -> None:
@@ -713,9 +756,11 @@ def free_pgtables(mm: MmStruct, start: int, end: int) -> None:
     mm.pt.free_pgtables(start, end, prev.vm_end if prev else 0, nxt.vm_start if nxt else 0)
 
 
-def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
-    """unmap_region(): zap the pages of VMAs already removed from the tree, then free their tables."""
-    zap_page_range(mm, mem, start, end)
+def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int, vmas: list[VmArea]) -> None:
+    """unmap_region(): zap the pages of `vmas` (already removed from the tree, covering [start, end)),
+    each with its own recency, then free their tables."""
+    for vma in vmas:
+        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma))
     free_pgtables(mm, start, end)
 
 
@@ -726,7 +771,7 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
     update_hiwater_rss(mm)
     vm_unacct_memory(mem, accounted_pages(mm))
     for vma in mm:
-        zap_page_range(mm, mem, vma.vm_start, vma.vm_end)
+        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma))
     mm.pt.destroy()
     mm.pt = None
     mem.mm_put_huge_zero_folio(id(mm))
@@ -859,6 +904,10 @@ def pte_reclaim(mm: MmStruct, start: int, end: int) -> None:
         mm.pt.free_pgtables(start, end, start, end)
 
 
+#: A bulk first-touch run shorter than this (at a memcg limit) is left to the one-by-one path.
+BULK_MIN_PAGES = 16
+
+
 def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end: int) -> int:
     """A run of first-touch writes to private anonymous memory with no entries yet, done at once: the
     same state as one do_anonymous_page() write fault per page (P3). The number of pages faulted, or 0
@@ -869,11 +918,15 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     if pt.entries(start, end)[0].size:
         return 0
-    n = (end - start) >> PAGE_SHIFT
+    n = mem_cgroup_room(mm.memcg, (end - start) >> PAGE_SHIFT)
+    if n < BULK_MIN_PAGES:
+        return 0  # at a memcg limit: the faults one by one charge and OOM as the kernel's do
+    end = start + (n << PAGE_SHIFT)
     pfns = mem.alloc_pages_bulk(n)
     if len(pfns) < n:
         mem.free_pages_bulk(pfns)
         return 0
+    mem_cgroup_charge_bulk(mm.memcg, pfns.tolist())
     anon_vma = anon_vma_prepare(mm, vma)
     mmap_ = mem.mem_map
     mmap_.mapping[pfns] = (anon_vma.id << 2) | PAGE_MAPPING_ANON

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_writeback import BackingDev
     from vmlab.kernel.pgtable import PageTables
 
@@ -276,6 +277,10 @@ class MmStruct:
     rss: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     hiwater_rss: int = 0
     hiwater_vm: int = 0  # VmPeak: raised where total_vm is about to drop (update_hiwater_vm)
+    #: The memcg its pages are charged to (the kernel's mm->owner's memcg); None: not accounted.
+    memcg: MemCgroup | None = None
+    #: MMF_* bits of mm->flags beyond MMF_TOPDOWN (the OOM killer's: vmlab.kernel.oom_kill).
+    mmf: int = 0
     _starts: list[int] = field(default_factory=list, repr=False)
     _vmas: list[VmArea] = field(default_factory=list, repr=False)
 

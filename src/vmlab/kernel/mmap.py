@@ -395,7 +395,7 @@ def munmap_range(mm: MmStruct, start: int, end: int, sysctl: VmSysctl, uncharge:
     if uncharge:
         mm_unacct(mm, accounted_pages(vmas))
     if vmas and mm.pt is not None:
-        unmap_region(mm, mm.pt.mem, start, end)
+        unmap_region(mm, mm.pt.mem, start, end, vmas)
     return 0
 
 

@@ -7,8 +7,8 @@ against the kernel's 64). A `Page` view gives readable access; hot paths use the
 Deliberate simplifications, each marked where it matters:
 - one node, FLATMEM numbering (pfn 0 .. max_pfn); no per-CPU page lists, no migratetypes (one free list
   per order per zone), no compaction or watermark boosting;
-- failure of the slow path returns None after calling `PhysMem.reclaim_hook` (the seam where the
-  OOM killer and reclaim hook in);
+- the slow path wakes kswapd and reclaims directly through `PhysMem.vmscan` (vmscan.install), then
+  calls `PhysMem.oom_hook` (the OOM killer) before it fails;
 - the boot-time reservations are modelled as: the first 1 MiB (x86 always reserves it), the kernel image
   at 16 MiB and the memmap itself, placed top-down.
 """
@@ -128,6 +128,11 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 # --- mem_map ----------------------------------------------------------------------------------------
 
 
+_PG_HEAD = 1 << PG.head
+#: The flag bits a freed page keeps: the zone/node bits above the page flags.
+_KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
+
+
 class MemMap:
     """`mem_map`: the page descriptors of every PFN of the machine, one numpy array per field.
 
@@ -166,34 +171,34 @@ class MemMap:
 
     def test(self, pfn: int, pg: PG) -> bool:
         """PageXxx(): whether flag `pg` is set on `pfn`."""
-        return bool(int(self.flags[pfn]) >> pg & 1)
+        return bool(self.flags.item(pfn) >> pg & 1)
 
     def set(self, pfn: int, pg: PG) -> None:
         """SetPageXxx()."""
-        self.flags[pfn] = int(self.flags[pfn]) | (1 << pg)
+        self.flags[pfn] = self.flags.item(pfn) | (1 << pg)
 
     def clear(self, pfn: int, pg: PG) -> None:
         """ClearPageXxx()."""
-        self.flags[pfn] = int(self.flags[pfn]) & ~(1 << pg)
+        self.flags[pfn] = self.flags.item(pfn) & ~(1 << pg)
 
     def page_type(self, pfn: int) -> int | None:
         """The PGTY_* of a typed page (buddy, page table, ...), or None."""
-        return page_type_of(int(self._mapcount[pfn]))
+        return page_type_of(self._mapcount.item(pfn))
 
     def page_zonenum(self, pfn: int) -> int:
         """page_zonenum(): the zone number kept in the upper bits of page->flags."""
-        return int(self.flags[pfn]) >> ZONES_PGSHIFT & ZONES_MASK
+        return self.flags.item(pfn) >> ZONES_PGSHIFT & ZONES_MASK
 
     def compound_head(self, pfn: int) -> int:
         """compound_head(): the head PFN of the folio `pfn` belongs to."""
-        link = int(self.lru_next[pfn])
+        link = self.lru_next.item(pfn)
         return -2 - link if link < NO_PFN else pfn
 
     def folio_order(self, pfn: int) -> int:
         """folio_order() of a head page: the low byte of the second page's flags (0 for a small folio)."""
-        if not self.test(pfn, PG.head):
+        if not self.flags.item(pfn) & _PG_HEAD:
             return 0
-        return int(self.flags[pfn + 1]) & 0xFF
+        return self.flags.item(pfn + 1) & 0xFF
 
 
 class Page:
@@ -307,14 +312,14 @@ def default_reservations(e820: list[tuple[int, int]], max_pfn: int) -> BootReser
     return BootReservations(((0, 0x100), (KERNEL_IMAGE_START_PFN, image_end), memmap))
 
 
-ReclaimHook = Callable[["PhysMem", int, int], bool]
+OomHook = Callable[["PhysMem", int, int], bool]
 
 
 class PhysMem:
     """The machine's physical memory: one node (`pglist_data`) with its zones and `mem_map`.
 
-    `reclaim_hook(mem, order, highest_zoneidx) -> bool` is called when an allocation fails the min
-    watermark in every allowed zone; returning True retries once (reclaim freed something), False fails.
+    `oom_hook(mem, order, highest_zoneidx) -> bool` is called when an allocation still fails the min
+    watermark in every allowed zone after reclaim; True (a victim was killed) retries, False fails.
     """
 
     def __init__(self, ram_bytes: int, *, thp_enabled: bool = True,
@@ -327,7 +332,10 @@ class PhysMem:
         self.watermark_scale_factor = watermark_scale_factor
         self.min_free_kbytes = 0
         self.user_min_free_kbytes = -1
-        self.reclaim_hook: ReclaimHook | None = None
+        #: __alloc_pages_may_oom(): called when reclaim did not help; True: retry (a victim was killed).
+        self.oom_hook: OomHook | None = None
+        #: mem_cgroup_uncharge(pfn, order) of a frame being freed (page->memcg_data), when memcgs exist.
+        self.uncharge_hook: Callable[[int, int], None] | None = None
         #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()
@@ -606,8 +614,8 @@ class PhysMem:
         """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
 
         Fast path at the low watermark; the slow path wakes kswapd and retries at the min watermark,
-        then reclaims directly (while that makes progress), then asks `reclaim_hook` once; None when
-        that fails too (where the kernel would invoke the OOM killer or return NULL).
+        then reclaims directly (while that makes progress), then asks `oom_hook` while it kills;
+        None when that fails too.
         """
         if not 0 <= order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
@@ -619,16 +627,22 @@ class PhysMem:
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
             if vmscan is not None:
                 retries = vmscan.direct_reclaim_retries(order)
-                while pfn == NO_PFN and retries and vmscan.try_to_free_pages(order, zone_limit):
+                while pfn == NO_PFN and retries and self._perform_reclaim(vmscan, order, zone_limit):
                     retries -= 1
                     pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
-        if pfn == NO_PFN and self.reclaim_hook is not None and self.reclaim_hook(self, order, zone_limit):
+        while pfn == NO_PFN and self.oom_hook is not None and self.oom_hook(self, order, zone_limit):
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         if pfn == NO_PFN:
             self.alloc_failures += 1
             return None
         self._prep_new_page(pfn, order, compound)
         return pfn
+
+    def _perform_reclaim(self, vmscan: Vmscan, order: int, zone_limit: int) -> int:
+        """__perform_reclaim(): direct reclaim inside psi_memstall_enter/leave (all of its time, scanning
+        and any write-out, is the allocating task's memory stall); the pages it freed."""
+        with self.clock.memstall():
+            return vmscan.try_to_free_pages(order, zone_limit)
 
     def alloc_pages_bulk(self, nr: int, zone_limit: int = ZONE_NORMAL) -> np.ndarray:
         """alloc_pages_bulk(): up to `nr` order-0 pages, as an array of PFNs (shorter if memory runs out).
@@ -679,6 +693,8 @@ class PhysMem:
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
         if mm.test(pfn, PG.lru):
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
+        if self.uncharge_hook is not None:
+            self.uncharge_hook(pfn, order)
         if mm.test(pfn, PG.head):
             n = 1 << order
             mm.clear(pfn, PG.head)
@@ -686,9 +702,12 @@ class PhysMem:
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN
         if mm.page_type(pfn) is not None:
             mm._mapcount[pfn] = MAPCOUNT_NONE
-        keep = np.uint64(~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1))  # zone/node bits stay
-        mm.flags[pfn:pfn + (1 << order)] &= keep
-        mm.mapping[pfn:pfn + (1 << order)] = 0
+        if order:
+            mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
+            mm.mapping[pfn:pfn + (1 << order)] = 0
+        else:  # scalar stores: a slice operation costs 30 times as much
+            mm.flags[pfn] = mm.flags.item(pfn) & _KEEP_ON_FREE
+            mm.mapping[pfn] = 0
         self._free_one_page(pfn, order, self.zones[mm.page_zonenum(pfn)])
 
     # --- page tables' frames ----------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from vmlab.kernel.clock import NSEC_PER_MSEC
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.workingset import workingset_test_recent
+from vmlab.linux import CacheStat
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import Inode, MmStruct, VmArea
@@ -444,20 +446,10 @@ def ksys_sync(mem: PhysMem) -> int:
 # --- views -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CacheStat:
-    """struct cachestat (cachestat(2), syscall 451) of a page range of a file."""
-
-    nr_cache: int
-    nr_dirty: int
-    nr_writeback: int
-    nr_evicted: int = 0
-    nr_recently_evicted: int = 0
-
-
 def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> CacheStat:
     """filemap_cachestat(): cached, dirty and under-write-back pages of [off, off+len) (len 0: to the
-    end of the file). Shadow entries (evicted) are the reclaim model's: 0 here."""
+    end of the file), and the evicted ones whose shadow entries remain (recently: their refault
+    would still count as part of the working set)."""
     first = off >> PAGE_SHIFT
     last = (1 << 62) if length == 0 else (off + length - 1) >> PAGE_SHIFT
     flags = mem.mem_map.flags
@@ -468,4 +460,9 @@ def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> Cach
             cache += 1
             dirty += bool(f & _DIRTY)
             wb += bool(f & _WRITEBACK)
-    return CacheStat(cache, dirty, wb)
+    evicted = recent = 0
+    for index, shadow in inode.shadows.items():
+        if first <= index <= last:
+            evicted += 1
+            recent += workingset_test_recent(mem, shadow, True)[0]
+    return CacheStat(cache, dirty, wb, evicted, recent)

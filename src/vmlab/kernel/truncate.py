@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.filemap import i_size_pages
-from vmlab.kernel.memory import put_page, zap_page_range
+from vmlab.kernel.memory import put_page, vma_has_recency, zap_page_range
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.page_writeback import (
     folio_cancel_dirty,
@@ -43,7 +43,8 @@ def unmap_mapping_pages(mem: PhysMem, inode: Inode, first: int) -> None:
     mapping of the file at page index `first` and beyond (so an access there faults, and past EOF
     raises SIGBUS)."""
     for mm, vma, lo, hi in list(mapping_vmas(inode, first, 1 << 62)):
-        zap_page_range(mm, mem, vma_address(vma, lo), vma_address(vma, hi + 1), keep_guards=True)
+        zap_page_range(mm, mem, vma_address(vma, lo), vma_address(vma, hi + 1), keep_guards=True,
+                       recency=vma_has_recency(vma))
 
 
 def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:

@@ -5,7 +5,7 @@ deactivation, shrink_inactive_list / shrink_folio_list's eviction.
 How it hooks into the machine: `install(mem, mms)` puts a `Vmscan` on the node (`mem.vmscan`); the page
 allocator calls `wakeup_kswapd()` when an allocation misses the low watermark and `try_to_free_pages()`
 when it misses the min watermark (direct reclaim, charged to the clock as a memory stall), before it
-gives up (where the OOM killer hooks in, `mem.reclaim_hook`).
+gives up (where the OOM killer hooks in, `mem.oom_hook`).
 
 What is reclaimed:
 - clean page-cache folios, unmapped or mapped (the rmap walk clears every PTE first); a shadow entry
@@ -380,7 +380,8 @@ def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> i
 
 def _nr_pages(mem: PhysMem, head: int) -> int:
     """folio_nr_pages()."""
-    return 1 << mem.mem_map.folio_order(head)
+    flags = mem.mem_map.flags
+    return 1 << (flags.item(head + 1) & 0xFF) if flags.item(head) & _HEAD else 1
 
 
 def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vmlab.kernel.page_alloc import STRUCT_PAGE_SIZE, WMARK_HIGH, PhysMem, pageblock_order
+from vmlab.kernel.page_alloc import STRUCT_PAGE_SIZE, PhysMem, pageblock_order
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_swapcache
+from vmlab.kernel.page_writeback import global_dirty_limits
 from vmlab.kernel.swap import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -30,8 +31,6 @@ from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 PFN_SECTION_SHIFT = 27 - PAGE_SHIFT  # SECTION_SIZE_BITS 27 on x86_64
 #: vm_dirty_ratio and dirty_background_ratio defaults (the writeback model owns the live sysctls).
-DIRTY_RATIO = 20
-DIRTY_BACKGROUND_RATIO = 10
 
 #: Every /proc/vmstat line of this machine's kernel, in order (tests/fixtures/host/vmstat.txt).
 VMSTAT_FIELDS = (
@@ -128,7 +127,7 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
     for name in ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable"):
         state[f"nr_zone_{name}"] = state[f"nr_{name}"]
     state["nr_zone_write_pending"] = dirty + writeback
-    thresh, bg_thresh = global_dirty_limits(mem, state)
+    bg_thresh, thresh = global_dirty_limits(mem)
     state["nr_dirty_threshold"], state["nr_dirty_background_threshold"] = thresh, bg_thresh
     return state
 
@@ -140,28 +139,6 @@ def memmap_boot_pages(mem: PhysMem) -> int:
                 for pfn in range(start, end, 1 << PFN_SECTION_SHIFT)}
     sections |= {(end - 1) >> PFN_SECTION_SHIFT for _, end in mem.e820}
     return len(sections) * (STRUCT_PAGE_SIZE << PFN_SECTION_SHIFT) // PAGE_SIZE
-
-
-def totalreserve_pages(mem: PhysMem) -> int:
-    """calculate_totalreserve_pages(): per zone the largest lowmem reserve plus the high watermark,
-    capped at its managed pages."""
-    total = 0
-    for zone in mem.zones:
-        if zone.populated():
-            total += min(max(zone.lowmem_reserve) + zone.watermark[WMARK_HIGH], zone.managed_pages)
-    return total
-
-
-def global_dirty_limits(mem: PhysMem, state: dict[str, int]) -> tuple[int, int]:
-    """global_dirty_limits() with the default ratios: (thresh, bg_thresh) in pages of
-    global_dirtyable_memory() = free + file LRU pages - totalreserve_pages."""
-    dirtyable = state["nr_free_pages"] + state["nr_inactive_file"] + state["nr_active_file"]
-    dirtyable -= min(dirtyable, totalreserve_pages(mem))
-    thresh = DIRTY_RATIO * dirtyable // 100
-    bg_thresh = DIRTY_BACKGROUND_RATIO * dirtyable // 100
-    if bg_thresh >= thresh:
-        bg_thresh = thresh // 2
-    return thresh, bg_thresh
 
 
 def show_vmstat(mem: PhysMem) -> str:

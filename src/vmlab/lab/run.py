@@ -27,6 +27,10 @@ from vmlab.lab.scenario import (
     ExpectViewStep,
     FileSpec,
     ForkStep,
+    HogStep,
+    JoinStep,
+    MemcgStep,
+    OomScoreAdjStep,
     Scenario,
     ShowStep,
     Step,
@@ -182,7 +186,22 @@ class Runner:
                 self.step(step, prefix)
             except Unbound as err:
                 self.emit("note", f"# line {step.line}: skipped, {err.args[0]} has no value")
+            except Unavailable as err:
+                self.emit("note", f"# line {step.line}: skipped, {err}")
+            self.other_deaths()
         return self.transcript
+
+    def other_deaths(self) -> None:
+        """Processes the backend killed on its own (the OOM killer): printed as strace prints a death."""
+        reap = getattr(self.backend, "reap_deaths", None)
+        for pid, sig in reap() if reap is not None else []:
+            name = next((n for n, p in self.pids.items() if p == pid), None)
+            if name is None:
+                continue
+            prefix = "" if name == MAIN else f"@{name} "
+            self.emit("signal", f"{prefix}+++ killed by {sig} +++")
+            self.killed[name] = sig
+            del self.pids[name]
 
     def step(self, step: Step, prefix: str) -> None:
         """Run one step."""
@@ -207,6 +226,53 @@ class Runner:
             self.show(step, pid, prefix)
         elif isinstance(step, ExpectResultStep | ExpectKilledStep):
             self.expect_result(step)
+        elif isinstance(step, MemcgStep):
+            result = self.model_call("memcg_create", step.path, step.limit)
+            self.emit("call", f"{prefix}memcg {step.path} limit_in_bytes={step.limit} "
+                              f"{format_result(result, False)}")
+        elif isinstance(step, JoinStep):
+            result = self.model_call("memcg_attach", pid, step.path)
+            self.emit("call", f"{prefix}join {step.path} {format_result(result, False)}")
+            self.last = ("call", result)
+        elif isinstance(step, OomScoreAdjStep):
+            result = self.model_call("set_oom_score_adj", pid, step.value)
+            self.emit("call", f"{prefix}oom_score_adj {step.value} {format_result(result, False)}")
+            self.last = ("call", result)
+        elif isinstance(step, HogStep):
+            self.hog(step, pid, prefix)
+
+    def model_call(self, method: str, *args: object) -> int:
+        """A machine operation only some backends have (memory cgroups, oom_score_adj)."""
+        fn = getattr(self.backend, method, None)
+        if fn is None:
+            raise Unavailable(f"the {self.backend.name} backend cannot do {method}")
+        result = fn(*args)
+        assert isinstance(result, int)
+        return result
+
+    def hog(self, step: HogStep, pid: int, prefix: str) -> None:
+        """The memory hog: mmap STEP and touch it until killed; a death by SIGKILL ends as a shell's
+        `Killed`. Only on a backend with memory cgroups of its own (the model): on the host it would
+        exhaust the machine."""
+        if not hasattr(self.backend, "memcg_create"):
+            raise Unavailable(f"the {self.backend.name} backend does not run the memory hog")
+        ram = getattr(self.backend, "settings", None)
+        limit = 2 * (ram.ram if ram is not None else 1 << 34)
+        taken, sig = 0, None
+        prot = CONSTANTS["PROT_READ"] | CONSTANTS["PROT_WRITE"]
+        flags = CONSTANTS["MAP_PRIVATE"] | CONSTANTS["MAP_ANONYMOUS"]
+        while taken < limit and sig is None:
+            addr = self.backend.syscall(pid, "mmap", (0, step.step, prot, flags, -1, 0))
+            if addr < 0:
+                break
+            sig = self.backend.access(pid, addr, step.step, True)
+            taken += step.step
+        self.emit("access", f"{prefix}hog {step.step}: {taken >> 20} MiB mapped and touched")
+        self.last = ("access", sig)
+        if sig is not None:
+            self.emit("signal", f"{prefix}+++ killed by {sig} +++" + ("\nKilled" if sig == "SIGKILL" else ""))
+            self.killed[step.actor] = sig
+            del self.pids[step.actor]
 
     def call(self, step: CallStep, pid: int, prefix: str) -> None:
         """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""

@@ -37,7 +37,7 @@ from vmlab.lab.syntax import (
 
 MAIN = "main"
 KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read", "write", "touch", "fork",
-                      "exit", "end", MAIN})
+                      "exit", "end", "memcg", "join", "oom_score_adj", "hog", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
 PAGING_VIEWS = ("counters", "pagemap", "residency")
 ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
@@ -112,6 +112,36 @@ class ExpectViewStep(ShowStep):
     lines: tuple[str, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class MemcgStep(Step):
+    """`memcg PATH LIMIT`: make a memory cgroup (and its parents) with memory.limit_in_bytes = LIMIT."""
+
+    path: str
+    limit: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JoinStep(Step):
+    """`join PATH`: the acting process writes its pid to PATH's cgroup.procs."""
+
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OomScoreAdjStep(Step):
+    """`oom_score_adj N`: the acting process writes N to /proc/self/oom_score_adj."""
+
+    value: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class HogStep(Step):
+    """`hog STEP`: the lecture's memory hog: map STEP bytes of anonymous memory and touch them, again and
+    again, until the process is killed (or it has taken twice the machine's RAM)."""
+
+    step: int
+
+
 @dataclass(frozen=True)
 class FileSpec:
     """`file PATH SIZE`: a file the harness writes before the run (SIZE bytes, synced, in the page cache)."""
@@ -159,6 +189,7 @@ class _State:
     actor: str = MAIN
     pids: dict[int, str] = field(default_factory=dict)
     forks: int = 0
+    memcgs: set[str] = field(default_factory=lambda: {"/"})
 
 
 def load(path: str) -> Scenario:
@@ -396,7 +427,7 @@ def _addr_len(st: _State, text: str, src: Source) -> tuple[Expr, ...]:
 def _expect(st: _State, rest: str, src: Source, raw: str) -> None:
     """`expect = RESULT` or `expect killed SIGNAL` (view blocks are handled by _expect_block)."""
     where = {"line": src.line, "col": src.col0, "actor": st.actor, "source": raw}
-    if not any(isinstance(s, CallStep | AccessStep | ForkStep) for s in st.steps):
+    if not any(isinstance(s, CallStep | AccessStep | ForkStep | HogStep) for s in st.steps):
         raise src.error("'expect' of a result needs a call or access before it", 1)
     if rest.startswith("="):
         toks = tokenize(rest[1:], Source(src.path, src.line, src.col0 + 1), sizes=True)
@@ -475,7 +506,45 @@ def _access(write: bool) -> object:
     return handler
 
 
+def _memcg(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`memcg PATH LIMIT`."""
+    m = re.fullmatch(r"(/\S*)\s+(.+)", rest)
+    if not m:
+        raise src.error("expected 'memcg /PATH LIMIT' (e.g. memcg /demo 64M)", 1)
+    limit = _constant(m.group(2), Source(src.path, src.line, src.col0 + m.start(2)))
+    if limit <= 0:
+        raise src.error("the limit must be positive", m.start(2) + 1)
+    st.memcgs.add(m.group(1).rstrip("/") or "/")
+    st.steps.append(MemcgStep(line=src.line, col=src.col0, actor=st.actor, source=raw,
+                              path=m.group(1).rstrip("/") or "/", limit=limit))
+
+
+def _join(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`join PATH`: a memcg made earlier by `memcg`."""
+    path = rest.rstrip("/") or "/"
+    if path not in st.memcgs:
+        raise src.error(f"no memcg '{rest}' made earlier (make it with 'memcg {rest} LIMIT')", 1)
+    st.steps.append(JoinStep(line=src.line, col=src.col0, actor=st.actor, source=raw, path=path))
+
+
+def _oom_score_adj(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`oom_score_adj N` (-1000..1000)."""
+    value = _constant(rest, src)
+    if not -1000 <= value <= 1000:
+        raise src.error(f"oom_score_adj must be -1000 to 1000, not {value}", 1)
+    st.steps.append(OomScoreAdjStep(line=src.line, col=src.col0, actor=st.actor, source=raw, value=value))
+
+
+def _hog(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`hog STEP`: a positive size."""
+    step = _constant(rest, src) if rest else 0
+    if step <= 0:
+        raise src.error("expected 'hog STEP' with a positive size (e.g. hog 1M)", 1)
+    st.steps.append(HogStep(line=src.line, col=src.col0, actor=st.actor, source=raw, step=step))
+
+
 _DIRECTIVES = {
+    "memcg": _memcg, "join": _join, "oom_score_adj": _oom_score_adj, "hog": _hog,
     "set": _set, "exec": _exec, "file": _file, "process": _process, "show": _show, "expect": _expect,
     "fork": _fork_bare, "exit": _exit_bare,
     "read": _access(False), "write": _access(True), "touch": _access(True),

@@ -1,0 +1,221 @@
+"""A cgroup-v1 memory cgroup made for one run and removed after it, and the LRU state of a file's pages
+on the running kernel, read without disturbing them.
+
+`MemcgV1` creates a top-level cgroup under the v1 memory hierarchy with a limit, takes tasks in, reads
+its memory.stat, and on close moves every task left back to the root and removes the directory (the
+cgroup's page cache stays charged to it until freed; v1 then keeps it as an offline memcg).
+
+`file_lru_flags()` tells for each cached page of a file whether it is on an LRU list, active and
+referenced, from /proc/kpageflags of its frame. It finds the frames through a shared read-only mapping
+of the file marked MADV_RANDOM: its faults read nothing ahead and only map cached pages (mincore tells
+which), and a VMA with VM_RAND_READ has no recency (vma_has_recency), so the unmap does not call
+folio_mark_accessed() on the young PTEs (zap_present_folio_ptes). Faulting a page in does not mark
+it accessed (filemap_fault, filemap_map_pages). Needs root for the PFNs.
+
+Two things make the kernel's figures depend on timing, and `drain_and_settle` handles both:
+- the per-CPU folio batches (mm/swap.c cpu_fbatches: lru_add, lru_activate, ... of 31 folios): a folio
+  in a batch is not on its list yet (no PG_lru) or not moved yet (an activation still queued). They
+  are drained by lru_add_drain() on their own CPU; munmap() calls it (vms_clear_ptes), so a worker
+  pinned to one CPU that munmaps something has nothing left in any batch.
+- memcg statistics are per-CPU and folded in by rstat flushes; reading memory.stat flushes only past a
+  threshold (memcg_vmstats_needs_flush: 64 x nr_cpus updates), the periodic flusher every 2 s
+  (flush_memcg_stats_dwork) always. Two readings 2.5 s apart that agree are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from vmlab.host import pagecache
+
+V1_MEMORY = Path("/sys/fs/cgroup/memory")
+PAGE = 4096
+MADV_RANDOM = 1
+
+KPF_REFERENCED, KPF_LRU, KPF_ACTIVE = 2, 5, 6
+#: The kpageflags bits the LRU comparison looks at.
+LRU_KPF_MASK = (1 << KPF_REFERENCED) | (1 << KPF_LRU) | (1 << KPF_ACTIVE)
+PM_PRESENT = 1 << 63
+PM_PFN_MASK = (1 << 55) - 1
+
+
+class MemcgUnavailable(Exception):
+    """No cgroup-v1 memory controller here, or no permission to create a cgroup in it."""
+
+
+def available() -> str | None:
+    """Why a v1 memory cgroup cannot be made here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root to create memory cgroups"
+    if not (V1_MEMORY / "memory.limit_in_bytes").exists():
+        return f"no cgroup-v1 memory controller at {V1_MEMORY}"
+    return None
+
+
+class MemcgV1:
+    """A v1 memory cgroup `V1_MEMORY/name` with memory.limit_in_bytes = `limit`, made on construction
+    and removed by close() (also as a context manager), even when the run failed."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        """Make the cgroup; MemcgUnavailable when it cannot be made, FileExistsError if it exists."""
+        reason = available()
+        if reason:
+            raise MemcgUnavailable(reason)
+        self.path = V1_MEMORY / name
+        self.path.mkdir()
+        try:
+            (self.path / "memory.limit_in_bytes").write_text(str(limit))
+        except OSError:
+            self.close()
+            raise
+
+    def __enter__(self) -> MemcgV1:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def attach(self, pid: int) -> None:
+        """Move process `pid` (all its threads) into the cgroup; what it charges from now on is ours."""
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def procs(self) -> list[int]:
+        """The processes in the cgroup now."""
+        try:
+            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return []
+
+    def stat(self) -> dict[str, int]:
+        """memory.stat as read now (bytes and counts; the cgroup's own and the total_* lines)."""
+        out = {}
+        for line in (self.path / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            out[key] = int(value)
+        return out
+
+    def settled_stat(self, timeout: float = 12.0) -> dict[str, int]:
+        """memory.stat once two readings 2.5 s apart agree: the periodic rstat flush (every 2 s) has
+        folded every per-CPU update in. RuntimeError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        last = self.stat()
+        while True:
+            time.sleep(2.5)
+            now = self.stat()
+            if now == last:
+                return now
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"memory.stat of {self.path} did not settle in {timeout} s")
+            last = now
+
+    def usage(self) -> int:
+        """memory.usage_in_bytes."""
+        return int((self.path / "memory.usage_in_bytes").read_text())
+
+    def close(self) -> None:
+        """Move every task left to the root cgroup, then remove the directory (retried while tasks
+        are still leaving). Idempotent."""
+        if not self.path.exists():
+            return
+        for _ in range(100):
+            for pid in self.procs():
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    (V1_MEMORY / "cgroup.procs").write_text(str(pid))
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as err:
+                if err.errno != errno.EBUSY:
+                    raise
+                time.sleep(0.05)
+        raise RuntimeError(f"could not remove {self.path}: tasks {self.procs()} stay")
+
+
+def pin_to_cpu(pid: int, cpu: int = 0) -> None:
+    """sched_setaffinity(pid, {cpu}): the process runs, and fills and drains its LRU batches, there."""
+    os.sched_setaffinity(pid, {cpu})
+
+
+@dataclass(frozen=True)
+class PageLru:
+    """The LRU state of one cached page: on a list (PG_lru), active (PG_active), referenced
+    (PG_referenced), as kpageflags shows its folio's flags."""
+
+    lru: bool
+    active: bool
+    referenced: bool
+
+    @classmethod
+    def from_kpf(cls, kpf: int) -> PageLru:
+        """From a kpageflags word."""
+        return cls(bool(kpf >> KPF_LRU & 1), bool(kpf >> KPF_ACTIVE & 1), bool(kpf >> KPF_REFERENCED & 1))
+
+    @property
+    def code(self) -> str:
+        """One letter: A active, I inactive (lower case when PG_referenced), - not on a list."""
+        if not self.lru:
+            return "-"
+        letter = "A" if self.active else "I"
+        return letter.lower() if self.referenced else letter
+
+
+def file_lru_flags(path: str) -> dict[int, PageLru]:
+    """The LRU state of every page of `path` in the page cache, by page index (see the module text:
+    it neither reads, reads ahead nor marks anything accessed)."""
+    resident = pagecache.settled_residency(path)
+    if not resident:
+        return {}
+    size = os.path.getsize(path)
+    libc = _libc()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            if libc.madvise(addr, size, MADV_RANDOM) != 0:
+                raise OSError(ctypes.get_errno(), f"madvise {path}")
+            for index in resident:
+                ctypes.string_at(addr + index * PAGE, 1)  # fault the cached page in (no I/O)
+            with open("/proc/self/pagemap", "rb") as f:
+                f.seek((addr // PAGE) * 8)
+                raw = f.read(((size + PAGE - 1) // PAGE) * 8)
+            entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
+            pfns = {i: entries[i] & PM_PFN_MASK for i in resident if entries[i] & PM_PRESENT}
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    out = {}
+    with open("/proc/kpageflags", "rb") as f:
+        for index, pfn in pfns.items():
+            f.seek(pfn * 8)
+            out[index] = PageLru.from_kpf(struct.unpack("<Q", f.read(8))[0])
+    return out
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library with mmap/munmap/madvise prototypes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+def lru_string(flags: dict[int, PageLru], npages: int) -> str:
+    """The file's pages in index order as one letter each (PageLru.code, `.` when not cached)."""
+    return "".join(flags[i].code if i in flags else "." for i in range(npages))

@@ -1,0 +1,328 @@
+"""The active/inactive LRU against the running kernel (classic two lists, no MGLRU; cgroup v1).
+
+The same workload runs in a stepper inside a cgroup-v1 memory cgroup the test makes (and removes) and
+in the model; then the LRU state of every cached page of the file is compared page for page: on a
+list, active, referenced (host: /proc/kpageflags of the page's frame, see vmlab.host.memcg_v1; model:
+the same bits of its mem_map).
+
+Determinism on the host:
+- The stepper is pinned to CPU 0 before it joins the cgroup, and every workload ends with
+  madvise(MADV_WILLNEED) of its anonymous buffer (madvise_willneed() calls lru_add_drain() on that
+  CPU), so the per-CPU folio batches (lru_add, lru_activate: up to 31 small folios each, mm/swap.c;
+  a large folio flushes its batch at once) are empty when the flags are read: no page is left off
+  its list or with an activation still queued. Seen without it: a file mapped and read through
+  faults kept its last two pages (order-0 folios at EOF) off the LRU in 3 runs of 4, even after an
+  munmap() (which does not drain here).
+- The files are sparse (ftruncate): readahead of a hole completes synchronously (ext4_mpage_readpages
+  zero-fills it, no bio), so filemap_get_read_batch() never stops early at a folio still under I/O,
+  and which folios a read() marks accessed does not depend on the disk. Folio sizes come from
+  readahead's orders, as for data (tests/test_diff_readahead.py).
+With both, every comparison here is exact, and repeated runs gave the same page states.
+memory.stat's active_file/inactive_file are per-CPU counters folded in by rstat flushes; read once the
+periodic flush has run they agree with the kpageflags census (checked in one case, a 64-page
+tolerance: MEMCG_CHARGE_BATCH, the per-CPU slack of a flush, because one reading in several runs was
+seen 22 pages low while kpageflags showed every page on its list).
+
+The one-time scan: a hot file A read twice (activated), a file B read once, then one sequential read
+of a file four times the 64 MiB limit. The kernel keeps all of A (active) and none of B. main has no
+memcg model, so the model machine is sized instead: 114 MiB of RAM leaves its file LRU holding about
+the pages the memcg's file LRU holds at the end (15,364 vs 15,360, measured); the scan file's
+resident tail is compared within 3 % (the kernel reclaims at the memcg limit in charge batches, the
+model's kswapd between watermarks). The model's plain-LRU policy loses A: why the kernel has two lists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vmlab.backend import Backend, Program, Settings
+from vmlab.host import memcg_v1
+from vmlab.host.memcg_v1 import MemcgV1, PageLru, file_lru_flags, lru_string, pin_to_cpu
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel import vmscan
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+
+pytestmark = pytest.mark.host
+
+MB = 1 << 20
+PAGE = 4096
+RW, PRIVATE_ANON_POPULATE = 0x3, 0x22 | 0x8000
+O_RDONLY, AT_FDCWD = 0, -100
+PROT_READ, MAP_SHARED, MADV_RANDOM, MADV_WILLNEED = 1, 1, 1, 3
+DATA = "/tmp/vmlab-lru-host.dat"
+FILE_SIZE = 8 * MB
+NPAGES = FILE_SIZE // PAGE
+LIMIT = 64 * MB
+#: The model's RAM standing in for the 64 MiB memcg (see the module text).
+MODEL_RAM = 114 * MB
+BUF = 2 * MB
+
+
+@dataclass
+class Run:
+    """One backend with its worker process and that process's read buffer."""
+
+    backend: Backend
+    pid: int
+    buf: int
+
+    def call(self, name: str, *args: int | str) -> int:
+        """A syscall in the worker; its result."""
+        return self.backend.syscall(self.pid, name, args)
+
+    def drain(self) -> None:
+        """madvise(MADV_WILLNEED) of the anonymous buffer: madvise_willneed() walks it for swap
+        entries (none) and calls lru_add_drain() on the worker's CPU, nothing else (a no-op in the
+        model, whose LRU has no per-CPU batches)."""
+        assert self.call("madvise", self.buf, BUF, MADV_WILLNEED) == 0
+
+
+def _sparse(path: str, size: int) -> None:
+    """A fresh sparse file (no page of it cached)."""
+    Path(path).unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def host_or_skip() -> Program:
+    """The stepper, or a skip saying why the host part cannot run."""
+    from hostutil import program_or_skip
+
+    program = program_or_skip()
+    reason = memcg_v1.available()
+    if reason:
+        pytest.skip(reason)
+    return program
+
+
+@pytest.fixture
+def files() -> Iterator[list[str]]:
+    """Paths the test makes; every one is removed afterwards, even on failure."""
+    made: list[str] = []
+    yield made
+    for path in made:
+        Path(path).unlink(missing_ok=True)
+
+
+def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
+            observe: Callable[[Run, MemcgV1], object]) -> object:
+    """Make the files, run `work` in a stepper pinned to CPU 0 inside a new 64 MiB v1 memcg, then
+    `observe`; the process is killed and the cgroup removed whatever happens."""
+    for path, size in sizes.items():
+        _sparse(path, size)
+    with MemcgV1(f"vmlab_lru_{os.getpid()}", LIMIT) as cg, HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        pin_to_cpu(pid, 0)
+        cg.attach(pid)
+        run = Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
+        work(run)
+        run.drain()
+        return observe(run, cg)
+
+
+def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = False) -> ModelBackend:
+    """Make the files, run `work` in the model machine (MODEL_RAM, `plain` LRU or the two lists)."""
+    for path, size in sizes.items():
+        _sparse(path, size)
+    model = ModelBackend()
+    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
+    if plain:
+        vmscan.set_lru_policy(model.mem, "plain")
+    run = Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
+    work(run)
+    run.drain()
+    check_machine(model)
+    return model
+
+
+def model_lru(model: ModelBackend, path: str) -> dict[int, PageLru]:
+    """The model's file pages by index, with the kpageflags bits the host comparison reads."""
+    inode = model._inode(path)
+    return {i: PageLru.from_kpf(model.kpageflags(pfn)) for i, pfn in inode.i_pages.items()}
+
+
+# --- the workloads ---------------------------------------------------------------------------------
+
+def read_pass(path: str, chunk: int) -> Callable[[Run], None]:
+    """Open `path` and read() it from start to end in `chunk`-byte calls."""
+    def work(run: Run) -> None:
+        fd = run.call("openat", AT_FDCWD, path, O_RDONLY)
+        while run.call("read", fd, run.buf, chunk) > 0:
+            pass
+        run.call("close", fd)
+    return work
+
+
+def pread_every(path: str, stride: int) -> Callable[[Run], None]:
+    """pread() 4 KiB at page 0, stride, 2*stride, ... of `path`."""
+    def work(run: Run) -> None:
+        fd = run.call("openat", AT_FDCWD, path, O_RDONLY)
+        for index in range(0, NPAGES, stride):
+            assert run.call("pread64", fd, run.buf, PAGE, index * PAGE) == PAGE
+        run.call("close", fd)
+    return work
+
+
+def map_touch_unmap(path: str, advice: int | None = None) -> Callable[[Run], None]:
+    """mmap MAP_SHARED the whole file (with madvise `advice`), read one byte of every page, munmap."""
+    def work(run: Run) -> None:
+        fd = run.call("openat", AT_FDCWD, path, O_RDONLY)
+        addr = run.call("mmap", 0, FILE_SIZE, PROT_READ, MAP_SHARED, fd, 0)
+        if advice is not None:
+            assert run.call("madvise", addr, FILE_SIZE, advice) == 0
+        assert run.backend.access(run.pid, addr, FILE_SIZE, False) is None
+        assert run.call("munmap", addr, FILE_SIZE) == 0
+        run.call("close", fd)
+    return work
+
+
+def steps(*works: Callable[[Run], None]) -> Callable[[Run], None]:
+    """The workloads one after the other."""
+    def work(run: Run) -> None:
+        for w in works:
+            w(run)
+    return work
+
+
+#: name -> (workload, the kernel's page-state counts as measured here: A active, I inactive,
+#: lower case referenced).
+CASES: dict[str, tuple[Callable[[Run], None], dict[str, int]]] = {
+    # One read marks a folio referenced; a second read activates it (folio_mark_accessed's two steps).
+    "read_4k_once": (read_pass(DATA, PAGE), {"i": NPAGES}),
+    "read_4k_twice": (steps(read_pass(DATA, PAGE), read_pass(DATA, PAGE)), {"A": NPAGES}),
+    # Two 2 KiB reads of each page in a row are one access: the second is in the folio the previous
+    # read ended in (pos_same_folio), so one pass never activates.
+    "read_2k_once": (read_pass(DATA, 2048), {"i": NPAGES}),
+    "read_1m_once": (read_pass(DATA, MB), {"i": NPAGES}),
+    "read_1m_twice": (steps(read_pass(DATA, MB), read_pass(DATA, MB)), {"A": NPAGES}),
+    # 6.18 marks every folio of a read's batch, not only the first (all 2048 pages active).
+    "read_4k_then_1m": (steps(read_pass(DATA, PAGE), read_pass(DATA, MB)), {"A": NPAGES}),
+    # A second access to one page activates its whole folio: after 1 MiB reads the first 512 pages
+    # are order-0 folios, then 4- and 16-page ones (800 active); after 4 KiB reads the folios grow
+    # to 512 pages and only 27 pages (in folios no pread touched) stay inactive.
+    "read_1m_then_pread_16": (steps(read_pass(DATA, MB), pread_every(DATA, 16)), {"A": 800, "i": 1248}),
+    "read_4k_then_pread_16": (steps(read_pass(DATA, PAGE), pread_every(DATA, 16)), {"A": 2021, "i": 27}),
+    # A mapping's use is seen at munmap (young PTEs of a VMA with recency): referenced, then active.
+    "mmap_once": (map_touch_unmap(DATA), {"i": NPAGES}),
+    "mmap_twice": (steps(map_touch_unmap(DATA), map_touch_unmap(DATA)), {"A": NPAGES}),
+    "read_then_mmap": (steps(read_pass(DATA, PAGE), map_touch_unmap(DATA)), {"A": NPAGES}),
+    # MADV_RANDOM takes the recency away (vma_has_recency): nothing is marked.
+    "mmap_random_twice": (steps(map_touch_unmap(DATA, MADV_RANDOM), map_touch_unmap(DATA, MADV_RANDOM)),
+                          {"I": NPAGES}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_page_lru_states_agree_with_kernel(name: str, files: list[str]) -> None:
+    """Every cached page of the file is on the same list with the same PG_referenced in the model as
+    in the kernel (exact), and the kernel's counts are the ones measured when the case was written."""
+    program = host_or_skip()
+    files.append(DATA)
+    work, expected = CASES[name]
+    sizes = {DATA: FILE_SIZE}
+
+    def observe(run: Run, cg: MemcgV1) -> str:
+        return lru_string(file_lru_flags(DATA), NPAGES)
+
+    kernel = on_host(program, sizes, work, observe)
+    assert isinstance(kernel, str)
+    model = lru_string(model_lru(on_model(sizes, work), DATA), NPAGES)
+    print(f"{name}: kernel {dict(Counter(kernel))} model {dict(Counter(model))}")
+    assert dict(Counter(kernel)) == expected
+    assert model == kernel, _first_difference(model, kernel)
+
+
+def _first_difference(model: str, kernel: str) -> str:
+    """Where two page-state strings first differ, with some context."""
+    i = next((i for i, (a, b) in enumerate(zip(model, kernel, strict=True)) if a != b), len(model))
+    return f"first difference at page {i}: model {model[i:i + 40]!r} kernel {kernel[i:i + 40]!r}"
+
+
+def test_memcg_stat_agrees_with_kpageflags(files: list[str]) -> None:
+    """memory.stat's active_file/inactive_file (after the periodic rstat flush) count the pages
+    kpageflags shows on each list, and the model's lruvec has the same numbers."""
+    program = host_or_skip()
+    files.append(DATA)
+    sizes = {DATA: FILE_SIZE}
+    work = steps(read_pass(DATA, PAGE), read_pass(DATA, PAGE), pread_every(DATA, 1))
+
+    def observe(run: Run, cg: MemcgV1) -> tuple[dict[str, int], Counter[str]]:
+        return cg.settled_stat(), Counter(lru_string(file_lru_flags(DATA), NPAGES))
+
+    result = on_host(program, sizes, work, observe)
+    assert isinstance(result, tuple)
+    stat, census = result
+    active, inactive = stat["active_file"] // PAGE, stat["inactive_file"] // PAGE
+    print(f"memory.stat active_file {active} inactive_file {inactive}; kpageflags {dict(census)}")
+    assert abs(active - (census["A"] + census["a"])) <= 64
+    assert abs(inactive - (census["I"] + census["i"])) <= 64
+    model = on_model(sizes, work)
+    lru = model.mem.lruvec.nr_pages
+    # The model's file lists hold this file only (its program image is not on them).
+    assert (lru[3], lru[2]) == (census["A"] + census["a"], census["I"] + census["i"]) == (NPAGES, 0)
+
+
+# --- the one-time scan -----------------------------------------------------------------------------
+
+HOT, ONCE, SCAN = "/tmp/vmlab-lru-hot.dat", "/tmp/vmlab-lru-once.dat", "/tmp/vmlab-lru-scan.dat"
+SCAN_SIZE = 4 * LIMIT
+SCAN_SIZES = {HOT: FILE_SIZE, ONCE: FILE_SIZE, SCAN: SCAN_SIZE}
+ONE_TIME_SCAN = steps(read_pass(HOT, MB), read_pass(HOT, MB), read_pass(ONCE, MB), read_pass(SCAN, MB))
+
+
+def resident(backend: HostBackend | ModelBackend, path: str) -> list[int]:
+    """The file's cached page indices (mincore on the host, the page cache in the model)."""
+    return backend.residency(path)
+
+
+def test_one_time_scan_keeps_the_hot_set_as_the_kernel_does(files: list[str]) -> None:
+    """In a 64 MiB memcg the kernel keeps the twice-read file whole and active and drops the once-read
+    one; the scan's resident pages are the file's tail. The model (two lists) agrees."""
+    program = host_or_skip()
+    files.extend(SCAN_SIZES)
+
+    def observe(run: Run, cg: MemcgV1) -> dict[str, object]:
+        host = run.backend
+        assert isinstance(host, HostBackend)
+        return {"hot": resident(host, HOT), "once": resident(host, ONCE), "scan": resident(host, SCAN),
+                "hot_lru": lru_string(file_lru_flags(HOT), NPAGES),
+                "failcnt": int((cg.path / "memory.failcnt").read_text())}
+
+    kernel = on_host(program, SCAN_SIZES, ONE_TIME_SCAN, observe)
+    assert isinstance(kernel, dict)
+    model = on_model(SCAN_SIZES, ONE_TIME_SCAN)
+    got = {"hot": resident(model, HOT), "once": resident(model, ONCE), "scan": resident(model, SCAN),
+           "hot_lru": lru_string(model_lru(model, HOT), NPAGES)}
+    scan_pages = SCAN_SIZE // PAGE
+    print(f"kernel: hot {len(kernel['hot'])} once {len(kernel['once'])} scan {len(kernel['scan'])} "
+          f"(memcg failcnt {kernel['failcnt']}); model: hot {len(got['hot'])} once {len(got['once'])} "
+          f"scan {len(got['scan'])}")
+    assert kernel["failcnt"] > 0  # the limit was reached: the memcg reclaimed
+    assert kernel["hot"] == list(range(NPAGES)) and kernel["hot_lru"] == "A" * NPAGES
+    assert kernel["once"] == []
+    for who in (kernel, got):
+        scan = who["scan"]
+        assert isinstance(scan, list)
+        assert scan == list(range(scan_pages - len(scan), scan_pages))  # a tail of the scan
+    assert got["hot"] == kernel["hot"] and got["hot_lru"] == kernel["hot_lru"]
+    assert got["once"] == kernel["once"]
+    n_kernel, n_model = len(kernel["scan"]), len(got["scan"])  # type: ignore[arg-type]
+    assert abs(n_model - n_kernel) <= 0.03 * n_kernel
+
+
+def test_plain_lru_loses_the_hot_set(files: list[str]) -> None:
+    """The same workload under the model's plain LRU: the scan pushes the hot file out entirely (what
+    the kernel's two lists prevent, above)."""
+    files.extend(SCAN_SIZES)
+    model = on_model(SCAN_SIZES, ONE_TIME_SCAN, plain=True)
+    two_lists = on_model(SCAN_SIZES, ONE_TIME_SCAN)
+    assert resident(model, HOT) == [] and resident(model, ONCE) == []
+    assert resident(two_lists, HOT) == list(range(NPAGES))
