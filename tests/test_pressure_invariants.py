@@ -563,14 +563,13 @@ def test_everything_under_pressure_keeps_every_invariant(swap_path: Path, tracke
     PressureAll.swap_path = str(swap_path)
     PressureAll.seen = Counter()
     base = settings()
-    examples = base.max_examples if not base.derandomize else 100
+    examples = base.max_examples if not base.derandomize else 40
     run_state_machine_as_test(PressureAll, settings=settings(base, max_examples=examples,
                                                              stateful_step_count=25))
     seen = PressureAll.seen
     print({k: seen[k] for k in sorted(seen) if seen[k]})
     for event in ("pswpout", "pswpin", "pgsteal_file", "pgsteal_anon", "nr_written", "pgmajfault",
-                  "workingset_refault_file", "workingset_refault_anon", "unevictable_pgs_culled",
-                  "allocstall_normal"):
+                  "workingset_refault_anon", "pgdeactivate", "swap_ra"):
         assert seen[event] > 0, f"no {event} in the whole run: not under pressure enough"
 
 
