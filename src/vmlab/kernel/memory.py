@@ -938,4 +938,6 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     mem.lruvec.add_bulk(mmap_, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
+    mem.events["pgfault"] += n
+    mem.clock.advance(n * mem.clock.costs.minor_fault_ns)  # n faults' worth of time
     return n
