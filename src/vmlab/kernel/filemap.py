@@ -14,7 +14,7 @@ from vmlab.kernel import readahead
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
-from vmlab.kernel.swap import folio_add_lru, folio_mark_accessed, page_cache_release
+from vmlab.kernel.swap import folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -74,16 +74,19 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     mm = mem.mem_map
     mm.mapping[pfn] = inode.handle
     mm.index[pfn] = index
-    mm.set(pfn, PG.uptodate)
-    if inode.shmem:
-        mm.set(pfn, PG.swapbacked)
+    mm.flags[pfn] = mm.flags.item(pfn) | (_NEW_SHMEM if inode.shmem else _NEW_FILE)
     inode.i_pages[index] = pfn
     mem.address_spaces[inode.handle] = inode
     shadow = inode.shadows.pop(index, None)
     if shadow is not None:
         workingset_refault(mem, pfn, 1, shadow)
-    folio_add_lru(mem, pfn)
+    mem.lruvec.add(mm, pfn)  # folio_add_lru() of a new order-0 page (its own head)
     return pfn
+
+
+#: The flags of a new page-cache page: uptodate, and swapbacked in shmem.
+_NEW_FILE = 1 << PG.uptodate
+_NEW_SHMEM = _NEW_FILE | (1 << PG.swapbacked)
 
 
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
@@ -107,7 +110,7 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
         return pfn, False
     # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
     ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
-                                       workingset=bool(int(mem.mem_map.flags[pfn]) >> PG.workingset & 1))
+                                       workingset=bool(mem.mem_map.flags.item(pfn) >> PG.workingset & 1))
     readahead.read_pages(ractl, 1)
     return pfn, True
 
@@ -151,11 +154,11 @@ def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> No
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
     """folio_mark_accessed() of the page-cache folio that holds frame `pfn` (all of a large folio);
     returns the index of the folio's head page (-1 if the frame belongs to no known mapping)."""
-    inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+    inode = mem.address_spaces.get(mem.mem_map.mapping.item(pfn))
     if inode is None:
         folio_mark_accessed(mem, pfn)
         return -1
-    head, order = folio_head(inode, int(mem.mem_map.index[pfn]))
+    head, order = folio_head(inode, mem.mem_map.index.item(pfn))
     mark_folio_accessed(mem, inode, head, order)
     return head
 
@@ -332,7 +335,7 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
                          for i in range(head, head + (1 << order))):
             continue
         inode.folio_orders.pop(index, None)
-        if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
+        if pfn is not None and mm._mapcount.item(pfn) < 0 and not mm.test(pfn, PG.dirty):
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
             mm.mapping[pfn] = 0
