@@ -163,7 +163,7 @@ def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
     return head
 
 
-def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
+def filemap_read(mem: PhysMem, file: File, pos: int, count: int, *, ra_done: bool = False) -> list[int]:
     """filemap_read(): read `count` bytes at `pos` through the cache; the pages copied from, in order.
 
     Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
@@ -171,7 +171,8 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     there. Every folio of the round is marked accessed, the first one unless the previous read ended
     in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; older kernels marked only the first folio of each
     batch was marked). A large folio is marked as one: all its pages. f_ra.prev_pos becomes the end
-    of what was read.
+    of what was read. `ra_done`: the caller already ran the first round's synchronous readahead
+    (page_cache_sync_ra of the request at `pos`), so a miss there goes straight to read_page().
     """
     inode, ra = file.inode, file.f_ra
     last_pos = ra.prev_pos
@@ -180,7 +181,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     while count and pos < end and pos < inode.size:
         index, last_index = pos >> PAGE_SHIFT, (end + PAGE_SIZE - 1) >> PAGE_SHIFT
         batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
-        if not batch:
+        if not batch and not ra_done:
             readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), last_index - index)
             batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
         if not batch:
@@ -188,6 +189,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             if pfn is None:
                 break
             batch = [pfn]
+        ra_done = False
         tail_index = int(mem.mem_map.index[batch[-1]])
         if folio_test_readahead(mem, inode, tail_index):
             head, order = folio_head(inode, tail_index)
@@ -225,8 +227,10 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
     would change something (not for a page already active and referenced, nor for a second read of
     the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
-    once. Anything else (a miss and its readahead, allocation and reclaim; a readahead mark; a large
-    folio; a page the host had cached; EOF) goes through filemap_read() itself.
+    once. A plain miss (a whole page inside the file, no large folios, not a page the host had
+    cached) runs page_cache_sync_ra() itself and, when that leaves a small unmarked page at the
+    index, continues as a hit. Anything else (a readahead mark; a large folio; a page the host had
+    cached; EOF; a miss readahead could not fill) goes through filemap_read() itself.
     """
     inode, ra = file.inode, file.f_ra
     i_pages_get = inode.i_pages.get
@@ -237,8 +241,21 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     plain = mem.lruvec.plain
     copied = pending = 0
     prev_pos = ra.prev_pos
+    shadows = inode.shadows
     for index in indexes:
         pfn = i_pages_get(index)
+        if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
+                and (index in shadows or not host_cached(inode, index))):
+            if pending:
+                clock.advance(pending * hit_ns)
+                pending = 0
+            ra.prev_pos = prev_pos
+            readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), 1)
+            pfn = i_pages_get(index)
+            if pfn is None or inode.folio_orders or flags.item(pfn) & _SLOW:
+                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
+                prev_pos = ra.prev_pos
+                continue
         flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
         if flags_ & _SLOW:
             if pending:
