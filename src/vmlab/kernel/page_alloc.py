@@ -129,6 +129,10 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 
 
 _PG_HEAD = 1 << PG.head
+_PG_LRU = 1 << PG.lru
+_PG_RESERVED = 1 << PG.reserved
+#: The _mapcount word of a free block's head page (PageBuddy).
+_BUDDY_WORD = page_type_value(PGTY_buddy)
 #: The flag bits a freed page keeps: the zone/node bits above the page flags.
 _KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
 
@@ -371,6 +375,9 @@ class PhysMem:
         self._free_area_init()
         res = reservations if reservations is not None else default_reservations(self.e820, self.max_pfn)
         self._memblock_free_all(res)
+        #: The node's zonelist for each highest zone index (managed zones from it down), fixed at boot.
+        self._zonelists = [tuple(reversed([z for z in self.zones[:i + 1] if z.managed_pages]))
+                           for i in range(MAX_NR_ZONES)]
         self.init_per_zone_wmark_min(thp_enabled)
 
     # --- boot -----------------------------------------------------------------------------------------
@@ -505,7 +512,7 @@ class PhysMem:
     def _add_to_free_list(self, pfn: int, zone: Zone, order: int, tail: bool) -> None:
         """__add_to_free_list() and set_buddy_order(): mark the block's head PageBuddy of `order`."""
         mm = self.mem_map
-        mm._mapcount[pfn] = page_type_value(PGTY_buddy)
+        mm._mapcount[pfn] = _BUDDY_WORD
         mm.private[pfn] = order
         head = zone.free_head[order]
         if head == NO_PFN:
@@ -526,7 +533,7 @@ class PhysMem:
     def _del_from_free_list(self, pfn: int, zone: Zone, order: int) -> None:
         """del_page_from_free_list(): unlink and clear PageBuddy."""
         mm = self.mem_map
-        prev, nxt = int(mm.lru_prev[pfn]), int(mm.lru_next[pfn])
+        prev, nxt = mm.lru_prev.item(pfn), mm.lru_next.item(pfn)
         if prev == NO_PFN:
             zone.free_head[order] = nxt
         else:
@@ -546,23 +553,29 @@ class PhysMem:
         if not zone.spans(buddy) or buddy >= self.max_pfn:
             return False
         mm = self.mem_map
-        return page_type_of(int(mm._mapcount[buddy])) == PGTY_buddy and int(mm.private[buddy]) == order
+        return mm._mapcount.item(buddy) >> 24 & 0xFF == PGTY_buddy and mm.private.item(buddy) == order
 
     def _free_one_page(self, pfn: int, order: int, zone: Zone) -> None:
         """_free_one_page(): merge with the buddy (pfn ^ (1 << order)) while it is free at the same
         order, then queue the block; at the tail if its buddy one order up is free too (buddy_merge_likely),
-        so that it stays unallocated and can merge soon."""
+        so that it stays unallocated and can merge soon. (_page_is_buddy inlined: the hot free path.)"""
+        mm = self.mem_map
+        mapcount, private = mm._mapcount, mm.private
+        lo = zone.zone_start_pfn
+        hi = min(lo + zone.spanned_pages, self.max_pfn)
         while order < MAX_PAGE_ORDER:
             buddy = pfn ^ (1 << order)
-            if not self._page_is_buddy(buddy, order, zone):
+            if not (lo <= buddy < hi and mapcount.item(buddy) >> 24 & 0xFF == PGTY_buddy
+                    and private.item(buddy) == order):
                 break
             self._del_from_free_list(buddy, zone, order)
             pfn &= buddy
             order += 1
         to_tail = False
         if order < MAX_PAGE_ORDER - 1:
-            higher = pfn & ~(1 << order)
-            to_tail = self._page_is_buddy(higher ^ (1 << (order + 1)), order + 1, zone)
+            higher = (pfn & ~(1 << order)) ^ (1 << (order + 1))
+            to_tail = (lo <= higher < hi and mapcount.item(higher) >> 24 & 0xFF == PGTY_buddy
+                       and private.item(higher) == order + 1)
         self._add_to_free_list(pfn, zone, order, to_tail)
 
     def _expand(self, pfn: int, zone: Zone, low: int, high: int) -> None:
@@ -575,11 +588,13 @@ class PhysMem:
 
     def _rmqueue_smallest(self, zone: Zone, order: int) -> int:
         """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1."""
+        free_head = zone.free_head
         for current in range(order, NR_PAGE_ORDERS):
-            pfn = zone.free_head[current]
+            pfn = free_head[current]
             if pfn != NO_PFN:
                 self._del_from_free_list(pfn, zone, current)
-                self._expand(pfn, zone, order, current)
+                if current > order:
+                    self._expand(pfn, zone, order, current)
                 return pfn
         return NO_PFN
 
@@ -594,16 +609,14 @@ class PhysMem:
             mm.flags[pfn + 1] = (int(mm.flags[pfn + 1]) & ~0xFF) | order
             mm.lru_next[pfn + 1:pfn + n] = -2 - pfn
 
-    def _zonelist(self, highest_zoneidx: int) -> Iterator[Zone]:
-        """The node's zonelist from `highest_zoneidx` down: Normal -> DMA32 -> DMA."""
-        for zone in reversed(self.zones[:highest_zoneidx + 1]):
-            if zone.managed_pages:
-                yield zone
-
     def get_page_from_freelist(self, order: int, highest_zoneidx: int, wmark: int) -> int:
-        """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`."""
-        for zone in self._zonelist(highest_zoneidx):
-            if not self.zone_watermark_ok(zone, order, zone.watermark[wmark], highest_zoneidx):
+        """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`
+        (zone_watermark_ok inlined: every allocation passes here)."""
+        for zone in self._zonelists[highest_zoneidx]:
+            mark = zone.watermark[wmark] + zone.lowmem_reserve[highest_zoneidx]
+            if zone.free_pages - ((1 << order) - 1) <= mark:
+                continue
+            if order and not any(zone.nr_free[o] for o in range(order, NR_PAGE_ORDERS)):
                 continue
             pfn = self._rmqueue_smallest(zone, order)
             if pfn != NO_PFN:
@@ -679,8 +692,8 @@ class PhysMem:
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""
         mm = self.mem_map
-        ref = int(mm._refcount[pfn])
-        if ref <= 0 or mm.test(pfn, PG.reserved) or self.mem_map.page_type(pfn) == PGTY_buddy:
+        ref = mm._refcount.item(pfn)
+        if ref <= 0 or mm.flags.item(pfn) & _PG_RESERVED or mm._mapcount.item(pfn) >> 24 & 0xFF == PGTY_buddy:
             raise AssertionError(f"bad free of pfn {pfn:#x} order {order}: {mm[pfn]!r}")
         mm._refcount[pfn] = ref - 1
         if ref == 1:
@@ -691,16 +704,17 @@ class PhysMem:
         mm = self.mem_map
         if pfn & ((1 << order) - 1):
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
-        if mm.test(pfn, PG.lru):
+        flags = mm.flags.item(pfn)
+        if flags & _PG_LRU:
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
         if self.uncharge_hook is not None:
             self.uncharge_hook(pfn, order)
-        if mm.test(pfn, PG.head):
+        if flags & _PG_HEAD:
             n = 1 << order
             mm.clear(pfn, PG.head)
             mm.flags[pfn + 1] = int(mm.flags[pfn + 1]) & ~0xFF
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN
-        if mm.page_type(pfn) is not None:
+        if page_type_of(mm._mapcount.item(pfn)) is not None:
             mm._mapcount[pfn] = MAPCOUNT_NONE
         if order:
             mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
@@ -708,7 +722,7 @@ class PhysMem:
         else:  # scalar stores: a slice operation costs 30 times as much
             mm.flags[pfn] = mm.flags.item(pfn) & _KEEP_ON_FREE
             mm.mapping[pfn] = 0
-        self._free_one_page(pfn, order, self.zones[mm.page_zonenum(pfn)])
+        self._free_one_page(pfn, order, self.zones[flags >> ZONES_PGSHIFT & ZONES_MASK])
 
     # --- page tables' frames ----------------------------------------------------------------------------
 

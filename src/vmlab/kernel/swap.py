@@ -77,7 +77,7 @@ class LruVec:
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
-        flags = int(mm.flags[head])
+        flags = mm.flags.item(head)
         if flags & _LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
         lru = folio_lru_list_of(flags)
@@ -85,7 +85,7 @@ class LruVec:
         lst[head] = None
         if tail:
             lst.move_to_end(head, last=False)
-        self.nr_pages[lru] += _folio_nr_pages(mm, head, flags)
+        self.nr_pages[lru] += 1 << (mm.flags.item(head + 1) & 0xFF) if flags & _HEAD else 1
         mm.flags[head] = flags | _LRU
 
     def add_bulk(self, mm: MemMap, pfns: np.ndarray) -> None:
@@ -100,10 +100,10 @@ class LruVec:
 
     def delete(self, mm: MemMap, head: int) -> int:
         """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
-        flags = int(mm.flags[head])
+        flags = mm.flags.item(head)
         lru = folio_lru_list_of(flags)
         del self.lists[lru][head]
-        self.nr_pages[lru] -= _folio_nr_pages(mm, head, flags)
+        self.nr_pages[lru] -= 1 << (mm.flags.item(head + 1) & 0xFF) if flags & _HEAD else 1
         mm.flags[head] = flags & ~_LRU
         return lru
 
@@ -123,7 +123,7 @@ class LruVec:
 
 def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
     """folio_nr_pages() of a head page whose flags are `flags`."""
-    return 1 << (int(mm.flags[head + 1]) & 0xFF) if flags & _HEAD else 1
+    return 1 << (mm.flags.item(head + 1) & 0xFF) if flags & _HEAD else 1
 
 
 def folio_add_lru(mem: PhysMem, pfn: int) -> None:
@@ -136,7 +136,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
     """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
     mm = mem.mem_map
     head = mm.compound_head(pfn)
-    if int(mm.flags[head]) & _LRU:
+    if mm.flags.item(head) & _LRU:
         mem.lruvec.delete(mm, head)
 
 
@@ -150,12 +150,15 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     and returns to the buddy allocator. A folio still in the swap cache is never freed here (the
     cache holds a reference)."""
     mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    order = mm.folio_order(head)
-    if int(mm._refcount[head]) == 1:
-        if int(mm.flags[head]) >> PG_swapcache & 1:
+    link = mm.lru_next.item(pfn)
+    head = -2 - link if link < -1 else pfn  # compound_head()
+    flags = mm.flags.item(head)
+    order = mm.flags.item(head + 1) & 0xFF if flags & _HEAD else 0  # folio_order()
+    if mm._refcount.item(head) == 1:
+        if flags >> PG_swapcache & 1:
             raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
-        page_cache_release(mem, head)
+        if flags & _LRU:  # __page_cache_release()
+            mem.lruvec.delete(mm, head)
         if order:
             n = 1 << order
             mm.mapping[head:head + n] = 0
@@ -175,8 +178,9 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     activates it (moves it to the active list) and clears PG_referenced — the two-step promotion that
     keeps a page used once from displacing the working set."""
     mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    flags = int(mm.flags[head])
+    link = mm.lru_next.item(pfn)
+    head = -2 - link if link < -1 else pfn  # compound_head()
+    flags = mm.flags.item(head)
     if mem.lruvec.plain:
         if flags & _LRU:
             mem.lruvec.lists[folio_lru_list_of(flags)].move_to_end(head)
@@ -186,7 +190,7 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     elif not flags & (_UNEVICTABLE | _ACTIVE):
         if flags & _LRU:
             folio_activate(mem, head)
-            flags = int(mm.flags[head])
+            flags = mm.flags.item(head)
         else:
             flags |= _ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
         mm.flags[head] = flags & ~_REFERENCED
@@ -197,12 +201,12 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
 def folio_activate(mem: PhysMem, head: int) -> None:
     """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list."""
     mm = mem.mem_map
-    flags = int(mm.flags[head])
+    flags = mm.flags.item(head)
     if flags & (_ACTIVE | _UNEVICTABLE) or not flags & _LRU:
         return
     lruvec = mem.lruvec
     lruvec.delete(mm, head)
-    mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+    mm.flags[head] = mm.flags.item(head) | _ACTIVE
     lruvec.add(mm, head)
     mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
 

@@ -646,15 +646,16 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio) and is freed.
     False (kept) when someone else holds a reference or it became dirty."""
     mmap_ = mem.mem_map
-    flags = int(mmap_.flags[head])
-    if int(mmap_._refcount[head]) != 2 or int(mmap_._mapcount[head]) >= 0:
+    flags = mmap_.flags.item(head)
+    if mmap_._refcount.item(head) != 2 or mmap_._mapcount.item(head) >= 0:
         return False
     if flags & (_DIRTY | _WRITEBACK):
         raise AssertionError(f"reclaim would drop dirty pfn {head:#x} without write-back: {mmap_[head]!r}")
-    inode = mem.address_spaces.get(int(mmap_.mapping[head]))
-    if inode is None or int(mmap_.mapping[head]) & PAGE_MAPPING_ANON:
+    mapping = mmap_.mapping.item(head)
+    inode = mem.address_spaces.get(mapping)
+    if inode is None or mapping & PAGE_MAPPING_ANON:
         return False
-    index = int(mmap_.index[head])
+    index = mmap_.index.item(head)
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
     del inode.i_pages[index]
