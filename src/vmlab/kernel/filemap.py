@@ -72,9 +72,9 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     if pfn is None:
         return None
     mm = mem.mem_map
-    mm.mapping[pfn] = inode.handle
-    mm.index[pfn] = index
-    mm.flags[pfn] = mm.flags.item(pfn) | (_NEW_SHMEM if inode.shmem else _NEW_FILE)
+    mm.mapping_a[pfn] = inode.handle
+    mm.index_a[pfn] = index
+    mm.flags_a[pfn] = mm.flags_a[pfn] | (_NEW_SHMEM if inode.shmem else _NEW_FILE)
     inode.i_pages[index] = pfn
     mem.address_spaces[inode.handle] = inode
     shadow = inode.shadows.pop(index, None)
@@ -110,7 +110,7 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
         return pfn, False
     # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
     ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
-                                       workingset=bool(mem.mem_map.flags.item(pfn) >> PG.workingset & 1))
+                                       workingset=bool(mem.mem_map.flags_a[pfn] >> PG.workingset & 1))
     readahead.read_pages(ractl, 1)
     return pfn, True
 
@@ -154,11 +154,11 @@ def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> No
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
     """folio_mark_accessed() of the page-cache folio that holds frame `pfn` (all of a large folio);
     returns the index of the folio's head page (-1 if the frame belongs to no known mapping)."""
-    inode = mem.address_spaces.get(mem.mem_map.mapping.item(pfn))
+    inode = mem.address_spaces.get(mem.mem_map.mapping_a[pfn])
     if inode is None:
         folio_mark_accessed(mem, pfn)
         return -1
-    head, order = folio_head(inode, mem.mem_map.index.item(pfn))
+    head, order = folio_head(inode, mem.mem_map.index_a[pfn])
     mark_folio_accessed(mem, inode, head, order)
     return head
 
@@ -190,7 +190,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int, *, ra_done: boo
                 break
             batch = [pfn]
         ra_done = False
-        tail_index = int(mem.mem_map.index[batch[-1]])
+        tail_index = mem.mem_map.index_a[batch[-1]]
         if folio_test_readahead(mem, inode, tail_index):
             head, order = folio_head(inode, tail_index)
             mem.mem_map._refcount[batch] += 1  # the batch's references: readahead may reclaim
@@ -234,7 +234,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     """
     inode, ra = file.inode, file.f_ra
     i_pages_get = inode.i_pages.get
-    flags = mem.mem_map.flags
+    flags = mem.mem_map.flags_a
     clock = mem.clock
     hit_ns = clock.costs.hit_ns
     full_pages = inode.size >> PAGE_SHIFT  # pages wholly inside the file
@@ -252,11 +252,11 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             ra.prev_pos = prev_pos
             readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), 1)
             pfn = i_pages_get(index)
-            if pfn is None or inode.folio_orders or flags.item(pfn) & _SLOW:
+            if pfn is None or inode.folio_orders or flags[pfn] & _SLOW:
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
                 prev_pos = ra.prev_pos
                 continue
-        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
+        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
                 clock.advance(pending * hit_ns)
@@ -295,9 +295,9 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
     pfn = cached_page(mem, inode, pgoff)
     if pfn is not None:
         head, order = folio_head(inode, pgoff)
-        mem.mem_map._refcount[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
+        mem.mem_map._refcount_a[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
         readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
-        mem.mem_map._refcount[pfn] -= 1
+        mem.mem_map._refcount_a[pfn] -= 1
         return pfn, False
     mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
@@ -352,10 +352,10 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
                          for i in range(head, head + (1 << order))):
             continue
         inode.folio_orders.pop(index, None)
-        if pfn is not None and mm._mapcount.item(pfn) < 0 and not mm.test(pfn, PG.dirty):
+        if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.test(pfn, PG.dirty):
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
-            mm.mapping[pfn] = 0
+            mm.mapping_a[pfn] = 0
             for flag in (PG.uptodate, PG.swapbacked, PG_readahead, PG.referenced, PG.active):
                 mm.clear(pfn, flag)
             mem.free_pages(pfn, 0)
