@@ -166,6 +166,9 @@ class MemMap:
         self.nr = nr_pfns
         for name, typecode, dtype, init in self.FIELDS:
             store = array(typecode, [init]) * nr_pfns
+            if store.itemsize != np.dtype(dtype).itemsize:  # the two views must agree on the layout
+                raise RuntimeError(f"array('{typecode}') is {store.itemsize} bytes here, not "
+                                   f"{np.dtype(dtype).itemsize}")
             setattr(self, name + "_a", store)
             setattr(self, name, np.frombuffer(store, dtype=dtype))
 
