@@ -9,6 +9,7 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 from __future__ import annotations
 
 from vmlab.kernel import readahead
+from vmlab.kernel.memcontrol import mem_cgroup_charge_cache
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
@@ -62,10 +63,17 @@ def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
     return pfn is not None and mem.mem_map.test(pfn, PG_readahead)
 
 
-def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
-    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref)."""
+def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = True,
+                      noretry: bool = False) -> int | None:
+    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref),
+    charged to the running task's memcg first (mem_cgroup_charge; `noretry` for readahead's
+    __GFP_NORETRY); None when memory or the charge fails. `charge` off for a page the host had
+    cached (already charged to whoever read it, on the host)."""
     pfn = mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if charge and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
+        mem.free_pages(pfn)
         return None
     mm = mem.mem_map
     mm.mapping[pfn] = inode.handle
@@ -78,6 +86,8 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     shadow = inode.shadows.pop(index, None)
     if shadow is not None:
         workingset_refault(mem, pfn, 1, shadow)
+        if mem.memcgs is not None:
+            mem.memcgs.count_refault(pfn, inode.shmem)
     folio_add_lru(mem, pfn)
     return pfn
 
@@ -87,7 +97,7 @@ def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
     pfn = inode.i_pages.get(index)
     if (pfn is None and not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
             and host_cached(inode, index)):
-        pfn = add_to_page_cache(mem, inode, index)
+        pfn = add_to_page_cache(mem, inode, index, charge=False)
     return pfn
 
 

@@ -125,7 +125,7 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
             read_pages(ractl, batch)
             batch = 0
             continue
-        pfn = filemap.add_to_page_cache(mem, inode, index + i)
+        pfn = filemap.add_to_page_cache(mem, inode, index + i, noretry=True)
         if pfn is None:
             break
         if i == mark:
@@ -170,7 +170,7 @@ def ra_alloc_folio(ractl: ReadaheadControl, index: int, mark: int, order: int) -
         return False
     pfns = []
     for i in range(index, index + nr):
-        pfn = filemap.add_to_page_cache(mem, inode, i)
+        pfn = filemap.add_to_page_cache(mem, inode, i, noretry=True)
         if pfn is None:
             return False
         pfns.append(pfn)

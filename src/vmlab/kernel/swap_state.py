@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmlab.kernel.memcontrol import mem_cgroup_swapin_charge
 from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, MmStruct, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead, PG_swapcache
@@ -256,6 +257,9 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
         raise AssertionError(f"swap-in of slot {entry:#x}, which was never written")
     pfn = mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if mem_cgroup_swapin_charge(mem, pfn):
+        mem.free_pages(pfn)
         return None
     if entry in state.cache:  # reclaim during the allocation cannot bring it in: a model bug
         raise AssertionError(f"swap entry {entry:#x} got cached while reading it")
