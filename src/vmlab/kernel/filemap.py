@@ -9,7 +9,7 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 from __future__ import annotations
 
 from vmlab.kernel import readahead
-from vmlab.kernel.memcontrol import mem_cgroup_charge_cache
+from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgroup_commit_cache
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
@@ -64,15 +64,19 @@ def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
 
 
 def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = True,
-                      noretry: bool = False) -> int | None:
+                      noretry: bool = False, charged_to: MemCgroup | None = None,
+                      first: bool = True) -> int | None:
     """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref),
     charged to the running task's memcg first (mem_cgroup_charge; `noretry` for readahead's
     __GFP_NORETRY); None when memory or the charge fails. `charge` off for a page the host had
-    cached (already charged to whoever read it, on the host)."""
+    cached (already charged to whoever read it, on the host), or one of a large folio charged whole
+    to `charged_to` beforehand (mem_cgroup_precharge; `first`: the folio's first frame)."""
     pfn = mem.alloc_pages(0)
     if pfn is None:
         return None
-    if charge and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
+    if charged_to is not None:
+        mem_cgroup_commit_cache(charged_to, pfn, inode.shmem, first)
+    elif charge and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
         mem.free_pages(pfn)
         return None
     mm = mem.mem_map

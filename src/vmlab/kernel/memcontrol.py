@@ -490,14 +490,15 @@ class MemCgroupTree:
         """The memcg a page counter belongs to (mem_cgroup_from_counter)."""
         return next(c for c in self.root.iter_tree() if getattr(c, attr) is counter)
 
-    def commit_charge(self, memcg: MemCgroup, pfn: int, nr: int, kind: str) -> None:
+    def commit_charge(self, memcg: MemCgroup, pfn: int, nr: int, kind: str, event: bool = True) -> None:
         """commit_charge() + memcg1_commit_charge(): the frame now belongs to the memcg
-        (page->memcg_data); a folio charged is one pgpgin event, an anon one a fault's."""
+        (page->memcg_data); a folio charged is one pgpgin event (`event` off for the later frames of
+        a large folio the model keeps as small frames), an anon one a fault's."""
         if pfn in self.page_memcg:
             raise AssertionError(f"pfn {pfn:#x} charged twice")
         self.page_memcg[pfn] = (memcg, nr, kind)
         memcg.charged += nr
-        memcg.stat["pgpgin"] += 1
+        memcg.stat["pgpgin"] += event
         if kind == ANON:
             memcg.stat["pgfault"] += 1
 
@@ -575,6 +576,35 @@ def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool =
     if tree is None:
         return 0
     return tree.charge(tree.current(), pfn, 1, 0, SHMEM if shmem else FILE, noretry)
+
+
+def mem_cgroup_precharge(mem: PhysMem, nr: int, order: int, shmem: bool,
+                         noretry: bool = False) -> tuple[int, MemCgroup | None]:
+    """The charge of a large page-cache folio of `nr` pages, which the model allocates as `nr`
+    frames: one try_charge_memcg() of all of them (the kernel's granularity: its failcnt, its
+    reclaim target) to the running task's memcg; (0 or the error, the memcg charged or None). Each
+    frame is then committed with mem_cgroup_commit_cache(), or what is left cancelled."""
+    tree = mem.memcgs
+    memcg = tree.current() if tree is not None else None
+    if memcg is None:
+        return 0, None
+    err = memcg.tree.try_charge_memcg(memcg, nr, order, noretry)
+    return err, (memcg if err == 0 else None)
+
+
+def mem_cgroup_commit_cache(memcg: MemCgroup, pfn: int, shmem: bool, first: bool) -> None:
+    """commit_charge() of one frame of a folio charged with mem_cgroup_precharge() (the `first` one
+    counts the folio's pgpgin)."""
+    memcg.tree.commit_charge(memcg, pfn, 1, SHMEM if shmem else FILE, first)
+
+
+def mem_cgroup_cancel_charge(memcg: MemCgroup | None, nr: int) -> None:
+    """mem_cgroup_cancel_charge(): give back `nr` pages charged for frames never committed."""
+    if memcg is None:
+        return
+    memcg.memory.uncharge(nr)
+    if memcg.tree.version == 1:
+        memcg.memsw.uncharge(nr)
 
 
 def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int) -> int:
