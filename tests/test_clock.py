@@ -28,3 +28,23 @@ def test_observers_see_stall_intervals_split_at_timers() -> None:
 def test_printk_time_format() -> None:
     clock = Clock(now_ns=12_345_678_901)
     assert clock.printk_time() == "[   12.345678]"
+
+
+def test_faults_take_time_and_count_in_vmstat() -> None:
+    """Each completed fault charges Costs.minor_fault_ns to the clock and counts in pgfault, one by one
+    or in the first-touch bulk path alike (16 first-touch writes: 16 faults)."""
+    from vmlab.backend import Program, Settings
+    from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+    from vmlab.kernel.machine import ModelBackend
+
+    model = ModelBackend()
+    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
+    mem = model.mem
+    addr = model.syscall(pid, "mmap", (0, 16 * 4096, 3, 0x22, -1, 0))
+    t0, n0 = mem.clock.now_ns, mem.events["pgfault"]
+    assert model.access(pid, addr, 16 * 4096, True) is None
+    assert mem.events["pgfault"] - n0 == 16
+    assert mem.clock.now_ns - t0 == 16 * mem.clock.costs.minor_fault_ns
+    t1 = mem.clock.now_ns
+    assert model.access(pid, addr, 4096, False) is None  # a hit: no fault, no fault time
+    assert mem.clock.now_ns == t1 and mem.events["pgfault"] - n0 == 16

@@ -57,6 +57,20 @@ def test_flusher_writes_an_inode_once_it_is_older_than_dirty_expire() -> None:
     check_machine(f.backend)
 
 
+def test_kupdate_writes_the_whole_expired_inode_in_one_pass() -> None:
+    """wb_writeback() writes an expired inode MAX_WRITEBACK_PAGES (4 MiB) at a time but requeues it
+    until it is clean: 12 MiB dirtied at once are all under write-back after the first pass past the
+    expiry (below the background threshold of a 512 MiB machine, so only kupdate writes them)."""
+    f = ModelFile(ram=512 << 20)
+    for chunk in range(12):
+        f.pwrite(chunk * 256 * PAGE, 256 * PAGE)
+    assert f.cachestat()[1] == 3072
+    clock = f.mem.clock
+    clock.advance(f.inode.dirtied_when + 30 * NSEC_PER_SEC - clock.now_ns)
+    assert f.cachestat()[1] == 0
+    check_machine(f.backend)
+
+
 def test_store_through_shared_mapping_redirties_after_writeback() -> None:
     f = ModelFile()
     f.pwrite(0, 4 * PAGE)

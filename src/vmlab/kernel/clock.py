@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 NSEC_PER_USEC = 1_000
@@ -47,12 +48,15 @@ class Clock:
     _timers: list[tuple[int, int, Callable[[], None]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _observers: list[Observer] = field(default_factory=list)
+    #: Nesting depth of psi_memstall_enter() sections: time charged inside one is a memory stall.
+    _memstall_depth: int = 0
 
     def advance(self, ns: int, *, memstall: bool = False) -> None:
-        """Let `ns` nanoseconds pass (a stall on memory when `memstall`), firing timers that fall due in
-        order, each at its own time."""
+        """Let `ns` nanoseconds pass (a stall on memory when `memstall` or inside a memstall section),
+        firing timers that fall due in order, each at its own time."""
         if ns < 0:
             raise ValueError(f"time cannot go back ({ns} ns)")
+        memstall = memstall or self._memstall_depth > 0
         end = self.now_ns + ns
         while self._timers and self._timers[0][0] <= end:
             when, _, fn = heapq.heappop(self._timers)
@@ -68,6 +72,19 @@ class Clock:
         self.now_ns += ns
         for observer in self._observers:
             observer(start, ns, memstall)
+
+    @contextmanager
+    def memstall(self, stall: bool = True) -> Iterator[None]:
+        """psi_memstall_enter() ... psi_memstall_leave() around the block when `stall`: every interval
+        charged inside, by whatever path (I/O, reclaim's scanning, write-out), is a memory stall."""
+        if not stall:
+            yield
+            return
+        self._memstall_depth += 1
+        try:
+            yield
+        finally:
+            self._memstall_depth -= 1
 
     def at(self, when_ns: int, fn: Callable[[], None]) -> None:
         """Run `fn` when the clock reaches `when_ns` (at once on the next advance if that is past)."""

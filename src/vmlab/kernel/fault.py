@@ -102,6 +102,7 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
     if access_error(vma, write):
         return SIGSEGV
     assert mm.pt is not None, "the machine gives every mm its page tables"
+    mm.pt.mem.events["pgfault"] += 1  # count_vm_event(PGFAULT) at the top of handle_mm_fault()
     ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace))
     if ret & VM_FAULT_SIGBUS:
         return SIGBUS
@@ -110,6 +111,8 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
     if ret & VM_FAULT_OOM:
         return FAULT_OOM
     stats.account(ret)
+    clock = mm.pt.mem.clock
+    clock.advance(clock.costs.minor_fault_ns)  # the fault path's own time (any I/O was charged apart)
     return None
 
 

@@ -8,6 +8,8 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vmlab.kernel import readahead
 from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgroup_commit_cache
 from vmlab.kernel.mm_types import File, Inode, VmArea
@@ -48,6 +50,8 @@ def page_present(inode: Inode, index: int) -> bool:
 
 def folio_head(inode: Inode, index: int) -> tuple[int, int]:
     """(index of the head page, order) of the folio holding page `index` of the cache."""
+    if not inode.folio_orders:
+        return index, 0
     for order in range(1, MAX_PAGECACHE_ORDER + 1):
         head = index & ~((1 << order) - 1)
         found = inode.folio_orders.get(head)
@@ -115,7 +119,10 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
     pfn = add_to_page_cache(mem, inode, index)
     if inode.shmem or pfn is None:
         return pfn, False
-    readahead.read_pages(readahead.ReadaheadControl(mem, _nofile(inode), index), 1)
+    # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
+    ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
+                                       workingset=bool(int(mem.mem_map.flags[pfn]) >> PG.workingset & 1))
+    readahead.read_pages(ractl, 1)
     return pfn, True
 
 
@@ -220,6 +227,56 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     return copied
 
 
+def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
+    """One-page read()s of `file` at page indexes `indexes`, in order: the same state, time and counters
+    as filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE) for each (tests/test_replay.py), and
+    the pages copied.
+
+    The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
+    PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
+    would change something (not for a page already active and referenced, nor for a second read of
+    the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
+    once. Anything else (a miss and its readahead, allocation and reclaim; a readahead mark; a large
+    folio; a page the host had cached; EOF) goes through filemap_read() itself.
+    """
+    inode, ra = file.inode, file.f_ra
+    i_pages_get = inode.i_pages.get
+    flags = mem.mem_map.flags
+    clock = mem.clock
+    hit_ns = clock.costs.hit_ns
+    full_pages = inode.size >> PAGE_SHIFT  # pages wholly inside the file
+    plain = mem.lruvec.plain
+    copied = pending = 0
+    prev_pos = ra.prev_pos
+    for index in indexes:
+        pfn = i_pages_get(index)
+        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
+        if flags_ & _SLOW:
+            if pending:
+                clock.advance(pending * hit_ns)
+                pending = 0
+            ra.prev_pos = prev_pos
+            copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
+            prev_pos = ra.prev_pos
+            continue
+        if (prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index) and (
+                plain or flags_ & _SETTLED != _SETTLED):
+            folio_mark_accessed(mem, pfn)
+        prev_pos = (index + 1) << PAGE_SHIFT
+        pending += 1
+        copied += 1
+    ra.prev_pos = prev_pos
+    if pending:
+        clock.advance(pending * hit_ns)
+    return copied
+
+
+#: Page flags that send a cached page down filemap_read(): a readahead mark or a compound page.
+_SLOW = (1 << PG_readahead) | (1 << PG.head)
+#: A folio folio_mark_accessed() leaves alone: referenced and active.
+_SETTLED = (1 << PG.referenced) | (1 << PG.active)
+
+
 def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bool]:
     """filemap_fault(): the page-cache page for an mmap fault at file page `pgoff`: (pfn or None when
     out of memory, major). A cached page may start asynchronous readahead; a missing one is a major
@@ -236,6 +293,7 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
         readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
         mem.mem_map._refcount[pfn] -= 1
         return pfn, False
+    mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)
     if pfn is None:

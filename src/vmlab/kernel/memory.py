@@ -565,7 +565,9 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
                     head = swap_state.swap_read_folio(mem, entry)
                     if head is None:
                         return -ENOMEM
-                    mem.clock.advance(mem.clock.costs.swap_io_ns)
+                    # swap_read_folio(): a workingset refault is a memory stall
+                    mem.clock.advance(mem.clock.costs.swap_io_ns,
+                                      memstall=bool(int(mem.mem_map.flags[head]) >> PG.workingset & 1))
                 map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
     for entry, head in list(state.cache.items()):
         if swp_type(entry) == area and not swap_state.folio_free_swap(mem, head):
@@ -936,4 +938,6 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     mem.lruvec.add_bulk(mmap_, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
+    mem.events["pgfault"] += n
+    mem.clock.advance(n * mem.clock.costs.minor_fault_ns)  # n faults' worth of time
     return n

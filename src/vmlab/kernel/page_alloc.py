@@ -129,6 +129,11 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 # --- mem_map ----------------------------------------------------------------------------------------
 
 
+_PG_HEAD = 1 << PG.head
+#: The flag bits a freed page keeps: the zone/node bits above the page flags.
+_KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
+
+
 class MemMap:
     """`mem_map`: the page descriptors of every PFN of the machine, one numpy array per field.
 
@@ -167,34 +172,34 @@ class MemMap:
 
     def test(self, pfn: int, pg: PG) -> bool:
         """PageXxx(): whether flag `pg` is set on `pfn`."""
-        return bool(int(self.flags[pfn]) >> pg & 1)
+        return bool(self.flags.item(pfn) >> pg & 1)
 
     def set(self, pfn: int, pg: PG) -> None:
         """SetPageXxx()."""
-        self.flags[pfn] = int(self.flags[pfn]) | (1 << pg)
+        self.flags[pfn] = self.flags.item(pfn) | (1 << pg)
 
     def clear(self, pfn: int, pg: PG) -> None:
         """ClearPageXxx()."""
-        self.flags[pfn] = int(self.flags[pfn]) & ~(1 << pg)
+        self.flags[pfn] = self.flags.item(pfn) & ~(1 << pg)
 
     def page_type(self, pfn: int) -> int | None:
         """The PGTY_* of a typed page (buddy, page table, ...), or None."""
-        return page_type_of(int(self._mapcount[pfn]))
+        return page_type_of(self._mapcount.item(pfn))
 
     def page_zonenum(self, pfn: int) -> int:
         """page_zonenum(): the zone number kept in the upper bits of page->flags."""
-        return int(self.flags[pfn]) >> ZONES_PGSHIFT & ZONES_MASK
+        return self.flags.item(pfn) >> ZONES_PGSHIFT & ZONES_MASK
 
     def compound_head(self, pfn: int) -> int:
         """compound_head(): the head PFN of the folio `pfn` belongs to."""
-        link = int(self.lru_next[pfn])
+        link = self.lru_next.item(pfn)
         return -2 - link if link < NO_PFN else pfn
 
     def folio_order(self, pfn: int) -> int:
         """folio_order() of a head page: the low byte of the second page's flags (0 for a small folio)."""
-        if not self.test(pfn, PG.head):
+        if not self.flags.item(pfn) & _PG_HEAD:
             return 0
-        return int(self.flags[pfn + 1]) & 0xFF
+        return self.flags.item(pfn + 1) & 0xFF
 
 
 class Page:
@@ -625,7 +630,7 @@ class PhysMem:
             pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
             if vmscan is not None:
                 retries = vmscan.direct_reclaim_retries(order)
-                while pfn == NO_PFN and retries and vmscan.try_to_free_pages(order, zone_limit):
+                while pfn == NO_PFN and retries and self._perform_reclaim(vmscan, order, zone_limit):
                     retries -= 1
                     pfn = self.get_page_from_freelist(order, zone_limit, WMARK_MIN)
         while pfn == NO_PFN and self.oom_hook is not None and self.oom_hook(self, order, zone_limit):
@@ -635,6 +640,12 @@ class PhysMem:
             return None
         self._prep_new_page(pfn, order, compound)
         return pfn
+
+    def _perform_reclaim(self, vmscan: Vmscan, order: int, zone_limit: int) -> int:
+        """__perform_reclaim(): direct reclaim inside psi_memstall_enter/leave (all of its time, scanning
+        and any write-out, is the allocating task's memory stall); the pages it freed."""
+        with self.clock.memstall():
+            return vmscan.try_to_free_pages(order, zone_limit)
 
     def alloc_pages_bulk(self, nr: int, zone_limit: int = ZONE_NORMAL) -> np.ndarray:
         """alloc_pages_bulk(): up to `nr` order-0 pages, as an array of PFNs (shorter if memory runs out).
@@ -694,9 +705,12 @@ class PhysMem:
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN
         if mm.page_type(pfn) is not None:
             mm._mapcount[pfn] = MAPCOUNT_NONE
-        keep = np.uint64(~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1))  # zone/node bits stay
-        mm.flags[pfn:pfn + (1 << order)] &= keep
-        mm.mapping[pfn:pfn + (1 << order)] = 0
+        if order:
+            mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
+            mm.mapping[pfn:pfn + (1 << order)] = 0
+        else:  # scalar stores: a slice operation costs 30 times as much
+            mm.flags[pfn] = mm.flags.item(pfn) & _KEEP_ON_FREE
+            mm.mapping[pfn] = 0
         self._free_one_page(pfn, order, self.zones[mm.page_zonenum(pfn)])
 
     # --- page tables' frames ----------------------------------------------------------------------------

@@ -370,8 +370,9 @@ def _write_inodes(mem: PhysMem, inodes: list[Inode], budget: int) -> int:
 
 
 def wb_workfn(mem: PhysMem, when: int | None) -> None:
-    """wb_workfn() -> wb_do_writeback(): the periodic kupdate write-back of inodes dirtied more than
-    dirty_expire_centisecs ago (at most once per dirty_writeback_centisecs), then background write-back
+    """wb_workfn() -> wb_do_writeback(): the periodic kupdate write-back of every page of the inodes
+    dirtied more than dirty_expire_centisecs ago, MAX_WRITEBACK_PAGES per inode per round until none
+    is left (at most once per dirty_writeback_centisecs), then background write-back
     while NR_FILE_DIRTY is over the background threshold — one chunk per device queue drain, so the
     flusher keeps the device busy without putting every dirty page under write-back at once. It comes
     back while dirty inodes remain."""
@@ -387,8 +388,10 @@ def wb_workfn(mem: PhysMem, when: int | None) -> None:
     if interval and now >= wb.last_old_flush + interval:
         wb.last_old_flush = now
         expire = wb.sysctl.dirty_expire_centisecs * NSEC_PER_CENTISEC
-        old = [i for i in wb.b_dirty if i.dirtied_when <= now - expire]
-        _write_inodes(mem, old, wb.nr_dirty)
+        while True:  # wb_writeback() requeues a partly written inode (b_more_io) and goes on
+            old = [i for i in wb.b_dirty if i.dirtied_when <= now - expire]
+            if not old or not _write_inodes(mem, old, wb.nr_dirty):
+                break
     bg_thresh, _ = global_dirty_limits(mem)
     if wb.nr_dirty > bg_thresh and wb.b_dirty:
         _write_inodes(mem, list(wb.b_dirty), MAX_WRITEBACK_PAGES)

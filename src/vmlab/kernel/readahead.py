@@ -11,7 +11,7 @@ asks for decides where the window ends (aligned to the order) and which folio ca
 the residency after a sequential read depends on it (tests/test_diff_readahead.py). The model keeps
 the order of each large folio in Inode.folio_orders; its frames stay order-0 pages. Each read_pages()
 that submits pages is one read I/O: it charges Costs.major_fault_ns to the machine's clock, however
-many pages ride along.
+many pages ride along, and is a memory stall (PSI) when it reads back a folio of the workingset.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vmlab.kernel import filemap
 from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_precharge
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PG_readahead
+from vmlab.kernel.page_flags import PG, PG_readahead
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 ULONG_MAX = (1 << 64) - 1
@@ -30,6 +30,7 @@ ULONG_MAX = (1 << 64) - 1
 MMAP_LOTSAMISS = 100
 #: force_page_cache_ra() reads in chunks of 2 MiB.
 FORCE_CHUNK_PAGES = (2 << 20) >> PAGE_SHIFT
+_WORKINGSET = 1 << PG.workingset
 
 
 def _ulong(value: int) -> int:
@@ -73,6 +74,8 @@ class ReadaheadControl:
     index: int
     #: Read I/O requests submitted so far by this control (each read_pages() with pages).
     ios: int = 0
+    #: ractl->_workingset: a folio of the batch being added was in the workingset (a refault).
+    workingset: bool = False
 
     @property
     def ra(self) -> FileRaState:
@@ -105,13 +108,25 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
 
 
 def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
-    """read_pages(): submit the batch just added; one read I/O when it holds pages."""
+    """read_pages(): submit the batch just added; one read I/O when it holds pages.
+
+    The model's I/O is synchronous, so its time stands for both the submission and the reader's wait
+    on the locked folio. The kernel counts either as a memory stall when the batch holds a refault of
+    the workingset: read_pages() enters psi_memstall when ractl->_workingset, and folio_wait_bit_common()
+    when the !uptodate folio waited for is PG_workingset. The flag is reset for the next batch."""
     if nr_pages:
         ractl.ios += 1
         mem = ractl.mem
-        mem.clock.advance(mem.clock.costs.major_fault_ns)
+        mem.clock.advance(mem.clock.costs.major_fault_ns, memstall=ractl.workingset)
         mem.events["ra_io"] += 1
         mem.events["pgpgin"] += nr_pages * 4
+    ractl.workingset = False
+
+
+def _note_added(ractl: ReadaheadControl, pfn: int) -> None:
+    """`ractl->_workingset |= folio_test_workingset(folio)` for a folio just added to the cache."""
+    if int(ractl.mem.mem_map.flags[pfn]) & _WORKINGSET:
+        ractl.workingset = True
 
 
 def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_size: int) -> None:
@@ -131,6 +146,7 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
             break
         if i == mark:
             mem.mem_map.set(pfn, PG_readahead)
+        _note_added(ractl, pfn)
         batch += 1
     read_pages(ractl, batch)
     ractl.index = index + nr_to_read
@@ -181,6 +197,7 @@ def ra_alloc_folio(ractl: ReadaheadControl, index: int, mark: int, order: int) -
             mem_cgroup_cancel_charge(memcg, index + nr - i)
             return False
         pfns.append(pfn)
+        _note_added(ractl, pfn)
     if order:
         inode.folio_orders[index] = order
     if index == mark - mark % nr:

@@ -186,13 +186,17 @@ def put_page(mem: PhysMem, pfn: int) -> None:
         if int(mm.flags[head]) >> PG_swapcache & 1:
             raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
         page_cache_release(mem, head)
-        n = 1 << order
-        mm.mapping[head:head + n] = 0
-        mm._mapcount[head:head + n] = MAPCOUNT_NONE
-        mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
-        mm.private[head] = 0
         if order:
+            n = 1 << order
+            mm.mapping[head:head + n] = 0
+            mm._mapcount[head:head + n] = MAPCOUNT_NONE
+            mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
             mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
+        else:  # scalar stores: a slice operation costs 30 times as much
+            mm.mapping[head] = 0
+            mm._mapcount[head] = MAPCOUNT_NONE
+            mm.flags[head] = mm.flags.item(head) & ~_PAGE_STATE
+        mm.private[head] = 0
     mem.free_pages(head, order)
 
 

@@ -430,7 +430,8 @@ def _lists(vmscan: Vmscan, sc: ScanControl) -> LruVec:
 
 def _nr_pages(mem: PhysMem, head: int) -> int:
     """folio_nr_pages()."""
-    return 1 << mem.mem_map.folio_order(head)
+    flags = mem.mem_map.flags
+    return 1 << (flags.item(head + 1) & 0xFF) if flags.item(head) & _HEAD else 1
 
 
 def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:

@@ -34,7 +34,7 @@ def run_policy(params: dict[str, float], policy: str) -> tuple[Series, str]:
         managed = lab.mem.totalram_pages
         hot_pages = int(managed * params["hot_pct"] / 100)
         scan_pages = int(managed * params["scan_x"])
-        hot, scan = lab.host_file("hot", hot_pages), lab.host_file("scan", scan_pages)
+        hot, scan = lab.file("hot", hot_pages), lab.file("scan", scan_pages)
         hot_fd, scan_fd = lab.open(hot), lab.open(scan)
         for _ in range(2):
             lab.pread_pages(hot_fd, range(hot_pages))

@@ -37,7 +37,7 @@ def run(params: dict[str, float]) -> Result:
 
     try:
         pages = int(lab.mem.totalram_pages * params["write_x"])
-        fd = lab.open(lab.host_file("out", 0), O_RDWR | O_CREAT)
+        fd = lab.open(lab.file("out", 0), O_RDWR | O_CREAT)
         step = max(1, pages // int(params["samples"]))
         sample()
         for done in range(0, pages, step):
