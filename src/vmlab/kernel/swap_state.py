@@ -266,11 +266,13 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     si.swap_map[swp_offset(entry)] |= SWAP_HAS_CACHE  # swapcache_prepare()
     mem.mem_map._refcount[pfn] = 0  # the allocation's reference becomes the swap cache's
     add_to_swap_cache(mem, pfn, entry)
+    shadow = state.shadows.pop(entry, None)
+    if shadow is not None:  # before the LRU add (__read_swap_cache_async): it may set PG_active
+        workingset_refault(mem, pfn, 1, shadow)
+        if mem.memcgs is not None:
+            mem.memcgs.count_refault(pfn, True)
     folio_add_lru(mem, pfn)
     mem.events["pswpin"] += 1
-    shadow = state.shadows.pop(entry, None)
-    if shadow is not None:
-        workingset_refault(mem, pfn, 1, shadow)
     return pfn
 
 
