@@ -135,6 +135,7 @@ def build(snap: Snapshot, global_fill: bool = False, cache: dict[str, int] | Non
         import_process(model, p)
     for path, pages in (cache or {}).items():
         import_cache(model, path, pages)
+    model.memcgs.drain_stock()  # usage is the live one: no pages charged ahead in the model's stock
     for cg in snap.memcgs:
         memcg = model.memcgs.lookup(cg.path)
         assert memcg is not None
