@@ -239,7 +239,7 @@ class ModelBackend:
         self.mem.oom_hook = self._alloc_oom
         self.mem.uncharge_hook = self.memcgs.uncharge
         self.mem.memcgs = self.memcgs
-        self.mem.lruvec.memcg_lruvec = self.memcgs.lruvec_of
+        self.mem.lruvec.memcg_pages = self.memcgs.page_memcg
         self.memcgs.mem = self.mem
         self.memcgs.out_of_memory = self._memcg_oom
         self.memcgs.task_is_dying = self.oom.task_is_dying

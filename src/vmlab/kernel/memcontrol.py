@@ -531,11 +531,6 @@ class MemCgroupTree:
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
 
-    def lruvec_of(self, pfn: int) -> LruVec | None:
-        """The LRU mirror of the memcg folio `pfn` is charged to (None: not charged)."""
-        got = self.page_memcg.get(pfn)
-        return got[0].lruvec if got is not None else None
-
     def count_refault(self, pfn: int, anon: bool) -> None:
         """workingset_refault()'s memcg count: the folio's memcg saw a refault."""
         got = self.page_memcg.get(pfn)
@@ -573,7 +568,7 @@ def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool =
     """mem_cgroup_charge() of a new page-cache (or shmem) page from filemap_add_folio: charged to the
     running task's memcg (none: not accounted); 0, -ENOMEM or OOM_WAIT. `noretry` for readahead."""
     tree = mem.memcgs
-    if tree is None:
+    if tree is None or not tree.root.children:
         return 0
     return tree.charge(tree.current(), pfn, 1, 0, SHMEM if shmem else FILE, noretry)
 

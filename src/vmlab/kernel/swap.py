@@ -7,7 +7,7 @@ is on some list, PG_active and PG_unevictable and !PG_swapbacked say which (foli
 
 Memory cgroups: the kernel keeps one lruvec per memcg per node and no node-wide lists. The model keeps
 the node's lists (global reclaim scans them, as the kernel's would with every page in the root memcg)
-and, beside them, one mirror LruVec per memcg (`MemCgroup.lruvec`): the node lruvec's `memcg_lruvec`
+and, beside them, one mirror LruVec per memcg (`MemCgroup.lruvec`): the node lruvec's `memcg_pages`
 names the mirror of a charged folio, and every add, delete and rotation on the node lists is repeated
 on it. A memcg's lists are thus its folios in node-list order (what the kernel's per-memcg lruvec
 holds), memcg reclaim reads them, and isolates through the node lruvec. Global reclaim does not
@@ -20,7 +20,6 @@ folios or by lru_add_drain()); the model adds at once, as if every batch were dr
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 from vmlab.kernel.page_flags import MAPCOUNT_NONE, PG, PG_anon_exclusive, PG_swapcache
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_alloc import MemMap, PhysMem
 
 # enum lru_list.
@@ -67,7 +67,7 @@ def is_active_lru(lru: int) -> bool:
 class LruVec:
     """`struct lruvec` of the node: the five lists and how many pages each holds (a THP counts 512)."""
 
-    __slots__ = ("anon_cost", "file_cost", "lists", "memcg_lruvec", "nonresident_age", "nr_pages", "plain",
+    __slots__ = ("anon_cost", "file_cost", "lists", "memcg_pages", "nonresident_age", "nr_pages", "plain",
                  "refaults")
 
     def __init__(self) -> None:
@@ -84,9 +84,9 @@ class LruVec:
         #: The model-only `plain LRU` policy: one list per type (the inactive one), an access moves a
         #: folio to its head, nothing is ever activated; reclaim evicts from the tail.
         self.plain = False
-        #: The node lruvec only: the mirror LruVec of the memcg a folio is charged to (None: uncharged);
-        #: unset while the machine has no memcgs.
-        self.memcg_lruvec: Callable[[int], LruVec | None] | None = None
+        #: The node lruvec only: the memcg tree's charges (page_memcg: head pfn -> (memcg, ...), the
+        #: memcg holding its mirror `lruvec`); None while the machine has no memcgs.
+        self.memcg_pages: dict[int, tuple[MemCgroup, int, str]] | None = None
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
@@ -105,9 +105,9 @@ class LruVec:
 
     def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
         """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
-        find = self.memcg_lruvec
-        sub = find(head) if find is not None else None
-        return (self,) if sub is None else (self, sub)
+        pages = self.memcg_pages
+        got = pages.get(head) if pages else None
+        return (self,) if got is None else (self, got[0].lruvec)
 
     def add_bulk(self, mm: MemMap, pfns: np.ndarray) -> None:
         """lruvec_add_folio() for many small folios of one kind (same flags, not yet on a list)."""
