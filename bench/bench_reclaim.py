@@ -6,6 +6,10 @@ sequence in the same run. Target: >= 200,000 refs/s. Needs reclaim (vmlab.kernel
 Two model paths: one-page read()s through the page cache's replay path (filemap.replay_reads: a miss
 runs the real sync readahead, allocation, kswapd and the shrinkers) and loads from a MAP_SHARED
 mapping of the file (each miss a major fault with fault-around, eviction through the rmap walk).
+A third row, labelled, reads with POSIX_FADV_RANDOM set on the file, as a random reader would: no
+readahead, so only the referenced pages are read and reclaimed (about half the references miss,
+against about 80% when readahead reads ahead after cached neighbours). The default row stays the
+measure of the target.
 Run: python bench/bench_reclaim.py [REFS]
 """
 
@@ -18,15 +22,17 @@ from collections import OrderedDict
 
 import numpy as np
 
+from vmlab.kernel.filemap import POSIX_FADV_RANDOM, generic_fadvise
 from vmlab.lab.experiments.workload import Lab
 
 RAM = 96 << 20
 TARGET = 200_000
 
 
-def model_rate(refs: int, mapped: bool) -> tuple[float, np.ndarray, int, int]:
+def model_rate(refs: int, mapped: bool, fadv_random: bool = False) -> tuple[float, np.ndarray, int, int]:
     """(refs/s, the trace, MemTotal pages, page reads) of the model over a file of 2 x MemTotal, read
-    once sequentially before the timed run (untimed), by one-page reads or loads from a mapping."""
+    once sequentially before the timed run (untimed), by one-page reads (with POSIX_FADV_RANDOM set
+    after the sequential read when `fadv_random`) or loads from a mapping."""
     lab = Lab(RAM)
     try:
         capacity = lab.mem.totalram_pages
@@ -35,6 +41,8 @@ def model_rate(refs: int, mapped: bool) -> tuple[float, np.ndarray, int, int]:
         fd = lab.open(lab.file("wss", wss))
         lab.replay_reads(fd, range(wss))
         addr = lab.map_file(fd, wss) if mapped else 0
+        if fadv_random:
+            generic_fadvise(lab.mem, lab.model.tasks[lab.pid].files[fd], 0, 0, POSIX_FADV_RANDOM)
         io0 = lab.mem.events["ra_io"]
         start = time.perf_counter()
         if mapped:
@@ -69,16 +77,18 @@ def main() -> None:
         print("bench_reclaim: the model has no reclaim yet (vmlab.kernel.vmscan); nothing to measure")
         raise SystemExit(3)
     refs = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    rows = [(name, *model_rate(refs, mapped)) for name, mapped in (("one-page reads (replay)", False),
-                                                                    ("loads, shared mapping", True))]
+    rows = [(name, *model_rate(refs, mapped, fadv)) for name, mapped, fadv in (
+        ("one-page reads (replay)", False, False), ("loads, shared mapping", True, False),
+        ("reads, FADV_RANDOM (replay)", False, True))]
     _, _, trace, capacity, _ = rows[0]
     ref = ordered_dict_rate(trace, capacity)
     print(f"uniform random references over 2 x MemTotal ({2 * capacity * 4 >> 10} MiB), {refs} refs")
     print(f"  {'OrderedDict LRU (' + str(capacity) + ' pages)':<32} {ref:14,.0f} refs/s")
     for name, rate, _, _, ios in rows:
         verdict = "meets" if rate >= TARGET else "BELOW"
+        note = "with the hint, not the target's row" if "FADV" in name else f"{verdict} the {TARGET:,} target"
         print(f"  {'model ' + name:<32} {rate:14,.0f} refs/s  {rate / ref:6.3f}x OrderedDict  "
-              f"({verdict} the {TARGET:,} target; {ios} read I/Os)")
+              f"({note}; {ios} read I/Os)")
 
 
 if __name__ == "__main__":

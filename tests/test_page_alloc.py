@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import hypothesis.strategies as st
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -21,6 +22,7 @@ from vmlab.kernel.page_alloc import (
     ZONE_DMA,
     ZONE_DMA32,
     ZONE_NORMAL,
+    MemMap,
     PhysMem,
     page_address,
     virt_to_phys,
@@ -50,6 +52,23 @@ def parse_zoneinfo(text: str) -> dict[str, dict[str, object]]:
         if m:
             cur["protection"] = [int(x) for x in m.group(1).split(",")]
     return zones
+
+
+def test_mem_map_scalar_twins_share_the_numpy_arrays_memory() -> None:
+    """Each MemMap field's array.array and numpy array are one buffer: a store through either is seen
+    by the other, values round-trip exactly (flags' top bit, negative links), 48 bytes a frame."""
+    mm = MemMap(64)
+    for name, _, dtype, init in MemMap.FIELDS:
+        arr, store = getattr(mm, name), getattr(mm, name + "_a")
+        assert arr.dtype == dtype and len(arr) == len(store) == 64 and arr.item(7) == store[7] == init
+        big = 2**64 - 3 if dtype == np.uint64 else -5
+        store[9] = big
+        assert arr.item(9) == big
+        arr[10] = 12345
+        assert store[10] == 12345 and type(store[10]) is int
+    mm.flags_a[3] = 1 << 63 | 1 << PG.lru
+    assert mm.test(3, PG.lru) and mm.flags.item(3) >> 63 == 1
+    assert mm.nbytes() == 48 * 64
 
 
 def test_host_watermarks_reproduced_from_host_managed_pages() -> None:

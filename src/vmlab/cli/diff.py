@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vmlab.lab import scenario as scenario_mod
-from vmlab.lab.backends import make_backend
-from vmlab.lab.diff import diff_scenario
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `diff` subcommand."""
@@ -22,6 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """0 when model and kernel agree on every step, 1 otherwise."""
+    from vmlab.lab import scenario as scenario_mod  # the model loads only for the command that runs it
+    from vmlab.lab.backends import make_backend
+    from vmlab.lab.diff import diff_scenario
+
     scn = scenario_mod.load(args.scenario)
     model, host = make_backend("model"), make_backend("host")
     diffs = diff_scenario(scn, model, host, out=lambda text: sys.stdout.write(text + "\n"))

@@ -4,12 +4,10 @@ summary and write its plots (PNG and SVG); `vmlab experiment --list` names them 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from vmlab.errors import InputError
 from vmlab.lab.experiments import EXPERIMENTS, load
-from vmlab.lab.experiments.workload import MissingSeam
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
                          + ", ".join(EXPERIMENTS) + ")")
     mod = load(args.name)
     params = parse_params(args.name, mod.PARAMS, args.set)
-    try:
-        result = mod.run(params)
-    except MissingSeam as err:
-        sys.stderr.write(f"vmlab experiment: {args.name}: {err}\n")
-        return 3
+    result = mod.run(params)
     print(result.title)
     for line in result.summary:
         print(f"  {line}")

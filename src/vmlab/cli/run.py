@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from vmlab.lab import scenario as scenario_mod
 from vmlab.lab.backends import BACKENDS, make_backend
-from vmlab.lab.run import run as run_scenario
+
+if TYPE_CHECKING:
+    from vmlab.lab import scenario as scenario_mod
 
 DEMO = "address-space.vml"
 
@@ -29,11 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def load_demo() -> scenario_mod.Scenario:
     """The demo scenario shipped as package data."""
     text = resources.files("vmlab").joinpath("examples", DEMO).read_text(encoding="utf-8")
+    from vmlab.lab import scenario as scenario_mod
+
     return scenario_mod.parse(text, f"<demo {DEMO}>")
 
 
 def run(args: argparse.Namespace) -> int:
     """Parse the whole scenario, then run it; 0 when every expect held, 1 otherwise."""
+    from vmlab.lab import scenario as scenario_mod  # the model loads only for the command that runs it
+    from vmlab.lab.run import run as run_scenario
+
     scn = scenario_mod.load(args.scenario) if args.scenario else load_demo()
     backend = make_backend(args.backend)
     if args.trace:

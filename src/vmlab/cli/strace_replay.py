@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from vmlab.lab.backends import make_backend
-from vmlab.lab.strace import Replay, read_log
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -27,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     """Print the replayed maps; 1 with --strict when anything diverged or was not modelled."""
+    from vmlab.lab.strace import Replay, read_log  # the model loads only for the command that runs it
+
     events = read_log(args.log)
     backend = make_backend("model")
     try:

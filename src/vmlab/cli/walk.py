@@ -8,10 +8,6 @@ import argparse
 import sys
 
 from vmlab.errors import InputError
-from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.pgtable import format_walk
-from vmlab.lab import scenario as scenario_mod
-from vmlab.lab.run import Runner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"address {args.addr!r} does not parse", "ADDR") from None
     if not 0 <= addr < 1 << 64:
         raise InputError(f"address {args.addr} is outside 64 bits", "ADDR")
+    from vmlab.kernel.machine import ModelBackend  # the model loads only for the command that runs it
+    from vmlab.kernel.pgtable import format_walk
+    from vmlab.lab import scenario as scenario_mod
+    from vmlab.lab.run import Runner
+
     backend = ModelBackend()
     try:
         runner = Runner(scenario_mod.load(args.scenario), backend)

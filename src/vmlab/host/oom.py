@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vmlab.host import memcg
-from vmlab.kernel.oom_kill import (  # the kernel's arithmetic: one implementation, the model's
+from vmlab.kernel.oom_score import (  # the kernel's arithmetic: one implementation, the model's
     LONG_MIN,
     OOM_SCORE_ADJ_MIN,
     PF_KTHREAD,

@@ -15,7 +15,7 @@ from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgro
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
-from vmlab.kernel.swap import folio_add_lru, folio_mark_accessed, page_cache_release
+from vmlab.kernel.swap import folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -84,11 +84,9 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
         mem.free_pages(pfn)
         return None
     mm = mem.mem_map
-    mm.mapping[pfn] = inode.handle
-    mm.index[pfn] = index
-    mm.set(pfn, PG.uptodate)
-    if inode.shmem:
-        mm.set(pfn, PG.swapbacked)
+    mm.mapping_a[pfn] = inode.handle
+    mm.index_a[pfn] = index
+    mm.flags_a[pfn] = mm.flags_a[pfn] | (_NEW_SHMEM if inode.shmem else _NEW_FILE)
     inode.i_pages[index] = pfn
     mem.address_spaces[inode.handle] = inode
     shadow = inode.shadows.pop(index, None)
@@ -96,8 +94,13 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
         workingset_refault(mem, pfn, 1, shadow)
         if mem.memcgs is not None:
             mem.memcgs.count_refault(pfn, inode.shmem)
-    folio_add_lru(mem, pfn)
+    mem.lruvec.add(mm, pfn)  # folio_add_lru() of a new order-0 page (its own head)
     return pfn
+
+
+#: The flags of a new page-cache page: uptodate, and swapbacked in shmem.
+_NEW_FILE = 1 << PG.uptodate
+_NEW_SHMEM = _NEW_FILE | (1 << PG.swapbacked)
 
 
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
@@ -121,7 +124,7 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
         return pfn, False
     # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
     ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
-                                       workingset=bool(int(mem.mem_map.flags[pfn]) >> PG.workingset & 1))
+                                       workingset=bool(mem.mem_map.flags_a[pfn] >> PG.workingset & 1))
     readahead.read_pages(ractl, 1)
     return pfn, True
 
@@ -165,16 +168,16 @@ def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> No
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:
     """folio_mark_accessed() of the page-cache folio that holds frame `pfn` (all of a large folio);
     returns the index of the folio's head page (-1 if the frame belongs to no known mapping)."""
-    inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+    inode = mem.address_spaces.get(mem.mem_map.mapping_a[pfn])
     if inode is None:
         folio_mark_accessed(mem, pfn)
         return -1
-    head, order = folio_head(inode, int(mem.mem_map.index[pfn]))
+    head, order = folio_head(inode, mem.mem_map.index_a[pfn])
     mark_folio_accessed(mem, inode, head, order)
     return head
 
 
-def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
+def filemap_read(mem: PhysMem, file: File, pos: int, count: int, *, ra_done: bool = False) -> list[int]:
     """filemap_read(): read `count` bytes at `pos` through the cache; the pages copied from, in order.
 
     Each round (filemap_get_pages) takes the cached run at the position; on a miss it reads ahead
@@ -182,7 +185,8 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     there. Every folio of the round is marked accessed, the first one unless the previous read ended
     in it (6.18: `if (i > 0) folio_mark_accessed(folio)`; older kernels marked only the first folio of each
     batch was marked). A large folio is marked as one: all its pages. f_ra.prev_pos becomes the end
-    of what was read.
+    of what was read. `ra_done`: the caller already ran the first round's synchronous readahead
+    (page_cache_sync_ra of the request at `pos`), so a miss there goes straight to read_page().
     """
     inode, ra = file.inode, file.f_ra
     last_pos = ra.prev_pos
@@ -191,7 +195,7 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
     while count and pos < end and pos < inode.size:
         index, last_index = pos >> PAGE_SHIFT, (end + PAGE_SIZE - 1) >> PAGE_SHIFT
         batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
-        if not batch:
+        if not batch and not ra_done:
             readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), last_index - index)
             batch = filemap_get_read_batch(mem, inode, index, last_index - 1)
         if not batch:
@@ -199,7 +203,8 @@ def filemap_read(mem: PhysMem, file: File, pos: int, count: int) -> list[int]:
             if pfn is None:
                 break
             batch = [pfn]
-        tail_index = int(mem.mem_map.index[batch[-1]])
+        ra_done = False
+        tail_index = mem.mem_map.index_a[batch[-1]]
         if folio_test_readahead(mem, inode, tail_index):
             head, order = folio_head(inode, tail_index)
             mem.mem_map._refcount[batch] += 1  # the batch's references: readahead may reclaim
@@ -236,21 +241,36 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
     would change something (not for a page already active and referenced, nor for a second read of
     the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
-    once. Anything else (a miss and its readahead, allocation and reclaim; a readahead mark; a large
-    folio; a page the host had cached; EOF) goes through filemap_read() itself.
+    once. A plain miss (a whole page inside the file, no large folios, not a page the host had
+    cached) runs page_cache_sync_ra() itself and, when that leaves a small unmarked page at the
+    index, continues as a hit. Anything else (a readahead mark; a large folio; a page the host had
+    cached; EOF; a miss readahead could not fill) goes through filemap_read() itself.
     """
     inode, ra = file.inode, file.f_ra
     i_pages_get = inode.i_pages.get
-    flags = mem.mem_map.flags
+    flags = mem.mem_map.flags_a
     clock = mem.clock
     hit_ns = clock.costs.hit_ns
     full_pages = inode.size >> PAGE_SHIFT  # pages wholly inside the file
     plain = mem.lruvec.plain
     copied = pending = 0
     prev_pos = ra.prev_pos
+    shadows = inode.shadows
     for index in indexes:
         pfn = i_pages_get(index)
-        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags.item(pfn)
+        if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
+                and (index in shadows or not host_cached(inode, index))):
+            if pending:
+                clock.advance(pending * hit_ns)
+                pending = 0
+            ra.prev_pos = prev_pos
+            readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), 1)
+            pfn = i_pages_get(index)
+            if pfn is None or inode.folio_orders or flags[pfn] & _SLOW:
+                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
+                prev_pos = ra.prev_pos
+                continue
+        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
                 clock.advance(pending * hit_ns)
@@ -289,9 +309,9 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
     pfn = cached_page(mem, inode, pgoff)
     if pfn is not None:
         head, order = folio_head(inode, pgoff)
-        mem.mem_map._refcount[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
+        mem.mem_map._refcount_a[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
         readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
-        mem.mem_map._refcount[pfn] -= 1
+        mem.mem_map._refcount_a[pfn] -= 1
         return pfn, False
     mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
@@ -346,10 +366,10 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
                          for i in range(head, head + (1 << order))):
             continue
         inode.folio_orders.pop(index, None)
-        if pfn is not None and int(mm._mapcount[pfn]) < 0 and not mm.test(pfn, PG.dirty):
+        if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.test(pfn, PG.dirty):
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
-            mm.mapping[pfn] = 0
+            mm.mapping_a[pfn] = 0
             for flag in (PG.uptodate, PG.swapbacked, PG_readahead, PG.referenced, PG.active):
                 mm.clear(pfn, flag)
             mem.free_pages(pfn, 0)

@@ -167,7 +167,7 @@ def _mk_pte(pfn: int, vma: VmArea, write: bool) -> int:
 # --- pages and their references ------------------------------------------------------------------------
 
 def _is_anon(mem: PhysMem, pfn: int) -> bool:
-    return bool(int(mem.mem_map.mapping[pfn]) & PAGE_MAPPING_ANON)
+    return bool(mem.mem_map.mapping_a[pfn] & PAGE_MAPPING_ANON)
 
 
 def mm_counter(mem: PhysMem, pfn: int) -> int:
@@ -191,23 +191,23 @@ def update_hiwater_rss(mm: MmStruct) -> None:
 
 def page_mapcount(mem: PhysMem, pfn: int) -> int:
     """page_mapcount(): how many page tables map this page."""
-    return int(mem.mem_map._mapcount[pfn]) + 1
+    return mem.mem_map._mapcount_a[pfn] + 1
 
 
 def _add_rmap(mem: PhysMem, pfn: int) -> None:
     """folio_add_*_rmap_pte() + folio_get(): one more mapping of the page, one more reference on its
     folio (a subpage of a THP references the head)."""
     mm = mem.mem_map
-    mm._mapcount[pfn] += 1
-    mm._refcount[mm.compound_head(pfn)] += 1
+    mm._mapcount_a[pfn] += 1
+    mm._refcount_a[mm.compound_head(pfn)] += 1
 
 
 def _remove_rmap(mem: PhysMem, pfn: int) -> None:
     """folio_remove_rmap_pte() + free_swap_cache() + put_page(): the last reference of an anon page
     frees it; its swap-cache copy goes when no swap PTE needs it."""
     mm = mem.mem_map
-    mm._mapcount[pfn] -= 1
-    if int(mm._mapcount[pfn]) == MAPCOUNT_NONE and _is_anon(mem, pfn):
+    mm._mapcount_a[pfn] -= 1
+    if mm._mapcount_a[pfn] == MAPCOUNT_NONE and _is_anon(mem, pfn):
         mm.clear(pfn, PG_anon_exclusive)
         if mm.test(pfn, PG_swapcache):  # free_swap_cache(): an unmapped page keeps no slot it needn't
             swap_state.folio_free_swap(mem, pfn)

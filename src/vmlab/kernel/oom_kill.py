@@ -23,20 +23,17 @@ from typing import TYPE_CHECKING, Protocol
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.memory import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, zap_page_range
 from vmlab.kernel.mm_types import VM_HUGETLB, VM_PFNMAP, VM_SHARED, MmStruct
+from vmlab.kernel.oom_score import LONG_MIN, OOM_SCORE_ADJ_MIN, PF_KTHREAD, oom_badness, proc_oom_score
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON
 from vmlab.kernel.printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk, RateLimit
-from vmlab.kernel.uapi import PAGE_SIZE
 
 if TYPE_CHECKING:
     from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_alloc import PhysMem
 
-OOM_SCORE_ADJ_MIN = -1000
 OOM_SCORE_ADJ_MAX = 1000
-LONG_MIN = -(1 << 63)
 LONG_MAX = (1 << 63) - 1
 PF_EXITING = 0x00000004
-PF_KTHREAD = 0x00200000  # include/linux/sched.h
 # mm->flags bits (include/linux/mm_types.h) the OOM killer uses.
 MMF_OOM_SKIP = 1 << 21
 MMF_UNSTABLE = 1 << 22
@@ -63,25 +60,6 @@ KERNEL_RELEASE = "6.18.0-vmlab"
 
 
 # --- the arithmetic, shared with vmlab.host.oom ----------------------------------------------------------
-
-def c_div(a: int, b: int) -> int:
-    """C integer division: the quotient truncated toward zero (Python's // floors)."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def oom_badness(rss: int, swapents: int, pgtables_bytes: int, adj: int, totalpages: int) -> int:
-    """mm/oom_kill.c:oom_badness() for an eligible task: resident pages, swap entries and page-table
-    pages, plus adj * (totalpages / 1000), the division first (the LONG_MIN cases are the caller's)."""
-    return rss + swapents + pgtables_bytes // PAGE_SIZE + adj * (totalpages // 1000)
-
-
-def proc_oom_score(badness: int, totalpages: int) -> int:
-    """fs/proc/base.c:proc_oom_score(): badness scaled to 0..2000 then by 2/3, in C long arithmetic."""
-    if badness == LONG_MIN:
-        return 0
-    return c_div((1000 + c_div(badness * 1000, totalpages)) * 2, 3)
-
 
 # --- tasks as the OOM killer sees them -------------------------------------------------------------------
 

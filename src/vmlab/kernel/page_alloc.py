@@ -16,6 +16,7 @@ Deliberate simplifications, each marked where it matters:
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 
 
 _PG_HEAD = 1 << PG.head
+_PG_LRU = 1 << PG.lru
+_PG_RESERVED = 1 << PG.reserved
+#: The _mapcount word of a free block's head page (PageBuddy).
+_BUDDY_WORD = page_type_value(PGTY_buddy)
 #: The flag bits a freed page keeps: the zone/node bits above the page flags.
 _KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
 
@@ -141,21 +146,32 @@ class MemMap:
     word doubles as page_type), mapping (an integer handle; low bits PAGE_MAPPING_*), index, the two lru
     links (free-list links here; -1 = none; a tail page of a compound page holds -2 - head_pfn in
     lru_next, the kernel's compound_head with bit 0 set) and private (the order of a free buddy block).
+
+    Each field's memory is an `array.array` (`flags_a`, `_refcount_a`, ...) and its numpy array a view
+    of the same buffer (no copy): vectorised code uses the numpy arrays, hot paths read and write one
+    element through the array.array, which costs about half as much as numpy's `.item()` / scalar store
+    and gives the same Python int.
     """
 
-    __slots__ = ("_mapcount", "_refcount", "flags", "index", "lru_next", "lru_prev", "mapping", "nr",
-                 "private")
+    __slots__ = ("_mapcount", "_mapcount_a", "_refcount", "_refcount_a", "flags", "flags_a", "index",
+                 "index_a", "lru_next", "lru_next_a", "lru_prev", "lru_prev_a", "mapping", "mapping_a",
+                 "nr", "private", "private_a")
+
+    #: Each field: its array.array typecode, numpy dtype and initial value.
+    FIELDS = (("flags", "Q", np.uint64, 0), ("_refcount", "i", np.int32, 0),
+              ("_mapcount", "i", np.int32, MAPCOUNT_NONE), ("mapping", "q", np.int64, 0),
+              ("index", "Q", np.uint64, 0), ("lru_next", "i", np.int32, NO_PFN),
+              ("lru_prev", "i", np.int32, NO_PFN), ("private", "Q", np.uint64, 0))
 
     def __init__(self, nr_pfns: int) -> None:
         self.nr = nr_pfns
-        self.flags = np.zeros(nr_pfns, dtype=np.uint64)
-        self._refcount = np.zeros(nr_pfns, dtype=np.int32)
-        self._mapcount = np.full(nr_pfns, MAPCOUNT_NONE, dtype=np.int32)
-        self.mapping = np.zeros(nr_pfns, dtype=np.int64)
-        self.index = np.zeros(nr_pfns, dtype=np.uint64)
-        self.lru_next = np.full(nr_pfns, NO_PFN, dtype=np.int32)
-        self.lru_prev = np.full(nr_pfns, NO_PFN, dtype=np.int32)
-        self.private = np.zeros(nr_pfns, dtype=np.uint64)
+        for name, typecode, dtype, init in self.FIELDS:
+            store = array(typecode, [init]) * nr_pfns
+            if store.itemsize != np.dtype(dtype).itemsize:  # the two views must agree on the layout
+                raise RuntimeError(f"array('{typecode}') is {store.itemsize} bytes here, not "
+                                   f"{np.dtype(dtype).itemsize}")
+            setattr(self, name + "_a", store)
+            setattr(self, name, np.frombuffer(store, dtype=dtype))
 
     def __len__(self) -> int:
         return self.nr
@@ -168,38 +184,38 @@ class MemMap:
 
     def nbytes(self) -> int:
         """Host bytes held by the descriptor arrays."""
-        return sum(getattr(self, f).nbytes for f in self.__slots__ if f != "nr")
+        return sum(getattr(self, name).nbytes for name, *_ in self.FIELDS)
 
     def test(self, pfn: int, pg: PG) -> bool:
         """PageXxx(): whether flag `pg` is set on `pfn`."""
-        return bool(self.flags.item(pfn) >> pg & 1)
+        return bool(self.flags_a[pfn] >> pg & 1)
 
     def set(self, pfn: int, pg: PG) -> None:
         """SetPageXxx()."""
-        self.flags[pfn] = self.flags.item(pfn) | (1 << pg)
+        self.flags_a[pfn] = self.flags_a[pfn] | (1 << pg)
 
     def clear(self, pfn: int, pg: PG) -> None:
         """ClearPageXxx()."""
-        self.flags[pfn] = self.flags.item(pfn) & ~(1 << pg)
+        self.flags_a[pfn] = self.flags_a[pfn] & ~(1 << pg)
 
     def page_type(self, pfn: int) -> int | None:
         """The PGTY_* of a typed page (buddy, page table, ...), or None."""
-        return page_type_of(self._mapcount.item(pfn))
+        return page_type_of(self._mapcount_a[pfn])
 
     def page_zonenum(self, pfn: int) -> int:
         """page_zonenum(): the zone number kept in the upper bits of page->flags."""
-        return self.flags.item(pfn) >> ZONES_PGSHIFT & ZONES_MASK
+        return self.flags_a[pfn] >> ZONES_PGSHIFT & ZONES_MASK
 
     def compound_head(self, pfn: int) -> int:
         """compound_head(): the head PFN of the folio `pfn` belongs to."""
-        link = self.lru_next.item(pfn)
+        link = self.lru_next_a[pfn]
         return -2 - link if link < NO_PFN else pfn
 
     def folio_order(self, pfn: int) -> int:
         """folio_order() of a head page: the low byte of the second page's flags (0 for a small folio)."""
-        if not self.flags.item(pfn) & _PG_HEAD:
+        if not self.flags_a[pfn] & _PG_HEAD:
             return 0
-        return self.flags.item(pfn + 1) & 0xFF
+        return self.flags_a[pfn + 1] & 0xFF
 
 
 class Page:
@@ -374,6 +390,9 @@ class PhysMem:
         self._free_area_init()
         res = reservations if reservations is not None else default_reservations(self.e820, self.max_pfn)
         self._memblock_free_all(res)
+        #: The node's zonelist for each highest zone index (managed zones from it down), fixed at boot.
+        self._zonelists = [tuple(reversed([z for z in self.zones[:i + 1] if z.managed_pages]))
+                           for i in range(MAX_NR_ZONES)]
         self.init_per_zone_wmark_min(thp_enabled)
 
     # --- boot -----------------------------------------------------------------------------------------
@@ -508,20 +527,20 @@ class PhysMem:
     def _add_to_free_list(self, pfn: int, zone: Zone, order: int, tail: bool) -> None:
         """__add_to_free_list() and set_buddy_order(): mark the block's head PageBuddy of `order`."""
         mm = self.mem_map
-        mm._mapcount[pfn] = page_type_value(PGTY_buddy)
-        mm.private[pfn] = order
+        mm._mapcount_a[pfn] = _BUDDY_WORD
+        mm.private_a[pfn] = order
         head = zone.free_head[order]
         if head == NO_PFN:
-            mm.lru_prev[pfn] = mm.lru_next[pfn] = NO_PFN
+            mm.lru_prev_a[pfn] = mm.lru_next_a[pfn] = NO_PFN
             zone.free_head[order] = zone.free_tail[order] = pfn
         elif tail:
             last = zone.free_tail[order]
-            mm.lru_prev[pfn], mm.lru_next[pfn] = last, NO_PFN
-            mm.lru_next[last] = pfn
+            mm.lru_prev_a[pfn], mm.lru_next_a[pfn] = last, NO_PFN
+            mm.lru_next_a[last] = pfn
             zone.free_tail[order] = pfn
         else:
-            mm.lru_prev[pfn], mm.lru_next[pfn] = NO_PFN, head
-            mm.lru_prev[head] = pfn
+            mm.lru_prev_a[pfn], mm.lru_next_a[pfn] = NO_PFN, head
+            mm.lru_prev_a[head] = pfn
             zone.free_head[order] = pfn
         zone.nr_free[order] += 1
         zone.free_pages += 1 << order
@@ -529,18 +548,18 @@ class PhysMem:
     def _del_from_free_list(self, pfn: int, zone: Zone, order: int) -> None:
         """del_page_from_free_list(): unlink and clear PageBuddy."""
         mm = self.mem_map
-        prev, nxt = int(mm.lru_prev[pfn]), int(mm.lru_next[pfn])
+        prev, nxt = mm.lru_prev_a[pfn], mm.lru_next_a[pfn]
         if prev == NO_PFN:
             zone.free_head[order] = nxt
         else:
-            mm.lru_next[prev] = nxt
+            mm.lru_next_a[prev] = nxt
         if nxt == NO_PFN:
             zone.free_tail[order] = prev
         else:
-            mm.lru_prev[nxt] = prev
-        mm.lru_prev[pfn] = mm.lru_next[pfn] = NO_PFN
-        mm._mapcount[pfn] = MAPCOUNT_NONE
-        mm.private[pfn] = 0
+            mm.lru_prev_a[nxt] = prev
+        mm.lru_prev_a[pfn] = mm.lru_next_a[pfn] = NO_PFN
+        mm._mapcount_a[pfn] = MAPCOUNT_NONE
+        mm.private_a[pfn] = 0
         zone.nr_free[order] -= 1
         zone.free_pages -= 1 << order
 
@@ -549,23 +568,29 @@ class PhysMem:
         if not zone.spans(buddy) or buddy >= self.max_pfn:
             return False
         mm = self.mem_map
-        return page_type_of(int(mm._mapcount[buddy])) == PGTY_buddy and int(mm.private[buddy]) == order
+        return mm._mapcount_a[buddy] >> 24 & 0xFF == PGTY_buddy and mm.private_a[buddy] == order
 
     def _free_one_page(self, pfn: int, order: int, zone: Zone) -> None:
         """_free_one_page(): merge with the buddy (pfn ^ (1 << order)) while it is free at the same
         order, then queue the block; at the tail if its buddy one order up is free too (buddy_merge_likely),
-        so that it stays unallocated and can merge soon."""
+        so that it stays unallocated and can merge soon. (_page_is_buddy inlined: the hot free path.)"""
+        mm = self.mem_map
+        mapcount, private = mm._mapcount_a, mm.private_a
+        lo = zone.zone_start_pfn
+        hi = min(lo + zone.spanned_pages, self.max_pfn)
         while order < MAX_PAGE_ORDER:
             buddy = pfn ^ (1 << order)
-            if not self._page_is_buddy(buddy, order, zone):
+            if not (lo <= buddy < hi and mapcount[buddy] >> 24 & 0xFF == PGTY_buddy
+                    and private[buddy] == order):
                 break
             self._del_from_free_list(buddy, zone, order)
             pfn &= buddy
             order += 1
         to_tail = False
         if order < MAX_PAGE_ORDER - 1:
-            higher = pfn & ~(1 << order)
-            to_tail = self._page_is_buddy(higher ^ (1 << (order + 1)), order + 1, zone)
+            higher = (pfn & ~(1 << order)) ^ (1 << (order + 1))
+            to_tail = (lo <= higher < hi and mapcount[higher] >> 24 & 0xFF == PGTY_buddy
+                       and private[higher] == order + 1)
         self._add_to_free_list(pfn, zone, order, to_tail)
 
     def _expand(self, pfn: int, zone: Zone, low: int, high: int) -> None:
@@ -578,11 +603,13 @@ class PhysMem:
 
     def _rmqueue_smallest(self, zone: Zone, order: int) -> int:
         """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1."""
+        free_head = zone.free_head
         for current in range(order, NR_PAGE_ORDERS):
-            pfn = zone.free_head[current]
+            pfn = free_head[current]
             if pfn != NO_PFN:
                 self._del_from_free_list(pfn, zone, current)
-                self._expand(pfn, zone, order, current)
+                if current > order:
+                    self._expand(pfn, zone, order, current)
                 return pfn
         return NO_PFN
 
@@ -590,23 +617,21 @@ class PhysMem:
         """prep_new_page(): refcount 1 on the head, and for a compound page PG_head, the order in the
         second page's flags and compound_head links in the tails."""
         mm = self.mem_map
-        mm._refcount[pfn] = 1
+        mm._refcount_a[pfn] = 1
         if compound and order:
             n = 1 << order
             mm.set(pfn, PG.head)
-            mm.flags[pfn + 1] = (int(mm.flags[pfn + 1]) & ~0xFF) | order
+            mm.flags_a[pfn + 1] = (mm.flags_a[pfn + 1] & ~0xFF) | order
             mm.lru_next[pfn + 1:pfn + n] = -2 - pfn
 
-    def _zonelist(self, highest_zoneidx: int) -> Iterator[Zone]:
-        """The node's zonelist from `highest_zoneidx` down: Normal -> DMA32 -> DMA."""
-        for zone in reversed(self.zones[:highest_zoneidx + 1]):
-            if zone.managed_pages:
-                yield zone
-
     def get_page_from_freelist(self, order: int, highest_zoneidx: int, wmark: int) -> int:
-        """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`."""
-        for zone in self._zonelist(highest_zoneidx):
-            if not self.zone_watermark_ok(zone, order, zone.watermark[wmark], highest_zoneidx):
+        """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`
+        (zone_watermark_ok inlined: every allocation passes here)."""
+        for zone in self._zonelists[highest_zoneidx]:
+            mark = zone.watermark[wmark] + zone.lowmem_reserve[highest_zoneidx]
+            if zone.free_pages - ((1 << order) - 1) <= mark:
+                continue
+            if order and not any(zone.nr_free[o] for o in range(order, NR_PAGE_ORDERS)):
                 continue
             pfn = self._rmqueue_smallest(zone, order)
             if pfn != NO_PFN:
@@ -682,10 +707,10 @@ class PhysMem:
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""
         mm = self.mem_map
-        ref = int(mm._refcount[pfn])
-        if ref <= 0 or mm.test(pfn, PG.reserved) or self.mem_map.page_type(pfn) == PGTY_buddy:
+        ref = mm._refcount_a[pfn]
+        if ref <= 0 or mm.flags_a[pfn] & _PG_RESERVED or mm._mapcount_a[pfn] >> 24 & 0xFF == PGTY_buddy:
             raise AssertionError(f"bad free of pfn {pfn:#x} order {order}: {mm[pfn]!r}")
-        mm._refcount[pfn] = ref - 1
+        mm._refcount_a[pfn] = ref - 1
         if ref == 1:
             self._free_pages_ok(pfn, order)
 
@@ -694,24 +719,25 @@ class PhysMem:
         mm = self.mem_map
         if pfn & ((1 << order) - 1):
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
-        if mm.test(pfn, PG.lru):
+        flags = mm.flags_a[pfn]
+        if flags & _PG_LRU:
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
         if self.uncharge_hook is not None:
             self.uncharge_hook(pfn, order)
-        if mm.test(pfn, PG.head):
+        if flags & _PG_HEAD:
             n = 1 << order
             mm.clear(pfn, PG.head)
-            mm.flags[pfn + 1] = int(mm.flags[pfn + 1]) & ~0xFF
+            mm.flags_a[pfn + 1] = mm.flags_a[pfn + 1] & ~0xFF
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN
-        if mm.page_type(pfn) is not None:
-            mm._mapcount[pfn] = MAPCOUNT_NONE
+        if page_type_of(mm._mapcount_a[pfn]) is not None:
+            mm._mapcount_a[pfn] = MAPCOUNT_NONE
         if order:
             mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
             mm.mapping[pfn:pfn + (1 << order)] = 0
         else:  # scalar stores: a slice operation costs 30 times as much
-            mm.flags[pfn] = mm.flags.item(pfn) & _KEEP_ON_FREE
-            mm.mapping[pfn] = 0
-        self._free_one_page(pfn, order, self.zones[mm.page_zonenum(pfn)])
+            mm.flags_a[pfn] = mm.flags_a[pfn] & _KEEP_ON_FREE
+            mm.mapping_a[pfn] = 0
+        self._free_one_page(pfn, order, self.zones[flags >> ZONES_PGSHIFT & ZONES_MASK])
 
     # --- page tables' frames ----------------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
 
 def _note_added(ractl: ReadaheadControl, pfn: int) -> None:
     """`ractl->_workingset |= folio_test_workingset(folio)` for a folio just added to the cache."""
-    if int(ractl.mem.mem_map.flags[pfn]) & _WORKINGSET:
+    if ractl.mem.mem_map.flags_a[pfn] & _WORKINGSET:
         ractl.workingset = True
 
 
@@ -136,8 +136,9 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
     index = ractl.index
     mark = nr_to_read - lookahead_size if lookahead_size <= nr_to_read else ULONG_MAX
     batch = 0
+    i_pages, flags = inode.i_pages, mem.mem_map.flags_a
     for i in range(nr_to_read):
-        if filemap.page_present(inode, index + i):
+        if index + i in i_pages or filemap.page_present(inode, index + i):
             read_pages(ractl, batch)
             batch = 0
             continue
@@ -146,7 +147,8 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
             break
         if i == mark:
             mem.mem_map.set(pfn, PG_readahead)
-        _note_added(ractl, pfn)
+        if flags[pfn] & _WORKINGSET:  # _note_added()
+            ractl.workingset = True
         batch += 1
     read_pages(ractl, batch)
     ractl.index = index + nr_to_read

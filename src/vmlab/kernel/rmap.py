@@ -111,12 +111,12 @@ class RmapIndex:
     def walk(self, mem: PhysMem, pfn: int) -> list[Mapping]:
         """rmap_walk() of an order-0 page: every (mm, vma, address) whose PTE maps `pfn` now."""
         mmap_ = mem.mem_map
-        mapping = int(mmap_.mapping[pfn])
+        mapping = mmap_.mapping_a[pfn]
         if mapping & PAGE_MAPPING_ANON:
             candidates = self.anon.get(mapping >> 2, ())
         else:
             candidates = self.file.get(mapping, ())
-        index = int(mmap_.index[pfn])
+        index = mmap_.index_a[pfn]
         found: list[Mapping] = []
         for mm, vma in candidates:
             offset = index - vma.vm_pgoff
@@ -141,9 +141,9 @@ def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int) -> tuple[int, int
     in a VM_LOCKED VMA stops the walk and reports VM_LOCKED. A large folio counts as referenced while
     mapped (the model does not walk THP mappings)."""
     mmap_ = mem.mem_map
-    if int(mmap_._mapcount[head]) < 0:
+    if mmap_._mapcount_a[head] < 0:
         return 0, 0
-    if int(mmap_.flags[head]) & (1 << PG.head):
+    if mmap_.flags_a[head] & (1 << PG.head):
         return 1, 0
     referenced, vm_flags = 0, 0
     for mm, vma, addr in rmap.walk(mem, head):
@@ -176,7 +176,7 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
         if pte & _PAGE_DIRTY:
             mmap_.set(head, PG.dirty)  # folio_mark_dirty()
         add_mm_counter(mm, mm_counter(mem, head), -1)
-        mmap_._mapcount[head] -= 1
-        mmap_._refcount[head] -= 1
+        mmap_._mapcount_a[head] -= 1
+        mmap_._refcount_a[head] -= 1
         mem.unmap_generation += 1
-    return int(mmap_._mapcount[head]) < 0
+    return mmap_._mapcount_a[head] < 0

@@ -90,18 +90,18 @@ class LruVec:
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
-        flags = int(mm.flags[head])
+        flags = mm.flags_a[head]
         if flags & _LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
         lru = folio_lru_list_of(flags)
-        nr = _folio_nr_pages(mm, head, flags)
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
         for lruvec in self._and_mirror(head):
             lst = lruvec.lists[lru]
             lst[head] = None
             if tail:
                 lst.move_to_end(head, last=False)
             lruvec.nr_pages[lru] += nr
-        mm.flags[head] = flags | _LRU
+        mm.flags_a[head] = flags | _LRU
 
     def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
         """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
@@ -122,13 +122,13 @@ class LruVec:
 
     def delete(self, mm: MemMap, head: int) -> int:
         """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
-        flags = int(mm.flags[head])
+        flags = mm.flags_a[head]
         lru = folio_lru_list_of(flags)
-        nr = _folio_nr_pages(mm, head, flags)
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
         for lruvec in self._and_mirror(head):
             del lruvec.lists[lru][head]
             lruvec.nr_pages[lru] -= nr
-        mm.flags[head] = flags & ~_LRU
+        mm.flags_a[head] = flags & ~_LRU
         return lru
 
     def rotate(self, mm: MemMap, head: int) -> None:
@@ -153,7 +153,7 @@ class LruVec:
 
 def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
     """folio_nr_pages() of a head page whose flags are `flags`."""
-    return 1 << (int(mm.flags[head + 1]) & 0xFF) if flags & _HEAD else 1
+    return 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
 
 
 def folio_add_lru(mem: PhysMem, pfn: int) -> None:
@@ -166,7 +166,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
     """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
     mm = mem.mem_map
     head = mm.compound_head(pfn)
-    if int(mm.flags[head]) & _LRU:
+    if mm.flags_a[head] & _LRU:
         mem.lruvec.delete(mm, head)
 
 
@@ -180,12 +180,15 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     and returns to the buddy allocator. A folio still in the swap cache is never freed here (the
     cache holds a reference)."""
     mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    order = mm.folio_order(head)
-    if int(mm._refcount[head]) == 1:
-        if int(mm.flags[head]) >> PG_swapcache & 1:
+    link = mm.lru_next_a[pfn]
+    head = -2 - link if link < -1 else pfn  # compound_head()
+    flags = mm.flags_a[head]
+    order = mm.flags_a[head + 1] & 0xFF if flags & _HEAD else 0  # folio_order()
+    if mm._refcount_a[head] == 1:
+        if flags >> PG_swapcache & 1:
             raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
-        page_cache_release(mem, head)
+        if flags & _LRU:  # __page_cache_release()
+            mem.lruvec.delete(mm, head)
         if order:
             n = 1 << order
             mm.mapping[head:head + n] = 0
@@ -193,10 +196,10 @@ def put_page(mem: PhysMem, pfn: int) -> None:
             mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
             mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
         else:  # scalar stores: a slice operation costs 30 times as much
-            mm.mapping[head] = 0
-            mm._mapcount[head] = MAPCOUNT_NONE
-            mm.flags[head] = mm.flags.item(head) & ~_PAGE_STATE
-        mm.private[head] = 0
+            mm.mapping_a[head] = 0
+            mm._mapcount_a[head] = MAPCOUNT_NONE
+            mm.flags_a[head] = mm.flags_a[head] & ~_PAGE_STATE
+        mm.private_a[head] = 0
     mem.free_pages(head, order)
 
 
@@ -205,21 +208,22 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     activates it (moves it to the active list) and clears PG_referenced — the two-step promotion that
     keeps a page used once from displacing the working set."""
     mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    flags = int(mm.flags[head])
+    link = mm.lru_next_a[pfn]
+    head = -2 - link if link < -1 else pfn  # compound_head()
+    flags = mm.flags_a[head]
     if mem.lruvec.plain:
         if flags & _LRU:
             mem.lruvec.rotate(mm, head)
         return
     if not flags & _REFERENCED:
-        mm.flags[head] = flags | _REFERENCED
+        mm.flags_a[head] = flags | _REFERENCED
     elif not flags & (_UNEVICTABLE | _ACTIVE):
         if flags & _LRU:
             folio_activate(mem, head)
-            flags = int(mm.flags[head])
+            flags = mm.flags_a[head]
         else:
             flags |= _ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
-        mm.flags[head] = flags & ~_REFERENCED
+        mm.flags_a[head] = flags & ~_REFERENCED
         # workingset_activation(): an activation ages the inactive list as an eviction does.
         mem.lruvec.nonresident_age += _folio_nr_pages(mm, head, flags)
 
@@ -227,12 +231,12 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
 def folio_activate(mem: PhysMem, head: int) -> None:
     """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list."""
     mm = mem.mem_map
-    flags = int(mm.flags[head])
+    flags = mm.flags_a[head]
     if flags & (_ACTIVE | _UNEVICTABLE) or not flags & _LRU:
         return
     lruvec = mem.lruvec
     lruvec.delete(mm, head)
-    mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+    mm.flags_a[head] = mm.flags_a[head] | _ACTIVE
     lruvec.add(mm, head)
     mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
 

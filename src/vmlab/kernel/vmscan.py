@@ -430,8 +430,8 @@ def _lists(vmscan: Vmscan, sc: ScanControl) -> LruVec:
 
 def _nr_pages(mem: PhysMem, head: int) -> int:
     """folio_nr_pages()."""
-    flags = mem.mem_map.flags
-    return 1 << (flags.item(head + 1) & 0xFF) if flags.item(head) & _HEAD else 1
+    flags = mem.mem_map.flags_a
+    return 1 << (flags[head + 1] & 0xFF) if flags[head] & _HEAD else 1
 
 
 def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
@@ -456,12 +456,12 @@ def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
     mmap_ = mem.mem_map
     lruvec = mem.lruvec
     for head in list(lruvec.lists[LRU_UNEVICTABLE]):
-        if int(mmap_.flags[head]) & _HEAD:
+        if mmap_.flags_a[head] & _HEAD:
             continue
         if any(vma.vm_flags & VM_LOCKED for _, vma, _ in rmap.walk(mem, head)):
             continue
         lruvec.delete(mmap_, head)
-        mmap_.flags[head] = int(mmap_.flags[head]) & ~(_MLOCKED | _UNEVICTABLE | _ACTIVE)
+        mmap_.flags_a[head] = mmap_.flags_a[head] & ~(_MLOCKED | _UNEVICTABLE | _ACTIVE)
         lruvec.add(mmap_, head)
         mem.events["unevictable_pgs_munlocked"] += 1
         mem.events["unevictable_pgs_rescued"] += 1
@@ -488,7 +488,7 @@ def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
             break
         scanned += _nr_pages(mem, head)
         lruvec.delete(mmap_, head)
-        mmap_._refcount[head] += 1
+        mmap_._refcount_a[head] += 1
         taken.append(head)
     return taken, scanned
 
@@ -503,22 +503,22 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
     lruvec = mem.lruvec
     moved = 0
     for head in folios:
-        if int(mmap_._refcount[head]) == 1:
+        if mmap_._refcount_a[head] == 1:
             put_page(mem, head)
             continue
-        flags = int(mmap_.flags[head])
+        flags = mmap_.flags_a[head]
         nr = _nr_pages(mem, head)
         if flags & _MLOCKED:
             if not flags & _UNEVICTABLE:
                 mem.events["unevictable_pgs_culled"] += nr
-            mmap_.flags[head] = (flags & ~_ACTIVE) | _UNEVICTABLE
+            mmap_.flags_a[head] = (flags & ~_ACTIVE) | _UNEVICTABLE
         elif flags & _UNEVICTABLE:
             mem.events["unevictable_pgs_rescued"] += nr
-            mmap_.flags[head] = flags & ~_UNEVICTABLE
+            mmap_.flags_a[head] = flags & ~_UNEVICTABLE
         lruvec.add(mmap_, head)
-        mmap_._refcount[head] -= 1
+        mmap_._refcount_a[head] -= 1
         moved += nr
-        if int(mmap_.flags[head]) & _ACTIVE:
+        if mmap_.flags_a[head] & _ACTIVE:
             lruvec.nonresident_age += nr
     return moved
 
@@ -537,7 +537,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     deactivate: list[int] = []
     nr_rotated = 0
     for head in folios:
-        flags = int(mmap_.flags[head])
+        flags = mmap_.flags_a[head]
         if flags & _MLOCKED:
             keep_active.append(head)
             continue
@@ -546,7 +546,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
             nr_rotated += _nr_pages(mem, head)
             keep_active.append(head)
             continue
-        mmap_.flags[head] = (int(mmap_.flags[head]) & ~_ACTIVE) | _WORKINGSET
+        mmap_.flags_a[head] = (mmap_.flags_a[head] & ~_ACTIVE) | _WORKINGSET
         deactivate.append(head)
     move_folios_to_lru(vmscan, keep_active)
     mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
@@ -587,17 +587,17 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
     mem = vmscan.mem
     mmap_ = mem.mem_map
     referenced_ptes, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
-    flags = int(mmap_.flags[head])
+    flags = mmap_.flags_a[head]
     referenced_folio = bool(flags & _REFERENCED)
-    mmap_.flags[head] = flags & ~_REFERENCED
+    mmap_.flags_a[head] = flags & ~_REFERENCED
     if vm_flags & VM_LOCKED:
-        mmap_.flags[head] = int(mmap_.flags[head]) | _MLOCKED  # mlock_vma_folio()
+        mmap_.flags_a[head] = mmap_.flags_a[head] | _MLOCKED  # mlock_vma_folio()
         return FOLIOREF_ACTIVATE
     file = not flags & _SWAPBACKED
     if mem.lruvec.plain:
         return FOLIOREF_KEEP if referenced_ptes else FOLIOREF_RECLAIM
     if referenced_ptes:
-        mmap_.flags[head] = int(mmap_.flags[head]) | _REFERENCED
+        mmap_.flags_a[head] = mmap_.flags_a[head] | _REFERENCED
         if referenced_folio or referenced_ptes > 1:
             return FOLIOREF_ACTIVATE
         if vm_flags & VM_EXEC and file:
@@ -625,9 +625,9 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
             nr_reclaimed += nr
             continue
         if outcome == "activate":
-            flags = int(mmap_.flags[head])
+            flags = mmap_.flags_a[head]
             if not flags & _MLOCKED:
-                mmap_.flags[head] = flags | _ACTIVE
+                mmap_.flags_a[head] = flags | _ACTIVE
                 stat.nr_activate[not flags & _SWAPBACKED] += nr
         ret.append(head)
     mem.events["pgactivate"] += sum(stat.nr_activate)
@@ -638,13 +638,13 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
     """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep"."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
-    flags = int(mmap_.flags[head])
+    flags = mmap_.flags_a[head]
     if flags & (_MLOCKED | _UNEVICTABLE):
         return "activate"
     if flags & _HEAD:
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
     if flags & _WRITEBACK:
-        mmap_.flags[head] = flags | _RECLAIM
+        mmap_.flags_a[head] = flags | _RECLAIM
         stat.nr_immediate += 1
         return "keep"
     references = folio_check_references(vmscan, sc, head)
@@ -652,7 +652,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
         return "activate"
     if references == FOLIOREF_KEEP:
         return "keep"
-    flags = int(mmap_.flags[head])
+    flags = mmap_.flags_a[head]
     if flags & _SWAPBACKED:
         if not sc.may_swap or nr_swap_pages(mem) <= 0:
             return "activate"
@@ -662,10 +662,10 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
             return rmap.walk(mem, pfn)
 
         return "freed" if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk)) else "activate"
-    if int(mmap_._mapcount[head]) >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
+    if mmap_._mapcount_a[head] >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
         stat.nr_unmap_fail += 1
         return "activate"
-    if int(mmap_.flags[head]) & _DIRTY:
+    if mmap_.flags_a[head] & _DIRTY:
         outcome = _pageout(vmscan, sc, head, references, stat)
         if outcome:
             return outcome
@@ -678,9 +678,9 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     back clean from a synchronous write (then it is freed)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
-    flags = int(mmap_.flags[head])
+    flags = mmap_.flags_a[head]
     if not sc.kswapd or not flags & _RECLAIM:
-        mmap_.flags[head] = flags | _RECLAIM
+        mmap_.flags_a[head] = flags | _RECLAIM
         stat.nr_immediate += 1
         mem.events["nr_vmscan_immediate_reclaim"] += 1
         return "activate"
@@ -689,7 +689,7 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     writeback_folio(mem, head)
     stat.nr_pageout += 1
     mem.events["nr_vmscan_write"] += 1
-    if int(mmap_.flags[head]) & (_DIRTY | _WRITEBACK):
+    if mmap_.flags_a[head] & (_DIRTY | _WRITEBACK):
         return "keep"
     return ""
 
@@ -699,22 +699,23 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio) and is freed.
     False (kept) when someone else holds a reference or it became dirty."""
     mmap_ = mem.mem_map
-    flags = int(mmap_.flags[head])
-    if int(mmap_._refcount[head]) != 2 or int(mmap_._mapcount[head]) >= 0:
+    flags = mmap_.flags_a[head]
+    if mmap_._refcount_a[head] != 2 or mmap_._mapcount_a[head] >= 0:
         return False
     if flags & (_DIRTY | _WRITEBACK):
         raise AssertionError(f"reclaim would drop dirty pfn {head:#x} without write-back: {mmap_[head]!r}")
-    inode = mem.address_spaces.get(int(mmap_.mapping[head]))
-    if inode is None or int(mmap_.mapping[head]) & PAGE_MAPPING_ANON:
+    mapping = mmap_.mapping_a[head]
+    inode = mem.address_spaces.get(mapping)
+    if inode is None or mapping & PAGE_MAPPING_ANON:
         return False
-    index = int(mmap_.index[head])
+    index = mmap_.index_a[head]
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
     del inode.i_pages[index]
     inode.folio_orders.pop(index, None)  # the model's large page-cache folios are runs of small frames
     if not flags & _SWAPBACKED:
         inode.shadows[index] = workingset_eviction(mem, head, 1)
-    mmap_._refcount[head] -= 1  # the page cache's reference
+    mmap_._refcount_a[head] -= 1  # the page cache's reference
     put_page(mem, head)  # reclaim's: frees it
     return True
 
@@ -723,7 +724,7 @@ def _free_isolated(mem: PhysMem, head: int, reclaimed: bool) -> bool:
     """After the swap model reclaimed an anon folio, only reclaim's reference remains: drop it."""
     if not reclaimed:
         return False
-    if int(mem.mem_map._refcount[head]) != 1:
+    if mem.mem_map._refcount_a[head] != 1:
         raise AssertionError(f"reclaim_anon_folio left references on pfn {head:#x}: {mem.mem_map[head]!r}")
     put_page(mem, head)
     return True

@@ -47,7 +47,7 @@ def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
     """workingset_eviction(): the shadow of a folio being evicted now; ages the list by its size."""
     eviction = mem.lruvec.nonresident_age
     workingset_age_nonresident(mem, nr_pages)
-    return pack_shadow(eviction, bool(int(mem.mem_map.flags[head]) & _WORKINGSET))
+    return pack_shadow(eviction, bool(mem.mem_map.flags_a[head] & _WORKINGSET))
 
 
 def nr_swap_pages(mem: PhysMem) -> int:
@@ -74,7 +74,7 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     """workingset_refault(): a folio that was evicted is being added again (before it joins the LRU):
     count the refault and, when it is recent, mark it active (and workingset, if it was before)."""
     mm = mem.mem_map
-    flags = int(mm.flags[head])
+    flags = mm.flags_a[head]
     file = not flags & _SWAPBACKED
     kind = "file" if file else "anon"
     mem.events[f"workingset_refault_{kind}"] += nr_pages
@@ -88,7 +88,7 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
         flags |= _WORKINGSET
         lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
         mem.events[f"workingset_restore_{kind}"] += nr_pages
-    mm.flags[head] = flags
+    mm.flags_a[head] = flags
 
 
 def lru_note_cost(mem: PhysMem, file: bool, nr_io: int, nr_rotated: int) -> None:

@@ -9,10 +9,9 @@ policy; the summary gives the residency at the end and what re-reading the hot s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from vmlab.kernel.vmscan import set_lru_policy
 from vmlab.lab.experiments import Panel, Result, Series
-from vmlab.lab.experiments.workload import Lab, seam
+from vmlab.lab.experiments.workload import Lab
 
 NAME = "one-time-scan"
 TITLE = "One-time scan: hot-set residency, plain LRU vs active/inactive lists"
@@ -27,7 +26,6 @@ POLICIES = (("plain", "plain LRU"), ("two-list", "active/inactive (kernel)"))
 
 def run_policy(params: dict[str, float], policy: str) -> tuple[Series, str]:
     """One machine under `policy`: the residency series and its summary line."""
-    set_lru_policy: Callable[..., None] = seam("vmscan", "set_lru_policy", "reclaim")  # type: ignore[assignment]
     lab = Lab(int(params["ram_mib"]) << 20)
     try:
         set_lru_policy(lab.mem, policy)

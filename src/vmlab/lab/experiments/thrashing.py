@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from vmlab.lab.experiments import Panel, Result, Series
-from vmlab.lab.experiments.workload import lab_with_available, seam
+from vmlab.lab.experiments.workload import lab_with_available
 
 NAME = "thrashing"
 TITLE = "Thrashing: throughput and memory stall as memory shrinks below the working set"
@@ -60,7 +60,6 @@ def one_size(avail: int, wss: int, refs: np.ndarray) -> tuple[float, float, floa
 
 def run(params: dict[str, float]) -> Result:
     """The same reference string on every machine size."""
-    seam("vmscan", "install", "reclaim")
     wss = int(params["wss_mib"] * 256)
     rng = np.random.default_rng(int(params["seed"]))
     refs = rng.integers(0, wss, size=int(wss * params["refs_x"]))

@@ -10,9 +10,7 @@ path sees; faults, I/O, reclaim and write-back charge their own time in the mode
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 
 import numpy as np
 
@@ -32,19 +30,6 @@ BUF_ADDR = 0x10000000
 FILE_BASE = 0x100000000
 #: Where the experiments' files live in the model's own namespace.
 FILE_DIR = "/vmlab-experiment"
-
-
-class MissingSeam(Exception):
-    """The model in this install lacks a part the experiment needs (reclaim, write-back)."""
-
-
-def seam(module: str, attr: str, what: str) -> object:
-    """`vmlab.kernel.<module>.<attr>`, or MissingSeam naming `what` is not in this model yet."""
-    try:
-        mod: ModuleType = importlib.import_module(f"vmlab.kernel.{module}")
-        return getattr(mod, attr)
-    except (ImportError, AttributeError):
-        raise MissingSeam(f"{what} (vmlab.kernel.{module}.{attr}) is not in this model yet") from None
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vmlab.kernel.vmstat import node_page_state
 from vmlab.lab.experiments import Panel, Result, Series
-from vmlab.lab.experiments.workload import O_CREAT, O_RDWR, Lab, seam
+from vmlab.lab.experiments.workload import O_CREAT, O_RDWR, Lab
 
 NAME = "writeback"
 TITLE = "Write-back: dirty pages over time under a writer, with the thresholds"
@@ -24,7 +24,6 @@ PARAMS: dict[str, tuple[float, str]] = {
 
 def run(params: dict[str, float]) -> Result:
     """One writer on one machine."""
-    seam("page_writeback", "balance_dirty_pages", "write-back")
     lab = Lab(int(params["ram_mib"]) << 20)
     series: dict[str, list[float]] = {"t": [], "dirty": [], "writeback": [], "thresh": [], "bg": []}
 
