@@ -6,6 +6,7 @@
  *   grow N   touch N more MiB, print "grown"
  *   pages N  touch N more pages, print "ok"
  *   churn N  N times: map, touch and unmap 16 MiB; print "churned"
+ *   read PATH  read() the file to its end in 64 KiB calls (page cache charged here); print "read"
  * and exits 0 at end of input.
  */
 #define _GNU_SOURCE
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -66,6 +68,16 @@ int main(int argc, char **argv)
 		} else if (!strncmp(buf, "pages ", 6)) {
 			touch_pages(n);
 			printf("ok\n");
+		} else if (!strncmp(buf, "read ", 5)) {
+			static char data[64 << 10];
+			buf[strcspn(buf, "\n")] = 0;
+			int fd = open(buf + 5, O_RDONLY);
+			if (fd < 0)
+				return 3;
+			while (read(fd, data, sizeof(data)) > 0)
+				;
+			close(fd);
+			printf("read\n");
 		} else if (!strncmp(buf, "churn ", 6)) {
 			for (unsigned long i = 0; i < n; i++) {
 				char *p = mmap(NULL, 16UL << 20, PROT_READ | PROT_WRITE,

@@ -179,15 +179,15 @@ def test_inactive_is_low_follows_the_ratio() -> None:
     mem = bare_mem()
     sizes = mem.lruvec.nr_pages
     sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE] = 100, 101
-    assert vmscan.inactive_is_low(mem, LRU_INACTIVE_FILE)  # below 1 GiB the ratio is 1
+    assert vmscan.inactive_is_low(sizes, LRU_INACTIVE_FILE)  # below 1 GiB the ratio is 1
     sizes[LRU_INACTIVE_FILE] = 101
-    assert not vmscan.inactive_is_low(mem, LRU_INACTIVE_FILE)
+    assert not vmscan.inactive_is_low(sizes, LRU_INACTIVE_FILE)
     # 4 GiB in all: ratio int_sqrt(40) = 6.
     sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE] = 149_000, 899_576
     assert sizes[LRU_INACTIVE_FILE] + sizes[LRU_ACTIVE_FILE] == 4 << 18
-    assert vmscan.inactive_is_low(mem, LRU_INACTIVE_FILE)  # 6 x 149000 < 899576
+    assert vmscan.inactive_is_low(sizes, LRU_INACTIVE_FILE)  # 6 x 149000 < 899576
     sizes[LRU_INACTIVE_FILE], sizes[LRU_ACTIVE_FILE] = 151_000, 897_576  # 6 x 151000 > 897576
-    assert not vmscan.inactive_is_low(mem, LRU_INACTIVE_FILE)
+    assert not vmscan.inactive_is_low(sizes, LRU_INACTIVE_FILE)
     sizes[LRU_INACTIVE_FILE] = sizes[LRU_ACTIVE_FILE] = 0
 
 

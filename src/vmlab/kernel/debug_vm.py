@@ -22,6 +22,10 @@ Per mm:
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
 Reclaim: every folio on the list its flags name (check_lru); a cache index holds a page or a shadow,
 not both; unevictable folios are mlocked (check_reclaim); reclaim itself refuses to free a dirty page.
+Memory cgroups (check_memcg): every charged frame is a live cache, anon or swap-cache folio head,
+counted once in exactly one memcg with its folio's size; each memcg's `charged` is the sum of its
+frames; usage = charged + forced pages of the subtree + the stock's pages (memory, and memsw in v1);
+each memcg's LRU mirror is exactly its charged folios of each node list, in node-list order.
 """
 
 from __future__ import annotations
@@ -387,6 +391,54 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     check_writeback(mem, enumerate_inodes(backend))
     check_swap_areas(mem, frames)
     check_reclaim(mem, enumerate_inodes(backend))
+    check_memcg(backend, frames)
+
+
+def check_memcg(backend: ModelBackend, frames: Frames) -> None:
+    """The memcg invariants of the module docstring."""
+    mem, tree = backend.mem, backend.memcgs
+    mm_map = mem.mem_map
+    charged: Counter[int] = Counter()
+    for pfn, (memcg, nr, kind) in tree.page_memcg.items():
+        at = f"memcg {memcg.path}: charged frame {pfn:#x} ({kind})"
+        if int(frames.owner[pfn]) not in (CACHE, ANON, SWAPCACHE) or mm_map.compound_head(pfn) != pfn:
+            raise AssertionError(f"{at} is not a live cache or anon folio head but owned by "
+                                 f"{OWNER_NAMES[int(frames.owner[pfn])]}: {mm_map[pfn]!r}")
+        if nr != 1 << mm_map.folio_order(pfn):
+            raise AssertionError(f"{at} charged {nr} pages for a folio of {1 << mm_map.folio_order(pfn)}")
+        charged[id(memcg)] += nr
+    for memcg in tree.root.iter_tree():
+        if memcg.charged != charged[id(memcg)]:
+            raise AssertionError(f"memcg {memcg.path}: charged {memcg.charged} pages, its frames hold "
+                                 f"{charged[id(memcg)]}")
+        if memcg.parent is None:
+            continue  # the root's counters are not charged (pages of root tasks are not accounted)
+        want = sum(c.charged + c.forced for c in memcg.iter_tree())
+        if tree.stock_memcg is not None and tree.stock_memcg.is_descendant_of(memcg):
+            want += tree.stock_pages
+        counters = (("memory", memcg.memory), ("memsw", memcg.memsw))[:2 if tree.version == 1 else 1]
+        for name, counter in counters:
+            if counter.usage != want:
+                raise AssertionError(f"memcg {memcg.path}: {name} usage {counter.usage} != {want} pages "
+                                     "charged (frames, forced and stocked) in its subtree")
+    for lru, lst in enumerate(mem.lruvec.lists):
+        by_memcg: dict[int, list[int]] = {}
+        for head in lst:
+            got = tree.page_memcg.get(head)
+            if got is not None:
+                by_memcg.setdefault(id(got[0]), []).append(head)
+        for memcg in tree.root.iter_tree():
+            want_heads = by_memcg.get(id(memcg), [])
+            mirror = memcg.lruvec.lists[lru]
+            if list(mirror) != want_heads:
+                extra = set(mirror) ^ set(want_heads)
+                raise AssertionError(f"memcg {memcg.path}: its {LRU_NAMES[lru]} list differs from its folios "
+                                     f"on the node list (first odd one: "
+                                     f"{min(extra) if extra else 'none, the order'})")
+            pages = sum(1 << mm_map.folio_order(h) for h in want_heads)
+            if memcg.lruvec.nr_pages[lru] != pages:
+                raise AssertionError(f"memcg {memcg.path}: {LRU_NAMES[lru]} counts "
+                                     f"{memcg.lruvec.nr_pages[lru]} pages, {pages} on it")
 
 
 def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:

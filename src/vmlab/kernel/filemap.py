@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vmlab.kernel import readahead
+from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgroup_commit_cache
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
@@ -66,10 +67,21 @@ def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
     return pfn is not None and mem.mem_map.test(pfn, PG_readahead)
 
 
-def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
-    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref)."""
+def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = True,
+                      noretry: bool = False, charged_to: MemCgroup | None = None,
+                      first: bool = True) -> int | None:
+    """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref),
+    charged to the running task's memcg first (mem_cgroup_charge; `noretry` for readahead's
+    __GFP_NORETRY); None when memory or the charge fails. `charge` off for a page the host had
+    cached (already charged to whoever read it, on the host), or one of a large folio charged whole
+    to `charged_to` beforehand (mem_cgroup_precharge; `first`: the folio's first frame)."""
     pfn = mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if charged_to is not None:
+        mem_cgroup_commit_cache(charged_to, pfn, inode.shmem, first)
+    elif charge and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
+        mem.free_pages(pfn)
         return None
     mm = mem.mem_map
     mm.mapping_a[pfn] = inode.handle
@@ -80,6 +92,8 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int) -> int | None:
     shadow = inode.shadows.pop(index, None)
     if shadow is not None:
         workingset_refault(mem, pfn, 1, shadow)
+        if mem.memcgs is not None:
+            mem.memcgs.count_refault(pfn, inode.shmem)
     mem.lruvec.add(mm, pfn)  # folio_add_lru() of a new order-0 page (its own head)
     return pfn
 
@@ -94,7 +108,7 @@ def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
     pfn = inode.i_pages.get(index)
     if (pfn is None and not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
             and host_cached(inode, index)):
-        pfn = add_to_page_cache(mem, inode, index)
+        pfn = add_to_page_cache(mem, inode, index, charge=False)
     return pfn
 
 

@@ -245,9 +245,14 @@ class ModelBackend:
                              self._oom_exit, self.oom_sysctl)
         self.mem.oom_hook = self._alloc_oom
         self.mem.uncharge_hook = self.memcgs.uncharge
+        self.mem.memcgs = self.memcgs
+        self.mem.lruvec.memcg_pages = self.memcgs.page_memcg
+        self.memcgs.mem = self.mem
         self.memcgs.out_of_memory = self._memcg_oom
         self.memcgs.task_is_dying = self.oom.task_is_dying
         self.memcgs.retry_wait = self.oom.retry_wait
+        self.memcgs.reclaim_hook = self._memcg_reclaim
+        self.memcgs.current = self._current_memcg
 
     # --- Backend -------------------------------------------------------------------------------------
 
@@ -554,6 +559,15 @@ class ModelBackend:
             return False
         self.oom.retry_wait()
         return True
+
+    def _memcg_reclaim(self, memcg: MemCgroup, nr_pages: int, may_swap: bool) -> int:
+        """try_to_free_mem_cgroup_pages() by the node's reclaimer; the pages freed."""
+        vmscan_ = self.mem.vmscan
+        return 0 if vmscan_ is None else vmscan_.try_to_free_mem_cgroup_pages(memcg, nr_pages, may_swap)
+
+    def _current_memcg(self) -> MemCgroup | None:
+        """The memcg of the running task (None: the root, or no task running)."""
+        return self._current.memcg if self._current is not None else None
 
     def _memcg_oom(self, memcg: MemCgroup, order: int) -> bool:
         """mem_cgroup_out_of_memory(): the OOM killer confined to the memcg over its limit."""

@@ -1,12 +1,34 @@
 """Memory cgroups, after mm/memcontrol.c and mm/memcontrol-v1.c: a tree of `MemCgroup`s with hierarchical
-page counters (memory, memory+swap, kmem), charge and uncharge of pages, the memcg OOM, v1
-`memory.oom_control` and v2 `memory.oom.group`, and the counts `memory.stat` and the OOM report print.
+page counters (memory, memory+swap, kmem), charge and uncharge of pages, memcg reclaim before the memcg
+OOM, v1 `memory.oom_control` and v2 `memory.oom.group`, and the counts `memory.stat` and the OOM report
+print.
 
-A page is charged to the memcg of the mm it is faulted for (`mm.memcg`, the kernel's mm->owner's memcg)
-when it is allocated for a user fault, and uncharged when its frame is freed (`page->memcg_data`).
-Deliberate differences: page tables (kmem) and the page cache are not charged; there is no memcg
-reclaim of its own yet (only `MemCgroupTree.reclaim_hook`, if set); a v1 task waiting in the
-`oom_kill_disable` queue is reported to the fault path (it cannot sleep in a one-thread model).
+What is charged (page->memcg_data, here `MemCgroupTree.page_memcg`: pfn -> (memcg, pages, kind)):
+- anon pages to the memcg of the mm they are faulted for (`mm.memcg`, the kernel's mm->owner's memcg);
+- page-cache and shmem pages to the memcg of the task that brings them in (filemap_add_folio ->
+  mem_cgroup_charge with no mm: the current task's memcg), swap-in pages likewise;
+and every charge goes when its frame is freed (the allocator's uncharge hook). Pages a task brings in
+while in the root memcg (`memcg` None) are not accounted, as the kernel does not count the root.
+
+try_charge_memcg() is the kernel's loop: the per-CPU charge stock (one CPU: one slot of
+MEMCG_CHARGE_BATCH pages charged ahead), a batch try then the exact one, memcg reclaim
+(`reclaim_hook`: vmscan.try_to_free_mem_cgroup_pages) of the memcg over its limit, a stock drain,
+MAX_RECLAIM_RETRIES retries while reclaim frees something, then the memcg OOM killer and, after a kill,
+the same again. memory.failcnt counts every failed page_counter_try_charge (the batch try included).
+Readahead charges with __GFP_NORETRY: no retries, no OOM, the readahead just stops.
+
+Memcg LRU lists: the kernel keeps one lruvec per memcg per node. The model keeps the node's lists and
+beside them one mirror LruVec per memcg (`MemCgroup.lruvec`, maintained by swap.LruVec): the memcg's
+charged folios in node-list order. Memcg reclaim scans the mirrors of the memcg and its descendants and
+isolates through the node lists, so a folio is never on two node lists and the invariants of the node
+LRU stay as they were; no node list has to be searched for a memcg's folios.
+
+Deliberate differences: page tables (kmem) are not charged; swap is not charged to memsw (v1's
+memory.memsw counts memory only); the reclaim cost and refault state (anon_cost, file_cost,
+nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
+CPU); memcg reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie);
+a v1 task waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in
+a one-thread model).
 """
 
 from __future__ import annotations
@@ -14,13 +36,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from vmlab.kernel.page_flags import PG, PG_swapcache
+from vmlab.kernel.swap import LRU_NAMES, LruVec
 from vmlab.kernel.uapi import ENOMEM, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
 
 #: PAGE_COUNTER_MAX on 64-bit: LONG_MAX / PAGE_SIZE pages ("unlimited").
 PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE
 MAX_RECLAIM_RETRIES = 16
 PAGE_ALLOC_COSTLY_ORDER = 3
+#: MEMCG_CHARGE_BATCH: pages a charge takes from the counters at once, the rest kept in the CPU's stock.
+MEMCG_CHARGE_BATCH = 64
+#: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
+ANON, FILE, SHMEM = "anon", "file", "shmem"
 #: try_charge_memcg()'s result when a v1 task would sleep in the memcg OOM wait queue.
 OOM_WAIT = -1000
 
@@ -89,8 +121,14 @@ class MemCgroup:
     oom_group: bool = False  # v2 memory.oom.group
     #: memory.events (v2) / the oom_kill count of memory.oom_control (v1): oom, oom_kill, ...
     events: Counter[str] = field(default_factory=Counter)
-    #: memory.stat counts in pages: rss (anon), cache (file), pgpgin, pgpgout, pgfault.
+    #: memory.stat's events: pgpgin / pgpgout (folios charged / uncharged), pgfault (anon charges of
+    #: faults), workingset_refault_anon / _file (pages).
     stat: Counter[str] = field(default_factory=Counter)
+    #: The memcg's own LRU lists: a mirror of its charged folios on the node lists (see the module text).
+    lruvec: LruVec = field(default_factory=LruVec)
+    #: Pages of frames charged here (page_memcg), and pages charged for no modelled frame (force_charge).
+    charged: int = 0
+    forced: int = 0
 
     @property
     def path(self) -> str:
@@ -162,9 +200,18 @@ class MemCgroup:
         return found
 
     def set_limit(self, pages: int) -> int:
-        """Write memory.limit_in_bytes / memory.max: 0, or -EBUSY when usage is above it (v1)."""
-        if self.tree.version == 1 and self.memory.usage > pages:
-            return -16  # EBUSY: v1 refuses (after reclaim, which the model does not have)
+        """Write memory.limit_in_bytes / memory.max: 0, or -EBUSY (v1) when usage stays above it.
+        v1 (mem_cgroup_resize_max): drain the stock, then reclaim while reclaim frees something; v2 sets
+        the limit and leaves the excess to the next charge's reclaim."""
+        tree = self.tree
+        drained = False
+        while self.tree.version == 1 and self.memory.usage > pages:
+            if not drained:
+                tree.drain_all_stock(self)
+                drained = True
+                continue
+            if tree.reclaim_hook is None or not tree.reclaim_hook(self, 1, True):
+                return -16  # EBUSY
         self.memory.max = pages
         return 0
 
@@ -184,27 +231,61 @@ class MemCgroup:
             c = c.parent
         return limit
 
-    def tree_stat(self, key: str) -> int:
-        """A memory.stat count summed over this memcg and its descendants (the total_* lines)."""
-        return sum(c.stat[key] for c in self.iter_tree())
+    def page_state(self) -> Counter[str]:
+        """The memcg's own page counts (pages) as memcg_page_state_local() keeps them, from its charged
+        frames: cache (file, shmem and swap-cache pages), rss (mapped anon), rss_huge, shmem,
+        mapped_file, dirty, writeback, swapcached; the LRU sizes from its lists."""
+        out: Counter[str] = Counter()
+        mem = self.tree.mem
+        for pfn, (memcg, nr, kind) in self.tree.page_memcg.items():
+            if memcg is not self:
+                continue
+            if mem is None:
+                out["rss" if kind == ANON else "cache"] += nr
+                continue
+            mmap_ = mem.mem_map
+            flags = int(mmap_.flags[pfn])
+            mapped = int(mmap_._mapcount[pfn]) >= 0
+            if kind == ANON:
+                if mapped:
+                    out["rss"] += nr
+                    out["rss_huge"] += nr if nr > 1 else 0
+                if flags >> PG_swapcache & 1:
+                    out["cache"] += nr
+                    out["swapcached"] += nr
+                continue
+            out["cache"] += nr
+            out["mapped_file"] += nr if mapped else 0
+            if kind == SHMEM:
+                out["shmem"] += nr
+                continue
+            out["dirty"] += nr if flags >> PG.dirty & 1 else 0
+            out["writeback"] += nr if flags >> PG.writeback & 1 else 0
+        for lru, name in enumerate(LRU_NAMES):
+            out[name] = self.lruvec.nr_pages[lru]
+        return out
 
     def memory_stat_v1(self) -> list[str]:
-        """memory.stat (v1), in bytes and events, as memcg1_stat_format() prints it."""
-        def local(key: str, total: bool) -> int:
-            return self.tree_stat(key) if total else self.stat[key]
-
+        """memory.stat (v1), in bytes and events, as memcg1_stat_format() prints it: the memcg's own
+        counts, the hierarchical limits, then the total_* counts of its subtree."""
+        stats = ("cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
+                 "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached")
+        events = ("pgpgin", "pgpgout", "pgfault", "pgmajfault")
+        in_pages = {"workingset_refault_anon", "workingset_refault_file"}  # counts, not bytes
         out: list[str] = []
         for total in (False, True):
             pre = "total_" if total else ""
-            rss, cache = local("rss", total), local("cache", total)
-            for name, value in (("cache", cache * PAGE_SIZE), ("rss", rss * PAGE_SIZE), ("rss_huge", 0),
-                                ("shmem", 0), ("mapped_file", 0), ("dirty", 0), ("writeback", 0),
-                                ("workingset_refault_anon", 0), ("workingset_refault_file", 0), ("swap", 0),
-                                ("swapcached", 0), ("pgpgin", local("pgpgin", total)),
-                                ("pgpgout", local("pgpgout", total)), ("pgfault", local("pgfault", total)),
-                                ("pgmajfault", 0), ("inactive_anon", rss * PAGE_SIZE), ("active_anon", 0),
-                                ("inactive_file", cache * PAGE_SIZE), ("active_file", 0), ("unevictable", 0)):
-                out.append(f"{pre}{name} {value}")
+            group = list(self.iter_tree()) if total else [self]
+            state: Counter[str] = Counter()
+            ev: Counter[str] = Counter()
+            for c in group:
+                state.update(c.page_state())
+                ev.update(c.stat)
+            state["workingset_refault_anon"] = ev["workingset_refault_anon"]
+            state["workingset_refault_file"] = ev["workingset_refault_file"]
+            out += [f"{pre}{k} {state[k] if k in in_pages else state[k] * PAGE_SIZE}" for k in stats]
+            out += [f"{pre}{k} {ev[k]}" for k in events]
+            out += [f"{pre}{k} {state[k] * PAGE_SIZE}" for k in LRU_NAMES]
             if not total:
                 out.append(f"hierarchical_memory_limit {self.hierarchical_limit('memory') * PAGE_SIZE}")
                 out.append(f"hierarchical_memsw_limit {self.hierarchical_limit('memsw') * PAGE_SIZE}")
@@ -219,29 +300,38 @@ class MemCgroup:
             head = [line("memory", self.memory), line("memory+swap", self.memsw), line("kmem", self.kmem)]
             stat = self.memory_stat_v1()
         else:
+            state = self.page_state()
             head = [line("memory", self.memory), line("swap", PageCounter(max=self.memsw.max))]
-            stat = [f"anon {self.stat['rss'] * PAGE_SIZE}", f"file {self.stat['cache'] * PAGE_SIZE}",
+            stat = [f"anon {state['rss'] * PAGE_SIZE}", f"file {state['cache'] * PAGE_SIZE}",
                     f"pgfault {self.stat['pgfault']}"]
         return [*head, f"Memory cgroup stats for {self.path}:", *stat]
 
 
-ReclaimHook = Callable[[MemCgroup, int], bool]
+#: try_to_free_mem_cgroup_pages(memcg, nr_pages, may_swap) -> pages reclaimed.
+ReclaimHook = Callable[[MemCgroup, int, bool], int]
 
 
 @dataclass(eq=False)
 class MemCgroupTree:
-    """One memory-controller hierarchy (v1 or v2): the root, the charge of every page, and the hooks the
-    machine gives it: `out_of_memory(memcg, order) -> bool` (mem_cgroup_out_of_memory), `task_is_dying()`,
-    `retry_wait()` (time passing between retries), `reclaim_hook(memcg, nr) -> bool` (memcg reclaim)."""
+    """One memory-controller hierarchy (v1 or v2): the root, the charge of every page, the CPU's charge
+    stock, and the hooks the machine gives it: `out_of_memory(memcg, order) -> bool`
+    (mem_cgroup_out_of_memory), `task_is_dying()`, `retry_wait()` (time passing between retries),
+    `reclaim_hook` (memcg reclaim), `current()` (the running task's memcg, for page-cache charges) and
+    `mem` (the machine's memory, for the page states memory.stat shows)."""
 
     version: int = 1
     root: MemCgroup = field(init=False)
-    page_memcg: dict[int, tuple[MemCgroup, int, bool]] = field(default_factory=dict)
+    page_memcg: dict[int, tuple[MemCgroup, int, str]] = field(default_factory=dict)
     out_of_memory: Callable[[MemCgroup, int], bool] | None = None
     task_is_dying: Callable[[], bool] = lambda: False
     retry_wait: Callable[[], None] = lambda: None
     reclaim_hook: ReclaimHook | None = None
+    current: Callable[[], MemCgroup | None] = lambda: None
+    mem: PhysMem | None = None
     max_oom_retries: int = 1016
+    #: memcg_stock_pcp of the one CPU: pages charged to `stock_memcg` ahead of use.
+    stock_memcg: MemCgroup | None = None
+    stock_pages: int = 0
 
     def __post_init__(self) -> None:
         """The root memcg: unlimited."""
@@ -281,75 +371,145 @@ class MemCgroupTree:
             if tgid in c.procs:
                 c.procs.remove(tgid)
 
+    # -- the charge stock --
+
+    def consume_stock(self, memcg: MemCgroup, nr: int) -> bool:
+        """consume_stock(): take `nr` pages charged ahead for `memcg`, if the stock holds that many."""
+        if nr > MEMCG_CHARGE_BATCH or self.stock_memcg is not memcg or self.stock_pages < nr:
+            return False
+        self.stock_pages -= nr
+        return True
+
+    def refill_stock(self, memcg: MemCgroup, nr: int) -> None:
+        """refill_stock(): keep `nr` charged pages for the next charges of `memcg` (another memcg's
+        stock is given back first; more than a batch is given back at once)."""
+        if self.stock_memcg is not memcg:
+            self.drain_stock()
+            self.stock_memcg = memcg
+        self.stock_pages += nr
+        if self.stock_pages > MEMCG_CHARGE_BATCH:
+            self.drain_stock()
+
+    def drain_stock(self) -> None:
+        """drain_stock(): uncharge the stocked pages."""
+        memcg, nr = self.stock_memcg, self.stock_pages
+        if memcg is not None and nr:
+            memcg.memory.uncharge(nr)
+            if self.version == 1:
+                memcg.memsw.uncharge(nr)
+        self.stock_memcg, self.stock_pages = None, 0
+
+    def drain_all_stock(self, root: MemCgroup) -> None:
+        """drain_all_stock(): drain the stock if it holds pages of `root` or a descendant."""
+        if self.stock_memcg is not None and self.stock_memcg.is_descendant_of(root):
+            self.drain_stock()
+
     # -- charging --
 
-    def try_charge_memcg(self, memcg: MemCgroup, nr: int, order: int) -> int:
-        """try_charge_memcg(): charge `nr` pages, running reclaim and then the memcg OOM killer when a
-        limit is hit and retrying after a kill; 0, -ENOMEM, or OOM_WAIT (v1 oom_kill_disable)."""
-        passed_oom = False
-        reclaim_retries = MAX_RECLAIM_RETRIES
+    def try_charge_memcg(self, memcg: MemCgroup, nr: int, order: int, noretry: bool = False) -> int:
+        """try_charge_memcg(): charge `nr` pages (a batch of MEMCG_CHARGE_BATCH first, the rest kept in
+        the stock); at a limit reclaim from the memcg over it, drain the stock, retry while reclaim
+        frees pages (MAX_RECLAIM_RETRIES more times when it does not), then the memcg OOM killer, and
+        after a kill all of it again. 0, -ENOMEM, or OOM_WAIT (v1 oom_kill_disable). `noretry`
+        (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM."""
+        batch = max(MEMCG_CHARGE_BATCH, nr)
+        nr_retries = MAX_RECLAIM_RETRIES
+        passed_oom = drained = False
         oom_retries = 0
         while True:
-            over = self._try_counters(memcg, nr)
-            if over is None:
+            if self.consume_stock(memcg, nr):
                 return 0
-            if self.reclaim_hook is not None and reclaim_retries and self.reclaim_hook(over, nr):
-                reclaim_retries -= 1
+            over, may_swap = self._try_counters(memcg, batch)
+            if over is None:
+                if batch > nr:
+                    self.refill_stock(memcg, batch - nr)
+                return 0
+            if batch > nr:  # never reclaim for the batch: retry with the pages asked for
+                batch = nr
+                continue
+            over.memory_event("max")
+            reclaimed = self.reclaim_hook(over, nr, may_swap) if self.reclaim_hook is not None else 0
+            if over.margin() >= nr:
+                continue
+            if not drained:
+                self.drain_all_stock(over)
+                drained = True
+                continue
+            if noretry:
+                return -ENOMEM
+            if reclaimed and nr <= 1 << PAGE_ALLOC_COSTLY_ORDER:
+                continue
+            if nr_retries:
+                nr_retries -= 1
                 continue
             if passed_oom and self.task_is_dying():
                 return -ENOMEM
-            if order > PAGE_ALLOC_COSTLY_ORDER or self.out_of_memory is None:
-                return -ENOMEM
-            over.memory_event("oom")
-            if self.version == 1 and over.oom_kill_disable:
-                over.under_oom += 1
+            killed = self.mem_cgroup_oom(over, order)
+            if killed == OOM_WAIT:
                 return OOM_WAIT
-            if self.task_is_dying():
-                killed = True  # mem_cgroup_out_of_memory(): a dying task needs no victim
-            else:
-                over.under_oom += 1
-                try:
-                    killed = self.out_of_memory(over, order)
-                finally:
-                    over.under_oom -= 1
             if not killed or oom_retries >= self.max_oom_retries:
                 return -ENOMEM
             passed_oom = True
             oom_retries += 1
-            reclaim_retries = MAX_RECLAIM_RETRIES
+            nr_retries = MAX_RECLAIM_RETRIES
             self.retry_wait()
 
-    def _try_counters(self, memcg: MemCgroup, nr: int) -> MemCgroup | None:
-        """Charge memsw (v1) then memory; the memcg over its limit, or None when charged."""
+    def mem_cgroup_oom(self, over: MemCgroup, order: int) -> int:
+        """mem_cgroup_oom(): no OOM for costly orders; count the oom event; a v1 memcg with
+        oom_kill_disable makes the task wait (OOM_WAIT); else the OOM killer in the memcg (a dying
+        task needs no victim). 1 when a victim was killed (or the task is dying), 0 otherwise."""
+        if order > PAGE_ALLOC_COSTLY_ORDER or self.out_of_memory is None:
+            return 0
+        over.memory_event("oom")
+        if self.version == 1 and over.oom_kill_disable:
+            over.under_oom += 1
+            return OOM_WAIT
+        if self.task_is_dying():
+            return 1
+        over.under_oom += 1
+        try:
+            return int(self.out_of_memory(over, order))
+        finally:
+            over.under_oom -= 1
+
+    def _try_counters(self, memcg: MemCgroup, nr: int) -> tuple[MemCgroup | None, bool]:
+        """Charge memsw (v1) then memory: (None, True) when charged, else (the memcg over its limit,
+        whether its reclaim may swap: not when memory+swap is the limit hit)."""
         if self.version == 1:
             fail = memcg.memsw.try_charge(nr)
             if fail is not None:
-                return self._owner(fail, "memsw")
+                return self._owner(fail, "memsw"), False
         fail = memcg.memory.try_charge(nr)
         if fail is None:
-            return None
+            return None, True
         if self.version == 1:
             memcg.memsw.uncharge(nr)
-        return self._owner(fail, "memory")
+        return self._owner(fail, "memory"), True
 
     def _owner(self, counter: PageCounter, attr: str) -> MemCgroup:
         """The memcg a page counter belongs to (mem_cgroup_from_counter)."""
         return next(c for c in self.root.iter_tree() if getattr(c, attr) is counter)
 
-    def commit_charge(self, memcg: MemCgroup, pfn: int, nr: int, anon: bool) -> None:
-        """commit_charge(): the frame now belongs to the memcg (page->memcg_data)."""
-        self.page_memcg[pfn] = (memcg, nr, anon)
-        memcg.stat["rss" if anon else "cache"] += nr
-        memcg.stat["pgpgin"] += 1
-        memcg.stat["pgfault"] += 1
+    def commit_charge(self, memcg: MemCgroup, pfn: int, nr: int, kind: str, event: bool = True) -> None:
+        """commit_charge() + memcg1_commit_charge(): the frame now belongs to the memcg
+        (page->memcg_data); a folio charged is one pgpgin event (`event` off for the later frames of
+        a large folio the model keeps as small frames), an anon one a fault's."""
+        if pfn in self.page_memcg:
+            raise AssertionError(f"pfn {pfn:#x} charged twice")
+        self.page_memcg[pfn] = (memcg, nr, kind)
+        memcg.charged += nr
+        memcg.stat["pgpgin"] += event
+        if kind == ANON:
+            memcg.stat["pgfault"] += 1
 
-    def charge(self, memcg: MemCgroup | None, pfn: int, nr: int, order: int = 0, anon: bool = True) -> int:
+    def charge(self, memcg: MemCgroup | None, pfn: int, nr: int, order: int = 0, kind: str = ANON,
+               noretry: bool = False) -> int:
         """mem_cgroup_charge(): charge a new folio of `nr` pages at `pfn`; 0 or a negative error."""
         if memcg is None:
             return 0
-        err = self.try_charge_memcg(memcg, nr, order)
+        err = self.try_charge_memcg(memcg, nr, order, noretry)
         if err == 0:
-            self.commit_charge(memcg, pfn, nr, anon)
+            self.commit_charge(memcg, pfn, nr, kind)
         return err
 
     def force_charge(self, memcg: MemCgroup, nr: int) -> None:
@@ -357,18 +517,25 @@ class MemCgroupTree:
         memcg.memory.charge(nr)
         if self.version == 1:
             memcg.memsw.charge(nr)
+        memcg.forced += nr
 
     def uncharge(self, pfn: int, order: int) -> None:
         """mem_cgroup_uncharge() of a frame being freed: give its pages back to its memcg."""
         got = self.page_memcg.pop(pfn, None)
         if got is None:
             return
-        memcg, nr, anon = got
+        memcg, nr, _ = got
         memcg.memory.uncharge(nr)
         if self.version == 1:
             memcg.memsw.uncharge(nr)
-        memcg.stat["rss" if anon else "cache"] -= nr
+        memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
+
+    def count_refault(self, pfn: int, anon: bool) -> None:
+        """workingset_refault()'s memcg count: the folio's memcg saw a refault."""
+        got = self.page_memcg.get(pfn)
+        if got is not None:
+            got[0].stat["workingset_refault_anon" if anon else "workingset_refault_file"] += got[1]
 
 
 def mem_cgroup_charge(memcg: MemCgroup | None, pfn: int, nr: int = 1, order: int = 0) -> int:
@@ -389,8 +556,56 @@ def mem_cgroup_charge_bulk(memcg: MemCgroup | None, pfns: list[int]) -> None:
     if memcg is None:
         return
     tree = memcg.tree
-    if pfns and tree._try_counters(memcg, len(pfns)) is not None:
+    if pfns and tree._try_counters(memcg, len(pfns))[0] is not None:
         raise AssertionError(f"bulk charge beyond the room of {memcg.path}")
-    tree.page_memcg.update((pfn, (memcg, 1, True)) for pfn in pfns)
-    for key in ("rss", "pgpgin", "pgfault"):
+    tree.page_memcg.update((pfn, (memcg, 1, ANON)) for pfn in pfns)
+    memcg.charged += len(pfns)
+    for key in ("pgpgin", "pgfault"):
         memcg.stat[key] += len(pfns)
+
+
+def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool = False) -> int:
+    """mem_cgroup_charge() of a new page-cache (or shmem) page from filemap_add_folio: charged to the
+    running task's memcg (none: not accounted); 0, -ENOMEM or OOM_WAIT. `noretry` for readahead."""
+    tree = mem.memcgs
+    if tree is None or not tree.root.children:
+        return 0
+    return tree.charge(tree.current(), pfn, 1, 0, SHMEM if shmem else FILE, noretry)
+
+
+def mem_cgroup_precharge(mem: PhysMem, nr: int, order: int, shmem: bool,
+                         noretry: bool = False) -> tuple[int, MemCgroup | None]:
+    """The charge of a large page-cache folio of `nr` pages, which the model allocates as `nr`
+    frames: one try_charge_memcg() of all of them (the kernel's granularity: its failcnt, its
+    reclaim target) to the running task's memcg; (0 or the error, the memcg charged or None). Each
+    frame is then committed with mem_cgroup_commit_cache(), or what is left cancelled."""
+    tree = mem.memcgs
+    memcg = tree.current() if tree is not None else None
+    if memcg is None:
+        return 0, None
+    err = memcg.tree.try_charge_memcg(memcg, nr, order, noretry)
+    return err, (memcg if err == 0 else None)
+
+
+def mem_cgroup_commit_cache(memcg: MemCgroup, pfn: int, shmem: bool, first: bool) -> None:
+    """commit_charge() of one frame of a folio charged with mem_cgroup_precharge() (the `first` one
+    counts the folio's pgpgin)."""
+    memcg.tree.commit_charge(memcg, pfn, 1, SHMEM if shmem else FILE, first)
+
+
+def mem_cgroup_cancel_charge(memcg: MemCgroup | None, nr: int) -> None:
+    """mem_cgroup_cancel_charge(): give back `nr` pages charged for frames never committed."""
+    if memcg is None:
+        return
+    memcg.memory.uncharge(nr)
+    if memcg.tree.version == 1:
+        memcg.memsw.uncharge(nr)
+
+
+def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int) -> int:
+    """mem_cgroup_swapin_charge_folio(): a page read in from swap is charged to the running task's
+    memcg (the kernel prefers the memcg recorded for the swap entry; the model records none)."""
+    tree = mem.memcgs
+    if tree is None:
+        return 0
+    return tree.charge(tree.current(), pfn, 1, 0, ANON)

@@ -50,6 +50,7 @@ from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroupTree
     from vmlab.kernel.mm_types import Inode
     from vmlab.kernel.vmscan import Vmscan
 
@@ -352,6 +353,8 @@ class PhysMem:
         self.oom_hook: OomHook | None = None
         #: mem_cgroup_uncharge(pfn, order) of a frame being freed (page->memcg_data), when memcgs exist.
         self.uncharge_hook: Callable[[int, int], None] | None = None
+        #: The memory cgroups page-cache and swap-in charges go to (memcontrol), when the machine has them.
+        self.memcgs: MemCgroupTree | None = None
         #: The machine's simulated time (timers, costs, printk stamps) and its vm event counters
         #: (/proc/vmstat's pgfault, pgscan_kswapd, ..., by the kernel's names).
         self.clock = Clock()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmlab.kernel import filemap
+from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_precharge
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG, PG_readahead
@@ -141,7 +142,7 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
             read_pages(ractl, batch)
             batch = 0
             continue
-        pfn = filemap.add_to_page_cache(mem, inode, index + i)
+        pfn = filemap.add_to_page_cache(mem, inode, index + i, noretry=True)
         if pfn is None:
             break
         if i == mark:
@@ -186,10 +187,16 @@ def ra_alloc_folio(ractl: ReadaheadControl, index: int, mark: int, order: int) -
     nr = 1 << order
     if any(filemap.page_present(inode, i) for i in range(index, index + nr)):
         return False
+    # The folio is charged whole (one try_charge of 2^order pages, readahead's __GFP_NORETRY), then
+    # each of the model's frames of it is committed to that memcg.
+    err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=True)
+    if err:
+        return False
     pfns = []
     for i in range(index, index + nr):
-        pfn = filemap.add_to_page_cache(mem, inode, i)
+        pfn = filemap.add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index)
         if pfn is None:
+            mem_cgroup_cancel_charge(memcg, index + nr - i)
             return False
         pfns.append(pfn)
         _note_added(ractl, pfn)

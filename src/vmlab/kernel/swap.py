@@ -5,6 +5,14 @@ Each list is an insertion-ordered dict of head PFNs: the first key is the kernel
 oldest, where reclaim scans), the last is its head (where list_add puts a folio). PG_lru says a folio
 is on some list, PG_active and PG_unevictable and !PG_swapbacked say which (folio_lru_list()).
 
+Memory cgroups: the kernel keeps one lruvec per memcg per node and no node-wide lists. The model keeps
+the node's lists (global reclaim scans them, as the kernel's would with every page in the root memcg)
+and, beside them, one mirror LruVec per memcg (`MemCgroup.lruvec`): the node lruvec's `memcg_pages`
+names the mirror of a charged folio, and every add, delete and rotation on the node lists is repeated
+on it. A memcg's lists are thus its folios in node-list order (what the kernel's per-memcg lruvec
+holds), memcg reclaim reads them, and isolates through the node lruvec. Global reclaim does not
+round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
+
 Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
 folios or by lru_add_drain()); the model adds at once, as if every batch were drained.
 """
@@ -19,6 +27,7 @@ import numpy as np
 from vmlab.kernel.page_flags import MAPCOUNT_NONE, PG, PG_anon_exclusive, PG_swapcache
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_alloc import MemMap, PhysMem
 
 # enum lru_list.
@@ -58,7 +67,8 @@ def is_active_lru(lru: int) -> bool:
 class LruVec:
     """`struct lruvec` of the node: the five lists and how many pages each holds (a THP counts 512)."""
 
-    __slots__ = ("anon_cost", "file_cost", "lists", "nonresident_age", "nr_pages", "plain", "refaults")
+    __slots__ = ("anon_cost", "file_cost", "lists", "memcg_pages", "nonresident_age", "nr_pages", "plain",
+                 "refaults")
 
     def __init__(self) -> None:
         self.lists: tuple[OrderedDict[int, None], ...] = tuple(OrderedDict() for _ in range(NR_LRU_LISTS))
@@ -74,6 +84,9 @@ class LruVec:
         #: The model-only `plain LRU` policy: one list per type (the inactive one), an access moves a
         #: folio to its head, nothing is ever activated; reclaim evicts from the tail.
         self.plain = False
+        #: The node lruvec only: the memcg tree's charges (page_memcg: head pfn -> (memcg, ...), the
+        #: memcg holding its mirror `lruvec`); None while the machine has no memcgs.
+        self.memcg_pages: dict[int, tuple[MemCgroup, int, str]] | None = None
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
@@ -81,12 +94,20 @@ class LruVec:
         if flags & _LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
         lru = folio_lru_list_of(flags)
-        lst = self.lists[lru]
-        lst[head] = None
-        if tail:
-            lst.move_to_end(head, last=False)
-        self.nr_pages[lru] += 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        for lruvec in self._and_mirror(head):
+            lst = lruvec.lists[lru]
+            lst[head] = None
+            if tail:
+                lst.move_to_end(head, last=False)
+            lruvec.nr_pages[lru] += nr
         mm.flags_a[head] = flags | _LRU
+
+    def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
+        """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
+        pages = self.memcg_pages
+        got = pages.get(head) if pages else None
+        return (self,) if got is None else (self, got[0].lruvec)
 
     def add_bulk(self, mm: MemMap, pfns: np.ndarray) -> None:
         """lruvec_add_folio() for many small folios of one kind (same flags, not yet on a list)."""
@@ -94,18 +115,27 @@ class LruVec:
             return
         flags = int(mm.flags[int(pfns[0])])
         lru = folio_lru_list_of(flags)
-        self.lists[lru].update(dict.fromkeys(pfns.tolist()))
-        self.nr_pages[lru] += len(pfns)
+        for lruvec in self._and_mirror(int(pfns[0])):  # one kind: one memcg (mem_cgroup_charge_bulk)
+            lruvec.lists[lru].update(dict.fromkeys(pfns.tolist()))
+            lruvec.nr_pages[lru] += len(pfns)
         mm.flags[pfns] |= np.uint64(_LRU)
 
     def delete(self, mm: MemMap, head: int) -> int:
         """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
         flags = mm.flags_a[head]
         lru = folio_lru_list_of(flags)
-        del self.lists[lru][head]
-        self.nr_pages[lru] -= 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        for lruvec in self._and_mirror(head):
+            del lruvec.lists[lru][head]
+            lruvec.nr_pages[lru] -= nr
         mm.flags_a[head] = flags & ~_LRU
         return lru
+
+    def rotate(self, mm: MemMap, head: int) -> None:
+        """Move folio `head` (on a list) to the head of its list (the plain-LRU policy's access)."""
+        lru = folio_lru_list_of(int(mm.flags[head]))
+        for lruvec in self._and_mirror(head):
+            lruvec.lists[lru].move_to_end(head)
 
     def lru_size(self, lru: int) -> int:
         """lruvec_page_state of NR_LRU_BASE + lru: pages on list `lru`."""
@@ -183,7 +213,7 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     flags = mm.flags_a[head]
     if mem.lruvec.plain:
         if flags & _LRU:
-            mem.lruvec.lists[folio_lru_list_of(flags)].move_to_end(head)
+            mem.lruvec.rotate(mm, head)
         return
     if not flags & _REFERENCED:
         mm.flags_a[head] = flags | _REFERENCED

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmlab.kernel.memcontrol import mem_cgroup_swapin_charge
 from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, MmStruct, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead, PG_swapcache
@@ -257,14 +258,19 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     pfn = mem.alloc_pages(0)
     if pfn is None:
         return None
+    if mem_cgroup_swapin_charge(mem, pfn):
+        mem.free_pages(pfn)
+        return None
     if entry in state.cache:  # reclaim during the allocation cannot bring it in: a model bug
         raise AssertionError(f"swap entry {entry:#x} got cached while reading it")
     si.swap_map[swp_offset(entry)] |= SWAP_HAS_CACHE  # swapcache_prepare()
     mem.mem_map._refcount[pfn] = 0  # the allocation's reference becomes the swap cache's
     add_to_swap_cache(mem, pfn, entry)
     shadow = state.shadows.pop(entry, None)
-    if shadow is not None:  # before the folio joins the LRU: a refault may make it active
+    if shadow is not None:  # before the LRU add (__read_swap_cache_async): it may set PG_active
         workingset_refault(mem, pfn, 1, shadow)
+        if mem.memcgs is not None:
+            mem.memcgs.count_refault(pfn, True)
     folio_add_lru(mem, pfn)
     mem.events["pswpin"] += 1
     return pfn

@@ -21,8 +21,16 @@ Deliberate simplifications:
   order 0; its time advances the clock but is not a stall; high-order allocations get one direct
   reclaim pass (no compaction);
 - large folios (THP) are never evicted (the kernel splits them first);
-- no memcg, no slab shrinkers, no per-CPU LRU batches, no writeback throttling of reclaim
-  (reclaim_throttle), no laptop mode.
+- no slab shrinkers, no per-CPU LRU batches, no writeback throttling of reclaim (reclaim_throttle),
+  no laptop mode.
+
+Memcg reclaim (try_to_free_mem_cgroup_pages, called by memcontrol's charge loop at a limit): the same
+do_try_to_free_pages loop with `sc.target` set; shrink_node walks the memcg and its descendants
+(shrink_node_memcgs, stopping once enough is reclaimed), each one's lists being its mirror LruVec
+(swap.py, memcontrol.py) instead of the node's. As in the kernel it is never proportional, ignores
+file_is_tiny, counts no allocstall and no pgscan/pgsteal_direct (only pgscan_anon/file...), uses the
+memcg's swappiness, and swaps out anon folios when swap exists and the memsw limit was not the one hit.
+Its time is a memory stall. The cost and refault snapshots stay node-wide (memcontrol.py).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.memory import put_page
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
@@ -44,6 +53,7 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
     LRU_UNEVICTABLE,
+    LruVec,
     is_active_lru,
     is_file_lru,
 )
@@ -95,6 +105,10 @@ class ScanControl:
     nr_scanned: int = 0
     nr_reclaimed: int = 0
     rmap: RmapIndex | None = None
+    #: target_mem_cgroup: the memcg whose limit is reclaimed for (None: node reclaim).
+    target: MemCgroup | None = None
+    #: The lruvec being shrunk: a memcg's lists under memcg reclaim (None: the node's).
+    lruvec: LruVec | None = None
 
 
 @dataclass
@@ -143,9 +157,16 @@ class Vmscan:
         self._running = True
         try:
             self.mem.events[f"allocstall_{ZONE_NAMES[highest_zoneidx].lower()}"] += 1
-            return do_try_to_free_pages(self)
+            return do_try_to_free_pages(self, ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, kswapd=False))
         finally:
             self._running = False
+
+    def try_to_free_mem_cgroup_pages(self, memcg: MemCgroup, nr_pages: int, may_swap: bool) -> int:
+        """try_to_free_mem_cgroup_pages(): reclaim at least max(nr_pages, SWAP_CLUSTER_MAX) pages from
+        `memcg` and its descendants at rising priority (do_try_to_free_pages); the pages freed."""
+        sc = ScanControl(nr_to_reclaim=max(nr_pages, SWAP_CLUSTER_MAX), kswapd=False, may_swap=may_swap,
+                         target=memcg)
+        return do_try_to_free_pages(self, sc)
 
     def direct_reclaim_retries(self, order: int) -> int:
         """How many direct reclaim passes an allocation may make (should_reclaim_retry): costly orders
@@ -203,10 +224,10 @@ def balance_pgdat(vmscan: Vmscan, highest_zoneidx: int) -> None:
     snapshot_refaults(mem)
 
 
-def do_try_to_free_pages(vmscan: Vmscan) -> int:
-    """do_try_to_free_pages(): shrink the node at rising priority until SWAP_CLUSTER_MAX pages are
-    freed; when nothing was freed because active lists were never deactivated, retry forcing it."""
-    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, kswapd=False)
+def do_try_to_free_pages(vmscan: Vmscan, sc: ScanControl) -> int:
+    """do_try_to_free_pages(): shrink the node (or the target memcg) at rising priority until
+    sc.nr_to_reclaim pages are freed; when nothing was freed because active lists were never
+    deactivated, retry forcing it."""
     while True:
         while sc.priority >= 0:
             sc.nr_scanned = 0
@@ -233,46 +254,69 @@ def can_reclaim_anon_pages(mem: PhysMem) -> bool:
     return nr_swap_pages(mem) > 0
 
 
-def inactive_is_low(mem: PhysMem, inactive_lru: int) -> bool:
-    """inactive_is_low(): the inactive list is smaller than the active one divided by the target
-    ratio, int_sqrt(10 x total GiB) (1 below 1 GiB)."""
-    sizes = mem.lruvec.nr_pages
+def inactive_is_low(sizes: list[int], inactive_lru: int) -> bool:
+    """inactive_is_low(): of an lruvec's list `sizes`, the inactive list is smaller than the active one
+    divided by the target ratio, int_sqrt(10 x total GiB) (1 below 1 GiB)."""
     inactive, active = sizes[inactive_lru], sizes[inactive_lru + LRU_ACTIVE]
     gb = (inactive + active) >> 18
     inactive_ratio = math.isqrt(10 * gb) if gb else 1
     return inactive * inactive_ratio < active
 
 
+def target_sizes(vmscan: Vmscan, sc: ScanControl) -> list[int]:
+    """The list sizes of the target lruvec: the node's, or the memcg's with its descendants'
+    (lruvec_page_state is hierarchical)."""
+    if sc.target is None:
+        return vmscan.mem.lruvec.nr_pages
+    sizes = [0] * len(vmscan.mem.lruvec.nr_pages)
+    for memcg in sc.target.iter_tree():
+        sizes = [a + b for a, b in zip(sizes, memcg.lruvec.nr_pages, strict=True)]
+    return sizes
+
+
 def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     """prepare_scan_control(): snapshot the anon/file costs; allow deactivation of a type whose
     inactive list is low or whose workingset is refaulting; cache-trim mode when the inactive file
-    list is big enough and not thrashing; file_is_tiny when file plus free is below the high marks."""
+    list is big enough and not thrashing; file_is_tiny (node reclaim only) when file plus free is
+    below the high marks. The sizes are the target lruvec's (the node's or the memcg's)."""
     mem = vmscan.mem
     lruvec = mem.lruvec
+    sizes = target_sizes(vmscan, sc)
     sc.anon_cost, sc.file_cost = lruvec.anon_cost, lruvec.file_cost
     if sc.force_deactivate:
         sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
     else:
         for bit, kind, i, lru in ((DEACTIVATE_ANON, "anon", 0, LRU_INACTIVE_ANON),
                                   (DEACTIVATE_FILE, "file", 1, LRU_INACTIVE_FILE)):
-            if mem.events[f"workingset_activate_{kind}"] != lruvec.refaults[i] or inactive_is_low(mem, lru):
+            if mem.events[f"workingset_activate_{kind}"] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
                 sc.may_deactivate |= bit
             else:
                 sc.may_deactivate &= ~bit
-    sizes = lruvec.nr_pages
     sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
                           and not sc.may_deactivate & DEACTIVATE_FILE)
     total_high = sum(z.watermark[WMARK_HIGH] for z in mem.zones)
     file = sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE]
-    sc.file_is_tiny = (file + mem.nr_free_pages <= total_high and not sc.may_deactivate & DEACTIVATE_ANON
+    sc.file_is_tiny = (sc.target is None and file + mem.nr_free_pages <= total_high
+                       and not sc.may_deactivate & DEACTIVATE_ANON
                        and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority))
 
 
 def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
-    """shrink_node(): one pass over the node's lruvec at sc.priority."""
+    """shrink_node(): one pass at sc.priority over the node's lruvec, or under memcg reclaim over the
+    lruvecs of the target memcg and its descendants, pre-order, until enough is reclaimed
+    (shrink_node_memcgs)."""
     prepare_scan_control(vmscan, sc)
     before = sc.nr_reclaimed
-    shrink_lruvec(vmscan, sc)
+    if sc.target is None:
+        sc.lruvec = None
+        shrink_lruvec(vmscan, sc)
+    else:
+        for memcg in sc.target.iter_tree():
+            sc.lruvec = memcg.lruvec
+            shrink_lruvec(vmscan, sc)
+            if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                break
+        sc.lruvec = None
     if sc.nr_reclaimed > before:
         vmscan.kswapd_failures = 0
 
@@ -283,7 +327,8 @@ def get_scan_count(vmscan: Vmscan, sc: ScanControl) -> list[int]:
     proportion to swappiness against the recent cost of each type (anon weighs swappiness, file
     200 - swappiness)."""
     mem = vmscan.mem
-    swappiness = vmscan.swappiness
+    swappiness = vmscan.swappiness if sc.target is None else sc.target.swappiness
+    sizes = _lists(vmscan, sc).nr_pages
     fraction = [0, 0]
     denominator = 0
     if not sc.may_swap or not can_reclaim_anon_pages(mem):
@@ -304,10 +349,10 @@ def get_scan_count(vmscan: Vmscan, sc: ScanControl) -> list[int]:
         fp = (MAX_SWAPPINESS - swappiness) * (total_cost + 1) // (file_cost + 1)
         fraction = [ap, fp]
         denominator = ap + fp
-    nr = [0] * len(mem.lruvec.nr_pages)
+    nr = [0] * len(sizes)
     for lru in EVICTABLE_LRUS:
         file = is_file_lru(lru)
-        scan = mem.lruvec.nr_pages[lru] >> sc.priority
+        scan = sizes[lru] >> sc.priority
         if balance == SCAN_EQUAL:
             pass
         elif balance == SCAN_FRACT:
@@ -320,13 +365,13 @@ def get_scan_count(vmscan: Vmscan, sc: ScanControl) -> list[int]:
 
 def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
     """shrink_lruvec(): scan the lists in SWAP_CLUSTER_MAX batches round robin; once enough is
-    reclaimed (except direct reclaim at DEF_PRIORITY, which finishes its batch), stop the smaller type
-    and scale the other to the same proportion of its target; then rebalance the anon lists."""
+    reclaimed (except node direct reclaim at DEF_PRIORITY, which finishes its batch), stop the smaller
+    type and scale the other to the same proportion of its target; then rebalance the anon lists."""
     mem = vmscan.mem
     nr = get_scan_count(vmscan, sc)
     targets = list(nr)
     nr_to_reclaim = sc.nr_to_reclaim
-    proportional_reclaim = not sc.kswapd and sc.priority == DEF_PRIORITY
+    proportional_reclaim = not sc.kswapd and sc.target is None and sc.priority == DEF_PRIORITY
     nr_reclaimed = 0
     scan_adjusted = False
     while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
@@ -354,14 +399,14 @@ def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
             nr[lru] -= min(nr[lru], scanned)
         scan_adjusted = True
     sc.nr_reclaimed += nr_reclaimed
-    if can_reclaim_anon_pages(mem) and inactive_is_low(mem, LRU_INACTIVE_ANON):
+    if can_reclaim_anon_pages(mem) and inactive_is_low(_lists(vmscan, sc).nr_pages, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
 def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
     """age_active_anon(): kswapd keeps the anon inactive list in proportion even when it reclaims
     only file pages (only when anon can be reclaimed at all)."""
-    if can_reclaim_anon_pages(vmscan.mem) and inactive_is_low(vmscan.mem, LRU_INACTIVE_ANON):
+    if can_reclaim_anon_pages(vmscan.mem) and inactive_is_low(vmscan.mem.lruvec.nr_pages, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
@@ -377,6 +422,11 @@ def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> i
 
 
 # --- the lists ---------------------------------------------------------------------------------------------
+
+def _lists(vmscan: Vmscan, sc: ScanControl) -> LruVec:
+    """The lists this pass scans: the memcg's mirror under memcg reclaim, else the node's."""
+    return sc.lruvec if sc.lruvec is not None else vmscan.mem.lruvec
+
 
 def _nr_pages(mem: PhysMem, head: int) -> int:
     """folio_nr_pages()."""
@@ -425,14 +475,15 @@ def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
 
 
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
-    """isolate_lru_folios(): take folios off the tail of `lru` until nr_to_scan pages, each with a
-    reference held by reclaim (folio_try_get) and PG_lru cleared; (folios, pages scanned)."""
+    """isolate_lru_folios(): take folios off the tail of `lru` (of the lruvec being shrunk) until
+    nr_to_scan pages, each with a reference held by reclaim (folio_try_get) and PG_lru cleared; the
+    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     lruvec = mem.lruvec
     taken: list[int] = []
     scanned = 0
-    for head in lruvec.oldest(lru, nr_to_scan):
+    for head in _lists(vmscan, sc).oldest(lru, nr_to_scan):
         if scanned >= nr_to_scan:
             break
         scanned += _nr_pages(mem, head)
@@ -511,7 +562,8 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
     who = "kswapd" if sc.kswapd else "direct"
     kind = "file" if file else "anon"
-    mem.events[f"pgscan_{who}"] += nr_scanned
+    if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
+        mem.events[f"pgscan_{who}"] += nr_scanned
     mem.events[f"pgscan_{kind}"] += nr_scanned
     _charge_scan(vmscan, sc, nr_scanned)
     if not folios:
@@ -519,7 +571,8 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     stat = FolioStats()
     kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
     move_folios_to_lru(vmscan, kept)
-    mem.events[f"pgsteal_{who}"] += nr_reclaimed
+    if sc.target is None:
+        mem.events[f"pgsteal_{who}"] += nr_reclaimed
     mem.events[f"pgsteal_{kind}"] += nr_reclaimed
     lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
     return nr_reclaimed

@@ -35,6 +35,7 @@ PMD = 2 << 20
 GIB = 1 << 30
 ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
 RW = PROT_READ | PROT_WRITE
+POSIX_FADV_WILLNEED = 3
 #: A growth is touched in runs of this size (each faulted at once while memory lasts).
 CHUNK = 16 << 20
 
@@ -118,9 +119,11 @@ def import_process(model: ModelBackend, p: ProcSnap) -> None:
                 raise RuntimeError(f"import of {p.pid}: touching its {kind} pages gave {sig}")
 
 
-def build(snap: Snapshot, global_fill: bool = False) -> ModelBackend:
+def build(snap: Snapshot, global_fill: bool = False, cache: dict[str, int] | None = None) -> ModelBackend:
     """A model machine holding the snapshot's memcgs and processes, memcg usage equal to the live one
-    (what the processes' pages do not account for is charged unattributed). With `global_fill` the
+    (what the processes' pages do not account for is charged unattributed). `cache` (memcg path ->
+    pages, from its memory.stat) is imported as clean, unmapped page cache of a model-only file,
+    charged to that memcg (brought in by one of its processes) and reclaimable. With `global_fill` the
     machine has the host's RAM and everything but the host's MemAvailable is taken (the page cache and
     kernel memory the model does not hold count as used: the model has no reclaim)."""
     model = ModelBackend(snap.memtotal_pages * PAGE_SIZE if global_fill else None)
@@ -130,6 +133,9 @@ def build(snap: Snapshot, global_fill: bool = False) -> ModelBackend:
     limits = {cg.path: cg.limit_pages for cg in snap.memcgs}
     for p in snap.procs:
         import_process(model, p)
+    for path, pages in (cache or {}).items():
+        import_cache(model, path, pages)
+    model.memcgs.drain_stock()  # usage is the live one: no pages charged ahead in the model's stock
     for cg in snap.memcgs:
         memcg = model.memcgs.lookup(cg.path)
         assert memcg is not None
@@ -144,6 +150,24 @@ def build(snap: Snapshot, global_fill: bool = False) -> ModelBackend:
         assert memcg is not None
         memcg.memory.max = limits[cg.path]
     return model
+
+
+def import_cache(model: ModelBackend, path: str, pages: int) -> None:
+    """`pages` of page cache charged to memcg `path`: a model-only file its first process reads ahead
+    whole (fadvise WILLNEED: no user buffer, nothing marked accessed)."""
+    memcg = model.memcgs.lookup(path)
+    if memcg is None or not memcg.procs or pages <= 0:
+        raise RuntimeError(f"no process in memcg {path} to import its page cache with")
+    pid = memcg.procs[0]
+    inode = Inode(f"/vmlab-import/cache{path}", ino=1 << 30, size=pages * PAGE_SIZE, host_cached=frozenset())
+    fd = model.open_inode(pid, inode)
+    step = 32 * PAGE_SIZE  # force_page_cache_ra() reads at most the readahead window per call
+    for offset in range(0, pages * PAGE_SIZE, step):
+        if model.syscall(pid, "fadvise64", (fd, offset, step, POSIX_FADV_WILLNEED)) != 0:
+            raise RuntimeError(f"import of the page cache of {path} failed")
+    model.syscall(pid, "close", (fd,))
+    if len(inode.i_pages) != pages:
+        raise RuntimeError(f"import of the page cache of {path}: {len(inode.i_pages)} of {pages} pages")
 
 
 def _parent(path: str) -> str:

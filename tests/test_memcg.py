@@ -1,0 +1,153 @@
+"""Memory cgroups in the model (mm/memcontrol.c, mm/vmscan.c memcg reclaim, 6.18 v1): page cache charged
+to the task that brings it in, memcg reclaim before the memcg OOM, swap-out from memcg reclaim,
+memory.stat from the charged pages, and the memcg invariants of check_machine. The differential
+checks against the kernel are in test_lru_host.py and test_oom_kill.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swapkit import model_with_swap
+from vmlab.backend import Program, Settings
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, MemCgroup
+
+MB = 1 << 20
+PAGE = 4096
+RW, PRIVATE_ANON, NORESERVE_ANON = 3, 0x22, 0x22 | 0x4000
+POSIX_FADV_DONTNEED = 4
+
+
+def machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:
+    """A model machine whose first process runs in memcg /t of `limit` bytes."""
+    model = ModelBackend()
+    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
+    assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
+    memcg = model.memcgs.lookup("/t")
+    assert memcg is not None
+    return model, pid, memcg
+
+
+def read_all(model: ModelBackend, pid: int, path: str, buf: int, chunk: int = MB) -> int:
+    """open, read() to EOF in `chunk`s into `buf`, close; the bytes read."""
+    fd = model.syscall(pid, "openat", (-100, path, 0))
+    total = 0
+    while (n := model.syscall(pid, "read", (fd, buf, chunk))) > 0:
+        total += n
+    model.syscall(pid, "close", (fd,))
+    return total
+
+
+def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> None:
+    """read() charges the pages it brings in to the reader's memcg (cache, inactive_file), the stock
+    holds the rest of a charge batch, and dropping the pages uncharges them."""
+    model, pid, memcg = machine(64 * MB)
+    model.create_file("/sim/f", 4 * MB)
+    buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
+    assert read_all(model, pid, "/sim/f", buf) == 4 * MB
+    state = memcg.page_state()
+    assert state["cache"] == 1024 and state["inactive_file"] + state["active_file"] == 1024
+    assert state["rss"] == 256  # the buffer
+    assert memcg.memory.usage == memcg.charged + model.memcgs.stock_pages
+    assert 0 <= model.memcgs.stock_pages <= MEMCG_CHARGE_BATCH
+    check_machine(model)
+    fd = model.syscall(pid, "openat", (-100, "/sim/f", 0))
+    assert model.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0
+    assert memcg.page_state()["cache"] == 0 and memcg.stat["pgpgout"] > 0
+    check_machine(model)
+
+
+def test_a_file_larger_than_the_limit_is_read_by_reclaiming_its_cache() -> None:
+    """Reading 4x the limit: the memcg reclaims its own page cache at the limit (no OOM, the reader
+    lives), usage never passes the limit, failed charges are counted, and only memcg reclaim ran
+    (no global pgscan_direct / allocstall: the machine has room)."""
+    model, pid, memcg = machine(16 * MB)
+    model.create_file("/sim/big", 64 * MB)
+    buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
+    assert read_all(model, pid, "/sim/big", buf) == 64 * MB
+    assert pid in model.tasks and memcg.events["oom_kill"] == 0
+    assert memcg.memory.watermark == memcg.memory.max and memcg.memory.failcnt > 0
+    assert memcg.memory.usage <= memcg.memory.max
+    assert model.mem.events["pgsteal_file"] > 0 and model.mem.events["pgscan_direct"] == 0
+    assert not any(k.startswith("allocstall") and v for k, v in model.mem.events.items())
+    assert memcg.events["max"] > 0
+    resident = model.residency("/sim/big")
+    assert resident == list(range(16384 - len(resident), 16384))  # the file's tail stays
+    check_machine(model)
+
+
+def test_cache_goes_before_the_memcg_oom_kills_the_hog() -> None:
+    """A process with page cache and an anon hog past the limit: the cache is reclaimed first, then
+    the memcg OOM kills the hog with the kernel's report lines; the limit holds throughout."""
+    model, pid, memcg = machine(32 * MB)
+    model.create_file("/sim/f", 16 * MB)
+    buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
+    read_all(model, pid, "/sim/f", buf)
+    assert memcg.page_state()["cache"] == 4096
+    hog = model.spawn("hog")
+    assert model.memcg_attach(hog, "/t") == 0
+    addr = model.syscall(hog, "mmap", (0, 64 * MB, RW, NORESERVE_ANON, -1, 0))
+    assert model.access(hog, addr, 24 * MB, True) is None  # fits once the cache is reclaimed
+    assert memcg.page_state()["cache"] < 4096 and memcg.events["oom_kill"] == 0
+    assert model.access(hog, addr + 24 * MB, 40 * MB, True) == "SIGKILL"
+    log = model.dmesg()
+    assert "hog invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0" in log
+    assert f"Memory cgroup out of memory: Killed process {hog} (hog)" in log
+    assert ",oom_memcg=/t,task_memcg=/t,task=hog," in log
+    assert memcg.page_state()["cache"] == 0  # all reclaimed before the OOM
+    assert memcg.events["oom_kill"] == 1 and pid in model.tasks
+    check_machine(model)
+
+
+def test_memcg_reclaim_swaps_anon_out_when_swap_exists(swapfile: Path) -> None:
+    """With a swap area, an anon working set larger than the limit is swapped out by memcg reclaim
+    (pswpout) instead of OOM-killed; usage stays at the limit."""
+    model, pid = model_with_swap(swapfile, ram=128 * MB)
+    assert model.memcg_create("/t", 8 * MB) == 0 and model.memcg_attach(pid, "/t") == 0
+    memcg = model.memcgs.lookup("/t")
+    assert memcg is not None
+    addr = model.syscall(pid, "mmap", (0, 12 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(pid, addr, 12 * MB, True) is None
+    assert memcg.events["oom_kill"] == 0 and model.mem.events["pswpout"] >= 1024
+    assert memcg.memory.usage <= memcg.memory.max
+    assert model.access(pid, addr, 12 * MB, False) is None  # swapped back in, others out
+    assert model.mem.events["pswpin"] > 0
+    check_machine(model)
+
+
+def test_shrinking_the_limit_reclaims_and_refuses_what_it_cannot() -> None:
+    """v1 memory.limit_in_bytes below the usage: reclaim until it fits; -EBUSY when only anon is
+    left (no swap)."""
+    model, pid, memcg = machine(64 * MB)
+    model.create_file("/sim/f", 16 * MB)
+    buf = model.syscall(pid, "mmap", (0, 8 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(pid, buf, 8 * MB, True) is None
+    read_all(model, pid, "/sim/f", buf)
+    assert model.memcg_set("/t", "limit_in_bytes", 12 * MB) == 0
+    assert memcg.memory.usage <= 3072 and memcg.memory.max == 3072
+    assert model.memcg_set("/t", "limit_in_bytes", 4 * MB) == -16
+    assert memcg.memory.max == 3072
+    check_machine(model)
+
+
+def test_memory_stat_has_the_kernels_v1_fields_in_order() -> None:
+    """memory.stat's field names, in order, are those of this host's v1 memory.stat."""
+    host = Path("/sys/fs/cgroup/memory/memory.stat")
+    if not host.exists():
+        pytest.skip("no cgroup-v1 memory controller here to compare memory.stat with")
+    _, _, memcg = machine(64 * MB)
+    mine = [line.split()[0] for line in memcg.memory_stat_v1()]
+    theirs = [line.split()[0] for line in host.read_text().splitlines()]
+    assert mine == theirs
+
+
+def test_check_machine_catches_a_charge_out_of_step() -> None:
+    """The memcg invariant: usage is the charged pages (plus forced and stocked ones)."""
+    model, _, memcg = machine(64 * MB)
+    memcg.memory.charge(1)
+    with pytest.raises(AssertionError, match="usage"):
+        check_machine(model)
