@@ -621,6 +621,54 @@ def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path
     backend.close()
 
 
+def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
+        swap_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """do_wp_page's copy path used to allocate the new page holding no reference on the old one and
+    then install the copy without looking at the PTE again. Direct reclaim inside that allocation could
+    swap the old page out (its PTE became a swap entry, the folio left the swap cache and was freed):
+    the copy then overwrote the swap entry and the old frame lost a mapping and a reference it no longer
+    had (the pressure machine showed a swap-cache folio losing its last reference at mapcount -1 on a
+    pread into an anon buffer). Now the old folio is held across the allocation (folio_get) and the PTE
+    re-checked (pte_same): the copy is dropped and the access faults again, swapping the page back in.
+
+    Here the reclaim is a MADV_PAGEOUT of the page, run by the first allocation of the write fault: a
+    page swapped out before fork(), read back by the parent (mapped read-only, its slot still named by
+    the child), then written (the copy, since the child's swap PTE keeps the slot)."""
+    backend, pid = small_machine(swap_path)
+    addr = backend.syscall(pid, "mmap", (0, PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(pid, addr, PAGE_SIZE, True) is None
+    for _ in range(2):  # the first pass writes it out, the second drops it from the swap cache
+        assert backend.syscall(pid, "madvise", (addr, PAGE_SIZE, MADV_PAGEOUT)) == 0
+    mm = backend.tasks[pid].mm
+    assert mm.pt is not None and is_swap_slot_pte(mm.pt.get_pte(addr))
+    child = backend.fork(pid)
+    assert backend.access(pid, addr, PAGE_SIZE, False) is None
+    old = pte_pfn(mm.pt.get_pte(addr))
+    mem = backend.mem
+    assert mem.mem_map.test(old, swap_state.PG_swapcache)
+    alloc, reclaimed = mem.alloc_pages, []
+
+    def alloc_after_reclaim(order: int, *args: int, **kwargs: bool) -> int | None:
+        if not reclaimed:
+            reclaimed.append(backend.syscall(pid, "madvise", (addr, PAGE_SIZE, MADV_PAGEOUT)))
+            assert is_swap_slot_pte(mm.pt.get_pte(addr)), "the reclaim did not unmap the old page"
+        return alloc(order, *args, **kwargs)
+
+    monkeypatch.setattr(mem, "alloc_pages", alloc_after_reclaim)
+    assert backend.access(pid, addr, PAGE_SIZE, True) is None
+    monkeypatch.undo()
+    assert reclaimed == [0]
+    pte = mm.pt.get_pte(addr)
+    assert pte & _PAGE_PRESENT and pte_pfn(pte) != old
+    check_machine(backend)
+    check_counters(backend)
+    child_pt = backend.tasks[child].mm.pt
+    assert child_pt is not None and is_swap_slot_pte(child_pt.get_pte(addr))
+    backend.close()
+    check_machine(backend)
+    assert not mem.swap.cache
+
+
 def test_thrash_scenario_runs_clean_on_the_model() -> None:
     """examples/pressure/thrash.vml (swap-out and swap-in under pressure, shown with meminfo, vmstat and
     pressure) runs on the model with every expectation holding and no step skipped; the machine is

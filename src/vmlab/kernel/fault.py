@@ -135,7 +135,11 @@ def mmu_permits(mm: MmStruct, address: int, write: bool) -> bool:
 
 def user_access(mm: MmStruct, address: int, write: bool, rlimit_stack: int | None, sysctl: VmSysctl,
                 stats: FaultStats, trace: FaultTrace | None = None) -> str | None:
-    """One user load or store: no fault when the MMU permits it, else the fault path."""
-    if mm.pt is not None and mmu_permits(mm, address, write):
-        return None
-    return do_user_addr_fault(mm, address, write, rlimit_stack, sysctl, stats, trace)
+    """One user load or store: no fault when the MMU permits it, else the fault path. A fault that
+    returns without mapping the page (a handler that found the PTE changed under it) restarts the
+    instruction, which faults again."""
+    while mm.pt is None or not mmu_permits(mm, address, write):
+        sig = do_user_addr_fault(mm, address, write, rlimit_stack, sysctl, stats, trace)
+        if sig is not None:
+            return sig
+    return None

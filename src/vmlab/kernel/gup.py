@@ -38,7 +38,7 @@ def _fault_in(mm: MmStruct, vma: VmArea, start: int, end: int, write: bool, stat
     assert mm.pt is not None
     addr = start
     while addr < end:
-        if not mmu_permits(mm, addr, write):
+        while not mmu_permits(mm, addr, write):  # faultin_page() returned 0 unmapped: retry
             ret = handle_mm_fault(VmFault(mm, vma, addr, write, mm.pt.mem))
             if ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV):
                 return -EFAULT

@@ -456,15 +456,33 @@ def do_wp_page(vmf: VmFault, pte: int) -> int:
         pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
         return 0
     vmf.call("do_wp_page -> wp_page_copy", "copy-on-write")
+    return wp_page_copy(vmf, pte)
+
+
+def wp_page_copy(vmf: VmFault, orig_pte: int) -> int:
+    """wp_page_copy(): map a new anon copy of the page `orig_pte` maps (or of the zero page). The old
+    folio is held (do_wp_page's folio_get) across the allocation, which may reclaim: reclaim then
+    cannot free it, but it may unmap it. So the PTE is checked again (pte_same) before the copy goes
+    in; if it changed, the copy is dropped and the fault returns 0 for the access to fault again."""
+    mem, pt, vma = vmf.mem, vmf.mm.pt, vmf.vma
+    assert pt is not None
+    pfn = pte_pfn(orig_pte)
+    old = None if pte_special(orig_pte) else mem.mem_map.compound_head(pfn)
+    if old is not None:
+        mem.mem_map._refcount[old] += 1
     new = new_anon_page(vmf)
-    if new is None:
-        return VM_FAULT_OOM
-    pt.set_pte(vmf.address, _mk_pte(new, vma, True))
-    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
-    if not pte_special(pte):
-        add_mm_counter(vmf.mm, mm_counter(mem, pfn), -1)
-        _remove_rmap(mem, pfn)
-    return 0
+    if new is not None and pt.get_pte(vmf.address) == orig_pte:
+        pt.set_pte(vmf.address, _mk_pte(new, vma, True))
+        add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+        if old is not None:
+            add_mm_counter(vmf.mm, mm_counter(mem, pfn), -1)
+            _remove_rmap(mem, pfn)
+    elif new is not None:
+        vmf.call("wp_page_copy", "the PTE changed during the allocation: drop the copy, fault again")
+        _remove_rmap(mem, new)
+    if old is not None:
+        put_page(mem, old)
+    return VM_FAULT_OOM if new is None else 0
 
 
 def should_try_to_free_swap(mem: PhysMem, head: int, vma: VmArea, write: bool) -> bool:
