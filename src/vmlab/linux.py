@@ -27,16 +27,17 @@ class CacheStat(NamedTuple):
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
-    """The C library with mmap/munmap/mincore/syscall prototypes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+def libc() -> ctypes.CDLL:
+    """The C library with mmap/munmap/madvise/mincore/syscall prototypes."""
+    lib = ctypes.CDLL(None, use_errno=True)
+    lib.mmap.restype = ctypes.c_void_p
+    lib.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                           ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.syscall.restype = ctypes.c_long
-    return libc
+    lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    lib.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    lib.syscall.restype = ctypes.c_long
+    return lib
 
 
 def mincore_residency(path: str) -> list[int]:
@@ -45,20 +46,20 @@ def mincore_residency(path: str) -> list[int]:
     size = os.path.getsize(path)
     if size == 0:
         return []
-    libc = _libc()
+    c = libc()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        addr = c.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
         if addr in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
         try:
             pages = (size + PAGE - 1) // PAGE
             vec = ctypes.create_string_buffer(pages)
-            if libc.mincore(addr, size, vec) != 0:
+            if c.mincore(addr, size, vec) != 0:
                 raise OSError(ctypes.get_errno(), f"mincore {path}")
             return [i for i, b in enumerate(vec.raw[:pages]) if b & 1]
         finally:
-            libc.munmap(addr, size)
+            c.munmap(addr, size)
     finally:
         os.close(fd)
 
@@ -68,7 +69,7 @@ def cachestat(fd: int, off: int = 0, length: int = 0) -> CacheStat:
     (ENOSYS before 6.5)."""
     rng = (ctypes.c_uint64 * 2)(off, length)
     out = (ctypes.c_uint64 * 5)()
-    if _libc().syscall(ctypes.c_long(SYS_CACHESTAT), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(out),
+    if libc().syscall(ctypes.c_long(SYS_CACHESTAT), ctypes.c_int(fd), ctypes.byref(rng), ctypes.byref(out),
                        ctypes.c_uint(0)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"cachestat: {os.strerror(err)}")

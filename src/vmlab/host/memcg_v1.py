@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from vmlab import linux
 from vmlab.host import pagecache
 
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -177,7 +178,7 @@ def file_lru_flags(path: str) -> dict[int, PageLru]:
     if not resident:
         return {}
     size = os.path.getsize(path)
-    libc = _libc()
+    libc = linux.libc()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
@@ -203,17 +204,6 @@ def file_lru_flags(path: str) -> dict[int, PageLru]:
             f.seek(pfn * 8)
             out[index] = PageLru.from_kpf(struct.unpack("<Q", f.read(8))[0])
     return out
-
-
-def _libc() -> ctypes.CDLL:
-    """The C library with mmap/munmap/madvise prototypes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return libc
 
 
 def lru_string(flags: dict[int, PageLru], npages: int) -> str:
