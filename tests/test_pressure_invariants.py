@@ -49,6 +49,7 @@ from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_flags import PG_swapcache
 from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry, swp_offset
 from vmlab.kernel.task_mmu import PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_SWAP
@@ -646,7 +647,7 @@ def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
     assert backend.access(pid, addr, PAGE_SIZE, False) is None
     old = pte_pfn(mm.pt.get_pte(addr))
     mem = backend.mem
-    assert mem.mem_map.test(old, swap_state.PG_swapcache)
+    assert mem.mem_map.test(old, PG_swapcache)
     alloc, reclaimed = mem.alloc_pages, []
 
     def alloc_after_reclaim(order: int, *args: int, **kwargs: bool) -> int | None:

@@ -14,7 +14,7 @@ from vmlab.kernel import readahead
 from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgroup_commit_cache
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PG, PG_readahead
+from vmlab.kernel.page_flags import F_UPTODATE, PG, PG_readahead
 from vmlab.kernel.swap import folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
@@ -86,7 +86,7 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
     mm = mem.mem_map
     mm.mapping_a[pfn] = inode.handle
     mm.index_a[pfn] = index
-    mm.flags_a[pfn] = mm.flags_a[pfn] | (_NEW_SHMEM if inode.shmem else _NEW_FILE)
+    mm.flags_a[pfn] = mm.flags_a[pfn] | (_NEW_SHMEM if inode.shmem else F_UPTODATE)
     inode.i_pages[index] = pfn
     mem.address_spaces[inode.handle] = inode
     shadow = inode.shadows.pop(index, None)
@@ -99,8 +99,7 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
 
 
 #: The flags of a new page-cache page: uptodate, and swapbacked in shmem.
-_NEW_FILE = 1 << PG.uptodate
-_NEW_SHMEM = _NEW_FILE | (1 << PG.swapbacked)
+_NEW_SHMEM = F_UPTODATE | (1 << PG.swapbacked)
 
 
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:

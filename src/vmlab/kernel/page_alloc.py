@@ -27,6 +27,9 @@ import numpy as np
 from vmlab.kernel import psi
 from vmlab.kernel.clock import Clock
 from vmlab.kernel.page_flags import (
+    F_HEAD,
+    F_LRU,
+    F_RESERVED,
     KPF,
     KPF_COPIED,
     MAPCOUNT_NONE,
@@ -130,9 +133,6 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 # --- mem_map ----------------------------------------------------------------------------------------
 
 
-_PG_HEAD = 1 << PG.head
-_PG_LRU = 1 << PG.lru
-_PG_RESERVED = 1 << PG.reserved
 #: The _mapcount word of a free block's head page (PageBuddy).
 _BUDDY_WORD = page_type_value(PGTY_buddy)
 #: The flag bits a freed page keeps: the zone/node bits above the page flags.
@@ -213,7 +213,7 @@ class MemMap:
 
     def folio_order(self, pfn: int) -> int:
         """folio_order() of a head page: the low byte of the second page's flags (0 for a small folio)."""
-        if not self.flags_a[pfn] & _PG_HEAD:
+        if not self.flags_a[pfn] & F_HEAD:
             return 0
         return self.flags_a[pfn + 1] & 0xFF
 
@@ -708,7 +708,7 @@ class PhysMem:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""
         mm = self.mem_map
         ref = mm._refcount_a[pfn]
-        if ref <= 0 or mm.flags_a[pfn] & _PG_RESERVED or mm._mapcount_a[pfn] >> 24 & 0xFF == PGTY_buddy:
+        if ref <= 0 or mm.flags_a[pfn] & F_RESERVED or mm._mapcount_a[pfn] >> 24 & 0xFF == PGTY_buddy:
             raise AssertionError(f"bad free of pfn {pfn:#x} order {order}: {mm[pfn]!r}")
         mm._refcount_a[pfn] = ref - 1
         if ref == 1:
@@ -720,11 +720,11 @@ class PhysMem:
         if pfn & ((1 << order) - 1):
             raise AssertionError(f"free of pfn {pfn:#x} not aligned to order {order}")
         flags = mm.flags_a[pfn]
-        if flags & _PG_LRU:
+        if flags & F_LRU:
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
         if self.uncharge_hook is not None:
             self.uncharge_hook(pfn, order)
-        if flags & _PG_HEAD:
+        if flags & F_HEAD:
             n = 1 << order
             mm.clear(pfn, PG.head)
             mm.flags_a[pfn + 1] = mm.flags_a[pfn + 1] & ~0xFF

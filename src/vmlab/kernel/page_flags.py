@@ -52,6 +52,24 @@ PG_has_hwpoisoned = PG.active  # folio's second page
 PG_large_rmappable = PG.workingset  # folio's second page
 PG_partially_mapped = PG.reclaim  # folio's second page
 
+
+# Masks of single flags (1 << PG.x), for hot paths that read a flags word once and test it.
+F_LOCKED = 1 << PG.locked
+F_WRITEBACK = 1 << PG.writeback
+F_REFERENCED = 1 << PG.referenced
+F_UPTODATE = 1 << PG.uptodate
+F_DIRTY = 1 << PG.dirty
+F_LRU = 1 << PG.lru
+F_HEAD = 1 << PG.head
+F_ACTIVE = 1 << PG.active
+F_WORKINGSET = 1 << PG.workingset
+F_RESERVED = 1 << PG.reserved
+F_RECLAIM = 1 << PG.reclaim
+F_SWAPBACKED = 1 << PG.swapbacked
+F_UNEVICTABLE = 1 << PG.unevictable
+F_MLOCKED = 1 << PG.mlocked
+F_SWAPCACHE = 1 << PG_swapcache
+
 # page->flags layout on x86_64 with SPARSEMEM_VMEMMAP (no section bits): | NODE | ZONE | ... | FLAGS |.
 NODES_SHIFT = 10
 ZONES_SHIFT = 3  # DMA, DMA32, Normal, Movable, Device

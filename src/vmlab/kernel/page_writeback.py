@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_MSEC
-from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_flags import F_ACTIVE, F_DIRTY, F_LRU, F_RECLAIM, F_WRITEBACK, PG
 from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_test_recent
@@ -42,11 +42,6 @@ MAX_PAUSE_NS = 200 * NSEC_PER_MSEC
 UINT_MAX = (1 << 32) - 1
 NSEC_PER_CENTISEC = 10 * NSEC_PER_MSEC
 
-_DIRTY = 1 << PG.dirty
-_WRITEBACK = 1 << PG.writeback
-_RECLAIM = 1 << PG.reclaim
-_LRU = 1 << PG.lru
-_ACTIVE = 1 << PG.active
 
 
 @dataclass
@@ -177,9 +172,9 @@ def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> bool:
     mm = mem.mem_map
     head = mm.compound_head(pfn)
     flags = int(mm.flags[head])
-    if flags & _DIRTY:
+    if flags & F_DIRTY:
         return False
-    mm.flags[head] = flags | _DIRTY
+    mm.flags[head] = flags | F_DIRTY
     if inode.shmem:
         return True
     wb = mem.wb
@@ -207,7 +202,7 @@ def folio_cancel_dirty(mem: PhysMem, inode: Inode, pfn: int) -> None:
     """folio_cancel_dirty(): truncation throws a dirty page's data away (the one legitimate drop of a
     dirty page without write-back)."""
     mm = mem.mem_map
-    if int(mm.flags[pfn]) & _DIRTY:
+    if int(mm.flags[pfn]) & F_DIRTY:
         mm.clear(pfn, PG.dirty)
         if not inode.shmem:
             folio_account_cleaned(mem, inode, int(mm.index[pfn]))
@@ -259,7 +254,7 @@ def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int) -> int:
     index = int(mm.index[pfn])
     folio_mkclean(mem, inode, pfn)
     flags = int(mm.flags[pfn])
-    mm.flags[pfn] = (flags & ~_DIRTY) | _WRITEBACK
+    mm.flags[pfn] = (flags & ~F_DIRTY) | F_WRITEBACK
     folio_account_cleaned(mem, inode, index)
     mem.wb.nr_writeback += 1
     bdi = _bdi(mem, inode)
@@ -277,10 +272,10 @@ def folio_end_writeback(mem: PhysMem, inode: Inode, index: int, pfn: int) -> Non
     mm = mem.mem_map
     del inode.under_writeback[index]
     flags = int(mm.flags[pfn])
-    mm.flags[pfn] = flags & ~(_WRITEBACK | _RECLAIM)
+    mm.flags[pfn] = flags & ~(F_WRITEBACK | F_RECLAIM)
     mem.wb.nr_writeback -= 1
     mem.events["nr_written"] += 1
-    if flags & _RECLAIM and flags & _LRU and not flags & (_ACTIVE | _DIRTY):
+    if flags & F_RECLAIM and flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY):
         mem.lruvec.delete(mm, pfn)
         mem.lruvec.add(mm, pfn, tail=True)
         mem.events["pgrotated"] += 1
@@ -326,15 +321,15 @@ def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
     mm = mem.mem_map
     flags = int(mm.flags[head])
     inode = mem.wb.mappings.get(int(mm.mapping[head]))
-    if flags & _DIRTY and inode is not None:
+    if flags & F_DIRTY and inode is not None:
         folio_start_writeback(mem, inode, head)
-        mm.flags[head] = int(mm.flags[head]) | _RECLAIM
+        mm.flags[head] = int(mm.flags[head]) | F_RECLAIM
         mem.events["nr_vmscan_write"] += 1
     if sync and inode is not None:
         done = inode.under_writeback.get(int(mm.index[head]))
         if done is not None and done > mem.clock.now_ns:
             mem.clock.advance(done - mem.clock.now_ns, memstall=True)
-    return not int(mm.flags[head]) & (_DIRTY | _WRITEBACK)
+    return not int(mm.flags[head]) & (F_DIRTY | F_WRITEBACK)
 
 
 # --- the flusher -----------------------------------------------------------------------------------
@@ -461,8 +456,8 @@ def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> Cach
         if first <= index <= last:
             f = int(flags[pfn])
             cache += 1
-            dirty += bool(f & _DIRTY)
-            wb += bool(f & _WRITEBACK)
+            dirty += bool(f & F_DIRTY)
+            wb += bool(f & F_WRITEBACK)
     evicted = recent = 0
     for index, shadow in inode.shadows.items():
         if first <= index <= last:

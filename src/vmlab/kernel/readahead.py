@@ -22,7 +22,7 @@ from vmlab.kernel import filemap
 from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_precharge
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PG, PG_readahead
+from vmlab.kernel.page_flags import F_WORKINGSET, PG_readahead
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 ULONG_MAX = (1 << 64) - 1
@@ -30,7 +30,6 @@ ULONG_MAX = (1 << 64) - 1
 MMAP_LOTSAMISS = 100
 #: force_page_cache_ra() reads in chunks of 2 MiB.
 FORCE_CHUNK_PAGES = (2 << 20) >> PAGE_SHIFT
-_WORKINGSET = 1 << PG.workingset
 
 
 def _ulong(value: int) -> int:
@@ -125,7 +124,7 @@ def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
 
 def _note_added(ractl: ReadaheadControl, pfn: int) -> None:
     """`ractl->_workingset |= folio_test_workingset(folio)` for a folio just added to the cache."""
-    if ractl.mem.mem_map.flags_a[pfn] & _WORKINGSET:
+    if ractl.mem.mem_map.flags_a[pfn] & F_WORKINGSET:
         ractl.workingset = True
 
 
@@ -147,7 +146,7 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
             break
         if i == mark:
             mem.mem_map.set(pfn, PG_readahead)
-        if flags[pfn] & _WORKINGSET:  # _note_added()
+        if flags[pfn] & F_WORKINGSET:  # _note_added()
             ractl.workingset = True
         batch += 1
     read_pages(ractl, batch)

@@ -24,7 +24,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vmlab.kernel.page_flags import MAPCOUNT_NONE, PG, PG_anon_exclusive, PG_swapcache
+from vmlab.kernel.page_flags import (
+    F_ACTIVE,
+    F_HEAD,
+    F_LRU,
+    F_REFERENCED,
+    F_SWAPBACKED,
+    F_UNEVICTABLE,
+    MAPCOUNT_NONE,
+    PG,
+    PG_anon_exclusive,
+    PG_swapcache,
+)
 
 if TYPE_CHECKING:
     from vmlab.kernel.memcontrol import MemCgroup
@@ -38,20 +49,14 @@ LRU_ACTIVE = 1
 #: The lists by their /proc/vmstat counter names (nr_inactive_anon, ...).
 LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
 
-_LRU = 1 << PG.lru
-_ACTIVE = 1 << PG.active
-_REFERENCED = 1 << PG.referenced
-_UNEVICTABLE = 1 << PG.unevictable
-_SWAPBACKED = 1 << PG.swapbacked
-_HEAD = 1 << PG.head
 
 
 def folio_lru_list_of(flags: int) -> int:
     """folio_lru_list(): the list a folio with page flags `flags` belongs on."""
-    if flags & _UNEVICTABLE:
+    if flags & F_UNEVICTABLE:
         return LRU_UNEVICTABLE
-    lru = LRU_BASE_ANON if flags & _SWAPBACKED else LRU_BASE_FILE
-    return lru + LRU_ACTIVE if flags & _ACTIVE else lru
+    lru = LRU_BASE_ANON if flags & F_SWAPBACKED else LRU_BASE_FILE
+    return lru + LRU_ACTIVE if flags & F_ACTIVE else lru
 
 
 def is_file_lru(lru: int) -> bool:
@@ -91,17 +96,17 @@ class LruVec:
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
         """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
         flags = mm.flags_a[head]
-        if flags & _LRU:
+        if flags & F_LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
         lru = folio_lru_list_of(flags)
-        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
         for lruvec in self._and_mirror(head):
             lst = lruvec.lists[lru]
             lst[head] = None
             if tail:
                 lst.move_to_end(head, last=False)
             lruvec.nr_pages[lru] += nr
-        mm.flags_a[head] = flags | _LRU
+        mm.flags_a[head] = flags | F_LRU
 
     def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
         """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
@@ -118,17 +123,17 @@ class LruVec:
         for lruvec in self._and_mirror(int(pfns[0])):  # one kind: one memcg (mem_cgroup_charge_bulk)
             lruvec.lists[lru].update(dict.fromkeys(pfns.tolist()))
             lruvec.nr_pages[lru] += len(pfns)
-        mm.flags[pfns] |= np.uint64(_LRU)
+        mm.flags[pfns] |= np.uint64(F_LRU)
 
     def delete(self, mm: MemMap, head: int) -> int:
         """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
         flags = mm.flags_a[head]
         lru = folio_lru_list_of(flags)
-        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
         for lruvec in self._and_mirror(head):
             del lruvec.lists[lru][head]
             lruvec.nr_pages[lru] -= nr
-        mm.flags_a[head] = flags & ~_LRU
+        mm.flags_a[head] = flags & ~F_LRU
         return lru
 
     def rotate(self, mm: MemMap, head: int) -> None:
@@ -153,7 +158,7 @@ class LruVec:
 
 def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
     """folio_nr_pages() of a head page whose flags are `flags`."""
-    return 1 << (mm.flags_a[head + 1] & 0xFF) if flags & _HEAD else 1
+    return 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
 
 
 def folio_add_lru(mem: PhysMem, pfn: int) -> None:
@@ -166,7 +171,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
     """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
     mm = mem.mem_map
     head = mm.compound_head(pfn)
-    if mm.flags_a[head] & _LRU:
+    if mm.flags_a[head] & F_LRU:
         mem.lruvec.delete(mm, head)
 
 
@@ -183,11 +188,11 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     link = mm.lru_next_a[pfn]
     head = -2 - link if link < -1 else pfn  # compound_head()
     flags = mm.flags_a[head]
-    order = mm.flags_a[head + 1] & 0xFF if flags & _HEAD else 0  # folio_order()
+    order = mm.flags_a[head + 1] & 0xFF if flags & F_HEAD else 0  # folio_order()
     if mm._refcount_a[head] == 1:
         if flags >> PG_swapcache & 1:
             raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
-        if flags & _LRU:  # __page_cache_release()
+        if flags & F_LRU:  # __page_cache_release()
             mem.lruvec.delete(mm, head)
         if order:
             n = 1 << order
@@ -212,18 +217,18 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     head = -2 - link if link < -1 else pfn  # compound_head()
     flags = mm.flags_a[head]
     if mem.lruvec.plain:
-        if flags & _LRU:
+        if flags & F_LRU:
             mem.lruvec.rotate(mm, head)
         return
-    if not flags & _REFERENCED:
-        mm.flags_a[head] = flags | _REFERENCED
-    elif not flags & (_UNEVICTABLE | _ACTIVE):
-        if flags & _LRU:
+    if not flags & F_REFERENCED:
+        mm.flags_a[head] = flags | F_REFERENCED
+    elif not flags & (F_UNEVICTABLE | F_ACTIVE):
+        if flags & F_LRU:
             folio_activate(mem, head)
             flags = mm.flags_a[head]
         else:
-            flags |= _ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
-        mm.flags_a[head] = flags & ~_REFERENCED
+            flags |= F_ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
+        mm.flags_a[head] = flags & ~F_REFERENCED
         # workingset_activation(): an activation ages the inactive list as an eviction does.
         mem.lruvec.nonresident_age += _folio_nr_pages(mm, head, flags)
 
@@ -232,11 +237,11 @@ def folio_activate(mem: PhysMem, head: int) -> None:
     """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
-    if flags & (_ACTIVE | _UNEVICTABLE) or not flags & _LRU:
+    if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
         return
     lruvec = mem.lruvec
     lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] | _ACTIVE
+    mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
     lruvec.add(mm, head)
     mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
 

@@ -25,7 +25,17 @@ from collections.abc import Callable
 from vmlab.kernel.memcontrol import mem_cgroup_swapin_charge
 from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, MmStruct, VmArea
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_readahead, PG_swapcache
+from vmlab.kernel.page_flags import (
+    F_ACTIVE,
+    F_DIRTY,
+    F_HEAD,
+    F_SWAPCACHE,
+    F_WRITEBACK,
+    PAGE_MAPPING_ANON,
+    PG,
+    PG_anon_exclusive,
+    PG_readahead,
+)
 from vmlab.kernel.pgtable import (
     PMD_MASK,
     PMD_SIZE,
@@ -52,12 +62,6 @@ from vmlab.kernel.swapfile import (
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_eviction, workingset_refault
 
-_SWAPCACHE = 1 << PG_swapcache
-_DIRTY = 1 << PG.dirty
-_HEAD = 1 << PG.head
-_ACTIVE = 1 << PG.active
-_WRITEBACK = 1 << PG.writeback
-
 SWAP_RA_ORDER_CEILING = 5
 SWAP_RA_WIN_SHIFT = PAGE_SHIFT // 2
 SWAP_RA_HITS_MASK = (1 << SWAP_RA_WIN_SHIFT) - 1
@@ -82,10 +86,10 @@ def add_to_swap_cache(mem: PhysMem, head: int, entry: int) -> None:
     already carry SWAP_HAS_CACHE (get_swap_page / swapcache_prepare)."""
     mm = mem.mem_map
     state = mem.swap
-    if entry in state.cache or int(mm.flags[head]) & _SWAPCACHE:
+    if entry in state.cache or int(mm.flags[head]) & F_SWAPCACHE:
         raise AssertionError(f"add_to_swap_cache({head:#x}, {entry:#x}): already cached")
     state.cache[entry] = head
-    mm.flags[head] = int(mm.flags[head]) | _SWAPCACHE | (1 << PG.swapbacked) | (1 << PG.uptodate)
+    mm.flags[head] = int(mm.flags[head]) | F_SWAPCACHE | (1 << PG.swapbacked) | (1 << PG.uptodate)
     mm.private[head] = entry
     mm._refcount[head] += 1
 
@@ -99,11 +103,11 @@ def delete_from_swap_cache(mem: PhysMem, head: int, shadow: int | None = None) -
     entry = int(mm.private[head])
     if state.cache.get(entry) != head:
         raise AssertionError(f"delete_from_swap_cache({head:#x}): entry {entry:#x} not cached by it")
-    if int(mm.flags[head]) & _DIRTY and swp_swapcount(state, entry):
+    if int(mm.flags[head]) & F_DIRTY and swp_swapcount(state, entry):
         raise AssertionError(f"dirty swap-cache folio {head:#x} dropped without write-back while "
                              f"{swp_swapcount(state, entry)} PTEs refer to slot {entry:#x}")
     del state.cache[entry]
-    mm.flags[head] = int(mm.flags[head]) & ~_SWAPCACHE
+    mm.flags[head] = int(mm.flags[head]) & ~F_SWAPCACHE
     mm.private[head] = 0
     put_swap_folio(state, entry)
     if shadow is not None and swap_slot_in_use(state, entry):
@@ -136,11 +140,11 @@ def folio_free_swap(mem: PhysMem, head: int) -> bool:
     lives only in memory again, so the folio becomes dirty). True if it was freed from the cache."""
     mm = mem.mem_map
     flags = int(mm.flags[head])
-    if not flags & _SWAPCACHE or flags & _WRITEBACK:
+    if not flags & F_SWAPCACHE or flags & F_WRITEBACK:
         return False
     if swp_swapcount(mem.swap, int(mm.private[head])):
         return False
-    mm.flags[head] = flags | _DIRTY
+    mm.flags[head] = flags | F_DIRTY
     delete_from_swap_cache(mem, head)
     return True
 
@@ -166,7 +170,7 @@ def add_to_swap(mem: PhysMem, head: int) -> bool:
     if not entry:
         return False
     add_to_swap_cache(mem, head, entry)
-    mem.mem_map.flags[head] = int(mem.mem_map.flags[head]) | _DIRTY
+    mem.mem_map.flags[head] = int(mem.mem_map.flags[head]) | F_DIRTY
     return True
 
 
@@ -188,7 +192,7 @@ def try_to_unmap(mem: PhysMem, head: int, mappings: list[Mapping]) -> bool:
         assert mm.pt is not None
         pte = mm.pt.get_pte(addr)
         if pte_dirty(pte):
-            mm_map.flags[head] = int(mm_map.flags[head]) | _DIRTY
+            mm_map.flags[head] = int(mm_map.flags[head]) | F_DIRTY
         exclusive = bool(int(mm_map.flags[head]) >> PG_anon_exclusive & 1)
         mm.pt.set_pte(addr, pte_swp_mkexclusive(swp_pte) if exclusive else swp_pte)
         si.swap_map[swp_offset(entry)] += 1
@@ -205,7 +209,7 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
     completes at once (PG_writeback is never seen set): the folio is clean afterwards; one swap I/O
     is charged to the clock (not a stall: the reclaimer does not wait for it) and counted in pswpout."""
     mm = mem.mem_map
-    mm.flags[head] = int(mm.flags[head]) & ~_DIRTY
+    mm.flags[head] = int(mm.flags[head]) & ~F_DIRTY
     entry = int(mm.private[head])
     mem.swap.info(entry).written[swp_offset(entry)] = True
     mem.events["pswpout"] += 1
@@ -225,21 +229,21 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
     """
     mm = mem.mem_map
     flags = int(mm.flags[head])
-    if flags & _HEAD or not flags >> PG.swapbacked & 1 or (
-            not flags & _SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
-        mm.flags[head] = flags | _ACTIVE  # THP swap and shmem are not modelled: keep it
+    if flags & F_HEAD or not flags >> PG.swapbacked & 1 or (
+            not flags & F_SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
+        mm.flags[head] = flags | F_ACTIVE  # THP swap and shmem are not modelled: keep it
         return False
-    if not flags & _SWAPCACHE and not add_to_swap(mem, head):
-        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+    if not flags & F_SWAPCACHE and not add_to_swap(mem, head):
+        mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
         return False
     if int(mm._mapcount[head]) >= 0 and not try_to_unmap(mem, head, walk(head)):
-        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+        mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
         return False
-    if int(mm.flags[head]) & _DIRTY:
+    if int(mm.flags[head]) & F_DIRTY:
         swap_writeout(mem, head)
         return False
     if int(mm._refcount[head]) != 2:  # __remove_mapping(): only the swap cache and the isolation
-        mm.flags[head] = int(mm.flags[head]) | _ACTIVE
+        mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
         return False
     delete_from_swap_cache(mem, head, workingset_eviction(mem, head, 1))
     return True

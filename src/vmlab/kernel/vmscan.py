@@ -43,7 +43,19 @@ from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.memory import put_page
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
-from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_flags import (
+    F_ACTIVE,
+    F_DIRTY,
+    F_HEAD,
+    F_MLOCKED,
+    F_RECLAIM,
+    F_REFERENCED,
+    F_SWAPBACKED,
+    F_UNEVICTABLE,
+    F_WORKINGSET,
+    F_WRITEBACK,
+    PAGE_MAPPING_ANON,
+)
 from vmlab.kernel.page_writeback import writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap
 from vmlab.kernel.swap import (
@@ -73,17 +85,6 @@ DEACTIVATE_ANON, DEACTIVATE_FILE = 1, 2
 # enum folio_references
 FOLIOREF_RECLAIM, FOLIOREF_RECLAIM_CLEAN, FOLIOREF_KEEP, FOLIOREF_ACTIVATE = range(4)
 
-_LRU = 1 << PG.lru
-_ACTIVE = 1 << PG.active
-_REFERENCED = 1 << PG.referenced
-_DIRTY = 1 << PG.dirty
-_WRITEBACK = 1 << PG.writeback
-_RECLAIM = 1 << PG.reclaim
-_SWAPBACKED = 1 << PG.swapbacked
-_UNEVICTABLE = 1 << PG.unevictable
-_MLOCKED = 1 << PG.mlocked
-_WORKINGSET = 1 << PG.workingset
-_HEAD = 1 << PG.head
 
 @dataclass
 class ScanControl:
@@ -431,7 +432,7 @@ def _lists(vmscan: Vmscan, sc: ScanControl) -> LruVec:
 def _nr_pages(mem: PhysMem, head: int) -> int:
     """folio_nr_pages()."""
     flags = mem.mem_map.flags_a
-    return 1 << (flags[head + 1] & 0xFF) if flags[head] & _HEAD else 1
+    return 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
 
 
 def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
@@ -456,12 +457,12 @@ def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
     mmap_ = mem.mem_map
     lruvec = mem.lruvec
     for head in list(lruvec.lists[LRU_UNEVICTABLE]):
-        if mmap_.flags_a[head] & _HEAD:
+        if mmap_.flags_a[head] & F_HEAD:
             continue
         if any(vma.vm_flags & VM_LOCKED for _, vma, _ in rmap.walk(mem, head)):
             continue
         lruvec.delete(mmap_, head)
-        mmap_.flags_a[head] = mmap_.flags_a[head] & ~(_MLOCKED | _UNEVICTABLE | _ACTIVE)
+        mmap_.flags_a[head] = mmap_.flags_a[head] & ~(F_MLOCKED | F_UNEVICTABLE | F_ACTIVE)
         lruvec.add(mmap_, head)
         mem.events["unevictable_pgs_munlocked"] += 1
         mem.events["unevictable_pgs_rescued"] += 1
@@ -508,17 +509,17 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
             continue
         flags = mmap_.flags_a[head]
         nr = _nr_pages(mem, head)
-        if flags & _MLOCKED:
-            if not flags & _UNEVICTABLE:
+        if flags & F_MLOCKED:
+            if not flags & F_UNEVICTABLE:
                 mem.events["unevictable_pgs_culled"] += nr
-            mmap_.flags_a[head] = (flags & ~_ACTIVE) | _UNEVICTABLE
-        elif flags & _UNEVICTABLE:
+            mmap_.flags_a[head] = (flags & ~F_ACTIVE) | F_UNEVICTABLE
+        elif flags & F_UNEVICTABLE:
             mem.events["unevictable_pgs_rescued"] += nr
-            mmap_.flags_a[head] = flags & ~_UNEVICTABLE
+            mmap_.flags_a[head] = flags & ~F_UNEVICTABLE
         lruvec.add(mmap_, head)
         mmap_._refcount_a[head] -= 1
         moved += nr
-        if mmap_.flags_a[head] & _ACTIVE:
+        if mmap_.flags_a[head] & F_ACTIVE:
             lruvec.nonresident_age += nr
     return moved
 
@@ -538,7 +539,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     nr_rotated = 0
     for head in folios:
         flags = mmap_.flags_a[head]
-        if flags & _MLOCKED:
+        if flags & F_MLOCKED:
             keep_active.append(head)
             continue
         referenced, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
@@ -546,7 +547,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
             nr_rotated += _nr_pages(mem, head)
             keep_active.append(head)
             continue
-        mmap_.flags_a[head] = (mmap_.flags_a[head] & ~_ACTIVE) | _WORKINGSET
+        mmap_.flags_a[head] = (mmap_.flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
         deactivate.append(head)
     move_folios_to_lru(vmscan, keep_active)
     mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
@@ -588,16 +589,16 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
     mmap_ = mem.mem_map
     referenced_ptes, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
     flags = mmap_.flags_a[head]
-    referenced_folio = bool(flags & _REFERENCED)
-    mmap_.flags_a[head] = flags & ~_REFERENCED
+    referenced_folio = bool(flags & F_REFERENCED)
+    mmap_.flags_a[head] = flags & ~F_REFERENCED
     if vm_flags & VM_LOCKED:
-        mmap_.flags_a[head] = mmap_.flags_a[head] | _MLOCKED  # mlock_vma_folio()
+        mmap_.flags_a[head] = mmap_.flags_a[head] | F_MLOCKED  # mlock_vma_folio()
         return FOLIOREF_ACTIVATE
-    file = not flags & _SWAPBACKED
+    file = not flags & F_SWAPBACKED
     if mem.lruvec.plain:
         return FOLIOREF_KEEP if referenced_ptes else FOLIOREF_RECLAIM
     if referenced_ptes:
-        mmap_.flags_a[head] = mmap_.flags_a[head] | _REFERENCED
+        mmap_.flags_a[head] = mmap_.flags_a[head] | F_REFERENCED
         if referenced_folio or referenced_ptes > 1:
             return FOLIOREF_ACTIVATE
         if vm_flags & VM_EXEC and file:
@@ -626,9 +627,9 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
             continue
         if outcome == "activate":
             flags = mmap_.flags_a[head]
-            if not flags & _MLOCKED:
-                mmap_.flags_a[head] = flags | _ACTIVE
-                stat.nr_activate[not flags & _SWAPBACKED] += nr
+            if not flags & F_MLOCKED:
+                mmap_.flags_a[head] = flags | F_ACTIVE
+                stat.nr_activate[not flags & F_SWAPBACKED] += nr
         ret.append(head)
     mem.events["pgactivate"] += sum(stat.nr_activate)
     return ret, nr_reclaimed
@@ -639,12 +640,12 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
-    if flags & (_MLOCKED | _UNEVICTABLE):
+    if flags & (F_MLOCKED | F_UNEVICTABLE):
         return "activate"
-    if flags & _HEAD:
+    if flags & F_HEAD:
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
-    if flags & _WRITEBACK:
-        mmap_.flags_a[head] = flags | _RECLAIM
+    if flags & F_WRITEBACK:
+        mmap_.flags_a[head] = flags | F_RECLAIM
         stat.nr_immediate += 1
         return "keep"
     references = folio_check_references(vmscan, sc, head)
@@ -653,7 +654,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
     if references == FOLIOREF_KEEP:
         return "keep"
     flags = mmap_.flags_a[head]
-    if flags & _SWAPBACKED:
+    if flags & F_SWAPBACKED:
         if not sc.may_swap or nr_swap_pages(mem) <= 0:
             return "activate"
         rmap = _rmap(vmscan, sc)
@@ -665,7 +666,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
     if mmap_._mapcount_a[head] >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
         stat.nr_unmap_fail += 1
         return "activate"
-    if mmap_.flags_a[head] & _DIRTY:
+    if mmap_.flags_a[head] & F_DIRTY:
         outcome = _pageout(vmscan, sc, head, references, stat)
         if outcome:
             return outcome
@@ -679,8 +680,8 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
-    if not sc.kswapd or not flags & _RECLAIM:
-        mmap_.flags_a[head] = flags | _RECLAIM
+    if not sc.kswapd or not flags & F_RECLAIM:
+        mmap_.flags_a[head] = flags | F_RECLAIM
         stat.nr_immediate += 1
         mem.events["nr_vmscan_immediate_reclaim"] += 1
         return "activate"
@@ -689,7 +690,7 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     writeback_folio(mem, head)
     stat.nr_pageout += 1
     mem.events["nr_vmscan_write"] += 1
-    if mmap_.flags_a[head] & (_DIRTY | _WRITEBACK):
+    if mmap_.flags_a[head] & (F_DIRTY | F_WRITEBACK):
         return "keep"
     return ""
 
@@ -702,7 +703,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     flags = mmap_.flags_a[head]
     if mmap_._refcount_a[head] != 2 or mmap_._mapcount_a[head] >= 0:
         return False
-    if flags & (_DIRTY | _WRITEBACK):
+    if flags & (F_DIRTY | F_WRITEBACK):
         raise AssertionError(f"reclaim would drop dirty pfn {head:#x} without write-back: {mmap_[head]!r}")
     mapping = mmap_.mapping_a[head]
     inode = mem.address_spaces.get(mapping)
@@ -713,7 +714,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
     del inode.i_pages[index]
     inode.folio_orders.pop(index, None)  # the model's large page-cache folios are runs of small frames
-    if not flags & _SWAPBACKED:
+    if not flags & F_SWAPBACKED:
         inode.shadows[index] = workingset_eviction(mem, head, 1)
     mmap_._refcount_a[head] -= 1  # the page cache's reference
     put_page(mem, head)  # reclaim's: frees it

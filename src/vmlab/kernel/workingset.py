@@ -17,15 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
 from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
 
-_WORKINGSET = 1 << PG.workingset
-_ACTIVE = 1 << PG.active
-_SWAPBACKED = 1 << PG.swapbacked
 
 
 def pack_shadow(eviction: int, workingset: bool) -> int:
@@ -47,7 +44,7 @@ def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
     """workingset_eviction(): the shadow of a folio being evicted now; ages the list by its size."""
     eviction = mem.lruvec.nonresident_age
     workingset_age_nonresident(mem, nr_pages)
-    return pack_shadow(eviction, bool(mem.mem_map.flags_a[head] & _WORKINGSET))
+    return pack_shadow(eviction, bool(mem.mem_map.flags_a[head] & F_WORKINGSET))
 
 
 def nr_swap_pages(mem: PhysMem) -> int:
@@ -75,17 +72,17 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     count the refault and, when it is recent, mark it active (and workingset, if it was before)."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
-    file = not flags & _SWAPBACKED
+    file = not flags & F_SWAPBACKED
     kind = "file" if file else "anon"
     mem.events[f"workingset_refault_{kind}"] += nr_pages
     recent, workingset = workingset_test_recent(mem, shadow, file)
     if not recent or mem.lruvec.plain:
         return
-    flags |= _ACTIVE
+    flags |= F_ACTIVE
     workingset_age_nonresident(mem, nr_pages)
     mem.events[f"workingset_activate_{kind}"] += nr_pages
     if workingset:
-        flags |= _WORKINGSET
+        flags |= F_WORKINGSET
         lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
         mem.events[f"workingset_restore_{kind}"] += nr_pages
     mm.flags_a[head] = flags
