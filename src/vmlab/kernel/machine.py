@@ -352,17 +352,23 @@ class ModelBackend:
             sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
             if trace is not None and trace.lines and self.traces is not None:
                 self.traces.append(trace.render())
-            if sig == FAULT_OOM:
-                sig = self.pagefault_out_of_memory(task)
+            sig = self._fault_outcome(task, sig)
             if sig is not None:
-                if sig in (SIGKILL, *_FATAL):
-                    self.exit(pid)
                 return sig
             if task.sigkill:  # killed by the OOM killer while another task's fault ran
                 self.exit(pid)
                 return SIGKILL
             page += PAGE_SIZE
         return None
+
+    def _fault_outcome(self, task: Task, sig: str | None) -> str | None:
+        """What a user access's fault result does to the task: out of memory runs the OOM killer
+        (pagefault_out_of_memory), a fatal signal ends the process. The signal to report, or None."""
+        if sig == FAULT_OOM:
+            sig = self.pagefault_out_of_memory(task)
+        if sig in (SIGKILL, *_FATAL):
+            self.exit(task.pid)
+        return sig
 
     def access_trace(self, pid: int, addrs: np.ndarray, writes: np.ndarray | bool = False) -> str | None:
         """Replay a trace of single-byte accesses, in order; the fatal signal, or None.
@@ -423,11 +429,8 @@ class ModelBackend:
                                       self.sysctl, task.stats)
                 finally:
                     mem.pending_accesses = None
-                if sig == FAULT_OOM:
-                    sig = self.pagefault_out_of_memory(task)
+                sig = self._fault_outcome(task, sig)
                 if sig is not None:
-                    if sig in (SIGKILL, *_FATAL):
-                        self.exit(pid)
                     return sig
                 (now_w if w else now_r).add(vpn)
                 if mem.unmap_generation != generation:  # reclaim unmapped pages: the snapshot is stale
