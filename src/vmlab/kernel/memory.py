@@ -744,8 +744,8 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
             continue  # the zero page: no struct page to account
         if not _is_anon(mem, pfn):
             if entry & _PAGE_DIRTY:
-                inode = mem.wb.mappings.get(int(mem.mem_map.mapping[pfn]))
-                if inode is not None:  # only ever-dirtied files: their stores dirtied the page at fault
+                inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
+                if inode is not None:  # zap_present_folio_ptes(): a dirty PTE dirties the folio
                     folio_mark_dirty(mem, inode, pfn)
             if entry & _PAGE_ACCESSED and recency:
                 mapping = int(mem.mem_map.mapping[pfn])

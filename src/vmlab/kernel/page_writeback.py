@@ -77,8 +77,6 @@ class Writeback:
     nr_dirty: int = 0
     nr_writeback: int = 0
     b_dirty: dict[Inode, None] = field(default_factory=dict)
-    #: page->mapping handle -> inode, for every inode that ever had an accounted dirty page.
-    mappings: dict[int, Inode] = field(default_factory=dict)
     default_bdi: BackingDev = field(default_factory=BackingDev)
     flusher_armed_for: int | None = None  # when the delayed flusher work is due, if queued
     background_queued: bool = False
@@ -184,7 +182,6 @@ def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> bool:
     if not inode.dirty:
         inode.dirtied_when = mem.clock.now_ns
         wb.b_dirty[inode] = None
-        wb.mappings[inode.handle] = inode
         wb_wakeup_delayed(mem)
     inode.dirty.add(index)
     return True
@@ -320,7 +317,7 @@ def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
     stall). True when the folio is now clean and not under write-back (it may be freed)."""
     mm = mem.mem_map
     flags = int(mm.flags[head])
-    inode = mem.wb.mappings.get(int(mm.mapping[head]))
+    inode = mem.address_spaces.get(int(mm.mapping[head]))
     if flags & F_DIRTY and inode is not None:
         folio_start_writeback(mem, inode, head)
         mm.flags[head] = int(mm.flags[head]) | F_RECLAIM
@@ -438,7 +435,8 @@ def sync_inodes(mem: PhysMem, inodes: Iterable[Inode]) -> int:
 
 def ksys_sync(mem: PhysMem) -> int:
     """sync(): every dirty inode of the machine is written and waited for."""
-    return sync_inodes(mem, list(mem.wb.b_dirty) + [i for i in mem.wb.mappings.values() if i.under_writeback])
+    writing = [i for i in mem.address_spaces.values() if i.under_writeback]
+    return sync_inodes(mem, list(mem.wb.b_dirty) + writing)
 
 
 # --- views -----------------------------------------------------------------------------------------
