@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from vmlab.cli import main
-from vmlab.host.oom import global_totalpages, oom_badness, proc_oom_score, read_sample, scan
+from vmlab.host.oom import global_totalpages, read_sample, scan
+from vmlab.kernel.oom_score import oom_badness, proc_oom_score
 
 from hostkit import Hogs
 

@@ -11,7 +11,8 @@ import pytest
 from vmlab.cli import main
 from vmlab.errors import InputError
 from vmlab.host import memcg
-from vmlab.host.oom import Candidate, c_div, oom_badness, proc_oom_score, rank
+from vmlab.host.oom import Candidate, rank
+from vmlab.kernel.oom_score import c_div, oom_badness, proc_oom_score
 
 FIXTURES = Path(__file__).parent / "fixtures" / "oom"
 ROW = re.compile(r"\[\s*(\d+)\]\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s+\d+\s+\d+\s+\d+"

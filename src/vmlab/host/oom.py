@@ -31,13 +31,11 @@ from vmlab.kernel.oom_score import (  # the kernel's arithmetic: one implementat
     LONG_MIN,
     OOM_SCORE_ADJ_MIN,
     PF_KTHREAD,
-    c_div,
     oom_badness,
     proc_oom_score,
 )
 from vmlab.kernel.uapi import PAGE_SIZE
 
-__all__ = ["LONG_MIN", "OOM_SCORE_ADJ_MIN", "PF_KTHREAD", "c_div", "oom_badness", "proc_oom_score"]
 MiB_PAGES = (1 << 20) // PAGE_SIZE
 #: How often a process whose numbers disagree with its oom_score is read again before calling it a mismatch.
 RETRIES = 3

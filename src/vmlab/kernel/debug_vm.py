@@ -38,15 +38,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE
-from vmlab.kernel.memory import (
-    GUARD_MARKER,
-    HPAGE_PMD_NR,
+from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
+from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
     MM_SWAPENTS,
+    VM_SHARED,
+    VM_WRITE,
+    AnonVma,
+    Inode,
+    MmStruct,
+    VmArea,
 )
-from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, AnonVma, Inode, MmStruct, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, MemMap, PhysMem
 from vmlab.kernel.page_flags import (
     MAPCOUNT_NONE,

@@ -31,19 +31,13 @@ from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
 from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree
 from vmlab.kernel.meminfo import show_meminfo
-from vmlab.kernel.memory import (
+from vmlab.kernel.memory import FaultTrace, exit_mmap, fault_in_fresh_anon, try_to_unuse
+from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
+from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
     MM_SWAPENTS,
-    FaultTrace,
-    exit_mmap,
-    fault_in_fresh_anon,
-    put_page,
-    try_to_unuse,
-)
-from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
-from vmlab.kernel.mm_types import (
     VM_LOCKED,
     VM_SHARED,
     File,
@@ -80,7 +74,7 @@ from vmlab.kernel.page_writeback import (
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
 from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_unacct_size
-from vmlab.kernel.swap import lru_view
+from vmlab.kernel.swap import lru_view, put_page
 from vmlab.kernel.swapfile import (
     disable_area,
     find_area,

@@ -21,8 +21,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from vmlab.kernel.clock import NSEC_PER_SEC
-from vmlab.kernel.memory import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, zap_page_range
-from vmlab.kernel.mm_types import VM_HUGETLB, VM_PFNMAP, VM_SHARED, MmStruct
+from vmlab.kernel.memory import zap_page_range
+from vmlab.kernel.mm_types import (
+    MM_ANONPAGES,
+    MM_FILEPAGES,
+    MM_SHMEMPAGES,
+    MM_SWAPENTS,
+    VM_HUGETLB,
+    VM_PFNMAP,
+    VM_SHARED,
+    MmStruct,
+)
 from vmlab.kernel.oom_score import LONG_MIN, OOM_SCORE_ADJ_MIN, PF_KTHREAD, oom_badness, proc_oom_score
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON
 from vmlab.kernel.printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk, RateLimit

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmlab.kernel.memory import (
-    GUARD_MARKER,
-    HPAGE_PMD_NR,
+from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
+from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
     MM_SWAPENTS,
-)
-from vmlab.kernel.mm_types import (
     VM_EXEC,
     VM_HUGEPAGE,
     VM_LOCKED,

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vmlab.kernel.memcontrol import MemCgroup
-from vmlab.kernel.memory import put_page
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
@@ -68,6 +67,7 @@ from vmlab.kernel.swap import (
     LruVec,
     is_active_lru,
     is_file_lru,
+    put_page,
 )
 from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.workingset import lru_note_cost, nr_swap_pages, workingset_eviction
