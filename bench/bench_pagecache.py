@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import OrderedDict
 
 import numpy as np
 
+from lru_reference import ordered_dict_rate
 from vmlab.lab.experiments.workload import Lab
 
 FILE_PAGES = 8_192  # 32 MiB
@@ -59,19 +59,6 @@ def model_rates(trace: np.ndarray) -> dict[str, float]:
     finally:
         lab.close()
     return rates
-
-
-def ordered_dict_rate(trace: np.ndarray) -> float:
-    """refs/s of an OrderedDict LRU over the same page indexes (capacity: the whole file)."""
-    lru: OrderedDict[int, bool] = OrderedDict()
-    pages = trace.tolist()
-    start = time.perf_counter()
-    for page in pages:
-        if page in lru:
-            lru.move_to_end(page)
-        else:
-            lru[page] = True
-    return len(pages) / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections import OrderedDict
 
 import numpy as np
 
+from lru_reference import ordered_dict_rate
 from vmlab.kernel.filemap import POSIX_FADV_RANDOM, generic_fadvise
 from vmlab.lab.experiments.workload import Lab
 
@@ -55,21 +55,6 @@ def model_rate(refs: int, mapped: bool, fadv_random: bool = False) -> tuple[floa
     finally:
         lab.close()
     return rate, trace, capacity, ios
-
-
-def ordered_dict_rate(trace: np.ndarray, capacity: int) -> float:
-    """refs/s of an OrderedDict LRU holding `capacity` pages, evicting the oldest on a miss."""
-    lru: OrderedDict[int, bool] = OrderedDict()
-    pages = trace.tolist()
-    start = time.perf_counter()
-    for page in pages:
-        if page in lru:
-            lru.move_to_end(page)
-        else:
-            lru[page] = True
-            if len(lru) > capacity:
-                lru.popitem(last=False)
-    return len(pages) / (time.perf_counter() - start)
 
 
 def main() -> None:
