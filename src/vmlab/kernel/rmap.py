@@ -83,13 +83,13 @@ Mapping = tuple[MmStruct, VmArea, int]
 
 
 class RmapIndex:
-    """The VMAs that may map a page, by what page->mapping names: an inode handle (i_mmap) or an
-    anon_vma id (the anon_vma's chain of VMAs). Built from the live mms; valid while no VMA changes."""
+    """The VMAs that may map a page, by what page->mapping names: for a file page its inode's i_mmap
+    (kept live by MmStruct.insert/remove), for an anon page the anon_vma's chain of VMAs, indexed here
+    from the live mms (valid while no VMA changes)."""
 
-    __slots__ = ("anon", "file", "locked")
+    __slots__ = ("anon", "locked")
 
     def __init__(self, mms: Iterable[MmStruct]) -> None:
-        self.file: dict[int, list[tuple[MmStruct, VmArea]]] = {}
         self.anon: dict[int, list[tuple[MmStruct, VmArea]]] = {}
         #: The VM_LOCKED ranges (mm id, start, end): when they change, mlocked folios may be free again.
         self.locked: frozenset[tuple[int, int, int]] = frozenset()
@@ -100,8 +100,6 @@ class RmapIndex:
             for vma in mm:
                 if vma.vm_flags & VM_LOCKED:
                     locked.append((id(mm), vma.vm_start, vma.vm_end))
-                if vma.vm_file is not None:
-                    self.file.setdefault(vma.vm_file.inode.handle, []).append((mm, vma))
                 anon_vma = vma.anon_vma
                 while anon_vma is not None:
                     self.anon.setdefault(anon_vma.id, []).append((mm, vma))
@@ -112,10 +110,12 @@ class RmapIndex:
         """rmap_walk() of an order-0 page: every (mm, vma, address) whose PTE maps `pfn` now."""
         mmap_ = mem.mem_map
         mapping = mmap_.mapping_a[pfn]
+        candidates: Iterable[tuple[MmStruct, VmArea]]
         if mapping & PAGE_MAPPING_ANON:
             candidates = self.anon.get(mapping >> 2, ())
         else:
-            candidates = self.file.get(mapping, ())
+            inode = mem.address_spaces.get(mapping)
+            candidates = () if inode is None else [(mm, vma) for vma, mm in inode.i_mmap.items()]
         index = mmap_.index_a[pfn]
         found: list[Mapping] = []
         for mm, vma in candidates:
