@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -704,6 +704,25 @@ class PhysMem:
         for pfn in pfns[mm._refcount[pfns] == 0].tolist():
             self._free_pages_ok(pfn, 0)
 
+    def free_unref_folios(self, pfns: Iterable[int]) -> None:
+        """free_unref_folios(): return order-0 pages whose last reference is already gone to the buddy
+        lists, in order. Applies to pages with refcount 0, off the LRU, not compound and with no page
+        type (what put_page leaves); the same as `_free_pages_ok(pfn, 0)` for each (memcg uncharge,
+        flags cut to the zone bits, mapping cleared, merged and queued), with the zones looked up once
+        per page and the arrays bound once per batch."""
+        mm = self.mem_map
+        flags_a, mapping_a = mm.flags_a, mm.mapping_a
+        uncharge = self.uncharge_hook
+        zones = self.zones
+        free_one_page = self._free_one_page
+        for pfn in pfns:
+            flags = flags_a[pfn]
+            if uncharge is not None:
+                uncharge(pfn, 0)
+            flags_a[pfn] = flags & _KEEP_ON_FREE
+            mapping_a[pfn] = 0
+            free_one_page(pfn, 0, zones[flags >> ZONES_PGSHIFT & ZONES_MASK])
+
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""
         mm = self.mem_map
@@ -722,7 +741,7 @@ class PhysMem:
         flags = mm.flags_a[pfn]
         if flags & F_LRU:
             raise AssertionError(f"free of pfn {pfn:#x} still on an LRU list: {mm[pfn]!r}")
-        if self.uncharge_hook is not None:
+        if order and self.uncharge_hook is not None:  # order 0: free_unref_folios uncharges
             self.uncharge_hook(pfn, order)
         if flags & F_HEAD:
             n = 1 << order
@@ -731,12 +750,11 @@ class PhysMem:
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN
         if page_type_of(mm._mapcount_a[pfn]) is not None:
             mm._mapcount_a[pfn] = MAPCOUNT_NONE
-        if order:
-            mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
-            mm.mapping[pfn:pfn + (1 << order)] = 0
-        else:  # scalar stores: a slice operation costs 30 times as much
-            mm.flags_a[pfn] = mm.flags_a[pfn] & _KEEP_ON_FREE
-            mm.mapping_a[pfn] = 0
+        if not order:
+            self.free_unref_folios((pfn,))
+            return
+        mm.flags[pfn:pfn + (1 << order)] &= np.uint64(_KEEP_ON_FREE)
+        mm.mapping[pfn:pfn + (1 << order)] = 0
         self._free_one_page(pfn, order, self.zones[flags >> ZONES_PGSHIFT & ZONES_MASK])
 
     # --- page tables' frames ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ folios or by lru_add_drain()); the model adds at once, as if every batch were dr
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -127,14 +128,30 @@ class LruVec:
 
     def delete(self, mm: MemMap, head: int) -> int:
         """lruvec_del_folio(): take folio `head` off its list and clear PG_lru; returns the list."""
-        flags = mm.flags_a[head]
-        lru = folio_lru_list_of(flags)
-        nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-        for lruvec in self._and_mirror(head):
-            del lruvec.lists[lru][head]
-            lruvec.nr_pages[lru] -= nr
-        mm.flags_a[head] = flags & ~F_LRU
+        lru = folio_lru_list_of(mm.flags_a[head])
+        self.delete_folios(mm, (head,), lru)
         return lru
+
+    def delete_folios(self, mm: MemMap, heads: Iterable[int], lru: int) -> int:
+        """lruvec_del_folio() of each of `heads`, all on list `lru` (of this lruvec, and of its memcg's
+        mirror when charged): off the lists, PG_lru cleared; the pages taken off."""
+        flags_a = mm.flags_a
+        pages = self.memcg_pages
+        lst = self.lists[lru]
+        total = 0
+        for head in heads:
+            flags = flags_a[head]
+            nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
+            del lst[head]
+            got = pages.get(head) if pages else None
+            if got is not None:
+                mirror = got[0].lruvec
+                del mirror.lists[lru][head]
+                mirror.nr_pages[lru] -= nr
+            flags_a[head] = flags & ~F_LRU
+            total += nr
+        self.nr_pages[lru] -= total
+        return total
 
     def rotate(self, mm: MemMap, head: int) -> None:
         """Move folio `head` (on a list) to the head of its list (the plain-LRU policy's access)."""
@@ -176,7 +193,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
 
 
 #: Page state a freed folio must not carry into the buddy allocator.
-_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
+FREED_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
                | (1 << PG.referenced) | (1 << PG.active) | (1 << PG.workingset) | (1 << PG.reclaim))
 
 
@@ -198,12 +215,12 @@ def put_page(mem: PhysMem, pfn: int) -> None:
             n = 1 << order
             mm.mapping[head:head + n] = 0
             mm._mapcount[head:head + n] = MAPCOUNT_NONE
-            mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
+            mm.flags[head:head + n] &= ~np.uint64(FREED_PAGE_STATE)
             mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
         else:  # scalar stores: a slice operation costs 30 times as much
             mm.mapping_a[head] = 0
             mm._mapcount_a[head] = MAPCOUNT_NONE
-            mm.flags_a[head] = mm.flags_a[head] & ~_PAGE_STATE
+            mm.flags_a[head] = mm.flags_a[head] & ~FREED_PAGE_STATE
         mm.private_a[head] = 0
     mem.free_pages(head, order)
 

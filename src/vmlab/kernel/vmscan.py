@@ -46,18 +46,24 @@ from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
     F_HEAD,
+    F_LRU,
     F_MLOCKED,
     F_RECLAIM,
     F_REFERENCED,
+    F_RESERVED,
     F_SWAPBACKED,
+    F_SWAPCACHE,
     F_UNEVICTABLE,
     F_WORKINGSET,
     F_WRITEBACK,
+    MAPCOUNT_NONE,
     PAGE_MAPPING_ANON,
+    PG,
 )
 from vmlab.kernel.page_writeback import writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap
 from vmlab.kernel.swap import (
+    FREED_PAGE_STATE,
     LRU_ACTIVE,
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -478,19 +484,18 @@ def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
     """isolate_lru_folios(): take folios off the tail of `lru` (of the lruvec being shrunk) until
     nr_to_scan pages, each with a reference held by reclaim (folio_try_get) and PG_lru cleared; the
-    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned)."""
-    mem = vmscan.mem
-    mmap_ = mem.mem_map
-    lruvec = mem.lruvec
+    node lruvec takes them off (and off their memcg's mirror) in one batch; (folios, pages scanned)."""
+    mmap_ = vmscan.mem.mem_map
+    flags, refcount = mmap_.flags_a, mmap_._refcount_a
     taken: list[int] = []
     scanned = 0
-    for head in _lists(vmscan, sc).oldest(lru, nr_to_scan):
+    for head in _lists(vmscan, sc).lists[lru]:
         if scanned >= nr_to_scan:
             break
-        scanned += _nr_pages(mem, head)
-        lruvec.delete(mmap_, head)
-        mmap_._refcount_a[head] += 1
+        scanned += 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
+        refcount[head] += 1
         taken.append(head)
+    vmscan.mem.lruvec.delete_folios(mmap_, taken, lru)
     return taken, scanned
 
 
@@ -609,16 +614,59 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
     return FOLIOREF_RECLAIM
 
 
+#: Page flags that keep a folio off shrink_folio_list's fused path.
+_NOT_PLAIN_CACHE = (F_MLOCKED | F_UNEVICTABLE | F_HEAD | F_WRITEBACK | F_SWAPBACKED | F_DIRTY | F_LRU
+                    | F_SWAPCACHE | F_RESERVED)
+
+
 def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
                       stat: FolioStats) -> tuple[list[int], int]:
     """shrink_folio_list(): for each isolated folio decide keep, activate or reclaim; reclaim unmaps
     it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow entry.
-    Returns (folios to put back, pages freed)."""
+    Returns (folios to put back, pages freed).
+
+    Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
+    not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
+    folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot holding
+    it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict is
+    reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
+    put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
+    before any other folio is handled, so that the free lists see the same frees in the same order.
+    Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
+    flags_a, refcount, mapcount = mmap_.flags_a, mmap_._refcount_a, mmap_._mapcount_a
+    mapping_a, index_a, private_a = mmap_.mapping_a, mmap_.index_a, mmap_.private_a
+    spaces = mem.address_spaces
+    lruvec = mem.lruvec
     ret: list[int] = []
+    to_free: list[int] = []
     nr_reclaimed = 0
+    nr_fused = 0
     for head in folios:
+        flags = flags_a[head]
+        if not flags & _NOT_PLAIN_CACHE and sc.rmap is not None and mapcount[head] == MAPCOUNT_NONE \
+                and refcount[head] == 2:
+            mapping = mapping_a[head]
+            inode = spaces.get(mapping)
+            index = index_a[head]
+            if inode is not None and not mapping & PAGE_MAPPING_ANON and inode.i_pages.get(index) == head:
+                del inode.i_pages[index]
+                inode.folio_orders.pop(index, None)
+                age = lruvec.nonresident_age
+                lruvec.nonresident_age = age + 1
+                inode.shadows[index] = age << 1 | (flags >> PG.workingset & 1)  # workingset_eviction()
+                refcount[head] = 0
+                mapping_a[head] = 0
+                mapcount[head] = MAPCOUNT_NONE
+                flags_a[head] = flags & ~(F_REFERENCED | FREED_PAGE_STATE)
+                private_a[head] = 0
+                to_free.append(head)
+                nr_fused += 1
+                continue
+        if to_free:
+            mem.free_unref_folios(to_free)
+            to_free.clear()
         nr = _nr_pages(mem, head)
         sc.nr_scanned += nr
         outcome = _shrink_folio(vmscan, sc, head, stat)
@@ -626,13 +674,16 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
             nr_reclaimed += nr
             continue
         if outcome == "activate":
-            flags = mmap_.flags_a[head]
+            flags = flags_a[head]
             if not flags & F_MLOCKED:
-                mmap_.flags_a[head] = flags | F_ACTIVE
+                flags_a[head] = flags | F_ACTIVE
                 stat.nr_activate[not flags & F_SWAPBACKED] += nr
         ret.append(head)
+    if to_free:
+        mem.free_unref_folios(to_free)
+    sc.nr_scanned += nr_fused
     mem.events["pgactivate"] += sum(stat.nr_activate)
-    return ret, nr_reclaimed
+    return ret, nr_reclaimed + nr_fused
 
 
 def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:

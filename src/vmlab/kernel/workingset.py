@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
+from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET, PG
 from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 
 if TYPE_CHECKING:
@@ -42,9 +42,10 @@ def workingset_age_nonresident(mem: PhysMem, nr_pages: int) -> None:
 
 def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
     """workingset_eviction(): the shadow of a folio being evicted now; ages the list by its size."""
-    eviction = mem.lruvec.nonresident_age
-    workingset_age_nonresident(mem, nr_pages)
-    return pack_shadow(eviction, bool(mem.mem_map.flags_a[head] & F_WORKINGSET))
+    lruvec = mem.lruvec
+    eviction = lruvec.nonresident_age
+    lruvec.nonresident_age = eviction + nr_pages  # workingset_age_nonresident()
+    return eviction << 1 | (mem.mem_map.flags_a[head] >> PG.workingset & 1)  # pack_shadow()
 
 
 def nr_swap_pages(mem: PhysMem) -> int:
