@@ -31,11 +31,11 @@ from vmlab.kernel.page_flags import (
     F_LRU,
     F_REFERENCED,
     F_SWAPBACKED,
+    F_SWAPCACHE,
     F_UNEVICTABLE,
     MAPCOUNT_NONE,
     PG,
     PG_anon_exclusive,
-    PG_swapcache,
 )
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     flags = mm.flags_a[head]
     order = mm.flags_a[head + 1] & 0xFF if flags & F_HEAD else 0  # folio_order()
     if mm._refcount_a[head] == 1:
-        if flags >> PG_swapcache & 1:
+        if flags & F_SWAPCACHE:
             raise AssertionError(f"the last reference of swap-cache folio {head:#x} dropped: {mm[head]!r}")
         if flags & F_LRU:  # __page_cache_release()
             mem.lruvec.delete(mm, head)

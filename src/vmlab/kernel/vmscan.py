@@ -58,7 +58,6 @@ from vmlab.kernel.page_flags import (
     F_WRITEBACK,
     MAPCOUNT_NONE,
     PAGE_MAPPING_ANON,
-    PG,
 )
 from vmlab.kernel.page_writeback import writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap
@@ -506,35 +505,41 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
     moved."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
+    flags_a, refcount = mmap_.flags_a, mmap_._refcount_a
     lruvec = mem.lruvec
+    add = lruvec.add
     moved = 0
+    aged = 0
     for head in folios:
-        if mmap_._refcount_a[head] == 1:
+        if refcount[head] == 1:
             put_page(mem, head)
             continue
-        flags = mmap_.flags_a[head]
-        nr = _nr_pages(mem, head)
+        flags = flags_a[head]
+        nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
         if flags & F_MLOCKED:
             if not flags & F_UNEVICTABLE:
                 mem.events["unevictable_pgs_culled"] += nr
-            mmap_.flags_a[head] = (flags & ~F_ACTIVE) | F_UNEVICTABLE
+            flags_a[head] = (flags & ~F_ACTIVE) | F_UNEVICTABLE
         elif flags & F_UNEVICTABLE:
             mem.events["unevictable_pgs_rescued"] += nr
-            mmap_.flags_a[head] = flags & ~F_UNEVICTABLE
-        lruvec.add(mmap_, head)
-        mmap_._refcount_a[head] -= 1
+            flags_a[head] = flags & ~F_UNEVICTABLE
+        add(mmap_, head)
+        refcount[head] -= 1
         moved += nr
-        if mmap_.flags_a[head] & F_ACTIVE:
-            lruvec.nonresident_age += nr
+        if flags_a[head] & F_ACTIVE:
+            aged += nr
+    lruvec.nonresident_age += aged
     return moved
 
 
 def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> None:
     """shrink_active_list(): deactivate folios from the active tail to the inactive head (marking them
     PG_workingset); a used, executable file folio gets one more trip around the active list. The young
-    bits are test-and-cleared on the way (folio_referenced)."""
+    bits are test-and-cleared on the way (folio_referenced, which finds nothing on an unmapped folio:
+    that one is not walked)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
+    flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
     mem.events["pgrefill"] += nr_scanned
@@ -542,17 +547,20 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     keep_active: list[int] = []
     deactivate: list[int] = []
     nr_rotated = 0
+    rmap = None
     for head in folios:
-        flags = mmap_.flags_a[head]
-        if flags & F_MLOCKED:
+        if flags_a[head] & F_MLOCKED:
             keep_active.append(head)
             continue
-        referenced, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
-        if referenced and vm_flags & VM_EXEC and file:
-            nr_rotated += _nr_pages(mem, head)
-            keep_active.append(head)
-            continue
-        mmap_.flags_a[head] = (mmap_.flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
+        if rmap is None:
+            rmap = _rmap(vmscan, sc)
+        if mapcount[head] >= 0:
+            referenced, vm_flags = folio_referenced(mem, rmap, head)
+            if referenced and vm_flags & VM_EXEC and file:
+                nr_rotated += _nr_pages(mem, head)
+                keep_active.append(head)
+                continue
+        flags_a[head] = (flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
         deactivate.append(head)
     move_folios_to_lru(vmscan, keep_active)
     mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
@@ -643,33 +651,44 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     to_free: list[int] = []
     nr_reclaimed = 0
     nr_fused = 0
+    age = lruvec.nonresident_age  # workingset_eviction's clock, kept in a local along fused folios
+    cached = 0  # the mapping whose cache the locals below are (0: none)
+    i_pages: dict[int, int] = {}
+    shadows: dict[int, int] = {}
+    folio_orders: dict[int, int] = {}
     for head in folios:
         flags = flags_a[head]
-        if not flags & _NOT_PLAIN_CACHE and sc.rmap is not None and mapcount[head] == MAPCOUNT_NONE \
-                and refcount[head] == 2:
+        if not flags & _NOT_PLAIN_CACHE and mapcount[head] == MAPCOUNT_NONE and refcount[head] == 2 \
+                and sc.rmap is not None:
             mapping = mapping_a[head]
-            inode = spaces.get(mapping)
+            if mapping != cached:
+                inode = spaces.get(mapping)
+                if inode is not None and not mapping & PAGE_MAPPING_ANON:
+                    cached = mapping
+                    i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
             index = index_a[head]
-            if inode is not None and not mapping & PAGE_MAPPING_ANON and inode.i_pages.get(index) == head:
-                del inode.i_pages[index]
-                inode.folio_orders.pop(index, None)
-                age = lruvec.nonresident_age
-                lruvec.nonresident_age = age + 1
-                inode.shadows[index] = age << 1 | (flags >> PG.workingset & 1)  # workingset_eviction()
+            if mapping == cached and i_pages.get(index) == head:
+                del i_pages[index]
+                if folio_orders:
+                    folio_orders.pop(index, None)
+                shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
+                age += 1
                 refcount[head] = 0
                 mapping_a[head] = 0
-                mapcount[head] = MAPCOUNT_NONE
                 flags_a[head] = flags & ~(F_REFERENCED | FREED_PAGE_STATE)
                 private_a[head] = 0
                 to_free.append(head)
                 nr_fused += 1
                 continue
+        lruvec.nonresident_age = age
         if to_free:
             mem.free_unref_folios(to_free)
             to_free.clear()
         nr = _nr_pages(mem, head)
         sc.nr_scanned += nr
         outcome = _shrink_folio(vmscan, sc, head, stat)
+        age = lruvec.nonresident_age
+        cached = 0
         if outcome == "freed":
             nr_reclaimed += nr
             continue
@@ -679,6 +698,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
                 flags_a[head] = flags | F_ACTIVE
                 stat.nr_activate[not flags & F_SWAPBACKED] += nr
         ret.append(head)
+    lruvec.nonresident_age = age
     if to_free:
         mem.free_unref_folios(to_free)
     sc.nr_scanned += nr_fused

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET, PG
+from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
 from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
     lruvec = mem.lruvec
     eviction = lruvec.nonresident_age
     lruvec.nonresident_age = eviction + nr_pages  # workingset_age_nonresident()
-    return eviction << 1 | (mem.mem_map.flags_a[head] >> PG.workingset & 1)  # pack_shadow()
+    return eviction << 1 | (mem.mem_map.flags_a[head] & F_WORKINGSET != 0)  # pack_shadow()
 
 
 def nr_swap_pages(mem: PhysMem) -> int:
