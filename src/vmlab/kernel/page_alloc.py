@@ -712,44 +712,30 @@ class PhysMem:
         arrays and each zone's bounds bound once per batch."""
         mm = self.mem_map
         flags_a, mapping_a, mapcount, private = mm.flags_a, mm.mapping_a, mm._mapcount_a, mm.private_a
-        nxt_a, prev_a = mm.lru_next_a, mm.lru_prev_a
+        add = self._add_to_free_list
         uncharge = self.uncharge_hook if self.lruvec.memcg_pages else None  # no charges: nothing to give
         zones = self.zones
         max_pfn = self.max_pfn
-        bounds: dict[int, tuple[Zone, int, int]] = {}
+        zidx = -1
+        zone, lo, hi = zones[0], 0, 0
         for pfn in pfns:
             flags = flags_a[pfn]
             if uncharge is not None:
                 uncharge(pfn, 0)
             flags_a[pfn] = flags & _KEEP_ON_FREE
             mapping_a[pfn] = 0
-            zidx = flags >> ZONES_PGSHIFT & ZONES_MASK
-            got = bounds.get(zidx)
-            if got is None:
+            if flags >> ZONES_PGSHIFT & ZONES_MASK != zidx:
+                zidx = flags >> ZONES_PGSHIFT & ZONES_MASK
                 zone = zones[zidx]
-                got = bounds[zidx] = (zone, zone.zone_start_pfn,
-                                      min(zone.zone_start_pfn + zone.spanned_pages, max_pfn))
-            zone, lo, hi = got
+                lo = zone.zone_start_pfn
+                hi = min(lo + zone.spanned_pages, max_pfn)
             buddy = pfn ^ 1
             if lo <= buddy < hi and mapcount[buddy] >> 24 & 0xFF == PGTY_buddy and private[buddy] == 0:
-                self._free_one_page(pfn, 0, zone)  # merges: the general loop
+                self._free_one_page(pfn, 0, zone)  # it merges: the general loop
                 continue
-            higher = (pfn & ~1) ^ 2
-            if lo <= higher < hi and mapcount[higher] >> 24 & 0xFF == PGTY_buddy and private[higher] == 1:
-                self._add_to_free_list(pfn, zone, 0, True)
-                continue
-            mapcount[pfn] = _BUDDY_WORD
-            private[pfn] = 0
-            head = zone.free_head[0]
-            prev_a[pfn] = NO_PFN
-            nxt_a[pfn] = head
-            if head == NO_PFN:
-                zone.free_tail[0] = pfn
-            else:
-                prev_a[head] = pfn
-            zone.free_head[0] = pfn
-            zone.nr_free[0] += 1
-            zone.free_pages += 1
+            higher = (pfn & ~1) ^ 2  # buddy_merge_likely(), as in _free_one_page
+            add(pfn, zone, 0, lo <= higher < hi and mapcount[higher] >> 24 & 0xFF == PGTY_buddy
+                and private[higher] == 1)
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""

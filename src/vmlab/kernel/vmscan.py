@@ -62,7 +62,6 @@ from vmlab.kernel.page_flags import (
 from vmlab.kernel.page_writeback import writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap
 from vmlab.kernel.swap import (
-    FREED_PAGE_STATE,
     LRU_ACTIVE,
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -656,10 +655,23 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
+    rmap_ready = sc.rmap is not None
     for head in folios:
         flags = flags_a[head]
+        if not rmap_ready and not flags & _NOT_PLAIN_CACHE:
+            # folio_check_references would build the pass's rmap index first (which may flush
+            # batched accesses and rescue unevictable folios): build it, then look again.
+            lruvec.nonresident_age = age
+            if to_free:
+                mem.free_unref_folios(to_free)
+                to_free.clear()
+            _rmap(vmscan, sc)
+            rmap_ready = True
+            age = lruvec.nonresident_age
+            cached = 0
+            flags = flags_a[head]
         if not flags & _NOT_PLAIN_CACHE and mapcount[head] == MAPCOUNT_NONE and refcount[head] == 2 \
-                and sc.rmap is not None:
+                and rmap_ready:
             mapping = mapping_a[head]
             if mapping != cached:
                 inode = spaces.get(mapping)
@@ -674,9 +686,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
                 shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
                 age += 1
                 refcount[head] = 0
-                mapping_a[head] = 0
-                flags_a[head] = flags & ~(F_REFERENCED | FREED_PAGE_STATE)
-                private_a[head] = 0
+                private_a[head] = 0  # flags and mapping: free_unref_folios clears them
                 to_free.append(head)
                 nr_fused += 1
                 continue
@@ -689,6 +699,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
         outcome = _shrink_folio(vmscan, sc, head, stat)
         age = lruvec.nonresident_age
         cached = 0
+        rmap_ready = sc.rmap is not None
         if outcome == "freed":
             nr_reclaimed += nr
             continue
