@@ -44,7 +44,7 @@ def page_present(inode: Inode, index: int) -> bool:
     host's cached ones not yet brought in."""
     if index in inode.i_pages:
         return True
-    return (not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+    return (index not in inode.shadows and not inode.shmem and index < i_size_pages(inode)
             and host_cached(inode, index))
 
 

@@ -602,27 +602,38 @@ class PhysMem:
             self._add_to_free_list(pfn + size, zone, high, tail=False)
 
     def _rmqueue_smallest(self, zone: Zone, order: int) -> int:
-        """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1."""
+        """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1.
+        (Taking the list's first block is del_page_from_free_list() of a block with no predecessor,
+        inlined: every allocation passes here.)"""
         free_head = zone.free_head
         for current in range(order, NR_PAGE_ORDERS):
             pfn = free_head[current]
             if pfn != NO_PFN:
-                self._del_from_free_list(pfn, zone, current)
+                mm = self.mem_map
+                lru_next = mm.lru_next_a
+                nxt = lru_next[pfn]
+                free_head[current] = nxt
+                if nxt == NO_PFN:
+                    zone.free_tail[current] = NO_PFN
+                else:
+                    mm.lru_prev_a[nxt] = NO_PFN
+                lru_next[pfn] = NO_PFN
+                mm._mapcount_a[pfn] = MAPCOUNT_NONE
+                mm.private_a[pfn] = 0
+                zone.nr_free[current] -= 1
+                zone.free_pages -= 1 << current
                 if current > order:
                     self._expand(pfn, zone, order, current)
                 return pfn
         return NO_PFN
 
-    def _prep_new_page(self, pfn: int, order: int, compound: bool) -> None:
-        """prep_new_page(): refcount 1 on the head, and for a compound page PG_head, the order in the
-        second page's flags and compound_head links in the tails."""
+    def _prep_compound_page(self, pfn: int, order: int) -> None:
+        """prep_compound_page(): PG_head, the order in the second page's flags and compound_head links
+        in the tails."""
         mm = self.mem_map
-        mm._refcount_a[pfn] = 1
-        if compound and order:
-            n = 1 << order
-            mm.set(pfn, PG.head)
-            mm.flags_a[pfn + 1] = (mm.flags_a[pfn + 1] & ~0xFF) | order
-            mm.lru_next[pfn + 1:pfn + n] = -2 - pfn
+        mm.set(pfn, PG.head)
+        mm.flags_a[pfn + 1] = (mm.flags_a[pfn + 1] & ~0xFF) | order
+        mm.lru_next[pfn + 1:pfn + (1 << order)] = -2 - pfn
 
     def get_page_from_freelist(self, order: int, highest_zoneidx: int, wmark: int) -> int:
         """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`
@@ -663,7 +674,9 @@ class PhysMem:
         if pfn == NO_PFN:
             self.alloc_failures += 1
             return None
-        self._prep_new_page(pfn, order, compound)
+        self.mem_map._refcount_a[pfn] = 1  # prep_new_page(): set_page_refcounted()
+        if compound and order:
+            self._prep_compound_page(pfn, order)
         return pfn
 
     def _perform_reclaim(self, vmscan: Vmscan, order: int, zone_limit: int) -> int:

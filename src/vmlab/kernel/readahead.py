@@ -99,8 +99,9 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
     entries; the last one looked at when all were present, ULONG_MAX below index 0."""
     inode = file.inode
     i = index
+    i_pages = inode.i_pages
     for _ in range(max_scan):
-        if i == ULONG_MAX or not filemap.page_present(inode, i):
+        if i == ULONG_MAX or (i not in i_pages and not filemap.page_present(inode, i)):
             return i
         i = _ulong(i - 1)
     return _ulong(i + 1)
@@ -135,17 +136,23 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
     index = ractl.index
     mark = nr_to_read - lookahead_size if lookahead_size <= nr_to_read else ULONG_MAX
     batch = 0
-    i_pages, flags = inode.i_pages, mem.mem_map.flags_a
+    i_pages, shadows, flags = inode.i_pages, inode.shadows, mem.mem_map.flags_a
+    page_present, add_to_page_cache = filemap.page_present, filemap.add_to_page_cache
     for i in range(nr_to_read):
-        if index + i in i_pages or filemap.page_present(inode, index + i):
-            read_pages(ractl, batch)
-            batch = 0
+        idx = index + i
+        # page_present(), its commonest answers first: cached, or evicted (a shadow).
+        if idx in i_pages or (idx not in shadows and page_present(inode, idx)):
+            if batch:
+                read_pages(ractl, batch)
+                batch = 0
+            else:
+                ractl.workingset = False  # what read_pages() of no pages does
             continue
-        pfn = filemap.add_to_page_cache(mem, inode, index + i, noretry=True)
+        pfn = add_to_page_cache(mem, inode, idx, noretry=True)
         if pfn is None:
             break
         if i == mark:
-            mem.mem_map.set(pfn, PG_readahead)
+            flags[pfn] = flags[pfn] | 1 << PG_readahead
         if flags[pfn] & F_WORKINGSET:  # _note_added()
             ractl.workingset = True
         batch += 1
