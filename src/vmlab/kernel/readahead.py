@@ -134,29 +134,19 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
     one I/O per run of missing pages; the page lookahead_size before the end gets PG_readahead."""
     inode, mem = ractl.file.inode, ractl.mem
     index = ractl.index
-    mark = nr_to_read - lookahead_size if lookahead_size <= nr_to_read else ULONG_MAX
-    batch = 0
-    i_pages, shadows, flags = inode.i_pages, inode.shadows, mem.mem_map.flags_a
-    page_present, add_to_page_cache = filemap.page_present, filemap.add_to_page_cache
-    for i in range(nr_to_read):
-        idx = index + i
-        # page_present(), its commonest answers first: cached, or evicted (a shadow).
-        if idx in i_pages or (idx not in shadows and page_present(inode, idx)):
-            if batch:
-                read_pages(ractl, batch)
-                batch = 0
-            else:
-                ractl.workingset = False  # what read_pages() of no pages does
-            continue
-        pfn = add_to_page_cache(mem, inode, idx, noretry=True)
-        if pfn is None:
-            break
-        if i == mark:
-            flags[pfn] = flags[pfn] | 1 << PG_readahead
-        if flags[pfn] & F_WORKINGSET:  # _note_added()
+    mark = index + nr_to_read - lookahead_size if lookahead_size <= nr_to_read else -1
+    i = 0
+    while True:  # a run of missing pages, then the page the cache has that ended it
+        pfns, failed, workingset = filemap.add_to_page_cache_run(mem, inode, index + i, nr_to_read - i,
+                                                                 mark=mark, noretry=True)
+        if workingset:  # _note_added()
             ractl.workingset = True
-        batch += 1
-    read_pages(ractl, batch)
+        i += len(pfns)
+        if failed or i >= nr_to_read:
+            break
+        read_pages(ractl, len(pfns))
+        i += 1
+    read_pages(ractl, len(pfns))
     ractl.index = index + nr_to_read
 
 
