@@ -18,9 +18,9 @@ from vmlab.kernel.memcontrol import (
     mem_cgroup_commit_cache,
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
-from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import F_UPTODATE, F_WORKINGSET, PG, PG_readahead
-from vmlab.kernel.swap import folio_mark_accessed, page_cache_release
+from vmlab.kernel.page_alloc import NO_PFN, PhysMem
+from vmlab.kernel.page_flags import F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -103,36 +103,53 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     workingset = False
     mm = mem.mem_map
     mapping_a, index_a, flags_a = mm.mapping_a, mm.index_a, mm.flags_a
-    i_pages, shadows, handle = inode.i_pages, inode.shadows, inode.handle
-    address_spaces, alloc_pages, lru_add = mem.address_spaces, mem.alloc_pages, mem.lruvec.add
-    new_flags = _NEW_SHMEM if inode.shmem else F_UPTODATE
+    i_pages, shadows, handle, shmem = inode.i_pages, inode.shadows, inode.handle, inode.shmem
+    address_spaces, alloc_fast, memcgs = mem.address_spaces, mem.alloc_page_fast, mem.memcgs
+    lruvec = mem.lruvec
+    lists, nr_pages = lruvec.lists, lruvec.nr_pages
+    new_flags = _NEW_SHMEM if shmem else F_UPTODATE
     charging = charge and charged_to is None and mem_cgroup_charging(mem)
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
             return pfns, False, workingset
-        pfn = alloc_pages(0)
-        if pfn is None:
-            return pfns, True, workingset
+        pfn = alloc_fast()
+        if pfn == NO_PFN:  # below the low watermark: alloc_pages()' slow path
+            got = mem.alloc_pages(0)
+            if got is None:
+                return pfns, True, workingset
+            pfn = got
         if charged_to is not None:
-            mem_cgroup_commit_cache(charged_to, pfn, inode.shmem, first)
-        elif charging and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
+            mem_cgroup_commit_cache(charged_to, pfn, shmem, first)
+        elif charging and mem_cgroup_charge_cache(mem, pfn, shmem, noretry):
             mem.free_pages(pfn)
             return pfns, True, workingset
         mapping_a[pfn] = handle
         index_a[pfn] = idx
-        flags_a[pfn] = flags_a[pfn] | new_flags
+        flags = flags_a[pfn] | new_flags
         i_pages[idx] = pfn
         address_spaces[handle] = inode
         shadow = shadows.pop(idx, None)
         if shadow is not None:
+            flags_a[pfn] = flags
             workingset_refault(mem, pfn, 1, shadow)
-            if mem.memcgs is not None:
-                mem.memcgs.count_refault(pfn, inode.shmem)
-        lru_add(mm, pfn)  # folio_add_lru() of a new order-0 page (its own head)
-        flags = flags_a[pfn]
+            flags = flags_a[pfn]
+            if memcgs is not None:
+                memcgs.count_refault(pfn, shmem)
+        # folio_add_lru() of a new order-0 page: lruvec_add_folio() inlined unless a memcg mirror
+        # list takes it too (or the page would be a second add: the general add raises).
+        if lruvec.memcg_pages or flags & F_LRU:
+            flags_a[pfn] = flags
+            lruvec.add(mm, pfn)
+            flags = flags_a[pfn]
+        else:
+            lru = LRU_OF_KIND[flags & LRU_KIND]
+            lists[lru][pfn] = None
+            nr_pages[lru] += 1
+            flags |= F_LRU
         if idx == mark:
-            flags_a[pfn] = flags = flags | _READAHEAD
+            flags |= _READAHEAD
+        flags_a[pfn] = flags
         if flags & F_WORKINGSET:
             workingset = True
         pfns.append(pfn)
@@ -300,6 +317,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     copied = pending = 0
     prev_pos = ra.prev_pos
     shadows = inode.shadows
+    ractl, sync_ra = readahead.ReadaheadControl(mem, file, 0), readahead.page_cache_sync_ra
     for index in indexes:
         pfn = i_pages_get(index)
         if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
@@ -308,7 +326,8 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
                 clock.advance(pending * hit_ns)
                 pending = 0
             ra.prev_pos = prev_pos
-            readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), 1)
+            ractl.index = index  # a fresh control: readahead leaves its _workingset clear
+            sync_ra(ractl, 1)
             pfn = i_pages_get(index)
             if pfn is None or inode.folio_orders or flags[pfn] & _SLOW:
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))

@@ -649,6 +649,20 @@ class PhysMem:
                 return pfn
         return NO_PFN
 
+    def alloc_page_fast(self, zone_limit: int = ZONE_NORMAL) -> int:
+        """The fast path of alloc_pages(0): an order-0 page (refcount 1) from the first zone of the
+        zonelist above its low watermark, as get_page_from_freelist(0, zone_limit, WMARK_LOW) and
+        prep_new_page() give it; NO_PFN when no zone passes, and then alloc_pages(0) takes its slow
+        path (waking kswapd). (The zone check inlined: every page-cache and anon page passes here.)"""
+        for zone in self._zonelists[zone_limit]:
+            if zone.free_pages <= zone.watermark[WMARK_LOW] + zone.lowmem_reserve[zone_limit]:
+                continue
+            pfn = self._rmqueue_smallest(zone, 0)
+            if pfn != NO_PFN:
+                self.mem_map._refcount_a[pfn] = 1
+                return pfn
+        return NO_PFN
+
     def alloc_pages(self, order: int, zone_limit: int = ZONE_NORMAL, *, compound: bool = False) -> int | None:
         """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
 
@@ -656,9 +670,13 @@ class PhysMem:
         then reclaims directly (while that makes progress), then asks `oom_hook` while it kills;
         None when that fails too.
         """
-        if not 0 <= order <= MAX_PAGE_ORDER:
+        if not order:
+            pfn = self.alloc_page_fast(zone_limit)
+            if pfn != NO_PFN:
+                return pfn
+        elif not 0 < order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
-        pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
+        pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW) if order else NO_PFN
         if pfn == NO_PFN:
             vmscan = self.vmscan
             if vmscan is not None:

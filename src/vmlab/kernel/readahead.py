@@ -255,9 +255,10 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     right after the previous read starts a new window; otherwise the cached pages just before the
     index (a stream's trace) size the window, and with none the read is standalone (no state change).
     """
-    ra = ractl.ra
+    file = ractl.file
+    ra = file.f_ra
     index = ractl.index
-    do_forced_ra = ractl.file.fmode_random
+    do_forced_ra = file.fmode_random
     if not ra.ra_pages:
         req_count = 1
         do_forced_ra = True
@@ -271,7 +272,7 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
         ra.size = get_init_ra_size(req_count, max_pages)
         ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
     else:
-        miss = page_cache_prev_miss(ractl.file, index - 1, max_pages)
+        miss = page_cache_prev_miss(file, index - 1, max_pages)
         contig_count = _ulong(index - miss - 1)
         if contig_count <= req_count:
             do_page_cache_ra(ractl, req_count, 0)

@@ -60,8 +60,8 @@ def folio_lru_list_of(flags: int) -> int:
 
 
 #: The page flags folio_lru_list() looks at, and the list for each combination of them.
-_LRU_KIND = F_UNEVICTABLE | F_SWAPBACKED | F_ACTIVE
-_LRU_OF_KIND = {u | s | a: folio_lru_list_of(u | s | a)
+LRU_KIND = F_UNEVICTABLE | F_SWAPBACKED | F_ACTIVE
+LRU_OF_KIND = {u | s | a: folio_lru_list_of(u | s | a)
                 for u in (0, F_UNEVICTABLE) for s in (0, F_SWAPBACKED) for a in (0, F_ACTIVE)}
 
 
@@ -105,7 +105,7 @@ class LruVec:
         flags = mm.flags_a[head]
         if flags & F_LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
-        lru = _LRU_OF_KIND[flags & _LRU_KIND]
+        lru = LRU_OF_KIND[flags & LRU_KIND]
         nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
         pages = self.memcg_pages
         got = pages.get(head) if pages else None
