@@ -56,10 +56,12 @@ class Clock:
         firing timers that fall due in order, each at its own time."""
         if ns < 0:
             raise ValueError(f"time cannot go back ({ns} ns)")
-        memstall = memstall or self._memstall_depth > 0
+        if self._memstall_depth:
+            memstall = True
         end = self.now_ns + ns
-        while self._timers and self._timers[0][0] <= end:
-            when, _, fn = heapq.heappop(self._timers)
+        timers = self._timers
+        while timers and timers[0][0] <= end:
+            when, _, fn = heapq.heappop(timers)
             self._charge(when - self.now_ns, memstall)
             fn()
         self._charge(end - self.now_ns, memstall)

@@ -134,7 +134,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
             flags_a[pfn] = flags
             workingset_refault(mem, pfn, 1, shadow)
             flags = flags_a[pfn]
-            if memcgs is not None:
+            if memcgs is not None and memcgs.page_memcg:  # none charged: no memcg to count it
                 memcgs.count_refault(pfn, shmem)
         # folio_add_lru() of a new order-0 page: lruvec_add_folio() inlined unless a memcg mirror
         # list takes it too (or the page would be a second add: the general add raises).

@@ -103,7 +103,7 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
     for _ in range(max_scan):
         if i == ULONG_MAX or (i not in i_pages and not filemap.page_present(inode, i)):
             return i
-        i = _ulong(i - 1)
+        i = (i - 1) & ULONG_MAX  # _ulong()
     return _ulong(i + 1)
 
 
@@ -266,14 +266,14 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
         force_page_cache_ra(ractl, req_count)
         return
     max_pages = ractl_max_pages(ractl, req_count)
-    prev_index = _ulong(ra.prev_pos) >> PAGE_SHIFT
-    if not index or req_count > max_pages or _ulong(index - prev_index) <= 1:
+    prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
+    if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
         ra.start = index
         ra.size = get_init_ra_size(req_count, max_pages)
         ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
     else:
         miss = page_cache_prev_miss(file, index - 1, max_pages)
-        contig_count = _ulong(index - miss - 1)
+        contig_count = (index - miss - 1) & ULONG_MAX
         if contig_count <= req_count:
             do_page_cache_ra(ractl, req_count, 0)
             return
