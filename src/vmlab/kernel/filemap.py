@@ -108,7 +108,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     lruvec = mem.lruvec
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
-    charging = charge and charged_to is None and mem_cgroup_charging(mem)
+    memcg_step = charged_to is not None or (charge and mem_cgroup_charging(mem))
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
@@ -119,11 +119,12 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
             if got is None:
                 return pfns, True, workingset
             pfn = got
-        if charged_to is not None:
-            mem_cgroup_commit_cache(charged_to, pfn, shmem, first)
-        elif charging and mem_cgroup_charge_cache(mem, pfn, shmem, noretry):
-            mem.free_pages(pfn)
-            return pfns, True, workingset
+        if memcg_step:
+            if charged_to is not None:
+                mem_cgroup_commit_cache(charged_to, pfn, shmem, first)
+            elif mem_cgroup_charge_cache(mem, pfn, shmem, noretry):
+                mem.free_pages(pfn)
+                return pfns, True, workingset
         mapping_a[pfn] = handle
         index_a[pfn] = idx
         flags = flags_a[pfn] | new_flags
@@ -329,11 +330,13 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             ractl.index = index  # a fresh control: readahead leaves its _workingset clear
             sync_ra(ractl, 1)
             pfn = i_pages_get(index)
-            if pfn is None or inode.folio_orders or flags[pfn] & _SLOW:
+            flags_ = _SLOW if pfn is None or inode.folio_orders else flags[pfn]
+            if flags_ & _SLOW:
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
                 prev_pos = ra.prev_pos
                 continue
-        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
+        else:
+            flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
                 clock.advance(pending * hit_ns)

@@ -265,7 +265,7 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     if do_forced_ra:
         force_page_cache_ra(ractl, req_count)
         return
-    max_pages = ractl_max_pages(ractl, req_count)
+    max_pages = ra.ra_pages if req_count <= ra.ra_pages else ractl_max_pages(ractl, req_count)
     prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
     if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
         ra.start = index
