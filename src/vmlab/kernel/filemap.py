@@ -19,7 +19,7 @@ from vmlab.kernel.memcontrol import (
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
-from vmlab.kernel.page_flags import F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
 from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
@@ -138,8 +138,8 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
             if memcgs is not None and memcgs.page_memcg:  # none charged: no memcg to count it
                 memcgs.count_refault(pfn, shmem)
         # folio_add_lru() of a new order-0 page: lruvec_add_folio() inlined unless a memcg mirror
-        # list takes it too (or the page would be a second add: the general add raises).
-        if lruvec.memcg_pages or flags & F_LRU:
+        # list takes it too (or the page is not a plain new one: the general add decides).
+        if lruvec.memcg_pages or flags & (F_LRU | F_HEAD):
             flags_a[pfn] = flags
             lruvec.add(mm, pfn)
             flags = flags_a[pfn]

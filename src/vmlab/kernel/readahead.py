@@ -99,9 +99,10 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
     entries; the last one looked at when all were present, ULONG_MAX below index 0."""
     inode = file.inode
     i = index
-    i_pages = inode.i_pages
+    i_pages, shadows = inode.i_pages, inode.shadows
     for _ in range(max_scan):
-        if i == ULONG_MAX or (i not in i_pages and not filemap.page_present(inode, i)):
+        # page_present(), its commonest answers first: cached, or evicted (a shadow).
+        if i == ULONG_MAX or (i not in i_pages and (i in shadows or not filemap.page_present(inode, i))):
             return i
         i = (i - 1) & ULONG_MAX  # _ulong()
     return _ulong(i + 1)
@@ -117,9 +118,10 @@ def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
     if nr_pages:
         ractl.ios += 1
         mem = ractl.mem
-        mem.clock.advance(mem.clock.costs.major_fault_ns, memstall=ractl.workingset)
-        mem.events["ra_io"] += 1
-        mem.events["pgpgin"] += nr_pages * 4
+        clock, events = mem.clock, mem.events
+        clock.advance(clock.costs.major_fault_ns, memstall=ractl.workingset)
+        events["ra_io"] += 1
+        events["pgpgin"] += nr_pages * 4
     ractl.workingset = False
 
 
