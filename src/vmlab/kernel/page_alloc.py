@@ -607,27 +607,11 @@ class PhysMem:
         for current in range(order, NR_PAGE_ORDERS):
             pfn = free_head[current]
             if pfn != NO_PFN:
-                self._del_from_free_list_head(pfn, zone, current)
+                self._del_from_free_list(pfn, zone, current)
                 if current > order:
                     self._expand(pfn, zone, order, current)
                 return pfn
         return NO_PFN
-
-    def _del_from_free_list_head(self, pfn: int, zone: Zone, order: int) -> None:
-        """del_page_from_free_list() of the first block of its list (no predecessor to relink)."""
-        mm = self.mem_map
-        lru_next = mm.lru_next_a
-        nxt = lru_next[pfn]
-        zone.free_head[order] = nxt
-        if nxt == NO_PFN:
-            zone.free_tail[order] = NO_PFN
-        else:
-            mm.lru_prev_a[nxt] = NO_PFN
-        lru_next[pfn] = NO_PFN
-        mm._mapcount_a[pfn] = MAPCOUNT_NONE
-        mm.private_a[pfn] = 0
-        zone.nr_free[order] -= 1
-        zone.free_pages -= 1 << order
 
     def _prep_compound_page(self, pfn: int, order: int) -> None:
         """prep_compound_page(): PG_head, the order in the second page's flags and compound_head links
@@ -655,19 +639,32 @@ class PhysMem:
         """The fast path of alloc_pages(0): an order-0 page (refcount 1) from the first zone of the
         zonelist above its low watermark, as get_page_from_freelist(0, zone_limit, WMARK_LOW) and
         prep_new_page() give it; NO_PFN when no zone passes, and then alloc_pages(0) takes its slow
-        path (waking kswapd). (The zone check inlined, and __rmqueue_smallest's common case, a free
-        order-0 page: every page-cache and anon page passes here.)"""
+        path (waking kswapd). Every page-cache and anon page passes here, so the zone check is inlined,
+        and so is __rmqueue_smallest()'s common case: the first free order-0 page, unlinked from the
+        head of its list (del_page_from_free_list() of a block with no predecessor)."""
+        mm = self.mem_map
         for zone in self._zonelists[zone_limit]:
             if zone.free_pages <= zone.watermark[WMARK_LOW] + zone.lowmem_reserve[zone_limit]:
                 continue
             pfn = zone.free_head[0]
-            if pfn != NO_PFN:
-                self._del_from_free_list_head(pfn, zone, 0)
-            else:
+            if pfn == NO_PFN:
                 pfn = self._rmqueue_smallest(zone, 0)
                 if pfn == NO_PFN:
                     continue
-            self.mem_map._refcount_a[pfn] = 1
+            else:
+                lru_next = mm.lru_next_a
+                nxt = lru_next[pfn]
+                zone.free_head[0] = nxt
+                if nxt == NO_PFN:
+                    zone.free_tail[0] = NO_PFN
+                else:
+                    mm.lru_prev_a[nxt] = NO_PFN
+                lru_next[pfn] = NO_PFN
+                mm._mapcount_a[pfn] = MAPCOUNT_NONE
+                mm.private_a[pfn] = 0
+                zone.nr_free[0] -= 1
+                zone.free_pages -= 1
+            mm._refcount_a[pfn] = 1
             return pfn
         return NO_PFN
 
