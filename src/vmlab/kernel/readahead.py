@@ -136,20 +136,20 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
     one I/O per run of missing pages; the page lookahead_size before the end gets PG_readahead."""
     inode, mem = ractl.file.inode, ractl.mem
     index = ractl.index
-    mark = index + nr_to_read - lookahead_size if lookahead_size <= nr_to_read else -1
-    i = 0
+    end = index + nr_to_read
+    mark = end - lookahead_size if lookahead_size <= nr_to_read else -1
     while True:  # a run of missing pages, then the page the cache has that ended it
-        pfns, failed, workingset = filemap.add_to_page_cache_run(mem, inode, index + i, nr_to_read - i,
-                                                                 mark=mark, noretry=True)
+        pfns, failed, workingset = filemap.add_to_page_cache_run(mem, inode, index, end - index, mark=mark,
+                                                                 noretry=True)
         if workingset:  # _note_added()
             ractl.workingset = True
-        i += len(pfns)
-        if failed or i >= nr_to_read:
+        index += len(pfns)
+        if failed or index >= end:
             break
         read_pages(ractl, len(pfns))
-        i += 1
+        index += 1
     read_pages(ractl, len(pfns))
-    ractl.index = index + nr_to_read
+    ractl.index = end
 
 
 def do_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int, lookahead_size: int) -> None:
