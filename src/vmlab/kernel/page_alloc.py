@@ -681,7 +681,8 @@ class PhysMem:
                 return pfn
         elif not 0 < order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
-        pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW) if order else NO_PFN
+        else:
+            pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
         if pfn == NO_PFN:
             vmscan = self.vmscan
             if vmscan is not None:
