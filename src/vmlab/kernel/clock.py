@@ -53,25 +53,26 @@ class Clock:
 
     def advance(self, ns: int, *, memstall: bool = False) -> None:
         """Let `ns` nanoseconds pass (a stall on memory when `memstall` or inside a memstall section),
-        firing timers that fall due in order, each at its own time."""
+        firing timers that fall due in order, each at its own time; the observers see each interval
+        (up to a timer, then to the end) as it is charged."""
         if ns < 0:
             raise ValueError(f"time cannot go back ({ns} ns)")
-        memstall = memstall or self._memstall_depth > 0
+        if self._memstall_depth:
+            memstall = True
         end = self.now_ns + ns
-        while self._timers and self._timers[0][0] <= end:
-            when, _, fn = heapq.heappop(self._timers)
-            self._charge(when - self.now_ns, memstall)
+        timers = self._timers
+        while True:
+            until, fn = end, None
+            if timers and timers[0][0] <= end:
+                until, _, fn = heapq.heappop(timers)
+            start = self.now_ns
+            if until > start:
+                self.now_ns = until
+                for observer in self._observers:
+                    observer(start, until - start, memstall)
+            if fn is None:
+                return
             fn()
-        self._charge(end - self.now_ns, memstall)
-
-    def _charge(self, ns: int, memstall: bool) -> None:
-        """Move the clock forward by `ns` (>= 0) and tell the observers."""
-        if ns <= 0:
-            return
-        start = self.now_ns
-        self.now_ns += ns
-        for observer in self._observers:
-            observer(start, ns, memstall)
 
     @contextmanager
     def memstall(self, stall: bool = True) -> Iterator[None]:

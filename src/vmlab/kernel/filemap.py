@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vmlab.kernel import readahead
-from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_charge_cache, mem_cgroup_commit_cache
+from vmlab.kernel.memcontrol import (
+    MemCgroup,
+    mem_cgroup_charge_cache,
+    mem_cgroup_charging,
+    mem_cgroup_commit_cache,
+)
 from vmlab.kernel.mm_types import File, Inode, VmArea
-from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import F_UPTODATE, PG, PG_readahead
-from vmlab.kernel.swap import folio_mark_accessed, page_cache_release
+from vmlab.kernel.page_alloc import NO_PFN, PhysMem
+from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -44,7 +49,7 @@ def page_present(inode: Inode, index: int) -> bool:
     host's cached ones not yet brought in."""
     if index in inode.i_pages:
         return True
-    return (not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
+    return (index not in inode.shadows and not inode.shmem and index < i_size_pages(inode)
             and host_cached(inode, index))
 
 
@@ -74,28 +79,86 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
     charged to the running task's memcg first (mem_cgroup_charge; `noretry` for readahead's
     __GFP_NORETRY); None when memory or the charge fails. `charge` off for a page the host had
     cached (already charged to whoever read it, on the host), or one of a large folio charged whole
-    to `charged_to` beforehand (mem_cgroup_precharge; `first`: the folio's first frame)."""
-    pfn = mem.alloc_pages(0)
-    if pfn is None:
-        return None
-    if charged_to is not None:
-        mem_cgroup_commit_cache(charged_to, pfn, inode.shmem, first)
-    elif charge and mem_cgroup_charge_cache(mem, pfn, inode.shmem, noretry):
-        mem.free_pages(pfn)
-        return None
+    to `charged_to` beforehand (mem_cgroup_precharge; `first`: the folio's first frame).
+    The run of one page of add_to_page_cache_run()."""
+    pfns, _, _ = add_to_page_cache_run(mem, inode, index, 1, lookup=False, charge=charge, noretry=noretry,
+                                       charged_to=charged_to, first=first)
+    return pfns[0] if pfns else None
+
+
+def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, mark: int = -1,
+                          lookup: bool = True, charge: bool = True, noretry: bool = False,
+                          charged_to: MemCgroup | None = None,
+                          first: bool = True) -> tuple[list[int], bool, bool]:
+    """filemap_add_folio() of each page of [index, index + nr) in turn, as add_to_page_cache() of one
+    page describes (allocation, memcg charge, i_pages, the refault of its shadow, the LRU), until
+    memory or the charge fails or, with `lookup`, a page the cache has (page_present, looked at just
+    before the page's turn: each allocation may wake kswapd, which may evict). The page at index
+    `mark` gets PG_readahead as it is added. Returns (the PFNs added in index order, whether the run
+    stopped on a failure, whether a page added was PG_workingset: readahead's ractl->_workingset).
+
+    One loop with the per-page steps bound to locals: the miss path of every read (readahead adds its
+    runs of missing pages here); the general per-page steps (a memcg charge, a refault) stay calls."""
+    pfns: list[int] = []
+    workingset = False
     mm = mem.mem_map
-    mm.mapping_a[pfn] = inode.handle
-    mm.index_a[pfn] = index
-    mm.flags_a[pfn] = mm.flags_a[pfn] | (_NEW_SHMEM if inode.shmem else F_UPTODATE)
-    inode.i_pages[index] = pfn
-    mem.address_spaces[inode.handle] = inode
-    shadow = inode.shadows.pop(index, None)
-    if shadow is not None:
-        workingset_refault(mem, pfn, 1, shadow)
-        if mem.memcgs is not None:
-            mem.memcgs.count_refault(pfn, inode.shmem)
-    mem.lruvec.add(mm, pfn)  # folio_add_lru() of a new order-0 page (its own head)
-    return pfn
+    mapping_a, index_a, flags_a = mm.mapping_a, mm.index_a, mm.flags_a
+    i_pages, shadows, handle, shmem = inode.i_pages, inode.shadows, inode.handle, inode.shmem
+    address_spaces, alloc_fast, memcgs = mem.address_spaces, mem.alloc_page_fast, mem.memcgs
+    lruvec = mem.lruvec
+    lists, nr_pages = lruvec.lists, lruvec.nr_pages
+    new_flags = _NEW_SHMEM if shmem else F_UPTODATE
+    memcg_step = charged_to is not None or (charge and mem_cgroup_charging(mem))
+    for idx in range(index, index + nr):
+        # page_present(), its commonest answers first: cached, or evicted (a shadow).
+        if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
+            return pfns, False, workingset
+        pfn = alloc_fast()
+        if pfn == NO_PFN:  # below the low watermark: alloc_pages()' slow path
+            got = mem.alloc_pages(0)
+            if got is None:
+                return pfns, True, workingset
+            pfn = got
+        if memcg_step:
+            if charged_to is not None:
+                mem_cgroup_commit_cache(charged_to, pfn, shmem, first)
+            elif mem_cgroup_charge_cache(mem, pfn, shmem, noretry):
+                mem.free_pages(pfn)
+                return pfns, True, workingset
+        mapping_a[pfn] = handle
+        index_a[pfn] = idx
+        flags = flags_a[pfn] | new_flags
+        i_pages[idx] = pfn
+        address_spaces[handle] = inode
+        shadow = shadows.pop(idx, None)
+        if shadow is not None:
+            flags_a[pfn] = flags
+            workingset_refault(mem, pfn, 1, shadow)
+            flags = flags_a[pfn]
+            if memcgs is not None and memcgs.page_memcg:  # none charged: no memcg to count it
+                memcgs.count_refault(pfn, shmem)
+        # folio_add_lru() of a new order-0 page: lruvec_add_folio() inlined unless a memcg mirror
+        # list takes it too (or the page is not a plain new one: the general add decides).
+        if lruvec.memcg_pages or flags & (F_LRU | F_HEAD):
+            flags_a[pfn] = flags
+            lruvec.add(mm, pfn)
+            flags = flags_a[pfn]
+        else:
+            lru = LRU_OF_KIND[flags & LRU_KIND]
+            lists[lru][pfn] = None
+            nr_pages[lru] += 1
+            flags |= F_LRU
+        if idx == mark:
+            flags |= _READAHEAD
+        flags_a[pfn] = flags
+        if flags & F_WORKINGSET:
+            workingset = True
+        pfns.append(pfn)
+    return pfns, False, workingset
+
+
+#: PG_readahead.
+_READAHEAD = 1 << PG_readahead
 
 
 #: The flags of a new page-cache page: uptodate, and swapbacked in shmem.
@@ -255,6 +318,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     copied = pending = 0
     prev_pos = ra.prev_pos
     shadows = inode.shadows
+    ractl, sync_ra = readahead.ReadaheadControl(mem, file, 0), readahead.page_cache_sync_ra
     for index in indexes:
         pfn = i_pages_get(index)
         if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
@@ -263,13 +327,16 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
                 clock.advance(pending * hit_ns)
                 pending = 0
             ra.prev_pos = prev_pos
-            readahead.page_cache_sync_ra(readahead.ReadaheadControl(mem, file, index), 1)
+            ractl.index = index  # a fresh control: readahead leaves its _workingset clear
+            sync_ra(ractl, 1)
             pfn = i_pages_get(index)
-            if pfn is None or inode.folio_orders or flags[pfn] & _SLOW:
+            flags_ = _SLOW if pfn is None or inode.folio_orders else flags[pfn]
+            if flags_ & _SLOW:
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
                 prev_pos = ra.prev_pos
                 continue
-        flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
+        else:
+            flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
                 clock.advance(pending * hit_ns)

@@ -567,10 +567,17 @@ def mem_cgroup_charge_bulk(memcg: MemCgroup | None, pfns: list[int]) -> None:
 def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool = False) -> int:
     """mem_cgroup_charge() of a new page-cache (or shmem) page from filemap_add_folio: charged to the
     running task's memcg (none: not accounted); 0, -ENOMEM or OOM_WAIT. `noretry` for readahead."""
-    tree = mem.memcgs
-    if tree is None or not tree.root.children:
+    if not mem_cgroup_charging(mem):
         return 0
+    tree = mem.memcgs
+    assert tree is not None
     return tree.charge(tree.current(), pfn, 1, 0, SHMEM if shmem else FILE, noretry)
+
+
+def mem_cgroup_charging(mem: PhysMem) -> bool:
+    """Whether mem_cgroup_charge_cache() charges anything: the machine has memcgs below the root."""
+    tree = mem.memcgs
+    return tree is not None and bool(tree.root.children)
 
 
 def mem_cgroup_precharge(mem: PhysMem, nr: int, order: int, shmem: bool,

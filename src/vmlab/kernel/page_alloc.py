@@ -613,16 +613,13 @@ class PhysMem:
                 return pfn
         return NO_PFN
 
-    def _prep_new_page(self, pfn: int, order: int, compound: bool) -> None:
-        """prep_new_page(): refcount 1 on the head, and for a compound page PG_head, the order in the
-        second page's flags and compound_head links in the tails."""
+    def _prep_compound_page(self, pfn: int, order: int) -> None:
+        """prep_compound_page(): PG_head, the order in the second page's flags and compound_head links
+        in the tails."""
         mm = self.mem_map
-        mm._refcount_a[pfn] = 1
-        if compound and order:
-            n = 1 << order
-            mm.set(pfn, PG.head)
-            mm.flags_a[pfn + 1] = (mm.flags_a[pfn + 1] & ~0xFF) | order
-            mm.lru_next[pfn + 1:pfn + n] = -2 - pfn
+        mm.set(pfn, PG.head)
+        mm.flags_a[pfn + 1] = (mm.flags_a[pfn + 1] & ~0xFF) | order
+        mm.lru_next[pfn + 1:pfn + (1 << order)] = -2 - pfn
 
     def get_page_from_freelist(self, order: int, highest_zoneidx: int, wmark: int) -> int:
         """get_page_from_freelist(): the first zone in the zonelist that passes watermark `wmark`
@@ -638,6 +635,39 @@ class PhysMem:
                 return pfn
         return NO_PFN
 
+    def alloc_page_fast(self, zone_limit: int = ZONE_NORMAL) -> int:
+        """The fast path of alloc_pages(0): an order-0 page (refcount 1) from the first zone of the
+        zonelist above its low watermark, as get_page_from_freelist(0, zone_limit, WMARK_LOW) and
+        prep_new_page() give it; NO_PFN when no zone passes, and then alloc_pages(0) takes its slow
+        path (waking kswapd). Every page-cache and anon page passes here, so the zone check is inlined,
+        and so is __rmqueue_smallest()'s common case: the first free order-0 page, unlinked from the
+        head of its list (del_page_from_free_list() of a block with no predecessor)."""
+        mm = self.mem_map
+        for zone in self._zonelists[zone_limit]:
+            if zone.free_pages <= zone.watermark[WMARK_LOW] + zone.lowmem_reserve[zone_limit]:
+                continue
+            pfn = zone.free_head[0]
+            if pfn == NO_PFN:
+                pfn = self._rmqueue_smallest(zone, 0)
+                if pfn == NO_PFN:
+                    continue
+            else:
+                lru_next = mm.lru_next_a
+                nxt = lru_next[pfn]
+                zone.free_head[0] = nxt
+                if nxt == NO_PFN:
+                    zone.free_tail[0] = NO_PFN
+                else:
+                    mm.lru_prev_a[nxt] = NO_PFN
+                lru_next[pfn] = NO_PFN
+                mm._mapcount_a[pfn] = MAPCOUNT_NONE
+                mm.private_a[pfn] = 0
+                zone.nr_free[0] -= 1
+                zone.free_pages -= 1
+            mm._refcount_a[pfn] = 1
+            return pfn
+        return NO_PFN
+
     def alloc_pages(self, order: int, zone_limit: int = ZONE_NORMAL, *, compound: bool = False) -> int | None:
         """__alloc_pages(): a block of 2**order frames from the highest allowed zone down, or None.
 
@@ -645,9 +675,14 @@ class PhysMem:
         then reclaims directly (while that makes progress), then asks `oom_hook` while it kills;
         None when that fails too.
         """
-        if not 0 <= order <= MAX_PAGE_ORDER:
+        if not order:
+            pfn = self.alloc_page_fast(zone_limit)
+            if pfn != NO_PFN:
+                return pfn
+        elif not 0 < order <= MAX_PAGE_ORDER:
             raise ValueError(f"order {order} outside 0..{MAX_PAGE_ORDER}")
-        pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
+        else:
+            pfn = self.get_page_from_freelist(order, zone_limit, WMARK_LOW)
         if pfn == NO_PFN:
             vmscan = self.vmscan
             if vmscan is not None:
@@ -663,7 +698,9 @@ class PhysMem:
         if pfn == NO_PFN:
             self.alloc_failures += 1
             return None
-        self._prep_new_page(pfn, order, compound)
+        self.mem_map._refcount_a[pfn] = 1  # prep_new_page(): set_page_refcounted()
+        if compound and order:
+            self._prep_compound_page(pfn, order)
         return pfn
 
     def _perform_reclaim(self, vmscan: Vmscan, order: int, zone_limit: int) -> int:

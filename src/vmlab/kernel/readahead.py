@@ -99,10 +99,12 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
     entries; the last one looked at when all were present, ULONG_MAX below index 0."""
     inode = file.inode
     i = index
+    i_pages, shadows = inode.i_pages, inode.shadows
     for _ in range(max_scan):
-        if i == ULONG_MAX or not filemap.page_present(inode, i):
+        # page_present(), its commonest answers first: cached, or evicted (a shadow).
+        if i == ULONG_MAX or (i not in i_pages and (i in shadows or not filemap.page_present(inode, i))):
             return i
-        i = _ulong(i - 1)
+        i = (i - 1) & ULONG_MAX  # _ulong()
     return _ulong(i + 1)
 
 
@@ -116,9 +118,10 @@ def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
     if nr_pages:
         ractl.ios += 1
         mem = ractl.mem
-        mem.clock.advance(mem.clock.costs.major_fault_ns, memstall=ractl.workingset)
-        mem.events["ra_io"] += 1
-        mem.events["pgpgin"] += nr_pages * 4
+        clock, events = mem.clock, mem.events
+        clock.advance(clock.costs.major_fault_ns, memstall=ractl.workingset)
+        events["ra_io"] += 1
+        events["pgpgin"] += nr_pages * 4
     ractl.workingset = False
 
 
@@ -133,24 +136,20 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
     one I/O per run of missing pages; the page lookahead_size before the end gets PG_readahead."""
     inode, mem = ractl.file.inode, ractl.mem
     index = ractl.index
-    mark = nr_to_read - lookahead_size if lookahead_size <= nr_to_read else ULONG_MAX
-    batch = 0
-    i_pages, flags = inode.i_pages, mem.mem_map.flags_a
-    for i in range(nr_to_read):
-        if index + i in i_pages or filemap.page_present(inode, index + i):
-            read_pages(ractl, batch)
-            batch = 0
-            continue
-        pfn = filemap.add_to_page_cache(mem, inode, index + i, noretry=True)
-        if pfn is None:
-            break
-        if i == mark:
-            mem.mem_map.set(pfn, PG_readahead)
-        if flags[pfn] & F_WORKINGSET:  # _note_added()
+    end = index + nr_to_read
+    mark = end - lookahead_size if lookahead_size <= nr_to_read else -1
+    while True:  # a run of missing pages, then the page the cache has that ended it
+        pfns, failed, workingset = filemap.add_to_page_cache_run(mem, inode, index, end - index, mark=mark,
+                                                                 noretry=True)
+        if workingset:  # _note_added()
             ractl.workingset = True
-        batch += 1
-    read_pages(ractl, batch)
-    ractl.index = index + nr_to_read
+        index += len(pfns)
+        if failed or index >= end:
+            break
+        read_pages(ractl, len(pfns))
+        index += 1
+    read_pages(ractl, len(pfns))
+    ractl.index = end
 
 
 def do_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int, lookahead_size: int) -> None:
@@ -258,24 +257,25 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     right after the previous read starts a new window; otherwise the cached pages just before the
     index (a stream's trace) size the window, and with none the read is standalone (no state change).
     """
-    ra = ractl.ra
+    file = ractl.file
+    ra = file.f_ra
     index = ractl.index
-    do_forced_ra = ractl.file.fmode_random
+    do_forced_ra = file.fmode_random
     if not ra.ra_pages:
         req_count = 1
         do_forced_ra = True
     if do_forced_ra:
         force_page_cache_ra(ractl, req_count)
         return
-    max_pages = ractl_max_pages(ractl, req_count)
-    prev_index = _ulong(ra.prev_pos) >> PAGE_SHIFT
-    if not index or req_count > max_pages or _ulong(index - prev_index) <= 1:
+    max_pages = ra.ra_pages if req_count <= ra.ra_pages else ractl_max_pages(ractl, req_count)
+    prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
+    if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
         ra.start = index
         ra.size = get_init_ra_size(req_count, max_pages)
         ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
     else:
-        miss = page_cache_prev_miss(ractl.file, index - 1, max_pages)
-        contig_count = _ulong(index - miss - 1)
+        miss = page_cache_prev_miss(file, index - 1, max_pages)
+        contig_count = (index - miss - 1) & ULONG_MAX
         if contig_count <= req_count:
             do_page_cache_ra(ractl, req_count, 0)
             return

@@ -60,6 +60,12 @@ def folio_lru_list_of(flags: int) -> int:
     return lru + LRU_ACTIVE if flags & F_ACTIVE else lru
 
 
+#: The page flags folio_lru_list() looks at, and the list for each combination of them.
+LRU_KIND = F_UNEVICTABLE | F_SWAPBACKED | F_ACTIVE
+LRU_OF_KIND = {u | s | a: folio_lru_list_of(u | s | a)
+                for u in (0, F_UNEVICTABLE) for s in (0, F_SWAPBACKED) for a in (0, F_ACTIVE)}
+
+
 def is_file_lru(lru: int) -> bool:
     """is_file_lru()."""
     return lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
@@ -95,13 +101,16 @@ class LruVec:
         self.memcg_pages: dict[int, tuple[MemCgroup, int, str]] | None = None
 
     def add(self, mm: MemMap, head: int, *, tail: bool = False) -> None:
-        """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru."""
+        """lruvec_add_folio() (or _tail): put folio `head` on the list its flags name and set PG_lru.
+        (folio_lru_list_of by table and _and_mirror inlined: every new page passes here.)"""
         flags = mm.flags_a[head]
         if flags & F_LRU:
             raise AssertionError(f"pfn {head:#x} is already on an LRU list")
-        lru = folio_lru_list_of(flags)
+        lru = LRU_OF_KIND[flags & LRU_KIND]
         nr = 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-        for lruvec in self._and_mirror(head):
+        pages = self.memcg_pages
+        got = pages.get(head) if pages else None
+        for lruvec in (self,) if got is None else (self, got[0].lruvec):
             lst = lruvec.lists[lru]
             lst[head] = None
             if tail:

@@ -54,18 +54,26 @@ def nr_swap_pages(mem: PhysMem) -> int:
 
 
 def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool, bool]:
-    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it)."""
+    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it).
+    (nr_swap_pages inlined: every refault passes here.)"""
     eviction, workingset = unpack_shadow(shadow)
-    sizes = mem.lruvec.nr_pages
-    refault_distance = mem.lruvec.nonresident_age - eviction
+    lruvec = mem.lruvec
+    sizes = lruvec.nr_pages
+    refault_distance = lruvec.nonresident_age - eviction
     workingset_size = sizes[LRU_ACTIVE_FILE]
     if not file:
         workingset_size += sizes[LRU_INACTIVE_FILE]
-    if nr_swap_pages(mem) > 0:
+    if mem.swap.nr_swap_pages > 0:
         workingset_size += sizes[LRU_ACTIVE_ANON]
         if file:
             workingset_size += sizes[LRU_INACTIVE_ANON]
     return refault_distance <= workingset_size, workingset
+
+
+#: The refault counters of each kind (file, anon): refault, activate, restore.
+_REFAULT_EVENTS = {kind == "file": tuple(f"workingset_{what}_{kind}"
+                                         for what in ("refault", "activate", "restore"))
+                   for kind in ("file", "anon")}
 
 
 def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> None:
@@ -74,18 +82,19 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     mm = mem.mem_map
     flags = mm.flags_a[head]
     file = not flags & F_SWAPBACKED
-    kind = "file" if file else "anon"
-    mem.events[f"workingset_refault_{kind}"] += nr_pages
+    refault, activate, restore = _REFAULT_EVENTS[file]
+    events = mem.events
+    events[refault] += nr_pages
     recent, workingset = workingset_test_recent(mem, shadow, file)
     if not recent or mem.lruvec.plain:
         return
     flags |= F_ACTIVE
-    workingset_age_nonresident(mem, nr_pages)
-    mem.events[f"workingset_activate_{kind}"] += nr_pages
+    mem.lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
+    events[activate] += nr_pages
     if workingset:
         flags |= F_WORKINGSET
         lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
-        mem.events[f"workingset_restore_{kind}"] += nr_pages
+        events[restore] += nr_pages
     mm.flags_a[head] = flags
 
 
