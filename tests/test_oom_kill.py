@@ -79,6 +79,11 @@ DRIFT_PAGES = 2 * 32
 ROW_FIELDS = ("pid", "uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "pgtables_bytes",
               "swapents", "oom_score_adj", "name")
 DRIFTING = {"rss", "rss_anon", "rss_file", "anon-rss", "file-rss"}
+#: MEMCG_CHARGE_BATCH: a memcg charge takes this many pages into the CPU's stock at once, and usage
+#: counts the stock. A snapshot's usage thus holds up to this much stock of a CPU the grower then
+#: charges from without raising usage; the model, seeded with that usage as used, gives the grower
+#: that much less room (measured: the trigger's rss_anon 33-37 pages lower in the model).
+MEMCG_CHARGE_BATCH = 64
 KILLED_FIELDS = re.compile(r"([a-zA-Z_-]+):(-?\d+)(kB)?")
 
 
@@ -93,18 +98,24 @@ def _fields(line: str) -> dict[str, str]:
     return {"line": line}
 
 
-def assert_same_event(model: list[str], kernel: list[str], pgtables_slack: int = 0) -> None:
+def assert_same_event(model: list[str], kernel: list[str], pgtables_slack: int = 0,
+                      grower: int | None = None) -> None:
     """Every compared line equal field by field; the per-CPU counter fields within DRIFT_PAGES,
-    pgtables_bytes within `pgtables_slack` page-table pages."""
+    pgtables_bytes within `pgtables_slack` page-table pages. The row of `grower` (a task that grew
+    after the snapshot) may have up to MEMCG_CHARGE_BATCH fewer anon pages in the model."""
     assert len(model) == len(kernel), (model, kernel)
     for mine, theirs in zip(model, kernel, strict=True):
         a, b = _fields(mine), _fields(theirs)
         assert a.keys() == b.keys(), (mine, theirs)
+        stock = MEMCG_CHARGE_BATCH if grower is not None and a.get("pid") == str(grower) else 0
         for key in a:
             if key in DRIFTING:
                 unit = 4 if key.endswith("-rss") else 1
                 counters = 2 if key == "rss" else 1  # rss is the sum of two drifting counters
-                assert abs(int(a[key]) - int(b[key])) <= DRIFT_PAGES * unit * counters, (key, mine, theirs)
+                low = stock if key in ("rss", "rss_anon") else 0
+                diff = int(a[key]) - int(b[key])
+                assert -(DRIFT_PAGES * counters + low) * unit <= diff <= DRIFT_PAGES * unit * counters, \
+                    (key, mine, theirs)
             elif key == "pgtables_bytes":
                 assert abs(int(a[key]) - int(b[key])) <= pgtables_slack * 4096, (key, mine, theirs)
             else:
@@ -326,7 +337,7 @@ def test_cache_is_reclaimed_before_the_memcg_oom(hogs: Hogs, memcgs: Memcgs, tmp
         # The trigger grows ~28 MiB after the snapshot (not 1 MiB as above): where its PTE tables end
         # depends on where the live arena sits against 2 MiB boundaries, which the import does not
         # copy (it lays the arena out PMD-aligned): one page-table page either way (seen: +1).
-        assert_same_event(modelled, kernel, pgtables_slack=1)
+        assert_same_event(modelled, kernel, pgtables_slack=1, grower=trigger.pid)
     finally:
         Path(CACHE_FILE).unlink(missing_ok=True)
 
