@@ -162,6 +162,33 @@ class LruVec:
         self.nr_pages[lru] -= total
         return total
 
+    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int) -> tuple[list[int], int]:
+        """lruvec_del_folio() of the folios at the tail of list `lru`, oldest first, until `nr_pages`
+        pages are taken (the last folio may pass it) or the list is empty: popped off the list (and off
+        their memcg's mirror when charged), PG_lru cleared. The same as delete_folios of those folios;
+        (folios, pages taken off)."""
+        flags_a = mm.flags_a
+        pages = self.memcg_pages
+        lst = self.lists[lru]
+        pop = lst.popitem
+        taken: list[int] = []
+        append = taken.append
+        total = 0
+        while total < nr_pages and lst:
+            head = pop(last=False)[0]
+            flags = flags_a[head]
+            nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
+            got = pages.get(head) if pages else None
+            if got is not None:
+                mirror = got[0].lruvec
+                del mirror.lists[lru][head]
+                mirror.nr_pages[lru] -= nr
+            flags_a[head] = flags & ~F_LRU
+            append(head)
+            total += nr
+        self.nr_pages[lru] -= total
+        return taken, total
+
     def rotate(self, mm: MemMap, head: int) -> None:
         """Move folio `head` (on a list) to the head of its list (the plain-LRU policy's access)."""
         lru = folio_lru_list_of(int(mm.flags[head]))

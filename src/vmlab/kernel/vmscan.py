@@ -482,18 +482,26 @@ def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
     """isolate_lru_folios(): take folios off the tail of `lru` (of the lruvec being shrunk) until
     nr_to_scan pages, each with a reference held by reclaim (folio_try_get) and PG_lru cleared; the
-    node lruvec takes them off (and off their memcg's mirror) in one batch; (folios, pages scanned)."""
+    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned). Node reclaim
+    pops them off the node list's tail (LruVec.delete_oldest); memcg reclaim reads the memcg's mirror
+    list and takes them off the node lruvec in one batch."""
     mmap_ = vmscan.mem.mem_map
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
-    taken: list[int] = []
+    node = vmscan.mem.lruvec
+    if sc.lruvec is None or sc.lruvec is node:
+        taken, scanned = node.delete_oldest(mmap_, lru, nr_to_scan)
+        for head in taken:
+            refcount[head] += 1
+        return taken, scanned
+    taken = []
     scanned = 0
-    for head in _lists(vmscan, sc).lists[lru]:
+    for head in sc.lruvec.lists[lru]:
         if scanned >= nr_to_scan:
             break
         scanned += 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
         refcount[head] += 1
         taken.append(head)
-    vmscan.mem.lruvec.delete_folios(mmap_, taken, lru)
+    node.delete_folios(mmap_, taken, lru)
     return taken, scanned
 
 
