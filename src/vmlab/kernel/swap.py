@@ -118,6 +118,31 @@ class LruVec:
             lruvec.nr_pages[lru] += nr
         mm.flags_a[head] = flags | F_LRU
 
+    def add_folios(self, mm: MemMap, heads: Iterable[int]) -> int:
+        """lruvec_add_folio() of each of `heads` (not on a list), in order: onto the head of the list
+        its flags name (and of its memcg's mirror when charged), PG_lru set. The same as `add` of each
+        at the head, with the lists bound once per batch; the pages added."""
+        flags_a = mm.flags_a
+        pages = self.memcg_pages
+        lists, nr_pages = self.lists, self.nr_pages
+        total = 0
+        for head in heads:
+            flags = flags_a[head]
+            if flags & F_LRU:
+                raise AssertionError(f"pfn {head:#x} is already on an LRU list")
+            lru = LRU_OF_KIND[flags & LRU_KIND]
+            nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
+            lists[lru][head] = None
+            nr_pages[lru] += nr
+            got = pages.get(head) if pages else None
+            if got is not None:
+                mirror = got[0].lruvec
+                mirror.lists[lru][head] = None
+                mirror.nr_pages[lru] += nr
+            flags_a[head] = flags | F_LRU
+            total += nr
+        return total
+
     def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
         """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
         pages = self.memcg_pages

@@ -509,32 +509,38 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
     """move_folios_to_lru(): put isolated folios back at the head of the list their flags name (an
     mlocked one on the unevictable list: folio_putback_lru), dropping reclaim's reference; a folio
     whose last other reference went meanwhile is freed. Active ones age the workingset clock. Pages
-    moved."""
+    moved. The folios go back in order in batches (LruVec.add_folios), each flushed before a free."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags_a, refcount = mmap_.flags_a, mmap_._refcount_a
     lruvec = mem.lruvec
-    add = lruvec.add
+    batch: list[int] = []
     moved = 0
     aged = 0
     for head in folios:
         if refcount[head] == 1:
+            if batch:
+                moved += lruvec.add_folios(mmap_, batch)
+                batch.clear()
             put_page(mem, head)
             continue
         flags = flags_a[head]
         nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-        if flags & F_MLOCKED:
-            if not flags & F_UNEVICTABLE:
-                mem.events["unevictable_pgs_culled"] += nr
-            flags_a[head] = (flags & ~F_ACTIVE) | F_UNEVICTABLE
-        elif flags & F_UNEVICTABLE:
-            mem.events["unevictable_pgs_rescued"] += nr
-            flags_a[head] = flags & ~F_UNEVICTABLE
-        add(mmap_, head)
+        if flags & (F_MLOCKED | F_UNEVICTABLE):
+            if flags & F_MLOCKED:
+                if not flags & F_UNEVICTABLE:
+                    mem.events["unevictable_pgs_culled"] += nr
+                flags = (flags & ~F_ACTIVE) | F_UNEVICTABLE
+            else:
+                mem.events["unevictable_pgs_rescued"] += nr
+                flags &= ~F_UNEVICTABLE
+            flags_a[head] = flags
         refcount[head] -= 1
-        moved += nr
-        if flags_a[head] & F_ACTIVE:
+        batch.append(head)
+        if flags & F_ACTIVE:
             aged += nr
+    if batch:
+        moved += lruvec.add_folios(mmap_, batch)
     lruvec.nonresident_age += aged
     return moved
 
