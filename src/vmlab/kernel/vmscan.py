@@ -453,6 +453,20 @@ def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
     return sc.rmap
 
 
+def _rmap_quiet(vmscan: Vmscan, sc: ScanControl) -> bool:
+    """Whether the pass's rmap index exists, building it now when that has no side effect (no batched
+    accesses to write, the locked VMAs as last seen): then building it earlier than its first use
+    changes nothing, and the fused paths, which need it, may run."""
+    if sc.rmap is None:
+        if vmscan.mem.pending_accesses is not None:
+            return False
+        rmap = RmapIndex(vmscan.mms())
+        if rmap.locked != vmscan.locked_seen:
+            return False
+        sc.rmap = rmap
+    return True
+
+
 def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
     """munlock_folio() / check_move_unevictable_folios(), done lazily: once the locked VMAs changed
     (munlock, munmap, exit), a folio on the unevictable list that no locked VMA maps any more loses
@@ -554,7 +568,11 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     mmap_ = mem.mem_map
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
-    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
+    nr_deactivated = 0
+    if sc.lruvec is None and not mem.lruvec.memcg_pages and _rmap_quiet(vmscan, sc):
+        nr_deactivated = _deactivate_unmapped_tail(mem, lru, nr_to_scan)
+    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan - nr_deactivated)
+    nr_scanned += nr_deactivated
     mem.events["pgrefill"] += nr_scanned
     _charge_scan(vmscan, sc, nr_scanned)
     keep_active: list[int] = []
@@ -576,9 +594,39 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
         flags_a[head] = (flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
         deactivate.append(head)
     move_folios_to_lru(vmscan, keep_active)
-    mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
+    mem.events["pgdeactivate"] += nr_deactivated + move_folios_to_lru(vmscan, deactivate)
     if nr_rotated:
         lru_note_cost(mem, file, 0, nr_rotated)
+
+
+def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
+    """shrink_active_list's fused prefix, for node reclaim without memcgs once the pass's rmap index
+    exists: while the oldest folio of active list `lru` is order 0, not mlocked or unevictable,
+    unmapped (folio_referenced finds nothing) and referenced by someone besides reclaim (so putting it
+    back frees nothing), and fewer than nr_to_scan pages were taken, move it straight to the head of
+    the inactive list with PG_workingset. Equivalent to isolate_lru_folios, the deactivation and
+    move_folios_to_lru of those folios (their reference and PG_lru come back as they were); the rest
+    of the batch goes that general way. Pages deactivated."""
+    mmap_ = mem.mem_map
+    flags_a, refcount, mapcount = mmap_.flags_a, mmap_._refcount_a, mmap_._mapcount_a
+    lruvec = mem.lruvec
+    active = lruvec.lists[lru]
+    inactive = lruvec.lists[lru - LRU_ACTIVE]
+    pop = active.popitem
+    nr = 0
+    while nr < nr_to_scan and active:
+        head = pop(last=False)[0]
+        flags = flags_a[head]
+        if flags & (F_MLOCKED | F_UNEVICTABLE | F_HEAD) or mapcount[head] >= 0 or refcount[head] < 1:
+            active[head] = None  # back where it was, for the general path
+            active.move_to_end(head, last=False)
+            break
+        flags_a[head] = (flags & ~F_ACTIVE) | F_WORKINGSET
+        inactive[head] = None
+        nr += 1
+    lruvec.nr_pages[lru] -= nr
+    lruvec.nr_pages[lru - LRU_ACTIVE] += nr
+    return nr
 
 
 def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
