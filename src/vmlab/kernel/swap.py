@@ -187,12 +187,15 @@ class LruVec:
         self.nr_pages[lru] -= total
         return total
 
-    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int) -> tuple[list[int], int]:
+    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int, *, get: bool = False) -> tuple[list[int], int]:
         """lruvec_del_folio() of the folios at the tail of list `lru`, oldest first, until `nr_pages`
         pages are taken (the last folio may pass it) or the list is empty: popped off the list (and off
-        their memcg's mirror when charged), PG_lru cleared. The same as delete_folios of those folios;
+        their memcg's mirror when charged), PG_lru cleared, and with `get` a reference taken on each
+        (folio_try_get, as isolate_lru_folios does). The same as delete_folios of those folios;
         (folios, pages taken off)."""
         flags_a = mm.flags_a
+        refcount = mm._refcount_a
+        inc = 1 if get else 0
         pages = self.memcg_pages
         lst = self.lists[lru]
         pop = lst.popitem
@@ -209,6 +212,7 @@ class LruVec:
                 del mirror.lists[lru][head]
                 mirror.nr_pages[lru] -= nr
             flags_a[head] = flags & ~F_LRU
+            refcount[head] += inc
             append(head)
             total += nr
         self.nr_pages[lru] -= total

@@ -503,10 +503,7 @@ def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
     node = vmscan.mem.lruvec
     if sc.lruvec is None or sc.lruvec is node:
-        taken, scanned = node.delete_oldest(mmap_, lru, nr_to_scan)
-        for head in taken:
-            refcount[head] += 1
-        return taken, scanned
+        return node.delete_oldest(mmap_, lru, nr_to_scan, get=True)
     taken = []
     scanned = 0
     for head in sc.lruvec.lists[lru]:
