@@ -187,7 +187,8 @@ class LruVec:
         self.nr_pages[lru] -= total
         return total
 
-    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int, *, get: bool = False) -> tuple[list[int], int]:
+    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int, *,
+                      get: bool = False) -> tuple[list[int], int]:
         """lruvec_del_folio() of the folios at the tail of list `lru`, oldest first, until `nr_pages`
         pages are taken (the last folio may pass it) or the list is empty: popped off the list (and off
         their memcg's mirror when charged), PG_lru cleared, and with `get` a reference taken on each

@@ -691,13 +691,14 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow entry.
     Returns (folios to put back, pages freed).
 
-    Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
-    not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
-    folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot holding
-    it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict is
-    reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
-    put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
-    before any other folio is handled, so that the free lists see the same frees in the same order.
+    Fused path: once the pass's rmap index exists (built at the start when that has no side effect,
+    _rmap_quiet), a folio that is plain clean page cache (order 0, not mlocked, unevictable, under
+    writeback, dirty, swap-backed or in the swap cache; unmapped, so folio_referenced finds nothing;
+    only the cache's and reclaim's references; its cache slot holding it) is reclaimed here in line:
+    folio_check_references' PG_referenced clear (its verdict is reclaim, whatever the policy),
+    remove_mapping's page-cache removal with the shadow entry, and put_page's reset; the frees go to
+    the buddy allocator in one free_unref_folios batch, flushed before any other folio is handled,
+    so that the free lists see the same frees in the same order.
     Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
@@ -714,15 +715,16 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
-    rmap_ready = sc.rmap is not None
+    rmap_ready = sc.rmap is not None or _rmap_quiet(vmscan, sc)
     for head in folios:
         flags = flags_a[head]
-        if not rmap_ready and not flags & _NOT_PLAIN_CACHE:
+        if not (rmap_ready or flags & _NOT_PLAIN_CACHE):
             # folio_check_references would build the pass's rmap index first (which may flush
             # batched accesses and rescue unevictable folios): build it, then look again.
             lruvec.nonresident_age = age
             if to_free:
                 mem.free_unref_folios(to_free)
+                nr_fused += len(to_free)
                 to_free.clear()
             _rmap(vmscan, sc)
             rmap_ready = True
@@ -737,21 +739,24 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
                 if inode is not None and not mapping & PAGE_MAPPING_ANON:
                     cached = mapping
                     i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
-            index = index_a[head]
-            if mapping == cached and i_pages.get(index) == head:
-                del i_pages[index]
-                if folio_orders:
-                    folio_orders.pop(index, None)
-                shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
-                age += 1
-                refcount[head] = 0
-                private_a[head] = 0  # flags and mapping: free_unref_folios clears them
-                to_free.append(head)
-                nr_fused += 1
-                continue
+            if mapping == cached:
+                index = index_a[head]
+                cache_page = i_pages.pop(index, None)
+                if cache_page == head:
+                    if folio_orders:
+                        folio_orders.pop(index, None)
+                    shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
+                    age += 1
+                    refcount[head] = 0
+                    private_a[head] = 0  # flags and mapping: free_unref_folios clears them
+                    to_free.append(head)
+                    continue
+                if cache_page is not None:  # not its cache slot: remove_mapping reports it
+                    i_pages[index] = cache_page
         lruvec.nonresident_age = age
         if to_free:
             mem.free_unref_folios(to_free)
+            nr_fused += len(to_free)
             to_free.clear()
         nr = _nr_pages(mem, head)
         sc.nr_scanned += nr
@@ -771,6 +776,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     lruvec.nonresident_age = age
     if to_free:
         mem.free_unref_folios(to_free)
+        nr_fused += len(to_free)
     sc.nr_scanned += nr_fused
     mem.events["pgactivate"] += sum(stat.nr_activate)
     return ret, nr_reclaimed + nr_fused
