@@ -291,9 +291,9 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     if sc.force_deactivate:
         sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
     else:
-        for bit, kind, i, lru in ((DEACTIVATE_ANON, "anon", 0, LRU_INACTIVE_ANON),
-                                  (DEACTIVATE_FILE, "file", 1, LRU_INACTIVE_FILE)):
-            if mem.events[f"workingset_activate_{kind}"] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
+        for bit, counter, i, lru in ((DEACTIVATE_ANON, "workingset_activate_anon", 0, LRU_INACTIVE_ANON),
+                                     (DEACTIVATE_FILE, "workingset_activate_file", 1, LRU_INACTIVE_FILE)):
+            if mem.events[counter] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
                 sc.may_deactivate |= bit
             else:
                 sc.may_deactivate &= ~bit
@@ -626,17 +626,23 @@ def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
     return nr
 
 
+#: The counters shrink_inactive_list bumps, by sc.kswapd and by is_file_lru.
+_PGSCAN_BY = ("pgscan_direct", "pgscan_kswapd")
+_PGSTEAL_BY = ("pgsteal_direct", "pgsteal_kswapd")
+_PGSCAN_OF = ("pgscan_anon", "pgscan_file")
+_PGSTEAL_OF = ("pgsteal_anon", "pgsteal_file")
+
+
 def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
     """shrink_inactive_list(): isolate from the inactive tail, try to free each folio, put the rest
     back; counts pgscan_* / pgsteal_* and notes the cost of the type. Pages reclaimed."""
     mem = vmscan.mem
     file = is_file_lru(lru)
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
-    who = "kswapd" if sc.kswapd else "direct"
-    kind = "file" if file else "anon"
+    events = mem.events
     if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
-        mem.events[f"pgscan_{who}"] += nr_scanned
-    mem.events[f"pgscan_{kind}"] += nr_scanned
+        events[_PGSCAN_BY[sc.kswapd]] += nr_scanned
+    events[_PGSCAN_OF[file]] += nr_scanned
     _charge_scan(vmscan, sc, nr_scanned)
     if not folios:
         return 0
@@ -644,8 +650,8 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
     move_folios_to_lru(vmscan, kept)
     if sc.target is None:
-        mem.events[f"pgsteal_{who}"] += nr_reclaimed
-    mem.events[f"pgsteal_{kind}"] += nr_reclaimed
+        events[_PGSTEAL_BY[sc.kswapd]] += nr_reclaimed
+    events[_PGSTEAL_OF[file]] += nr_reclaimed
     lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
     return nr_reclaimed
 
