@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
@@ -69,7 +69,6 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_FILE,
     LRU_UNEVICTABLE,
     LruVec,
-    is_active_lru,
     is_file_lru,
     put_page,
 )
@@ -116,14 +115,16 @@ class ScanControl:
     lruvec: LruVec | None = None
 
 
-@dataclass
 class FolioStats:
-    """`struct reclaim_stat` of one shrink_folio_list call."""
+    """`struct reclaim_stat` of one shrink_folio_list call (a plain class: one per call of it)."""
 
-    nr_pageout: int = 0
-    nr_activate: list[int] = field(default_factory=lambda: [0, 0])
-    nr_unmap_fail: int = 0
-    nr_immediate: int = 0
+    __slots__ = ("nr_activate", "nr_immediate", "nr_pageout", "nr_unmap_fail")
+
+    def __init__(self) -> None:
+        self.nr_pageout = 0
+        self.nr_activate = [0, 0]  # [anon, file]
+        self.nr_unmap_fail = 0
+        self.nr_immediate = 0
 
 
 @dataclass
@@ -299,11 +300,10 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
                 sc.may_deactivate &= ~bit
     sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
                           and not sc.may_deactivate & DEACTIVATE_FILE)
-    total_high = sum(z.watermark[WMARK_HIGH] for z in mem.zones)
-    file = sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE]
-    sc.file_is_tiny = (sc.target is None and file + mem.nr_free_pages <= total_high
-                       and not sc.may_deactivate & DEACTIVATE_ANON
-                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority))
+    sc.file_is_tiny = (sc.target is None and not sc.may_deactivate & DEACTIVATE_ANON
+                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority)
+                       and sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE] + mem.nr_free_pages
+                       <= sum(z.watermark[WMARK_HIGH] for z in mem.zones))
 
 
 def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
@@ -415,10 +415,15 @@ def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
+#: By list: the sc.may_deactivate bit that allows deactivating it (0: not an active list).
+_DEACTIVATE_BIT = (0, DEACTIVATE_ANON, 0, DEACTIVATE_FILE, 0)
+
+
 def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
     """shrink_list(): an active list is only deactivated (when allowed), an inactive one reclaimed."""
-    if is_active_lru(lru):
-        if sc.may_deactivate & (DEACTIVATE_FILE if is_file_lru(lru) else DEACTIVATE_ANON):
+    bit = _DEACTIVATE_BIT[lru]
+    if bit:
+        if sc.may_deactivate & bit:
             shrink_active_list(vmscan, sc, lru, nr_to_scan)
         else:
             sc.skipped_deactivate = True
@@ -590,8 +595,11 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
                 continue
         flags_a[head] = (flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
         deactivate.append(head)
-    move_folios_to_lru(vmscan, keep_active)
-    mem.events["pgdeactivate"] += nr_deactivated + move_folios_to_lru(vmscan, deactivate)
+    if keep_active:
+        move_folios_to_lru(vmscan, keep_active)
+    if deactivate:
+        nr_deactivated += move_folios_to_lru(vmscan, deactivate)
+    mem.events["pgdeactivate"] += nr_deactivated
     if nr_rotated:
         lru_note_cost(mem, file, 0, nr_rotated)
 
@@ -648,7 +656,8 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
         return 0
     stat = FolioStats()
     kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
-    move_folios_to_lru(vmscan, kept)
+    if kept:
+        move_folios_to_lru(vmscan, kept)
     if sc.target is None:
         events[_PGSTEAL_BY[sc.kswapd]] += nr_reclaimed
     events[_PGSTEAL_OF[file]] += nr_reclaimed
