@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
-from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
+from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
@@ -571,7 +571,8 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
     nr_deactivated = 0
-    if sc.lruvec is None and not mem.lruvec.memcg_pages and _rmap_quiet(vmscan, sc):
+    if sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan) \
+            and _rmap_quiet(vmscan, sc):
         nr_deactivated = _deactivate_unmapped_tail(mem, lru, nr_to_scan)
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan - nr_deactivated)
     nr_scanned += nr_deactivated
@@ -604,9 +605,18 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
         lru_note_cost(mem, file, 0, nr_rotated)
 
 
+def _no_timer_in_scan(mem: PhysMem, nr_to_scan: int) -> bool:
+    """No clock timer can fall due while reclaim's scan of up to nr_to_scan pages is charged (the last
+    folio may be the largest): so nothing else runs between isolating a batch and handling it."""
+    due = mem.clock.next_timer_ns()
+    bound = (nr_to_scan + (1 << MAX_PAGE_ORDER)) * mem.clock.costs.scan_ns
+    return due is None or due > mem.clock.now_ns + bound
+
+
 def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
-    """shrink_active_list's fused prefix, for node reclaim without memcgs once the pass's rmap index
-    exists: while the oldest folio of active list `lru` is order 0, not mlocked or unevictable,
+    """shrink_active_list's fused prefix, for node reclaim without memcgs, once the pass's rmap index
+    exists (or can be built without side effects) and no timer falls due during the scan's charge:
+    while the oldest folio of active list `lru` is order 0, not mlocked or unevictable,
     unmapped (folio_referenced finds nothing) and referenced by someone besides reclaim (so putting it
     back frees nothing), and fewer than nr_to_scan pages were taken, move it straight to the head of
     the inactive list with PG_workingset. Equivalent to isolate_lru_folios, the deactivation and
@@ -706,14 +716,13 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow entry.
     Returns (folios to put back, pages freed).
 
-    Fused path: once the pass's rmap index exists (built at the start when that has no side effect,
-    _rmap_quiet), a folio that is plain clean page cache (order 0, not mlocked, unevictable, under
-    writeback, dirty, swap-backed or in the swap cache; unmapped, so folio_referenced finds nothing;
-    only the cache's and reclaim's references; its cache slot holding it) is reclaimed here in line:
-    folio_check_references' PG_referenced clear (its verdict is reclaim, whatever the policy),
-    remove_mapping's page-cache removal with the shadow entry, and put_page's reset; the frees go to
-    the buddy allocator in one free_unref_folios batch, flushed before any other folio is handled,
-    so that the free lists see the same frees in the same order.
+    Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
+    not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
+    folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot
+    holding it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict
+    is reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
+    put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
+    before any other folio is handled, so that the free lists see the same frees in the same order.
     Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
@@ -730,7 +739,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
-    rmap_ready = sc.rmap is not None or _rmap_quiet(vmscan, sc)
+    rmap_ready = sc.rmap is not None
     for head in folios:
         flags = flags_a[head]
         if not (rmap_ready or flags & _NOT_PLAIN_CACHE):
