@@ -91,6 +91,10 @@ class Clock:
         """Run `fn` when the clock reaches `when_ns` (at once on the next advance if that is past)."""
         heapq.heappush(self._timers, (when_ns, next(self._seq), fn))
 
+    def next_timer_ns(self) -> int | None:
+        """When the earliest pending timer falls due (None: no timer pending)."""
+        return self._timers[0][0] if self._timers else None
+
     def observe(self, observer: Observer) -> None:
         """Call `observer(start_ns, duration_ns, memstall)` for every interval charged from now on."""
         self._observers.append(observer)

@@ -746,15 +746,21 @@ class PhysMem:
         lists, in order. Applies to pages with refcount 0, off the LRU, not compound and with no page
         type (what put_page leaves); the same as `_free_pages_ok(pfn, 0)` for each (memcg uncharge,
         flags cut to the zone bits, mapping cleared, then _free_one_page's merge and queueing), with the
-        arrays and each zone's bounds bound once per batch."""
+        arrays and each zone's bounds and lists bound once per batch. A page whose buddy is free goes
+        through _free_one_page; the others (most) are queued here: __add_to_free_list at order 0 inlined,
+        at the tail when buddy_merge_likely() as in _free_one_page, the zone's counters summed per run
+        of one zone. (A free block's head holds exactly _BUDDY_WORD, so PageBuddy() is one compare.)"""
         mm = self.mem_map
         flags_a, mapping_a, mapcount, private = mm.flags_a, mm.mapping_a, mm._mapcount_a, mm.private_a
-        add = self._add_to_free_list
+        lru_prev, lru_next = mm.lru_prev_a, mm.lru_next_a
         uncharge = self.uncharge_hook if self.lruvec.memcg_pages else None  # no charges: nothing to give
         zones = self.zones
         max_pfn = self.max_pfn
+        buddy_word = _BUDDY_WORD
         zidx = -1
         zone, lo, hi = zones[0], 0, 0
+        free_head, free_tail = zone.free_head, zone.free_tail
+        queued = 0  # order-0 pages queued in `zone` since its counters were last updated
         for pfn in pfns:
             flags = flags_a[pfn]
             if uncharge is not None:
@@ -762,17 +768,38 @@ class PhysMem:
             flags_a[pfn] = flags & _KEEP_ON_FREE
             mapping_a[pfn] = 0
             if flags >> ZONES_PGSHIFT & ZONES_MASK != zidx:
+                zone.nr_free[0] += queued
+                zone.free_pages += queued
+                queued = 0
                 zidx = flags >> ZONES_PGSHIFT & ZONES_MASK
                 zone = zones[zidx]
                 lo = zone.zone_start_pfn
                 hi = min(lo + zone.spanned_pages, max_pfn)
+                free_head, free_tail = zone.free_head, zone.free_tail
             buddy = pfn ^ 1
-            if lo <= buddy < hi and mapcount[buddy] >> 24 & 0xFF == PGTY_buddy and private[buddy] == 0:
+            if lo <= buddy < hi and mapcount[buddy] == buddy_word and private[buddy] == 0:
                 self._free_one_page(pfn, 0, zone)  # it merges: the general loop
                 continue
-            higher = (pfn & ~1) ^ 2  # buddy_merge_likely(), as in _free_one_page
-            add(pfn, zone, 0, lo <= higher < hi and mapcount[higher] >> 24 & 0xFF == PGTY_buddy
-                and private[higher] == 1)
+            mapcount[pfn] = buddy_word
+            private[pfn] = 0
+            queued += 1
+            first = free_head[0]
+            if first == NO_PFN:
+                lru_prev[pfn] = lru_next[pfn] = NO_PFN
+                free_head[0] = free_tail[0] = pfn
+                continue
+            higher = (pfn & ~1) ^ 2
+            if lo <= higher < hi and mapcount[higher] == buddy_word and private[higher] == 1:
+                last = free_tail[0]
+                lru_prev[pfn], lru_next[pfn] = last, NO_PFN
+                lru_next[last] = pfn
+                free_tail[0] = pfn
+            else:
+                lru_prev[pfn], lru_next[pfn] = NO_PFN, first
+                lru_prev[first] = pfn
+                free_head[0] = pfn
+        zone.nr_free[0] += queued
+        zone.free_pages += queued
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         """__free_pages(): drop a reference; when it was the last, return the block to the buddy lists."""

@@ -118,6 +118,31 @@ class LruVec:
             lruvec.nr_pages[lru] += nr
         mm.flags_a[head] = flags | F_LRU
 
+    def add_folios(self, mm: MemMap, heads: Iterable[int]) -> int:
+        """lruvec_add_folio() of each of `heads` (not on a list), in order: onto the head of the list
+        its flags name (and of its memcg's mirror when charged), PG_lru set. The same as `add` of each
+        at the head, with the lists bound once per batch; the pages added."""
+        flags_a = mm.flags_a
+        pages = self.memcg_pages
+        lists, nr_pages = self.lists, self.nr_pages
+        total = 0
+        for head in heads:
+            flags = flags_a[head]
+            if flags & F_LRU:
+                raise AssertionError(f"pfn {head:#x} is already on an LRU list")
+            lru = LRU_OF_KIND[flags & LRU_KIND]
+            nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
+            lists[lru][head] = None
+            nr_pages[lru] += nr
+            got = pages.get(head) if pages else None
+            if got is not None:
+                mirror = got[0].lruvec
+                mirror.lists[lru][head] = None
+                mirror.nr_pages[lru] += nr
+            flags_a[head] = flags | F_LRU
+            total += nr
+        return total
+
     def _and_mirror(self, head: int) -> tuple[LruVec, ...]:
         """This lruvec and, when folio `head` is charged to a memcg, that memcg's mirror."""
         pages = self.memcg_pages
@@ -161,6 +186,38 @@ class LruVec:
             total += nr
         self.nr_pages[lru] -= total
         return total
+
+    def delete_oldest(self, mm: MemMap, lru: int, nr_pages: int, *,
+                      get: bool = False) -> tuple[list[int], int]:
+        """lruvec_del_folio() of the folios at the tail of list `lru`, oldest first, until `nr_pages`
+        pages are taken (the last folio may pass it) or the list is empty: popped off the list (and off
+        their memcg's mirror when charged), PG_lru cleared, and with `get` a reference taken on each
+        (folio_try_get, as isolate_lru_folios does). The same as delete_folios of those folios;
+        (folios, pages taken off)."""
+        flags_a = mm.flags_a
+        refcount = mm._refcount_a
+        inc = 1 if get else 0
+        pages = self.memcg_pages
+        lst = self.lists[lru]
+        pop = lst.popitem
+        taken: list[int] = []
+        append = taken.append
+        total = 0
+        while total < nr_pages and lst:
+            head = pop(last=False)[0]
+            flags = flags_a[head]
+            nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
+            got = pages.get(head) if pages else None
+            if got is not None:
+                mirror = got[0].lruvec
+                del mirror.lists[lru][head]
+                mirror.nr_pages[lru] -= nr
+            flags_a[head] = flags & ~F_LRU
+            refcount[head] += inc
+            append(head)
+            total += nr
+        self.nr_pages[lru] -= total
+        return taken, total
 
     def rotate(self, mm: MemMap, head: int) -> None:
         """Move folio `head` (on a list) to the head of its list (the plain-LRU policy's access)."""

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
-from vmlab.kernel.page_alloc import WMARK_HIGH, ZONE_NAMES, PhysMem
+from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
@@ -69,7 +69,6 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_FILE,
     LRU_UNEVICTABLE,
     LruVec,
-    is_active_lru,
     is_file_lru,
     put_page,
 )
@@ -116,14 +115,16 @@ class ScanControl:
     lruvec: LruVec | None = None
 
 
-@dataclass
 class FolioStats:
-    """`struct reclaim_stat` of one shrink_folio_list call."""
+    """`struct reclaim_stat` of one shrink_folio_list call (a plain class: one per call of it)."""
 
-    nr_pageout: int = 0
-    nr_activate: list[int] = field(default_factory=lambda: [0, 0])
-    nr_unmap_fail: int = 0
-    nr_immediate: int = 0
+    __slots__ = ("nr_activate", "nr_immediate", "nr_pageout", "nr_unmap_fail")
+
+    def __init__(self) -> None:
+        self.nr_pageout = 0
+        self.nr_activate = [0, 0]  # [anon, file]
+        self.nr_unmap_fail = 0
+        self.nr_immediate = 0
 
 
 @dataclass
@@ -291,19 +292,18 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     if sc.force_deactivate:
         sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
     else:
-        for bit, kind, i, lru in ((DEACTIVATE_ANON, "anon", 0, LRU_INACTIVE_ANON),
-                                  (DEACTIVATE_FILE, "file", 1, LRU_INACTIVE_FILE)):
-            if mem.events[f"workingset_activate_{kind}"] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
+        for bit, counter, i, lru in ((DEACTIVATE_ANON, "workingset_activate_anon", 0, LRU_INACTIVE_ANON),
+                                     (DEACTIVATE_FILE, "workingset_activate_file", 1, LRU_INACTIVE_FILE)):
+            if mem.events[counter] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
                 sc.may_deactivate |= bit
             else:
                 sc.may_deactivate &= ~bit
     sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
                           and not sc.may_deactivate & DEACTIVATE_FILE)
-    total_high = sum(z.watermark[WMARK_HIGH] for z in mem.zones)
-    file = sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE]
-    sc.file_is_tiny = (sc.target is None and file + mem.nr_free_pages <= total_high
-                       and not sc.may_deactivate & DEACTIVATE_ANON
-                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority))
+    sc.file_is_tiny = (sc.target is None and not sc.may_deactivate & DEACTIVATE_ANON
+                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority)
+                       and sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE] + mem.nr_free_pages
+                       <= sum(z.watermark[WMARK_HIGH] for z in mem.zones))
 
 
 def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
@@ -415,10 +415,15 @@ def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
+#: By list: the sc.may_deactivate bit that allows deactivating it (0: not an active list).
+_DEACTIVATE_BIT = (0, DEACTIVATE_ANON, 0, DEACTIVATE_FILE, 0)
+
+
 def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
     """shrink_list(): an active list is only deactivated (when allowed), an inactive one reclaimed."""
-    if is_active_lru(lru):
-        if sc.may_deactivate & (DEACTIVATE_FILE if is_file_lru(lru) else DEACTIVATE_ANON):
+    bit = _DEACTIVATE_BIT[lru]
+    if bit:
+        if sc.may_deactivate & bit:
             shrink_active_list(vmscan, sc, lru, nr_to_scan)
         else:
             sc.skipped_deactivate = True
@@ -453,6 +458,20 @@ def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
     return sc.rmap
 
 
+def _rmap_quiet(vmscan: Vmscan, sc: ScanControl) -> bool:
+    """Whether the pass's rmap index exists, building it now when that has no side effect (no batched
+    accesses to write, the locked VMAs as last seen): then building it earlier than its first use
+    changes nothing, and the fused paths, which need it, may run."""
+    if sc.rmap is None:
+        if vmscan.mem.pending_accesses is not None:
+            return False
+        rmap = RmapIndex(vmscan.mms())
+        if rmap.locked != vmscan.locked_seen:
+            return False
+        sc.rmap = rmap
+    return True
+
+
 def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
     """munlock_folio() / check_move_unevictable_folios(), done lazily: once the locked VMAs changed
     (munlock, munmap, exit), a folio on the unevictable list that no locked VMA maps any more loses
@@ -482,18 +501,23 @@ def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
     """isolate_lru_folios(): take folios off the tail of `lru` (of the lruvec being shrunk) until
     nr_to_scan pages, each with a reference held by reclaim (folio_try_get) and PG_lru cleared; the
-    node lruvec takes them off (and off their memcg's mirror) in one batch; (folios, pages scanned)."""
+    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned). Node reclaim
+    pops them off the node list's tail (LruVec.delete_oldest); memcg reclaim reads the memcg's mirror
+    list and takes them off the node lruvec in one batch."""
     mmap_ = vmscan.mem.mem_map
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
-    taken: list[int] = []
+    node = vmscan.mem.lruvec
+    if sc.lruvec is None or sc.lruvec is node:
+        return node.delete_oldest(mmap_, lru, nr_to_scan, get=True)
+    taken = []
     scanned = 0
-    for head in _lists(vmscan, sc).lists[lru]:
+    for head in sc.lruvec.lists[lru]:
         if scanned >= nr_to_scan:
             break
         scanned += 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
         refcount[head] += 1
         taken.append(head)
-    vmscan.mem.lruvec.delete_folios(mmap_, taken, lru)
+    node.delete_folios(mmap_, taken, lru)
     return taken, scanned
 
 
@@ -501,32 +525,38 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
     """move_folios_to_lru(): put isolated folios back at the head of the list their flags name (an
     mlocked one on the unevictable list: folio_putback_lru), dropping reclaim's reference; a folio
     whose last other reference went meanwhile is freed. Active ones age the workingset clock. Pages
-    moved."""
+    moved. The folios go back in order in batches (LruVec.add_folios), each flushed before a free."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags_a, refcount = mmap_.flags_a, mmap_._refcount_a
     lruvec = mem.lruvec
-    add = lruvec.add
+    batch: list[int] = []
     moved = 0
     aged = 0
     for head in folios:
         if refcount[head] == 1:
+            if batch:
+                moved += lruvec.add_folios(mmap_, batch)
+                batch.clear()
             put_page(mem, head)
             continue
         flags = flags_a[head]
         nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-        if flags & F_MLOCKED:
-            if not flags & F_UNEVICTABLE:
-                mem.events["unevictable_pgs_culled"] += nr
-            flags_a[head] = (flags & ~F_ACTIVE) | F_UNEVICTABLE
-        elif flags & F_UNEVICTABLE:
-            mem.events["unevictable_pgs_rescued"] += nr
-            flags_a[head] = flags & ~F_UNEVICTABLE
-        add(mmap_, head)
+        if flags & (F_MLOCKED | F_UNEVICTABLE):
+            if flags & F_MLOCKED:
+                if not flags & F_UNEVICTABLE:
+                    mem.events["unevictable_pgs_culled"] += nr
+                flags = (flags & ~F_ACTIVE) | F_UNEVICTABLE
+            else:
+                mem.events["unevictable_pgs_rescued"] += nr
+                flags &= ~F_UNEVICTABLE
+            flags_a[head] = flags
         refcount[head] -= 1
-        moved += nr
-        if flags_a[head] & F_ACTIVE:
+        batch.append(head)
+        if flags & F_ACTIVE:
             aged += nr
+    if batch:
+        moved += lruvec.add_folios(mmap_, batch)
     lruvec.nonresident_age += aged
     return moved
 
@@ -540,7 +570,12 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     mmap_ = mem.mem_map
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
-    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
+    nr_deactivated = 0
+    if sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan) \
+            and _rmap_quiet(vmscan, sc):
+        nr_deactivated = _deactivate_unmapped_tail(mem, lru, nr_to_scan)
+    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan - nr_deactivated)
+    nr_scanned += nr_deactivated
     mem.events["pgrefill"] += nr_scanned
     _charge_scan(vmscan, sc, nr_scanned)
     keep_active: list[int] = []
@@ -561,10 +596,59 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
                 continue
         flags_a[head] = (flags_a[head] & ~F_ACTIVE) | F_WORKINGSET
         deactivate.append(head)
-    move_folios_to_lru(vmscan, keep_active)
-    mem.events["pgdeactivate"] += move_folios_to_lru(vmscan, deactivate)
+    if keep_active:
+        move_folios_to_lru(vmscan, keep_active)
+    if deactivate:
+        nr_deactivated += move_folios_to_lru(vmscan, deactivate)
+    mem.events["pgdeactivate"] += nr_deactivated
     if nr_rotated:
         lru_note_cost(mem, file, 0, nr_rotated)
+
+
+def _no_timer_in_scan(mem: PhysMem, nr_to_scan: int) -> bool:
+    """No clock timer can fall due while reclaim's scan of up to nr_to_scan pages is charged (the last
+    folio may be the largest): so nothing else runs between isolating a batch and handling it."""
+    due = mem.clock.next_timer_ns()
+    bound = (nr_to_scan + (1 << MAX_PAGE_ORDER)) * mem.clock.costs.scan_ns
+    return due is None or due > mem.clock.now_ns + bound
+
+
+def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
+    """shrink_active_list's fused prefix, for node reclaim without memcgs, once the pass's rmap index
+    exists (or can be built without side effects) and no timer falls due during the scan's charge:
+    while the oldest folio of active list `lru` is order 0, not mlocked or unevictable,
+    unmapped (folio_referenced finds nothing) and referenced by someone besides reclaim (so putting it
+    back frees nothing), and fewer than nr_to_scan pages were taken, move it straight to the head of
+    the inactive list with PG_workingset. Equivalent to isolate_lru_folios, the deactivation and
+    move_folios_to_lru of those folios (their reference and PG_lru come back as they were); the rest
+    of the batch goes that general way. Pages deactivated."""
+    mmap_ = mem.mem_map
+    flags_a, refcount, mapcount = mmap_.flags_a, mmap_._refcount_a, mmap_._mapcount_a
+    lruvec = mem.lruvec
+    active = lruvec.lists[lru]
+    inactive = lruvec.lists[lru - LRU_ACTIVE]
+    pop = active.popitem
+    nr = 0
+    while nr < nr_to_scan and active:
+        head = pop(last=False)[0]
+        flags = flags_a[head]
+        if flags & (F_MLOCKED | F_UNEVICTABLE | F_HEAD) or mapcount[head] >= 0 or refcount[head] < 1:
+            active[head] = None  # back where it was, for the general path
+            active.move_to_end(head, last=False)
+            break
+        flags_a[head] = (flags & ~F_ACTIVE) | F_WORKINGSET
+        inactive[head] = None
+        nr += 1
+    lruvec.nr_pages[lru] -= nr
+    lruvec.nr_pages[lru - LRU_ACTIVE] += nr
+    return nr
+
+
+#: The counters shrink_inactive_list bumps, by sc.kswapd and by is_file_lru.
+_PGSCAN_BY = ("pgscan_direct", "pgscan_kswapd")
+_PGSTEAL_BY = ("pgsteal_direct", "pgsteal_kswapd")
+_PGSCAN_OF = ("pgscan_anon", "pgscan_file")
+_PGSTEAL_OF = ("pgsteal_anon", "pgsteal_file")
 
 
 def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
@@ -573,20 +657,20 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     mem = vmscan.mem
     file = is_file_lru(lru)
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
-    who = "kswapd" if sc.kswapd else "direct"
-    kind = "file" if file else "anon"
+    events = mem.events
     if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
-        mem.events[f"pgscan_{who}"] += nr_scanned
-    mem.events[f"pgscan_{kind}"] += nr_scanned
+        events[_PGSCAN_BY[sc.kswapd]] += nr_scanned
+    events[_PGSCAN_OF[file]] += nr_scanned
     _charge_scan(vmscan, sc, nr_scanned)
     if not folios:
         return 0
     stat = FolioStats()
     kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
-    move_folios_to_lru(vmscan, kept)
+    if kept:
+        move_folios_to_lru(vmscan, kept)
     if sc.target is None:
-        mem.events[f"pgsteal_{who}"] += nr_reclaimed
-    mem.events[f"pgsteal_{kind}"] += nr_reclaimed
+        events[_PGSTEAL_BY[sc.kswapd]] += nr_reclaimed
+    events[_PGSTEAL_OF[file]] += nr_reclaimed
     lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
     return nr_reclaimed
 
@@ -634,9 +718,9 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
 
     Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
     not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
-    folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot holding
-    it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict is
-    reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
+    folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot
+    holding it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict
+    is reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
     put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
     before any other folio is handled, so that the free lists see the same frees in the same order.
     Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio."""
@@ -658,12 +742,13 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     rmap_ready = sc.rmap is not None
     for head in folios:
         flags = flags_a[head]
-        if not rmap_ready and not flags & _NOT_PLAIN_CACHE:
+        if not (rmap_ready or flags & _NOT_PLAIN_CACHE):
             # folio_check_references would build the pass's rmap index first (which may flush
             # batched accesses and rescue unevictable folios): build it, then look again.
             lruvec.nonresident_age = age
             if to_free:
                 mem.free_unref_folios(to_free)
+                nr_fused += len(to_free)
                 to_free.clear()
             _rmap(vmscan, sc)
             rmap_ready = True
@@ -678,21 +763,24 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
                 if inode is not None and not mapping & PAGE_MAPPING_ANON:
                     cached = mapping
                     i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
-            index = index_a[head]
-            if mapping == cached and i_pages.get(index) == head:
-                del i_pages[index]
-                if folio_orders:
-                    folio_orders.pop(index, None)
-                shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
-                age += 1
-                refcount[head] = 0
-                private_a[head] = 0  # flags and mapping: free_unref_folios clears them
-                to_free.append(head)
-                nr_fused += 1
-                continue
+            if mapping == cached:
+                index = index_a[head]
+                cache_page = i_pages.pop(index, None)
+                if cache_page == head:
+                    if folio_orders:
+                        folio_orders.pop(index, None)
+                    shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
+                    age += 1
+                    refcount[head] = 0
+                    private_a[head] = 0  # flags and mapping: free_unref_folios clears them
+                    to_free.append(head)
+                    continue
+                if cache_page is not None:  # not its cache slot: remove_mapping reports it
+                    i_pages[index] = cache_page
         lruvec.nonresident_age = age
         if to_free:
             mem.free_unref_folios(to_free)
+            nr_fused += len(to_free)
             to_free.clear()
         nr = _nr_pages(mem, head)
         sc.nr_scanned += nr
@@ -712,6 +800,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     lruvec.nonresident_age = age
     if to_free:
         mem.free_unref_folios(to_free)
+        nr_fused += len(to_free)
     sc.nr_scanned += nr_fused
     mem.events["pgactivate"] += sum(stat.nr_activate)
     return ret, nr_reclaimed + nr_fused
