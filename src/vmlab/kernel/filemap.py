@@ -19,7 +19,7 @@ from vmlab.kernel.memcontrol import (
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
-from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_REFERENCED, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
 from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
@@ -302,7 +302,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
     PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
     would change something (not for a page already active and referenced, nor for a second read of
-    the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
+    the page the previous one ended in; its first use, setting PG_referenced, in line), and the copy's Costs.hit_ns, charged for a run of hits at
     once. A plain miss (a whole page inside the file, no large folios, not a page the host had
     cached) runs page_cache_sync_ra() itself and, when that leaves a small unmarked page at the
     index, continues as a hit. Anything else (a readahead mark; a large folio; a page the host had
@@ -345,9 +345,11 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
             prev_pos = ra.prev_pos
             continue
-        if (prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index) and (
-                plain or flags_ & _SETTLED != _SETTLED):
-            folio_mark_accessed(mem, pfn)
+        if prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index:
+            if not (flags_ & F_REFERENCED or plain):
+                flags[pfn] = flags_ | F_REFERENCED  # folio_mark_accessed()'s first use, in line
+            elif plain or flags_ & _SETTLED != _SETTLED:
+                folio_mark_accessed(mem, pfn)
         prev_pos = (index + 1) << PAGE_SHIFT
         pending += 1
         copied += 1

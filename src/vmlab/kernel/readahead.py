@@ -153,15 +153,25 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
 
 
 def do_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int, lookahead_size: int) -> None:
-    """do_page_cache_ra(): page_cache_ra_unbounded() clipped at the page holding the last byte."""
+    """do_page_cache_ra(): page_cache_ra_unbounded() clipped at the page holding the last byte.
+
+    A read of one page (a standalone read's, FMODE_RANDOM's: most misses of a random reader) is
+    page_cache_ra_unbounded()'s one run done here: add_to_page_cache_run() of the page (PG_readahead
+    on it when `lookahead_size` is 1), then read_pages() of what was added."""
     isize = ractl.file.inode.size
-    if isize == 0:
+    index = ractl.index
+    if not isize or index > (isize - 1) >> PAGE_SHIFT:
         return
-    end_index = (isize - 1) >> PAGE_SHIFT
-    if ractl.index > end_index:
+    if nr_to_read == 1:
+        pfns, _, workingset = filemap.add_to_page_cache_run(ractl.mem, ractl.file.inode, index, 1,
+                                                            mark=index if lookahead_size == 1 else -1,
+                                                            noretry=True)
+        if workingset:  # _note_added()
+            ractl.workingset = True
+        read_pages(ractl, len(pfns))
+        ractl.index = index + 1
         return
-    nr_to_read = min(nr_to_read, end_index - ractl.index + 1)
-    page_cache_ra_unbounded(ractl, nr_to_read, lookahead_size)
+    page_cache_ra_unbounded(ractl, min(nr_to_read, ((isize - 1) >> PAGE_SHIFT) - index + 1), lookahead_size)
 
 
 def force_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int) -> None:
