@@ -108,7 +108,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     lruvec = mem.lruvec
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
-    memcg_step = charged_to is not None or (charge and mem_cgroup_charging(mem))
+    memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):

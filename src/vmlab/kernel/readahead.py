@@ -269,15 +269,12 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     """
     file = ractl.file
     ra = file.f_ra
-    index = ractl.index
-    do_forced_ra = file.fmode_random
-    if not ra.ra_pages:
-        req_count = 1
-        do_forced_ra = True
-    if do_forced_ra:
-        force_page_cache_ra(ractl, req_count)
+    ra_pages = ra.ra_pages
+    if file.fmode_random or not ra_pages:  # do_forced_ra (of one page without ra_pages)
+        force_page_cache_ra(ractl, req_count if ra_pages else 1)
         return
-    max_pages = ra.ra_pages if req_count <= ra.ra_pages else ractl_max_pages(ractl, req_count)
+    index = ractl.index
+    max_pages = ra_pages if req_count <= ra_pages else ractl_max_pages(ractl, req_count)
     prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
     if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
         ra.start = index
