@@ -301,12 +301,13 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
 
     The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
     PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
-    would change something (not for a page already active and referenced, nor for a second read of
-    the page the previous one ended in; its first use, setting PG_referenced, in line), and the copy's Costs.hit_ns, charged for a run of hits at
-    once. A plain miss (a whole page inside the file, no large folios, not a page the host had
-    cached) runs page_cache_sync_ra() itself and, when that leaves a small unmarked page at the
-    index, continues as a hit. Anything else (a readahead mark; a large folio; a page the host had
-    cached; EOF; a miss readahead could not fill) goes through filemap_read() itself.
+    would change something (not for a page already active and referenced, nor for a second read of the
+    page the previous one ended in; its first use, setting PG_referenced, in line), and the copy's
+    Costs.hit_ns, charged for a run of hits at once. A plain miss (a whole page inside the file, no
+    large folios, not a page the host had cached) runs page_cache_sync_ra() itself and, when that leaves
+    a small unmarked page at the index, continues as a hit. Anything else (a readahead mark; a large
+    folio; a page the host had cached; EOF; a miss readahead could not fill) goes through filemap_read()
+    itself.
     """
     inode, ra = file.inode, file.f_ra
     i_pages_get = inode.i_pages.get
