@@ -321,10 +321,10 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     shadows = inode.shadows
     ractl, sync_ra = readahead.ReadaheadControl(mem, file, 0), readahead.page_cache_sync_ra
     refcount = mem.mem_map._refcount_a
+    shmem = inode.shmem
     for index in indexes:
         pfn = i_pages_get(index)
-        ra_done = False
-        if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
+        if (pfn is None and index < full_pages and not inode.folio_orders and not shmem
                 and (index in shadows or not host_cached(inode, index))):
             if pending:
                 clock.advance(pending * hit_ns)
@@ -333,7 +333,10 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             ractl.index = index  # a fresh control: readahead leaves its _workingset clear
             sync_ra(ractl, 1)
             pfn = i_pages_get(index)
-            ra_done = True
+            if pfn is None or inode.folio_orders:  # not filled, or large folios: the rest of the read
+                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
+                prev_pos = ra.prev_pos
+                continue
         flags_ = F_HEAD if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
@@ -341,7 +344,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
                 pending = 0
             ra.prev_pos = prev_pos
             if flags_ & F_HEAD:  # not a small page inside the file
-                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=ra_done))
+                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
                 prev_pos = ra.prev_pos
                 continue
             # A small page marked PG_readahead: filemap_read()'s asynchronous readahead from it, the
