@@ -1,5 +1,7 @@
 """The simulated clock: timers fire in order at their own time; stalls reach observers."""
 
+import pytest
+
 from vmlab.kernel.clock import Clock
 
 
@@ -48,3 +50,26 @@ def test_faults_take_time_and_count_in_vmstat() -> None:
     t1 = mem.clock.now_ns
     assert model.access(pid, addr, 4096, False) is None  # a hit: no fault, no fault time
     assert mem.clock.now_ns == t1 and mem.events["pgfault"] - n0 == 16
+
+
+def test_memstall_observers_see_only_flips_at_their_start() -> None:
+    """Clock.observe_memstall: a flip observer is called where the stall state of charged time changes
+    (at the first non-empty interval in the new state), never for an interval that flips nothing."""
+    clock = Clock()
+    got: list[tuple[int, bool]] = []
+    clock.observe_memstall(lambda start, stall: got.append((start, stall)))
+    clock.advance(10)
+    clock.advance(0, memstall=True)  # empty: no flip
+    clock.at(25, lambda: None)
+    clock.advance(20, memstall=True)
+    clock.advance(5, memstall=True)
+    clock.advance(7)
+    assert got == [(10, True), (35, False)]
+    assert clock.now_ns == 42
+
+
+def test_memstall_observer_must_register_outside_a_stall() -> None:
+    clock = Clock()
+    clock.advance(10, memstall=True)
+    with pytest.raises(ValueError):
+        clock.observe_memstall(lambda start, stall: None)

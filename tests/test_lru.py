@@ -1,5 +1,8 @@
 """The LRU lists (mm/swap.c): where new folios go, the two-step promotion, and leaving at free."""
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from vmlab.kernel.filemap import add_to_page_cache
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.page_alloc import PhysMem
@@ -8,6 +11,7 @@ from vmlab.kernel.swap import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
+    folio_activate,
     folio_mark_accessed,
     page_cache_release,
 )
@@ -39,3 +43,41 @@ def test_shmem_pages_are_on_the_anon_lists_and_leave_at_release() -> None:
     assert pfn is not None and pfn in mem.lruvec.lists[LRU_INACTIVE_ANON]
     page_cache_release(mem, pfn)
     assert not mem.mem_map.test(pfn, PG.lru) and mem.lruvec.nr_pages[LRU_INACTIVE_ANON] == 0
+
+
+def _general_activate(mem: PhysMem, head: int) -> None:
+    """folio_activate() as LruVec.delete, PG_active, LruVec.add and the event: the reference for its
+    in-line move of a small folio."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & (1 << PG.active | 1 << PG.unevictable) or not flags & 1 << PG.lru:
+        return
+    mem.lruvec.delete(mm, head)
+    mm.set(head, PG.active)
+    mem.lruvec.add(mm, head)
+    mem.events["pgactivate"] += 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=120))
+@example([(1, False), (1, False), (1, False), (2, True), (2, True), (7, False), (7, False), (7, False)])
+def test_folio_activate_of_a_small_folio_is_delete_then_add(steps: list[tuple[int, bool]]) -> None:
+    """folio_activate()'s in-line move leaves the lists, counts, flags and events that
+    LruVec.delete + LruVec.add leave, for file and shmem pages, inactive, active or off the LRU."""
+    mems = [_mem(), _mem()]
+    inodes = [(Inode("/f", ino=1, size=1 << 20), Inode("/s", ino=2, size=1 << 20, shmem=True)) for _ in mems]
+    for index, shmem in steps:
+        for mem, activate, files in zip(mems, (folio_activate, _general_activate), inodes, strict=True):
+            inode = files[shmem]
+            pfn = inode.i_pages.get(index)
+            if pfn is None:
+                add_to_page_cache(mem, inode, index)
+            elif index % 7 == 0:
+                page_cache_release(mem, pfn)
+                del inode.i_pages[index]
+            else:
+                activate(mem, pfn)
+    one, two = mems
+    assert [list(lst) for lst in one.lruvec.lists] == [list(lst) for lst in two.lruvec.lists]
+    assert one.lruvec.nr_pages == two.lruvec.nr_pages and +one.events == +two.events
+    assert one.mem_map.flags.tobytes() == two.mem_map.flags.tobytes()

@@ -7,7 +7,8 @@ the PSI averages, printk's timestamps) read `Clock.now_ns` and register with `Cl
 
 Stall accounting is the PSI seam: time charged with `memstall=True` is time the task waited for memory
 (direct reclaim, a refault of its working set, swap-in); observers registered with `Clock.observe` see
-every interval as it is charged.
+every interval as it is charged, and those registered with `Clock.observe_memstall` (PSI) see only where
+the stall state of charged time flips, so an advance that flips nothing and fires no timer is one store.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Costs:
 
 #: An observer of charged time: (start_ns, duration_ns, memstall).
 Observer = Callable[[int, int, bool], None]
+#: An observer of stall flips: (start_ns of the first interval in the new state, memstall).
+FlipObserver = Callable[[int, bool], None]
 
 
 @dataclass
@@ -48,19 +51,26 @@ class Clock:
     _timers: list[tuple[int, int, Callable[[], None]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _observers: list[Observer] = field(default_factory=list)
+    _flip_observers: list[FlipObserver] = field(default_factory=list)
+    #: The stall state of the last non-empty interval charged (not stalled before any).
+    stalled: bool = False
     #: Nesting depth of psi_memstall_enter() sections: time charged inside one is a memory stall.
     _memstall_depth: int = 0
 
     def advance(self, ns: int, *, memstall: bool = False) -> None:
         """Let `ns` nanoseconds pass (a stall on memory when `memstall` or inside a memstall section),
         firing timers that fall due in order, each at its own time; the observers see each interval
-        (up to a timer, then to the end) as it is charged."""
+        (up to a timer, then to the end) as it is charged, the flip observers each non-empty interval
+        whose stall state differs from the one before it (at its start)."""
         if ns < 0:
             raise ValueError(f"time cannot go back ({ns} ns)")
         if self._memstall_depth:
             memstall = True
         end = self.now_ns + ns
         timers = self._timers
+        if memstall == self.stalled and not self._observers and not (timers and timers[0][0] <= end):
+            self.now_ns = end  # nothing due, no flip: the common case
+            return
         while True:
             until, fn = end, None
             if timers and timers[0][0] <= end:
@@ -68,6 +78,10 @@ class Clock:
             start = self.now_ns
             if until > start:
                 self.now_ns = until
+                if memstall != self.stalled:
+                    self.stalled = memstall
+                    for flip in self._flip_observers:
+                        flip(start, memstall)
                 for observer in self._observers:
                     observer(start, until - start, memstall)
             if fn is None:
@@ -98,6 +112,14 @@ class Clock:
     def observe(self, observer: Observer) -> None:
         """Call `observer(start_ns, duration_ns, memstall)` for every interval charged from now on."""
         self._observers.append(observer)
+
+    def observe_memstall(self, observer: FlipObserver) -> None:
+        """Call `observer(start_ns, memstall)` whenever the stall state of charged time flips from now
+        on (at the start of the first interval in the new state); the observer starts not stalled, so
+        it must register while the clock is not (ValueError otherwise)."""
+        if self.stalled:
+            raise ValueError("a stall observer must register outside a stall")
+        self._flip_observers.append(observer)
 
     def printk_time(self) -> str:
         """The `[seconds.micros]` prefix dmesg prints for a message logged now."""

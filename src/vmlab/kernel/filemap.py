@@ -19,7 +19,7 @@ from vmlab.kernel.memcontrol import (
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
-from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_REFERENCED, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
 from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
@@ -108,7 +108,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     lruvec = mem.lruvec
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
-    memcg_step = charged_to is not None or (charge and mem_cgroup_charging(mem))
+    memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
@@ -299,14 +299,15 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     as filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE) for each (tests/test_replay.py), and
     the pages copied.
 
-    The lean path for trace replay: a hit — the page in i_pages, its folio small and not marked
-    PG_readahead — is a dict lookup, a look at the page's flags, folio_mark_accessed() only when it
-    would change something (not for a page already active and referenced, nor for a second read of
-    the page the previous one ended in), and the copy's Costs.hit_ns, charged for a run of hits at
-    once. A plain miss (a whole page inside the file, no large folios, not a page the host had
-    cached) runs page_cache_sync_ra() itself and, when that leaves a small unmarked page at the
-    index, continues as a hit. Anything else (a readahead mark; a large folio; a page the host had
-    cached; EOF; a miss readahead could not fill) goes through filemap_read() itself.
+    The lean path for trace replay: a hit — the page in i_pages, its folio small — is a dict lookup, a
+    look at the page's flags, folio_mark_accessed() only when it would change something (not for a page
+    already active and referenced, nor for a second read of the page the previous one ended in; its
+    first use, setting PG_referenced, in line), and the copy's Costs.hit_ns, charged for a run of hits
+    at once; a small page marked PG_readahead first runs page_cache_async_ra() from it under the read's
+    reference, as filemap_read() does. A plain miss (a whole page inside the file, no large folios, not
+    a page the host had cached) runs page_cache_sync_ra() itself and, when that leaves a small page at
+    the index, continues as a hit. Anything else (a large folio; a page the host had cached; EOF; a miss
+    readahead could not fill) goes through filemap_read() itself.
     """
     inode, ra = file.inode, file.f_ra
     i_pages_get = inode.i_pages.get
@@ -319,9 +320,11 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     prev_pos = ra.prev_pos
     shadows = inode.shadows
     ractl, sync_ra = readahead.ReadaheadControl(mem, file, 0), readahead.page_cache_sync_ra
+    refcount = mem.mem_map._refcount_a
+    shmem = inode.shmem
     for index in indexes:
         pfn = i_pages_get(index)
-        if (pfn is None and index < full_pages and not inode.folio_orders and not inode.shmem
+        if (pfn is None and index < full_pages and not inode.folio_orders and not shmem
                 and (index in shadows or not host_cached(inode, index))):
             if pending:
                 clock.advance(pending * hit_ns)
@@ -330,24 +333,32 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             ractl.index = index  # a fresh control: readahead leaves its _workingset clear
             sync_ra(ractl, 1)
             pfn = i_pages_get(index)
-            flags_ = _SLOW if pfn is None or inode.folio_orders else flags[pfn]
-            if flags_ & _SLOW:
+            if pfn is None or inode.folio_orders:  # not filled, or large folios: the rest of the read
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE, ra_done=True))
                 prev_pos = ra.prev_pos
                 continue
-        else:
-            flags_ = _SLOW if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
+        flags_ = F_HEAD if pfn is None or index >= full_pages or inode.folio_orders else flags[pfn]
         if flags_ & _SLOW:
             if pending:
                 clock.advance(pending * hit_ns)
                 pending = 0
             ra.prev_pos = prev_pos
-            copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
-            prev_pos = ra.prev_pos
-            continue
-        if (prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index) and (
-                plain or flags_ & _SETTLED != _SETTLED):
-            folio_mark_accessed(mem, pfn)
+            if flags_ & F_HEAD:  # not a small page inside the file
+                copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
+                prev_pos = ra.prev_pos
+                continue
+            # A small page marked PG_readahead: filemap_read()'s asynchronous readahead from it, the
+            # page held by the read's reference meanwhile; then the rest of the read as a hit.
+            refcount[pfn] += 1
+            ractl.index = index
+            readahead.page_cache_async_ra(ractl, pfn, 0, 1)
+            refcount[pfn] -= 1
+            flags_ = flags[pfn]
+        if prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index:
+            if not (flags_ & F_REFERENCED or plain):
+                flags[pfn] = flags_ | F_REFERENCED  # folio_mark_accessed()'s first use, in line
+            elif plain or flags_ & _SETTLED != _SETTLED:
+                folio_mark_accessed(mem, pfn)
         prev_pos = (index + 1) << PAGE_SHIFT
         pending += 1
         copied += 1
@@ -357,8 +368,9 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
     return copied
 
 
-#: Page flags that send a cached page down filemap_read(): a readahead mark or a compound page.
-_SLOW = (1 << PG_readahead) | (1 << PG.head)
+#: Page flags that take a cached page off the plain hit: a readahead mark (asynchronous readahead
+#: first) or a compound page (filemap_read(); replay_reads' stand-in flags for any other case too).
+_SLOW = (1 << PG_readahead) | F_HEAD
 #: A folio folio_mark_accessed() leaves alone: referenced and active.
 _SETTLED = (1 << PG.referenced) | (1 << PG.active)
 

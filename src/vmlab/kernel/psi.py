@@ -315,10 +315,9 @@ class MachinePsi:
         self.in_memstall = False
         self.group.group_change(0, 0, TSK_RUNNING | TSK_ONCPU)
 
-    def observe(self, start: int, ns: int, memstall: bool) -> None:
-        """A clock observer: enter or leave the memstall section where the stall state flips."""
-        if memstall == self.in_memstall:
-            return
+    def observe(self, start: int, memstall: bool) -> None:
+        """A clock flip observer (Clock.observe_memstall): enter or leave the memstall section at
+        `start`, where the stall state flips."""
         self.in_memstall = memstall
         clock = self.group.clock
         end = clock.now_ns
@@ -339,5 +338,5 @@ class MachinePsi:
 def attach(clock: Clock) -> MachinePsi:
     """The machine's PSI from the clock's current time on, fed by its stall intervals."""
     psi = MachinePsi(clock)
-    clock.observe(psi.observe)
+    clock.observe_memstall(psi.observe)
     return psi

@@ -155,13 +155,10 @@ def page_cache_ra_unbounded(ractl: ReadaheadControl, nr_to_read: int, lookahead_
 def do_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int, lookahead_size: int) -> None:
     """do_page_cache_ra(): page_cache_ra_unbounded() clipped at the page holding the last byte."""
     isize = ractl.file.inode.size
-    if isize == 0:
+    index = ractl.index
+    if not isize or index > (isize - 1) >> PAGE_SHIFT:
         return
-    end_index = (isize - 1) >> PAGE_SHIFT
-    if ractl.index > end_index:
-        return
-    nr_to_read = min(nr_to_read, end_index - ractl.index + 1)
-    page_cache_ra_unbounded(ractl, nr_to_read, lookahead_size)
+    page_cache_ra_unbounded(ractl, min(nr_to_read, ((isize - 1) >> PAGE_SHIFT) - index + 1), lookahead_size)
 
 
 def force_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int) -> None:
@@ -256,37 +253,54 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     FMODE_RANDOM (or ra_pages 0) reads just the request; a read at index 0, an oversized one or one
     right after the previous read starts a new window; otherwise the cached pages just before the
     index (a stream's trace) size the window, and with none the read is standalone (no state change).
-    """
+
+    A read of one page, standalone or forced (most misses of a random reader), is read here:
+    force_page_cache_ra() / do_page_cache_ra() of one page come down to page_cache_ra_unbounded()'s
+    one run, add_to_page_cache_run() of the page then read_pages() of what was added, which this
+    does itself (what those three do for any other request)."""
     file = ractl.file
     ra = file.f_ra
+    ra_pages = ra.ra_pages
     index = ractl.index
-    do_forced_ra = file.fmode_random
-    if not ra.ra_pages:
-        req_count = 1
-        do_forced_ra = True
-    if do_forced_ra:
-        force_page_cache_ra(ractl, req_count)
-        return
-    max_pages = ra.ra_pages if req_count <= ra.ra_pages else ractl_max_pages(ractl, req_count)
-    prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
-    if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
-        ra.start = index
-        ra.size = get_init_ra_size(req_count, max_pages)
-        ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
-    else:
-        miss = page_cache_prev_miss(file, index - 1, max_pages)
-        contig_count = (index - miss - 1) & ULONG_MAX
-        if contig_count <= req_count:
-            do_page_cache_ra(ractl, req_count, 0)
+    if file.fmode_random or not ra_pages:  # do_forced_ra (of one page without ra_pages)
+        if (req_count != 1 and ra_pages) or not (ra_pages or file.inode.io_pages):
+            force_page_cache_ra(ractl, req_count if ra_pages else 1)
             return
-        if miss == ULONG_MAX:
-            contig_count *= 2
-        ra.start = index
-        ra.size = min(contig_count + req_count, max_pages)
-        ra.async_size = 1
-    ra.order = 0
-    ractl.index = ra.start
-    page_cache_ra_order(ractl, ra)
+        ractl.index = index + 1  # force_page_cache_ra()'s, even past EOF
+    else:
+        max_pages = ra_pages if req_count <= ra_pages else ractl_max_pages(ractl, req_count)
+        prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
+        window = True
+        if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
+            ra.size = get_init_ra_size(req_count, max_pages)
+            ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
+        else:
+            miss = page_cache_prev_miss(file, index - 1, max_pages)
+            contig_count = (index - miss - 1) & ULONG_MAX
+            if contig_count > req_count:
+                if miss == ULONG_MAX:
+                    contig_count *= 2
+                ra.size = min(contig_count + req_count, max_pages)
+                ra.async_size = 1
+            elif req_count != 1:
+                do_page_cache_ra(ractl, req_count, 0)
+                return
+            else:
+                window = False  # standalone: the one page, below
+        if window:
+            ra.start = index
+            ra.order = 0
+            page_cache_ra_order(ractl, ra)  # ractl.index is ra.start
+            return
+    # One page: do_page_cache_ra()'s EOF clip, then page_cache_ra_unbounded()'s one run.
+    inode = file.inode
+    if not inode.size or index > (inode.size - 1) >> PAGE_SHIFT:
+        return
+    pfns, _, workingset = filemap.add_to_page_cache_run(ractl.mem, inode, index, 1, noretry=True)
+    if workingset:  # _note_added()
+        ractl.workingset = True
+    read_pages(ractl, len(pfns))
+    ractl.index = index + 1
 
 
 def page_cache_async_ra(ractl: ReadaheadControl, pfn: int, order: int, req_count: int) -> None:

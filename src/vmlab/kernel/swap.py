@@ -317,16 +317,29 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
 
 
 def folio_activate(mem: PhysMem, head: int) -> None:
-    """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list."""
+    """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list.
+    A small folio no memcg mirror list holds (every activation of a cached page without memcgs) moves
+    in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete / LruVec.add without PG_lru's
+    round trip."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
     if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
         return
     lruvec = mem.lruvec
-    lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
-    lruvec.add(mm, head)
-    mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
+    if flags & F_HEAD or lruvec.memcg_pages:
+        lruvec.delete(mm, head)
+        mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
+        lruvec.add(mm, head)
+        mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
+        return
+    lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
+    lists, nr_pages = lruvec.lists, lruvec.nr_pages
+    del lists[lru][head]
+    nr_pages[lru] -= 1
+    lists[active][head] = None
+    nr_pages[active] += 1
+    mm.flags_a[head] = flags | F_ACTIVE
+    mem.events["pgactivate"] += 1
 
 
 def lru_view(mem: PhysMem) -> str:

@@ -53,21 +53,26 @@ def nr_swap_pages(mem: PhysMem) -> int:
     return mem.swap.nr_swap_pages
 
 
-def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool, bool]:
-    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it).
-    (nr_swap_pages inlined: every refault passes here.)"""
-    eviction, workingset = unpack_shadow(shadow)
-    lruvec = mem.lruvec
-    sizes = lruvec.nr_pages
-    refault_distance = lruvec.nonresident_age - eviction
-    workingset_size = sizes[LRU_ACTIVE_FILE]
+def workingset_size(mem: PhysMem, file: bool) -> int:
+    """What the workingset could have given a refaulting folio of the type `file` names (the test of
+    workingset_test_recent): the active file list; for anon also the inactive file list; plus the
+    anon lists (the active one, and for file also the inactive one) while swap has free slots
+    (nr_swap_pages inlined: every refault passes here)."""
+    sizes = mem.lruvec.nr_pages
+    size = sizes[LRU_ACTIVE_FILE]
     if not file:
-        workingset_size += sizes[LRU_INACTIVE_FILE]
+        size += sizes[LRU_INACTIVE_FILE]
     if mem.swap.nr_swap_pages > 0:
-        workingset_size += sizes[LRU_ACTIVE_ANON]
+        size += sizes[LRU_ACTIVE_ANON]
         if file:
-            workingset_size += sizes[LRU_INACTIVE_ANON]
-    return refault_distance <= workingset_size, workingset
+            size += sizes[LRU_INACTIVE_ANON]
+    return size
+
+
+def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool, bool]:
+    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it)."""
+    eviction, workingset = unpack_shadow(shadow)
+    return mem.lruvec.nonresident_age - eviction <= workingset_size(mem, file), workingset
 
 
 #: The refault counters of each kind (file, anon): refault, activate, restore.
@@ -78,20 +83,21 @@ _REFAULT_EVENTS = {kind == "file": tuple(f"workingset_{what}_{kind}"
 
 def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> None:
     """workingset_refault(): a folio that was evicted is being added again (before it joins the LRU):
-    count the refault and, when it is recent, mark it active (and workingset, if it was before)."""
+    count the refault and, when it is recent, mark it active (and workingset, if it was before).
+    (workingset_test_recent and unpack_shadow inlined: every refault passes here.)"""
     mm = mem.mem_map
     flags = mm.flags_a[head]
     file = not flags & F_SWAPBACKED
     refault, activate, restore = _REFAULT_EVENTS[file]
     events = mem.events
     events[refault] += nr_pages
-    recent, workingset = workingset_test_recent(mem, shadow, file)
-    if not recent or mem.lruvec.plain:
+    lruvec = mem.lruvec
+    if lruvec.nonresident_age - (shadow >> 1) > workingset_size(mem, file) or lruvec.plain:
         return
     flags |= F_ACTIVE
-    mem.lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
+    lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
     events[activate] += nr_pages
-    if workingset:
+    if shadow & 1:  # it was in the workingset
         flags |= F_WORKINGSET
         lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
         events[restore] += nr_pages
