@@ -6,6 +6,9 @@
   the active tail to the inactive head) == isolate + deactivate + move_folios_to_lru: the same
   random workload (page-cache reads plus some mapped file pages) is run with the prefix allowed and
   with it forced off, and every page descriptor, list, counter, the clock, PSI and the cache match.
+- shrink_folio_list's from_tail (plain folios reclaimed straight off the inactive tail, the rest
+  isolated after them) == isolating the whole scan first: the same workload with from_tail allowed
+  and forced off leaves the same state.
 """
 
 from __future__ import annotations
@@ -25,18 +28,29 @@ from vmlab.lab.experiments.workload import Lab
 RAM = 12 << 20  # about 11 MiB managed: reclaim starts early
 
 
-def _run(seed: int, refs: int, mapped: int, allow_fused: bool) -> tuple[dict[str, Any], int]:
-    """A reclaim-heavy run; its final state and how many pages the fused prefix deactivated."""
+def _run(seed: int, refs: int, mapped: int, allow_fused: bool,
+         allow_tail: bool = True) -> tuple[dict[str, Any], int, int]:
+    """A reclaim-heavy run; its final state, how many pages the fused prefix deactivated and how many
+    shrink_folio_list calls ran from the tail."""
     with pytest.MonkeyPatch.context() as m:
         fused = [0]
+        tails = [0]
         original = vmscan._deactivate_unmapped_tail
+        original_sfl = vmscan.shrink_folio_list
 
         def counting(mem: Any, lru: int, nr_to_scan: int) -> int:
             got = original(mem, lru, nr_to_scan)
             fused[0] += got
             return got
 
+        def shrink_folio_list(vm: Any, sc: Any, lru: int, nr_to_scan: int, stat: Any,
+                              from_tail: bool = False) -> Any:
+            from_tail = from_tail and allow_tail
+            tails[0] += from_tail
+            return original_sfl(vm, sc, lru, nr_to_scan, stat, from_tail)
+
         m.setattr(vmscan, "_deactivate_unmapped_tail", counting)
+        m.setattr(vmscan, "shrink_folio_list", shrink_folio_list)
         if not allow_fused:
             m.setattr(vmscan, "_no_timer_in_scan", lambda mem, nr_to_scan: False)
         lab = Lab(RAM)
@@ -52,17 +66,27 @@ def _run(seed: int, refs: int, mapped: int, allow_fused: bool) -> tuple[dict[str
         lab.replay_reads(fd, rng.integers(0, pages, refs))
         state = _state(lab, path, fd)
         lab.close()
-        return state, fused[0]
+        return state, fused[0], tails[0]
 
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), refs=st.integers(500, 4000), mapped=st.sampled_from([0, 300]))
 def test_fused_deactivation_equals_general(seed: int, refs: int, mapped: int) -> None:
-    fused_state, nr_fused = _run(seed, refs, mapped, True)
-    general_state, nr_general = _run(seed, refs, mapped, False)
-    assert nr_general == 0
+    fused_state, nr_fused, _ = _run(seed, refs, mapped, True)
+    general_state, nr_general, nr_tails = _run(seed, refs, mapped, False)
+    assert nr_general == nr_tails == 0
     assert nr_fused > 0  # the prefix did run, so the comparison means something
     assert fused_state == general_state
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), refs=st.integers(500, 4000), mapped=st.sampled_from([0, 300]))
+def test_reclaim_from_tail_equals_isolating_first(seed: int, refs: int, mapped: int) -> None:
+    tail_state, _, nr_tails = _run(seed, refs, mapped, True)
+    isolated_state, _, nr_isolated = _run(seed, refs, mapped, True, allow_tail=False)
+    assert nr_isolated == 0
+    assert nr_tails > 0
+    assert tail_state == isolated_state
 
 
 def _reclaimed_lab(seed: int) -> Lab:

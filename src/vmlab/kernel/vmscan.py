@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
@@ -653,26 +655,41 @@ _PGSTEAL_OF = ("pgsteal_anon", "pgsteal_file")
 
 def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
     """shrink_inactive_list(): isolate from the inactive tail, try to free each folio, put the rest
-    back; counts pgscan_* / pgsteal_* and notes the cost of the type. Pages reclaimed."""
+    back; counts pgscan_* / pgsteal_* and notes the cost of the type. Pages reclaimed. Node reclaim
+    without memcgs whose scan lets no timer fall due, once the pass's rmap index exists (or can be
+    built without side effects), reclaims the plain folios at the tail straight off the list
+    (shrink_folio_list's from_tail)."""
     mem = vmscan.mem
     file = is_file_lru(lru)
-    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
-    events = mem.events
-    if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
-        events[_PGSCAN_BY[sc.kswapd]] += nr_scanned
-    events[_PGSCAN_OF[file]] += nr_scanned
-    _charge_scan(vmscan, sc, nr_scanned)
-    if not folios:
-        return 0
+    from_tail = sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan) \
+        and _rmap_quiet(vmscan, sc)
     stat = FolioStats()
-    kept, nr_reclaimed = shrink_folio_list(vmscan, sc, folios, stat)
+    kept, nr_reclaimed, nr_scanned = shrink_folio_list(vmscan, sc, lru, nr_to_scan, stat, from_tail)
+    if not nr_scanned:
+        return 0
     if kept:
         move_folios_to_lru(vmscan, kept)
+    events = mem.events
     if sc.target is None:
         events[_PGSTEAL_BY[sc.kswapd]] += nr_reclaimed
     events[_PGSTEAL_OF[file]] += nr_reclaimed
     lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
     return nr_reclaimed
+
+
+def _isolate_scanned(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int,
+                     nr_taken: int) -> tuple[list[int], int]:
+    """shrink_inactive_list's isolation: isolate_lru_folios of up to nr_to_scan pages, then the
+    pgscan_* counters and the scan's charge for those plus nr_taken pages already taken off the tail;
+    (folios, pages scanned in all)."""
+    folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan)
+    nr_scanned += nr_taken
+    events = vmscan.mem.events
+    if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
+        events[_PGSCAN_BY[sc.kswapd]] += nr_scanned
+    events[_PGSCAN_OF[is_file_lru(lru)]] += nr_scanned
+    _charge_scan(vmscan, sc, nr_scanned)
+    return folios, nr_scanned
 
 
 def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
@@ -708,13 +725,17 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
 #: Page flags that keep a folio off shrink_folio_list's fused path.
 _NOT_PLAIN_CACHE = (F_MLOCKED | F_UNEVICTABLE | F_HEAD | F_WRITEBACK | F_SWAPBACKED | F_DIRTY | F_LRU
                     | F_SWAPCACHE | F_RESERVED)
+#: The same, for a folio still on its list (PG_lru set): shrink_folio_list's from_tail.
+_NOT_PLAIN_CACHE_ON_LRU = _NOT_PLAIN_CACHE & ~F_LRU
+_KEY = itemgetter(0)
 
 
-def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
-                      stat: FolioStats) -> tuple[list[int], int]:
-    """shrink_folio_list(): for each isolated folio decide keep, activate or reclaim; reclaim unmaps
-    it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow entry.
-    Returns (folios to put back, pages freed).
+def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int, stat: FolioStats,
+                      from_tail: bool = False) -> tuple[list[int], int, int]:
+    """shrink_folio_list() of the folios shrink_inactive_list isolates from the tail of list `lru`
+    (up to nr_to_scan pages; _isolate_scanned): for each decide keep, activate or reclaim; reclaim
+    unmaps it (rmap), writes it if dirty (or leaves it to the flusher), and frees it with a shadow
+    entry. Returns (folios to put back, pages freed, pages scanned).
 
     Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
     not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
@@ -723,7 +744,15 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     is reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
     put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
     before any other folio is handled, so that the free lists see the same frees in the same order.
-    Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio."""
+    Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio.
+
+    from_tail (shrink_inactive_list's guard: node reclaim, no memcgs, the rmap index built, no timer
+    due during the scan's charge): the same loop first pops the plain folios (as above, holding only
+    the cache's reference) straight off the tail, unisolated, until a folio that is not plain or
+    nr_to_scan pages; that folio goes back to the tail, and the rest of the scan is isolated and
+    charged (for all pages) before the loop goes on over it. Equivalent to isolating all first: the
+    popped folios' cache removal touches neither the list's remaining folios nor the clock, and their
+    frees still wait in the batch until after the charge."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags_a, refcount, mapcount = mmap_.flags_a, mmap_._refcount_a, mmap_._mapcount_a
@@ -740,70 +769,90 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, folios: list[int],
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
     rmap_ready = sc.rmap is not None
-    for head in folios:
-        flags = flags_a[head]
-        if not (rmap_ready or flags & _NOT_PLAIN_CACHE):
-            # folio_check_references would build the pass's rmap index first (which may flush
-            # batched accesses and rescue unevictable folios): build it, then look again.
+    source: Iterable[int]
+    if from_tail:
+        held = 1  # a plain folio still on the list: the cache's reference only
+        tail = lruvec.lists[lru]
+        source = map(_KEY, map(tail.popitem, repeat(False, min(nr_to_scan, len(tail)))))  # oldest first
+        nr_scanned = 0
+    else:
+        held = 2  # isolated: the cache's and reclaim's
+        source, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan, 0)
+    while True:
+        for head in source:
+            flags = flags_a[head]
+            if not (rmap_ready or flags & _NOT_PLAIN_CACHE):
+                # folio_check_references would build the pass's rmap index first (which may flush
+                # batched accesses and rescue unevictable folios): build it, then look again.
+                lruvec.nonresident_age = age
+                if to_free:
+                    mem.free_unref_folios(to_free)
+                    nr_fused += len(to_free)
+                    to_free.clear()
+                _rmap(vmscan, sc)
+                rmap_ready = True
+                age = lruvec.nonresident_age
+                cached = 0
+                flags = flags_a[head]
+            if not flags & _NOT_PLAIN_CACHE_ON_LRU and mapcount[head] == MAPCOUNT_NONE \
+                    and refcount[head] == held and rmap_ready:
+                mapping = mapping_a[head]
+                if mapping != cached:
+                    inode = spaces.get(mapping)
+                    if inode is not None and not mapping & PAGE_MAPPING_ANON:
+                        cached = mapping
+                        i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
+                if mapping == cached:
+                    index = index_a[head]
+                    cache_page = i_pages.pop(index, None)
+                    if cache_page == head:
+                        if folio_orders:
+                            folio_orders.pop(index, None)
+                        shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
+                        age += 1
+                        refcount[head] = 0
+                        private_a[head] = 0  # flags and mapping: free_unref_folios clears them
+                        to_free.append(head)
+                        continue
+                    if cache_page is not None:  # not its cache slot: remove_mapping reports it
+                        i_pages[index] = cache_page
+            if held == 1:  # not plain: back to the tail, and the rest is isolated
+                tail[head] = None
+                tail.move_to_end(head, last=False)
+                break
             lruvec.nonresident_age = age
             if to_free:
                 mem.free_unref_folios(to_free)
                 nr_fused += len(to_free)
                 to_free.clear()
-            _rmap(vmscan, sc)
-            rmap_ready = True
+            nr = _nr_pages(mem, head)
+            sc.nr_scanned += nr
+            outcome = _shrink_folio(vmscan, sc, head, stat)
             age = lruvec.nonresident_age
             cached = 0
-            flags = flags_a[head]
-        if not flags & _NOT_PLAIN_CACHE and mapcount[head] == MAPCOUNT_NONE and refcount[head] == 2 \
-                and rmap_ready:
-            mapping = mapping_a[head]
-            if mapping != cached:
-                inode = spaces.get(mapping)
-                if inode is not None and not mapping & PAGE_MAPPING_ANON:
-                    cached = mapping
-                    i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
-            if mapping == cached:
-                index = index_a[head]
-                cache_page = i_pages.pop(index, None)
-                if cache_page == head:
-                    if folio_orders:
-                        folio_orders.pop(index, None)
-                    shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
-                    age += 1
-                    refcount[head] = 0
-                    private_a[head] = 0  # flags and mapping: free_unref_folios clears them
-                    to_free.append(head)
-                    continue
-                if cache_page is not None:  # not its cache slot: remove_mapping reports it
-                    i_pages[index] = cache_page
-        lruvec.nonresident_age = age
-        if to_free:
-            mem.free_unref_folios(to_free)
-            nr_fused += len(to_free)
-            to_free.clear()
-        nr = _nr_pages(mem, head)
-        sc.nr_scanned += nr
-        outcome = _shrink_folio(vmscan, sc, head, stat)
-        age = lruvec.nonresident_age
-        cached = 0
-        rmap_ready = sc.rmap is not None
-        if outcome == "freed":
-            nr_reclaimed += nr
-            continue
-        if outcome == "activate":
-            flags = flags_a[head]
-            if not flags & F_MLOCKED:
-                flags_a[head] = flags | F_ACTIVE
-                stat.nr_activate[not flags & F_SWAPBACKED] += nr
-        ret.append(head)
+            rmap_ready = sc.rmap is not None
+            if outcome == "freed":
+                nr_reclaimed += nr
+                continue
+            if outcome == "activate":
+                flags = flags_a[head]
+                if not flags & F_MLOCKED:
+                    flags_a[head] = flags | F_ACTIVE
+                    stat.nr_activate[not flags & F_SWAPBACKED] += nr
+            ret.append(head)
+        if held == 2:
+            break
+        held = 2
+        nr_taken = len(to_free)  # order 0 each, all popped off the tail
+        lruvec.nr_pages[lru] -= nr_taken
+        source, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan - nr_taken, nr_taken)
     lruvec.nonresident_age = age
     if to_free:
         mem.free_unref_folios(to_free)
         nr_fused += len(to_free)
     sc.nr_scanned += nr_fused
     mem.events["pgactivate"] += sum(stat.nr_activate)
-    return ret, nr_reclaimed + nr_fused
+    return ret, nr_reclaimed + nr_fused, nr_scanned
 
 
 def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
