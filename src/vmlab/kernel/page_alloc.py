@@ -137,6 +137,8 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 _BUDDY_WORD = page_type_value(PGTY_buddy)
 #: The flag bits a freed page keeps: the zone/node bits above the page flags.
 _KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
+#: A page's zone number in its flags (page_zonenum() is these bits >> ZONES_PGSHIFT).
+_ZONE_BITS = ZONES_MASK << ZONES_PGSHIFT
 
 
 class MemMap:
@@ -757,7 +759,7 @@ class PhysMem:
         zones = self.zones
         max_pfn = self.max_pfn
         buddy_word = _BUDDY_WORD
-        zidx = -1
+        zone_bits = -1  # the zone bits of the pages queued in `zone`
         zone, lo, hi = zones[0], 0, 0
         free_head, free_tail = zone.free_head, zone.free_tail
         queued = 0  # order-0 pages queued in `zone` since its counters were last updated
@@ -767,12 +769,12 @@ class PhysMem:
                 uncharge(pfn, 0)
             flags_a[pfn] = flags & _KEEP_ON_FREE
             mapping_a[pfn] = 0
-            if flags >> ZONES_PGSHIFT & ZONES_MASK != zidx:
+            if flags & _ZONE_BITS != zone_bits:
                 zone.nr_free[0] += queued
                 zone.free_pages += queued
                 queued = 0
-                zidx = flags >> ZONES_PGSHIFT & ZONES_MASK
-                zone = zones[zidx]
+                zone_bits = flags & _ZONE_BITS
+                zone = zones[zone_bits >> ZONES_PGSHIFT]
                 lo = zone.zone_start_pfn
                 hi = min(lo + zone.spanned_pages, max_pfn)
                 free_head, free_tail = zone.free_head, zone.free_tail

@@ -794,8 +794,9 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 age = lruvec.nonresident_age
                 cached = 0
                 flags = flags_a[head]
+            # (a plain folio here finds the rmap index built: just above, or by the guard, from_tail)
             if not flags & _NOT_PLAIN_CACHE_ON_LRU and mapcount[head] == MAPCOUNT_NONE \
-                    and refcount[head] == held and rmap_ready:
+                    and refcount[head] == held:
                 mapping = mapping_a[head]
                 if mapping != cached:
                     inode = spaces.get(mapping)
