@@ -607,6 +607,10 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
         lru_note_cost(mem, file, 0, nr_rotated)
 
 
+#: An (key, value) item's key: popping a list's tail as map(_KEY, map(popitem, repeat(False, n))).
+_KEY = itemgetter(0)
+
+
 def _no_timer_in_scan(mem: PhysMem, nr_to_scan: int) -> bool:
     """No clock timer can fall due while reclaim's scan of up to nr_to_scan pages is charged (the last
     folio may be the largest): so nothing else runs between isolating a batch and handling it."""
@@ -629,10 +633,8 @@ def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
     lruvec = mem.lruvec
     active = lruvec.lists[lru]
     inactive = lruvec.lists[lru - LRU_ACTIVE]
-    pop = active.popitem
     nr = 0
-    while nr < nr_to_scan and active:
-        head = pop(last=False)[0]
+    for head in map(_KEY, map(active.popitem, repeat(False, min(nr_to_scan, len(active))))):  # oldest first
         flags = flags_a[head]
         if flags & (F_MLOCKED | F_UNEVICTABLE | F_HEAD) or mapcount[head] >= 0 or refcount[head] < 1:
             active[head] = None  # back where it was, for the general path
@@ -727,7 +729,6 @@ _NOT_PLAIN_CACHE = (F_MLOCKED | F_UNEVICTABLE | F_HEAD | F_WRITEBACK | F_SWAPBAC
                     | F_SWAPCACHE | F_RESERVED)
 #: The same, for a folio still on its list (PG_lru set): shrink_folio_list's from_tail.
 _NOT_PLAIN_CACHE_ON_LRU = _NOT_PLAIN_CACHE & ~F_LRU
-_KEY = itemgetter(0)
 
 
 def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int, stat: FolioStats,
