@@ -275,7 +275,12 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
             ra.size = get_init_ra_size(req_count, max_pages)
             ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
         else:
-            miss = page_cache_prev_miss(file, index - 1, max_pages)
+            i = index - 1  # page_cache_prev_miss()'s first look, in line: most random misses stop there
+            inode = file.inode
+            if i not in inode.i_pages and (i in inode.shadows or not filemap.page_present(inode, i)):
+                miss = i
+            else:
+                miss = page_cache_prev_miss(file, i, max_pages)
             contig_count = (index - miss - 1) & ULONG_MAX
             if contig_count > req_count:
                 if miss == ULONG_MAX:
