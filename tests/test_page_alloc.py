@@ -292,3 +292,37 @@ def test_any_free_order_restores_boot_state(orders: list[int]) -> None:
         assert pfn is not None
         mem.free_pages(pfn, o)
     assert [z.nr_free for z in mem.zones] == boot
+
+
+def _mem_map_state(mem: PhysMem) -> tuple[object, ...]:
+    """Everything the allocator writes: each zone's free lists and counts, and the frames' fields."""
+    mm = mem.mem_map
+    zones = tuple((z.free_pages, tuple(z.nr_free), tuple(z.free_head), tuple(z.free_tail)) for z in mem.zones)
+    return zones, tuple(bytes(getattr(mm, f)) for f in ("_mapcount_a", "_refcount_a", "private_a",
+                                                         "lru_next_a", "lru_prev_a"))
+
+
+@given(st.lists(st.integers(0, MAX_PAGE_ORDER), min_size=1, max_size=40), st.integers(1, 300),
+       st.sampled_from([ZONE_DMA, ZONE_DMA32, ZONE_NORMAL]))
+@settings(max_examples=25, deadline=None)
+def test_alloc_page_fast_equals_get_page_from_freelist(orders: list[int], nr: int, zone_limit: int) -> None:
+    """alloc_page_fast() (its in-line __rmqueue_smallest(0), a split of a larger block included) takes
+    the same pages and leaves the same free lists and frames as get_page_from_freelist(0, WMARK_LOW)
+    plus prep_new_page()'s refcount, from the same fragmented state, until the low watermark."""
+    mems = [PhysMem(48 << 20) for _ in range(2)]
+    for mem in mems:  # the same fragmentation in both: blocks of mixed orders, every other one freed
+        blocks = [(mem.alloc_pages(o), o) for o in orders]
+        for pfn, o in blocks[::2]:
+            if pfn is not None:
+                mem.free_pages(pfn, o)
+    fast, slow = mems
+    for _ in range(nr):
+        got = fast.alloc_page_fast(zone_limit)
+        want = slow.get_page_from_freelist(0, zone_limit, WMARK_LOW)
+        if want != -1:
+            slow.mem_map._refcount_a[want] = 1
+        assert got == want
+        if got == -1:
+            break
+    assert _mem_map_state(fast) == _mem_map_state(slow)
+    fast.check_buddy()

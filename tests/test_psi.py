@@ -8,6 +8,9 @@ LOAD_FRAC(x) = ((x & 2047) * 100) >> 11. The averaging work first runs PSI_FREQ 
 first state change, then nsecs_to_jiffies(avg_next_update - now) + 1 jiffies after each run.
 """
 
+import itertools
+
+from vmlab.kernel import psi
 from vmlab.kernel.clock import Clock
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.psi import (
@@ -130,3 +133,16 @@ def test_cpu_full_is_zero_at_the_system_level() -> None:
     mem = PhysMem(64 << 20)
     mem.clock.advance(3_000 * MS)
     assert mem.psi.show("cpu").splitlines()[1] == "full avg10=0.00 avg60=0.00 avg300=0.00 total=0"
+
+
+def test_test_states_is_each_states_rule() -> None:
+    """test_states() sets exactly the bits of the states whose rule holds (psi.c's per-state rules, as
+    pre-6.1 test_state() wrote them one by one), keeps the bits it was given, for every small count."""
+    for iowait, memstall, running, ms_running, oncpu in itertools.product(range(3), range(3), range(3),
+                                                                          range(3), (False, True)):
+        tasks = [iowait, memstall, running, ms_running]
+        rules = [iowait > 0, iowait > 0 and not running, memstall > 0,
+                 memstall > 0 and running == ms_running, running > int(oncpu), running > 0 and not oncpu,
+                 bool(iowait or memstall or running)]
+        want = sum(1 << s for s, holds in enumerate(rules) if holds) | (1 << 7 if oncpu else 0)
+        assert psi.test_states(tasks, 1 << 7 if oncpu else 0) == want

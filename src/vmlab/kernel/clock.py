@@ -62,15 +62,16 @@ class Clock:
         firing timers that fall due in order, each at its own time; the observers see each interval
         (up to a timer, then to the end) as it is charged, the flip observers each non-empty interval
         whose stall state differs from the one before it (at its start)."""
+        end = self.now_ns + ns
+        timers = self._timers
+        if (ns >= 0 and memstall == self.stalled and not self._memstall_depth and not self._observers
+                and not (timers and timers[0][0] <= end)):
+            self.now_ns = end  # nothing due, no flip, outside a memstall section: the common case
+            return
         if ns < 0:
             raise ValueError(f"time cannot go back ({ns} ns)")
         if self._memstall_depth:
             memstall = True
-        end = self.now_ns + ns
-        timers = self._timers
-        if memstall == self.stalled and not self._observers and not (timers and timers[0][0] <= end):
-            self.now_ns = end  # nothing due, no flip: the common case
-            return
         while True:
             until, fn = end, None
             if timers and timers[0][0] <= end:

@@ -596,12 +596,24 @@ class PhysMem:
         self._add_to_free_list(pfn, zone, order, to_tail)
 
     def _expand(self, pfn: int, zone: Zone, low: int, high: int) -> None:
-        """expand(): return the upper halves of a block taken at order `high` down to order `low`."""
+        """expand(): return the upper halves of a block taken at order `high` down to order `low`.
+        Its callers took the smallest block there was, so the free lists of orders low..high-1 are
+        empty and each half becomes the only block of its list (__add_to_free_list() into an empty
+        list and set_buddy_order(), inlined)."""
+        mm = self.mem_map
+        mapcount, private, lru_prev, lru_next = mm._mapcount_a, mm.private_a, mm.lru_prev_a, mm.lru_next_a
+        free_head, free_tail, nr_free = zone.free_head, zone.free_tail, zone.nr_free
+        zone.free_pages += (1 << high) - (1 << low)
         size = 1 << high
         while high > low:
             high -= 1
             size >>= 1
-            self._add_to_free_list(pfn + size, zone, high, tail=False)
+            half = pfn + size
+            mapcount[half] = _BUDDY_WORD
+            private[half] = high
+            lru_prev[half] = lru_next[half] = NO_PFN
+            free_head[high] = free_tail[high] = half
+            nr_free[high] += 1
 
     def _rmqueue_smallest(self, zone: Zone, order: int) -> int:
         """__rmqueue_smallest(): the first block of the smallest order >= `order`, split down; or -1."""
@@ -642,32 +654,38 @@ class PhysMem:
         zonelist above its low watermark, as get_page_from_freelist(0, zone_limit, WMARK_LOW) and
         prep_new_page() give it; NO_PFN when no zone passes, and then alloc_pages(0) takes its slow
         path (waking kswapd). Every page-cache and anon page passes here, so the zone check is inlined,
-        and so is __rmqueue_smallest()'s common case: the first free order-0 page, unlinked from the
-        head of its list (del_page_from_free_list() of a block with no predecessor)."""
+        and so is __rmqueue_smallest(0): the first block of the smallest order with one, unlinked from
+        the head of its list (del_page_from_free_list() of a block with no predecessor), then split
+        down by expand()."""
         mm = self.mem_map
         for zone in self._zonelists[zone_limit]:
             if zone.free_pages <= zone.watermark[WMARK_LOW] + zone.lowmem_reserve[zone_limit]:
                 continue
-            pfn = zone.free_head[0]
-            if pfn == NO_PFN:
-                pfn = self._rmqueue_smallest(zone, 0)
-                if pfn == NO_PFN:
-                    continue
+            free_head = zone.free_head
+            pfn = free_head[0]
+            order = 0
+            while pfn == NO_PFN:
+                order += 1
+                if order == NR_PAGE_ORDERS:
+                    break
+                pfn = free_head[order]
             else:
                 lru_next = mm.lru_next_a
                 nxt = lru_next[pfn]
-                zone.free_head[0] = nxt
+                free_head[order] = nxt
                 if nxt == NO_PFN:
-                    zone.free_tail[0] = NO_PFN
+                    zone.free_tail[order] = NO_PFN
                 else:
                     mm.lru_prev_a[nxt] = NO_PFN
                 lru_next[pfn] = NO_PFN
                 mm._mapcount_a[pfn] = MAPCOUNT_NONE
                 mm.private_a[pfn] = 0
-                zone.nr_free[0] -= 1
-                zone.free_pages -= 1
-            mm._refcount_a[pfn] = 1
-            return pfn
+                zone.nr_free[order] -= 1
+                zone.free_pages -= 1 << order
+                if order:
+                    self._expand(pfn, zone, 0, order)
+                mm._refcount_a[pfn] = 1
+                return pfn
         return NO_PFN
 
     def alloc_pages(self, order: int, zone_limit: int = ZONE_NORMAL, *, compound: bool = False) -> int | None:

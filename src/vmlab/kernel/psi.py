@@ -107,21 +107,26 @@ def nsecs_to_jiffies(ns: int) -> int:
     return ns // TICK_NSEC
 
 
-def test_state(tasks: list[int], state: int, oncpu: bool) -> bool:
-    """test_state(): whether the CPU with task counts `tasks` is in `state`."""
-    if state == PSI_IO_SOME:
-        return tasks[NR_IOWAIT] > 0
-    if state == PSI_IO_FULL:
-        return tasks[NR_IOWAIT] > 0 and not tasks[NR_RUNNING]
-    if state == PSI_MEM_SOME:
-        return tasks[NR_MEMSTALL] > 0
-    if state == PSI_MEM_FULL:
-        return tasks[NR_MEMSTALL] > 0 and tasks[NR_RUNNING] == tasks[NR_MEMSTALL_RUNNING]
-    if state == PSI_CPU_SOME:
-        return tasks[NR_RUNNING] > int(oncpu)
-    if state == PSI_CPU_FULL:
-        return tasks[NR_RUNNING] > 0 and not oncpu
-    return bool(tasks[NR_IOWAIT] or tasks[NR_MEMSTALL] or tasks[NR_RUNNING])  # PSI_NONIDLE
+def test_states(tasks: list[int], state_mask: int) -> int:
+    """test_states(): `state_mask` (its PSI_ONCPU bit says whether the CPU runs a task) with the bit of
+    every state the CPU with task counts `tasks` is in added, all in one pass."""
+    oncpu = state_mask & PSI_ONCPU != 0
+    iowait, memstall, running = tasks[NR_IOWAIT], tasks[NR_MEMSTALL], tasks[NR_RUNNING]
+    if iowait:
+        state_mask |= 1 << PSI_IO_SOME
+        if not running:
+            state_mask |= 1 << PSI_IO_FULL
+    if memstall:
+        state_mask |= 1 << PSI_MEM_SOME
+        if running == tasks[NR_MEMSTALL_RUNNING]:
+            state_mask |= 1 << PSI_MEM_FULL
+    if running > oncpu:
+        state_mask |= 1 << PSI_CPU_SOME
+    if running and not oncpu:
+        state_mask |= 1 << PSI_CPU_FULL
+    if iowait or memstall or running:
+        state_mask |= 1 << PSI_NONIDLE
+    return state_mask
 
 
 @dataclass
@@ -197,9 +202,7 @@ class PsiGroup:
                 groupc.tasks[t] -= 1
             if set_ & (1 << t):
                 groupc.tasks[t] += 1
-        for s in range(NR_PSI_STATES):
-            if test_state(groupc.tasks, s, bool(state_mask & PSI_ONCPU)):
-                state_mask |= 1 << s
+        state_mask = test_states(groupc.tasks, state_mask)
         if state_mask & PSI_ONCPU and groupc.curr_in_memstall:
             state_mask |= 1 << PSI_MEM_FULL
         self.record_times(groupc, now)

@@ -259,11 +259,11 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
     one run, add_to_page_cache_run() of the page then read_pages() of what was added, which this
     does itself (what those three do for any other request)."""
     file = ractl.file
-    ra = file.f_ra
+    inode, ra = file.inode, file.f_ra
     ra_pages = ra.ra_pages
     index = ractl.index
     if file.fmode_random or not ra_pages:  # do_forced_ra (of one page without ra_pages)
-        if (req_count != 1 and ra_pages) or not (ra_pages or file.inode.io_pages):
+        if (req_count != 1 and ra_pages) or not (ra_pages or inode.io_pages):
             force_page_cache_ra(ractl, req_count if ra_pages else 1)
             return
         ractl.index = index + 1  # force_page_cache_ra()'s, even past EOF
@@ -275,7 +275,11 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
             ra.size = get_init_ra_size(req_count, max_pages)
             ra.async_size = ra.size - req_count if ra.size > req_count else ra.size >> 1
         else:
-            miss = page_cache_prev_miss(file, index - 1, max_pages)
+            i = index - 1  # page_cache_prev_miss()'s first look, in line: most random misses stop there
+            if i not in inode.i_pages and (i in inode.shadows or not filemap.page_present(inode, i)):
+                miss = i
+            else:
+                miss = page_cache_prev_miss(file, i, max_pages)
             contig_count = (index - miss - 1) & ULONG_MAX
             if contig_count > req_count:
                 if miss == ULONG_MAX:
@@ -293,7 +297,6 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
             page_cache_ra_order(ractl, ra)  # ractl.index is ra.start
             return
     # One page: do_page_cache_ra()'s EOF clip, then page_cache_ra_unbounded()'s one run.
-    inode = file.inode
     if not inode.size or index > (inode.size - 1) >> PAGE_SHIFT:
         return
     pfns, _, workingset = filemap.add_to_page_cache_run(ractl.mem, inode, index, 1, noretry=True)

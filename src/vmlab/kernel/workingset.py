@@ -85,15 +85,16 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     """workingset_refault(): a folio that was evicted is being added again (before it joins the LRU):
     count the refault and, when it is recent, mark it active (and workingset, if it was before).
     (workingset_test_recent and unpack_shadow inlined: every refault passes here.)"""
-    mm = mem.mem_map
-    flags = mm.flags_a[head]
+    flags_a = mem.mem_map.flags_a
+    flags = flags_a[head]
     file = not flags & F_SWAPBACKED
-    refault, activate, restore = _REFAULT_EVENTS[file]
+    names = _REFAULT_EVENTS[file]  # refault, activate, restore
     events = mem.events
-    events[refault] += nr_pages
+    events[names[0]] += nr_pages
     lruvec = mem.lruvec
     if lruvec.nonresident_age - (shadow >> 1) > workingset_size(mem, file) or lruvec.plain:
         return
+    _, activate, restore = names
     flags |= F_ACTIVE
     lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
     events[activate] += nr_pages
@@ -101,7 +102,7 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
         flags |= F_WORKINGSET
         lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
         events[restore] += nr_pages
-    mm.flags_a[head] = flags
+    flags_a[head] = flags
 
 
 def lru_note_cost(mem: PhysMem, file: bool, nr_io: int, nr_rotated: int) -> None:
