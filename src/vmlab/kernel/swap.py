@@ -177,11 +177,8 @@ class LruVec:
             flags = flags_a[head]
             nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
             del lst[head]
-            got = pages.get(head) if pages else None
-            if got is not None:
-                mirror = got[0].lruvec
-                del mirror.lists[lru][head]
-                mirror.nr_pages[lru] -= nr
+            if pages:
+                _mirror_delete(pages, head, lru, nr)
             flags_a[head] = flags & ~F_LRU
             total += nr
         self.nr_pages[lru] -= total
@@ -207,11 +204,8 @@ class LruVec:
             head = pop(last=False)[0]
             flags = flags_a[head]
             nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-            got = pages.get(head) if pages else None
-            if got is not None:
-                mirror = got[0].lruvec
-                del mirror.lists[lru][head]
-                mirror.nr_pages[lru] -= nr
+            if pages:
+                _mirror_delete(pages, head, lru, nr)
             flags_a[head] = flags & ~F_LRU
             refcount[head] += inc
             append(head)
@@ -237,6 +231,16 @@ class LruVec:
                 break
             out.append(head)
         return out
+
+
+def _mirror_delete(memcg_pages: dict[int, tuple[MemCgroup, int, str]], head: int, lru: int, nr: int) -> None:
+    """The memcg mirror's part of lruvec_del_folio(): folio `head` (of `nr` pages) leaves list `lru` of
+    its memcg's lruvec, when it is charged to one."""
+    got = memcg_pages.get(head)
+    if got is not None:
+        mirror = got[0].lruvec
+        del mirror.lists[lru][head]
+        mirror.nr_pages[lru] -= nr
 
 
 def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
