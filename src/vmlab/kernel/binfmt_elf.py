@@ -167,8 +167,15 @@ class ElfImage:
 #: rodata, then 0x10 bytes of data in the page at 0x403000 followed by 64 KiB of bss (a separate
 #: anonymous VMA 0x404000-0x414000). Its fake inode: dev fe:00 (the root disk of the reference machine,
 #: §0.6), ino 4242, 0x3010 bytes on an ext4-like (THP-aligning) filesystem.
+def builtin_inode() -> Inode:
+    """A new inode of the built-in program, with an empty page cache: each machine has its own (an
+    inode's cache, shadows and write-back state are the machine's; BUILTIN_IMAGE.inode only names the
+    file)."""
+    return Inode(path=BUILTIN_PROGRAM, ino=4242, size=0x3010, major=0xFE, minor=0x00, thp_aligned=True)
+
+
 BUILTIN_IMAGE = ElfImage(
-    inode=Inode(path=BUILTIN_PROGRAM, ino=4242, size=0x3010, major=0xFE, minor=0x00, thp_aligned=True),
+    inode=builtin_inode(),
     e_type=ET_EXEC, e_machine=EM_X86_64, e_phoff=64,
     phdrs=(
         ElfPhdr(PT_LOAD, PF_R, 0x0, 0x400000, 0x158, 0x158, 0x1000),
@@ -643,7 +650,7 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
     """
     builtin = path == BUILTIN_PROGRAM
     if builtin:
-        inode: Inode | int = inode_for(path) if inode_for is not None else BUILTIN_IMAGE.inode
+        inode: Inode | int = inode_for(path) if inode_for is not None else builtin_inode()
     else:
         inode = open_exec(path, inode_for or host_inode)
     if isinstance(inode, int):

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
 from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
@@ -133,10 +132,9 @@ class Frames:
 
 def enumerate_inodes(backend: ModelBackend) -> list[Inode]:
     """Every inode that may hold page-cache pages of this machine: those the backend opened, those of
-    the open files and mapped files of every task, and the built-in program's."""
+    the open files and mapped files of every task (the built-in program's among the backend's)."""
     seen: dict[int, Inode] = {}
-    candidates: list[Inode] = [*backend._inodes.values(), *backend.simfs.files.values(),
-                               BUILTIN_IMAGE.inode]
+    candidates: list[Inode] = [*backend._inodes.values(), *backend.simfs.files.values()]
     for task in backend.tasks.values():
         candidates.extend(f.inode for f in task.files.values())
         candidates.extend(v.vm_file.inode for v in task.mm if v.vm_file is not None)

@@ -5,7 +5,6 @@ Syscall arguments and results are the kernel's: the same numbers strace shows, -
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu, vmscan
-from vmlab.kernel.binfmt_elf import BUILTIN_IMAGE, BUILTIN_PROGRAM, exec_mm
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.filemap import (
     add_to_page_cache,
@@ -685,8 +684,7 @@ class ModelBackend:
         if path == BUILTIN_PROGRAM:
             found = self._inodes.get((0, 0, 0))
             if found is None:
-                found = self._inodes[(0, 0, 0)] = dataclasses.replace(
-                    BUILTIN_IMAGE.inode, i_pages={}, dirty=set(), under_writeback={}, i_mmap={})
+                found = self._inodes[(0, 0, 0)] = builtin_inode()
             return found
         fresh = host_inode(path)
         key = (fresh.major, fresh.minor, fresh.ino)
