@@ -4,9 +4,13 @@ HYPOTHESIS_PROFILE)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 
 from hypothesis import HealthCheck, settings
+
+import vmlab
 
 pytest_plugins = ("hostkit", "hostutil", "swapkit")
 
@@ -17,3 +21,15 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("explore", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _import_every_vmlab_module() -> None:
+    """Import all of vmlab up front. Hypothesis draws a share of its values from the literals of the
+    project's modules loaded at the time (its local-constants pool), so a test's derandomized `ci`
+    examples would otherwise depend on which modules earlier tests happened to import."""
+    for info in pkgutil.walk_packages(vmlab.__path__, "vmlab."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+
+
+_import_every_vmlab_module()
