@@ -16,6 +16,7 @@ from vmlab.kernel.oom_kill import (
     oom_badness,
     select_bad_process,
 )
+from vmlab.kernel.oom_score import MmCounters
 from vmlab.lab import oom_whatif
 
 MB = 256  # pages
@@ -23,7 +24,7 @@ MB = 256  # pages
 
 def snap(*procs: tuple[int, str, int, int], limit: int = 16384, version: int = 1) -> Snapshot:
     """Processes (pid, comm, anon pages, adj) in one memcg /t of `limit` pages, nothing else charged."""
-    ps = tuple(ProcSnap(pid, comm, 0, adj, anon + 300, anon, 100, 0, 0, 12 * 4096, "/t")
+    ps = tuple(ProcSnap(pid, comm, 0, adj, MmCounters(anon + 300, anon, 100, 0, 0, 12 * 4096), "/t")
                for pid, comm, anon, adj in procs)
     return Snapshot(ps, (MemcgSnap("/t", limit, 0, 60),), version, 1 << 20, 1 << 19)
 

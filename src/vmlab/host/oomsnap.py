@@ -11,23 +11,20 @@ from dataclasses import dataclass
 
 from vmlab.errors import InputError
 from vmlab.host import memcg
+from vmlab.kernel.oom_score import MmCounters
 from vmlab.kernel.uapi import PAGE_SIZE
 
 
 @dataclass(frozen=True)
 class ProcSnap:
-    """One process: the dump_tasks() columns (pages; pgtables in bytes) and its memcg path (or "/")."""
+    """One process: the dump_tasks() columns (its counters as the model's MmCounters) and its memcg
+    path (or "/")."""
 
     pid: int
     comm: str
     uid: int
     oom_score_adj: int
-    total_vm: int
-    anon: int
-    file: int
-    shmem: int
-    swapents: int
-    pgtables_bytes: int
+    counters: MmCounters
     memcg: str
 
 
@@ -83,9 +80,10 @@ def read_proc(pid: int) -> ProcSnap:
         raise InputError(f"no such process: {pid}", "--grow") from None
     if "VmSize" not in status:
         raise InputError(f"process {pid} ({comm}) has no address space (a kernel thread?)", "--grow")
-    return ProcSnap(pid, comm, int(status["Uid"].split()[0]), adj, _kb(status, "VmSize"),
-                    _kb(status, "RssAnon"), _kb(status, "RssFile"), _kb(status, "RssShmem"),
-                    _kb(status, "VmSwap"), int(status.get("VmPTE", "0 kB").split()[0]) * 1024, path)
+    counters = MmCounters(_kb(status, "VmSize"), _kb(status, "RssAnon"), _kb(status, "RssFile"),
+                          _kb(status, "RssShmem"), _kb(status, "VmSwap"),
+                          int(status.get("VmPTE", "0 kB").split()[0]) * 1024)
+    return ProcSnap(pid, comm, int(status["Uid"].split()[0]), adj, counters, path)
 
 
 def _meminfo() -> tuple[int, int]:

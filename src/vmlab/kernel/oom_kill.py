@@ -32,7 +32,14 @@ from vmlab.kernel.mm_types import (
     VM_SHARED,
     MmStruct,
 )
-from vmlab.kernel.oom_score import LONG_MIN, OOM_SCORE_ADJ_MIN, PF_KTHREAD, oom_badness, proc_oom_score
+from vmlab.kernel.oom_score import (
+    LONG_MIN,
+    OOM_SCORE_ADJ_MIN,
+    PF_KTHREAD,
+    MmCounters,
+    oom_badness,
+    proc_oom_score,
+)
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON
 from vmlab.kernel.printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk, RateLimit
 
@@ -88,23 +95,6 @@ class OomTask(Protocol):
     sigkill: bool  # a fatal signal is pending
     frozen: bool  # cannot run (a freezer cgroup, SIGSTOP): it cannot exit either
     in_vfork: bool  # a vfork child still borrowing its parent's mm
-
-
-@dataclass(frozen=True)
-class MmCounters:
-    """An mm's memory counters in pages (pgtables in bytes), as dump_tasks and the Killed line read them."""
-
-    total_vm: int
-    anon: int
-    file: int
-    shmem: int
-    swapents: int
-    pgtables_bytes: int
-
-    @property
-    def rss(self) -> int:
-        """get_mm_rss(): file + anon + shmem."""
-        return self.anon + self.file + self.shmem
 
 
 def mm_counters(mm: MmStruct) -> MmCounters:

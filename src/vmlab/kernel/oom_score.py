@@ -1,15 +1,35 @@
 """The OOM killer's integer arithmetic, after mm/oom_kill.c:oom_badness() and
-fs/proc/base.c:proc_oom_score(): pure functions of a task's counters, shared by the model's OOM killer
-(oom_kill.py) and the live explainer (vmlab.host.oom), so that both compute exactly what the kernel does.
+fs/proc/base.c:proc_oom_score(): pure functions of a task's counters (MmCounters), shared by the
+model's OOM killer (oom_kill.py), the live explainer (vmlab.host.oom) and the snapshot it imports
+(vmlab.host.oomsnap), so that all compute exactly what the kernel does.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from vmlab.kernel.uapi import PAGE_SIZE
 
 OOM_SCORE_ADJ_MIN = -1000
 LONG_MIN = -(1 << 63)
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
+
+
+@dataclass(frozen=True)
+class MmCounters:
+    """An mm's memory counters in pages (pgtables in bytes), as dump_tasks and the Killed line read them."""
+
+    total_vm: int
+    anon: int
+    file: int
+    shmem: int
+    swapents: int
+    pgtables_bytes: int
+
+    @property
+    def rss(self) -> int:
+        """get_mm_rss(): file + anon + shmem."""
+        return self.anon + self.file + self.shmem
 
 
 def c_div(a: int, b: int) -> int:

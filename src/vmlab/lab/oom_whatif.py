@@ -68,11 +68,12 @@ def tables_for(regions: list[tuple[int, int]]) -> int:
 def layout(p: ProcSnap) -> Layout:
     """Regions reproducing the process's counters (see the module docstring); when the live process has
     fewer page-table pages than the dense layout needs, the layout keeps its own (a larger VmPTE)."""
-    want = p.pgtables_bytes // PAGE_SIZE
+    c = p.counters
+    want = c.pgtables_bytes // PAGE_SIZE
 
     def regions(k: int) -> list[tuple[int, int, str]]:
         out, at = [], IMPORT_BASE
-        for pages, kind in ((p.anon - k, "anon"), (p.file, "file"), (p.shmem, "shmem")):
+        for pages, kind in ((c.anon - k, "anon"), (c.file, "file"), (c.shmem, "shmem")):
             if pages > 0:
                 out.append((at, pages, kind))
                 at = _up(at + pages * PAGE_SIZE, PMD)
@@ -80,13 +81,13 @@ def layout(p: ProcSnap) -> Layout:
         return out
 
     k = 0
-    while k < p.anon and tables_for([(a, n) for a, n, _ in regions(k)]) < want:
+    while k < c.anon and tables_for([(a, n) for a, n, _ in regions(k)]) < want:
         k += 1
     out = regions(k)
     used = sum(n for _, n, _ in out)
     end = max((a + n * PAGE_SIZE for a, n, _ in out), default=IMPORT_BASE)
-    if p.total_vm > used:
-        out.append((_up(end, PMD), p.total_vm - used, "none"))
+    if c.total_vm > used:
+        out.append((_up(end, PMD), c.total_vm - used, "none"))
     return Layout(tuple(out))
 
 
