@@ -152,6 +152,26 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+def _killed(records: list[Record], pids: set[int]) -> list[int]:
+    """The pids among `pids` that the kernel's `Killed process` lines in `records` name, in log order."""
+    return [int(m.group(1)) for r in records if (m := KILLED.search(r.text)) and int(m.group(1)) in pids]
+
+
+def _await_oom_kill(kmsg: Kmsg, started: dict[str, Hog]) -> list[Record]:
+    """Wait until one of the started processes has died and a `Killed process` line naming one of them
+    is in /dev/kmsg; the records read from `kmsg` so far."""
+    _wait(lambda: any(h.proc.poll() is not None for h in started.values()), 15, "the OOM kill")
+    records: list[Record] = []
+    pids = {h.pid for h in started.values()}
+
+    def kill_logged() -> bool:
+        records.extend(kmsg.read())
+        return bool(_killed(records, pids))
+
+    _wait(kill_logged, 5, "the Killed process line in /dev/kmsg")
+    return records
+
+
 def _event(records: list[Record], victim: int) -> list[Record]:
     """The records of the OOM event that killed `victim`: from `invoked oom-killer` to `Killed process`.
 
@@ -216,15 +236,7 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
         predicted = report.victim
         if setup.hold:
             (cg / "memory.oom_control").write_text("0")
-        _wait(lambda: any(h.proc.poll() is not None for h in started.values()), 15, "the OOM kill")
-        records: list[Record] = []
-        pids = {h.pid for h in started.values()}
-
-        def kill_logged() -> bool:
-            records.extend(kmsg.read())
-            return any((m := KILLED.search(r.text)) and int(m.group(1)) in pids for r in records)
-
-        _wait(kill_logged, 5, "the Killed process line in /dev/kmsg")
+        records = _await_oom_kill(kmsg, started)
         if trigger.pid != predicted.pid:  # its charge goes through after the kill (or a 2nd kill ends it)
             assert select.select([trigger.proc.stdout], [], [], 10)[0], "trigger stuck after the kill"
             reply = trigger.proc.stdout.readline().strip()  # type: ignore[union-attr]
@@ -236,7 +248,7 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
     _keep(tmp_path, setup, lines, report,
           f"VMLAB_KEEP_OOM_LOGS=tests/fixtures/oom python -m pytest tests/test_oom_kill.py -k {setup.id}")
 
-    kills = [int(m.group(1)) for r in records if (m := KILLED.search(r.text)) and int(m.group(1)) in pids]
+    kills = _killed(records, {h.pid for h in started.values()})
     assert kills[0] == predicted.pid, f"kernel killed {kills[0]} first, predicted {predicted}"
     if setup.expect:
         assert started[setup.expect].pid == predicted.pid, "the set-up's design and the explainer disagree"
@@ -301,19 +313,10 @@ def test_cache_is_reclaimed_before_the_memcg_oom(hogs: Hogs, memcgs: Memcgs, tmp
             _wait(lambda: _oom_control(cg)["under_oom"] == 1, 10, "under_oom")
             cache_at_oom = _stat(cg)["cache"] // 4096
             (cg / "memory.oom_control").write_text("0")
-            _wait(lambda: any(h.proc.poll() is not None for h in started.values()), 15, "the OOM kill")
-            records: list[Record] = []
-            pids = {h.pid for h in started.values()}
-
-            def kill_logged() -> bool:
-                records.extend(kmsg.read())
-                return any((m := KILLED.search(r.text)) and int(m.group(1)) in pids for r in records)
-
-            _wait(kill_logged, 5, "the Killed process line in /dev/kmsg")
+            records = _await_oom_kill(kmsg, started)
             time.sleep(0.05)
             records.extend(kmsg.read())
-        victim = next(int(m.group(1)) for r in records
-                      if (m := KILLED.search(r.text)) and int(m.group(1)) in pids)
+        victim = _killed(records, {h.pid for h in started.values()})[0]
         assert victim == started["A"].pid
         event = _event(records, victim)
         lines = [r.dmesg() for r in event]
