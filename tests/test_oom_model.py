@@ -125,6 +125,15 @@ def test_oom_group_v2_kills_the_whole_memcg_but_adj_min() -> None:
 #: MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE: a hog larger than RAM passes the overcommit heuristic (mode 0
 #: refuses one mapping larger than RAM + swap), so memory runs out at fault time, as in the lecture.
 NORESERVE_ANON = 0x22 | 0x4000
+ANON = 0x22  # MAP_PRIVATE|MAP_ANONYMOUS
+
+
+def touch_new(model: ModelBackend, pid: int, nbytes: int, flags: int = ANON) -> str | None:
+    """Process `pid` maps `nbytes` of anonymous memory (mmap flags `flags`) and writes all of it; what
+    the access ended in (None: it got its memory)."""
+    addr = model.syscall(pid, "mmap", (0, nbytes, 3, flags, -1, 0))
+    assert addr > 0
+    return model.access(pid, addr, nbytes, True)
 
 
 def test_global_oom_without_victims_panics() -> None:
@@ -132,8 +141,7 @@ def test_global_oom_without_victims_panics() -> None:
     model = ModelBackend(64 << 20)
     pid = model.spawn("hog")
     model.set_oom_score_adj(pid, -1000)
-    addr = model.syscall(pid, "mmap", (0, 128 << 20, 3, NORESERVE_ANON, -1, 0))
-    assert model.access(pid, addr, 128 << 20, True) == "PANIC"
+    assert touch_new(model, pid, 128 << 20, NORESERVE_ANON) == "PANIC"
     assert "Out of memory and no killable processes..." in model.dmesg()
 
 
@@ -141,11 +149,9 @@ def test_global_oom_kills_the_hog_with_the_kernels_lines() -> None:
     """A global OOM: Mem-Info block, the task table, `global_oom` and `Out of memory: Killed process`."""
     model = ModelBackend(64 << 20)
     small = model.spawn("small")
-    a = model.syscall(small, "mmap", (0, 4 << 20, 3, 0x22, -1, 0))
-    assert model.access(small, a, 4 << 20, True) is None
+    assert touch_new(model, small, 4 << 20) is None
     hog = model.spawn("hog")
-    addr = model.syscall(hog, "mmap", (0, 128 << 20, 3, NORESERVE_ANON, -1, 0))
-    assert model.access(hog, addr, 128 << 20, True) == "SIGKILL"
+    assert touch_new(model, hog, 128 << 20, NORESERVE_ANON) == "SIGKILL"
     log = model.dmesg()
     assert "hog invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO), order=0" in log
     assert "Mem-Info:" in log and ",global_oom,task_memcg=/,task=hog," in log
@@ -158,11 +164,9 @@ def test_oom_kill_allocating_task() -> None:
     model = ModelBackend(128 << 20)
     model.oom_sysctl.oom_kill_allocating_task = True
     big = model.spawn("big")
-    a = model.syscall(big, "mmap", (0, 40 << 20, 3, 0x22, -1, 0))
-    assert model.access(big, a, 40 << 20, True) is None
+    assert touch_new(model, big, 40 << 20) is None
     hog = model.spawn("hog")
-    addr = model.syscall(hog, "mmap", (0, 128 << 20, 3, NORESERVE_ANON, -1, 0))
-    assert model.access(hog, addr, 128 << 20, True) == "SIGKILL"
+    assert touch_new(model, hog, 128 << 20, NORESERVE_ANON) == "SIGKILL"
     assert "Out of memory (oom_kill_allocating_task): Killed process" in model.dmesg()
     assert big in model.tasks
 
