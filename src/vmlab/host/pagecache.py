@@ -43,14 +43,3 @@ def settled_residency(path: str, timeout: float = 5.0) -> list[int]:
                                f"({len(present)} uptodate, cachestat {stat})")
         previous = present
         time.sleep(0.01 if stat is None else 0.001)
-
-
-def drop_file_cache(path: str) -> None:
-    """POSIX_FADV_DONTNEED of the whole file (clean, unmapped pages leave the cache; never the global
-    drop_caches)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-

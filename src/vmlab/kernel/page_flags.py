@@ -172,13 +172,3 @@ PAGE_MAPPING_ANON = 0x1
 PAGE_MAPPING_MOVABLE = 0x2
 PAGE_MAPPING_KSM = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
 PAGE_MAPPING_FLAGS = PAGE_MAPPING_KSM
-
-
-def flag_names(flags: int) -> list[str]:
-    """The PG_* names of the set bits of a page->flags value (zone/node bits ignored)."""
-    return [f"PG_{pg.name}" for pg in PG if flags >> pg & 1]
-
-
-def kpf_names(kpf: int) -> list[str]:
-    """The KPF_* names of the set bits of a kpageflags value, as tools/mm/page-types spells them."""
-    return [k.name.lower() for k in KPF if kpf >> k & 1]

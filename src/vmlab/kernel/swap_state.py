@@ -57,7 +57,6 @@ from vmlab.kernel.swapfile import (
     swp_entry_to_pte,
     swp_offset,
     swp_swapcount,
-    swp_type,
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_eviction, workingset_refault
@@ -356,14 +355,3 @@ def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry:
     memstall = bool(int(mem.mem_map.flags[target]) >> PG.workingset & 1)
     mem.clock.advance(mem.clock.costs.swap_io_ns, memstall=memstall)
     return target
-
-
-def swap_cache_pages(mem: PhysMem) -> int:
-    """total_swapcache_pages(): pages in the swap cache (SwapCached)."""
-    return len(mem.swap.cache)
-
-
-def entry_of(mem: PhysMem, head: int) -> tuple[int, int]:
-    """(type, offset) of a swap-cache folio's entry, for views and tests."""
-    entry = int(mem.mem_map.private[head])
-    return swp_type(entry), swp_offset(entry)
