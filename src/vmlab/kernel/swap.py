@@ -263,7 +263,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
 
 
 #: Page state a freed folio must not carry into the buddy allocator.
-FREED_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
+_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
                | (1 << PG.referenced) | (1 << PG.active) | (1 << PG.workingset) | (1 << PG.reclaim))
 
 
@@ -285,12 +285,12 @@ def put_page(mem: PhysMem, pfn: int) -> None:
             n = 1 << order
             mm.mapping[head:head + n] = 0
             mm._mapcount[head:head + n] = MAPCOUNT_NONE
-            mm.flags[head:head + n] &= ~np.uint64(FREED_PAGE_STATE)
+            mm.flags[head:head + n] &= ~np.uint64(_PAGE_STATE)
             mm.flags[head + 1] &= ~np.uint64(1 << PG.workingset)
         else:  # scalar stores: a slice operation costs 30 times as much
             mm.mapping_a[head] = 0
             mm._mapcount_a[head] = MAPCOUNT_NONE
-            mm.flags_a[head] = mm.flags_a[head] & ~FREED_PAGE_STATE
+            mm.flags_a[head] = mm.flags_a[head] & ~_PAGE_STATE
         mm.private_a[head] = 0
     mem.free_pages(head, order)
 
