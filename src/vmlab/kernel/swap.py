@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -224,13 +225,9 @@ class LruVec:
         return self.nr_pages[lru]
 
     def oldest(self, lru: int, n: int) -> list[int]:
-        """Up to `n` folios from the tail of list `lru`, oldest first (what isolate_lru_folios scans)."""
-        out: list[int] = []
-        for head in self.lists[lru]:
-            if len(out) == n:
-                break
-            out.append(head)
-        return out
+        """Up to `n` folios from the tail of list `lru`, oldest first, left on the list (what reclaim
+        would scan next; delete_oldest takes them)."""
+        return list(islice(self.lists[lru], n))
 
 
 def _mirror_delete(memcg_pages: dict[int, tuple[MemCgroup, int, str]], head: int, lru: int, nr: int) -> None:
