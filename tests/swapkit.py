@@ -24,7 +24,7 @@ RW = 3
 
 def model_with_swap(swapfile: Path, ram: int = 64 << 20) -> tuple[ModelBackend, int]:
     """A model running the built-in program with `swapfile` (its size as the host has it) swapped on."""
-    backend = ModelBackend()
+    backend = ModelBackend(ram)
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == 0
     return backend, pid

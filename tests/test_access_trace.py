@@ -15,7 +15,7 @@ PAGES = 48
 
 
 def _machine() -> tuple[ModelBackend, int, int]:
-    model = ModelBackend()
+    model = ModelBackend(256 << 20)
     pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=256 << 20))
     base = model.syscall(pid, "mmap", (0x10000000, PAGES * 4096, 3, 0x32, -1, 0))  # private anon, fixed
     model.syscall(pid, "mprotect", (base + 8 * 4096, 8 * 4096, 1))  # a read-only stretch

@@ -39,7 +39,7 @@ def test_faults_take_time_and_count_in_vmstat() -> None:
     from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
     from vmlab.kernel.machine import ModelBackend
 
-    model = ModelBackend()
+    model = ModelBackend(64 << 20)
     pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
     mem = model.mem
     addr = model.syscall(pid, "mmap", (0, 16 * 4096, 3, 0x22, -1, 0))

@@ -149,7 +149,7 @@ def test_mode0_boundary_is_totalram(root: None, host: HostBackend, program: Prog
     assert host.syscall(pid, "mmap", (0, (host_pages + 1) * PG, RW, PA, -1, 0)) == -ENOMEM
     assert host.syscall(pid, "mmap", (0, (host_pages + 1) * PG, RW, PA | MAP_NORESERVE, -1, 0)) > 0
 
-    model = ModelBackend()
+    model = ModelBackend(24 << 30)
     mpid = model.start(program, Settings(ram=24 << 30))
     try:
         model_pages = model.mem.totalram_pages

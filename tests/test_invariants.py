@@ -62,7 +62,7 @@ def new_machine() -> tuple[ModelBackend, int]:
     """A 256 MiB model machine running the built-in program. The built-in program's inode is a module
     global whose page cache would carry frames of earlier machines (see
     test_builtin_program_cache_is_per_machine), so it starts empty here."""
-    backend = ModelBackend()
+    backend = ModelBackend(RAM)
     return backend, backend.start(PROGRAM, Settings(ram=RAM))
 
 
@@ -351,7 +351,7 @@ def test_builtin_program_cache_is_per_machine() -> None:
     first, pid = new_machine()
     assert first.access(pid, 0x401000, 1, False) is None
     first.close()
-    second = ModelBackend()
+    second = ModelBackend(RAM)
     pid = second.start(PROGRAM, Settings(ram=RAM))
     try:
         assert second.access(pid, 0x401000, 1, False) is None

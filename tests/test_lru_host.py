@@ -146,7 +146,7 @@ def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = F
     memcg of LIMIT, as on the host."""
     for path, size in sizes.items():
         _sparse(path, size)
-    model = ModelBackend()
+    model = ModelBackend(MODEL_RAM)
     pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
     if plain:
         vmscan.set_lru_policy(model.mem, "plain")

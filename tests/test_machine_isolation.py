@@ -19,7 +19,7 @@ O_RDONLY, AT_FDCWD = 0, -100
 
 
 def _machine() -> tuple[ModelBackend, int]:
-    backend = ModelBackend()
+    backend = ModelBackend(RAM)
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=RAM))
     return backend, pid
 

@@ -24,7 +24,7 @@ POSIX_FADV_DONTNEED = 4
 
 def machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:
     """A model machine whose first process runs in memcg /t of `limit` bytes."""
-    model = ModelBackend()
+    model = ModelBackend(ram)
     pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
     memcg = model.memcgs.lookup("/t")

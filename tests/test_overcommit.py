@@ -37,7 +37,7 @@ class Machine:
     """A model machine running the built-in program, with shortcuts for the syscalls under test."""
 
     def __init__(self, **settings: object) -> None:
-        self.b = ModelBackend()
+        self.b = ModelBackend(RAM)
         self.pid = self.b.start(PROGRAM, Settings(ram=RAM, **settings))  # type: ignore[arg-type]
 
     @property

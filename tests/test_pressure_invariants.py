@@ -242,7 +242,7 @@ class PressureAll(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.backend = ModelBackend()
+        self.backend = ModelBackend(RAM)
         root = self.backend.start(PROGRAM, Settings(ram=RAM))
         self.mem = self.backend.mem
         self.c = Contents(self.mem)
@@ -587,7 +587,7 @@ def test_everything_under_pressure_keeps_every_invariant(swap_path: Path, tracke
 
 def small_machine(swap_path: Path) -> tuple[ModelBackend, int]:
     """The machine of PressureAll: RAM MiB, the swap file swapped on."""
-    backend = ModelBackend()
+    backend = ModelBackend(RAM)
     pid = backend.start(PROGRAM, Settings(ram=RAM))
     assert backend.syscall(pid, "swapon", (str(swap_path), 0)) == 0
     return backend, pid

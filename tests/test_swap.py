@@ -162,7 +162,7 @@ def test_munmap_mremap_mprotect_and_swapoff(swapfile: Path) -> None:
 
 
 def test_without_swap_anon_is_kept_and_activated() -> None:
-    backend = ModelBackend()
+    backend = ModelBackend(64 << 20)
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
     _anon(backend, pid, 4)
     mem = backend.mem

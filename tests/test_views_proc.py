@@ -66,7 +66,7 @@ def _started(ram: int = 256 << 20) -> tuple[ModelBackend, int]:
     from vmlab.backend import Program, Settings
     from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 
-    model = ModelBackend()
+    model = ModelBackend(ram)
     pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     return model, pid
 

@@ -57,7 +57,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def machine(ram: int = RAM) -> tuple[ModelBackend, int]:
-    backend = ModelBackend()
+    backend = ModelBackend(ram)
     return backend, backend.start(PROGRAM, Settings(ram=ram))
 
 

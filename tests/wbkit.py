@@ -20,7 +20,7 @@ class ModelFile:
     """A model process (small RAM) with one open file of the model's own namespace."""
 
     def __init__(self, path: str = "/data/f", ram: int = 128 << 20) -> None:
-        self.backend = ModelBackend()
+        self.backend = ModelBackend(ram)
         self.pid = self.backend.start(PROGRAM, Settings(ram=ram))
         self.mem = self.backend.mem
         self.fd = self.call("openat", -100, path, O_CREAT | O_RDWR, 0o644)

@@ -42,7 +42,7 @@ class Lab:
     _next_map: int = FILE_BASE
 
     def __post_init__(self) -> None:
-        self.model = ModelBackend()
+        self.model = ModelBackend(self.ram)
         self.pid = self.model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=self.ram))
         buf = self.model.syscall(self.pid, "mmap", (BUF_ADDR, PAGE_SIZE, PROT_READ | PROT_WRITE,
                                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
