@@ -366,26 +366,28 @@ def do_fault_around(vmf: VmFault) -> bool:
     end = min(start + FAULT_AROUND_PAGES, 512, i + (vma.pages - page_in_vma))
     base = vmf.address - (i << PAGE_SHIFT)
     inode = vmf_inode(vma)
-    first = vmf.pgoff - i  # the file index slot 0 of the table would map
+    first = vma.vm_pgoff + page_in_vma - i  # the file index slot 0 of the table would map (pgoff - i)
     vmf.call("do_fault_around", f"window of {end - start} pages")
     i_pages, host = inode.i_pages, host_pages_pending(inode)
-    ptes = pt.pte_offset_map(vmf.address)
+    ptes = None  # the PTE table: taken when the window's first page-cache page turns up
     mapped_self = False
-    for j in range(start, min(end, file_pages(vma) - first)):
-        if ptes is not None and ptes[j]:
-            continue
+    for j in range(start, min(end, i_size_pages(inode) - first)):
         index = first + j
         pfn = i_pages.get(index)
-        if pfn is None and host:
-            pfn = cached_page(mem, inode, index)
-        if pfn is None:
+        if pfn is None and not host:
+            continue  # a hole or a shadow entry: next_uptodate_folio() passes it by
+        if ptes is None:
+            ptes = pt.pte_offset_map(vmf.address)
+        if ptes is not None and ptes[j]:
             continue
+        if pfn is None:
+            pfn = cached_page(mem, inode, index)
+            if pfn is None:
+                continue
         if folio_test_readahead(mem, inode, index):
             continue
         if _map_file_page(vmf, base + (j << PAGE_SHIFT), pfn, False):
             mapped_self |= j == i
-        if ptes is None:  # the first page mapped allocated the table (pte_alloc)
-            ptes = pt.pte_offset_map(vmf.address)
     return mapped_self
 
 

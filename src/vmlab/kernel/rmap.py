@@ -126,7 +126,7 @@ class RmapIndex:
             candidates = self.anon.get(mapping >> 2, ())
         else:
             inode = mem.address_spaces.get(mapping)
-            candidates = () if inode is None else [(mm, vma) for vma, mm in inode.i_mmap.items()]
+            candidates = () if inode is None else zip(inode.i_mmap.values(), inode.i_mmap, strict=True)
         index = mmap_.index_a[pfn]
         found: list[Mapping] = []
         for mm, vma in candidates:
@@ -181,6 +181,7 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
     from vmlab.kernel.memory import add_mm_counter, mm_counter
 
     mmap_ = mem.mem_map
+    counter = mm_counter(mem, head)
     for mm, vma, _, ptes, slot in rmap.walk(mem, head):
         if vma.vm_flags & VM_LOCKED:
             break
@@ -188,7 +189,7 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
         ptes[slot] = 0
         if pte & _PAGE_DIRTY:
             mmap_.set(head, PG.dirty)  # folio_mark_dirty()
-        add_mm_counter(mm, mm_counter(mem, head), -1)
+        add_mm_counter(mm, counter, -1)
         mmap_._mapcount_a[head] -= 1
         mmap_._refcount_a[head] -= 1
         mem.unmap_generation += 1
