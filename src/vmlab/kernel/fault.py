@@ -20,7 +20,7 @@ from vmlab.kernel.memory import (
 )
 from vmlab.kernel.mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, MmStruct, VmArea
 from vmlab.kernel.mmap import STACK_GUARD_GAP, VmSysctl, acct_stack_growth
-from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW
+from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, pte_index
 from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import ENOMEM, EPERM, PAGE_MASK, PAGE_SHIFT
 
@@ -121,15 +121,17 @@ def mmu_permits(mm: MmStruct, address: int, write: bool) -> bool:
     writable. On success it sets the accessed (and dirty) bit, as the hardware does."""
     pt = mm.pt
     assert pt is not None
-    pmd = pt.get_pmd(address)
-    if pmd & _PAGE_PSE:
-        return bool(pmd & _PAGE_PRESENT) and (not write or bool(pmd & _PAGE_RW))
-    pte = pt.get_pte(address)
+    ptes = pt.pte_offset_map(address)
+    if ptes is None:  # no PTE table: a 2 MiB leaf, or nothing mapped
+        pmd = pt.get_pmd(address)
+        return bool(pmd & _PAGE_PSE and pmd & _PAGE_PRESENT) and (not write or bool(pmd & _PAGE_RW))
+    slot = pte_index(address)
+    pte = int(ptes[slot])
     if not pte & _PAGE_PRESENT or (write and not pte & _PAGE_RW):
         return False
     want = pte | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
     if want != pte:
-        pt.set_pte(address, want)
+        ptes[slot] = want
     return True
 
 

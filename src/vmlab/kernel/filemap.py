@@ -44,6 +44,12 @@ def host_cached(inode: Inode, index: int) -> bool:
     return inode.host_cached is None or index in inode.host_cached
 
 
+def host_pages_pending(inode: Inode) -> bool:
+    """Whether cached_page() may still bring in pages the host had cached: not shmem, and the host's
+    set is unknown (all) or not empty. When False, the cache holds exactly `i_pages`."""
+    return not inode.shmem and (inode.host_cached is None or bool(inode.host_cached))
+
+
 def page_present(inode: Inode, index: int) -> bool:
     """Whether the cache holds page `index` (xa_load() finds a folio): the model's own pages, and the
     host's cached ones not yet brought in."""

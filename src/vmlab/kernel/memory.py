@@ -19,6 +19,7 @@ from vmlab.kernel.filemap import (
     filemap_fault,
     folio_head,
     folio_test_readahead,
+    host_pages_pending,
     i_size_pages,
     mark_page_cache_accessed,
 )
@@ -352,8 +353,11 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
 
 def do_fault_around(vmf: VmFault) -> bool:
     """do_fault_around() -> filemap_map_pages(): map the cached, uptodate pages of the 16-page window
-    around the fault that are not mapped yet (P6). True when the faulting page got mapped."""
-    vma, pt = vmf.vma, vmf.mm.pt
+    around the fault that are not mapped yet (P6); the window is clipped to the VMA, to the one PTE
+    table holding the fault and to EOF, and skips PG_readahead folios. True when the faulting page got
+    mapped. Like the kernel, it takes the PTE table once (vmf->pte, then pte++) and looks each page up
+    in the cache's xarray (the host's cached pages come in through cached_page())."""
+    vma, pt, mem = vmf.vma, vmf.mm.pt, vmf.mem
     assert pt is not None
     i = (vmf.address >> PAGE_SHIFT) & 511
     page_in_vma = (vmf.address - vma.vm_start) >> PAGE_SHIFT
@@ -361,20 +365,29 @@ def do_fault_around(vmf: VmFault) -> bool:
     start = max(i & ~(FAULT_AROUND_PAGES - 1), vs)
     end = min(start + FAULT_AROUND_PAGES, 512, i + (vma.pages - page_in_vma))
     base = vmf.address - (i << PAGE_SHIFT)
-    eof = file_pages(vma)
     inode = vmf_inode(vma)
+    first = vma.vm_pgoff + page_in_vma - i  # the file index slot 0 of the table would map (pgoff - i)
     vmf.call("do_fault_around", f"window of {end - start} pages")
+    i_pages, host = inode.i_pages, host_pages_pending(inode)
+    ptes = None  # the PTE table: taken when the window's first page-cache page turns up
     mapped_self = False
-    for j in range(start, end):
-        addr = base + (j << PAGE_SHIFT)
-        index = vma.vm_pgoff + ((addr - vma.vm_start) >> PAGE_SHIFT)
-        if index >= eof or pt.get_pte(addr):
+    for j in range(start, min(end, i_size_pages(inode) - first)):
+        index = first + j
+        pfn = i_pages.get(index)
+        if pfn is None and not host:
+            continue  # a hole or a shadow entry: next_uptodate_folio() passes it by
+        if ptes is None:
+            ptes = pt.pte_offset_map(vmf.address)
+        if ptes is not None and ptes[j]:
             continue
-        pfn = cached_page(vmf.mem, inode, index)
-        if pfn is None or folio_test_readahead(vmf.mem, inode, index):
+        if pfn is None:
+            pfn = cached_page(mem, inode, index)
+            if pfn is None:
+                continue
+        if folio_test_readahead(mem, inode, index):
             continue
-        if _map_file_page(vmf, addr, pfn, False):
-            mapped_self |= addr == vmf.address
+        if _map_file_page(vmf, base + (j << PAGE_SHIFT), pfn, False):
+            mapped_self |= j == i
     return mapped_self
 
 

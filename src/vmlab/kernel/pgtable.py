@@ -411,6 +411,13 @@ class PageTables:
         table = self._pte_table(vaddr, allocate=False)
         return 0 if table is None else int(self.tables[table][pte_index(vaddr)])
 
+    def pte_offset_map(self, vaddr: int) -> np.ndarray | None:
+        """pte_offset_map(): the 512 entries of the PTE table covering vaddr, live (index them with
+        pte_index(); writes go through set_pte), None when no PTE table covers it (or a PMD leaf does).
+        A caller working inside one table (filemap_map_pages) walks the levels once for all its slots."""
+        table = self._pte_table(vaddr, allocate=False)
+        return None if table is None else self.tables[table]
+
     def set_pte(self, vaddr: int, entry: int) -> int:
         """set_pte_at(), allocating missing tables (pte_alloc()); 0, or -ENOMEM if a table frame could
         not be allocated."""

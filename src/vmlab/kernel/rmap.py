@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from vmlab.kernel.mm_types import (
     VM_ACCESS_FLAGS,
     VM_IGNORE_MERGE,
@@ -28,7 +30,14 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
-from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, PTE_PFN_MASK
+from vmlab.kernel.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    PTE_PFN_MASK,
+    pte_index,
+)
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -78,8 +87,9 @@ def anon_vma_fork(child: VmArea, parent: VmArea) -> None:
 
 # --- the rmap walk -------------------------------------------------------------------------------------
 
-#: One mapping of a page: the mm, the VMA and the user address.
-Mapping = tuple[MmStruct, VmArea, int]
+#: One mapping of a page: the mm, the VMA, the user address, and where its PTE is (page_vma_mapped_walk's
+#: pvmw.pte: the entries of the PTE table, live, and the slot in them).
+Mapping = tuple[MmStruct, VmArea, int, np.ndarray, int]
 
 
 class RmapIndex:
@@ -107,7 +117,8 @@ class RmapIndex:
         self.locked = frozenset(locked)
 
     def walk(self, mem: PhysMem, pfn: int) -> list[Mapping]:
-        """rmap_walk() of an order-0 page: every (mm, vma, address) whose PTE maps `pfn` now."""
+        """rmap_walk() of an order-0 page: every mapping whose PTE maps `pfn` now, with that PTE's
+        table and slot (the callers read and write the entry there, as the kernel does at pvmw.pte)."""
         mmap_ = mem.mem_map
         mapping = mmap_.mapping_a[pfn]
         candidates: Iterable[tuple[MmStruct, VmArea]]
@@ -115,7 +126,7 @@ class RmapIndex:
             candidates = self.anon.get(mapping >> 2, ())
         else:
             inode = mem.address_spaces.get(mapping)
-            candidates = () if inode is None else [(mm, vma) for vma, mm in inode.i_mmap.items()]
+            candidates = () if inode is None else zip(inode.i_mmap.values(), inode.i_mmap, strict=True)
         index = mmap_.index_a[pfn]
         found: list[Mapping] = []
         for mm, vma in candidates:
@@ -123,9 +134,13 @@ class RmapIndex:
             if not 0 <= offset < vma.pages or mm.pt is None:
                 continue
             addr = vma.vm_start + (offset << PAGE_SHIFT)
-            pte = mm.pt.get_pte(addr)
+            ptes = mm.pt.pte_offset_map(addr)
+            if ptes is None:
+                continue
+            slot = pte_index(addr)
+            pte = int(ptes[slot])
             if pte & _PAGE_PRESENT and not pte & _PAGE_PSE and (pte & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
-                found.append((mm, vma, addr))
+                found.append((mm, vma, addr, ptes, slot))
         return found
 
 
@@ -146,15 +161,14 @@ def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int) -> tuple[int, int
     if mmap_.flags_a[head] & (1 << PG.head):
         return 1, 0
     referenced, vm_flags = 0, 0
-    for mm, vma, addr in rmap.walk(mem, head):
+    for _, vma, _, ptes, slot in rmap.walk(mem, head):
         if vma.vm_flags & VM_LOCKED:
             return referenced, vm_flags | VM_LOCKED
         if not vma_has_recency(vma):
             continue
-        assert mm.pt is not None
-        pte = mm.pt.get_pte(addr)
+        pte = int(ptes[slot])
         if pte & _PAGE_ACCESSED:
-            mm.pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
+            ptes[slot] = pte & ~_PAGE_ACCESSED
             referenced += 1
             vm_flags |= vma.vm_flags
     return referenced, vm_flags
@@ -167,15 +181,15 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
     from vmlab.kernel.memory import add_mm_counter, mm_counter
 
     mmap_ = mem.mem_map
-    for mm, vma, addr in rmap.walk(mem, head):
+    counter = mm_counter(mem, head)
+    for mm, vma, _, ptes, slot in rmap.walk(mem, head):
         if vma.vm_flags & VM_LOCKED:
             break
-        assert mm.pt is not None
-        pte = mm.pt.get_pte(addr)
-        mm.pt.set_pte(addr, 0)
+        pte = int(ptes[slot])
+        ptes[slot] = 0
         if pte & _PAGE_DIRTY:
             mmap_.set(head, PG.dirty)  # folio_mark_dirty()
-        add_mm_counter(mm, mm_counter(mem, head), -1)
+        add_mm_counter(mm, counter, -1)
         mmap_._mapcount_a[head] -= 1
         mmap_._refcount_a[head] -= 1
         mem.unmap_generation += 1

@@ -182,18 +182,17 @@ def try_to_unmap(mem: PhysMem, head: int, mappings: list[Mapping]) -> bool:
     mm_map = mem.mem_map
     if len(mappings) != int(mm_map._mapcount[head]) + 1:
         return False
-    if any(vma.vm_flags & VM_LOCKED for _, vma, _ in mappings):
+    if any(vma.vm_flags & VM_LOCKED for _, vma, _, _, _ in mappings):
         return False
     entry = int(mm_map.private[head])
     si = mem.swap.info(entry)
     swp_pte = swp_entry_to_pte(entry)
-    for mm, _vma, addr in mappings:
-        assert mm.pt is not None
-        pte = mm.pt.get_pte(addr)
+    for mm, _vma, _addr, ptes, slot in mappings:
+        pte = int(ptes[slot])
         if pte_dirty(pte):
             mm_map.flags[head] = int(mm_map.flags[head]) | F_DIRTY
         exclusive = bool(int(mm_map.flags[head]) >> PG_anon_exclusive & 1)
-        mm.pt.set_pte(addr, pte_swp_mkexclusive(swp_pte) if exclusive else swp_pte)
+        ptes[slot] = pte_swp_mkexclusive(swp_pte) if exclusive else swp_pte
         si.swap_map[swp_offset(entry)] += 1
         mm.rss[MM_ANONPAGES] -= 1
         mm.rss[MM_SWAPENTS] += 1

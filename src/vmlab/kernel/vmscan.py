@@ -484,7 +484,7 @@ def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
     for head in list(lruvec.lists[LRU_UNEVICTABLE]):
         if mmap_.flags_a[head] & F_HEAD:
             continue
-        if any(vma.vm_flags & VM_LOCKED for _, vma, _ in rmap.walk(mem, head)):
+        if any(vma.vm_flags & VM_LOCKED for _, vma, _, _, _ in rmap.walk(mem, head)):
             continue
         lruvec.delete(mmap_, head)
         mmap_.flags_a[head] = mmap_.flags_a[head] & ~(F_MLOCKED | F_UNEVICTABLE | F_ACTIVE)
