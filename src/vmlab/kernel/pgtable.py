@@ -413,7 +413,8 @@ class PageTables:
 
     def pte_offset_map(self, vaddr: int) -> np.ndarray | None:
         """pte_offset_map(): the 512 entries of the PTE table covering vaddr, live (index them with
-        pte_index(); writes go through set_pte), None when no PTE table covers it (or a PMD leaf does).
+        pte_index(); a store there is set_pte_at() of that slot), None when no PTE table covers it (or
+        a PMD leaf does).
         A caller working inside one table (filemap_map_pages) walks the levels once for all its slots."""
         table = self._pte_table(vaddr, allocate=False)
         return None if table is None else self.tables[table]
