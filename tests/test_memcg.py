@@ -5,6 +5,7 @@ checks against the kernel are in test_lru_host.py and test_oom_kill.py."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,53 @@ def test_memcg_reclaim_swaps_anon_out_when_swap_exists(swapfile: Path) -> None:
     assert memcg.memory.usage <= memcg.memory.max
     assert model.access(pid, addr, 12 * MB, False) is None  # swapped back in, others out
     assert model.mem.events["pswpin"] > 0
+    check_machine(model)
+
+
+def swap_machine(swapfile: Path, limit: int) -> tuple[ModelBackend, int, MemCgroup]:
+    """A 128 MiB model machine with `swapfile` swapped on, its first process in memcg /t of `limit`."""
+    model, pid = model_with_swap(swapfile, ram=128 * MB)
+    assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
+    memcg = model.memcgs.lookup("/t")
+    assert memcg is not None
+    return model, pid, memcg
+
+
+def test_swapped_out_pages_keep_their_memsw_charge_until_their_slots_go(swapfile: Path) -> None:
+    """v1 memsw counts memory + swap (memcg1_swapout): once memcg reclaim swaps part of a working set
+    out, memsw usage is memory usage plus the memcg's swap, which memory.stat shows; reading the pages
+    back moves the charge from the slots to the new folios (memcg1_swapin), and munmap, freeing the
+    slots, gives the rest back (mem_cgroup_uncharge_swap)."""
+    model, pid, memcg = swap_machine(swapfile, 8 * MB)
+    addr = model.syscall(pid, "mmap", (0, 12 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(pid, addr, 12 * MB, True) is None
+    out = memcg.swap
+    assert out >= 1024 and memcg.memsw.usage == memcg.memory.usage + out
+    assert f"swap {out * PAGE}" in memcg.memory_stat_v1()
+    check_machine(model)
+    assert model.access(pid, addr, 12 * MB, False) is None  # every page back in, others out
+    assert model.mem.events["pswpin"] > 0 and memcg.memsw.usage == memcg.memory.usage + memcg.swap
+    check_machine(model)
+    assert model.syscall(pid, "munmap", (addr, 12 * MB)) == 0
+    assert memcg.swap == 0 and memcg.memsw.usage == memcg.memory.usage and not model.memcgs.swap_cgroup
+    check_machine(model)
+
+
+def test_a_memsw_limit_bounds_memory_plus_swap(swapfile: Path) -> None:
+    """memory.memsw.limit_in_bytes 12 MiB over memory.limit_in_bytes 8 MiB: a process writing 16 MiB
+    swaps about 4 MiB out, then meets the memsw limit, which swapping cannot relieve, and the memcg
+    OOM killer kills it. The limits keep memory.max <= memsw.max (-EINVAL otherwise)."""
+    model, _, memcg = swap_machine(swapfile, 8 * MB)
+    assert model.memcg_set("/t", "memsw.limit_in_bytes", 4 * MB) == -errno.EINVAL
+    assert model.memcg_set("/t", "memsw.limit_in_bytes", 12 * MB) == 0
+    assert model.memcg_set("/t", "limit_in_bytes", 16 * MB) == -errno.EINVAL
+    hog = model.spawn("hog")
+    assert model.memcg_attach(hog, "/t") == 0
+    addr = model.syscall(hog, "mmap", (0, 16 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(hog, addr, 16 * MB, True) == "SIGKILL"
+    assert memcg.events["oom_kill"] == 1 and hog not in model.tasks
+    assert model.mem.events["pswpout"] >= 512 and memcg.memsw.failcnt == 0  # 6.18 does not count it
+    assert memcg.memsw.watermark <= 3 * 1024 and memcg.swap == 0  # the victim's slots went with it
     check_machine(model)
 
 

@@ -24,8 +24,10 @@ Reclaim: every folio on the list its flags name (check_lru); a cache index holds
 not both; unevictable folios are mlocked (check_reclaim); reclaim itself refuses to free a dirty page.
 Memory cgroups (check_memcg): every charged frame is a live cache, anon or swap-cache folio head,
 counted once in exactly one memcg with its folio's size; each memcg's `charged` is the sum of its
-frames; usage = charged + forced pages of the subtree + the stock's pages (memory, and memsw in v1);
-each memcg's LRU mirror is exactly its charged folios of each node list, in node-list order.
+frames; usage = charged + forced pages of the subtree + the stock's pages (memory; v1's memsw adds the
+subtree's swap); each swap entry charged to a memcg (swap_cgroup) is a slot in use, and each memcg's
+swap counts its entries; each memcg's LRU mirror is exactly its charged folios of each node list, in
+node-list order.
 """
 
 from __future__ import annotations
@@ -409,7 +411,15 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         if nr != 1 << mm_map.folio_order(pfn):
             raise AssertionError(f"{at} charged {nr} pages for a folio of {1 << mm_map.folio_order(pfn)}")
         charged[id(memcg)] += nr
+    swapped: Counter[int] = Counter()
+    for entry, memcg in tree.swap_cgroup.items():
+        if not swap_slot_in_use(mem.swap, entry):
+            raise AssertionError(f"memcg {memcg.path}: charged for swap entry {entry:#x}, whose slot is free")
+        swapped[id(memcg)] += 1
     for memcg in tree.root.iter_tree():
+        if memcg.swap != swapped[id(memcg)]:
+            raise AssertionError(f"memcg {memcg.path}: swap {memcg.swap} pages, its swap entries are "
+                                 f"{swapped[id(memcg)]}")
         if memcg.charged != charged[id(memcg)]:
             raise AssertionError(f"memcg {memcg.path}: charged {memcg.charged} pages, its frames hold "
                                  f"{charged[id(memcg)]}")
@@ -418,11 +428,12 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         want = sum(c.charged + c.forced for c in memcg.iter_tree())
         if tree.stock_memcg is not None and tree.stock_memcg.is_descendant_of(memcg):
             want += tree.stock_pages
-        counters = (("memory", memcg.memory), ("memsw", memcg.memsw))[:2 if tree.version == 1 else 1]
-        for name, counter in counters:
-            if counter.usage != want:
-                raise AssertionError(f"memcg {memcg.path}: {name} usage {counter.usage} != {want} pages "
-                                     "charged (frames, forced and stocked) in its subtree")
+        swap = sum(c.swap for c in memcg.iter_tree())
+        counters = (("memory", memcg.memory, 0), ("memsw", memcg.memsw, swap))[:2 if tree.version == 1 else 1]
+        for name, counter, extra in counters:
+            if counter.usage != want + extra:
+                raise AssertionError(f"memcg {memcg.path}: {name} usage {counter.usage} != {want + extra} "
+                                     "pages charged (frames, forced, stocked and swapped) in its subtree")
     for lru, lst in enumerate(mem.lruvec.lists):
         by_memcg: dict[int, list[int]] = {}
         for head in lst:

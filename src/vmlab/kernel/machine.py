@@ -238,6 +238,7 @@ class ModelBackend:
                              self._oom_exit, self.oom_sysctl)
         self.mem.oom_hook = self._alloc_oom
         self.mem.uncharge_hook = self.memcgs.uncharge
+        self.mem.swap.uncharge_swap = self.memcgs.uncharge_swap
         self.mem.memcgs = self.memcgs
         self.mem.lruvec.memcg_pages = self.memcgs.page_memcg
         self.memcgs.mem = self.mem
@@ -621,12 +622,15 @@ class ModelBackend:
         return 0 if limit is None else memcg.set_limit(limit // PAGE_SIZE)
 
     def memcg_set(self, path: str, name: str, value: int) -> int:
-        """Write a memcg file: limit_in_bytes, oom_kill_disable, oom.group; 0 or -errno."""
+        """Write a memcg file: limit_in_bytes, memsw.limit_in_bytes (v1), oom_kill_disable, oom.group;
+        0 or -errno."""
         memcg = self.memcgs.lookup(path)
         if memcg is None:
             return -ENOENT
         if name in ("limit_in_bytes", "max"):
             return memcg.set_limit(value // PAGE_SIZE)
+        if name == "memsw.limit_in_bytes" and self.memcgs.version == 1:
+            return memcg.set_limit(value // PAGE_SIZE, memsw=True)
         if name == "oom_kill_disable":
             memcg.oom_kill_disable = bool(value)
             if not value:

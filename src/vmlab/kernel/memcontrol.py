@@ -23,8 +23,15 @@ charged folios in node-list order. Memcg reclaim scans the mirrors of the memcg 
 isolates through the node lists, so a folio is never on two node lists and the invariants of the node
 LRU stay as they were; no node list has to be searched for a memcg's folios.
 
-Deliberate differences: page tables (kmem) are not charged; swap is not charged to memsw (v1's
-memory.memsw counts memory only); the reclaim cost and refault state (anon_cost, file_cost,
+Swap (v1, memsw accounting on, as on this host): memory.memsw counts memory plus swap. When reclaim
+takes a charged anon folio out of the swap cache (__remove_mapping -> memcg1_swapout), its memory charge
+goes but its memsw charge stays with the swap entry, which records the memcg (swap_cgroup_record) and
+counts in its `swap` (MEMCG_SWAP, memory.stat's swap); the entry gives the memsw charge back when its
+slot is freed (mem_cgroup_uncharge_swap) or when swap-in charges the new folio to that memcg
+(memcg1_swapin). So a memsw limit bounds memory + swap, and reclaim for it does not swap.
+
+Deliberate differences: page tables (kmem) are not charged; v2's swap counter (memory.swap.*) is not
+modelled; the reclaim cost and refault state (anon_cost, file_cost,
 nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
 CPU); memcg reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie);
 a v1 task waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in
@@ -40,7 +47,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.page_flags import PG, PG_swapcache
 from vmlab.kernel.swap import LRU_NAMES, LruVec
-from vmlab.kernel.uapi import ENOMEM, PAGE_SIZE
+from vmlab.kernel.uapi import EBUSY, EINVAL, ENOMEM, PAGE_SIZE
 
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
@@ -59,13 +66,16 @@ OOM_WAIT = -1000
 
 @dataclass
 class PageCounter:
-    """struct page_counter: usage against a max, with the parent charged alongside (hierarchy)."""
+    """struct page_counter: usage against a max, with the parent charged alongside (hierarchy).
+    `track_failcnt`: failures are counted (6.18 counts them only in v1's memory counter: memsw and
+    kmem keep failcnt 0, as this host's memory.memsw.failcnt does after a memsw OOM)."""
 
     max: int = PAGE_COUNTER_MAX
     usage: int = 0
     watermark: int = 0
     failcnt: int = 0
     parent: PageCounter | None = None
+    track_failcnt: bool = True
 
     def try_charge(self, nr: int) -> PageCounter | None:
         """page_counter_try_charge(): charge this counter and its ancestors; on failure undo, count a
@@ -74,7 +84,7 @@ class PageCounter:
         c: PageCounter | None = self
         while c is not None:
             if c.usage + nr > c.max:
-                c.failcnt += 1
+                c.failcnt += c.track_failcnt
                 for d in done:
                     d.usage -= nr
                 return c
@@ -110,8 +120,8 @@ class MemCgroup:
     parent: MemCgroup | None
     tree: MemCgroupTree
     memory: PageCounter = field(default_factory=PageCounter)
-    memsw: PageCounter = field(default_factory=PageCounter)
-    kmem: PageCounter = field(default_factory=PageCounter)
+    memsw: PageCounter = field(default_factory=lambda: PageCounter(track_failcnt=False))
+    kmem: PageCounter = field(default_factory=lambda: PageCounter(track_failcnt=False))
     children: list[MemCgroup] = field(default_factory=list)
     #: The thread-group ids in this cgroup, in the order they joined (css_task_iter order).
     procs: list[int] = field(default_factory=list)
@@ -129,6 +139,8 @@ class MemCgroup:
     #: Pages of frames charged here (page_memcg), and pages charged for no modelled frame (force_charge).
     charged: int = 0
     forced: int = 0
+    #: MEMCG_SWAP: swap entries whose memsw charge is this memcg's (v1 swap-out; memory.stat's swap).
+    swap: int = 0
 
     @property
     def path(self) -> str:
@@ -199,20 +211,25 @@ class MemCgroup:
             c = c.parent
         return found
 
-    def set_limit(self, pages: int) -> int:
-        """Write memory.limit_in_bytes / memory.max: 0, or -EBUSY (v1) when usage stays above it.
-        v1 (mem_cgroup_resize_max): drain the stock, then reclaim while reclaim frees something; v2 sets
-        the limit and leaves the excess to the next charge's reclaim."""
+    def set_limit(self, pages: int, memsw: bool = False) -> int:
+        """Write memory.limit_in_bytes / memory.max, or v1's memory.memsw.limit_in_bytes when `memsw`:
+        0; -EINVAL (v1) when memory.max <= memsw.max would no longer hold; -EBUSY (v1) when usage stays
+        above it. v1 (mem_cgroup_resize_max): drain the stock, then reclaim (without swapping, for
+        memsw: swap-out does not lower memory+swap) while reclaim frees something; v2 sets the limit and
+        leaves the excess to the next charge's reclaim."""
         tree = self.tree
+        counter = self.memsw if memsw else self.memory
+        if tree.version == 1 and (pages < self.memory.max if memsw else pages > self.memsw.max):
+            return -EINVAL
         drained = False
-        while self.tree.version == 1 and self.memory.usage > pages:
+        while tree.version == 1 and counter.usage > pages:
             if not drained:
                 tree.drain_all_stock(self)
                 drained = True
                 continue
-            if tree.reclaim_hook is None or not tree.reclaim_hook(self, 1, True):
-                return -16  # EBUSY
-        self.memory.max = pages
+            if tree.reclaim_hook is None or not tree.reclaim_hook(self, 1, not memsw):
+                return -EBUSY
+        counter.max = pages
         return 0
 
     # -- the views --
@@ -263,6 +280,7 @@ class MemCgroup:
             out["writeback"] += nr if flags >> PG.writeback & 1 else 0
         for lru, name in enumerate(LRU_NAMES):
             out[name] = self.lruvec.nr_pages[lru]
+        out["swap"] = self.swap
         return out
 
     def memory_stat_v1(self) -> list[str]:
@@ -322,6 +340,8 @@ class MemCgroupTree:
     version: int = 1
     root: MemCgroup = field(init=False)
     page_memcg: dict[int, tuple[MemCgroup, int, str]] = field(default_factory=dict)
+    #: swap_cgroup: the memcg each swap entry's memsw charge belongs to (v1 swap-out), by entry.
+    swap_cgroup: dict[int, MemCgroup] = field(default_factory=dict)
     out_of_memory: Callable[[MemCgroup, int], bool] | None = None
     task_is_dying: Callable[[], bool] = lambda: False
     retry_wait: Callable[[], None] = lambda: None
@@ -352,8 +372,9 @@ class MemCgroupTree:
         for part in (p for p in path.split("/") if p):
             child = next((ch for ch in c.children if ch.name == part), None)
             if child is None:
-                child = MemCgroup(part, c, self, PageCounter(parent=c.memory), PageCounter(parent=c.memsw),
-                                  PageCounter(parent=c.kmem), swappiness=c.swappiness)
+                child = MemCgroup(part, c, self, PageCounter(parent=c.memory),
+                                  PageCounter(parent=c.memsw, track_failcnt=False),
+                                  PageCounter(parent=c.kmem, track_failcnt=False), swappiness=c.swappiness)
                 c.children.append(child)
             c = child
         return c
@@ -531,6 +552,31 @@ class MemCgroupTree:
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
 
+    def swapout(self, pfn: int, entry: int) -> None:
+        """memcg1_swapout(): the anon folio at `pfn` leaves the swap cache for good (reclaim), its data
+        now only in `entry`'s slot: v1 uncharges its memory but leaves the memsw charge to the entry,
+        recorded for it (swap_cgroup_record) and counted in the memcg's swap; the folio is no longer
+        charged (its free uncharges nothing). v2 and uncharged folios: nothing to do."""
+        if self.version != 1:
+            return
+        got = self.page_memcg.pop(pfn, None)
+        if got is None:
+            return
+        memcg, nr, _ = got
+        memcg.memory.uncharge(nr)
+        memcg.charged -= nr
+        memcg.stat["pgpgout"] += 1
+        memcg.swap += nr
+        self.swap_cgroup[entry] = memcg
+
+    def uncharge_swap(self, entry: int) -> None:
+        """mem_cgroup_uncharge_swap(): `entry` no longer holds a charge (its slot was freed, or swap-in
+        charged its folio to the memcg): give its memsw page back and clear the record."""
+        memcg = self.swap_cgroup.pop(entry, None)
+        if memcg is not None:
+            memcg.memsw.uncharge(1)
+            memcg.swap -= 1
+
     def count_refault(self, pfn: int, anon: bool) -> None:
         """workingset_refault()'s memcg count: the folio's memcg saw a refault."""
         got = self.page_memcg.get(pfn)
@@ -609,10 +655,16 @@ def mem_cgroup_cancel_charge(memcg: MemCgroup | None, nr: int) -> None:
         memcg.memsw.uncharge(nr)
 
 
-def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int) -> int:
-    """mem_cgroup_swapin_charge_folio(): a page read in from swap is charged to the running task's
-    memcg (the kernel prefers the memcg recorded for the swap entry; the model records none)."""
+def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int, entry: int) -> int:
+    """mem_cgroup_swapin_charge_folio(): a page read in from swap for `entry` is charged to the memcg
+    recorded for the entry (the one it was swapped out from), else to the running task's; 0 or a
+    negative error. On success the entry's own memsw charge is given back (memcg1_swapin: the new
+    folio carries it now)."""
     tree = mem.memcgs
     if tree is None:
         return 0
-    return tree.charge(tree.current(), pfn, 1, 0, ANON)
+    memcg = tree.swap_cgroup.get(entry)
+    err = tree.charge(memcg if memcg is not None else tree.current(), pfn, 1, 0, ANON)
+    if not err:
+        tree.uncharge_swap(entry)
+    return err

@@ -243,7 +243,10 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
     if int(mm._refcount[head]) != 2:  # __remove_mapping(): only the swap cache and the isolation
         mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
         return False
-    delete_from_swap_cache(mem, head, workingset_eviction(mem, head, 1))
+    shadow = workingset_eviction(mem, head, 1)
+    if mem.memcgs is not None:
+        mem.memcgs.swapout(head, int(mm.private[head]))  # memcg1_swapout(): memsw stays with the slot
+    delete_from_swap_cache(mem, head, shadow)
     return True
 
 
@@ -260,7 +263,7 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     pfn = mem.alloc_pages(0)
     if pfn is None:
         return None
-    if mem_cgroup_swapin_charge(mem, pfn):
+    if mem_cgroup_swapin_charge(mem, pfn, entry):
         mem.free_pages(pfn)
         return None
     if entry in state.cache:  # reclaim during the allocation cannot bring it in: a model bug

@@ -156,6 +156,8 @@ class SwapState:
     shadows: dict[int, int] = field(default_factory=dict)
     page_cluster: int = PAGE_CLUSTER
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
+    #: mem_cgroup_uncharge_swap(entry) of a slot being freed (set by the machine with memcgs).
+    uncharge_swap: Callable[[int], None] | None = None
 
     def active(self) -> list[SwapInfo]:
         """The active areas by falling priority (swap_active_head), then by type."""
@@ -269,11 +271,14 @@ def get_swap_page(swap: SwapState) -> int:
 
 
 def _slot_freed(swap: SwapState, si: SwapInfo, offset: int) -> None:
-    """swap_entries_free(): the slot's byte reached zero; its shadow goes with it."""
+    """swap_entries_free(): the slot's byte reached zero; its shadow and its memcg charge go with it."""
     si.inuse_pages -= 1
     si.written[offset] = False
     swap.nr_swap_pages += 1
-    swap.shadows.pop(swp_entry(si.type, offset), None)
+    entry = swp_entry(si.type, offset)
+    swap.shadows.pop(entry, None)
+    if swap.uncharge_swap is not None:
+        swap.uncharge_swap(entry)
 
 
 def swap_duplicate(swap: SwapState, entry: int) -> None:
