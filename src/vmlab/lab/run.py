@@ -148,7 +148,8 @@ class Runner:
         self.out = out
         self.transcript = Transcript()
         self.pids: dict[str, int] = {}
-        self.killed: dict[str, str] = {}
+        #: Processes that are gone, with why (`was killed by SIGSEGV`): their later steps are skipped.
+        self.gone: dict[str, str] = {}
         self.env: dict[str, int] = dict(CONSTANTS)
         self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
         self.index = 0
@@ -176,11 +177,10 @@ class Runner:
         for index, step in enumerate(self.scenario.steps):
             self.index = index
             prefix = "" if step.actor == MAIN else f"@{step.actor} "
-            if step.actor in self.killed and not isinstance(step, ExpectKilledStep | ExpectResultStep):
-                self.emit("note", f"# line {step.line}: skipped, {step.actor} was killed by "
-                                  f"{self.killed[step.actor]}")
+            if step.actor in self.gone and not isinstance(step, ExpectKilledStep | ExpectResultStep):
+                self.emit("note", f"# line {step.line}: skipped, {step.actor} {self.gone[step.actor]}")
                 if isinstance(step, ForkStep):  # the child is never born: its steps are skipped too
-                    self.killed[step.target] = self.killed[step.actor]
+                    self.gone[step.target] = self.gone[step.actor]
                 continue
             try:
                 self.step(step, prefix)
@@ -200,7 +200,7 @@ class Runner:
                 continue
             prefix = "" if name == MAIN else f"@{name} "
             self.emit("signal", f"{prefix}+++ killed by {sig} +++")
-            self.killed[name] = sig
+            self.gone[name] = f"was killed by {sig}"
             del self.pids[name]
 
     def step(self, step: Step, prefix: str) -> None:
@@ -209,11 +209,7 @@ class Runner:
         if isinstance(step, CallStep):
             self.call(step, pid, prefix)
         elif isinstance(step, ForkStep):
-            child = self.backend.fork(pid)
-            self.pids[step.target] = self.env[step.target] = child
-            self.emit("fork", f"{prefix}fork() = {step.target}")
-            self.checkpoint(step.target)
-            self.last = ("call", 0)
+            self.fork(step, pid, prefix)
         elif isinstance(step, ExitStep):
             self.backend.exit(pid)
             del self.pids[step.actor]
@@ -271,8 +267,23 @@ class Runner:
         self.last = ("access", sig)
         if sig is not None:
             self.emit("signal", f"{prefix}+++ killed by {sig} +++" + ("\nKilled" if sig == "SIGKILL" else ""))
-            self.killed[step.actor] = sig
+            self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
+
+    def fork(self, step: ForkStep, pid: int, prefix: str) -> None:
+        """fork(): the child runs as `step.target`; when the kernel refuses (-ENOMEM: the commit charge
+        of the copy under overcommit_memory 2, mm/mmap.c dup_mmap -> security_vm_enough_memory_mm)
+        the result is printed as strace prints it and the child's steps are skipped."""
+        child = self.backend.fork(pid)
+        self.env[step.target] = child
+        self.last = ("call", child if child < 0 else 0)
+        if child < 0:
+            self.emit("fork", f"{prefix}fork() {format_result(child, False)}")
+            self.gone[step.target] = "was never created (fork failed)"
+            return
+        self.pids[step.target] = child
+        self.emit("fork", f"{prefix}fork() = {step.target}")
+        self.checkpoint(step.target)
 
     def call(self, step: CallStep, pid: int, prefix: str) -> None:
         """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""
@@ -308,7 +319,7 @@ class Runner:
         if sig is not None:
             self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
                       + f"\n{prefix}+++ killed by {sig} +++")
-            self.killed[step.actor] = sig
+            self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
 
     def checkpoint(self, name: str) -> None:
