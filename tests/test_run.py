@@ -137,3 +137,15 @@ def test_a_refused_fork_is_printed_and_its_child_never_runs() -> None:
     assert "fork() = -1 ENOMEM (Cannot allocate memory)" in texts
     assert "# line 6: skipped, kid was never created (fork failed)" in texts
     assert t.failures == 0, t.text()
+
+
+def test_an_undefined_operation_on_a_variable_skips_the_step() -> None:
+    """`4K / a` with a = 0 cannot be refused before the run (the checker refuses it on constants); it
+    raised ZeroDivisionError out of the runner. Now the step is skipped with a note naming the column
+    (C's `/` truncates toward zero: -7 / 2 is -3)."""
+    t = transcript("a = mmap(NULL, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                   "munmap(a, 4K / (a - a))\nmunmap(a, 1 << (a - a - 1))\nmunmap(a, (0 - 7) / 2 + 4099)\n")
+    texts = [r.text for r in t.records]
+    assert "# line 2: skipped, column 14: division by zero" in texts
+    assert "# line 3: skipped, column 13: shift count -1 is not 0 to 63" in texts
+    assert "munmap(0x7ffff7ffe000, 4096) = 0" in texts

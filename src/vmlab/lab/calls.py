@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.kernel import uapi
-from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, expr_names, parse_expr
+from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, expr_names, parse_expr
 
 #: Argument kinds: how a value is checked (path/argv are strings) and printed.
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
@@ -200,7 +200,8 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
     """The arguments of a SYSCALLS call as checked expressions.
 
     Raises InputError for an unknown syscall, a wrong number of arguments, a name that is neither a
-    constant nor `defined`, or a string where a number belongs (and the reverse).
+    constant nor `defined`, a string where a number belongs (and the reverse), or an operation without
+    a value (a division by zero, a bad shift count) on constants.
     """
     sig = SYSCALLS.get(call.name)
     if sig is None:
@@ -216,6 +217,7 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
         for name in expr_names(expr):
             if name.name not in CONSTANTS and not defined(name.name):
                 raise src.error(f"undefined name '{name.name}'", name.col)
+        check_operands(expr, src, CONSTANTS)
         exprs.append(expr)
     return tuple(exprs)
 

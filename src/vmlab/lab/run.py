@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmlab.backend import MACHINE_VIEWS, Backend, Counters, Program
+from vmlab.errors import InputError
 from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
 from vmlab.lab.scenario import (
@@ -35,7 +36,7 @@ from vmlab.lab.scenario import (
     ShowStep,
     Step,
 )
-from vmlab.lab.syntax import Expr, Result, evaluate
+from vmlab.lab.syntax import EvalError, Expr, Result, evaluate
 
 #: Record kinds `vmlab diff` compares; notes (trace mismatches, expect verdicts) are not compared.
 #: "view" is a /proc text view (compared on the lines the model prints), "paging" a paging view.
@@ -85,11 +86,14 @@ class Unbound(Exception):
 
 def value_of(expr: Expr, env: dict[str, int]) -> int | str | tuple[str, ...]:
     """evaluate(expr, env), an unbound name raising Unbound: a KeyError from deeper down (a model bug)
-    must not pass for a skipped step."""
+    must not pass for a skipped step. An operation without a value on a variable (`4K / a` with a = 0;
+    on constants alone the scenario checker refuses it) raises Unavailable: the step is skipped."""
     try:
         return evaluate(expr, env)
     except KeyError as err:
         raise Unbound(err.args[0]) from None
+    except EvalError as err:
+        raise Unavailable(f"column {err.col}: {err.message}") from None
 
 
 def expected_errno(result: Result, env: dict[str, int]) -> int | None:
@@ -166,7 +170,11 @@ class Runner:
         backend is left open)."""
         for spec in self.scenario.files:
             make_file(spec)
-        self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        try:
+            self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        except OSError as err:  # e.g. vm.max_map_count 0: exec itself fails (-ENOMEM)
+            raise InputError(f"the program cannot start with these settings: {err.strerror or err}",
+                             self.scenario.path) from None
         for line in self.backend.view(self.pids[MAIN], "maps").splitlines():
             lo, _, hi = line.split(" ", 1)[0].partition("-")
             self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
