@@ -699,3 +699,25 @@ def test_thrash_scenario_runs_clean_on_the_model() -> None:
     assert int(vmstat["pswpout"]) > 8192 and int(vmstat["pswpin"]) > 4096
     assert isinstance(backend, ModelBackend)
     check_machine(backend)
+
+
+def test_swapoff_survives_the_oom_kill_of_the_process_it_brings_back(swap_path: Path) -> None:
+    """swapoff of more than fits: reading the pages back reclaims, and with no other swap area the OOM
+    killer ends the process whose pages are being read (the explore profile found it). try_to_unuse()
+    used to go on with the PTEs it had listed before: map_swapped_folio() on the torn-down mm (no page
+    tables) raised; and swap_read_folio() took the slot its exit had just freed into the swap cache, which
+    later freed it a second time (inuse_pages -1). Now, as mm/swapfile.c does, each PTE is read as it is
+    (unuse_pte_range: ptep_get_lockless), the folio is mapped only if the PTE still holds the entry
+    (unuse_pte: pte_same_as_swp), a freed slot is not read (__read_swap_cache_async: swapcache_prepare()
+    fails with -ENOENT) and swapoff completes once the victim's slots are gone."""
+    backend, pid = small_machine(swap_path)
+    victim = backend.fork(pid)
+    addr = backend.syscall(victim, "mmap", (0, 40 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(victim, addr, 40 * MiB, True) is None
+    swap = backend.mem.swap
+    assert swap.active()[0].inuse_pages > 16 * MiB // PAGE_SIZE  # more than the free memory
+    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == 0
+    assert backend.mem.events["oom_kill"] == 1 and victim not in backend.tasks
+    check_machine(backend)
+    assert not swap.active() and not swap.cache
+    backend.close()

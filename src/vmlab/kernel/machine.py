@@ -89,6 +89,7 @@ from vmlab.kernel.uapi import (
     EBADF,
     EBUSY,
     EFAULT,
+    EINTR,
     EINVAL,
     EMFILE,
     ENOENT,
@@ -1003,7 +1004,8 @@ class ModelBackend:
 
     def _swapoff(self, task: Task, path: str) -> int:
         """swapoff(2): every swapped page of the area comes back into memory, then the area goes;
-        -EINVAL if `path` is not an active area, -ENOMEM if memory runs out on the way."""
+        -EINVAL if `path` is not an active area, -ENOMEM if memory runs out on the way, -EINTR if the
+        caller itself was OOM-killed meanwhile (try_to_unuse stops on signal_pending(current))."""
         si = find_area(self.mem.swap, path)
         if si is None:
             return -EINVAL
@@ -1011,7 +1013,9 @@ class ModelBackend:
         while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
             left = si.inuse_pages
             err = try_to_unuse(self.mem, si.type)
-            if not err and si.inuse_pages >= left:
+            if not err and si.inuse_pages and task.sigkill:
+                err = -EINTR
+            elif not err and si.inuse_pages >= left:
                 err = -ENOMEM  # no progress: the kernel's OOM killer would have to make room
             if err:
                 reinsert_swap_info(self.mem.swap, si)

@@ -252,14 +252,18 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
 
 def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     """__read_swap_cache_async() + swap_read_folio(): a new folio for `entry`, in the swap cache and on
-    the inactive anon list, its data read (pswpin); None without memory. The slot must be in use and
-    not cached."""
+    the inactive anon list, its data read (pswpin); None without memory, or when the slot was freed
+    while memory was sought (the allocation's OOM kill ended its last user). The slot must be in use
+    and not cached."""
     state = mem.swap
     si: SwapInfo = state.info(entry)
     if not si.written[swp_offset(entry)]:
         raise AssertionError(f"swap-in of slot {entry:#x}, which was never written")
     pfn = mem.alloc_pages(0)
     if pfn is None:
+        return None
+    if not si.swap_map[swp_offset(entry)]:  # swapcache_prepare() -> -ENOENT: the allocation's reclaim
+        mem.free_pages(pfn)                 # OOM-killed the last owner and its exit freed the slot
         return None
     if mem_cgroup_swapin_charge(mem, pfn):
         mem.free_pages(pfn)
