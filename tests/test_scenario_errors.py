@@ -46,6 +46,9 @@ CASES = [
     ("overcommit_memory out of range", "set overcommit_memory 3\n", 1, 23,
      "overcommit_memory must be 0 to 2, not 3"),
     ("negative max_map_count", "set max_map_count -1\n", 1, 19, "max_map_count must be 0 to"),
+    ("NUL byte in a path", 'openat(AT_FDCWD, "/tmp/a\\0b", O_RDONLY)\n', 1, 18,
+     "a path or argument cannot hold a NUL byte"),
+    ("NUL byte in a file statement", 'file "/tmp/a\\000" 4K\n', 1, 6, "cannot hold a NUL byte"),
     ("negative unsigned setting", "set mmap_min_addr -4K\n", 1, 19, "mmap_min_addr must be 0 to"),
 ]
 

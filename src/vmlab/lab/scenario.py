@@ -353,6 +353,8 @@ def _words(text: str, src: Source) -> list[str]:
             toks = tokenize(text[i:], Source(src.path, src.line, src.col0 + i))
             tok = toks[0]
             assert isinstance(tok.value, bytes)
+            if b"\0" in tok.value:
+                raise src.error("a path or argument cannot hold a NUL byte", i + 1)
             out.append(tok.value.decode("utf-8", "surrogateescape"))
             i += len(tok.text)
         else:
