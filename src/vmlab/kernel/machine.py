@@ -91,6 +91,7 @@ from vmlab.kernel.uapi import (
     EFAULT,
     EINTR,
     EINVAL,
+    EISDIR,
     EMFILE,
     ENOENT,
     ENOMEM,
@@ -759,7 +760,10 @@ class ModelBackend:
         return fd
 
     def _openat(self, task: Task, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
-        """do_sys_open(): open a host file (the model never writes to it)."""
+        """do_sys_open(): open a host file (the model never writes to it). An empty path is -ENOENT
+        (getname() without AT_EMPTY_PATH), a directory opened for writing -EISDIR (may_open)."""
+        if not path:
+            return -ENOENT
         if not path.startswith("/") and dirfd != AT_FDCWD:
             base = task.files.get(dirfd)
             if base is None:
@@ -773,9 +777,11 @@ class ModelBackend:
             inode = self.simfs.create(path)  # the model's own file; the host never sees it
         except OSError as err:
             return -(err.errno or ENOENT)
-        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY:
-            truncate_setsize(self.mem, inode, 0)
         acc = flags & O_ACCMODE
+        if inode.directory and (acc != O_RDONLY or flags & O_CREAT):
+            return -EISDIR
+        if flags & O_TRUNC and acc != O_RDONLY:
+            truncate_setsize(self.mem, inode, 0)
         file = File(inode, readable=acc in (O_RDONLY, O_RDWR), writable=acc in (O_WRONLY, O_RDWR))
         return self._install(task, file, bool(flags & O_CLOEXEC))
 
@@ -1004,11 +1010,12 @@ class ModelBackend:
 
     def _swapoff(self, task: Task, path: str) -> int:
         """swapoff(2): every swapped page of the area comes back into memory, then the area goes;
-        -EINVAL if `path` is not an active area, -ENOMEM if memory runs out on the way, -EINTR if the
-        caller itself was OOM-killed meanwhile (try_to_unuse stops on signal_pending(current))."""
+        -ENOENT if `path` does not exist, -EINVAL if it is not an active area, -ENOMEM if memory runs
+        out on the way, -EINTR if the caller itself was OOM-killed meanwhile (try_to_unuse stops on
+        signal_pending(current))."""
         si = find_area(self.mem.swap, path)
-        if si is None:
-            return -EINVAL
+        if si is None:  # file_open_name() fails first for a name that is not there
+            return -ENOENT if not path or not os.path.lexists(path) else -EINVAL
         disable_area(self.mem.swap, si)
         while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
             left = si.inuse_pages

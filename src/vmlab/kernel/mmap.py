@@ -35,6 +35,7 @@ from vmlab.kernel.uapi import (
     EACCES,
     EEXIST,
     EINVAL,
+    ENODEV,
     ENOMEM,
     EOVERFLOW,
     MAP_32BIT,
@@ -298,6 +299,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
                 vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
         if not file.readable:
             return -EACCES
+        if file.inode.directory:
+            return -ENODEV  # no f_op->mmap: !can_mmap_file(file)
         if vm_flags & VM_GROWSDOWN:
             return -EINVAL
     elif mtype == MAP_SHARED:

@@ -123,6 +123,7 @@ EEXIST = _errno.EEXIST
 EBUSY = _errno.EBUSY
 ENODEV = _errno.ENODEV
 EINVAL = _errno.EINVAL
+EISDIR = _errno.EISDIR
 EMFILE = _errno.EMFILE
 EOVERFLOW = _errno.EOVERFLOW
 EBUSY = _errno.EBUSY
