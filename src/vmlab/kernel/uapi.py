@@ -153,3 +153,12 @@ def errno_name(err: int) -> str:
 def page_align(x: int) -> int:
     """PAGE_ALIGN(): round up to a page boundary."""
     return (x + PAGE_SIZE - 1) & PAGE_MASK
+
+
+#: An unsigned long's bits: C arithmetic on addresses and lengths wraps modulo 2^64.
+ULONG_MASK = (1 << 64) - 1
+
+
+def ul(x: int) -> int:
+    """`x` as an unsigned long holds it (a sum past 2^64 wraps, as `start + len` does in C)."""
+    return x & ULONG_MASK
