@@ -83,6 +83,20 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                                       "No such file or directory\n"
 
 
+@pytest.mark.parametrize(("result", "col", "message"), [
+    ("FOO", 65, "the result of mmap must be a number, not 'FOO'"), ("1/0", 66, "division by zero")])
+def test_strace_log_with_a_result_that_is_no_number(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    result: str, col: int, message: str) -> None:
+    """strace-replay evaluated `= FOO` (KeyError) and `= 1/0` (ZeroDivisionError) only when replaying
+    the call, as tracebacks (found by fuzzing); the log is checked as it is read."""
+    log = tmp_path / "x.log"
+    log.write_text('execve("/bin/true", ["true"], []) = 0\n'
+                   f"mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {result}\n")
+    assert main(["strace-replay", str(log)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"{log}:2:{col}: error: {message}\n"
+
+
 def test_missing_strace_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["strace-replay", str(tmp_path / "x.log")]) == 2
     assert "error: cannot read strace log" in capsys.readouterr().err
