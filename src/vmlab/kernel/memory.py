@@ -291,6 +291,8 @@ def do_anonymous_page(vmf: VmFault) -> int:
         entry = pte_mkspecial(pfn_pte(vmf.mem.my_zero_pfn(vmf.address), vm_page_prot(vmf.vma) & ~_PAGE_RW))
         return VM_FAULT_OOM if pt.set_pte(vmf.address, entry) else 0
     vmf.call("do_anonymous_page", "write: a new zeroed page")
+    if not pt.pte_alloc(vmf.address):  # the table first, as the kernel does: a folio already on the
+        return VM_FAULT_OOM             # LRU with its rmap and no PTE to map it would be a leak
     pfn = new_anon_page(vmf)
     if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
@@ -402,9 +404,11 @@ def do_cow_fault(vmf: VmFault) -> int:
     src, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if src is None:
         return VM_FAULT_OOM
-    pfn = new_anon_page(vmf)
     pt = vmf.mm.pt
     assert pt is not None
+    if not pt.pte_alloc(vmf.address):  # __do_fault's prealloc_pte, before the copy gets its rmap
+        return VM_FAULT_OOM
+    pfn = new_anon_page(vmf)
     if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
