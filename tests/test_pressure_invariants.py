@@ -44,7 +44,7 @@ from hypothesis.stateful import (
 )
 
 from vmlab.backend import Program, Settings
-from vmlab.kernel import page_writeback, swap_state
+from vmlab.kernel import memory, page_writeback, swap_state
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
@@ -52,7 +52,7 @@ from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG_swapcache
-from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn
+from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn, pte_special
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry, swp_offset
 from vmlab.kernel.task_mmu import PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_SWAP
 from vmlab.kernel.uapi import (
@@ -114,10 +114,11 @@ TRACKED: dict[int, Contents] = {}
 
 @pytest.fixture
 def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Wrap swap_writeout, swap_read_folio and folio_start_writeback so that data versions follow the
-    pages to the swap slots, back, and to the disk."""
-    writeout, read_folio, start_wb = (swap_state.swap_writeout, swap_state.swap_read_folio,
-                                      page_writeback.folio_start_writeback)
+    """Wrap swap_writeout, swap_read_folio, folio_start_writeback and wp_page_copy so that data versions
+    follow the pages to the swap slots, back, to the disk, and into copy-on-write copies (a write
+    fault, or mlock's populate, of a page fork() shares)."""
+    writeout, read_folio, start_wb, wp_copy = (swap_state.swap_writeout, swap_state.swap_read_folio,
+                                               page_writeback.folio_start_writeback, memory.wp_page_copy)
 
     def swap_writeout(mem: PhysMem, head: int) -> None:
         c = TRACKED.get(id(mem))
@@ -147,6 +148,21 @@ def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 c.disk[key] = c.latest[key]
         return start_wb(mem, inode, pfn)
 
+    def wp_page_copy(vmf: memory.VmFault, orig_pte: int) -> int:
+        result = wp_copy(vmf, orig_pte)
+        c = TRACKED.get(id(vmf.mem))
+        pt = vmf.mm.pt
+        if c is not None and pt is not None and not pte_special(orig_pte):
+            pte = pt.get_pte(vmf.address)
+            if pte & _PAGE_PRESENT and pte_pfn(pte) != pte_pfn(orig_pte):  # the copy went in
+                old = c.frame.get(vmf.mem.mem_map.compound_head(pte_pfn(orig_pte)))
+                if old is None:
+                    c.frame.pop(pte_pfn(pte), None)
+                else:
+                    c.frame[pte_pfn(pte)] = old
+        return result
+
+    monkeypatch.setattr(memory, "wp_page_copy", wp_page_copy)
     monkeypatch.setattr(swap_state, "swap_writeout", swap_writeout)
     monkeypatch.setattr(swap_state, "swap_read_folio", swap_read_folio)
     monkeypatch.setattr(page_writeback, "folio_start_writeback", folio_start_writeback)
