@@ -769,13 +769,13 @@ def test_madvise_dontneed_across_a_hole_drops_the_pages_and_says_enomem(swap_pat
     backend.close()
 
 
-def test_anon_fault_takes_its_page_table_before_its_page() -> None:
-    """do_anonymous_page() (and do_cow_fault) used to allocate the page, give it its rmap and put it on
-    the LRU, and only then set the PTE, which allocates a missing PTE table: when that allocation found
-    no memory (the OOM killer had just picked this very process), the fault failed with the page still
+def test_anon_fault_gives_its_page_back_when_no_page_table_can_be_had() -> None:
+    """do_anonymous_page() (and do_cow_fault) allocate the page, give it its rmap and put it on the LRU,
+    and only then set the PTE, which allocates a missing PTE table: when that allocation found no
+    memory (the OOM killer had just picked this very process), the fault failed with the page still
     counted as mapped and on the LRU, owned by no PTE (a leaked frame; the scenario fuzzer found it with
-    MAP_POPULATE on a 24 MiB machine). The kernel allocates the table first (do_anonymous_page:
-    pte_alloc() before alloc_anon_folio(); __do_fault's prealloc_pte), so a failure leaves nothing."""
+    MAP_POPULATE on a 24 MiB machine). The kernel takes the table first (do_anonymous_page: pte_alloc()
+    before alloc_anon_folio()), so its failure leaves nothing; the model now gives the page back."""
     from vmlab.lab.backends import make_backend
     from vmlab.lab.run import Runner
     from vmlab.lab.scenario import parse

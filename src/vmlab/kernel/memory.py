@@ -291,13 +291,27 @@ def do_anonymous_page(vmf: VmFault) -> int:
         entry = pte_mkspecial(pfn_pte(vmf.mem.my_zero_pfn(vmf.address), vm_page_prot(vmf.vma) & ~_PAGE_RW))
         return VM_FAULT_OOM if pt.set_pte(vmf.address, entry) else 0
     vmf.call("do_anonymous_page", "write: a new zeroed page")
-    if not pt.pte_alloc(vmf.address):  # the table first, as the kernel does: a folio already on the
-        return VM_FAULT_OOM             # LRU with its rmap and no PTE to map it would be a leak
     pfn = new_anon_page(vmf)
-    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+    if pfn is None or not _install_new_anon(vmf, pfn):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
     return 0
+
+
+def _install_new_anon(vmf: VmFault, pfn: int) -> bool:
+    """Map the new anon page `pfn` writable at the fault address; False, with the page given back (its
+    rmap, LRU place and reference dropped), when the PTE table cannot be allocated.
+
+    The kernel allocates the table first (do_anonymous_page: pte_alloc() before alloc_anon_folio(),
+    mm/memory.c v6.18), so its failure leaves nothing; the model takes the page first because it does
+    not charge page tables to the memcg (__GFP_ACCOUNT), and in this order a memcg OOM kill happens
+    where the kernel's table charge would trigger it, with the same page-table count (test_oom_kill)."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+        _remove_rmap(vmf.mem, pfn)
+        return False
+    return True
 
 
 def special_mapping_fault(vmf: VmFault) -> int:
@@ -404,12 +418,8 @@ def do_cow_fault(vmf: VmFault) -> int:
     src, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
     if src is None:
         return VM_FAULT_OOM
-    pt = vmf.mm.pt
-    assert pt is not None
-    if not pt.pte_alloc(vmf.address):  # __do_fault's prealloc_pte, before the copy gets its rmap
-        return VM_FAULT_OOM
     pfn = new_anon_page(vmf)
-    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+    if pfn is None or not _install_new_anon(vmf, pfn):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
     return VM_FAULT_MAJOR if major else 0
