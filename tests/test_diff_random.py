@@ -177,3 +177,33 @@ def test_paging_scenarios_run_on_the_kernel(text: str) -> None:
     paging = [r.text for r in transcript.records if r.kind == "paging"]
     assert not [t for t in paging if "(unavailable)" in t]  # (a killed process shows nothing)
     assert all(t.split("\n")[1].startswith(("counters: ", "pagemap 0x10000000-0x10100000: ")) for t in paging)
+
+
+def test_negative_and_huge_arguments_agree_with_kernel() -> None:
+    """Numbers reach a syscall as the C type of its parameter: -4096 as a length is 2^64 - 4096. The
+    model took Python's signed ints, so munmap(a + 60K, -4096) split a VMA into overlapping halves
+    (AssertionError), mprotect(a, -4096) walked on and changed the vdso before failing, pread64 at
+    -1 raised OverflowError, and mlock/munlock/mremap/mmap-offset/dup2 gave other errnos than the
+    kernel (found by fuzzing scenarios). Every call here must agree with the kernel, and the maps too."""
+    path = f"/tmp/vmlab-diff-neg-{os.getpid()}.dat"
+    calls = ["munmap(a + 60K, -4096)", "mprotect(a, -4096, PROT_READ)", "madvise(a, -4096, MADV_DONTNEED)",
+             "mlock(a, -4096)", "munlock(a, -4096)", "mremap(a, 4096, -4096, MREMAP_MAYMOVE)",
+             "mremap(a, -4096, 4096, MREMAP_MAYMOVE)", "read(fd, a, -1)", "pread64(fd, a, 4096, -1)",
+             "pread64(fd, a, -4096, 0)", "lseek(fd, -1, 0)", "lseek(fd, 0, -1)",
+             "fadvise64(fd, -1, 4096, POSIX_FADV_DONTNEED)", "fadvise64(fd, 0, -4096, POSIX_FADV_WILLNEED)",
+             "fadvise64(fd, 0, 4096, -1)",
+             "mmap(-4096, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)",
+             "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, -4096)",
+             "mmap(NULL, 4096, -1, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)",
+             "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, -5, 0)", "madvise(a, 4096, -1)", "mlock2(a, 4096, -1)",
+             "mlockall(-1)", "close(-1)", "dup(-1)", "dup2(fd, -1)", "dup3(fd, 100, -1)",
+             "fcntl(-1, F_GETFD)",
+             'openat(-1, "x", O_RDONLY)', "brk(-1)", "brk(-4096)", "munmap(0xffffffffffff0000, 4096)",
+             "munmap(1 << 63, 4096)", "mprotect(0x7ffffffff000, 8192, PROT_READ)"]
+    try:
+        check_agreement(f"file {path} 64K\n"
+                        "a = mmap(NULL, 64K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                        f'fd = openat(AT_FDCWD, "{path}", O_RDWR)\n' + "\n".join(calls) + "\nshow maps\n")
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

@@ -23,7 +23,9 @@ Failures found with it are kept as explicit regression tests below the machine.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +44,7 @@ from hypothesis.stateful import (
 )
 
 from vmlab.backend import Program, Settings
-from vmlab.kernel import page_writeback, swap_state
+from vmlab.kernel import memory, page_writeback, swap_state
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
@@ -50,10 +52,11 @@ from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG_swapcache
-from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn
+from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn, pte_special
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry, swp_offset
 from vmlab.kernel.task_mmu import PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_SWAP
 from vmlab.kernel.uapi import (
+    ENOMEM,
     MADV_COLD,
     MADV_DONTNEED,
     MADV_PAGEOUT,
@@ -111,10 +114,11 @@ TRACKED: dict[int, Contents] = {}
 
 @pytest.fixture
 def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Wrap swap_writeout, swap_read_folio and folio_start_writeback so that data versions follow the
-    pages to the swap slots, back, and to the disk."""
-    writeout, read_folio, start_wb = (swap_state.swap_writeout, swap_state.swap_read_folio,
-                                      page_writeback.folio_start_writeback)
+    """Wrap swap_writeout, swap_read_folio, folio_start_writeback and wp_page_copy so that data versions
+    follow the pages to the swap slots, back, to the disk, and into copy-on-write copies (a write
+    fault, or mlock's populate, of a page fork() shares)."""
+    writeout, read_folio, start_wb, wp_copy = (swap_state.swap_writeout, swap_state.swap_read_folio,
+                                               page_writeback.folio_start_writeback, memory.wp_page_copy)
 
     def swap_writeout(mem: PhysMem, head: int) -> None:
         c = TRACKED.get(id(mem))
@@ -144,6 +148,21 @@ def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 c.disk[key] = c.latest[key]
         return start_wb(mem, inode, pfn)
 
+    def wp_page_copy(vmf: memory.VmFault, orig_pte: int) -> int:
+        result = wp_copy(vmf, orig_pte)
+        c = TRACKED.get(id(vmf.mem))
+        pt = vmf.mm.pt
+        if c is not None and pt is not None and not pte_special(orig_pte):
+            pte = pt.get_pte(vmf.address)
+            if pte & _PAGE_PRESENT and pte_pfn(pte) != pte_pfn(orig_pte):  # the copy went in
+                old = c.frame.get(vmf.mem.mem_map.compound_head(pte_pfn(orig_pte)))
+                if old is None:
+                    c.frame.pop(pte_pfn(pte), None)
+                else:
+                    c.frame[pte_pfn(pte)] = old
+        return result
+
+    monkeypatch.setattr(memory, "wp_page_copy", wp_page_copy)
     monkeypatch.setattr(swap_state, "swap_writeout", swap_writeout)
     monkeypatch.setattr(swap_state, "swap_read_folio", swap_read_folio)
     monkeypatch.setattr(page_writeback, "folio_start_writeback", folio_start_writeback)
@@ -328,9 +347,15 @@ class PressureAll(RuleBasedStateMachine):
     @precondition(lambda self: self.regions)
     @rule(data=st.data(), write=st.booleans(), stride=st.sampled_from([1, 1, 4]))
     def touch(self, data: st.DataObject, write: bool, stride: int) -> None:
-        """Loads or stores over a range (untracked: the data a store leaves is not checked)."""
+        """Loads or stores over a range (untracked: the data a store leaves is not checked, so a tracked
+        anon page it stores to is tracked no more: after fork() the store copies the page (COW) into a
+        frame that carries no version)."""
         pid, addr, n = self._region(data)
-        self._access(pid, self._pages(pid, addr, n, write)[::stride], write)
+        pages = self._pages(pid, addr, n, write)[::stride]
+        self._access(pid, pages, write)
+        if write:
+            for page in pages:
+                self.c.anon.pop((pid, page), None)
 
     @precondition(lambda self: self.regions)
     @rule(data=st.data(), count=st.integers(1, 8))
@@ -370,7 +395,12 @@ class PressureAll(RuleBasedStateMachine):
                                                   MADV_WILLNEED]))
     def madvise(self, data: st.DataObject, advice: int) -> None:
         pid, addr, n = self._region(data)
-        if self.call(pid, "madvise", addr, n * PAGE_SIZE, advice) == 0 and advice == MADV_DONTNEED:
+        self.call(pid, "madvise", addr, n * PAGE_SIZE, advice)
+        # Whatever it returns, DONTNEED may have dropped data: over a hole it is -ENOMEM but applies to
+        # the VMAs around it (mm/madvise.c madvise_walk_vmas: "a gap between VMAs in the input range ...
+        # does not cause the operation to abort, rather we simply return -ENOMEM"), and on an mlocked
+        # VMA it is -EINVAL after zapping the VMAs before it.
+        if advice == MADV_DONTNEED:
             self._forget(pid, addr, addr + n * PAGE_SIZE)
 
     @precondition(lambda self: self.regions)
@@ -699,3 +729,67 @@ def test_thrash_scenario_runs_clean_on_the_model() -> None:
     assert int(vmstat["pswpout"]) > 8192 and int(vmstat["pswpin"]) > 4096
     assert isinstance(backend, ModelBackend)
     check_machine(backend)
+
+
+def test_swapoff_survives_the_oom_kill_of_the_process_it_brings_back(swap_path: Path) -> None:
+    """swapoff of more than fits: reading the pages back reclaims, and with no other swap area the OOM
+    killer ends the process whose pages are being read (the explore profile found it). try_to_unuse()
+    used to go on with the PTEs it had listed before: map_swapped_folio() on the torn-down mm (no page
+    tables) raised; and swap_read_folio() took the slot its exit had just freed into the swap cache, which
+    later freed it a second time (inuse_pages -1). Now, as mm/swapfile.c does, each PTE is read as it is
+    (unuse_pte_range: ptep_get_lockless), the folio is mapped only if the PTE still holds the entry
+    (unuse_pte: pte_same_as_swp), a freed slot is not read (__read_swap_cache_async: swapcache_prepare()
+    fails with -ENOENT) and swapoff completes once the victim's slots are gone."""
+    backend, pid = small_machine(swap_path)
+    victim = backend.fork(pid)
+    addr = backend.syscall(victim, "mmap", (0, 40 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(victim, addr, 40 * MiB, True) is None
+    swap = backend.mem.swap
+    assert swap.active()[0].inuse_pages > 16 * MiB // PAGE_SIZE  # more than the free memory
+    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == 0
+    assert backend.mem.events["oom_kill"] == 1 and victim not in backend.tasks
+    check_machine(backend)
+    assert not swap.active() and not swap.cache
+    backend.close()
+
+
+def test_madvise_dontneed_across_a_hole_drops_the_pages_and_says_enomem(swap_path: Path) -> None:
+    """The pressure machine forgot a DONTNEED's data only when madvise returned 0, and then found the
+    page gone (explore profile): over a range with a hole the kernel returns -ENOMEM yet zaps every
+    VMA around the hole (mm/madvise.c madvise_walk_vmas: a gap "does not cause the operation to abort,
+    rather we simply return -ENOMEM"). The model does so; the machine now forgets the data either way."""
+    backend, pid = small_machine(swap_path)
+    addr = backend.syscall(pid, "mmap", (0, 3 * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(pid, addr, 3 * PAGE_SIZE, True) is None
+    assert backend.syscall(pid, "munmap", (addr + PAGE_SIZE, PAGE_SIZE)) == 0
+    assert backend.syscall(pid, "madvise", (addr, 3 * PAGE_SIZE, MADV_DONTNEED)) == -ENOMEM
+    mm = backend.tasks[pid].mm
+    assert mm.pt is not None and mm.pt.get_pte(addr) == 0 and mm.pt.get_pte(addr + 2 * PAGE_SIZE) == 0
+    check_machine(backend)
+    backend.close()
+
+
+def test_anon_fault_gives_its_page_back_when_no_page_table_can_be_had() -> None:
+    """do_anonymous_page() (and do_cow_fault) allocate the page, give it its rmap and put it on the LRU,
+    and only then set the PTE, which allocates a missing PTE table: when that allocation found no
+    memory (the OOM killer had just picked this very process), the fault failed with the page still
+    counted as mapped and on the LRU, owned by no PTE (a leaked frame; the scenario fuzzer found it with
+    MAP_POPULATE on a 24 MiB machine). The kernel takes the table first (do_anonymous_page: pte_alloc()
+    before alloc_anon_folio()), so its failure leaves nothing; the model now gives the page back."""
+    from vmlab.lab.backends import make_backend
+    from vmlab.lab.run import Runner
+    from vmlab.lab.scenario import parse
+
+    swap = Path(tempfile.gettempdir()) / f"vmlab-pt-first-{os.getpid()}.swp"  # `file` wants it there
+    text = (f'set ram 24M\nfile {swap} 8M\nswapon("{swap}")\n'
+            "v2 = mmap(NULL, 16M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0)\n"
+            "v3 = mmap(NULL, 2M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0)\n")
+    backend = make_backend("model")
+    assert isinstance(backend, ModelBackend)
+    try:
+        Runner(parse(text, "pt-first.vml"), backend).run()
+        assert backend.mem.events["oom_kill"] == 1 and backend.mem.events["pswpout"] > 0
+        check_machine(backend)
+    finally:
+        backend.close()
+        swap.unlink(missing_ok=True)

@@ -119,3 +119,33 @@ def test_examples_parse() -> None:
         assert load(str(p)).steps
     packaged = Path(run_mod.__file__).parent.parent / "examples" / "address-space.vml"
     assert packaged.read_text() == (root / "address-space.vml").read_text()
+
+
+def test_a_refused_fork_is_printed_and_its_child_never_runs() -> None:
+    """Under overcommit_memory 2 dup_mmap() charges every VM_ACCOUNT VMA of the parent again
+    (mm/mmap.c: security_vm_enough_memory_mm(oldmm, len) -> fail_nomem), so fork() returns -ENOMEM.
+    The runner used to take -12 for the child's pid and raise KeyError at its first checkpoint (the
+    scenario fuzzer found it); now the result is printed as strace prints it, `expect` sees it and the
+    child's steps are skipped."""
+    from vmlab.lab.backends import make_backend
+
+    text = ("set ram 64M\nset overcommit_memory 2\n"
+            "a = mmap(NULL, 6M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"  # CommitLimit 8.8M
+            "kid = fork()\nexpect = -1 ENOMEM\n@kid read a\nread a\nexpect = 0\n")
+    t = run_mod.run(parse(text, "s.vml"), make_backend("model"))
+    texts = [r.text for r in t.records]
+    assert "fork() = -1 ENOMEM (Cannot allocate memory)" in texts
+    assert "# line 6: skipped, kid was never created (fork failed)" in texts
+    assert t.failures == 0, t.text()
+
+
+def test_an_undefined_operation_on_a_variable_skips_the_step() -> None:
+    """`4K / a` with a = 0 cannot be refused before the run (the checker refuses it on constants); it
+    raised ZeroDivisionError out of the runner. Now the step is skipped with a note naming the column
+    (C's `/` truncates toward zero: -7 / 2 is -3)."""
+    t = transcript("a = mmap(NULL, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+                   "munmap(a, 4K / (a - a))\nmunmap(a, 1 << (a - a - 1))\nmunmap(a, (0 - 7) / 2 + 4099)\n")
+    texts = [r.text for r in t.records]
+    assert "# line 2: skipped, column 14: division by zero" in texts
+    assert "# line 3: skipped, column 13: shift count -1 is not 0 to 63" in texts
+    assert "munmap(0x7ffff7ffe000, 4096) = 0" in texts

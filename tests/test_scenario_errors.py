@@ -35,6 +35,21 @@ CASES = [
     ("file outside the temporary directory", 'file "/etc/vmlab.dat" 4K\n', 1, 6, "must be directly in"),
     ("file after a step", OK + 'file "/tmp/vmlab-x.dat" 4K\n', 2, 6, "must come before the first step"),
     ("file without a size", 'file /tmp/vmlab-x.dat\n', 1, 6, "expected 'file PATH SIZE'"),
+    # Found by fuzzing scenarios: each of these was a Python traceback (exit 1) or ran on regardless.
+    ("division by zero in a setting", "set ram 1/0\n", 1, 10, "division by zero"),
+    ("negative shift in a setting", "set ram 1 << -1\n", 1, 11, "shift count -1 is not 0 to 63"),
+    ("division by zero in an argument", OK + "munmap(a, 4K / (2 - 2))\n", 2, 14, "division by zero"),
+    ("huge shift in an access", OK + "read a, 1 << 4000\n", 2, 11, "shift count 4000 is not 0 to 63"),
+    ("division by zero in an expect", OK + "expect = a / 0\n", 2, 12, "division by zero"),
+    ("RAM the model cannot boot", "set ram 1M\n", 1, 9, "ram must be 2M to 64G, not 1048576"),
+    ("RAM the model cannot hold", "set ram 1T\n", 1, 9, "ram must be 2M to 64G"),
+    ("overcommit_memory out of range", "set overcommit_memory 3\n", 1, 23,
+     "overcommit_memory must be 0 to 2, not 3"),
+    ("negative max_map_count", "set max_map_count -1\n", 1, 19, "max_map_count must be 0 to"),
+    ("NUL byte in a path", 'openat(AT_FDCWD, "/tmp/a\\0b", O_RDONLY)\n', 1, 18,
+     "a path or argument cannot hold a NUL byte"),
+    ("NUL byte in a file statement", 'file "/tmp/a\\000" 4K\n', 1, 6, "cannot hold a NUL byte"),
+    ("negative unsigned setting", "set mmap_min_addr -4K\n", 1, 19, "mmap_min_addr must be 0 to"),
 ]
 
 
@@ -50,10 +65,36 @@ def test_bad_input_exits_2_with_location(tmp_path: Path, capsys: pytest.CaptureF
         err.startswith(f"{path}:{line}:{col}: error: ") and message in err), err
 
 
+def test_settings_the_program_cannot_start_with(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """vm.max_map_count 0: exec itself fails (no room for the first VMA: -ENOMEM), which the runner let
+    escape as an OSError traceback; it is one line naming the scenario, exit 2, nothing run."""
+    path = tmp_path / "bad.vml"
+    path.write_text("set max_map_count 0\n" + OK)
+    assert main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{path}: error: the program cannot start with these settings: ")
+    assert err.endswith("Cannot allocate memory\n") and err.count("\n") == 1, err
+
+
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "nope.vml")]) == 2
     assert capsys.readouterr().err == f"{tmp_path / 'nope.vml'}: error: cannot read scenario: " \
                                       "No such file or directory\n"
+
+
+@pytest.mark.parametrize(("result", "col", "message"), [
+    ("FOO", 65, "the result of mmap must be a number, not 'FOO'"), ("1/0", 66, "division by zero")])
+def test_strace_log_with_a_result_that_is_no_number(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    result: str, col: int, message: str) -> None:
+    """strace-replay evaluated `= FOO` (KeyError) and `= 1/0` (ZeroDivisionError) only when replaying
+    the call, as tracebacks (found by fuzzing); the log is checked as it is read."""
+    log = tmp_path / "x.log"
+    log.write_text('execve("/bin/true", ["true"], []) = 0\n'
+                   f"mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = {result}\n")
+    assert main(["strace-replay", str(log)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"{log}:2:{col}: error: {message}\n"
 
 
 def test_missing_strace_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

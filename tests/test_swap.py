@@ -5,6 +5,7 @@ once, no dirty page dropped) after every step."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from vmlab.kernel.page_flags import PG
 from vmlab.kernel.swap import LRU_INACTIVE_ANON
 from vmlab.kernel.swap_state import reclaim_anon_folio, swapin_nr_pages
 from vmlab.kernel.swapfile import sys_swapon
-from vmlab.kernel.uapi import EBUSY, EINVAL, ENOENT, MREMAP_FIXED, MREMAP_MAYMOVE
+from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, MREMAP_FIXED, MREMAP_MAYMOVE
 
 PG_SIZE = 4096
 PM_SWAP = 1 << 62
@@ -219,3 +220,21 @@ def test_random_swap_steps_keep_every_invariant(ops: list[tuple[str, int, int]])
         backend.close()
         swap = backend.mem.swap
         assert not swap.cache and swap.nr_swap_pages == swap.total_swap_pages == 255
+
+
+def test_swapon_names_the_file_not_the_string(tmp_path: Path, swapfile: Path) -> None:
+    """The kernel marks the swap file's inode (S_SWAPFILE): a second swapon of it under another name
+    is -EBUSY, swapoff finds it under any name, /proc/swaps prints the resolved path. The model compared
+    the strings, so `/tmp/./x` made a second area on the same file (found by fuzzing scenarios).
+    A directory cannot be opened O_RDWR (-EISDIR), another non-regular file is -EINVAL
+    (claim_swapfile), an empty name -ENOENT; swapoff of a missing name is -ENOENT (file_open_name)."""
+    backend, pid = model_with_swap(swapfile)
+    other = os.path.join(os.path.dirname(swapfile), ".", os.path.basename(swapfile))
+    assert backend.syscall(pid, "swapon", (other, 0)) == -EBUSY
+    assert backend.syscall(pid, "swapon", (str(tmp_path), 0)) == -EISDIR
+    assert backend.syscall(pid, "swapon", ("/dev/null", 0)) == -EINVAL
+    assert backend.syscall(pid, "swapon", ("", 0)) == -ENOENT
+    assert backend.syscall(pid, "swapoff", (str(tmp_path / "nope"),)) == -ENOENT
+    assert backend.syscall(pid, "swapoff", (other,)) == 0
+    assert not backend.mem.swap.active()
+    backend.close()

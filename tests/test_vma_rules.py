@@ -5,6 +5,8 @@ kernel printed for the same steps (tests/fixtures/kernel/merge*.txt, fork.txt; c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -374,3 +376,42 @@ def test_fork_child_anon_vma_rules() -> None:
     assert child.maps(*window) == FORK["maps: child: split E"]
     child.mprotect(b + 0x21000, PG, RW)
     assert child.maps(*window) == FORK["maps: child: restore E (same anon_vma -> re-merge)"]
+
+
+def test_open_and_mmap_of_odd_paths_fail_as_the_kernel_does(tmp_path: Path) -> None:
+    """The scenario fuzzer opened "" and a directory read-write (the model gave descriptors) and mapped
+    a directory (the model mapped it and its pages SIGBUSed). The kernel refuses: "" is -ENOENT
+    (getname without AT_EMPTY_PATH), a directory opened for writing -EISDIR (may_open), and a
+    directory has no f_op->mmap, so mmap is -ENODEV. The same calls are made on this host's kernel
+    and must fail with the same errno."""
+    import errno
+    import mmap as host_mmap
+
+    from vmlab.backend import Program, Settings
+    from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+    from vmlab.kernel.machine import ModelBackend
+
+    def host_errno(call: Callable[[], object]) -> int:
+        try:
+            call()
+        except OSError as err:
+            return err.errno
+        return 0
+
+    directory = str(tmp_path)
+    backend = ModelBackend()
+    pid = backend.start(Program(BUILTIN_PROGRAM, ("minimal",)), Settings(ram=64 << 20))
+    assert backend.syscall(pid, "openat", (-100, "", os.O_RDONLY)) == -errno.ENOENT
+    assert host_errno(lambda: os.open("", os.O_RDONLY)) == errno.ENOENT
+    assert backend.syscall(pid, "openat", (-100, directory, os.O_RDWR)) == -errno.EISDIR
+    assert host_errno(lambda: os.open(directory, os.O_RDWR)) == errno.EISDIR
+    fd = backend.syscall(pid, "openat", (-100, directory, os.O_RDONLY))
+    assert fd >= 0
+    assert backend.syscall(pid, "mmap", (0, 8192, PROT_READ, MAP_SHARED, fd, 0)) == -errno.ENODEV
+    host_fd = os.open(directory, os.O_RDONLY)
+    try:
+        assert host_errno(lambda: host_mmap.mmap(host_fd, 8192, host_mmap.MAP_SHARED,
+                                                 host_mmap.PROT_READ)) == errno.ENODEV
+    finally:
+        os.close(host_fd)
+    backend.close()

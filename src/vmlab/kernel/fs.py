@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from dataclasses import dataclass, field
 
 from vmlab.kernel.mm_types import VM_READAHEAD_PAGES, File, Inode
@@ -47,6 +48,7 @@ def host_inode(path: str) -> Inode:
     ra_pages, io_pages = bdi_readahead(os.major(st.st_dev), os.minor(st.st_dev))
     return Inode(path=real, ino=st.st_ino, size=st.st_size, major=os.major(st.st_dev),
                  minor=os.minor(st.st_dev), thp_aligned=fstype in THP_ALIGNED_FS,
+                 directory=stat.S_ISDIR(st.st_mode),
                  shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
                  ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS)
 

@@ -70,7 +70,7 @@ from vmlab.kernel.page_writeback import (
     ksys_sync,
     sync_inodes,
 )
-from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, PageTables
+from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables
 from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_unacct_size
 from vmlab.kernel.swap import lru_view, put_page
@@ -89,7 +89,9 @@ from vmlab.kernel.uapi import (
     EBADF,
     EBUSY,
     EFAULT,
+    EINTR,
     EINVAL,
+    EISDIR,
     EMFILE,
     ENOENT,
     ENOMEM,
@@ -147,6 +149,43 @@ def _tlb_snapshot(pt: PageTables) -> tuple[np.ndarray, np.ndarray]:
     readable = np.concatenate((vpn[small & present], huge[huge_p]))
     writable = np.concatenate((vpn[small & present & rw], huge[huge_rw]))
     return np.sort(readable), np.sort(writable)
+
+
+#: The most one read() or write() moves (include/linux/fs.h: INT_MAX & PAGE_MASK).
+MAX_RW_COUNT = 0x7FFFF000
+#: The C type of each parameter of SYSCALL_DEFINEn(name, ...) on x86_64, as the entry code hands the
+#: registers over: "ul" unsigned long (and size_t), "l" long (off_t, loff_t), "i" int, "ui" unsigned
+#: int, "" a string or string array (passed as is). A call not listed takes its numbers as they are.
+SYSCALL_ARG_TYPES: dict[str, tuple[str, ...]] = {
+    "mmap": ("ul", "ul", "ul", "ul", "i", "ul"),  # ksys_mmap_pgoff() narrows fd to int; fadvise64:
+    # ksys_fadvise64_64() takes len as loff_t
+    "munmap": ("ul", "ul"), "mprotect": ("ul", "ul", "ul"), "mremap": ("ul",) * 5, "brk": ("ul",),
+    "madvise": ("ul", "ul", "i"), "mlock": ("ul", "ul"), "mlock2": ("ul", "ul", "i"),
+    "munlock": ("ul", "ul"), "mlockall": ("i",), "msync": ("ul", "ul", "i"),
+    "openat": ("i", "", "i", "ui"), "open": ("", "i", "ui"), "close": ("ui",), "dup": ("ui",),
+    "dup2": ("ui", "ui"), "dup3": ("ui", "ui", "i"), "fcntl": ("ui", "ui", "ul"),
+    "read": ("ui", "ul", "ul"), "write": ("ui", "ul", "ul"), "pread64": ("ui", "ul", "ul", "l"),
+    "pwrite64": ("ui", "ul", "ul", "l"), "lseek": ("ui", "l", "ui"), "fadvise64": ("i", "l", "l", "i"),
+    "ftruncate": ("ui", "l"), "truncate": ("", "l"), "fsync": ("ui",), "fdatasync": ("ui",),
+    "syncfs": ("i",), "swapon": ("", "i"), "memfd_create": ("", "ui"),
+}
+_C_TYPES = {"ul": (64, False), "l": (64, True), "ui": (32, False), "i": (32, True)}
+
+
+def syscall_args(name: str, args: tuple[Arg, ...]) -> tuple[Arg, ...]:
+    """`args` as syscall `name` receives them: each number wrapped to its parameter's C type."""
+    kinds = SYSCALL_ARG_TYPES.get(name)
+    if kinds is None:
+        return args
+    out: list[Arg] = []
+    for kind, arg in zip(kinds, args, strict=False):
+        if isinstance(arg, int) and kind:
+            bits, signed = _C_TYPES[kind]
+            arg &= (1 << bits) - 1
+            if signed and arg >> (bits - 1):
+                arg -= 1 << bits
+        out.append(arg)
+    return (*out, *args[len(kinds):])
 
 
 @dataclass(eq=False)
@@ -280,9 +319,10 @@ class ModelBackend:
         return task.pid
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
-        """Run one syscall in process `pid`; unknown names raise KeyError."""
+        """Run one syscall in process `pid`; unknown names raise KeyError. Each number is first taken
+        as the C type of its parameter (SYSCALL_ARG_TYPES), so -4096 as a length is 2^64 - 4096."""
         self._current = self.tasks[pid]
-        result = self._syscalls[name](self.tasks[pid], *args)
+        result = self._syscalls[name](self.tasks[pid], *syscall_args(name, args))
         self._release_orphans()
         return result
 
@@ -762,7 +802,10 @@ class ModelBackend:
         return fd
 
     def _openat(self, task: Task, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
-        """do_sys_open(): open a host file (the model never writes to it)."""
+        """do_sys_open(): open a host file (the model never writes to it). An empty path is -ENOENT
+        (getname() without AT_EMPTY_PATH), a directory opened for writing -EISDIR (may_open)."""
+        if not path:
+            return -ENOENT
         if not path.startswith("/") and dirfd != AT_FDCWD:
             base = task.files.get(dirfd)
             if base is None:
@@ -776,9 +819,11 @@ class ModelBackend:
             inode = self.simfs.create(path)  # the model's own file; the host never sees it
         except OSError as err:
             return -(err.errno or ENOENT)
-        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY:
-            truncate_setsize(self.mem, inode, 0)
         acc = flags & O_ACCMODE
+        if inode.directory and (acc != O_RDONLY or flags & O_CREAT):
+            return -EISDIR
+        if flags & O_TRUNC and acc != O_RDONLY:
+            truncate_setsize(self.mem, inode, 0)
         file = File(inode, readable=acc in (O_RDONLY, O_RDWR), writable=acc in (O_WRONLY, O_RDWR))
         return self._install(task, file, bool(flags & O_CLOEXEC))
 
@@ -796,11 +841,13 @@ class ModelBackend:
         return -EBADF if file is None else self._install(task, file, False)
 
     def _dup3(self, task: Task, oldfd: int, newfd: int, flags: int) -> int:
+        """ksys_dup3(), its checks in order: bad flags or oldfd == newfd -EINVAL, newfd at or past
+        RLIMIT_NOFILE -EBADF, no file at oldfd -EBADF."""
+        if flags & ~O_CLOEXEC or oldfd == newfd:
+            return -EINVAL
         file = task.files.get(oldfd)
-        if file is None:
+        if file is None or newfd >= NR_OPEN:
             return -EBADF
-        if oldfd == newfd or flags & ~O_CLOEXEC or not 0 <= newfd < NR_OPEN:
-            return -EINVAL if newfd >= 0 else -EBADF
         task.files[newfd] = file
         if flags & O_CLOEXEC:
             task.cloexec.add(newfd)
@@ -924,11 +971,21 @@ class ModelBackend:
         return count
 
     def _file_io(self, task: Task, fd: int, buf: int, count: int, pos: int | None, write: bool) -> int:
-        """read()/write()/pread64()/pwrite64() of a regular file through the page cache."""
+        """read()/write()/pread64()/pwrite64() of a regular file through the page cache. As vfs_read and
+        vfs_write check first: a negative pread/pwrite position is -EINVAL (ksys_pread64), a buffer
+        that is not all user space -EFAULT (access_ok), a directory -EISDIR (generic_read_dir); one call
+        moves at most MAX_RW_COUNT bytes."""
+        if pos is not None and pos < 0:
+            return -EINVAL
         file = task.files.get(fd)
         if file is None or not (file.writable if write else file.readable):
             return -EBADF
+        if count > TASK_SIZE_MAX - buf:
+            return -EFAULT
+        count = min(count, MAX_RW_COUNT)
         inode = file.inode
+        if inode.directory:
+            return -EISDIR
         if inode.path == "/dev/null":
             return count if write else 0  # the buffer is never touched (P13)
         offset = file.pos if pos is None else pos
@@ -1007,15 +1064,19 @@ class ModelBackend:
 
     def _swapoff(self, task: Task, path: str) -> int:
         """swapoff(2): every swapped page of the area comes back into memory, then the area goes;
-        -EINVAL if `path` is not an active area, -ENOMEM if memory runs out on the way."""
+        -ENOENT if `path` does not exist, -EINVAL if it is not an active area, -ENOMEM if memory runs
+        out on the way, -EINTR if the caller itself was OOM-killed meanwhile (try_to_unuse stops on
+        signal_pending(current))."""
         si = find_area(self.mem.swap, path)
-        if si is None:
-            return -EINVAL
+        if si is None:  # file_open_name() fails first for a name that is not there
+            return -ENOENT if not path or not os.path.lexists(path) else -EINVAL
         disable_area(self.mem.swap, si)
         while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
             left = si.inuse_pages
             err = try_to_unuse(self.mem, si.type)
-            if not err and si.inuse_pages >= left:
+            if not err and si.inuse_pages and task.sigkill:
+                err = -EINTR
+            elif not err and si.inuse_pages >= left:
                 err = -ENOMEM  # no progress: the kernel's OOM killer would have to make room
             if err:
                 reinsert_swap_info(self.mem.swap, si)

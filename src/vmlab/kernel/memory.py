@@ -77,6 +77,7 @@ from vmlab.kernel.swapfile import (
     pte_to_swp_entry,
     swap_duplicate,
     swap_free,
+    swp_offset,
     swp_type,
     vm_swap_full,
 )
@@ -292,10 +293,26 @@ def do_anonymous_page(vmf: VmFault) -> int:
         return VM_FAULT_OOM if pt.set_pte(vmf.address, entry) else 0
     vmf.call("do_anonymous_page", "write: a new zeroed page")
     pfn = new_anon_page(vmf)
-    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+    if pfn is None or not _install_new_anon(vmf, pfn):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
     return 0
+
+
+def _install_new_anon(vmf: VmFault, pfn: int) -> bool:
+    """Map the new anon page `pfn` writable at the fault address; False, with the page given back (its
+    rmap, LRU place and reference dropped), when the PTE table cannot be allocated.
+
+    The kernel allocates the table first (do_anonymous_page: pte_alloc() before alloc_anon_folio(),
+    mm/memory.c v6.18), so its failure leaves nothing; the model takes the page first because it does
+    not charge page tables to the memcg (__GFP_ACCOUNT), and in this order a memcg OOM kill happens
+    where the kernel's table charge would trigger it, with the same page-table count (test_oom_kill)."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+        _remove_rmap(vmf.mem, pfn)
+        return False
+    return True
 
 
 def special_mapping_fault(vmf: VmFault) -> int:
@@ -415,9 +432,7 @@ def do_cow_fault(vmf: VmFault) -> int:
     if src is None:
         return VM_FAULT_OOM
     pfn = new_anon_page(vmf)
-    pt = vmf.mm.pt
-    assert pt is not None
-    if pfn is None or pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
+    if pfn is None or not _install_new_anon(vmf, pfn):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
     return VM_FAULT_MAJOR if major else 0
@@ -579,16 +594,26 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
     """try_to_unuse() (mm/swapfile.c; here beside do_swap_page, whose mapping it shares): every swap
     PTE of swap area `area` in every live mm maps its page again (read in if not cached, no
     readahead), then every cached folio of the area no PTE refers to leaves the swap cache. 0 or -ENOMEM;
-    the caller retries while slots are left (reclaim may have unmapped some pages again)."""
+    the caller retries while slots are left (reclaim may have unmapped some pages again).
+
+    Reading a page in may reclaim and OOM-kill: a victim's mm is torn down or its PTEs zapped while
+    the walk is on it. So, as unuse_pte_range() does, each PTE is read as it is now (ptep_get_lockless),
+    a failed read of a slot that was freed meanwhile is skipped (swap_map 0), and the folio is mapped
+    only if the PTE still holds the entry (unuse_pte's pte_same_as_swp); otherwise it stays in the swap
+    cache for the sweep at the end."""
     state = mem.swap
     for mm in state.mms():
         if mm.pt is None:
             continue
         for vma in list(mm):
-            if vma.anon_vma is None:
+            if vma.anon_vma is None or mm.pt is None:
                 continue
-            addrs, entries = mm.pt.entries(vma.vm_start, vma.vm_end)
-            for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+            addrs, _ = mm.pt.entries(vma.vm_start, vma.vm_end)
+            for addr in addrs.tolist():
+                pt = mm.pt
+                if pt is None:  # the mm was torn down (its task OOM-killed while a page was read)
+                    break
+                pte = pt.get_pte(addr)
                 if not is_swap_slot_pte(pte) or swp_type(pte_to_swp_entry(pte)) != area:
                     continue
                 entry = pte_to_swp_entry(pte)
@@ -596,10 +621,14 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
                 if head is None:
                     head = swap_state.swap_read_folio(mem, entry)
                     if head is None:
+                        if not state.info(entry).swap_map[swp_offset(entry)]:
+                            continue  # freed while memory was sought: nothing to bring back
                         return -ENOMEM
                     # swap_read_folio(): a workingset refault is a memory stall
                     mem.clock.advance(mem.clock.costs.swap_io_ns,
                                       memstall=bool(int(mem.mem_map.flags[head]) >> PG.workingset & 1))
+                    if mm.pt is None or mm.pt.get_pte(addr) != pte:
+                        continue  # not pte_same_as_swp: the entry left the PTE meanwhile
                 map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
     for entry, head in list(state.cache.items()):
         if swp_type(entry) == area:

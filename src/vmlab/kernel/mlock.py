@@ -23,6 +23,7 @@ from vmlab.kernel.uapi import (
     PAGE_SHIFT,
     PAGE_SIZE,
     page_align,
+    ul,
 )
 from vmlab.kernel.vma import vma_modify_flags
 
@@ -39,8 +40,9 @@ def _account_lock(mm: MmStruct, oldflags: int, newflags: int, nr_pages: int) -> 
 
 
 def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl) -> int:
-    """apply_vma_lock_flags(): set the lock bits on every VMA of the range; a hole is ENOMEM."""
-    end = start + length
+    """apply_vma_lock_flags(): set the lock bits on every VMA of the range; a hole is ENOMEM, a range
+    that wraps past 2^64 EINVAL."""
+    end = ul(start + length)
     if end < start:
         return -EINVAL
     if end == start:
@@ -66,7 +68,7 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysc
 def do_mlock(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysctl,
              populate: Populator | None = None) -> int:
     """do_mlock(): lock then populate (VM_LOCKONFAULT skips population)."""
-    length = page_align(length + (start & (PAGE_SIZE - 1)))
+    length = ul(page_align(length + (start & (PAGE_SIZE - 1))))
     start &= PAGE_MASK
     err = apply_vma_lock_flags(mm, start, length, flags, sysctl)
     if err or populate is None or flags & VM_LOCKONFAULT:
@@ -87,7 +89,7 @@ def sys_mlock2(mm: MmStruct, start: int, length: int, flags: int, sysctl: VmSysc
 
 def sys_munlock(mm: MmStruct, start: int, length: int, sysctl: VmSysctl) -> int:
     """SYSCALL_DEFINE2(munlock)."""
-    length = page_align(length + (start & (PAGE_SIZE - 1)))
+    length = ul(page_align(length + (start & (PAGE_SIZE - 1))))
     return apply_vma_lock_flags(mm, start & PAGE_MASK, length, 0, sysctl)
 
 

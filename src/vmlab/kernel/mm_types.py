@@ -119,6 +119,8 @@ class Inode:
     thp_aligned: bool = False
     #: shmem/tmpfs object (MAP_SHARED|MAP_ANONYMOUS, memfd, /dev/shm): maps show offset and no THP alignment.
     shmem: bool = False
+    #: S_ISDIR: open() for writing is -EISDIR, and it has no f_op->mmap (-ENODEV).
+    directory: bool = False
     deleted: bool = False
     #: The page cache (`i_mapping->i_pages`): file page index -> PFN of the cached frame.
     i_pages: dict[int, int] = field(default_factory=dict)

@@ -35,6 +35,7 @@ from vmlab.kernel.uapi import (
     EACCES,
     EEXIST,
     EINVAL,
+    ENODEV,
     ENOMEM,
     EOVERFLOW,
     MAP_32BIT,
@@ -61,6 +62,8 @@ from vmlab.kernel.uapi import (
 from vmlab.kernel.util import accounted_pages, mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import VmaMergeState, gather_munmap_vmas, vma_merge_new_range
 
+#: The largest file offset + 1 a regular file may have (file_mmap_size_max(): MAX_LFS_FILESIZE).
+MAX_LFS_FILESIZE = (1 << 63) - 1
 TASK_SIZE = 0x7FFFFFFFF000  # 47-bit user space, 4-level paging (§0.1)
 DEFAULT_MAP_WINDOW = TASK_SIZE
 STACK_GUARD_GAP = 256 << PAGE_SHIFT  # stack_guard_gap, 1 MiB
@@ -289,6 +292,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
         return -EEXIST
     vm_flags = (calc_vm_prot_bits(prot) | calc_vm_flag_bits(flags) | mm.def_flags
                 | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC)
+    if file is not None and pgoff > (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT:
+        return -EOVERFLOW  # !file_mmap_ok(): the mapping would reach past the largest file offset
     if file is not None:
         if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE):
             if prot & PROT_WRITE and not file.writable:
@@ -298,6 +303,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
                 vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
         if not file.readable:
             return -EACCES
+        if file.inode.directory:
+            return -ENODEV  # no f_op->mmap: !can_mmap_file(file)
         if vm_flags & VM_GROWSDOWN:
             return -EINVAL
     elif mtype == MAP_SHARED:

@@ -47,6 +47,7 @@ from vmlab.kernel.uapi import (
     PROT_SEM,
     PROT_WRITE,
     page_align,
+    ul,
 )
 from vmlab.kernel.util import mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import vma_modify_flags
@@ -126,8 +127,7 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int, sysctl: VmSysc
         return -EINVAL
     if not length:
         return 0
-    length = page_align(length)
-    end = start + length
+    end = ul(start + page_align(length))  # wraps as in C: a huge length is -ENOMEM here
     if end <= start:
         return -ENOMEM
     if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM):

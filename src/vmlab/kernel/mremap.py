@@ -32,6 +32,7 @@ from vmlab.kernel.uapi import (
     PAGE_MASK,
     PAGE_SHIFT,
     page_align,
+    ul,
 )
 from vmlab.kernel.util import mm_acct, mm_unacct, security_vm_enough_memory_mm
 from vmlab.kernel.vma import VmaMergeState, vma_merge_new_range
@@ -240,10 +241,10 @@ def do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, n
 def _do_mremap(mm: MmStruct, addr: int, old_len: int, new_len: int, flags: int, new_addr: int,
                sysctl: VmSysctl) -> int:
     """The checks and the resize or move of do_mremap()."""
-    old_len, new_len = page_align(old_len), page_align(new_len)
+    old_len, new_len = ul(page_align(old_len)), ul(page_align(new_len))
     if flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP):
         return -EINVAL
-    if addr & ~PAGE_MASK or not new_len:
+    if addr & ~PAGE_MASK or not new_len or new_len > TASK_SIZE:  # check_mremap_params: "silly"
         return -EINVAL
     implies_new_addr = bool(flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))
     if implies_new_addr:

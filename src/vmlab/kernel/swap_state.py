@@ -254,8 +254,9 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
 
 def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     """__read_swap_cache_async() + swap_read_folio(): a new folio for `entry`, in the swap cache and on
-    the inactive anon list, its data read (pswpin); None without memory. The slot must be in use and
-    not cached."""
+    the inactive anon list, its data read (pswpin); None without memory, or when the slot was freed
+    while memory was sought (the allocation's OOM kill ended its last user). The slot must be in use
+    and not cached."""
     state = mem.swap
     si: SwapInfo = state.info(entry)
     if not si.written[swp_offset(entry)]:
@@ -263,12 +264,16 @@ def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     pfn = mem.alloc_pages(0)
     if pfn is None:
         return None
-    if mem_cgroup_swapin_charge(mem, pfn, entry):
-        mem.free_pages(pfn)
+    if not si.swap_map[swp_offset(entry)]:  # swapcache_prepare() -> -ENOENT: the allocation's reclaim
+        mem.free_pages(pfn)                 # OOM-killed the last owner and its exit freed the slot
         return None
     if entry in state.cache:  # reclaim during the allocation cannot bring it in: a model bug
         raise AssertionError(f"swap entry {entry:#x} got cached while reading it")
-    si.swap_map[swp_offset(entry)] |= SWAP_HAS_CACHE  # swapcache_prepare()
+    si.swap_map[swp_offset(entry)] |= SWAP_HAS_CACHE  # swapcache_prepare(): the slot stays ours
+    if mem_cgroup_swapin_charge(mem, pfn, entry):  # (its reclaim may OOM-kill the slot's last owner)
+        put_swap_folio(state, entry)
+        mem.free_pages(pfn)
+        return None
     mem.mem_map._refcount[pfn] = 0  # the allocation's reference becomes the swap cache's
     add_to_swap_cache(mem, pfn, entry)
     shadow = state.shadows.pop(entry, None)

@@ -18,6 +18,7 @@ zswap (disabled on this machine: /sys/module/zswap/parameters/enabled = N).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from vmlab.kernel.pgtable import (
     __swp_type,
     is_swap_pte,
 )
-from vmlab.kernel.uapi import EBUSY, EINVAL, ENOENT, ENOMEM, PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, ENOMEM, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import MmStruct
@@ -183,18 +184,28 @@ def vm_swap_full(swap: SwapState) -> bool:
 def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | None = None) -> int:
     """swapon(2) of a swap file: its size (taken from the host file when `size_bytes` is None) minus the
     header page gives the slots; priority from SWAP_FLAG_PREFER, else one below the last one given
-    (the first area gets -2). Returns 0 or -errno (ENOENT, EBUSY: already active, EINVAL: bad flags
-    or no usable slot, EPERM is not modelled: the model is root)."""
+    (the first area gets -2). Returns 0 or -errno (ENOENT, EISDIR: a directory (the O_RDWR open
+    fails), EINVAL: bad flags, not a regular file (claim_swapfile) or no usable slot, EBUSY: the file
+    is an active area already, under whatever name (the inode's S_SWAPFILE); EPERM is not modelled:
+    the model is root). The area is named by the file's canonical path, as /proc/swaps prints it."""
     if swap_flags & ~SWAP_FLAGS_VALID:
         return -EINVAL
+    if not path:
+        return -ENOENT  # getname(""): no AT_EMPTY_PATH here
+    path = os.path.realpath(path)
     if size_bytes is None:
         try:
-            size_bytes = os.stat(path).st_size
+            st = os.stat(path)
         except FileNotFoundError:
             return -ENOENT
         except OSError as err:
             return -(err.errno or ENOENT)
-    if any(si.path == path for si in swap.active()):
+        if stat.S_ISDIR(st.st_mode):
+            return -EISDIR
+        if not stat.S_ISREG(st.st_mode):
+            return -EINVAL  # a block device would do in the kernel; the model swaps to files only
+        size_bytes = st.st_size
+    if find_area(swap, path) is not None:
         return -EBUSY
     maxpages = size_bytes >> PAGE_SHIFT
     if maxpages < 2:
@@ -217,7 +228,8 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
 
 
 def find_area(swap: SwapState, path: str) -> SwapInfo | None:
-    """The active area of `path`, if any."""
+    """The active area of the file `path` names (any name of it: swapoff resolves the path), if any."""
+    path = os.path.realpath(path)
     return next((si for si in swap.active() if si.path == path), None)
 
 

@@ -112,6 +112,7 @@ ADDR_NO_RANDOMIZE = 0x0040000
 ADDR_COMPAT_LAYOUT = 0x0200000
 
 EPERM = _errno.EPERM
+EINTR = _errno.EINTR
 ENOENT = _errno.ENOENT
 EBADF = _errno.EBADF
 EAGAIN = _errno.EAGAIN
@@ -122,6 +123,7 @@ EEXIST = _errno.EEXIST
 EBUSY = _errno.EBUSY
 ENODEV = _errno.ENODEV
 EINVAL = _errno.EINVAL
+EISDIR = _errno.EISDIR
 EMFILE = _errno.EMFILE
 EOVERFLOW = _errno.EOVERFLOW
 EBUSY = _errno.EBUSY
@@ -151,3 +153,12 @@ def errno_name(err: int) -> str:
 def page_align(x: int) -> int:
     """PAGE_ALIGN(): round up to a page boundary."""
     return (x + PAGE_SIZE - 1) & PAGE_MASK
+
+
+#: An unsigned long's bits: C arithmetic on addresses and lengths wraps modulo 2^64.
+ULONG_MASK = (1 << 64) - 1
+
+
+def ul(x: int) -> int:
+    """`x` as an unsigned long holds it (a sum past 2^64 wraps, as `start + len` does in C)."""
+    return x & ULONG_MASK

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.kernel import uapi
-from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, expr_names, parse_expr
+from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, expr_names, parse_expr
 
 #: Argument kinds: how a value is checked (path/argv are strings) and printed.
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
@@ -200,7 +200,8 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
     """The arguments of a SYSCALLS call as checked expressions.
 
     Raises InputError for an unknown syscall, a wrong number of arguments, a name that is neither a
-    constant nor `defined`, or a string where a number belongs (and the reverse).
+    constant nor `defined`, a string where a number belongs (and the reverse), or an operation without
+    a value (a division by zero, a bad shift count) on constants.
     """
     sig = SYSCALLS.get(call.name)
     if sig is None:
@@ -216,8 +217,16 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
         for name in expr_names(expr):
             if name.name not in CONSTANTS and not defined(name.name):
                 raise src.error(f"undefined name '{name.name}'", name.col)
+        check_operands(expr, src, CONSTANTS)
         exprs.append(expr)
     return tuple(exprs)
+
+
+def check_c_string(expr: Str, src: Source) -> None:
+    """Raise unless `expr` can be a C string argument: a NUL byte (`\\0`) would end it early, which no
+    strace line shows (and the host cannot pass it)."""
+    if b"\0" in expr.value:
+        raise src.error("a path or argument cannot hold a NUL byte", expr.col)
 
 
 def _check_kind(kind: str, expr: Expr, src: Source) -> None:
@@ -225,9 +234,13 @@ def _check_kind(kind: str, expr: Expr, src: Source) -> None:
     if kind == PATH:
         if not isinstance(expr, Str):
             raise src.error("expected a quoted path", expr.col)
+        check_c_string(expr, src)
     elif kind == ARGV:
         if not isinstance(expr, Seq) or not all(isinstance(i, Str) for i in expr.items):
             raise src.error("expected an array of strings", expr.col)
+        for item in expr.items:
+            assert isinstance(item, Str)
+            check_c_string(item, src)
     elif isinstance(expr, Str | Seq):
         raise src.error("expected a number, not a string", expr.col)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vmlab.backend import MACHINE_VIEWS, Backend, Counters, Program
+from vmlab.errors import InputError
 from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
 from vmlab.lab.scenario import (
@@ -35,7 +36,7 @@ from vmlab.lab.scenario import (
     ShowStep,
     Step,
 )
-from vmlab.lab.syntax import Expr, Result, evaluate
+from vmlab.lab.syntax import EvalError, Expr, Result, evaluate
 
 #: Record kinds `vmlab diff` compares; notes (trace mismatches, expect verdicts) are not compared.
 #: "view" is a /proc text view (compared on the lines the model prints), "paging" a paging view.
@@ -85,11 +86,14 @@ class Unbound(Exception):
 
 def value_of(expr: Expr, env: dict[str, int]) -> int | str | tuple[str, ...]:
     """evaluate(expr, env), an unbound name raising Unbound: a KeyError from deeper down (a model bug)
-    must not pass for a skipped step."""
+    must not pass for a skipped step. An operation without a value on a variable (`4K / a` with a = 0;
+    on constants alone the scenario checker refuses it) raises Unavailable: the step is skipped."""
     try:
         return evaluate(expr, env)
     except KeyError as err:
         raise Unbound(err.args[0]) from None
+    except EvalError as err:
+        raise Unavailable(f"column {err.col}: {err.message}") from None
 
 
 def expected_errno(result: Result, env: dict[str, int]) -> int | None:
@@ -148,7 +152,8 @@ class Runner:
         self.out = out
         self.transcript = Transcript()
         self.pids: dict[str, int] = {}
-        self.killed: dict[str, str] = {}
+        #: Processes that are gone, with why (`was killed by SIGSEGV`): their later steps are skipped.
+        self.gone: dict[str, str] = {}
         self.env: dict[str, int] = dict(CONSTANTS)
         self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
         self.index = 0
@@ -165,7 +170,11 @@ class Runner:
         backend is left open)."""
         for spec in self.scenario.files:
             make_file(spec)
-        self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        try:
+            self.pids[MAIN] = self.backend.start(self.program, self.scenario.settings)
+        except OSError as err:  # e.g. vm.max_map_count 0: exec itself fails (-ENOMEM)
+            raise InputError(f"the program cannot start with these settings: {err.strerror or err}",
+                             self.scenario.path) from None
         for line in self.backend.view(self.pids[MAIN], "maps").splitlines():
             lo, _, hi = line.split(" ", 1)[0].partition("-")
             self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
@@ -176,11 +185,10 @@ class Runner:
         for index, step in enumerate(self.scenario.steps):
             self.index = index
             prefix = "" if step.actor == MAIN else f"@{step.actor} "
-            if step.actor in self.killed and not isinstance(step, ExpectKilledStep | ExpectResultStep):
-                self.emit("note", f"# line {step.line}: skipped, {step.actor} was killed by "
-                                  f"{self.killed[step.actor]}")
+            if step.actor in self.gone and not isinstance(step, ExpectKilledStep | ExpectResultStep):
+                self.emit("note", f"# line {step.line}: skipped, {step.actor} {self.gone[step.actor]}")
                 if isinstance(step, ForkStep):  # the child is never born: its steps are skipped too
-                    self.killed[step.target] = self.killed[step.actor]
+                    self.gone[step.target] = self.gone[step.actor]
                 continue
             try:
                 self.step(step, prefix)
@@ -200,7 +208,7 @@ class Runner:
                 continue
             prefix = "" if name == MAIN else f"@{name} "
             self.emit("signal", f"{prefix}+++ killed by {sig} +++")
-            self.killed[name] = sig
+            self.gone[name] = f"was killed by {sig}"
             del self.pids[name]
 
     def step(self, step: Step, prefix: str) -> None:
@@ -209,11 +217,7 @@ class Runner:
         if isinstance(step, CallStep):
             self.call(step, pid, prefix)
         elif isinstance(step, ForkStep):
-            child = self.backend.fork(pid)
-            self.pids[step.target] = self.env[step.target] = child
-            self.emit("fork", f"{prefix}fork() = {step.target}")
-            self.checkpoint(step.target)
-            self.last = ("call", 0)
+            self.fork(step, pid, prefix)
         elif isinstance(step, ExitStep):
             self.backend.exit(pid)
             del self.pids[step.actor]
@@ -271,8 +275,23 @@ class Runner:
         self.last = ("access", sig)
         if sig is not None:
             self.emit("signal", f"{prefix}+++ killed by {sig} +++" + ("\nKilled" if sig == "SIGKILL" else ""))
-            self.killed[step.actor] = sig
+            self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
+
+    def fork(self, step: ForkStep, pid: int, prefix: str) -> None:
+        """fork(): the child runs as `step.target`; when the kernel refuses (-ENOMEM: the commit charge
+        of the copy under overcommit_memory 2, mm/mmap.c dup_mmap -> security_vm_enough_memory_mm)
+        the result is printed as strace prints it and the child's steps are skipped."""
+        child = self.backend.fork(pid)
+        self.env[step.target] = child
+        self.last = ("call", child if child < 0 else 0)
+        if child < 0:
+            self.emit("fork", f"{prefix}fork() {format_result(child, False)}")
+            self.gone[step.target] = "was never created (fork failed)"
+            return
+        self.pids[step.target] = child
+        self.emit("fork", f"{prefix}fork() = {step.target}")
+        self.checkpoint(step.target)
 
     def call(self, step: CallStep, pid: int, prefix: str) -> None:
         """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""
@@ -308,7 +327,7 @@ class Runner:
         if sig is not None:
             self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
                       + f"\n{prefix}+++ killed by {sig} +++")
-            self.killed[step.actor] = sig
+            self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
 
     def checkpoint(self, name: str) -> None:

@@ -17,6 +17,7 @@ from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
 from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
     Call,
+    EvalError,
     Exited,
     Expr,
     Result,
@@ -25,6 +26,7 @@ from vmlab.lab.syntax import (
     Source,
     Str,
     Token,
+    check_operands,
     evaluate,
     expr_names,
     parse_event,
@@ -47,6 +49,15 @@ _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
 MAX_FILE = 64 << 20  # the largest `file` a scenario may make
+_ULONG = (0, (1 << 64) - 1)
+#: The values each numeric setting may take: what the kernel's sysctl handlers and setrlimit() accept
+#: (vm.overcommit_memory 0..2, vm.max_map_count 0..INT_MAX, vm.overcommit_ratio any int, the rest an
+#: unsigned long), and for `ram` what the model can boot (at least 2 MiB, pc_e820) and hold (its
+#: mem_map costs about 18 MiB of this process per GiB).
+SETTING_RANGES: dict[str, tuple[int, int]] = {
+    "ram": (2 << 20, 64 << 30), "overcommit_memory": (0, 2), "max_map_count": (0, (1 << 31) - 1),
+    "overcommit_ratio": (-(1 << 31), (1 << 31) - 1),
+}
 _BOOLS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False,
           "1": True, "0": False}
 
@@ -288,7 +299,19 @@ def _set(st: _State, rest: str, src: Source, _raw: str) -> None:
     elif name == "rlimit_stack" and value.lower() in ("unlimited", "infinity"):
         st.settings[name] = None
     else:
-        st.settings[name] = _constant(value, Source(src.path, src.line, src.col0 + vcol - 1))
+        number = _constant(value, Source(src.path, src.line, src.col0 + vcol - 1))
+        lo, hi = SETTING_RANGES.get(name, _ULONG)
+        if not lo <= number <= hi:
+            raise src.error(f"{name} must be {_size(lo)} to {_size(hi)}, not {number}", vcol)
+        st.settings[name] = number
+
+
+def _size(value: int) -> str:
+    """`value` for a message: in MiB or GiB when it is a whole number of them."""
+    for shift, unit in ((30, "G"), (20, "M")):
+        if value and value % (1 << shift) == 0 and value >> shift < 1024:
+            return f"{value >> shift}{unit}"
+    return str(value)
 
 
 def _constant(text: str, src: Source) -> int:
@@ -300,7 +323,10 @@ def _constant(text: str, src: Source) -> int:
             raise src.error(f"undefined name '{name.name}'", name.col)
     if isinstance(expr, Str):
         raise src.error("expected a number", expr.col)
-    value = evaluate(expr, CONSTANTS)
+    try:
+        value = evaluate(expr, CONSTANTS)
+    except EvalError as err:
+        raise src.error(err.message, err.col) from None
     assert isinstance(value, int)
     return value
 
@@ -327,6 +353,8 @@ def _words(text: str, src: Source) -> list[str]:
             toks = tokenize(text[i:], Source(src.path, src.line, src.col0 + i))
             tok = toks[0]
             assert isinstance(tok.value, bytes)
+            if b"\0" in tok.value:
+                raise src.error("a path or argument cannot hold a NUL byte", i + 1)
             out.append(tok.value.decode("utf-8", "surrogateescape"))
             i += len(tok.text)
         else:
@@ -443,10 +471,13 @@ def _expect(st: _State, rest: str, src: Source, raw: str) -> None:
 
 
 def _check_names(st: _State, expr: Expr | None, src: Source) -> None:
-    """Raise if `expr` uses a name that is neither a constant nor an assigned variable."""
+    """Raise if `expr` uses a name that is neither a constant nor an assigned variable, or divides by a
+    constant zero (or shifts by a bad constant count)."""
     for name in expr_names(expr) if expr is not None else []:
         if name.name not in CONSTANTS and name.name not in st.variables:
             raise src.error(f"undefined name '{name.name}'", name.col)
+    if expr is not None:
+        check_operands(expr, src, CONSTANTS)
 
 
 def _expect_block(st: _State, lines: list[str], i: int, rest: str, src: Source, rest_src: Source) -> int:

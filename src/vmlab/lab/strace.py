@@ -28,7 +28,9 @@ from vmlab.lab.syntax import (
     Signal,
     Source,
     Str,
+    check_operands,
     evaluate,
+    expr_names,
     parse_event,
     parse_expr,
     read_source,
@@ -82,8 +84,21 @@ def parse_log(text: str, path: str = "<log>") -> list[Event]:
             pending[line.pid] = (head_text.removesuffix(" "), lineno, line.body_col - 1)
             continue
         assert not isinstance(body, Resumed)
+        if isinstance(body, Call):
+            _check_result(body, src)
         events.append(Event(src.line, line.pid, body, src))
     return events
+
+
+def _check_result(call: Call, src: Source) -> None:
+    """A logged return value is a number strace printed: a name in it (`= FOO`) or an operation
+    without a value (`= 1/0`) is an InputError, not a traceback when the replay reads it."""
+    value = call.result.value if call.result is not None else None
+    if value is None:
+        return
+    for name in expr_names(value):
+        raise src.error(f"the result of {call.name} must be a number, not '{name.name}'", name.col)
+    check_operands(value, src, {})
 
 
 def _result(call: Call) -> int | None:

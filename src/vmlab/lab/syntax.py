@@ -124,8 +124,18 @@ def expr_names(expr: Expr) -> list[Name]:
     return []
 
 
+class EvalError(ValueError):
+    """An expression without a value (C leaves it undefined): a division by zero, or a shift by a
+    count outside 0..63; `col` is the operator's column."""
+
+    def __init__(self, message: str, col: int) -> None:
+        super().__init__(message)
+        self.message, self.col = message, col
+
+
 def evaluate(expr: Expr, env: dict[str, int]) -> int | str | tuple[str, ...]:
-    """The value of `expr` with names looked up in `env` (a KeyError names an unbound variable)."""
+    """The value of `expr` with names looked up in `env` (a KeyError names an unbound variable; an
+    EvalError an operation C leaves undefined)."""
     if isinstance(expr, Num):
         return expr.value
     if isinstance(expr, Name):
@@ -140,7 +150,42 @@ def evaluate(expr: Expr, env: dict[str, int]) -> int | str | tuple[str, ...]:
         return -val if expr.op == "-" else ~val
     left, right = evaluate(expr.left, env), evaluate(expr.right, env)
     assert isinstance(left, int) and isinstance(right, int)
+    _check_operand(expr, right)
     return _BINOPS[expr.op](left, right)
+
+
+def _check_operand(expr: BinOp, right: int) -> None:
+    """Raise EvalError when `right` makes `expr` undefined in C (and, for a huge shift, unbounded)."""
+    if expr.op == "/" and right == 0:
+        raise EvalError("division by zero", expr.col)
+    if expr.op in ("<<", ">>") and not 0 <= right < 64:
+        raise EvalError(f"shift count {right} is not 0 to 63", expr.col)
+
+
+def check_operands(expr: Expr, src: Source, constants: dict[str, int]) -> None:
+    """Raise InputError at the operator when an operand made of constants alone (no variables) makes an
+    operation of `expr` undefined, so that a scenario or log fails before anything runs."""
+    if isinstance(expr, Unary):
+        check_operands(expr.operand, src, constants)
+    elif isinstance(expr, Seq):
+        for item in expr.items:
+            check_operands(item, src, constants)
+    elif isinstance(expr, BinOp):
+        check_operands(expr.left, src, constants)
+        check_operands(expr.right, src, constants)
+        if all(n.name in constants for n in expr_names(expr.right)):
+            right = evaluate(expr.right, constants)
+            if isinstance(right, int):
+                try:
+                    _check_operand(expr, right)
+                except EvalError as err:
+                    raise src.error(err.message, err.col) from None
+
+
+def _c_div(a: int, b: int) -> int:
+    """C's integer division: the quotient truncated toward zero (Python's // rounds down)."""
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
 
 
 _BINOPS = {
@@ -149,7 +194,7 @@ _BINOPS = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
     "*": lambda a, b: a * b,
-    "/": lambda a, b: a // b,
+    "/": _c_div,
     "<<": lambda a, b: a << b,
     ">>": lambda a, b: a >> b,
 }
