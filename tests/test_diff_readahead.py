@@ -86,6 +86,13 @@ CASES: dict[str, str] = {
     "fadv_dontneed_partial": f"fadvise64(fd, 0, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
                              f"fadvise64(fd, 1000, 20000, POSIX_FADV_DONTNEED)\n{SHOW}\n"
                              f"fadvise64(fd, 4096, 4097, POSIX_FADV_DONTNEED)\n{SHOW}",
+    # A DONTNEED whose last byte is one past EOF: its partial last page is the one past EOF, so the
+    # file's last page goes too (end_index is decremented before any clipping to the file).
+    # Found by test_diff_pagecache_random.
+    "fadv_dontneed_past_eof": f"fadvise64(fd, 12M, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M + 4096, 4M - 4096 + 1, POSIX_FADV_DONTNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M, 4M + 5000, POSIX_FADV_DONTNEED)\n{SHOW}",
     # The XArray walks of page_cache_next_miss/prev_miss start inside a large folio (a multi-index
     # entry) and then look at slots behind the index they report (vmlab.kernel.xarray): after 4 KiB
     # reads of pages 0-3 (pages 4-19 come in order-2 folios), a pread of 20-23 finds its context at
