@@ -86,6 +86,23 @@ CASES: dict[str, str] = {
     "fadv_dontneed_partial": f"fadvise64(fd, 0, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
                              f"fadvise64(fd, 1000, 20000, POSIX_FADV_DONTNEED)\n{SHOW}\n"
                              f"fadvise64(fd, 4096, 4097, POSIX_FADV_DONTNEED)\n{SHOW}",
+    # A DONTNEED whose last byte is one past EOF: its partial last page is the one past EOF, so the
+    # file's last page goes too (end_index is decremented before any clipping to the file).
+    # Found by test_diff_pagecache_random.
+    "fadv_dontneed_past_eof": f"fadvise64(fd, 12M, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M + 4096, 4M - 4096 + 1, POSIX_FADV_DONTNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M, 0, POSIX_FADV_WILLNEED)\n{SHOW}\n"
+                              f"fadvise64(fd, 12M, 4M + 5000, POSIX_FADV_DONTNEED)\n{SHOW}",
+    # The XArray walks of page_cache_next_miss/prev_miss start inside a large folio (a multi-index
+    # entry) and then look at slots behind the index they report (vmlab.kernel.xarray): after 4 KiB
+    # reads of pages 0-3 (pages 4-19 come in order-2 folios), a pread of 20-23 finds its context at
+    # prev_miss(19) = 2, not below 0 (window 20-40, not 20-63), and the next read reaching the mark on
+    # folio 4 starts its window at next_miss(5) = 42 (41 stays out). Found by test_diff_pagecache_random.
+    "prev_miss_in_large_folio": reads("read(fd, buf, 4096)", 4, (4,))
+                                + f"\npread64(fd, buf, 16384, 81920)\n{SHOW}\nread(fd, buf, 4096)\n{SHOW}",
+    "next_miss_in_large_folio": reads("read(fd, buf, 4096)", 4, ())
+                                + "".join(f"\npread64(fd, buf, 16384, {p * 4096})" for p in (8, 12, 16, 20))
+                                + f"\n{SHOW}\nread(fd, buf, 4096)\n{SHOW}",
 }
 
 

@@ -428,11 +428,11 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
         first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
         readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
         return 0
-    end = min(i_size_pages(inode), (endbyte >> PAGE_SHIFT) + 1)
+    end = (endbyte >> PAGE_SHIFT) + 1
     first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept
     if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
-        end -= 1
-    invalidate_mapping_pages(mem, inode, first, end)
+        end -= 1  # the partial last page, even one past EOF: clipped to the file only after this
+    invalidate_mapping_pages(mem, inode, first, min(i_size_pages(inode), end))
     return 0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmlab.kernel import filemap
+from vmlab.kernel import filemap, xarray
 from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_precharge
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
@@ -84,8 +84,11 @@ class ReadaheadControl:
 
 def page_cache_next_miss(file: File, index: int, max_scan: int) -> int:
     """page_cache_next_miss(): the first index >= `index` not in the cache, looking at `max_scan`
-    entries; index + max_scan when all are present, 0 on wrap-around."""
+    entries; index + max_scan when all are present, 0 on wrap-around. With large folios in the cache,
+    the XArray walk's own answer (vmlab.kernel.xarray: it can step over a hole)."""
     inode = file.inode
+    if inode.folio_orders:
+        return xarray.next_miss(inode, index, max_scan)
     for i in range(index, index + max_scan):
         if not filemap.page_present(inode, _ulong(i)):
             return _ulong(i)
@@ -96,8 +99,11 @@ def page_cache_next_miss(file: File, index: int, max_scan: int) -> int:
 
 def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
     """page_cache_prev_miss(): the first index <= `index` not in the cache scanning down `max_scan`
-    entries; the last one looked at when all were present, ULONG_MAX below index 0."""
+    entries; the last one looked at when all were present, ULONG_MAX below index 0. With large folios
+    in the cache, the XArray walk's own answer (vmlab.kernel.xarray: it can stop short)."""
     inode = file.inode
+    if inode.folio_orders:
+        return xarray.prev_miss(inode, index, max_scan)
     i = index
     i_pages, shadows = inode.i_pages, inode.shadows
     for _ in range(max_scan):
