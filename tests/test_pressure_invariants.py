@@ -459,7 +459,10 @@ class PressureAll(RuleBasedStateMachine):
             self.call(pid, name, fd, self.buf, count)
         expect = count if op.endswith("write") else max(0, min(count, inode.size - off))
         task = self.backend.tasks.get(pid)
-        if task is None or task.sigkill:  # its memcg's OOM killer chose the reader: the call was cut short
+        if task is None or task.sigkill:  # its memcg's OOM killer chose the caller: the call was cut short,
+            if op.endswith("write"):     # after an unknown number of pages
+                for index in range(off // PAGE_SIZE, off // PAGE_SIZE + pages):
+                    self.c.latest.pop((id(inode), index), None)
             return
         assert result == expect, f"{op} of {count} at {off}: {result}"
 
@@ -768,6 +771,30 @@ def test_swapoff_survives_the_oom_kill_of_the_process_it_brings_back(swap_path: 
     assert backend.mem.events["oom_kill"] == 1 and victim not in backend.tasks
     check_machine(backend)
     assert not swap.active() and not swap.cache
+    backend.close()
+
+
+def test_swapoff_whose_memcg_charge_oom_kills_the_owner_of_the_slot_it_reads(swap_path: Path) -> None:
+    """swapoff reads a memcg's swapped pages back, charging each to the memcg recorded for its entry;
+    at the limit (nothing left to reclaim: the area being turned off takes no swap-out) the memcg OOM
+    killer ends their owner, and while the charge retries the OOM reaper zaps the owner's swap PTEs,
+    among them the entry being read, whose slot the swap-in already holds with SWAP_HAS_CACHE but has
+    not cached a folio for yet (__read_swap_cache_async). free_swap_and_cache() then finds no folio
+    and leaves the slot to the swap-in, as __try_to_reclaim_swap does (the explore profile, memcg rule:
+    it looked the folio up unconditionally and raised KeyError)."""
+    backend, pid = small_machine(swap_path)
+    assert backend.memcg_create("/t", 4 * MiB) == 0
+    victim = backend.fork(pid)
+    assert backend.memcg_attach(victim, "/t") == 0
+    addr = backend.syscall(victim, "mmap", (0, 12 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(victim, addr, 12 * MiB, True) is None
+    memcg = backend.memcgs.lookup("/t")
+    assert memcg is not None and memcg.swap >= 6 * MiB // PAGE_SIZE
+    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == 0
+    assert memcg.events["oom_kill"] == 1 and victim not in backend.tasks
+    assert memcg.swap == 0 and memcg.memsw.usage == memcg.memory.usage
+    check_machine(backend)
+    assert not backend.mem.swap.active() and not backend.mem.swap.cache
     backend.close()
 
 

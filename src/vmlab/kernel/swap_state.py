@@ -155,8 +155,8 @@ def free_swap_and_cache(mem: PhysMem, entry: int) -> None:
     state = mem.swap
     if swap_free(state, entry) != SWAP_HAS_CACHE:
         return
-    head = state.cache[entry]
-    if int(mem.mem_map._mapcount[head]) < 0:
+    head = state.cache.get(entry)  # none yet while a swap-in holds SWAP_HAS_CACHE across its charge
+    if head is not None and int(mem.mem_map._mapcount[head]) < 0:
         folio_free_swap(mem, head)
 
 
