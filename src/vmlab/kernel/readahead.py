@@ -23,18 +23,12 @@ from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_prechar
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import F_WORKINGSET, PG_readahead
-from vmlab.kernel.uapi import PAGE_SHIFT
+from vmlab.kernel.uapi import PAGE_SHIFT, ULONG_MAX, ul
 
-ULONG_MAX = (1 << 64) - 1
 #: MMAP_LOTSAMISS: after this many mmap misses more than hits, mmap faults stop reading around.
 MMAP_LOTSAMISS = 100
 #: force_page_cache_ra() reads in chunks of 2 MiB.
 FORCE_CHUNK_PAGES = (2 << 20) >> PAGE_SHIFT
-
-
-def _ulong(value: int) -> int:
-    """`value` as an unsigned long (mod 2^64)."""
-    return value & ULONG_MAX
 
 
 def roundup_pow_of_two(n: int) -> int:
@@ -90,11 +84,11 @@ def page_cache_next_miss(file: File, index: int, max_scan: int) -> int:
     if inode.folio_orders:
         return xarray.next_miss(inode, index, max_scan)
     for i in range(index, index + max_scan):
-        if not filemap.page_present(inode, _ulong(i)):
-            return _ulong(i)
-        if _ulong(i) == ULONG_MAX:
+        if not filemap.page_present(inode, ul(i)):
+            return ul(i)
+        if ul(i) == ULONG_MAX:
             return 0
-    return _ulong(index + max_scan)
+    return ul(index + max_scan)
 
 
 def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
@@ -110,8 +104,8 @@ def page_cache_prev_miss(file: File, index: int, max_scan: int) -> int:
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if i == ULONG_MAX or (i not in i_pages and (i in shadows or not filemap.page_present(inode, i))):
             return i
-        i = (i - 1) & ULONG_MAX  # _ulong()
-    return _ulong(i + 1)
+        i = (i - 1) & ULONG_MAX  # ul()
+    return ul(i + 1)
 
 
 def read_pages(ractl: ReadaheadControl, nr_pages: int) -> None:
@@ -275,7 +269,7 @@ def page_cache_sync_ra(ractl: ReadaheadControl, req_count: int) -> None:
         ractl.index = index + 1  # force_page_cache_ra()'s, even past EOF
     else:
         max_pages = ra_pages if req_count <= ra_pages else ractl_max_pages(ractl, req_count)
-        prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # _ulong() inlined, as below
+        prev_index = (ra.prev_pos & ULONG_MAX) >> PAGE_SHIFT  # ul() inlined, as below
         window = True
         if not index or req_count > max_pages or (index - prev_index) & ULONG_MAX <= 1:
             ra.size = get_init_ra_size(req_count, max_pages)

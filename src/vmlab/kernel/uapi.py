@@ -120,7 +120,6 @@ ENOMEM = _errno.ENOMEM
 EACCES = _errno.EACCES
 EFAULT = _errno.EFAULT
 EEXIST = _errno.EEXIST
-EBUSY = _errno.EBUSY
 ENODEV = _errno.ENODEV
 EINVAL = _errno.EINVAL
 EISDIR = _errno.EISDIR
@@ -150,15 +149,16 @@ def errno_name(err: int) -> str:
     return _errno.errorcode.get(err, f"E{err}")
 
 
-def page_align(x: int) -> int:
-    """PAGE_ALIGN(): round up to a page boundary."""
-    return (x + PAGE_SIZE - 1) & PAGE_MASK
-
-
-#: An unsigned long's bits: C arithmetic on addresses and lengths wraps modulo 2^64.
-ULONG_MASK = (1 << 64) - 1
+#: The largest unsigned long: C arithmetic on addresses, lengths and page indexes wraps modulo 2^64.
+ULONG_MAX = (1 << 64) - 1
 
 
 def ul(x: int) -> int:
     """`x` as an unsigned long holds it (a sum past 2^64 wraps, as `start + len` does in C)."""
-    return x & ULONG_MASK
+    return x & ULONG_MAX
+
+
+def page_align(x: int) -> int:
+    """PAGE_ALIGN(): round up to a page boundary (not wrapped: callers that need C's unsigned long
+    wrap-around take ul() of the result)."""
+    return (x + PAGE_SIZE - 1) & PAGE_MASK

@@ -24,11 +24,11 @@ from functools import cached_property
 
 from vmlab.kernel import filemap
 from vmlab.kernel.mm_types import Inode
+from vmlab.kernel.uapi import ULONG_MAX
 
 XA_CHUNK_SHIFT = 6
 XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
 XA_CHUNK_MASK = XA_CHUNK_SIZE - 1
-ULONG_MAX = (1 << 64) - 1
 
 #: Slot contents.
 NULL, VALUE, ENTRY, SIBLING, NODE = range(5)
