@@ -104,22 +104,6 @@ def test_cache_goes_before_the_memcg_oom_kills_the_hog() -> None:
     check_machine(model)
 
 
-def test_memcg_reclaim_swaps_anon_out_when_swap_exists(swapfile: Path) -> None:
-    """With a swap area, an anon working set larger than the limit is swapped out by memcg reclaim
-    (pswpout) instead of OOM-killed; usage stays at the limit."""
-    model, pid = model_with_swap(swapfile, ram=128 * MB)
-    assert model.memcg_create("/t", 8 * MB) == 0 and model.memcg_attach(pid, "/t") == 0
-    memcg = model.memcgs.lookup("/t")
-    assert memcg is not None
-    addr = model.syscall(pid, "mmap", (0, 12 * MB, RW, PRIVATE_ANON, -1, 0))
-    assert model.access(pid, addr, 12 * MB, True) is None
-    assert memcg.events["oom_kill"] == 0 and model.mem.events["pswpout"] >= 1024
-    assert memcg.memory.usage <= memcg.memory.max
-    assert model.access(pid, addr, 12 * MB, False) is None  # swapped back in, others out
-    assert model.mem.events["pswpin"] > 0
-    check_machine(model)
-
-
 def swap_machine(swapfile: Path, limit: int) -> tuple[ModelBackend, int, MemCgroup]:
     """A 128 MiB model machine with `swapfile` swapped on, its first process in memcg /t of `limit`."""
     model, pid = model_with_swap(swapfile, ram=128 * MB)
@@ -127,6 +111,19 @@ def swap_machine(swapfile: Path, limit: int) -> tuple[ModelBackend, int, MemCgro
     memcg = model.memcgs.lookup("/t")
     assert memcg is not None
     return model, pid, memcg
+
+
+def test_memcg_reclaim_swaps_anon_out_when_swap_exists(swapfile: Path) -> None:
+    """With a swap area, an anon working set larger than the limit is swapped out by memcg reclaim
+    (pswpout) instead of OOM-killed; usage stays at the limit."""
+    model, pid, memcg = swap_machine(swapfile, 8 * MB)
+    addr = model.syscall(pid, "mmap", (0, 12 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(pid, addr, 12 * MB, True) is None
+    assert memcg.events["oom_kill"] == 0 and model.mem.events["pswpout"] >= 1024
+    assert memcg.memory.usage <= memcg.memory.max
+    assert model.access(pid, addr, 12 * MB, False) is None  # swapped back in, others out
+    assert model.mem.events["pswpin"] > 0
+    check_machine(model)
 
 
 def test_swapped_out_pages_keep_their_memsw_charge_until_their_slots_go(swapfile: Path) -> None:

@@ -156,9 +156,9 @@ MAX_RW_COUNT = 0x7FFFF000
 #: The C type of each parameter of SYSCALL_DEFINEn(name, ...) on x86_64, as the entry code hands the
 #: registers over: "ul" unsigned long (and size_t), "l" long (off_t, loff_t), "i" int, "ui" unsigned
 #: int, "" a string or string array (passed as is). A call not listed takes its numbers as they are.
+#: (mmap's fd is an int in ksys_mmap_pgoff(); fadvise64's len a loff_t in ksys_fadvise64_64().)
 SYSCALL_ARG_TYPES: dict[str, tuple[str, ...]] = {
-    "mmap": ("ul", "ul", "ul", "ul", "i", "ul"),  # ksys_mmap_pgoff() narrows fd to int; fadvise64:
-    # ksys_fadvise64_64() takes len as loff_t
+    "mmap": ("ul", "ul", "ul", "ul", "i", "ul"),
     "munmap": ("ul", "ul"), "mprotect": ("ul", "ul", "ul"), "mremap": ("ul",) * 5, "brk": ("ul",),
     "madvise": ("ul", "ul", "i"), "mlock": ("ul", "ul"), "mlock2": ("ul", "ul", "i"),
     "munlock": ("ul", "ul"), "mlockall": ("i",), "msync": ("ul", "ul", "i"),

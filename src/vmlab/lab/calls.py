@@ -222,11 +222,11 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
     return tuple(exprs)
 
 
-def check_c_string(expr: Str, src: Source) -> None:
-    """Raise unless `expr` can be a C string argument: a NUL byte (`\\0`) would end it early, which no
-    strace line shows (and the host cannot pass it)."""
-    if b"\0" in expr.value:
-        raise src.error("a path or argument cannot hold a NUL byte", expr.col)
+def check_c_string(value: bytes, col: int, src: Source) -> None:
+    """Raise unless `value` (a quoted string at column `col`) can be a C string argument: a NUL byte
+    (`\\0`) would end it early, which no strace line shows (and the host cannot pass it)."""
+    if b"\0" in value:
+        raise src.error("a path or argument cannot hold a NUL byte", col)
 
 
 def _check_kind(kind: str, expr: Expr, src: Source) -> None:
@@ -234,13 +234,13 @@ def _check_kind(kind: str, expr: Expr, src: Source) -> None:
     if kind == PATH:
         if not isinstance(expr, Str):
             raise src.error("expected a quoted path", expr.col)
-        check_c_string(expr, src)
+        check_c_string(expr.value, expr.col, src)
     elif kind == ARGV:
         if not isinstance(expr, Seq) or not all(isinstance(i, Str) for i in expr.items):
             raise src.error("expected an array of strings", expr.col)
         for item in expr.items:
             assert isinstance(item, Str)
-            check_c_string(item, src)
+            check_c_string(item.value, item.col, src)
     elif isinstance(expr, Str | Seq):
         raise src.error("expected a number, not a string", expr.col)
 

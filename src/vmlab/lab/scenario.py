@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 
 from vmlab.backend import MACHINE_VIEWS, VIEWS, Program, Settings
-from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, interpret_args
+from vmlab.kernel.uapi import ULONG_MAX
+from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, check_c_string, interpret_args
 from vmlab.lab.paging import counter_values
 from vmlab.lab.syntax import (
     Call,
@@ -49,7 +50,7 @@ _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
 MAX_FILE = 64 << 20  # the largest `file` a scenario may make
-_ULONG = (0, (1 << 64) - 1)
+_ULONG = (0, ULONG_MAX)
 #: The values each numeric setting may take: what the kernel's sysctl handlers and setrlimit() accept
 #: (vm.overcommit_memory 0..2, vm.max_map_count 0..INT_MAX, vm.overcommit_ratio any int, the rest an
 #: unsigned long), and for `ram` what the model can boot (at least 2 MiB, pc_e820) and hold (its
@@ -353,8 +354,7 @@ def _words(text: str, src: Source) -> list[str]:
             toks = tokenize(text[i:], Source(src.path, src.line, src.col0 + i))
             tok = toks[0]
             assert isinstance(tok.value, bytes)
-            if b"\0" in tok.value:
-                raise src.error("a path or argument cannot hold a NUL byte", i + 1)
+            check_c_string(tok.value, i + 1, src)
             out.append(tok.value.decode("utf-8", "surrogateescape"))
             i += len(tok.text)
         else:

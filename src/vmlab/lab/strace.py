@@ -96,8 +96,9 @@ def _check_result(call: Call, src: Source) -> None:
     value = call.result.value if call.result is not None else None
     if value is None:
         return
-    for name in expr_names(value):
-        raise src.error(f"the result of {call.name} must be a number, not '{name.name}'", name.col)
+    names = expr_names(value)
+    if names:
+        raise src.error(f"the result of {call.name} must be a number, not '{names[0].name}'", names[0].col)
     check_operands(value, src, {})
 
 
