@@ -92,6 +92,8 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
     copy_vma(mm, vma, new_addr, new_len, new_pgoff)
     if mm.pt is not None:
         move_page_tables(mm, mm.pt.mem, old_addr, new_addr, min(old_len, new_len) if old_len else 0)
+    # total_vm counts both copies for a moment: the unmap of the source must not raise VmPeak.
+    hiwater_vm = mm.hiwater_vm
     mm.vm_stat_account(vm_flags, new_len >> PAGE_SHIFT)
     if flags & MREMAP_DONTUNMAP:
         src = mm.vma_lookup(old_addr)
@@ -105,6 +107,7 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
         err = munmap_range(mm, old_addr, old_addr + old_len, sysctl, uncharge=not accountable_move)
         if err and accountable_move:
             mm_acct(mm, old_len >> PAGE_SHIFT)  # "OOM: unable to split vma, just get accounts right"
+    mm.hiwater_vm = hiwater_vm
     return new_addr
 
 

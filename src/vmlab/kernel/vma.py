@@ -18,7 +18,7 @@ from vmlab.kernel.mm_types import (
     MmStruct,
     VmArea,
 )
-from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT
+from vmlab.kernel.uapi import EINVAL, ENOMEM, PAGE_SHIFT
 
 
 @dataclass
@@ -191,13 +191,16 @@ def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
 
 def split_vma(mm: MmStruct, vma: VmArea, addr: int, new_below: bool, max_map_count: int,
               check_count: bool = True) -> VmArea | int:
-    """__split_vma()/split_vma(): cut `vma` at addr; return the new piece, or -ENOMEM at max_map_count.
+    """__split_vma()/split_vma(): cut `vma` at addr; return the new piece, or -ENOMEM at max_map_count,
+    or -EINVAL for a special mapping ([vvar], [vdso]: vm_ops->may_split is special_mapping_split).
 
     With `new_below` the new piece is [vm_start, addr) and `vma` keeps the upper part, else the new
     piece is [addr, vm_end). The upper part's pgoff advances by the pages cut off (M5).
     """
     if check_count and mm.map_count >= max_map_count:
         return -ENOMEM
+    if vma.special_name is not None:
+        return -EINVAL
     if mm.pt is not None:
         split_huge_pmds_at(mm, mm.pt.mem, addr)  # vma_adjust_trans_huge()
     new = vma.copy()
@@ -217,7 +220,7 @@ def vma_modify_flags(mm: MmStruct, vma: VmArea, start: int, end: int, new_flags:
                      max_map_count: int) -> VmArea | int:
     """vma_modify_flags(): give [start, end) ⊆ vma the flags `new_flags`, merging or splitting (M4, M5).
 
-    Returns the VMA that now covers exactly [start, end), or -ENOMEM when a split is refused.
+    Returns the VMA that now covers exactly [start, end), or the -errno of a refused split.
     """
     merged = vma_merge_existing_range(mm, vma, start, end, new_flags)
     if merged is not None:
@@ -239,7 +242,8 @@ def gather_munmap_vmas(mm: MmStruct, start: int, end: int, max_map_count: int) -
     """vms_gather_munmap_vmas(): split at the edges and return the VMAs exactly inside [start, end).
 
     Splitting a VMA in the middle is refused with -ENOMEM at max_map_count; trimming never is (M11).
-    Nothing is changed when it fails.
+    A special mapping is never split (-EINVAL). Nothing is changed when the first split fails; when
+    the last one does, the first stays split, as in the kernel (vms_abort_munmap_vmas only reattaches).
     """
     vmas = mm.vmas_in(start, end)
     if not vmas:
@@ -248,8 +252,12 @@ def gather_munmap_vmas(mm: MmStruct, start: int, end: int, max_map_count: int) -
     if first.vm_start < start:
         if end < first.vm_end and mm.map_count >= max_map_count:
             return -ENOMEM
-        split_vma(mm, first, start, True, max_map_count, check_count=False)
+        err = split_vma(mm, first, start, True, max_map_count, check_count=False)
+        if isinstance(err, int):
+            return err
     last = vmas[-1]
     if last.vm_end > end:
-        split_vma(mm, last, end, False, max_map_count, check_count=False)
+        err = split_vma(mm, last, end, False, max_map_count, check_count=False)
+        if isinstance(err, int):
+            return err
     return vmas
