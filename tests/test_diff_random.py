@@ -1,8 +1,9 @@
 """Random scenarios run on the model and on the running kernel, compared byte for byte (shmem inodes masked).
 
-A hypothesis strategy writes 20+ steps of mmap/munmap/mprotect/mremap/brk/madvise/fork/writes, mostly at
-MAP_FIXED and hinted addresses inside [0x10000000, 0x10100000) plus some unhinted ones, as scenario
-text; `vmlab diff`'s machinery runs it on both backends. Run with HYPOTHESIS_PROFILE=ci (>= 200 examples).
+A hypothesis strategy writes 20+ steps of mmap (anonymous, of a file, of /dev/zero)/munmap/mprotect/
+mremap/brk/madvise/fork/writes, mostly at MAP_FIXED and hinted addresses inside [0x10000000, 0x10100000)
+plus some unhinted ones, as scenario text; `vmlab diff`'s machinery runs it on both backends. Run with
+HYPOTHESIS_PROFILE=ci (>= 200 examples).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ npages = st.integers(1, 64).map(lambda n: f"{n * 4096}")
 
 
 KINDS = ["fixed", "fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mprotect", "mremap",
-         "mremap_fixed", "brk", "madvise", "madvise", "write", "read", "shared", "file", "mlock", "munlock",
-         "show"]
+         "mremap_fixed", "brk", "madvise", "madvise", "write", "read", "shared", "file", "zero", "mlock",
+         "munlock", "show"]
 #: With the paging views: touches, and the window's counters and pagemap.
 PAGING_KINDS = [*KINDS, "touch", "touch", "counters", "pagemap"]
 
@@ -65,6 +66,9 @@ def step(draw: st.DrawFn, paging: bool = False) -> str:
         share = draw(st.sampled_from(["MAP_PRIVATE", "MAP_SHARED"]))
         off = draw(st.integers(0, FILE_PAGES + 2)) * 4096
         return f"mmap({a}, {n}, {prot}, {share}|MAP_FIXED, fd, {off})"
+    if kind == "zero":  # /dev/zero: private is anonymous memory, shared a shmem object
+        share = draw(st.sampled_from(["MAP_PRIVATE", "MAP_SHARED"]))
+        return f"mmap({a}, {n}, {prot}, {share}|MAP_FIXED, z, {draw(st.integers(0, 8)) * 4096})"
     if kind == "hint":
         return f"mmap({a}, {n}, {prot}, {anon}, -1, 0)"
     if kind == "plain":
@@ -108,7 +112,7 @@ def scenario_text(draw: st.DrawFn, paging: bool = False) -> str:
     `paging` also each process's counters and pagemap of the window."""
     steps = draw(st.lists(step(paging), min_size=20, max_size=40))
     fork_at = draw(st.one_of(st.none(), st.integers(1, len(steps) - 1)))
-    lines = [f'fd = openat(AT_FDCWD, "{DATA_FILE}", O_RDWR)']
+    lines = [f'fd = openat(AT_FDCWD, "{DATA_FILE}", O_RDWR)', 'z = openat(AT_FDCWD, "/dev/zero", O_RDWR)']
     for i, line in enumerate(steps):
         if fork_at is not None and i == fork_at:
             lines += ["child = fork()", "show maps"]

@@ -50,6 +50,8 @@ CASES = [
      "a path or argument cannot hold a NUL byte"),
     ("NUL byte in a file statement", 'file "/tmp/a\\000" 4K\n', 1, 6, "cannot hold a NUL byte"),
     ("negative unsigned setting", "set mmap_min_addr -4K\n", 1, 19, "mmap_min_addr must be 0 to"),
+    ("fcntl command the model does not carry out", 'fcntl(0, F_SETLK, 0)\n', 1, 10,
+     "fcntl F_SETLK is not modelled"),
 ]
 
 

@@ -24,7 +24,7 @@ from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
-from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
+from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, INR_OPEN_CUR
 
 PR_CAPBSET_DROP = 24
 CAP_SYS_ADMIN = 21
@@ -139,7 +139,8 @@ def _rlimit_stack(settings: Settings) -> tuple[int, int]:
 def _exec_stepper(channel: int, program: Program, settings: Settings,
                   argv: ctypes.Array[ctypes.c_char_p], envp: ctypes.Array[ctypes.c_char_p]) -> None:
     """In the forked child: fds 0-2 on /dev/null, the channel on CHANNEL_FD and nothing else open,
-    default signal state, the stack limit and personality from `settings`, then execve."""
+    default signal state, the stack limit and personality from `settings`, the default descriptor
+    limit (INR_OPEN_CUR, whatever the runner's is), then execve."""
     os.dup2(channel, CHANNEL_FD)
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -150,6 +151,8 @@ def _exec_stepper(channel: int, program: Program, settings: Settings,
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_STACK, _rlimit_stack(settings))
+    nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(INR_OPEN_CUR, nofile_hard), nofile_hard))
     if not settings.cap_sys_admin and _libc().prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0):
         os._exit(126)  # root regains only the bounding set's capabilities at exec
     _libc().personality(ADDR_NO_RANDOMIZE | (ADDR_COMPAT_LAYOUT if settings.legacy_va_layout else 0))

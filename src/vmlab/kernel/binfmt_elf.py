@@ -171,7 +171,8 @@ def builtin_inode() -> Inode:
     """A new inode of the built-in program, with an empty page cache: each machine has its own (an
     inode's cache, shadows and write-back state are the machine's; BUILTIN_IMAGE.inode only names the
     file)."""
-    return Inode(path=BUILTIN_PROGRAM, ino=4242, size=0x3010, major=0xFE, minor=0x00, thp_aligned=True)
+    return Inode(path=BUILTIN_PROGRAM, ino=4242, size=0x3010, major=0xFE, minor=0x00, thp_aligned=True,
+                 fop_mmap_sync=True)
 
 
 BUILTIN_IMAGE = ElfImage(

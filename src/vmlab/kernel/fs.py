@@ -18,6 +18,8 @@ THP_ALIGNED_FS = frozenset({"ext2", "ext4", "xfs", "btrfs"})
 SHMEM_FS = frozenset({"tmpfs", "shmem", "ramfs"})
 #: Filesystems whose page cache takes large folios (mapping_set_large_folios): readahead sizes them.
 LARGE_FOLIO_FS = frozenset({"ext4", "xfs"})
+#: Filesystems whose file_operations take MAP_SYNC (FOP_MMAP_SYNC), so that their non-DAX files refuse it.
+MMAP_SYNC_FS = frozenset({"ext4", "xfs"})
 #: The internal shmem mount behind MAP_SHARED|MAP_ANONYMOUS and memfd shows as 00:01 (§0.6).
 SHMEM_INTERNAL_DEV = (0, 1)
 
@@ -46,9 +48,11 @@ def host_inode(path: str) -> Inode:
     st = os.stat(real)
     fstype = _mount_fstype(real)
     ra_pages, io_pages = bdi_readahead(os.major(st.st_dev), os.minor(st.st_dev))
+    chr_ = stat.S_ISCHR(st.st_mode)
     return Inode(path=real, ino=st.st_ino, size=st.st_size, major=os.major(st.st_dev),
                  minor=os.minor(st.st_dev), thp_aligned=fstype in THP_ALIGNED_FS,
-                 directory=stat.S_ISDIR(st.st_mode),
+                 directory=stat.S_ISDIR(st.st_mode), fop_mmap_sync=fstype in MMAP_SYNC_FS and not chr_,
+                 rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if chr_ else None,
                  shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
                  ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS)
 
@@ -123,5 +127,6 @@ class SimFs:
         if found is None:
             found = self.files[path] = Inode(path=path, ino=next(self._next_ino), size=size,
                                              major=SIMFS_DEV[0], minor=SIMFS_DEV[1], thp_aligned=True,
+                                             fop_mmap_sync=True,
                                              host_cached=frozenset(), bdi=bdi)
         return found

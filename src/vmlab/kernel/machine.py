@@ -14,7 +14,9 @@ import numpy as np
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
+from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, write_result
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
+from vmlab.kernel.fcntl import do_fcntl, open_f_flags
 from vmlab.kernel.filemap import (
     add_to_page_cache,
     cached_page,
@@ -43,7 +45,14 @@ from vmlab.kernel.mm_types import (
     Inode,
     MmStruct,
 )
-from vmlab.kernel.mmap import VmSysctl, arch_pick_mmap_layout, do_mmap, do_munmap, sys_brk
+from vmlab.kernel.mmap import (
+    VmSysctl,
+    arch_pick_mmap_layout,
+    do_mmap,
+    do_munmap,
+    hugetlb_anon_mmap_error,
+    sys_brk,
+)
 from vmlab.kernel.mprotect import do_mprotect
 from vmlab.kernel.mremap import do_mremap
 from vmlab.kernel.oom_kill import (
@@ -88,6 +97,7 @@ from vmlab.kernel.uapi import (
     EACCES,
     EBADF,
     EBUSY,
+    EEXIST,
     EFAULT,
     EINTR,
     EINVAL,
@@ -95,10 +105,7 @@ from vmlab.kernel.uapi import (
     EMFILE,
     ENOENT,
     ENOMEM,
-    F_DUPFD,
-    F_DUPFD_CLOEXEC,
-    F_GETFD,
-    F_SETFD,
+    INR_OPEN_CUR,
     MAP_ANONYMOUS,
     MAP_HUGETLB,
     MAP_NONBLOCK,
@@ -109,6 +116,8 @@ from vmlab.kernel.uapi import (
     O_ACCMODE,
     O_CLOEXEC,
     O_CREAT,
+    O_EXCL,
+    O_PATH,
     O_RDONLY,
     O_RDWR,
     O_TRUNC,
@@ -121,7 +130,8 @@ from vmlab.kernel.uapi import (
 from vmlab.kernel.vmstat import show_vmstat
 from vmlab.linux import CacheStat
 
-NR_OPEN = 1024
+#: The descriptors a process may have: its RLIMIT_NOFILE, the default soft limit (the host oracle sets it).
+NR_OPEN = INR_OPEN_CUR
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
 WRITE_RATELIMIT = 32
 #: What access() reports for a task left waiting in a v1 memcg OOM (memory.oom_control oom_kill_disable).
@@ -215,6 +225,12 @@ class Task:
         """The thread-group id: the process's pid (the model runs one thread per process)."""
         return self.pid
 
+    def fget(self, fd: int) -> File | None:
+        """fget(): the open file at `fd` to read, write, map, seek or sync through; None when there is
+        none or it is an O_PATH one (FMODE_PATH files are left out: -EBADF)."""
+        file = self.files.get(fd)
+        return None if file is None or file.f_flags & O_PATH else file
+
     def get_unused_fd(self) -> int:
         """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
         fd = 0
@@ -305,7 +321,8 @@ class ModelBackend:
         task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin),
                     comm=os.path.basename(program.path)[:15])
         for fd in (0, 1, 2):
-            task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5), writable=True)
+            task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),
+                                  writable=True, f_flags=open_f_flags(O_RDWR))
         self.tasks[task.pid] = task
         err = self._execve(task, program.path, program.argv, program.envp)
         if err < 0:
@@ -747,11 +764,13 @@ class ModelBackend:
             return -EINVAL
         file = None
         if not flags & MAP_ANONYMOUS:
-            file = task.files.get(fd)
+            file = task.fget(fd)
             if file is None:
                 return -EBADF
+            if flags & MAP_HUGETLB:
+                return -EINVAL  # not a hugetlbfs file (the model has none)
         elif flags & MAP_HUGETLB:
-            return -ENOMEM  # nr_hugepages = 0 (§0.3)
+            return hugetlb_anon_mmap_error(flags, length)
         result = do_mmap(task.mm, file, addr, length, prot, flags, off >> 12, self.sysctl,
                          self._new_shmem)
         if result >= 0:
@@ -802,8 +821,10 @@ class ModelBackend:
         return fd
 
     def _openat(self, task: Task, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
-        """do_sys_open(): open a host file (the model never writes to it). An empty path is -ENOENT
-        (getname() without AT_EMPTY_PATH), a directory opened for writing -EISDIR (may_open)."""
+        """do_sys_open(): open a host file (the model never writes to it), or make a file of the model's
+        own with O_CREAT. An empty path is -ENOENT (getname() without AT_EMPTY_PATH), O_CREAT|O_EXCL of a
+        file that exists -EEXIST, a directory opened for writing -EISDIR (may_open). The file keeps its
+        open flags (fcntl.open_f_flags); an O_PATH one can be neither read, written nor mapped."""
         if not path:
             return -ENOENT
         if not path.startswith("/") and dirfd != AT_FDCWD:
@@ -811,12 +832,16 @@ class ModelBackend:
             if base is None:
                 return -EBADF
             path = os.path.join(base.path, path)
+        created = False
         try:
             inode = self._inode(path)
+            if flags & O_CREAT and flags & O_EXCL:
+                return -EEXIST
         except FileNotFoundError:
             if not flags & O_CREAT:
                 return -ENOENT
             inode = self.simfs.create(path)  # the model's own file; the host never sees it
+            created = True
         except OSError as err:
             return -(err.errno or ENOENT)
         acc = flags & O_ACCMODE
@@ -824,7 +849,10 @@ class ModelBackend:
             return -EISDIR
         if flags & O_TRUNC and acc != O_RDONLY:
             truncate_setsize(self.mem, inode, 0)
-        file = File(inode, readable=acc in (O_RDONLY, O_RDWR), writable=acc in (O_WRONLY, O_RDWR))
+        f_flags = open_f_flags(flags)
+        path_only = bool(f_flags & O_PATH)  # FMODE_PATH: no reads, writes or mappings through it
+        file = File(inode, readable=acc in (O_RDONLY, O_RDWR) and not path_only,
+                    writable=acc in (O_WRONLY, O_RDWR) and not path_only, f_flags=f_flags, created=created)
         return self._install(task, file, bool(flags & O_CLOEXEC))
 
     def _open(self, task: Task, path: str, flags: int, mode: int = 0) -> int:
@@ -861,29 +889,12 @@ class ModelBackend:
         return self._dup3(task, oldfd, newfd, 0)
 
     def _fcntl(self, task: Task, fd: int, cmd: int, arg: int = 0) -> int:
-        file = task.files.get(fd)
-        if file is None:
-            return -EBADF
-        if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
-            new = arg
-            while new in task.files:
-                new += 1
-            if new >= NR_OPEN:
-                return -EMFILE
-            task.files[new] = file
-            if cmd == F_DUPFD_CLOEXEC:
-                task.cloexec.add(new)
-            return new
-        if cmd == F_GETFD:
-            return 1 if fd in task.cloexec else 0
-        if cmd == F_SETFD:
-            (task.cloexec.add if arg & 1 else task.cloexec.discard)(fd)
-        return 0
+        return do_fcntl(task, fd, cmd, arg, NR_OPEN)
 
     def _ftruncate(self, task: Task, fd: int, length: int) -> int:
         """do_ftruncate(): a regular file open for writing gets the new size (truncate_setsize)."""
-        file = task.files.get(fd)
-        if file is None or not file.writable or length < 0 or file.path == "/dev/null":
+        file = task.fget(fd)
+        if file is None or not file.writable or length < 0 or is_chrdev(file.inode):
             return -EBADF if file is None else -EINVAL
         truncate_setsize(self.mem, file.inode, length)
         return 0
@@ -900,11 +911,12 @@ class ModelBackend:
         return 0
 
     def _fsync(self, task: Task, fd: int) -> int:
-        """vfs_fsync(): write the file's dirty pages and wait for them (/dev/null: -EINVAL)."""
-        file = task.files.get(fd)
+        """vfs_fsync(): write the file's dirty pages and wait for them (a character device has no
+        fsync: -EINVAL)."""
+        file = task.fget(fd)
         if file is None:
             return -EBADF
-        if file.path == "/dev/null":
+        if is_chrdev(file.inode):
             return -EINVAL
         return filemap_write_and_wait_range(self.mem, file.inode)
 
@@ -919,7 +931,7 @@ class ModelBackend:
 
     def _syncfs(self, task: Task, fd: int) -> int:
         """syncfs(): every dirty inode of the file's filesystem (same device)."""
-        file = task.files.get(fd)
+        file = task.fget(fd)
         if file is None:
             return -EBADF
         dev = (file.inode.major, file.inode.minor)
@@ -977,7 +989,7 @@ class ModelBackend:
         moves at most MAX_RW_COUNT bytes."""
         if pos is not None and pos < 0:
             return -EINVAL
-        file = task.files.get(fd)
+        file = task.fget(fd)
         if file is None or not (file.writable if write else file.readable):
             return -EBADF
         if count > TASK_SIZE_MAX - buf:
@@ -986,8 +998,8 @@ class ModelBackend:
         inode = file.inode
         if inode.directory:
             return -EISDIR
-        if inode.path == "/dev/null":
-            return count if write else 0  # the buffer is never touched (P13)
+        if is_chrdev(inode):
+            return self._chrdev_io(task, inode, buf, count, write)
         offset = file.pos if pos is None else pos
         n = count if write else max(0, min(count, inode.size - offset))
         if write:
@@ -1002,6 +1014,16 @@ class ModelBackend:
         if pos is None:
             file.pos = offset + done
         return done
+
+    def _chrdev_io(self, task: Task, inode: Inode, buf: int, count: int, write: bool) -> int:
+        """read()/write() of a character device (vmlab.kernel.char_mem): a write never touches the buffer
+        (P13); a read of /dev/zero (and the other devices that fill) writes the whole buffer, faulting
+        it in, and returns what it wrote (-EFAULT when nothing)."""
+        if write:
+            return write_result(inode, count)
+        n = read_length(inode, count)
+        done = self._uaccess(task, buf, n, write=True)
+        return -EFAULT if n and not done else done
 
     def _write_begin_end(self, inode: Inode, offset: int, n: int) -> None:
         """generic_perform_write(): per page, write_begin (a page fully overwritten, or wholly past EOF,
@@ -1042,17 +1064,20 @@ class ModelBackend:
         return self._file_io(task, fd, buf, count, pos, write=True)
 
     def _lseek(self, task: Task, fd: int, offset: int, whence: int) -> int:
-        file = task.files.get(fd)
+        file = task.fget(fd)
         if file is None:
             return -EBADF
         base = {0: 0, 1: file.pos, 2: file.inode.size}.get(whence)
+        if is_chrdev(file.inode):
+            file.pos = llseek(file.inode, file.pos)
+            return file.pos
         if base is None or base + offset < 0:
             return -EINVAL
         file.pos = base + offset
         return file.pos
 
     def _fadvise64(self, task: Task, fd: int, offset: int, length: int, advice: int) -> int:
-        file = task.files.get(fd)
+        file = task.fget(fd)
         if file is None:
             return -EBADF
         return generic_fadvise(self.mem, file, offset, length, advice)

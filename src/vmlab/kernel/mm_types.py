@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vmlab.kernel.char_mem import DEV_ZERO
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -121,6 +122,11 @@ class Inode:
     shmem: bool = False
     #: S_ISDIR: open() for writing is -EISDIR, and it has no f_op->mmap (-ENODEV).
     directory: bool = False
+    #: The filesystem's file_operations take MAP_SYNC (FOP_MMAP_SYNC: ext4, xfs); without DAX, which the
+    #: model never has, their mmap then refuses a VM_SYNC mapping (daxdev_mapping_supported).
+    fop_mmap_sync: bool = False
+    #: S_ISCHR: the device number (major, minor) of a character device (vmlab.kernel.char_mem), else None.
+    rdev: tuple[int, int] | None = None
     deleted: bool = False
     #: The page cache (`i_mapping->i_pages`): file page index -> PFN of the cached frame.
     i_pages: dict[int, int] = field(default_factory=dict)
@@ -189,6 +195,13 @@ class File:
     f_ra: FileRaState = field(default_factory=FileRaState)
     #: f_mode & FMODE_RANDOM (POSIX_FADV_RANDOM): reads take exactly the pages asked for.
     fmode_random: bool = False
+    #: f_flags: the open flags the file keeps (vmlab.kernel.fcntl.open_f_flags; F_GETFL, F_SETFL).
+    f_flags: int = 0
+    #: f_mode & FMODE_CREATED: this open created the file (F_CREATED_QUERY).
+    created: bool = False
+    #: f_owner: the signal (F_SETSIG) and the process (F_SETOWN; negative: a group) of async I/O.
+    signum: int = 0
+    owner: int = 0
 
     def __post_init__(self) -> None:
         """file_ra_state_init(): ra_pages from the backing device, prev_pos = -1."""
@@ -223,8 +236,9 @@ class VmArea:
         return (self.vm_end - self.vm_start) >> PAGE_SHIFT
 
     def is_anonymous(self) -> bool:
-        """vma_is_anonymous(): no vm_ops, i.e. private anonymous memory (brk, bss, stack, anon mmap)."""
-        return self.vm_file is None and self.special_name is None
+        """vma_is_anonymous(): no vm_ops, i.e. private anonymous memory (brk, bss, stack, anon mmap, and a
+        private mapping of /dev/zero, which keeps the file: mmap_zero's vma_set_anonymous)."""
+        return (self.vm_file is None or self.vm_file.inode.rdev == DEV_ZERO) and self.special_name is None
 
     def had_uncowed_parents(self) -> bool:
         """vma_had_uncowed_parents(): has an anon_vma whose chain is not singular (inherited by fork)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmlab.kernel.char_mem import can_mmap, is_dev_zero
 from vmlab.kernel.memory import unmap_region
 from vmlab.kernel.mm_types import (
     VM_ACCOUNT,
@@ -37,7 +38,11 @@ from vmlab.kernel.uapi import (
     EINVAL,
     ENODEV,
     ENOMEM,
+    EOPNOTSUPP,
     EOVERFLOW,
+    HUGETLB_FLAG_ENCODE_MASK,
+    HUGETLB_FLAG_ENCODE_SHIFT,
+    LEGACY_MAP_MASK,
     MAP_32BIT,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -223,8 +228,10 @@ def get_unmapped_area(mm: MmStruct, file: File | None, addr: int, length: int, p
     if length > TASK_SIZE:
         return -ENOMEM
     thp = False
+    if file is not None and is_dev_zero(file.inode) and flags & MAP_SHARED:
+        file = None  # get_unmapped_area_zero(): a shared one is placed as shmem's, a private one THP-aligned
     if file is not None:
-        thp = file.inode.thp_aligned
+        thp = file.inode.thp_aligned or is_dev_zero(file.inode)
     elif not flags & MAP_SHARED and not addr and length % PMD_SIZE == 0:
         thp, pgoff = True, 0  # anonymous private: THP-align PMD-multiple lengths without a hint
     if file is None:
@@ -295,6 +302,11 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
     if file is not None and pgoff > (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT:
         return -EOVERFLOW  # !file_mmap_ok(): the mapping would reach past the largest file offset
     if file is not None:
+        if mtype == MAP_SHARED:
+            flags &= LEGACY_MAP_MASK  # unknown flags are ignored, for old programs
+        if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE) and flags & ~(
+                LEGACY_MAP_MASK | (MAP_SYNC if file.inode.fop_mmap_sync else 0)):
+            return -EOPNOTSUPP
         if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE):
             if prot & PROT_WRITE and not file.writable:
                 return -EACCES
@@ -303,8 +315,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
                 vm_flags &= ~(VM_MAYWRITE | VM_SHARED)
         if not file.readable:
             return -EACCES
-        if file.inode.directory:
-            return -ENODEV  # no f_op->mmap: !can_mmap_file(file)
+        if not can_mmap(file.inode):
+            return -ENODEV  # no f_op->mmap: a directory or a character device other than /dev/zero
         if vm_flags & VM_GROWSDOWN:
             return -EINVAL
     elif mtype == MAP_SHARED:
@@ -319,14 +331,31 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
     return mmap_region(mm, file, addr, length, vm_flags, pgoff, sysctl, make_shmem)
 
 
+def hugetlb_anon_mmap_error(flags: int, length: int) -> int:
+    """ksys_mmap_pgoff() of MAP_ANONYMOUS|MAP_HUGETLB on a machine with no huge pages reserved
+    (nr_hugepages 0, as this host): a page size with no hstate (only 2 MiB, the default, and 1 GiB
+    exist on x86-64) is -EINVAL; then do_mmap's checks of the hugetlbfs file it sets up (an empty
+    length, an invalid mapping type, flags MAP_SHARED_VALIDATE does not take), and otherwise
+    hugetlb_reserve_pages() fails: -ENOMEM."""
+    if (flags >> HUGETLB_FLAG_ENCODE_SHIFT) & HUGETLB_FLAG_ENCODE_MASK not in (0, 21, 30):
+        return -EINVAL
+    mtype = flags & MAP_TYPE
+    if not length or mtype not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        return -EINVAL
+    if mtype == MAP_SHARED_VALIDATE and flags & ~LEGACY_MAP_MASK:
+        return -EOPNOTSUPP
+    return -ENOMEM
+
+
 def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flags: int, pgoff: int,
                 sysctl: VmSysctl, make_shmem: ShmemFactory | None = None) -> int:
     """__mmap_region(): charge, unmap what is there, then merge with a neighbour or insert a new VMA.
 
     An accountable mapping is charged its pages less the VM_ACCOUNT pages it replaces (those are then
     unmapped without uncharging); a refused charge leaves the old mappings alone (the kernel leaves
-    them split at the edges of the range: not modelled). A shared anonymous mapping's shmem object is
-    charged by shmem_acct_size before it is made.
+    them split at the edges of the range: not modelled). A shared anonymous mapping's shmem object (also
+    a shared mapping of /dev/zero's, which keeps its offset) is charged by shmem_acct_size before it is
+    made. A file whose filesystem takes MAP_SYNC refuses VM_SYNC once charged (its mmap hook: no DAX).
     """
     end = addr + length
     charged = 0
@@ -335,8 +364,12 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         if security_vm_enough_memory_mm(mm, charged, sysctl):
             return -ENOMEM
         vm_flags |= VM_ACCOUNT
+    if file is not None and vm_flags & VM_SYNC and file.inode.fop_mmap_sync:
+        mm_unacct(mm, charged)
+        return -EOPNOTSUPP
+    zero_shared = vm_flags & VM_SHARED and (file is None or is_dev_zero(file.inode))
     shmem_pages = 0
-    if file is None and vm_flags & VM_SHARED:
+    if zero_shared:
         shmem_pages = shmem_acct_size(mm, length, vm_flags, sysctl)
         if shmem_pages < 0:
             mm_unacct(mm, charged)
@@ -345,11 +378,11 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
     if err:
         mm_unacct(mm, charged + shmem_pages)
         return err
-    if file is None and vm_flags & VM_SHARED:
+    if zero_shared:
         assert make_shmem is not None, "MAP_SHARED|MAP_ANONYMOUS needs a shmem factory"
         file = make_shmem(length)
         file.inode.acct_pages = shmem_pages
-        vma = VmArea(addr, end, vm_flags, 0, file)
+        vma = VmArea(addr, end, vm_flags, pgoff, file)
     else:
         merged = vma_merge_new_range(mm, VmaMergeState(addr, end, vm_flags, pgoff, file))
         if merged is not None:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.kernel import uapi
-from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, expr_names, parse_expr
+from vmlab.kernel.fcntl import UNMODELLED_COMMANDS
+from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, evaluate, expr_names, parse_expr
 
 #: Argument kinds: how a value is checked (path/argv are strings) and printed.
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
@@ -218,8 +219,22 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
             if name.name not in CONSTANTS and not defined(name.name):
                 raise src.error(f"undefined name '{name.name}'", name.col)
         check_operands(expr, src, CONSTANTS)
+        if kind == FCNTL:
+            _check_fcntl_command(expr, src)
         exprs.append(expr)
     return tuple(exprs)
+
+
+def _check_fcntl_command(expr: Expr, src: Source) -> None:
+    """Raise if `expr` is a constant fcntl command the model does not carry out (fcntl.UNMODELLED_COMMANDS:
+    file locks, leases, hints, owner structs)."""
+    if any(n.name not in CONSTANTS for n in expr_names(expr)):
+        return  # a variable: known only when the step runs
+    cmd = evaluate(expr, CONSTANTS)
+    if isinstance(cmd, int) and cmd & 0xFFFFFFFF in UNMODELLED_COMMANDS:
+        name = _FCNTL.get(cmd & 0xFFFFFFFF, str(cmd))
+        raise src.error(f"fcntl {name} is not modelled (file locks, leases, hints and owner structs "
+                        "are outside vmlab)", expr.col)
 
 
 def check_c_string(value: bytes, col: int, src: Source) -> None:

@@ -1,0 +1,184 @@
+"""Fixed scenarios whose every result the running kernel decides, run on the model and on the host and
+compared line for line (`vmlab diff`'s machinery, test_diff_random.check_agreement): the character
+devices (a private /dev/zero mapping is anonymous memory, a shared one shmem that keeps its offset,
+/dev/null cannot be mapped), the flag checks of mmap (MAP_HUGETLB, MAP_SHARED_VALIDATE, MAP_SYNC), the
+special mappings that refuse to be split ([vvar], [vdso]), and fcntl's status flags and commands.
+
+Each case was first a disagreement: found by running these calls against the kernel
+(`vmlab diff FILE` with FILE the scenario text here).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from test_diff_random import check_agreement, pytestmark  # noqa: F401  (the host marks and skips)
+
+DATA = f"/tmp/vmlab-diff-calls-{os.getpid()}.dat"
+
+
+@pytest.fixture(autouse=True)
+def _data_file() -> Iterator[None]:
+    with open(DATA, "wb") as f:
+        f.write(b"x" * 16 * 4096)
+        f.flush()
+        os.fsync(f.fileno())
+    yield
+    if os.path.exists(DATA):
+        os.unlink(DATA)
+
+
+def test_dev_zero_and_dev_null_agree_with_kernel() -> None:
+    """A private /dev/zero mapping: /dev/zero in maps, Anonymous pages in smaps, the zero page on read,
+    copy-on-write across fork, THP alignment of a large one, merging of two maps of one open file at
+    consecutive offsets; a shared one: `/dev/zero (deleted)` keeping the offset, RssShmem, SIGBUS past
+    the object's end (it is only as long as the mapping); read() of /dev/zero fills the buffer, of
+    /dev/null returns 0; lseek of either is 0; /dev/null cannot be mapped (-ENODEV)."""
+    check_agreement(
+        'z = openat(AT_FDCWD, "/dev/zero", O_RDWR)\n'
+        'n = openat(AT_FDCWD, "/dev/null", O_RDWR)\n'
+        "big = mmap(NULL, 4M, PROT_READ|PROT_WRITE, MAP_PRIVATE, z, 0)\n"
+        "big2 = mmap(NULL, 4M, PROT_READ|PROT_WRITE, MAP_PRIVATE, z, 2M)\n"
+        "room = mmap(NULL, 64K, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "pz = mmap(room, 8K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED, z, 0)\n"
+        "pz2 = mmap(room + 8K, 8K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED, z, 8K)\n"
+        "pz3 = mmap(room + 16K, 8K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED|MAP_ANONYMOUS, -1, 0)\n"
+        "sz = mmap(NULL, 16K, PROT_READ|PROT_WRITE, MAP_SHARED, z, 4096)\n"
+        "sz2 = mmap(NULL, 2M, PROT_READ|PROT_WRITE, MAP_SHARED, z, 0)\n"
+        "read pz, 8K\n"
+        "write pz + 8K, 4K\n"
+        "write sz, 8K\n"
+        "show smaps\n"
+        "show status\n"
+        "child = fork()\n"
+        "@child write pz, 4K\n"
+        "@child write sz + 8K, 4K\n"
+        "@child show smaps\n"
+        "process main\n"
+        "read(z, pz + 4K, 8K)\n"
+        "read(z, 0x1000, 4096)\n"
+        "read(n, pz, 4096)\n"
+        "pread64(z, pz, 4096, 100)\n"
+        "lseek(z, 100, 0)\n"
+        "lseek(n, 100, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, n, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED, n, 0)\n"
+        "fadvise64(z, 0, 4096, POSIX_FADV_WILLNEED)\n"
+        "madvise(pz, 4096, MADV_WILLNEED)\n"
+        "mprotect(pz + 4K, 4K, PROT_READ)\n"
+        "madvise(pz, 8K, MADV_DONTNEED)\n"
+        "mremap(pz + 8K, 8K, 32K, MREMAP_MAYMOVE)\n"
+        "show smaps\n"
+        "show counters\n"
+        "write sz + 12K, 4K\n")
+
+
+def test_mmap_flag_checks_agree_with_kernel() -> None:
+    """MAP_HUGETLB on a regular file or with a page size the machine has no hstate for is -EINVAL;
+    MAP_SHARED ignores flags it does not know, MAP_SHARED_VALIDATE refuses them (-EOPNOTSUPP, also
+    MAP_FIXED_NOREPLACE); ext4 refuses MAP_SYNC whatever the mapping type (no DAX); an invalid mapping
+    type with every flag set is -EINVAL."""
+    check_agreement(
+        f'fd = openat(AT_FDCWD, "{DATA}", O_RDWR)\n'
+        "mmap(NULL, 4096, PROT_READ, -1, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, 0xffffffff, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB|MAP_HUGE_1GB, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|0xfc000000, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_HUGETLB, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED|MAP_HUGETLB, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, 8, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, 8|MAP_ANONYMOUS|MAP_HUGETLB, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|0x40000000, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|0x80000000, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_FIXED_NOREPLACE, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED|MAP_FIXED_NOREPLACE, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED|0x80000000, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_SYNC, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED|MAP_SYNC, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_SYNC, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_SYNC, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_ANONYMOUS, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_UNINITIALIZED, -1, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|0x40000000, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, 0, fd, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_ANONYMOUS, -1, 0)\n"
+        "show smaps\n")
+
+
+def test_special_mappings_are_never_split() -> None:
+    """[vvar] lies just above the first unhinted mapping: unmapping, remapping over, mprotecting or
+    madvising part of it needs a split, which special_mapping_split refuses (-EINVAL); mremap of it is
+    -EFAULT, and a munmap that reaches into it keeps the split it already made below it."""
+    check_agreement(
+        "a = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "munmap(a + 8K, 4096)\n"
+        "mmap(a + 8K, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+        "mprotect(a + 8K, 4096, PROT_NONE)\n"
+        "mremap(a + 8K, 4096, 8192, 0)\n"
+        "madvise(a + 8K, 4096, MADV_DONTFORK)\n"
+        "mlock(a + 8K, 4096)\n"
+        "munmap(a + 4K, 8K)\n"
+        "show maps\n")
+
+
+def test_fcntl_agrees_with_kernel() -> None:
+    """F_GETFL after open() with every kind of flag (O_CLOEXEC, the creation flags and unknown bits
+    dropped, O_LARGEFILE added, O_PATH keeping almost nothing) and after F_SETFL (only O_APPEND,
+    O_NONBLOCK, O_DIRECT and O_NOATIME change; O_DIRECT refused on /dev/zero); an O_PATH descriptor
+    takes only the descriptor commands; the signal, owner, lease, notify, pipe and seal commands; an
+    unknown command is -EINVAL; O_CREAT|O_EXCL of an existing file is -EEXIST."""
+    check_agreement(
+        f'a = openat(AT_FDCWD, "{DATA}", O_RDONLY|O_CLOEXEC)\n'
+        "fcntl(a, F_GETFL)\n"
+        f'openat(AT_FDCWD, "{DATA}", O_WRONLY|O_APPEND|O_CREAT|O_TRUNC|O_EXCL)\n'
+        f'b = openat(AT_FDCWD, "{DATA}", O_WRONLY|O_APPEND|O_CREAT|O_NOCTTY)\n'
+        "fcntl(b, F_GETFL)\n"
+        f'c = openat(AT_FDCWD, "{DATA}", O_RDWR|O_NONBLOCK|O_DSYNC|O_DIRECT|O_NOATIME|O_NOFOLLOW|0x100000)\n'
+        "fcntl(c, F_GETFL)\n"
+        'd = openat(AT_FDCWD, "/tmp", O_RDONLY|O_DIRECTORY)\n'
+        "fcntl(d, F_GETFL)\n"
+        f'e = openat(AT_FDCWD, "{DATA}", O_PATH)\n'
+        "fcntl(e, F_GETFL)\n"
+        "fcntl(e, F_SETFL, 0)\n"
+        "fcntl(e, F_GETSIG)\n"
+        "fcntl(e, F_DUPFD, 0)\n"
+        "mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, e, 0)\n"
+        "read(e, 0x1000, 4096)\n"
+        "lseek(e, 0, 0)\n"
+        f'f = openat(AT_FDCWD, "{DATA}", O_RDWR|0x40000000)\n'
+        "fcntl(f, F_GETFL)\n"
+        "fcntl(a, F_SETFL, O_APPEND|O_NONBLOCK|O_DIRECT|O_NOATIME|O_RDWR|O_ASYNC)\n"
+        "fcntl(a, F_GETFL)\n"
+        "fcntl(a, F_SETFL, 0)\n"
+        "fcntl(a, F_GETFL)\n"
+        'z = openat(AT_FDCWD, "/dev/zero", O_RDWR)\n'
+        "fcntl(z, F_GETFL)\n"
+        "fcntl(z, F_SETFL, O_DIRECT)\n"
+        "fcntl(z, F_SETFL, O_APPEND)\n"
+        "fcntl(z, F_GETFL)\n"
+        "fcntl(a, F_GETSIG)\n"
+        "fcntl(a, F_SETSIG, 10)\n"
+        "fcntl(a, F_GETSIG)\n"
+        "fcntl(a, F_SETSIG, 65)\n"
+        "fcntl(a, F_SETSIG, 64)\n"
+        "fcntl(a, F_GETOWN)\n"
+        "fcntl(a, F_SETOWN, 0)\n"
+        "fcntl(a, F_GETLEASE)\n"
+        "fcntl(a, F_NOTIFY, 0)\n"
+        "fcntl(d, F_NOTIFY, 0)\n"
+        "fcntl(a, F_SETPIPE_SZ, 4096)\n"
+        "fcntl(a, F_GETPIPE_SZ)\n"
+        "fcntl(a, F_GET_SEALS)\n"
+        "fcntl(a, F_ADD_SEALS, 1)\n"
+        "fcntl(b, F_ADD_SEALS, 1)\n"
+        "fcntl(a, F_DUPFD_QUERY, a)\n"
+        "fcntl(a, F_DUPFD_QUERY, b)\n"
+        "fcntl(a, F_DUPFD_QUERY, 99)\n"
+        "fcntl(a, F_CREATED_QUERY)\n"
+        "fcntl(a, F_DUPFD, 5000)\n"
+        "fcntl(a, 12345)\n"
+        "fcntl(a, -1)\n")
