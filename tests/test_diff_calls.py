@@ -76,6 +76,24 @@ def test_dev_zero_and_dev_null_agree_with_kernel() -> None:
         "write sz + 12K, 4K\n")
 
 
+def test_dev_zero_mremap_agrees_with_kernel() -> None:
+    """A private /dev/zero VMA places its own mappings (get_unmapped_area_zero), so MREMAP_FIXED moves
+    it only alone: a range reaching past its end is -EFAULT (found by test_diff_random: the model
+    moved the part inside); a move or growth of part of it gets the new address as its offset, as
+    anonymous memory without an anon_vma does."""
+    check_agreement(
+        'z = openat(AT_FDCWD, "/dev/zero", O_RDWR)\n'
+        "mmap(0x100ff000, 40960, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "mmap(0x10095000, 106496, PROT_NONE, MAP_PRIVATE|MAP_FIXED, z, 0)\n"
+        "mremap(0x100ab000, 192512, 192512, MREMAP_MAYMOVE|MREMAP_FIXED, 0x10000000)\n"
+        "mremap(0x10095000, 8192, 8192, MREMAP_MAYMOVE|MREMAP_FIXED, 0x10000000)\n"
+        "mremap(0x10097000, 8192, 16384, MREMAP_MAYMOVE)\n"
+        "mmap(0x10200000, 65536, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED, z, 0)\n"
+        "write 0x10200000, 8K\n"
+        "mremap(0x10200000, 65536, 65536, MREMAP_MAYMOVE|MREMAP_FIXED, 0x10300000)\n"
+        "show smaps\n")
+
+
 def test_mmap_flag_checks_agree_with_kernel() -> None:
     """MAP_HUGETLB on a regular file or with a page size the machine has no hstate for is -EINVAL;
     MAP_SHARED ignores flags it does not know, MAP_SHARED_VALIDATE refuses them (-EOPNOTSUPP, also

@@ -5,6 +5,7 @@ Reference rules: M7 (pgoff of moved VMAs, merges at the destination, old_len = 0
 
 from __future__ import annotations
 
+from vmlab.kernel.char_mem import is_dev_zero
 from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.memory import move_page_tables
@@ -203,8 +204,10 @@ def _remap_move(mm: MmStruct, start: int, length: int, new_addr: int, flags: int
     """remap_move() (6.17+): MREMAP_FIXED with old_len == new_len moves every VMA of the range, keeping
     the gaps between them; no gap is allowed at the start. The address of the first move, or -errno.
 
-    The kernel refuses a multi-VMA move of userfaultfd-armed VMAs and of driver mappings with their own
-    get_unmapped_area; the model has neither (ext4 files were measured to move like anonymous memory).
+    A VMA whose file places its own mappings (a private /dev/zero one: get_unmapped_area_zero) moves
+    only alone (vma_multi_allowed): -EFAULT when the range holds more than it. The kernel also refuses
+    userfaultfd-armed VMAs, which the model does not have (ext4 files were measured to move like
+    anonymous memory: thp_get_unmapped_area is known good).
     """
     end = start + length
     res, target, last_end, seen = -EFAULT, new_addr, 0, False
@@ -218,6 +221,8 @@ def _remap_move(mm: MmStruct, start: int, length: int, new_addr: int, flags: int
             return -EFAULT
         offset = vm_start - last_end if seen else 0
         last_end = vm_end
+        if vma.vm_file is not None and is_dev_zero(vma.vm_file.inode) and (seen or vm_end < end):
+            return -EFAULT  # not vma_multi_allowed()
         err = _check_prep_vma(vma, addr, size, size, True)
         moved = err or _mremap_to(mm, vma, addr, size, size, flags, target + offset, sysctl)
         if moved < 0:
