@@ -45,7 +45,8 @@ def read_all(model: ModelBackend, pid: int, path: str, buf: int, chunk: int = MB
 
 def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> None:
     """read() charges the pages it brings in to the reader's memcg (cache, inactive_file), the stock
-    holds the rest of a charge batch, and dropping the pages uncharges them."""
+    holds the rest of a charge batch, the buffer's page tables count as kmem, and dropping the pages
+    uncharges them."""
     model, pid, memcg = machine(64 * MB)
     model.create_file("/sim/f", 4 * MB)
     buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
@@ -53,7 +54,9 @@ def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> Non
     state = memcg.page_state()
     assert state["cache"] == 1024 and state["inactive_file"] + state["active_file"] == 1024
     assert state["rss"] == 256  # the buffer
-    assert memcg.memory.usage == memcg.charged + model.memcgs.stock_pages
+    # The buffer's page tables (its PMD and PTE tables at least) are charged too, as kmem.
+    assert memcg.kmem_charged >= 2 and memcg.kmem.usage == memcg.kmem_charged
+    assert memcg.memory.usage == memcg.charged + memcg.kmem_charged + model.memcgs.stock_pages
     assert 0 <= model.memcgs.stock_pages <= MEMCG_CHARGE_BATCH
     check_machine(model)
     fd = model.syscall(pid, "openat", (-100, "/sim/f", 0))
