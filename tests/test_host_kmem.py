@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from hostkit import Memcgs
 from hostutil import PRIVATE_ANON, RW
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
@@ -35,6 +34,8 @@ from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
+
+from hostkit import Memcgs
 
 PG = 4096
 MAP_FIXED, MAP_NORESERVE = 0x10, 0x4000
@@ -231,3 +232,5 @@ def test_memcg_oom_point_of_a_sparse_toucher(program: Program, memcgs: Memcgs) -
     assert kb("usage", report["kmem"]) == (model_done + 2) * 4  # the tables only
     assert 0 <= kb("usage", kernel["kmem"]) - kb("usage", report["kmem"]) <= SLAB_PAGES * 4
     assert kernel["memory+swap"].split(",")[:2] == report["memory+swap"].split(",")[:2]
+    # The victim's exit gave its tables back; memory.kmem.max_usage_in_bytes keeps the peak.
+    assert memcg.kmem.usage == 0 and memcg.kmem.watermark == model_done + 2

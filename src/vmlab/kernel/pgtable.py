@@ -526,7 +526,8 @@ class PageTables:
         """How many PUD, PMD and PTE tables mapping every page of [start, end) would allocate (what
         map_range() charges)."""
         count = 0
-        for shift, lookup in ((PGDIR_SHIFT, None), (PUD_SHIFT, self._pmd_table), (PMD_SHIFT, self._pte_table)):
+        levels = ((PGDIR_SHIFT, None), (PUD_SHIFT, self._pmd_table), (PMD_SHIFT, self._pte_table))
+        for shift, lookup in levels:
             for a in range(start >> shift << shift, end, 1 << shift):
                 if lookup is None:
                     count += not int(self.tables[self.pgd][pgd_index(a)])
