@@ -45,7 +45,8 @@ def read_all(model: ModelBackend, pid: int, path: str, buf: int, chunk: int = MB
 
 def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> None:
     """read() charges the pages it brings in to the reader's memcg (cache, inactive_file), the stock
-    holds the rest of a charge batch, and dropping the pages uncharges them."""
+    holds the rest of a charge batch, the buffer's page tables count as kmem, and dropping the pages
+    uncharges them."""
     model, pid, memcg = machine(64 * MB)
     model.create_file("/sim/f", 4 * MB)
     buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
@@ -53,7 +54,9 @@ def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> Non
     state = memcg.page_state()
     assert state["cache"] == 1024 and state["inactive_file"] + state["active_file"] == 1024
     assert state["rss"] == 256  # the buffer
-    assert memcg.memory.usage == memcg.charged + model.memcgs.stock_pages
+    # The buffer's page tables (its PMD and PTE tables at least) are charged too, as kmem.
+    assert memcg.kmem_charged >= 2 and memcg.kmem.usage == memcg.kmem_charged
+    assert memcg.memory.usage == memcg.charged + memcg.kmem_charged + model.memcgs.stock_pages
     assert 0 <= model.memcgs.stock_pages <= MEMCG_CHARGE_BATCH
     check_machine(model)
     fd = model.syscall(pid, "openat", (-100, "/sim/f", 0))
@@ -196,3 +199,52 @@ def test_check_machine_catches_a_charge_out_of_step() -> None:
     memcg.memory.charge(1)
     with pytest.raises(AssertionError, match="usage"):
         check_machine(model)
+
+
+def _sparse_writes(model: ModelBackend, pid: int, size: int) -> int:
+    """Map `size` bytes (not committed) and write one byte per 2 MiB: one PTE table per write."""
+    addr = model.syscall(pid, "mmap", (0, size, RW, NORESERVE_ANON, -1, 0))
+    for off in range(0, size, 2 * MB):
+        assert model.access(pid, addr + off, 1, True) is None
+    return addr
+
+
+def test_page_tables_stay_charged_to_the_memcg_that_allocated_them() -> None:
+    """Tables are charged (kmem, and in usage) to the memcg of the task that faulted them; after the
+    task moves to /b its munmap uncharges /a, not /b (v1 moves no charges); /b is charged only for
+    the tables the task allocates there."""
+    model, pid, a = machine(64 * MB)
+    assert model.memcg_create("/b", 64 * MB) == 0
+    b = model.memcgs.lookup("/b")
+    assert b is not None
+    before = a.kmem.usage
+    addr = _sparse_writes(model, pid, 64 * MB)
+    assert a.kmem.usage - before >= 32 and a.kmem_charged == a.kmem.usage
+    check_machine(model)
+    assert model.memcg_attach(pid, "/b") == 0
+    addr_b = _sparse_writes(model, pid, 16 * MB)
+    assert 8 <= b.kmem.usage <= 9  # 8 PTE tables, and a PMD table if the region crossed a 1 GiB line
+    check_machine(model)
+    assert model.syscall(pid, "munmap", (addr, 64 * MB)) == 0
+    # /a's 32 PTE tables are uncharged from /a; upper tables still used by neighbours stay.
+    assert a.kmem.usage - before <= 2 and 8 <= b.kmem.usage <= 9
+    check_machine(model)
+    assert model.syscall(pid, "munmap", (addr_b, 16 * MB)) == 0
+    assert b.kmem.usage <= 1
+    check_machine(model)
+
+
+def test_fork_charges_the_childs_page_tables_to_the_forking_task() -> None:
+    """dup_mmap() allocates the child's PGD and tables in the parent's context: they are charged to
+    the parent's memcg, one page per table (the PGD included), and the child's exit gives them back."""
+    model, pid, memcg = machine(64 * MB)
+    _sparse_writes(model, pid, 16 * MB)
+    before = memcg.kmem.usage
+    child = model.fork(pid)
+    mm = model.tasks[child].mm
+    assert mm.pt is not None
+    assert memcg.kmem.usage - before == mm.pt.nr_tables() == mm.pt.pgtables_bytes // PAGE + 1
+    check_machine(model)
+    model.exit(child)
+    assert memcg.kmem.usage == before
+    check_machine(model)

@@ -27,7 +27,9 @@ counted once in exactly one memcg with its folio's size; each memcg's `charged` 
 frames; usage = charged + forced pages of the subtree + the stock's pages (memory; v1's memsw adds the
 subtree's swap); each swap entry charged to a memcg (swap_cgroup) is a slot in use, and each memcg's
 swap counts its entries; each memcg's LRU mirror is exactly its charged folios of each node list, in
-node-list order.
+node-list order. Every page-table frame charged to a memcg (kmem_memcg) is a table of a live mm; each
+memcg's `kmem_charged` is the count of its table frames, which its memory (and memsw) usage includes,
+and v1's kmem counter is exactly the subtree's table frames.
 """
 
 from __future__ import annotations
@@ -411,6 +413,12 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         if nr != 1 << mm_map.folio_order(pfn):
             raise AssertionError(f"{at} charged {nr} pages for a folio of {1 << mm_map.folio_order(pfn)}")
         charged[id(memcg)] += nr
+    tables: Counter[int] = Counter()
+    for pfn, memcg in tree.kmem_memcg.items():
+        if int(frames.owner[pfn]) != TABLE:
+            raise AssertionError(f"memcg {memcg.path}: kmem-charged frame {pfn:#x} is not a page table of a "
+                                 f"live mm but {OWNER_NAMES[int(frames.owner[pfn])]}: {mm_map[pfn]!r}")
+        tables[id(memcg)] += 1
     swapped: Counter[int] = Counter()
     for entry, memcg in tree.swap_cgroup.items():
         if not swap_slot_in_use(mem.swap, entry):
@@ -423,9 +431,16 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         if memcg.charged != charged[id(memcg)]:
             raise AssertionError(f"memcg {memcg.path}: charged {memcg.charged} pages, its frames hold "
                                  f"{charged[id(memcg)]}")
+        if memcg.kmem_charged != tables[id(memcg)]:
+            raise AssertionError(f"memcg {memcg.path}: kmem_charged {memcg.kmem_charged} pages, "
+                                 f"{tables[id(memcg)]} table frames are charged to it")
         if memcg.parent is None:
             continue  # the root's counters are not charged (pages of root tasks are not accounted)
-        want = sum(c.charged + c.forced for c in memcg.iter_tree())
+        kmem = sum(c.kmem_charged for c in memcg.iter_tree())
+        if tree.version == 1 and memcg.kmem.usage != kmem:
+            raise AssertionError(f"memcg {memcg.path}: kmem usage {memcg.kmem.usage} != {kmem} table "
+                                 "frames charged in its subtree")
+        want = kmem + sum(c.charged + c.forced for c in memcg.iter_tree())
         if tree.stock_memcg is not None and tree.stock_memcg.is_descendant_of(memcg):
             want += tree.stock_pages
         swap = sum(c.swap for c in memcg.iter_tree())
@@ -433,7 +448,8 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         for name, counter, extra in counters:
             if counter.usage != want + extra:
                 raise AssertionError(f"memcg {memcg.path}: {name} usage {counter.usage} != {want + extra} "
-                                     "pages charged (frames, forced, stocked and swapped) in its subtree")
+                                     "pages charged (frames, tables, forced, stocked and swapped) in its "
+                                     "subtree")
     for lru, lst in enumerate(mem.lruvec.lists):
         by_memcg: dict[int, list[int]] = {}
         for head in lst:

@@ -28,13 +28,18 @@ if TYPE_CHECKING:
 
 def dup_mmap(oldmm: MmStruct, sysctl: VmSysctl) -> MmStruct | int:
     """dup_mm() + dup_mmap(): the child's mm_struct, or -ENOMEM when the commit refuses a VM_ACCOUNT
-    VMA (each is charged in turn, checked against the parent's mm); a refused fork tears the partial
-    copy down (mmput: exit_mmap uncharges what was charged)."""
+    VMA (each is charged in turn, checked against the parent's mm) or a page table of the child
+    cannot be had (its PGD or a table copy_page_range() allocates: frames charged to the forking
+    task's memcg); a refused fork tears the partial copy down (mmput: exit_mmap uncharges what was
+    charged and frees the tables)."""
     mm = dataclasses.replace(oldmm, _starts=[], _vmas=[], locked_vm=0,
                              def_flags=oldmm.def_flags & VM_NOHUGEPAGE, pt=None, rss=[0, 0, 0, 0],
                              hiwater_rss=0)
     if oldmm.pt is not None:
-        mm.pt = PageTables(oldmm.pt.mem)
+        try:
+            mm.pt = PageTables(oldmm.pt.mem)
+        except MemoryError:
+            return -ENOMEM  # mm_alloc_pgd() failed: nothing else was set up
     for mpnt in oldmm:
         if mpnt.vm_flags & VM_DONTCOPY:
             mm.vm_stat_account(mpnt.vm_flags & ~VM_LOCKED_MASK, -mpnt.pages)
@@ -50,6 +55,8 @@ def dup_mmap(oldmm: MmStruct, sysctl: VmSysctl) -> MmStruct | int:
             anon_vma_fork(tmp, mpnt)
         tmp.vm_flags &= ~VM_LOCKED_MASK
         mm.insert(tmp)
-        if not tmp.vm_flags & VM_WIPEONFORK and oldmm.pt is not None:
-            copy_page_range(mm, oldmm, oldmm.pt.mem, mpnt)
+        if (not tmp.vm_flags & VM_WIPEONFORK and oldmm.pt is not None
+                and copy_page_range(mm, oldmm, oldmm.pt.mem, mpnt)):
+            exit_mmap(mm, oldmm.pt.mem)
+            return -ENOMEM
     return mm

@@ -1118,7 +1118,11 @@ class ModelBackend:
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
         """do_execve(): replace the address space; close-on-exec descriptors close."""
 
-        new = MmStruct(pt=PageTables(self.mem), cap_sys_admin=task.mm.cap_sys_admin)
+        try:
+            pt = PageTables(self.mem)  # mm_alloc() -> pgd_alloc(): charged to the exec'ing task's memcg
+        except MemoryError:
+            return -ENOMEM
+        new = MmStruct(pt=pt, cap_sys_admin=task.mm.cap_sys_admin)
         new.memcg = task.memcg
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
                      self.sysctl, self._inode, new)

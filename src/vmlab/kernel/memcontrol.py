@@ -30,8 +30,21 @@ counts in its `swap` (MEMCG_SWAP, memory.stat's swap); the entry gives the memsw
 slot is freed (mem_cgroup_uncharge_swap) or when swap-in charges the new folio to that memcg
 (memcg1_swapin). So a memsw limit bounds memory + swap, and reclaim for it does not swap.
 
-Deliberate differences: page tables (kmem) are not charged; v2's swap counter (memory.swap.*) is not
-modelled; the reclaim cost and refault state (anon_cost, file_cost,
+Page tables (kmem, __GFP_ACCOUNT): the kernel allocates a user mm's tables with GFP_PGTABLE_USER, so
+each PGD, PUD, PMD and PTE table page is charged (__memcg_kmem_charge_page -> obj_cgroup_charge_pages)
+to the memcg of the task allocating it (`current()`: the faulting, mapping or forking task; the root
+is not charged) through try_charge_memcg() like any page (stock, reclaim, OOM; a refusal fails the
+table allocation: VM_FAULT_OOM for a fault, -ENOMEM for a syscall), and v1 also charges the memcg's
+kmem counter (memcg1_account_kmem: page_counter_charge, never a try, so memory.kmem.failcnt stays 0).
+The charge is recorded per table frame (`MemCgroupTree.kmem_memcg`: pfn -> memcg, the kernel's
+page->memcg_data objcg), so freeing the table (free_pgd_range at munmap or exit) uncharges that memcg
+even after the task moved elsewhere: the page goes straight back to the memcg's counters (kmem,
+memory, memsw; not to the stock, as measured on this host; the kernel frees tables after an RCU grace
+period, the model at once). A memcg's `kmem_charged` counts its table pages. The kernel
+also charges slab objects (VMAs, anon_vmas, task and mm structs) as kmem; the model has none of them.
+
+Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
+is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
 nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
 CPU); memcg reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie);
 a v1 task waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in
@@ -141,6 +154,8 @@ class MemCgroup:
     forced: int = 0
     #: MEMCG_SWAP: swap entries whose memsw charge is this memcg's (v1 swap-out; memory.stat's swap).
     swap: int = 0
+    #: MEMCG_KMEM: page-table frames charged here (__memcg_kmem_charge_page).
+    kmem_charged: int = 0
 
     @property
     def path(self) -> str:
@@ -334,7 +349,8 @@ class MemCgroupTree:
     """One memory-controller hierarchy (v1 or v2): the root, the charge of every page, the CPU's charge
     stock, and the hooks the machine gives it: `out_of_memory(memcg, order) -> bool`
     (mem_cgroup_out_of_memory), `task_is_dying()`, `retry_wait()` (time passing between retries),
-    `reclaim_hook` (memcg reclaim), `current()` (the running task's memcg, for page-cache charges) and
+    `reclaim_hook` (memcg reclaim), `current()` (the running task's memcg, for page-cache and page-table
+    charges) and
     `mem` (the machine's memory, for the page states memory.stat shows)."""
 
     version: int = 1
@@ -342,6 +358,8 @@ class MemCgroupTree:
     page_memcg: dict[int, tuple[MemCgroup, int, str]] = field(default_factory=dict)
     #: swap_cgroup: the memcg each swap entry's memsw charge belongs to (v1 swap-out), by entry.
     swap_cgroup: dict[int, MemCgroup] = field(default_factory=dict)
+    #: The memcg each charged page-table frame belongs to (page->memcg_data with MEMCG_DATA_KMEM), by pfn.
+    kmem_memcg: dict[int, MemCgroup] = field(default_factory=dict)
     out_of_memory: Callable[[MemCgroup, int], bool] | None = None
     task_is_dying: Callable[[], bool] = lambda: False
     retry_wait: Callable[[], None] = lambda: None
@@ -552,6 +570,47 @@ class MemCgroupTree:
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
 
+    def charge_kmem(self, memcg: MemCgroup, pfn: int) -> int:
+        """__memcg_kmem_charge_page() of the page-table frame `pfn` (order 0): try_charge_memcg() of
+        one page (memsw and memory, with the stock, reclaim and OOM), then memcg1_account_kmem() (v1:
+        the kmem counter, charged without a limit) and the record of the charge. 0, -ENOMEM or
+        OOM_WAIT (nothing charged then)."""
+        err = self.try_charge_memcg(memcg, 1, 0)
+        if err:
+            return err
+        if self.version == 1:
+            memcg.kmem.charge(1)
+        memcg.kmem_charged += 1
+        self.kmem_memcg[pfn] = memcg
+        return 0
+
+    def charge_kmem_bulk(self, memcg: MemCgroup, pfns: list[int]) -> bool:
+        """Charge page-table frames the caller made room for (mem_cgroup_room), without the stock,
+        reclaim or an OOM, as charge_kmem() would one by one; False (nothing charged) when the room
+        is not there."""
+        if pfns and self._try_counters(memcg, len(pfns))[0] is not None:
+            return False
+        if self.version == 1:
+            memcg.kmem.charge(len(pfns))
+        memcg.kmem_charged += len(pfns)
+        self.kmem_memcg.update((pfn, memcg) for pfn in pfns)
+        return True
+
+    def uncharge_kmem(self, pfn: int) -> None:
+        """__memcg_kmem_uncharge_page() of a page-table frame being freed: the memcg recorded for it
+        (not the freeing task's) gives the page back to its counters (memory, v1's memsw and kmem)
+        at once, not to the stock: on this host a munmap of 130 charged tables takes memory.usage
+        down by all of them while the stock it held before stays (tests/test_host_kmem.py). Frames
+        charged to nothing are left alone."""
+        memcg = self.kmem_memcg.pop(pfn, None)
+        if memcg is None:
+            return
+        memcg.memory.uncharge(1)
+        if self.version == 1:
+            memcg.memsw.uncharge(1)
+            memcg.kmem.uncharge(1)
+        memcg.kmem_charged -= 1
+
     def swapout(self, pfn: int, entry: int) -> None:
         """memcg1_swapout(): the anon folio at `pfn` leaves the swap cache for good (reclaim), its data
         now only in `entry`'s slot: v1 uncharges its memory but leaves the memsw charge to the entry,
@@ -608,6 +667,28 @@ def mem_cgroup_charge_bulk(memcg: MemCgroup | None, pfns: list[int]) -> None:
     memcg.charged += len(pfns)
     for key in ("pgpgin", "pgfault"):
         memcg.stat[key] += len(pfns)
+
+
+def memcg_kmem_charge_page(mem: PhysMem, pfn: int) -> int:
+    """The __GFP_ACCOUNT step of a user page-table allocation (pagetable_alloc with GFP_PGTABLE_USER):
+    charge the new table frame to the running task's memcg; 0 when charged or when nothing is
+    accounted (no memcg below the root, or the task is in the root), else -ENOMEM or OOM_WAIT: the
+    caller frees the frame and fails the allocation."""
+    tree = mem.memcgs
+    if tree is None or not tree.root.children:
+        return 0
+    memcg = tree.current()
+    return 0 if memcg is None else tree.charge_kmem(memcg, pfn)
+
+
+def memcg_kmem_charge_bulk(mem: PhysMem, pfns: list[int]) -> bool:
+    """memcg_kmem_charge_page() of several table frames the caller made room for; False when the
+    room was not there (nothing charged)."""
+    tree = mem.memcgs
+    if tree is None or not tree.root.children:
+        return True
+    memcg = tree.current()
+    return memcg is None or tree.charge_kmem_bulk(memcg, pfns)
 
 
 def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool = False) -> int:

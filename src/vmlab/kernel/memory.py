@@ -284,9 +284,13 @@ def handle_mm_fault(vmf: VmFault) -> int:
 
 
 def do_anonymous_page(vmf: VmFault) -> int:
-    """do_anonymous_page(): a read maps the shared zero page; a write gets a new zeroed page (P2, P3)."""
+    """do_anonymous_page(): the PTE table first (pte_alloc(): allocated and charged to the memcg before
+    any page, so a refused table charge is VM_FAULT_OOM with nothing else done), then a read maps the
+    shared zero page and a write gets a new zeroed page (P2, P3)."""
     pt = vmf.mm.pt
     assert pt is not None
+    if not pt.pte_alloc(vmf.address):
+        return VM_FAULT_OOM
     if not vmf.write:
         vmf.call("do_anonymous_page", "read: map the shared zero page, read-only")
         entry = pte_mkspecial(pfn_pte(vmf.mem.my_zero_pfn(vmf.address), vm_page_prot(vmf.vma) & ~_PAGE_RW))
@@ -300,13 +304,9 @@ def do_anonymous_page(vmf: VmFault) -> int:
 
 
 def _install_new_anon(vmf: VmFault, pfn: int) -> bool:
-    """Map the new anon page `pfn` writable at the fault address; False, with the page given back (its
-    rmap, LRU place and reference dropped), when the PTE table cannot be allocated.
-
-    The kernel allocates the table first (do_anonymous_page: pte_alloc() before alloc_anon_folio(),
-    mm/memory.c v6.18), so its failure leaves nothing; the model takes the page first because it does
-    not charge page tables to the memcg (__GFP_ACCOUNT), and in this order a memcg OOM kill happens
-    where the kernel's table charge would trigger it, with the same page-table count (test_oom_kill)."""
+    """Map the new anon page `pfn` writable at the fault address, whose PTE table do_anonymous_page()
+    allocated before the page; False, with the page given back (its rmap, LRU place and reference
+    dropped), should the table be gone (the mm torn down meanwhile)."""
     pt = vmf.mm.pt
     assert pt is not None
     if pt.set_pte(vmf.address, _mk_pte(pfn, vmf.vma, True)):
@@ -650,10 +650,14 @@ def thp_fault_allowed(vmf: VmFault) -> bool:
 
 
 def create_huge_pmd(vmf: VmFault) -> int:
-    """do_huge_pmd_anonymous_page(): the huge zero page for a read, a new 2 MiB page for a write."""
+    """do_huge_pmd_anonymous_page(): the huge zero page for a read, a new 2 MiB page for a write. The
+    PUD and PMD tables come first (__handle_mm_fault: pud_alloc(), pmd_alloc(); VM_FAULT_OOM when
+    refused)."""
     mem, pt = vmf.mem, vmf.mm.pt
     assert pt is not None
     haddr = vmf.address & ~(PMD_SIZE - 1)
+    if not pt.pmd_alloc(haddr):
+        return VM_FAULT_OOM
     if not vmf.write:
         vmf.call("do_huge_pmd_anonymous_page", "read: map the huge zero page")
         hz = mem.mm_get_huge_zero_folio(id(vmf.mm))
@@ -677,6 +681,9 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     if mem_cgroup_charge(vmf.mm.memcg, pfn, HPAGE_PMD_NR, order=9):
         mem.free_pages(pfn, 9)
         return VM_FAULT_FALLBACK
+    if pt.deposit(haddr):  # pte_alloc_one() after the folio's charge; its failure releases the folio
+        mem.free_pages(pfn, 9)
+        return VM_FAULT_OOM
     mm = mem.mem_map
     mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
     mm.set(pfn, PG.swapbacked)
@@ -684,7 +691,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
     folio_add_lru(mem, pfn)
-    if pt.deposit(haddr) or pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
+    if pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
     return 0
@@ -720,7 +727,7 @@ def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
     pt = mm.pt
     assert pt is not None
     _, olds = pt.clear_range(haddr, haddr + PMD_SIZE)
-    pt.withdraw(haddr)  # the deposited table becomes the PTE table set_pte() allocates
+    pt.populate_deposited(haddr)  # the deposited table becomes the PTE table: no allocation, no charge
     pmd = int(olds[0])
     pfn = pte_pfn(pmd)
     prot = pmd & (0xFFF & ~_PAGE_PSE) | (pmd & _PAGE_NX)
@@ -844,12 +851,18 @@ def is_cow_mapping(flags: int) -> bool:
 
 def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> int:
     """copy_page_range(): a fork child's copy of one VMA's entries, only where vma_needs_copy() (the VMA
-    has an anon_vma); private pages are write-protected in both for COW (P14). 0 or -ENOMEM."""
+    has an anon_vma); private pages are write-protected in both for COW (P14). The child's tables are
+    allocated (and charged to the forking task's memcg) before the entries they take; 0, or -ENOMEM
+    when one is refused (the parent's entries not copied yet are left as they were)."""
     if vma.anon_vma is None or src.pt is None or dst.pt is None:
         return 0
     cow = is_cow_mapping(vma.vm_flags)
     addrs, olds = src.pt.clear_range(vma.vm_start, vma.vm_end)
-    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
+    for i, (addr, entry) in enumerate(zip(addrs.tolist(), olds.tolist(), strict=True)):
+        huge = bool(entry & _PAGE_PSE)
+        if not (dst.pt.pmd_alloc(addr) and not dst.pt.deposit(addr) if huge else dst.pt.pte_alloc(addr)):
+            _put_back(src.pt, addrs[i:].tolist(), olds[i:].tolist())
+            return -ENOMEM
         if cow and pte_present(entry):
             entry &= ~_PAGE_RW
         elif is_swap_slot_pte(entry):  # copy_nonpresent_pte(): the slot is shared, not exclusive
@@ -857,20 +870,16 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
             entry = pte_swp_clear_exclusive(entry)
             add_mm_counter(dst, MM_SWAPENTS, 1)
         child = entry & ~_PAGE_ACCESSED if pte_present(entry) else entry  # the child's copy is old
-        if entry & _PAGE_PSE:
+        if huge:
             src.pt.set_pmd_leaf(addr, entry)
-            if dst.pt.deposit(addr) or dst.pt.set_pmd_leaf(addr, child):
-                return -ENOMEM
+            dst.pt.set_pmd_leaf(addr, child)
         else:
             src.pt.set_pte(addr, entry)
             pfn = pte_pfn(entry)
             small = pte_present(entry) and not pte_special(entry)
             if small:
-                _add_rmap(mem, pfn)  # before the child's entry: its table allocation may reclaim
-            if dst.pt.set_pte(addr, child):
-                if small:
-                    _remove_rmap(mem, pfn)
-                return -ENOMEM
+                _add_rmap(mem, pfn)
+            dst.pt.set_pte(addr, child)
             if small:
                 mem.mem_map.clear(pfn, PG_anon_exclusive)
                 add_mm_counter(dst, mm_counter(mem, pfn), 1)
@@ -889,6 +898,15 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
     return 0
 
 
+def _put_back(pt: PageTables, addrs: list[int], entries: list[int]) -> None:
+    """Store entries taken out with clear_range() back where they were (PMD leaves by their PSE bit)."""
+    for addr, entry in zip(addrs, entries, strict=True):
+        if entry & _PAGE_PSE:
+            pt.set_pmd_leaf(addr, entry)
+        else:
+            pt.set_pte(addr, entry)
+
+
 def install_guards(mm: MmStruct, mem: PhysMem, start: int, end: int) -> None:
     """madvise_guard_install(): zap the range and fill it with guard markers."""
     assert mm.pt is not None
@@ -903,12 +921,8 @@ def remove_guards(mm: MmStruct, start: int, end: int) -> None:
     split_huge_pmds_at(mm, mm.pt.mem, start)
     split_huge_pmds_at(mm, mm.pt.mem, end)
     addrs, olds = mm.pt.clear_range(start, end)
-    for addr, entry in zip(addrs.tolist(), olds.tolist(), strict=True):
-        if entry != GUARD_MARKER:
-            if entry & _PAGE_PSE:
-                mm.pt.set_pmd_leaf(addr, entry)
-            else:
-                mm.pt.set_pte(addr, entry)
+    kept = [(a, e) for a, e in zip(addrs.tolist(), olds.tolist(), strict=True) if e != GUARD_MARKER]
+    _put_back(mm.pt, [a for a, _ in kept], [e for _, e in kept])
 
 
 def move_page_tables(mm: MmStruct, mem: PhysMem, old: int, new: int, length: int) -> None:
@@ -978,7 +992,9 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     if pt.entries(start, end)[0].size:
         return 0
-    n = mem_cgroup_room(mm.memcg, (end - start) >> PAGE_SHIFT)
+    n = (end - start) >> PAGE_SHIFT
+    if mm.memcg is not None:  # room for the pages and for the tables mapping them (charged alike)
+        n = mem_cgroup_room(mm.memcg, n + pt.missing_tables(start, end)) - pt.missing_tables(start, end)
     if n < BULK_MIN_PAGES:
         return 0  # at a memcg limit: the faults one by one charge and OOM as the kernel's do
     end = start + (n << PAGE_SHIFT)

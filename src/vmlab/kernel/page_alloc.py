@@ -875,9 +875,13 @@ class PhysMem:
         return pfns
 
     def free_pagetable_page(self, pfn: int) -> None:
-        """pagetable_dtor() + pagetable_free()."""
+        """pagetable_dtor() + pagetable_free(); a table charged to a memcg is uncharged on the way
+        (free_pages_prepare -> __memcg_kmem_uncharge_page)."""
         if self.mem_map.page_type(pfn) != PGTY_table:
             raise AssertionError(f"pfn {pfn:#x} is not a page table: {self.mem_map[pfn]!r}")
+        tree = self.memcgs
+        if tree is not None and tree.kmem_memcg:
+            tree.uncharge_kmem(pfn)
         self.mem_map._mapcount[pfn] = MAPCOUNT_NONE
         self.zones[self.mem_map.page_zonenum(pfn)].nr_pagetable -= 1
         self.free_pages(pfn, 0)

@@ -5,6 +5,12 @@ mm/memory.c (__pte_alloc, __pmd_alloc, __pud_alloc) and mm/memory.c:free_pgd_ran
 Entries are plain ints (u64). Each table is one frame from `PhysMem` (typed PGTY_table); its 512 entries
 are a numpy uint64 array kept in `PageTables.tables[pfn]`. The P4D level is folded (4-level paging: the
 machine's CPU has no la57), so a PGD entry points at a PUD table.
+
+Every table of a user mm, the PGD included, is allocated with GFP_PGTABLE_USER (pte_alloc_one,
+pmd_alloc_one, pud_alloc_one, __pgd_alloc; asm-generic/pgalloc.h), i.e. with __GFP_ACCOUNT: it is
+charged to the running task's memcg (memcontrol.memcg_kmem_charge_page) and a refused charge fails the
+allocation like a missing frame. The PGD is one page: order 1 only with page-table isolation
+(pgd_allocation_order()), which this machine's CPU does not need.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vmlab.kernel.memcontrol import memcg_kmem_charge_bulk, memcg_kmem_charge_page
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -325,14 +332,21 @@ class PageTables:
         self._walk_cache: dict[int, int] = {}
         pgd = self._alloc_table(count=False)
         if pgd is None:
-            raise MemoryError("no frame for the PGD")
+            raise MemoryError("no PGD: no frame, or its memcg charge was refused")
         self.pgd = pgd
 
     # --- table frames --------------------------------------------------------------------------------
 
     def _alloc_table(self, count: bool = True) -> int | None:
-        pfn = self.mem.alloc_pagetable_page()
+        """pagetable_alloc(GFP_PGTABLE_USER) + ctor: a zeroed table frame charged to the running task's
+        memcg (`count`: it counts in pgtables_bytes, as all but the PGD do); None when no frame could
+        be had or the memcg charge was refused (the frame is freed again)."""
+        mem = self.mem
+        pfn = mem.alloc_pagetable_page()
         if pfn is None:
+            return None
+        if memcg_kmem_charge_page(mem, pfn):
+            mem.free_pagetable_page(pfn)
             return None
         self.tables[pfn] = np.zeros(PTRS_PER_TABLE, dtype=np.uint64)
         if count:
@@ -474,7 +488,7 @@ class PageTables:
                 if self._pmd_table(a, allocate=True) is None:
                     return -ENOMEM
             frames = self.mem.alloc_pagetable_pages_bulk(len(missing))
-            if len(frames) < len(missing):
+            if len(frames) < len(missing) or not memcg_kmem_charge_bulk(self.mem, frames.tolist()):
                 for pfn in frames.tolist():
                     self.mem.free_pagetable_page(pfn)
                 return -ENOMEM
@@ -508,6 +522,19 @@ class PageTables:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(olds)
 
+    def missing_tables(self, start: int, end: int) -> int:
+        """How many PUD, PMD and PTE tables mapping every page of [start, end) would allocate (what
+        map_range() charges)."""
+        count = 0
+        levels = ((PGDIR_SHIFT, None), (PUD_SHIFT, self._pmd_table), (PMD_SHIFT, self._pte_table))
+        for shift, lookup in levels:
+            for a in range(start >> shift << shift, end, 1 << shift):
+                if lookup is None:
+                    count += not int(self.tables[self.pgd][pgd_index(a)])
+                elif lookup(a, False) is None:
+                    count += 1
+        return count
+
     def deposit(self, haddr: int) -> int:
         """pgtable_trans_huge_deposit(): a PTE table set aside with each 2 MiB mapping, for splitting it
         later without allocating; counted in pgtables_bytes (VmPTE) like any table. 0 or -ENOMEM."""
@@ -516,6 +543,16 @@ class PageTables:
             return -ENOMEM
         self.deposited[haddr] = pfn
         return 0
+
+    def populate_deposited(self, haddr: int) -> None:
+        """pgtable_trans_huge_withdraw() + pmd_populate() of a split: the table deposited with the 2 MiB
+        mapping at `haddr` (whose PMD slot the caller cleared) becomes its PTE table, without an
+        allocation or a charge."""
+        pfn = self.deposited.pop(haddr)
+        pmd = self._pmd_table(haddr, allocate=False)
+        if pmd is None or int(self.tables[pmd][pmd_index(haddr)]):
+            raise AssertionError(f"split at {haddr:#x}: its PMD slot is not clear")
+        self.tables[pmd][pmd_index(haddr)] = (pfn << PAGE_SHIFT) | _PAGE_TABLE
 
     def withdraw(self, haddr: int) -> None:
         """pgtable_trans_huge_withdraw() + pte_free(): the deposited table of a 2 MiB mapping goes."""
