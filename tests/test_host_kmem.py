@@ -150,7 +150,10 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
     assert 0 <= (k2 - k0).kmem - (m2 - m0).kmem <= SLAB_PAGES  # + the VMA's slab page
     charged_kernel, charged_model = k2.usage - k3.usage, m2.usage - m3.usage
     assert charged_model == pages + tables
-    assert 0 <= charged_kernel - charged_model <= SLAB_PAGES
+    # The kernel frees tables after an RCU grace period, and obj_cgroup_uncharge_pages() refills the
+    # per-CPU stock of whichever CPU runs the callback: under load a few pages can stay in a stock
+    # (measured once: 256 uncharged against the model's 258), so the bound is two-sided.
+    assert -SLAB_PAGES <= charged_kernel - charged_model <= SLAB_PAGES
     for k in (k0, k1, k2, k3):
         assert k.memsw == k.usage
     for m in (m0, m1, m2, m3):
