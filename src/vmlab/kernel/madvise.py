@@ -1,5 +1,6 @@
 """madvise, after mm/madvise.c (6.18): the advice values that change vm_flags split or merge VMAs;
-the rest act on pages only (M5).
+the rest act on pages only (M5). MADV_FREE makes anon folios lazily freed (madvise_free_single_vma):
+they stay mapped, and reclaim discards them without swap unless they are written again (vmscan.py).
 """
 
 from __future__ import annotations

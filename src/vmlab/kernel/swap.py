@@ -14,7 +14,9 @@ holds), memcg reclaim reads them, and isolates through the node lruvec. Global r
 round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
 
 Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
-folios or by lru_add_drain()); the model adds at once, as if every batch were drained.
+folios or by lru_add_drain()); the model adds at once, as if every batch were drained. The one batch
+it does keep is lru_lazyfree (`PhysMem.lru_lazyfree`, folio_mark_lazyfree / lru_add_drain), because
+smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree yet (measured on this host).
 """
 
 from __future__ import annotations

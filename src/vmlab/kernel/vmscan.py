@@ -13,7 +13,11 @@ What is reclaimed:
 - dirty file folios are written first by `page_writeback.writeback_folio` (kswapd, on the second pass,
   as pageout() does); before that they are rotated to the active list with PG_reclaim;
 - anon folios through `swap_state.reclaim_anon_folio(mem, head, walk)` when a swap area has room;
-  with no swap space anon is not scanned at all (get_scan_count's SCAN_FILE), as in the kernel.
+  with no swap space anon is not scanned at all (get_scan_count's SCAN_FILE), as in the kernel;
+- lazyfree anon folios (MADV_FREE's and MAP_DROPPABLE's: not swap-backed, so on the file lists, and
+  reclaimed with or without swap): unmapped by `rmap.try_to_unmap_lazyfree` and freed (pglazyfreed)
+  when clean; one written since MADV_FREE is swap-backed again and activated; a written droppable one
+  is dropped from its page tables and freed when put back (_shrink_lazyfree).
 
 Deliberate simplifications:
 - one node; reclaim is node-wide (isolate_lru_folios never skips a zone above reclaim_idx);
