@@ -5,7 +5,7 @@ A hypothesis RuleBasedStateMachine drives a 64 MiB model machine (about 17 MiB f
 with a 48 MiB swap area through a mix of steps: anon mmap + touch (more than RAM in total), file
 read/pread/write on two model-only files bigger than the free memory, MAP_SHARED file mappings with
 loads and stores, MAP_PRIVATE file COW, fsync/fdatasync/msync/ftruncate/sync, mlock/munlock, madvise
-(DONTNEED, PAGEOUT, COLD, WILLNEED), mremap, swapoff/swapon, fadvise DONTNEED/WILLNEED, drop_caches,
+(DONTNEED, PAGEOUT, COLD, WILLNEED, FREE), mremap, swapoff/swapon, fadvise DONTNEED/WILLNEED, drop_caches,
 clock advances (the flusher runs) and fork/exit. After every step:
 
 - debug_vm.check_machine (frames owned once, LRU, dirty/write-back accounting, swap slots vs entries);
@@ -59,6 +59,7 @@ from vmlab.kernel.uapi import (
     ENOMEM,
     MADV_COLD,
     MADV_DONTNEED,
+    MADV_FREE,
     MADV_PAGEOUT,
     MADV_WILLNEED,
     MAP_ANONYMOUS,
@@ -363,6 +364,10 @@ class PressureAll(RuleBasedStateMachine):
     def store(self, data: st.DataObject, count: int) -> None:
         """Tracked stores, page by page: each page gets a new version."""
         pid, addr, n = self._region(data)
+        self._store(pid, addr, n, count)
+
+    def _store(self, pid: int, addr: int, n: int, count: int) -> None:
+        """Tracked stores to the first `count` writable pages of [addr, addr + n pages) of `pid`."""
         mm = self.backend.tasks[pid].mm
         for page in self._pages(pid, addr, n, True)[:count]:
             vma = mm.vma_lookup(page)
@@ -403,6 +408,18 @@ class PressureAll(RuleBasedStateMachine):
         # VMA it is -EINVAL after zapping the VMAs before it.
         if advice == MADV_DONTNEED:
             self._forget(pid, addr, addr + n * PAGE_SIZE)
+
+    @precondition(lambda self: self.regions)
+    @rule(data=st.data(), rewrite=st.booleans())
+    def madvise_free(self, data: st.DataObject, rewrite: bool) -> None:
+        """MADV_FREE: the caller's data in the range may be discarded by reclaim from now on (clean
+        lazyfree folios; a swapped-out page's entry goes at once), so it is no longer tracked; a tracked
+        store after it (`rewrite`: a few of its pages at once) must survive, whatever reclaim does."""
+        pid, addr, n = self._region(data)
+        self.call(pid, "madvise", addr, n * PAGE_SIZE, MADV_FREE)
+        self._forget(pid, addr, addr + n * PAGE_SIZE)
+        if rewrite and pid in self.backend.tasks:
+            self._store(pid, addr, n, 8)
 
     @precondition(lambda self: self.regions)
     @rule(data=st.data(), how=st.sampled_from(["grow", "shrink", "move", "dontunmap"]))

@@ -20,6 +20,10 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
+Lazily freed anon folios (check_lazyfree, check_lazyfree_batch): a droppable VMA's anon pages are never
+swap-backed, no lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU
+list is legal), and each folio of the CPU's lru_lazyfree batch is an anon head off the LRU holding
+the batch's reference.
 Reclaim: every folio on the list its flags name (check_lru); a cache index holds a page or a shadow,
 not both; unevictable folios are mlocked (check_reclaim); reclaim itself refuses to free a dirty page.
 Memory cgroups (check_memcg): every charged frame is a live cache, anon or swap-cache folio head,
@@ -47,6 +51,7 @@ from vmlab.kernel.mm_types import (
     MM_FILEPAGES,
     MM_SHMEMPAGES,
     MM_SWAPENTS,
+    VM_DROPPABLE,
     VM_SHARED,
     VM_WRITE,
     AnonVma,
@@ -297,6 +302,7 @@ def check_mm(pid: int, mm: MmStruct, mem: PhysMem, frames: Frames,
             if mapping >> 2 not in _anon_chain(vma.anon_vma):
                 raise AssertionError(f"{at}: anon page {pfn:#x} of AnonVma#{mapping >> 2} is not in the "
                                      f"anon_vma chain of {vma!r}")
+            check_lazyfree(mem, vma, pfn, at)
             counter = MM_ANONPAGES
         elif vma.special_name is not None:
             if pfn not in mem.special_pages.get(vma.special_name, ()):
@@ -388,6 +394,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         pfn = int(odd[0])
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
+    check_lazyfree_batch(mem, frames)
     check_swap_cache(mem, frames)
     if WAIVE_ORPHAN_SHMEM in waive:
         _claim_orphan_shmem(mem, frames)
@@ -398,6 +405,38 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     check_swap_areas(mem, frames)
     check_reclaim(mem, enumerate_inodes(backend))
     check_memcg(backend, frames)
+
+
+def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:
+    """The CPU's lru_lazyfree batch: each folio once, an anon folio head off the LRU (PG_lru clear)
+    holding one reference for the batch; one no PTE maps any more (the batch's reference is its last)
+    is owned by the batch."""
+    mm_map = mem.mem_map
+    batch = mem.lru_lazyfree
+    if len(set(batch)) != len(batch):
+        raise AssertionError(f"lru_lazyfree batch holds a folio twice: {batch}")
+    for head in batch:
+        at = f"lru_lazyfree batch: frame {head:#x}"
+        if mm_map.compound_head(head) != head or not int(mm_map.mapping[head]) & PAGE_MAPPING_ANON:
+            raise AssertionError(f"{at} is not an anon folio head: {mm_map[head]!r}")
+        if mm_map.test(head, PG.lru):
+            raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
+        if int(frames.owner[head]) == 0:
+            frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), ANON, at)
+        frames.ref[head] += 1
+
+
+def check_lazyfree(mem: PhysMem, vma: VmArea, pfn: int, at: str) -> None:
+    """An anon page mapped in a VM_DROPPABLE VMA is never swap-backed (folio_add_new_anon_rmap; reclaim
+    drops it, written or not). Elsewhere an anon folio may be lazyfree (not swap-backed after
+    MADV_FREE: on a file LRU list, or in the lru_lazyfree batch), but never so in the swap cache."""
+    mm_map = mem.mem_map
+    flags = int(mm_map.flags[mm_map.compound_head(pfn)])
+    swapbacked = bool(flags >> PG.swapbacked & 1)
+    if vma.vm_flags & VM_DROPPABLE and swapbacked:
+        raise AssertionError(f"{at}: swap-backed anon page {pfn:#x} in a droppable VMA {vma!r}")
+    if not swapbacked and flags >> PG_swapcache & 1:
+        raise AssertionError(f"{at}: lazyfree anon page {pfn:#x} in the swap cache: {mm_map[pfn]!r}")
 
 
 def check_memcg(backend: ModelBackend, frames: Frames) -> None:

@@ -1,5 +1,6 @@
 """madvise, after mm/madvise.c (6.18): the advice values that change vm_flags split or merge VMAs;
-the rest act on pages only (M5).
+the rest act on pages only (M5). MADV_FREE makes anon folios lazily freed (madvise_free_single_vma):
+they stay mapped, and reclaim discards them without swap unless they are written again (vmscan.py).
 """
 
 from __future__ import annotations
@@ -8,10 +9,19 @@ from vmlab.kernel import uapi
 from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.gup import faultin_page_range
-from vmlab.kernel.memory import install_guards, pte_reclaim, remove_guards, vma_has_recency, zap_page_range
+from vmlab.kernel.memory import (
+    install_guards,
+    pte_reclaim,
+    remove_guards,
+    update_hiwater_rss,
+    vma_has_recency,
+    zap_page_range,
+)
 from vmlab.kernel.mm_types import (
+    MM_SWAPENTS,
     VM_DONTCOPY,
     VM_DONTDUMP,
+    VM_DROPPABLE,
     VM_HUGEPAGE,
     VM_HUGETLB,
     VM_IO,
@@ -33,9 +43,10 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
-from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_flags import F_DIRTY, F_HEAD, F_SWAPCACHE, PAGE_MAPPING_ANON, PG
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
+    _PAGE_DIRTY_BITS,
     _PAGE_PRESENT,
     _PAGE_PROTNONE,
     _PAGE_PSE,
@@ -43,8 +54,9 @@ from vmlab.kernel.pgtable import (
     pte_pfn,
 )
 from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare
-from vmlab.kernel.swap import put_page
-from vmlab.kernel.swap_state import reclaim_anon_folio
+from vmlab.kernel.swap import folio_mark_lazyfree, lru_add_drain, put_page
+from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
+from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -106,12 +118,12 @@ def madvise_new_flags(vma: VmArea, advice: int) -> int:
             return -EINVAL if f & VM_IO else f & ~VM_DONTCOPY
         case uapi.MADV_WIPEONFORK:
             return -EINVAL if vma.vm_file is not None or f & VM_SHARED else f | VM_WIPEONFORK
-        case uapi.MADV_KEEPONFORK:
-            return f & ~VM_WIPEONFORK
+        case uapi.MADV_KEEPONFORK:  # a droppable mapping stays wiped at fork and out of core dumps
+            return -EINVAL if f & VM_DROPPABLE else f & ~VM_WIPEONFORK
         case uapi.MADV_DONTDUMP:
             return f | VM_DONTDUMP
         case uapi.MADV_DODUMP:
-            return -EINVAL if f & VM_SPECIAL else f & ~VM_DONTDUMP
+            return -EINVAL if f & (VM_SPECIAL | VM_DROPPABLE) else f & ~VM_DONTDUMP
         case uapi.MADV_MERGEABLE:  # ksm_madvise() leaves incompatible VMAs alone
             return f if f & _KSM_INCOMPATIBLE else f | VM_MERGEABLE
         case uapi.MADV_UNMERGEABLE:
@@ -183,13 +195,66 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
             mm_map._refcount[head] -= 1
 
 
+def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_free_single_vma() + madvise_free_pte_range() on [start, end) of one anonymous VMA: drain
+    the CPU's batches and note the RSS high-water mark, then for each entry:
+    - a swap entry is dropped (free_swap_and_cache: swapping it in would cost more than a new zeroed
+      page), MM_SWAPENTS going down; guard markers stay;
+    - a present small anon folio that is in the swap cache or PG_dirty is skipped when it may be
+      mapped by other processes, or when its swap slot cannot be freed (PTEs elsewhere still hold
+      it); otherwise it loses the slot and PG_dirty;
+    - then its PTE loses its young and dirty bits, and the folio is marked lazyfree
+      (folio_mark_lazyfree: the lru_lazyfree batch; a shared clean folio too, as in the kernel).
+    RSS does not change: the pages stay mapped until reclaim discards them, or a write re-dirties
+    them. Differs from the kernel: large folios (THP, PMD- or PTE-mapped) are left alone (the kernel
+    marks a wholly covered, exclusive THP lazyfree and splits a partly covered one)."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    mm_map = mem.mem_map
+    lru_add_drain(mem)
+    update_hiwater_rss(mm)
+    nr_swap = 0
+    addrs, entries = pt.entries(start, end)
+    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not pte & _PAGE_PRESENT:
+            if is_swap_slot_pte(pte):
+                free_swap_and_cache(mem, pte_to_swp_entry(pte))
+                pt.set_pte(addr, 0)
+                nr_swap += 1
+            continue
+        if pte & (_PAGE_SPECIAL | _PAGE_PSE):
+            continue
+        pfn = pte_pfn(pte)
+        head = mm_map.compound_head(pfn)
+        flags = int(mm_map.flags[head])
+        if head != pfn or flags & F_HEAD:
+            continue
+        if flags & (F_SWAPCACHE | F_DIRTY):
+            if int(mm_map._mapcount[head]) > 0:  # folio_maybe_mapped_shared()
+                continue
+            if flags & F_SWAPCACHE and not folio_free_swap(mem, head):
+                continue
+            mm_map.flags[head] = int(mm_map.flags[head]) & ~F_DIRTY
+        if pte & (_PAGE_ACCESSED | _PAGE_DIRTY_BITS):
+            pt.set_pte(addr, pte & ~(_PAGE_ACCESSED | _PAGE_DIRTY_BITS))
+        folio_mark_lazyfree(mem, head)
+    mm.rss[MM_SWAPENTS] -= nr_swap
+
+
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
-    """What the page-only advice values do: zap, guard markers, PAGEOUT of anon folios to swap, and
-    WILLNEED's readahead of a file range (MADV_FREE and COLD change nothing visible here)."""
+    """What the page-only advice values do: zap, guard markers, PAGEOUT of anon folios to swap, FREE's
+    lazily freed anon folios, and WILLNEED's readahead of a file range (COLD changes nothing visible
+    here)."""
     if mm.pt is None:
         return
     if advice == MADV_PAGEOUT:
+        lru_add_drain(mm.pt.mem)
         madvise_pageout(mm, start, end)
+    elif advice == MADV_FREE:
+        madvise_free_single_vma(mm, start, end)
+    elif advice == MADV_COLD:
+        lru_add_drain(mm.pt.mem)
     elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma))
         pte_reclaim(mm, start, end)

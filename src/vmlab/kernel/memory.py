@@ -29,6 +29,7 @@ from vmlab.kernel.mm_types import (
     MM_FILEPAGES,
     MM_SHMEMPAGES,
     MM_SWAPENTS,
+    VM_DROPPABLE,
     VM_EXEC,
     VM_HUGEPAGE,
     VM_LOCKED,
@@ -45,7 +46,14 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import MAPCOUNT_NONE, PAGE_MAPPING_ANON, PG, PG_anon_exclusive, PG_swapcache
+from vmlab.kernel.page_flags import (
+    F_LRU,
+    MAPCOUNT_NONE,
+    PAGE_MAPPING_ANON,
+    PG,
+    PG_anon_exclusive,
+    PG_swapcache,
+)
 from vmlab.kernel.page_writeback import balance_dirty_pages, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
@@ -69,7 +77,7 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare
-from vmlab.kernel.swap import folio_add_lru, put_page
+from vmlab.kernel.swap import folio_add_lru, lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     is_swap_slot_pte,
     pte_swp_clear_exclusive,
@@ -216,6 +224,14 @@ def _remove_rmap(mem: PhysMem, pfn: int) -> None:
     put_page(mem, pfn)
 
 
+def anon_folio_flags(vma: VmArea) -> int:
+    """The page flags folio_add_new_anon_rmap() and the fault give a new anon folio of `vma`:
+    uptodate, exclusive, and swap-backed unless the VMA is droppable (its folios are born lazyfree:
+    on the file LRU, and reclaim drops them, written or not)."""
+    flags = (1 << PG.uptodate) | (1 << PG_anon_exclusive)
+    return flags if vma.vm_flags & VM_DROPPABLE else flags | (1 << PG.swapbacked)
+
+
 def new_anon_page(vmf: VmFault) -> int | None:
     """alloc_anon_folio() + folio_add_new_anon_rmap(): a zeroed private page, mapped once."""
     anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
@@ -228,9 +244,7 @@ def new_anon_page(vmf: VmFault) -> int | None:
     mm = vmf.mem.mem_map
     mm.mapping[pfn] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
     mm.index[pfn] = vmf.pgoff
-    mm.set(pfn, PG.swapbacked)
-    mm.set(pfn, PG.uptodate)
-    mm.set(pfn, PG_anon_exclusive)
+    mm.flags_a[pfn] = mm.flags_a[pfn] | anon_folio_flags(vmf.vma)
     mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
     folio_add_lru(vmf.mem, pfn)
     return pfn
@@ -463,6 +477,8 @@ def wp_can_reuse_anon_folio(mem: PhysMem, pfn: int) -> bool:
     written in place; a swap-cache copy no PTE needs any more is dropped first (folio_free_swap)."""
     if not _is_anon(mem, pfn) or page_mapcount(mem, pfn) != 1:
         return False
+    if not mem.mem_map.flags_a[mem.mem_map.compound_head(pfn)] & F_LRU:
+        lru_add_drain(mem)  # a reference held by a CPU's folio batch goes first
     swap_state.folio_free_swap(mem, mem.mem_map.compound_head(pfn))
     return int(mem.mem_map._refcount[pfn]) == 1
 
@@ -686,8 +702,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
         return VM_FAULT_OOM
     mm = mem.mem_map
     mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
-    mm.set(pfn, PG.swapbacked)
-    mm.set(pfn, PG_anon_exclusive)
+    mm.flags_a[pfn] = mm.flags_a[pfn] | (anon_folio_flags(vmf.vma) & ~(1 << PG.uptodate))
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
     folio_add_lru(mem, pfn)
@@ -764,10 +779,13 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
     markers (`keep_guards`); munmap does not. A file folio whose PTE was young is marked accessed
     once per run of its PTEs (zap_present_folio_ptes), unless the VMA has no recency (`recency`
     off): so a page-cache page used through a mapping is referenced after munmap, and activated by
-    a second map-use-unmap (host-checked in tests/test_lru_host.py)."""
+    a second map-use-unmap (host-checked in tests/test_lru_host.py). The CPU's folio batches are
+    drained first (lru_add_drain(), as zap_page_range_single and vms_clear_ptes do)."""
     pt = mm.pt
     if pt is None or start >= end:
         return
+    if mem.lru_lazyfree:
+        lru_add_drain(mem)
     marked = (-1, -1)  # (mapping, head index) of the folio last marked: one mark per run of PTEs
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
@@ -1008,7 +1026,7 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
     mmap_.mapping[pfns] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
     first = vma.vm_pgoff + ((start - vma.vm_start) >> PAGE_SHIFT)
     mmap_.index[pfns] = np.arange(first, first + n, dtype=np.uint64)
-    mmap_.flags[pfns] |= np.uint64((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG_anon_exclusive))
+    mmap_.flags[pfns] |= np.uint64(anon_folio_flags(vma))
     mmap_._mapcount[pfns] = 0
     if pt.map_range(start, pfns, vm_page_prot(vma) | _PAGE_RW | _PAGE_DIRTY):
         mem.free_pages_bulk(pfns)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmlab.kernel.mm_types import VM_HUGETLB, VM_LOCKED, VM_LOCKED_MASK, VM_LOCKONFAULT, VM_SPECIAL, MmStruct
+from vmlab.kernel.mm_types import (
+    VM_DROPPABLE,
+    VM_HUGETLB,
+    VM_LOCKED,
+    VM_LOCKED_MASK,
+    VM_LOCKONFAULT,
+    VM_SPECIAL,
+    MmStruct,
+)
 from vmlab.kernel.mmap import VmSysctl
 from vmlab.kernel.uapi import (
     EAGAIN,
@@ -26,6 +34,10 @@ from vmlab.kernel.uapi import (
     ul,
 )
 from vmlab.kernel.vma import vma_modify_flags
+
+#: VMAs mlock_fixup() never locks (nor counts in VmLck): special, hugetlb, and droppable ones, whose
+#: pages may be dropped at any time. (It still populates them.)
+VM_NEVER_LOCKED = VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE
 
 #: Faults in [start, end) as __mm_populate() does; returns 0 or -errno.
 Populator = Callable[[int, int], int]
@@ -55,7 +67,7 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysc
             return -ENOMEM
         newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | flags
         tmp = min(vma.vm_end, end)
-        if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+        if newflags != vma.vm_flags and not vma.vm_flags & VM_NEVER_LOCKED:
             oldflags = vma.vm_flags
             result = vma_modify_flags(mm, vma, nstart, tmp, newflags, sysctl.max_map_count)
             if isinstance(result, int):
@@ -104,7 +116,7 @@ def sys_mlockall(mm: MmStruct, flags: int, sysctl: VmSysctl, populate: Populator
     if flags & MCL_CURRENT:
         for vma in mm:
             newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
-            if newflags != vma.vm_flags and not vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+            if newflags != vma.vm_flags and not vma.vm_flags & VM_NEVER_LOCKED:
                 _account_lock(mm, vma.vm_flags, newflags, vma.pages)
                 vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, newflags, sysctl.max_map_count)
         if populate is not None and not flags & MCL_ONFAULT:

@@ -14,6 +14,8 @@ from vmlab.kernel.memory import unmap_region
 from vmlab.kernel.mm_types import (
     VM_ACCOUNT,
     VM_DATA_DEFAULT_FLAGS,
+    VM_DONTDUMP,
+    VM_DROPPABLE,
     VM_EXEC,
     VM_GROWSDOWN,
     VM_LOCKED,
@@ -26,6 +28,7 @@ from vmlab.kernel.mm_types import (
     VM_READ,
     VM_SHARED,
     VM_SYNC,
+    VM_WIPEONFORK,
     VM_WRITE,
     File,
     MmStruct,
@@ -44,9 +47,11 @@ from vmlab.kernel.uapi import (
     HUGETLB_FLAG_ENCODE_SHIFT,
     LEGACY_MAP_MASK,
     MAP_32BIT,
+    MAP_DROPPABLE,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
     MAP_GROWSDOWN,
+    MAP_HUGETLB,
     MAP_LOCKED,
     MAP_NORESERVE,
     MAP_PRIVATE,
@@ -288,7 +293,7 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
     if flags & MAP_FIXED_NOREPLACE:
         flags |= MAP_FIXED
     mtype = flags & MAP_TYPE
-    if mtype not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+    if mtype not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE, MAP_DROPPABLE):
         return -EINVAL
     if file is None and mtype == MAP_SHARED_VALIDATE:
         return -EINVAL
@@ -302,6 +307,8 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
     if file is not None and pgoff > (MAX_LFS_FILESIZE - length) >> PAGE_SHIFT:
         return -EOVERFLOW  # !file_mmap_ok(): the mapping would reach past the largest file offset
     if file is not None:
+        if mtype == MAP_DROPPABLE:
+            return -EINVAL  # the file branch's MAP_TYPE switch has no MAP_DROPPABLE case
         if mtype == MAP_SHARED:
             flags &= LEGACY_MAP_MASK  # unknown flags are ignored, for old programs
         if mtype in (MAP_SHARED, MAP_SHARED_VALIDATE) and flags & ~(
@@ -325,6 +332,12 @@ def do_mmap(mm: MmStruct, file: File | None, addr: int, length: int, prot: int, 
         pgoff = 0
         vm_flags |= VM_SHARED | VM_MAYSHARE
     else:
+        if mtype == MAP_DROPPABLE:
+            # Neither locked nor a stack; not reserved, and wiped at fork and left out of core dumps,
+            # since its pages may go at any time.
+            if flags & (MAP_LOCKED | MAP_HUGETLB) or vm_flags & VM_GROWSDOWN:
+                return -EINVAL
+            vm_flags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP
         pgoff = addr >> PAGE_SHIFT
     if flags & MAP_NORESERVE and sysctl.overcommit_memory != 2:
         vm_flags |= VM_NORESERVE

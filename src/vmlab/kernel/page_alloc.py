@@ -364,6 +364,9 @@ class PhysMem:
         self.psi = psi.attach(self.clock)
         self.events: Counter[str] = Counter()
         self.lruvec = LruVec()
+        #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
+        #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
+        self.lru_lazyfree: list[int] = []
         #: Dirty and write-back accounting, the dirty limits' sysctls and the flusher (page_writeback).
         self.wb = Writeback()
         #: Swap areas and the swap cache (swapon, swap-out, swap-in).

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmlab.kernel.mm_types import (
+    MM_ANONPAGES,
     VM_ACCESS_FLAGS,
+    VM_DROPPABLE,
     VM_IGNORE_MERGE,
     VM_LOCKED,
     VM_RAND_READ,
@@ -33,6 +35,7 @@ from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
+    _PAGE_DIRTY_BITS,
     _PAGE_PRESENT,
     _PAGE_PSE,
     PTE_PFN_MASK,
@@ -190,6 +193,35 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
         if pte & _PAGE_DIRTY:
             mmap_.set(head, PG.dirty)  # folio_mark_dirty()
         add_mm_counter(mm, counter, -1)
+        mmap_._mapcount_a[head] -= 1
+        mmap_._refcount_a[head] -= 1
+        mem.unmap_generation += 1
+    return mmap_._mapcount_a[head] < 0
+
+
+def try_to_unmap_lazyfree(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
+    """try_to_unmap() of an isolated, order-0 lazyfree folio (anon, not swap-backed: MADV_FREE's, or
+    a droppable mapping's): try_to_unmap_one's "MADV_FREE page check", mapping by mapping in walk
+    order. A dirty PTE makes the folio dirty (folio_mark_dirty); then a dirty folio outside a
+    VM_DROPPABLE VMA was written since MADV_FREE: it is swap-backed again and the walk stops, its PTE
+    kept; so does it when someone besides reclaim and the mappings holds a reference (GUP, a
+    speculative get). Otherwise the PTE is cleared, no swap entry taking its place (the data is
+    dropped: a later access maps a new zeroed page), and the mapping's reference, mapcount and
+    MM_ANONPAGES go. A VM_LOCKED VMA stops the walk. True when no mapping is left."""
+    mmap_ = mem.mem_map
+    for mm, vma, _, ptes, slot in rmap.walk(mem, head):
+        if vma.vm_flags & VM_LOCKED:
+            break
+        pte = int(ptes[slot])
+        if pte & _PAGE_DIRTY_BITS:
+            mmap_.set(head, PG.dirty)
+        if mmap_.flags_a[head] & (1 << PG.dirty) and not vma.vm_flags & VM_DROPPABLE:
+            mmap_.set(head, PG.swapbacked)
+            break
+        if mmap_._refcount_a[head] != 1 + mmap_._mapcount_a[head] + 1:
+            break
+        ptes[slot] = 0
+        mm.rss[MM_ANONPAGES] -= 1
         mmap_._mapcount_a[head] -= 1
         mmap_._refcount_a[head] -= 1
         mem.unmap_generation += 1

@@ -14,7 +14,9 @@ holds), memcg reclaim reads them, and isolates through the node lruvec. Global r
 round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
 
 Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
-folios or by lru_add_drain()); the model adds at once, as if every batch were drained.
+folios or by lru_add_drain()); the model adds at once, as if every batch were drained. The one batch
+it does keep is lru_lazyfree (`PhysMem.lru_lazyfree`, folio_mark_lazyfree / lru_add_drain), because
+smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree yet (measured on this host).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from vmlab.kernel.page_flags import (
     F_SWAPCACHE,
     F_UNEVICTABLE,
     MAPCOUNT_NONE,
+    PAGE_MAPPING_ANON,
     PG,
     PG_anon_exclusive,
 )
@@ -350,3 +353,63 @@ def lru_view(mem: PhysMem) -> str:
         pfns = " ".join(f"{p:#x}" for p in reversed(mem.lruvec.lists[lru]))
         lines.append(f"{name} ({mem.lruvec.nr_pages[lru]} pages): {pfns}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+# --- lazily freed anon folios (MADV_FREE) ----------------------------------------------------------------
+
+#: FOLIO_BATCH_SIZE: a per-CPU folio batch is moved once it holds this many folios.
+FOLIO_BATCH_SIZE = 31
+
+
+def _lazyfree_candidate(mm: MemMap, head: int) -> bool:
+    """folio_mark_lazyfree()'s and lru_lazyfree()'s test: an anon, swap-backed folio that is neither
+    in the swap cache nor unevictable."""
+    flags = mm.flags_a[head]
+    return bool(mm.mapping_a[head] & PAGE_MAPPING_ANON) and bool(flags & F_SWAPBACKED) \
+        and not flags & (F_SWAPCACHE | F_UNEVICTABLE)
+
+
+def folio_mark_lazyfree(mem: PhysMem, head: int) -> None:
+    """folio_mark_lazyfree(): a candidate folio on the LRU joins the CPU's lru_lazyfree batch
+    (folio_batch_add_and_move: PG_lru cleared, one reference taken); a full batch is moved at once.
+    One not on the LRU (isolated by someone else) is left alone.
+
+    Differs from the kernel: the folio leaves its LRU list when it joins the batch (the kernel leaves
+    it linked, PG_lru clear, until the batch moves it), so NR_LRU counts it nowhere meanwhile."""
+    mm = mem.mem_map
+    if not _lazyfree_candidate(mm, head) or not mm.flags_a[head] & F_LRU:
+        return
+    mem.lruvec.delete(mm, head)
+    mm._refcount_a[head] += 1
+    batch = mem.lru_lazyfree
+    batch.append(head)
+    if len(batch) >= FOLIO_BATCH_SIZE or mm.flags_a[head] & F_HEAD:  # folio_may_be_lru_cached()
+        lru_add_drain(mem)
+
+
+def lru_lazyfree(mem: PhysMem, head: int) -> None:
+    """lru_lazyfree(): the batch's move of one folio: a candidate still becomes a clean lazyfree
+    folio, PG_active, PG_referenced and PG_swapbacked cleared, at the head of the inactive file list
+    (pglazyfree counts its pages); either way it is back on a list with PG_lru set."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if _lazyfree_candidate(mm, head):
+        mm.flags_a[head] = flags & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
+        mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
+    mem.lruvec.add(mm, head)
+
+
+def lru_add_drain(mem: PhysMem) -> None:
+    """lru_add_drain() of the model's CPU: move every folio of the lru_lazyfree batch
+    (folio_batch_move_lru), in order, then drop the batch's references (folios_put: a folio whose
+    other references went meanwhile is freed). The model has no other per-CPU batch (folio_add_lru
+    adds at once)."""
+    batch = mem.lru_lazyfree
+    if not batch:
+        return
+    folios = batch[:]
+    batch.clear()
+    for head in folios:
+        lru_lazyfree(mem, head)
+    for head in folios:
+        put_page(mem, head)

@@ -24,6 +24,7 @@ PROT_GROWSUP = 0x02000000
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
 MAP_SHARED_VALIDATE = 0x03
+MAP_DROPPABLE = 0x08  # a mapping type (6.11+): private anonymous memory the kernel may zero at will
 MAP_TYPE = 0x0F
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20

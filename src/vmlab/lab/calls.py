@@ -87,7 +87,7 @@ UNMODELLED_MM_CALLS = frozenset({
 
 #: Names strace prints that uapi does not define (values from include/uapi/ for x86_64).
 STRACE_EXTRA_NAMES: dict[str, int] = {
-    "FD_CLOEXEC": 1, "MAP_FILE": 0, "MAP_DROPPABLE": 0x08, "MAP_HUGE_2MB": 21 << 26,
+    "FD_CLOEXEC": 1, "MAP_FILE": 0, "MAP_HUGE_2MB": 21 << 26,
     "MAP_HUGE_1GB": 30 << 26, "O_TMPFILE": 0o20200000, "MADV_HWPOISON": 100, "MADV_SOFT_OFFLINE": 101,
     "POSIX_FADV_NORMAL": 0, "POSIX_FADV_RANDOM": 1, "POSIX_FADV_SEQUENTIAL": 2, "POSIX_FADV_WILLNEED": 3,
     "POSIX_FADV_DONTNEED": 4, "POSIX_FADV_NOREUSE": 5,
@@ -120,7 +120,7 @@ def _single_bits(names: dict[str, int]) -> list[tuple[str, int]]:
 _PROT_BITS = _single_bits(uapi.PROT_NAMES)
 _MAP_BITS = [(n, v) for n, v in _single_bits(uapi.MAP_NAMES) if v > uapi.MAP_TYPE]
 _MAP_TYPES = {uapi.MAP_SHARED: "MAP_SHARED", uapi.MAP_PRIVATE: "MAP_PRIVATE",
-              uapi.MAP_SHARED_VALIDATE: "MAP_SHARED_VALIDATE"}
+              uapi.MAP_SHARED_VALIDATE: "MAP_SHARED_VALIDATE", uapi.MAP_DROPPABLE: "MAP_DROPPABLE"}
 _MREMAP_BITS = _single_bits(uapi.MREMAP_NAMES)
 _MCL_BITS = _single_bits({k: v for k, v in uapi.MLOCK_NAMES.items() if k.startswith("MCL_")})
 _O_BITS = [(n, v) for n, v in _single_bits(uapi.O_NAMES) if v > uapi.O_RDWR]
