@@ -200,3 +200,31 @@ def test_fcntl_agrees_with_kernel() -> None:
         "fcntl(a, F_DUPFD, 5000)\n"
         "fcntl(a, 12345)\n"
         "fcntl(a, -1)\n")
+
+
+def test_fork_copies_page_tables_as_kernel() -> None:
+    """fork copies the entries of a VMA only where vma_needs_copy() (an anon_vma, or VM_PFNMAP like
+    [vvar]), but copy_pte_range gives the child every table the parent has over such a VMA's range
+    before it looks at the entries: a MADV_WIPEONFORK page next to [vvar] leaves the child a PTE table
+    there, through [vvar]'s copy (the model had none: VmPTE +4 kB on the child's first write, the
+    kernel +0; found by the MADV_FREE work), and a read-only neighbour without an anon_vma keeps its
+    zero-page entries out of the child while sharing the table."""
+    check_agreement(
+        "a = mmap(0x10000000, 8K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+        "b = mmap(0x10002000, 8K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+        "write a, 4K\n"
+        "read b, 8K\n"
+        "c = mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "madvise(c, 8192, MADV_WIPEONFORK)\n"
+        "write c, 4K\n"
+        "show status\n"
+        "child = fork()\n"
+        "@child show status\n"
+        "@child read b, 8K\n"
+        "@child write c + 4K, 4K\n"
+        "@child show counters\n"
+        "@child show pagemap 0x10000000, 0x4000\n"
+        "process main\n"
+        "child2 = fork()\n"
+        "@child2 write c + 4K, 4K\n"
+        "@child2 show counters\n")

@@ -34,6 +34,7 @@ from vmlab.kernel.mm_types import (
     VM_HUGEPAGE,
     VM_LOCKED,
     VM_MAYWRITE,
+    VM_MIXEDMAP,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
     VM_RAND_READ,
@@ -869,16 +870,25 @@ def is_cow_mapping(flags: int) -> bool:
 
 def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> int:
     """copy_page_range(): a fork child's copy of one VMA's entries, only where vma_needs_copy() (the VMA
-    has an anon_vma); private pages are write-protected in both for COW (P14). The child's tables are
-    allocated (and charged to the forking task's memcg) before the entries they take; 0, or -ENOMEM
-    when one is refused (the parent's entries not copied yet are left as they were)."""
-    if vma.anon_vma is None or src.pt is None or dst.pt is None:
+    has an anon_vma, or maps raw PFNs: VM_PFNMAP/VM_MIXEDMAP, like [vvar]); private pages are
+    write-protected in both for COW (P14). The child gets every table the parent has over the VMA's
+    range, whether or not an entry of the range is set in it (copy_pte_range allocates before it
+    looks: a child's VmPTE counts them), each allocated (and charged to the forking task's memcg) in
+    address order before the entries under it; 0, or -ENOMEM when one is refused (the parent's
+    entries not copied yet are left as they were)."""
+    if (vma.anon_vma is None and not vma.vm_flags & (VM_PFNMAP | VM_MIXEDMAP)) or src.pt is None \
+            or dst.pt is None:
         return 0
     cow = is_cow_mapping(vma.vm_flags)
+    tables = src.pt.tables_for_copy(vma.vm_start, vma.vm_end)
     addrs, olds = src.pt.clear_range(vma.vm_start, vma.vm_end)
+    t = 0
     for i, (addr, entry) in enumerate(zip(addrs.tolist(), olds.tolist(), strict=True)):
+        while t < len(tables) and tables[t][0] <= addr and dst.pt.alloc_table(*tables[t]):
+            t += 1
         huge = bool(entry & _PAGE_PSE)
-        if not (dst.pt.pmd_alloc(addr) and not dst.pt.deposit(addr) if huge else dst.pt.pte_alloc(addr)):
+        if (t < len(tables) and tables[t][0] <= addr) or not (
+                dst.pt.pmd_alloc(addr) and not dst.pt.deposit(addr) if huge else dst.pt.pte_alloc(addr)):
             _put_back(src.pt, addrs[i:].tolist(), olds[i:].tolist())
             return -ENOMEM
         if cow and pte_present(entry):
@@ -913,7 +923,7 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
             mem.mem_map._refcount[pfn] += 1
             mem.mem_map.clear(pfn, PG_anon_exclusive)
             add_mm_counter(dst, MM_ANONPAGES, HPAGE_PMD_NR)
-    return 0
+    return 0 if all(dst.pt.alloc_table(a, shift) for a, shift in tables[t:]) else -ENOMEM
 
 
 def _put_back(pt: PageTables, addrs: list[int], entries: list[int]) -> None:

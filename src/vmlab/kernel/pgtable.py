@@ -522,6 +522,35 @@ class PageTables:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(olds)
 
+    def tables_for_copy(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The tables copy_page_range() gives a fork child for [start, end) of this (the parent's) page
+        tables, in the order it allocates them: (address, shift) meaning "the table of entries `shift`
+        wide covering address" - a PUD table (shift PUD_SHIFT) wherever the parent's PGD entry is
+        present, a PMD table (PMD_SHIFT) wherever its PUD entry points at a table, a PTE table
+        (PAGE_SHIFT) wherever its PMD entry does; whether or not any entry of the range below is set."""
+        out: list[tuple[int, int]] = []
+        for pgd_a in range(start >> PGDIR_SHIFT << PGDIR_SHIFT, end, 1 << PGDIR_SHIFT):
+            if not int(self.tables[self.pgd][pgd_index(pgd_a)]) & _PAGE_PRESENT:
+                continue
+            out.append((max(start, pgd_a), PUD_SHIFT))
+            pgd_end = min(end, pgd_a + (1 << PGDIR_SHIFT))
+            for pud_a in range(max(start, pgd_a) >> PUD_SHIFT << PUD_SHIFT, pgd_end, 1 << PUD_SHIFT):
+                if self._pmd_table(pud_a, False) is None:
+                    continue
+                out.append((max(start, pud_a), PMD_SHIFT))
+                for pmd_a in range(max(start, pud_a) >> PMD_SHIFT << PMD_SHIFT,
+                                   min(end, pud_a + (1 << PUD_SHIFT)), 1 << PMD_SHIFT):
+                    if self._pte_table(pmd_a, False) is not None:
+                        out.append((max(start, pmd_a), PAGE_SHIFT))
+        return out
+
+    def alloc_table(self, vaddr: int, shift: int) -> bool:
+        """pud_alloc() (shift PUD_SHIFT), pmd_alloc() (PMD_SHIFT) or pte_alloc() (PAGE_SHIFT): the table
+        of that level covering vaddr exists, with the levels above; False if a frame could not be had."""
+        if shift == PUD_SHIFT:
+            return self._next_table(self.pgd, pgd_index(vaddr), True) is not None
+        return (self._pmd_table if shift == PMD_SHIFT else self._pte_table)(vaddr, True) is not None
+
     def missing_tables(self, start: int, end: int) -> int:
         """How many PUD, PMD and PTE tables mapping every page of [start, end) would allocate (what
         map_range() charges)."""
