@@ -341,8 +341,9 @@ class PressureAll(RuleBasedStateMachine):
             # The kernel's state too, not a model fault: a swap-in is charged to the memcg the entry was
             # swapped out from (mem_cgroup_swapin_charge_folio: the swap_cgroup id, while that memcg is
             # online), which the task may have left (v1 moves no charges). At that memcg's memsw limit
-            # reclaim may not swap (try_charge_memcg clears MEMCG_RECLAIM_MAY_SWAP), and with only anon
-            # left it frees nothing; mem_cgroup_out_of_memory -> out_of_memory() scans the memcg's tasks
+            # (or within a charge batch of it) reclaim may not swap (try_charge_memcg clears
+            # MEMCG_RECLAIM_MAY_SWAP for the whole charge), and with only anon left it frees nothing;
+            # mem_cgroup_out_of_memory -> out_of_memory() scans the memcg's tasks
             # (mem_cgroup_scan_tasks), finds none, logs "no killable processes" and returns false (no
             # panic for a memcg OOM); the charge fails, do_swap_page returns VM_FAULT_OOM and
             # pagefault_out_of_memory() retries the fault for ever. Only a fatal signal ends it: the
