@@ -9,12 +9,17 @@ on for a few seconds only.
    VmSwap equals 4 kB x the pagemap entries with the swap bit, RSS + swap covers every written page,
    every entry names the one area (type 0) and distinct slots — the accounting rules the model keeps
    (check_machine's swap checks), held by the real kernel.
+3. A swap-in charged to a memcg the process has left, at that memcg's memsw limit, with no task in
+   it to OOM-kill: the fault is retried for ever (the seed-11 finding of the pressure machine).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +205,68 @@ def test_memsw_counts_swap_and_its_limit_bounds_memory_plus_swap(host_swap: Path
     # memsw limit): reclaim frees SWAP_CLUSTER_MAX batches and the charge stock holds up to
     # MEMCG_CHARGE_BATCH pages, so the split is not page exact.
     assert abs(model[0] - host[0]) <= 1 << 20 and abs(model[4] - host[4]) <= 1 << 20
+
+
+def _stime(pid: int) -> int:
+    """Clock ticks `pid` has spent in the kernel (/proc/PID/stat field 15)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12])
+
+
+def test_swap_in_charged_to_a_memcg_its_task_left_loops_in_the_fault(host_swap: Path, program: Program,
+                                                                   memcgs: Memcgs) -> None:
+    """The kernel's side of the seed-11 finding (test_pressure_invariants: the machine's _access). A
+    process writes 4 MiB in memcg A (limit 2 MiB: memcg reclaim swaps the rest out, the memsw charges
+    staying with the entries, charged to A), moves to memcg B, and A's memsw limit is set 32 pages above
+    its usage (A's charge stock drained first). Reading the pages back charges each swap-in to A (the
+    memcg recorded for the entry): the batch try (64 pages) fails on memsw, which clears
+    MEMCG_RECLAIM_MAY_SWAP for the whole charge (6.18; "reclaim_options" is reset per retry only by a
+    later fix of Bing Jiao's), so once A's memory is full the exact charge fails on memory and its
+    reclaim may not swap; the OOM killer has no task in A to kill. The read does not finish, the
+    process spins in the kernel (its system time grows) and is not killed, A's oom_kill stays 0, memsw
+    stays below its limit, and the log says "Out of memory and no killable processes...". Raising A's
+    memsw limit lets the same read finish: it was the fault retried, not a process stopped. The model
+    does the same: test_memcg.py's test_a_batch_that_fails_on_memsw_leaves_the_whole_charge_without_swap."""
+    left = memcgs.make("left", "2M")
+    new = memcgs.make("new", "64M")
+    (left / "memory.swappiness").write_text("60")
+    size = 4 << 20
+
+    def oom_kills() -> int:
+        return int(dict(line.split() for line in (left / "memory.oom_control").read_text().splitlines())
+                   ["oom_kill"])
+
+    with HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (left / "cgroup.procs").write_text(str(pid))
+        addr = host.syscall(pid, "mmap", (0, size, RW, PRIVATE_ANON, -1, 0))
+        assert host.access(pid, addr, size, True) is None
+        (new / "cgroup.procs").write_text(str(pid))
+        memsw = left / "memory.memsw.limit_in_bytes"
+        usage = int((left / "memory.memsw.usage_in_bytes").read_text())
+        with contextlib.suppress(OSError):  # below the usage: drains the stock, then -EBUSY
+            memsw.write_text(str(usage - PG_SIZE))
+        memsw.write_text(str(int((left / "memory.memsw.usage_in_bytes").read_text()) + 32 * PG_SIZE))
+        stat = dict(line.split() for line in (left / "memory.stat").read_text().splitlines())
+        assert int(stat["swap"]) >= 1 << 20, stat  # at least 1 MiB of A's charge is in swap
+        before = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.count(
+            "Out of memory and no killable processes...")
+        result: list[str | None] = []
+        reader = threading.Thread(target=lambda: result.append(host.access(pid, addr, size, False)),
+                                  daemon=True)
+        reader.start()
+        time.sleep(0.3)
+        spent = _stime(pid)
+        time.sleep(0.5)
+        stuck = reader.is_alive()
+        spinning = _stime(pid) > spent
+        kills = oom_kills()
+        room = int(memsw.read_text()) - int((left / "memory.memsw.usage_in_bytes").read_text())
+        log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+        memsw.write_text("-1")
+        reader.join(30)
+        print(f"kernel: stuck {stuck}, spinning {spinning}, oom_kill {kills}, swap {stat['swap']}, "
+              f"memsw room {room}")
+        assert stuck and spinning and kills == 0
+        assert 0 < room < 64 * PG_SIZE  # memsw had room for the page, not for the batch
+        assert log.count("Out of memory and no killable processes...") > before
+        assert result == [None]  # once A has room, the same read finishes; the process was never killed

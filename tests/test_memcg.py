@@ -248,3 +248,31 @@ def test_fork_charges_the_childs_page_tables_to_the_forking_task() -> None:
     model.exit(child)
     assert memcg.kmem.usage == before
     check_machine(model)
+
+
+def test_a_batch_that_fails_on_memsw_leaves_the_whole_charge_without_swap(swapfile: Path) -> None:
+    """try_charge_memcg() (6.18) clears MEMCG_RECLAIM_MAY_SWAP when a try fails on memsw, and nothing in
+    that charge sets it again: when the batch (MEMCG_CHARGE_BATCH pages) fails on memsw and the exact
+    charge then fails on memory, the reclaim for it still may not swap. A process writes 4 MiB in /t
+    (limit 2 MiB: reclaim swaps the rest out) and moves to /u; /t's memsw limit is set 32 pages above
+    its usage. Reading the pages back charges the swap-ins to /t: the batch fails on memsw, the page
+    on memory, and reclaim, not swapping, frees nothing of /t's anon; the memcg OOM finds no task in
+    /t and the fault fails (VM_FAULT_OOM: the kernel retries it for ever; test_host_swap's
+    test_swap_in_charged_to_a_memcg_its_task_left_loops_in_the_fault shows this host stalling with
+    the same 32 pages of memsw room). With 64 pages of room the batch fits memsw, reclaim swaps, and
+    the read completes."""
+    model, pid, memcg = swap_machine(swapfile, 2 * MB)
+    addr = model.syscall(pid, "mmap", (0, 4 * MB, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(pid, addr, 4 * MB, True) is None
+    assert model.memcg_create("/u", None) == 0 and model.memcg_attach(pid, "/u") == 0
+    assert memcg.swap >= 256 and memcg.memory.usage > memcg.memory.max - MEMCG_CHARGE_BATCH
+    limit = memcg.memsw.usage + 32
+    assert model.memcg_set("/t", "memsw.limit_in_bytes", limit * PAGE) == 0
+    assert model.access(pid, addr, 4 * MB, False) == "VM_FAULT_OOM"
+    assert memcg.memsw.usage < memcg.memsw.max  # memsw had room for the page, not for the batch
+    assert memcg.events["oom"] >= 1 and memcg.events["oom_kill"] == 0
+    assert "Out of memory and no killable processes..." in model.dmesg()
+    assert model.memcg_set("/t", "memsw.limit_in_bytes", (memcg.memsw.usage + 64) * PAGE) == 0
+    assert model.access(pid, addr, 4 * MB, False) is None
+    assert memcg.events["oom_kill"] == 0 and pid in model.tasks
+    check_machine(model)

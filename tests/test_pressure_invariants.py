@@ -48,7 +48,9 @@ from vmlab.kernel import memory, page_writeback, swap_state
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.fault import FAULT_OOM
 from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG_swapcache
@@ -85,6 +87,8 @@ ANON_BUDGET = 40 * MiB  # anon mapped in all (RAM + swap must hold it: the model
 MAX_PROCS = 4
 POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 3, 4
 RW = 3
+#: out_of_memory()'s warning when the OOM domain has no task to kill.
+NO_VICTIM = "Out of memory and no killable processes..."
 
 
 class Contents:
@@ -326,12 +330,38 @@ class PressureAll(RuleBasedStateMachine):
             out.append(page)
         return out
 
-    def _access(self, pid: int, pages: list[int], write: bool) -> None:
-        if pages:
-            kills = self.mem.events["oom_kill"]
-            sig = self.backend.access_trace(pid, np.array(pages, dtype=np.uint64), write)
-            assert sig is None or (sig == "SIGKILL" and self.mem.events["oom_kill"] > kills), (
-                f"pid {pid}: {sig} on an access the VMAs permit")
+    def _access(self, pid: int, pages: list[int], write: bool) -> bool:
+        """Load or store `pages` of `pid` in order; whether the process goes on (not when its memcg's
+        OOM killer chose it, nor when it is stuck on the charge of an emptied memcg, see below)."""
+        if not pages:
+            return True
+        kills, seq = self.mem.events["oom_kill"], self.backend.log.next_seq
+        ooms = {cg: cg.events["oom"] for cg in self.backend.memcgs.root.iter_tree()}
+        sig = self.backend.access_trace(pid, np.array(pages, dtype=np.uint64), write)
+        if sig == FAULT_OOM and self._no_victim_in_an_emptied_memcg(ooms, seq):
+            # The kernel's state too, not a model fault: a swap-in is charged to the memcg the entry was
+            # swapped out from (mem_cgroup_swapin_charge_folio: the swap_cgroup id, while that memcg is
+            # online), which the task may have left (v1 moves no charges). At that memcg's memsw limit
+            # (or within a charge batch of it) reclaim may not swap (try_charge_memcg clears
+            # MEMCG_RECLAIM_MAY_SWAP for the whole charge), and with only anon left it frees nothing;
+            # mem_cgroup_out_of_memory -> out_of_memory() scans the memcg's tasks
+            # (mem_cgroup_scan_tasks), finds none, logs "no killable processes" and returns false (no
+            # panic for a memcg OOM); the charge fails, do_swap_page returns VM_FAULT_OOM and
+            # pagefault_out_of_memory() retries the fault for ever. Only a fatal signal ends it: the
+            # machine sends SIGKILL (the process exits) and goes on without it.
+            self.backend.exit(pid)
+            return False
+        assert sig is None or (sig == "SIGKILL" and self.mem.events["oom_kill"] > kills), (
+            f"pid {pid}: {sig} on an access the VMAs permit")
+        return sig is None
+
+    def _no_victim_in_an_emptied_memcg(self, ooms: dict[MemCgroup, int], seq: int) -> bool:
+        """Whether, since log record `seq`, a memcg OOM ran in a memcg (counts `ooms` before) with no task
+        left in its subtree and found nothing to kill ("Out of memory and no killable processes...")."""
+        if not any(r.text == NO_VICTIM for r in self.backend.log.since(seq)):
+            return False
+        return any(cg.events["oom"] > ooms.get(cg, 0) and not any(c.procs for c in cg.iter_tree())
+                   for cg in self.backend.memcgs.root.iter_tree())
 
     # --- anon ----------------------------------------------------------------------------------------
 
@@ -379,9 +409,11 @@ class PressureAll(RuleBasedStateMachine):
                 key = (id(inode), vma.vm_pgoff + ((page - vma.vm_start) >> 12))
                 self.c.inodes[id(inode)] = inode
                 self.c.latest[key] = version
-                self._access(pid, [page], True)
+                if not self._access(pid, [page], True):
+                    return
                 continue
-            self._access(pid, [page], True)
+            if not self._access(pid, [page], True):
+                return
             assert mm.pt is not None
             pte = mm.pt.get_pte(page)
             assert pte & _PAGE_PRESENT, f"{page:#x} not present right after a store"
@@ -855,3 +887,52 @@ def test_anon_fault_gives_its_page_back_when_no_page_table_can_be_had() -> None:
     finally:
         backend.close()
         swap.unlink(missing_ok=True)
+
+
+class Draws:
+    """A stand-in for hypothesis' data object: `draw()` returns the given values in order."""
+
+    def __init__(self, *values: object) -> None:
+        """The values the rule's draws return."""
+        self.values = list(values)
+
+    def draw(self, strategy: object, label: str | None = None) -> object:
+        """The next value, whatever the strategy."""
+        return self.values.pop(0)
+
+
+def test_a_swap_in_charged_to_a_memcg_its_tasks_left_is_a_livelock_not_a_model_fault(
+        swap_path: Path, tracked_contents: None) -> None:
+    """The explore profile (seed 11) reported "pid 1001: VM_FAULT_OOM on an access the VMAs permit":
+    1001 had filled a memcg to its memsw limit (limit = memsw), global reclaim swapped part of that out
+    (memsw charges stay with the entries), 1001 moved to another memcg and wrote the pages back. Each
+    swap-in is charged to the memcg the entry came from, whose reclaim may not swap at the memsw
+    limit and whose OOM killer finds no task: the kernel retries the fault for ever (see
+    PressureAll._access). The machine now ends such a process instead of failing; here the same state
+    is built with the machine's own rules, in fewer steps."""
+    PressureAll.swap_path = str(swap_path)
+    state = PressureAll()
+    try:
+        pid = state.pids[0]
+        state.fork(Draws(pid))  # a child that stays in the root memcg
+        child = state.pids[1]
+        state.memcg(Draws(pid), limit=4, memsw=0)  # /p1: memory and memsw limits 4 MiB
+        state.map_anon(Draws(pid), pages=1024, touch=True)  # exactly fills it
+        old = state.backend.memcgs.lookup("/p1")
+        assert old is not None and old.memsw.usage == old.memsw.max == 1024 and not old.events["oom"]
+        region = state.regions[-1]
+        state.madvise(Draws(region, 0, 1024), advice=MADV_PAGEOUT)  # written to swap, still cached
+        for pages in (4096, 1024):  # the child's 20 MiB: global reclaim frees the swap-cache folios
+            state.map_anon(Draws(child), pages=pages, touch=True)
+        assert old.swap == 1024 and old.memory.usage == 0 and old.memsw.usage == 1024
+        state.memcg(Draws(pid), limit=8, memsw=None)  # /p2, no memsw limit: /p1 has no task left
+        state.everything_holds()
+        kills = state.mem.events["oom_kill"]
+        state.touch(Draws(region, 0, 1024), write=True, stride=1)
+        assert old.events["oom"] == 1 and state.mem.events["oom_kill"] == kills  # no victim in /p1
+        assert "Out of memory and no killable processes..." in state.backend.dmesg()
+        assert pid not in state.backend.tasks
+        state.everything_holds()  # a new first process, and every invariant
+        assert state.pids != [pid] and old.swap == old.memsw.usage == 0  # its slots went with it
+    finally:
+        state.teardown()

@@ -41,8 +41,9 @@ page->memcg_data objcg), so freeing the table (free_pgd_range at munmap or exit)
 even after the task moved elsewhere: the page goes straight back to the memcg's counters (kmem,
 memory, memsw). The kernel frees tables after an RCU grace period and gives the pages to the charge
 stock of the CPU that runs the callback (refill_stock: measured here, 1 to 30 of 130 freed tables'
-pages stayed charged there after a munmap); the model frees them at once, to the counters. A memcg's `kmem_charged` counts its table pages. The kernel
-also charges slab objects (VMAs, anon_vmas, task and mm structs) as kmem; the model has none of them.
+pages stayed charged there after a munmap); the model frees them at once, to the counters. A
+memcg's `kmem_charged` counts its table pages. The kernel also charges slab objects (VMAs,
+anon_vmas, task and mm structs) as kmem; the model has none of them.
 
 Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
 is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
@@ -451,15 +452,19 @@ class MemCgroupTree:
         the stock); at a limit reclaim from the memcg over it, drain the stock, retry while reclaim
         frees pages (MAX_RECLAIM_RETRIES more times when it does not), then the memcg OOM killer, and
         after a kill all of it again. 0, -ENOMEM, or OOM_WAIT (v1 oom_kill_disable). `noretry`
-        (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM."""
+        (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM. Once a try
+        fails on memsw, no reclaim of this charge swaps (6.18 clears MEMCG_RECLAIM_MAY_SWAP in
+        reclaim_options, set once before the retry label), even when a later try fails on memory."""
         batch = max(MEMCG_CHARGE_BATCH, nr)
         nr_retries = MAX_RECLAIM_RETRIES
         passed_oom = drained = False
+        may_swap = True
         oom_retries = 0
         while True:
             if self.consume_stock(memcg, nr):
                 return 0
-            over, may_swap = self._try_counters(memcg, batch)
+            over, swap_helps = self._try_counters(memcg, batch)
+            may_swap = may_swap and swap_helps
             if over is None:
                 if batch > nr:
                     self.refill_stock(memcg, batch - nr)
