@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
+from memcgkit import memcg_machine, writes_until_killed
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
-from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
@@ -109,17 +109,6 @@ def drained_model_counters(model: ModelBackend, memcg: MemCgroup) -> Counters:
     return model_counters(memcg)
 
 
-def model_machine(limit: int) -> tuple[ModelBackend, int, MemCgroup]:
-    """A model running the built-in program in memcg /t of `limit` bytes."""
-    ram = 256 << 20
-    model = ModelBackend(ram)
-    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
-    assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
-    memcg = model.memcgs.lookup("/t")
-    assert memcg is not None
-    return model, pid, memcg
-
-
 def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
     """A stepper pinned to CPU 0 and moved into `cg` (what it charged before stays in the root)."""
     pid = host.start(program, Settings())
@@ -152,8 +141,7 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
         k0 = settled_host_counters(cg)
         addr = sparse_map(host, pid, size)
         k1 = host_counters(cg)
-        for off in range(0, size, STRIDE):
-            assert host.access(pid, addr + off, 1, True) is None
+        assert writes_until_killed(host, pid, addr, size, STRIDE) == (pages, None)
         k2 = host_counters(cg)
         k2d = drained_host_counters(cg)
         assert host.syscall(pid, "munmap", (addr, size)) == 0
@@ -161,12 +149,11 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
         k3d = drained_host_counters(cg)
         kmem_failcnt = int((cg / "memory.kmem.failcnt").read_text())
 
-    model, mpid, memcg = model_machine(64 << 20)
+    model, mpid, memcg = memcg_machine(64 << 20)
     m0 = model_counters(memcg)
     addr = sparse_map(model, mpid, size)
     m1 = model_counters(memcg)
-    for off in range(0, size, STRIDE):
-        assert model.access(mpid, addr + off, 1, True) is None
+    assert writes_until_killed(model, mpid, addr, size, STRIDE) == (pages, None)
     m2 = model_counters(memcg)
     m2d = drained_model_counters(model, memcg)
     check_machine(model)
@@ -238,23 +225,13 @@ def test_memcg_oom_point_of_a_sparse_toucher(program: Program, memcgs: Memcgs) -
     with HostBackend(timeout=60) as host:
         pid = start_host_stepper(host, program, cg)
         addr = sparse_map(host, pid, 1 << 30)
-        host_done = 0
-        for off in range(0, 1 << 30, STRIDE):
-            sig = host.access(pid, addr + off, 1, True)
-            if sig is not None:
-                break
-            host_done += 1
+        host_done, sig = writes_until_killed(host, pid, addr, 1 << 30, STRIDE)
     assert sig == "SIGKILL"
     kernel = host_oom_report(cg.name)
 
-    model, mpid, memcg = model_machine(limit)
+    model, mpid, memcg = memcg_machine(limit)
     addr = sparse_map(model, mpid, 1 << 30)
-    model_done = 0
-    for off in range(0, 1 << 30, STRIDE):
-        sig = model.access(mpid, addr + off, 1, True)
-        if sig is not None:
-            break
-        model_done += 1
+    model_done, sig = writes_until_killed(model, mpid, addr, 1 << 30, STRIDE)
     assert sig == "SIGKILL"
     check_machine(model)
     report = oom_report(model.dmesg().splitlines())

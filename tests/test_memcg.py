@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from memcgkit import memcg_machine as machine
 from swapkit import model_with_swap
-from vmlab.backend import Program, Settings
-from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, MemCgroup
@@ -21,16 +20,6 @@ MB = 1 << 20
 PAGE = 4096
 RW, PRIVATE_ANON, NORESERVE_ANON = 3, 0x22, 0x22 | 0x4000
 POSIX_FADV_DONTNEED = 4
-
-
-def machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:
-    """A model machine whose first process runs in memcg /t of `limit` bytes."""
-    model = ModelBackend(ram)
-    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
-    assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
-    memcg = model.memcgs.lookup("/t")
-    assert memcg is not None
-    return model, pid, memcg
 
 
 def read_all(model: ModelBackend, pid: int, path: str, buf: int, chunk: int = MB) -> int:
