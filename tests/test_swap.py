@@ -238,3 +238,20 @@ def test_swapon_names_the_file_not_the_string(tmp_path: Path, swapfile: Path) ->
     assert backend.syscall(pid, "swapoff", (other,)) == 0
     assert not backend.mem.swap.active()
     backend.close()
+
+
+def test_a_slot_fork_shared_is_read_in_under_the_oldest_anon_vma(swapfile: Path) -> None:
+    """__folio_set_anon(): a folio read in for a swap entry that fork shared (not exclusive) takes the
+    oldest anon_vma of the fork tree, so that the parent, mapping it from the swap cache after the
+    child read it in, finds it through its own anon_vma chain. The model gave it the child's
+    anon_vma, which the parent's VMA does not chain to (check_machine; found by the pressure test's
+    explore runs, seeds 7 and 11, once MADV_FREE was in the mix)."""
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 1)
+    assert backend.syscall(pid, "madvise", (addr, PG_SIZE, MADV_PAGEOUT)) == 0
+    while backend.mem.swap.cache:  # reclaim until the written folio has left the swap cache
+        shrink_inactive_anon(backend, 1)
+    child = backend.fork(pid)
+    assert backend.access(child, addr, PG_SIZE, False) is None  # a new folio, read by the child
+    assert backend.access(pid, addr, PG_SIZE, False) is None  # the parent maps it from the swap cache
+    check_machine(backend)

@@ -571,8 +571,11 @@ def map_swapped_folio(vmf: VmFault, head: int, orig_pte: int, fault: bool) -> bo
     if not fault:
         pte &= ~_PAGE_ACCESSED
     if not int(mm_map.mapping[head]) & PAGE_MAPPING_ANON:  # folio_add_new_anon_rmap(): never mapped
+        # __folio_set_anon(): a folio that may be mapped elsewhere too (a slot fork shared) takes the
+        # oldest anon_vma, which every process that can map it chains to
         assert vma.anon_vma is not None
-        mm_map.mapping[head] = (vma.anon_vma.id << 2) | PAGE_MAPPING_ANON
+        anon_vma = vma.anon_vma if exclusive else vma.anon_vma.root
+        mm_map.mapping[head] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
         mm_map.index[head] = vmf.pgoff
     if exclusive:
         mm_map.set(head, PG_anon_exclusive)

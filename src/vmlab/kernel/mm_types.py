@@ -99,6 +99,14 @@ class AnonVma:
         self.id = next(_anon_vma_ids)
         self.parent = parent
 
+    @property
+    def root(self) -> AnonVma:
+        """anon_vma->root: the oldest anon_vma of this one's fork tree (every descendant chains to it)."""
+        anon_vma = self
+        while anon_vma.parent is not None:
+            anon_vma = anon_vma.parent
+        return anon_vma
+
     def __repr__(self) -> str:
         return f"AnonVma#{self.id}"
 
