@@ -45,7 +45,7 @@ def is_dev_zero(inode: Inode) -> bool:
 def can_mmap(inode: Inode) -> bool:
     """can_mmap_file(): the file has an mmap operation (not a directory, not a character device other
     than /dev/zero)."""
-    return not inode.directory and (inode.rdev is None or inode.rdev == DEV_ZERO)
+    return not inode.directory and (inode.rdev is None or is_dev_zero(inode))
 
 
 def read_length(inode: Inode, count: int) -> int:

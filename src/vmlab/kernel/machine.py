@@ -1067,10 +1067,10 @@ class ModelBackend:
         file = task.fget(fd)
         if file is None:
             return -EBADF
-        base = {0: 0, 1: file.pos, 2: file.inode.size}.get(whence)
         if is_chrdev(file.inode):
             file.pos = llseek(file.inode, file.pos)
             return file.pos
+        base = {0: 0, 1: file.pos, 2: file.inode.size}.get(whence)
         if base is None or base + offset < 0:
             return -EINVAL
         file.pos = base + offset

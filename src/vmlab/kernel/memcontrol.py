@@ -605,9 +605,8 @@ class MemCgroupTree:
     def uncharge_kmem(self, pfn: int) -> None:
         """__memcg_kmem_uncharge_page() of a page-table frame being freed: the memcg recorded for it
         (not the freeing task's) gives the page back to its counters (memory, v1's memsw and kmem)
-        at once, not to the stock: on this host a munmap of 130 charged tables takes memory.usage
-        down by all of them while the stock it held before stays (tests/test_host_kmem.py). Frames
-        charged to nothing are left alone."""
+        at once. The kernel uncharges after an RCU grace period into the stock of the CPU running the
+        callback (refill_stock; see the module docstring). Frames charged to nothing are left alone."""
         memcg = self.kmem_memcg.pop(pfn, None)
         if memcg is None:
             return
@@ -680,21 +679,24 @@ def memcg_kmem_charge_page(mem: PhysMem, pfn: int) -> int:
     charge the new table frame to the running task's memcg; 0 when charged or when nothing is
     accounted (no memcg below the root, or the task is in the root), else -ENOMEM or OOM_WAIT: the
     caller frees the frame and fails the allocation."""
-    tree = mem.memcgs
-    if tree is None or not tree.root.children:
-        return 0
-    memcg = tree.current()
-    return 0 if memcg is None else tree.charge_kmem(memcg, pfn)
+    tree, memcg = _kmem_target(mem)
+    return 0 if tree is None or memcg is None else tree.charge_kmem(memcg, pfn)
 
 
 def memcg_kmem_charge_bulk(mem: PhysMem, pfns: list[int]) -> bool:
     """memcg_kmem_charge_page() of several table frames the caller made room for; False when the
     room was not there (nothing charged)."""
+    tree, memcg = _kmem_target(mem)
+    return tree is None or memcg is None or tree.charge_kmem_bulk(memcg, pfns)
+
+
+def _kmem_target(mem: PhysMem) -> tuple[MemCgroupTree | None, MemCgroup | None]:
+    """(the memcg tree, the running task's memcg) a __GFP_ACCOUNT allocation charges; (None, None)
+    when nothing is accounted: no memcg tree, or none below the root."""
     tree = mem.memcgs
     if tree is None or not tree.root.children:
-        return True
-    memcg = tree.current()
-    return memcg is None or tree.charge_kmem_bulk(memcg, pfns)
+        return None, None
+    return tree, tree.current()
 
 
 def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool = False) -> int:

@@ -885,13 +885,12 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
     cow = is_cow_mapping(vma.vm_flags)
     tables = src.pt.tables_for_copy(vma.vm_start, vma.vm_end)
     addrs, olds = src.pt.clear_range(vma.vm_start, vma.vm_end)
-    t = 0
+    t = 0  # the tables up to the entry's (its own among them: the parent has it) come first
     for i, (addr, entry) in enumerate(zip(addrs.tolist(), olds.tolist(), strict=True)):
         while t < len(tables) and tables[t][0] <= addr and dst.pt.alloc_table(*tables[t]):
             t += 1
         huge = bool(entry & _PAGE_PSE)
-        if (t < len(tables) and tables[t][0] <= addr) or not (
-                dst.pt.pmd_alloc(addr) and not dst.pt.deposit(addr) if huge else dst.pt.pte_alloc(addr)):
+        if (t < len(tables) and tables[t][0] <= addr) or (huge and dst.pt.deposit(addr)):
             _put_back(src.pt, addrs[i:].tolist(), olds[i:].tolist())
             return -ENOMEM
         if cow and pte_present(entry):
@@ -1025,7 +1024,8 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     n = (end - start) >> PAGE_SHIFT
     if mm.memcg is not None:  # room for the pages and for the tables mapping them (charged alike)
-        n = mem_cgroup_room(mm.memcg, n + pt.missing_tables(start, end)) - pt.missing_tables(start, end)
+        tables = pt.missing_tables(start, end)
+        n = mem_cgroup_room(mm.memcg, n + tables) - tables
     if n < BULK_MIN_PAGES:
         return 0  # at a memcg limit: the faults one by one charge and OOM as the kernel's do
     end = start + (n << PAGE_SHIFT)

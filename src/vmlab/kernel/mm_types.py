@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.char_mem import DEV_ZERO
+from vmlab.kernel.char_mem import is_dev_zero
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class VmArea:
     def is_anonymous(self) -> bool:
         """vma_is_anonymous(): no vm_ops, i.e. private anonymous memory (brk, bss, stack, anon mmap, and a
         private mapping of /dev/zero, which keeps the file: mmap_zero's vma_set_anonymous)."""
-        return (self.vm_file is None or self.vm_file.inode.rdev == DEV_ZERO) and self.special_name is None
+        return (self.vm_file is None or is_dev_zero(self.vm_file.inode)) and self.special_name is None
 
     def had_uncowed_parents(self) -> bool:
         """vma_had_uncowed_parents(): has an anon_vma whose chain is not singular (inherited by fork)."""
