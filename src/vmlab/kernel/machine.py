@@ -718,6 +718,16 @@ class ModelBackend:
         self._attach(self.tasks[pid], memcg)
         return 0
 
+    def set_comm(self, pid: int, name: str) -> int:
+        """Write /proc/PID/comm (proc_pid_set_comm -> set_task_comm: the first 15 bytes). Returns 0."""
+        self.tasks[pid].comm = name.encode()[:15].decode(errors="ignore")
+        return 0
+
+    def sleep(self, pid: int, ns: int) -> None:
+        """nanosleep() in process `pid`: `ns` of simulated time pass (timers fire); a fatal signal
+        that comes meanwhile ends it when it wakes (its next access)."""
+        self.mem.clock.advance(ns)
+
     def kill(self, pid: int, sig: str) -> int:
         """kill(2) by root (vmlab.kernel.signal): 0, or -ESRCH when there is no such process."""
         task = self.tasks.get(pid)

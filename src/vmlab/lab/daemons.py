@@ -57,13 +57,25 @@ class ModelSystem:
         return self.backend.process_mrelease(pid)
 
 
-def start_earlyoom(backend: ModelBackend, argv: list[str], out: Output, flavor: Flavor = V1_9) -> Earlyoom:
-    """Spawn an `earlyoom` process on the machine and run `argv` (argv[0] = "earlyoom") in it; raises
-    vmlab.daemons.earlyoom.main.UsageError as earlyoom exits on a bad command line (the process is gone
-    again then, as it is after -v/-h)."""
+def journal(backend: ModelBackend, pid: int, log: Callable[[str], None]) -> Output:
+    """An Output that hands `log` each line as the journal would show it, stamped with the simulated
+    time: `[    0.800018] earlyoom[1002]: sending SIGTERM to ...` (stdout and stderr alike)."""
+    clock = backend.mem.clock
+
+    def out(_stream: str, text: str) -> None:
+        log(f"{clock.printk_time()} earlyoom[{pid}]: {text}")
+
+    return out
+
+
+def start_earlyoom(backend: ModelBackend, argv: list[str], log: Callable[[str], None],
+                   flavor: Flavor = V1_9) -> Earlyoom:
+    """Spawn an `earlyoom` process on the machine and run `argv` (argv[0] = "earlyoom") in it, its lines
+    going to `log` (see journal()); raises vmlab.daemons.earlyoom.main.UsageError as earlyoom exits on a
+    bad command line (the process is gone again then, as it is after -v/-h)."""
     pid = backend.spawn("earlyoom")
     backend.tasks[pid].cmdline = tuple(argv)
-    daemon = Earlyoom(argv, ModelSystem(backend, pid), out, flavor)
+    daemon = Earlyoom(argv, ModelSystem(backend, pid), journal(backend, pid, log), flavor)
     try:
         status = daemon.start()
     except Exception:
