@@ -605,7 +605,7 @@ def _hog(st: _State, rest: str, src: Source, raw: str) -> None:
     size = m.group(1) if m else rest
     step = _constant(size, src) if size.strip() else 0
     if step <= 0:
-        raise src.error("expected 'hog STEP [every DURATION]' with a positive size (e.g. hog 1M)", 1)
+        raise src.error("expected 'hog STEP' with a positive size (e.g. hog 1M, or hog 1M every 10ms)", 1)
     pause_ns = _duration(m.group(2), Source(src.path, src.line, src.col0 + m.start(2))) if m else 0
     st.steps.append(HogStep(line=src.line, col=src.col0, actor=st.actor, source=raw, step=step,
                             pause_ns=pause_ns))
