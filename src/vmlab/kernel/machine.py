@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
-from vmlab.kernel import task_mmu, vmscan
+from vmlab.kernel import signal, task_mmu, vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
 from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, write_result
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
@@ -105,6 +105,7 @@ from vmlab.kernel.uapi import (
     EMFILE,
     ENOENT,
     ENOMEM,
+    ESRCH,
     INR_OPEN_CUR,
     MAP_ANONYMOUS,
     MAP_HUGETLB,
@@ -219,6 +220,13 @@ class Task:
     frozen: bool = False
     in_vfork: bool = False
     cap_sys_resource: bool = True
+    ppid: int = 1
+    #: argv as /proc/PID/cmdline shows it (set by exec, kept by fork).
+    cmdline: tuple[str, ...] = ()
+    #: The signal the process dies of once `sigkill` is set (a fatal SIGTERM is reported as SIGTERM).
+    exit_signal: str = SIGKILL
+    #: Signals whose disposition is SIG_IGN (kept across fork and exec).
+    sig_ignored: set[str] = field(default_factory=set)
 
     @property
     def tgid(self) -> int:
@@ -390,6 +398,9 @@ class ModelBackend:
         """access() until the machine panics."""
         task = self.tasks[pid]
         self._current, self._oom_streak = task, 0
+        if task.sigkill:  # a fatal signal came while it was not running: it dies before user code runs
+            self.exit(pid)
+            return task.exit_signal
         rlim = self.settings.rlimit_stack
         page = addr & PAGE_MASK
         end = addr + max(length, 1)
@@ -406,9 +417,9 @@ class ModelBackend:
             sig = self._fault_outcome(task, sig)
             if sig is not None:
                 return sig
-            if task.sigkill:  # killed by the OOM killer while another task's fault ran
+            if task.sigkill:  # killed (the OOM killer, a signal) while its fault ran
                 self.exit(pid)
-                return SIGKILL
+                return task.exit_signal
             page += PAGE_SIZE
         return None
 
@@ -417,9 +428,9 @@ class ModelBackend:
         (pagefault_out_of_memory), a fatal signal ends the process. The signal to report, or None."""
         if sig == FAULT_OOM:
             sig = self.pagefault_out_of_memory(task)
-        if sig in (SIGKILL, *_FATAL):
+        if sig in (SIGKILL, *_FATAL) or task.sigkill:
             self.exit(task.pid)
-        return sig
+        return task.exit_signal if task.sigkill else sig
 
     def access_trace(self, pid: int, addrs: np.ndarray, writes: np.ndarray | bool = False) -> str | None:
         """Replay a trace of single-byte accesses, in order; the fatal signal, or None.
@@ -501,7 +512,8 @@ class ModelBackend:
             return mm
         child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec),
                      comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
-                     oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource)
+                     oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource,
+                     ppid=parent.pid, cmdline=parent.cmdline, sig_ignored=set(parent.sig_ignored))
         self.tasks[child.pid] = child
         if parent.memcg is not None:
             self._attach(child, parent.memcg)
@@ -600,7 +612,7 @@ class ModelBackend:
         """A task killed by the OOM killer got to run: it exits (do_exit -> exit_mmap)."""
         if task.pid in self.tasks:
             self.exit(task.pid)
-            self.deaths.append((task.pid, SIGKILL))
+            self.deaths.append((task.pid, task.exit_signal))
 
     def _alloc_oom(self, mem: PhysMem, order: int, zone_limit: int) -> bool:
         """__alloc_pages_may_oom(): no OOM for costly orders or a dying task; otherwise out_of_memory()
@@ -632,7 +644,7 @@ class ModelBackend:
         whose memcg has oom_kill_disable waits (reported as MEMCG_OOM_WAIT); otherwise the kernel warns
         and retries the fault for ever (reported as VM_FAULT_OOM)."""
         if task.sigkill:
-            return SIGKILL
+            return task.exit_signal
         cg = task.memcg
         while cg is not None:
             if cg.oom_kill_disable and cg.under_oom:
@@ -705,6 +717,32 @@ class ModelBackend:
             return -ENOENT
         self._attach(self.tasks[pid], memcg)
         return 0
+
+    def set_comm(self, pid: int, name: str) -> int:
+        """Write /proc/PID/comm (proc_pid_set_comm -> set_task_comm: the first 15 bytes). Returns 0."""
+        self.tasks[pid].comm = name.encode()[:15].decode(errors="ignore")
+        return 0
+
+    def sleep(self, pid: int, ns: int) -> None:
+        """nanosleep() in process `pid`: `ns` of simulated time pass (timers fire); a fatal signal
+        that comes meanwhile ends it when it wakes (its next access)."""
+        self.mem.clock.advance(ns)
+
+    def kill(self, pid: int, sig: str) -> int:
+        """kill(2) by root (vmlab.kernel.signal): 0, or -ESRCH when there is no such process."""
+        task = self.tasks.get(pid)
+        return -ESRCH if task is None else signal.send_signal(task, sig, self.oom)
+
+    def sigignore(self, pid: int, sig: str) -> int:
+        """sigaction(sig, SIG_IGN) in process `pid`: 0 or -EINVAL."""
+        return signal.set_ignored(self.tasks[pid], sig)
+
+    def process_mrelease(self, pid: int) -> int:
+        """process_mrelease(2) of a pidfd of `pid`: 0, -ESRCH (gone) or -EINVAL (not dying)."""
+        task = self.tasks.get(pid)
+        if task is None:
+            return -ESRCH
+        return signal.process_mrelease(task, self.oom, task is self._current)
 
     def set_oom_score_adj(self, pid: int, adj: int) -> int:
         """Write /proc/PID/oom_score_adj (fs/proc/base.c:__set_oom_adj): -EINVAL out of range, -EACCES
@@ -1132,6 +1170,7 @@ class ModelBackend:
         exit_mmap(task.mm, self.mem)
         task.mm = mm
         task.comm = os.path.basename(path)[:15]
+        task.cmdline = tuple(argv)
         for fd in task.cloexec:
             task.files.pop(fd, None)
         task.cloexec.clear()

@@ -301,15 +301,20 @@ class OomKiller:
             return
         self.oom_reap_task(task, mm)
 
-    def oom_reap_task(self, task: OomTask, mm: MmStruct) -> None:
-        """oom_reap_task_mm(): unmap the anonymous and private memory of the victim's mm (never
-        contended in the model, so never 'unable to reap'), then hide the mm from the OOM killer."""
+    def reap_task_mm(self, mm: MmStruct) -> None:
+        """__oom_reap_task_mm(): unmap the anonymous and private memory of a dying mm (what the
+        oom_reaper and process_mrelease(2) both do)."""
         mm.mmf |= MMF_UNSTABLE
         for vma in reversed(list(mm)):
             if vma.vm_flags & (VM_HUGETLB | VM_PFNMAP):
                 continue
             if vma.is_anonymous() or not vma.vm_flags & VM_SHARED:
                 zap_page_range(mm, self.mem, vma.vm_start, vma.vm_end)
+
+    def oom_reap_task(self, task: OomTask, mm: MmStruct) -> None:
+        """oom_reap_task_mm(): reap the victim's mm (never contended in the model, so never 'unable to
+        reap'), log it, then hide the mm from the OOM killer."""
+        self.reap_task_mm(mm)
         c = mm_counters(mm)
         self.info(f"oom_reaper: reaped process {task.pid} ({task.comm}), now "
                   f"anon-rss:{c.anon * 4}kB, file-rss:{c.file * 4}kB, shmem-rss:{c.shmem * 4}kB")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import errno as _errno
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from vmlab.lab.scenario import (
     PAGING_VIEWS,
     AccessStep,
     CallStep,
+    CommStep,
+    EarlyoomStep,
     ExitStep,
     ExpectKilledStep,
     ExpectResultStep,
@@ -29,11 +32,13 @@ from vmlab.lab.scenario import (
     FileSpec,
     ForkStep,
     HogStep,
+    IgnoreStep,
     JoinStep,
     MemcgStep,
     OomScoreAdjStep,
     Scenario,
     ShowStep,
+    SleepStep,
     Step,
 )
 from vmlab.lab.syntax import EvalError, Expr, Result, evaluate
@@ -158,6 +163,8 @@ class Runner:
         self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
         self.index = 0
         self.baseline: dict[str, Counters | None] = {}  # each process's last counters checkpoint
+        #: Lines the machine's daemons printed since the last step, stamped with the simulated time.
+        self.daemon_lines: list[str] = []
 
     def emit(self, kind: str, text: str) -> None:
         """Add a record for the current step and pass its lines to `out`."""
@@ -200,7 +207,11 @@ class Runner:
         return self.transcript
 
     def other_deaths(self) -> None:
-        """Processes the backend killed on its own (the OOM killer): printed as strace prints a death."""
+        """What the daemons printed meanwhile, then the processes the backend killed on its own (the
+        OOM killer, a daemon): printed as strace prints a death."""
+        if self.daemon_lines:
+            self.emit("daemon", "\n".join(self.daemon_lines))
+            self.daemon_lines.clear()
         reap = getattr(self.backend, "reap_deaths", None)
         for pid, sig in reap() if reap is not None else []:
             name = next((n for n, p in self.pids.items() if p == pid), None)
@@ -244,7 +255,41 @@ class Runner:
             self.last = ("call", result)
         elif isinstance(step, HogStep):
             self.hog(step, pid, prefix)
+        elif isinstance(step, EarlyoomStep):
+            self.earlyoom(step, prefix)
+        elif isinstance(step, SleepStep):
+            self.sleep(pid, step.ns)
+            self.emit("call", f"{prefix}sleep {step.source.split(maxsplit=1)[-1].split('#')[0].strip()}")
+        elif isinstance(step, CommStep):
+            result = self.model_call("set_comm", pid, step.name)
+            self.emit("call", f"{prefix}comm {step.name} {format_result(result, False)}")
+        elif isinstance(step, IgnoreStep):
+            result = self.model_call("sigignore", pid, step.signal)
+            self.emit("call", f"{prefix}ignore {step.signal} {format_result(result, False)}")
+            self.last = ("call", result)
 
+    def sleep(self, pid: int, ns: int) -> None:
+        """The process sleeps `ns`: simulated time on the model (its timers run), real time elsewhere."""
+        fn = getattr(self.backend, "sleep", None)
+        if fn is not None:
+            fn(pid, ns)
+        else:
+            time.sleep(ns / 1e9)
+
+    def earlyoom(self, step: EarlyoomStep, prefix: str) -> None:
+        """Start earlyoom on the model machine; its lines join the transcript as it prints them."""
+        from vmlab.daemons.earlyoom.main import UsageError
+        from vmlab.lab.daemons import start_earlyoom
+        if not hasattr(self.backend, "spawn"):
+            raise Unavailable(f"the {self.backend.name} backend does not run earlyoom (it would kill "
+                              "processes of the real machine)")
+        try:
+            daemon = start_earlyoom(self.backend, list(step.argv),  # type: ignore[arg-type]
+                                    self.daemon_lines.append)
+        except UsageError as err:
+            raise InputError(f"earlyoom: {err.message.splitlines()[0]}", self.scenario.path, step.line,
+                             step.col + 1) from None
+        self.emit("call", f"{prefix}{' '.join(step.argv)} = {daemon.system.self_pid}")
     def model_call(self, method: str, *args: object) -> int:
         """A machine operation only some backends have (memory cgroups, oom_score_adj)."""
         fn = getattr(self.backend, method, None)
@@ -271,10 +316,13 @@ class Runner:
                 break
             sig = self.backend.access(pid, addr, step.step, True)
             taken += step.step
+            if sig is None and step.pause_ns:
+                self.sleep(pid, step.pause_ns)
         self.emit("access", f"{prefix}hog {step.step}: {taken >> 20} MiB mapped and touched")
         self.last = ("access", sig)
         if sig is not None:
-            self.emit("signal", f"{prefix}+++ killed by {sig} +++" + ("\nKilled" if sig == "SIGKILL" else ""))
+            shell = {"SIGKILL": "\nKilled", "SIGTERM": "\nTerminated"}.get(sig, "")
+            self.emit("signal", f"{prefix}+++ killed by {sig} +++{shell}")
             self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
 

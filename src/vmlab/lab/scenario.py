@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 
 from vmlab.backend import MACHINE_VIEWS, VIEWS, Program, Settings
+from vmlab.daemons.earlyoom.check import check_argv
+from vmlab.kernel.signal import SIGNALS, UNBLOCKABLE
 from vmlab.kernel.uapi import ULONG_MAX
 from vmlab.lab.calls import CONSTANTS, EXITS, FORKS, check_c_string, interpret_args
 from vmlab.lab.paging import counter_values
@@ -40,7 +42,8 @@ from vmlab.lab.syntax import (
 
 MAIN = "main"
 KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read", "write", "touch", "fork",
-                      "exit", "end", "memcg", "join", "oom_score_adj", "hog", MAIN})
+                      "exit", "end", "memcg", "join", "oom_score_adj", "hog", "earlyoom", "sleep", "ignore",
+                      "comm", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
 PAGING_VIEWS = ("counters", "pagemap", "residency")
 ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
@@ -152,6 +155,36 @@ class HogStep(Step):
     again, until the process is killed (or it has taken twice the machine's RAM)."""
 
     step: int
+    #: `hog STEP every DURATION`: the hog sleeps this long after each step (0: it never sleeps).
+    pause_ns: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyoomStep(Step):
+    """`earlyoom [FLAGS...]`: start the earlyoom daemon on the machine with earlyoom's own flags."""
+
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SleepStep(Step):
+    """`sleep DURATION`: the acting process sleeps; the machine's timers (daemons, write-back) run."""
+
+    ns: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommStep(Step):
+    """`comm NAME`: the acting process writes NAME to /proc/self/comm (prctl(PR_SET_NAME))."""
+
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IgnoreStep(Step):
+    """`ignore SIGNAL`: the acting process sets SIGNAL's disposition to SIG_IGN (`trap '' TERM`)."""
+
+    signal: str
 
 
 @dataclass(frozen=True)
@@ -567,15 +600,82 @@ def _oom_score_adj(st: _State, rest: str, src: Source, raw: str) -> None:
 
 
 def _hog(st: _State, rest: str, src: Source, raw: str) -> None:
-    """`hog STEP`: a positive size."""
-    step = _constant(rest, src) if rest else 0
+    """`hog STEP [every DURATION]`: a positive size, and the pause after each step."""
+    m = re.fullmatch(r"(.*?)\s+every\s+(.*)", rest)
+    size = m.group(1) if m else rest
+    step = _constant(size, src) if size.strip() else 0
     if step <= 0:
-        raise src.error("expected 'hog STEP' with a positive size (e.g. hog 1M)", 1)
-    st.steps.append(HogStep(line=src.line, col=src.col0, actor=st.actor, source=raw, step=step))
+        raise src.error("expected 'hog STEP' with a positive size (e.g. hog 1M, or hog 1M every 10ms)", 1)
+    pause_ns = _duration(m.group(2), Source(src.path, src.line, src.col0 + m.start(2))) if m else 0
+    st.steps.append(HogStep(line=src.line, col=src.col0, actor=st.actor, source=raw, step=step,
+                            pause_ns=pause_ns))
+
+
+_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def _duration(text: str, src: Source) -> int:
+    """A time like `5ms`, `1.5s`, `200us` in nanoseconds (positive, at most an hour)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ns|us|ms|s)", text.strip())
+    if not m:
+        raise src.error(f"expected a duration such as 10ms or 2s, not '{text.strip()}'", 1)
+    ns = round(float(m.group(1)) * _UNITS[m.group(2)])
+    if not 0 < ns <= 3600 * _UNITS["s"]:
+        raise src.error("a duration must be more than 0 and at most 3600s", 1)
+    return ns
+
+
+def _sleep(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`sleep DURATION`."""
+    ns = _duration(rest, src)
+    st.steps.append(SleepStep(line=src.line, col=src.col0, actor=st.actor, source=raw, ns=ns))
+
+
+def _ignore(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`ignore SIGNAL`: a signal whose disposition may be set (not SIGKILL or SIGSTOP)."""
+    if rest in UNBLOCKABLE:
+        raise src.error(f"{rest} cannot be ignored", 1)
+    if rest not in SIGNALS:
+        known = ", ".join(sorted(set(SIGNALS) - UNBLOCKABLE))
+        raise src.error(f"expected 'ignore SIGNAL' (one of {known})", 1)
+    st.steps.append(IgnoreStep(line=src.line, col=src.col0, actor=st.actor, source=raw, signal=rest))
+
+
+def _comm(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`comm NAME`: one word (the kernel keeps its first 15 bytes)."""
+    if not re.fullmatch(r"\S+", rest):
+        raise src.error("expected 'comm NAME' (one word)", 1)
+    st.steps.append(CommStep(line=src.line, col=src.col0, actor=st.actor, source=raw, name=rest))
+
+
+def _earlyoom(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`earlyoom [FLAGS...]`: earlyoom's command line, checked as earlyoom checks it (against the
+    machine's RAM for -M; a refused flag is an error at that word)."""
+    words, cols = _words_at(rest)
+    argv = ["earlyoom", *words]
+    ram = int(st.settings.get("ram", Settings().ram))  # type: ignore[call-overload]
+    problem = check_argv(argv, ram)
+    if problem is not None:
+        message, index = problem
+        raise src.error(message, cols[index - 1] if index >= 1 else 1)
+    if any(isinstance(s, EarlyoomStep) for s in st.steps):
+        raise src.error("earlyoom is already running", 1)
+    st.steps.append(EarlyoomStep(line=src.line, col=src.col0, actor=st.actor, source=raw, argv=tuple(argv)))
+
+
+def _words_at(text: str) -> tuple[list[str], list[int]]:
+    """The whitespace-separated words of `text` and the 1-based column of each (quotes are kept as
+    written: earlyoom's regexes rarely need spaces)."""
+    words, cols = [], []
+    for m in _WORD.finditer(text):
+        words.append(m.group())
+        cols.append(m.start() + 1)
+    return words, cols
 
 
 _DIRECTIVES = {
     "memcg": _memcg, "join": _join, "oom_score_adj": _oom_score_adj, "hog": _hog,
+    "earlyoom": _earlyoom, "sleep": _sleep, "ignore": _ignore, "comm": _comm,
     "set": _set, "exec": _exec, "file": _file, "process": _process, "show": _show, "expect": _expect,
     "fork": _fork_bare, "exit": _exit_bare,
     "read": _access(False), "write": _access(True), "touch": _access(True),
