@@ -381,10 +381,11 @@ _SLOW = (1 << PG_readahead) | F_HEAD
 _SETTLED = (1 << PG.referenced) | (1 << PG.active)
 
 
-def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bool]:
+def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False) -> tuple[int | None, bool]:
     """filemap_fault(): the page-cache page for an mmap fault at file page `pgoff`: (pfn or None when
-    out of memory, major). A cached page may start asynchronous readahead; a missing one is a major
-    fault that reads around it (or just it, under MADV_RANDOM) synchronously."""
+    out of memory, major). A cached page may start asynchronous readahead, except on the retry of a
+    fault (`tried`: FAULT_FLAG_TRIED); a missing one is a major fault that reads around it (or just
+    it, under MADV_RANDOM) synchronously."""
     assert vma.vm_file is not None
     file, inode = vma.vm_file, vma.vm_file.inode
     if inode.shmem:
@@ -393,9 +394,10 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int) -> tuple[int | None, bo
     pfn = cached_page(mem, inode, pgoff)
     if pfn is not None:
         head, order = folio_head(inode, pgoff)
-        mem.mem_map._refcount_a[pfn] += 1  # the fault's reference: readahead may reclaim, not this page
-        readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
-        mem.mem_map._refcount_a[pfn] -= 1
+        if not tried:
+            mem.mem_map._refcount_a[pfn] += 1  # the fault's reference: readahead may reclaim, not it
+            readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
+            mem.mem_map._refcount_a[pfn] -= 1
         return pfn, False
     mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)

@@ -99,6 +99,7 @@ VM_FAULT_SIGBUS = 0x000002
 VM_FAULT_MAJOR = 0x000004
 VM_FAULT_SIGSEGV = 0x000040
 VM_FAULT_NOPAGE = 0x000100
+VM_FAULT_RETRY = 0x000400
 VM_FAULT_FALLBACK = 0x000800
 VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
 
@@ -135,6 +136,11 @@ class VmFault:
     write: bool
     mem: PhysMem
     trace: FaultTrace | None = None
+    #: vmf->prealloc_pte: a PTE table frame allocated (and charged) for the fault before it needed
+    #: it, not linked yet; do_fault() frees it when unused.
+    prealloc_pte: int | None = None
+    #: FAULT_FLAG_TRIED: this is the retry of a fault that dropped the mmap lock for I/O.
+    tried: bool = False
 
     @property
     def pgoff(self) -> int:
@@ -235,20 +241,37 @@ def anon_folio_flags(vma: VmArea) -> int:
 
 def new_anon_page(vmf: VmFault) -> int | None:
     """alloc_anon_folio() + folio_add_new_anon_rmap(): a zeroed private page, mapped once."""
-    anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
+    anon_vma_prepare(vmf.mm, vmf.vma)
+    pfn = folio_prealloc(vmf)
+    if pfn is not None:
+        folio_add_new_anon_rmap(vmf, pfn)
+    return pfn
+
+
+def folio_prealloc(vmf: VmFault) -> int | None:
+    """folio_prealloc(): a new page for the fault's private mapping, charged to the mm's memcg (the
+    charge refused: the page is freed again, None); not mapped yet and on no list, so that dropping
+    it is free_pages()."""
     pfn = vmf.mem.alloc_pages(0)
     if pfn is None:
         return None
     if mem_cgroup_charge(vmf.mm.memcg, pfn):
         vmf.mem.free_pages(pfn)
         return None
+    return pfn
+
+
+def folio_add_new_anon_rmap(vmf: VmFault, pfn: int) -> None:
+    """folio_add_new_anon_rmap() + folio_add_lru_vma(): the new page `pfn` of the fault's VMA (which
+    has its anon_vma) is anon, exclusive and mapped once, and joins the LRU."""
+    anon_vma = vmf.vma.anon_vma
+    assert anon_vma is not None
     mm = vmf.mem.mem_map
     mm.mapping[pfn] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
     mm.index[pfn] = vmf.pgoff
     mm.flags_a[pfn] = mm.flags_a[pfn] | anon_folio_flags(vmf.vma)
     mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
     folio_add_lru(vmf.mem, pfn)
-    return pfn
 
 
 def vmf_inode(vma: VmArea) -> Inode:
@@ -356,14 +379,104 @@ def special_mapping_fault(vmf: VmFault) -> int:
 
 
 def do_fault(vmf: VmFault) -> int:
-    """do_fault(): a file (or shmem) page: read, private write (COW) or shared write."""
-    if beyond_eof(vmf.vma, vmf.address):
-        return VM_FAULT_SIGBUS
+    """do_fault(): a file (or shmem) page: read, private write (COW) or shared write. The PUD and PMD
+    tables come first (__handle_mm_fault: pud_alloc(), pmd_alloc()), the PTE table is preallocated
+    by the handler before it needs it (do_fault_around, __do_fault) and freed here when unused
+    (pte_free of vmf->prealloc_pte). A handler that read its page from disk returns VM_FAULT_RETRY
+    (filemap_fault dropped the mmap lock for the I/O): everything it allocated is given back and the
+    fault is taken again once with FAULT_FLAG_TRIED, which counts as a major fault."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if not pt.pmd_alloc(vmf.address):
+        return VM_FAULT_OOM
     if not vmf.write:
-        return do_read_fault(vmf)
-    if not vmf.vma.vm_flags & VM_SHARED:
-        return do_cow_fault(vmf)
-    return do_shared_fault(vmf)
+        handler = do_read_fault
+    elif not vmf.vma.vm_flags & VM_SHARED:
+        handler = do_cow_fault
+    else:
+        handler = do_shared_fault
+    ret = handler(vmf)
+    _free_prealloc_pte(vmf)
+    if ret & VM_FAULT_RETRY:
+        vmf.call("do_fault", "retry: the page was read with the mmap lock dropped")
+        vmf.tried = True
+        ret = handler(vmf) & ~VM_FAULT_RETRY | VM_FAULT_MAJOR
+        _free_prealloc_pte(vmf)
+    return ret
+
+
+def _free_prealloc_pte(vmf: VmFault) -> None:
+    """do_fault()'s end: the preallocated PTE table the fault did not use is freed (and uncharged)."""
+    if vmf.prealloc_pte is not None:
+        pt = vmf.mm.pt
+        assert pt is not None
+        pt.pte_free(vmf.prealloc_pte)
+        vmf.prealloc_pte = None
+
+
+def _prealloc_pte(vmf: VmFault) -> bool:
+    """pte_alloc_one() into vmf->prealloc_pte when the fault's PMD entry is none and the fault holds
+    no table yet (do_fault_around, __do_fault); False when the table (its frame or its memcg charge)
+    was refused."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if vmf.prealloc_pte is None and pt.pmd_none(vmf.address):
+        vmf.prealloc_pte = pt.pte_alloc_one()
+        return vmf.prealloc_pte is not None
+    return True
+
+
+def _install_prealloc_pte(vmf: VmFault) -> None:
+    """pmd_install() of vmf->prealloc_pte (filemap_map_pmd, finish_fault): it becomes the PTE table
+    of the fault's 2 MiB when that PMD entry is still none."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if vmf.prealloc_pte is not None and pt.pmd_install(vmf.address, vmf.prealloc_pte):
+        vmf.prealloc_pte = None
+
+
+def __do_fault(vmf: VmFault) -> tuple[int, int | None]:
+    """__do_fault(): preallocate the PTE table when the PMD entry is none (before ->fault, which may
+    wait on writeback: memcg reclaim must not run under the page lock), then vma->vm_ops->fault
+    (filemap_fault / shmem_fault): SIGBUS beyond EOF. (ret, the page's pfn or None): ret holds
+    VM_FAULT_OOM when the table or the page could not be had, VM_FAULT_RETRY when the page was read
+    from disk (the page is cached then, not held)."""
+    if not _prealloc_pte(vmf):
+        return VM_FAULT_OOM, None
+    vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
+    if beyond_eof(vmf.vma, vmf.address):
+        return VM_FAULT_SIGBUS, None
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff, vmf.tried)
+    if pfn is None:
+        return VM_FAULT_OOM, None
+    if major and not vmf.tried:
+        return VM_FAULT_RETRY, None
+    return (VM_FAULT_MAJOR if major else 0), pfn
+
+
+def finish_fault(vmf: VmFault, pfn: int, cow: bool) -> int:
+    """finish_fault(): map the fault's page - the new anon copy `pfn` of a COW fault (`cow`), else the
+    page-cache page `pfn` (writable and dirty for a shared write). The PTE table is the preallocated
+    one when the PMD entry is still none (pte_alloc() without one). A PTE set meanwhile is left as it
+    is (VM_FAULT_NOPAGE; a COW copy is dropped). 0, VM_FAULT_NOPAGE or VM_FAULT_OOM."""
+    pt = vmf.mm.pt
+    assert pt is not None
+    if pt.pmd_none(vmf.address):
+        if vmf.prealloc_pte is not None:
+            _install_prealloc_pte(vmf)
+        elif not pt.pte_alloc(vmf.address):
+            return VM_FAULT_OOM
+    if pt.get_pte(vmf.address):
+        if cow:
+            vmf.mem.free_pages(pfn)
+        return VM_FAULT_NOPAGE
+    if not cow:
+        return 0 if _map_file_page(vmf, vmf.address, pfn, vmf.write) else VM_FAULT_OOM
+    folio_add_new_anon_rmap(vmf, pfn)
+    if not _install_new_anon(vmf, pfn):
+        return VM_FAULT_OOM
+    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    return 0
 
 
 def beyond_eof(vma: VmArea, address: int) -> bool:
@@ -383,12 +496,16 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
     return True
 
 
-def do_fault_around(vmf: VmFault) -> bool:
+def do_fault_around(vmf: VmFault) -> int:
     """do_fault_around() -> filemap_map_pages(): map the cached, uptodate pages of the 16-page window
     around the fault that are not mapped yet (P6); the window is clipped to the VMA, to the one PTE
-    table holding the fault and to EOF, and skips PG_readahead folios. True when the faulting page got
-    mapped. Like the kernel, it takes the PTE table once (vmf->pte, then pte++) and looks each page up
-    in the cache's xarray (the host's cached pages come in through cached_page())."""
+    table holding the fault and to EOF, and skips PG_readahead folios. A PMD entry that is none gets
+    its PTE table preallocated first (vmf->prealloc_pte, charged: VM_FAULT_OOM when refused), which
+    becomes the PTE table once the window's first mappable folio turns up (filemap_map_pmd ->
+    pmd_install) and is otherwise left to the fault (__do_fault, finish_fault, or do_fault frees it).
+    VM_FAULT_NOPAGE when the faulting page got mapped, else 0. Like the kernel, it takes the PTE table
+    once (vmf->pte, then pte++) and looks each page up in the cache's xarray (the host's cached pages
+    come in through cached_page())."""
     vma, pt, mem = vmf.vma, vmf.mm.pt, vmf.mem
     assert pt is not None
     i = (vmf.address >> PAGE_SHIFT) & 511
@@ -400,16 +517,16 @@ def do_fault_around(vmf: VmFault) -> bool:
     inode = vmf_inode(vma)
     first = vma.vm_pgoff + page_in_vma - i  # the file index slot 0 of the table would map (pgoff - i)
     vmf.call("do_fault_around", f"window of {end - start} pages")
+    ptes = pt.pte_offset_map(vmf.address)  # None: no PTE table yet, preallocate one
+    if ptes is None and not _prealloc_pte(vmf):
+        return VM_FAULT_OOM
     i_pages, host = inode.i_pages, host_pages_pending(inode)
-    ptes = None  # the PTE table: taken when the window's first page-cache page turns up
     mapped_self = False
     for j in range(start, min(end, i_size_pages(inode) - first)):
         index = first + j
         pfn = i_pages.get(index)
         if pfn is None and not host:
             continue  # a hole or a shadow entry: next_uptodate_folio() passes it by
-        if ptes is None:
-            ptes = pt.pte_offset_map(vmf.address)
         if ptes is not None and ptes[j]:
             continue
         if pfn is None:
@@ -418,51 +535,57 @@ def do_fault_around(vmf: VmFault) -> bool:
                 continue
         if folio_test_readahead(mem, inode, index):
             continue
+        if ptes is None:  # the first folio to map: filemap_map_pmd() installs the table
+            _install_prealloc_pte(vmf)
+            ptes = pt.pte_offset_map(vmf.address)
         if _map_file_page(vmf, base + (j << PAGE_SHIFT), pfn, False):
             mapped_self |= j == i
-    return mapped_self
+    return VM_FAULT_NOPAGE if mapped_self else 0
 
 
 def do_read_fault(vmf: VmFault) -> int:
-    """do_read_fault(): fault-around first; otherwise read the page (a major fault if not cached)."""
+    """do_read_fault(): fault-around first; otherwise read the page (__do_fault) and map it
+    (finish_fault)."""
     vmf.call("do_read_fault")
-    if do_fault_around(vmf):
-        return 0
-    vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
-    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
+    ret = do_fault_around(vmf)
+    if ret:
+        return ret & ~VM_FAULT_NOPAGE
+    ret, pfn = __do_fault(vmf)
     if pfn is None:
-        return VM_FAULT_OOM
-    if major:
-        do_fault_around(vmf)  # the retry maps what readahead brought in
-        return VM_FAULT_MAJOR
-    if not vmf.mm.pt.get_pte(vmf.address):  # type: ignore[union-attr]
-        _map_file_page(vmf, vmf.address, pfn, False)
-    return 0
+        return ret
+    return ret | finish_fault(vmf, pfn, cow=False) & ~VM_FAULT_NOPAGE
 
 
 def do_cow_fault(vmf: VmFault) -> int:
-    """do_cow_fault(): a private write to an unmapped file page: copy it into a new anon page (P7)."""
+    """do_cow_fault(): a private write to an unmapped file page: the anon page is allocated and
+    charged first (vmf_anon_prepare, folio_prealloc), then __do_fault (the PTE table, the page-cache
+    page), then the copy is mapped (finish_fault) (P7). When the fault fails or is retried, the new
+    page goes back."""
     vmf.call("do_cow_fault", "private write: copy the file page")
-    src, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
+    anon_vma_prepare(vmf.mm, vmf.vma)
+    new = folio_prealloc(vmf)
+    if new is None:
+        return VM_FAULT_OOM
+    ret, src = __do_fault(vmf)
     if src is None:
-        return VM_FAULT_OOM
-    pfn = new_anon_page(vmf)
-    if pfn is None or not _install_new_anon(vmf, pfn):
-        return VM_FAULT_OOM
-    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
-    return VM_FAULT_MAJOR if major else 0
+        vmf.mem.free_pages(new)
+        return ret
+    return ret | finish_fault(vmf, new, cow=True) & ~VM_FAULT_NOPAGE
 
 
 def do_shared_fault(vmf: VmFault) -> int:
-    """do_shared_fault(): a shared write maps the page-cache page writable and dirty (P8, P9)."""
+    """do_shared_fault(): a shared write maps the page-cache page writable and dirty (__do_fault, then
+    finish_fault) and dirties it (P8, P9)."""
     vmf.call("do_shared_fault", "shared write: the page cache page, writable")
-    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff)
+    ret, pfn = __do_fault(vmf)
     if pfn is None:
-        return VM_FAULT_OOM
-    if not _map_file_page(vmf, vmf.address, pfn, True):
-        return VM_FAULT_OOM
-    fault_dirty_shared_page(vmf, pfn)
-    return VM_FAULT_MAJOR if major else 0
+        return ret
+    fin = finish_fault(vmf, pfn, cow=False)
+    if fin & VM_FAULT_OOM:
+        return fin
+    if not fin & VM_FAULT_NOPAGE:
+        fault_dirty_shared_page(vmf, pfn)
+    return ret
 
 
 def fault_dirty_shared_page(vmf: VmFault, pfn: int) -> None:

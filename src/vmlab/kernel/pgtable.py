@@ -341,6 +341,22 @@ class PageTables:
         """pagetable_alloc(GFP_PGTABLE_USER) + ctor: a zeroed table frame charged to the running task's
         memcg (`count`: it counts in pgtables_bytes, as all but the PGD do); None when no frame could
         be had or the memcg charge was refused (the frame is freed again)."""
+        pfn = self.pte_alloc_one()
+        if pfn is not None:
+            self._adopt_table(pfn, count)
+        return pfn
+
+    def _adopt_table(self, pfn: int, count: bool = True) -> None:
+        """Make the allocated, charged frame `pfn` one of this mm's tables: 512 none entries."""
+        self.tables[pfn] = np.zeros(PTRS_PER_TABLE, dtype=np.uint64)
+        if count:
+            self.pgtables_bytes += PAGE_SIZE
+
+    def pte_alloc_one(self) -> int | None:
+        """pte_alloc_one(): a table frame charged to the running task's memcg (__GFP_ACCOUNT), not
+        linked anywhere yet - the fault path's vmf->prealloc_pte, which pmd_install() links or
+        pte_free() gives back (frame and charge). None when no frame could be had or the charge was
+        refused (the frame is freed again)."""
         mem = self.mem
         pfn = mem.alloc_pagetable_page()
         if pfn is None:
@@ -348,10 +364,28 @@ class PageTables:
         if memcg_kmem_charge_page(mem, pfn):
             mem.free_pagetable_page(pfn)
             return None
-        self.tables[pfn] = np.zeros(PTRS_PER_TABLE, dtype=np.uint64)
-        if count:
-            self.pgtables_bytes += PAGE_SIZE
         return pfn
+
+    def pte_free(self, pfn: int) -> None:
+        """pte_free(): free a table frame from pte_alloc_one() that was never linked, uncharging it."""
+        self.mem.free_pagetable_page(pfn)
+
+    def pmd_none(self, vaddr: int) -> bool:
+        """pmd_none(): the PMD entry covering vaddr holds neither a PTE table nor a 2 MiB leaf (also
+        when no PMD table covers vaddr)."""
+        return self._pte_table(vaddr, allocate=False) is None and not self.get_pmd(vaddr)
+
+    def pmd_install(self, vaddr: int, pfn: int) -> bool:
+        """pmd_install() (mm_inc_nr_ptes + pmd_populate): link the preallocated table `pfn` as the PTE
+        table covering vaddr, if that PMD entry is still none (the upper tables are allocated as
+        needed); False when it is not (the caller keeps `pfn` and frees it) or an upper table could
+        not be had."""
+        pmd = self._pmd_table(vaddr, allocate=True)
+        if pmd is None or int(self.tables[pmd][pmd_index(vaddr)]):
+            return False
+        self._adopt_table(pfn)
+        self.tables[pmd][pmd_index(vaddr)] = (pfn << PAGE_SHIFT) | _PAGE_TABLE
+        return True
 
     def _free_table(self, pfn: int) -> None:
         self._walk_cache.clear()
