@@ -48,17 +48,22 @@ def events_between(before: dict[str, int], after: dict[str, int]) -> dict[str, i
     return {name: after[name] - before[name] for name in before if after[name] != before[name]}
 
 
-def undisturbed(observe: Callable[[], T], attempts: int = 5) -> T:
+def undisturbed(observe: Callable[[], T], attempts: int = 5, accept: Callable[[T], bool] | None = None,
+                evidence: Callable[[], dict[str, int]] = outside_events) -> T:
     """`observe()` (one complete host run: set-up, workload and reading of the result) repeated until a
-    run had no outside event (OUTSIDE_EVENTS) from its start to GRACE seconds after its end; that run's
-    result. Each disturbed run is reported (printed, and in the failure) with the events seen and its
-    result; after `attempts` disturbed runs the test fails: the host is too busy for this comparison."""
+    run had no outside event (`evidence()` unchanged) from its start to GRACE seconds after its end;
+    that run's result. With `accept`, a run whose result it accepts is returned at once (no check, no
+    wait): only the others need the evidence, and one without outside events is returned as it is, for
+    the caller to fail on. Each disturbed run is reported (printed, and in the failure) with the events
+    seen and its result; after `attempts` disturbed runs the test fails: the host is too busy."""
     seen: list[str] = []
     for attempt in range(1, attempts + 1):
-        before = outside_events()
+        before = evidence()
         result = observe()
+        if accept is not None and accept(result):
+            return result
         time.sleep(GRACE)
-        moved = events_between(before, outside_events())
+        moved = events_between(before, evidence())
         if not moved:
             return result
         line = f"attempt {attempt}: discarded, outside events {moved} during the run; it saw {result!r:.300}"
