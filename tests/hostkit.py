@@ -33,11 +33,14 @@ def hog_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Hog:
     """One running oomhog: its Popen, pid and line protocol."""
 
-    def __init__(self, binary: Path, name: str, adj: int, mib: int, cgroup: Path | None) -> None:
-        """Start it and wait until it has joined `cgroup`, set its adj and touched `mib` MiB."""
+    def __init__(self, binary: Path, name: str, adj: int, mib: int, cgroup: Path | None,
+                 cpu: int | None = None) -> None:
+        """Start it (on CPU `cpu` only, from its first instruction, when given: taskset execs the hog
+        in the same process) and wait until it has joined `cgroup`, set its adj and touched `mib` MiB."""
         procs = str(cgroup / "cgroup.procs") if cgroup else "-"
         self.name = name
-        self.proc = subprocess.Popen([str(binary), name, str(adj), str(mib), procs],
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+        self.proc = subprocess.Popen([*pin, str(binary), name, str(adj), str(mib), procs],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
         self.expect("ready")
@@ -73,9 +76,9 @@ class Hogs:
         self.binary = binary
         self.all: list[Hog] = []
 
-    def start(self, name: str, adj: int, mib: int, cgroup: Path | None = None) -> Hog:
+    def start(self, name: str, adj: int, mib: int, cgroup: Path | None = None, cpu: int | None = None) -> Hog:
         """A new hog (see Hog)."""
-        hog = Hog(self.binary, name, adj, mib, cgroup)
+        hog = Hog(self.binary, name, adj, mib, cgroup, cpu)
         self.all.append(hog)
         return hog
 
