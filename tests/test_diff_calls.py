@@ -16,16 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 from test_diff_random import check_agreement, pytestmark  # noqa: F401  (the host marks and skips)
+from vmlab.lab.run import make_file
+from vmlab.lab.scenario import FileSpec
 
 DATA = f"/tmp/vmlab-diff-calls-{os.getpid()}.dat"
 
 
 @pytest.fixture(autouse=True)
 def _data_file() -> Iterator[None]:
-    with open(DATA, "wb") as f:
-        f.write(b"x" * 16 * 4096)
-        f.flush()
-        os.fsync(f.fileno())
+    make_file(FileSpec(DATA, 16 * 4096))  # 4 KiB folios, as the model assumes (test_diff_random)
     yield
     if os.path.exists(DATA):
         os.unlink(DATA)
