@@ -1,7 +1,13 @@
-"""A model machine whose first process runs in a memory cgroup, and a writer driven until it is
-killed: what the model-side memcg tests and their host comparisons share."""
+"""A model machine whose first process runs in a memory cgroup, a writer driven until it is killed, and
+the v1 counters of a memcg on both sides (the host's with the per-CPU charge stocks drained): what the
+memcg tests and their host comparisons share."""
 
 from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
@@ -10,6 +16,9 @@ from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
 
 MB = 1 << 20
+PG = 4096
+#: Slab pages (VMA, anon_vma) the kernel charges as kmem and the model does not have (measured: 1).
+SLAB_PAGES = 2
 
 
 def memcg_machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:
@@ -33,3 +42,72 @@ def writes_until_killed(backend: ModelBackend | HostBackend, pid: int, addr: int
             return done, sig
         done += 1
     return done, None
+
+
+@dataclass(frozen=True)
+class Counters:
+    """memory.usage_in_bytes, memory.kmem.usage_in_bytes, memory.memsw.usage_in_bytes, in pages."""
+
+    usage: int
+    kmem: int
+    memsw: int
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(self.usage - other.usage, self.kmem - other.kmem, self.memsw - other.memsw)
+
+
+def host_counters(cg: Path) -> Counters:
+    """The v1 memcg's counters as the kernel shows them now."""
+    def read(name: str) -> int:
+        return int((cg / f"memory.{name}").read_text()) // PG
+    return Counters(read("usage_in_bytes"), read("kmem.usage_in_bytes"), read("memsw.usage_in_bytes"))
+
+
+def model_counters(memcg: MemCgroup) -> Counters:
+    """The model memcg's counters."""
+    return Counters(memcg.memory.usage, memcg.kmem.usage, memcg.memsw.usage)
+
+
+def settled_host_counters(cg: Path, timeout: float = 10.0) -> Counters:
+    """The counters once kmem stopped changing for 0.5 s (freed tables are uncharged after RCU)."""
+    deadline = time.monotonic() + timeout
+    last = host_counters(cg)
+    while True:
+        time.sleep(0.5)
+        now = host_counters(cg)
+        if now == last:
+            return now
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{cg}: counters still moving after {timeout} s: {last} -> {now}")
+        last = now
+
+
+def drained_host_counters(cg: Path) -> Counters:
+    """The settled counters with every CPU's charge stock given back, so that usage is what is really
+    charged: a memory.limit_in_bytes just below the usage makes mem_cgroup_resize_max() call
+    drain_all_stock() before it reclaims (a refusal, -EBUSY, comes after the drain: it is fine); the
+    limit is then put back."""
+    limit_file = cg / "memory.limit_in_bytes"
+    limit = limit_file.read_text()
+    usage = int((cg / "memory.usage_in_bytes").read_text())
+    try:
+        limit_file.write_text(str(max(usage - PG, PG)))
+    except OSError:
+        pass  # -EBUSY: nothing left to reclaim once the stocks were drained
+    finally:
+        limit_file.write_text(limit)
+    return settled_host_counters(cg)
+
+
+def drained_model_counters(model: ModelBackend, memcg: MemCgroup) -> Counters:
+    """The model memcg's counters with the charge stock given back."""
+    model.memcgs.drain_stock()
+    return model_counters(memcg)
+
+
+def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
+    """A stepper pinned to CPU 0 and moved into `cg` (what it charged before stays in the root)."""
+    pid = host.start(program, Settings())
+    os.sched_setaffinity(pid, {0})
+    (cg / "cgroup.procs").write_text(str(pid))
+    return pid

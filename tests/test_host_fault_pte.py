@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from memcgkit import memcg_machine
-from test_host_kmem import (
+from memcgkit import (
     SLAB_PAGES,
     Counters,
     drained_host_counters,
     drained_model_counters,
     host_counters,
+    memcg_machine,
     start_host_stepper,
 )
 from vmlab.backend import Program

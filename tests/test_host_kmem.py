@@ -17,104 +17,38 @@ test waits until memory.kmem.usage_in_bytes stops falling; the model frees them 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
-from memcgkit import memcg_machine, writes_until_killed
-from vmlab.backend import Program, Settings
+from memcgkit import (
+    PG,
+    SLAB_PAGES,
+    drained_host_counters,
+    drained_model_counters,
+    host_counters,
+    memcg_machine,
+    model_counters,
+    settled_host_counters,
+    start_host_stepper,
+    writes_until_killed,
+)
+from vmlab.backend import Program
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.memcontrol import MemCgroup
 
 from hostkit import Memcgs
 
-PG = 4096
 MAP_FIXED, MAP_NORESERVE = 0x10, 0x4000
 #: A 512 GiB-aligned address no mapping of the stepper is near: its first write allocates a PUD table.
 BASE = 0x600000000000
 STRIDE = 2 << 20
-#: Slab pages (VMA, anon_vma) the kernel charges as kmem and the model does not have (measured: 1).
-SLAB_PAGES = 2
 #: MEMCG_CHARGE_BATCH: the most pages one CPU's charge stock holds.
 MEMCG_CHARGE_BATCH = 64
-
-
-@dataclass(frozen=True)
-class Counters:
-    """memory.usage_in_bytes, memory.kmem.usage_in_bytes, memory.memsw.usage_in_bytes, in pages."""
-
-    usage: int
-    kmem: int
-    memsw: int
-
-    def __sub__(self, other: Counters) -> Counters:
-        return Counters(self.usage - other.usage, self.kmem - other.kmem, self.memsw - other.memsw)
-
-
-def host_counters(cg: Path) -> Counters:
-    """The v1 memcg's counters as the kernel shows them now."""
-    def read(name: str) -> int:
-        return int((cg / f"memory.{name}").read_text()) // PG
-    return Counters(read("usage_in_bytes"), read("kmem.usage_in_bytes"), read("memsw.usage_in_bytes"))
-
-
-def model_counters(memcg: MemCgroup) -> Counters:
-    """The model memcg's counters."""
-    return Counters(memcg.memory.usage, memcg.kmem.usage, memcg.memsw.usage)
-
-
-def settled_host_counters(cg: Path, timeout: float = 10.0) -> Counters:
-    """The counters once kmem stopped changing for 0.5 s (freed tables are uncharged after RCU)."""
-    deadline = time.monotonic() + timeout
-    last = host_counters(cg)
-    while True:
-        time.sleep(0.5)
-        now = host_counters(cg)
-        if now == last:
-            return now
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{cg}: counters still moving after {timeout} s: {last} -> {now}")
-        last = now
-
-
-def drained_host_counters(cg: Path) -> Counters:
-    """The settled counters with every CPU's charge stock given back, so that usage is what is really
-    charged: a memory.limit_in_bytes just below the usage makes mem_cgroup_resize_max() call
-    drain_all_stock() before it reclaims (a refusal, -EBUSY, comes after the drain: it is fine); the
-    limit is then put back."""
-    limit_file = cg / "memory.limit_in_bytes"
-    limit = limit_file.read_text()
-    usage = int((cg / "memory.usage_in_bytes").read_text())
-    try:
-        limit_file.write_text(str(max(usage - PG, PG)))
-    except OSError:
-        pass  # -EBUSY: nothing left to reclaim once the stocks were drained
-    finally:
-        limit_file.write_text(limit)
-    return settled_host_counters(cg)
-
-
-def drained_model_counters(model: ModelBackend, memcg: MemCgroup) -> Counters:
-    """The model memcg's counters with the charge stock given back."""
-    model.memcgs.drain_stock()
-    return model_counters(memcg)
-
-
-def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
-    """A stepper pinned to CPU 0 and moved into `cg` (what it charged before stays in the root)."""
-    pid = host.start(program, Settings())
-    os.sched_setaffinity(pid, {0})
-    (cg / "cgroup.procs").write_text(str(pid))
-    return pid
 
 
 def sparse_map(backend: HostBackend | ModelBackend, pid: int, size: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from errno import EPERM, ESRCH, ETIME
 from typing import Protocol
 
 from vmlab.daemons.earlyoom.flavor import V1_9, Flavor
@@ -32,7 +33,6 @@ NSEC_PER_MSEC = 1_000_000
 KILL_WAIT_POLL_MS = 100
 KILL_WAIT_TICKS = 100  # kill_wait() waits at most 100 * 100 ms
 PIDFD = 4
-ESRCH, EPERM, ETIME = 3, 1, 62
 
 
 class System(Protocol):

@@ -10,13 +10,14 @@ but not in every corner (a backslash escape such as `\\d` means a digit only her
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass, field
 
 from vmlab.daemons.earlyoom.flavor import Flavor
 from vmlab.daemons.earlyoom.meminfo import MemInfo
 from vmlab.daemons.earlyoom.msg import parse_term_kill_tuple, pct, strtod
 
-SIGTERM, SIGKILL = 15, 9
+SIGTERM, SIGKILL = int(signal.SIGTERM), int(signal.SIGKILL)
 SIGNAMES = {SIGTERM: "SIGTERM", SIGKILL: "SIGKILL", 0: "0 (no-op signal)"}
 #: Fill rates sleep_time_ms() assumes, in KiB per millisecond (about MiB/s).
 MEM_FILL_RATE, SWAP_FILL_RATE = 6000, 800
