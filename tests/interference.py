@@ -26,6 +26,8 @@ from typing import TypeVar
 
 import pytest
 
+from vmlab.host.writeback import read_vmstat
+
 #: The /proc/vmstat events that mark an outside disturbance (see the module text).
 OUTSIDE_EVENTS = ("drop_pagecache", "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
                   "compact_isolated")
@@ -38,9 +40,8 @@ T = TypeVar("T")
 
 def outside_events() -> dict[str, int]:
     """The OUTSIDE_EVENTS counters now (a counter this kernel lacks reads 0)."""
-    with open("/proc/vmstat") as f:
-        table = dict(line.split() for line in f)
-    return {name: int(table.get(name, 0)) for name in OUTSIDE_EVENTS}
+    table = read_vmstat()
+    return {name: table.get(name, 0) for name in OUTSIDE_EVENTS}
 
 
 def events_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

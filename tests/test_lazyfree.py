@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from vmlab.backend import Backend, Program, Settings
+from vmlab.host.writeback import read_vmstat
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
@@ -360,11 +361,6 @@ def pressure_work(droppable: bool) -> Callable[[Backend, int], str]:
     return work
 
 
-def _vmstat() -> dict[str, int]:
-    with open("/proc/vmstat") as f:
-        return {k: int(v) for k, v in (line.split() for line in f)}
-
-
 def on_host(program: Program, work: Callable[[Backend, int], str]) -> PressureRun:
     """`work` in a stepper pinned to CPU 0 (the lru_lazyfree batch is per CPU) inside a new 16 MiB
     v1 memcg; the process is killed and the memcg removed whatever happens."""
@@ -379,9 +375,9 @@ def on_host(program: Program, work: Callable[[Backend, int], str]) -> PressureRu
         pid = host.start(program, Settings())
         pin_to_cpu(pid, 0)
         cg.attach(pid)
-        before = _vmstat()
+        before = read_vmstat()
         present = work(host, pid)
-        after = _vmstat()
+        after = read_vmstat()
         oom = dict(line.split() for line in (cg.path / "memory.oom_control").read_text().splitlines())
         return PressureRun(present, after["pglazyfree"] - before["pglazyfree"],
                            after["pglazyfreed"] - before["pglazyfreed"], int(oom["oom_kill"]) > 0)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from vmlab.kernel.oom_kill import MMF_OOM_SKIP, OomKiller
+from vmlab.kernel.uapi import EINVAL
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import MmStruct
 
-EINVAL, ESRCH = 22, 3
 #: Signals by number (x86) and the default action of each the model knows: "term", "core" or "ign".
 SIGNALS: dict[str, tuple[int, str]] = {
     "SIGHUP": (1, "term"), "SIGINT": (2, "term"), "SIGQUIT": (3, "core"), "SIGABRT": (6, "core"),

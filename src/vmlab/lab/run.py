@@ -290,6 +290,7 @@ class Runner:
             raise InputError(f"earlyoom: {err.message.splitlines()[0]}", self.scenario.path, step.line,
                              step.col + 1) from None
         self.emit("call", f"{prefix}{' '.join(step.argv)} = {daemon.system.self_pid}")
+
     def model_call(self, method: str, *args: object) -> int:
         """A machine operation only some backends have (memory cgroups, oom_score_adj)."""
         fn = getattr(self.backend, method, None)
