@@ -14,7 +14,6 @@ from vmlab.kernel.memory import (
     pte_reclaim,
     remove_guards,
     update_hiwater_rss,
-    vma_has_recency,
     zap_page_range,
 )
 from vmlab.kernel.mm_types import (
@@ -53,7 +52,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_SPECIAL,
     pte_pfn,
 )
-from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare
+from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, vma_has_recency
 from vmlab.kernel.swap import folio_mark_lazyfree, lru_add_drain, put_page
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry

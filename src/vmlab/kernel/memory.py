@@ -37,9 +37,7 @@ from vmlab.kernel.mm_types import (
     VM_MIXEDMAP,
     VM_NOHUGEPAGE,
     VM_PFNMAP,
-    VM_RAND_READ,
     VM_READ,
-    VM_SEQ_READ,
     VM_SHARED,
     VM_WRITE,
     Inode,
@@ -77,7 +75,7 @@ from vmlab.kernel.pgtable import (
     pte_special,
     pte_write,
 )
-from vmlab.kernel.rmap import anon_vma_prepare
+from vmlab.kernel.rmap import anon_vma_prepare, vma_has_recency
 from vmlab.kernel.swap import folio_add_lru, lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     is_swap_slot_pte,
@@ -891,12 +889,6 @@ def split_huge_pmds_at(mm: MmStruct, mem: PhysMem, addr: int) -> None:
         return
     if pte_huge(mm.pt.get_pmd(addr)):
         split_huge_pmd(mm, mem, addr & ~(PMD_SIZE - 1))
-
-
-def vma_has_recency(vma: VmArea) -> bool:
-    """vma_has_recency(): whether the VMA's young PTEs tell reclaim about use (not under
-    MADV_SEQUENTIAL or MADV_RANDOM; FMODE_NOREUSE is not modelled)."""
-    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
 
 
 def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards: bool = False,

@@ -148,8 +148,10 @@ class RmapIndex:
 
 
 def vma_has_recency(vma: VmArea) -> bool:
-    """vma_has_recency(): MADV_SEQUENTIAL / MADV_RANDOM mappings say their accesses predict nothing,
-    so their young bits do not count (invalid_folio_referenced_vma)."""
+    """vma_has_recency() (mm_inline.h): MADV_SEQUENTIAL / MADV_RANDOM mappings say their accesses
+    predict nothing, so their young bits do not count, neither to folio_referenced
+    (invalid_folio_referenced_vma) nor when an unmap hands them to the folio (FMODE_NOREUSE is not
+    modelled)."""
     return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.filemap import i_size_pages
-from vmlab.kernel.memory import vma_has_recency, zap_page_range
+from vmlab.kernel.memory import zap_page_range
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.page_writeback import (
     folio_cancel_dirty,
@@ -19,6 +19,7 @@ from vmlab.kernel.page_writeback import (
     mapping_vmas,
     vma_address,
 )
+from vmlab.kernel.rmap import vma_has_recency
 from vmlab.kernel.swap import page_cache_release, put_page
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 

@@ -259,7 +259,7 @@ class Runner:
             self.earlyoom(step, prefix)
         elif isinstance(step, SleepStep):
             self.sleep(pid, step.ns)
-            self.emit("call", f"{prefix}sleep {step.source.split(maxsplit=1)[-1].split('#')[0].strip()}")
+            self.emit("call", f"{prefix}sleep {step.written}")
         elif isinstance(step, CommStep):
             result = self.model_call("set_comm", pid, step.name)
             self.emit("call", f"{prefix}comm {step.name} {format_result(result, False)}")

@@ -171,6 +171,7 @@ class SleepStep(Step):
     """`sleep DURATION`: the acting process sleeps; the machine's timers (daemons, write-back) run."""
 
     ns: int
+    written: str  # DURATION as the scenario wrote it, for the trace line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -628,7 +629,8 @@ def _duration(text: str, src: Source) -> int:
 def _sleep(st: _State, rest: str, src: Source, raw: str) -> None:
     """`sleep DURATION`."""
     ns = _duration(rest, src)
-    st.steps.append(SleepStep(line=src.line, col=src.col0, actor=st.actor, source=raw, ns=ns))
+    st.steps.append(SleepStep(line=src.line, col=src.col0, actor=st.actor, source=raw, ns=ns,
+                              written=rest.strip()))
 
 
 def _ignore(st: _State, rest: str, src: Source, raw: str) -> None:
