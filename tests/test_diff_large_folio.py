@@ -5,8 +5,9 @@ residency` and `show smaps` must agree.
 
 How the large folios come about, the same on both sides: the file is dropped from the cache
 (POSIX_FADV_DONTNEED), then read cold with 4 KiB read()s. Readahead's first window is order 0, each
-later one asks for 2 more orders (page_cache_ra_order). Measured on this host (kpageflags of the
-cached pages, COMPOUND_HEAD/TAIL; /tmp/lf/exp2.py "1<<20" "64x4096" of the brief's experiments),
+later one asks for 2 more orders (page_cache_ra_order). Measured on this host (as root: write the file,
+fsync, POSIX_FADV_DONTNEED, 64 os.read(fd, 4096); then map it, touch each cached page, take each PFN
+from /proc/self/pagemap and its COMPOUND_HEAD (bit 15) / COMPOUND_TAIL (bit 16) from /proc/kpageflags),
 64 reads of a 1 MiB file leave folios (first index, pages):
     0-3 order 0, (4,4) (8,4) (12,4) (16,4) (20,4) (24,8) (32,16) (48,16) (64,16) (80,16) (96,32)
     (128,64) (192,64)
