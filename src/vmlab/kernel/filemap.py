@@ -8,7 +8,7 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from vmlab.kernel import readahead
 from vmlab.kernel.memcontrol import (
@@ -379,6 +379,48 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
 _SLOW = (1 << PG_readahead) | F_HEAD
 #: A folio folio_mark_accessed() leaves alone: referenced and active.
 _SETTLED = (1 << PG.referenced) | (1 << PG.active)
+
+
+def next_uptodate_folios(mem: PhysMem, inode: Inode, start_pgoff: int,
+                         end_pgoff: int) -> Iterator[tuple[int, int, int]]:
+    """next_uptodate_folio() in a loop, as filemap_map_pages() walks i_pages over [start_pgoff,
+    end_pgoff] (the caller has clipped end_pgoff to the file's last page): each cached folio that
+    may be mapped, as (xa_index, head index, order). xa_index is where the walk met the folio: its
+    head, or start_pgoff for a large folio that begins before the window (xas_next_entry() lands on
+    the multi-index entry at the index it was asked for). Holes and shadow entries are passed by; so
+    is a folio marked PG_readahead (!uptodate folios and locked ones do not occur in the model), and
+    the walk goes on after the folio's last page (sibling slots are skipped). The host's cached pages
+    come in through cached_page(), as order-0 folios."""
+    i_pages, host = inode.i_pages, host_pages_pending(inode)
+    index = start_pgoff
+    while index <= end_pgoff:
+        pfn = i_pages.get(index)
+        if pfn is None and host:
+            pfn = cached_page(mem, inode, index)
+        if pfn is None:
+            index += 1
+            continue
+        head, order = folio_head(inode, index)
+        if not folio_test_readahead(mem, inode, head):
+            yield index, head, order
+        index = head + (1 << order)
+
+
+def folio_within_file(inode: Inode, head: int, order: int) -> bool:
+    """filemap_map_pages()'s test before it maps a large folio whole or by PMD (6.18, "Fix logic
+    around SIGBUS in filemap_map_pages"): `file_end >= folio_next_index(folio) ||
+    shmem_mapping(mapping)` with file_end the index of the file's LAST page. So the folio must end
+    before that page: a folio that holds the last page fails, even one ending exactly at EOF (which
+    finish_fault(), counting file_end in pages, lets through: folio_ends_in_file())."""
+    return inode.shmem or i_size_pages(inode) - 1 >= head + (1 << order)
+
+
+def folio_ends_in_file(inode: Inode, head: int, order: int) -> bool:
+    """finish_fault()'s test before it maps a large folio whole or by PMD (6.18, "do not populate page
+    table entries beyond i_size"): `!shmem_mapping(mapping) && file_end < folio_next_index(folio)`
+    falls back to one page, file_end being DIV_ROUND_UP(i_size, PAGE_SIZE). So a folio ending at or
+    before EOF qualifies."""
+    return inode.shmem or i_size_pages(inode) >= head + (1 << order)
 
 
 def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False) -> tuple[int | None, bool]:

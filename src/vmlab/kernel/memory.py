@@ -9,19 +9,20 @@ when the user asked for it (`--trace`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vmlab.kernel import swap_state
 from vmlab.kernel.filemap import (
-    cached_page,
     filemap_fault,
+    folio_ends_in_file,
     folio_head,
-    folio_test_readahead,
-    host_pages_pending,
+    folio_within_file,
     i_size_pages,
     mark_page_cache_accessed,
+    next_uptodate_folios,
 )
 from vmlab.kernel.memcontrol import mem_cgroup_charge, mem_cgroup_charge_bulk, mem_cgroup_room
 from vmlab.kernel.mm_types import (
@@ -63,12 +64,15 @@ from vmlab.kernel.pgtable import (
     _PAGE_RW,
     _PAGE_USER,
     PAGE_NONE,
+    PMD_MASK,
     PMD_SIZE,
+    PTRS_PER_TABLE,
     PageTables,
     __swp_entry,
     __swp_entry_to_pte,
     pfn_pte,
     pte_huge,
+    pte_index,
     pte_mkspecial,
     pte_pfn,
     pte_present,
@@ -453,10 +457,22 @@ def __do_fault(vmf: VmFault) -> tuple[int, int | None]:
 
 
 def finish_fault(vmf: VmFault, pfn: int, cow: bool) -> int:
-    """finish_fault(): map the fault's page - the new anon copy `pfn` of a COW fault (`cow`), else the
-    page-cache page `pfn` (writable and dirty for a shared write). The PTE table is the preallocated
-    one when the PMD entry is still none (pte_alloc() without one). A PTE set meanwhile is left as it
-    is (VM_FAULT_NOPAGE; a COW copy is dropped). 0, VM_FAULT_NOPAGE or VM_FAULT_OOM."""
+    """finish_fault() (6.18): map the fault's page - the new anon copy `pfn` of a COW fault (`cow`), else
+    the page-cache page `pfn` (writable and dirty for a shared write). The PTE table is the
+    preallocated one when the PMD entry is still none (pte_alloc() without one). 0, VM_FAULT_NOPAGE
+    or VM_FAULT_OOM.
+
+    A page-cache page of a large folio maps the WHOLE folio (nr_pages = folio_nr_pages; "try to map
+    the entire file folio in finish_fault()"), all its PTEs alike (a shared write makes them all
+    writable and dirty), when
+    - the folio ends at or before EOF, or is shmem (folio_ends_in_file; else needs_fallback),
+    - it lies inside the VMA (vma_off >= idx, vma_off + nr - idx <= vma_pages) and inside the fault's
+      PTE table (pte_off >= idx, pte_off + nr - idx <= PTRS_PER_PTE), idx being the page's place in
+      the folio, vma_off and pte_off the fault's in the VMA and in its table,
+    - and every PTE of that range is none; else (needs_fallback) only the faulting page is mapped.
+    A PMD-sized folio with the PMD entry none would be mapped by PMD (do_set_pmd): not modelled, it
+    is mapped by PTEs like any other. For one page, a PTE set meanwhile is left as it is
+    (VM_FAULT_NOPAGE; a COW copy is dropped). userfaultfd (per-page faults) is not modelled."""
     pt = vmf.mm.pt
     assert pt is not None
     if pt.pmd_none(vmf.address):
@@ -464,17 +480,46 @@ def finish_fault(vmf: VmFault, pfn: int, cow: bool) -> int:
             _install_prealloc_pte(vmf)
         elif not pt.pte_alloc(vmf.address):
             return VM_FAULT_OOM
-    if pt.get_pte(vmf.address):
-        if cow:
+    if cow:
+        if pt.get_pte(vmf.address):
             vmf.mem.free_pages(pfn)
+            return VM_FAULT_NOPAGE
+        folio_add_new_anon_rmap(vmf, pfn)
+        if not _install_new_anon(vmf, pfn):
+            return VM_FAULT_OOM
+        add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+        return 0
+    start, nr = _whole_folio_range(vmf)
+    if nr > 1 and pt.entries(start, start + (nr << PAGE_SHIFT))[0].size:
+        start, nr = vmf.address, 1  # !pte_range_none(): needs_fallback, one page
+    if nr == 1 and pt.get_pte(vmf.address):
         return VM_FAULT_NOPAGE
-    if not cow:
-        return 0 if _map_file_page(vmf, vmf.address, pfn, vmf.write) else VM_FAULT_OOM
-    folio_add_new_anon_rmap(vmf, pfn)
-    if not _install_new_anon(vmf, pfn):
-        return VM_FAULT_OOM
-    add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
+    inode = vmf_inode(vmf.vma)
+    first = vmf.pgoff - ((vmf.address - start) >> PAGE_SHIFT)
+    for i in range(nr):
+        page = pfn if nr == 1 else inode.i_pages.get(first + i)
+        if page is not None and not _map_file_page(vmf, start + (i << PAGE_SHIFT), page, vmf.write):
+            return VM_FAULT_OOM
     return 0
+
+
+def _whole_folio_range(vmf: VmFault) -> tuple[int, int]:
+    """(first address, pages) finish_fault() would map for the page-cache page of the fault: its whole
+    large folio when the folio ends in the file and lies inside the VMA and the fault's PTE table,
+    else just the faulting page (see finish_fault)."""
+    vma = vmf.vma
+    inode = vmf_inode(vma)
+    head, order = folio_head(inode, vmf.pgoff)
+    nr = 1 << order
+    if nr == 1 or not folio_ends_in_file(inode, head, order):
+        return vmf.address, 1
+    idx = vmf.pgoff - head
+    vma_off = (vmf.address - vma.vm_start) >> PAGE_SHIFT
+    pte_off = pte_index(vmf.address)
+    if (vma_off < idx or vma_off + nr - idx > vma.pages
+            or pte_off < idx or pte_off + nr - idx > PTRS_PER_TABLE):
+        return vmf.address, 1
+    return vmf.address - (idx << PAGE_SHIFT), nr
 
 
 def beyond_eof(vma: VmArea, address: int) -> bool:
@@ -495,50 +540,88 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
 
 
 def do_fault_around(vmf: VmFault) -> int:
-    """do_fault_around() -> filemap_map_pages(): map the cached, uptodate pages of the 16-page window
-    around the fault that are not mapped yet (P6); the window is clipped to the VMA, to the one PTE
-    table holding the fault and to EOF, and skips PG_readahead folios. A PMD entry that is none gets
-    its PTE table preallocated first (vmf->prealloc_pte, charged: VM_FAULT_OOM when refused), which
-    becomes the PTE table once the window's first mappable folio turns up (filemap_map_pmd ->
-    pmd_install) and is otherwise left to the fault (__do_fault, finish_fault, or do_fault frees it).
-    VM_FAULT_NOPAGE when the faulting page got mapped, else 0. Like the kernel, it takes the PTE table
-    once (vmf->pte, then pte++) and looks each page up in the cache's xarray (the host's cached pages
-    come in through cached_page())."""
+    """do_fault_around(): the window of FAULT_AROUND_PAGES (16) PTE slots around the fault, aligned
+    down to 16 and clipped to the VMA and to the one PTE table holding the fault (P6); a PMD entry
+    that is none gets its PTE table preallocated first (vmf->prealloc_pte, charged: VM_FAULT_OOM
+    when refused); then ->map_pages(), filemap_map_pages() of the window's file pages."""
+    vma, pt = vmf.vma, vmf.mm.pt
+    assert pt is not None
+    pte_off = pte_index(vmf.address)
+    vma_off = (vmf.address - vma.vm_start) >> PAGE_SHIFT
+    from_pte = max(pte_off & ~(FAULT_AROUND_PAGES - 1), pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + FAULT_AROUND_PAGES, PTRS_PER_TABLE, pte_off + vma.pages - vma_off) - 1
+    vmf.call("do_fault_around", f"window of {to_pte - from_pte + 1} pages")
+    if pt.pmd_none(vmf.address) and not _prealloc_pte(vmf):
+        return VM_FAULT_OOM
+    return filemap_map_pages(vmf, vmf.pgoff + from_pte - pte_off, vmf.pgoff + to_pte - pte_off)
+
+
+def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
+    """filemap_map_pages() (mm/filemap.c, 6.18): map the cached folios of file pages [start_pgoff,
+    end_pgoff] that are not mapped yet; VM_FAULT_NOPAGE when the faulting page got mapped, else 0.
+    (It sets PTEs through this module's helpers, so it lives here rather than in filemap.py.)
+
+    - end_pgoff is clipped to the file's last page (file_end = DIV_ROUND_UP(i_size) - 1), and the
+      walk (next_uptodate_folios) passes holes and PG_readahead folios by.
+    - The FIRST folio found decides the page table: only when it ends before the file's last page
+      (folio_within_file; shmem always) does filemap_map_pmd() run, which would map a PMD-sized
+      folio by PMD (do_set_pmd: not modelled, such a folio is mapped by PTEs below) and otherwise
+      installs the preallocated PTE table. When the first folio holds the file's last page (a large
+      folio reaching EOF, or just the last page itself) and the PMD entry is none, pte_offset_map
+      finds no table and NOTHING is mapped: the fault goes on to __do_fault/finish_fault.
+    - Each folio then goes to filemap_map_folio_range() (a large one: possibly mapped whole) or
+      filemap_map_order0_folio(); a PTE that is set (or a marker) is left alone.
+    The mmap_miss bookkeeping of the walk is not modelled."""
     vma, pt, mem = vmf.vma, vmf.mm.pt, vmf.mem
     assert pt is not None
-    i = (vmf.address >> PAGE_SHIFT) & 511
-    page_in_vma = (vmf.address - vma.vm_start) >> PAGE_SHIFT
-    vs = i - min(i, page_in_vma)
-    start = max(i & ~(FAULT_AROUND_PAGES - 1), vs)
-    end = min(start + FAULT_AROUND_PAGES, 512, i + (vma.pages - page_in_vma))
-    base = vmf.address - (i << PAGE_SHIFT)
     inode = vmf_inode(vma)
-    first = vma.vm_pgoff + page_in_vma - i  # the file index slot 0 of the table would map (pgoff - i)
-    vmf.call("do_fault_around", f"window of {end - start} pages")
-    ptes = pt.pte_offset_map(vmf.address)  # None: no PTE table yet, preallocate one
-    if ptes is None and not _prealloc_pte(vmf):
-        return VM_FAULT_OOM
-    i_pages, host = inode.i_pages, host_pages_pending(inode)
-    mapped_self = False
-    for j in range(start, min(end, i_size_pages(inode) - first)):
-        index = first + j
-        pfn = i_pages.get(index)
-        if pfn is None and not host:
-            continue  # a hole or a shadow entry: next_uptodate_folio() passes it by
-        if ptes is not None and ptes[j]:
-            continue
-        if pfn is None:
-            pfn = cached_page(mem, inode, index)
-            if pfn is None:
-                continue
-        if folio_test_readahead(mem, inode, index):
-            continue
-        if ptes is None:  # the first folio to map: filemap_map_pmd() installs the table
+    end_pgoff = min(end_pgoff, i_size_pages(inode) - 1)
+    folios = next_uptodate_folios(mem, inode, start_pgoff, end_pgoff)
+    first = next(folios, None)
+    if first is None:
+        return 0
+    if folio_within_file(inode, first[1], first[2]):  # filemap_map_pmd()
+        if pte_huge(pt.get_pmd(vmf.address)):
+            return VM_FAULT_NOPAGE
+        if pt.pmd_none(vmf.address):
             _install_prealloc_pte(vmf)
-            ptes = pt.pte_offset_map(vmf.address)
-        if _map_file_page(vmf, base + (j << PAGE_SHIFT), pfn, False):
-            mapped_self |= j == i
-    return VM_FAULT_NOPAGE if mapped_self else 0
+    ptes = pt.pte_offset_map(vmf.address)
+    if ptes is None:
+        return 0
+    ret = 0
+    for xa_index, head, order in itertools.chain((first,), folios):
+        nr_pages = min(head + (1 << order) - 1, end_pgoff) - xa_index + 1
+        ret |= filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
+    return ret
+
+
+def filemap_map_folio_range(vmf: VmFault, ptes: np.ndarray, head: int, order: int, start: int,
+                            nr_pages: int) -> int:
+    """filemap_map_folio_range() / filemap_map_order0_folio(): map file pages [start, start+nr_pages)
+    of the cached folio at `head` (2^order pages) through the PTE table `ptes` of the fault, skipping
+    slots that are set; VM_FAULT_NOPAGE when the faulting page got mapped.
+
+    6.18 ("map entire large folio faultaround"): a large folio is mapped WHOLE, whatever part of it the
+    window covers, when it ends before the file's last page (folio_within_file), lies inside the VMA
+    (folio_within_vma: its first page in the VMA and its end not past vm_end) and inside one PTE table
+    (its first and last addresses under the same PMD entry)."""
+    vma = vmf.vma
+    inode = vmf_inode(vma)
+    nr = 1 << order
+    addr0 = vma.vm_start + ((head - vma.vm_pgoff) << PAGE_SHIFT)
+    if (order and folio_within_file(inode, head, order) and vma.vm_pgoff <= head
+            and head + nr <= vma.vm_pgoff + vma.pages
+            and addr0 & PMD_MASK == (addr0 + (nr << PAGE_SHIFT) - 1) & PMD_MASK):
+        start, nr_pages = head, nr
+    ret = 0
+    for index in range(start, start + nr_pages):
+        addr = vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)
+        pfn = inode.i_pages.get(index)
+        if pfn is None or ptes[pte_index(addr)]:
+            continue
+        if _map_file_page(vmf, addr, pfn, False) and addr == vmf.address:
+            ret = VM_FAULT_NOPAGE
+    return ret
 
 
 def do_read_fault(vmf: VmFault) -> int:
