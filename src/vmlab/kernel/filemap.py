@@ -392,12 +392,18 @@ def next_uptodate_folios(mem: PhysMem, inode: Inode, start_pgoff: int,
     the walk goes on after the folio's last page (sibling slots are skipped). The host's cached pages
     come in through cached_page(), as order-0 folios."""
     i_pages, host = inode.i_pages, host_pages_pending(inode)
+    flags = mem.mem_map.flags_a
     index = start_pgoff
     while index <= end_pgoff:
         pfn = i_pages.get(index)
         if pfn is None and host:
             pfn = cached_page(mem, inode, index)
         if pfn is None:
+            index += 1
+            continue
+        if not inode.folio_orders:  # all order 0: the page is its own folio
+            if not flags[pfn] & _READAHEAD:
+                yield index, index, 0
             index += 1
             continue
         head, order = folio_head(inode, index)

@@ -580,18 +580,31 @@ def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
     first = next(folios, None)
     if first is None:
         return 0
-    if folio_within_file(inode, first[1], first[2]):  # filemap_map_pmd()
+    ptes = pt.pte_offset_map(vmf.address)
+    if ptes is None:  # a PMD entry without a PTE table: filemap_map_pmd() has work to do, if it runs
+        if not folio_within_file(inode, first[1], first[2]):
+            return 0
         if pte_huge(pt.get_pmd(vmf.address)):
             return VM_FAULT_NOPAGE
         if pt.pmd_none(vmf.address):
             _install_prealloc_pte(vmf)
-    ptes = pt.pte_offset_map(vmf.address)
-    if ptes is None:
-        return 0
+        ptes = pt.pte_offset_map(vmf.address)
+        if ptes is None:
+            return 0
     ret = 0
+    i_pages = inode.i_pages
+    base = vma.vm_start - (vma.vm_pgoff << PAGE_SHIFT)  # the address file page 0 would have
     for xa_index, head, order in itertools.chain((first,), folios):
-        nr_pages = min(head + (1 << order) - 1, end_pgoff) - xa_index + 1
-        ret |= filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
+        if order:
+            nr_pages = min(head + (1 << order) - 1, end_pgoff) - xa_index + 1
+            ret |= filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
+            continue
+        # filemap_map_order0_folio(): filemap_map_folio_range() of one page, in line (the commonest).
+        addr = base + (head << PAGE_SHIFT)
+        pfn = i_pages.get(head)
+        if (pfn is not None and not ptes[(addr >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)]
+                and _map_file_page(vmf, addr, pfn, False) and addr == vmf.address):
+            ret = VM_FAULT_NOPAGE
     return ret
 
 
@@ -608,16 +621,18 @@ def filemap_map_folio_range(vmf: VmFault, ptes: np.ndarray, head: int, order: in
     vma = vmf.vma
     inode = vmf_inode(vma)
     nr = 1 << order
-    addr0 = vma.vm_start + ((head - vma.vm_pgoff) << PAGE_SHIFT)
+    base = vma.vm_start - (vma.vm_pgoff << PAGE_SHIFT)  # the address file page 0 would have
+    addr0 = base + (head << PAGE_SHIFT)
     if (order and folio_within_file(inode, head, order) and vma.vm_pgoff <= head
             and head + nr <= vma.vm_pgoff + vma.pages
             and addr0 & PMD_MASK == (addr0 + (nr << PAGE_SHIFT) - 1) & PMD_MASK):
         start, nr_pages = head, nr
     ret = 0
+    i_pages = inode.i_pages
     for index in range(start, start + nr_pages):
-        addr = vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)
-        pfn = inode.i_pages.get(index)
-        if pfn is None or ptes[pte_index(addr)]:
+        addr = base + (index << PAGE_SHIFT)
+        pfn = i_pages.get(index)
+        if pfn is None or ptes[(addr >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)]:  # pte_index()
             continue
         if _map_file_page(vmf, addr, pfn, False) and addr == vmf.address:
             ret = VM_FAULT_NOPAGE
