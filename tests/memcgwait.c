@@ -7,7 +7,10 @@
  *   mlock      mlock() the 16 untouched pages of region A; print "ret R" (0 or -errno)
  *   populate   mmap(MAP_FIXED|MAP_POPULATE) 16 read-write pages over the PROT_NONE region right
  *              after region P (they merge: no new VMA); print "ret R" (the address or -errno)
+ *   madvise    madvise(MADV_POPULATE_WRITE) the 16 untouched pages of region A; print "ret R"
  *   pread      pread() 4 pages of the file into untouched pages of region B; print "ret R"
+ *   zero       read() 4 pages of /dev/zero (opened at the start) into untouched pages of region B;
+ *              print "ret R"
  *   touch      store one byte to an untouched page of region B (a user fault); print "ok"
  * Everything a command needs is allocated before "ready" or by "open": at the memcg limit a reply
  * goes to the pipe page the first replies left behind (pipe->tmp_page), so it needs no charge.
@@ -28,6 +31,9 @@
 #define A (BASE)
 #define B (BASE + 4 * REGION)
 #define P (BASE + 8 * REGION)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 static void write_file(const char *path, const char *text)
 {
@@ -54,7 +60,7 @@ static long result(long ret)
 int main(int argc, char **argv)
 {
 	char buf[256];
-	int fd = -1;
+	int fd = -1, zero;
 
 	if (argc != 5) {
 		fprintf(stderr, "usage: memcgwait NAME ADJ MIB CGROUP_PROCS|-\n");
@@ -72,6 +78,9 @@ int main(int argc, char **argv)
 	map_at(P + REGION, PROT_NONE);
 	B[REGION - PAGE] = 1;
 	P[0] = 1;
+	zero = open("/dev/zero", O_RDONLY);
+	if (zero < 0)
+		return 3;
 	printf("ready\n");
 	fflush(stdout);
 	while (fgets(buf, sizeof(buf), stdin)) {
@@ -87,6 +96,10 @@ int main(int argc, char **argv)
 			void *got = mmap(P + REGION, REGION, PROT_READ | PROT_WRITE,
 					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE, -1, 0);
 			printf("ret %ld\n", got == MAP_FAILED ? -errno : (long)got);
+		} else if (!strcmp(buf, "madvise")) {
+			printf("ret %ld\n", result(madvise(A, REGION, MADV_POPULATE_WRITE)));
+		} else if (!strcmp(buf, "zero")) {
+			printf("ret %ld\n", result(read(zero, B, 4 * PAGE)));
 		} else if (!strcmp(buf, "pread")) {
 			printf("ret %ld\n", result(pread(fd, B, 4 * PAGE, 0)));
 		} else if (!strcmp(buf, "touch")) {

@@ -8,7 +8,9 @@ do_user_addr_fault passes only for a fault from user mode) does the task go to s
 fault, and only then is under_oom marked. So at the limit:
 - mlock() populates through GUP (no FAULT_FLAG_USER): -ENOMEM from the fault, EAGAIN from mlock;
 - mmap(MAP_POPULATE) populates through GUP and ignores the failure: it returns the address;
-- pread() into an untouched buffer faults in kernel mode (copy_to_user): nothing copied, -EFAULT;
+- madvise(MADV_POPULATE_WRITE) populates through GUP: ENOMEM;
+- pread() of a cached file, or read() of /dev/zero, into an untouched buffer faults in kernel mode
+  (copy_to_user, clear_user): nothing copied, EFAULT;
 - a store by the task itself (user mode) sleeps (state D) with under_oom 1 until a larger limit wakes
   it (memcg1_oom_recover); the fault is then retried and charges its page.
 Nothing else is charged and oom_kill stays 0.
@@ -46,6 +48,8 @@ from vmlab.kernel.machine import MEMCG_OOM_WAIT, ModelBackend
 from vmlab.kernel.uapi import (
     EAGAIN,
     EFAULT,
+    ENOMEM,
+    MADV_POPULATE_WRITE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_POPULATE,
@@ -87,17 +91,18 @@ def cached_file(path: Path) -> Path:
     return path
 
 
-def model_task(path: Path) -> tuple[ModelBackend, int, int]:
+def model_task(path: Path) -> tuple[ModelBackend, int, int, int]:
     """memcgwait's start on a model machine whose first process runs in memcg /t: its mappings, the
-    two pages it touches, and `path` opened; (model, pid, fd)."""
+    two pages it touches, /dev/zero and `path` opened; (model, pid, fd of path, fd of /dev/zero)."""
     model, pid, _ = memcg_machine(64 << 20)
     for addr, prot in ((A, RW), (B, RW), (P, RW), (P + REGION, PROT_NONE)):
         assert model.syscall(pid, "mmap", (addr, REGION, prot, ANON, -1, 0)) == addr
     assert model.access(pid, B + REGION - PG, 1, True) is None
     assert model.access(pid, P, 1, True) is None
+    zero = model.syscall(pid, "openat", (-100, "/dev/zero", O_RDONLY, 0))
     fd = model.syscall(pid, "openat", (-100, str(path), O_RDONLY, 0))
-    assert fd >= 0
-    return model, pid, fd
+    assert fd >= 0 and zero >= 0
+    return model, pid, fd, zero
 
 
 def host_task(waiters: Hogs, cg: Path, path: Path) -> Hog:
@@ -108,19 +113,24 @@ def host_task(waiters: Hogs, cg: Path, path: Path) -> Hog:
     return hog
 
 
-#: The operations at the limit on the model (model, pid, fd) -> result, and the result expected.
-MODEL_OPS: dict[str, tuple[Callable[[ModelBackend, int, int], int], int]] = {
-    "mlock": (lambda m, pid, fd: m.syscall(pid, "mlock", (A, REGION)), -EAGAIN),
-    "populate": (lambda m, pid, fd: m.syscall(pid, "mmap", (P + REGION, REGION, RW, ANON | MAP_POPULATE,
-                                                             -1, 0)), P + REGION),
-    "pread": (lambda m, pid, fd: m.syscall(pid, "pread64", (fd, B, 4 * PG, 0)), -EFAULT),
+#: The operations at the limit on the model, (model, pid, fd of the file, fd of /dev/zero) -> result,
+#: and the result expected.
+MODEL_OPS: dict[str, tuple[Callable[[ModelBackend, int, int, int], int], int]] = {
+    "mlock": (lambda m, pid, fd, zero: m.syscall(pid, "mlock", (A, REGION)), -EAGAIN),
+    "populate": (lambda m, pid, fd, zero: m.syscall(pid, "mmap", (P + REGION, REGION, RW,
+                                                                   ANON | MAP_POPULATE, -1, 0)), P + REGION),
+    "madvise": (lambda m, pid, fd, zero: m.syscall(pid, "madvise", (A, REGION, MADV_POPULATE_WRITE)),
+                -ENOMEM),
+    "pread": (lambda m, pid, fd, zero: m.syscall(pid, "pread64", (fd, B, 4 * PG, 0)), -EFAULT),
+    "zero": (lambda m, pid, fd, zero: m.syscall(pid, "read", (zero, B, 4 * PG)), -EFAULT),
 }
 
 
 @pytest.mark.parametrize("name", list(MODEL_OPS))
 def test_refused_charge_outside_a_user_fault_does_not_wait(name: str, waiters: Hogs, memcgs: Memcgs,
                                                            tmp_path: Path) -> None:
-    """mlock, MAP_POPULATE and pread() into an untouched buffer at the limit, OOM killer disabled:
+    """mlock, MAP_POPULATE, MADV_POPULATE_WRITE, and pread() or a /dev/zero read() into an untouched
+    buffer at the limit, OOM killer disabled:
     the same result on both, nothing charged, under_oom 0 and oom_kill 0 right after it (the kernel
     never marks under_oom for them; the model used to leave it at 1)."""
     model_op, expected = MODEL_OPS[name]
@@ -136,12 +146,12 @@ def test_refused_charge_outside_a_user_fault_does_not_wait(name: str, waiters: H
     assert reply.startswith("ret "), f"memcgwait said {reply!r}, exit {hog.proc.poll()}"
     k_ret = int(reply.split()[1])
 
-    model, pid, fd = model_task(path)
+    model, pid, fd, zero = model_task(path)
     memcg = model.tasks[pid].memcg
     assert memcg is not None and model.memcg_set("/t", "oom_kill_disable", 1) == 0
     model_to_the_limit(model, memcg)
     m_before = model_counters(memcg)
-    m_ret = model_op(model, pid, fd)
+    m_ret = model_op(model, pid, fd, zero)
     m_oom = model_oom_control(memcg)
     m_after = model_counters(memcg)
     check_machine(model)
@@ -175,7 +185,7 @@ def test_refused_charge_in_a_user_fault_waits(waiters: Hogs, memcgs: Memcgs, tmp
     k_woken = host_oom_control(cg)
     k_after = host_counters(cg)
 
-    model, pid, _ = model_task(path)
+    model, pid, _, _ = model_task(path)
     memcg = model.tasks[pid].memcg
     assert memcg is not None and model.memcg_set("/t", "oom_kill_disable", 1) == 0
     model_to_the_limit(model, memcg)

@@ -493,7 +493,8 @@ class MemCgroupTree:
         killer: memcg1_oom_prepare decides whether the task is to wait). `noretry`
         (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM. Once a try
         fails on memsw, no reclaim of this charge swaps (6.18 clears MEMCG_RECLAIM_MAY_SWAP in
-        reclaim_options, set once before the retry label), even when a later try fails on memory."""
+        reclaim_options, set once before the retry label), even when a later try fails on memory. A
+        task whose user fault already met a v1 memcg OOM (memcg_in_oom) fails at once, unreclaimed."""
         batch = max(MEMCG_CHARGE_BATCH, nr)
         nr_retries = MAX_RECLAIM_RETRIES
         passed_oom = drained = False
@@ -511,6 +512,9 @@ class MemCgroupTree:
             if batch > nr:  # never reclaim for the batch: retry with the pages asked for
                 batch = nr
                 continue
+            state = self.task_state()
+            if state is not None and state.memcg_in_oom is not None:
+                return -ENOMEM  # task_in_memcg_oom(): this user fault already met a memcg OOM
             over.memory_event("max")
             reclaimed = self.reclaim_hook(over, nr, may_swap) if self.reclaim_hook is not None else 0
             if over.margin() >= nr:
