@@ -19,15 +19,20 @@ HERE = Path(__file__).parent
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
+def build_test_program(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """tests/NAME.c built with gcc into a temporary directory (skips without a C compiler)."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip(f"no C compiler (gcc/cc) to build {name}.c")
+    out = tmp_path_factory.mktemp(name) / name
+    subprocess.run([gcc, "-O1", "-Wall", "-o", str(out), str(HERE / f"{name}.c")], check=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def hog_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/oomhog.c built with gcc into a temporary directory."""
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    if gcc is None:
-        pytest.skip("no C compiler (gcc/cc) to build the test hog")
-    out = tmp_path_factory.mktemp("hog") / "oomhog"
-    subprocess.run([gcc, "-O1", "-Wall", "-o", str(out), str(HERE / "oomhog.c")], check=True)
-    return out
+    return build_test_program(tmp_path_factory, "oomhog")
 
 
 class Hog:
@@ -51,10 +56,14 @@ class Hog:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def reply(self) -> str:
+        """Read one reply line (without its newline; "" when the hog is gone)."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
     def expect(self, word: str) -> None:
         """Read one reply line and check it."""
-        assert self.proc.stdout is not None
-        got = self.proc.stdout.readline().strip()
+        got = self.reply()
         assert got == word, f"hog {self.name} ({self.pid}) said {got!r}, exit {self.proc.poll()}"
 
     def kill(self) -> None:
@@ -82,6 +91,11 @@ class Hogs:
         self.all.append(hog)
         return hog
 
+    def kill_all(self) -> None:
+        """SIGKILL and reap every hog started (by pid)."""
+        for hog in self.all:
+            hog.kill()
+
 
 @pytest.fixture
 def hogs(hog_binary: Path) -> Iterator[Hogs]:
@@ -90,8 +104,7 @@ def hogs(hog_binary: Path) -> Iterator[Hogs]:
     try:
         yield h
     finally:
-        for hog in h.all:
-            hog.kill()
+        h.kill_all()
 
 
 def _remove_tree(path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,36 @@ def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
     os.sched_setaffinity(pid, {0})
     (cg / "cgroup.procs").write_text(str(pid))
     return pid
+
+
+def host_to_the_limit(cg: Path) -> Counters:
+    """Bring the memcg to its limit: every CPU's charge stock given back, memory.limit_in_bytes set to
+    the usage (nothing in it is reclaimable without swap but its page cache); the counters then."""
+    drained = drained_host_counters(cg)
+    (cg / "memory.limit_in_bytes").write_text(str(drained.usage * PG))
+    return drained
+
+
+def model_to_the_limit(model: ModelBackend, memcg: MemCgroup) -> None:
+    """host_to_the_limit() on the model: the stock given back, memory.limit_in_bytes set to the usage."""
+    usage = drained_model_counters(model, memcg).usage
+    assert memcg.set_limit(usage) == 0
+
+
+def host_oom_control(cg: Path) -> dict[str, int]:
+    """memory.oom_control of a v1 memcg as a dict (oom_kill_disable, under_oom, oom_kill)."""
+    text = (cg / "memory.oom_control").read_text()
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
+def model_oom_control(memcg: MemCgroup) -> dict[str, int]:
+    """The model memcg's memory.oom_control as a dict."""
+    return {k: int(v) for k, v in (line.split() for line in memcg.oom_control().splitlines())}
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `cond()` every 10 ms until true; fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.01)

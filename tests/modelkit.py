@@ -51,7 +51,7 @@ class BareProc:
     def touch(self, addr: int, pages: int = 1, write: bool = True) -> str | None:
         for i in range(pages):
             sig = user_access(self.mm, addr + i * PAGE_SIZE, write, self.rlimit_stack, self.sysctl,
-                              self.stats)
+                              self.stats, user_mode=True)
             if sig:
                 return sig
         return None

@@ -21,12 +21,12 @@ import shutil
 import signal
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from memcgkit import host_oom_control, wait_until
 from vmlab.host.kmsg import Kmsg, Record
 from vmlab.host.oom import OomReport, scan
 from vmlab.host.oomsnap import snapshot_memcg
@@ -146,26 +146,12 @@ def model_event(cg: Path, trigger: int) -> list[str]:
     return [line for line in first[: end + 1] if COMPARED.search(line)]
 
 
-def _oom_control(cg: Path) -> dict[str, int]:
-    """memory.oom_control as a dict."""
-    text = (cg / "memory.oom_control").read_text()
-    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
-
-
 def _assert_frozen_at_limit(cg: Path) -> None:
     """The memcg, frozen under OOM, is still exactly at its limit: the state the kernel judged, which
     the model replays by touching one more page."""
     room = LIMIT_MIB * 256 - int((cg / "memory.usage_in_bytes").read_text()) // 4096
     assert room == 0, (f"{room} pages below the limit at the frozen OOM: a charge stock on another CPU "
                        "was drained after the kernel's decision (are the hogs pinned to HOG_CPU?)")
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `cond()` every 10 ms until true; fail naming `what` after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def _killed(records: list[Record], pids: set[int]) -> list[int]:
@@ -176,7 +162,7 @@ def _killed(records: list[Record], pids: set[int]) -> list[int]:
 def _await_oom_kill(kmsg: Kmsg, started: dict[str, Hog]) -> list[Record]:
     """Wait until one of the started processes has died and a `Killed process` line naming one of them
     is in /dev/kmsg; the records read from `kmsg` so far."""
-    _wait(lambda: any(h.proc.poll() is not None for h in started.values()), 15, "the OOM kill")
+    wait_until(lambda: any(h.proc.poll() is not None for h in started.values()), 15, "the OOM kill")
     records: list[Record] = []
     pids = {h.pid for h in started.values()}
 
@@ -184,7 +170,7 @@ def _await_oom_kill(kmsg: Kmsg, started: dict[str, Hog]) -> list[Record]:
         records.extend(kmsg.read())
         return bool(_killed(records, pids))
 
-    _wait(kill_logged, 5, "the Killed process line in /dev/kmsg")
+    wait_until(kill_logged, 5, "the Killed process line in /dev/kmsg")
     return records
 
 
@@ -237,7 +223,7 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
     with Kmsg() as kmsg:
         if setup.hold:
             trigger.send(f"pages {need}")
-            _wait(lambda: _oom_control(cg)["under_oom"] == 1, 10, "under_oom")
+            wait_until(lambda: host_oom_control(cg)["under_oom"] == 1, 10, "under_oom")
             _assert_frozen_at_limit(cg)
             report = scan(str(cg))
             modelled = model_event(cg, trigger.pid)
@@ -272,9 +258,9 @@ def test_kernel_kills_the_predicted_victim(setup: Setup, hogs: Hogs, memcgs: Mem
     assert dead == {pid: -signal.SIGKILL for pid in kills}  # each death is an OOM kill, by SIGKILL
     if trigger.pid not in kills:
         assert reply == "ok"  # the charge that ran out of memory went through
-    assert _oom_control(cg)["under_oom"] == 0
+    assert host_oom_control(cg)["under_oom"] == 0
     # v1 counts oom_kill only in the victim's own memcg (memcg_memory_event stops there), not its ancestors.
-    counters = {c: _oom_control(Path(c))["oom_kill"] for c in report_cgroups(report)}
+    counters = {c: host_oom_control(Path(c))["oom_kill"] for c in report_cgroups(report)}
     assert counters[predicted.cgroup] >= 1 and sum(counters.values()) == len(kills)
     assert int((cg / "memory.failcnt").read_text()) > 0
     if len(kills) > 1:
@@ -326,7 +312,7 @@ def test_cache_is_reclaimed_before_the_memcg_oom(hogs: Hogs, memcgs: Memcgs, tmp
         need = (LIMIT_MIB << 20) // 4096 - (usage - cache["/" + cg.name]) + OVERSHOOT
         with Kmsg() as kmsg:
             trigger.send(f"pages {need}")
-            _wait(lambda: _oom_control(cg)["under_oom"] == 1, 10, "under_oom")
+            wait_until(lambda: host_oom_control(cg)["under_oom"] == 1, 10, "under_oom")
             cache_at_oom = _stat(cg)["cache"] // 4096
             (cg / "memory.oom_control").write_text("0")
             records = _await_oom_kill(kmsg, started)

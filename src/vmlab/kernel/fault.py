@@ -2,6 +2,11 @@
 
 Find the VMA, grow a stack, check access rights (SIGSEGV), then handle_mm_fault(); a completed fault is
 counted in the task's min_flt or maj_flt (mm_account_fault, P1), a failed one is not.
+
+The same entry serves the kernel's own accesses to user memory (copy_to_user, copy_from_user of a
+read() or write()): those faults come from kernel mode (`user_mode` False), so they are not
+FAULT_FLAG_USER faults (a refused memcg charge never makes the task wait), and their failure is the
+exception fixup's short copy (kernelmode_fixup_or_oops), never pagefault_out_of_memory().
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from vmlab.kernel.memory import (
     VmFault,
     handle_mm_fault,
 )
-from vmlab.kernel.mm_types import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, MmStruct, VmArea
+from vmlab.kernel.mm_types import FAULT_FLAG_USER, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, MmStruct, VmArea
 from vmlab.kernel.mmap import STACK_GUARD_GAP, VmSysctl, acct_stack_growth
 from vmlab.kernel.pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, pte_index
 from vmlab.kernel.rmap import anon_vma_prepare
@@ -87,8 +92,9 @@ def access_error(vma: VmArea, write: bool) -> bool:
 
 def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: int | None,
                        sysctl: VmSysctl, stats: FaultStats,
-                       trace: FaultTrace | None = None) -> str | None:
-    """do_user_addr_fault(): handle a user fault at `address`; the fatal signal, or None."""
+                       trace: FaultTrace | None = None, *, user_mode: bool) -> str | None:
+    """do_user_addr_fault(): handle a fault at user `address`, taken in user mode (FAULT_FLAG_USER) or
+    by the kernel touching user memory; the fatal signal (FAULT_OOM: out of memory), or None."""
     if trace is not None:
         trace.call("do_user_addr_fault", f"{'write' if write else 'read'} at {address:#x}")
         trace.depth += 1
@@ -103,7 +109,8 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
         return SIGSEGV
     assert mm.pt is not None, "the machine gives every mm its page tables"
     mm.pt.mem.events["pgfault"] += 1  # count_vm_event(PGFAULT) at the top of handle_mm_fault()
-    ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace))
+    ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace,
+                                  flags=FAULT_FLAG_USER if user_mode else 0))
     if ret & VM_FAULT_SIGBUS:
         return SIGBUS
     if ret & VM_FAULT_SIGSEGV:
@@ -136,12 +143,13 @@ def mmu_permits(mm: MmStruct, address: int, write: bool) -> bool:
 
 
 def user_access(mm: MmStruct, address: int, write: bool, rlimit_stack: int | None, sysctl: VmSysctl,
-                stats: FaultStats, trace: FaultTrace | None = None) -> str | None:
-    """One user load or store: no fault when the MMU permits it, else the fault path. A fault that
-    returns without mapping the page (a handler that found the PTE changed under it) restarts the
-    instruction, which faults again."""
+                stats: FaultStats, trace: FaultTrace | None = None, *, user_mode: bool) -> str | None:
+    """One load or store at a user address, by the task in user mode or by the kernel on its behalf
+    (`user_mode` False: copy_to_user and the like): no fault when the MMU permits it, else the fault
+    path. A fault that returns without mapping the page (a handler that found the PTE changed under
+    it) restarts the instruction, which faults again."""
     while mm.pt is None or not mmu_permits(mm, address, write):
-        sig = do_user_addr_fault(mm, address, write, rlimit_stack, sysctl, stats, trace)
+        sig = do_user_addr_fault(mm, address, write, rlimit_stack, sysctl, stats, trace, user_mode=user_mode)
         if sig is not None:
             return sig
     return None

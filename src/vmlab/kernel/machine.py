@@ -30,7 +30,7 @@ from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
-from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree
+from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree, MemcgTaskState
 from vmlab.kernel.meminfo import show_meminfo
 from vmlab.kernel.memory import FaultTrace, exit_mmap, fault_in_fresh_anon, try_to_unuse
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
@@ -227,6 +227,8 @@ class Task:
     exit_signal: str = SIGKILL
     #: Signals whose disposition is SIG_IGN (kept across fork and exec).
     sig_ignored: set[str] = field(default_factory=set)
+    #: in_user_fault and memcg_in_oom: a v1 memcg OOM (oom_kill_disable) met in a user fault.
+    memcg_oom: MemcgTaskState = field(default_factory=MemcgTaskState)
 
     @property
     def tgid(self) -> int:
@@ -310,6 +312,7 @@ class ModelBackend:
         self.memcgs.retry_wait = self.oom.retry_wait
         self.memcgs.reclaim_hook = self._memcg_reclaim
         self.memcgs.current = self._current_memcg
+        self.memcgs.task_state = self._current_memcg_state
 
     # --- Backend -------------------------------------------------------------------------------------
 
@@ -346,7 +349,7 @@ class ModelBackend:
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run one syscall in process `pid`; unknown names raise KeyError. Each number is first taken
         as the C type of its parameter (SYSCALL_ARG_TYPES), so -4096 as a length is 2^64 - 4096."""
-        self._current = self.tasks[pid]
+        self._run(self.tasks[pid])
         result = self._syscalls[name](self.tasks[pid], *syscall_args(name, args))
         self._release_orphans()
         return result
@@ -397,7 +400,8 @@ class ModelBackend:
     def _access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """access() until the machine panics."""
         task = self.tasks[pid]
-        self._current, self._oom_streak = task, 0
+        self._run(task)
+        self._oom_streak = 0
         if task.sigkill:  # a fatal signal came while it was not running: it dies before user code runs
             self.exit(pid)
             return task.exit_signal
@@ -411,7 +415,8 @@ class ModelBackend:
             page += done << 12
         while page < end:
             trace = FaultTrace() if self.traces is not None else None
-            sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace)
+            sig = user_access(task.mm, max(page, addr), write, rlim, self.sysctl, task.stats, trace,
+                              user_mode=True)
             if trace is not None and trace.lines and self.traces is not None:
                 self.traces.append(trace.render())
             sig = self._fault_outcome(task, sig)
@@ -454,7 +459,8 @@ class ModelBackend:
                 generation = mem.unmap_generation
                 end = min(start + STEPWISE_WINDOW, len(vpns))
                 for i in range(start, end):
-                    sig = user_access(mm, int(addrs[i]), bool(wr[i]), rlim, self.sysctl, task.stats)
+                    sig = user_access(mm, int(addrs[i]), bool(wr[i]), rlim, self.sysctl, task.stats,
+                                      user_mode=True)
                     if sig is not None:
                         self.exit(pid)
                         return sig
@@ -485,10 +491,10 @@ class ModelBackend:
                     hit[i] = True  # faulted in earlier in this segment: a hit now
                     continue
                 mem.pending_accesses = lambda i=i: flush_hits(i)
-                self._current = task
+                self._run(task)
                 try:
                     sig = user_access(mm, (vpn << 12) | (int(addrs[start + i]) & 0xFFF), w, rlim,
-                                      self.sysctl, task.stats)
+                                      self.sysctl, task.stats, user_mode=True)
                 finally:
                     mem.pending_accesses = None
                 sig = self._fault_outcome(task, sig)
@@ -506,7 +512,7 @@ class ModelBackend:
         """fork(): a child with a copy of the address space and the same open files; -ENOMEM when the
         commit refuses the copy."""
         parent = self.tasks[pid]
-        self._current = parent
+        self._run(parent)
         mm = dup_mmap(parent.mm, self.sysctl)
         if isinstance(mm, int):
             return mm
@@ -520,13 +526,15 @@ class ModelBackend:
         for task, accesses in ((child, self.program.fork_child), (parent, self.program.fork_parent)):
             scratch = FaultStats()  # the program's own faults, not the scenario's
             for addr, _length, write in accesses:
-                user_access(task.mm, addr, write, self.settings.rlimit_stack, self.sysctl, scratch)
+                user_access(task.mm, addr, write, self.settings.rlimit_stack, self.sysctl, scratch,
+                            user_mode=True)
         return child.pid
 
     def exit(self, pid: int) -> None:
         """exit(0): the process and its address space go away (exit_mmap, which also hides the mm from
         the OOM killer: MMF_OOM_SKIP), and it leaves its memcg."""
         task = self.tasks.pop(pid)
+        self.memcgs.finish_oom_wait(task.memcg_oom)  # a fatal signal ends a memcg OOM sleep
         exit_mmap(task.mm, self.mem)
         task.mm.mmf |= MMF_OOM_SKIP
         self.oom.exit_oom_victim(task)
@@ -635,21 +643,31 @@ class ModelBackend:
         """The memcg of the running task (None: the root, or no task running)."""
         return self._current.memcg if self._current is not None else None
 
+    def _current_memcg_state(self) -> MemcgTaskState | None:
+        """The running task's memcg OOM fields (None: no task running)."""
+        return self._current.memcg_oom if self._current is not None else None
+
+    def _run(self, task: Task) -> None:
+        """`task` runs (a syscall, an access, a fork): it is the current task. One left asleep in a
+        v1 memcg OOM (MEMCG_OOM_WAIT) could not run before something woke it: the model takes the
+        step as that wake-up (it leaves the wait queue and its under_oom mark)."""
+        self._current = task
+        self.memcgs.finish_oom_wait(task.memcg_oom)
+
     def _memcg_oom(self, memcg: MemCgroup, order: int) -> bool:
         """mem_cgroup_out_of_memory(): the OOM killer confined to the memcg over its limit."""
         return self.oom.out_of_memory(OomControl(memcg, GFP_KERNEL, order), memcg.print_oom_meminfo)
 
     def pagefault_out_of_memory(self, task: Task) -> str:
-        """pagefault_out_of_memory(): a fault that failed for memory. A killed task dies; a v1 task
-        whose memcg has oom_kill_disable waits (reported as MEMCG_OOM_WAIT); otherwise the kernel warns
-        and retries the fault for ever (reported as VM_FAULT_OOM)."""
+        """pagefault_out_of_memory(): a user fault that failed for memory. A task that met a v1 memcg
+        OOM with oom_kill_disable in it sleeps in the memcg OOM wait queue, under_oom marked
+        (mem_cgroup_oom_synchronize; reported as MEMCG_OOM_WAIT) unless a fatal signal is pending; a
+        killed task dies; otherwise the kernel warns and retries the fault for ever (reported as
+        VM_FAULT_OOM)."""
+        if self.memcgs.mem_cgroup_oom_synchronize(task.memcg_oom, handle=not task.sigkill):
+            return task.exit_signal if task.sigkill else MEMCG_OOM_WAIT
         if task.sigkill:
             return task.exit_signal
-        cg = task.memcg
-        while cg is not None:
-            if cg.oom_kill_disable and cg.under_oom:
-                return MEMCG_OOM_WAIT
-            cg = cg.parent
         self.log.printk(KERN_WARNING, "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF")
         return FAULT_OOM
 
@@ -703,7 +721,7 @@ class ModelBackend:
         if name == "oom_kill_disable":
             memcg.oom_kill_disable = bool(value)
             if not value:
-                memcg.under_oom = 0
+                self.memcgs.memcg1_oom_recover(memcg)
             return 0
         if name == "oom.group":
             memcg.oom_group = bool(value)
@@ -1010,11 +1028,13 @@ class ModelBackend:
 
     def _uaccess(self, task: Task, buf: int, count: int, write: bool) -> int:
         """copy_to_user()/copy_from_user(): touch the buffer page by page, as the kernel's copy does
-        (its faults count like the task's own, P13); the bytes copied before a bad address."""
+        (its faults count like the task's own, P13, but come from kernel mode: no FAULT_FLAG_USER, so
+        a refused memcg charge never parks the task); the bytes copied before a bad address, or before
+        a page the fault could not get memory for (the exception fixup's short copy)."""
         page = buf & PAGE_MASK
         while page < buf + count:
             sig = user_access(task.mm, max(page, buf), write, self.settings.rlimit_stack, self.sysctl,
-                              task.stats)
+                              task.stats, user_mode=False)
             if sig is not None:
                 return max(page, buf) - buf
             page += PAGE_SIZE

@@ -50,13 +50,26 @@ is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
 nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
 CPU); memcg reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie);
 a v1 task waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in
-a one-thread model).
+a one-thread model), and a woken one does not retry its fault by itself (see below).
+
+v1 `oom_kill_disable` (memory.oom_control), as 6.18 has it (memcg1_oom_prepare, mem_cgroup_oom_synchronize):
+a charge that would need the OOM killer of such a memcg fails (-ENOMEM) whatever the context. Only
+when it happens in a user page fault (the running task's `in_user_fault`, set by handle_mm_fault() for
+a FAULT_FLAG_USER fault) does the task remember the memcg (`memcg_in_oom`); when the fault then fails
+(VM_FAULT_OOM reaching pagefault_out_of_memory), it sleeps in the memcg OOM wait queue and only then
+are the memcg and its descendants marked `under_oom`. A charge in a GUP fault (mlock, MAP_POPULATE), a
+kernel copy_to_user()/copy_from_user() fault or a read()/write() page-cache charge just fails: under_oom
+stays 0 and nobody waits. A sleeper is woken by an uncharge in, a larger limit of, or oom_kill_disable 0
+on a related memcg (memcg1_oom_recover), or by a fatal signal; the model also takes the task running
+again (the next step of the scenario) as its wake-up. The kernel's woken task retries its fault at
+once; the model's retries when the scenario makes it access the page again.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -75,8 +88,6 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 MEMCG_CHARGE_BATCH = 64
 #: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
 ANON, FILE, SHMEM = "anon", "file", "shmem"
-#: try_charge_memcg()'s result when a v1 task would sleep in the memcg OOM wait queue.
-OOM_WAIT = -1000
 
 
 @dataclass
@@ -125,6 +136,16 @@ class PageCounter:
             if c.usage < 0:
                 raise AssertionError(f"page counter underflow by {-c.usage}")
             c = c.parent
+
+
+@dataclass(eq=False)
+class MemcgTaskState:
+    """The memcg OOM fields of one task_struct: `in_user_fault` (handle_mm_fault() of a FAULT_FLAG_USER
+    fault is running: mem_cgroup_enter_user_fault) and `memcg_in_oom` (the oom_kill_disable memcg whose
+    refused charge in that fault the task is to wait for, or waits for: memcg1_oom_prepare)."""
+
+    in_user_fault: bool = False
+    memcg_in_oom: MemCgroup | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -204,6 +225,16 @@ class MemCgroup:
                 c = c.parent
         return room
 
+    def mark_under_oom(self) -> None:
+        """mem_cgroup_mark_under_oom(): this memcg and its descendants have one more OOM sleeper."""
+        for c in self.iter_tree():
+            c.under_oom += 1
+
+    def unmark_under_oom(self) -> None:
+        """mem_cgroup_unmark_under_oom(): one fewer, never below 0 (a child made after the mark)."""
+        for c in self.iter_tree():
+            c.under_oom = max(c.under_oom - 1, 0)
+
     def memory_event(self, event: str) -> None:
         """memcg_memory_event(): count `event` here (v1 stops here; v2 also counts it in ancestors)."""
         self.events[event] += 1
@@ -233,9 +264,11 @@ class MemCgroup:
         0; -EINVAL (v1) when memory.max <= memsw.max would no longer hold; -EBUSY (v1) when usage stays
         above it. v1 (mem_cgroup_resize_max): drain the stock, then reclaim (without swapping, for
         memsw: swap-out does not lower memory+swap) while reclaim frees something; v2 sets the limit and
-        leaves the excess to the next charge's reclaim."""
+        leaves the excess to the next charge's reclaim. A larger limit wakes the memcg's OOM sleepers
+        (memcg1_oom_recover)."""
         tree = self.tree
         counter = self.memsw if memsw else self.memory
+        enlarge = pages > counter.max
         if tree.version == 1 and (pages < self.memory.max if memsw else pages > self.memsw.max):
             return -EINVAL
         drained = False
@@ -247,6 +280,8 @@ class MemCgroup:
             if tree.reclaim_hook is None or not tree.reclaim_hook(self, 1, not memsw):
                 return -EBUSY
         counter.max = pages
+        if enlarge:
+            tree.memcg1_oom_recover(self)
         return 0
 
     # -- the views --
@@ -352,8 +387,9 @@ class MemCgroupTree:
     stock, and the hooks the machine gives it: `out_of_memory(memcg, order) -> bool`
     (mem_cgroup_out_of_memory), `task_is_dying()`, `retry_wait()` (time passing between retries),
     `reclaim_hook` (memcg reclaim), `current()` (the running task's memcg, for page-cache and page-table
-    charges) and
-    `mem` (the machine's memory, for the page states memory.stat shows)."""
+    charges), `task_state()` (the running task's MemcgTaskState, None when no task runs) and
+    `mem` (the machine's memory, for the page states memory.stat shows). `oom_waitq` is
+    memcg_oom_waitq: the tasks sleeping in a v1 memcg OOM (oom_kill_disable)."""
 
     version: int = 1
     root: MemCgroup = field(init=False)
@@ -367,6 +403,8 @@ class MemCgroupTree:
     retry_wait: Callable[[], None] = lambda: None
     reclaim_hook: ReclaimHook | None = None
     current: Callable[[], MemCgroup | None] = lambda: None
+    task_state: Callable[[], MemcgTaskState | None] = lambda: None
+    oom_waitq: list[MemcgTaskState] = field(default_factory=list)
     mem: PhysMem | None = None
     max_oom_retries: int = 1016
     #: memcg_stock_pcp of the one CPU: pages charged to `stock_memcg` ahead of use.
@@ -451,10 +489,12 @@ class MemCgroupTree:
         """try_charge_memcg(): charge `nr` pages (a batch of MEMCG_CHARGE_BATCH first, the rest kept in
         the stock); at a limit reclaim from the memcg over it, drain the stock, retry while reclaim
         frees pages (MAX_RECLAIM_RETRIES more times when it does not), then the memcg OOM killer, and
-        after a kill all of it again. 0, -ENOMEM, or OOM_WAIT (v1 oom_kill_disable). `noretry`
+        after a kill all of it again. 0 or -ENOMEM (also when v1 oom_kill_disable stopped the OOM
+        killer: memcg1_oom_prepare decides whether the task is to wait). `noretry`
         (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM. Once a try
         fails on memsw, no reclaim of this charge swaps (6.18 clears MEMCG_RECLAIM_MAY_SWAP in
-        reclaim_options, set once before the retry label), even when a later try fails on memory."""
+        reclaim_options, set once before the retry label), even when a later try fails on memory. A
+        task whose user fault already met a v1 memcg OOM (memcg_in_oom) fails at once, unreclaimed."""
         batch = max(MEMCG_CHARGE_BATCH, nr)
         nr_retries = MAX_RECLAIM_RETRIES
         passed_oom = drained = False
@@ -472,6 +512,9 @@ class MemCgroupTree:
             if batch > nr:  # never reclaim for the batch: retry with the pages asked for
                 batch = nr
                 continue
+            state = self.task_state()
+            if state is not None and state.memcg_in_oom is not None:
+                return -ENOMEM  # task_in_memcg_oom(): this user fault already met a memcg OOM
             over.memory_event("max")
             reclaimed = self.reclaim_hook(over, nr, may_swap) if self.reclaim_hook is not None else 0
             if over.margin() >= nr:
@@ -489,33 +532,71 @@ class MemCgroupTree:
                 continue
             if passed_oom and self.task_is_dying():
                 return -ENOMEM
-            killed = self.mem_cgroup_oom(over, order)
-            if killed == OOM_WAIT:
-                return OOM_WAIT
-            if not killed or oom_retries >= self.max_oom_retries:
+            if not self.mem_cgroup_oom(over, order) or oom_retries >= self.max_oom_retries:
                 return -ENOMEM
             passed_oom = True
             oom_retries += 1
             nr_retries = MAX_RECLAIM_RETRIES
             self.retry_wait()
 
-    def mem_cgroup_oom(self, over: MemCgroup, order: int) -> int:
-        """mem_cgroup_oom(): no OOM for costly orders; count the oom event; a v1 memcg with
-        oom_kill_disable makes the task wait (OOM_WAIT); else the OOM killer in the memcg (a dying
-        task needs no victim). 1 when a victim was killed (or the task is dying), 0 otherwise."""
+    def mem_cgroup_oom(self, over: MemCgroup, order: int) -> bool:
+        """mem_cgroup_oom(): no OOM for costly orders; count the oom event; no OOM killer when
+        memcg1_oom_prepare() says so (v1 oom_kill_disable); else the OOM killer in the memcg (a dying
+        task needs no victim: mem_cgroup_out_of_memory). True when a victim was killed (or the task
+        is dying): the charge is retried."""
         if order > PAGE_ALLOC_COSTLY_ORDER or self.out_of_memory is None:
-            return 0
+            return False
         over.memory_event("oom")
-        if self.version == 1 and over.oom_kill_disable:
-            over.under_oom += 1
-            return OOM_WAIT
-        if self.task_is_dying():
-            return 1
-        over.under_oom += 1
-        try:
-            return int(self.out_of_memory(over, order))
-        finally:
-            over.under_oom -= 1
+        if not self.memcg1_oom_prepare(over):
+            return False
+        return self.task_is_dying() or self.out_of_memory(over, order)
+
+    def memcg1_oom_prepare(self, memcg: MemCgroup) -> bool:
+        """memcg1_oom_prepare(): whether the OOM killer may run for `memcg`. Not with v1's
+        oom_kill_disable: then a charge in a user fault (the running task's in_user_fault) records the
+        memcg, for the task to wait at the end of the fault (memcg_in_oom); any other charge just
+        fails. under_oom is not touched here (the kernel marks and unmarks it around its OOM lock and
+        notification before a kill: nothing a one-thread model could see)."""
+        if not (self.version == 1 and memcg.oom_kill_disable):
+            return True
+        state = self.task_state()
+        if state is not None and state.in_user_fault:
+            state.memcg_in_oom = memcg
+        return False
+
+    def mem_cgroup_oom_synchronize(self, state: MemcgTaskState | None, handle: bool) -> bool:
+        """mem_cgroup_oom_synchronize(): False when the task met no memcg OOM to wait for in its user
+        fault. Else, with `handle` (the fault failed: pagefault_out_of_memory), it goes to sleep in the
+        memcg OOM wait queue, its memcg and the descendants marked under_oom, until finish_oom_wait();
+        without (the fault went through after all), the record is just dropped. True then."""
+        if state is None or state.memcg_in_oom is None:
+            return False
+        if not handle:
+            state.memcg_in_oom = None
+            return True
+        if state not in self.oom_waitq:
+            state.memcg_in_oom.mark_under_oom()
+            self.oom_waitq.append(state)
+        return True
+
+    def finish_oom_wait(self, state: MemcgTaskState) -> None:
+        """The end of mem_cgroup_oom_synchronize()'s sleep (a wake-up, a fatal signal, or the model's
+        task running again): the task leaves the queue and unmarks under_oom. Nothing if not asleep."""
+        if state not in self.oom_waitq:
+            return
+        self.oom_waitq.remove(state)
+        assert state.memcg_in_oom is not None
+        state.memcg_in_oom.unmark_under_oom()
+        state.memcg_in_oom = None
+
+    def memcg1_oom_recover(self, memcg: MemCgroup) -> None:
+        """memcg1_oom_recover(): when `memcg` is under OOM, wake the sleepers whose memcg is it, an
+        ancestor or a descendant (memcg_oom_wake_function)."""
+        if not memcg.under_oom:
+            return
+        for state in [s for s in self.oom_waitq if s.memcg_in_oom is not None and (
+                s.memcg_in_oom.is_descendant_of(memcg) or memcg.is_descendant_of(s.memcg_in_oom))]:
+            self.finish_oom_wait(state)
 
     def _try_counters(self, memcg: MemCgroup, nr: int) -> tuple[MemCgroup | None, bool]:
         """Charge memsw (v1) then memory: (None, True) when charged, else (the memcg over its limit,
@@ -575,12 +656,13 @@ class MemCgroupTree:
             memcg.memsw.uncharge(nr)
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
+        self.memcg1_oom_recover(memcg)  # uncharge_batch()
 
     def charge_kmem(self, memcg: MemCgroup, pfn: int) -> int:
         """__memcg_kmem_charge_page() of the page-table frame `pfn` (order 0): try_charge_memcg() of
         one page (memsw and memory, with the stock, reclaim and OOM), then memcg1_account_kmem() (v1:
         the kmem counter, charged without a limit) and the record of the charge. 0, -ENOMEM or
-        OOM_WAIT (nothing charged then)."""
+        nothing charged then."""
         err = self.try_charge_memcg(memcg, 1, 0)
         if err:
             return err
@@ -650,7 +732,7 @@ class MemCgroupTree:
 
 def mem_cgroup_charge(memcg: MemCgroup | None, pfn: int, nr: int = 1, order: int = 0) -> int:
     """mem_cgroup_charge() of a new anonymous folio for an mm whose memcg is `memcg` (None: not
-    accounted); 0, -ENOMEM or OOM_WAIT."""
+    accounted); 0 or -ENOMEM."""
     if memcg is None:
         return 0
     return memcg.tree.charge(memcg, pfn, nr, order)
@@ -677,8 +759,8 @@ def mem_cgroup_charge_bulk(memcg: MemCgroup | None, pfns: list[int]) -> None:
 def memcg_kmem_charge_page(mem: PhysMem, pfn: int) -> int:
     """The __GFP_ACCOUNT step of a user page-table allocation (pagetable_alloc with GFP_PGTABLE_USER):
     charge the new table frame to the running task's memcg; 0 when charged or when nothing is
-    accounted (no memcg below the root, or the task is in the root), else -ENOMEM or OOM_WAIT: the
-    caller frees the frame and fails the allocation."""
+    accounted (no memcg below the root, or the task is in the root), else -ENOMEM: the caller frees
+    the frame and fails the allocation."""
     tree, memcg = _kmem_target(mem)
     return 0 if tree is None or memcg is None else tree.charge_kmem(memcg, pfn)
 
@@ -701,7 +783,7 @@ def _kmem_target(mem: PhysMem) -> tuple[MemCgroupTree | None, MemCgroup | None]:
 
 def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool = False) -> int:
     """mem_cgroup_charge() of a new page-cache (or shmem) page from filemap_add_folio: charged to the
-    running task's memcg (none: not accounted); 0, -ENOMEM or OOM_WAIT. `noretry` for readahead."""
+    running task's memcg (none: not accounted); 0 or -ENOMEM. `noretry` for readahead."""
     if not mem_cgroup_charging(mem):
         return 0
     tree = mem.memcgs
@@ -757,3 +839,28 @@ def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int, entry: int) -> int:
     if not err:
         tree.uncharge_swap(entry)
     return err
+
+
+@contextmanager
+def mem_cgroup_user_fault(mem: PhysMem) -> Iterator[MemcgTaskState | None]:
+    """mem_cgroup_enter_user_fault() ... mem_cgroup_exit_user_fault() around a FAULT_FLAG_USER fault:
+    within, the running task's refused charges may make it wait (memcg1_oom_prepare). Yields its
+    MemcgTaskState (None when no memcg tree or no task)."""
+    tree = mem.memcgs
+    state = tree.task_state() if tree is not None else None
+    if state is None:
+        yield None
+        return
+    outer, state.in_user_fault = state.in_user_fault, True
+    try:
+        yield state
+    finally:
+        state.in_user_fault = outer
+
+
+def mem_cgroup_end_user_fault(mem: PhysMem, state: MemcgTaskState | None, failed: bool) -> None:
+    """handle_mm_fault()'s end of a user fault: a task that met a memcg OOM but whose fault went through
+    after all (no VM_FAULT_OOM, `failed` False) drops the record (mem_cgroup_oom_synchronize(false));
+    a failed one keeps it for pagefault_out_of_memory()."""
+    if not failed and mem.memcgs is not None:
+        mem.memcgs.mem_cgroup_oom_synchronize(state, False)

@@ -24,8 +24,15 @@ from vmlab.kernel.filemap import (
     mark_page_cache_accessed,
     next_uptodate_folios,
 )
-from vmlab.kernel.memcontrol import mem_cgroup_charge, mem_cgroup_charge_bulk, mem_cgroup_room
+from vmlab.kernel.memcontrol import (
+    mem_cgroup_charge,
+    mem_cgroup_charge_bulk,
+    mem_cgroup_end_user_fault,
+    mem_cgroup_room,
+    mem_cgroup_user_fault,
+)
 from vmlab.kernel.mm_types import (
+    FAULT_FLAG_USER,
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
@@ -143,6 +150,9 @@ class VmFault:
     prealloc_pte: int | None = None
     #: FAULT_FLAG_TRIED: this is the retry of a fault that dropped the mmap lock for I/O.
     tried: bool = False
+    #: The other FAULT_FLAG_* bits the caller passes: FAULT_FLAG_USER for a fault from user mode (not a
+    #: kernel uaccess fault, not GUP), which a v1 memcg OOM with oom_kill_disable makes the task wait.
+    flags: int = 0
 
     @property
     def pgoff(self) -> int:
@@ -290,8 +300,20 @@ def file_pages(vma: VmArea) -> int:
 # --- the fault handlers -----------------------------------------------------------------------------------
 
 def handle_mm_fault(vmf: VmFault) -> int:
-    """handle_mm_fault() -> __handle_mm_fault() -> handle_pte_fault(): dispatch on the entry's state."""
+    """handle_mm_fault(): a FAULT_FLAG_USER fault runs with the task's in_user_fault set (its refused
+    memcg charges may make it wait: mem_cgroup_enter_user_fault) and, when it did not fail for memory
+    after all, drops any memcg OOM it met (mem_cgroup_oom_synchronize(false)); then __handle_mm_fault."""
     vmf.call("handle_mm_fault")
+    if not vmf.flags & FAULT_FLAG_USER:
+        return _handle_mm_fault(vmf)
+    with mem_cgroup_user_fault(vmf.mem) as state:
+        ret = _handle_mm_fault(vmf)
+    mem_cgroup_end_user_fault(vmf.mem, state, bool(ret & VM_FAULT_OOM))
+    return ret
+
+
+def _handle_mm_fault(vmf: VmFault) -> int:
+    """__handle_mm_fault() -> handle_pte_fault(): dispatch on the entry's state."""
     pt = vmf.mm.pt
     assert pt is not None
     if thp_fault_allowed(vmf):

@@ -57,6 +57,10 @@ VM_MERGEABLE = 0x80000000
 VM_DROPPABLE = 1 << 40
 
 VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+#: enum fault_flag's FAULT_FLAG_USER: the fault came from user mode (x86 do_user_addr_fault sets it only
+#: when user_mode(regs)): not for a kernel copy_to_user()/copy_from_user() fault, nor for GUP (mlock,
+#: MAP_POPULATE, MADV_POPULATE_*). handle_mm_fault() marks such a fault with current->in_user_fault.
+FAULT_FLAG_USER = 1 << 6
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 #: Flags that never block a merge and that a merged VMA keeps if either side had them (VM_STICKY).
