@@ -665,12 +665,14 @@ class ModelBackend:
 
     def spawn(self, comm: str, pid: int | None = None, uid: int = 0) -> int:
         """A new process with an empty address space and no program (a process imported from the host
-        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. Returns the pid."""
+        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. It leads a session and
+        group of its own (a service's setsid()); only root's has CAP_SYS_RESOURCE. Returns the pid."""
         mm = MmStruct()
         arch_pick_mmap_layout(mm, self.settings.rlimit_stack, self.settings.legacy_va_layout)
         mm.pt = PageTables(self.mem)
         task = Task(pid if pid is not None else self._alloc_pid(), mm, comm=comm[:15], uid=uid)
         task.pgid = task.sid = task.pid  # started as a service: setsid()
+        task.cap_sys_resource = uid == 0
         if task.pid in self.tasks:
             raise ValueError(f"pid {task.pid} is taken")
         self.tasks[task.pid] = task
