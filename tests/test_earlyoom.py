@@ -3,19 +3,22 @@ the SIGTERM -> SIGKILL escalation, and acting before the kernel's OOM killer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from errno import EINVAL, EPERM, ESRCH
 from pathlib import Path
 
 import pytest
 
 from vmlab.backend import Settings
-from vmlab.daemons.earlyoom.flavor import V1_7, V1_9
+from vmlab.daemons.earlyoom.daemon import Earlyoom
+from vmlab.daemons.earlyoom.flavor import V1_7, V1_9, Flavor
 from vmlab.daemons.earlyoom.kill import ProcInfo, find_largest_process, sending_line
 from vmlab.daemons.earlyoom.main import SIGKILL, SIGTERM, UsageError, lowmem_sig, parse_args, sleep_time_ms
 from vmlab.daemons.earlyoom.meminfo import MemInfo, parse_meminfo, print_mem_stats
 from vmlab.errors import InputError
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.uapi import MAP_ANONYMOUS, MAP_PRIVATE
-from vmlab.lab.daemons import start_earlyoom
+from vmlab.lab.daemons import ModelSystem, start_earlyoom
 from vmlab.lab.run import default_program, run
 from vmlab.lab.scenario import parse
 
@@ -175,6 +178,232 @@ def test_example_kills_the_hog_with_sigterm_and_no_kernel_oom() -> None:
     ("ignore SIGKILL", 8, "SIGKILL cannot be ignored"),
 ])
 def test_scenario_errors_name_the_place(line: str, col: int, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse(f"set ram 256M\n{line}\n", "s.vml")
+    assert (err.value.line, err.value.col) == (2, col) and message in err.value.message
+
+
+# -- process groups and kill(2)'s pid (kernel/sys.c, kernel/signal.c) --
+
+def test_setpgid_follows_kernel_sys_c() -> None:
+    backend, main = machine(64 << 20)
+    child = backend.fork(main)
+    grandchild = backend.fork(child)
+    daemon = backend.spawn("daemon")
+    assert backend.tasks[child].pgid == main  # inherited on fork
+    assert backend.setpgid(child, 0, -5) == -EINVAL
+    assert backend.setpgid(main, grandchild, 0) == -ESRCH  # not main's child
+    assert backend.setpgid(daemon, 0, 0) == -EPERM  # a session leader cannot move
+    assert backend.setpgid(child, 0, 4242) == -EPERM  # no such group in the session
+    assert backend.setpgid(main, daemon, 0) == -ESRCH
+    assert backend.setpgid(child, 0, 0) == 0 and backend.getpgid(main, child) == child
+    assert backend.setpgid(child, grandchild, child) == 0  # the parent moves its child
+    assert backend.getpgid(main, grandchild) == child and backend.getpgid(main, 4242) == -ESRCH
+
+
+def test_kill_of_a_group_signals_each_member_the_sender_may_signal() -> None:
+    backend, main = machine(64 << 20)
+    leader = backend.fork(main)
+    assert backend.setpgid(leader, 0, 0) == 0
+    mine, roots = backend.fork(leader), backend.fork(leader)
+    backend.tasks[leader].uid = backend.tasks[mine].uid = 1000
+    user = backend.spawn("user", uid=1000)
+    assert backend.kill(-4242, "SIGTERM", user) == -ESRCH
+    assert backend.kill(-main, "0", user) == -EPERM  # main is root's: no member may be signalled
+    assert backend.kill(-leader, "SIGTERM", user) == 0  # two of three: success
+    assert backend.tasks[leader].sigkill and backend.tasks[mine].sigkill
+    assert not backend.tasks[roots].sigkill and not backend.tasks[main].sigkill
+    assert backend.kill(0, "SIGTERM", roots) == 0  # 0: the sender's own group
+    assert backend.tasks[roots].sigkill and not backend.tasks[main].sigkill
+
+
+def test_kill_minus_one_spares_the_sender_and_ignores_eperm() -> None:
+    backend, main = machine(64 << 20)
+    user = backend.spawn("user", uid=1000)
+    other = backend.spawn("other", uid=1000)
+    assert backend.kill(-1, "SIGTERM", user) == 0  # main (root) refuses: not reported
+    assert backend.tasks[other].sigkill and not backend.tasks[user].sigkill
+    assert not backend.tasks[main].sigkill
+
+
+# -- earlyoom's -g, -p, -n, -N, -P, --syslog --
+
+def recorder() -> tuple[list[tuple[str, str]], Callable[[str, str], None]]:
+    lines: list[tuple[str, str]] = []
+    return lines, lambda stream, text: lines.append((stream, text))
+
+
+def start(backend: ModelBackend, argv: list[str], flavor: Flavor = V1_9, uid: int = 0) -> tuple[
+        Earlyoom, list[tuple[str, str]]]:
+    """earlyoom on the model machine with every (stream, line) recorded."""
+    lines, out = recorder()
+    pid = backend.spawn("earlyoom", uid=uid)
+    backend.tasks[pid].cmdline = tuple(argv)
+    daemon = Earlyoom(argv, ModelSystem(backend, pid), out, flavor)
+    assert daemon.start() is None
+    return daemon, lines
+
+
+def texts(lines: list[tuple[str, str]]) -> list[str]:
+    return [text for _stream, text in lines]
+
+
+def group_of_three(backend: ModelBackend, main: int) -> tuple[int, int, int, int]:
+    """A leader with two children in its group (the second, "hog", the largest) and a bystander in
+    main's group."""
+    leader = backend.fork(main)
+    assert backend.setpgid(leader, 0, 0) == 0
+    helper, hog = backend.fork(leader), backend.fork(leader)
+    backend.set_comm(hog, "hog")
+    bystander = backend.fork(main)
+    return leader, helper, hog, bystander
+
+
+def test_g_kills_the_victims_whole_group_and_waits_for_the_group() -> None:
+    backend, main = machine()
+    daemon, lines = start(backend, ["earlyoom", "-m", "20", "-s", "100", "-r", "0", "-g",
+                                    "--prefer", "^hog$"])
+    leader, helper, hog, bystander = group_of_three(backend, main)
+    assert grow(backend, hog, 400, 10_000_000) == "SIGTERM"
+    backend.sleep(main, 300_000_000)
+    assert [(pid, sig) for _t, pid, sig in daemon.kills] == [(-leader, SIGTERM)]
+    assert leader not in backend.tasks and helper not in backend.tasks
+    assert bystander in backend.tasks and main in backend.tasks
+    text = texts(lines)
+    i = text.index(f"killing whole process group {leader} (-g flag is active)")
+    assert text[i - 1].startswith(f"sending SIGTERM to process {hog} ")
+    assert text[i + 1].startswith(f"process -{leader} exited after ")  # v1.9 prints kill_wait's pid
+    assert not any("process_mrelease" in t or "pidfd" in t for t in text)  # no pidfd for a group
+
+
+def test_g_self_test_prints_the_group_line_even_in_dryrun_and_in_each_flavours_order() -> None:
+    for flavor, before_limits in ((V1_9, True), (V1_7, False)):
+        backend, main = machine()
+        _daemon, lines = start(backend, ["earlyoom", "--dryrun", "-g", "-s", "100"], flavor)
+        text = texts(lines)
+        group = text.index(f"killing whole process group {main} (-g flag is active)")
+        limits = next(i for i, t in enumerate(text) if t.startswith("mem total:"))
+        assert (group < limits) == before_limits, flavor.version
+
+
+def test_g_with_a_victim_gone_before_getpgid_fails_with_esrch() -> None:
+    backend, _main = machine()
+    daemon, _lines = start(backend, ["earlyoom", "-g"])
+    victim = find_largest_process(daemon.args, daemon.system.processes(), daemon.system.self_pid, V1_9, print)
+    assert victim is not None
+    backend.exit(victim.proc.pid)
+    results: list[int] = []
+    daemon.kill_wait(victim.proc.pid, SIGTERM, results.append)
+    assert results == [-ESRCH] and daemon.kills == []
+
+
+def test_p_raises_priority_nice_and_oom_score_adj() -> None:
+    backend, _main = machine()
+    daemon, lines = start(backend, ["earlyoom", "-p", "--prefer", "x"])
+    pid = daemon.system.self_pid
+    assert backend.view(pid, "oom_score_adj") == "-100\n" and backend.tasks[pid].nice == -20
+    text = texts(lines)
+    assert text.index("Priority was raised successfully") == text.index(
+        "Preferring to kill process names that match regex 'x'") + 1
+    assert ("stderr", "Priority was raised successfully") in lines
+
+
+def test_p_as_a_user_fails_both_and_says_so() -> None:
+    backend, _main = machine()
+    daemon, lines = start(backend, ["earlyoom", "-p"], uid=1000)
+    assert "Could not set priority: Permission denied. Continuing anyway" in texts(lines)
+    assert "Could not set oom_score_adj: Permission denied. Continuing anyway" in texts(lines)
+    assert "Priority was raised successfully" not in texts(lines)
+    assert backend.tasks[daemon.system.self_pid].oom_score_adj == 0
+
+
+def test_hooks_run_before_and_after_the_kill_with_the_victims_environment() -> None:
+    backend, main = machine()
+    daemon, lines = start(backend, ["earlyoom", "-m", "20", "-s", "100", "-r", "0", "-n",
+                                    "-N", "/etc/after", "-P", "/etc/before"])
+    hog = backend.fork(main)
+    backend.set_comm(hog, "hog")
+    assert grow(backend, hog, 400, 10_000_000) == "SIGTERM"
+    backend.sleep(main, 300_000_000)
+    env = {"EARLYOOM_PID": str(hog), "EARLYOOM_UID": "0", "EARLYOOM_NAME": "hog",
+           "EARLYOOM_CMDLINE": " ".join(backend.tasks[main].cmdline)}
+    assert [(s.option, s.argv, dict(s.env)) for s in daemon.spawns] == [
+        ("-P", ("/etc/before",), env),
+        ("-n", ("dbus-send", "--system", "/", "net.nuetzlich.SystemNotifications.Notify", "string:earlyoom",
+                f"string:Low memory! Killing process {hog} hog"), {}),
+        ("-N", ("/etc/after",), env)]
+    kill_t = daemon.kills[0][0]
+    assert daemon.spawns[0].time_ns == kill_t < daemon.spawns[2].time_ns  # -N once the victim is gone
+    text = texts(lines)
+    assert text.index(daemon.spawns[0].line()) < text.index(
+        f"kill_release: pid={hog}: process_mrelease pidfd=4 success")
+    assert text.index(f"process {hog} exited after 0.100 seconds") < text.index(daemon.spawns[2].line())
+    assert ("exec", daemon.spawns[2].line()) in lines and daemon.spawns[2].line().startswith(
+        f"env EARLYOOM_PID={hog} EARLYOOM_UID=0 EARLYOOM_NAME=hog EARLYOOM_CMDLINE=")
+
+
+def test_v1_7_hook_has_no_cmdline_and_no_P() -> None:
+    backend, main = machine()
+    with pytest.raises(UsageError):
+        parse_args(["earlyoom", "-P", "/x"], M, V1_7)
+    daemon, _lines = start(backend, ["earlyoom", "-m", "20", "-s", "100", "-N", "/etc/after"], V1_7)
+    hog = backend.fork(main)
+    assert grow(backend, hog, 400, 10_000_000) == "SIGTERM"
+    backend.sleep(main, 300_000_000)
+    assert [dict(s.env) for s in daemon.spawns] == [
+        {"EARLYOOM_PID": str(hog), "EARLYOOM_UID": "0", "EARLYOOM_NAME": backend.tasks[main].comm}]
+
+
+def test_relative_hook_paths_are_disabled_at_startup() -> None:
+    backend, _main = machine()
+    daemon, lines = start(backend, ["earlyoom", "-N", "after.sh", "-P", "before.sh"])
+    assert daemon.args.notify_ext is None and daemon.args.kill_process_prehook is None
+    text = texts(lines)
+    i = text.index("startup_selftests: -N: notify script 'after.sh' is not an absolute path, disabling -N")
+    assert text[i + 1] == ("startup_selftests: -P: pre-hook program 'before.sh' is not an absolute path, "
+                           "disabling -P")
+    assert text[i + 2].startswith("mem total:")  # master: the self-test before the limits
+
+
+def test_dryrun_runs_the_prehook_every_time_and_N_once_a_second() -> None:
+    backend, main = machine()
+    assert grow(backend, backend.fork(main), 100, 0) is None  # 100 of ~210 MiB: below -m 80
+    daemon, _lines = start(backend, ["earlyoom", "--dryrun", "-m", "80", "-s", "100",
+                                     "-N", "/etc/after", "-P", "/etc/before"])
+    backend.sleep(main, 3_050_000_000)  # polls every 100 ms, each "kills" in dry run
+    pre = [s.time_ns for s in daemon.spawns if s.option == "-P"]
+    post = [s.time_ns // 10**9 for s in daemon.spawns if s.option == "-N"]
+    assert len(pre) == 31 and post == [1, 2, 3]  # second 0 is within 1 s of prev_notify = 0
+
+
+def test_syslog_takes_warn_and_info_but_not_the_fprintf_lines() -> None:
+    backend, _main = machine()
+    _daemon, lines = start(backend, ["earlyoom", "--dryrun", "--syslog", "--dryrun", "-p", "-r", "0.1"])
+    assert lines[1] == ("stderr", "dryrun mode enabled, will not kill anything")  # before --syslog
+    assert lines[2] == ("syslog.warning", "dryrun mode enabled, will not kill anything")
+    assert ("stderr", "Priority was raised successfully") in lines
+    assert any(s == "stderr" and t.startswith("mem total:") for s, t in lines)
+    assert any(s == "syslog.info" and t.startswith("mem avail:") for s, t in lines)
+    with pytest.raises(UsageError):
+        parse_args(["earlyoom", "--syslog"], M, V1_7)
+
+
+def test_setpgid_step_and_group_kill_in_a_scenario() -> None:
+    text = ("set ram 256M\nearlyoom -m 10 -s 100 -r 0 -g\nleader = fork()\n@leader setpgid\nexpect = 0\n"
+            "@leader worker = fork()\nbystander = fork()\n@bystander setpgid worker\nexpect = -1 EPERM\n"
+            "@worker hog 1M every 10ms\nexpect killed SIGTERM\nsleep 1s\n")
+    transcript = run(parse(text, "g.vml"), ModelBackend())
+    out = str(transcript.text() if hasattr(transcript, "text") else transcript)
+    assert transcript.failures == 0, out
+    assert "@leader +++ killed by SIGTERM +++" in out and "bystander +++ killed" not in out
+    assert "killing whole process group 1003 (-g flag is active)" in out
+
+
+@pytest.mark.parametrize(("line", "col", "message"), [
+    ("setpgid nobody", 9, "no live process 'nobody'"),
+    ("setpgid a b", 9, "expected 'setpgid' or 'setpgid NAME'"),
+])
+def test_setpgid_step_errors(line: str, col: int, message: str) -> None:
     with pytest.raises(InputError) as err:
         parse(f"set ram 256M\n{line}\n", "s.vml")
     assert (err.value.line, err.value.col) == (2, col) and message in err.value.message

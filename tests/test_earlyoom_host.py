@@ -17,12 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from vmlab.backend import Settings
+from vmlab.daemons.earlyoom.daemon import Earlyoom
 from vmlab.daemons.earlyoom.flavor import V1_7
-from vmlab.daemons.earlyoom.kill import find_largest_process, sending_line
+from vmlab.daemons.earlyoom.kill import find_largest_process, hook_env, sending_line
 from vmlab.daemons.earlyoom.main import parse_args
 from vmlab.daemons.earlyoom.meminfo import parse_meminfo, print_mem_stats
 from vmlab.daemons.earlyoom.msg import pct
 from vmlab.host.proctable import read_proctable
+from vmlab.kernel.machine import ModelBackend
+from vmlab.lab.daemons import ModelSystem
+from vmlab.lab.run import default_program
 
 pytestmark = pytest.mark.host
 EARLYOOM = shutil.which("earlyoom")
@@ -66,7 +71,7 @@ def dryrun(args: list[str], want: str, seconds: float = 3.0) -> tuple[list[str],
             lines.extend(line.decode(errors="replace") for line in done)
     finally:
         proc.kill()  # our own child, by its pid
-        proc.wait()
+        proc.wait(timeout=10)
     samples.append(meminfo())
     return lines, samples
 
@@ -135,5 +140,104 @@ def test_victim_and_sending_line_agree_on_live_processes(sleepers: dict[str, int
             continue  # a score moved between the snapshots
         assert picks[0] is not None and picks[0].proc.pid == sleepers[winner]
         assert real in expected
+        return
+    pytest.skip(f"the process table moved in each of {ATTEMPTS} attempts")
+
+
+# -- -p, -g and -N on the real daemon (dry run) --
+
+CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
+
+
+def capable(cap: int) -> bool:
+    """Whether this process (and so the earlyoom it starts) has capability `cap` in its effective set."""
+    with open("/proc/self/status") as f:
+        eff = next(line.split()[1] for line in f if line.startswith("CapEff:"))
+    return bool(int(eff, 16) >> cap & 1)
+
+
+def model_startup(argv: list[str], cap_sys_resource: bool) -> tuple[list[str], ModelBackend, int]:
+    """The model's v1.7 earlyoom started with `argv` on a fresh model machine (its own task with or
+    without CAP_SYS_RESOURCE): its lines, the machine and its pid."""
+    backend = ModelBackend()
+    backend.start(default_program(), Settings(ram=256 << 20))
+    pid = backend.spawn("earlyoom")
+    backend.tasks[pid].cap_sys_resource = cap_sys_resource
+    lines: list[str] = []
+    daemon = Earlyoom(argv, ModelSystem(backend, pid), lambda _s, text: lines.append(text), V1_7)
+    assert daemon.start() is None
+    daemon.stop()
+    return lines, backend, pid
+
+
+def test_p_sets_nice_and_oom_score_adj_of_the_real_daemon_as_the_model_does() -> None:
+    if not capable(CAP_SYS_NICE):
+        pytest.skip("no CAP_SYS_NICE: setpriority(-20) fails for reasons the model does not know")
+    args = ["-p", "-m", "1", "-s", "100"]
+    proc = subprocess.Popen([EARLYOOM, "--dryrun", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "NO_COLOR": "1"}, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("mem total:"):
+            lines.append(proc.stdout.readline().rstrip("\n"))
+        adj = int(Path(f"/proc/{proc.pid}/oom_score_adj").read_text())
+        nice = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    finally:
+        proc.kill()  # our own child, by its pid
+        proc.wait(timeout=10)
+    model, backend, pid = model_startup(["earlyoom", "--dryrun", *args], capable(CAP_SYS_RESOURCE))
+    assert lines[:-1] == model[:len(lines) - 1]  # banner, dryrun note, the -p outcome (not "mem total")
+    assert (adj, nice) == (backend.tasks[pid].oom_score_adj, backend.tasks[pid].nice)
+    assert nice == -20 and adj == (-100 if capable(CAP_SYS_RESOURCE) else 0)
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[dict[str, int]]:
+    """eoomtest_a leading a process group, eoomtest_b alone, eoomtest_c (oom_score_adj 700, the victim)
+    in a's group."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, adj in (("eoomtest_a", 500), ("eoomtest_b", 600), ("eoomtest_c", 700)):
+            exe = tmp_path / name
+            shutil.copy("/bin/sleep", exe)
+            group = 0 if name != "eoomtest_c" else procs["eoomtest_a"].pid
+            procs[name] = subprocess.Popen([str(exe), "60"], process_group=group)
+            Path(f"/proc/{procs[name].pid}/oom_score_adj").write_text(str(adj))
+        yield {name: p.pid for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_g_self_test_names_the_victims_group_and_N_gets_its_environment(grouped: dict[str, int],
+                                                                        tmp_path: Path) -> None:
+    out = tmp_path / "hook.env"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nenv | grep ^EARLYOOM_ | sort > {out}.tmp && mv {out}.tmp {out}\n")
+    hook.chmod(0o755)
+    flags = ["-m", "99", "-s", "100", "-g", "--prefer", "^eoomtest_c$", "-N", str(hook), "-N", "rel.sh"]
+    m = parse_meminfo(meminfo(), V1_7)
+    args = parse_args(["earlyoom", *flags[:-2]], m, V1_7)
+    for _ in range(ATTEMPTS):
+        before = read_proctable()
+        lines, _samples = dryrun(flags[:-2], "sending SIGTERM to")
+        picks = [find_largest_process(args, table, -1, V1_7, print) for table in (before, read_proctable())]
+        if any(p is None or p.proc.pid != grouped["eoomtest_c"] for p in picks):
+            continue  # another process outscored the sleepers meanwhile
+        victim = picks[0]
+        assert victim is not None
+        group = [line for line in lines if "process group" in line]
+        assert group == [f"killing whole process group {grouped['eoomtest_a']} (-g flag is active)"]
+        assert lines.index(group[0]) > lines.index(next(x for x in lines if x.startswith("        SIGKILL")))
+        deadline = time.monotonic() + 5
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = dict(line.split("=", 1) for line in out.read_text().splitlines())
+        assert env == hook_env(victim, V1_7)
+        relative, _ = dryrun(["-m", "1", "-N", "rel.sh"], "mem avail", 1.0)
+        assert ("startup_selftests: -N: notify script 'rel.sh' is not an absolute path, disabling -N"
+                in relative)
         return
     pytest.skip(f"the process table moved in each of {ATTEMPTS} attempts")

@@ -13,6 +13,7 @@ import numpy as np
 
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import signal, task_mmu, vmscan
+from vmlab.kernel import sys as kernel_sys
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
 from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, write_result
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
@@ -131,6 +132,8 @@ from vmlab.kernel.uapi import (
 from vmlab.kernel.vmstat import show_vmstat
 from vmlab.linux import CacheStat
 
+#: The session of the first process: a login shell's, whose leader is outside the model.
+LOGIN_SID = 1
 #: The descriptors a process may have: its RLIMIT_NOFILE, the default soft limit (the host oracle sets it).
 NR_OPEN = INR_OPEN_CUR
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
@@ -229,6 +232,11 @@ class Task:
     sig_ignored: set[str] = field(default_factory=set)
     #: in_user_fault and memcg_in_oom: a v1 memcg OOM (oom_kill_disable) met in a user fault.
     memcg_oom: MemcgTaskState = field(default_factory=MemcgTaskState)
+    #: Process group and session (vmlab.kernel.sys; inherited on fork; 0 until the machine sets them).
+    pgid: int = 0
+    sid: int = 0
+    #: Niceness, -20..19 (inherited on fork).
+    nice: int = 0
 
     @property
     def tgid(self) -> int:
@@ -331,6 +339,7 @@ class ModelBackend:
                                user_reserve_kbytes=settings.user_reserve_kbytes)
         task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin),
                     comm=os.path.basename(program.path)[:15])
+        task.pgid, task.sid = task.pid, LOGIN_SID  # a shell's job: its own group in the login session
         for fd in (0, 1, 2):
             task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),
                                   writable=True, f_flags=open_f_flags(O_RDWR))
@@ -519,7 +528,8 @@ class ModelBackend:
         child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec),
                      comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
                      oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource,
-                     ppid=parent.pid, cmdline=parent.cmdline, sig_ignored=set(parent.sig_ignored))
+                     ppid=parent.pid, cmdline=parent.cmdline, sig_ignored=set(parent.sig_ignored),
+                     pgid=parent.pgid, sid=parent.sid, nice=parent.nice)
         self.tasks[child.pid] = child
         if parent.memcg is not None:
             self._attach(child, parent.memcg)
@@ -673,11 +683,14 @@ class ModelBackend:
 
     def spawn(self, comm: str, pid: int | None = None, uid: int = 0) -> int:
         """A new process with an empty address space and no program (a process imported from the host
-        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. Returns the pid."""
+        is built in it by vmlab.lab.oom_whatif); `pid` may be chosen if free. It leads a session and
+        group of its own (a service's setsid()); only root's has CAP_SYS_RESOURCE. Returns the pid."""
         mm = MmStruct()
         arch_pick_mmap_layout(mm, self.settings.rlimit_stack, self.settings.legacy_va_layout)
         mm.pt = PageTables(self.mem)
         task = Task(pid if pid is not None else self._alloc_pid(), mm, comm=comm[:15], uid=uid)
+        task.pgid = task.sid = task.pid  # started as a service: setsid()
+        task.cap_sys_resource = uid == 0
         if task.pid in self.tasks:
             raise ValueError(f"pid {task.pid} is taken")
         self.tasks[task.pid] = task
@@ -746,10 +759,24 @@ class ModelBackend:
         that comes meanwhile ends it when it wakes (its next access)."""
         self.mem.clock.advance(ns)
 
-    def kill(self, pid: int, sig: str) -> int:
-        """kill(2) by root (vmlab.kernel.signal): 0, or -ESRCH when there is no such process."""
-        task = self.tasks.get(pid)
-        return -ESRCH if task is None else signal.send_signal(task, sig, self.oom)
+    def kill(self, pid: int, sig: str, sender: int | None = None) -> int:
+        """kill(2) by process `sender` (None: root outside the machine) with kill(2)'s reading of `pid`
+        (vmlab.kernel.signal.kill_something_info: a process, a group, all): 0, -ESRCH or -EPERM."""
+        current = self.tasks.get(sender) if sender is not None else None
+        return signal.kill_something_info(self.tasks, pid, sig, current, self.oom)
+
+    def setpgid(self, pid: int, target: int, pgid: int) -> int:
+        """setpgid(target, pgid) in process `pid` (vmlab.kernel.sys): 0 or -errno."""
+        return kernel_sys.setpgid(self.tasks, self.tasks[pid], target, pgid)
+
+    def getpgid(self, pid: int, target: int) -> int:
+        """getpgid(target) in process `pid`: the group id, or -ESRCH."""
+        return kernel_sys.getpgid(self.tasks, self.tasks[pid], target)
+
+    def setpriority(self, pid: int, target: int, niceval: int) -> int:
+        """setpriority(PRIO_PROCESS, target, niceval) in process `pid` (0: itself): 0 or -errno."""
+        task = self.tasks.get(target or pid)
+        return -ESRCH if task is None else kernel_sys.setpriority(self.tasks[pid], task, niceval)
 
     def sigignore(self, pid: int, sig: str) -> int:
         """sigaction(sig, SIG_IGN) in process `pid`: 0 or -EINVAL."""

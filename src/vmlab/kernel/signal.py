@@ -7,14 +7,20 @@ is not modelled. A signal whose default action terminates the process makes the 
 once, as complete_signal() does: SIGNAL_GROUP_EXIT is set and SIGKILL queued to every thread, so
 fatal_signal_pending() holds from then on (the OOM killer's `sigkill`). The task exits when it next
 runs: at once if it is the one running, else VICTIM_EXIT_NS later (vmlab.kernel.oom_kill).
+
+kill(2)'s pid argument is read as kill_something_info() reads it: > 0 one process, 0 the sender's
+process group, -1 every process but init and the sender, < -1 the process group -pid. Permission is
+kill_ok_by_cred() with one uid per process (real = effective = saved): a sender may signal a process of
+its own uid, root (CAP_KILL) any.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from vmlab.kernel.oom_kill import MMF_OOM_SKIP, OomKiller
-from vmlab.kernel.uapi import EINVAL
+from vmlab.kernel.uapi import EINVAL, EPERM, ESRCH
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import MmStruct
@@ -38,6 +44,8 @@ class SignalTask(Protocol):
     sigkill: bool
     exit_signal: str
     sig_ignored: set[str]
+    uid: int
+    pgid: int
 
 
 def sig_fatal(task: SignalTask, sig: str) -> bool:
@@ -53,6 +61,55 @@ def send_signal(task: SignalTask, sig: str, oom: OomKiller) -> int:
     task.exit_signal = sig
     oom.send_sigkill(task)  # complete_signal(): SIGNAL_GROUP_EXIT, SIGKILL to every thread, wake up
     return 0
+
+
+def kill_ok_by_cred(sender: SignalTask | None, task: SignalTask) -> bool:
+    """kill_ok_by_cred(): the sender's uid is the target's, or the sender has CAP_KILL (root; None is
+    root outside the model, the harness)."""
+    return sender is None or sender.uid == 0 or sender.uid == task.uid
+
+
+def group_send_sig_info(task: SignalTask, sig: str, sender: SignalTask | None, oom: OomKiller) -> int:
+    """group_send_sig_info(): check_kill_permission() (-EPERM), then send_signal() (signal 0 only
+    checks)."""
+    if not kill_ok_by_cred(sender, task):
+        return -EPERM
+    return send_signal(task, sig, oom)
+
+
+def kill_pgrp_info(tasks: Mapping[int, SignalTask], pgid: int, sig: str, sender: SignalTask | None,
+                   oom: OomKiller) -> int:
+    """__kill_pgrp_info(): signal every member of group `pgid` (ascending pid); 0 once any send
+    succeeded, else the last error, -ESRCH for an empty (or unknown) group."""
+    ret = -ESRCH
+    for pid in sorted(tasks):
+        task = tasks.get(pid)
+        if task is not None and task.pgid == pgid:
+            err = group_send_sig_info(task, sig, sender, oom)
+            if ret:
+                ret = err
+    return ret
+
+
+def kill_something_info(tasks: Mapping[int, SignalTask], pid: int, sig: str, sender: SignalTask | None,
+                        oom: OomKiller) -> int:
+    """kill(2)'s target: pid > 0 that process (-ESRCH if none), 0 the sender's own group, -1 every
+    process with pid > 1 except the sender (-ESRCH if there is none; an -EPERM is not reported),
+    else the group -pid."""
+    if pid > 0:
+        task = tasks.get(pid)
+        return -ESRCH if task is None else group_send_sig_info(task, sig, sender, oom)
+    if pid != -1:
+        group = -pid if pid else (sender.pgid if sender is not None else 0)
+        return kill_pgrp_info(tasks, group, sig, sender, oom) if group else -ESRCH
+    retval, count = 0, 0
+    for other in [tasks[p] for p in sorted(tasks)]:
+        if other.pid > 1 and other is not sender:
+            err = group_send_sig_info(other, sig, sender, oom)
+            count += 1
+            if err != -EPERM:
+                retval = err
+    return retval if count else -ESRCH
 
 
 def set_ignored(task: SignalTask, sig: str) -> int:

@@ -49,8 +49,20 @@ class ModelSystem:
         return pid in self.backend.tasks
 
     def kill(self, pid: int, sig: int) -> int:
-        """kill(2) with a signal number."""
-        return self.backend.kill(pid, BY_NUMBER.get(sig, "0"))
+        """kill(2) from the daemon's process, with a signal number (pid < 0: a process group)."""
+        return self.backend.kill(pid, BY_NUMBER.get(sig, "0"), self.self_pid)
+
+    def getpgid(self, pid: int) -> int:
+        """getpgid(2) from the daemon's process."""
+        return self.backend.getpgid(self.self_pid, pid)
+
+    def setpriority(self, niceval: int) -> int:
+        """setpriority(PRIO_PROCESS, 0, niceval) of the daemon's process."""
+        return self.backend.setpriority(self.self_pid, 0, niceval)
+
+    def set_oom_score_adj(self, adj: int) -> int:
+        """The daemon writes its own /proc/PID/oom_score_adj."""
+        return self.backend.set_oom_score_adj(self.self_pid, adj)
 
     def process_mrelease(self, pid: int) -> int:
         """process_mrelease(2)."""
@@ -59,21 +71,24 @@ class ModelSystem:
 
 def journal(backend: ModelBackend, pid: int, log: Callable[[str], None]) -> Output:
     """An Output that hands `log` each line as the journal would show it, stamped with the simulated
-    time: `[    0.800018] earlyoom[1002]: sending SIGTERM to ...` (stdout and stderr alike)."""
+    time: `[    0.800018] earlyoom[1002]: sending SIGTERM to ...` (stdout, stderr and syslog alike); a
+    program the daemon starts (not run by the model) as `[    0.800018] earlyoom[1002] starts: env
+    EARLYOOM_PID=1003 ... /path/to/script`."""
     clock = backend.mem.clock
 
-    def out(_stream: str, text: str) -> None:
-        log(f"{clock.printk_time()} earlyoom[{pid}]: {text}")
+    def out(stream: str, text: str) -> None:
+        sep = " starts:" if stream == "exec" else ":"
+        log(f"{clock.printk_time()} earlyoom[{pid}]{sep} {text}")
 
     return out
 
 
 def start_earlyoom(backend: ModelBackend, argv: list[str], log: Callable[[str], None],
-                   flavor: Flavor = V1_9) -> Earlyoom:
-    """Spawn an `earlyoom` process on the machine and run `argv` (argv[0] = "earlyoom") in it, its lines
-    going to `log` (see journal()); raises vmlab.daemons.earlyoom.main.UsageError as earlyoom exits on a
-    bad command line (the process is gone again then, as it is after -v/-h)."""
-    pid = backend.spawn("earlyoom")
+                   flavor: Flavor = V1_9, uid: int = 0) -> Earlyoom:
+    """Spawn an `earlyoom` process of user `uid` on the machine and run `argv` (argv[0] = "earlyoom")
+    in it, its lines going to `log` (see journal()); raises vmlab.daemons.earlyoom.main.UsageError as
+    earlyoom exits on a bad command line (the process is gone again then, as it is after -v/-h)."""
+    pid = backend.spawn("earlyoom", uid=uid)
     backend.tasks[pid].cmdline = tuple(argv)
     daemon = Earlyoom(argv, ModelSystem(backend, pid), journal(backend, pid, log), flavor)
     try:

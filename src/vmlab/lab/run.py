@@ -37,6 +37,7 @@ from vmlab.lab.scenario import (
     MemcgStep,
     OomScoreAdjStep,
     Scenario,
+    SetpgidStep,
     ShowStep,
     SleepStep,
     Step,
@@ -267,6 +268,17 @@ class Runner:
             result = self.model_call("sigignore", pid, step.signal)
             self.emit("call", f"{prefix}ignore {step.signal} {format_result(result, False)}")
             self.last = ("call", result)
+        elif isinstance(step, SetpgidStep):
+            self.setpgid(step, pid, prefix)
+
+    def setpgid(self, step: SetpgidStep, pid: int, prefix: str) -> None:
+        """setpgid(0, 0), or setpgid(0, pid of the named process): printed as strace prints it."""
+        if step.group is not None and step.group not in self.pids:
+            raise Unbound(step.group)
+        pgid = self.pids[step.group] if step.group is not None else 0
+        result = self.model_call("setpgid", pid, 0, pgid)
+        self.emit("call", f"{prefix}setpgid(0, {pgid}) {format_result(result, False)}")
+        self.last = ("call", result)
 
     def sleep(self, pid: int, ns: int) -> None:
         """The process sleeps `ns`: simulated time on the model (its timers run), real time elsewhere."""

@@ -43,7 +43,7 @@ from vmlab.lab.syntax import (
 MAIN = "main"
 KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read", "write", "touch", "fork",
                       "exit", "end", "memcg", "join", "oom_score_adj", "hog", "earlyoom", "sleep", "ignore",
-                      "comm", MAIN})
+                      "comm", "setpgid", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
 PAGING_VIEWS = ("counters", "pagemap", "residency")
 ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
@@ -179,6 +179,14 @@ class CommStep(Step):
     """`comm NAME`: the acting process writes NAME to /proc/self/comm (prctl(PR_SET_NAME))."""
 
     name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetpgidStep(Step):
+    """`setpgid [NAME]`: the acting process calls setpgid(0, 0) (a group of its own), or setpgid(0,
+    pid of NAME) (joins the group NAME leads)."""
+
+    group: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -650,6 +658,14 @@ def _comm(st: _State, rest: str, src: Source, raw: str) -> None:
     st.steps.append(CommStep(line=src.line, col=src.col0, actor=st.actor, source=raw, name=rest))
 
 
+def _setpgid(st: _State, rest: str, src: Source, raw: str) -> None:
+    """`setpgid [NAME]`: NAME, if given, a live process."""
+    if rest and not re.fullmatch(r"[A-Za-z_]\w*", rest):
+        raise src.error("expected 'setpgid' or 'setpgid NAME' (the process whose group to join)", 1)
+    group = _known_process(st, rest, src, 1) if rest else None
+    st.steps.append(SetpgidStep(line=src.line, col=src.col0, actor=st.actor, source=raw, group=group))
+
+
 def _earlyoom(st: _State, rest: str, src: Source, raw: str) -> None:
     """`earlyoom [FLAGS...]`: earlyoom's command line, checked as earlyoom checks it (against the
     machine's RAM for -M; a refused flag is an error at that word)."""
@@ -677,7 +693,7 @@ def _words_at(text: str) -> tuple[list[str], list[int]]:
 
 _DIRECTIVES = {
     "memcg": _memcg, "join": _join, "oom_score_adj": _oom_score_adj, "hog": _hog,
-    "earlyoom": _earlyoom, "sleep": _sleep, "ignore": _ignore, "comm": _comm,
+    "earlyoom": _earlyoom, "sleep": _sleep, "ignore": _ignore, "comm": _comm, "setpgid": _setpgid,
     "set": _set, "exec": _exec, "file": _file, "process": _process, "show": _show, "expect": _expect,
     "fork": _fork_bare, "exit": _exit_bare,
     "read": _access(False), "write": _access(True), "touch": _access(True),

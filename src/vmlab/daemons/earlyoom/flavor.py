@@ -20,15 +20,21 @@ class Flavor:
     long_kill_line: bool
     #: v1.8+: pidfd_open + process_mrelease after each kill; a "process %d did not exit" line.
     mrelease: bool
+    #: master: startup_selftests() (the signal-0 kill, the -N/-P checks) before the limit lines; v1.7
+    #: and the v1.9.0 tag print the limits first.
+    selftest_first: bool
+    #: v1.8+: hooks run through notify_spawn_subprocess() (EARLYOOM_CMDLINE too, -P waits 200 ms for
+    #: its program); v1.7: a bare fork() + execl(), PID/UID/NAME only.
+    spawn_subprocess: bool
     #: Long options this release knows (v1.7 lacks --ignore, --ignore-root-user, --sort-by-rss, ...).
     long_options: tuple[str, ...]
     short_options: str
 
 
-V1_9 = Flavor("v1.9.0", True, True, True, True,
+V1_9 = Flavor("v1.9.0", True, True, True, True, True, True,
               ("prefer", "avoid", "ignore", "dryrun", "ignore-root-user", "sort-by-rss", "syslog",
                "kernel-oom", "help", "debug"),
               "m:s:M:S:kingN:P:dvr:ph")
-V1_7 = Flavor("v1.7", False, False, False, False, ("prefer", "avoid", "dryrun", "help"),
+V1_7 = Flavor("v1.7", False, False, False, False, False, False, ("prefer", "avoid", "dryrun", "help"),
               "m:s:M:S:kingN:dvr:ph")
 FLAVORS = {"1.9": V1_9, "1.7": V1_7}

@@ -116,3 +116,24 @@ def seconds(elapsed_ns: int, tick: int, flavor: Flavor) -> str:
     if not flavor.mrelease:
         return f"{tick * 100 / 1000:.1f}"
     return f"{elapsed_ns / 1e9:.3f}"
+
+
+DBUS_SEND = "/usr/bin/dbus-send"
+#: notify_process_killed() in --dryrun runs its programs at most once per second of CLOCK_MONOTONIC.
+NOTIFY_RATELIMIT_S = 1
+
+
+def hook_env(v: Victim, flavor: Flavor) -> dict[str, str]:
+    """The environment notify_ext() (-N) and the -P pre-hook add for the victim: EARLYOOM_PID, _UID,
+    _NAME (comm), and since v1.8 EARLYOOM_CMDLINE (NULs as spaces, at most 255 bytes)."""
+    p = v.proc
+    env = {"EARLYOOM_PID": str(p.pid), "EARLYOOM_UID": str(p.uid), "EARLYOOM_NAME": p.comm}
+    if flavor.spawn_subprocess:
+        env["EARLYOOM_CMDLINE"] = p.cmdline[:CMDLINE_MAX]
+    return env
+
+
+def dbus_argv(body: str) -> tuple[str, ...]:
+    """notify_dbus(): the dbus-send command line of a notification (`-n`)."""
+    return ("dbus-send", "--system", "/", "net.nuetzlich.SystemNotifications.Notify", "string:earlyoom",
+            f"string:{body}")

@@ -1,10 +1,14 @@
 """earlyoom's main.c: the command line (getopt_long() over the short and long options), the limits,
 lowmem_sig() and sleep_time_ms().
 
-Options that act outside the memory picture are accepted and noted, not modelled: -n (D-Bus), -N/-P
-(scripts), -g (process groups), -p (priority), --syslog, --kernel-oom. Regular expressions are
-Python's `re`, which agrees with POSIX extended ones for the usual patterns (`^chrome$`, `a|b`, `[0-9]+`)
-but not in every corner (a backslash escape such as `\\d` means a digit only here).
+Every option is modelled except --kernel-oom (accepted with a note; earlyoom kills by itself). -g, -p
+act on the model machine (process groups, niceness, oom_score_adj); -n, -N and -P are programs
+earlyoom would start (dbus-send, the scripts): the model records them with their argv and environment
+and runs nothing; --syslog changes where the lines go (`Output` streams "syslog.PRIORITY").
+
+Regular expressions are Python's `re`, which agrees with POSIX extended ones for the usual patterns
+(`^chrome$`, `a|b`, `[0-9]+`) but not in every corner (a backslash escape such as `\\d` means a digit
+only here).
 """
 
 from __future__ import annotations
@@ -49,10 +53,36 @@ class Options:
     prefer: re.Pattern[str] | None = None
     avoid: re.Pattern[str] | None = None
     ignore: re.Pattern[str] | None = None
+    #: -g: kill the victim's whole process group.
+    kill_process_group: bool = False
+    #: -n: D-Bus notifications through dbus-send.
+    notify: bool = False
+    #: -N SCRIPT: run after a kill; -P PROGRAM: run before one (v1.8+).
+    notify_ext: str | None = None
+    kill_process_prehook: str | None = None
+    #: -p: niceness -20 and oom_score_adj -100 for earlyoom itself.
+    set_my_priority: bool = False
+    #: --syslog: warn(), info(), debug() go to syslog from then on.
+    syslog: bool = False
     #: main() exits at once (-v, -h) with this status.
     exit_now: int | None = None
-    #: What earlyoom prints on stderr while it reads its options.
-    notes: list[str] = field(default_factory=list)
+    #: What earlyoom prints while it reads its options: (stream, line), stream as `Output` takes it.
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    def stream(self, priority: str) -> str:
+        """Where a message of syslog `priority` (warning, info, debug, err) goes: syslog once --syslog
+        was read, else stderr (warn, fatal) or stdout (info, debug)."""
+        if self.syslog:
+            return f"syslog.{priority}"
+        return "stderr" if priority in ("warning", "err") else "stdout"
+
+    def warn(self, text: str) -> None:
+        """A warn() note printed while the options are read."""
+        self.notes.append((self.stream("warning"), text))
+
+    def note(self, text: str) -> None:
+        """A fprintf(stderr) note printed while the options are read (never to syslog)."""
+        self.notes.append(("stderr", text))
 
 
 def _getopt(argv: list[str], flavor: Flavor) -> tuple[list[tuple[str, str | None, int]], list[int]]:
@@ -138,7 +168,7 @@ def parse_args(argv: list[str], m: MemInfo, flavor: Flavor) -> Options:
             upper = {"m": 99, "s": 100, "M": m.MemTotalKiB * 100 // 99, "S": m.SwapTotalKiB * 100 // 99}[name]
             tuple_ = parse_term_kill_tuple(value, upper)
             if tuple_.warning:
-                args.notes.append(tuple_.warning)
+                args.warn(tuple_.warning)
             if tuple_.err:
                 raise UsageError(f"fatal: -{name}: {tuple_.err}", 15 if name in "mM" else 16, idx)
             if name == "m":
@@ -148,7 +178,7 @@ def parse_args(argv: list[str], m: MemInfo, flavor: Flavor) -> Options:
             elif name == "M":
                 mem_kib, have_M = (tuple_.term, tuple_.kill), True
             elif m.SwapTotalKiB == 0:
-                args.notes.append("warning: -S: total swap is zero, using default percentages")
+                args.warn("warning: -S: total swap is zero, using default percentages")
             else:
                 swap_kib, have_S = (tuple_.term, tuple_.kill), True
         elif name == "r":
@@ -161,21 +191,27 @@ def parse_args(argv: list[str], m: MemInfo, flavor: Flavor) -> Options:
             assert value is not None
             regexes[name] = (value, idx)
         elif name == "dryrun":
-            args.notes.append("dryrun mode enabled, will not kill anything")
+            args.warn("dryrun mode enabled, will not kill anything")
             args.dryrun = True
         elif name == "ignore-root-user":
             args.ignore_root_user = True
-            args.notes.append("Processes owned by root will not be killed")
+            args.note("Processes owned by root will not be killed")
         elif name == "sort-by-rss":
             args.sort_by_rss = True
-            args.notes.append("Find process with the largest rss")
+            args.note("Find process with the largest rss")
         elif name == "d":
             args.debug = True
         elif name in ("v", "h"):
             args.exit_now = 0
             return args
+        elif name in _FLAGS:
+            setattr(args, _FLAGS[name], True)
+            if name == "n":
+                args.note("Notifying through D-Bus")
+        elif name in ("N", "P"):
+            setattr(args, "notify_ext" if name == "N" else "kill_process_prehook", value)
         else:
-            args.notes.append(_IGNORED[name])
+            args.note(_IGNORED[name])
     if operands:
         raise UsageError(f"fatal: extra argument not understood: '{argv[operands[0]]}'", 13, operands[0])
     if have_M:
@@ -192,21 +228,16 @@ def parse_args(argv: list[str], m: MemInfo, flavor: Flavor) -> Options:
         if name in regexes:
             pattern, idx = regexes[name]
             setattr(args, name, _regex(pattern, idx))
-            args.notes.append(what.format(pattern))
+            args.note(what.format(pattern))
     return args
 
 
-#: What earlyoom prints for the options the model accepts without modelling (its own note, where it
-#: prints one, then the model's).
+#: The options that only switch a field of Options on.
+_FLAGS = {"g": "kill_process_group", "n": "notify", "p": "set_my_priority", "syslog": "syslog"}
+#: What earlyoom prints for the options it ignores, and the one the model ignores (--kernel-oom).
 _IGNORED = {
     "k": "Option -k is ignored since earlyoom v1.2",
     "i": "Option -i is ignored since earlyoom v1.7",
-    "n": "Notifying through D-Bus (-n: the model has no D-Bus; ignored)",
-    "g": "-g: ignored in the model (no process groups): the victim alone is killed",
-    "N": "-N: ignored in the model (no scripts run)",
-    "P": "-P: ignored in the model (no scripts run)",
-    "p": "-p: ignored in the model (no scheduler priority, oom_score_adj left as it is)",
-    "syslog": "--syslog: ignored in the model (the log goes to the transcript)",
     "kernel-oom": "--kernel-oom: ignored in the model (earlyoom kills by itself)",
 }
 
