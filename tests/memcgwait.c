@@ -9,6 +9,10 @@
  *              after region P (they merge: no new VMA); print "ret R" (the address or -errno)
  *   madvise    madvise(MADV_POPULATE_WRITE) the 16 untouched pages of region A; print "ret R"
  *   pread      pread() 4 pages of the file into untouched pages of region B; print "ret R"
+ *   pread1     pread() 1 page of the file into the page of region B touched at the start (the
+ *              buffer needs no charge; an uncached file's page does); print "ret R"
+ *   pread2     pread() 2 pages of the file from the same place (the buffer's second page is not
+ *              mapped: only a page read first would be copied there); print "ret R"
  *   zero       read() 4 pages of /dev/zero (opened at the start) into untouched pages of region B;
  *              print "ret R"
  *   touch      store one byte to an untouched page of region B (a user fault); print "ok"
@@ -102,6 +106,10 @@ int main(int argc, char **argv)
 			printf("ret %ld\n", result(read(zero, B, 4 * PAGE)));
 		} else if (!strcmp(buf, "pread")) {
 			printf("ret %ld\n", result(pread(fd, B, 4 * PAGE, 0)));
+		} else if (!strcmp(buf, "pread1")) {
+			printf("ret %ld\n", result(pread(fd, B + REGION - PAGE, PAGE, 0)));
+		} else if (!strcmp(buf, "pread2")) {
+			printf("ret %ld\n", result(pread(fd, B + REGION - PAGE, 2 * PAGE, 0)));
 		} else if (!strcmp(buf, "touch")) {
 			B[0] = 1;
 			printf("ok\n");

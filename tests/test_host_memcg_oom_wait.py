@@ -11,6 +11,9 @@ fault, and only then is under_oom marked. So at the limit:
 - madvise(MADV_POPULATE_WRITE) populates through GUP: ENOMEM;
 - pread() of a cached file, or read() of /dev/zero, into an untouched buffer faults in kernel mode
   (copy_to_user, clear_user): nothing copied, EFAULT;
+- pread() of an uncached file into a buffer already there: the page cache's charge is refused
+  (readahead's __GFP_NORETRY one, then filemap_create_folio's), so filemap_read returns -ENOMEM;
+  with the first page cached, it returns that page's bytes (already_read) and stops at the second;
 - a store by the task itself (user mode) sleeps (state D) with under_oom 1 until a larger limit wakes
   it (memcg1_oom_recover); the fault is then retried and charges its page.
 Nothing else is charged and oom_kill stays 0.
@@ -25,6 +28,7 @@ runs the same steps at its own limit. Run with -s to see both sides:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +95,31 @@ def cached_file(path: Path) -> Path:
     return path
 
 
+def uncached_file(path: Path) -> Path:
+    """A 16-page file written, synced and dropped from the page cache (POSIX_FADV_DONTNEED): reading
+    it charges the reader for its pages."""
+    path.write_bytes(b"x" * REGION)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return path
+
+
+def first_page_cached_file(path: Path) -> Path:
+    """uncached_file() whose first page alone was read back (POSIX_FADV_RANDOM: no readahead)."""
+    uncached_file(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        assert len(os.pread(fd, PG, 0)) == PG
+    finally:
+        os.close(fd)
+    return path
+
+
 def model_task(path: Path) -> tuple[ModelBackend, int, int, int]:
     """memcgwait's start on a model machine whose first process runs in memcg /t: its mappings, the
     two pages it touches, /dev/zero and `path` opened; (model, pid, fd of path, fd of /dev/zero)."""
@@ -123,18 +152,23 @@ MODEL_OPS: dict[str, tuple[Callable[[ModelBackend, int, int, int], int], int]] =
                 -ENOMEM),
     "pread": (lambda m, pid, fd, zero: m.syscall(pid, "pread64", (fd, B, 4 * PG, 0)), -EFAULT),
     "zero": (lambda m, pid, fd, zero: m.syscall(pid, "read", (zero, B, 4 * PG)), -EFAULT),
+    "pread1": (lambda m, pid, fd, zero: m.syscall(pid, "pread64", (fd, B + REGION - PG, PG, 0)), -ENOMEM),
+    "pread2": (lambda m, pid, fd, zero: m.syscall(pid, "pread64", (fd, B + REGION - PG, 2 * PG, 0)), PG),
 }
+#: How each operation's file is made: written and read back (cached) unless named here.
+FILES: dict[str, Callable[[Path], Path]] = {"pread1": uncached_file, "pread2": first_page_cached_file}
 
 
 @pytest.mark.parametrize("name", list(MODEL_OPS))
 def test_refused_charge_outside_a_user_fault_does_not_wait(name: str, waiters: Hogs, memcgs: Memcgs,
                                                            tmp_path: Path) -> None:
     """mlock, MAP_POPULATE, MADV_POPULATE_WRITE, and pread() or a /dev/zero read() into an untouched
-    buffer at the limit, OOM killer disabled:
+    buffer, or pread() of an uncached file (or one with only its first page cached) into a buffer
+    already there, at the limit, OOM killer disabled:
     the same result on both, nothing charged, under_oom 0 and oom_kill 0 right after it (the kernel
     never marks under_oom for them; the model used to leave it at 1)."""
     model_op, expected = MODEL_OPS[name]
-    path = cached_file(tmp_path / "data")
+    path = FILES.get(name, cached_file)(tmp_path / "data")
     cg = memcgs.make(f"uoom_{name}", "64M")
     hog = host_task(waiters, cg, path)
     (cg / "memory.oom_control").write_text("1")

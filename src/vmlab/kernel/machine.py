@@ -1089,8 +1089,14 @@ class ModelBackend:
         n = count if write else max(0, min(count, inode.size - offset))
         if write:
             self._write_begin_end(inode, offset, n)
-        else:
-            filemap_read(self.mem, file, offset, count)
+        elif n:
+            copied = len(filemap_read(self.mem, file, offset, count))
+            if copied < ((offset + n - 1) >> PAGE_SHIFT) - (offset >> PAGE_SHIFT) + 1:
+                # A page could not be had (memory, or the memcg's refusal): the read ends before
+                # it, and with nothing read, filemap_read's error is the result.
+                if not copied:
+                    return -ENOMEM
+                n = (((offset >> PAGE_SHIFT) + copied) << PAGE_SHIFT) - offset
         done = self._uaccess(task, buf, n, write=not write)
         if n and not done:
             return -EFAULT
