@@ -29,6 +29,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "hogstart.h"
+
 #define PAGE 4096UL
 #define BASE ((char *)0x600000000000UL)
 #define REGION (16 * PAGE)
@@ -38,15 +40,6 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-		perror(path);
-		exit(3);
-	}
-}
 
 static void map_at(char *addr, int prot)
 {
@@ -66,16 +59,7 @@ int main(int argc, char **argv)
 	char buf[256];
 	int fd = -1, zero;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: memcgwait NAME ADJ MIB CGROUP_PROCS|-\n");
-		return 2;
-	}
-	if (strcmp(argv[4], "-") != 0) {
-		snprintf(buf, sizeof(buf), "%d\n", getpid());
-		write_file(argv[4], buf);
-	}
-	write_file("/proc/self/oom_score_adj", argv[2]);
-	prctl(PR_SET_NAME, argv[1]);
+	hog_start(argc, argv, "memcgwait");
 	map_at(A, PROT_READ | PROT_WRITE);
 	map_at(B, PROT_READ | PROT_WRITE);
 	map_at(P, PROT_READ | PROT_WRITE);

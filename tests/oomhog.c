@@ -18,20 +18,13 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "hogstart.h"
+
 #define PAGE 4096UL
 #define RESERVE (1UL << 30)
 
 static char *base;
 static unsigned long used;
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
-		perror(path);
-		exit(3);
-	}
-}
 
 static void touch_pages(unsigned long n)
 {
@@ -42,16 +35,7 @@ static void touch_pages(unsigned long n)
 int main(int argc, char **argv)
 {
 	char buf[64];
-	if (argc != 5) {
-		fprintf(stderr, "usage: oomhog NAME ADJ MIB CGROUP_PROCS|-\n");
-		return 2;
-	}
-	if (strcmp(argv[4], "-") != 0) {
-		snprintf(buf, sizeof(buf), "%d\n", getpid());
-		write_file(argv[4], buf);
-	}
-	write_file("/proc/self/oom_score_adj", argv[2]);
-	prctl(PR_SET_NAME, argv[1]);
+	hog_start(argc, argv, "oomhog");
 	base = mmap(NULL, RESERVE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED) {
 		perror("mmap");
