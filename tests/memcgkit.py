@@ -87,17 +87,31 @@ def drained_host_counters(cg: Path) -> Counters:
     """The settled counters with every CPU's charge stock given back, so that usage is what is really
     charged: a memory.limit_in_bytes just below the usage makes mem_cgroup_resize_max() call
     drain_all_stock() before it reclaims (a refusal, -EBUSY, comes after the drain: it is fine); the
-    limit is then put back."""
+    limit is then put back. The write is made from CPU 0, where start_host_stepper's tasks charge:
+    drain_all_stock() drains the writer's own CPU at once but only schedules work on the others, and
+    the limit is tried again before that work runs on a busy machine, so the group would be reclaimed
+    (its page cache evicted) instead. A reclaim all the same (memory.stat pgpgout moved) is an error."""
     limit_file = cg / "memory.limit_in_bytes"
     limit = limit_file.read_text()
     usage = int((cg / "memory.usage_in_bytes").read_text())
+    pgpgout = _memcg_stat(cg)["pgpgout"]
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
     try:
         limit_file.write_text(str(max(usage - PG, PG)))
     except OSError:
         pass  # -EBUSY: nothing left to reclaim once the stocks were drained
     finally:
         limit_file.write_text(limit)
+        os.sched_setaffinity(0, affinity)
+    if _memcg_stat(cg)["pgpgout"] != pgpgout:
+        raise RuntimeError(f"{cg}: draining the charge stocks reclaimed pages, so the counters are off")
     return settled_host_counters(cg)
+
+
+def _memcg_stat(cg: Path) -> dict[str, int]:
+    """memory.stat of a v1 memcg as a dict."""
+    return {k: int(v) for k, v in (line.split() for line in (cg / "memory.stat").read_text().splitlines())}
 
 
 def drained_model_counters(model: ModelBackend, memcg: MemCgroup) -> Counters:
