@@ -25,9 +25,9 @@ The rules these steps exercise (the kernel source's wording in the model's docst
 Known divergence, tested as such (test_pmd_sized_folios_differ_only_in_the_pmd): a PMD-sized (order 9)
 folio in a 2 MiB-aligned VMA is mapped by one PMD entry on the host (do_set_pmd, FilePmdMapped; the
 host's THP setting "madvise" does not stop it), by 512 PTEs in the model: Rss, fault counts and
-pagemap agree, VmPTE and FilePmdMapped do not. Not compared: the dirty split of smaps after a write
-through a PTE of a read-mapped large folio (the kernel's folio-wide PG_dirty makes every page of the
-folio count as dirty; the model's frames are dirtied one by one).
+pagemap agree, VmPTE and FilePmdMapped do not. Not compared here: the dirty split of smaps after a
+write through a PTE of a read-mapped large folio (both dirty the folio whole: tests/test_host_folio_dirty
+holds the dirty page counts to the kernel's through cachestat).
 
 To rerun one case by hand: `PYTHONPATH=src python tests/test_diff_large_folio.py NAME > x.vml`, then
 `PYTHONPATH=src python -m vmlab diff x.vml` (NAME from CASES, or `pmd`).

@@ -1134,9 +1134,9 @@ class ModelBackend:
             else:
                 pfn, _ = read_page(mem, inode, index)
             mem.clock.advance(mem.clock.costs.hit_ns)
-            if pfn is not None and folio_mark_dirty(mem, inode, pfn) and not inode.shmem:
-                dirtied += 1
-                if dirtied == WRITE_RATELIMIT:
+            if pfn is not None and not inode.shmem:
+                dirtied += folio_mark_dirty(mem, inode, pfn)
+                if dirtied >= WRITE_RATELIMIT:
                     balance_dirty_pages(mem, dirtied)
                     dirtied = 0
         if dirtied:

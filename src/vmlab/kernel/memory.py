@@ -710,8 +710,10 @@ def fault_dirty_shared_page(vmf: VmFault, pfn: int) -> None:
     """fault_dirty_shared_page(): a write through a shared mapping dirties the page-cache page
     (page_mkwrite, folio_mark_dirty) and lets the dirty limits throttle the writer."""
     vmf.call("fault_dirty_shared_page", "folio_mark_dirty, balance_dirty_pages_ratelimited")
-    if folio_mark_dirty(vmf.mem, vmf_inode(vmf.vma), pfn) and not vmf_inode(vmf.vma).shmem:
-        balance_dirty_pages(vmf.mem, 1)
+    inode = vmf_inode(vmf.vma)
+    dirtied = folio_mark_dirty(vmf.mem, inode, pfn)
+    if dirtied and not inode.shmem:
+        balance_dirty_pages(vmf.mem, dirtied)
 
 
 def wp_can_reuse_anon_folio(mem: PhysMem, pfn: int) -> bool:

@@ -162,29 +162,41 @@ def _bdi(mem: PhysMem, inode: Inode) -> BackingDev:
     return inode.bdi if inode.bdi is not None else mem.wb.default_bdi
 
 
-def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> bool:
-    """folio_mark_dirty() -> filemap_dirty_folio(): set PG_dirty; the first time, account it
-    (NR_FILE_DIRTY, nr_dirtied), tag it dirty in the inode and mark the inode dirty
-    (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's delayed wake-up). shmem folios
-    are only flagged (noop_dirty_folio). True if it was clean."""
+def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> int:
+    """folio_mark_dirty() -> filemap_dirty_folio() of the folio holding page `pfn`: set PG_dirty; the
+    first time, account it (NR_FILE_DIRTY and nr_dirtied by folio_nr_pages), tag it dirty in the inode
+    and mark the inode dirty (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's
+    delayed wake-up). shmem folios are only flagged (noop_dirty_folio). A large page-cache folio (its
+    frames separate in the model, its order in inode.folio_orders) is dirtied whole, as the kernel's
+    one PG_dirty makes it: a one-byte write to a 16-page folio dirties 16 pages. Returns the pages that
+    were clean and are now dirty (0: the folio was dirty already)."""
+    from vmlab.kernel.filemap import folio_head  # filemap -> page_alloc -> this module
+
     mm = mem.mem_map
     head = mm.compound_head(pfn)
-    flags = int(mm.flags[head])
-    if flags & F_DIRTY:
-        return False
-    mm.flags[head] = flags | F_DIRTY
-    if inode.shmem:
-        return True
-    wb = mem.wb
-    wb.nr_dirty += 1
-    mem.events["nr_dirtied"] += 1
-    index = int(mm.index[head])
-    if not inode.dirty:
-        inode.dirtied_when = mem.clock.now_ns
-        wb.b_dirty[inode] = None
-        wb_wakeup_delayed(mem)
-    inode.dirty.add(index)
-    return True
+    pfns = [head]
+    if inode.folio_orders and head == pfn:
+        first, order = folio_head(inode, int(mm.index[pfn]))
+        if order:
+            pfns = [p for p in map(inode.i_pages.get, range(first, first + (1 << order))) if p is not None]
+    dirtied = 0
+    for page in pfns:
+        flags = int(mm.flags[page])
+        if flags & F_DIRTY:
+            continue
+        mm.flags[page] = flags | F_DIRTY
+        dirtied += 1
+        if inode.shmem:
+            continue
+        wb = mem.wb
+        wb.nr_dirty += 1
+        mem.events["nr_dirtied"] += 1
+        if not inode.dirty:
+            inode.dirtied_when = mem.clock.now_ns
+            wb.b_dirty[inode] = None
+            wb_wakeup_delayed(mem)
+        inode.dirty.add(int(mm.index[page]))
+    return dirtied
 
 
 def folio_account_cleaned(mem: PhysMem, inode: Inode, index: int) -> None:
