@@ -1134,8 +1134,11 @@ class ModelBackend:
             else:
                 pfn, _ = read_page(mem, inode, index)
             mem.clock.advance(mem.clock.costs.hit_ns)
-            if pfn is not None and not inode.shmem:
-                dirtied += folio_mark_dirty(mem, inode, pfn)
+            if pfn is None:
+                continue
+            newly = folio_mark_dirty(mem, inode, pfn)  # shmem: PG_dirty only, not throttled
+            if newly and not inode.shmem:
+                dirtied += newly
                 if dirtied >= WRITE_RATELIMIT:
                     balance_dirty_pages(mem, dirtied)
                     dirtied = 0

@@ -532,16 +532,19 @@ def _whole_folio_range(vmf: VmFault) -> tuple[int, int]:
     vma = vmf.vma
     inode = vmf_inode(vma)
     head, order = folio_head(inode, vmf.pgoff)
+    if not order or not folio_ends_in_file(inode, head, order) or not _folio_fits(vma, head, order):
+        return vmf.address, 1
+    return vmf.address - ((vmf.pgoff - head) << PAGE_SHIFT), 1 << order
+
+
+def _folio_fits(vma: VmArea, head: int, order: int) -> bool:
+    """Whether the file folio of 2^order pages at index `head` lies inside the VMA and inside one PTE
+    table of it: finish_fault's vma_off/pte_off bounds and filemap_map_folio_range's
+    folio_within_vma and same-PMD test, which come to the same thing."""
     nr = 1 << order
-    if nr == 1 or not folio_ends_in_file(inode, head, order):
-        return vmf.address, 1
-    idx = vmf.pgoff - head
-    vma_off = (vmf.address - vma.vm_start) >> PAGE_SHIFT
-    pte_off = pte_index(vmf.address)
-    if (vma_off < idx or vma_off + nr - idx > vma.pages
-            or pte_off < idx or pte_off + nr - idx > PTRS_PER_TABLE):
-        return vmf.address, 1
-    return vmf.address - (idx << PAGE_SHIFT), nr
+    addr0 = vma.vm_start + ((head - vma.vm_pgoff) << PAGE_SHIFT)
+    return (vma.vm_pgoff <= head and head + nr <= vma.vm_pgoff + vma.pages
+            and addr0 & PMD_MASK == (addr0 + (nr << PAGE_SHIFT) - 1) & PMD_MASK)
 
 
 def beyond_eof(vma: VmArea, address: int) -> bool:
@@ -614,19 +617,12 @@ def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
         if ptes is None:
             return 0
     ret = 0
-    i_pages = inode.i_pages
-    base = vma.vm_start - (vma.vm_pgoff << PAGE_SHIFT)  # the address file page 0 would have
     for xa_index, head, order in itertools.chain((first,), folios):
         if order:
             nr_pages = min(head + (1 << order) - 1, end_pgoff) - xa_index + 1
             ret |= filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
-            continue
-        # filemap_map_order0_folio(): filemap_map_folio_range() of one page, in line (the commonest).
-        addr = base + (head << PAGE_SHIFT)
-        pfn = i_pages.get(head)
-        if (pfn is not None and not ptes[(addr >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)]
-                and _map_file_page(vmf, addr, pfn, False) and addr == vmf.address):
-            ret = VM_FAULT_NOPAGE
+        else:  # filemap_map_order0_folio()
+            ret |= _map_cached_pages(vmf, ptes, head, 1)
     return ret
 
 
@@ -641,16 +637,18 @@ def filemap_map_folio_range(vmf: VmFault, ptes: np.ndarray, head: int, order: in
     (folio_within_vma: its first page in the VMA and its end not past vm_end) and inside one PTE table
     (its first and last addresses under the same PMD entry)."""
     vma = vmf.vma
-    inode = vmf_inode(vma)
-    nr = 1 << order
+    if order and folio_within_file(vmf_inode(vma), head, order) and _folio_fits(vma, head, order):
+        start, nr_pages = head, 1 << order
+    return _map_cached_pages(vmf, ptes, start, nr_pages)
+
+
+def _map_cached_pages(vmf: VmFault, ptes: np.ndarray, start: int, nr_pages: int) -> int:
+    """Map the cached file pages [start, start+nr_pages) of the fault's VMA through its PTE table
+    `ptes`, leaving set slots alone; VM_FAULT_NOPAGE when the faulting page got mapped."""
+    vma = vmf.vma
+    i_pages = vmf_inode(vma).i_pages
     base = vma.vm_start - (vma.vm_pgoff << PAGE_SHIFT)  # the address file page 0 would have
-    addr0 = base + (head << PAGE_SHIFT)
-    if (order and folio_within_file(inode, head, order) and vma.vm_pgoff <= head
-            and head + nr <= vma.vm_pgoff + vma.pages
-            and addr0 & PMD_MASK == (addr0 + (nr << PAGE_SHIFT) - 1) & PMD_MASK):
-        start, nr_pages = head, nr
     ret = 0
-    i_pages = inode.i_pages
     for index in range(start, start + nr_pages):
         addr = base + (index << PAGE_SHIFT)
         pfn = i_pages.get(index)

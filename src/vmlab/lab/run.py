@@ -243,17 +243,12 @@ class Runner:
         elif isinstance(step, ExpectResultStep | ExpectKilledStep):
             self.expect_result(step)
         elif isinstance(step, MemcgStep):
-            result = self.model_call("memcg_create", step.path, step.limit)
-            self.emit("call", f"{prefix}memcg {step.path} limit_in_bytes={step.limit} "
-                              f"{format_result(result, False)}")
+            self.machine_step(prefix, f"memcg {step.path} limit_in_bytes={step.limit}", "memcg_create",
+                              step.path, step.limit)
         elif isinstance(step, JoinStep):
-            result = self.model_call("memcg_attach", pid, step.path)
-            self.emit("call", f"{prefix}join {step.path} {format_result(result, False)}")
-            self.last = ("call", result)
+            self.machine_step(prefix, f"join {step.path}", "memcg_attach", pid, step.path)
         elif isinstance(step, OomScoreAdjStep):
-            result = self.model_call("set_oom_score_adj", pid, step.value)
-            self.emit("call", f"{prefix}oom_score_adj {step.value} {format_result(result, False)}")
-            self.last = ("call", result)
+            self.machine_step(prefix, f"oom_score_adj {step.value}", "set_oom_score_adj", pid, step.value)
         elif isinstance(step, HogStep):
             self.hog(step, pid, prefix)
         elif isinstance(step, EarlyoomStep):
@@ -262,12 +257,9 @@ class Runner:
             self.sleep(pid, step.ns)
             self.emit("call", f"{prefix}sleep {step.written}")
         elif isinstance(step, CommStep):
-            result = self.model_call("set_comm", pid, step.name)
-            self.emit("call", f"{prefix}comm {step.name} {format_result(result, False)}")
+            self.machine_step(prefix, f"comm {step.name}", "set_comm", pid, step.name)
         elif isinstance(step, IgnoreStep):
-            result = self.model_call("sigignore", pid, step.signal)
-            self.emit("call", f"{prefix}ignore {step.signal} {format_result(result, False)}")
-            self.last = ("call", result)
+            self.machine_step(prefix, f"ignore {step.signal}", "sigignore", pid, step.signal)
         elif isinstance(step, SetpgidStep):
             self.setpgid(step, pid, prefix)
 
@@ -302,6 +294,13 @@ class Runner:
             raise InputError(f"earlyoom: {err.message.splitlines()[0]}", self.scenario.path, step.line,
                              step.col + 1) from None
         self.emit("call", f"{prefix}{' '.join(step.argv)} = {daemon.system.self_pid}")
+
+    def machine_step(self, prefix: str, shown: str, method: str, *args: object) -> None:
+        """A step that is one machine operation (model_call): printed as `shown` with its result, which
+        `expect =` then checks."""
+        result = self.model_call(method, *args)
+        self.emit("call", f"{prefix}{shown} {format_result(result, False)}")
+        self.last = ("call", result)
 
     def model_call(self, method: str, *args: object) -> int:
         """A machine operation only some backends have (memory cgroups, oom_score_adj)."""
