@@ -75,6 +75,10 @@ from vmlab.kernel.uapi import (
     O_CREAT,
     O_RDWR,
     PAGE_SIZE,
+    SYNC_FILE_RANGE_WAIT_AFTER,
+    SYNC_FILE_RANGE_WAIT_BEFORE,
+    SYNC_FILE_RANGE_WRITE,
+    SYNC_FILE_RANGE_WRITE_AND_WAIT,
 )
 
 MiB = 1 << 20
@@ -145,13 +149,14 @@ def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 c.frame.pop(pfn, None)
         return pfn
 
-    def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int) -> int:
+    def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int, *, reclaim: bool = False) -> int:
         c = TRACKED.get(id(mem))
         if c is not None:
-            key = (id(inode), int(mem.mem_map.index[pfn]))
-            if key in c.latest:
-                c.disk[key] = c.latest[key]
-        return start_wb(mem, inode, pfn)
+            for page in page_writeback.folio_frames(mem, inode, pfn):  # a large folio is written whole
+                key = (id(inode), int(mem.mem_map.index[page]))
+                if key in c.latest:
+                    c.disk[key] = c.latest[key]
+        return start_wb(mem, inode, pfn, reclaim=reclaim)
 
     def wp_page_copy(vmf: memory.VmFault, orig_pte: int) -> int:
         result = wp_copy(vmf, orig_pte)
@@ -536,6 +541,16 @@ class PressureAll(RuleBasedStateMachine):
             assert self.call(pid, "sync") == 0
         else:
             assert self.call(pid, how, self.fds[path]) == 0
+
+    @rule(data=st.data(), path=st.sampled_from(sorted(FILES)),
+          flags=st.sampled_from([SYNC_FILE_RANGE_WRITE, SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER,
+                                 SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE_AND_WAIT]))
+    def sync_file_range(self, data: st.DataObject, path: str, flags: int) -> None:
+        pid = self._pid(data)
+        first = data.draw(st.integers(0, FILES[path] // PAGE_SIZE), label="first page")
+        pages = data.draw(st.sampled_from([0, 1, 16, 300]), label="pages (0: to the end)")
+        fd = self.fds[path]
+        assert self.call(pid, "sync_file_range", fd, first * PAGE_SIZE, pages * PAGE_SIZE, flags) == 0
 
     @precondition(lambda self: self.regions)
     @rule(data=st.data(), flags=st.sampled_from([MS_SYNC, MS_ASYNC, MS_SYNC | MS_INVALIDATE]))

@@ -58,12 +58,18 @@ class ModelFile:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.msync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
 
 def host_msync(m: mmap.mmap, off: int, length: int, flags: int) -> int:
     """msync(2) of [off, off+length) of a Python mmap (mmap.flush always passes MS_SYNC)."""
     addr = ctypes.addressof(ctypes.c_char.from_buffer(m)) + off
     return _libc.msync(addr, length, flags)
+
+
+def host_sync_file_range(fd: int, off: int, length: int, flags: int) -> int:
+    """sync_file_range(2) (Python's os module has no binding): 0, or -errno."""
+    return 0 if _libc.sync_file_range(fd, off, length, flags) == 0 else -ctypes.get_errno()
 
 
 def host_file(tmp_dir: str, name: str, pages: int) -> int:

@@ -17,7 +17,7 @@ SYSCALL_NR: dict[str, int] = {
     "mlock": 149, "munlock": 150, "mlockall": 151, "munlockall": 152, "prctl": 157,
     "readahead": 187, "fadvise64": 221, "exit_group": 231,
     "mbind": 237, "set_mempolicy": 238, "get_mempolicy": 239, "migrate_pages": 256,
-    "openat": 257, "unlinkat": 263, "move_pages": 279, "fallocate": 285,
+    "openat": 257, "unlinkat": 263, "sync_file_range": 277, "move_pages": 279, "fallocate": 285,
     "dup3": 292, "pipe2": 293, "prlimit64": 302, "memfd_create": 319, "userfaultfd": 323,
     "mlock2": 325, "pidfd_open": 434, "clone3": 435, "process_madvise": 440,
     "memfd_secret": 447, "process_mrelease": 448,

@@ -78,6 +78,7 @@ from vmlab.kernel.page_writeback import (
     filemap_write_and_wait_range,
     folio_mark_dirty,
     ksys_sync,
+    sync_file_range,
     sync_inodes,
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables
@@ -106,6 +107,7 @@ from vmlab.kernel.uapi import (
     EMFILE,
     ENOENT,
     ENOMEM,
+    ESPIPE,
     ESRCH,
     INR_OPEN_CUR,
     MAP_ANONYMOUS,
@@ -127,6 +129,7 @@ from vmlab.kernel.uapi import (
     PAGE_MASK,
     PAGE_SHIFT,
     PAGE_SIZE,
+    SYNC_FILE_RANGE_WRITE_AND_WAIT,
     page_align,
 )
 from vmlab.kernel.vmstat import show_vmstat
@@ -181,7 +184,8 @@ SYSCALL_ARG_TYPES: dict[str, tuple[str, ...]] = {
     "read": ("ui", "ul", "ul"), "write": ("ui", "ul", "ul"), "pread64": ("ui", "ul", "ul", "l"),
     "pwrite64": ("ui", "ul", "ul", "l"), "lseek": ("ui", "l", "ui"), "fadvise64": ("i", "l", "l", "i"),
     "ftruncate": ("ui", "l"), "truncate": ("", "l"), "fsync": ("ui",), "fdatasync": ("ui",),
-    "syncfs": ("i",), "swapon": ("", "i"), "memfd_create": ("", "ui"),
+    "sync_file_range": ("i", "l", "l", "ui"), "syncfs": ("i",), "swapon": ("", "i"),
+    "memfd_create": ("", "ui"),
 }
 _C_TYPES = {"ul": (64, False), "l": (64, True), "ui": (32, False), "i": (32, True)}
 
@@ -300,6 +304,7 @@ class ModelBackend:
             "read": self._read, "write": self._write, "pread64": self._pread64, "pwrite64": self._pwrite64,
             "lseek": self._lseek, "fadvise64": self._fadvise64, "truncate": self._truncate,
             "fsync": self._fsync, "fdatasync": self._fdatasync, "sync": self._sync,
+            "sync_file_range": self._sync_file_range,
             "syncfs": self._syncfs, "msync": self._msync,
             "swapon": self._swapon, "swapoff": self._swapoff,
         }
@@ -1006,6 +1011,20 @@ class ModelBackend:
     def _fdatasync(self, task: Task, fd: int) -> int:
         """fdatasync(): the same pages as fsync (the model has no inode metadata to skip)."""
         return self._fsync(task, fd)
+
+    def _sync_file_range(self, task: Task, fd: int, offset: int, nbytes: int, flags: int) -> int:
+        """sync_file_range(): -EBADF for a bad fd; -EINVAL for an unknown flag, a negative offset or a
+        range that ends below it or past the loff_t range; -ESPIPE for a character device; otherwise
+        the range's write-back as the flags ask (page_writeback.sync_file_range)."""
+        file = task.fget(fd)
+        if file is None:
+            return -EBADF
+        end = offset + nbytes
+        if flags & ~SYNC_FILE_RANGE_WRITE_AND_WAIT or offset < 0 or end >= 1 << 63 or end < offset:
+            return -EINVAL
+        if is_chrdev(file.inode):
+            return -ESPIPE
+        return sync_file_range(self.mem, file.inode, offset, nbytes, flags)
 
     def _sync(self, task: Task) -> int:
         """sync(): every dirty page of the machine written and waited for."""

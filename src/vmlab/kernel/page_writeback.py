@@ -11,8 +11,11 @@ Writeback and write-protects its shared mappings (folio_mkclean), so the next st
 it again; the I/O completes on the clock (one queue per backing device, `BackingDev.write_ns` a page),
 and folio_end_writeback() clears PG_writeback.
 
-Deliberate simplifications: one backing device queue per device, one page per I/O (the device's
-bandwidth is 1 page / write_ns); balance_dirty_pages() uses the kernel's global position control
+Write-back goes by folio, as the kernel's does: a large page-cache folio (readahead's, or a large
+write()'s) is cleaned and written whole, one I/O, even when only one of its pages was asked for.
+
+Deliberate simplifications: one backing device queue per device, its bandwidth 1 page / write_ns (a
+folio's I/O takes write_ns per page); balance_dirty_pages() uses the kernel's global position control
 (pos_ratio_polynom around the setpoint between the freerun ceiling and the limit) with the device's
 write bandwidth as the balanced rate, for one writer (no per-wb or memcg domains, no ratelimit
 bookkeeping per task); shmem pages are dirtied without accounting, as the kernel's noop_dirty_folio.
@@ -27,7 +30,14 @@ from typing import TYPE_CHECKING
 from vmlab.kernel.clock import NSEC_PER_MSEC
 from vmlab.kernel.page_flags import F_ACTIVE, F_DIRTY, F_LRU, F_RECLAIM, F_WRITEBACK, PG
 from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.uapi import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SYNC_FILE_RANGE_WAIT_AFTER,
+    SYNC_FILE_RANGE_WAIT_BEFORE,
+    SYNC_FILE_RANGE_WRITE,
+    SYNC_FILE_RANGE_WRITE_AND_WAIT,
+)
 from vmlab.kernel.workingset import workingset_test_recent
 from vmlab.linux import CacheStat
 
@@ -162,25 +172,31 @@ def _bdi(mem: PhysMem, inode: Inode) -> BackingDev:
     return inode.bdi if inode.bdi is not None else mem.wb.default_bdi
 
 
-def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> int:
-    """folio_mark_dirty() -> filemap_dirty_folio() of the folio holding page `pfn`: set PG_dirty; the
-    first time, account it (NR_FILE_DIRTY and nr_dirtied by folio_nr_pages), tag it dirty in the inode
-    and mark the inode dirty (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's
-    delayed wake-up). shmem folios are only flagged (noop_dirty_folio). A large page-cache folio (its
-    frames separate in the model, its order in inode.folio_orders) is dirtied whole, as the kernel's
-    one PG_dirty makes it: a one-byte write to a 16-page folio dirties 16 pages. Returns the pages that
-    were clean and are now dirty (0: the folio was dirty already)."""
+def folio_frames(mem: PhysMem, inode: Inode, pfn: int) -> list[int]:
+    """The frames of the page-cache folio holding page `pfn`, head first: the page alone, or every
+    cached page of a large folio (its frames separate in the model, its order in inode.folio_orders),
+    as the kernel's one struct folio stands for them all."""
     from vmlab.kernel.filemap import folio_head  # filemap -> page_alloc -> this module
 
     mm = mem.mem_map
     head = mm.compound_head(pfn)
-    pfns = [head]
     if inode.folio_orders and head == pfn:
         first, order = folio_head(inode, int(mm.index[pfn]))
         if order:
-            pfns = [p for p in map(inode.i_pages.get, range(first, first + (1 << order))) if p is not None]
+            return [p for p in map(inode.i_pages.get, range(first, first + (1 << order))) if p is not None]
+    return [head]
+
+
+def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> int:
+    """folio_mark_dirty() -> filemap_dirty_folio() of the folio holding page `pfn`: set PG_dirty; the
+    first time, account it (NR_FILE_DIRTY and nr_dirtied by folio_nr_pages), tag it dirty in the inode
+    and mark the inode dirty (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's
+    delayed wake-up). shmem folios are only flagged (noop_dirty_folio). A large page-cache folio is
+    dirtied whole, as the kernel's one PG_dirty makes it: a one-byte write to a 16-page folio dirties
+    16 pages. Returns the pages that were clean and are now dirty (0: the folio was dirty already)."""
+    mm = mem.mem_map
     dirtied = 0
-    for page in pfns:
+    for page in folio_frames(mem, inode, pfn):
         flags = int(mm.flags[page])
         if flags & F_DIRTY:
             continue
@@ -256,52 +272,72 @@ def folio_mkclean(mem: PhysMem, inode: Inode, pfn: int) -> None:
 # --- write-back ------------------------------------------------------------------------------------
 
 
-def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int) -> int:
-    """folio_clear_dirty_for_io() + folio_start_writeback() + submitting the write: Dirty -> Writeback;
-    the I/O joins the device's queue and completes later on the clock. Returns the completion time."""
+def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int, *, reclaim: bool = False) -> int:
+    """folio_clear_dirty_for_io() + folio_start_writeback() + submitting the write, of the whole folio
+    holding page `pfn` (a large folio is written as one, as ext4's writepages submits folios: a sync of
+    one page of a 16-page folio cleans 16): each page Dirty -> Writeback (PG_reclaim too for reclaim's
+    pageout); the I/O joins the device's queue, takes `write_ns` per page and completes later on the
+    clock, ending write-back of the folio. Returns the pages written."""
     mm = mem.mem_map
-    index = int(mm.index[pfn])
-    folio_mkclean(mem, inode, pfn)
-    flags = int(mm.flags[pfn])
-    mm.flags[pfn] = (flags & ~F_DIRTY) | F_WRITEBACK
-    folio_account_cleaned(mem, inode, index)
-    mem.wb.nr_writeback += 1
+    frames = folio_frames(mem, inode, pfn)
+    written: list[tuple[int, int]] = []
+    for page in frames:
+        index = int(mm.index[page])
+        folio_mkclean(mem, inode, page)
+        flags = int(mm.flags[page])
+        mm.flags[page] = (flags & ~F_DIRTY) | F_WRITEBACK | (F_RECLAIM if reclaim else 0)
+        if flags & F_DIRTY:
+            folio_account_cleaned(mem, inode, index)
+        written.append((index, page))
+    mem.wb.nr_writeback += len(written)
     bdi = _bdi(mem, inode)
     cost = bdi.write_ns if bdi.write_ns is not None else mem.clock.costs.writeback_ns
-    done = max(mem.clock.now_ns, bdi.busy_until) + cost
+    done = max(mem.clock.now_ns, bdi.busy_until) + cost * len(written)
     bdi.busy_until = done
-    inode.under_writeback[index] = done
-    mem.clock.at(done, lambda: folio_end_writeback(mem, inode, index, pfn))
-    return done
+    for index, _ in written:
+        inode.under_writeback[index] = done
+    mem.clock.at(done, lambda: folio_end_writeback(mem, inode, written))
+    return len(written)
 
 
-def folio_end_writeback(mem: PhysMem, inode: Inode, index: int, pfn: int) -> None:
-    """folio_end_writeback(): the write completed: clear PG_writeback (nr_written); a folio reclaim
-    wanted (PG_reclaim) goes to the tail of its inactive list to be freed next (folio_rotate_reclaimable)."""
+def folio_end_writeback(mem: PhysMem, inode: Inode, written: list[tuple[int, int]]) -> None:
+    """folio_end_writeback(): the write of a folio's pages (index, pfn) completed: clear PG_writeback
+    (nr_written); a folio reclaim wanted (PG_reclaim) goes to the tail of its inactive list to be freed
+    next (folio_rotate_reclaimable)."""
     mm = mem.mem_map
-    del inode.under_writeback[index]
-    flags = int(mm.flags[pfn])
-    mm.flags[pfn] = flags & ~(F_WRITEBACK | F_RECLAIM)
-    mem.wb.nr_writeback -= 1
-    mem.events["nr_written"] += 1
-    if flags & F_RECLAIM and flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY):
-        mem.lruvec.delete(mm, pfn)
-        mem.lruvec.add(mm, pfn, tail=True)
-        mem.events["pgrotated"] += 1
+    for index, pfn in written:
+        del inode.under_writeback[index]
+        flags = int(mm.flags[pfn])
+        mm.flags[pfn] = flags & ~(F_WRITEBACK | F_RECLAIM)
+        mem.wb.nr_writeback -= 1
+        mem.events["nr_written"] += 1
+        if flags & F_RECLAIM and flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY):
+            mem.lruvec.delete(mm, pfn)
+            mem.lruvec.add(mm, pfn, tail=True)
+            mem.events["pgrotated"] += 1
 
 
 def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None,
-                      nr_to_write: int | None = None) -> int:
-    """write_cache_pages(): start write-back of the dirty pages of [first, last] in index order (at most
-    `nr_to_write`); pages already under write-back are skipped. Returns the pages submitted."""
+                      nr_to_write: int | None = None, *, sync_all: bool = True) -> int:
+    """write_cache_pages() / writeback_iter(): start write-back of the dirty folios that hold a page of
+    [first, last], in index order, whole (a large folio that begins before `first` too), until
+    `nr_to_write` pages are submitted (the last folio may take it past). A folio still under an earlier
+    write-back (it was redirtied) is waited for first with `sync_all` (WB_SYNC_ALL: the data-integrity
+    paths), passed by otherwise (WB_SYNC_NONE: the flusher, sync_file_range's plain write). Returns the
+    pages submitted."""
     todo = sorted(i for i in inode.dirty if i >= first and (last is None or i <= last))
-    if nr_to_write is not None:
-        todo = todo[:nr_to_write]
+    submitted = 0
     for index in todo:
+        if nr_to_write is not None and submitted >= nr_to_write:
+            break
+        if index not in inode.dirty:  # written with an earlier page of its folio
+            continue
         if index in inode.under_writeback:
-            folio_wait_writeback(mem, inode, index)  # WB_SYNC_ALL waits; the page was redirtied
-        folio_start_writeback(mem, inode, inode.i_pages[index])
-    return len(todo)
+            if not sync_all:
+                continue
+            folio_wait_writeback(mem, inode, index)
+        submitted += folio_start_writeback(mem, inode, inode.i_pages[index])
+    return submitted
 
 
 def folio_wait_writeback(mem: PhysMem, inode: Inode, index: int) -> None:
@@ -311,15 +347,41 @@ def folio_wait_writeback(mem: PhysMem, inode: Inode, index: int) -> None:
         mem.clock.advance(done - mem.clock.now_ns)
 
 
-def filemap_write_and_wait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
-    """filemap_write_and_wait_range(): write the dirty pages of the range and wait for every write of it
-    (also those started earlier) — the data part of fsync/fdatasync/msync(MS_SYNC). Returns 0."""
-    if inode.shmem:
-        return 0
-    write_cache_pages(mem, inode, first, last)
+def filemap_fdatawait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> None:
+    """filemap_fdatawait_range(): sleep (not a memory stall) until every write of a page of [first,
+    last] under way now has completed."""
     pending = [t for i, t in inode.under_writeback.items() if i >= first and (last is None or i <= last)]
     if pending and max(pending) > mem.clock.now_ns:
         mem.clock.advance(max(pending) - mem.clock.now_ns)
+
+
+def filemap_write_and_wait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
+    """filemap_write_and_wait_range(): write the dirty folios of the range and wait for every write of
+    it (also those started earlier) — the data part of fsync/fdatasync/msync(MS_SYNC). Returns 0."""
+    if inode.shmem:
+        return 0
+    write_cache_pages(mem, inode, first, last)
+    filemap_fdatawait_range(mem, inode, first, last)
+    return 0
+
+
+def sync_file_range(mem: PhysMem, inode: Inode, offset: int, nbytes: int, flags: int) -> int:
+    """ksys_sync_file_range() on a regular file, after its argument checks: of the bytes [offset,
+    offset+nbytes) (nbytes 0: to the end), wait for write-back under way (WAIT_BEFORE), start
+    write-back of the dirty folios (WRITE: WB_SYNC_NONE, so a folio under write-back already is passed
+    by; all three flags: WB_SYNC_ALL, as fdatasync of the range), wait again (WAIT_AFTER). Returns 0."""
+    first = offset >> PAGE_SHIFT
+    last = None if nbytes == 0 else (offset + nbytes - 1) >> PAGE_SHIFT
+    if inode.shmem:
+        return 0
+    if flags & SYNC_FILE_RANGE_WRITE_AND_WAIT == SYNC_FILE_RANGE_WRITE_AND_WAIT:
+        return filemap_write_and_wait_range(mem, inode, first, last)
+    if flags & SYNC_FILE_RANGE_WAIT_BEFORE:
+        filemap_fdatawait_range(mem, inode, first, last)
+    if flags & SYNC_FILE_RANGE_WRITE:
+        write_cache_pages(mem, inode, first, last, sync_all=False)
+    if flags & SYNC_FILE_RANGE_WAIT_AFTER:
+        filemap_fdatawait_range(mem, inode, first, last)
     return 0
 
 
@@ -331,9 +393,7 @@ def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
     flags = int(mm.flags[head])
     inode = mem.address_spaces.get(int(mm.mapping[head]))
     if flags & F_DIRTY and inode is not None:
-        folio_start_writeback(mem, inode, head)
-        mm.flags[head] = int(mm.flags[head]) | F_RECLAIM
-        mem.events["nr_vmscan_write"] += 1
+        mem.events["nr_vmscan_write"] += folio_start_writeback(mem, inode, head, reclaim=True)
     if sync and inode is not None:
         done = inode.under_writeback.get(int(mm.index[head]))
         if done is not None and done > mem.clock.now_ns:
@@ -369,7 +429,8 @@ def _write_inodes(mem: PhysMem, inodes: list[Inode], budget: int) -> int:
     for inode in inodes:
         if written >= budget:
             break
-        written += write_cache_pages(mem, inode, nr_to_write=min(MAX_WRITEBACK_PAGES, budget - written))
+        written += write_cache_pages(mem, inode, nr_to_write=min(MAX_WRITEBACK_PAGES, budget - written),
+                                     sync_all=False)
     return written
 
 

@@ -32,6 +32,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_writeback import folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -192,8 +193,10 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
             break
         pte = int(ptes[slot])
         ptes[slot] = 0
-        if pte & _PAGE_DIRTY:
-            mmap_.set(head, PG.dirty)  # folio_mark_dirty()
+        if pte & _PAGE_DIRTY and not mmap_.flags_a[head] & (1 << PG.dirty):
+            inode = mem.address_spaces.get(mmap_.mapping_a[head])
+            if inode is not None:
+                folio_mark_dirty(mem, inode, head)
         add_mm_counter(mm, counter, -1)
         mmap_._mapcount_a[head] -= 1
         mmap_._refcount_a[head] -= 1

@@ -148,6 +148,12 @@ MS_ASYNC = 1
 MS_INVALIDATE = 2
 MS_SYNC = 4
 
+# sync_file_range flags.
+SYNC_FILE_RANGE_WAIT_BEFORE = 1
+SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_WAIT_AFTER = 4
+SYNC_FILE_RANGE_WRITE_AND_WAIT = 7  # WAIT_BEFORE | WRITE | WAIT_AFTER
+
 ADDR_NO_RANDOMIZE = 0x0040000
 ADDR_COMPAT_LAYOUT = 0x0200000
 
@@ -155,6 +161,7 @@ EPERM = _errno.EPERM
 EINTR = _errno.EINTR
 ENOENT = _errno.ENOENT
 ESRCH = _errno.ESRCH
+ESPIPE = _errno.ESPIPE
 EBADF = _errno.EBADF
 EAGAIN = _errno.EAGAIN
 ENOMEM = _errno.ENOMEM
@@ -184,7 +191,7 @@ O_NAMES = _names("O_")
 MLOCK_NAMES = {**_names("MLOCK_"), **_names("MCL_")}
 ALL_NAMES: dict[str, int] = {
     **PROT_NAMES, **MAP_NAMES, **MREMAP_NAMES, **MADV_NAMES, **O_NAMES, **MLOCK_NAMES,
-    **_names("F_"), "AT_FDCWD": AT_FDCWD, "NULL": 0,
+    **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), "AT_FDCWD": AT_FDCWD, "NULL": 0,
 }
 
 

@@ -18,6 +18,7 @@ from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, evalu
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
 MLOCKF, MCL, DIRFD, PATH, OFLAGS, MODE, FCNTL, INT, ARGV, FADV = (
     "mlockf", "mcl", "dirfd", "path", "oflags", "mode", "fcntl", "int", "argv", "fadv")
+MSF, SFRF = "msf", "sfrf"
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,16 @@ SYSCALLS: dict[str, Signature] = {
     # file I/O whose page faults and page-cache effects a scenario measures (reference P6, P13)
     "read": Signature((FD, ADDR, LEN)),
     "pread64": Signature((FD, ADDR, LEN, OFF)),
+    "write": Signature((FD, ADDR, LEN)),
+    "pwrite64": Signature((FD, ADDR, LEN, OFF)),
     "lseek": Signature((FD, OFF, INT)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
+    "ftruncate": Signature((FD, OFF)),
+    # write-back of dirty pages (page_writeback)
+    "fsync": Signature((FD,)),
+    "fdatasync": Signature((FD,)),
+    "msync": Signature((ADDR, LEN, MSF)),
+    "sync_file_range": Signature((FD, OFF, LEN, SFRF)),
     # swap areas (the model only: the host's swap is the machine's, not a scenario's)
     "swapon": Signature((PATH, INT), optional=1),
     "swapoff": Signature((PATH,)),
@@ -128,6 +137,8 @@ _O_ACC = {uapi.O_RDONLY: "O_RDONLY", uapi.O_WRONLY: "O_WRONLY", uapi.O_RDWR: "O_
 _MADV = {v: n for n, v in sorted(uapi.MADV_NAMES.items(), reverse=True)}
 _FCNTL = {v: n for n, v in uapi.ALL_NAMES.items() if n.startswith("F_")}
 _FADV = {v: n for n, v in STRACE_EXTRA_NAMES.items() if n.startswith("POSIX_FADV_")}
+_MS_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("MS_")})
+_SFR_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("SYNC_FILE_RANGE_")})
 
 
 def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
@@ -145,8 +156,9 @@ def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
     if kind == MAPF:
         head = _MAP_TYPES.get(value & uapi.MAP_TYPE, hex(value & uapi.MAP_TYPE))
         return "|".join([head, *_bits(value & ~uapi.MAP_TYPE, _MAP_BITS)])
-    if kind in (MREMAPF, MCL, MLOCKF):
-        table = {MREMAPF: _MREMAP_BITS, MCL: _MCL_BITS, MLOCKF: [("MLOCK_ONFAULT", uapi.MLOCK_ONFAULT)]}[kind]
+    if kind in (MREMAPF, MCL, MLOCKF, MSF, SFRF):
+        table = {MREMAPF: _MREMAP_BITS, MCL: _MCL_BITS, MLOCKF: [("MLOCK_ONFAULT", uapi.MLOCK_ONFAULT)],
+                 MSF: _MS_BITS, SFRF: _SFR_BITS}[kind]
         return "|".join(_bits(value, table)) if value else "0"
     if kind == MADV:
         return _MADV.get(value, str(value))
