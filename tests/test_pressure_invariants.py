@@ -85,7 +85,9 @@ MiB = 1 << 20
 RAM = 64 * MiB
 SWAP = 48 * MiB
 PROGRAM = Program(BUILTIN_PROGRAM, ("minimal",))
-FILES = {"/data/small": 2 * MiB, "/data/big": 24 * MiB}
+FILES = {"/data/small": 2 * MiB, "/data/big": 24 * MiB, "/data/ext4": 8 * MiB}
+#: Files whose page cache takes large folios, as ext4's (readahead and write() make them).
+LARGE_FOLIO_FILES = frozenset({"/data/ext4"})
 BUF = 64 * PAGE_SIZE  # each process's read/write buffer (inherited through fork, never unmapped)
 ANON_BUDGET = 40 * MiB  # anon mapped in all (RAM + swap must hold it: the model has no OOM killer)
 MAX_PROCS = 4
@@ -279,7 +281,7 @@ class PressureAll(RuleBasedStateMachine):
         assert self.call(root, "swapon", self.swap_path, 0) == 0
         self.fds: dict[str, int] = {}
         for path, size in FILES.items():
-            self.backend.create_file(path, size)
+            self.backend.create_file(path, size, large_folios=path in LARGE_FOLIO_FILES)
             self.fds[path] = self.call(root, "openat", -100, path, O_CREAT | O_RDWR, 0o644)
             assert self.fds[path] >= 0
         self.buf = self.call(root, "mmap", 0, BUF, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

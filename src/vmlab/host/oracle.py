@@ -308,6 +308,14 @@ class HostBackend:
         has completed (see pagecache.settled_residency)."""
         return pagecache.settled_residency(path)
 
+    def file_size(self, path: str) -> int:
+        """The size of file `path`."""
+        return os.path.getsize(path)
+
+    def folios(self, path: str) -> list[tuple[int, int]]:
+        """The folios holding the cached pages of file `path` (see pagecache.cached_folios)."""
+        return pagecache.cached_folios(path)
+
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of frame `pfn`."""
         return procfs.read_kpageflags(pfn)

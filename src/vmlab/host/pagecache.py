@@ -1,5 +1,6 @@
 """The host's page cache of one file, read without disturbing it: mincore() of a shared mapping (which
-pages are cached and uptodate) and cachestat() (syscall 451: how many pages the cache holds at all).
+pages are cached and uptodate) and cachestat() (syscall 451: how many pages the cache holds at all),
+and the folios that hold its cached pages (/proc/kpageflags of each page's frame).
 
 Readahead submits its I/O and returns: pages of an asynchronous window are in the cache but not yet
 uptodate, and mincore() does not count them until their read completes. `settled_residency` waits
@@ -8,10 +9,17 @@ until the two agree, so what it returns no longer depends on the disk's timing.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 
-from vmlab.linux import CacheStat, cachestat, mincore_residency
+from vmlab.host.procfs import read_kpageflags, read_pagemap_raw
+from vmlab.kernel.page_flags import KPF
+from vmlab.linux import PAGE, CacheStat, cachestat, libc, mincore_residency
+
+#: madvise(MADV_RANDOM): VM_RAND_READ, so a fault neither reads ahead nor marks pages accessed.
+_MADV_RANDOM = 1
+_PFN_MASK = (1 << 55) - 1
 
 
 def cachestat_path(path: str) -> CacheStat | None:
@@ -43,3 +51,46 @@ def settled_residency(path: str, timeout: float = 5.0) -> list[int]:
                                f"({len(present)} uptodate, cachestat {stat})")
         previous = present
         time.sleep(0.01 if stat is None else 0.001)
+
+
+def cached_folios(path: str) -> list[tuple[int, int]]:
+    """The folios holding the file's cached pages, as (first index, pages) in index order. The cached
+    pages (settled_residency) are mapped MAP_SHARED with MADV_RANDOM (no readahead, no recency) and each
+    is touched, so /proc/self/pagemap gives its frame; a frame with KPF_COMPOUND_HEAD starts a folio,
+    the KPF_COMPOUND_TAIL frames after it continue it. Nothing is read in. Needs root (PFNs);
+    OSError otherwise or when the file cannot be mapped."""
+    cached = settled_residency(path)
+    if not cached:
+        return []
+    size = os.path.getsize(path)
+    c = libc()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        addr = c.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            c.madvise(addr, size, _MADV_RANDOM)
+            frames = []
+            for index in cached:
+                ctypes.string_at(addr + index * PAGE, 1)  # map it
+                page = addr + index * PAGE
+                entry = (read_pagemap_raw(os.getpid(), page, page + PAGE) or [0])[0]
+                if not entry & _PFN_MASK:
+                    raise OSError(f"no frame number for page {index} of {path} in pagemap (not root?)")
+                frames.append((index, entry & _PFN_MASK))
+        finally:
+            c.munmap(addr, size)
+    finally:
+        os.close(fd)
+    folios: list[tuple[int, int]] = []
+    head_index = head_pfn = -1
+    for index, pfn in frames:
+        flags = read_kpageflags(pfn)
+        if (flags >> KPF.COMPOUND_TAIL & 1 and folios and index - head_index == pfn - head_pfn
+                and folios[-1][0] + folios[-1][1] == index):
+            folios[-1] = (head_index, folios[-1][1] + 1)
+            continue
+        head_index, head_pfn = index, pfn
+        folios.append((index, 1))
+    return folios

@@ -513,13 +513,20 @@ def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
     """Dirty and write-back accounting: a file page is PG_dirty exactly when its inode tags it dirty (so
     no dirty page left the cache unwritten, except through truncation, which cancels it), PG_writeback
     exactly when a write of it is pending on the clock; NR_FILE_DIRTY and NR_WRITEBACK are those counts;
-    the flusher's b_dirty list holds exactly the inodes with dirty pages."""
+    the flusher's b_dirty list holds exactly the inodes with dirty pages. The cached pages of a large
+    folio are dirty, and under write-back, all or none (the kernel's one PG_dirty and PG_writeback)."""
     mm_map = mem.mem_map
     wb = mem.wb
     dirty = writeback = 0
     for inode in inodes:
         if inode.shmem:
             continue
+        for head, order in inode.folio_orders.items():
+            frames = [p for p in map(inode.i_pages.get, range(head, head + (1 << order))) if p is not None]
+            states = {(mm_map.test(p, PG.dirty), mm_map.test(p, PG.writeback)) for p in frames}
+            if len(states) > 1:
+                raise AssertionError(f"{inode.path}: the pages of the folio at index {head} (order {order}) "
+                                     f"differ in PG_dirty/PG_writeback: {sorted(states)}")
         for index, pfn in inode.i_pages.items():
             at = f"page cache of {inode.path} index {index} (pfn {pfn:#x})"
             if mm_map.test(pfn, PG.dirty) != (index in inode.dirty):

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator
 from vmlab.kernel import readahead
 from vmlab.kernel.memcontrol import (
     MemCgroup,
+    mem_cgroup_cancel_charge,
     mem_cgroup_charge_cache,
     mem_cgroup_charging,
     mem_cgroup_commit_cache,
+    mem_cgroup_precharge,
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
@@ -69,6 +71,17 @@ def folio_head(inode: Inode, index: int) -> tuple[int, int]:
         if found is not None and head + (1 << found) > index:
             return head, found
     return index, 0
+
+
+def split_large_folio(inode: Inode, index: int) -> None:
+    """The large folio holding cached page `index` becomes small pages (its order forgotten), as it
+    must before one of its pages leaves the cache: the model keeps no large folio with a hole in it.
+    (The kernel removes a large folio whole, or splits it where truncation cuts it; the model's
+    reclaim and truncation go page by page.)"""
+    if inode.folio_orders:
+        head, order = folio_head(inode, index)
+        if order:
+            del inode.folio_orders[head]
 
 
 def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
@@ -163,6 +176,64 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     return pfns, False, workingset
 
 
+def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
+                      noretry: bool = False) -> list[int] | None:
+    """filemap_add_folio() of a new folio of 2^order pages at `index` (aligned to its size): its frames,
+    head first; None when a page of the range is cached already (-EEXIST) or memory or the memcg charge
+    fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
+    __GFP_NORETRY), then each of the model's frames of it is committed to that memcg and added (the
+    refault of its shadow, the LRU); a large folio's order goes in inode.folio_orders. When memory
+    runs out part way (the model allocates the frames one by one), the frames added stay as small
+    pages and the rest of the charge is given back."""
+    nr = 1 << order
+    if any(page_present(inode, i) for i in range(index, index + nr)):
+        return None
+    err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=noretry)
+    if err:
+        return None
+    pfns = []
+    for i in range(index, index + nr):
+        pfn = add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index)
+        if pfn is None:
+            mem_cgroup_cancel_charge(memcg, index + nr - i)
+            return None
+        pfns.append(pfn)
+    if order:
+        inode.folio_orders[index] = order
+    return pfns
+
+
+def filemap_get_order(size: int) -> int:
+    """filemap_get_order() (fgf_set_order): the folio order a write of `size` bytes asks for,
+    ilog2(size) - PAGE_SHIFT; 0 for a page or less."""
+    shift = max(size, 1).bit_length() - 1
+    return shift - PAGE_SHIFT if shift > PAGE_SHIFT else 0
+
+
+def write_begin_get_folio(mem: PhysMem, inode: Inode, index: int,
+                          length: int) -> tuple[int, int, bool] | None:
+    """__filemap_get_folio(FGP_WRITEBEGIN | fgf_set_order(length)), as ext4's write_begin asks for the
+    folio a write of `length` bytes at page `index` goes to: the cached folio holding the page, any
+    order; else a new one of the order `length` asks for (at most MAX_PAGECACHE_ORDER, only order 0
+    without large-folio support), smaller when `index` is not aligned to it (__ffs(index)), and smaller
+    again, down to order 0, while the range holds a cached page or memory fails. Returns (head index,
+    order, whether it is new: its data not read yet), None when no page could be had."""
+    while True:
+        pfn = cached_page(mem, inode, index)
+        if pfn is not None:
+            head, order = folio_head(inode, index)
+            return head, order, False
+        order = min(filemap_get_order(length), MAX_PAGECACHE_ORDER) if inode.large_folios else 0
+        if index & ((1 << order) - 1):
+            order = (index & -index).bit_length() - 1  # __ffs(index)
+        while order >= 0:
+            if filemap_add_folio(mem, inode, index, order) is not None:
+                return index, order, True
+            order -= 1
+        if not page_present(inode, index):  # -ENOMEM, not a page that came meanwhile (-EEXIST)
+            return None
+
+
 #: PG_readahead.
 _READAHEAD = 1 << PG_readahead
 
@@ -190,11 +261,17 @@ def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]
     pfn = add_to_page_cache(mem, inode, index)
     if inode.shmem or pfn is None:
         return pfn, False
-    # filemap_read_folio(): psi_memstall around the read when the folio is a workingset refault.
-    ractl = readahead.ReadaheadControl(mem, _nofile(inode), index,
-                                       workingset=bool(mem.mem_map.flags_a[pfn] >> PG.workingset & 1))
-    readahead.read_pages(ractl, 1)
+    read_folio(mem, inode, index, 1)
     return pfn, True
+
+
+def read_folio(mem: PhysMem, inode: Inode, head: int, nr: int) -> None:
+    """filemap_read_folio() of the new folio of `nr` pages at index `head`: one read I/O, a memory stall
+    (psi_memstall) when the folio is a workingset refault."""
+    pfn = inode.i_pages[head]
+    ractl = readahead.ReadaheadControl(mem, _nofile(inode), head,
+                                       workingset=bool(mem.mem_map.flags_a[pfn] >> PG.workingset & 1))
+    readahead.read_pages(ractl, nr)
 
 
 def _nofile(inode: Inode) -> File:
@@ -499,7 +576,7 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
         if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or mm.test(inode.i_pages[i], PG.dirty)
                          for i in range(head, head + (1 << order))):
             continue
-        inode.folio_orders.pop(index, None)
+        split_large_folio(inode, index)  # the whole folio goes, page by page
         if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.test(pfn, PG.dirty):
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
@@ -510,6 +587,20 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
         if index not in inode.i_pages:
             keep.discard(index)
     inode.host_cached = frozenset(keep)
+
+
+def cached_folios(inode: Inode) -> list[tuple[int, int]]:
+    """The folios holding the inode's cached pages, as (first index, pages) in index order (a large
+    folio's pages the model no longer holds not counted). The host's cached pages not yet brought in
+    count as small folios."""
+    folios: list[tuple[int, int]] = []
+    for index in residency(inode):
+        head, order = folio_head(inode, index)
+        if folios and folios[-1][0] == head and order:
+            folios[-1] = (head, folios[-1][1] + 1)
+        else:
+            folios.append((head if order else index, 1))
+    return folios
 
 
 def residency(inode: Inode) -> list[int]:

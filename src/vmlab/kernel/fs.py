@@ -120,13 +120,15 @@ class SimFs:
         """The model file at `path` (normalised), or None."""
         return self.files.get(os.path.normpath(path))
 
-    def create(self, path: str, size: int = 0, bdi: BackingDev | None = None) -> Inode:
-        """A new regular file of `size` bytes, none of them cached (or the existing one)."""
+    def create(self, path: str, size: int = 0, bdi: BackingDev | None = None, *,
+               large_folios: bool = False) -> Inode:
+        """A new regular file of `size` bytes, none of them cached (or the existing one); with
+        `large_folios`, its page cache takes large folios as ext4's does (readahead's and write()'s)."""
         path = os.path.normpath(path)
         found = self.files.get(path)
         if found is None:
             found = self.files[path] = Inode(path=path, ino=next(self._next_ino), size=size,
                                              major=SIMFS_DEV[0], minor=SIMFS_DEV[1], thp_aligned=True,
-                                             fop_mmap_sync=True,
+                                             fop_mmap_sync=True, large_folios=large_folios,
                                              host_cached=frozenset(), bdi=bdi)
         return found

@@ -19,12 +19,13 @@ from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, writ
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.fcntl import do_fcntl, open_f_flags
 from vmlab.kernel.filemap import (
-    add_to_page_cache,
-    cached_page,
+    MAX_PAGECACHE_ORDER,
+    cached_folios,
     filemap_read,
     generic_fadvise,
-    read_page,
+    read_folio,
     residency,
+    write_begin_get_folio,
 )
 from vmlab.kernel.fincore import show_fincore
 from vmlab.kernel.fork import dup_mmap
@@ -388,9 +389,11 @@ class ModelBackend:
             inode.i_pages.clear()
             shmem_unacct_size(self.mem, inode)
 
-    def create_file(self, path: str, size: int, bdi: BackingDev | None = None) -> Inode:
-        """A file of the model's own (not on the host) of `size` bytes, none cached, on device `bdi`."""
-        return self.simfs.create(path, size, bdi)
+    def create_file(self, path: str, size: int, bdi: BackingDev | None = None, *,
+                    large_folios: bool = False) -> Inode:
+        """A file of the model's own (not on the host) of `size` bytes, none cached, on device `bdi`;
+        `large_folios` as ext4's page cache (see SimFs.create)."""
+        return self.simfs.create(path, size, bdi, large_folios=large_folios)
 
     def cachestat(self, pid: int, fd: int, off: int = 0, length: int = 0) -> CacheStat | int:
         """cachestat(2) of an open file of process `pid`, or -EBADF."""
@@ -617,6 +620,14 @@ class ModelBackend:
         """The cached pages of file `path` (fincore): the machine's page cache of it, or, for a file
         it has not opened, what the host's cache held when asked."""
         return residency(self._inode(path))
+
+    def folios(self, path: str) -> list[tuple[int, int]]:
+        """The folios holding the cached pages of file `path`, as (first index, pages)."""
+        return cached_folios(self._inode(path))
+
+    def file_size(self, path: str) -> int:
+        """The size of file `path` as the machine sees it (its writes included)."""
+        return self._inode(path).size
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of one simulated frame."""
@@ -1136,26 +1147,33 @@ class ModelBackend:
         return -EFAULT if n and not done else done
 
     def _write_begin_end(self, inode: Inode, offset: int, n: int) -> None:
-        """generic_perform_write(): per page, write_begin (a page fully overwritten, or wholly past EOF,
-        needs no read), the copy (at the hit cost), write_end marking it dirty; every 32 pages dirtied
-        (the ratelimit) balance_dirty_pages() may make the writer sleep. Writes do not mark pages
-        accessed (FGP_WRITEBEGIN has no FGP_ACCESSED)."""
-        if not n:
-            return
+        """generic_perform_write(): folio by folio, in chunks that stop at each mapping_max_folio_size
+        boundary. write_begin gets the folio (write_begin_get_folio: the cached one, or a new one as
+        large as the rest of the chunk allows); a new folio is read first, one I/O, when a page of it
+        inside the file is only partly written (a page fully overwritten, or wholly past EOF, needs no
+        read); the copy costs the hit cost a page; write_end marks the folio dirty, and every 32 pages
+        dirtied (the ratelimit) balance_dirty_pages() may make the writer sleep. A page that cannot be
+        had is passed over. Writes do not mark pages accessed (FGP_WRITEBEGIN has no FGP_ACCESSED)."""
         mem = self.mem
+        chunk = PAGE_SIZE << (MAX_PAGECACHE_ORDER if inode.large_folios else 0)
+        pos, end = offset, offset + n
         dirtied = 0
-        for index in range(offset >> PAGE_SHIFT, ((offset + n - 1) >> PAGE_SHIFT) + 1):
-            lo, hi = max(offset, index << PAGE_SHIFT), min(offset + n, (index + 1) << PAGE_SHIFT)
-            if hi - lo == PAGE_SIZE or index << PAGE_SHIFT >= inode.size:
-                pfn = cached_page(mem, inode, index)
-                if pfn is None:
-                    pfn = add_to_page_cache(mem, inode, index)
-            else:
-                pfn, _ = read_page(mem, inode, index)
-            mem.clock.advance(mem.clock.costs.hit_ns)
-            if pfn is None:
+        while pos < end:
+            index = pos >> PAGE_SHIFT
+            got = write_begin_get_folio(mem, inode, index, min(chunk - (pos & (chunk - 1)), end - pos))
+            if got is None:
+                pos = (index + 1) << PAGE_SHIFT
                 continue
-            newly = folio_mark_dirty(mem, inode, pfn)  # shmem: PG_dirty only, not throttled
+            head, order, new = got
+            folio_end = (head + (1 << order)) << PAGE_SHIFT
+            pages = range(index, ((min(end, folio_end) - 1) >> PAGE_SHIFT) + 1)
+            if new and not inode.shmem and any(
+                    min(end, (i + 1) << PAGE_SHIFT) - max(pos, i << PAGE_SHIFT) < PAGE_SIZE
+                    and i << PAGE_SHIFT < inode.size for i in pages):
+                read_folio(mem, inode, head, 1 << order)
+            mem.clock.advance(mem.clock.costs.hit_ns * len(pages))
+            pos = min(end, folio_end)
+            newly = folio_mark_dirty(mem, inode, inode.i_pages[index])  # shmem: PG_dirty only, not throttled
             if newly and not inode.shmem:
                 dirtied += newly
                 if dirtied >= WRITE_RATELIMIT:

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmlab.kernel import filemap, xarray
-from vmlab.kernel.memcontrol import mem_cgroup_cancel_charge, mem_cgroup_precharge
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import F_WORKINGSET, PG_readahead
@@ -175,30 +174,17 @@ def force_page_cache_ra(ractl: ReadaheadControl, nr_to_read: int) -> None:
 
 
 def ra_alloc_folio(ractl: ReadaheadControl, index: int, mark: int, order: int) -> bool:
-    """ra_alloc_folio(): add a folio of 2^order pages at `index`, marked PG_readahead when it starts
-    at `mark` rounded down to its size; False (-EEXIST, -ENOMEM) when a page of it is cached already
-    or memory ran out."""
-    inode, mem = ractl.file.inode, ractl.mem
-    nr = 1 << order
-    if any(filemap.page_present(inode, i) for i in range(index, index + nr)):
+    """ra_alloc_folio(): add a folio of 2^order pages at `index` (filemap_add_folio, readahead's
+    __GFP_NORETRY charge), marked PG_readahead when it starts at `mark` rounded down to its size; False
+    (-EEXIST, -ENOMEM) when a page of it is cached already or memory ran out."""
+    pfns = filemap.filemap_add_folio(ractl.mem, ractl.file.inode, index, order, noretry=True)
+    if pfns is None:
         return False
-    # The folio is charged whole (one try_charge of 2^order pages, readahead's __GFP_NORETRY), then
-    # each of the model's frames of it is committed to that memcg.
-    err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=True)
-    if err:
-        return False
-    pfns = []
-    for i in range(index, index + nr):
-        pfn = filemap.add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index)
-        if pfn is None:
-            mem_cgroup_cancel_charge(memcg, index + nr - i)
-            return False
-        pfns.append(pfn)
+    for pfn in pfns:
         _note_added(ractl, pfn)
-    if order:
-        inode.folio_orders[index] = order
+    nr = 1 << order
     if index == mark - mark % nr:
-        mem.mem_map.set(pfns[0], PG_readahead)
+        ractl.mem.mem_map.set(pfns[0], PG_readahead)
     return True
 
 

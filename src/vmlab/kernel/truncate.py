@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.filemap import i_size_pages
+from vmlab.kernel.filemap import i_size_pages, split_large_folio
 from vmlab.kernel.memory import zap_page_range
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.page_writeback import (
@@ -50,7 +50,8 @@ def unmap_mapping_pages(mem: PhysMem, inode: Inode, first: int) -> None:
 
 def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     """filemap_remove_folio() + the cache's folio_put(): the page leaves the inode's cache (and the LRU)
-    and is freed once nothing else holds it."""
+    and is freed once nothing else holds it. A large folio it belonged to is split first."""
+    split_large_folio(inode, index)
     pfn = inode.i_pages.pop(index)
     mm = mem.mem_map
     if int(mm._refcount[pfn]) == 1:

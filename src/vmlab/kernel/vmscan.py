@@ -45,8 +45,9 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 
+from vmlab.kernel.filemap import split_large_folio
 from vmlab.kernel.memcontrol import MemCgroup
-from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
+from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, Inode, MmStruct
 from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
@@ -778,6 +779,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
+    cached_inode: Inode | None = None
     rmap_ready = sc.rmap is not None
     source: Iterable[int]
     if from_tail:
@@ -811,14 +813,14 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 if mapping != cached:
                     inode = spaces.get(mapping)
                     if inode is not None and not mapping & PAGE_MAPPING_ANON:
-                        cached = mapping
+                        cached, cached_inode = mapping, inode
                         i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
                 if mapping == cached:
                     index = index_a[head]
                     cache_page = i_pages.pop(index, None)
                     if cache_page == head:
-                        if folio_orders:
-                            folio_orders.pop(index, None)
+                        if folio_orders and cached_inode is not None:
+                            split_large_folio(cached_inode, index)
                         shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
                         age += 1
                         refcount[head] = 0
@@ -976,8 +978,8 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     index = mmap_.index_a[head]
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
+    split_large_folio(inode, index)  # the model reclaims a large folio's frames one by one
     del inode.i_pages[index]
-    inode.folio_orders.pop(index, None)  # the model's large page-cache folios are runs of small frames
     if not flags & F_SWAPBACKED:
         inode.shadows[index] = workingset_eviction(mem, head, 1)
     mmap_._refcount_a[head] -= 1  # the page cache's reference

@@ -176,3 +176,28 @@ def format_residency(path: str, pages: list[int], total: int) -> str:
             runs.append([i, i])
     text = ",".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs) or "-"
     return f"{path}: {len(pages)}/{total} pages cached: {text}"
+
+
+def format_folios(path: str, folios: list[tuple[int, int]], total: int) -> str:
+    """The `show folios` view: `PATH: N/M pages cached in K folios: ...`, each large folio as
+    `first+pages`, runs of single-page folios as `a-b` (or `a`), `-` for none."""
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+            run.clear()
+
+    for first, pages in folios:
+        if pages == 1 and (not run or run[-1] == first - 1):
+            run.append(first)
+            continue
+        flush()
+        if pages == 1:
+            run.append(first)
+        else:
+            parts.append(f"{first}+{pages}")
+    flush()
+    cached = sum(pages for _, pages in folios)
+    return f"{path}: {cached}/{total} pages cached in {len(folios)} folios: {' '.join(parts) or '-'}"

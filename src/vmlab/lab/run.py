@@ -421,8 +421,8 @@ class Runner:
             return paging.format_counters(now, base)
         if step.view == "pagemap":
             return self.pagemap(step, pid)
-        if step.view == "residency":
-            return self.residency(step.path)
+        if step.view in ("residency", "folios"):
+            return self.file_view(step.view, step.path)
         if step.view in MACHINE_VIEWS:
             arg = step.path
             fn = getattr(self.backend, "machine_view", None)
@@ -464,18 +464,22 @@ class Runner:
                 mine = (entries, letters)
         return paging.render_pagemap(start, *mine, frames, step.verbose)
 
-    def residency(self, path: str) -> str:
-        """`show residency PATH`: which pages of the file are in the page cache (mincore on the host,
-        the machine's cache in the model); Unavailable for a file that is not there."""
-        fn = getattr(self.backend, "residency", None)
+    def file_view(self, view: str, path: str) -> str:
+        """`show residency PATH` (which pages of the file are in the page cache: mincore on the host,
+        the machine's cache in the model) or `show folios PATH` (the folios that hold them: kpageflags
+        on the host); Unavailable for a file that is not there."""
+        fn = getattr(self.backend, view, None)
         if fn is None:
-            raise Unavailable(f"{self.backend.name} backend has no residency()")
+            raise Unavailable(f"{self.backend.name} backend has no {view}()")
+        size = getattr(self.backend, "file_size", os.path.getsize)
         try:
-            pages = fn(path)
-            size = os.path.getsize(path)
+            found = fn(path)
+            total = (size(path) + paging.PAGE - 1) // paging.PAGE
         except OSError as err:
-            raise Unavailable(f"residency {path}: {err.strerror or err}") from None
-        return paging.format_residency(path, pages, (size + paging.PAGE - 1) // paging.PAGE)
+            raise Unavailable(f"{view} {path}: {err.strerror or err}") from None
+        if view == "folios":
+            return paging.format_folios(path, found, total)
+        return paging.format_residency(path, found, total)
 
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:
         """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""

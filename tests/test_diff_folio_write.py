@@ -1,0 +1,98 @@
+"""write() makes large page-cache folios (6.18, ext4): the same writes on the running kernel and in the
+model, and `show folios` (the folios that hold the file's cached pages: kpageflags on the host), `show
+counters` and `show pagemap` after mapping what was written must agree.
+
+The rule, from generic_perform_write() and __filemap_get_folio(FGP_WRITEBEGIN | fgf_set_order(len)):
+the write goes in chunks that end at each 2 MiB boundary (mapping_max_folio_size); at each position
+the folio is the cached one holding the page, whatever its order, or a new one of order
+ilog2(bytes left in the chunk) - PAGE_SHIFT, at most 9, smaller when the index is not aligned to it
+(__ffs(index)), and smaller again while its range holds a cached page. Measured on this host (ext4, as
+root: pwrite()s to a new file, then each page's frame from /proc/self/pagemap and its COMPOUND_HEAD /
+COMPOUND_TAIL bits from /proc/kpageflags; vmlab.host.pagecache.cached_folios does it): a write of 100
+pages + 10 bytes at 0 then one of 64 pages right after it leave folios 0+64 64+32 96+4 100 101 102+2
+104+8 112+16 128+32 160+4 164; 4 KiB writes leave single pages; a 1 MiB write one 256-page folio.
+The model made single pages for every write before.
+
+What follows from it, compared here too: fault-around maps a written large folio whole (the rules of
+test_diff_large_folio), so touching one page of a file written by one 1 MiB write maps 256 pages.
+
+To rerun one case by hand: `PYTHONPATH=src python tests/test_diff_folio_write.py NAME > x.vml`, then
+`PYTHONPATH=src python -m vmlab diff x.vml`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmlab.host.pagecache import cached_folios
+from vmlab.lab.backends import make_backend
+from vmlab.lab.diff import diff_scenario
+from vmlab.lab.scenario import parse
+
+DATA = "/tmp/vmlab-fwrite.dat"
+#: A 2 MiB-aligned address no mapping of the stepper is near.
+BASE = 0x600000000000
+
+
+def head(size: str = "0") -> str:
+    """The file (`size` bytes, uncached when not empty: dropped), a 4 MiB buffer and the file open."""
+    return (f"file {DATA} {size}\n"
+            "buf = mmap(0, 4M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0)\n"
+            f'fd = openat(AT_FDCWD, "{DATA}", O_RDWR)\n'
+            "fadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n")
+
+
+SHOW = f"show folios {DATA}\n"
+
+CASES: dict[str, str] = {
+    # The host's example above, then a write of 3 MiB from page 165: the chunk ends at the 2 MiB
+    # boundary (page 512), so the folios grow to 256 pages there and start again after it.
+    "orders_and_chunks": head() + "pwrite64(fd, buf, 100*4096 + 10, 0)\n" + SHOW
+    + "pwrite64(fd, buf, 64*4096, 100*4096 + 10)\n" + SHOW + "write(fd, buf, 3M)\n" + SHOW,
+    # Small writes make single pages; a write over them uses the cached ones and makes new folios
+    # only where nothing is cached (the range of a larger order holds a cached page: smaller).
+    "small_then_large": head() + "".join(f"pwrite64(fd, buf, 4096, {p}*4096)\n" for p in (0, 1, 2, 3, 9, 40))
+    + SHOW + "pwrite64(fd, buf, 96*4096, 0)\n" + SHOW,
+    # A write into a file that is not cached: the new folios are as large as the write allows, the
+    # partly written page at each end read first; a write far past EOF (a hole between) likewise.
+    "into_uncached_file": head("1M") + "pwrite64(fd, buf, 64*4096 + 100, 16*4096 + 100)\n" + SHOW
+    + "pwrite64(fd, buf, 64K, 8M)\n" + SHOW,
+    # A written large folio is mapped whole by fault-around (it ends before the file's last page and
+    # fits the VMA and one PTE table), the last page alone.
+    "write_then_map": head() + "pwrite64(fd, buf, 1M + 4096, 0)\n" + SHOW
+    + f"m = mmap({BASE:#x}, 1M + 4096, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)\n"
+    + "show counters\nread m + 10*4096\nshow counters\nshow pagemap m, 1M + 4096\n"
+    + "read m + 256*4096\nshow counters\n",
+}
+
+
+@pytest.fixture
+def _data_file() -> object:
+    """The scenario's file is removed afterwards, even when the test fails."""
+    yield
+    Path(DATA).unlink(missing_ok=True)
+
+
+@pytest.mark.host
+@pytest.mark.usefixtures("_data_file")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_written_folios_agree_with_kernel(name: str) -> None:
+    """Every result and view of the case is the same on the model and the kernel."""
+    from hostutil import program_or_skip
+
+    program_or_skip()
+    if os.geteuid() != 0:
+        pytest.skip("show folios on the host needs root (frame numbers in /proc/self/pagemap)")
+    out: list[str] = []
+    diffs = diff_scenario(parse(CASES[name], f"<{name}>"), make_backend("model"), make_backend("host"),
+                          out=out.append)
+    assert not diffs, "\n".join(out)
+    assert any(pages > 1 for _, pages in cached_folios(DATA)), "the kernel made no large folio"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(CASES[sys.argv[1]])
