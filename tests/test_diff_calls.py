@@ -227,3 +227,48 @@ def test_fork_copies_page_tables_as_kernel() -> None:
         "child2 = fork()\n"
         "@child2 write c + 4K, 4K\n"
         "@child2 show counters\n")
+
+
+def test_write_and_sync_calls_agree_with_kernel() -> None:
+    """write()/pwrite64() results (-EBADF on a read-only fd, -EFAULT from an unmapped buffer, -EINVAL
+    for a negative offset, a write far past EOF), the large folios the writes leave, and the argument
+    checks of fsync/fdatasync (-EINVAL on /dev/null), sync_file_range (-EBADF first, then -EINVAL for
+    an unknown flag, a negative offset, a range that ends below its start or past the loff_t range,
+    then -ESPIPE for a character device), msync and ftruncate."""
+    check_agreement(
+        f'fd = openat(AT_FDCWD, "{DATA}", O_RDWR)\n'
+        f'ro = openat(AT_FDCWD, "{DATA}", O_RDONLY)\n'
+        'n = openat(AT_FDCWD, "/dev/null", O_RDWR)\n'
+        "buf = mmap(NULL, 256K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "m = mmap(NULL, 64K, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)\n"
+        "pwrite64(fd, buf, 100K, 64K)\n"
+        "write(ro, buf, 4096)\n"
+        "write(n, buf, 4096)\n"
+        "write(fd, 0x1000, 4096)\n"
+        "pwrite64(fd, buf, 4096, -1)\n"
+        "pwrite64(fd, buf, 64K + 10, 1M - 10)\n"
+        f"show folios {DATA}\n"
+        "fsync(fd)\n"
+        "fsync(999)\n"
+        "fsync(n)\n"
+        "fdatasync(n)\n"
+        "fdatasync(ro)\n"
+        "sync_file_range(fd, 0, 0, 8)\n"
+        "sync_file_range(fd, -4096, 4096, SYNC_FILE_RANGE_WRITE)\n"
+        "sync_file_range(fd, 100, -1, SYNC_FILE_RANGE_WRITE)\n"
+        "sync_file_range(fd, 0x7fffffffffffffff, 2, SYNC_FILE_RANGE_WRITE)\n"
+        "sync_file_range(999, 0, 0, 8)\n"
+        "sync_file_range(n, 0, 0, SYNC_FILE_RANGE_WRITE)\n"
+        "sync_file_range(ro, 0, 0, SYNC_FILE_RANGE_WRITE_AND_WAIT)\n"
+        "sync_file_range(fd, 0, 0, 0)\n"
+        "write m, 4096\n"
+        "msync(m + 1, 4096, MS_SYNC)\n"
+        "msync(m, 4096, MS_SYNC|MS_ASYNC)\n"
+        "msync(m, 4096, 8)\n"
+        "msync(m, 4096, MS_SYNC)\n"
+        "msync(m, 4096, MS_INVALIDATE)\n"
+        "ftruncate(fd, -1)\n"
+        "ftruncate(ro, 0)\n"
+        "ftruncate(n, 0)\n"
+        "ftruncate(fd, 8K + 100)\n"
+        f"show folios {DATA}\n")
