@@ -106,7 +106,8 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
     # After the munmap everything is uncharged on both; what the kernel's usage still shows is the
     # remainder of the 130 table uncharges in the stock of the CPU whose RCU callback made them
     # (refill_stock: less than one charge batch), which the limit trick does not reliably drain.
-    assert m3d.usage == 0 and k3.kmem == 0 and k3d.usage < MEMCG_CHARGE_BATCH
+    # The kernel's kmem may keep the VMA's slab page a while (the last line): at most SLAB_PAGES.
+    assert m3d.usage == 0 and k3.kmem <= SLAB_PAGES and k3d.usage < MEMCG_CHARGE_BATCH
     for k in (k0, k1, k2, k3):
         assert k.memsw == k.usage
     for m in (m0, m1, m2, m3):

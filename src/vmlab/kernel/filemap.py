@@ -226,10 +226,14 @@ def write_begin_get_folio(mem: PhysMem, inode: Inode, index: int,
         order = min(filemap_get_order(length), MAX_PAGECACHE_ORDER) if inode.large_folios else 0
         if index & ((1 << order) - 1):
             order = (index & -index).bit_length() - 1  # __ffs(index)
-        while order >= 0:
+        while order > 0:
             if filemap_add_folio(mem, inode, index, order) is not None:
                 return index, order, True
             order -= 1
+        # A small page is allocated, then charged (filemap_alloc_folio, then filemap_add_folio's
+        # mem_cgroup_charge); the model charges a large folio before it allocates its frames.
+        if add_to_page_cache(mem, inode, index) is not None:
+            return index, 0, True
         if not page_present(inode, index):  # -ENOMEM, not a page that came meanwhile (-EEXIST)
             return None
 
