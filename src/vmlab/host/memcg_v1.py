@@ -6,11 +6,12 @@ its memory.stat, and on close moves every task left back to the root and removes
 cgroup's page cache stays charged to it until freed; v1 then keeps it as an offline memcg).
 
 `file_lru_flags()` tells for each cached page of a file whether it is on an LRU list, active and
-referenced, from /proc/kpageflags of its frame. It finds the frames through a shared read-only mapping
-of the file marked MADV_RANDOM: its faults read nothing ahead and only map cached pages (mincore tells
-which), and a VMA with VM_RAND_READ has no recency (vma_has_recency), so the unmap does not call
-folio_mark_accessed() on the young PTEs (zap_present_folio_ptes). Faulting a page in does not mark
-it accessed (filemap_fault, filemap_map_pages). Needs root for the PFNs.
+referenced, from /proc/kpageflags of its frame. It finds the frames (pagecache.cached_page_frames)
+through a shared read-only mapping of the file marked MADV_RANDOM: its faults read nothing ahead and
+only map cached pages (mincore tells which), and a VMA with VM_RAND_READ has no recency
+(vma_has_recency), so the unmap does not call folio_mark_accessed() on the young PTEs
+(zap_present_folio_ptes). Faulting a page in does not mark it accessed (filemap_fault,
+filemap_map_pages). Needs root for the PFNs.
 
 Two things make the kernel's figures depend on timing, and `drain_and_settle` handles both:
 - the per-CPU folio batches (mm/swap.c cpu_fbatches: lru_add, lru_activate, ... of 31 folios): a folio
@@ -25,7 +26,6 @@ Two things make the kernel's figures depend on timing, and `drain_and_settle` ha
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import struct
@@ -34,18 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from vmlab import linux
 from vmlab.host import pagecache
 
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 PAGE = 4096
-MADV_RANDOM = 1
 
 KPF_REFERENCED, KPF_LRU, KPF_ACTIVE = 2, 5, 6
 #: The kpageflags bits the LRU comparison looks at.
 LRU_KPF_MASK = (1 << KPF_REFERENCED) | (1 << KPF_LRU) | (1 << KPF_ACTIVE)
-PM_PRESENT = 1 << 63
-PM_PFN_MASK = (1 << 55) - 1
 
 
 class MemcgUnavailable(Exception):
@@ -173,34 +169,10 @@ class PageLru:
 
 def file_lru_flags(path: str) -> dict[int, PageLru]:
     """The LRU state of every page of `path` in the page cache, by page index (see the module text:
-    it neither reads, reads ahead nor marks anything accessed)."""
-    resident = pagecache.settled_residency(path)
-    if not resident:
-        return {}
-    size = os.path.getsize(path)
-    libc = linux.libc()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), f"mmap {path}")
-        try:
-            if libc.madvise(addr, size, MADV_RANDOM) != 0:
-                raise OSError(ctypes.get_errno(), f"madvise {path}")
-            for index in resident:
-                ctypes.string_at(addr + index * PAGE, 1)  # fault the cached page in (no I/O)
-            with open("/proc/self/pagemap", "rb") as f:
-                f.seek((addr // PAGE) * 8)
-                raw = f.read(((size + PAGE - 1) // PAGE) * 8)
-            entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
-            pfns = {i: entries[i] & PM_PFN_MASK for i in resident if entries[i] & PM_PRESENT}
-        finally:
-            libc.munmap(addr, size)
-    finally:
-        os.close(fd)
+    it neither reads, reads ahead nor marks anything accessed: pagecache.cached_page_frames)."""
     out = {}
     with open("/proc/kpageflags", "rb") as f:
-        for index, pfn in pfns.items():
+        for index, pfn in pagecache.cached_page_frames(path).items():
             f.seek(pfn * 8)
             out[index] = PageLru.from_kpf(struct.unpack("<Q", f.read(8))[0])
     return out

@@ -53,15 +53,14 @@ def settled_residency(path: str, timeout: float = 5.0) -> list[int]:
         time.sleep(0.01 if stat is None else 0.001)
 
 
-def cached_folios(path: str) -> list[tuple[int, int]]:
-    """The folios holding the file's cached pages, as (first index, pages) in index order. The cached
-    pages (settled_residency) are mapped MAP_SHARED with MADV_RANDOM (no readahead, no recency) and each
-    is touched, so /proc/self/pagemap gives its frame; a frame with KPF_COMPOUND_HEAD starts a folio,
-    the KPF_COMPOUND_TAIL frames after it continue it. Nothing is read in. Needs root (PFNs);
-    OSError otherwise or when the file cannot be mapped."""
+def cached_page_frames(path: str) -> dict[int, int]:
+    """The frame (PFN) of each cached page of the file, by page index, read without disturbing the
+    cache: the cached pages (settled_residency) are mapped MAP_SHARED with MADV_RANDOM (no readahead,
+    no recency) and each is touched, which maps it without I/O, so /proc/self/pagemap gives its frame.
+    Needs root (PFNs); OSError otherwise or when the file cannot be mapped."""
     cached = settled_residency(path)
     if not cached:
-        return []
+        return {}
     size = os.path.getsize(path)
     c = libc()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -70,22 +69,28 @@ def cached_folios(path: str) -> list[tuple[int, int]]:
         if addr in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
         try:
-            c.madvise(addr, size, _MADV_RANDOM)
-            frames = []
+            if c.madvise(addr, size, _MADV_RANDOM) != 0:
+                raise OSError(ctypes.get_errno(), f"madvise {path}")
             for index in cached:
                 ctypes.string_at(addr + index * PAGE, 1)  # map it
-                page = addr + index * PAGE
-                entry = (read_pagemap_raw(os.getpid(), page, page + PAGE) or [0])[0]
-                if not entry & _PFN_MASK:
-                    raise OSError(f"no frame number for page {index} of {path} in pagemap (not root?)")
-                frames.append((index, entry & _PFN_MASK))
+            entries = read_pagemap_raw(os.getpid(), addr, addr + size) or []
         finally:
             c.munmap(addr, size)
     finally:
         os.close(fd)
+    frames = {i: entries[i] & _PFN_MASK for i in cached if entries[i] & _PFN_MASK}
+    if len(frames) != len(cached):
+        raise OSError(f"no frame numbers in /proc/self/pagemap for {path} (not root?)")
+    return frames
+
+
+def cached_folios(path: str) -> list[tuple[int, int]]:
+    """The folios holding the file's cached pages, as (first index, pages) in index order: a frame with
+    KPF_COMPOUND_HEAD starts a folio, the KPF_COMPOUND_TAIL frames right after it continue it
+    (cached_page_frames gives the frames). Nothing is read in. OSError as cached_page_frames."""
     folios: list[tuple[int, int]] = []
     head_index = head_pfn = -1
-    for index, pfn in frames:
+    for index, pfn in sorted(cached_page_frames(path).items()):
         flags = read_kpageflags(pfn)
         if (flags >> KPF.COMPOUND_TAIL & 1 and folios and index - head_index == pfn - head_pfn
                 and folios[-1][0] + folios[-1][1] == index):
