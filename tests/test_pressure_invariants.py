@@ -955,3 +955,24 @@ def test_a_swap_in_charged_to_a_memcg_its_tasks_left_is_a_livelock_not_a_model_f
         assert state.pids != [pid] and old.swap == old.memsw.usage == 0  # its slots went with it
     finally:
         state.teardown()
+
+
+def test_a_new_first_process_is_charged_to_its_own_memcg(swap_path: Path) -> None:
+    """The explore profile (seed 37): the only process, in a 4 MiB memcg with no swap allowed, was
+    OOM-killed; the test's next first process failed its exec with -ENOMEM, its pages charged to the
+    dead task's full memcg (start() did not make the new task the running one). The exec is charged
+    to the root memcg: it succeeds and the full memcg's usage does not move."""
+    backend, pid = small_machine(swap_path)
+    assert backend.memcg_create("/full", 4 * MiB) == 0
+    assert backend.memcg_set("/full", "memsw.limit_in_bytes", 4 * MiB) == 0
+    assert backend.memcg_attach(pid, "/full") == 0
+    addr = backend.syscall(pid, "mmap", (0, 8 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(pid, addr, 8 * MiB, True) == "SIGKILL"
+    assert backend.mem.memcgs is not None
+    full = backend.mem.memcgs.lookup("/full")
+    assert full is not None
+    usage = full.memory.usage
+    root = backend.start(PROGRAM, Settings(ram=RAM))
+    assert root in backend.tasks
+    assert full.memory.usage == usage
+    check_machine(backend)

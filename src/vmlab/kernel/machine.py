@@ -350,6 +350,7 @@ class ModelBackend:
             task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),
                                   writable=True, f_flags=open_f_flags(O_RDWR))
         self.tasks[task.pid] = task
+        self._run(task)  # its exec's pages are charged to its own (root) memcg, not the last task's
         err = self._execve(task, program.path, program.argv, program.envp)
         if err < 0:
             del self.tasks[task.pid]
