@@ -25,9 +25,9 @@ The rules these steps exercise (the kernel source's wording in the model's docst
 Known divergence, tested as such (test_pmd_sized_folios_differ_only_in_the_pmd): a PMD-sized (order 9)
 folio in a 2 MiB-aligned VMA is mapped by one PMD entry on the host (do_set_pmd, FilePmdMapped; the
 host's THP setting "madvise" does not stop it), by 512 PTEs in the model: Rss, fault counts and
-pagemap agree, VmPTE and FilePmdMapped do not. Not compared here: the dirty split of smaps after a
-write through a PTE of a read-mapped large folio (both dirty the folio whole: tests/test_host_folio_dirty
-holds the dirty page counts to the kernel's through cachestat).
+pagemap agree, VmPTE and FilePmdMapped do not. smaps' dirty split (case dirty_split_in_smaps): every
+mapped page of a dirty large folio counts as dirty (smaps_page_accumulate looks at the folio's
+PG_dirty), whether a pwrite() or a store through the mapping dirtied it, and clean again after fsync.
 
 To rerun one case by hand: `PYTHONPATH=src python tests/test_diff_large_folio.py NAME > x.vml`, then
 `PYTHONPATH=src python -m vmlab diff x.vml` (NAME from CASES, or `pmd`).
@@ -87,6 +87,7 @@ def wr(page: int) -> str:
 
 
 SHARED_RO = f"mmap({BASE:#x}, 1M, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)"
+SHARED_RW = f"mmap({BASE:#x}, 1M, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, fd, 0)"
 
 CASES: dict[str, str] = {
     # No PTE table yet, the window [192, 207] starts in folio 192-255, which holds the last page:
@@ -112,14 +113,18 @@ CASES: dict[str, str] = {
     # rules count the partial page as the file's last.
     "partial_last_page": head("1M - 100") + faults(SHARED_RO, (rd(250), rd(150), rd(255))),
     # Shared write faults map the whole folio writable and dirty (a second write to it: no fault).
-    "shared_write": head() + faults(f"mmap({BASE:#x}, 1M, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, fd, 0)",
-                                    (wr(100), wr(101), wr(250), wr(200), rd(60))),
+    "shared_write": head() + faults(SHARED_RW, (wr(100), wr(101), wr(250), wr(200), rd(60))),
     # Private mappings: a write is a COW fault of one page (no fault-around, no folio mapping); a
     # read next to it maps the rest of the folio around the anon page.
     "private_cow": head() + faults(f"mmap({BASE:#x}, 1M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_FIXED, fd, 0)",
                                    (wr(100), rd(101), wr(200), rd(201), rd(199))),
     # MADV_RANDOM stops readahead, not fault-around (should_fault_around() looks only at uffd).
     "madv_random": head() + faults(SHARED_RO, ("madvise(m, 1M, MADV_RANDOM)", rd(200), rd(100), rd(10))),
+    # Dirty large folios in smaps: a pwrite() to one page of a mapped 32-page folio, a store to one
+    # page of a 16-page one (a write fault), then fsync.
+    "dirty_split_in_smaps": head() + faults(SHARED_RW, (rd(100), rd(10), "pwrite64(fd, buf, 1, 100*4096)",
+                                                        "show smaps", wr(40), "show smaps", "fsync(fd)",
+                                                        rd(200))),
     # munmap of part of a fully mapped large folio, then a fault in what is left of it.
     "munmap_part_of_folio": head() + faults(SHARED_RO, (rd(130), "munmap(m + 160*4096, 8*4096)",
                                                         rd(150), rd(170))),
