@@ -79,6 +79,25 @@ def test_settings_the_program_cannot_start_with(tmp_path: Path, capsys: pytest.C
     assert err.endswith("Cannot allocate memory\n") and err.count("\n") == 1, err
 
 
+@pytest.mark.host
+def test_host_backend_cannot_drive_another_program(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`exec /usr/bin/true` on the host backend: the program runs, exits and never answers the
+    oracle, which let a StepperDied traceback escape (vmlab diff of the docs' own `exec` example);
+    it is one line naming the scenario and the program, exit 2."""
+    from hostutil import program_or_skip
+
+    program_or_skip()
+    path = tmp_path / "other.vml"
+    path.write_text("exec /usr/bin/true\n" + OK)
+    for command in (["run", "--backend", "host", str(path)], ["diff", str(path)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err == (f"{path}: error: /usr/bin/true exited (0) without answering: the host backend "
+                       "drives only the vmlab stepper (`exec` of another program runs on the model: "
+                       "vmlab run FILE)\n"), err
+
+
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "nope.vml")]) == 2
     assert capsys.readouterr().err == f"{tmp_path / 'nope.vml'}: error: cannot read scenario: " \

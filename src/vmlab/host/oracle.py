@@ -196,7 +196,13 @@ class HostBackend:
         proc = _Stepper(pid, ours)
         self._procs[pid] = proc
         ours.settimeout(self.timeout)
-        self._await_hello(proc)
+        try:
+            self._await_hello(proc)
+        except StepperDied as died:  # a program that is not the stepper ran and ended (reaped)
+            how = f"was killed by {died.signal}" if died.signal else f"exited ({os.WEXITSTATUS(died.status)})"
+            raise InputError(f"{program.path} {how} without answering: the host backend drives only the "
+                             "vmlab stepper (`exec` of another program runs on the model: vmlab run FILE)"
+                             ) from None
         return pid
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:

@@ -183,6 +183,8 @@ class Runner:
         except OSError as err:  # e.g. vm.max_map_count 0: exec itself fails (-ENOMEM)
             raise InputError(f"the program cannot start with these settings: {err.strerror or err}",
                              self.scenario.path) from None
+        except InputError as err:  # the backend cannot run this program
+            raise InputError(err.message, err.path or self.scenario.path, err.line, err.col) from None
         for line in self.backend.view(self.pids[MAIN], "maps").splitlines():
             lo, _, hi = line.split(" ", 1)[0].partition("-")
             self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
