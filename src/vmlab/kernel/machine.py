@@ -625,6 +625,10 @@ class ModelBackend:
         """The folios holding the cached pages of file `path`, as (first index, pages)."""
         return cached_folios(self._inode(path))
 
+    def file_cachestat(self, path: str) -> CacheStat:
+        """cachestat(2) of the whole file `path`: its cached, dirty and under-write-back pages."""
+        return filemap_cachestat(self.mem, self._inode(path), 0, 0)
+
     def file_size(self, path: str) -> int:
         """The size of file `path` as the machine sees it (its writes included)."""
         return self._inode(path).size
