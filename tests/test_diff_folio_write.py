@@ -67,6 +67,14 @@ CASES: dict[str, str] = {
     + f"m = mmap({BASE:#x}, 1M + 4096, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)\n"
     + "show counters\nread m + 10*4096\nshow counters\nshow pagemap m, 1M + 4096\n"
     + "read m + 256*4096\nshow counters\n",
+    # Truncation into a large folio: a dirty one cannot be split (its buffer heads cannot be released)
+    # and stays whole, its pages past EOF cached (cachestat counts them, mincore does not; they are
+    # seen again when the file grows back); a clean one is split non-uniformly at the new EOF
+    # (truncate_inode_partial_folio -> try_folio_split), the page holding it zeroed and dirtied.
+    "truncate_into_folios": head("1M") + "pwrite64(fd, buf, 128*4096, 64*4096)\n" + SHOW
+    + "ftruncate(fd, 100*4096)\n" + SHOW + f"show cachestat {DATA}\n" + "ftruncate(fd, 120*4096)\n"
+    + f"show residency {DATA}\n" + "fsync(fd)\n" + "ftruncate(fd, 90*4096 + 100)\n" + SHOW
+    + f"show cachestat {DATA}\n",
 }
 
 

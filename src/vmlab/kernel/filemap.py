@@ -84,6 +84,24 @@ def split_large_folio(inode: Inode, index: int) -> None:
             del inode.folio_orders[head]
 
 
+def split_folio_at(inode: Inode, index: int) -> None:
+    """folio_split() (try_folio_split_to_order(folio, page, 0)): the non-uniform split of the large
+    folio holding cached page `index`, as truncation does it: the folio is halved again and again, the
+    half without `index` kept as one folio each time, until `index` is a page of its own (a 64-page
+    folio at 64 split at page 100 leaves 64+32, 96+4, 100, 101, 102+2, 104+8, 112+16)."""
+    head, order = folio_head(inode, index)
+    if not order:
+        return
+    del inode.folio_orders[head]
+    while order:
+        order -= 1
+        half = 1 << order
+        other = head + half if index < head + half else head
+        if order:
+            inode.folio_orders[other] = order
+        head = head if index < head + half else head + half
+
+
 def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
     """Whether the folio holding cached page `index` is marked PG_readahead (on its head page)."""
     head, _ = folio_head(inode, index)
