@@ -212,6 +212,19 @@ def sync_file_range(draw: st.DrawFn, w: Workload) -> list[str]:
     return lines
 
 
+def zeroed_block(size: int) -> list[str]:
+    """Before a step that zeroes the rest of the block holding byte `size` (a write starting past EOF
+    or a growing ftruncate: ext4_block_zero_eof; a truncation to `size`: ext4_block_truncate_page), a
+    read that caches that page, when `size` is inside a page. The zeroing caches and dirties the page;
+    one not cached before stays not uptodate (read as a buffer, not a folio: cachestat counts it,
+    mincore does not; measured: size 255.5 pages, a 4 KiB pwrite at page 258 leaves pages 255, 258,
+    259 cached and dirty, mincore shows 258, 259). The model has no !uptodate cached pages: a known
+    divergence, not modelled."""
+    if not size % PAGE:
+        return []
+    return [f"pread64(fd, buf, 1, {size // PAGE * PAGE})"]
+
+
 def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
     """The lines of one writing step of kind `kind`."""
     if kind in ("pwrite", "write"):
@@ -221,8 +234,10 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
             if pos + size > MAX_FILE:
                 return []
             w.pos += size
+        first = zeroed_block(w.size) if pos > w.size else []
         w.size = max(w.size, pos + size)
-        return [f"pwrite64(fd, buf, {size}, {pos})" if kind == "pwrite" else f"write(fd, buf, {size})"]
+        call = f"pwrite64(fd, buf, {size}, {pos})" if kind == "pwrite" else f"write(fd, buf, {size})"
+        return [*first, call]
     if kind == "ftruncate":
         # Never to 0: ext4 then sets EXT4_STATE_DA_ALLOC_CLOSE (auto_da_alloc, ext4_truncate) and the
         # next release of any open file of the inode starts write-back of its dirty pages
@@ -231,8 +246,10 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
             size = draw(st.integers(0, w.pages)) * PAGE - draw(st.sampled_from([0, 0, 1, 100, PAGE - 1]))
         else:
             size = w.size + draw(st.sampled_from([1, 100, PAGE, 5 * PAGE + 3, 1 << 20]))
-        w.size = max(1, size)
-        return [f"ftruncate(fd, {w.size})"]
+        size = max(1, size)
+        first = zeroed_block(min(size, w.size)) if size != w.size else []
+        w.size = size
+        return [*first, f"ftruncate(fd, {size})"]
     if kind == "fsync":
         w.inflight = False
         return [f"{draw(st.sampled_from(['fsync', 'fdatasync']))}(fd)"]

@@ -94,7 +94,7 @@ from vmlab.kernel.swapfile import (
     swaps_show,
     sys_swapon,
 )
-from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
+from vmlab.kernel.truncate import block_zero_eof, drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EACCES,
@@ -1122,6 +1122,8 @@ class ModelBackend:
         offset = file.pos if pos is None else pos
         n = count if write else max(0, min(count, inode.size - offset))
         if write:
+            if n and offset > inode.size:  # ext4_write_checks
+                block_zero_eof(self.mem, inode, inode.size)
             self._write_begin_end(inode, offset, n)
         elif n:
             copied = len(filemap_read(self.mem, file, offset, count))
