@@ -82,10 +82,18 @@ CASES: dict[str, str] = {
     + "pwrite64(fd, buf, 4096, 1058865)\n" + f"show cachestat {DATA}\n" + SHOW + "fsync(fd)\n"
     + "pread64(fd, buf, 1, 258*4096)\n" + "ftruncate(fd, 2M)\n" + f"show cachestat {DATA}\n"
     + "pread64(fd, buf, 1, 100*4096)\n" + "ftruncate(fd, 100*4096 + 10)\n" + f"show cachestat {DATA}\n",
+    # POSIX_FADV_DONTNEED writes the range's dirty folios back (WB_SYNC_NONE) before invalidating: they
+    # are still under write-back then and stay cached, clean once the I/O ends; a second DONTNEED drops
+    # them.
+    "dontneed_writes_back": head("1M") + "pwrite64(fd, buf, 8*4096, 4096)\n" + f"show cachestat {DATA}\n"
+    + "fadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n" + f"show residency {DATA}\n"
+    + "sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE)\n" + f"show cachestat {DATA}\n"
+    + "fadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n" + f"show residency {DATA}\n",
 }
 
+
 #: Cases whose file ends with small folios only (the others check the kernel made a large one).
-SMALL_FOLIO_CASES = frozenset({"zero_eof_block"})
+SMALL_FOLIO_CASES = frozenset({"zero_eof_block", "dontneed_writes_back"})
 
 
 @pytest.fixture
