@@ -53,9 +53,9 @@ pytestmark = pytest.mark.host
 #: Per test process, so that concurrent runs (several worktrees) do not share the file.
 DATA = f"/tmp/vmlab-pagecache-write-random-{os.getpid()}.dat"
 
-#: Examples per run in the `ci` profile (~0.3-0.5 s each, the module under ~60 s); other profiles
+#: Examples per run in the `ci` profile (~0.2-0.3 s each: the module takes ~35 s); other profiles
 #: (`explore`, `dev`) keep their own.
-EXAMPLES = 100 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
+EXAMPLES = 150 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
 
 
 @pytest.fixture(scope="module", autouse=True)
