@@ -61,6 +61,18 @@ class Workload:
     pos: int = 0
     maps: dict[str, Mapping] = field(default_factory=dict)
     inflight: bool = False
+    #: Pages that may hold no block (a hole: a growing truncate or a write past EOF passed them by).
+    holes: set[int] = field(default_factory=set)
+
+    def grow(self, size: int) -> None:
+        """The file grows to `size` without data: its new pages after the EOF page are holes."""
+        self.holes |= set(range(self.pages, (size + PAGE - 1) // PAGE))
+        self.size = size
+
+    def shrink(self, size: int) -> None:
+        """The file shrinks to `size`: its holes beyond it go."""
+        self.size = size
+        self.holes = {p for p in self.holes if p < self.pages}
 
     @property
     def pages(self) -> int:
@@ -212,16 +224,20 @@ def sync_file_range(draw: st.DrawFn, w: Workload) -> list[str]:
     return lines
 
 
-def zeroed_block(size: int) -> list[str]:
+def zeroed_block(w: Workload, size: int) -> list[str] | None:
     """Before a step that zeroes the rest of the block holding byte `size` (a write starting past EOF
     or a growing ftruncate: ext4_block_zero_eof; a truncation to `size`: ext4_block_truncate_page), a
     read that caches that page, when `size` is inside a page. The zeroing caches and dirties the page;
     one not cached before stays not uptodate (read as a buffer, not a folio: cachestat counts it,
     mincore does not; measured: size 255.5 pages, a 4 KiB pwrite at page 258 leaves pages 255, 258,
     259 cached and dirty, mincore shows 258, 259). The model has no !uptodate cached pages: a known
-    divergence, not modelled."""
+    divergence, not modelled. None when that page may be a hole: ext4 then zeroes nothing
+    (__ext4_block_zero_page_range: the buffer stays unmapped) and the model does not know holes (the
+    step is left out)."""
     if not size % PAGE:
         return []
+    if size // PAGE in w.holes:
+        return None
     return [f"pread64(fd, buf, 1, {size // PAGE * PAGE})"]
 
 
@@ -234,7 +250,12 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
             if pos + size > MAX_FILE:
                 return []
             w.pos += size
-        first = zeroed_block(w.size) if pos > w.size else []
+        first = zeroed_block(w, w.size) if pos > w.size else []
+        if first is None:
+            return []
+        if pos > w.size:
+            w.grow(pos)
+        w.holes -= set(range(pos // PAGE, (pos + size + PAGE - 1) // PAGE))
         w.size = max(w.size, pos + size)
         call = f"pwrite64(fd, buf, {size}, {pos})" if kind == "pwrite" else f"write(fd, buf, {size})"
         return [*first, call]
@@ -247,8 +268,13 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
         else:
             size = w.size + draw(st.sampled_from([1, 100, PAGE, 5 * PAGE + 3, 1 << 20]))
         size = max(1, size)
-        first = zeroed_block(min(size, w.size)) if size != w.size else []
-        w.size = size
+        first = zeroed_block(w, min(size, w.size)) if size != w.size else []
+        if first is None:
+            return []
+        if size > w.size:
+            w.grow(size)
+        else:
+            w.shrink(size)
         return [*first, f"ftruncate(fd, {size})"]
     if kind == "fsync":
         w.inflight = False
@@ -261,7 +287,7 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
         return [*w.settle(), w.show("cachestat")]
     shared = sorted(n for n, m in w.maps.items() if m.shared_rw)
     if kind == "store":
-        return access(draw, w, "write", shared)
+        return access(draw, w, "write", shared)  # (a hole stored to stays in w.holes: conservative)
     name, start, n = in_mapping(draw, w, shared)
     flags = draw(st.sampled_from(MSYNC_FLAGS))
     return [f"msync({name} + {start * PAGE}, {n * PAGE}, {flags})"]

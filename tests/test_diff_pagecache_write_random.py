@@ -26,6 +26,13 @@ test_diff_pagecache_random: every POSIX_FADV_DONTNEED follows a `show residency`
   SYNC_FILE_RANGE_WAIT_BEFORE)` (file_fdatawait_range: wait, write nothing). DONTNEED's own
   write-back is started and then invalidated at once: the folios it submitted are still under
   write-back then (measured 30 of 30 runs of 1..256 dirty pages: all stayed cached), in the model too.
+- ext4 zeroes the rest of the block holding EOF before the file grows (ext4_block_zero_eof) and
+  when it is truncated into a page (ext4_block_truncate_page): an uncached page is then cached but not
+  uptodate (cachestat counts it, mincore does not), which the model cannot represent, and a page that
+  is a hole is not touched at all, which the model does not know. So such a step is preceded by a
+  read of that page, and left out when the page may be a hole (pagecachegen.zeroed_block).
+- Never ftruncate to 0 (ext4's auto_da_alloc: the host views' close of the file would start
+  write-back).
 - Mappings stay under 2 MiB (pagecachegen.MAX_MAP_PAGES): a 2 MiB-aligned range over an order-9
   folio is mapped with one PMD by the kernel, with 512 PTEs by the model (accepted divergence).
 - No memory pressure: the scenarios dirty at most ~12 MiB (far below the dirty thresholds) and take
