@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import functools
 import os
 import resource
@@ -25,6 +26,7 @@ from vmlab.errors import InputError
 from vmlab.host import pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, INR_OPEN_CUR
+from vmlab.linux import CacheStat
 
 PR_CAPBSET_DROP = 24
 CAP_SYS_ADMIN = 21
@@ -321,6 +323,15 @@ class HostBackend:
     def folios(self, path: str) -> list[tuple[int, int]]:
         """The folios holding the cached pages of file `path` (see pagecache.cached_folios)."""
         return pagecache.cached_folios(path)
+
+    def file_cachestat(self, path: str) -> CacheStat:
+        """cachestat(2) of the whole file `path`: its cached, dirty and under-write-back pages, as the
+        kernel counts them now (write-back completes on the disk's time: nr_writeback is only
+        settled after a wait such as fsync). OSError where the kernel has no cachestat."""
+        stat = pagecache.cachestat_path(path)
+        if stat is None:
+            raise OSError(errno.ENOSYS, "cachestat(2) is not available")
+        return stat
 
     def kpageflags(self, pfn: int) -> int:
         """/proc/kpageflags of frame `pfn`."""

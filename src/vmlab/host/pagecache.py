@@ -22,11 +22,12 @@ _MADV_RANDOM = 1
 _PFN_MASK = (1 << 55) - 1
 
 
-def cachestat_path(path: str) -> CacheStat | None:
-    """cachestat() of the whole file; None where the kernel has no cachestat (before 6.5)."""
+def cachestat_path(path: str, length: int = 0) -> CacheStat | None:
+    """cachestat() of the file's first `length` bytes (0: all of its cache, pages past EOF included);
+    None where the kernel has no cachestat (before 6.5)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return cachestat(fd)
+        return cachestat(fd, 0, length)
     except OSError:
         return None
     finally:
@@ -35,13 +36,16 @@ def cachestat_path(path: str) -> CacheStat | None:
 
 def settled_residency(path: str, timeout: float = 5.0) -> list[int]:
     """mincore_residency() once every page in the file's cache is uptodate (mincore's count equals
-    cachestat's nr_cache), i.e. once readahead I/O in flight has completed. RuntimeError after
-    `timeout` seconds; without cachestat, two equal mincore readings 10 ms apart."""
+    cachestat's nr_cache up to EOF), i.e. once readahead I/O in flight has completed. RuntimeError
+    after `timeout` seconds; without cachestat, two equal mincore readings 10 ms apart. (A large folio
+    that truncation could not split keeps its pages past EOF in the cache: mincore does not see them,
+    so cachestat is asked about the file's range only.)"""
     deadline = time.monotonic() + timeout
     previous: list[int] | None = None
     while True:
         present = mincore_residency(path)
-        stat = cachestat_path(path)
+        size = os.path.getsize(path)
+        stat = cachestat_path(path, size) if size else CacheStat(0, 0, 0, 0, 0)
         if stat is not None and stat.nr_cache == len(present):
             return present
         if stat is None and present == previous:

@@ -21,7 +21,18 @@ from vmlab.kernel.memcontrol import (
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
-from vmlab.kernel.page_flags import F_HEAD, F_LRU, F_REFERENCED, F_UPTODATE, F_WORKINGSET, PG, PG_readahead
+from vmlab.kernel.page_flags import (
+    F_DIRTY,
+    F_HEAD,
+    F_LRU,
+    F_REFERENCED,
+    F_UPTODATE,
+    F_WORKINGSET,
+    F_WRITEBACK,
+    PG,
+    PG_readahead,
+)
+from vmlab.kernel.page_writeback import write_cache_pages
 from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
@@ -82,6 +93,24 @@ def split_large_folio(inode: Inode, index: int) -> None:
         head, order = folio_head(inode, index)
         if order:
             del inode.folio_orders[head]
+
+
+def split_folio_at(inode: Inode, index: int) -> None:
+    """folio_split() (try_folio_split_to_order(folio, page, 0)): the non-uniform split of the large
+    folio holding cached page `index`, as truncation does it: the folio is halved again and again, the
+    half without `index` kept as one folio each time, until `index` is a page of its own (a 64-page
+    folio at 64 split at page 100 leaves 64+32, 96+4, 100, 101, 102+2, 104+8, 112+16)."""
+    head, order = folio_head(inode, index)
+    if not order:
+        return
+    del inode.folio_orders[head]
+    while order:
+        order -= 1
+        half = 1 << order
+        other = head + half if index < head + half else head
+        if order:
+            inode.folio_orders[other] = order
+        head = head if index < head + half else head + half
 
 
 def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
@@ -559,6 +588,10 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
         first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
         readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
         return 0
+    # __filemap_fdatawrite_range(WB_SYNC_NONE) first: the range's dirty folios go under write-back
+    # (and are still under it when the invalidation below meets them: they stay cached, clean later)
+    last = None if endbyte == LLONG_MAX else endbyte >> PAGE_SHIFT
+    write_cache_pages(mem, inode, offset >> PAGE_SHIFT, last, sync_all=False)
     end = (endbyte >> PAGE_SHIFT) + 1
     first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept
     if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
@@ -571,17 +604,22 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -
     """mapping_try_invalidate(): drop the clean, unmapped folios wholly inside [first, end) from the
     cache (find_lock_entries() passes over a large folio that sticks out of the range)."""
     mm = mem.mem_map
+
+    def busy(pfn: int) -> bool:
+        """mapping_evict_folio() passes a dirty folio or one under write-back by."""
+        return bool(int(mm.flags[pfn]) & (F_DIRTY | F_WRITEBACK))
+
     keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
     for index in range(first, end):
         pfn = inode.i_pages.get(index)
         head, order = folio_head(inode, index)
         if order and (head < first or head + (1 << order) > end):
             continue
-        if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or mm.test(inode.i_pages[i], PG.dirty)
+        if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or busy(inode.i_pages[i])
                          for i in range(head, head + (1 << order))):
             continue
         split_large_folio(inode, index)  # the whole folio goes, page by page
-        if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.test(pfn, PG.dirty):
+        if pfn is not None and mm._mapcount_a[pfn] < 0 and not busy(pfn):
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
             mm.mapping_a[pfn] = 0

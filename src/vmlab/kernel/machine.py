@@ -94,7 +94,7 @@ from vmlab.kernel.swapfile import (
     swaps_show,
     sys_swapon,
 )
-from vmlab.kernel.truncate import drop_pagecache, truncate_setsize
+from vmlab.kernel.truncate import block_zero_eof, drop_pagecache, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
     EACCES,
@@ -626,6 +626,10 @@ class ModelBackend:
         """The folios holding the cached pages of file `path`, as (first index, pages)."""
         return cached_folios(self._inode(path))
 
+    def file_cachestat(self, path: str) -> CacheStat:
+        """cachestat(2) of the whole file `path`: its cached, dirty and under-write-back pages."""
+        return filemap_cachestat(self.mem, self._inode(path), 0, 0)
+
     def file_size(self, path: str) -> int:
         """The size of file `path` as the machine sees it (its writes included)."""
         return self._inode(path).size
@@ -1119,6 +1123,8 @@ class ModelBackend:
         offset = file.pos if pos is None else pos
         n = count if write else max(0, min(count, inode.size - offset))
         if write:
+            if n and offset > inode.size:  # ext4_write_checks
+                block_zero_eof(self.mem, inode, inode.size)
             self._write_begin_end(inode, offset, n)
         elif n:
             copied = len(filemap_read(self.mem, file, offset, count))

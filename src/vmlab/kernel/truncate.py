@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.filemap import i_size_pages, split_large_folio
+from vmlab.kernel.filemap import folio_head, i_size_pages, split_folio_at, split_large_folio
 from vmlab.kernel.memory import zap_page_range
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.page_writeback import (
@@ -65,12 +65,36 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     put_page(mem, pfn)
 
 
+def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
+    """truncate_inode_partial_folio() of the large folio that holds byte `lstart` and starts before
+    it, if any: after its write-back it is split at that page (split_folio_at) -- unless it is dirty:
+    the split must release its buffer heads first (filemap_release_folio), which dirty ones refuse
+    (ext4), so the folio stays whole, its pages past `lstart` cached (zeroed). Returns the first page
+    index truncation may drop. Measured on this host (ext4): a 64-page folio at 64 truncated to 100
+    pages leaves 64+32 96+4 when clean, the folio whole (nr_cache 64, 64 dirty) when dirty."""
+    first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
+    index = lstart >> PAGE_SHIFT
+    if index not in inode.i_pages:
+        return first
+    head, order = folio_head(inode, index)
+    if not order or head << PAGE_SHIFT >= lstart:
+        return first
+    folio_wait_writeback(mem, inode, head)
+    pages = (inode.i_pages.get(i) for i in range(head, head + (1 << order)))
+    if any(pfn is not None and mem.mem_map.test(pfn, PG.dirty) for pfn in pages):
+        return head + (1 << order)
+    split_folio_at(inode, index)
+    return first
+
+
 def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     """truncate_inode_pages_range(mapping, lstart, -1): drop every page wholly beyond byte `lstart`,
-    waiting for their write-back and throwing their dirty data away. The page that straddles lstart
+    waiting for their write-back and throwing their dirty data away; a large folio that straddles
+    lstart is split there or kept whole (truncate_partial_folio). The page that straddles lstart
     stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
-    for index in sorted(i for i in inode.i_pages if i >= first):
+    kept = truncate_partial_folio(mem, inode, lstart)
+    for index in sorted(i for i in inode.i_pages if i >= kept):
         folio_wait_writeback(mem, inode, index)
         folio_cancel_dirty(mem, inode, inode.i_pages[index])
         delete_from_page_cache(mem, inode, index)
@@ -82,10 +106,26 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
             folio_mark_dirty(mem, inode, pfn)
 
 
+def block_zero_eof(mem: PhysMem, inode: Inode, oldsize: int) -> None:
+    """ext4_block_zero_eof(): before a file grows past `oldsize` (a write that starts beyond it, a
+    growing truncate) the rest of the block holding EOF is zeroed, which dirties its cached page
+    (4 KiB blocks: the page). Measured: size 255.5 pages, page 255 cached, a 4 KiB pwrite at page 258
+    or ftruncate to 2 MiB leaves page 255 dirty. Not modelled: an uncached page is then cached but
+    not uptodate (read as a buffer: cachestat counts it, mincore does not)."""
+    if inode.shmem or not oldsize & (PAGE_SIZE - 1):
+        return
+    pfn = inode.i_pages.get(oldsize >> PAGE_SHIFT)
+    if pfn is not None:
+        folio_mark_dirty(mem, inode, pfn)
+
+
 def truncate_setsize(mem: PhysMem, inode: Inode, newsize: int) -> None:
-    """truncate_setsize() -> truncate_pagecache(): set i_size; when it shrinks, unmap the pages beyond
-    it, drop them from the cache, and unmap again (a racing fault could have mapped one)."""
+    """truncate_setsize() -> truncate_pagecache(): set i_size; when it grows, the EOF block's tail is
+    zeroed first (block_zero_eof); when it shrinks, unmap the pages beyond it, drop them from the
+    cache, and unmap again (a racing fault could have mapped one)."""
     oldsize = inode.size
+    if newsize > oldsize:
+        block_zero_eof(mem, inode, oldsize)
     inode.size = newsize
     if newsize >= oldsize:
         return

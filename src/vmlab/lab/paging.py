@@ -26,6 +26,7 @@ from vmlab.host.procfs import (
     PM_UFFD_WP,
 )
 from vmlab.kernel.page_flags import KPF
+from vmlab.linux import CacheStat
 
 PAGE = 4096
 KPF_ZERO_PAGE = 1 << KPF.ZERO_PAGE
@@ -201,3 +202,10 @@ def format_folios(path: str, folios: list[tuple[int, int]], total: int) -> str:
     flush()
     cached = sum(pages for _, pages in folios)
     return f"{path}: {cached}/{total} pages cached in {len(folios)} folios: {' '.join(parts) or '-'}"
+
+
+def format_cachestat(path: str, stat: CacheStat, total: int) -> str:
+    """The `show cachestat` view: `PATH: N/M pages cached, D dirty, W under write-back` (cachestat(2)
+    of the whole file: nr_cache, nr_dirty, nr_writeback)."""
+    return (f"{path}: {stat.nr_cache}/{total} pages cached, {stat.nr_dirty} dirty, "
+            f"{stat.nr_writeback} under write-back")

@@ -423,7 +423,7 @@ class Runner:
             return paging.format_counters(now, base)
         if step.view == "pagemap":
             return self.pagemap(step, pid)
-        if step.view in ("residency", "folios"):
+        if step.view in ("residency", "folios", "cachestat"):
             return self.file_view(step.view, step.path)
         if step.view in MACHINE_VIEWS:
             arg = step.path
@@ -468,9 +468,10 @@ class Runner:
 
     def file_view(self, view: str, path: str) -> str:
         """`show residency PATH` (which pages of the file are in the page cache: mincore on the host,
-        the machine's cache in the model) or `show folios PATH` (the folios that hold them: kpageflags
-        on the host); Unavailable for a file that is not there."""
-        fn = getattr(self.backend, view, None)
+        the machine's cache in the model), `show folios PATH` (the folios that hold them: kpageflags
+        on the host) or `show cachestat PATH` (cached, dirty and under-write-back page counts: the
+        backend's file_cachestat); Unavailable for a file that is not there."""
+        fn = getattr(self.backend, "file_cachestat" if view == "cachestat" else view, None)
         if fn is None:
             raise Unavailable(f"{self.backend.name} backend has no {view}()")
         size = getattr(self.backend, "file_size", os.path.getsize)
@@ -481,6 +482,8 @@ class Runner:
             raise Unavailable(f"{view} {path}: {err.strerror or err}") from None
         if view == "folios":
             return paging.format_folios(path, found, total)
+        if view == "cachestat":
+            return paging.format_cachestat(path, found, total)
         return paging.format_residency(path, found, total)
 
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:

@@ -45,11 +45,11 @@ KEYWORDS = frozenset({"set", "exec", "file", "process", "expect", "show", "read"
                       "exit", "end", "memcg", "join", "oom_score_adj", "hog", "earlyoom", "sleep", "ignore",
                       "comm", "setpgid", MAIN})
 #: Views of the paging state, rendered by vmlab.lab.paging (compared whole by vmlab diff).
-PAGING_VIEWS = ("counters", "pagemap", "residency", "folios")
+PAGING_VIEWS = ("counters", "pagemap", "residency", "folios", "cachestat")
 ALL_VIEWS = VIEWS + PAGING_VIEWS + MACHINE_VIEWS
 #: Views of one file, named after the view: `show residency PATH`, `show folios PATH`,
-#: `show fincore PATH`.
-FILE_VIEWS = ("residency", "folios", "fincore")
+#: `show cachestat PATH`, `show fincore PATH`.
+FILE_VIEWS = ("residency", "folios", "cachestat", "fincore")
 _ASSIGN = re.compile(r"([A-Za-z_]\w*)\s*=(?!=)\s*")
 _ACTOR = re.compile(r"@([A-Za-z_]\w*)\s+")
 _WORD = re.compile(r"\S+")
@@ -117,7 +117,7 @@ class ShowStep(Step):
     view: str
     args: tuple[Expr, ...] = ()
     verbose: bool = False
-    #: `residency PATH`, `folios PATH`, `fincore PATH`: the file the view is about.
+    #: `residency PATH`, `folios PATH`, `cachestat PATH`, `fincore PATH`: the file the view is about.
     path: str = ""
 
 
@@ -452,7 +452,7 @@ def _show(st: _State, rest: str, src: Source, raw: str) -> None:
 
 def _view(st: _State, text: str, src: Source) -> dict[str, object]:
     """The ShowStep fields of `VIEW [ARGS]`: the view name; for pagemap its range and `verbose`; for a
-    file's views (residency, folios, fincore) its path, a word or a "quoted string"."""
+    file's views (residency, folios, cachestat, fincore) its path, a word or a "quoted string"."""
     name, _, args = text.partition(" ")
     if name not in ALL_VIEWS:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
