@@ -10,8 +10,12 @@ pages that hold file data (past EOF is SIGBUS, which would end the scenario).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 
 PAGE = 4096
@@ -336,3 +340,27 @@ def scenario_text(draw: st.DrawFn, path: str, writes: bool = False, steps: tuple
     if writes:
         lines += [w.show("folios"), *w.settle(), w.show("cachestat")]
     return "\n".join(lines) + "\n"
+
+
+#: Examples per run in the `ci` profile (~0.2-0.3 s each: a module of them takes ~35-45 s); other
+#: profiles (`explore`, `dev`) keep their own.
+EXAMPLES = 150 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
+
+
+def host_data_file(path: str, *, needs_root: bool = False) -> Iterator[None]:
+    """The body of a module fixture for random scenarios on the host file `path`: skip (saying why)
+    where the host cannot run them (no stepper; not root when `needs_root`: show folios needs frame
+    numbers; less than 64 MiB free in /tmp), and remove the file at the end, even when a test fails."""
+    from hostutil import program_or_skip
+
+    program_or_skip()
+    if needs_root and os.geteuid() != 0:
+        pytest.skip("show folios on the host needs root (frame numbers in /proc/self/pagemap)")
+    st_ = os.statvfs("/tmp")
+    if st_.f_bavail * st_.f_frsize < 64 << 20:
+        pytest.skip("less than 64 MiB free in /tmp")
+    try:
+        yield
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

@@ -37,32 +37,18 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 
-from pagecachegen import scenario_text
+from pagecachegen import EXAMPLES, host_data_file, scenario_text
 
 pytestmark = pytest.mark.host
 
 #: Per test process, so that concurrent runs (several worktrees) do not share the file.
 DATA = f"/tmp/vmlab-pagecache-random-{os.getpid()}.dat"
 
-#: Examples per run: ~0.2-0.3 s each, so the `ci` profile's 200 are cut to keep the module under ~45 s;
-#: other profiles (`explore`, `dev`) keep their own.
-EXAMPLES = 150 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _data_file() -> Iterator[None]:
-    """The scenarios' file is removed at the end, even when a test fails."""
-    from hostutil import program_or_skip
-
-    program_or_skip()
-    st_ = os.statvfs("/tmp")
-    if st_.f_bavail * st_.f_frsize < 64 << 20:
-        pytest.skip("less than 64 MiB free in /tmp")
-    try:
-        yield
-    finally:
-        if os.path.exists(DATA):
-            os.unlink(DATA)
+    """The scenarios' host file: skips where the host cannot run them, removed at the end."""
+    yield from host_data_file(DATA)
 
 
 def check_agreement(text: str) -> None:

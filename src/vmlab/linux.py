@@ -7,9 +7,11 @@ reads them to check the kernel (host/pagecache.py, the write-back tests).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
+from collections.abc import Iterator
 from typing import NamedTuple
 
 SYS_CACHESTAT = 451
@@ -40,12 +42,11 @@ def libc() -> ctypes.CDLL:
     return lib
 
 
-def mincore_residency(path: str) -> list[int]:
-    """The indices of the file's pages that are cached and uptodate (mincore of a PROT_READ, MAP_SHARED
-    mapping). OSError if the file cannot be opened or mapped."""
+@contextlib.contextmanager
+def file_mapping(path: str) -> Iterator[tuple[int, int]]:
+    """A PROT_READ, MAP_SHARED mapping of the whole file, as (address, size), unmapped on exit (mapping
+    reads nothing). OSError if the file cannot be opened or mapped; not for an empty file."""
     size = os.path.getsize(path)
-    if size == 0:
-        return []
     c = libc()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -53,15 +54,24 @@ def mincore_residency(path: str) -> list[int]:
         if addr in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), f"mmap {path}")
         try:
-            pages = (size + PAGE - 1) // PAGE
-            vec = ctypes.create_string_buffer(pages)
-            if c.mincore(addr, size, vec) != 0:
-                raise OSError(ctypes.get_errno(), f"mincore {path}")
-            return [i for i, b in enumerate(vec.raw[:pages]) if b & 1]
+            yield addr, size
         finally:
             c.munmap(addr, size)
     finally:
         os.close(fd)
+
+
+def mincore_residency(path: str) -> list[int]:
+    """The indices of the file's pages that are cached and uptodate (mincore of a PROT_READ, MAP_SHARED
+    mapping). OSError if the file cannot be opened or mapped."""
+    if os.path.getsize(path) == 0:
+        return []
+    with file_mapping(path) as (addr, size):
+        pages = (size + PAGE - 1) // PAGE
+        vec = ctypes.create_string_buffer(pages)
+        if libc().mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), f"mincore {path}")
+        return [i for i, b in enumerate(vec.raw[:pages]) if b & 1]
 
 
 def cachestat(fd: int, off: int = 0, length: int = 0) -> CacheStat:

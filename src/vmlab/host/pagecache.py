@@ -15,7 +15,7 @@ import time
 
 from vmlab.host.procfs import read_kpageflags, read_pagemap_raw
 from vmlab.kernel.page_flags import KPF
-from vmlab.linux import PAGE, CacheStat, cachestat, libc, mincore_residency
+from vmlab.linux import PAGE, CacheStat, cachestat, file_mapping, libc, mincore_residency
 
 #: madvise(MADV_RANDOM): VM_RAND_READ, so a fault neither reads ahead nor marks pages accessed.
 _MADV_RANDOM = 1
@@ -65,23 +65,12 @@ def cached_page_frames(path: str) -> dict[int, int]:
     cached = settled_residency(path)
     if not cached:
         return {}
-    size = os.path.getsize(path)
-    c = libc()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        addr = c.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
-        if addr in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), f"mmap {path}")
-        try:
-            if c.madvise(addr, size, _MADV_RANDOM) != 0:
-                raise OSError(ctypes.get_errno(), f"madvise {path}")
-            for index in cached:
-                ctypes.string_at(addr + index * PAGE, 1)  # map it
-            entries = read_pagemap_raw(os.getpid(), addr, addr + size) or []
-        finally:
-            c.munmap(addr, size)
-    finally:
-        os.close(fd)
+    with file_mapping(path) as (addr, size):
+        if libc().madvise(addr, size, _MADV_RANDOM) != 0:
+            raise OSError(ctypes.get_errno(), f"madvise {path}")
+        for index in cached:
+            ctypes.string_at(addr + index * PAGE, 1)  # map it
+        entries = read_pagemap_raw(os.getpid(), addr, addr + size) or []
     frames = {i: entries[i] & _PFN_MASK for i in cached if entries[i] & _PFN_MASK}
     if len(frames) != len(cached):
         raise OSError(f"no frame numbers in /proc/self/pagemap for {path} (not root?)")
