@@ -89,11 +89,22 @@ CASES: dict[str, str] = {
     + "fadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n" + f"show residency {DATA}\n"
     + "sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE)\n" + f"show cachestat {DATA}\n"
     + "fadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n" + f"show residency {DATA}\n",
+    # MADV_COLD / MADV_PAGEOUT over part of a mapped large folio split it to small pages
+    # (madvise_cold_or_pageout_pte_range) when it is clean; a dirty one cannot be split (ext4 keeps its
+    # buffer heads), a folio the range maps whole stays, and one with a page unmapped is split too.
+    "madvise_cold_splits": head()
+    + "".join(f"pwrite64(fd, buf, 64*4096, {p}*4096)\n" for p in (0, 64, 128, 192))
+    + "pwrite64(fd, buf, 4096, 256*4096)\n" + SHOW
+    + f"m = mmap({BASE:#x}, 257*4096, PROT_READ, MAP_SHARED|MAP_FIXED, fd, 0)\n" + "read m, 257*4096\n"
+    + "madvise(m + 10*4096, 4*4096, MADV_COLD)\n" + SHOW + "fsync(fd)\n"
+    + "madvise(m + 10*4096, 4*4096, MADV_COLD)\n" + SHOW + "madvise(m + 64*4096, 64*4096, MADV_COLD)\n" + SHOW
+    + "madvise(m + 120*4096, 16*4096, MADV_PAGEOUT)\n" + SHOW + "munmap(m + 200*4096, 4096)\n"
+    + "madvise(m + 192*4096, 64*4096, MADV_COLD)\n" + SHOW,
 }
 
 
 #: Cases whose file ends with small folios only (the others check the kernel made a large one).
-SMALL_FOLIO_CASES = frozenset({"zero_eof_block", "dontneed_writes_back"})
+SMALL_FOLIO_CASES = frozenset({"zero_eof_block", "dontneed_writes_back", "madvise_cold_splits"})
 
 
 @pytest.fixture

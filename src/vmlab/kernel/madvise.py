@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from vmlab.kernel import uapi
 from vmlab.kernel.fault import FaultStats
-from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, generic_fadvise
+from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, folio_head, generic_fadvise, split_large_folio
 from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.memory import (
     install_guards,
@@ -42,7 +42,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
-from vmlab.kernel.page_flags import F_DIRTY, F_HEAD, F_SWAPCACHE, PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_flags import F_DIRTY, F_HEAD, F_SWAPCACHE, F_WRITEBACK, PAGE_MAPPING_ANON, PG
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY_BITS,
@@ -86,6 +86,7 @@ from vmlab.kernel.uapi import (
     MADV_WILLNEED,
     MADV_WIPEONFORK,
     PAGE_MASK,
+    PAGE_SIZE,
     page_align,
 )
 from vmlab.kernel.vma import vma_modify_flags
@@ -151,6 +152,51 @@ def _page_advice_valid(vma: VmArea, advice: int) -> int:
     if advice in (MADV_GUARD_INSTALL, MADV_GUARD_REMOVE):
         return -EINVAL if f & (VM_SPECIAL | VM_HUGETLB | VM_LOCKED_MASK) else 0
     return 0
+
+
+def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_cold_or_pageout_pte_range()'s large folios: a page-cache large folio met at a present
+    PTE of [start, end) that the range does not map whole from there (madvise_folio_pte_batch finds
+    fewer consecutive PTEs of it than its pages: the range starts or ends inside it, or a page of it is
+    not mapped) is split to small pages, unless it may be mapped by another process (a page of it
+    mapped twice) or split_folio() fails: ext4 must release the folio's buffer heads first, which a
+    dirty folio or one under write-back refuses. A folio mapped whole stays large. Measured: MADV_COLD
+    of 4 pages of a mapped, clean 64-page folio leaves 64 single pages; of a dirty one, the folio."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    mm_map = mem.mem_map
+    addrs, entries = pt.entries(start, end)
+    present = {a: p for a, p in zip(addrs.tolist(), entries.tolist(), strict=True)
+               if p & _PAGE_PRESENT and not p & (_PAGE_SPECIAL | _PAGE_PSE)}
+    done: set[int] = set()
+    for addr, pte in present.items():
+        if addr in done:
+            continue
+        pfn = pte_pfn(pte)
+        inode = mem.address_spaces.get(int(mm_map.mapping[pfn]))
+        if inode is None or not inode.folio_orders or int(mm_map.mapping[pfn]) & PAGE_MAPPING_ANON:
+            continue
+        index = int(mm_map.index[pfn])
+        head, order = folio_head(inode, index)
+        if not order:
+            continue
+        nr = 0  # madvise_folio_pte_batch(): the folio's next pages at the next PTEs of the range
+        while index + nr < head + (1 << order):
+            page = inode.i_pages.get(index + nr)
+            entry = present.get(addr + nr * PAGE_SIZE)
+            if page is None or entry is None or pte_pfn(entry) != page:
+                break
+            done.add(addr + nr * PAGE_SIZE)
+            nr += 1
+        frames = [p for p in map(inode.i_pages.get, range(head, head + (1 << order))) if p is not None]
+        if nr < 1 << order and not any(int(mm_map._mapcount[p]) > 0 or int(mm_map.flags[p]) & _BUSY
+                                       for p in frames):
+            split_large_folio(inode, index)
+
+
+#: A folio ext4 cannot split: dirty or under write-back (its buffer heads cannot be released).
+_BUSY = F_DIRTY | F_WRITEBACK
 
 
 def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
@@ -247,6 +293,8 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
     here)."""
     if mm.pt is None:
         return
+    if advice in (MADV_COLD, MADV_PAGEOUT):
+        split_partly_covered_folios(mm, start, end)
     if advice == MADV_PAGEOUT:
         lru_add_drain(mm.pt.mem)
         madvise_pageout(mm, start, end)
