@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -47,6 +49,8 @@ from vmlab.kernel.uapi import (
 from wbkit import host_msync, host_sync_file_range
 
 pytestmark = pytest.mark.host
+
+T = TypeVar("T")
 
 PG = 4096
 PAGES = 256
@@ -137,14 +141,21 @@ def model_dirty_counts(path: Path) -> list[int]:
     return counts
 
 
-def test_a_write_dirties_its_whole_large_folio(tmp_path: Path) -> None:
-    """nr_dirty after a cold read and each write: the kernel's and the model's, equal."""
+def on_kernel_and_model(tmp_path: Path, host: Callable[[Path], list[T]],
+                        model: Callable[[Path], list[T]]) -> tuple[list[T], list[T]]:
+    """The counts of the same steps on the kernel, then in the model, each on the file made cold."""
     path = tmp_path / "folios"
     cold_file(path)
-    kernel = host_dirty_counts(path)
+    kernel = host(path)
     cold_file(path)
-    model = model_dirty_counts(path)
-    print(f"nr_dirty: kernel {kernel}, model {model}")
+    modelled = model(path)
+    print(f"counts: kernel {kernel}, model {modelled}")
+    return kernel, modelled
+
+
+def test_a_write_dirties_its_whole_large_folio(tmp_path: Path) -> None:
+    """nr_dirty after a cold read and each write: the kernel's and the model's, equal."""
+    kernel, model = on_kernel_and_model(tmp_path, host_dirty_counts, model_dirty_counts)
     assert kernel == model == [0, 1, 5, 21, 85, 117]
 
 
@@ -214,10 +225,5 @@ def model_writeback_counts(path: Path) -> list[tuple[int, int]]:
 
 def test_write_back_cleans_whole_folios(tmp_path: Path) -> None:
     """(nr_dirty, nr_writeback) after each write-back step: the kernel's and the model's, equal."""
-    path = tmp_path / "folios"
-    cold_file(path)
-    kernel = host_writeback_counts(path)
-    cold_file(path)
-    model = model_writeback_counts(path)
-    print(f"(nr_dirty, nr_writeback): kernel {kernel}, model {model}")
+    kernel, model = on_kernel_and_model(tmp_path, host_writeback_counts, model_writeback_counts)
     assert kernel == model == [(80, 0), (64, 0), (0, 0), (32, 0), (0, 0), (4, 0), (0, 0)]

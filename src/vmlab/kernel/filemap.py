@@ -22,13 +22,12 @@ from vmlab.kernel.memcontrol import (
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
 from vmlab.kernel.page_flags import (
-    F_DIRTY,
+    F_DIRTY_OR_WRITEBACK,
     F_HEAD,
     F_LRU,
     F_REFERENCED,
     F_UPTODATE,
     F_WORKINGSET,
-    F_WRITEBACK,
     PG,
     PG_readahead,
 )
@@ -248,8 +247,7 @@ def write_begin_get_folio(mem: PhysMem, inode: Inode, index: int,
     again, down to order 0, while the range holds a cached page or memory fails. Returns (head index,
     order, whether it is new: its data not read yet), None when no page could be had."""
     while True:
-        pfn = cached_page(mem, inode, index)
-        if pfn is not None:
+        if cached_page(mem, inode, index) is not None:
             head, order = folio_head(inode, index)
             return head, order, False
         order = min(filemap_get_order(length), MAX_PAGECACHE_ORDER) if inode.large_folios else 0
@@ -602,24 +600,20 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
 
 def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
     """mapping_try_invalidate(): drop the clean, unmapped folios wholly inside [first, end) from the
-    cache (find_lock_entries() passes over a large folio that sticks out of the range)."""
+    cache (find_lock_entries() passes over a large folio that sticks out of the range;
+    mapping_evict_folio() over a dirty one or one under write-back)."""
     mm = mem.mem_map
-
-    def busy(pfn: int) -> bool:
-        """mapping_evict_folio() passes a dirty folio or one under write-back by."""
-        return bool(int(mm.flags[pfn]) & (F_DIRTY | F_WRITEBACK))
-
     keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
     for index in range(first, end):
         pfn = inode.i_pages.get(index)
         head, order = folio_head(inode, index)
         if order and (head < first or head + (1 << order) > end):
             continue
-        if order and any(int(mm._mapcount[inode.i_pages[i]]) >= 0 or busy(inode.i_pages[i])
-                         for i in range(head, head + (1 << order))):
+        if order and any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY_OR_WRITEBACK
+                         for p in map(inode.i_pages.__getitem__, range(head, head + (1 << order)))):
             continue
         split_large_folio(inode, index)  # the whole folio goes, page by page
-        if pfn is not None and mm._mapcount_a[pfn] < 0 and not busy(pfn):
+        if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.flags_a[pfn] & F_DIRTY_OR_WRITEBACK:
             page_cache_release(mem, pfn)
             del inode.i_pages[index]
             mm.mapping_a[pfn] = 0

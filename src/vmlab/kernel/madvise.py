@@ -42,7 +42,8 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
-from vmlab.kernel.page_flags import F_DIRTY, F_HEAD, F_SWAPCACHE, F_WRITEBACK, PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_HEAD, F_SWAPCACHE, PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_writeback import folio_frames
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY_BITS,
@@ -189,14 +190,9 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
                 break
             done.add(addr + nr * PAGE_SIZE)
             nr += 1
-        frames = [p for p in map(inode.i_pages.get, range(head, head + (1 << order))) if p is not None]
-        if nr < 1 << order and not any(int(mm_map._mapcount[p]) > 0 or int(mm_map.flags[p]) & _BUSY
-                                       for p in frames):
+        if nr < 1 << order and not any(mm_map._mapcount_a[p] > 0 or mm_map.flags_a[p] & F_DIRTY_OR_WRITEBACK
+                                       for p in folio_frames(mem, inode, pfn)):
             split_large_folio(inode, index)
-
-
-#: A folio ext4 cannot split: dirty or under write-back (its buffer heads cannot be released).
-_BUSY = F_DIRTY | F_WRITEBACK
 
 
 def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:

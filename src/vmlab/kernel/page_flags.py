@@ -59,6 +59,8 @@ F_WRITEBACK = 1 << PG.writeback
 F_REFERENCED = 1 << PG.referenced
 F_UPTODATE = 1 << PG.uptodate
 F_DIRTY = 1 << PG.dirty
+#: A folio with I/O to do or under way: reclaim, invalidation and splitting pass it by.
+F_DIRTY_OR_WRITEBACK = F_DIRTY | F_WRITEBACK
 F_LRU = 1 << PG.lru
 F_HEAD = 1 << PG.head
 F_ACTIVE = 1 << PG.active

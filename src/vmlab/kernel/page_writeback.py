@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_MSEC
-from vmlab.kernel.page_flags import F_ACTIVE, F_DIRTY, F_LRU, F_RECLAIM, F_WRITEBACK, PG
+from vmlab.kernel.page_flags import F_ACTIVE, F_DIRTY, F_DIRTY_OR_WRITEBACK, F_LRU, F_RECLAIM, F_WRITEBACK, PG
 from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
 from vmlab.kernel.uapi import (
     PAGE_SHIFT,
@@ -398,7 +398,7 @@ def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
         done = inode.under_writeback.get(int(mm.index[head]))
         if done is not None and done > mem.clock.now_ns:
             mem.clock.advance(done - mem.clock.now_ns, memstall=True)
-    return not int(mm.flags[head]) & (F_DIRTY | F_WRITEBACK)
+    return not int(mm.flags[head]) & F_DIRTY_OR_WRITEBACK
 
 
 # --- the flusher -----------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.filemap import folio_head, i_size_pages, split_folio_at, split_large_folio
 from vmlab.kernel.memory import zap_page_range
-from vmlab.kernel.page_flags import PG
+from vmlab.kernel.page_flags import F_DIRTY_OR_WRITEBACK, PG
 from vmlab.kernel.page_writeback import (
     folio_cancel_dirty,
+    folio_frames,
     folio_mark_dirty,
     folio_wait_writeback,
     mapping_vmas,
@@ -26,8 +27,6 @@ from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import Inode
     from vmlab.kernel.page_alloc import PhysMem
-
-_DIRTY_OR_WB = (1 << PG.dirty) | (1 << PG.writeback)
 
 
 def forget_host_pages(inode: Inode, dropped: Iterable[int]) -> None:
@@ -80,8 +79,7 @@ def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
     if not order or head << PAGE_SHIFT >= lstart:
         return first
     folio_wait_writeback(mem, inode, head)
-    pages = (inode.i_pages.get(i) for i in range(head, head + (1 << order)))
-    if any(pfn is not None and mem.mem_map.test(pfn, PG.dirty) for pfn in pages):
+    if any(mem.mem_map.test(pfn, PG.dirty) for pfn in folio_frames(mem, inode, inode.i_pages[index])):
         return head + (1 << order)
     split_folio_at(inode, index)
     return first
@@ -142,7 +140,7 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
     gone = []
     for index in sorted(i for i in inode.i_pages if i >= first and (last is None or i <= last)):
         pfn = inode.i_pages[index]
-        if int(mm._mapcount[pfn]) >= 0 or int(mm.flags[pfn]) & _DIRTY_OR_WB or int(mm._refcount[pfn]) != 1:
+        if mm._mapcount_a[pfn] >= 0 or mm.flags_a[pfn] & F_DIRTY_OR_WRITEBACK or mm._refcount_a[pfn] != 1:
             continue
         delete_from_page_cache(mem, inode, index)
         gone.append(index)

@@ -52,6 +52,7 @@ from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, Phys
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
+    F_DIRTY_OR_WRITEBACK,
     F_HEAD,
     F_LRU,
     F_MLOCKED,
@@ -956,7 +957,7 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     writeback_folio(mem, head)
     stat.nr_pageout += 1
     mem.events["nr_vmscan_write"] += 1
-    if mmap_.flags_a[head] & (F_DIRTY | F_WRITEBACK):
+    if mmap_.flags_a[head] & F_DIRTY_OR_WRITEBACK:
         return "keep"
     return ""
 
@@ -969,7 +970,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     flags = mmap_.flags_a[head]
     if mmap_._refcount_a[head] != 2 or mmap_._mapcount_a[head] >= 0:
         return False
-    if flags & (F_DIRTY | F_WRITEBACK):
+    if flags & F_DIRTY_OR_WRITEBACK:
         raise AssertionError(f"reclaim would drop dirty pfn {head:#x} without write-back: {mmap_[head]!r}")
     mapping = mmap_.mapping_a[head]
     inode = mem.address_spaces.get(mapping)
