@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from lru_reference import ordered_dict_rate
-from vmlab.kernel.filemap import POSIX_FADV_RANDOM, generic_fadvise
+from vmlab.kernel.fadvise import POSIX_FADV_RANDOM, generic_fadvise
 from vmlab.lab.experiments.workload import Lab
 
 RAM = 96 << 20

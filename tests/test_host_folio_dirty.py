@@ -30,7 +30,7 @@ import pytest
 from vmlab.backend import Program, Settings
 from vmlab.host.pagecache import cachestat_path
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
-from vmlab.kernel.filemap import POSIX_FADV_DONTNEED
+from vmlab.kernel.fadvise import POSIX_FADV_DONTNEED
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.uapi import (
     MAP_ANONYMOUS,

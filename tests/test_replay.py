@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmlab.kernel import vmscan
-from vmlab.kernel.filemap import POSIX_FADV_RANDOM, filemap_read, generic_fadvise, replay_reads
+from vmlab.kernel.fadvise import POSIX_FADV_RANDOM, generic_fadvise
+from vmlab.kernel.filemap import filemap_read, replay_reads
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.lab.experiments.workload import Lab
 

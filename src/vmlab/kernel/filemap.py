@@ -1,6 +1,6 @@
-"""The page cache, after mm/filemap.c and mm/fadvise.c: an inode's cached pages (`i_pages`), read()
-through the cache (filemap_read), the page-cache side of an mmap fault (filemap_fault), and the hints
-that drop or prefetch pages (generic_fadvise). How far each miss reads ahead is vmlab.kernel.readahead.
+"""The page cache, after mm/filemap.c: an inode's cached pages (`i_pages`), read() through the cache
+(filemap_read), and the page-cache side of an mmap fault (filemap_fault). How far each miss reads
+ahead is vmlab.kernel.readahead; the hints of fadvise(2) are vmlab.kernel.fadvise.
 
 A host file enters the model with the set of pages the host had cached (fs.host_residency); those
 come in without I/O, any other page costs a read (a major fault when a fault asked for it).
@@ -22,7 +22,6 @@ from vmlab.kernel.memcontrol import (
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
 from vmlab.kernel.page_flags import (
-    F_DIRTY_OR_WRITEBACK,
     F_HEAD,
     F_LRU,
     F_REFERENCED,
@@ -31,8 +30,7 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_readahead,
 )
-from vmlab.kernel.page_writeback import write_cache_pages
-from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed, page_cache_release
+from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -40,10 +38,6 @@ from vmlab.kernel.workingset import workingset_refault
 MAX_PAGECACHE_ORDER = 9
 #: PAGEVEC_SIZE: a folio_batch holds at most this many folios (one filemap_get_pages() round).
 PAGEVEC_SIZE = 31
-LLONG_MAX = (1 << 63) - 1
-
-POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED = 0, 1, 2, 3
-POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = 4, 5
 
 
 def i_size_pages(inode: Inode) -> int:
@@ -561,68 +555,6 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False) ->
     if pfn is None:
         pfn, _ = read_page(mem, inode, pgoff)
     return pfn, True
-
-
-def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: int) -> int:
-    """generic_fadvise(): NORMAL/RANDOM/SEQUENTIAL set the file's readahead mode (SEQUENTIAL doubles
-    its window), WILLNEED forces readahead of the range, DONTNEED drops its clean, unmapped pages (they
-    are then not cached, the next access reads them). 0 or -EINVAL."""
-    if advice not in range(6) or length < 0:
-        return -22
-    inode = file.inode
-    if advice == POSIX_FADV_NORMAL:
-        file.f_ra.ra_pages = inode.ra_pages
-        file.fmode_random = False
-    elif advice == POSIX_FADV_RANDOM:
-        file.fmode_random = True
-    elif advice == POSIX_FADV_SEQUENTIAL:
-        file.f_ra.ra_pages = inode.ra_pages * 2
-        file.fmode_random = False
-    if inode.shmem or advice not in (POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED):
-        return 0
-    endbyte = offset + length
-    endbyte = LLONG_MAX if not length or endbyte > LLONG_MAX else endbyte - 1
-    if advice == POSIX_FADV_WILLNEED:
-        first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
-        readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
-        return 0
-    # __filemap_fdatawrite_range(WB_SYNC_NONE) first: the range's dirty folios go under write-back
-    # (and are still under it when the invalidation below meets them: they stay cached, clean later)
-    last = None if endbyte == LLONG_MAX else endbyte >> PAGE_SHIFT
-    write_cache_pages(mem, inode, offset >> PAGE_SHIFT, last, sync_all=False)
-    end = (endbyte >> PAGE_SHIFT) + 1
-    first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept
-    if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
-        end -= 1  # the partial last page, even one past EOF: clipped to the file only after this
-    invalidate_mapping_pages(mem, inode, first, min(i_size_pages(inode), end))
-    return 0
-
-
-def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
-    """mapping_try_invalidate(): drop the clean, unmapped folios wholly inside [first, end) from the
-    cache (find_lock_entries() passes over a large folio that sticks out of the range;
-    mapping_evict_folio() over a dirty one or one under write-back)."""
-    mm = mem.mem_map
-    keep = set(range(i_size_pages(inode))) if inode.host_cached is None else set(inode.host_cached)
-    for index in range(first, end):
-        pfn = inode.i_pages.get(index)
-        head, order = folio_head(inode, index)
-        if order and (head < first or head + (1 << order) > end):
-            continue
-        if order and any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY_OR_WRITEBACK
-                         for p in map(inode.i_pages.__getitem__, range(head, head + (1 << order)))):
-            continue
-        split_large_folio(inode, index)  # the whole folio goes, page by page
-        if pfn is not None and mm._mapcount_a[pfn] < 0 and not mm.flags_a[pfn] & F_DIRTY_OR_WRITEBACK:
-            page_cache_release(mem, pfn)
-            del inode.i_pages[index]
-            mm.mapping_a[pfn] = 0
-            for flag in (PG.uptodate, PG.swapbacked, PG_readahead, PG.referenced, PG.active):
-                mm.clear(pfn, flag)
-            mem.free_pages(pfn, 0)
-        if index not in inode.i_pages:
-            keep.discard(index)
-    inode.host_cached = frozenset(keep)
 
 
 def cached_folios(inode: Inode) -> list[tuple[int, int]]:

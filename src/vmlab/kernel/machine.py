@@ -16,13 +16,13 @@ from vmlab.kernel import signal, task_mmu, vmscan
 from vmlab.kernel import sys as kernel_sys
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
 from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, write_result
+from vmlab.kernel.fadvise import generic_fadvise
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.fcntl import do_fcntl, open_f_flags
 from vmlab.kernel.filemap import (
     MAX_PAGECACHE_ORDER,
     cached_folios,
     filemap_read,
-    generic_fadvise,
     read_folio,
     residency,
     write_begin_get_folio,

@@ -6,8 +6,9 @@ they stay mapped, and reclaim discards them without swap unless they are written
 from __future__ import annotations
 
 from vmlab.kernel import uapi
+from vmlab.kernel.fadvise import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.fault import FaultStats
-from vmlab.kernel.filemap import POSIX_FADV_WILLNEED, folio_head, generic_fadvise, split_large_folio
+from vmlab.kernel.filemap import folio_head, split_large_folio
 from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.memory import (
     install_guards,

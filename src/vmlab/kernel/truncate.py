@@ -134,18 +134,33 @@ def truncate_setsize(mem: PhysMem, inode: Inode, newsize: int) -> None:
 
 
 def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
-    """invalidate_mapping_pages() (mapping_try_invalidate): drop the clean, unmapped pages of
-    [first, last] that are not under write-back; returns how many went."""
+    """invalidate_mapping_pages() (mapping_try_invalidate(), behind drop_caches and
+    POSIX_FADV_DONTNEED): drop each cached folio that lies wholly inside pages [first, last] (to the
+    end when `last` is None) and that nothing but the cache holds: not dirty, not under write-back,
+    not mapped, no other reference (mapping_evict_folio). find_lock_entries() passes over a large
+    folio that sticks out of the range, and the range is not clipped to EOF, so one that straddles
+    EOF goes when the range runs to the end. The host's cached pages in the range go too. Returns
+    how many pages went."""
     mm = mem.mem_map
-    gone = []
-    for index in sorted(i for i in inode.i_pages if i >= first and (last is None or i <= last)):
-        pfn = inode.i_pages[index]
-        if mm._mapcount_a[pfn] >= 0 or mm.flags_a[pfn] & F_DIRTY_OR_WRITEBACK or mm._refcount_a[pfn] != 1:
+    end = (1 << 64) - 1 if last is None else last
+    gone = 0
+    for index in sorted(i for i in inode.i_pages if first <= i <= end):
+        if index not in inode.i_pages:  # gone with its folio
             continue
-        delete_from_page_cache(mem, inode, index)
-        gone.append(index)
-    forget_host_pages(inode, gone)
-    return len(gone)
+        head, order = folio_head(inode, index)
+        nr = 1 << order
+        if head != index or head + nr - 1 > end:  # the folio began before the range, or sticks out
+            continue
+        if any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY_OR_WRITEBACK or mm._refcount_a[p] != 1
+               for p in folio_frames(mem, inode, inode.i_pages[index])):
+            continue
+        for i in range(head, head + nr):
+            delete_from_page_cache(mem, inode, i)
+        gone += nr
+    if inode.host_cached is None or inode.host_cached:
+        forget_host_pages(inode, (i for i in range(first, min(end + 1, i_size_pages(inode)))
+                                  if i not in inode.i_pages))
+    return gone
 
 
 def drop_pagecache(mem: PhysMem, inodes: Iterable[Inode]) -> int:

@@ -1,0 +1,58 @@
+"""posix_fadvise(2), after mm/fadvise.c: the readahead mode of an open file (NORMAL, RANDOM,
+SEQUENTIAL), readahead on demand (WILLNEED), and dropping a range from the page cache (DONTNEED).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmlab.kernel import readahead
+from vmlab.kernel.page_writeback import write_cache_pages
+from vmlab.kernel.truncate import invalidate_mapping_pages
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.mm_types import File
+    from vmlab.kernel.page_alloc import PhysMem
+
+LLONG_MAX = (1 << 63) - 1
+
+POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED = 0, 1, 2, 3
+POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = 4, 5
+
+
+def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: int) -> int:
+    """generic_fadvise(): NORMAL/RANDOM/SEQUENTIAL set the file's readahead mode (SEQUENTIAL doubles
+    its window), WILLNEED forces readahead of the range, DONTNEED writes the range's dirty folios back
+    (WB_SYNC_NONE) and drops the clean, unmapped folios wholly inside it (the next access reads them).
+    0 or -EINVAL."""
+    if advice not in range(6) or length < 0:
+        return -22
+    inode = file.inode
+    if advice == POSIX_FADV_NORMAL:
+        file.f_ra.ra_pages = inode.ra_pages
+        file.fmode_random = False
+    elif advice == POSIX_FADV_RANDOM:
+        file.fmode_random = True
+    elif advice == POSIX_FADV_SEQUENTIAL:
+        file.f_ra.ra_pages = inode.ra_pages * 2
+        file.fmode_random = False
+    if inode.shmem or advice not in (POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED):
+        return 0
+    endbyte = offset + length
+    endbyte = LLONG_MAX if not length or endbyte > LLONG_MAX else endbyte - 1
+    if advice == POSIX_FADV_WILLNEED:
+        first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
+        readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
+        return 0
+    # __filemap_fdatawrite_range(WB_SYNC_NONE) first: the range's dirty folios go under write-back
+    # (and are still under it when the invalidation below meets them: they stay cached, clean later)
+    last = None if endbyte == LLONG_MAX else endbyte >> PAGE_SHIFT
+    write_cache_pages(mem, inode, offset >> PAGE_SHIFT, last, sync_all=False)
+    first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept,
+    last = endbyte >> PAGE_SHIFT
+    if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:  # the last one unless at EOF
+        last -= 1
+    if last >= first:
+        invalidate_mapping_pages(mem, inode, first, last)
+    return 0
