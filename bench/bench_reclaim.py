@@ -30,29 +30,41 @@ RAM = 96 << 20
 TARGET = 200_000
 
 
-def model_rate(refs: int, mapped: bool, fadv_random: bool = False) -> tuple[float, np.ndarray, int, int]:
-    """(refs/s, the trace, MemTotal pages, page reads) of the model over a file of 2 x MemTotal, read
-    once sequentially before the timed run (untimed), by one-page reads (with POSIX_FADV_RANDOM set
-    after the sequential read when `fadv_random`) or loads from a mapping."""
+def prepared_lab(refs: int, mapped: bool, fadv_random: bool = False) -> tuple[Lab, int, int, np.ndarray]:
+    """(the lab, the file's descriptor, its mapping's address or 0, the trace of `refs` page indexes):
+    a file of 2 x MemTotal read once sequentially, then mapped when `mapped`, with POSIX_FADV_RANDOM
+    set when `fadv_random`. The caller closes the lab."""
     lab = Lab(RAM)
+    wss = 2 * lab.mem.totalram_pages
+    trace = np.random.default_rng(3).integers(0, wss, refs)
+    fd = lab.open(lab.file("wss", wss))
+    lab.replay_reads(fd, range(wss))
+    addr = lab.map_file(fd, wss) if mapped else 0
+    if fadv_random:
+        generic_fadvise(lab.mem, lab.model.tasks[lab.pid].files[fd], 0, 0, POSIX_FADV_RANDOM)
+    return lab, fd, addr, trace
+
+
+def replay(lab: Lab, fd: int, addr: int, trace: np.ndarray) -> None:
+    """The timed part: the trace as one-page reads of the file, or as loads from its mapping."""
+    if addr:
+        for chunk in np.array_split(trace, max(1, len(trace) // 8192)):
+            lab.load_pages(addr, chunk)
+    else:
+        lab.replay_reads(fd, trace)
+
+
+def model_rate(refs: int, mapped: bool, fadv_random: bool = False) -> tuple[float, np.ndarray, int, int]:
+    """(refs/s, the trace, MemTotal pages, page reads) of the model over prepared_lab()'s file, by
+    one-page reads or loads from a mapping."""
+    lab, fd, addr, trace = prepared_lab(refs, mapped, fadv_random)
     try:
-        capacity = lab.mem.totalram_pages
-        wss = 2 * capacity
-        trace = np.random.default_rng(3).integers(0, wss, refs)
-        fd = lab.open(lab.file("wss", wss))
-        lab.replay_reads(fd, range(wss))
-        addr = lab.map_file(fd, wss) if mapped else 0
-        if fadv_random:
-            generic_fadvise(lab.mem, lab.model.tasks[lab.pid].files[fd], 0, 0, POSIX_FADV_RANDOM)
         io0 = lab.mem.events["ra_io"]
         start = time.perf_counter()
-        if mapped:
-            for chunk in np.array_split(trace, max(1, refs // 8192)):
-                lab.load_pages(addr, chunk)
-        else:
-            lab.replay_reads(fd, trace)
+        replay(lab, fd, addr, trace)
         rate = refs / (time.perf_counter() - start)
         ios = lab.mem.events["ra_io"] - io0
+        capacity = lab.mem.totalram_pages
     finally:
         lab.close()
     return rate, trace, capacity, ios
