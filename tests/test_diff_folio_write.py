@@ -98,6 +98,13 @@ CASES: dict[str, str] = {
     + "ftruncate(fd, 64*4096 + 100)\n" + "fsync(fd)\n" + SHOW + f"show cachestat {DATA}\n"
     + "fadvise64(fd, 0, 64*4096 + 100, POSIX_FADV_DONTNEED)\n" + f"show cachestat {DATA}\n"
     + "fadvise64(fd, 4096, 0, POSIX_FADV_DONTNEED)\n" + f"show cachestat {DATA}\n",
+    # A read that reaches the PG_readahead mark of a folio under write-back starts no readahead
+    # (page_cache_async_ra: the bit is PG_reclaim's then), and folio_end_writeback() clears it: the
+    # next reads find no mark either. The model read ahead 64 more pages (write random test, seed 19).
+    "readahead_mark_under_writeback": head("1M") + "read(fd, buf, 4*4096)\n" + f"show residency {DATA}\n"
+    + "pwrite64(fd, buf, 1, 4*4096)\n" + "sync_file_range(fd, 4*4096, 1, SYNC_FILE_RANGE_WRITE)\n"
+    + "read(fd, buf, 4096)\n" + f"show residency {DATA}\n" + "read(fd, buf, 4*4096)\n"
+    + f"show residency {DATA}\n",
     # MADV_COLD / MADV_PAGEOUT over part of a mapped large folio split it to small pages
     # (madvise_cold_or_pageout_pte_range) when it is clean; a dirty one cannot be split (ext4 keeps its
     # buffer heads), a folio the range maps whole stays, and one with a page unmapped is split too.
@@ -115,7 +122,7 @@ CASES: dict[str, str] = {
 #: Cases whose file ends with no large folio (the others check the kernel made one; these show the
 #: ones they had with `show folios`).
 SMALL_FOLIO_CASES = frozenset({"zero_eof_block", "dontneed_writes_back", "madvise_cold_splits",
-                               "dontneed_past_eof"})
+                               "dontneed_past_eof", "readahead_mark_under_writeback"})
 
 
 @pytest.fixture

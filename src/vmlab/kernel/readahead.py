@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from vmlab.kernel import filemap, xarray
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import F_WORKINGSET, PG_readahead
+from vmlab.kernel.page_flags import F_WORKINGSET, F_WRITEBACK, PG_readahead
 from vmlab.kernel.uapi import PAGE_SHIFT, ULONG_MAX, ul
 
 #: MMAP_LOTSAMISS: after this many mmap misses more than hits, mmap faults stop reading around.
@@ -296,12 +296,14 @@ def page_cache_async_ra(ractl: ReadaheadControl, pfn: int, order: int, req_count
     """page_cache_async_ra(): a read reached the folio (head page `pfn`, 2^order pages) marked
     PG_readahead; ractl.index is where the reader is.
 
-    The mark is cleared. At the expected place the window moves on and grows; elsewhere (another
-    stream's mark) the cached run after the index sizes a new one. The window end is aligned down to
-    the order it asks for (1 << min(order, ffs(max_pages) - 1)).
+    A folio under write-back is passed by, its mark kept: PG_readahead is PG_reclaim's bit, which
+    folio_end_writeback() then clears. Otherwise the mark is cleared. At the expected place the
+    window moves on and grows; elsewhere (another stream's mark) the cached run after the index sizes
+    a new one. The window end is aligned down to the order it asks for (1 << min(order,
+    ffs(max_pages) - 1)).
     """
     ra = ractl.ra
-    if not ra.ra_pages:
+    if not ra.ra_pages or ractl.mem.mem_map.flags_a[pfn] & F_WRITEBACK:
         return
     ractl.mem.mem_map.clear(pfn, PG_readahead)
     index = ractl.index
