@@ -41,17 +41,16 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
         return 0
     endbyte = offset + length
     endbyte = LLONG_MAX if not length or endbyte > LLONG_MAX else endbyte - 1
+    first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
     if advice == POSIX_FADV_WILLNEED:
-        first, last = offset >> PAGE_SHIFT, endbyte >> PAGE_SHIFT
         readahead.force_page_cache_ra(readahead.ReadaheadControl(mem, file, first), last - first + 1)
         return 0
     # __filemap_fdatawrite_range(WB_SYNC_NONE) first: the range's dirty folios go under write-back
     # (and are still under it when the invalidation below meets them: they stay cached, clean later)
-    last = None if endbyte == LLONG_MAX else endbyte >> PAGE_SHIFT
-    write_cache_pages(mem, inode, offset >> PAGE_SHIFT, last, sync_all=False)
-    first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT  # partial pages at the ends are kept,
-    last = endbyte >> PAGE_SHIFT
-    if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:  # the last one unless at EOF
+    write_cache_pages(mem, inode, first, None if endbyte == LLONG_MAX else last, sync_all=False)
+    # Partial pages at the ends are kept: the first, and the last unless the range ends at EOF.
+    first = (offset + PAGE_SIZE - 1) >> PAGE_SHIFT
+    if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
         last -= 1
     if last >= first:
         invalidate_mapping_pages(mem, inode, first, last)
