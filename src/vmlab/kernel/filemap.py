@@ -80,8 +80,9 @@ def folio_head(inode: Inode, index: int) -> tuple[int, int]:
 def split_large_folio(inode: Inode, index: int) -> None:
     """The large folio holding cached page `index` becomes small pages (its order forgotten), as it
     must before one of its pages leaves the cache: the model keeps no large folio with a hole in it.
-    (The kernel removes a large folio whole, or splits it where truncation cuts it; the model's
-    reclaim and truncation go page by page.)"""
+    (The kernel removes a large folio whole, or splits it where truncation cuts it; the model frees
+    the frames one at a time: reclaim takes them together off the LRU, vmscan._cache_folio_frames,
+    then frees each.)"""
     if inode.folio_orders:
         head, order = folio_head(inode, index)
         if order:

@@ -40,7 +40,7 @@ Its time is a memory stall. The cost and refault snapshots stay node-wide (memco
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -67,7 +67,7 @@ from vmlab.kernel.page_flags import (
     MAPCOUNT_NONE,
     PAGE_MAPPING_ANON,
 )
-from vmlab.kernel.page_writeback import writeback_folio
+from vmlab.kernel.page_writeback import folio_frames, writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap, try_to_unmap_lazyfree
 from vmlab.kernel.swap import (
     LRU_ACTIVE,
@@ -513,21 +513,44 @@ def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned). Node reclaim
     pops them off the node list's tail (LruVec.delete_oldest); memcg reclaim reads the memcg's mirror
     list and takes them off the node lruvec in one batch."""
-    mmap_ = vmscan.mem.mem_map
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
-    node = vmscan.mem.lruvec
-    if sc.lruvec is None or sc.lruvec is node:
+    node = mem.lruvec
+    large = any(inode.folio_orders for inode in mem.address_spaces.values())
+    if (sc.lruvec is None or sc.lruvec is node) and not large:
         return node.delete_oldest(mmap_, lru, nr_to_scan, get=True)
-    taken = []
+    lst = (sc.lruvec or node).lists[lru]
+    taken: list[int] = []
+    seen: set[int] = set()
     scanned = 0
-    for head in sc.lruvec.lists[lru]:
+    for head in lst:
         if scanned >= nr_to_scan:
             break
-        scanned += 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
-        refcount[head] += 1
-        taken.append(head)
+        if head in seen:
+            continue
+        for pfn in _cache_folio_frames(mem, head, lst) if large else (head,):
+            scanned += 1 << (flags[pfn + 1] & 0xFF) if flags[pfn] & F_HEAD else 1
+            refcount[pfn] += 1
+            taken.append(pfn)
+            seen.add(pfn)
     node.delete_folios(mmap_, taken, lru)
     return taken, scanned
+
+
+def _cache_folio_frames(mem: PhysMem, pfn: int, lst: Container[int]) -> list[int]:
+    """The frames isolate_lru_folios takes for the folio at `pfn` on list `lst`: the frame itself, or,
+    when it belongs to a large page-cache folio (the model keeps its frames as order-0 pages, each
+    on the LRU, its order in inode.folio_orders), every frame of the folio still on that list, in
+    index order: the kernel's one struct folio on the LRU, taken whole and counted in pages (a
+    2 MiB folio at the tail is a whole batch of 32 pages and more)."""
+    mm = mem.mem_map
+    mapping = mm.mapping_a[pfn]
+    inode = None if mapping & PAGE_MAPPING_ANON else mem.address_spaces.get(mapping)
+    if inode is None or not inode.folio_orders:
+        return [pfn]
+    frames = folio_frames(mem, inode, pfn)
+    return frames if len(frames) == 1 else [f for f in frames if f == pfn or f in lst]
 
 
 def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
@@ -582,8 +605,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
     nr_deactivated = 0
-    if sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan) \
-            and _rmap_quiet(vmscan, sc):
+    if _fused_scan(vmscan, sc, nr_to_scan):
         nr_deactivated = _deactivate_unmapped_tail(mem, lru, nr_to_scan)
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan - nr_deactivated)
     nr_scanned += nr_deactivated
@@ -618,6 +640,18 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
 
 #: An (key, value) item's key: popping a list's tail as map(_KEY, map(popitem, repeat(False, n))).
 _KEY = itemgetter(0)
+
+
+def _fused_scan(vmscan: Vmscan, sc: ScanControl, nr_to_scan: int) -> bool:
+    """Whether a scan of up to nr_to_scan pages may take the fused paths that pop order-0 folios off a
+    list's tail one by one (shrink_folio_list's from_tail, _deactivate_unmapped_tail): node reclaim
+    without memcgs, no timer falling due during the scan, the pass's rmap index built or quiet to build,
+    and no large page-cache folio anywhere (its frames, separate in the model, must be taken together:
+    isolate_lru_folios does that)."""
+    mem = vmscan.mem
+    return (sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan)
+            and _rmap_quiet(vmscan, sc)
+            and not any(inode.folio_orders for inode in mem.address_spaces.values()))
 
 
 def _no_timer_in_scan(mem: PhysMem, nr_to_scan: int) -> bool:
@@ -674,8 +708,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     if mem.lru_lazyfree:
         lru_add_drain(mem)
     file = is_file_lru(lru)
-    from_tail = sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan) \
-        and _rmap_quiet(vmscan, sc)
+    from_tail = _fused_scan(vmscan, sc, nr_to_scan)
     stat = FolioStats()
     kept, nr_reclaimed, nr_scanned = shrink_folio_list(vmscan, sc, lru, nr_to_scan, stat, from_tail)
     if not nr_scanned:
@@ -979,7 +1012,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     index = mmap_.index_a[head]
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
-    split_large_folio(inode, index)  # the model reclaims a large folio's frames one by one
+    split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
     if not flags & F_SWAPBACKED:
         inode.shadows[index] = workingset_eviction(mem, head, 1)
