@@ -510,14 +510,15 @@ def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
     """isolate_lru_folios(): take folios off the tail of `lru` (of the lruvec being shrunk) until
     nr_to_scan pages, each with a reference held by reclaim (folio_try_get) and PG_lru cleared; the
-    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned). Node reclaim
-    pops them off the node list's tail (LruVec.delete_oldest); memcg reclaim reads the memcg's mirror
-    list and takes them off the node lruvec in one batch."""
+    node lruvec takes them off (and off their memcg's mirror); (folios, pages scanned). A large
+    page-cache folio is taken whole (_cache_folio_frames), however far past nr_to_scan. Node reclaim
+    pops them off the node list's tail (LruVec.delete_oldest); memcg reclaim, or any while a large
+    page-cache folio exists, reads the list and takes them off the node lruvec in one batch."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
     node = mem.lruvec
-    large = any(inode.folio_orders for inode in mem.address_spaces.values())
+    large = _large_cache_folios(mem)
     if (sc.lruvec is None or sc.lruvec is node) and not large:
         return node.delete_oldest(mmap_, lru, nr_to_scan, get=True)
     lst = (sc.lruvec or node).lists[lru]
@@ -650,8 +651,12 @@ def _fused_scan(vmscan: Vmscan, sc: ScanControl, nr_to_scan: int) -> bool:
     isolate_lru_folios does that)."""
     mem = vmscan.mem
     return (sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan)
-            and _rmap_quiet(vmscan, sc)
-            and not any(inode.folio_orders for inode in mem.address_spaces.values()))
+            and _rmap_quiet(vmscan, sc) and not _large_cache_folios(mem))
+
+
+def _large_cache_folios(mem: PhysMem) -> bool:
+    """Whether some file's page cache holds a large folio (whose frames reclaim must take together)."""
+    return any(inode.folio_orders for inode in mem.address_spaces.values())
 
 
 def _no_timer_in_scan(mem: PhysMem, nr_to_scan: int) -> bool:
