@@ -156,28 +156,33 @@ def vma_has_recency(vma: VmArea) -> bool:
     return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
 
 
-def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int) -> tuple[int, int]:
-    """folio_referenced(): how many mappings of the folio were used (young) since the last look, and
-    the union of those VMAs' flags; test-and-clears each young bit (ptep_clear_flush_young). A mapping
-    in a VM_LOCKED VMA stops the walk and reports VM_LOCKED. A large folio counts as referenced while
-    mapped (the model does not walk THP mappings)."""
+def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int,
+                     frames: list[int] | None = None) -> tuple[int, int]:
+    """folio_referenced(): how many mappings (VMAs) of the folio were used (a young PTE) since the last
+    look, and the union of those VMAs' flags; test-and-clears each young bit (ptep_clear_flush_young).
+    `frames`: the frames of a large page-cache folio (separate in the model), whose young PTEs in one
+    VMA count once, as folio_referenced_one() counts a VMA. A mapping in a VM_LOCKED VMA stops the walk
+    and reports VM_LOCKED. A compound folio counts as referenced while mapped (the model does not walk
+    THP mappings)."""
     mmap_ = mem.mem_map
-    if mmap_._mapcount_a[head] < 0:
-        return 0, 0
     if mmap_.flags_a[head] & (1 << PG.head):
-        return 1, 0
-    referenced, vm_flags = 0, 0
-    for _, vma, _, ptes, slot in rmap.walk(mem, head):
-        if vma.vm_flags & VM_LOCKED:
-            return referenced, vm_flags | VM_LOCKED
-        if not vma_has_recency(vma):
+        return int(mmap_._mapcount_a[head] >= 0), 0
+    used: set[int] = set()
+    vm_flags = 0
+    for pfn in frames or (head,):
+        if mmap_._mapcount_a[pfn] < 0:
             continue
-        pte = int(ptes[slot])
-        if pte & _PAGE_ACCESSED:
-            ptes[slot] = pte & ~_PAGE_ACCESSED
-            referenced += 1
-            vm_flags |= vma.vm_flags
-    return referenced, vm_flags
+        for _, vma, _, ptes, slot in rmap.walk(mem, pfn):
+            if vma.vm_flags & VM_LOCKED:
+                return len(used), vm_flags | VM_LOCKED
+            if not vma_has_recency(vma):
+                continue
+            pte = int(ptes[slot])
+            if pte & _PAGE_ACCESSED:
+                ptes[slot] = pte & ~_PAGE_ACCESSED
+                used.add(id(vma))
+                vm_flags |= vma.vm_flags
+    return len(used), vm_flags
 
 
 def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:

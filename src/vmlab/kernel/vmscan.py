@@ -47,7 +47,7 @@ from operator import itemgetter
 
 from vmlab.kernel.filemap import split_large_folio
 from vmlab.kernel.memcontrol import MemCgroup
-from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, Inode, MmStruct
+from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
@@ -541,17 +541,22 @@ def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
 
 def _cache_folio_frames(mem: PhysMem, pfn: int, lst: Container[int]) -> list[int]:
     """The frames isolate_lru_folios takes for the folio at `pfn` on list `lst`: the frame itself, or,
-    when it belongs to a large page-cache folio (the model keeps its frames as order-0 pages, each
-    on the LRU, its order in inode.folio_orders), every frame of the folio still on that list, in
+    when it belongs to a large page-cache folio, every frame of the folio still on that list, in
     index order: the kernel's one struct folio on the LRU, taken whole and counted in pages (a
     2 MiB folio at the tail is a whole batch of 32 pages and more)."""
-    mm = mem.mem_map
-    mapping = mm.mapping_a[pfn]
+    frames = _page_cache_folio(mem, pfn)
+    return frames if len(frames) == 1 else [f for f in frames if f == pfn or f in lst]
+
+
+def _page_cache_folio(mem: PhysMem, pfn: int) -> list[int]:
+    """The frames of the large page-cache folio that frame `pfn` belongs to, in index order, or [pfn]
+    (the model keeps a large page-cache folio's frames as order-0 pages, each on the LRU, its order in
+    inode.folio_orders)."""
+    mapping = mem.mem_map.mapping_a[pfn]
     inode = None if mapping & PAGE_MAPPING_ANON else mem.address_spaces.get(mapping)
     if inode is None or not inode.folio_orders:
         return [pfn]
-    frames = folio_frames(mem, inode, pfn)
-    return frames if len(frames) == 1 else [f for f in frames if f == pfn or f in lst]
+    return folio_frames(mem, inode, pfn)
 
 
 def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
@@ -743,26 +748,33 @@ def _isolate_scanned(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int,
     return folios, nr_scanned
 
 
-def folio_check_references(vmscan: Vmscan, sc: ScanControl, head: int) -> int:
-    """folio_check_references(): a folio mapped in a locked VMA is activated (to be culled as
-    unevictable); one with a used mapping gets PG_referenced and another trip, and is activated when it
-    was referenced before, used by several mappings, or is executable file data; an unused one is
-    reclaimed (only if clean, when it was used through read()/write() since it became inactive).
-    Under the plain-LRU policy a used mapping only moves the folio to the head."""
+def folio_check_references(vmscan: Vmscan, sc: ScanControl, frames: list[int]) -> int:
+    """folio_check_references() of the folio whose frames are `frames` (head first; more than one for
+    a large page-cache folio, whose young PTEs count together and whose PG_referenced is one flag): a
+    folio mapped in a locked VMA is activated (to be culled as unevictable); one with a used mapping
+    gets PG_referenced and another trip, and is activated when it was referenced before, used by
+    several mappings, or is executable file data; an unused one is reclaimed (only if clean, when it
+    was used through read()/write() since it became inactive). Under the plain-LRU policy a used
+    mapping only moves the folio to the head."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
-    referenced_ptes, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head)
-    flags = mmap_.flags_a[head]
+    flags_a = mmap_.flags_a
+    head = frames[0]
+    referenced_ptes, vm_flags = folio_referenced(mem, _rmap(vmscan, sc), head, frames)
+    flags = flags_a[head]
     referenced_folio = bool(flags & F_REFERENCED)
-    mmap_.flags_a[head] = flags & ~F_REFERENCED
+    for pfn in frames:
+        flags_a[pfn] = flags_a[pfn] & ~F_REFERENCED
     if vm_flags & VM_LOCKED:
-        mmap_.flags_a[head] = mmap_.flags_a[head] | F_MLOCKED  # mlock_vma_folio()
+        for pfn in frames:
+            flags_a[pfn] = flags_a[pfn] | F_MLOCKED  # mlock_vma_folio()
         return FOLIOREF_ACTIVATE
     file = not flags & F_SWAPBACKED
     if mem.lruvec.plain:
         return FOLIOREF_KEEP if referenced_ptes else FOLIOREF_RECLAIM
     if referenced_ptes:
-        mmap_.flags_a[head] = mmap_.flags_a[head] | F_REFERENCED
+        for pfn in frames:
+            flags_a[pfn] = flags_a[pfn] | F_REFERENCED
         if referenced_folio or referenced_ptes > 1:
             return FOLIOREF_ACTIVATE
         if vm_flags & VM_EXEC and file:
@@ -810,6 +822,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     spaces = mem.address_spaces
     lruvec = mem.lruvec
     ret: list[int] = []
+    verdicts: dict[int, int] = {}
     to_free: list[int] = []
     nr_reclaimed = 0
     nr_fused = 0
@@ -818,7 +831,6 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
-    cached_inode: Inode | None = None
     rmap_ready = sc.rmap is not None
     source: Iterable[int]
     if from_tail:
@@ -852,14 +864,12 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 if mapping != cached:
                     inode = spaces.get(mapping)
                     if inode is not None and not mapping & PAGE_MAPPING_ANON:
-                        cached, cached_inode = mapping, inode
+                        cached = mapping
                         i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
-                if mapping == cached:
+                if mapping == cached and not folio_orders:  # large folios: the general path's verdicts
                     index = index_a[head]
                     cache_page = i_pages.pop(index, None)
                     if cache_page == head:
-                        if folio_orders and cached_inode is not None:
-                            split_large_folio(cached_inode, index)
                         shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
                         age += 1
                         refcount[head] = 0
@@ -879,7 +889,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 to_free.clear()
             nr = _nr_pages(mem, head)
             sc.nr_scanned += nr
-            outcome = _shrink_folio(vmscan, sc, head, stat)
+            outcome = _shrink_folio(vmscan, sc, head, stat, verdicts)
             age = lruvec.nonresident_age
             cached = 0
             rmap_ready = sc.rmap is not None
@@ -907,8 +917,11 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     return ret, nr_reclaimed + nr_fused, nr_scanned
 
 
-def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
-    """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep"."""
+def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
+                  verdicts: dict[int, int]) -> str:
+    """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep". The frames
+    of a large page-cache folio, isolated together, share one folio_check_references() verdict: the
+    first frame met takes it for the folio and leaves it in `verdicts` for the others."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
@@ -920,7 +933,11 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) 
         mmap_.flags_a[head] = flags | F_RECLAIM
         stat.nr_immediate += 1
         return "keep"
-    references = folio_check_references(vmscan, sc, head)
+    references = verdicts.pop(head, None)
+    if references is None:
+        frames = _page_cache_folio(mem, head)
+        references = folio_check_references(vmscan, sc, frames)
+        verdicts.update(dict.fromkeys((f for f in frames if f != head), references))
     if references == FOLIOREF_ACTIVATE:
         return "activate"
     if references == FOLIOREF_KEEP:
