@@ -36,8 +36,8 @@ test_diff_pagecache_random: every POSIX_FADV_DONTNEED follows a `show residency`
 - Mappings stay under 2 MiB (pagecachegen.MAX_MAP_PAGES): a 2 MiB-aligned range over an order-9
   folio is mapped with one PMD by the kernel, with 512 PTEs by the model (accepted divergence).
 - No memory pressure: the scenarios dirty at most ~12 MiB (far below the dirty thresholds) and take
-  well under dirty_expire_centisecs (30 s), so neither the flusher nor reclaim acts; the model
-  evicts a large folio page by page (accepted divergence). Outside reclaim, drop_caches or compaction
+  well under dirty_expire_centisecs (30 s), so neither the flusher nor reclaim acts (reclaim of large
+  folios under a memcg's limit: test_lru_host_random). Outside reclaim, drop_caches or compaction
   (DAMON runs on this host) is caught by test_diff_random.check_agreement, which runs a disagreeing
   scenario again when such an event happened during it.
 
