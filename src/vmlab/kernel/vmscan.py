@@ -802,19 +802,21 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     Fused path: once the pass's rmap index exists, a folio that is plain clean page cache (order 0,
     not mlocked, unevictable, under writeback, dirty, swap-backed or in the swap cache; unmapped, so
     folio_referenced finds nothing; only the cache's and reclaim's references; its cache slot
-    holding it) is reclaimed here in line: folio_check_references' PG_referenced clear (its verdict
+    holding it; its file has no large folio, whose frames share the general path's verdict) is
+    reclaimed here in line: folio_check_references' PG_referenced clear (its verdict
     is reclaim, whatever the policy), remove_mapping's page-cache removal with the shadow entry, and
     put_page's reset; the frees go to the buddy allocator in one free_unref_folios batch, flushed
     before any other folio is handled, so that the free lists see the same frees in the same order.
     Equivalent to _shrink_folio returning "freed" for it. Every other folio goes through _shrink_folio.
 
-    from_tail (shrink_inactive_list's guard: node reclaim, no memcgs, the rmap index built, no timer
-    due during the scan's charge): the same loop first pops the plain folios (as above, holding only
-    the cache's reference) straight off the tail, unisolated, until a folio that is not plain or
-    nr_to_scan pages; that folio goes back to the tail, and the rest of the scan is isolated and
-    charged (for all pages) before the loop goes on over it. Equivalent to isolating all first: the
-    popped folios' cache removal touches neither the list's remaining folios nor the clock, and their
-    frees still wait in the batch until after the charge."""
+    from_tail (shrink_inactive_list's guard, _fused_scan: node reclaim, no memcgs, the rmap index built,
+    no timer due during the scan's charge, no large page-cache folio): the same loop first pops the plain
+    folios (as above, holding only the cache's reference) straight off the tail, unisolated, until a folio
+    that is not plain or nr_to_scan pages; that folio goes back to the tail, and the rest of the scan is
+    isolated and charged (for all pages) before the loop goes on over it. Equivalent to isolating all
+    first: the popped folios' cache removal touches neither the list's remaining folios nor the clock, and
+    their frees still wait in the batch until after the charge.
+    """
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags_a, refcount, mapcount = mmap_.flags_a, mmap_._refcount_a, mmap_._mapcount_a
