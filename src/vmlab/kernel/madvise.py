@@ -54,7 +54,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_SPECIAL,
     pte_pfn,
 )
-from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, vma_has_recency
+from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, unmap_folio, vma_has_recency
 from vmlab.kernel.swap import folio_mark_lazyfree, lru_add_drain, put_page
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
@@ -162,8 +162,9 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
     fewer consecutive PTEs of it than its pages: the range starts or ends inside it, or a page of it is
     not mapped) is split to small pages, unless it may be mapped by another process (a page of it
     mapped twice) or split_folio() fails: ext4 must release the folio's buffer heads first, which a
-    dirty folio or one under write-back refuses. A folio mapped whole stays large. Measured: MADV_COLD
-    of 4 pages of a mapped, clean 64-page folio leaves 64 single pages; of a dirty one, the folio."""
+    dirty folio or one under write-back refuses. The split unmaps the folio first (unmap_folio: its
+    pages fault in again). A folio mapped whole stays large. Measured: MADV_COLD of 4 pages of a
+    mapped, clean 64-page folio leaves 64 single pages, none mapped; of a dirty one, the folio."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
@@ -193,6 +194,7 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
             nr += 1
         if nr < 1 << order and not any(mm_map._mapcount_a[p] > 0 or mm_map.flags_a[p] & F_DIRTY_OR_WRITEBACK
                                        for p in folio_frames(mem, inode, pfn)):
+            unmap_folio(mem, inode, pfn)
             split_large_folio(inode, index)
 
 
