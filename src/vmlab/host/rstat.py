@@ -1,0 +1,96 @@
+"""When the kernel flushed its memcg statistics, seen through the memcg_flush_stats tracepoint.
+
+A memcg's counts are kept per CPU and folded into the totals that lruvec_page_state() reads only by an
+rstat flush: flush_memcg_stats_dwork flushes the whole tree every 2 s (memcg 1, the root, forced),
+and a reader that needs exact numbers (memory.stat) flushes its own memcg when enough has changed.
+Reclaim and the refault test read the totals as last flushed (memcontrol.py in the model), so a host
+test whose outcome depends on them records the flushes in a tracefs instance of its own (its own
+buffer and clock, leaving the global trace alone) and knows which of its steps each fell in.
+
+Each __mem_cgroup_flush_stats() call is traced, with `force` and `needs_flush`; it flushed only when
+one of them is set. The instance's clock is `mono`, the clock of time.monotonic_ns().
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+TRACEFS = Path("/sys/kernel/tracing")
+EVENT = "events/memcg/memcg_flush_stats"
+#: The root memcg's cgroup id: the periodic worker's flushes are the root's, of the whole tree.
+ROOT_ID = 1
+
+_LINE = re.compile(r"\s(\d+)\.(\d{6}): memcg_flush_stats: memcg_id=(\d+) stats_updates=(-?\d+) "
+                   r"force=(\d) needs_flush=(\d)")
+
+
+@dataclass(frozen=True)
+class Flush:
+    """One traced __mem_cgroup_flush_stats() call."""
+
+    time_ns: int  # CLOCK_MONOTONIC, to the microsecond
+    memcg_id: int  # the cgroup id of the memcg flushed (its directory's inode number; 1 is the root)
+    force: bool
+    needs_flush: bool
+
+    @property
+    def flushed(self) -> bool:
+        """Whether the call flushed (forced, or enough updates were pending)."""
+        return self.force or self.needs_flush
+
+
+def available() -> str | None:
+    """None when the memcg_flush_stats tracepoint can be used here (mounting tracefs if it is not), or
+    why not."""
+    if not (TRACEFS / EVENT).exists():
+        if os.geteuid() == 0 and not (TRACEFS / "instances").exists():
+            os.system(f"mount -t tracefs nodev {TRACEFS} 2>/dev/null")
+        if not (TRACEFS / EVENT).exists():
+            return f"no {TRACEFS / EVENT} (tracefs not mounted, not root, or a kernel without it)"
+    return None
+
+
+def parse_trace(text: str) -> list[Flush]:
+    """The memcg_flush_stats events of a trace buffer's text, in order."""
+    return [Flush(int(sec) * 1_000_000_000 + int(usec) * 1_000, int(memcg), force == "1", needs == "1")
+            for sec, usec, memcg, _updates, force, needs in _LINE.findall(text)]
+
+
+class FlushTrace:
+    """A tracefs instance recording memcg_flush_stats from its creation until close()."""
+
+    def __init__(self, name: str) -> None:
+        self.path = TRACEFS / "instances" / name
+        self.path.mkdir()
+        try:
+            (self.path / "trace_clock").write_text("mono")
+            (self.path / EVENT / "enable").write_text("1")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> FlushTrace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flushes(self) -> list[Flush]:
+        """The flushes traced so far."""
+        return parse_trace((self.path / "trace").read_text())
+
+    def close(self) -> None:
+        """Stop tracing and remove the instance."""
+        if self.path.exists():
+            enable = self.path / EVENT / "enable"
+            if enable.exists():
+                enable.write_text("0")
+            self.path.rmdir()
+
+
+def cgroup_id(path: Path) -> int:
+    """The cgroup id of a cgroup directory (what memcg_flush_stats reports as memcg_id)."""
+    return path.stat().st_ino
