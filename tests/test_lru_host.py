@@ -46,21 +46,24 @@ file's residency are the same (measured: 15,936, 95, 15,360 and 15,360 pages, in
 from __future__ import annotations
 
 import os
+import time
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from vmlab.backend import Backend, Program, Settings
-from vmlab.host import memcg_v1
+from vmlab.host import memcg_v1, rstat
 from vmlab.host.memcg_v1 import MemcgV1, PageLru, file_lru_flags, lru_string, pin_to_cpu
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel import vmscan
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import FLUSH_TIME_NS, flush_memcg_stats
 
 from interference import undisturbed
 
@@ -89,15 +92,36 @@ BUF = 2 * MB
 
 @dataclass
 class Run:
-    """One backend with its worker process and that process's read buffer."""
+    """One backend with its worker process and that process's read buffer, counting the workload's
+    steps (each syscall and access): on the host it records when each began, so that a traced memcg
+    statistics flush can be placed between two steps; in the model it flushes before the steps the
+    host flushed before (`flush_before`)."""
 
     backend: Backend
     pid: int
     buf: int
+    #: Host: CLOCK_MONOTONIC at the start of each step; model: one entry per step (0).
+    starts: list[int] = field(default_factory=list)
+    flush_before: frozenset[int] = frozenset()
+
+    def _step(self) -> None:
+        """Count a step; in the model, flush the statistics first if the host did at this point."""
+        if isinstance(self.backend, ModelBackend):
+            if len(self.starts) in self.flush_before:
+                flush_memcg_stats(self.backend.mem)
+            self.starts.append(0)
+        else:
+            self.starts.append(time.monotonic_ns())
 
     def call(self, name: str, *args: int | str) -> int:
         """A syscall in the worker; its result."""
+        self._step()
         return self.backend.syscall(self.pid, name, args)
+
+    def access(self, addr: int, length: int) -> None:
+        """Loads of one byte of each page of [addr, addr + length) in the worker; they must not fault."""
+        self._step()
+        assert self.backend.access(self.pid, addr, length, False) is None
 
     def drain(self) -> None:
         """madvise(MADV_WILLNEED) of the anonymous buffer: madvise_willneed() walks it for swap
@@ -114,11 +138,12 @@ def _sparse(path: str, size: int) -> None:
 
 
 def host_or_skip() -> Program:
-    """The stepper, or a skip saying why the host part cannot run."""
+    """The stepper, or a skip saying why the host part cannot run (no v1 memory controller, or no
+    memcg_flush_stats tracepoint to place the statistics flushes by)."""
     from hostutil import program_or_skip
 
     program = program_or_skip()
-    reason = memcg_v1.available()
+    reason = memcg_v1.available() or rstat.available()
     if reason:
         pytest.skip(reason)
     return program
@@ -134,31 +159,49 @@ def files() -> Iterator[list[str]]:
 
 
 def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
-            observe: Callable[[Run, MemcgV1], object]) -> object:
+            observe: Callable[[Run, MemcgV1], object]) -> tuple[object, frozenset[int]]:
     """Make the files, run `work` in a stepper pinned to CPU 0 inside a new 64 MiB v1 memcg, then
-    `observe`; the process is killed and the cgroup removed whatever happens. A run disturbed from
-    outside (drop_caches, global reclaim or compaction by others: what the memcg does not keep away) is
-    discarded and run again (interference.undisturbed, each discarded run reported). Seen under
-    bench/hostload.py with drop_caches every 0.3 s: 18 runs in 100 of mmap_random_twice with 168-1162
-    pages off the LRU ('-': dropped between the census's mincore and its faults, then read back into
-    the census's own per-CPU batch)."""
-    def once() -> object:
+    `observe`; the process is killed and the cgroup removed whatever happens. Returns what `observe`
+    saw and the steps of the workload before which the kernel flushed the memcg statistics (for
+    on_model to do the same).
+
+    The flushes (of the root, by the periodic worker, or of the test's memcg) are traced from the
+    memcg's creation to the end of the workload (vmlab.host.rstat) and placed by when each step
+    began: a flush during step k is taken as one before step k + 1. Reclaim and the refault test read
+    the statistics as last flushed (memcontrol.py), so where a flush falls changes what the kernel
+    keeps.
+
+    A run disturbed from outside (drop_caches, global reclaim or compaction by others: what the memcg
+    does not keep away) is discarded and run again (interference.undisturbed, each discarded run
+    reported). Seen under bench/hostload.py with drop_caches every 0.3 s: 18 runs in 100 of
+    mmap_random_twice with 168-1162 pages off the LRU ('-': dropped between the census's mincore and
+    its faults, then read back into the census's own per-CPU batch)."""
+    def once() -> tuple[object, frozenset[int]]:
         for path, size in sizes.items():
             _sparse(path, size)
-        with MemcgV1(f"vmlab_lru_{os.getpid()}", LIMIT) as cg, HostBackend(timeout=60) as host:
+        with (rstat.FlushTrace(f"vmlab_lru_{os.getpid()}") as trace,
+              MemcgV1(f"vmlab_lru_{os.getpid()}", LIMIT) as cg, HostBackend(timeout=60) as host):
+            born = time.monotonic_ns()
             pid = host.start(program, Settings())
             pin_to_cpu(pid, 0)
             cg.attach(pid)
             run = Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
             work(run)
             run.drain()
-            return observe(run, cg)
+            end = time.monotonic_ns()
+            ours = (rstat.ROOT_ID, rstat.cgroup_id(cg.path))
+            flush_before = frozenset(bisect_right(run.starts, f.time_ns) for f in trace.flushes()
+                                     if f.flushed and f.memcg_id in ours and born <= f.time_ns <= end)
+            return observe(run, cg), flush_before
     return undisturbed(once)
 
 
-def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = False) -> ModelBackend:
+def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = False,
+             flush_before: frozenset[int] = frozenset()) -> ModelBackend:
     """Make the files, run `work` in the model machine (MODEL_RAM, `plain` LRU or the two lists) in a
-    memcg of LIMIT, as on the host."""
+    memcg of LIMIT, as on the host, flushing the memcg statistics before the steps `flush_before`
+    names (what on_host saw the kernel do). The model's own flush worker must not run meanwhile: the
+    workload takes less than FLUSH_TIME of simulated time."""
     for path, size in sizes.items():
         _sparse(path, size)
     model = ModelBackend(MODEL_RAM)
@@ -166,9 +209,13 @@ def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = F
     if plain:
         vmscan.set_lru_policy(model.mem, "plain")
     assert model.memcg_create(MEMCG, LIMIT) == 0 and model.memcg_attach(pid, MEMCG) == 0
-    run = Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
+    run = Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
+              flush_before=flush_before)
     work(run)
     run.drain()
+    if len(run.starts) in flush_before:
+        flush_memcg_stats(model.mem)
+    assert model.mem.clock.now_ns < FLUSH_TIME_NS, "the model's own statistics flush ran"
     check_machine(model)
     return model
 
@@ -208,7 +255,7 @@ def map_touch_unmap(path: str, advice: int | None = None) -> Callable[[Run], Non
         addr = run.call("mmap", 0, FILE_SIZE, PROT_READ, MAP_SHARED, fd, 0)
         if advice is not None:
             assert run.call("madvise", addr, FILE_SIZE, advice) == 0
-        assert run.backend.access(run.pid, addr, FILE_SIZE, False) is None
+        run.access(addr, FILE_SIZE)
         assert run.call("munmap", addr, FILE_SIZE) == 0
         run.call("close", fd)
     return work
@@ -262,9 +309,9 @@ def test_page_lru_states_agree_with_kernel(name: str, files: list[str]) -> None:
     def observe(run: Run, cg: MemcgV1) -> str:
         return lru_string(file_lru_flags(DATA), NPAGES)
 
-    kernel = on_host(program, sizes, work, observe)
+    kernel, flushes = on_host(program, sizes, work, observe)
     assert isinstance(kernel, str)
-    model = lru_string(model_lru(on_model(sizes, work), DATA), NPAGES)
+    model = lru_string(model_lru(on_model(sizes, work, flush_before=flushes), DATA), NPAGES)
     print(f"{name}: kernel {dict(Counter(kernel))} model {dict(Counter(model))}")
     assert dict(Counter(kernel)) == expected
     assert model == kernel, _first_difference(model, kernel)
@@ -287,14 +334,14 @@ def test_memcg_stat_agrees_with_kpageflags(files: list[str]) -> None:
     def observe(run: Run, cg: MemcgV1) -> tuple[dict[str, int], Counter[str]]:
         return cg.settled_stat(), Counter(lru_string(file_lru_flags(DATA), NPAGES))
 
-    result = on_host(program, sizes, work, observe)
+    result, flushes = on_host(program, sizes, work, observe)
     assert isinstance(result, tuple)
     stat, census = result
     active, inactive = stat["active_file"] // PAGE, stat["inactive_file"] // PAGE
     print(f"memory.stat active_file {active} inactive_file {inactive}; kpageflags {dict(census)}")
     assert abs(active - (census["A"] + census["a"])) <= 64
     assert abs(inactive - (census["I"] + census["i"])) <= 64
-    model = on_model(sizes, work)
+    model = on_model(sizes, work, flush_before=flushes)
     lru = model.mem.lruvec.nr_pages
     # The model's file lists hold this file only (its program image is not on them).
     assert (lru[3], lru[2]) == (census["A"] + census["a"], census["I"] + census["i"]) == (NPAGES, 0)
@@ -326,9 +373,9 @@ def test_one_time_scan_keeps_the_hot_set_as_the_kernel_does(files: list[str]) ->
                 "hot_lru": lru_string(file_lru_flags(HOT), NPAGES),
                 "failcnt": int((cg.path / "memory.failcnt").read_text())}
 
-    kernel = on_host(program, SCAN_SIZES, ONE_TIME_SCAN, observe)
+    kernel, flushes = on_host(program, SCAN_SIZES, ONE_TIME_SCAN, observe)
     assert isinstance(kernel, dict)
-    model = on_model(SCAN_SIZES, ONE_TIME_SCAN)
+    model = on_model(SCAN_SIZES, ONE_TIME_SCAN, flush_before=flushes)
     got = {"hot": resident(model, HOT), "once": resident(model, ONCE), "scan": resident(model, SCAN),
            "hot_lru": lru_string(model_lru(model, HOT), NPAGES)}
     scan_pages = SCAN_SIZE // PAGE
@@ -367,9 +414,9 @@ def test_read_larger_than_the_limit_reclaims_cache_not_oom(files: list[str]) -> 
                 "cache": stat["cache"] // PAGE, "oom_kill": int(oom["oom_kill"]),
                 "alive": int(run.pid in cg.procs()), "resident": len(resident(run.backend, SCAN))}
 
-    kernel = on_host(program, sizes, work, observe)
+    kernel, flushes = on_host(program, sizes, work, observe)
     assert isinstance(kernel, dict)
-    model = on_model(sizes, work)
+    model = on_model(sizes, work, flush_before=flushes)
     memcg = model.memcgs.lookup(MEMCG)
     assert memcg is not None
     state = memcg.page_state()
@@ -415,7 +462,7 @@ def touch_during_scan(stride: int) -> Callable[[Run], None]:
         scan = run.call("openat", AT_FDCWD, SCAN, O_RDONLY)
         for _ in range(SLICES):
             for page in range(0, MAPPED_SIZE // PAGE, stride):
-                assert run.backend.access(run.pid, addr + page * PAGE, 1, False) is None
+                run.access(addr + page * PAGE, 1)
             for _ in range(SCAN_SIZE // MB // SLICES):
                 run.call("read", scan, run.buf, MB)
     return work
@@ -438,9 +485,9 @@ def test_mapped_pages_used_during_a_scan_stay_as_on_the_kernel(stride: int, file
         assert isinstance(host, HostBackend)
         return {path: resident(host, path) for path in sizes}
 
-    kernel = on_host(program, sizes, work, observe)
+    kernel, flushes = on_host(program, sizes, work, observe)
     assert isinstance(kernel, dict)
-    model = on_model(sizes, work)
+    model = on_model(sizes, work, flush_before=flushes)
     got = {path: resident(model, path) for path in sizes}
     print(f"kernel {[len(v) for v in kernel.values()]}, model {[len(v) for v in got.values()]}")
     assert got == kernel

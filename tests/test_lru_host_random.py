@@ -94,7 +94,7 @@ def run_plan(plan: list[Step]) -> Callable[[Run], None]:
                 addr = run.call("mmap", 0, size, PROT_READ, MAP_SHARED, fd(path), 0)
                 for _ in range(8 if kind == "map_during_scan" else 1):
                     for index in range(0, size // PAGE, stride):
-                        assert run.backend.access(run.pid, addr + index * PAGE, 1, False) is None
+                        run.access(addr + index * PAGE, 1)
                     if kind == "map_during_scan":
                         for _ in range(SIZES[S] // MB // 8):
                             run.call("read", fd(S), run.buf, MB)
@@ -116,8 +116,8 @@ def test_random_workload_leaves_the_kernels_pages_cached(plan: list[Step]) -> No
         return {path: host.residency(path) for path in SIZES}
 
     try:
-        kernel = on_host(program, SIZES, work, observe)
-        model = on_model(SIZES, work)
+        kernel, flushes = on_host(program, SIZES, work, observe)
+        model = on_model(SIZES, work, flush_before=flushes)
         got = {path: model.residency(path) for path in SIZES}
     finally:
         for path in SIZES:

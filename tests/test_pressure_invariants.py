@@ -50,7 +50,7 @@ from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.fault import FAULT_OOM
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.memcontrol import MemCgroup
+from vmlab.kernel.memcontrol import FLUSH_TIME_NS, MemCgroup
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG_swapcache
@@ -73,6 +73,7 @@ from vmlab.kernel.uapi import (
     MS_INVALIDATE,
     MS_SYNC,
     O_CREAT,
+    O_RDONLY,
     O_RDWR,
     PAGE_SIZE,
     SYNC_FILE_RANGE_WAIT_AFTER,
@@ -741,6 +742,14 @@ def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path
     backend, pid = small_machine(swap_path)
     addr = backend.syscall(pid, "mmap", (0, 32 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
     assert backend.access(pid, addr, 32 * MiB, True) is None
+    # Page cache for the anon refaults to be weighed against (an anon refault fits when its distance is
+    # within the file lists plus the active anon list), read, then shown to the refault test by the
+    # memcg statistics flush.
+    backend.create_file("/cache", 16 * MiB)
+    fd = backend.syscall(pid, "openat", (-100, "/cache", O_RDONLY, 0))
+    for offset in range(0, 16 * MiB, MiB):
+        assert backend.syscall(pid, "pread64", (fd, addr, MiB, offset)) == MiB
+    backend.sleep(pid, FLUSH_TIME_NS)
     assert backend.access(pid, addr, 32 * MiB, False) is None
     check_machine(backend)
     events = backend.mem.events

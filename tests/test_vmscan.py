@@ -26,6 +26,7 @@ from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.filemap import read_page
 from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import FLUSH_TIME_NS
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.page_alloc import WMARK_MIN, ZONE_NORMAL, PhysMem
 from vmlab.kernel.page_flags import PG
@@ -200,6 +201,7 @@ def test_active_list_is_deactivated_when_the_inactive_list_runs_low() -> None:
     read_file(mem, ws, range(free * 3 // 4))
     read_file(mem, ws, range(free * 3 // 4))  # all active now
     assert mem.lruvec.nr_pages[LRU_ACTIVE_FILE] == free * 3 // 4
+    mem.clock.advance(FLUSH_TIME_NS)  # the statistics flush: reclaim sees the active list (inactive_is_low)
     read_file(mem, cold_inode("/other", free), range(free), accessed=False)
     assert mem.events["pgdeactivate"] > 0 and mem.events["pgrefill"] >= mem.events["pgdeactivate"]
     # Deactivated folios carry PG_workingset; those then evicted leave shadows that say so.
@@ -210,15 +212,18 @@ def test_active_list_is_deactivated_when_the_inactive_list_runs_low() -> None:
 
 def test_refault_within_the_workingset_size_is_activated() -> None:
     """workingset_refault(): a page evicted less than `active file` evictions ago comes back active
-    (a restore when it had been active), one evicted longer ago comes back inactive."""
+    (a restore when it had been active), one evicted longer ago comes back inactive; `active file` as
+    the memcg statistics were last flushed."""
     mem = bare_mem()
     free = mem.nr_free_pages
     hot = cold_inode("/hot", free // 4)
     read_file(mem, hot, range(free // 4))
     read_file(mem, hot, range(free // 4))
-    active = mem.lruvec.nr_pages[LRU_ACTIVE_FILE]
     stream = cold_inode("/stream", 2 * free)
     read_file(mem, stream, range(2 * free), accessed=False)
+    mem.clock.advance(FLUSH_TIME_NS)  # the statistics flush: the refault test reads the sizes it left
+    active = mem.lruvec.lruvec_stats[LRU_ACTIVE_FILE]
+    assert active == mem.lruvec.nr_pages[LRU_ACTIVE_FILE] > 0
     evicted = sorted(stream.shadows)
     assert evicted and evicted[0] == 0
     age = mem.lruvec.nonresident_age

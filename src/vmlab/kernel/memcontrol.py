@@ -45,6 +45,17 @@ pages stayed charged there after a munmap); the model frees them at once, to the
 memcg's `kmem_charged` counts its table pages. The kernel also charges slab objects (VMAs,
 anon_vmas, task and mm structs) as kmem; the model has none of them.
 
+Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
+lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
+(2 s) for the whole tree, and by a reader that needs them exact (memory.stat). The refault test
+(workingset_test_recent) reads those totals and only flushes when the worker is a whole period late
+(mem_cgroup_flush_stats_ratelimited), so it weighs a refault against the active list as it was at the
+last flush: on this host a refault in a memcg whose active list was filled less than 2 s before is
+not activated (tests/test_lru_host.py). The model keeps the flushed copy of the node's list sizes
+(`LruVec.lruvec_stats`) and flushes it every FLUSH_TIME of simulated time from boot; the kernel's
+worker runs at a phase of its own, unknown to a scenario. memory.stat's own flush is not modelled
+(the model prints exact counts there).
+
 Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
 is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
 nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
@@ -73,6 +84,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.page_flags import PG, PG_swapcache
 from vmlab.kernel.swap import LRU_NAMES, LruVec
 from vmlab.kernel.uapi import EBUSY, EINVAL, ENOMEM, PAGE_SIZE
@@ -86,6 +98,8 @@ MAX_RECLAIM_RETRIES = 16
 PAGE_ALLOC_COSTLY_ORDER = 3
 #: MEMCG_CHARGE_BATCH: pages a charge takes from the counters at once, the rest kept in the CPU's stock.
 MEMCG_CHARGE_BATCH = 64
+#: FLUSH_TIME: the period of the memcg statistics' flush worker (2 * HZ).
+FLUSH_TIME_NS = 2 * NSEC_PER_SEC
 #: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
 ANON, FILE, SHMEM = "anon", "file", "shmem"
 
@@ -864,3 +878,23 @@ def mem_cgroup_end_user_fault(mem: PhysMem, state: MemcgTaskState | None, failed
     a failed one keeps it for pagefault_out_of_memory()."""
     if not failed and mem.memcgs is not None:
         mem.memcgs.mem_cgroup_oom_synchronize(state, False)
+
+
+def flush_memcg_stats(mem: PhysMem) -> None:
+    """__mem_cgroup_flush_stats(root_mem_cgroup, force): fold the statistics of the whole memcg tree
+    in, so that the LRU sizes lruvec_page_state() reads (the node's and each memcg's) are the lists'
+    again, and the node's workingset activations too."""
+    lruvec = mem.lruvec
+    lruvec.lruvec_stats[:] = lruvec.nr_pages
+    lruvec.activate_stats[:] = mem.events["workingset_activate_anon"], mem.events["workingset_activate_file"]
+    if mem.memcgs is not None:
+        for memcg in mem.memcgs.root.iter_tree():
+            memcg.lruvec.lruvec_stats[:] = memcg.lruvec.nr_pages
+
+
+def flush_memcg_stats_dwork(mem: PhysMem) -> None:
+    """flush_memcg_stats_dwork(): flush the whole tree's statistics and come back FLUSH_TIME later. The
+    first run is FLUSH_TIME after boot (mem_cgroup_init queues it)."""
+    flush_memcg_stats(mem)
+    clock = mem.clock
+    clock.at(clock.now_ns + FLUSH_TIME_NS, lambda: flush_memcg_stats_dwork(mem))

@@ -26,6 +26,7 @@ import numpy as np
 
 from vmlab.kernel import psi
 from vmlab.kernel.clock import Clock
+from vmlab.kernel.memcontrol import FLUSH_TIME_NS, flush_memcg_stats_dwork
 from vmlab.kernel.page_flags import (
     F_HEAD,
     F_LRU,
@@ -399,6 +400,7 @@ class PhysMem:
         self._zonelists = [tuple(reversed([z for z in self.zones[:i + 1] if z.managed_pages]))
                            for i in range(MAX_NR_ZONES)]
         self.init_per_zone_wmark_min(thp_enabled)
+        self.clock.at(FLUSH_TIME_NS, lambda: flush_memcg_stats_dwork(self))  # mem_cgroup_init()
 
     # --- boot -----------------------------------------------------------------------------------------
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_MSEC
-from vmlab.kernel.page_flags import F_ACTIVE, F_DIRTY, F_DIRTY_OR_WRITEBACK, F_LRU, F_RECLAIM, F_WRITEBACK, PG
-from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_RECLAIM, F_WRITEBACK, PG
+from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, folio_rotate_reclaimable
 from vmlab.kernel.uapi import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -311,10 +311,8 @@ def folio_end_writeback(mem: PhysMem, inode: Inode, written: list[tuple[int, int
         mm.flags[pfn] = flags & ~(F_WRITEBACK | F_RECLAIM)
         mem.wb.nr_writeback -= 1
         mem.events["nr_written"] += 1
-        if flags & F_RECLAIM and flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY):
-            mem.lruvec.delete(mm, pfn)
-            mem.lruvec.add(mm, pfn, tail=True)
-            mem.events["pgrotated"] += 1
+        if flags & F_RECLAIM:
+            folio_rotate_reclaimable(mem, pfn)
 
 
 def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None,

@@ -30,6 +30,7 @@ import numpy as np
 
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
+    F_DIRTY,
     F_HEAD,
     F_LRU,
     F_REFERENCED,
@@ -83,19 +84,27 @@ def is_active_lru(lru: int) -> bool:
 class LruVec:
     """`struct lruvec` of the node: the five lists and how many pages each holds (a THP counts 512)."""
 
-    __slots__ = ("anon_cost", "file_cost", "lists", "memcg_pages", "nonresident_age", "nr_pages", "plain",
-                 "refaults")
+    __slots__ = ("activate_stats", "anon_cost", "file_cost", "lists", "lruvec_stats", "memcg_pages",
+                 "nonresident_age", "nr_pages", "plain", "refaults")
 
     def __init__(self) -> None:
         self.lists: tuple[OrderedDict[int, None], ...] = tuple(OrderedDict() for _ in range(NR_LRU_LISTS))
         self.nr_pages = [0] * NR_LRU_LISTS
+        #: The list sizes as the memcg statistics last flushed them (pn->lruvec_stats, folded in from the
+        #: per-CPU counters by an rstat flush): what lruvec_page_state() reads, so what the refault test
+        #: weighs a refault distance against (memcontrol.flush_memcg_stats_dwork updates them).
+        self.lruvec_stats = [0] * NR_LRU_LISTS
+        #: The node lruvec only: workingset_activate_anon and _file as last flushed (the same rstat copy),
+        #: what reclaim compares with `refaults` to see a new workingset being established.
+        self.activate_stats = [0, 0]
         #: lruvec->anon_cost / file_cost: the recent cost of reclaiming each type (lru_note_cost), which
         #: get_scan_count balances against swappiness.
         self.anon_cost = 0
         self.file_cost = 0
         #: lruvec->nonresident_age: evictions plus activations so far, the clock of refault distances.
         self.nonresident_age = 0
-        #: lruvec->refaults[WORKINGSET_ANON/FILE]: workingset_activate_* when reclaim last finished.
+        #: lruvec->refaults[WORKINGSET_ANON/FILE]: workingset_activate_* (as flushed) when reclaim last
+        #: finished.
         self.refaults = [0, 0]
         #: The model-only `plain LRU` policy: one list per type (the inactive one), an access moves a
         #: folio to its head, nothing is ever activated; reclaim evicts from the tail.
@@ -293,6 +302,18 @@ def put_page(mem: PhysMem, pfn: int) -> None:
             mm.flags_a[head] = mm.flags_a[head] & ~_PAGE_STATE
         mm.private_a[head] = 0
     mem.free_pages(head, order)
+
+
+def folio_rotate_reclaimable(mem: PhysMem, pfn: int) -> None:
+    """folio_rotate_reclaimable(): the write-back reclaim started on a folio (PG_reclaim) completed:
+    if the folio is on an inactive list and clean, move it to the tail, where reclaim frees it next
+    (pgrotated). Its caller has cleared PG_reclaim."""
+    mm = mem.mem_map
+    flags = int(mm.flags[pfn])
+    if flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY | F_UNEVICTABLE):
+        mem.lruvec.delete(mm, pfn)
+        mem.lruvec.add(mm, pfn, tail=True)
+        mem.events["pgrotated"] += 1
 
 
 def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:

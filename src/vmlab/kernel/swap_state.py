@@ -29,6 +29,7 @@ from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
     F_HEAD,
+    F_RECLAIM,
     F_SWAPCACHE,
     F_WRITEBACK,
     PAGE_MAPPING_ANON,
@@ -42,7 +43,7 @@ from vmlab.kernel.pgtable import (
     pte_dirty,
 )
 from vmlab.kernel.rmap import Mapping
-from vmlab.kernel.swap import folio_add_lru, put_page
+from vmlab.kernel.swap import folio_add_lru, folio_rotate_reclaimable, put_page
 from vmlab.kernel.swapfile import (
     SWAP_HAS_CACHE,
     SwapInfo,
@@ -203,15 +204,33 @@ def try_to_unmap(mem: PhysMem, head: int, mappings: list[Mapping]) -> bool:
 
 
 def swap_writeout(mem: PhysMem, head: int) -> None:
-    """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot. The model's write
-    completes at once (PG_writeback is never seen set): the folio is clean afterwards; one swap I/O
-    is charged to the clock (not a stall: the reclaimer does not wait for it) and counted in pswpout."""
+    """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot, for reclaim
+    (PG_reclaim). The data is in the slot at once and the folio clean (the model never shows
+    PG_writeback on an anon folio); the write joins the swap device's queue (swap_io_ns each, not
+    charged to the reclaimer, which does not wait for it) and counts in pswpout. Its completion
+    (end_swap_bio_write -> folio_end_writeback) rotates the folio to the inactive tail, if reclaim put
+    it back there meanwhile, for the next scan to free."""
     mm = mem.mem_map
-    mm.flags[head] = int(mm.flags[head]) & ~F_DIRTY
+    mm.flags[head] = (int(mm.flags[head]) & ~F_DIRTY) | F_RECLAIM
     entry = int(mm.private[head])
-    mem.swap.info(entry).written[swp_offset(entry)] = True
+    state = mem.swap
+    state.info(entry).written[swp_offset(entry)] = True
     mem.events["pswpout"] += 1
-    mem.clock.advance(mem.clock.costs.swap_io_ns)
+    clock = mem.clock
+    done = max(clock.now_ns, state.write_busy_until) + clock.costs.swap_io_ns
+    state.write_busy_until = done
+    clock.at(done, lambda: _end_swap_write(mem, head, entry))
+
+
+def _end_swap_write(mem: PhysMem, head: int, entry: int) -> None:
+    """The swap write of `entry` from folio `head` completed: clear PG_reclaim and rotate the folio
+    (folio_rotate_reclaimable), unless it has left the swap cache since (freed, or reused)."""
+    mm = mem.mem_map
+    flags = int(mm.flags[head])
+    if not flags & F_SWAPCACHE or int(mm.private[head]) != entry or not flags & F_RECLAIM:
+        return
+    mm.flags[head] = flags & ~F_RECLAIM
+    folio_rotate_reclaimable(mem, head)
 
 
 def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]]) -> bool:
@@ -222,8 +241,8 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
 
     False: it stays, and the caller puts it back on the list its flags name. PG_active is set where
     the kernel activates it (activate_locked: no swap space, a large folio, an mlocked mapping, an
-    extra reference); a folio just written stays inactive: the kernel frees it on a later pass after
-    the write completes (folio_end_writeback rotates it to the inactive tail), so put it at the tail.
+    extra reference); a folio just written stays inactive (shrink_folio_list's `keep`): the write's
+    completion rotates it to the inactive tail and a later pass frees it.
     """
     mm = mem.mem_map
     flags = int(mm.flags[head])

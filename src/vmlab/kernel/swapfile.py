@@ -157,6 +157,8 @@ class SwapState:
     shadows: dict[int, int] = field(default_factory=dict)
     page_cluster: int = PAGE_CLUSTER
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
+    #: When the last write queued to swap completes (the writes go one after another, swap_io_ns each).
+    write_busy_until: int = 0
     #: mem_cgroup_uncharge_swap(entry) of a slot being freed (set by the machine with memcgs).
     uncharge_swap: Callable[[int], None] | None = None
 

@@ -258,8 +258,9 @@ def do_try_to_free_pages(vmscan: Vmscan, sc: ScanControl) -> int:
 
 
 def snapshot_refaults(mem: PhysMem) -> None:
-    """snapshot_refaults(): remember the workingset activations reclaim has seen."""
-    mem.lruvec.refaults = [mem.events["workingset_activate_anon"], mem.events["workingset_activate_file"]]
+    """snapshot_refaults(): remember the workingset activations reclaim has seen (lruvec_page_state():
+    as last flushed)."""
+    mem.lruvec.refaults = list(mem.lruvec.activate_stats)
 
 
 # --- the node --------------------------------------------------------------------------------------------
@@ -279,13 +280,14 @@ def inactive_is_low(sizes: list[int], inactive_lru: int) -> bool:
 
 
 def target_sizes(vmscan: Vmscan, sc: ScanControl) -> list[int]:
-    """The list sizes of the target lruvec: the node's, or the memcg's with its descendants'
-    (lruvec_page_state is hierarchical)."""
+    """The list sizes of the target lruvec as lruvec_page_state() reads them: the node's, or the memcg's
+    with its descendants' (hierarchical), as the memcg statistics were last flushed (not the lists'
+    sizes now: memcontrol.flush_memcg_stats_dwork)."""
     if sc.target is None:
-        return vmscan.mem.lruvec.nr_pages
+        return vmscan.mem.lruvec.lruvec_stats
     sizes = [0] * len(vmscan.mem.lruvec.nr_pages)
     for memcg in sc.target.iter_tree():
-        sizes = [a + b for a, b in zip(sizes, memcg.lruvec.nr_pages, strict=True)]
+        sizes = [a + b for a, b in zip(sizes, memcg.lruvec.lruvec_stats, strict=True)]
     return sizes
 
 
@@ -293,7 +295,8 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     """prepare_scan_control(): snapshot the anon/file costs; allow deactivation of a type whose
     inactive list is low or whose workingset is refaulting; cache-trim mode when the inactive file
     list is big enough and not thrashing; file_is_tiny (node reclaim only) when file plus free is
-    below the high marks. The sizes are the target lruvec's (the node's or the memcg's)."""
+    below the high marks. The sizes and activations are the target lruvec's (the node's or the memcg's)
+    as the memcg statistics were last flushed (target_sizes); file_is_tiny reads the node's own."""
     mem = vmscan.mem
     lruvec = mem.lruvec
     sizes = target_sizes(vmscan, sc)
@@ -301,17 +304,17 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     if sc.force_deactivate:
         sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
     else:
-        for bit, counter, i, lru in ((DEACTIVATE_ANON, "workingset_activate_anon", 0, LRU_INACTIVE_ANON),
-                                     (DEACTIVATE_FILE, "workingset_activate_file", 1, LRU_INACTIVE_FILE)):
-            if mem.events[counter] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
+        for bit, i, lru in ((DEACTIVATE_ANON, 0, LRU_INACTIVE_ANON), (DEACTIVATE_FILE, 1, LRU_INACTIVE_FILE)):
+            if lruvec.activate_stats[i] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
                 sc.may_deactivate |= bit
             else:
                 sc.may_deactivate &= ~bit
     sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
                           and not sc.may_deactivate & DEACTIVATE_FILE)
+    node = lruvec.nr_pages  # node_page_state(): the node's own counters, not the memcg statistics
     sc.file_is_tiny = (sc.target is None and not sc.may_deactivate & DEACTIVATE_ANON
-                       and bool(sizes[LRU_INACTIVE_ANON] >> sc.priority)
-                       and sizes[LRU_ACTIVE_FILE] + sizes[LRU_INACTIVE_FILE] + mem.nr_free_pages
+                       and bool(node[LRU_INACTIVE_ANON] >> sc.priority)
+                       and node[LRU_ACTIVE_FILE] + node[LRU_INACTIVE_FILE] + mem.nr_free_pages
                        <= sum(z.watermark[WMARK_HIGH] for z in mem.zones))
 
 
@@ -413,14 +416,15 @@ def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
             nr[lru] -= min(nr[lru], scanned)
         scan_adjusted = True
     sc.nr_reclaimed += nr_reclaimed
-    if can_reclaim_anon_pages(mem) and inactive_is_low(_lists(vmscan, sc).nr_pages, LRU_INACTIVE_ANON):
+    if can_reclaim_anon_pages(mem) and inactive_is_low(_lists(vmscan, sc).lruvec_stats, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
 def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
     """age_active_anon(): kswapd keeps the anon inactive list in proportion even when it reclaims
-    only file pages (only when anon can be reclaimed at all)."""
-    if can_reclaim_anon_pages(vmscan.mem) and inactive_is_low(vmscan.mem.lruvec.nr_pages, LRU_INACTIVE_ANON):
+    only file pages (only when anon can be reclaimed at all; the sizes as last flushed)."""
+    mem = vmscan.mem
+    if can_reclaim_anon_pages(mem) and inactive_is_low(mem.lruvec.lruvec_stats, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
 
 
@@ -955,7 +959,9 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         def walk(pfn: int) -> list[Mapping]:
             return rmap.walk(mem, pfn)
 
-        return "freed" if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk)) else "activate"
+        if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk)):
+            return "freed"
+        return "activate" if mmap_.flags_a[head] & F_ACTIVE else "keep"  # keep: written, not yet freed
     if mmap_._mapcount_a[head] >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
         stat.nr_unmap_fail += 1
         return "activate"

@@ -6,7 +6,10 @@ the workingset (PG_workingset). When the page is read in again, the refault dist
 inactive list aged while the page was out. If that is no more than the memory the workingset could
 have given it (the active file list, plus anon when swap could have made room), the page would have
 stayed resident with a bigger inactive list: it joins the active list at once (workingset_activate_*),
-and if it had been active before eviction it counts as a restore (workingset_restore_*).
+and if it had been active before eviction it counts as a restore (workingset_restore_*). The list
+sizes are the memcg statistics' as last flushed (lruvec_page_state(), every 2 s: memcontrol.py), so a
+refault less than 2 s after the active list filled is weighed against the list as it was before: on
+this host it is not activated (tests/test_refault_host.py).
 
 Model shadows: `(eviction << 1) | workingset` in the inode's `shadows` map (the kernel packs memcg id
 and node too, and keeps them in i_pages). Shadows are never reclaimed (the kernel's shadow-node
@@ -57,8 +60,10 @@ def workingset_size(mem: PhysMem, file: bool) -> int:
     """What the workingset could have given a refaulting folio of the type `file` names (the test of
     workingset_test_recent): the active file list; for anon also the inactive file list; plus the
     anon lists (the active one, and for file also the inactive one) while swap has free slots
-    (nr_swap_pages inlined: every refault passes here)."""
-    sizes = mem.lruvec.nr_pages
+    (nr_swap_pages inlined: every refault passes here). The list sizes are lruvec_page_state()'s: as
+    the memcg statistics were last flushed (memcontrol.flush_memcg_stats_dwork, every 2 s), not as the
+    lists are now."""
+    sizes = mem.lruvec.lruvec_stats
     size = sizes[LRU_ACTIVE_FILE]
     if not file:
         size += sizes[LRU_INACTIVE_FILE]

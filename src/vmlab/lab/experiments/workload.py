@@ -111,6 +111,11 @@ class Lab:
             raise RuntimeError(f"the program was killed by {sig}")
         self.mem.clock.advance(len(indexes) * self.mem.clock.costs.hit_ns)
 
+    def sleep(self, seconds: float) -> None:
+        """nanosleep() in the program: simulated time passes and the kernel's timers run meanwhile (the
+        flusher, the memcg statistics flush that reclaim and the refault test read)."""
+        self.model.sleep(self.pid, int(seconds * 1e9))
+
     def available_pages(self) -> int:
         """MemAvailable of the machine now, in pages (si_mem_available: free pages above the zones'
         reserves, plus the reclaimable part of the page cache): what a workload started now can hold."""

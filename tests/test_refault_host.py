@@ -1,0 +1,141 @@
+"""Refault activation in a memcg against the running kernel: the refault test reads flushed statistics.
+
+workingset_test_recent() weighs a refault distance against the memcg's active list as
+lruvec_page_state() reads it: the per-CPU statistics as the last rstat flush folded them in
+(flush_memcg_stats_dwork, every 2 s), not the list as it is. Reclaim's inactive_is_low() and its
+"refaults seen" test read the same. So on this host a file read again less than 2 s after another
+file was made active is not activated: its refault distance is weighed against an active list the
+statistics do not show yet. After a pause in which the worker flushed, it is. The model keeps the
+flushed copy (memcontrol.flush_memcg_stats) and, here, flushes where the kernel did
+(test_lru_host.on_host traces the flushes and on_model replays them between the same steps).
+
+The workload (in a 64 MiB v1 memcg, as tests/test_lru_host.py runs it): a hot file read twice (6,144
+pages, active), a file C read once (4,096 pages), a file D read once (6,144 pages: C is evicted to make
+room), then C read again: every page of C refaults with a distance of about D's size, within the
+active list's 6,144 pages. With no pause (the reads take 20-40 ms, and a run in which the worker
+flushed during them is replayed as such) the kernel leaves all of C inactive; with a 2.5 s pause after
+the hot reads it activates all of C and, the flushed statistics showing an inactive list far below the
+active one, deactivates the oldest pages of the hot file while it reclaims (measured: 2,304-2,320 of
+6,144, in 8 runs with no flush during the reads). Before the model read flushed statistics it
+activated C in both cases.
+
+Compared exactly: the LRU state of every page of C, and the kernel's against the states measured.
+Within SLACK pages, state by state: the hot file (how much was deactivated) and D (how much evicted).
+The kernel also charges the memcg slab objects the model does not have (xarray nodes of the page cache
+and its shadows, inodes; memory.kmem.usage_in_bytes: 27 pages here, the model's page tables 3), so it
+reclaims a little more: 48-96 pages more of D, and up to 96 pages more of the hot file deactivated,
+were seen (once also 6 of the hot file's deactivated pages reclaimed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from test_lru_host import (
+    MB,
+    PAGE,
+    Run,
+    host_or_skip,
+    model_lru,
+    on_host,
+    on_model,
+    read_pass,
+    steps,
+)
+from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string
+from vmlab.kernel.machine import ModelBackend
+
+pytestmark = pytest.mark.host
+
+TAG = os.getpid()
+HOT, C, D = (f"/tmp/vmlab-refault-{kind}-{TAG}.dat" for kind in ("hot", "c", "d"))
+SIZES = {HOT: 24 * MB, C: 16 * MB, D: 24 * MB}
+NAMES = {HOT: "hot", C: "C", D: "D"}
+PAUSE_S = 2.5  # longer than FLUSH_TIME: the periodic worker flushes at least once during it
+#: How far the pages deactivated or evicted may differ (see the module text: slab the model lacks).
+SLACK = 128
+
+
+class Pause:
+    """PAUSE_S of sleep on the host, remembering the step it came before. Nothing in the model: what
+    matters of the pause is the flush the kernel made in it, which on_model replays before that step."""
+
+    def __init__(self) -> None:
+        self.before_step: int | None = None
+
+    def __call__(self, run: Run) -> None:
+        if not isinstance(run.backend, ModelBackend):
+            time.sleep(PAUSE_S)
+            self.before_step = len(run.starts)
+
+
+def workload(pause: Pause | None) -> Callable[[Run], None]:
+    """The hot file read twice, (a pause,) C read, D read, C read again; 1 MiB read() calls."""
+    hot = [read_pass(HOT, MB), read_pass(HOT, MB)]
+    rest = [read_pass(C, MB), read_pass(D, MB), read_pass(C, MB)]
+    return steps(*hot, *([pause] if pause else []), *rest)
+
+
+def runs(state: str) -> list[tuple[str, int]]:
+    """A page-state string as (state, run length) pairs."""
+    out: list[tuple[str, int]] = []
+    for code in state:
+        if out and out[-1][0] == code:
+            out[-1] = (code, out[-1][1] + 1)
+        else:
+            out.append((code, 1))
+    return out
+
+
+#: pause -> the kernel's page states of C, the hot file and D as measured (run lengths; `.` not cached).
+MEASURED = {
+    False: {C: [("i", 4096)], HOT: [("A", 6144)], D: [(".", 608), ("i", 5536)]},
+    True: {C: [("a", 4096)], HOT: [("I", 2304), ("A", 3840)], D: [(".", 584), ("i", 5560)]},
+}
+
+
+@pytest.fixture
+def cleanup() -> object:
+    """Remove the test's files, even on failure."""
+    yield None
+    for path in SIZES:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+@pytest.mark.parametrize("with_pause", [False, True], ids=["refault_at_once", "refault_after_a_pause"])
+def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, cleanup: object) -> None:
+    """C's refaults are activated only when the statistics were flushed after the hot file became
+    active: as on the kernel, page for page; the hot file's deactivated head and D's evicted head the
+    same within SLACK pages, state by state."""
+    program = host_or_skip()
+    pause = Pause() if with_pause else None
+    work = workload(pause)
+
+    def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
+        return {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in SIZES.items()}
+
+    kernel, flushes = on_host(program, SIZES, work, observe)
+    assert isinstance(kernel, dict)
+    model_backend = on_model(SIZES, work, flush_before=flushes)
+    model = {path: lru_string(model_lru(model_backend, path), size // PAGE) for path, size in SIZES.items()}
+    for who, states in (("kernel", kernel), ("model", model)):
+        print(f"pause {with_pause}, flushes before steps {sorted(flushes)}, {who}: "
+              + "; ".join(f"{NAMES[p]} {runs(s)}" for p, s in states.items()))
+    # Flushes before the first step see an empty memcg; one in the pause is the point of it.
+    if flushes <= {0, pause.before_step if pause else 0}:  # none during the reads (nearly always)
+        measured = MEASURED[with_pause]
+        assert runs(kernel[C]) == measured[C]
+        for path in (HOT, D):
+            assert all(abs(Counter(kernel[path])[code] - n) <= SLACK for code, n in measured[path])
+    assert model[C] == kernel[C]
+    for path in (HOT, D):
+        # As many pages in each state, within SLACK (a few of the hot file's deactivated pages were
+        # seen reclaimed on the kernel, `.` among its `I`).
+        k, m = Counter(kernel[path]), Counter(model[path])
+        assert all(abs(k[code] - m[code]) <= SLACK for code in k | m), (NAMES[path], k, m)
