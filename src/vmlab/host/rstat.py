@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def available() -> str | None:
     why not."""
     if not (TRACEFS / EVENT).exists():
         if os.geteuid() == 0 and not (TRACEFS / "instances").exists():
-            os.system(f"mount -t tracefs nodev {TRACEFS} 2>/dev/null")
+            mount = ["mount", "-t", "tracefs", "nodev", str(TRACEFS)]
+            subprocess.run(mount, capture_output=True, check=False)
         if not (TRACEFS / EVENT).exists():
             return f"no {TRACEFS / EVENT} (tracefs not mounted, not root, or a kernel without it)"
     return None
@@ -60,10 +62,13 @@ def parse_trace(text: str) -> list[Flush]:
 
 
 class FlushTrace:
-    """A tracefs instance recording memcg_flush_stats from its creation until close()."""
+    """A tracefs instance recording memcg_flush_stats from its creation until close(). `name` should
+    be the caller's own (a pid in it): an instance of that name left by a run that died is replaced."""
 
     def __init__(self, name: str) -> None:
         self.path = TRACEFS / "instances" / name
+        if self.path.exists():
+            self.path.rmdir()
         self.path.mkdir()
         try:
             (self.path / "trace_clock").write_text("mono")

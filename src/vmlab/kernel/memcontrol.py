@@ -51,10 +51,12 @@ lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork
 (workingset_test_recent) reads those totals and only flushes when the worker is a whole period late
 (mem_cgroup_flush_stats_ratelimited), so it weighs a refault against the active list as it was at the
 last flush: on this host a refault in a memcg whose active list was filled less than 2 s before is
-not activated (tests/test_lru_host.py). The model keeps the flushed copy of the node's list sizes
-(`LruVec.lruvec_stats`) and flushes it every FLUSH_TIME of simulated time from boot; the kernel's
-worker runs at a phase of its own, unknown to a scenario. memory.stat's own flush is not modelled
-(the model prints exact counts there).
+not activated (tests/test_refault_host.py). Reclaim's inactive_is_low() and its test for new
+refault activations (prepare_scan_control) read the same totals. The model keeps the flushed copy
+(`LruVec.lruvec_stats`, the node's `activate_stats`) and flushes it every FLUSH_TIME of simulated time
+from boot (flush_memcg_stats_dwork); the kernel's worker runs at a phase of its own, which the host
+tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is not modelled (the
+model prints exact counts there).
 
 Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
 is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
