@@ -188,12 +188,20 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
             run = Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
             work(run)
             run.drain()
-            end = time.monotonic_ns()
-            ours = (rstat.ROOT_ID, rstat.cgroup_id(cg.path))
-            flush_before = frozenset(bisect_right(run.starts, f.time_ns) for f in trace.flushes()
-                                     if f.flushed and f.memcg_id in ours and born <= f.time_ns <= end)
+            flush_before = flushes_before(trace, run.starts, born, [cg])
             return observe(run, cg), flush_before
     return undisturbed(once)
+
+
+def flushes_before(trace: rstat.FlushTrace, starts: list[int], born: int,
+                   memcgs: list[MemcgV1]) -> frozenset[int]:
+    """The steps (indexes into `starts`, the CLOCK_MONOTONIC of each step's start; len(starts): after
+    the last) before which the kernel flushed the root's statistics or those of one of `memcgs`,
+    between `born` (the memcgs' creation) and now: a flush during step k counts as one before k + 1."""
+    end = time.monotonic_ns()
+    ours = {rstat.ROOT_ID} | {rstat.cgroup_id(cg.path) for cg in memcgs}
+    return frozenset(bisect_right(starts, f.time_ns) for f in trace.flushes()
+                     if f.flushed and f.memcg_id in ours and born <= f.time_ns <= end)
 
 
 def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = False,

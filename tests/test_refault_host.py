@@ -19,6 +19,12 @@ active one, deactivates the oldest pages of the hot file while it reclaims (meas
 6,144, in 8 runs with no flush during the reads). Before the model read flushed statistics it
 activated C in both cases.
 
+A sibling's evictions: the refault distance is counted in the lruvec reclaim evicted the folio from
+(workingset_eviction of the target memcg; ancestors age too, siblings do not). C, evicted by memcg X's
+reclaim, refaults after memcg Y (X's sibling) evicted 17,408 pages of its own and is activated all the
+same. The model counted one node-wide age before and left 656 pages of C inactive; now every page of
+the four files is in the same state on both.
+
 Compared exactly: the LRU state of every page of C, and the kernel's against the states measured.
 Within SLACK pages, state by state: the hot file (how much was deactivated) and D (how much evicted).
 The kernel also charges the memcg slab objects the model does not have (xarray nodes of the page cache
@@ -37,9 +43,16 @@ from collections.abc import Callable
 import pytest
 
 from test_lru_host import (
+    BUF,
+    LIMIT,
     MB,
+    MODEL_RAM,
     PAGE,
+    PRIVATE_ANON_POPULATE,
+    RW,
     Run,
+    _sparse,
+    flushes_before,
     host_or_skip,
     model_lru,
     on_host,
@@ -47,8 +60,16 @@ from test_lru_host import (
     read_pass,
     steps,
 )
-from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string
+from vmlab.backend import Program, Settings
+from vmlab.host import rstat
+from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string, pin_to_cpu
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import FLUSH_TIME_NS, flush_memcg_stats
+
+from interference import undisturbed
 
 pytestmark = pytest.mark.host
 
@@ -103,7 +124,7 @@ MEASURED = {
 def cleanup() -> object:
     """Remove the test's files, even on failure."""
     yield None
-    for path in SIZES:
+    for path in [*SIZES, f"/tmp/vmlab-refault-y-{TAG}.dat"]:
         if os.path.exists(path):
             os.unlink(path)
 
@@ -139,3 +160,81 @@ def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, cle
         # seen reclaimed on the kernel, `.` among its `I`).
         k, m = Counter(kernel[path]), Counter(model[path])
         assert all(abs(k[code] - m[code]) <= SLACK for code in k | m), (NAMES[path], k, m)
+
+
+# --- a sibling's evictions ---------------------------------------------------------------------------
+
+Y = f"/tmp/vmlab-refault-y-{TAG}.dat"
+SIBLING_SIZES = {**SIZES, Y: 128 * MB}
+
+
+def sibling_workload(p: Run, q: Run, pause: Pause) -> None:
+    """P (in memcg X): the hot file read twice, C, D (C evicted), a pause; Q (in memcg Y, X's sibling):
+    a 128 MiB file read once (about 17,000 evictions, all in Y); P: C read again."""
+    steps(read_pass(HOT, MB), read_pass(HOT, MB), read_pass(C, MB), read_pass(D, MB), pause)(p)
+    read_pass(Y, MB)(q)
+    read_pass(C, MB)(p)
+    p.drain()
+    q.drain()
+
+
+def sibling_on_host(program: Program, pause: Pause) -> tuple[dict[str, str], frozenset[int]]:
+    """The sibling workload in two new 64 MiB v1 memcgs (P's and Q's, both pinned to CPU 0): the page
+    states of the files and the steps before which the kernel flushed the statistics."""
+    def once() -> tuple[dict[str, str], frozenset[int]]:
+        for path, size in SIBLING_SIZES.items():
+            _sparse(path, size)
+        tag = os.getpid()
+        with (rstat.FlushTrace(f"vmlab_refault_{tag}") as trace, MemcgV1(f"vmlab_x_{tag}", LIMIT) as x,
+              MemcgV1(f"vmlab_y_{tag}", LIMIT) as y, HostBackend(timeout=60) as host):
+            born = time.monotonic_ns()
+            runs_: list[Run] = []
+            for cg in (x, y):
+                pid = host.start(program, Settings())
+                pin_to_cpu(pid, 0)
+                cg.attach(pid)
+                buf = host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0))
+                runs_.append(Run(host, pid, buf, starts=runs_[0].starts if runs_ else []))
+            sibling_workload(*runs_, pause)
+            flushes = flushes_before(trace, runs_[0].starts, born, [x, y])
+            states = {path: lru_string(file_lru_flags(path), size // PAGE)
+                      for path, size in SIBLING_SIZES.items()}
+        return states, flushes
+    return undisturbed(once)
+
+
+def sibling_on_model(flush_before: frozenset[int]) -> dict[str, str]:
+    """The sibling workload in the model, memcgs /x and /y of LIMIT, the kernel's flushes replayed."""
+    for path, size in SIBLING_SIZES.items():
+        _sparse(path, size)
+    model = ModelBackend(MODEL_RAM)
+    runs_: list[Run] = []
+    for memcg in ("/x", "/y"):
+        pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
+        assert model.memcg_create(memcg, LIMIT) == 0 and model.memcg_attach(pid, memcg) == 0
+        buf = model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0))
+        runs_.append(Run(model, pid, buf, starts=runs_[0].starts if runs_ else [], flush_before=flush_before))
+    sibling_workload(*runs_, Pause())
+    if len(runs_[0].starts) in flush_before:
+        flush_memcg_stats(model.mem)
+    assert model.mem.clock.now_ns < FLUSH_TIME_NS, "the model's own statistics flush ran"
+    check_machine(model)
+    return {path: lru_string(model_lru(model, path), size // PAGE) for path, size in SIBLING_SIZES.items()}
+
+
+def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(cleanup: object) -> None:
+    """The refault distance is measured in the lruvec reclaim evicted from: C, evicted by X's reclaim,
+    refaults after 17,408 evictions in its sibling Y and is activated all the same, as on the kernel
+    (the model aged one node-wide clock before, and left 656 pages of C inactive). Every file's page
+    states agree exactly (measured: C all active, D's first 564 pages evicted, Y's first 17,408)."""
+    program = host_or_skip()
+    pause = Pause()
+    kernel, flushes = sibling_on_host(program, pause)
+    model = sibling_on_model(flushes)
+    names = {**NAMES, Y: "Y"}
+    for who, states in (("kernel", kernel), ("model", model)):
+        print(f"flushes before steps {sorted(flushes)}, {who}: "
+              + "; ".join(f"{names[p]} {runs(s)}" for p, s in states.items()))
+    if flushes <= {0, pause.before_step}:
+        assert runs(kernel[C]) == [("a", 4096)] and runs(kernel[Y]) == [(".", 17408), ("i", 15360)]
+    assert model == kernel

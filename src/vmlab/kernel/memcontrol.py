@@ -59,11 +59,12 @@ tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush
 model prints exact counts there).
 
 Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
-is not modelled; the reclaim cost and refault state (anon_cost, file_cost,
-nonresident_age) are node-wide, not per memcg; the stock has one slot (6.18 keeps several memcgs per
-CPU); memcg reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie);
-a v1 task waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in
-a one-thread model), and a woken one does not retry its fault by itself (see below).
+is not modelled; the reclaim cost (anon_cost, file_cost) and the "refaults seen" snapshot are
+node-wide, not per memcg (the refault distance is per memcg: workingset.py); the stock has one slot
+(6.18 keeps several memcgs per CPU); memcg reclaim always starts its walk at the memcg over the
+limit (no mem_cgroup_iter cookie); a v1 task waiting in the `oom_kill_disable` queue is reported to
+the fault path (it cannot sleep in a one-thread model), and a woken one does not retry its fault by
+itself (see below).
 
 v1 `oom_kill_disable` (memory.oom_control), as 6.18 has it (memcg1_oom_prepare, mem_cgroup_oom_synchronize):
 a charge that would need the OOM killer of such a memcg fails (-ENOMEM) whatever the context. Only
@@ -195,6 +196,8 @@ class MemCgroup:
     swap: int = 0
     #: MEMCG_KMEM: page-table frames charged here (__memcg_kmem_charge_page).
     kmem_charged: int = 0
+    #: mem_cgroup_id(): what a shadow entry names the memcg by (0: the root).
+    id: int = 0
 
     @property
     def path(self) -> str:
@@ -426,10 +429,17 @@ class MemCgroupTree:
     #: memcg_stock_pcp of the one CPU: pages charged to `stock_memcg` ahead of use.
     stock_memcg: MemCgroup | None = None
     stock_pages: int = 0
+    #: The memcgs by id (the root first): mem_cgroup_from_id().
+    _by_id: list[MemCgroup] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         """The root memcg: unlimited."""
         self.root = MemCgroup("", None, self)
+        self._by_id = [self.root]
+
+    def by_id(self, memcg_id: int) -> MemCgroup | None:
+        """mem_cgroup_from_id(): the memcg with that id, or None."""
+        return self._by_id[memcg_id] if 0 <= memcg_id < len(self._by_id) else None
 
     def lookup(self, path: str) -> MemCgroup | None:
         """The memcg at `path` (`/a/b`), or None."""
@@ -448,7 +458,9 @@ class MemCgroupTree:
             if child is None:
                 child = MemCgroup(part, c, self, PageCounter(parent=c.memory),
                                   PageCounter(parent=c.memsw, track_failcnt=False),
-                                  PageCounter(parent=c.kmem, track_failcnt=False), swappiness=c.swappiness)
+                                  PageCounter(parent=c.kmem, track_failcnt=False), swappiness=c.swappiness,
+                                  id=len(self._by_id))
+                self._by_id.append(child)
                 c.children.append(child)
             c = child
         return c

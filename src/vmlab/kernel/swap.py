@@ -337,8 +337,17 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         else:
             flags |= F_ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
         mm.flags_a[head] = flags & ~F_REFERENCED
-        # workingset_activation(): an activation ages the inactive list as an eviction does.
-        mem.lruvec.nonresident_age += _folio_nr_pages(mm, head, flags)
+        # workingset_activation(): an activation ages the inactive list of the folio's lruvec (its
+        # memcg's, up to the node's) as an eviction does.
+        nr = _folio_nr_pages(mm, head, flags)
+        pages = mem.lruvec.memcg_pages
+        got = pages.get(head) if pages else None
+        if got is None:
+            mem.lruvec.nonresident_age += nr
+        else:
+            from vmlab.kernel.workingset import workingset_age_nonresident  # (it imports this module)
+
+            workingset_age_nonresident(mem, got[0], nr)
 
 
 def folio_activate(mem: PhysMem, head: int) -> None:

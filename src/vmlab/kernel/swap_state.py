@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vmlab.kernel.memcontrol import mem_cgroup_swapin_charge
+from vmlab.kernel.memcontrol import MemCgroup, mem_cgroup_swapin_charge
 from vmlab.kernel.mm_types import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, MmStruct, VmArea
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import (
@@ -233,10 +233,12 @@ def _end_swap_write(mem: PhysMem, head: int, entry: int) -> None:
     folio_rotate_reclaimable(mem, head)
 
 
-def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]]) -> bool:
+def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]],
+                       target: MemCgroup | None = None) -> bool:
     """shrink_folio_list() for one isolated (off-LRU) anon folio on which the caller holds the isolation
     reference: add it to swap, unmap it (every mapping `walk` finds), write it if dirty, and take it
-    out of the swap cache (leaving a shadow) when clean and no longer used. True: only the caller's
+    out of the swap cache (leaving a shadow, aged in the lruvec of `target`: the memcg reclaim is for,
+    None for the node) when clean and no longer used. True: only the caller's
     reference is left, the caller frees the folio.
 
     False: it stays, and the caller puts it back on the list its flags name. PG_active is set where
@@ -262,7 +264,7 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
     if int(mm._refcount[head]) != 2:  # __remove_mapping(): only the swap cache and the isolation
         mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
         return False
-    shadow = workingset_eviction(mem, head, 1)
+    shadow = workingset_eviction(mem, head, 1, target)
     if mem.memcgs is not None:
         mem.memcgs.swapout(head, int(mm.private[head]))  # memcg1_swapout(): memsw stays with the slot
     delete_from_swap_cache(mem, head, shadow)

@@ -82,7 +82,14 @@ from vmlab.kernel.swap import (
     put_page,
 )
 from vmlab.kernel.swap_state import reclaim_anon_folio
-from vmlab.kernel.workingset import lru_note_cost, nr_swap_pages, workingset_eviction
+from vmlab.kernel.workingset import (
+    folio_memcg,
+    lru_note_cost,
+    memcg_lru_stats,
+    nr_swap_pages,
+    workingset_age_nonresident,
+    workingset_eviction,
+)
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
@@ -283,12 +290,7 @@ def target_sizes(vmscan: Vmscan, sc: ScanControl) -> list[int]:
     """The list sizes of the target lruvec as lruvec_page_state() reads them: the node's, or the memcg's
     with its descendants' (hierarchical), as the memcg statistics were last flushed (not the lists'
     sizes now: memcontrol.flush_memcg_stats_dwork)."""
-    if sc.target is None:
-        return vmscan.mem.lruvec.lruvec_stats
-    sizes = [0] * len(vmscan.mem.lruvec.nr_pages)
-    for memcg in sc.target.iter_tree():
-        sizes = [a + b for a, b in zip(sizes, memcg.lruvec.lruvec_stats, strict=True)]
-    return sizes
+    return vmscan.mem.lruvec.lruvec_stats if sc.target is None else memcg_lru_stats(sc.target)
 
 
 def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
@@ -566,12 +568,14 @@ def _page_cache_folio(mem: PhysMem, pfn: int) -> list[int]:
 def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
     """move_folios_to_lru(): put isolated folios back at the head of the list their flags name (an
     mlocked one on the unevictable list: folio_putback_lru), dropping reclaim's reference; a folio
-    whose last other reference went meanwhile is freed. Active ones age the workingset clock. Pages
-    moved. The folios go back in order in batches (LruVec.add_folios), each flushed before a free."""
+    whose last other reference went meanwhile is freed. Active ones age the workingset clock of their
+    lruvec (their memcg's and its ancestors', up to the node's). Pages moved. The folios go back in
+    order in batches (LruVec.add_folios), each flushed before a free."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags_a, refcount = mmap_.flags_a, mmap_._refcount_a
     lruvec = mem.lruvec
+    charged = bool(lruvec.memcg_pages)
     batch: list[int] = []
     moved = 0
     aged = 0
@@ -596,7 +600,10 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
         refcount[head] -= 1
         batch.append(head)
         if flags & F_ACTIVE:
-            aged += nr
+            if charged:  # the folio's lruvec: its memcg's, aged up to the node's
+                workingset_age_nonresident(mem, folio_memcg(mem, head), nr)
+            else:
+                aged += nr
     if batch:
         moved += lruvec.add_folios(mmap_, batch)
     lruvec.nonresident_age += aged
@@ -959,7 +966,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         def walk(pfn: int) -> list[Mapping]:
             return rmap.walk(mem, pfn)
 
-        if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk)):
+        if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk, sc.target)):
             return "freed"
         return "activate" if mmap_.flags_a[head] & F_ACTIVE else "keep"  # keep: written, not yet freed
     if mmap_._mapcount_a[head] >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
@@ -969,7 +976,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         outcome = _pageout(vmscan, sc, head, references, stat)
         if outcome:
             return outcome
-    return "freed" if remove_mapping(mem, head) else "keep"
+    return "freed" if remove_mapping(mem, head, sc.target) else "keep"
 
 
 def _shrink_lazyfree(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
@@ -1025,9 +1032,10 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     return ""
 
 
-def remove_mapping(mem: PhysMem, head: int) -> bool:
+def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None) -> bool:
     """__remove_mapping() + free: an unmapped, clean page-cache folio whose only references are the
-    cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio) and is freed.
+    cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio, aged in the
+    lruvec of `target`, the memcg reclaim is for: None for the node) and is freed.
     False (kept) when someone else holds a reference or it became dirty."""
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
@@ -1045,7 +1053,7 @@ def remove_mapping(mem: PhysMem, head: int) -> bool:
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
     if not flags & F_SWAPBACKED:
-        inode.shadows[index] = workingset_eviction(mem, head, 1)
+        inode.shadows[index] = workingset_eviction(mem, head, 1, target)
     mmap_._refcount_a[head] -= 1  # the page cache's reference
     put_page(mem, head)  # reclaim's: frees it
     return True

@@ -1,6 +1,6 @@
 """Refault detection, after mm/workingset.c (the classic two-list LRU, not MGLRU).
 
-When reclaim evicts a page-cache folio it leaves a shadow entry where the folio was: the node's
+When reclaim evicts a page-cache folio it leaves a shadow entry where the folio was: the lruvec's
 `nonresident_age` at that moment (evictions plus activations so far) and whether the folio was part of
 the workingset (PG_workingset). When the page is read in again, the refault distance is how much the
 inactive list aged while the page was out. If that is no more than the memory the workingset could
@@ -11,8 +11,13 @@ sizes are the memcg statistics' as last flushed (lruvec_page_state(), every 2 s:
 refault less than 2 s after the active list filled is weighed against the list as it was before: on
 this host it is not activated (tests/test_refault_host.py).
 
-Model shadows: `(eviction << 1) | workingset` in the inode's `shadows` map (the kernel packs memcg id
-and node too, and keeps them in i_pages). Shadows are never reclaimed (the kernel's shadow-node
+The age is per lruvec, as in the kernel: reclaim of a memcg over its limit reads and ages that memcg's
+lruvec (and its ancestors', whose LRU order contains it), node reclaim the node's (the root's); the
+shadow names the memcg, and the refault is weighed against that lruvec's age and statistics
+(tests/test_refault_host.py: evictions in a sibling memcg do not make a refault less recent).
+
+Model shadows: `((memcg id << 48 | eviction) << 1) | workingset` in the inode's `shadows` map (the
+kernel packs the node too, and keeps them in i_pages). Shadows are never reclaimed (the kernel's shadow-node
 shrinker is not modelled); truncation drops them with the page cache.
 """
 
@@ -24,31 +29,67 @@ from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
 from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_alloc import PhysMem
+    from vmlab.kernel.swap import LruVec
 
 
 
-def pack_shadow(eviction: int, workingset: bool) -> int:
-    """pack_shadow(): the value left behind for an evicted folio."""
-    return eviction << 1 | int(workingset)
+#: Bits of a shadow's eviction age; the memcg id sits above them (pack_shadow()).
+EVICTION_BITS = 48
+EVICTION_MASK = (1 << EVICTION_BITS) - 1
 
 
-def unpack_shadow(shadow: int) -> tuple[int, bool]:
-    """unpack_shadow(): (eviction age, was the folio in the workingset)."""
-    return shadow >> 1, bool(shadow & 1)
+def pack_shadow(eviction: int, workingset: bool, memcg_id: int = 0) -> int:
+    """pack_shadow(): the value left behind for an evicted folio: the eviction age of the lruvec that
+    reclaim was shrinking, that lruvec's memcg id (0: the root, whose lruvec is the node's) and
+    whether the folio was in the workingset."""
+    return (memcg_id << EVICTION_BITS | eviction) << 1 | int(workingset)
 
 
-def workingset_age_nonresident(mem: PhysMem, nr_pages: int) -> None:
-    """workingset_age_nonresident(): evictions and activations advance the inactive list's age."""
-    mem.lruvec.nonresident_age += nr_pages
+def unpack_shadow(shadow: int) -> tuple[int, int, bool]:
+    """unpack_shadow(): (memcg id, eviction age, was the folio in the workingset)."""
+    return shadow >> (EVICTION_BITS + 1), shadow >> 1 & EVICTION_MASK, bool(shadow & 1)
 
 
-def workingset_eviction(mem: PhysMem, head: int, nr_pages: int) -> int:
-    """workingset_eviction(): the shadow of a folio being evicted now; ages the list by its size."""
-    lruvec = mem.lruvec
+def memcg_lruvecs(mem: PhysMem, memcg: MemCgroup | None) -> list[LruVec]:
+    """The lruvec of `memcg` (None: the root, whose lruvec is the node's) and those of its ancestors, up
+    to the node's: the lruvecs workingset_age_nonresident() ages (each memcg's LRU order is part of
+    its ancestors')."""
+    out = []
+    while memcg is not None and memcg.parent is not None:
+        out.append(memcg.lruvec)
+        memcg = memcg.parent
+    out.append(mem.lruvec)
+    return out
+
+
+def folio_memcg(mem: PhysMem, head: int) -> MemCgroup | None:
+    """The memcg folio `head` is charged to (None: the root, or a machine without memcgs)."""
+    memcgs = mem.memcgs
+    got = memcgs.page_memcg.get(head) if memcgs is not None else None
+    return got[0] if got is not None else None
+
+
+def workingset_age_nonresident(mem: PhysMem, memcg: MemCgroup | None, nr_pages: int) -> None:
+    """workingset_age_nonresident(): evictions and activations in `memcg` advance the inactive list's
+    age of its lruvec and of its ancestors'."""
+    if memcg is None:
+        mem.lruvec.nonresident_age += nr_pages
+        return
+    for lruvec in memcg_lruvecs(mem, memcg):
+        lruvec.nonresident_age += nr_pages
+
+
+def workingset_eviction(mem: PhysMem, head: int, nr_pages: int, target: MemCgroup | None = None) -> int:
+    """workingset_eviction(): the shadow of a folio being evicted now by reclaim of `target` (the memcg
+    over its limit; None: the node), with target's age; ages target's lruvec and its ancestors' by
+    the folio's size."""
+    lruvec = mem.lruvec if target is None else target.lruvec
     eviction = lruvec.nonresident_age
-    lruvec.nonresident_age = eviction + nr_pages  # workingset_age_nonresident()
-    return eviction << 1 | (mem.mem_map.flags_a[head] & F_WORKINGSET != 0)  # pack_shadow()
+    workingset_age_nonresident(mem, target, nr_pages)
+    return pack_shadow(eviction, mem.mem_map.flags_a[head] & F_WORKINGSET != 0,
+                       0 if target is None else target.id)
 
 
 def nr_swap_pages(mem: PhysMem) -> int:
@@ -56,14 +97,14 @@ def nr_swap_pages(mem: PhysMem) -> int:
     return mem.swap.nr_swap_pages
 
 
-def workingset_size(mem: PhysMem, file: bool) -> int:
-    """What the workingset could have given a refaulting folio of the type `file` names (the test of
-    workingset_test_recent): the active file list; for anon also the inactive file list; plus the
-    anon lists (the active one, and for file also the inactive one) while swap has free slots
-    (nr_swap_pages inlined: every refault passes here). The list sizes are lruvec_page_state()'s: as
-    the memcg statistics were last flushed (memcontrol.flush_memcg_stats_dwork, every 2 s), not as the
-    lists are now."""
-    sizes = mem.lruvec.lruvec_stats
+def workingset_size(mem: PhysMem, file: bool, memcg: MemCgroup | None = None) -> int:
+    """What the workingset of `memcg`'s lruvec (None: the node's) could have given a refaulting folio
+    of the type `file` names (the test of workingset_test_recent): the active file list; for anon
+    also the inactive file list; plus the anon lists (the active one, and for file also the inactive
+    one) while swap has free slots (nr_swap_pages inlined: every refault passes here). The list sizes
+    are lruvec_page_state()'s: hierarchical, and as the memcg statistics were last flushed
+    (memcontrol.flush_memcg_stats_dwork, every 2 s), not as the lists are now."""
+    sizes = mem.lruvec.lruvec_stats if memcg is None else memcg_lru_stats(memcg)
     size = sizes[LRU_ACTIVE_FILE]
     if not file:
         size += sizes[LRU_INACTIVE_FILE]
@@ -74,10 +115,34 @@ def workingset_size(mem: PhysMem, file: bool) -> int:
     return size
 
 
+def memcg_lru_stats(memcg: MemCgroup) -> list[int]:
+    """lruvec_page_state() of each LRU list for a memcg below the root: its own and its descendants'
+    (the statistics are hierarchical), as last flushed."""
+    sizes = [0] * len(memcg.lruvec.lruvec_stats)
+    for c in memcg.iter_tree():
+        sizes = [a + b for a, b in zip(sizes, c.lruvec.lruvec_stats, strict=True)]
+    return sizes
+
+
+def _eviction_lruvec(mem: PhysMem, memcg_id: int) -> tuple[LruVec, MemCgroup | None] | None:
+    """The lruvec a shadow's age was read from, and its memcg (None: the root); None when the memcg is
+    gone (mem_cgroup_from_id() finds nothing: the refault is not recent)."""
+    if not memcg_id:
+        return mem.lruvec, None
+    memcgs = mem.memcgs
+    memcg = memcgs.by_id(memcg_id) if memcgs is not None else None
+    return None if memcg is None else (memcg.lruvec, memcg)
+
+
 def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool, bool]:
-    """workingset_test_recent(): (the refault distance fits in the workingset, the folio was in it)."""
-    eviction, workingset = unpack_shadow(shadow)
-    return mem.lruvec.nonresident_age - eviction <= workingset_size(mem, file), workingset
+    """workingset_test_recent(): (the refault distance fits in the workingset of the lruvec the folio
+    was evicted from, the folio was in it)."""
+    memcg_id, eviction, workingset = unpack_shadow(shadow)
+    found = _eviction_lruvec(mem, memcg_id)
+    if found is None:
+        return False, workingset
+    lruvec, memcg = found
+    return lruvec.nonresident_age - eviction <= workingset_size(mem, file, memcg), workingset
 
 
 #: The refault counters of each kind (file, anon): refault, activate, restore.
@@ -87,9 +152,11 @@ _REFAULT_EVENTS = {kind == "file": tuple(f"workingset_{what}_{kind}"
 
 
 def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> None:
-    """workingset_refault(): a folio that was evicted is being added again (before it joins the LRU):
-    count the refault and, when it is recent, mark it active (and workingset, if it was before).
-    (workingset_test_recent and unpack_shadow inlined: every refault passes here.)"""
+    """workingset_refault(): a folio that was evicted is being added again (charged, before it joins
+    the LRU): count the refault and, when it is recent in the lruvec it was evicted from, mark it
+    active (and workingset, if it was before) and age the lruvec of the memcg it is charged to now.
+    (workingset_test_recent and unpack_shadow inlined for a node eviction while no memcg has pages:
+    every refault passes here.)"""
     flags_a = mem.mem_map.flags_a
     flags = flags_a[head]
     file = not flags & F_SWAPBACKED
@@ -97,11 +164,18 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     events = mem.events
     events[names[0]] += nr_pages
     lruvec = mem.lruvec
-    if lruvec.nonresident_age - (shadow >> 1) > workingset_size(mem, file) or lruvec.plain:
+    if lruvec.plain:
         return
+    if shadow >> (EVICTION_BITS + 1) == 0 and not lruvec.memcg_pages:  # the node's, nothing charged
+        if lruvec.nonresident_age - (shadow >> 1) > workingset_size(mem, file):
+            return
+        lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
+    else:
+        if not workingset_test_recent(mem, shadow, file)[0]:
+            return
+        workingset_age_nonresident(mem, folio_memcg(mem, head), nr_pages)
     _, activate, restore = names
     flags |= F_ACTIVE
-    lruvec.nonresident_age += nr_pages  # workingset_age_nonresident()
     events[activate] += nr_pages
     if shadow & 1:  # it was in the workingset
         flags |= F_WORKINGSET
