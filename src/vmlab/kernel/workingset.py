@@ -56,7 +56,7 @@ def memcg_lruvecs(mem: PhysMem, memcg: MemCgroup | None) -> list[LruVec]:
     """The lruvec of `memcg` (None: the root, whose lruvec is the node's) and those of its ancestors, up
     to the node's: the lruvecs workingset_age_nonresident() ages (each memcg's LRU order is part of
     its ancestors')."""
-    out = []
+    out: list[LruVec] = []
     while memcg is not None and memcg.parent is not None:
         out.append(memcg.lruvec)
         memcg = memcg.parent
@@ -85,6 +85,8 @@ def workingset_eviction(mem: PhysMem, head: int, nr_pages: int, target: MemCgrou
     """workingset_eviction(): the shadow of a folio being evicted now by reclaim of `target` (the memcg
     over its limit; None: the node), with target's age; ages target's lruvec and its ancestors' by
     the folio's size."""
+    if target is not None and target.parent is None:
+        target = None  # the root memcg: its lruvec is the node's
     lruvec = mem.lruvec if target is None else target.lruvec
     eviction = lruvec.nonresident_age
     workingset_age_nonresident(mem, target, nr_pages)
