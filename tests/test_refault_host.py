@@ -124,7 +124,7 @@ MEASURED = {
 def cleanup() -> object:
     """Remove the test's files, even on failure."""
     yield None
-    for path in [*SIZES, f"/tmp/vmlab-refault-y-{TAG}.dat"]:
+    for path in [*SIZES, f"/tmp/vmlab-refault-y-{TAG}.dat"]:  # (THRESHOLD_SIZES has the same files)
         if os.path.exists(path):
             os.unlink(path)
 
@@ -160,6 +160,45 @@ def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, cle
         # seen reclaimed on the kernel, `.` among its `I`).
         k, m = Counter(kernel[path]), Counter(model[path])
         assert all(abs(k[code] - m[code]) <= SLACK for code in k | m), (NAMES[path], k, m)
+
+
+# --- large folios at the threshold -------------------------------------------------------------------
+
+#: A smaller hot file and a larger D: C's refault distances straddle the active list's size.
+THRESHOLD_SIZES = {HOT: 16 * MB, C: 16 * MB, D: 44 * MB}
+
+
+def test_a_large_folio_refaults_whole_at_the_threshold(cleanup: object) -> None:
+    """Where C's refault distances cross the active list's size, the kernel decides once per folio:
+    C comes back as runs of whole folios, active then inactive then active (measured: 485 active, 3,547
+    inactive, 64 active; readahead brings C in as large folios). A large folio leaves one shadow, aged
+    by all its pages at once, and a new large folio refaults once, from the last shadow of its range
+    (__filemap_add_folio); the model used to decide page by page, with distances one apart, and left
+    folios part active (7 runs: 552 active, 27 inactive, 17 active, ...). Now the runs are the
+    kernel's, their lengths within SLACK (the model's boundary is 24 pages later in every size tried,
+    D of 40, 42 and 44 MiB; not explained)."""
+    program = host_or_skip()
+    pause = Pause()
+    work = workload(pause)
+
+    def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
+        return {path: lru_string(file_lru_flags(path), size // PAGE)
+                for path, size in THRESHOLD_SIZES.items()}
+
+    kernel, flushes = on_host(program, THRESHOLD_SIZES, work, observe)
+    assert isinstance(kernel, dict)
+    model_backend = on_model(THRESHOLD_SIZES, work, flush_before=flushes)
+    model = {path: lru_string(model_lru(model_backend, path), size // PAGE)
+             for path, size in THRESHOLD_SIZES.items()}
+    for who, states in (("kernel", kernel), ("model", model)):
+        print(f"flushes before steps {sorted(flushes)}, {who}: "
+              + "; ".join(f"{NAMES[p]} {runs(s)}" for p, s in states.items()))
+    kernel_c, model_c = runs(kernel[C]), runs(model[C])
+    if flushes <= {0, pause.before_step}:
+        assert [code for code, _ in kernel_c] == ["a", "i", "a"] and abs(kernel_c[0][1] - 485) <= SLACK
+    assert [code for code, _ in model_c] == [code for code, _ in kernel_c]
+    lengths = zip(model_c, kernel_c, strict=True)
+    assert all(abs(m - k) <= SLACK for (_, m), (_, k) in lengths), (kernel_c, model_c)
 
 
 # --- a sibling's evictions ---------------------------------------------------------------------------

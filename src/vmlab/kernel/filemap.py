@@ -22,6 +22,7 @@ from vmlab.kernel.memcontrol import (
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
 from vmlab.kernel.page_flags import (
+    F_ACTIVE,
     F_HEAD,
     F_LRU,
     F_REFERENCED,
@@ -205,25 +206,56 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     head first; None when a page of the range is cached already (-EEXIST) or memory or the memcg charge
     fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
     __GFP_NORETRY), then each of the model's frames of it is committed to that memcg and added (the
-    refault of its shadow, the LRU); a large folio's order goes in inode.folio_orders. When memory
-    runs out part way (the model allocates the frames one by one), the frames added stay as small
-    pages and the rest of the charge is given back."""
+    LRU); a large folio's order goes in inode.folio_orders. The shadow entries of the range are
+    replaced by the folio, and the last of them is its shadow (__filemap_add_folio's last conflicting
+    entry): one workingset_refault() for the whole folio (folio_refault). When memory runs out part
+    way (the model allocates the frames one by one), the frames added stay as small pages, the rest
+    of the charge is given back and the rest of the range keeps its shadows."""
     nr = 1 << order
     if any(page_present(inode, i) for i in range(index, index + nr)):
         return None
     err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=noretry)
     if err:
         return None
+    shadows = {i: inode.shadows.pop(i) for i in range(index, index + nr) if i in inode.shadows}
     pfns = []
     for i in range(index, index + nr):
         pfn = add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index)
         if pfn is None:
             mem_cgroup_cancel_charge(memcg, index + nr - i)
-            return None
+            inode.shadows.update((j, shadow) for j, shadow in shadows.items() if j >= i)
+            break
         pfns.append(pfn)
+    if shadows and pfns:
+        folio_refault(mem, inode, pfns, shadows[max(shadows)])
+    if len(pfns) < nr:
+        return None
     if order:
         inode.folio_orders[index] = order
     return pfns
+
+
+def folio_refault(mem: PhysMem, inode: Inode, pfns: list[int], shadow: int) -> None:
+    """workingset_refault() of a new folio whose frames `pfns` (head first) were just added, inactive:
+    one decision for the folio from `shadow`, counted for all its pages; when it is recent, every
+    frame becomes active (and workingset when the shadow says so), moved to the active list in order,
+    as the folio would have joined it. (A frame that reclaim took meanwhile, while a later one was
+    allocated, is left out.) The refault counts in the folio's memcg."""
+    mm = mem.mem_map
+    lruvec = mem.lruvec
+    frames = [pfn for pfn in pfns if mm.flags_a[pfn] & F_LRU and inode.i_pages.get(mm.index_a[pfn]) == pfn]
+    if not frames:
+        return
+    for pfn in frames:
+        lruvec.delete(mm, pfn)
+    workingset_refault(mem, frames[0], len(pfns), shadow)
+    bits = mm.flags_a[frames[0]] & (F_ACTIVE | F_WORKINGSET)
+    memcgs = mem.memcgs
+    for pfn in frames:
+        mm.flags_a[pfn] |= bits
+        lruvec.add(mm, pfn)
+        if memcgs is not None and memcgs.page_memcg:
+            memcgs.count_refault(pfn, inode.shmem)
 
 
 def filemap_get_order(size: int) -> int:

@@ -836,6 +836,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     lruvec = mem.lruvec
     ret: list[int] = []
     verdicts: dict[int, int] = {}
+    evicted: dict[int, int] = {}
     to_free: list[int] = []
     nr_reclaimed = 0
     nr_fused = 0
@@ -902,7 +903,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 to_free.clear()
             nr = _nr_pages(mem, head)
             sc.nr_scanned += nr
-            outcome = _shrink_folio(vmscan, sc, head, stat, verdicts)
+            outcome = _shrink_folio(vmscan, sc, head, stat, verdicts, evicted)
             age = lruvec.nonresident_age
             cached = 0
             rmap_ready = sc.rmap is not None
@@ -931,10 +932,12 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
 
 
 def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
-                  verdicts: dict[int, int]) -> str:
+                  verdicts: dict[int, int], evicted: dict[int, int]) -> str:
     """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep". The frames
     of a large page-cache folio, isolated together, share one folio_check_references() verdict: the
-    first frame met takes it for the folio and leaves it in `verdicts` for the others."""
+    first frame met takes it for the folio and leaves it in `verdicts` for the others, and one shadow
+    entry: the first frame evicted takes it, aging the lruvec by the whole folio, and leaves it in
+    `evicted` for the others (remove_mapping)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
@@ -976,7 +979,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         outcome = _pageout(vmscan, sc, head, references, stat)
         if outcome:
             return outcome
-    return "freed" if remove_mapping(mem, head, sc.target) else "keep"
+    return "freed" if remove_mapping(mem, head, sc.target, evicted) else "keep"
 
 
 def _shrink_lazyfree(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
@@ -1032,10 +1035,13 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     return ""
 
 
-def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None) -> bool:
+def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
+                   evicted: dict[int, int] | None = None) -> bool:
     """__remove_mapping() + free: an unmapped, clean page-cache folio whose only references are the
     cache's and reclaim's leaves the page cache (a shadow entry stays for a file folio, aged in the
-    lruvec of `target`, the memcg reclaim is for: None for the node) and is freed.
+    lruvec of `target`, the memcg reclaim is for: None for the node) and is freed. The frames of a
+    large folio leave one shadow, as the kernel's one multi-index entry: the first frame evicted
+    takes it (workingset_eviction of the whole folio) and leaves it in `evicted` for the others.
     False (kept) when someone else holds a reference or it became dirty."""
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
@@ -1050,10 +1056,16 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None) -> 
     index = mmap_.index_a[head]
     if inode.i_pages.get(index) != head:
         raise AssertionError(f"pfn {head:#x} is not the cache page of index {index} of {inode.path}")
+    if not flags & F_SWAPBACKED:
+        shadow = evicted.pop(head, None) if evicted is not None else None
+        if shadow is None:
+            frames = _page_cache_folio(mem, head)
+            shadow = workingset_eviction(mem, head, len(frames), target)
+            if evicted is not None and len(frames) > 1:
+                evicted.update(dict.fromkeys((f for f in frames if f != head), shadow))
+        inode.shadows[index] = shadow
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
-    if not flags & F_SWAPBACKED:
-        inode.shadows[index] = workingset_eviction(mem, head, 1, target)
     mmap_._refcount_a[head] -= 1  # the page cache's reference
     put_page(mem, head)  # reclaim's: frees it
     return True
