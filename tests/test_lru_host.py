@@ -182,15 +182,49 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
         with (rstat.FlushTrace(f"vmlab_lru_{os.getpid()}") as trace,
               MemcgV1(f"vmlab_lru_{os.getpid()}", LIMIT) as cg, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
-            pid = host.start(program, Settings())
-            pin_to_cpu(pid, 0)
-            cg.attach(pid)
-            run = Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)))
+            [run] = host_workers(host, program, [cg])
             work(run)
             run.drain()
             flush_before = flushes_before(trace, run.starts, born, [cg])
             return observe(run, cg), flush_before
     return undisturbed(once)
+
+
+def host_workers(host: HostBackend, program: Program, memcgs: list[MemcgV1]) -> list[Run]:
+    """One stepper in each of `memcgs`, pinned to CPU 0 before it joins, with its read buffer; their
+    Runs share one step count (a workload's steps, whichever process takes them)."""
+    starts: list[int] = []
+    runs: list[Run] = []
+    for cg in memcgs:
+        pid = host.start(program, Settings())
+        pin_to_cpu(pid, 0)
+        cg.attach(pid)
+        runs.append(Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
+                        starts=starts))
+    return runs
+
+
+def model_workers(model: ModelBackend, memcgs: list[str], flush_before: frozenset[int]) -> list[Run]:
+    """host_workers in the model: one process in each new memcg of LIMIT at `memcgs`, the kernel's
+    flushes (`flush_before`) to be replayed at the shared step count."""
+    starts: list[int] = []
+    runs: list[Run] = []
+    for path in memcgs:
+        pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
+        assert model.memcg_create(path, LIMIT) == 0 and model.memcg_attach(pid, path) == 0
+        runs.append(Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
+                        starts=starts, flush_before=flush_before))
+    return runs
+
+
+def model_finish(model: ModelBackend, run: Run) -> None:
+    """After a workload in the model: the kernel's flush after its last step, if it made one; the
+    model's own flush worker must not have run (the workload took less than FLUSH_TIME of simulated
+    time); the machine's invariants."""
+    if len(run.starts) in run.flush_before:
+        flush_memcg_stats(model.mem)
+    assert model.mem.clock.now_ns < FLUSH_TIME_NS, "the model's own statistics flush ran"
+    check_machine(model)
 
 
 def flushes_before(trace: rstat.FlushTrace, starts: list[int], born: int,
@@ -213,18 +247,12 @@ def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = F
     for path, size in sizes.items():
         _sparse(path, size)
     model = ModelBackend(MODEL_RAM)
-    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
+    [run] = model_workers(model, [MEMCG], flush_before)
     if plain:
         vmscan.set_lru_policy(model.mem, "plain")
-    assert model.memcg_create(MEMCG, LIMIT) == 0 and model.memcg_attach(pid, MEMCG) == 0
-    run = Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
-              flush_before=flush_before)
     work(run)
     run.drain()
-    if len(run.starts) in flush_before:
-        flush_memcg_stats(model.mem)
-    assert model.mem.clock.now_ns < FLUSH_TIME_NS, "the model's own statistics flush ran"
-    check_machine(model)
+    model_finish(model, run)
     return model
 
 

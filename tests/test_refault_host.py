@@ -43,31 +43,28 @@ from collections.abc import Callable
 import pytest
 
 from test_lru_host import (
-    BUF,
     LIMIT,
     MB,
     MODEL_RAM,
     PAGE,
-    PRIVATE_ANON_POPULATE,
-    RW,
     Run,
     _sparse,
     flushes_before,
     host_or_skip,
+    host_workers,
+    model_finish,
     model_lru,
+    model_workers,
     on_host,
     on_model,
     read_pass,
     steps,
 )
-from vmlab.backend import Program, Settings
+from vmlab.backend import Program
 from vmlab.host import rstat
-from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string, pin_to_cpu
+from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string
 from vmlab.host.oracle import HostBackend
-from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
-from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.memcontrol import FLUSH_TIME_NS, flush_memcg_stats
 
 from interference import undisturbed
 
@@ -218,8 +215,8 @@ def sibling_workload(p: Run, q: Run, pause: Pause) -> None:
 
 
 def sibling_on_host(program: Program, pause: Pause) -> tuple[dict[str, str], frozenset[int]]:
-    """The sibling workload in two new 64 MiB v1 memcgs (P's and Q's, both pinned to CPU 0): the page
-    states of the files and the steps before which the kernel flushed the statistics."""
+    """The sibling workload in two new 64 MiB v1 memcgs (P's and Q's): the page states of the files
+    and the steps before which the kernel flushed the statistics."""
     def once() -> tuple[dict[str, str], frozenset[int]]:
         for path, size in SIBLING_SIZES.items():
             _sparse(path, size)
@@ -227,15 +224,9 @@ def sibling_on_host(program: Program, pause: Pause) -> tuple[dict[str, str], fro
         with (rstat.FlushTrace(f"vmlab_refault_{tag}") as trace, MemcgV1(f"vmlab_x_{tag}", LIMIT) as x,
               MemcgV1(f"vmlab_y_{tag}", LIMIT) as y, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
-            runs_: list[Run] = []
-            for cg in (x, y):
-                pid = host.start(program, Settings())
-                pin_to_cpu(pid, 0)
-                cg.attach(pid)
-                buf = host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0))
-                runs_.append(Run(host, pid, buf, starts=runs_[0].starts if runs_ else []))
-            sibling_workload(*runs_, pause)
-            flushes = flushes_before(trace, runs_[0].starts, born, [x, y])
+            p, q = host_workers(host, program, [x, y])
+            sibling_workload(p, q, pause)
+            flushes = flushes_before(trace, p.starts, born, [x, y])
             states = {path: lru_string(file_lru_flags(path), size // PAGE)
                       for path, size in SIBLING_SIZES.items()}
         return states, flushes
@@ -247,17 +238,9 @@ def sibling_on_model(flush_before: frozenset[int]) -> dict[str, str]:
     for path, size in SIBLING_SIZES.items():
         _sparse(path, size)
     model = ModelBackend(MODEL_RAM)
-    runs_: list[Run] = []
-    for memcg in ("/x", "/y"):
-        pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
-        assert model.memcg_create(memcg, LIMIT) == 0 and model.memcg_attach(pid, memcg) == 0
-        buf = model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0))
-        runs_.append(Run(model, pid, buf, starts=runs_[0].starts if runs_ else [], flush_before=flush_before))
-    sibling_workload(*runs_, Pause())
-    if len(runs_[0].starts) in flush_before:
-        flush_memcg_stats(model.mem)
-    assert model.mem.clock.now_ns < FLUSH_TIME_NS, "the model's own statistics flush ran"
-    check_machine(model)
+    p, q = model_workers(model, ["/x", "/y"], flush_before)
+    sibling_workload(p, q, Pause())
+    model_finish(model, p)
     return {path: lru_string(model_lru(model, path), size // PAGE) for path, size in SIBLING_SIZES.items()}
 
 
