@@ -1,6 +1,6 @@
-"""Fixtures and helpers for the host OOM tests: a compiled hog, memory cgroups made and removed by
-the test, hogs confined to them. Everything a test starts is killed (by pid) and every cgroup removed,
-even on failure."""
+"""Fixtures and helpers for the host tests: a compiled hog, memory cgroups made and removed by the
+test, hogs confined to them, files the test makes. Everything a test starts is killed (by pid) and
+every cgroup and file removed, even on failure."""
 
 from __future__ import annotations
 
@@ -155,3 +155,12 @@ def memcgs() -> Iterator[Memcgs]:
     finally:
         for path in reversed(m.made):
             _remove_tree(path)
+
+
+@pytest.fixture
+def files() -> Iterator[list[str]]:
+    """Paths the test makes; every one is removed afterwards, even on failure."""
+    made: list[str] = []
+    yield made
+    for path in made:
+        Path(path).unlink(missing_ok=True)

@@ -49,7 +49,7 @@ import os
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,15 +147,6 @@ def host_or_skip() -> Program:
     if reason:
         pytest.skip(reason)
     return program
-
-
-@pytest.fixture
-def files() -> Iterator[list[str]]:
-    """Paths the test makes; every one is removed afterwards, even on failure."""
-    made: list[str] = []
-    yield made
-    for path in made:
-        Path(path).unlink(missing_ok=True)
 
 
 def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None],

@@ -39,6 +39,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import groupby
 
 import pytest
 
@@ -73,7 +74,8 @@ pytestmark = pytest.mark.host
 TAG = os.getpid()
 HOT, C, D = (f"/tmp/vmlab-refault-{kind}-{TAG}.dat" for kind in ("hot", "c", "d"))
 SIZES = {HOT: 24 * MB, C: 16 * MB, D: 24 * MB}
-NAMES = {HOT: "hot", C: "C", D: "D"}
+Y = f"/tmp/vmlab-refault-y-{TAG}.dat"
+NAMES = {HOT: "hot", C: "C", D: "D", Y: "Y"}
 PAUSE_S = 2.5  # longer than FLUSH_TIME: the periodic worker flushes at least once during it
 #: How far the pages deactivated or evicted may differ (see the module text: slab the model lacks).
 SLACK = 128
@@ -101,13 +103,7 @@ def workload(pause: Pause | None) -> Callable[[Run], None]:
 
 def runs(state: str) -> list[tuple[str, int]]:
     """A page-state string as (state, run length) pairs."""
-    out: list[tuple[str, int]] = []
-    for code in state:
-        if out and out[-1][0] == code:
-            out[-1] = (code, out[-1][1] + 1)
-        else:
-            out.append((code, 1))
-    return out
+    return [(code, len(list(group))) for code, group in groupby(state)]
 
 
 #: pause -> the kernel's page states of C, the hot file and D as measured (run lengths; `.` not cached).
@@ -117,34 +113,37 @@ MEASURED = {
 }
 
 
-@pytest.fixture
-def cleanup() -> object:
-    """Remove the test's files, even on failure."""
-    yield None
-    for path in [*SIZES, f"/tmp/vmlab-refault-y-{TAG}.dat"]:  # (THRESHOLD_SIZES has the same files)
-        if os.path.exists(path):
-            os.unlink(path)
+def states_on_both(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
+                   files: list[str]) -> tuple[dict[str, str], dict[str, str], frozenset[int]]:
+    """The page states of each file of `sizes` after `work` on the kernel and in the model (the
+    kernel's statistics flushes replayed), printed as runs, and where the kernel flushed."""
+    files.extend(sizes)
+
+    def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
+        return {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in sizes.items()}
+
+    kernel, flushes = on_host(program, sizes, work, observe)
+    assert isinstance(kernel, dict)
+    backend = on_model(sizes, work, flush_before=flushes)
+    model = {path: lru_string(model_lru(backend, path), size // PAGE) for path, size in sizes.items()}
+    show(kernel, model, flushes)
+    return kernel, model, flushes
+
+
+def show(kernel: dict[str, str], model: dict[str, str], flushes: frozenset[int]) -> None:
+    """Print both sides' page states as runs."""
+    for who, states in (("kernel", kernel), ("model", model)):
+        print(f"flushes before steps {sorted(flushes)}, {who}: "
+              + "; ".join(f"{NAMES[p]} {runs(s)}" for p, s in states.items()))
 
 
 @pytest.mark.parametrize("with_pause", [False, True], ids=["refault_at_once", "refault_after_a_pause"])
-def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, cleanup: object) -> None:
+def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, files: list[str]) -> None:
     """C's refaults are activated only when the statistics were flushed after the hot file became
     active: as on the kernel, page for page; the hot file's deactivated head and D's evicted head the
     same within SLACK pages, state by state."""
-    program = host_or_skip()
     pause = Pause() if with_pause else None
-    work = workload(pause)
-
-    def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
-        return {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in SIZES.items()}
-
-    kernel, flushes = on_host(program, SIZES, work, observe)
-    assert isinstance(kernel, dict)
-    model_backend = on_model(SIZES, work, flush_before=flushes)
-    model = {path: lru_string(model_lru(model_backend, path), size // PAGE) for path, size in SIZES.items()}
-    for who, states in (("kernel", kernel), ("model", model)):
-        print(f"pause {with_pause}, flushes before steps {sorted(flushes)}, {who}: "
-              + "; ".join(f"{NAMES[p]} {runs(s)}" for p, s in states.items()))
+    kernel, model, flushes = states_on_both(host_or_skip(), SIZES, workload(pause), files)
     # Flushes before the first step see an empty memcg; one in the pause is the point of it.
     if flushes <= {0, pause.before_step if pause else 0}:  # none during the reads (nearly always)
         measured = MEASURED[with_pause]
@@ -165,7 +164,7 @@ def test_refault_activation_follows_the_flushed_statistics(with_pause: bool, cle
 THRESHOLD_SIZES = {HOT: 16 * MB, C: 16 * MB, D: 44 * MB}
 
 
-def test_a_large_folio_refaults_whole_at_the_threshold(cleanup: object) -> None:
+def test_a_large_folio_refaults_whole_at_the_threshold(files: list[str]) -> None:
     """Where C's refault distances cross the active list's size, the kernel decides once per folio:
     C comes back as runs of whole folios, active then inactive then active (measured: 485 active, 3,547
     inactive, 64 active; readahead brings C in as large folios). A large folio leaves one shadow, aged
@@ -174,22 +173,8 @@ def test_a_large_folio_refaults_whole_at_the_threshold(cleanup: object) -> None:
     folios part active (7 runs: 552 active, 27 inactive, 17 active, ...). Now the runs are the
     kernel's, their lengths within SLACK (the model's boundary is 24 pages later in every size tried,
     D of 40, 42 and 44 MiB; not explained)."""
-    program = host_or_skip()
     pause = Pause()
-    work = workload(pause)
-
-    def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
-        return {path: lru_string(file_lru_flags(path), size // PAGE)
-                for path, size in THRESHOLD_SIZES.items()}
-
-    kernel, flushes = on_host(program, THRESHOLD_SIZES, work, observe)
-    assert isinstance(kernel, dict)
-    model_backend = on_model(THRESHOLD_SIZES, work, flush_before=flushes)
-    model = {path: lru_string(model_lru(model_backend, path), size // PAGE)
-             for path, size in THRESHOLD_SIZES.items()}
-    for who, states in (("kernel", kernel), ("model", model)):
-        print(f"flushes before steps {sorted(flushes)}, {who}: "
-              + "; ".join(f"{NAMES[p]} {runs(s)}" for p, s in states.items()))
+    kernel, model, flushes = states_on_both(host_or_skip(), THRESHOLD_SIZES, workload(pause), files)
     kernel_c, model_c = runs(kernel[C]), runs(model[C])
     if flushes <= {0, pause.before_step}:
         assert [code for code, _ in kernel_c] == ["a", "i", "a"] and abs(kernel_c[0][1] - 485) <= SLACK
@@ -200,7 +185,6 @@ def test_a_large_folio_refaults_whole_at_the_threshold(cleanup: object) -> None:
 
 # --- a sibling's evictions ---------------------------------------------------------------------------
 
-Y = f"/tmp/vmlab-refault-y-{TAG}.dat"
 SIBLING_SIZES = {**SIZES, Y: 128 * MB}
 
 
@@ -244,19 +228,17 @@ def sibling_on_model(flush_before: frozenset[int]) -> dict[str, str]:
     return {path: lru_string(model_lru(model, path), size // PAGE) for path, size in SIBLING_SIZES.items()}
 
 
-def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(cleanup: object) -> None:
+def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(files: list[str]) -> None:
     """The refault distance is measured in the lruvec reclaim evicted from: C, evicted by X's reclaim,
     refaults after 17,408 evictions in its sibling Y and is activated all the same, as on the kernel
     (the model aged one node-wide clock before, and left 656 pages of C inactive). Every file's page
     states agree exactly (measured: C all active, D's first 564 pages evicted, Y's first 17,408)."""
     program = host_or_skip()
+    files.extend(SIBLING_SIZES)
     pause = Pause()
     kernel, flushes = sibling_on_host(program, pause)
     model = sibling_on_model(flushes)
-    names = {**NAMES, Y: "Y"}
-    for who, states in (("kernel", kernel), ("model", model)):
-        print(f"flushes before steps {sorted(flushes)}, {who}: "
-              + "; ".join(f"{names[p]} {runs(s)}" for p, s in states.items()))
+    show(kernel, model, flushes)
     if flushes <= {0, pause.before_step}:
         assert runs(kernel[C]) == [("a", 4096)] and runs(kernel[Y]) == [(".", 17408), ("i", 15360)]
     assert model == kernel

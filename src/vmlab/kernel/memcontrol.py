@@ -430,7 +430,7 @@ class MemCgroupTree:
     stock_memcg: MemCgroup | None = None
     stock_pages: int = 0
     #: The memcgs by id (the root first): mem_cgroup_from_id().
-    _by_id: list[MemCgroup] = field(init=False, repr=False, default_factory=list)
+    _by_id: list[MemCgroup] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """The root memcg: unlimited."""
@@ -912,3 +912,11 @@ def flush_memcg_stats_dwork(mem: PhysMem) -> None:
     flush_memcg_stats(mem)
     clock = mem.clock
     clock.at(clock.now_ns + FLUSH_TIME_NS, lambda: flush_memcg_stats_dwork(mem))
+
+
+def folio_memcg(mem: PhysMem, head: int) -> MemCgroup | None:
+    """folio_memcg(): the memcg folio `head` is charged to (None: the root, or a machine without
+    memcgs)."""
+    memcgs = mem.memcgs
+    got = memcgs.page_memcg.get(head) if memcgs is not None else None
+    return got[0] if got is not None else None

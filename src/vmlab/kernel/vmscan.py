@@ -46,7 +46,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from vmlab.kernel.filemap import split_large_folio
-from vmlab.kernel.memcontrol import MemCgroup
+from vmlab.kernel.memcontrol import MemCgroup, folio_memcg
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
 from vmlab.kernel.page_flags import (
@@ -83,7 +83,6 @@ from vmlab.kernel.swap import (
 )
 from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.workingset import (
-    folio_memcg,
     lru_note_cost,
     memcg_lru_stats,
     nr_swap_pages,
@@ -1059,7 +1058,7 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
     if not flags & F_SWAPBACKED:
         shadow = evicted.pop(head, None) if evicted is not None else None
         if shadow is None:
-            frames = _page_cache_folio(mem, head)
+            frames = folio_frames(mem, inode, head) if inode.folio_orders else [head]
             shadow = workingset_eviction(mem, head, len(frames), target)
             if evicted is not None and len(frames) > 1:
                 evicted.update(dict.fromkeys((f for f in frames if f != head), shadow))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vmlab.kernel.memcontrol import folio_memcg
 from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
 from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 
@@ -66,19 +67,9 @@ def memcg_lruvecs(mem: PhysMem, memcg: MemCgroup | None) -> list[LruVec]:
     return out
 
 
-def folio_memcg(mem: PhysMem, head: int) -> MemCgroup | None:
-    """The memcg folio `head` is charged to (None: the root, or a machine without memcgs)."""
-    memcgs = mem.memcgs
-    got = memcgs.page_memcg.get(head) if memcgs is not None else None
-    return got[0] if got is not None else None
-
-
 def workingset_age_nonresident(mem: PhysMem, memcg: MemCgroup | None, nr_pages: int) -> None:
     """workingset_age_nonresident(): evictions and activations in `memcg` advance the inactive list's
     age of its lruvec and of its ancestors'."""
-    if memcg is None:
-        mem.lruvec.nonresident_age += nr_pages
-        return
     for lruvec in memcg_lruvecs(mem, memcg):
         lruvec.nonresident_age += nr_pages
 
