@@ -115,8 +115,8 @@ def _memcg_stat(cg: Path) -> dict[str, int]:
 
 
 def drained_model_counters(model: ModelBackend, memcg: MemCgroup) -> Counters:
-    """The model memcg's counters with the charge stock given back."""
-    model.memcgs.drain_stock()
+    """The model memcg's counters with the charge and object stocks given back."""
+    model.memcgs.drain_all_stock(model.memcgs.root)
     return model_counters(memcg)
 
 

@@ -15,6 +15,7 @@ from vmlab.kernel.swap import (
     folio_mark_accessed,
     page_cache_release,
 )
+from vmlab.kernel.xarray import xa_erase_unused
 
 
 def _mem() -> PhysMem:
@@ -75,6 +76,7 @@ def test_folio_activate_of_a_small_folio_is_delete_then_add(steps: list[tuple[in
             elif index % 7 == 0:
                 page_cache_release(mem, pfn)
                 del inode.i_pages[index]
+                xa_erase_unused(mem, inode, index)
             else:
                 activate(mem, pfn)
     one, two = mems

@@ -15,6 +15,8 @@ from swapkit import model_with_swap
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, MemCgroup
+from vmlab.kernel.uapi import PAGE_SIZE
+from vmlab.kernel.xarray import XA_NODE_SIZE
 
 MB = 1 << 20
 PAGE = 4096
@@ -34,8 +36,9 @@ def read_all(model: ModelBackend, pid: int, path: str, buf: int, chunk: int = MB
 
 def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> None:
     """read() charges the pages it brings in to the reader's memcg (cache, inactive_file), the stock
-    holds the rest of a charge batch, the buffer's page tables count as kmem, and dropping the pages
-    uncharges them."""
+    holds the rest of a charge batch, the buffer's page tables and the page cache's XArray nodes (17
+    for 1,024 pages: 16 leaves and their parent) count as kmem, and dropping the pages uncharges
+    them and their nodes (what is left of a page of node bytes may stay in the object stock)."""
     model, pid, memcg = machine(64 * MB)
     model.create_file("/sim/f", 4 * MB)
     buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
@@ -44,13 +47,15 @@ def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> Non
     assert state["cache"] == 1024 and state["inactive_file"] + state["active_file"] == 1024
     assert state["rss"] == 256  # the buffer
     # The buffer's page tables (its PMD and PTE tables at least) are charged too, as kmem.
-    assert memcg.kmem_charged >= 2 and memcg.kmem.usage == memcg.kmem_charged
-    assert memcg.memory.usage == memcg.charged + memcg.kmem_charged + model.memcgs.stock_pages
+    assert memcg.kmem_charged >= 2 and memcg.kmem_obj_pages == -(-17 * XA_NODE_SIZE // PAGE_SIZE)
+    assert memcg.kmem.usage == memcg.kmem_charged + memcg.kmem_obj_pages
+    assert memcg.memory.usage == memcg.charged + memcg.kmem.usage + model.memcgs.stock_pages
     assert 0 <= model.memcgs.stock_pages <= MEMCG_CHARGE_BATCH
     check_machine(model)
     fd = model.syscall(pid, "openat", (-100, "/sim/f", 0))
     assert model.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0
     assert memcg.page_state()["cache"] == 0 and memcg.stat["pgpgout"] > 0
+    assert model._inode("/sim/f").xa_nodes.nr_nodes() == 0 and memcg.kmem_obj_pages <= 1
     check_machine(model)
 
 

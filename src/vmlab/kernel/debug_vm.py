@@ -33,7 +33,11 @@ subtree's swap); each swap entry charged to a memcg (swap_cgroup) is a slot in u
 swap counts its entries; each memcg's LRU mirror is exactly its charged folios of each node list, in
 node-list order. Every page-table frame charged to a memcg (kmem_memcg) is a table of a live mm; each
 memcg's `kmem_charged` is the count of its table frames, which its memory (and memsw) usage includes,
-and v1's kmem counter is exactly the subtree's table frames.
+and v1's kmem counter is exactly the subtree's table frames and slab pages. Slab objects
+(check_xa_nodes): each inode's XArray nodes are those its entries need (every index with a page or a
+shadow in an entry; the tree rebuilt from the entries is the one kept), a node charged is a node of
+the tree, and each memcg's slab pages hold exactly its nodes' bytes, the object stock's and its
+nr_charged_bytes.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ from vmlab.kernel.swapfile import (
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.util import accounted_pages
+from vmlab.kernel.xarray import XA_NODE_SIZE, XaNodes
 
 if TYPE_CHECKING:
     from vmlab.kernel.machine import ModelBackend
@@ -404,7 +409,41 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     check_writeback(mem, enumerate_inodes(backend))
     check_swap_areas(mem, frames)
     check_reclaim(mem, enumerate_inodes(backend))
+    check_xa_nodes(backend, enumerate_inodes(backend))
     check_memcg(backend, frames)
+
+
+def check_xa_nodes(backend: ModelBackend, inodes: list[Inode]) -> None:
+    """Each inode's XArray nodes against its entries, and the slab bytes each memcg paid for."""
+    owned: Counter[int] = Counter()
+    for inode in inodes:
+        nodes = inode.xa_nodes
+        at = f"i_pages of {inode.path} (ino {inode.ino})"
+        used = inode.i_pages.keys() | inode.shadows.keys()
+        covered = {i for head, order in nodes.orders.items() for i in range(head, head + (1 << order))}
+        for head, order in nodes.orders.items():
+            if not used.intersection(range(head, head + (1 << order))):
+                raise AssertionError(f"{at}: entry at {head} of order {order} holds no page or shadow")
+        rebuilt = XaNodes()
+        rebuilt.update([], sorted(nodes.orders.items()) + [(i, 0) for i in sorted(used - covered)])
+        if rebuilt.masks != nodes.masks or rebuilt.chain != nodes.chain:
+            raise AssertionError(f"{at}: {nodes.nr_nodes()} nodes kept, its entries need "
+                                 f"{rebuilt.nr_nodes()}")
+        real = set(nodes.masks) - set(nodes.chain)
+        for node, memcg in nodes.owner.items():
+            if node not in real:
+                raise AssertionError(f"{at}: node {node} charged to {memcg.path} is not in the tree")
+            owned[id(memcg)] += 1
+    tree = backend.memcgs
+    if tree is None:
+        return
+    for memcg in tree.root.iter_tree():
+        held = owned[id(memcg)] * XA_NODE_SIZE + memcg.nr_charged_bytes
+        if tree.obj_stock_memcg is memcg:
+            held += tree.obj_stock_bytes
+        if memcg.kmem_obj_pages * PAGE_SIZE != held:
+            raise AssertionError(f"memcg {memcg.path}: {memcg.kmem_obj_pages} slab pages charged, "
+                                 f"{held} bytes in its nodes, the object stock and nr_charged_bytes")
 
 
 def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:
@@ -475,10 +514,10 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
                                  f"{tables[id(memcg)]} table frames are charged to it")
         if memcg.parent is None:
             continue  # the root's counters are not charged (pages of root tasks are not accounted)
-        kmem = sum(c.kmem_charged for c in memcg.iter_tree())
+        kmem = sum(c.kmem_charged + c.kmem_obj_pages for c in memcg.iter_tree())
         if tree.version == 1 and memcg.kmem.usage != kmem:
             raise AssertionError(f"memcg {memcg.path}: kmem usage {memcg.kmem.usage} != {kmem} table "
-                                 "frames charged in its subtree")
+                                 "frames and slab pages charged in its subtree")
         want = kmem + sum(c.charged + c.forced for c in memcg.iter_tree())
         if tree.stock_memcg is not None and tree.stock_memcg.is_descendant_of(memcg):
             want += tree.stock_pages

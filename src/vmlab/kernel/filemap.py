@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from vmlab.kernel import readahead
+from vmlab.kernel import readahead, xarray
 from vmlab.kernel.memcontrol import (
     MemCgroup,
     mem_cgroup_cancel_charge,
@@ -117,7 +117,7 @@ def folio_test_readahead(mem: PhysMem, inode: Inode, index: int) -> bool:
 
 def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = True,
                       noretry: bool = False, charged_to: MemCgroup | None = None,
-                      first: bool = True) -> int | None:
+                      first: bool = True, xa: bool = True) -> int | None:
     """filemap_add_folio(): a new uptodate page of the file at `index`, held by the cache (one ref),
     charged to the running task's memcg first (mem_cgroup_charge; `noretry` for readahead's
     __GFP_NORETRY); None when memory or the charge fails. `charge` off for a page the host had
@@ -125,19 +125,21 @@ def add_to_page_cache(mem: PhysMem, inode: Inode, index: int, *, charge: bool = 
     to `charged_to` beforehand (mem_cgroup_precharge; `first`: the folio's first frame).
     The run of one page of add_to_page_cache_run()."""
     pfns, _, _ = add_to_page_cache_run(mem, inode, index, 1, lookup=False, charge=charge, noretry=noretry,
-                                       charged_to=charged_to, first=first)
+                                       charged_to=charged_to, first=first, xa=xa)
     return pfns[0] if pfns else None
 
 
 def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, mark: int = -1,
                           lookup: bool = True, charge: bool = True, noretry: bool = False,
-                          charged_to: MemCgroup | None = None,
-                          first: bool = True) -> tuple[list[int], bool, bool]:
+                          charged_to: MemCgroup | None = None, first: bool = True,
+                          xa: bool = True) -> tuple[list[int], bool, bool]:
     """filemap_add_folio() of each page of [index, index + nr) in turn, as add_to_page_cache() of one
     page describes (allocation, memcg charge, i_pages, the refault of its shadow, the LRU), until
     memory or the charge fails or, with `lookup`, a page the cache has (page_present, looked at just
-    before the page's turn: each allocation may wake kswapd, which may evict). The page at index
-    `mark` gets PG_readahead as it is added. Returns (the PFNs added in index order, whether the run
+    before the page's turn: each allocation may wake kswapd, which may evict). Each page's slot in
+    i_pages is an order-0 entry (xarray.xa_update: new nodes charged, a larger shadow split), unless
+    the caller (`xa` off) stored the folio's entry. The page at index `mark` gets PG_readahead as it
+    is added. Returns (the PFNs added in index order, whether the run
     stopped on a failure, whether a page added was PG_workingset: readahead's ractl->_workingset).
 
     One loop with the per-page steps bound to locals: the miss path of every read (readahead adds its
@@ -152,6 +154,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
     memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
+    xa_orders, xa_store_page = inode.xa_nodes.orders, xarray.xa_store_page
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
@@ -168,6 +171,10 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
             elif mem_cgroup_charge_cache(mem, pfn, shmem, noretry):
                 mem.free_pages(pfn)
                 return pfns, True, workingset
+        # (the commonest case, a refault into an order-0 shadow, changes no node)
+        if xa and (xa_orders or idx not in shadows) and xa_store_page(mem, inode, idx, charge, noretry):
+            mem.free_pages(pfn)
+            return pfns, True, workingset
         mapping_a[pfn] = handle
         index_a[pfn] = idx
         flags = flags_a[pfn] | new_flags
@@ -217,13 +224,20 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=noretry)
     if err:
         return None
+    if _xa_store_folio(mem, inode, index, order, noretry):
+        mem_cgroup_cancel_charge(memcg, nr)
+        return None
     shadows = {i: inode.shadows.pop(i) for i in range(index, index + nr) if i in inode.shadows}
     pfns = []
     for i in range(index, index + nr):
-        pfn = add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index)
+        pfn = add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index, xa=False)
         if pfn is None:
             mem_cgroup_cancel_charge(memcg, index + nr - i)
             inode.shadows.update((j, shadow) for j, shadow in shadows.items() if j >= i)
+            # The frames added stay small pages: order-0 entries, like the shadows kept.
+            xarray.xa_update(mem, inode, [(index, order)], [
+                (j, 0) for j in range(index, index + nr) if j in inode.i_pages or j in inode.shadows],
+                charge=False)
             break
         pfns.append(pfn)
     if shadows and pfns:
@@ -233,6 +247,18 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     if order:
         inode.folio_orders[index] = order
     return pfns
+
+
+def _xa_store_folio(mem: PhysMem, inode: Inode, index: int, order: int, noretry: bool) -> int:
+    """__filemap_add_folio()'s store of the folio's entry (`index`, `order`) in i_pages: over the
+    shadow entries its range holds (replaced), or into a larger one (xas_try_split() first). 0 or
+    -ENOMEM (nothing stored)."""
+    nodes = inode.xa_nodes
+    shadows = inode.shadows
+    old = {nodes.entry_at(i) for i in range(index, index + (1 << order)) if i in shadows}
+    if len(old) == 1 and next(iter(old))[1] > order:
+        return xarray.xa_split(mem, inode, index, order, noretry)
+    return xarray.xa_update(mem, inode, sorted(old), [(index, order)], noretry=noretry)
 
 
 def folio_refault(mem: PhysMem, inode: Inode, pfns: list[int], shadow: int) -> None:

@@ -134,6 +134,7 @@ from vmlab.kernel.uapi import (
     page_align,
 )
 from vmlab.kernel.vmstat import show_vmstat
+from vmlab.kernel.xarray import xa_destroy
 from vmlab.linux import CacheStat
 
 #: The session of the first process: a login shell's, whose leader is outside the model.
@@ -388,6 +389,7 @@ class ModelBackend:
             for pfn in inode.i_pages.values():
                 put_page(self.mem, pfn)
             inode.i_pages.clear()
+            xa_destroy(inode)
             shmem_unacct_size(self.mem, inode)
 
     def create_file(self, path: str, size: int, bdi: BackingDev | None = None, *,

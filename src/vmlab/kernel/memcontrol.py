@@ -42,8 +42,16 @@ even after the task moved elsewhere: the page goes straight back to the memcg's 
 memory, memsw). The kernel frees tables after an RCU grace period and gives the pages to the charge
 stock of the CPU that runs the callback (refill_stock: measured here, 1 to 30 of 130 freed tables'
 pages stayed charged there after a munmap); the model frees them at once, to the counters. A
-memcg's `kmem_charged` counts its table pages. The kernel also charges slab objects (VMAs,
-anon_vmas, task and mm structs) as kmem; the model has none of them.
+memcg's `kmem_charged` counts its table pages.
+
+Slab objects (kmem, __GFP_ACCOUNT): the model has one kind, the page cache's XArray nodes
+(xarray.XaNodes: i_pages is XA_FLAGS_ACCOUNT), charged to the running task's memcg as the kernel's
+obj_cgroup_charge() does: bytes from the CPU's object stock (obj_stock_pcp) when it holds enough of
+that memcg's, else whole pages through try_charge_memcg() (and v1's kmem counter), what is left of the
+page kept in the stock; a freed object's bytes go back to the stock, which uncharges whole pages once
+it holds more than one, and a stock switched to another memcg keeps the odd bytes in the memcg
+(objcg->nr_charged_bytes). `kmem_obj_pages` counts a memcg's slab pages. The kernel's other slab
+objects (VMAs, anon_vmas, struct file, task and mm structs) the model does not have.
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
@@ -196,6 +204,11 @@ class MemCgroup:
     swap: int = 0
     #: MEMCG_KMEM: page-table frames charged here (__memcg_kmem_charge_page).
     kmem_charged: int = 0
+    #: MEMCG_KMEM: pages charged here for slab objects (obj_cgroup_charge_pages: the page cache's
+    #: xa_nodes), and objcg->nr_charged_bytes: bytes of them left over when a CPU's object stock
+    #: switched to another memcg.
+    kmem_obj_pages: int = 0
+    nr_charged_bytes: int = 0
     #: mem_cgroup_id(): what a shadow entry names the memcg by (0: the root).
     id: int = 0
 
@@ -429,6 +442,10 @@ class MemCgroupTree:
     #: memcg_stock_pcp of the one CPU: pages charged to `stock_memcg` ahead of use.
     stock_memcg: MemCgroup | None = None
     stock_pages: int = 0
+    #: obj_stock_pcp of the one CPU: bytes of pages charged to `obj_stock_memcg` for slab objects, not
+    #: yet used by one.
+    obj_stock_memcg: MemCgroup | None = None
+    obj_stock_bytes: int = 0
     #: The memcgs by id (the root first): mem_cgroup_from_id().
     _by_id: list[MemCgroup] = field(init=False, repr=False)
 
@@ -507,13 +524,17 @@ class MemCgroupTree:
         self.stock_memcg, self.stock_pages = None, 0
 
     def drain_all_stock(self, root: MemCgroup) -> None:
-        """drain_all_stock(): drain the stock if it holds pages of `root` or a descendant."""
+        """drain_all_stock(): drain the object stock and the charge stock where they hold bytes or pages
+        of `root` or a descendant."""
+        if self.obj_stock_memcg is not None and self.obj_stock_memcg.is_descendant_of(root):
+            self.drain_obj_stock()
         if self.stock_memcg is not None and self.stock_memcg.is_descendant_of(root):
             self.drain_stock()
 
     # -- charging --
 
-    def try_charge_memcg(self, memcg: MemCgroup, nr: int, order: int, noretry: bool = False) -> int:
+    def try_charge_memcg(self, memcg: MemCgroup, nr: int, order: int, noretry: bool = False,
+                         nowait: bool = False) -> int:
         """try_charge_memcg(): charge `nr` pages (a batch of MEMCG_CHARGE_BATCH first, the rest kept in
         the stock); at a limit reclaim from the memcg over it, drain the stock, retry while reclaim
         frees pages (MAX_RECLAIM_RETRIES more times when it does not), then the memcg OOM killer, and
@@ -522,7 +543,8 @@ class MemCgroupTree:
         (__GFP_NORETRY, readahead) fails after the first reclaim and drain, without an OOM. Once a try
         fails on memsw, no reclaim of this charge swaps (6.18 clears MEMCG_RECLAIM_MAY_SWAP in
         reclaim_options, set once before the retry label), even when a later try fails on memory. A
-        task whose user fault already met a v1 memcg OOM (memcg_in_oom) fails at once, unreclaimed."""
+        task whose user fault already met a v1 memcg OOM (memcg_in_oom) fails at once, unreclaimed;
+        so does a `nowait` charge (GFP_NOWAIT: no reclaim) after its two tries."""
         batch = max(MEMCG_CHARGE_BATCH, nr)
         nr_retries = MAX_RECLAIM_RETRIES
         passed_oom = drained = False
@@ -543,6 +565,8 @@ class MemCgroupTree:
             state = self.task_state()
             if state is not None and state.memcg_in_oom is not None:
                 return -ENOMEM  # task_in_memcg_oom(): this user fault already met a memcg OOM
+            if nowait:
+                return -ENOMEM  # !gfpflags_allow_blocking()
             over.memory_event("max")
             reclaimed = self.reclaim_hook(over, nr, may_swap) if self.reclaim_hook is not None else 0
             if over.margin() >= nr:
@@ -686,16 +710,30 @@ class MemCgroupTree:
         memcg.stat["pgpgout"] += 1
         self.memcg1_oom_recover(memcg)  # uncharge_batch()
 
+    def _charge_kmem_pages(self, memcg: MemCgroup, nr: int, noretry: bool = False,
+                           nowait: bool = False) -> int:
+        """obj_cgroup_charge_pages(): try_charge_memcg() of `nr` pages (memsw and memory, with the
+        stock, reclaim and OOM), then memcg1_account_kmem() (v1: the kmem counter, charged without a
+        limit). 0, or -ENOMEM and nothing charged."""
+        err = self.try_charge_memcg(memcg, nr, 0, noretry, nowait)
+        if not err and self.version == 1:
+            memcg.kmem.charge(nr)
+        return err
+
+    def _uncharge_kmem_pages(self, memcg: MemCgroup, nr: int) -> None:
+        """obj_cgroup_uncharge_pages(): `nr` kmem pages go back to the memcg's counters (memory, v1's
+        memsw and kmem) at once; the kernel gives them to the freeing CPU's charge stock."""
+        memcg.memory.uncharge(nr)
+        if self.version == 1:
+            memcg.memsw.uncharge(nr)
+            memcg.kmem.uncharge(nr)
+
     def charge_kmem(self, memcg: MemCgroup, pfn: int) -> int:
-        """__memcg_kmem_charge_page() of the page-table frame `pfn` (order 0): try_charge_memcg() of
-        one page (memsw and memory, with the stock, reclaim and OOM), then memcg1_account_kmem() (v1:
-        the kmem counter, charged without a limit) and the record of the charge. 0, -ENOMEM or
-        nothing charged then."""
-        err = self.try_charge_memcg(memcg, 1, 0)
+        """__memcg_kmem_charge_page() of the page-table frame `pfn` (order 0): one kmem page charged
+        (_charge_kmem_pages) and the record of the charge. 0, -ENOMEM or nothing charged then."""
+        err = self._charge_kmem_pages(memcg, 1)
         if err:
             return err
-        if self.version == 1:
-            memcg.kmem.charge(1)
         memcg.kmem_charged += 1
         self.kmem_memcg[pfn] = memcg
         return 0
@@ -720,11 +758,62 @@ class MemCgroupTree:
         memcg = self.kmem_memcg.pop(pfn, None)
         if memcg is None:
             return
-        memcg.memory.uncharge(1)
-        if self.version == 1:
-            memcg.memsw.uncharge(1)
-            memcg.kmem.uncharge(1)
+        self._uncharge_kmem_pages(memcg, 1)
         memcg.kmem_charged -= 1
+
+    # -- slab objects (obj_cgroup) --
+
+    def obj_cgroup_charge(self, memcg: MemCgroup, size: int, noretry: bool = False,
+                          nowait: bool = False) -> int:
+        """obj_cgroup_charge() of a slab object of `size` bytes: from the CPU's object stock when it
+        holds that many bytes of `memcg`'s, else whole pages charged (_charge_kmem_pages: the stock's
+        bytes are not used) and what the object leaves of the last one put in the stock (without
+        uncharging, which may leave more than a page there). 0 or -ENOMEM."""
+        if self.obj_stock_memcg is memcg and self.obj_stock_bytes >= size:
+            self.obj_stock_bytes -= size
+            return 0
+        nr = -(-size // PAGE_SIZE)
+        err = self._charge_kmem_pages(memcg, nr, noretry, nowait)
+        if err:
+            return err
+        memcg.kmem_obj_pages += nr
+        if size % PAGE_SIZE:
+            self._refill_obj_stock(memcg, PAGE_SIZE - size % PAGE_SIZE, allow_uncharge=False)
+        return 0
+
+    def obj_cgroup_uncharge(self, memcg: MemCgroup, size: int) -> None:
+        """obj_cgroup_uncharge() of a freed slab object of `size` bytes charged to `memcg`: the bytes
+        go to the CPU's object stock, and whole pages beyond one page of it are uncharged. (The kernel
+        frees an xa_node after an RCU grace period, on whichever CPU runs the callback.)"""
+        self._refill_obj_stock(memcg, size, allow_uncharge=True)
+
+    def _refill_obj_stock(self, memcg: MemCgroup, nr_bytes: int, allow_uncharge: bool) -> None:
+        """refill_obj_stock(): add `nr_bytes` of `memcg` to the object stock, draining another
+        memcg's first (then taking up `memcg`'s nr_charged_bytes, and uncharging is allowed); with
+        more than a page there and uncharging allowed, the whole pages are uncharged."""
+        if self.obj_stock_memcg is not memcg:
+            self.drain_obj_stock()
+            self.obj_stock_memcg = memcg
+            self.obj_stock_bytes, memcg.nr_charged_bytes = memcg.nr_charged_bytes, 0
+            allow_uncharge = True
+        self.obj_stock_bytes += nr_bytes
+        if allow_uncharge and self.obj_stock_bytes > PAGE_SIZE:
+            nr = self.obj_stock_bytes // PAGE_SIZE
+            self.obj_stock_bytes %= PAGE_SIZE
+            self._uncharge_kmem_pages(memcg, nr)
+            memcg.kmem_obj_pages -= nr
+
+    def drain_obj_stock(self) -> None:
+        """drain_obj_stock(): the stock's whole pages are uncharged and its other bytes kept in the
+        memcg's nr_charged_bytes."""
+        memcg, nr_bytes = self.obj_stock_memcg, self.obj_stock_bytes
+        if memcg is not None and nr_bytes:
+            nr = nr_bytes // PAGE_SIZE
+            if nr:
+                self._uncharge_kmem_pages(memcg, nr)
+                memcg.kmem_obj_pages -= nr
+            memcg.nr_charged_bytes += nr_bytes % PAGE_SIZE
+        self.obj_stock_memcg, self.obj_stock_bytes = None, 0
 
     def swapout(self, pfn: int, entry: int) -> None:
         """memcg1_swapout(): the anon folio at `pfn` leaves the swap cache for good (reclaim), its data
@@ -798,6 +887,24 @@ def memcg_kmem_charge_bulk(mem: PhysMem, pfns: list[int]) -> bool:
     room was not there (nothing charged)."""
     tree, memcg = _kmem_target(mem)
     return tree is None or memcg is None or tree.charge_kmem_bulk(memcg, pfns)
+
+
+def memcg_kmem_charge_obj(mem: PhysMem, size: int, noretry: bool = False,
+                          nowait: bool = False) -> tuple[int, MemCgroup | None]:
+    """The __GFP_ACCOUNT step of a slab allocation of `size` bytes (memcg_slab_post_alloc_hook):
+    charged to the running task's memcg. (0 or -ENOMEM, the memcg charged: None when nothing is
+    accounted.)"""
+    tree, memcg = _kmem_target(mem)
+    if tree is None or memcg is None:
+        return 0, None
+    err = tree.obj_cgroup_charge(memcg, size, noretry, nowait)
+    return err, None if err else memcg
+
+
+def memcg_kmem_uncharge_obj(memcg: MemCgroup, size: int) -> None:
+    """memcg_slab_free_hook(): a freed slab object of `size` bytes gives its charge back to the memcg
+    it was charged to."""
+    memcg.tree.obj_cgroup_uncharge(memcg, size)
 
 
 def _kmem_target(mem: PhysMem) -> tuple[MemCgroupTree | None, MemCgroup | None]:

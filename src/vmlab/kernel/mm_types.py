@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_writeback import BackingDev
     from vmlab.kernel.pgtable import PageTables
+    from vmlab.kernel.xarray import XaNodes
 
 # vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
 VM_READ = 0x00000001
@@ -117,6 +118,13 @@ class AnonVma:
 
 _inode_handles = itertools.count(1)
 
+
+def _new_xa_nodes() -> XaNodes:
+    """An empty i_pages' node count (vmlab.kernel.xarray, which imports this module)."""
+    from vmlab.kernel.xarray import XaNodes
+
+    return XaNodes()
+
 #: VM_READAHEAD_PAGES: the default readahead window, 128 KiB.
 VM_READAHEAD_PAGES = 32
 
@@ -153,6 +161,9 @@ class Inode:
     #: kernel leaves in i_pages when reclaim evicts a folio, so a refault can tell how long it was gone.
     #: An index with a shadow is not cached (the host's residency no longer applies to it).
     shadows: dict[int, int] = field(default_factory=dict)
+    #: The nodes of the kernel's i_pages XArray over the cached folios and the shadows (xarray.XaNodes):
+    #: slab objects charged to the memcg of the task that allocates them.
+    xa_nodes: XaNodes = field(default_factory=_new_xa_nodes)
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
     #: inode_to_bdi(): the backing device's read_ahead_kb / 4 (a new file's f_ra.ra_pages) and

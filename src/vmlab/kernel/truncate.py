@@ -23,6 +23,7 @@ from vmlab.kernel.page_writeback import (
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
 from vmlab.kernel.swap import page_cache_release, put_page
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.xarray import xa_erase_unused, xa_split
 
 if TYPE_CHECKING:
     from vmlab.kernel.mm_types import Inode
@@ -52,6 +53,7 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     and is freed once nothing else holds it. A large folio it belonged to is split first."""
     split_large_folio(inode, index)
     pfn = inode.i_pages.pop(index)
+    xa_erase_unused(mem, inode, index)
     mm = mem.mem_map
     if int(mm._refcount[pfn]) == 1:
         page_cache_release(mem, pfn)
@@ -84,6 +86,7 @@ def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
     unmap_folio(mem, inode, inode.i_pages[index])
     if any(mem.mem_map.test(pfn, PG.dirty) for pfn in folio_frames(mem, inode, inode.i_pages[index])):
         return head + (1 << order)
+    xa_split(mem, inode, index, 0)
     split_folio_at(inode, index)
     return first
 

@@ -89,6 +89,7 @@ from vmlab.kernel.workingset import (
     workingset_age_nonresident,
     workingset_eviction,
 )
+from vmlab.kernel.xarray import xa_erase_unused
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
@@ -1065,6 +1066,8 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
         inode.shadows[index] = shadow
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
+    if flags & F_SWAPBACKED:  # no shadow: the slot is empty
+        xa_erase_unused(mem, inode, index)
     mmap_._refcount_a[head] -= 1  # the page cache's reference
     put_page(mem, head)  # reclaim's: frees it
     return True

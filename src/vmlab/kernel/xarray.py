@@ -15,16 +15,32 @@ exact scan, and the callers keep their plain loops.
 The tree's shape is the smallest that holds the entries (xas_shrink() after deletions): no node for
 an empty cache or a lone order-0 entry at index 0, else a top node of the smallest shift whose 64
 slots cover the highest entry and hold the largest folio. Nodes are (shift, base) pairs.
+
+The nodes themselves (XaNodes, one per inode): i_pages is XA_FLAGS_ACCOUNT, so each xa_node a store
+allocates is a slab object charged to the running task's memcg (memcontrol's object stock) and each
+one freed gives its charge back; xa_update() is a store with those charges. The page cache stores an
+order-0 entry per new small page (xa_store_page), a folio's entry over the shadows of its range or
+into a larger shadow split for it (xas_try_split(), a non-uniform split: split_entries), and erases
+an entry when its last page goes with no shadow left (truncation, invalidation: xa_erase_unused).
+Reclaim leaves a shadow of the folio's order in its slots: the nodes stay. Not modelled: the
+workingset shadow-node shrinker (count_shadow_nodes), which frees nodes that hold only shadows once
+there are more than a memcg's LRU size allows; nodes freed after an RCU grace period (here at once);
+and the slab pages themselves: a node is charged but takes no frame (meminfo's Slab stays 0).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from vmlab.kernel import filemap
+from vmlab.kernel.memcontrol import MemCgroup, memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.uapi import ULONG_MAX
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
 
 XA_CHUNK_SHIFT = 6
 XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
@@ -174,3 +190,229 @@ def prev_miss(inode: Inode, index: int, max_scan: int) -> int:
         if kind in (NULL, VALUE) or xas.index == ULONG_MAX:
             break
     return xas.index
+
+
+# --- the nodes of the page cache's XArray ------------------------------------------------------------
+
+#: The full-height tree's top node: its 64 slots cover every page index of a 64-bit file offset.
+TOP_SHIFT = 48
+#: What one xa_node charges: obj_full_size() of the radix_tree_node slab, its object size (584 on
+#: x86_64, /proc/slabinfo) and the obj_cgroup pointer kept for it (8). Measured: 1,041 nodes (a page
+#: read every 64 of 65,536) charged 151 kmem pages; 584 bytes a node would make 149.
+XA_NODE_SIZE = 584 + 8
+
+Entry = tuple[int, int]  # (first index, order) of one entry: a folio or a shadow
+
+
+@dataclass
+class XaNodes:
+    """The xa_nodes of one inode's i_pages (lib/xarray.c), counted so that each node's allocation and
+    free can be charged (the page cache's XArray is XA_FLAGS_ACCOUNT: radix_tree_node objects are
+    __GFP_ACCOUNT slab, charged to the allocating task's memcg).
+
+    An entry of order k (a folio, or the shadow it left) sits in the node of shift 6 * (k // 6) and
+    takes 2^(k mod 6) of its slots (sibling entries), so an order-9 folio needs no leaf. The kernel's
+    tree is the smallest that holds its entries: xas_expand() adds levels only to reach an index,
+    xas_shrink() drops a top node whose only slot in use is slot 0 holding a node (or, for a leaf, an
+    order-0 entry, which xa_head then holds). So the tree is a function of the entries: here a
+    full-height tree (`masks`: node -> bitmap of the slots in use, a node kept while one is) less
+    the chain of top nodes xas_shrink() would drop (`chain`). The entries of order > 0 are in
+    `orders` (head -> order; an index in use and not covered there is an order-0 entry): the layout
+    of i_pages as the kernel has it, which the model's folio_orders is not (it forgets a large
+    folio's order once reclaim takes it frame by frame, while the kernel's shadow keeps the order).
+    `owner`: the memcg each real node was charged to."""
+
+    masks: dict[Node, int] = field(default_factory=dict)
+    orders: dict[int, int] = field(default_factory=dict)
+    chain: tuple[Node, ...] = ()
+    owner: dict[Node, MemCgroup] = field(default_factory=dict)
+
+    def nr_nodes(self) -> int:
+        """How many xa_nodes the tree has."""
+        return len(self.masks) - len(self.chain)
+
+    def entry_at(self, index: int) -> Entry:
+        """The entry (head, order) whose slots hold `index`: a multi-index entry covering it, else
+        (index, 0)."""
+        for order in set(self.orders.values()):
+            head = index & ~((1 << order) - 1)
+            if self.orders.get(head) == order:
+                return head, order
+        return index, 0
+
+    def update(self, remove: list[Entry], add: list[Entry]) -> tuple[list[Node], list[Node]]:
+        """Take the entries `remove` out of the tree and put `add` in (a store that replaces entries,
+        a split, an erase): the nodes this allocates and those it frees, top nodes the kernel does
+        not have (the chain) left out. A node emptied by a removal and filled again by an addition
+        was never freed (xas_store() replaces in place)."""
+        before: dict[Node, bool] = {}
+        for index, order in remove:
+            self._clear(index, order, before)
+            if order:
+                del self.orders[index]
+        for index, order in add:
+            self._set(index, order, before)
+            if order:
+                self.orders[index] = order
+        masks = self.masks
+        created = [n for n, was in before.items() if not was and n in masks]
+        freed = [n for n, was in before.items() if was and n not in masks]
+        old_chain, chain = self.chain, self._top_chain()
+        self.chain = chain
+        if old_chain == chain:
+            return [n for n in created if n not in chain], [n for n in freed if n not in chain]
+        grown = [n for n in old_chain if n not in chain and n in masks and n not in created]
+        shrunk = [n for n in chain if n not in old_chain and n not in created]
+        return ([n for n in created if n not in chain] + grown,
+                [n for n in freed if n not in old_chain] + shrunk)
+
+    def _slot(self, index: int, order: int) -> tuple[Node, int]:
+        """The node an entry sits in and the bitmap of its slots there."""
+        shift = order // XA_CHUNK_SHIFT * XA_CHUNK_SHIFT
+        span = shift + XA_CHUNK_SHIFT
+        bits = ((1 << (1 << (order - shift))) - 1) << ((index >> shift) & XA_CHUNK_MASK)
+        return (shift, index >> span << span), bits
+
+    def _set(self, index: int, order: int, before: dict[Node, bool]) -> None:
+        """Mark the entry's slots in use, and each new node's slot in its parent."""
+        node, bits = self._slot(index, order)
+        masks = self.masks
+        while True:
+            mask = masks.get(node, 0)
+            before.setdefault(node, mask != 0)
+            if mask & bits:
+                raise AssertionError(f"xarray slot in use twice: node {node}, slots {bits:#x}")
+            masks[node] = mask | bits
+            shift, base = node
+            if mask or shift == TOP_SHIFT:
+                return
+            span = shift + 2 * XA_CHUNK_SHIFT
+            bits = 1 << ((base >> (shift + XA_CHUNK_SHIFT)) & XA_CHUNK_MASK)
+            node = (shift + XA_CHUNK_SHIFT, base >> span << span)
+
+    def _clear(self, index: int, order: int, before: dict[Node, bool]) -> None:
+        """Mark the entry's slots free, and each emptied node's slot in its parent."""
+        node, bits = self._slot(index, order)
+        masks = self.masks
+        while True:
+            mask = masks.get(node, 0)
+            before.setdefault(node, mask != 0)
+            if mask & bits != bits:
+                raise AssertionError(f"xarray slot not in use: node {node}, slots {bits:#x}")
+            mask &= ~bits
+            shift, base = node
+            if mask:
+                masks[node] = mask
+                return
+            del masks[node]
+            if shift == TOP_SHIFT:
+                return
+            span = shift + 2 * XA_CHUNK_SHIFT
+            bits = 1 << ((base >> (shift + XA_CHUNK_SHIFT)) & XA_CHUNK_MASK)
+            node = (shift + XA_CHUNK_SHIFT, base >> span << span)
+
+    def _top_chain(self) -> tuple[Node, ...]:
+        """The full-height tree's nodes above the kernel's: from the top down, each whose only slot in
+        use is slot 0 holding a node, and a leaf whose only entry is order 0 at index 0."""
+        masks = self.masks
+        chain: list[Node] = []
+        node = (TOP_SHIFT, 0)
+        while masks.get(node) == 1:
+            shift = node[0]
+            if shift == 0:
+                chain.append(node)
+                break
+            child = (shift - XA_CHUNK_SHIFT, 0)
+            if child not in masks:  # slot 0 holds a multi-index entry: no shrink
+                break
+            chain.append(node)
+            node = child
+        return tuple(chain)
+
+
+def xa_update(mem: PhysMem, inode: Inode, remove: list[Entry], add: list[Entry], *, charge: bool = True,
+              noretry: bool = False, nowait_first: bool = True) -> int:
+    """A store into `inode`'s i_pages that takes the entries `remove` out and puts `add` in, with its
+    nodes' slab charges: each node it allocates is charged (when `charge`) to the running task's memcg
+    (xas_alloc(): a GFP_NOWAIT try under the lock first when `nowait_first`, then xas_nomem() with
+    the caller's gfp, `noretry` for readahead's __GFP_NORETRY), each node it frees uncharges the memcg
+    that paid for it. 0, or -ENOMEM when a charge failed: then the store is undone."""
+    nodes = inode.xa_nodes
+    created, freed = nodes.update(remove, add)
+    owner = nodes.owner
+    if charge:
+        for node in created:
+            err, memcg = memcg_kmem_charge_obj(mem, XA_NODE_SIZE, nowait=nowait_first)
+            if err:
+                err, memcg = memcg_kmem_charge_obj(mem, XA_NODE_SIZE, noretry=noretry)
+            if err:
+                _, unmade = nodes.update(add, remove)
+                _uncharge_nodes(owner, unmade)
+                return err
+            if memcg is not None:
+                owner[node] = memcg
+    _uncharge_nodes(owner, freed)
+    return 0
+
+
+def _uncharge_nodes(owner: dict[Node, MemCgroup], freed: list[Node]) -> None:
+    """The freed nodes' charges go back to the memcgs that paid them."""
+    for node in freed:
+        memcg = owner.pop(node, None)
+        if memcg is not None:
+            memcg_kmem_uncharge_obj(memcg, XA_NODE_SIZE)
+
+
+def split_entries(head: int, order: int, index: int, new_order: int) -> list[Entry]:
+    """xas_try_split() repeated (a non-uniform split, as __filemap_add_folio() and folio_split() do
+    it): the entry (head, order) halved again and again, the half without `index` kept whole each
+    time, down to the entry of `new_order` at `index`; the pieces, that one first."""
+    pieces = [(index >> new_order << new_order, new_order)]
+    while order > new_order:
+        order -= 1
+        half = 1 << order
+        if index < head + half:
+            pieces.append((head + half, order))
+        else:
+            pieces.append((head, order))
+            head += half
+    return pieces
+
+
+def xa_split(mem: PhysMem, inode: Inode, index: int, new_order: int, noretry: bool = False) -> int:
+    """Split the entry that holds `index`, if it is larger than `new_order`, so that an entry of
+    `new_order` holds it (split_entries); 0 or -ENOMEM (nothing split)."""
+    head, order = inode.xa_nodes.entry_at(index)
+    if order <= new_order:
+        return 0
+    return xa_update(mem, inode, [(head, order)], split_entries(head, order, index, new_order),
+                     noretry=noretry)
+
+
+def xa_store_page(mem: PhysMem, inode: Inode, index: int, charge: bool = True, noretry: bool = False) -> int:
+    """The order-0 entry of a new page at `index`: in place of its shadow (a larger one split first),
+    or into an empty slot (its new nodes charged when `charge`). 0 or -ENOMEM (nothing stored)."""
+    if index in inode.shadows:
+        return xa_split(mem, inode, index, 0, noretry)
+    return xa_update(mem, inode, [], [(index, 0)], charge=charge, noretry=noretry)
+
+
+def xa_erase_unused(mem: PhysMem, inode: Inode, index: int) -> None:
+    """After page `index` left the cache with no shadow in its place: the entry that held it goes
+    from the tree once none of its pages is cached or shadowed (a large folio leaves the model's
+    cache frame by frame)."""
+    head, order = inode.xa_nodes.entry_at(index)
+    if order:
+        pages, shadows = inode.i_pages, inode.shadows
+        if any(i in pages or i in shadows for i in range(head, head + (1 << order))):
+            return
+    xa_update(mem, inode, [(head, order)], [])
+
+
+def xa_destroy(inode: Inode) -> None:
+    """The inode's cache is gone (its last reference went): every node is freed."""
+    nodes = inode.xa_nodes
+    _uncharge_nodes(nodes.owner, list(nodes.owner))
+    nodes.masks.clear()
+    nodes.orders.clear()
+    nodes.chain = ()
