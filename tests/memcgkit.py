@@ -94,7 +94,7 @@ def drained_host_counters(cg: Path) -> Counters:
     limit_file = cg / "memory.limit_in_bytes"
     limit = limit_file.read_text()
     usage = int((cg / "memory.usage_in_bytes").read_text())
-    pgpgout = _memcg_stat(cg)["pgpgout"]
+    pgpgout = memcg_stat(cg)["pgpgout"]
     affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {0})
     try:
@@ -104,12 +104,12 @@ def drained_host_counters(cg: Path) -> Counters:
     finally:
         limit_file.write_text(limit)
         os.sched_setaffinity(0, affinity)
-    if _memcg_stat(cg)["pgpgout"] != pgpgout:
+    if memcg_stat(cg)["pgpgout"] != pgpgout:
         raise RuntimeError(f"{cg}: draining the charge stocks reclaimed pages, so the counters are off")
     return settled_host_counters(cg)
 
 
-def _memcg_stat(cg: Path) -> dict[str, int]:
+def memcg_stat(cg: Path) -> dict[str, int]:
     """memory.stat of a v1 memcg as a dict."""
     return {k: int(v) for k, v in (line.split() for line in (cg / "memory.stat").read_text().splitlines())}
 

