@@ -164,3 +164,19 @@ def files() -> Iterator[list[str]]:
     yield made
     for path in made:
         Path(path).unlink(missing_ok=True)
+
+
+#: Where the example scenarios' `file` steps write (examples/*.vml: /tmp/vmlab-<name>.dat).
+SCENARIO_FILES = "vmlab-*"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scenario_files() -> Iterator[None]:
+    """The files the example scenarios write in /tmp during the session are removed at its end (those
+    there before it are left alone)."""
+    tmp = Path("/tmp")
+    before = set(tmp.glob(SCENARIO_FILES))
+    yield
+    for path in set(tmp.glob(SCENARIO_FILES)) - before:
+        if path.is_file():
+            path.unlink(missing_ok=True)
