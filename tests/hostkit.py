@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from vmlab.lab.scenario import load
+
 HERE = Path(__file__).parent
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
@@ -166,17 +168,17 @@ def files() -> Iterator[list[str]]:
         Path(path).unlink(missing_ok=True)
 
 
-#: Where the example scenarios' `file` steps write (examples/*.vml: /tmp/vmlab-<name>.dat).
-SCENARIO_FILES = "vmlab-*"
+def example_scenario_files() -> set[Path]:
+    """The files the example scenarios' `file` steps write (examples/**/*.vml)."""
+    return {Path(spec.path) for vml in (HERE.parent / "examples").rglob("*.vml")
+            for spec in load(str(vml)).files}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def scenario_files() -> Iterator[None]:
-    """The files the example scenarios write in /tmp during the session are removed at its end (those
-    there before it are left alone)."""
-    tmp = Path("/tmp")
-    before = set(tmp.glob(SCENARIO_FILES))
+    """The files the example scenarios write (in /tmp) are removed at the end of the session, but for
+    those there before it; other files, another session's among them, are left alone."""
+    made = {path for path in example_scenario_files() if not path.exists()}
     yield
-    for path in set(tmp.glob(SCENARIO_FILES)) - before:
-        if path.is_file():
-            path.unlink(missing_ok=True)
+    for path in made:
+        path.unlink(missing_ok=True)
