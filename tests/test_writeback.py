@@ -9,12 +9,15 @@ import pytest
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.page_writeback import (
+    BackingDev,
     DirtySysctl,
     domain_dirty_limits,
     global_dirty_limits,
+    write_cache_pages,
     writeback_folio,
 )
 from vmlab.kernel.swap import LRU_INACTIVE_FILE
+from vmlab.kernel.uapi import SYNC_FILE_RANGE_WRITE
 
 from wbkit import PAGE, ModelFile
 
@@ -37,6 +40,39 @@ def test_write_dirties_and_fsync_cleans_after_the_device_time() -> None:
     assert f.cachestat() == (8, 0, 0) and f.mem.wb.nr_writeback == 0
     assert f.mem.clock.now_ns - t0 >= 8 * f.mem.clock.costs.writeback_ns  # it waited for 8 writes
     assert f.mem.events["nr_dirtied"] == 8 and f.mem.events["nr_written"] == 8
+    check_machine(f.backend)
+
+
+def test_waiting_for_a_write_of_no_latency_completes_it() -> None:
+    """On a device whose writes take no time the write completes at the moment it is submitted:
+    fsync's wait (filemap_fdatawait_range) and a sync's wait for a page still under write-back
+    (folio_wait_writeback) run that completion before going on. They used to wait only for a later
+    one: fsync returned with the pages under write-back, and the next sync started a second write of
+    a page still under the first (found by the pressure test, HYPOTHESIS_PROFILE=explore seed 7)."""
+    f = ModelFile()
+    f.inode.bdi = BackingDev(write_ns=0)
+    for _ in range(2):
+        f.pwrite(0, 4 * PAGE)
+        assert f.call("fsync", f.fd) == 0
+        assert f.cachestat() == (4, 0, 0) and not f.inode.under_writeback and f.mem.wb.nr_writeback == 0
+    check_machine(f.backend)
+
+
+def test_a_sync_waits_out_a_write_the_flusher_starts_meanwhile() -> None:
+    """fsync of a page redirtied under write-back waits for that write; if the flusher writes the page
+    again the moment it completes (the model has no folio lock to keep it out), fsync waits for that
+    write too and does not write the page a third time: it is clean by then. It used to start a second
+    write of the page still under the flusher's, whose completion then found no write pending (a
+    KeyError in folio_end_writeback; found by the pressure test, explore profile, seed 7)."""
+    f = ModelFile()
+    f.pwrite(0, PAGE)
+    assert f.call("sync_file_range", f.fd, 0, PAGE, SYNC_FILE_RANGE_WRITE) == 0
+    f.pwrite(0, PAGE)  # dirty again, still under the first write
+    assert f.cachestat() == (1, 1, 1)
+    f.mem.clock.at(f.inode.under_writeback[0], lambda: write_cache_pages(f.mem, f.inode, sync_all=False))
+    assert f.call("fsync", f.fd) == 0
+    assert f.cachestat() == (1, 0, 0) and not f.inode.under_writeback
+    assert f.mem.events["nr_written"] == 2  # the first write and the flusher's
     check_machine(f.backend)
 
 

@@ -321,8 +321,8 @@ def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | No
     [first, last], in index order, whole (a large folio that begins before `first` too), until
     `nr_to_write` pages are submitted (the last folio may take it past). A folio still under an earlier
     write-back (it was redirtied) is waited for first with `sync_all` (WB_SYNC_ALL: the data-integrity
-    paths), passed by otherwise (WB_SYNC_NONE: the flusher, sync_file_range's plain write). Returns the
-    pages submitted."""
+    paths; written only if still dirty then), passed by otherwise (WB_SYNC_NONE: the flusher,
+    sync_file_range's plain write). Returns the pages submitted."""
     todo = sorted(i for i in inode.dirty if i >= first and (last is None or i <= last))
     submitted = 0
     for index in todo:
@@ -334,23 +334,27 @@ def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | No
             if not sync_all:
                 continue
             folio_wait_writeback(mem, inode, index)
+            if index not in inode.dirty:  # the flusher wrote it while we waited
+                continue
         submitted += folio_start_writeback(mem, inode, inode.i_pages[index])
     return submitted
 
 
 def folio_wait_writeback(mem: PhysMem, inode: Inode, index: int) -> None:
-    """folio_wait_writeback(): sleep (not a memory stall) until the page's write completes."""
-    done = inode.under_writeback.get(index)
-    if done is not None and done > mem.clock.now_ns:
-        mem.clock.advance(done - mem.clock.now_ns)
+    """folio_wait_writeback(): sleep (not a memory stall) until the page is not under write-back: its
+    completion runs even when it falls due now (a write of no latency), and a write the flusher
+    started meanwhile is waited for too (the kernel's waiter holds the folio lock, so none starts;
+    the model has no folio lock)."""
+    while (done := inode.under_writeback.get(index)) is not None:
+        mem.clock.advance(max(0, done - mem.clock.now_ns))
 
 
 def filemap_fdatawait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> None:
     """filemap_fdatawait_range(): sleep (not a memory stall) until every write of a page of [first,
     last] under way now has completed."""
     pending = [t for i, t in inode.under_writeback.items() if i >= first and (last is None or i <= last)]
-    if pending and max(pending) > mem.clock.now_ns:
-        mem.clock.advance(max(pending) - mem.clock.now_ns)
+    if pending:
+        mem.clock.advance(max(0, max(pending) - mem.clock.now_ns))
 
 
 def filemap_write_and_wait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:
