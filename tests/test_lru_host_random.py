@@ -15,6 +15,12 @@ Compared: mincore residency of the three files. Not compared: memory.failcnt, wh
 charges of the kernel's per-CPU charge batches (MEMCG_CHARGE_BATCH, 64 pages), not modelled (seen:
 equal in some plans, 280 against 294 in another).
 
+The kernel is not always the same from run to run: on a fresh machine of this kind one plan left
+A with 672, 672 and 668 pages cached in three runs (the model: 672), and 2 of about 8 test runs
+failed once (Hypothesis then reports the example flaky). So a plan whose pages differ is run again on
+both sides, up to KERNEL_TRIES times, each differing run printed: the model must be exactly one
+kernel run.
+
 To rerun one plan by hand, print it from a failing example and call run_plan() with it.
 """
 
@@ -50,6 +56,9 @@ A, B, S = (f"/tmp/vmlab-lru-random-{name}-{TAG}.dat" for name in ("a", "b", "s")
 SIZES = {A: 8 * MB, B: 24 * MB, S: 160 * MB}
 #: Examples per run in the `ci` profile (3-5 s each); other profiles keep their own.
 EXAMPLES = 20 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
+
+#: Runs of a plan on both sides until the model's pages are one kernel run's (see the module text).
+KERNEL_TRIES = 3
 
 #: One step: (kind, file, read size, page stride).
 Step = tuple[str, str, int, int]
@@ -116,9 +125,15 @@ def test_random_workload_leaves_the_kernels_pages_cached(plan: list[Step]) -> No
         return {path: host.residency(path) for path in SIZES}
 
     try:
-        kernel, flushes = on_host(program, SIZES, work, observe)
-        model = on_model(SIZES, work, flush_before=flushes)
-        got = {path: model.residency(path) for path in SIZES}
+        for attempt in range(1, KERNEL_TRIES + 1):
+            kernel, flushes = on_host(program, SIZES, work, observe)
+            model = on_model(SIZES, work, flush_before=flushes)
+            got = {path: model.residency(path) for path in SIZES}
+            if got == kernel:
+                break
+            assert isinstance(kernel, dict)
+            print(f"attempt {attempt}: pages cached (kernel, model) "
+                  f"{ {Path(p).name: (len(kernel[p]), len(got[p])) for p in SIZES} }")
     finally:
         for path in SIZES:
             Path(path).unlink(missing_ok=True)

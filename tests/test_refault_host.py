@@ -33,9 +33,11 @@ they leave) to the reader's memcg as kmem, 27 pages here with the page tables, a
 pages fewer of D evicted, up to 96 fewer of the hot file deactivated, and the threshold case's
 boundary 24 pages late. Now the three cases above agree page for page in every file and the threshold
 is 2 pages off. SLACK is for the kernel's own spread between runs (2,304-2,320 deactivated in 8 runs;
-in a full test run, now and then folios missing from the middle of the hot file, 4 to 64 pages each,
-72 pages in one run, and C's threshold at 501) and the slab objects the model still lacks (a struct
-file per open()).
+C's threshold at 501 once) and the slab objects the model still lacks (a struct file per open()). In a
+full test run the kernel now and then leaves folios missing from the middle of the hot file, 4 to 64
+pages each (72 pages in one run, with no outside event in /proc/vmstat), and then C's runs differ too
+(once `a i a i a`): no LRU order of this workload evicts the hot file, so such a run is discarded and
+the workload run again (up to HOST_TRIES runs; each discarded one is printed).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ NAMES = {HOT: "hot", C: "C", D: "D", Y: "Y"}
 PAUSE_S = 2.5  # longer than FLUSH_TIME: the periodic worker flushes at least once during it
 #: How far the pages deactivated or evicted may differ (see the module text: the kernel's spread).
 SLACK = 128
+#: Host runs tried until one keeps the whole hot file cached (see the module text).
+HOST_TRIES = 3
 
 
 class Pause:
@@ -127,8 +131,12 @@ def states_on_both(program: Program, sizes: dict[str, int], work: Callable[[Run]
     def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
         return {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in sizes.items()}
 
-    kernel, flushes = on_host(program, sizes, work, observe)
-    assert isinstance(kernel, dict)
+    for attempt in range(1, HOST_TRIES + 1):
+        kernel, flushes = on_host(program, sizes, work, observe)
+        assert isinstance(kernel, dict)
+        if "." not in kernel[HOT]:
+            break
+        print(f"attempt {attempt}: discarded, folios missing from the kernel's hot file: {runs(kernel[HOT])}")
     backend = on_model(sizes, work, flush_before=flushes)
     model = {path: lru_string(model_lru(backend, path), size // PAGE) for path, size in sizes.items()}
     show(kernel, model, flushes)

@@ -283,12 +283,9 @@ class XaNodes:
             if mask & bits:
                 raise AssertionError(f"xarray slot in use twice: node {node}, slots {bits:#x}")
             masks[node] = mask | bits
-            shift, base = node
-            if mask or shift == TOP_SHIFT:
+            if mask or node[0] == TOP_SHIFT:
                 return
-            span = shift + 2 * XA_CHUNK_SHIFT
-            bits = 1 << ((base >> (shift + XA_CHUNK_SHIFT)) & XA_CHUNK_MASK)
-            node = (shift + XA_CHUNK_SHIFT, base >> span << span)
+            node, bits = _parent_slot(node)
 
     def _clear(self, index: int, order: int, before: dict[Node, bool]) -> None:
         """Mark the entry's slots free, and each emptied node's slot in its parent."""
@@ -300,16 +297,13 @@ class XaNodes:
             if mask & bits != bits:
                 raise AssertionError(f"xarray slot not in use: node {node}, slots {bits:#x}")
             mask &= ~bits
-            shift, base = node
             if mask:
                 masks[node] = mask
                 return
             del masks[node]
-            if shift == TOP_SHIFT:
+            if node[0] == TOP_SHIFT:
                 return
-            span = shift + 2 * XA_CHUNK_SHIFT
-            bits = 1 << ((base >> (shift + XA_CHUNK_SHIFT)) & XA_CHUNK_MASK)
-            node = (shift + XA_CHUNK_SHIFT, base >> span << span)
+            node, bits = _parent_slot(node)
 
     def _top_chain(self) -> tuple[Node, ...]:
         """The full-height tree's nodes above the kernel's: from the top down, each whose only slot in
@@ -328,6 +322,14 @@ class XaNodes:
             chain.append(node)
             node = child
         return tuple(chain)
+
+
+def _parent_slot(node: Node) -> tuple[Node, int]:
+    """The node above `node` and the bit of the slot that points to it."""
+    shift, base = node
+    span = shift + 2 * XA_CHUNK_SHIFT
+    offset = (base >> (shift + XA_CHUNK_SHIFT)) & XA_CHUNK_MASK
+    return (shift + XA_CHUNK_SHIFT, base >> span << span), 1 << offset
 
 
 def xa_update(mem: PhysMem, inode: Inode, remove: list[Entry], add: list[Entry], *, charge: bool = True,
