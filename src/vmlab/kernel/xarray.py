@@ -411,10 +411,17 @@ def xa_erase_unused(mem: PhysMem, inode: Inode, index: int) -> None:
     xa_update(mem, inode, [(head, order)], [])
 
 
+def xa_uncharge(inode: Inode) -> None:
+    """The charges of the inode's nodes go back to the memcgs that paid them; the nodes stay, charged
+    to nobody (as the nodes of a file read before any memcg existed)."""
+    owner = inode.xa_nodes.owner
+    _uncharge_nodes(owner, list(owner))
+
+
 def xa_destroy(inode: Inode) -> None:
     """The inode's cache is gone (its last reference went): every node is freed."""
     nodes = inode.xa_nodes
-    _uncharge_nodes(nodes.owner, list(nodes.owner))
+    xa_uncharge(inode)
     nodes.masks.clear()
     nodes.orders.clear()
     nodes.chain = ()

@@ -28,6 +28,7 @@ from vmlab.kernel.uapi import (
     PROT_READ,
     PROT_WRITE,
 )
+from vmlab.kernel.xarray import xa_uncharge
 
 #: Where an imported process's memory is laid out (1 GiB aligned, below the model's mmap_base).
 IMPORT_BASE = 0x7E0000000000
@@ -136,7 +137,7 @@ def build(snap: Snapshot, global_fill: bool = False, cache: dict[str, int] | Non
         import_process(model, p)
     for path, pages in (cache or {}).items():
         import_cache(model, path, pages)
-    model.memcgs.drain_stock()  # usage is the live one: no pages charged ahead in the model's stock
+    model.memcgs.drain_all_stock(model.memcgs.root)  # usage is the live one: nothing charged ahead
     for cg in snap.memcgs:
         memcg = model.memcgs.lookup(cg.path)
         assert memcg is not None
@@ -169,6 +170,9 @@ def import_cache(model: ModelBackend, path: str, pages: int) -> None:
     model.syscall(pid, "close", (fd,))
     if len(inode.i_pages) != pages:
         raise RuntimeError(f"import of the page cache of {path}: {len(inode.i_pages)} of {pages} pages")
+    # The stand-in file's XArray nodes are not the kernel's (the live cache is spread over its own
+    # files, whose nodes are in the memcg's usage that build() charges unattributed): uncharged.
+    xa_uncharge(inode)
 
 
 def _parent(path: str) -> str:
