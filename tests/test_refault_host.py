@@ -124,6 +124,20 @@ MEASURED = {
 }
 
 
+def hot_file_kept(host: Callable[[], tuple[dict[str, str], frozenset[int]]]
+                  ) -> tuple[dict[str, str], frozenset[int]]:
+    """`host()` (a host run: page states, flushes) until a run keeps the whole hot file cached, up to
+    HOST_TRIES runs RETRY_PAUSE_S apart (see the module text); each discarded run is printed. The
+    last run when none did."""
+    for attempt in range(1, HOST_TRIES):
+        kernel, flushes = host()
+        if "." not in kernel[HOT]:
+            return kernel, flushes
+        print(f"attempt {attempt}: discarded, folios missing from the kernel's hot file: {runs(kernel[HOT])}")
+        time.sleep(RETRY_PAUSE_S)
+    return host()
+
+
 def states_on_both(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
                    files: list[str]) -> tuple[dict[str, str], dict[str, str], frozenset[int]]:
     """The page states of each file of `sizes` after `work` on the kernel and in the model (the
@@ -133,13 +147,12 @@ def states_on_both(program: Program, sizes: dict[str, int], work: Callable[[Run]
     def observe(run: Run, cg: MemcgV1) -> dict[str, str]:
         return {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in sizes.items()}
 
-    for attempt in range(1, HOST_TRIES + 1):
+    def host() -> tuple[dict[str, str], frozenset[int]]:
         kernel, flushes = on_host(program, sizes, work, observe)
         assert isinstance(kernel, dict)
-        if "." not in kernel[HOT]:
-            break
-        print(f"attempt {attempt}: discarded, folios missing from the kernel's hot file: {runs(kernel[HOT])}")
-        time.sleep(RETRY_PAUSE_S)
+        return kernel, flushes
+
+    kernel, flushes = hot_file_kept(host)
     backend = on_model(sizes, work, flush_before=flushes)
     model = {path: lru_string(model_lru(backend, path), size // PAGE) for path, size in sizes.items()}
     show(kernel, model, flushes)
@@ -252,12 +265,7 @@ def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(files: list[str]) -> N
     program = host_or_skip()
     files.extend(SIBLING_SIZES)
     pause = Pause()
-    for attempt in range(1, HOST_TRIES + 1):
-        kernel, flushes = sibling_on_host(program, pause)
-        if "." not in kernel[HOT]:
-            break
-        print(f"attempt {attempt}: discarded, folios missing from the kernel's hot file: {runs(kernel[HOT])}")
-        time.sleep(RETRY_PAUSE_S)
+    kernel, flushes = hot_file_kept(lambda: sibling_on_host(program, pause))
     model = sibling_on_model(flushes)
     show(kernel, model, flushes)
     if flushes <= {0, pause.before_step}:

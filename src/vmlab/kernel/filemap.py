@@ -137,10 +137,10 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     page describes (allocation, memcg charge, i_pages, the refault of its shadow, the LRU), until
     memory or the charge fails or, with `lookup`, a page the cache has (page_present, looked at just
     before the page's turn: each allocation may wake kswapd, which may evict). Each page's slot in
-    i_pages is an order-0 entry (xarray.xa_update: new nodes charged, a larger shadow split), unless
-    the caller (`xa` off) stored the folio's entry. The page at index `mark` gets PG_readahead as it
-    is added. Returns (the PFNs added in index order, whether the run
-    stopped on a failure, whether a page added was PG_workingset: readahead's ractl->_workingset).
+    i_pages is an order-0 entry (xarray.xa_store_page: new nodes charged, a larger shadow split),
+    unless the caller (`xa` off) stored the folio's entry. The page at index `mark` gets PG_readahead
+    as it is added. Returns (the PFNs added in index order, whether the run stopped on a failure,
+    whether a page added was PG_workingset: readahead's ractl->_workingset).
 
     One loop with the per-page steps bound to locals: the miss path of every read (readahead adds its
     runs of missing pages here); the general per-page steps (a memcg charge, a refault) stay calls."""

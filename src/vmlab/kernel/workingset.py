@@ -19,8 +19,8 @@ shadow names the memcg, and the refault is weighed against that lruvec's age and
 Model shadows: `((memcg id << 48 | eviction) << 1) | workingset` in the inode's `shadows` map (the
 kernel packs the node too, and keeps them in i_pages). A large folio is evicted and refaults as one:
 its frames share one shadow (vmscan.remove_mapping), and a new large folio takes one decision from the
-last shadow of its range (filemap.folio_refault). Shadows are never reclaimed (the kernel's shadow-node
-shrinker is not modelled); truncation drops them with the page cache.
+last shadow of its range (filemap.folio_refault). Shadows are not reclaimed (the kernel's shadow-node
+shrinker is not modelled); truncation and invalidation clear them (truncate.clear_shadow_entries).
 """
 
 from __future__ import annotations
