@@ -17,6 +17,8 @@ import pytest
 
 from vmlab.lab.scenario import load
 
+from interference import damon_paused
+
 HERE = Path(__file__).parent
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
@@ -182,3 +184,14 @@ def scenario_files() -> Iterator[None]:
     yield
     for path in made:
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def no_damon_during_host_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked `host` runs with the machine's kdamonds paused (interference.damon_paused: their
+    pageout reclaims the test's file pages from outside its memcg)."""
+    if request.node.get_closest_marker("host") is None:
+        yield
+        return
+    with damon_paused():
+        yield

@@ -13,6 +13,20 @@ but not of three machine-wide events, each counted in /proc/vmstat:
 - compaction (`compact_isolated`): migrating a folio gives it a new frame, put back through a per-CPU
   LRU batch of the migrating CPU (not on a list until that CPU drains).
 
+A fourth is not counted anywhere in /proc/vmstat: DAMON. This machine's environment runs a kdamond
+(/sys/kernel/mm/damon/admin/kdamonds/0, since boot) with one DAMOS scheme on the physical address
+range 4 GiB-7.5 GiB: `pageout` of every unmapped file folio in a region not seen accessed (at most 1
+access per 5 s aggregation) for 12 aggregations, up to 128 MiB/s; every 5 s it pages out a few MiB of
+an idle machine's cache (5.7 GB in its first 3 hours). Its pageout isolates the folios
+(folio_isolate_lru: PG_lru clear, '-' in a census) and reclaims them regardless of references
+(reclaim_pages), so a test's file loses pages from the middle (seen: holes of 4-64 pages in a hot file,
+4 pages of a file off the LRU after the drains); its sampling clears the accessed bits of mapped pages
+(damon_ptep_mkold), which munmap would have turned into folio_mark_accessed. Measured: a 256 MiB file
+read once, with the kdamond just restarted, kept all its pages for 60 s and then lost 2.5 MB/s. Host
+tests therefore pause every running kdamond for their duration (damon_paused, used by hostkit for each
+test marked `host`) and start it again after; a restart keeps its configuration (the sysfs tree) and
+begins ageing afresh.
+
 drop_caches counts its event when it has finished walking every inode (drop_caches_sysctl_handler),
 so a drop still under way when a run ends shows only later: the counters are read again GRACE
 seconds after the run (measured: a drop of ~2 GiB of clean cache takes 0.04-0.2 s here).
@@ -20,8 +34,10 @@ seconds after the run (measured: a drop of ~2 GiB of clean cache takes 0.04-0.2 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -31,6 +47,9 @@ from vmlab.host.writeback import read_vmstat
 #: The /proc/vmstat events that mark an outside disturbance (see the module text).
 OUTSIDE_EVENTS = ("drop_pagecache", "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
                   "compact_isolated")
+
+#: The DAMON sysfs interface's kdamonds (see the module text).
+KDAMONDS = Path("/sys/kernel/mm/damon/admin/kdamonds")
 
 #: Seconds after a run before its closing reading of the counters (see the module text).
 GRACE = 0.5
@@ -71,3 +90,40 @@ def undisturbed(observe: Callable[[], T], attempts: int = 5, accept: Callable[[T
         print(line)
         seen.append(line)
     pytest.fail(f"every host run was disturbed from outside ({attempts} tries):\n" + "\n".join(seen))
+
+
+def until_settled(observe: Callable[[], T], settled: Callable[[T], bool], describe: Callable[[T], str],
+                  tries: int = 5, pause: float = 2.0) -> T:
+    """`observe()` until `settled` accepts its result, up to `tries` runs `pause` seconds apart; each
+    discarded run is printed with `describe` of what it saw. The last run's result when none settled,
+    for the caller to fail on. For a kernel-side disturbance /proc/vmstat does not show (pages left
+    off the LRU after the drains, pages missing from a file no LRU order would evict): see the tests
+    that use it for what was seen."""
+    for attempt in range(1, tries):
+        result = observe()
+        if settled(result):
+            return result
+        print(f"attempt {attempt}: discarded, not settled: {describe(result)}")
+        time.sleep(pause)
+    return observe()
+
+
+@contextlib.contextmanager
+def damon_paused(kdamonds: Path = KDAMONDS) -> Iterator[list[str]]:
+    """Every kdamond that is on is turned off for the duration and on again after, even on failure;
+    yields their names. A machine without DAMON, or where the state files cannot be written (not
+    root), pauses nothing. Two test sessions at once: the first to finish restarts the kdamond."""
+    paused: list[Path] = []
+    try:
+        for state in sorted(kdamonds.glob("*/state")):
+            try:
+                if state.read_text().strip() == "on":
+                    state.write_text("off")
+                    paused.append(state)
+            except OSError:
+                continue
+        yield [state.parent.name for state in paused]
+    finally:
+        for state in paused:
+            with contextlib.suppress(OSError):
+                state.write_text("on")

@@ -77,7 +77,7 @@ from vmlab.host.memcg_v1 import MemcgV1, file_lru_flags, lru_string
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.machine import ModelBackend
 
-from interference import undisturbed
+from interference import undisturbed, until_settled
 
 pytestmark = pytest.mark.host
 
@@ -129,16 +129,14 @@ MEASURED = {
 def undisturbed_states(host: Callable[[], tuple[dict[str, str], frozenset[int]]]
                        ) -> tuple[dict[str, str], frozenset[int]]:
     """`host()` (a host run: page states, flushes) until a run keeps the whole hot file cached and no
-    page off the LRU, up to HOST_TRIES runs RETRY_PAUSE_S apart (see the module text); each
-    discarded run is printed. The last run when none did."""
-    for attempt in range(1, HOST_TRIES):
-        kernel, flushes = host()
-        if "." not in kernel[HOT] and not any("-" in state for state in kernel.values()):
-            return kernel, flushes
-        print(f"attempt {attempt}: discarded, hot file or off-LRU pages: "
-              + "; ".join(f"{NAMES[p]} {runs(state)}" for p, state in kernel.items()))
-        time.sleep(RETRY_PAUSE_S)
-    return host()
+    page off the LRU, up to HOST_TRIES runs RETRY_PAUSE_S apart (see the module text)."""
+    def settled(run: tuple[dict[str, str], frozenset[int]]) -> bool:
+        return "." not in run[0][HOT] and not any("-" in state for state in run[0].values())
+
+    def describe(run: tuple[dict[str, str], frozenset[int]]) -> str:
+        return "; ".join(f"{NAMES[p]} {runs(state)}" for p, state in run[0].items())
+
+    return until_settled(host, settled, describe, HOST_TRIES, RETRY_PAUSE_S)
 
 
 def states_on_both(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
