@@ -15,11 +15,13 @@ Compared: mincore residency of the three files. Not compared: memory.failcnt, wh
 charges of the kernel's per-CPU charge batches (MEMCG_CHARGE_BATCH, 64 pages), not modelled (seen:
 equal in some plans, 280 against 294 in another).
 
-The kernel is not always the same from run to run: on a fresh machine of this kind one plan left
+The kernel was not always the same from run to run: on a fresh machine of this kind one plan left
 A with 672, 672 and 668 pages cached in three runs (the model: 672), and 2 of about 8 test runs
-failed once (Hypothesis then reports the example flaky). So a plan whose pages differ is run again on
-both sides, up to KERNEL_TRIES times, each differing run printed: the model must be exactly one
-kernel run.
+failed once (Hypothesis then reports the example flaky). The cause was the machine's DAMON pageout,
+which reclaims unmapped file pages from outside the memcg (interference.damon_paused); host tests
+now pause it, and in 4 test runs since, every plan's first kernel run was the model's. A plan whose
+pages differ is still run again once on both sides (KERNEL_TRIES, each differing run printed) for a
+disturbance not yet known: the model must be exactly one kernel run.
 
 To rerun one plan by hand, print it from a failing example and call run_plan() with it.
 """
@@ -58,7 +60,7 @@ SIZES = {A: 8 * MB, B: 24 * MB, S: 160 * MB}
 EXAMPLES = 20 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
 
 #: Runs of a plan on both sides until the model's pages are one kernel run's (see the module text).
-KERNEL_TRIES = 3
+KERNEL_TRIES = 2
 
 #: One step: (kind, file, read size, page stride).
 Step = tuple[str, str, int, int]
