@@ -45,12 +45,18 @@ class FakeBackend:
         self.next_pid = 100
         self.calls: list[tuple[int, str, tuple[Arg, ...]]] = []
         self.closed = False
+        #: What notes() returns.
+        self.outside: list[str] = []
 
     def start(self, program: Program, settings: Settings) -> int:
         """A process with a text VMA named after the program and a stack."""
         del settings
         return self._new(Proc([Vma(0x400000, 0x401000, 5, program.path),
                                Vma(0x7FFFFFFDE000, 0x7FFFFFFFF000, 3, "[stack]")]))
+
+    def notes(self) -> list[str]:
+        """The lines set in `outside`."""
+        return list(self.outside)
 
     def _new(self, proc: Proc) -> int:
         self.next_pid += 1

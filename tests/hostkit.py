@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from vmlab.host import damon
 from vmlab.lab.scenario import load
-
-from interference import damon_paused
 
 HERE = Path(__file__).parent
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -188,10 +187,10 @@ def scenario_files() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def no_damon_during_host_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test marked `host` runs with the machine's kdamonds paused (interference.damon_paused: their
-    pageout reclaims the test's file pages from outside its memcg)."""
+    """A test marked `host` runs with the machine's kdamonds paused (vmlab.host.damon.paused; see
+    interference.py for what their pageout did to the tests' file pages)."""
     if request.node.get_closest_marker("host") is None:
         yield
         return
-    with damon_paused():
+    with damon.paused():
         yield

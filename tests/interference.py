@@ -23,9 +23,8 @@ an idle machine's cache (5.7 GB in its first 3 hours). Its pageout isolates the 
 4 pages of a file off the LRU after the drains); its sampling clears the accessed bits of mapped pages
 (damon_ptep_mkold), which munmap would have turned into folio_mark_accessed. Measured: a 256 MiB file
 read once, with the kdamond just restarted, kept all its pages for 60 s and then lost 2.5 MB/s. Host
-tests therefore pause every running kdamond for their duration (damon_paused, used by hostkit for each
-test marked `host`) and start it again after; a restart keeps its configuration (the sysfs tree) and
-begins ageing afresh.
+tests therefore pause every running kdamond for their duration (vmlab.host.damon.paused, used by
+hostkit for each test marked `host`) and start it again after.
 
 drop_caches counts its event when it has finished walking every inode (drop_caches_sysctl_handler),
 so a drop still under way when a run ends shows only later: the counters are read again GRACE
@@ -34,10 +33,8 @@ seconds after the run (measured: a drop of ~2 GiB of clean cache takes 0.04-0.2 
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -47,9 +44,6 @@ from vmlab.host.writeback import read_vmstat
 #: The /proc/vmstat events that mark an outside disturbance (see the module text).
 OUTSIDE_EVENTS = ("drop_pagecache", "pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_proactive",
                   "compact_isolated")
-
-#: The DAMON sysfs interface's kdamonds (see the module text).
-KDAMONDS = Path("/sys/kernel/mm/damon/admin/kdamonds")
 
 #: Seconds after a run before its closing reading of the counters (see the module text).
 GRACE = 0.5
@@ -107,23 +101,3 @@ def until_settled(observe: Callable[[], T], settled: Callable[[T], bool], descri
         time.sleep(pause)
     return observe()
 
-
-@contextlib.contextmanager
-def damon_paused(kdamonds: Path = KDAMONDS) -> Iterator[list[str]]:
-    """Every kdamond that is on is turned off for the duration and on again after, even on failure;
-    yields their names. A machine without DAMON, or where the state files cannot be written (not
-    root), pauses nothing. Two test sessions at once: the first to finish restarts the kdamond."""
-    paused: list[Path] = []
-    try:
-        for state in sorted(kdamonds.glob("*/state")):
-            try:
-                if state.read_text().strip() == "on":
-                    state.write_text("off")
-                    paused.append(state)
-            except OSError:
-                continue
-        yield [state.parent.name for state in paused]
-    finally:
-        for state in paused:
-            with contextlib.suppress(OSError):
-                state.write_text("on")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fake_backend import TOP, FakeBackend
 from vmlab.backend import Arg, Program
 from vmlab.lab.diff import diff_scenario, keep_fields, mask, view_fields
+from vmlab.lab.run import Runner
 from vmlab.lab.scenario import parse
 
 PROG = Program("/bin/prog", ("/bin/prog",))
@@ -34,6 +35,20 @@ def test_differences_are_unified_diffs_labelled_model_kernel() -> None:
     assert "-mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffe000" in diffs[0].diff
     assert "+mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7ffff7ffc000" in diffs[0].diff
     assert out[0].startswith("s.vml:1: model and kernel differ at: mmap(NULL, 4K")
+
+
+def test_a_backend_note_is_shown_but_not_a_difference() -> None:
+    """A kernel with something acting from outside (a DAMON scheme) says so in its transcript's notes,
+    after the execve line; a note alone makes no difference."""
+    kernel = FakeBackend()
+    kernel.outside = ["kdamond 0 (paddr 0x100000000-0x1e0000000): pageout: DAMON acts on pages"]
+    scn = parse("mmap(0x10000000, 4K, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n")
+    out: list[str] = []
+    assert diff_scenario(scn, FakeBackend(), kernel, PROG, out=out.append) == []
+    transcript = Runner(scn, kernel, PROG).run()
+    notes = [r.text for r in transcript.records if r.kind == "note"]
+    assert notes[1] == f"# fake: note: {kernel.outside[0]}"
+    assert notes[0].startswith("# fake: execve(")
 
 
 def test_shmem_inodes_are_masked() -> None:

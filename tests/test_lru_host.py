@@ -21,7 +21,7 @@ With both, every comparison here is exact, and repeated runs gave the same page 
 full CI run the kernel still left 4 pages of mmap_twice off the LRU after the drain, with no outside
 event in /proc/vmstat (not seen again in 60 runs of the case alone): the likely cause is the
 machine's DAMON pageout, which isolates unmapped file folios from outside the memcg and is now paused
-during host tests (interference.damon_paused). A run that leaves any page off the LRU is still
+during host tests (interference.py). A run that leaves any page off the LRU is still
 discarded and the case run again (interference.until_settled, up to 5 runs, each discarded one
 printed): no state after the drain has a page off the LRU.
 memory.stat's active_file/inactive_file are per-CPU counters folded in by rstat flushes; read once the

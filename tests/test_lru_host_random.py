@@ -18,7 +18,7 @@ equal in some plans, 280 against 294 in another).
 The kernel was not always the same from run to run: on a fresh machine of this kind one plan left
 A with 672, 672 and 668 pages cached in three runs (the model: 672), and 2 of about 8 test runs
 failed once (Hypothesis then reports the example flaky). The cause was the machine's DAMON pageout,
-which reclaims unmapped file pages from outside the memcg (interference.damon_paused); host tests
+which reclaims unmapped file pages from outside the memcg (interference.py); host tests
 now pause it, and in 4 test runs since, every plan's first kernel run was the model's. A plan whose
 pages differ is still run again once on both sides (KERNEL_TRIES, each differing run printed) for a
 disturbance not yet known: the model must be exactly one kernel run.

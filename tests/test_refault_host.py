@@ -37,7 +37,7 @@ is 2 pages off (kernel 485, model 483).
 SLACK was 128 pages, for what looked like the kernel's own spread between runs (2,304-2,320 of the hot
 file deactivated in 8 runs, C's threshold at 501 once, folios of 4-64 pages missing from the middle of
 the hot file, a 2 MiB folio of Y off the LRU after the drains). That was the machine's DAMON pageout
-reclaiming the tests' unmapped file pages from outside the memcg (interference.damon_paused, now
+reclaiming the tests' unmapped file pages from outside the memcg (interference.py, now
 paused during host tests). With it paused, 5 runs of every case here gave the kernel the same states
 page for page; SLACK is now 16 pages: the threshold's 2 and the slab objects the model still lacks (a
 struct file per open()). A run that still loses pages of the hot file (no LRU order of these workloads

@@ -127,6 +127,11 @@ class Backend(Protocol):
         """/proc/kpagecount of one frame: the number of page-table mappings of it."""
         ...
 
+    def notes(self) -> list[str]:
+        """What can change, from outside the scenario, what it sees here (one line each, for the
+        transcript's notes): on the host, a DAMON scheme that is running. None on the model."""
+        ...
+
     def close(self) -> None:
         """End every process this backend started."""
         ...

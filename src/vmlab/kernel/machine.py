@@ -582,6 +582,10 @@ class ModelBackend:
             return f"{self.tasks[pid].oom_score_adj}\n"
         raise KeyError(name)
 
+    def notes(self) -> list[str]:
+        """Nothing acts on the model from outside a scenario."""
+        return []
+
     def machine_view(self, name: str, arg: str = "") -> str:
         """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists, `fincore --bytes ARG`,
         /proc/swaps or dmesg of the model machine."""

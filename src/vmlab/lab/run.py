@@ -192,6 +192,8 @@ class Runner:
         argv = ", ".join(f'"{a}"' for a in self.program.argv)
         self.index = -1
         self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")
+        for line in self.backend.notes():
+            self.emit("note", f"# {self.backend.name}: note: {line}")
         for index, step in enumerate(self.scenario.steps):
             self.index = index
             prefix = "" if step.actor == MAIN else f"@{step.actor} "

@@ -1,0 +1,67 @@
+"""vmlab.host.damon: the running DAMOS schemes it reports, and its pause, which turns off exactly the
+kdamonds that were on and turns them on again, even when the test inside fails."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vmlab.host import damon
+
+
+def _kdamonds(root: Path, states: list[str]) -> list[Path]:
+    """A stand-in for the sysfs tree: one kdamond per state, each with a paddr context over
+    [4 GiB, 8 GiB) and one pageout scheme."""
+    files = []
+    for i, state in enumerate(states):
+        context = root / str(i) / "contexts" / "0"
+        region = context / "targets" / "0" / "regions" / "0"
+        (context / "schemes" / "0").mkdir(parents=True)
+        region.mkdir(parents=True)
+        (context / "operations").write_text("paddr\n")
+        (region / "start").write_text(f"{4 << 30}\n")
+        (region / "end").write_text(f"{8 << 30}\n")
+        (context / "schemes" / "0" / "action").write_text("pageout\n")
+        files.append(root / str(i) / "state")
+        files[-1].write_text(state + "\n")
+    return files
+
+
+def test_reports_the_schemes_of_the_kdamonds_that_are_on(tmp_path: Path) -> None:
+    """Only kdamond 1 is on: its scheme is the one line, with its range and action."""
+    _kdamonds(tmp_path, ["off", "on"])
+    assert damon.running_schemes(tmp_path) == ["kdamond 1 (paddr 0x100000000-0x200000000): pageout"]
+    assert damon.running_schemes(tmp_path / "absent") == []
+
+
+def test_pauses_the_running_kdamonds_and_restarts_them(tmp_path: Path) -> None:
+    """Inside: every kdamond off and nothing reported; after: the ones that were on are on again,
+    the others still off."""
+    files = _kdamonds(tmp_path, ["on", "off", "on"])
+    with damon.paused(tmp_path) as stopped:
+        assert stopped == ["0", "2"]
+        assert [f.read_text().strip() for f in files] == ["off", "off", "off"]
+        assert damon.running_schemes(tmp_path) == []
+    assert [f.read_text().strip() for f in files] == ["on", "off", "on"]
+
+
+def test_restarts_them_when_the_test_fails(tmp_path: Path) -> None:
+    """An exception inside still turns the paused kdamonds on again, and propagates."""
+    files = _kdamonds(tmp_path, ["on"])
+    with pytest.raises(RuntimeError), damon.paused(tmp_path):
+        raise RuntimeError("test failed")
+    assert files[0].read_text().strip() == "on"
+
+
+@pytest.mark.host
+def test_a_host_test_runs_with_no_kdamond_on() -> None:
+    """On a machine that runs a kdamond (this one does): inside a test marked host, none is on."""
+    states = list(damon.KDAMONDS.glob("*/state"))
+    if not states:
+        pytest.skip(f"no kdamond on this machine ({damon.KDAMONDS})")
+    if not all(os.access(p, os.W_OK) for p in states):
+        pytest.skip(f"the kdamonds' state files cannot be written here (not root): {damon.KDAMONDS}")
+    assert damon.running_schemes() == []
+    assert "on" not in {p.read_text().strip() for p in states}
