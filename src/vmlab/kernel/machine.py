@@ -725,7 +725,9 @@ class ModelBackend:
 
     def open_inode(self, pid: int, inode: Inode) -> int:
         """A read-only descriptor of a model-only file (its pages come in without I/O if `host_cached`
-        is None) in process `pid`."""
+        is None) in process `pid`. The file joins the model's namespace (simfs) under its path, so its
+        page cache stays reachable once descriptors and mappings are gone, as a file's does."""
+        self.simfs.files.setdefault(inode.path, inode)
         return self._install(self.tasks[pid], File(inode), False)
 
     def reap_deaths(self) -> list[tuple[int, str]]:

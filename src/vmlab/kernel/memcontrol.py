@@ -96,8 +96,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_SEC
-from vmlab.kernel.page_flags import PG, PG_swapcache
-from vmlab.kernel.swap import LRU_NAMES, LruVec
+from vmlab.kernel.page_flags import F_LRU, PG, PG_swapcache
+from vmlab.kernel.swap import LRU_NAMES, LruVec, folio_lru_list_of
 from vmlab.kernel.uapi import EBUSY, EINVAL, ENOMEM, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -692,9 +692,7 @@ class MemCgroupTree:
 
     def force_charge(self, memcg: MemCgroup, nr: int) -> None:
         """Charge `nr` pages that belong to no modelled frame (an imported memcg's other usage)."""
-        memcg.memory.charge(nr)
-        if self.version == 1:
-            memcg.memsw.charge(nr)
+        self._force_counters(memcg, nr)
         memcg.forced += nr
 
     def uncharge(self, pfn: int, order: int) -> None:
@@ -709,6 +707,50 @@ class MemCgroupTree:
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
         self.memcg1_oom_recover(memcg)  # uncharge_batch()
+
+    def move_account(self, pfn: int, to: MemCgroup) -> None:
+        """mem_cgroup_move_account(): the charge of frame `pfn` (a charged folio, or a page-table page)
+        moves from its memcg to `to`. The old memcg's counters (memory, v1's memsw, and kmem for a
+        table) go down and `to`'s up, without a limit check (the pages exist already), and a folio on
+        an LRU list moves to `to`'s mirror, keeping its place on the node's list. To the root, the
+        charge is simply dropped: the model does not account the root's pages. The kernel moves
+        charges only for v1's move_charge_at_immigrate; imports use this for charges a task made
+        before it joined its memcg (oom_whatif.build)."""
+        keep = to.parent is not None
+        if pfn in self.kmem_memcg:
+            old = self.kmem_memcg.pop(pfn)
+            self._uncharge_kmem_pages(old, 1)
+            old.kmem_charged -= 1
+            if keep:
+                self._force_counters(to, 1)
+                if self.version == 1:
+                    to.kmem.charge(1)
+                to.kmem_charged += 1
+                self.kmem_memcg[pfn] = to
+            return
+        memcg, nr, kind = self.page_memcg.pop(pfn)
+        mem = self.mem
+        if mem is not None and mem.mem_map.flags_a[pfn] & F_LRU:
+            lru = folio_lru_list_of(mem.mem_map.flags_a[pfn])
+            del memcg.lruvec.lists[lru][pfn]
+            memcg.lruvec.nr_pages[lru] -= nr
+            if keep:
+                to.lruvec.lists[lru][pfn] = None
+                to.lruvec.nr_pages[lru] += nr
+        memcg.memory.uncharge(nr)
+        if self.version == 1:
+            memcg.memsw.uncharge(nr)
+        memcg.charged -= nr
+        if keep:
+            self._force_counters(to, nr)
+            to.charged += nr
+            self.page_memcg[pfn] = (to, nr, kind)
+
+    def _force_counters(self, memcg: MemCgroup, nr: int) -> None:
+        """page_counter_charge() of the memcg's memory counter and, in v1, its memsw one."""
+        memcg.memory.charge(nr)
+        if self.version == 1:
+            memcg.memsw.charge(nr)
 
     def _charge_kmem_pages(self, memcg: MemCgroup, nr: int, noretry: bool = False,
                            nowait: bool = False) -> int:
