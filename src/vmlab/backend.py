@@ -129,7 +129,8 @@ class Backend(Protocol):
 
     def notes(self) -> list[str]:
         """What can change, from outside the scenario, what it sees here (one line each, for the
-        transcript's notes): on the host, a DAMON scheme that is running. None on the model."""
+        transcript's notes): on the host, a running DAMON scheme or user-space OOM killer. None on
+        the model."""
         ...
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from types import TracebackType
 
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.errors import InputError
-from vmlab.host import damon, pagecache, procfs
+from vmlab.host import outside, pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, INR_OPEN_CUR
 from vmlab.linux import CacheStat
@@ -208,10 +208,9 @@ class HostBackend:
         return pid
 
     def notes(self) -> list[str]:
-        """Each running DAMON scheme (vmlab.host.damon): a pageout or an LRU sort acts on this
-        kernel's pages from outside the scenario."""
-        return [f"{line}: DAMON acts on pages from outside the scenario"
-                for line in damon.running_schemes()]
+        """What acts on this kernel's memory from outside the scenario (vmlab.host.outside): DAMON
+        schemes, user-space OOM killers."""
+        return outside.notes()
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run syscall `name` in `pid`; its raw result (-errno on failure; brk: the raw brk value).

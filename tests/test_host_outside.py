@@ -1,5 +1,6 @@
 """vmlab.host.damon: the running DAMOS schemes it reports, and its pause, which turns off exactly the
-kdamonds that were on and turns them on again, even when the test inside fails."""
+kdamonds that were on and turns them on again, even when the test inside fails; vmlab.host.outside:
+the notes a host transcript gets for them and for user-space OOM killers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vmlab.host import damon
+from vmlab.host import damon, outside
 
 
 def _kdamonds(root: Path, states: list[str]) -> list[Path]:
@@ -56,8 +57,8 @@ def test_restarts_them_when_the_test_fails(tmp_path: Path) -> None:
 
 
 @pytest.mark.host
-def test_a_host_test_runs_with_no_kdamond_on() -> None:
-    """On a machine that runs a kdamond (this one does): inside a test marked host, none is on."""
+def test_the_tests_run_with_no_kdamond_on() -> None:
+    """On a machine that runs a kdamond (this one does): during the test session none is on."""
     states = list(damon.KDAMONDS.glob("*/state"))
     if not states:
         pytest.skip(f"no kdamond on this machine ({damon.KDAMONDS})")
@@ -65,3 +66,19 @@ def test_a_host_test_runs_with_no_kdamond_on() -> None:
         pytest.skip(f"the kdamonds' state files cannot be written here (not root): {damon.KDAMONDS}")
     assert damon.running_schemes() == []
     assert "on" not in {p.read_text().strip() for p in states}
+
+
+def test_notes_name_each_scheme_and_each_oom_daemon(tmp_path: Path) -> None:
+    """A fake /proc with earlyoom (pid 812), systemd-oomd (pid 90) and a shell, a kdamond on: one
+    note for the scheme, then one per daemon by pid; nothing for the shell or a vanished pid."""
+    proc = tmp_path / "proc"
+    for pid, comm in ((812, "earlyoom"), (90, "systemd-oomd"), (5, "bash")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "comm").write_text(comm + "\n")
+    (proc / "77").mkdir()  # exited: no comm any more
+    (proc / "self").mkdir()
+    _kdamonds(tmp_path / "kdamonds", ["on"])
+    notes = outside.notes(proc, tmp_path / "kdamonds")
+    assert notes[0].startswith("kdamond 0 (paddr 0x100000000-0x200000000): pageout: DAMON")
+    assert [n.split(":")[0] for n in notes[1:]] == ["systemd-oomd runs (pid 90)", "earlyoom runs (pid 812)"]
+    assert outside.notes(proc, tmp_path / "none") == notes[1:]
