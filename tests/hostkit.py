@@ -22,6 +22,20 @@ HERE = Path(__file__).parent
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
+@contextlib.contextmanager
+def on_cpu(cpu: int = 0) -> Iterator[None]:
+    """This process (and every process it starts meanwhile, which inherits the mask) runs on CPU `cpu`
+    only; the old affinity comes back after. A task that migrates leaves its per-CPU LRU batches
+    (lru_add, lru_lazyfree, ...) half on each CPU, and a write that drains stocks drains its own
+    CPU's at once but the others' later."""
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
 def build_test_program(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """tests/NAME.c built with gcc into a temporary directory (skips without a C compiler)."""
     gcc = shutil.which("gcc") or shutil.which("cc")
@@ -185,12 +199,11 @@ def scenario_files() -> Iterator[None]:
         path.unlink(missing_ok=True)
 
 
-@pytest.fixture(autouse=True)
-def no_damon_during_host_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A test marked `host` runs with the machine's kdamonds paused (vmlab.host.damon.paused; see
-    interference.py for what their pageout did to the tests' file pages)."""
-    if request.node.get_closest_marker("host") is None:
-        yield
-        return
+@pytest.fixture(scope="session", autouse=True)
+def no_damon() -> Iterator[None]:
+    """The test session runs with the machine's kdamonds paused (vmlab.host.damon.paused; see
+    interference.py for what their pageout did to the host tests' file pages). For the whole session,
+    not per test marked `host`: the test_host_* modules drive the kernel too, unmarked, and a
+    restarted kdamond pages nothing out for a minute anyway."""
     with damon.paused():
         yield

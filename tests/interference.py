@@ -22,9 +22,9 @@ an idle machine's cache (5.7 GB in its first 3 hours). Its pageout isolates the 
 (reclaim_pages), so a test's file loses pages from the middle (seen: holes of 4-64 pages in a hot file,
 4 pages of a file off the LRU after the drains); its sampling clears the accessed bits of mapped pages
 (damon_ptep_mkold), which munmap would have turned into folio_mark_accessed. Measured: a 256 MiB file
-read once, with the kdamond just restarted, kept all its pages for 60 s and then lost 2.5 MB/s. Host
-tests therefore pause every running kdamond for their duration (vmlab.host.damon.paused, used by
-hostkit for each test marked `host`) and start it again after.
+read once, with the kdamond just restarted, kept all its pages for 60 s and then lost 2.5 MB/s. The
+test session therefore pauses every running kdamond (vmlab.host.damon.paused, a session fixture of
+hostkit) and starts it again at its end.
 
 drop_caches counts its event when it has finished walking every inode (drop_caches_sysctl_handler),
 so a drop still under way when a run ends shows only later: the counters are read again GRACE

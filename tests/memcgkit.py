@@ -16,6 +16,8 @@ from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
 
+from hostkit import on_cpu
+
 MB = 1 << 20
 PG = 4096
 #: Slab pages (VMA, anon_vma) the kernel charges as kmem and the model does not have (measured: 1).
@@ -95,15 +97,13 @@ def drained_host_counters(cg: Path) -> Counters:
     limit = limit_file.read_text()
     usage = int((cg / "memory.usage_in_bytes").read_text())
     pgpgout = memcg_stat(cg)["pgpgout"]
-    affinity = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0})
-    try:
-        limit_file.write_text(str(max(usage - PG, PG)))
-    except OSError:
-        pass  # -EBUSY: nothing left to reclaim once the stocks were drained
-    finally:
-        limit_file.write_text(limit)
-        os.sched_setaffinity(0, affinity)
+    with on_cpu(0):
+        try:
+            limit_file.write_text(str(max(usage - PG, PG)))
+        except OSError:
+            pass  # -EBUSY: nothing left to reclaim once the stocks were drained
+        finally:
+            limit_file.write_text(limit)
     if memcg_stat(cg)["pgpgout"] != pgpgout:
         raise RuntimeError(f"{cg}: draining the charge stocks reclaimed pages, so the counters are off")
     return settled_host_counters(cg)

@@ -35,6 +35,8 @@ from vmlab.kernel.swap import (
     lru_add_drain,
 )
 
+from hostkit import on_cpu
+
 MB = 1 << 20
 PAGE = 4096
 RW = 0x3
@@ -318,7 +320,11 @@ def test_scenario_agrees_with_kernel(name: str, program: Program) -> None:
     from vmlab.lab.scenario import parse
 
     scn = parse(SCENARIOS[name].lstrip(), f"<{name}>")
-    diffs = diff_scenario(scn, make_backend("model"), make_backend("host"))
+    # On one CPU: a stepper that migrated in the middle of a MADV_FREE left its lazyfree batch split
+    # between the CPUs' batches, neither full, and smaps counted one drained batch (124 kB for 248;
+    # once in a full test run).
+    with on_cpu(0):
+        diffs = diff_scenario(scn, make_backend("model"), make_backend("host"))
     report = "\n".join(f"line {d.line}: {d.source}\n{d.diff}" for d in diffs)
     assert not diffs, report
 
