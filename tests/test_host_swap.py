@@ -61,14 +61,32 @@ def host_swap() -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+#: The /proc/vmstat events of reclaim's writes: pageout() counts each folio it writes in
+#: nr_vmscan_write, a swap write in pswpout too (machine-wide: nothing else swaps on an idle machine).
+WRITE_EVENTS = ("nr_vmscan_write", "pswpout")
+
+
+def _vmstat(backend: Backend, names: tuple[str, ...]) -> dict[str, int]:
+    """The /proc/vmstat counters `names` of the backend's machine. On the host the per-CPU deltas of
+    the node counters are folded in first (vm.stat_refresh): nr_vmscan_write read raw lagged pswpout
+    (an event, summed at each read) by 6 of 256 pages."""
+    if isinstance(backend, HostBackend):
+        Path("/proc/sys/vm/stat_refresh").write_text("1")
+    table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
+    return {name: int(table[name]) for name in names}
+
+
 def _pageout_steps(backend: Backend, pid: int) -> dict[str, object]:
     """The steps both sides run, and what they show after each."""
     addr = backend.syscall(pid, "mmap", (0, 256 * PG_SIZE, RW, PRIVATE_ANON, -1, 0))
     assert backend.access(pid, addr, 256 * PG_SIZE, True) is None
     c0 = backend.counters(pid)
+    v0 = _vmstat(backend, WRITE_EVENTS)
     assert backend.syscall(pid, "madvise", (addr, 256 * PG_SIZE, MADV_PAGEOUT)) == 0
+    v1 = _vmstat(backend, WRITE_EVENTS)
     c1 = backend.counters(pid)
     out: dict[str, object] = {"swap_after_pageout": c1.vm_swap_kb,
+                              "pageout_writes": {k: v1[k] - v0[k] for k in WRITE_EVENTS},
                               "anon_drop": c0.rss_anon_kb - c1.rss_anon_kb,
                               "pagemap_after_pageout": backend.pagemap(pid, addr, addr + 32 * PG_SIZE)}
     assert backend.access(pid, addr, 16 * PG_SIZE, False) is None

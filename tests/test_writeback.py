@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+from vmlab.kernel import vmscan
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.page_flags import PG
 from vmlab.kernel.page_writeback import (
     BackingDev,
     DirtySysctl,
     domain_dirty_limits,
+    folio_wait_writeback,
     global_dirty_limits,
     write_cache_pages,
     writeback_folio,
@@ -162,11 +165,27 @@ def test_reclaim_writeback_rotates_the_folio_to_the_inactive_tail() -> None:
     assert next(iter(f.mem.lruvec.lists[LRU_INACTIVE_FILE])) == pfn
     f.mem.lruvec.delete(f.mem.mem_map, pfn)
     f.mem.lruvec.add(f.mem.mem_map, pfn)  # move it to the head
+    written = f.mem.events["nr_vmscan_write"]
     assert not writeback_folio(f.mem, pfn)
     assert f.cachestat() == (3, 2, 1)
-    assert writeback_folio(f.mem, pfn, sync=True)
+    folio_wait_writeback(f.mem, f.inode, 0)
+    assert f.cachestat() == (3, 2, 0)
     assert next(iter(f.mem.lruvec.lists[LRU_INACTIVE_FILE])) == pfn
+    assert f.mem.events["nr_vmscan_write"] == written  # counted by shrink_folio_list's pageout, once
     check_machine(f.backend)
+
+
+def test_kswapd_pageout_counts_each_page_it_writes_once() -> None:
+    """pageout() of a dirty file folio kswapd has seen before (PG_reclaim): one write started, counted
+    once in nr_vmscan_write and in the pass's nr_pageout (it was counted twice)."""
+    f = ModelFile()
+    f.pwrite(0, PAGE)
+    pfn = f.inode.i_pages[0]
+    f.mem.mem_map.set(pfn, PG.reclaim)
+    stat = vmscan.FolioStats()
+    sc = vmscan.ScanControl(nr_to_reclaim=32, kswapd=True)
+    assert vmscan._pageout(f.mem.vmscan, sc, pfn, vmscan.FOLIOREF_RECLAIM, stat) == "keep"  # under write
+    assert (f.mem.events["nr_vmscan_write"], stat.nr_pageout, f.cachestat()) == (1, 1, (1, 0, 1))
 
 
 @pytest.mark.parametrize("size", [0, 5 * PAGE + 100])

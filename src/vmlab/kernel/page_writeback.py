@@ -387,19 +387,14 @@ def sync_file_range(mem: PhysMem, inode: Inode, offset: int, nbytes: int, flags:
     return 0
 
 
-def writeback_folio(mem: PhysMem, head: int, *, sync: bool = False) -> bool:
+def writeback_folio(mem: PhysMem, head: int) -> bool:
     """pageout() for reclaim: start write-back of a dirty page-cache folio and mark it PG_reclaim, so it
-    rotates to the inactive tail when the write completes. With `sync`, wait for the write (a memory
-    stall). True when the folio is now clean and not under write-back (it may be freed)."""
+    rotates to the inactive tail when the write completes. True when the folio is now clean and not
+    under write-back (a write that completed at once: it may be freed)."""
     mm = mem.mem_map
-    flags = int(mm.flags[head])
     inode = mem.address_spaces.get(int(mm.mapping[head]))
-    if flags & F_DIRTY and inode is not None:
-        mem.events["nr_vmscan_write"] += folio_start_writeback(mem, inode, head, reclaim=True)
-    if sync and inode is not None:
-        done = inode.under_writeback.get(int(mm.index[head]))
-        if done is not None and done > mem.clock.now_ns:
-            mem.clock.advance(done - mem.clock.now_ns, memstall=True)
+    if int(mm.flags[head]) & F_DIRTY and inode is not None:
+        folio_start_writeback(mem, inode, head, reclaim=True)
     return not int(mm.flags[head]) & F_DIRTY_OR_WRITEBACK
 
 

@@ -207,7 +207,8 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
     """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot, for reclaim
     (PG_reclaim). The data is in the slot at once and the folio clean (the model never shows
     PG_writeback on an anon folio); the write joins the swap device's queue (swap_io_ns each, not
-    charged to the reclaimer, which does not wait for it) and counts in pswpout. Its completion
+    charged to the reclaimer, which does not wait for it) and counts in pswpout and, as every write
+    pageout() starts, in nr_vmscan_write. Its completion
     (end_swap_bio_write -> folio_end_writeback) rotates the folio to the inactive tail, if reclaim put
     it back there meanwhile, for the next scan to free."""
     mm = mem.mem_map
@@ -216,6 +217,7 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
     state = mem.swap
     state.info(entry).written[swp_offset(entry)] = True
     mem.events["pswpout"] += 1
+    mem.events["nr_vmscan_write"] += 1
     clock = mem.clock
     done = max(clock.now_ns, state.write_busy_until) + clock.costs.swap_io_ns
     state.write_busy_until = done
