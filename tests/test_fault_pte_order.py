@@ -250,7 +250,7 @@ def test_one_page_of_room_goes_to_the_table_not_the_page(tmp_path: Path) -> None
         addr = lab.mmap(BASE + PMD, FILE_PAGES, PROT_READ, MAP_PRIVATE)
         memcg = lab.model.memcgs.lookup("/t")
         assert memcg is not None
-        lab.model.memcgs.drain_stock()
+        lab.model.memcgs.drain_local_stock()
         assert lab.model.memcg_set("/t", "oom_kill_disable", 1) == 0
         assert lab.model.memcg_set("/t", "limit_in_bytes", (memcg.memory.usage + 1) * PAGE_SIZE) == 0
         before = (memcg.memory.usage, memcg.kmem.usage)
@@ -260,7 +260,7 @@ def test_one_page_of_room_goes_to_the_table_not_the_page(tmp_path: Path) -> None
         assert lab.model.syscall(lab.pid, "mlock", (addr, FILE_PAGES * PAGE_SIZE)) == -EAGAIN
         ev = lab.charges.events
         assert lab.charges.kinds() == ["table+", "table-"] and ev[1][1] == ev[0][1]
-        lab.model.memcgs.drain_stock()
+        lab.model.memcgs.drain_local_stock()
         assert (memcg.memory.usage, memcg.kmem.usage) == before
         assert len(inode.i_pages) == cached and lab.pte_table(addr) is None
         check_machine(lab.model)

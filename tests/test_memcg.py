@@ -14,7 +14,7 @@ from memcgkit import memcg_machine as machine
 from swapkit import model_with_swap
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, MemCgroup
+from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, NR_MEMCG_STOCK, MemCgroup
 from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.xarray import XA_NODE_SIZE
 
@@ -49,8 +49,8 @@ def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> Non
     # The buffer's page tables (its PMD and PTE tables at least) are charged too, as kmem.
     assert memcg.kmem_charged >= 2 and memcg.kmem_obj_pages == -(-17 * XA_NODE_SIZE // PAGE_SIZE)
     assert memcg.kmem.usage == memcg.kmem_charged + memcg.kmem_obj_pages
-    assert memcg.memory.usage == memcg.charged + memcg.kmem.usage + model.memcgs.stock_pages
-    assert 0 <= model.memcgs.stock_pages <= MEMCG_CHARGE_BATCH
+    assert memcg.memory.usage == memcg.charged + memcg.kmem.usage + model.memcgs.stock_pages(memcg)
+    assert 0 <= model.memcgs.stock_pages(memcg) <= MEMCG_CHARGE_BATCH
     check_machine(model)
     fd = model.syscall(pid, "openat", (-100, "/sim/f", 0))
     assert model.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0
@@ -270,3 +270,24 @@ def test_a_batch_that_fails_on_memsw_leaves_the_whole_charge_without_swap(swapfi
     assert model.access(pid, addr, 4 * MB, False) is None
     assert memcg.events["oom_kill"] == 0 and pid in model.tasks
     check_machine(model)
+
+
+def test_the_charge_stock_keeps_a_slot_per_memcg_up_to_seven() -> None:
+    """Each memcg's first page charges a batch of MEMCG_CHARGE_BATCH and stocks the rest in a slot of
+    its own; a sibling's charges leave it there (6.18: NR_MEMCG_STOCK slots per CPU), so the next
+    page of each comes from its stock. An eighth memcg takes a slot drained for it (the model's
+    first; the kernel's a random one); drain_all_stock of one memcg drains every slot."""
+    model = ModelBackend()
+    tree = model.memcgs
+    groups = [tree.mkdir(f"/g{i}") for i in range(NR_MEMCG_STOCK + 1)]
+    for memcg in groups[:NR_MEMCG_STOCK]:
+        assert tree.try_charge_memcg(memcg, 1, 0) == 0
+    assert [m.memory.usage for m in groups] == [MEMCG_CHARGE_BATCH] * NR_MEMCG_STOCK + [0]
+    for memcg in groups[:NR_MEMCG_STOCK]:
+        assert tree.try_charge_memcg(memcg, 1, 0) == 0  # from its stock: usage unchanged
+    assert tree.stock_pages() == NR_MEMCG_STOCK * (MEMCG_CHARGE_BATCH - 2)
+    assert tree.try_charge_memcg(groups[-1], 1, 0) == 0
+    assert groups[0].memory.usage == 2 and tree.stock_pages(groups[0]) == 0  # its slot went
+    assert groups[1].memory.usage == MEMCG_CHARGE_BATCH == groups[-1].memory.usage
+    tree.drain_all_stock(groups[3])
+    assert tree.stock_pages() == 0 and [m.memory.usage for m in groups] == [2] * NR_MEMCG_STOCK + [1]

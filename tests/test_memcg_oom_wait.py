@@ -50,7 +50,7 @@ def test_a_sleeper_marks_the_memcg_over_its_limit_and_its_descendants() -> None:
     addr = anon(model, pid)
     assert model.access(pid, addr + REGION - PG, 1, True) is None
     assert model.memcg_set("/p", "oom_kill_disable", 1) == 0
-    model.memcgs.drain_stock()
+    model.memcgs.drain_local_stock()
     assert parent.set_limit(parent.memory.usage) == 0
     assert model.access(pid, addr, 1, True) == MEMCG_OOM_WAIT
     assert [c.under_oom for c in (parent, child, sibling, beside)] == [1, 1, 1, 0]

@@ -25,6 +25,14 @@ reclaim, refaults after memcg Y (X's sibling) evicted 17,408 pages of its own an
 same. The model counted one node-wide age before and left 656 pages of C inactive; now every page of
 the four files is in the same state on both.
 
+A sibling's refaults: reclaim for a memcg deactivates its active list on new refault activations in
+its own lruvec only. X (a hot file and B) and Y (the after-a-pause workload above: C's 4,096
+activations) are siblings; then X reads a scan of its whole limit. The kernel keeps all of X's hot
+file active; the model, counting activations and their reclaim snapshot node-wide, deactivated 120
+pages of it. The same run showed the charge stock's slots: 6.18 keeps pre-charged pages for 7 memcgs
+per CPU, and the model's one slot, drained whenever Y charged, shifted X's reclaims and left 848
+pages fewer of the scan cached. Now every page of the six files agrees.
+
 Compared exactly: the LRU state of every page of C, and the kernel's against the states measured.
 Within SLACK pages, state by state: the hot file (how much was deactivated) and D (how much evicted).
 The kernel charges the page cache's XArray nodes (slab objects, for the files' pages and the shadows
@@ -87,7 +95,8 @@ TAG = os.getpid()
 HOT, C, D = (f"/tmp/vmlab-refault-{kind}-{TAG}.dat" for kind in ("hot", "c", "d"))
 SIZES = {HOT: 24 * MB, C: 16 * MB, D: 24 * MB}
 Y = f"/tmp/vmlab-refault-y-{TAG}.dat"
-NAMES = {HOT: "hot", C: "C", D: "D", Y: "Y"}
+HX, B, S = (f"/tmp/vmlab-refault-{kind}-{TAG}.dat" for kind in ("hx", "b", "s"))
+NAMES = {HOT: "hot", C: "C", D: "D", Y: "Y", HX: "X's hot", B: "B", S: "S"}
 PAUSE_S = 2.5  # longer than FLUSH_TIME: the periodic worker flushes at least once during it
 #: How far the pages deactivated or evicted may differ (see the module text: the kernel's spread).
 SLACK = 16
@@ -220,44 +229,50 @@ def test_a_large_folio_refaults_whole_at_the_threshold(files: list[str]) -> None
 SIBLING_SIZES = {**SIZES, Y: 128 * MB}
 
 
-def sibling_workload(p: Run, q: Run, pause: Pause) -> None:
+def sibling_workload(pause: Pause) -> Callable[[Run, Run], None]:
     """P (in memcg X): the hot file read twice, C, D (C evicted), a pause; Q (in memcg Y, X's sibling):
     a 128 MiB file read once (about 17,000 evictions, all in Y); P: C read again."""
-    steps(read_pass(HOT, MB), read_pass(HOT, MB), read_pass(C, MB), read_pass(D, MB), pause)(p)
-    read_pass(Y, MB)(q)
-    read_pass(C, MB)(p)
-    p.drain()
-    q.drain()
+    def work(p: Run, q: Run) -> None:
+        steps(read_pass(HOT, MB), read_pass(HOT, MB), read_pass(C, MB), read_pass(D, MB), pause)(p)
+        read_pass(Y, MB)(q)
+        read_pass(C, MB)(p)
+    return work
 
 
-def sibling_on_host(program: Program, pause: Pause) -> tuple[dict[str, str], frozenset[int]]:
-    """The sibling workload in two new 64 MiB v1 memcgs (P's and Q's): the page states of the files
-    and the steps before which the kernel flushed the statistics."""
+def two_memcgs_on_host(program: Program, sizes: dict[str, int], work: Callable[[Run, Run], None]
+                       ) -> tuple[dict[str, str], frozenset[int]]:
+    """`work(p, q)` with P and Q in two new sibling 64 MiB v1 memcgs X and Y, on the files of `sizes`
+    made fresh: the page states of the files and the steps before which the kernel flushed the
+    statistics."""
     def once() -> tuple[dict[str, str], frozenset[int]]:
-        for path, size in SIBLING_SIZES.items():
+        for path, size in sizes.items():
             _sparse(path, size)
         tag = os.getpid()
         with (rstat.FlushTrace(f"vmlab_refault_{tag}") as trace, MemcgV1(f"vmlab_x_{tag}", LIMIT) as x,
               MemcgV1(f"vmlab_y_{tag}", LIMIT) as y, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
             p, q = host_workers(host, program, [x, y])
-            sibling_workload(p, q, pause)
+            work(p, q)
+            p.drain()
+            q.drain()
             flushes = flushes_before(trace, p.starts, born, [x, y])
-            states = {path: lru_string(file_lru_flags(path), size // PAGE)
-                      for path, size in SIBLING_SIZES.items()}
+            states = {path: lru_string(file_lru_flags(path), size // PAGE) for path, size in sizes.items()}
         return states, flushes
     return undisturbed(once)
 
 
-def sibling_on_model(flush_before: frozenset[int]) -> dict[str, str]:
-    """The sibling workload in the model, memcgs /x and /y of LIMIT, the kernel's flushes replayed."""
-    for path, size in SIBLING_SIZES.items():
+def two_memcgs_on_model(sizes: dict[str, int], work: Callable[[Run, Run], None],
+                        flush_before: frozenset[int]) -> dict[str, str]:
+    """two_memcgs_on_host in the model: memcgs /x and /y of LIMIT, the kernel's flushes replayed."""
+    for path, size in sizes.items():
         _sparse(path, size)
     model = ModelBackend(MODEL_RAM)
     p, q = model_workers(model, ["/x", "/y"], flush_before)
-    sibling_workload(p, q, Pause())
+    work(p, q)
+    p.drain()
+    q.drain()
     model_finish(model, p)
-    return {path: lru_string(model_lru(model, path), size // PAGE) for path, size in SIBLING_SIZES.items()}
+    return {path: lru_string(model_lru(model, path), size // PAGE) for path, size in sizes.items()}
 
 
 def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(files: list[str]) -> None:
@@ -268,9 +283,50 @@ def test_a_siblings_evictions_do_not_age_a_memcgs_shadows(files: list[str]) -> N
     program = host_or_skip()
     files.extend(SIBLING_SIZES)
     pause = Pause()
-    kernel, flushes = undisturbed_states(lambda: sibling_on_host(program, pause))
-    model = sibling_on_model(flushes)
+    kernel, flushes = undisturbed_states(lambda: two_memcgs_on_host(program, SIBLING_SIZES,
+                                                                    sibling_workload(pause)))
+    model = two_memcgs_on_model(SIBLING_SIZES, sibling_workload(Pause()), flushes)
     show(kernel, model, flushes)
     if flushes <= {0, pause.before_step}:
         assert runs(kernel[C]) == [("a", 4096)] and runs(kernel[Y]) == [(".", 17408), ("i", 15360)]
+    assert model == kernel
+
+
+# --- a sibling's refaults ----------------------------------------------------------------------------
+
+#: X: a hot file and B; Y: the refault workload's files; then X reads S, a scan of its whole limit.
+REFAULTS_SIZES = {HX: 8 * MB, B: 16 * MB, **SIZES, S: 64 * MB}
+#: The kernel's page states, as measured: X keeps its hot file active; Y is the after-a-pause case.
+REFAULTS_MEASURED = {HX: [("A", 2048)], B: [(".", 4096)], **MEASURED[True], S: [(".", 2640), ("i", 13744)]}
+
+
+def sibling_refaults_workload(first: Pause, second: Pause) -> Callable[[Run, Run], None]:
+    """P (in X): its hot file read twice, B once; Q (in Y): the refault workload with a pause (C's
+    4,096 refaults activated), a second pause (a flush shows them); P: S read once, X's reclaim
+    evicting B and the head of S."""
+    def work(p: Run, q: Run) -> None:
+        steps(read_pass(HX, MB), read_pass(HX, MB), read_pass(B, MB))(p)
+        steps(workload(first), second)(q)
+        read_pass(S, MB)(p)
+    return work
+
+
+def test_a_siblings_refaults_leave_a_memcgs_active_list_alone(files: list[str]) -> None:
+    """Reclaim for a memcg deactivates on new refault activations in its own lruvec only
+    (prepare_scan_control reads the target memcg's WORKINGSET_ACTIVATE_FILE against its own
+    snapshot): C's 4,096 activations in Y do not let X's reclaim deactivate X's hot file, whose
+    inactive list is not low, so all 2,048 pages stay active, as on the kernel. The model counted
+    activations and their snapshot node-wide before and deactivated 120 of them. X's stock of
+    pre-charged pages also stays while Y charges (6.18's charge stock holds 7 memcgs per CPU): with one
+    slot, Y's charges drained X's, shifted X's reclaims and left 848 pages fewer of S cached. Every
+    file's page states agree exactly."""
+    program = host_or_skip()
+    files.extend(REFAULTS_SIZES)
+    first, second = Pause(), Pause()
+    kernel, flushes = undisturbed_states(lambda: two_memcgs_on_host(program, REFAULTS_SIZES,
+                                                                    sibling_refaults_workload(first, second)))
+    model = two_memcgs_on_model(REFAULTS_SIZES, sibling_refaults_workload(Pause(), Pause()), flushes)
+    show(kernel, model, flushes)
+    if flushes <= {0, first.before_step, second.before_step}:
+        assert {path: runs(state) for path, state in kernel.items()} == REFAULTS_MEASURED
     assert model == kernel

@@ -519,8 +519,7 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
             raise AssertionError(f"memcg {memcg.path}: kmem usage {memcg.kmem.usage} != {kmem} table "
                                  "frames and slab pages charged in its subtree")
         want = kmem + sum(c.charged + c.forced for c in memcg.iter_tree())
-        if tree.stock_memcg is not None and tree.stock_memcg.is_descendant_of(memcg):
-            want += tree.stock_pages
+        want += tree.stock_pages(memcg)
         swap = sum(c.swap for c in memcg.iter_tree())
         counters = (("memory", memcg.memory, 0), ("memsw", memcg.memsw, swap))[:2 if tree.version == 1 else 1]
         for name, counter, extra in counters:

@@ -10,8 +10,9 @@ What is charged (page->memcg_data, here `MemCgroupTree.page_memcg`: pfn -> (memc
 and every charge goes when its frame is freed (the allocator's uncharge hook). Pages a task brings in
 while in the root memcg (`memcg` None) are not accounted, as the kernel does not count the root.
 
-try_charge_memcg() is the kernel's loop: the per-CPU charge stock (one CPU: one slot of
-MEMCG_CHARGE_BATCH pages charged ahead), a batch try then the exact one, memcg reclaim
+try_charge_memcg() is the kernel's loop: the per-CPU charge stock (one CPU: NR_MEMCG_STOCK slots,
+each up to MEMCG_CHARGE_BATCH pages charged ahead for one memcg, so a sibling's charges leave a
+memcg's stock alone: tests/test_refault_host.py), a batch try then the exact one, memcg reclaim
 (`reclaim_hook`: vmscan.try_to_free_mem_cgroup_pages) of the memcg over its limit, a stock drain,
 MAX_RECLAIM_RETRIES retries while reclaim frees something, then the memcg OOM killer and, after a kill,
 the same again. memory.failcnt counts every failed page_counter_try_charge (the batch try included).
@@ -60,19 +61,20 @@ lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork
 (mem_cgroup_flush_stats_ratelimited), so it weighs a refault against the active list as it was at the
 last flush: on this host a refault in a memcg whose active list was filled less than 2 s before is
 not activated (tests/test_refault_host.py). Reclaim's inactive_is_low() and its test for new
-refault activations (prepare_scan_control) read the same totals. The model keeps the flushed copy
-(`LruVec.lruvec_stats`, the node's `activate_stats`) and flushes it every FLUSH_TIME of simulated time
-from boot (flush_memcg_stats_dwork); the kernel's worker runs at a phase of its own, which the host
-tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is not modelled (the
-model prints exact counts there).
+refault activations (prepare_scan_control) read the same totals, of the target memcg's lruvec:
+reclaim for a memcg deactivates because of refaults in that memcg's subtree only, not a sibling's
+(and compares them with its own snapshot_refaults), and weighs anon against file by the costs noted
+in its lruvec (lru_note_cost charges the lruvec of the memcg and of every ancestor). The model keeps
+the flushed copy (`LruVec.lruvec_stats` and `activate_stats`) and flushes it every FLUSH_TIME of
+simulated time from boot (flush_memcg_stats_dwork); the kernel's worker runs at a phase of its own,
+which the host tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is
+not modelled (the model prints exact counts there).
 
-Deliberate differences: slab objects are not charged (see above); v2's swap counter (memory.swap.*)
-is not modelled; the reclaim cost (anon_cost, file_cost) and the "refaults seen" snapshot are
-node-wide, not per memcg (the refault distance is per memcg: workingset.py); the stock has one slot
-(6.18 keeps several memcgs per CPU); memcg reclaim always starts its walk at the memcg over the
-limit (no mem_cgroup_iter cookie); a v1 task waiting in the `oom_kill_disable` queue is reported to
-the fault path (it cannot sleep in a one-thread model), and a woken one does not retry its fault by
-itself (see below).
+Deliberate differences: of slab objects only XArray nodes are charged (see above); v2's swap counter
+is not modelled; a full stock drains its first slot for a new memcg (the kernel a random one); memcg
+reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie); a v1 task
+waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in a one-thread
+model), and a woken one does not retry its fault by itself (see below).
 
 v1 `oom_kill_disable` (memory.oom_control), as 6.18 has it (memcg1_oom_prepare, mem_cgroup_oom_synchronize):
 a charge that would need the OOM killer of such a memcg fails (-ENOMEM) whatever the context. Only
@@ -109,6 +111,8 @@ MAX_RECLAIM_RETRIES = 16
 PAGE_ALLOC_COSTLY_ORDER = 3
 #: MEMCG_CHARGE_BATCH: pages a charge takes from the counters at once, the rest kept in the CPU's stock.
 MEMCG_CHARGE_BATCH = 64
+#: NR_MEMCG_STOCK: the memcgs a CPU's charge stock holds pages for at once (6.16+).
+NR_MEMCG_STOCK = 7
 #: FLUSH_TIME: the period of the memcg statistics' flush worker (2 * HZ).
 FLUSH_TIME_NS = 2 * NSEC_PER_SEC
 #: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
@@ -439,9 +443,10 @@ class MemCgroupTree:
     oom_waitq: list[MemcgTaskState] = field(default_factory=list)
     mem: PhysMem | None = None
     max_oom_retries: int = 1016
-    #: memcg_stock_pcp of the one CPU: pages charged to `stock_memcg` ahead of use.
-    stock_memcg: MemCgroup | None = None
-    stock_pages: int = 0
+    #: memcg_stock_pcp of the one CPU: NR_MEMCG_STOCK slots, each the memcg it holds pages for
+    #: (cached[i]) and the pages charged to it ahead of use (nr_pages[i]).
+    stock_cached: list[MemCgroup | None] = field(default_factory=lambda: [None] * NR_MEMCG_STOCK)
+    stock_nr: list[int] = field(default_factory=lambda: [0] * NR_MEMCG_STOCK)
     #: obj_stock_pcp of the one CPU: bytes of pages charged to `obj_stock_memcg` for slab objects, not
     #: yet used by one.
     obj_stock_memcg: MemCgroup | None = None
@@ -498,38 +503,59 @@ class MemCgroupTree:
     # -- the charge stock --
 
     def consume_stock(self, memcg: MemCgroup, nr: int) -> bool:
-        """consume_stock(): take `nr` pages charged ahead for `memcg`, if the stock holds that many."""
-        if nr > MEMCG_CHARGE_BATCH or self.stock_memcg is not memcg or self.stock_pages < nr:
+        """consume_stock(): take `nr` pages charged ahead for `memcg` from its slot, if it holds that
+        many."""
+        if nr > MEMCG_CHARGE_BATCH or memcg not in self.stock_cached:
             return False
-        self.stock_pages -= nr
+        i = self.stock_cached.index(memcg)
+        if self.stock_nr[i] < nr:
+            return False
+        self.stock_nr[i] -= nr
         return True
 
     def refill_stock(self, memcg: MemCgroup, nr: int) -> None:
-        """refill_stock(): keep `nr` charged pages for the next charges of `memcg` (another memcg's
-        stock is given back first; more than a batch is given back at once)."""
-        if self.stock_memcg is not memcg:
-            self.drain_stock()
-            self.stock_memcg = memcg
-        self.stock_pages += nr
-        if self.stock_pages > MEMCG_CHARGE_BATCH:
-            self.drain_stock()
+        """refill_stock(): keep `nr` charged pages for the next charges of `memcg`: in its slot (drained
+        once it holds more than a batch), else in the first empty slot, else in a slot drained for it
+        (the kernel drains a random one; the model the first). More than a batch is uncharged at once."""
+        if nr > MEMCG_CHARGE_BATCH:
+            self._uncharge_counters(memcg, nr)
+            return
+        cached = self.stock_cached
+        if memcg in cached:
+            i = cached.index(memcg)
+            self.stock_nr[i] += nr
+            if self.stock_nr[i] > MEMCG_CHARGE_BATCH:
+                self.drain_stock(i)
+            return
+        i = cached.index(None) if None in cached else 0
+        self.drain_stock(i)
+        cached[i], self.stock_nr[i] = memcg, nr
 
-    def drain_stock(self) -> None:
-        """drain_stock(): uncharge the stocked pages."""
-        memcg, nr = self.stock_memcg, self.stock_pages
+    def drain_stock(self, i: int) -> None:
+        """drain_stock(): uncharge the pages of slot `i` and empty it."""
+        memcg, nr = self.stock_cached[i], self.stock_nr[i]
         if memcg is not None and nr:
-            memcg.memory.uncharge(nr)
-            if self.version == 1:
-                memcg.memsw.uncharge(nr)
-        self.stock_memcg, self.stock_pages = None, 0
+            self._uncharge_counters(memcg, nr)
+        self.stock_cached[i], self.stock_nr[i] = None, 0
+
+    def drain_local_stock(self) -> None:
+        """drain_local_memcg_stock(): every slot of the CPU's charge stock."""
+        for i in range(NR_MEMCG_STOCK):
+            self.drain_stock(i)
+
+    def stock_pages(self, memcg: MemCgroup | None = None) -> int:
+        """Pages the stock holds charged ahead, for `memcg` and its descendants (None: for any)."""
+        return sum(nr for c, nr in zip(self.stock_cached, self.stock_nr, strict=True)
+                   if c is not None and (memcg is None or c.is_descendant_of(memcg)))
 
     def drain_all_stock(self, root: MemCgroup) -> None:
-        """drain_all_stock(): drain the object stock and the charge stock where they hold bytes or pages
-        of `root` or a descendant."""
+        """drain_all_stock(): drain the object stock where it holds bytes of `root` or a descendant, and
+        the whole charge stock (every slot, as drain_local_memcg_stock does) where a slot holds pages of
+        one (is_memcg_drain_needed)."""
         if self.obj_stock_memcg is not None and self.obj_stock_memcg.is_descendant_of(root):
             self.drain_obj_stock()
-        if self.stock_memcg is not None and self.stock_memcg.is_descendant_of(root):
-            self.drain_stock()
+        if self.stock_pages(root):
+            self.drain_local_stock()
 
     # -- charging --
 
@@ -701,9 +727,7 @@ class MemCgroupTree:
         if got is None:
             return
         memcg, nr, _ = got
-        memcg.memory.uncharge(nr)
-        if self.version == 1:
-            memcg.memsw.uncharge(nr)
+        self._uncharge_counters(memcg, nr)
         memcg.charged -= nr
         memcg.stat["pgpgout"] += 1
         self.memcg1_oom_recover(memcg)  # uncharge_batch()
@@ -737,9 +761,7 @@ class MemCgroupTree:
             if keep:
                 to.lruvec.lists[lru][pfn] = None
                 to.lruvec.nr_pages[lru] += nr
-        memcg.memory.uncharge(nr)
-        if self.version == 1:
-            memcg.memsw.uncharge(nr)
+        self._uncharge_counters(memcg, nr)
         memcg.charged -= nr
         if keep:
             self._force_counters(to, nr)
@@ -751,6 +773,12 @@ class MemCgroupTree:
         memcg.memory.charge(nr)
         if self.version == 1:
             memcg.memsw.charge(nr)
+
+    def _uncharge_counters(self, memcg: MemCgroup, nr: int) -> None:
+        """memcg_uncharge(): page_counter_uncharge() of the memory counter and, in v1, the memsw one."""
+        memcg.memory.uncharge(nr)
+        if self.version == 1:
+            memcg.memsw.uncharge(nr)
 
     def _charge_kmem_pages(self, memcg: MemCgroup, nr: int, noretry: bool = False,
                            nowait: bool = False) -> int:
@@ -765,9 +793,8 @@ class MemCgroupTree:
     def _uncharge_kmem_pages(self, memcg: MemCgroup, nr: int) -> None:
         """obj_cgroup_uncharge_pages(): `nr` kmem pages go back to the memcg's counters (memory, v1's
         memsw and kmem) at once; the kernel gives them to the freeing CPU's charge stock."""
-        memcg.memory.uncharge(nr)
+        self._uncharge_counters(memcg, nr)
         if self.version == 1:
-            memcg.memsw.uncharge(nr)
             memcg.kmem.uncharge(nr)
 
     def charge_kmem(self, memcg: MemCgroup, pfn: int) -> int:
@@ -998,9 +1025,7 @@ def mem_cgroup_cancel_charge(memcg: MemCgroup | None, nr: int) -> None:
     """mem_cgroup_cancel_charge(): give back `nr` pages charged for frames never committed."""
     if memcg is None:
         return
-    memcg.memory.uncharge(nr)
-    if memcg.tree.version == 1:
-        memcg.memsw.uncharge(nr)
+    memcg.tree._uncharge_counters(memcg, nr)
 
 
 def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int, entry: int) -> int:
@@ -1053,6 +1078,8 @@ def flush_memcg_stats(mem: PhysMem) -> None:
     if mem.memcgs is not None:
         for memcg in mem.memcgs.root.iter_tree():
             memcg.lruvec.lruvec_stats[:] = memcg.lruvec.nr_pages
+            memcg.lruvec.activate_stats[:] = (memcg.stat["workingset_activate_anon"],
+                                              memcg.stat["workingset_activate_file"])
 
 
 def flush_memcg_stats_dwork(mem: PhysMem) -> None:

@@ -94,8 +94,9 @@ class LruVec:
         #: per-CPU counters by an rstat flush): what lruvec_page_state() reads, so what the refault test
         #: weighs a refault distance against (memcontrol.flush_memcg_stats_dwork updates them).
         self.lruvec_stats = [0] * NR_LRU_LISTS
-        #: The node lruvec only: workingset_activate_anon and _file as last flushed (the same rstat copy),
-        #: what reclaim compares with `refaults` to see a new workingset being established.
+        #: workingset_activate_anon and _file as last flushed (the same rstat copy; a memcg's own, its
+        #: subtree's summed when read), what reclaim compares with `refaults` to see a new workingset
+        #: being established.
         self.activate_stats = [0, 0]
         #: lruvec->anon_cost / file_cost: the recent cost of reclaiming each type (lru_note_cost), which
         #: get_scan_count balances against swappiness.

@@ -84,7 +84,9 @@ from vmlab.kernel.swap import (
 from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.workingset import (
     lru_note_cost,
-    memcg_lru_stats,
+    lruvec_activations,
+    lruvec_of,
+    lruvec_sizes,
     nr_swap_pages,
     workingset_age_nonresident,
     workingset_eviction,
@@ -127,8 +129,9 @@ class ScanControl:
     rmap: RmapIndex | None = None
     #: target_mem_cgroup: the memcg whose limit is reclaimed for (None: node reclaim).
     target: MemCgroup | None = None
-    #: The lruvec being shrunk: a memcg's lists under memcg reclaim (None: the node's).
+    #: The lruvec being shrunk: a memcg's lists under memcg reclaim (None: the node's), and its memcg.
     lruvec: LruVec | None = None
+    memcg: MemCgroup | None = None
 
 
 class FolioStats:
@@ -243,7 +246,7 @@ def balance_pgdat(vmscan: Vmscan, highest_zoneidx: int) -> None:
             sc.priority -= 1
     if not sc.nr_reclaimed:
         vmscan.kswapd_failures += 1
-    snapshot_refaults(mem)
+    snapshot_refaults(mem, None)
 
 
 def do_try_to_free_pages(vmscan: Vmscan, sc: ScanControl) -> int:
@@ -258,16 +261,16 @@ def do_try_to_free_pages(vmscan: Vmscan, sc: ScanControl) -> int:
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
             sc.priority -= 1
-        snapshot_refaults(vmscan.mem)
+        snapshot_refaults(vmscan.mem, sc.target)
         if sc.nr_reclaimed or not sc.skipped_deactivate or sc.force_deactivate:
             return sc.nr_reclaimed
         sc.priority, sc.force_deactivate, sc.skipped_deactivate = DEF_PRIORITY, True, False
 
 
-def snapshot_refaults(mem: PhysMem) -> None:
-    """snapshot_refaults(): remember the workingset activations reclaim has seen (lruvec_page_state():
-    as last flushed)."""
-    mem.lruvec.refaults = list(mem.lruvec.activate_stats)
+def snapshot_refaults(mem: PhysMem, target: MemCgroup | None) -> None:
+    """snapshot_refaults(): the target lruvec (the memcg's, or the node's) remembers the workingset
+    activations in it that reclaim has seen (lruvec_page_state(): as last flushed)."""
+    lruvec_of(mem, target).refaults = lruvec_activations(mem, target)
 
 
 # --- the node --------------------------------------------------------------------------------------------
@@ -290,30 +293,32 @@ def target_sizes(vmscan: Vmscan, sc: ScanControl) -> list[int]:
     """The list sizes of the target lruvec as lruvec_page_state() reads them: the node's, or the memcg's
     with its descendants' (hierarchical), as the memcg statistics were last flushed (not the lists'
     sizes now: memcontrol.flush_memcg_stats_dwork)."""
-    return vmscan.mem.lruvec.lruvec_stats if sc.target is None else memcg_lru_stats(sc.target)
+    return lruvec_sizes(vmscan.mem, sc.target)
 
 
 def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
     """prepare_scan_control(): snapshot the anon/file costs; allow deactivation of a type whose
     inactive list is low or whose workingset is refaulting; cache-trim mode when the inactive file
     list is big enough and not thrashing; file_is_tiny (node reclaim only) when file plus free is
-    below the high marks. The sizes and activations are the target lruvec's (the node's or the memcg's)
-    as the memcg statistics were last flushed (target_sizes); file_is_tiny reads the node's own."""
+    below the high marks. The costs, sizes and activations are the target lruvec's (the node's or the
+    memcg's: a sibling's refaults do not count), the last two as the memcg statistics were last flushed
+    (target_sizes); file_is_tiny reads the node's own."""
     mem = vmscan.mem
-    lruvec = mem.lruvec
+    lruvec = lruvec_of(mem, sc.target)
     sizes = target_sizes(vmscan, sc)
     sc.anon_cost, sc.file_cost = lruvec.anon_cost, lruvec.file_cost
     if sc.force_deactivate:
         sc.may_deactivate = DEACTIVATE_ANON | DEACTIVATE_FILE
     else:
+        activations = lruvec_activations(mem, sc.target)
         for bit, i, lru in ((DEACTIVATE_ANON, 0, LRU_INACTIVE_ANON), (DEACTIVATE_FILE, 1, LRU_INACTIVE_FILE)):
-            if lruvec.activate_stats[i] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
+            if activations[i] != lruvec.refaults[i] or inactive_is_low(sizes, lru):
                 sc.may_deactivate |= bit
             else:
                 sc.may_deactivate &= ~bit
     sc.cache_trim_mode = (bool(sizes[LRU_INACTIVE_FILE] >> sc.priority)
                           and not sc.may_deactivate & DEACTIVATE_FILE)
-    node = lruvec.nr_pages  # node_page_state(): the node's own counters, not the memcg statistics
+    node = mem.lruvec.nr_pages  # node_page_state(): the node's own counters, not the memcg statistics
     sc.file_is_tiny = (sc.target is None and not sc.may_deactivate & DEACTIVATE_ANON
                        and bool(node[LRU_INACTIVE_ANON] >> sc.priority)
                        and node[LRU_ACTIVE_FILE] + node[LRU_INACTIVE_FILE] + mem.nr_free_pages
@@ -331,11 +336,11 @@ def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
         shrink_lruvec(vmscan, sc)
     else:
         for memcg in sc.target.iter_tree():
-            sc.lruvec = memcg.lruvec
+            sc.lruvec, sc.memcg = memcg.lruvec, memcg
             shrink_lruvec(vmscan, sc)
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
-        sc.lruvec = None
+        sc.lruvec = sc.memcg = None
     if sc.nr_reclaimed > before:
         vmscan.kswapd_failures = 0
 
@@ -652,7 +657,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
         nr_deactivated += move_folios_to_lru(vmscan, deactivate)
     mem.events["pgdeactivate"] += nr_deactivated
     if nr_rotated:
-        lru_note_cost(mem, file, 0, nr_rotated)
+        lru_note_cost(mem, sc.memcg, file, 0, nr_rotated)
 
 
 #: An (key, value) item's key: popping a list's tail as map(_KEY, map(popitem, repeat(False, n))).
@@ -740,7 +745,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     if sc.target is None:
         events[_PGSTEAL_BY[sc.kswapd]] += nr_reclaimed
     events[_PGSTEAL_OF[file]] += nr_reclaimed
-    lru_note_cost(mem, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
+    lru_note_cost(mem, sc.memcg, file, stat.nr_pageout, nr_scanned - nr_reclaimed)
     return nr_reclaimed
 
 

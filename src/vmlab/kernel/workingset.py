@@ -99,7 +99,7 @@ def workingset_size(mem: PhysMem, file: bool, memcg: MemCgroup | None = None) ->
     one) while swap has free slots (nr_swap_pages inlined: every refault passes here). The list sizes
     are lruvec_page_state()'s: hierarchical, and as the memcg statistics were last flushed
     (memcontrol.flush_memcg_stats_dwork, every 2 s), not as the lists are now."""
-    sizes = mem.lruvec.lruvec_stats if memcg is None else memcg_lru_stats(memcg)
+    sizes = lruvec_sizes(mem, memcg)
     size = sizes[LRU_ACTIVE_FILE]
     if not file:
         size += sizes[LRU_INACTIVE_FILE]
@@ -117,6 +117,28 @@ def memcg_lru_stats(memcg: MemCgroup) -> list[int]:
     for c in memcg.iter_tree():
         sizes = [a + b for a, b in zip(sizes, c.lruvec.lruvec_stats, strict=True)]
     return sizes
+
+
+def lruvec_of(mem: PhysMem, memcg: MemCgroup | None) -> LruVec:
+    """mem_cgroup_lruvec(): the memcg's lruvec (its mirror), the node's for the root (None)."""
+    return mem.lruvec if memcg is None or memcg.parent is None else memcg.lruvec
+
+
+def lruvec_sizes(mem: PhysMem, memcg: MemCgroup | None) -> list[int]:
+    """lruvec_page_state() of each LRU list of the memcg's lruvec (the node's for the root), as last
+    flushed."""
+    return mem.lruvec.lruvec_stats if memcg is None or memcg.parent is None else memcg_lru_stats(memcg)
+
+
+def lruvec_activations(mem: PhysMem, memcg: MemCgroup | None) -> list[int]:
+    """lruvec_page_state() of WORKINGSET_ACTIVATE_ANON and _FILE of the memcg's lruvec (the node's for
+    the root): the refault activations in it and its descendants, as last flushed."""
+    if memcg is None or memcg.parent is None:
+        return list(mem.lruvec.activate_stats)
+    total = [0, 0]
+    for c in memcg.iter_tree():
+        total = [a + b for a, b in zip(total, c.lruvec.activate_stats, strict=True)]
+    return total
 
 
 def _eviction_lruvec(mem: PhysMem, memcg_id: int) -> tuple[LruVec, MemCgroup | None] | None:
@@ -172,24 +194,36 @@ def workingset_refault(mem: PhysMem, head: int, nr_pages: int, shadow: int) -> N
     _, activate, restore = names
     flags |= F_ACTIVE
     events[activate] += nr_pages
+    memcg = folio_memcg(mem, head) if lruvec.memcg_pages else None
+    if memcg is not None:  # mod_lruvec_state() of the folio's lruvec
+        memcg.stat[activate] += nr_pages
     if shadow & 1:  # it was in the workingset
         flags |= F_WORKINGSET
-        lru_note_cost(mem, file, nr_pages, 0)  # lru_note_cost_refault()
+        lru_note_cost(mem, memcg, file, nr_pages, 0)  # lru_note_cost_refault()
         events[restore] += nr_pages
     flags_a[head] = flags
 
 
-def lru_note_cost(mem: PhysMem, file: bool, nr_io: int, nr_rotated: int) -> None:
+def lru_note_cost(mem: PhysMem, memcg: MemCgroup | None, file: bool, nr_io: int, nr_rotated: int) -> None:
     """lru_note_cost(): charge the cost of reclaiming one type (I/O weighs SWAP_CLUSTER_MAX times a
-    rotation); both costs decay by half once they exceed a quarter of the LRU pages."""
-    lruvec = mem.lruvec
+    rotation) to the memcg's lruvec and every ancestor's up to the root's (the node's here: what node
+    reclaim reads); in each, both costs decay by half once they exceed a quarter of its LRU pages (as
+    last flushed)."""
     cost = nr_io * 32 + nr_rotated
-    if file:
-        lruvec.file_cost += cost
-    else:
-        lruvec.anon_cost += cost
-    lrusize = (lruvec.nr_pages[LRU_INACTIVE_ANON] + lruvec.nr_pages[LRU_ACTIVE_ANON]
-               + lruvec.nr_pages[LRU_INACTIVE_FILE] + lruvec.nr_pages[LRU_ACTIVE_FILE])
-    if lruvec.file_cost + lruvec.anon_cost > lrusize // 4:
-        lruvec.file_cost //= 2
-        lruvec.anon_cost //= 2
+    if not cost:
+        return
+    while True:
+        lruvec = lruvec_of(mem, memcg)
+        if file:
+            lruvec.file_cost += cost
+        else:
+            lruvec.anon_cost += cost
+        sizes = lruvec_sizes(mem, memcg)
+        lrusize = (sizes[LRU_INACTIVE_ANON] + sizes[LRU_ACTIVE_ANON]
+                   + sizes[LRU_INACTIVE_FILE] + sizes[LRU_ACTIVE_FILE])
+        if lruvec.file_cost + lruvec.anon_cost > lrusize // 4:
+            lruvec.file_cost //= 2
+            lruvec.anon_cost //= 2
+        if memcg is None or memcg.parent is None:
+            return
+        memcg = memcg.parent
