@@ -24,7 +24,9 @@ an idle machine's cache (5.7 GB in its first 3 hours). Its pageout isolates the 
 (damon_ptep_mkold), which munmap would have turned into folio_mark_accessed. Measured: a 256 MiB file
 read once, with the kdamond just restarted, kept all its pages for 60 s and then lost 2.5 MB/s. The
 test session therefore pauses every running kdamond (vmlab.host.damon.paused, a session fixture of
-hostkit) and starts it again at its end.
+hostkit) and starts it again at its end; sessions side by side share the pause, the last to end
+restarting it (one that ended first had restarted it under the other: seen as a failure of
+test_the_tests_run_with_no_kdamond_on).
 
 drop_caches counts its event when it has finished walking every inode (drop_caches_sysctl_handler),
 so a drop still under way when a run ends shows only later: the counters are read again GRACE

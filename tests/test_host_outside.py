@@ -40,18 +40,18 @@ def test_reports_the_schemes_of_the_kdamonds_that_are_on(tmp_path: Path) -> None
 def test_pauses_the_running_kdamonds_and_restarts_them(tmp_path: Path) -> None:
     """Inside: every kdamond off and nothing reported; after: the ones that were on are on again,
     the others still off."""
-    files = _kdamonds(tmp_path, ["on", "off", "on"])
-    with damon.paused(tmp_path) as stopped:
+    files = _kdamonds(tmp_path / "k", ["on", "off", "on"])
+    with damon.paused(tmp_path / "k", tmp_path / "holders") as stopped:
         assert stopped == ["0", "2"]
         assert [f.read_text().strip() for f in files] == ["off", "off", "off"]
-        assert damon.running_schemes(tmp_path) == []
+        assert damon.running_schemes(tmp_path / "k") == []
     assert [f.read_text().strip() for f in files] == ["on", "off", "on"]
 
 
 def test_restarts_them_when_the_test_fails(tmp_path: Path) -> None:
     """An exception inside still turns the paused kdamonds on again, and propagates."""
-    files = _kdamonds(tmp_path, ["on"])
-    with pytest.raises(RuntimeError), damon.paused(tmp_path):
+    files = _kdamonds(tmp_path / "k", ["on"])
+    with pytest.raises(RuntimeError), damon.paused(tmp_path / "k", tmp_path / "holders"):
         raise RuntimeError("test failed")
     assert files[0].read_text().strip() == "on"
 
@@ -66,6 +66,26 @@ def test_the_tests_run_with_no_kdamond_on() -> None:
         pytest.skip(f"the kdamonds' state files cannot be written here (not root): {damon.KDAMONDS}")
     assert damon.running_schemes() == []
     assert "on" not in {p.read_text().strip() for p in states}
+
+
+def test_the_last_of_several_holders_restarts_them(tmp_path: Path) -> None:
+    """Another live process holds the pause (it stopped kdamond 0): this one stops nothing more and,
+    leaving first, restarts nothing. Once the other has died without leaving, the next holder, now
+    the last, restarts what the dead one stopped as well as its own."""
+    kdamonds, holders = tmp_path / "k", tmp_path / "holders"
+    files = _kdamonds(kdamonds, ["off", "on"])
+    holders.mkdir()
+    other = holders / str(os.getppid())
+    other.touch()
+    (holders / "stopped").write_text("0\n")
+    with damon.paused(kdamonds, holders) as stopped:
+        assert stopped == ["0"]  # what the first holder stopped; kdamond 1 stays on meanwhile
+    assert [f.read_text().strip() for f in files] == ["off", "on"] and other.exists()
+    other.rename(holders / "999999999")  # it died: a pid that runs no process
+    with damon.paused(kdamonds, holders) as stopped:
+        assert stopped == ["0", "1"] and [f.read_text().strip() for f in files] == ["off", "off"]
+    assert [f.read_text().strip() for f in files] == ["on", "on"]
+    assert sorted(p.name for p in holders.iterdir()) == ["lock"]
 
 
 def test_notes_name_each_scheme_and_each_oom_daemon(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ model's for reasons in neither.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,23 +48,75 @@ def running_schemes(root: Path = KDAMONDS) -> list[str]:
     return lines
 
 
+#: Where the users of paused() register (one file per process, named by its pid) and record which
+#: kdamonds the first of them stopped, so that the last one to leave restarts them.
+HOLDERS = Path("/run/vmlab-damon-paused")
+
+
 @contextlib.contextmanager
-def paused(root: Path = KDAMONDS) -> Iterator[list[str]]:
+def paused(root: Path = KDAMONDS, holders: Path = HOLDERS) -> Iterator[list[str]]:
     """Every kdamond that is on is turned off for the duration and on again after, even on failure
-    (a restart keeps its configuration, the sysfs tree, and begins monitoring afresh); yields their
-    names. Where there is no DAMON or the state files cannot be written (not root), nothing is
-    paused. Two users at once: the first to finish restarts the kdamond."""
-    stopped: list[Path] = []
+    (a restart keeps its configuration, the sysfs tree, and begins monitoring afresh); yields the
+    names of the kdamonds off. Several processes may hold the pause at once (test sessions side by
+    side): the first stops the kdamonds, the last to leave restarts them; a holder that died without
+    leaving is forgotten, and the kdamonds it left off are restarted by the next last one. Not for
+    nesting in one process. Where there is no DAMON or nothing can be written (not root), nothing is
+    paused."""
     try:
-        for state in sorted(root.glob("*/state")):
-            try:
-                if _read(state) == "on":
-                    state.write_text("off")
-                    stopped.append(state)
-            except OSError:
-                continue
-        yield [state.parent.name for state in stopped]
+        holders.mkdir(parents=True, exist_ok=True)
+        lock = os.open(holders / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        yield []
+        return
+    me = holders / str(os.getpid())
+    try:
+        with _locked(lock):
+            if not _live_holders(holders):  # the first: stop them (adding any a dead holder left off)
+                stopped = {state.parent.name for state in root.glob("*/state") if _stop(state)}
+                stopped |= set(_read(holders / "stopped").split())
+                (holders / "stopped").write_text("".join(f"{name}\n" for name in sorted(stopped)))
+            me.touch()
+        yield _read(holders / "stopped").split()
     finally:
-        for state in stopped:
-            with contextlib.suppress(OSError):
-                state.write_text("on")
+        with _locked(lock):
+            me.unlink(missing_ok=True)
+            if not _live_holders(holders):
+                for name in _read(holders / "stopped").split():
+                    with contextlib.suppress(OSError):
+                        (root / name / "state").write_text("on")
+                (holders / "stopped").unlink(missing_ok=True)
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """flock() of `fd`, exclusive, for the duration."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _stop(state: Path) -> bool:
+    """Turn off the kdamond of `state` if it is on; whether it was stopped."""
+    try:
+        if _read(state) != "on":
+            return False
+        state.write_text("off")
+    except OSError:
+        return False
+    return True
+
+
+def _live_holders(holders: Path) -> list[int]:
+    """The pids registered in `holders` whose process still runs; the files of dead ones go."""
+    live = []
+    for entry in holders.iterdir():
+        if not entry.name.isdigit():
+            continue
+        if Path(f"/proc/{entry.name}").exists():
+            live.append(int(entry.name))
+        else:
+            entry.unlink(missing_ok=True)
+    return live
