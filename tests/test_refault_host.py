@@ -31,7 +31,10 @@ activations) are siblings; then X reads a scan of its whole limit. The kernel ke
 file active; the model, counting activations and their reclaim snapshot node-wide, deactivated 120
 pages of it. The same run showed the charge stock's slots: 6.18 keeps pre-charged pages for 7 memcgs
 per CPU, and the model's one slot, drained whenever Y charged, shifted X's reclaims and left 848
-pages fewer of the scan cached. Now every page of the six files agrees.
+pages fewer of the scan cached. Now every page of the six files agrees. (Once, with a second test
+session charging memcgs of its own on CPU 0 meanwhile, the kernel itself left those 848 pages out
+and deactivated 2,320 of Y's hot file: the other session's memcgs took X's stock slots. Host tests
+expect the machine to themselves.)
 
 Compared exactly: the LRU state of every page of C, and the kernel's against the states measured.
 Within SLACK pages, state by state: the hot file (how much was deactivated) and D (how much evicted).
