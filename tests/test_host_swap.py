@@ -67,11 +67,8 @@ WRITE_EVENTS = ("nr_vmscan_write", "pswpout")
 
 
 def _vmstat(backend: Backend, names: tuple[str, ...]) -> dict[str, int]:
-    """The /proc/vmstat counters `names` of the backend's machine. On the host the per-CPU deltas of
-    the node counters are folded in first (vm.stat_refresh): nr_vmscan_write read raw lagged pswpout
-    (an event, summed at each read) by 6 of 256 pages."""
-    if isinstance(backend, HostBackend):
-        Path("/proc/sys/vm/stat_refresh").write_text("1")
+    """The /proc/vmstat counters `names` of the backend's machine (the host's with the per-CPU deltas
+    folded in: HostBackend.machine_view)."""
     table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
     return {name: int(table[name]) for name in names}
 

@@ -289,11 +289,17 @@ class HostBackend:
 
     def machine_view(self, name: str, arg: str = "") -> str:
         """/proc/meminfo, /proc/vmstat, /proc/pressure/memory or /proc/swaps of this machine (the LRU
-        lists, fincore and the model's dmesg are the model's only: NotImplementedError)."""
+        lists, fincore and the model's dmesg are the model's only: NotImplementedError). The counters
+        of meminfo and vmstat are read after the per-CPU deltas are folded in (vm.stat_refresh, where
+        it can be written: root), as the model's are exact: read raw, nr_vmscan_write lagged pswpout
+        by 6 of 256 pages."""
         path = {"meminfo": "/proc/meminfo", "vmstat": "/proc/vmstat", "pressure": "/proc/pressure/memory",
                 "swaps": "/proc/swaps"}
         if name not in path:
             raise NotImplementedError(name)
+        if name in ("meminfo", "vmstat"):
+            with contextlib.suppress(OSError), open("/proc/sys/vm/stat_refresh", "w") as f:
+                f.write("1")
         with open(path[name]) as f:
             return f.read()
 
