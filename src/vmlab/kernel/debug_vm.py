@@ -575,6 +575,9 @@ def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
         cached = inode.i_pages.keys()
         if not inode.dirty <= cached or not inode.under_writeback.keys() <= cached:
             raise AssertionError(f"{inode.path}: dirty or write-back pages that are not in its cache")
+        if not inode.dirty_buffers <= inode.dirty:
+            raise AssertionError(f"{inode.path}: dirty blocks on pages that are not dirty: "
+                                 f"{sorted(inode.dirty_buffers - inode.dirty)[:8]}")
         if bool(inode.dirty) != (inode in wb.b_dirty):
             raise AssertionError(f"{inode.path}: {len(inode.dirty)} dirty pages but b_dirty membership "
                                  f"{inode in wb.b_dirty}")

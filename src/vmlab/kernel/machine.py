@@ -1188,7 +1188,8 @@ class ModelBackend:
                 read_folio(mem, inode, head, 1 << order)
             mem.clock.advance(mem.clock.costs.hit_ns * len(pages))
             pos = min(end, folio_end)
-            newly = folio_mark_dirty(mem, inode, inode.i_pages[index])  # shmem: PG_dirty only, not throttled
+            # The blocks written (mark_buffer_dirty); shmem: PG_dirty only, not throttled.
+            newly = folio_mark_dirty(mem, inode, inode.i_pages[index], pages)
             if newly and not inode.shmem:
                 dirtied += newly
                 if dirtied >= WRITE_RATELIMIT:

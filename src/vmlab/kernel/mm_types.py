@@ -176,6 +176,11 @@ class Inode:
     folio_orders: dict[int, int] = field(default_factory=dict)
     #: Indices of the accounted dirty pages (the xarray's PAGECACHE_TAG_DIRTY).
     dirty: set[int] = field(default_factory=set)
+    #: Indices of the pages whose block (a buffer head: 4 KiB blocks, one per page) is dirty: a write()
+    #: dirties the blocks it wrote, a mapping's write or folio_mark_dirty() every block of the folio
+    #: (block_dirty_folio). A dirty large folio may hold clean blocks; they decide whether a truncation
+    #: can split it (truncate.truncate_partial_folio).
+    dirty_buffers: set[int] = field(default_factory=set)
     #: Pages under write-back: index -> when the write completes (clock ns).
     under_writeback: dict[int, int] = field(default_factory=dict)
     #: When the inode went from clean to dirty (inode->dirtied_when, clock ns).

@@ -187,16 +187,21 @@ def folio_frames(mem: PhysMem, inode: Inode, pfn: int) -> list[int]:
     return [head]
 
 
-def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int) -> int:
+def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int, blocks: Iterable[int] | None = None) -> int:
     """folio_mark_dirty() -> filemap_dirty_folio() of the folio holding page `pfn`: set PG_dirty; the
     first time, account it (NR_FILE_DIRTY and nr_dirtied by folio_nr_pages), tag it dirty in the inode
     and mark the inode dirty (__mark_inode_dirty: dirtied_when, the b_dirty list, the flusher's
     delayed wake-up). shmem folios are only flagged (noop_dirty_folio). A large page-cache folio is
     dirtied whole, as the kernel's one PG_dirty makes it: a one-byte write to a 16-page folio dirties
-    16 pages. Returns the pages that were clean and are now dirty (0: the folio was dirty already)."""
+    16 pages. Its blocks: those of the pages `blocks` names (a write's mark_buffer_dirty), or every
+    one (block_dirty_folio: None). Returns the pages that were clean and are now dirty (0: the folio
+    was dirty already)."""
     mm = mem.mem_map
     dirtied = 0
-    for page in folio_frames(mem, inode, pfn):
+    frames = folio_frames(mem, inode, pfn)
+    if not inode.shmem:
+        inode.dirty_buffers.update(blocks if blocks is not None else (int(mm.index[p]) for p in frames))
+    for page in frames:
         flags = int(mm.flags[page])
         if flags & F_DIRTY:
             continue
@@ -283,6 +288,7 @@ def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int, *, reclaim: bool
     written: list[tuple[int, int]] = []
     for page in frames:
         index = int(mm.index[page])
+        inode.dirty_buffers.discard(index)  # the blocks go to the device: clean
         folio_mkclean(mem, inode, page)
         flags = int(mm.flags[page])
         mm.flags[page] = (flags & ~F_DIRTY) | F_WRITEBACK | (F_RECLAIM if reclaim else 0)

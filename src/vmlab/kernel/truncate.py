@@ -54,6 +54,7 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     and is freed once nothing else holds it. A large folio it belonged to is split first."""
     split_large_folio(inode, index)
     pfn = inode.i_pages.pop(index)
+    inode.dirty_buffers.discard(index)
     xa_erase_unused(mem, inode, index)
     mm = mem.mem_map
     if int(mm._refcount[pfn]) == 1:
@@ -70,12 +71,15 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
 def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
     """truncate_inode_partial_folio() of the large folio that holds byte `lstart` and starts before
     it, if any: after its write-back it is unmapped whole (the split's unmap_folio, or
-    try_folio_split_or_unmap() when the split fails: its pages before `lstart` fault in again) and
-    split at that page (split_folio_at) -- unless it is dirty: the split must release its buffer
-    heads first (filemap_release_folio), which dirty ones refuse (ext4), so the folio stays whole, its
+    try_folio_split_or_unmap() when the split fails: its pages before `lstart` fault in again), the
+    blocks from `lstart` on are invalidated (block_invalidate_folio: clean), and it is split at that
+    page (split_folio_at) -- unless a block it keeps is dirty: the split must release its buffer heads
+    first (filemap_release_folio), which a dirty one refuses (ext4), so the folio stays whole, its
     pages past `lstart` cached (zeroed). Returns the first page index truncation may drop. Measured on
     this host (ext4): a mapped 64-page folio at 64 truncated to 100 pages leaves 64+32 96+4 when
-    clean, the folio whole (nr_cache 64, 64 dirty) when dirty, and its 64 pages unmapped either way."""
+    clean, the folio whole (nr_cache 64, 64 dirty) when written through the mapping (every block
+    dirty), and its 64 pages unmapped either way; a 4-page folio at 4 whose page 5 alone was written
+    by pwrite() and truncated at page 5 is split: page 4 stays, dirty (the folio's PG_dirty)."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     index = lstart >> PAGE_SHIFT
     if index not in inode.i_pages:
@@ -85,7 +89,8 @@ def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
         return first
     folio_wait_writeback(mem, inode, head)
     unmap_folio(mem, inode, inode.i_pages[index])
-    if any(mem.mem_map.test(pfn, PG.dirty) for pfn in folio_frames(mem, inode, inode.i_pages[index])):
+    inode.dirty_buffers.difference_update(range(first, head + (1 << order)))
+    if not inode.dirty_buffers.isdisjoint(range(head, first)):
         return head + (1 << order)
     xa_split(mem, inode, index, 0)
     split_folio_at(inode, index)
@@ -109,7 +114,7 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     if lstart & (PAGE_SIZE - 1):
         pfn = inode.i_pages.get(lstart >> PAGE_SHIFT)
         if pfn is not None and not inode.shmem:
-            folio_mark_dirty(mem, inode, pfn)
+            folio_mark_dirty(mem, inode, pfn, (lstart >> PAGE_SHIFT,))
 
 
 def block_zero_eof(mem: PhysMem, inode: Inode, oldsize: int) -> None:
@@ -122,7 +127,7 @@ def block_zero_eof(mem: PhysMem, inode: Inode, oldsize: int) -> None:
         return
     pfn = inode.i_pages.get(oldsize >> PAGE_SHIFT)
     if pfn is not None:
-        folio_mark_dirty(mem, inode, pfn)
+        folio_mark_dirty(mem, inode, pfn, (oldsize >> PAGE_SHIFT,))
 
 
 def truncate_setsize(mem: PhysMem, inode: Inode, newsize: int) -> None:
