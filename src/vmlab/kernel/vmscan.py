@@ -129,8 +129,7 @@ class ScanControl:
     rmap: RmapIndex | None = None
     #: target_mem_cgroup: the memcg whose limit is reclaimed for (None: node reclaim).
     target: MemCgroup | None = None
-    #: The lruvec being shrunk: a memcg's lists under memcg reclaim (None: the node's), and its memcg.
-    lruvec: LruVec | None = None
+    #: The memcg whose lruvec is being shrunk under memcg reclaim (None: the node's lruvec).
     memcg: MemCgroup | None = None
 
 
@@ -332,15 +331,15 @@ def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
     prepare_scan_control(vmscan, sc)
     before = sc.nr_reclaimed
     if sc.target is None:
-        sc.lruvec = None
+        sc.memcg = None
         shrink_lruvec(vmscan, sc)
     else:
         for memcg in sc.target.iter_tree():
-            sc.lruvec, sc.memcg = memcg.lruvec, memcg
+            sc.memcg = memcg
             shrink_lruvec(vmscan, sc)
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
-        sc.lruvec = sc.memcg = None
+        sc.memcg = None
     if sc.nr_reclaimed > before:
         vmscan.kswapd_failures = 0
 
@@ -455,7 +454,7 @@ def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> i
 
 def _lists(vmscan: Vmscan, sc: ScanControl) -> LruVec:
     """The lists this pass scans: the memcg's mirror under memcg reclaim, else the node's."""
-    return sc.lruvec if sc.lruvec is not None else vmscan.mem.lruvec
+    return lruvec_of(vmscan.mem, sc.memcg)
 
 
 def _nr_pages(mem: PhysMem, head: int) -> int:
@@ -530,9 +529,10 @@ def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     flags, refcount = mmap_.flags_a, mmap_._refcount_a
     node = mem.lruvec
     large = _large_cache_folios(mem)
-    if (sc.lruvec is None or sc.lruvec is node) and not large:
+    lists = _lists(vmscan, sc)
+    if lists is node and not large:
         return node.delete_oldest(mmap_, lru, nr_to_scan, get=True)
-    lst = (sc.lruvec or node).lists[lru]
+    lst = lists.lists[lru]
     taken: list[int] = []
     seen: set[int] = set()
     scanned = 0
@@ -671,7 +671,7 @@ def _fused_scan(vmscan: Vmscan, sc: ScanControl, nr_to_scan: int) -> bool:
     and no large page-cache folio anywhere (its frames, separate in the model, must be taken together:
     isolate_lru_folios does that)."""
     mem = vmscan.mem
-    return (sc.lruvec is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan)
+    return (sc.memcg is None and not mem.lruvec.memcg_pages and _no_timer_in_scan(mem, nr_to_scan)
             and _rmap_quiet(vmscan, sc) and not _large_cache_folios(mem))
 
 
@@ -1032,12 +1032,10 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
         return "activate"
     if references == FOLIOREF_RECLAIM_CLEAN or not sc.may_writepage:
         return "keep"
-    writeback_folio(mem, head)
+    clean = writeback_folio(mem, head)
     stat.nr_pageout += 1
     mem.events["nr_vmscan_write"] += 1
-    if mmap_.flags_a[head] & F_DIRTY_OR_WRITEBACK:
-        return "keep"
-    return ""
+    return "" if clean else "keep"
 
 
 def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
