@@ -114,9 +114,7 @@ def do_fcntl(task: Task, fd: int, cmd: int, arg: int, nr_open: int) -> int:
             new += 1
         if new >= nr_open:
             return -EMFILE
-        task.files[new] = file
-        if cmd == F_DUPFD_CLOEXEC:
-            task.cloexec.add(new)
+        task.fd_install(new, file, cmd == F_DUPFD_CLOEXEC)
         return new
     if cmd == F_GETFD:
         return 1 if fd in task.cloexec else 0

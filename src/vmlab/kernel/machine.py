@@ -32,11 +32,18 @@ from vmlab.kernel.fork import dup_mmap
 from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
-from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree, MemcgTaskState
+from vmlab.kernel.memcontrol import (
+    MemCgroup,
+    MemCgroupTree,
+    MemcgTaskState,
+    memcg_kmem_charge_obj,
+    memcg_kmem_uncharge_obj,
+)
 from vmlab.kernel.meminfo import show_meminfo
 from vmlab.kernel.memory import FaultTrace, exit_mmap, fault_in_fresh_anon, try_to_unuse
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
+    FILP_SIZE,
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
@@ -255,6 +262,39 @@ class Task:
         file = self.files.get(fd)
         return None if file is None or file.f_flags & O_PATH else file
 
+    def fd_install(self, fd: int, file: File, cloexec: bool = False) -> None:
+        """fd_install(), or do_dup2() onto a descriptor in use: `file` at `fd`, holding a reference
+        (close-on-exec as `cloexec` says); the file that was there is closed (filp_close)."""
+        file.get()
+        old = self.files.get(fd)
+        self.files[fd] = file
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
+        if old is not None:
+            old.put()
+
+    def close_fd(self, fd: int) -> bool:
+        """close_fd(): the descriptor goes and its reference to the file with it; False if none."""
+        file = self.files.pop(fd, None)
+        self.cloexec.discard(fd)
+        if file is None:
+            return False
+        file.put()
+        return True
+
+    def dup_fd(self) -> dict[int, File]:
+        """dup_fd(): a fork child's copy of the descriptor table, one more reference to each file."""
+        for file in self.files.values():
+            file.get()
+        return dict(self.files)
+
+    def exit_files(self) -> None:
+        """exit_files(): every descriptor closed."""
+        for fd in list(self.files):
+            self.close_fd(fd)
+
     def get_unused_fd(self) -> int:
         """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
         fd = 0
@@ -348,8 +388,8 @@ class ModelBackend:
                     comm=os.path.basename(program.path)[:15])
         task.pgid, task.sid = task.pid, LOGIN_SID  # a shell's job: its own group in the login session
         for fd in (0, 1, 2):
-            task.files[fd] = File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),
-                                  writable=True, f_flags=open_f_flags(O_RDWR))
+            task.fd_install(fd, File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),
+                                     writable=True, f_flags=open_f_flags(O_RDWR)))
         self.tasks[task.pid] = task
         self._run(task)  # its exec's pages are charged to its own (root) memcg, not the last task's
         err = self._execve(task, program.path, program.argv, program.envp)
@@ -536,7 +576,7 @@ class ModelBackend:
         mm = dup_mmap(parent.mm, self.sysctl)
         if isinstance(mm, int):
             return mm
-        child = Task(self._alloc_pid(), mm, dict(parent.files), set(parent.cloexec),
+        child = Task(self._alloc_pid(), mm, parent.dup_fd(), set(parent.cloexec),
                      comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
                      oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource,
                      ppid=parent.pid, cmdline=parent.cmdline, sig_ignored=set(parent.sig_ignored),
@@ -557,6 +597,7 @@ class ModelBackend:
         task = self.tasks.pop(pid)
         self.memcgs.finish_oom_wait(task.memcg_oom)  # a fatal signal ends a memcg OOM sleep
         exit_mmap(task.mm, self.mem)
+        task.exit_files()
         task.mm.mmf |= MMF_OOM_SKIP
         self.oom.exit_oom_victim(task)
         self.memcgs.detach(task.tgid)
@@ -927,18 +968,36 @@ class ModelBackend:
     def _install(self, task: Task, file: File, cloexec: bool) -> int:
         fd = task.get_unused_fd()
         if fd >= 0:
-            task.files[fd] = file
-            if cloexec:
-                task.cloexec.add(fd)
+            task.fd_install(fd, file, cloexec)
         return fd
 
     def _openat(self, task: Task, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
         """do_sys_open(): open a host file (the model never writes to it), or make a file of the model's
-        own with O_CREAT. An empty path is -ENOENT (getname() without AT_EMPTY_PATH), O_CREAT|O_EXCL of a
-        file that exists -EEXIST, a directory opened for writing -EISDIR (may_open). The file keeps its
-        open flags (fcntl.open_f_flags); an O_PATH one can be neither read, written nor mapped."""
+        own with O_CREAT. An empty path is -ENOENT (getname() without AT_EMPTY_PATH), then a free
+        descriptor is found (-EMFILE) and the struct file allocated (alloc_empty_file: FILP_SIZE bytes
+        charged to the task's memcg, -ENOMEM when that fails) before the path is looked up; an open that
+        fails after it frees the file, and the charge goes back."""
         if not path:
             return -ENOENT
+        fd = task.get_unused_fd()
+        if fd < 0:
+            return fd
+        err, objcg = memcg_kmem_charge_obj(self.mem, FILP_SIZE)
+        if err:
+            return -ENOMEM
+        file = self._path_openat(task, dirfd, path, flags)
+        if isinstance(file, int):
+            if objcg is not None:
+                memcg_kmem_uncharge_obj(objcg, FILP_SIZE)
+            return file
+        file.objcg = objcg
+        task.fd_install(fd, file, bool(flags & O_CLOEXEC))
+        return fd
+
+    def _path_openat(self, task: Task, dirfd: int, path: str, flags: int) -> File | int:
+        """path_openat(): the file `path` (relative to `dirfd`) opens as, or -errno: O_CREAT|O_EXCL of
+        a file that exists -EEXIST, a directory opened for writing -EISDIR (may_open). The file keeps
+        its open flags (fcntl.open_f_flags); an O_PATH one can be neither read, written nor mapped."""
         if not path.startswith("/") and dirfd != AT_FDCWD:
             base = task.files.get(dirfd)
             if base is None:
@@ -963,18 +1022,14 @@ class ModelBackend:
             truncate_setsize(self.mem, inode, 0)
         f_flags = open_f_flags(flags)
         path_only = bool(f_flags & O_PATH)  # FMODE_PATH: no reads, writes or mappings through it
-        file = File(inode, readable=acc in (O_RDONLY, O_RDWR) and not path_only,
+        return File(inode, readable=acc in (O_RDONLY, O_RDWR) and not path_only,
                     writable=acc in (O_WRONLY, O_RDWR) and not path_only, f_flags=f_flags, created=created)
-        return self._install(task, file, bool(flags & O_CLOEXEC))
 
     def _open(self, task: Task, path: str, flags: int, mode: int = 0) -> int:
         return self._openat(task, AT_FDCWD, path, flags, mode)
 
     def _close(self, task: Task, fd: int) -> int:
-        if task.files.pop(fd, None) is None:
-            return -EBADF
-        task.cloexec.discard(fd)
-        return 0
+        return 0 if task.close_fd(fd) else -EBADF
 
     def _dup(self, task: Task, fd: int) -> int:
         file = task.files.get(fd)
@@ -988,11 +1043,7 @@ class ModelBackend:
         file = task.files.get(oldfd)
         if file is None or newfd >= NR_OPEN:
             return -EBADF
-        task.files[newfd] = file
-        if flags & O_CLOEXEC:
-            task.cloexec.add(newfd)
-        else:
-            task.cloexec.discard(newfd)
+        task.fd_install(newfd, file, bool(flags & O_CLOEXEC))
         return newfd
 
     def _dup2(self, task: Task, oldfd: int, newfd: int) -> int:
@@ -1280,7 +1331,6 @@ class ModelBackend:
         task.mm = mm
         task.comm = os.path.basename(path)[:15]
         task.cmdline = tuple(argv)
-        for fd in task.cloexec:
-            task.files.pop(fd, None)
-        task.cloexec.clear()
+        for fd in list(task.cloexec):
+            task.close_fd(fd)
         return 0

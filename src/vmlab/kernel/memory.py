@@ -1089,7 +1089,8 @@ def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int, vmas: list[Vm
 
 
 def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
-    """exit_mmap(): zap every VMA, free all page tables and uncharge the VM_ACCOUNT VMAs."""
+    """exit_mmap(): zap every VMA, free all page tables, uncharge the VM_ACCOUNT VMAs and remove
+    them (their files' references go)."""
     if mm.pt is None:
         return
     update_hiwater_rss(mm)
@@ -1098,6 +1099,8 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
         zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma))
     mm.pt.destroy()
     mm.pt = None
+    for vma in list(mm):
+        mm.remove(vma)
     mem.mm_put_huge_zero_folio(id(mm))
 
 

@@ -211,6 +211,10 @@ class FileRaState:
 
 _file_ids = itertools.count(1)
 
+#: What one struct file charges its memcg (filp is SLAB_ACCOUNT): the slab object (192 bytes on this
+#: kernel, /proc/slabinfo) and the obj_cgroup pointer kept for it (obj_full_size(): 8).
+FILP_SIZE = 192 + 8
+
 
 @dataclass(eq=False)
 class File:
@@ -232,10 +236,33 @@ class File:
     #: f_owner: the signal (F_SETSIG) and the process (F_SETOWN; negative: a group) of async I/O.
     signum: int = 0
     owner: int = 0
+    #: f_count: the references held by descriptors and by VMAs (get() and put()).
+    f_count: int = 0
+    #: The memcg its slab object is charged to (alloc_empty_file() in that memcg's task); None when
+    #: not accounted (the model's internal files, an exec's, those of an imported process).
+    objcg: MemCgroup | None = None
 
     def __post_init__(self) -> None:
         """file_ra_state_init(): ra_pages from the backing device, prev_pos = -1."""
         self.f_ra = FileRaState(ra_pages=self.inode.ra_pages)
+
+    def get(self) -> None:
+        """get_file(): one more reference (a descriptor or a VMA)."""
+        self.f_count += 1
+
+    def put(self) -> None:
+        """fput(): one reference less; the last one frees the file (__fput -> file_free)."""
+        assert self.f_count > 0, f"fput of {self.path} with no reference"
+        self.f_count -= 1
+        if not self.f_count:
+            self.free()
+
+    def free(self) -> None:
+        """file_free(): the slab object's charge goes back to its memcg (memcg_slab_free_hook), also for
+        a file no reference was taken to (an open that failed after alloc_empty_file)."""
+        if self.objcg is not None:
+            objcg, self.objcg = self.objcg, None
+            objcg.tree.obj_cgroup_uncharge(objcg, FILP_SIZE)
 
     @property
     def path(self) -> str:
@@ -407,7 +434,7 @@ class MmStruct:
         return i
 
     def insert(self, vma: VmArea) -> None:
-        """vma_iter_store(): link a VMA that overlaps none."""
+        """vma_iter_store(): link a VMA that overlaps none; it holds a reference to its file."""
         i = bisect.bisect_left(self._starts, vma.vm_start)
         if (i > 0 and self._vmas[i - 1].vm_end > vma.vm_start) or (
             i < len(self._vmas) and self._vmas[i].vm_start < vma.vm_end
@@ -416,15 +443,17 @@ class MmStruct:
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
         if vma.vm_file is not None:
+            vma.vm_file.get()
             vma.vm_file.inode.i_mmap[vma] = self
 
     def remove(self, vma: VmArea) -> None:
-        """Unlink a VMA."""
+        """Unlink a VMA; its reference to its file goes (remove_vma's fput)."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
         if vma.vm_file is not None:
             vma.vm_file.inode.i_mmap.pop(vma, None)
+            vma.vm_file.put()
 
     def set_range(self, vma: VmArea, start: int, end: int) -> None:
         """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""

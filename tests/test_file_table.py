@@ -1,0 +1,86 @@
+"""struct file as a slab object charged to the opener's memcg, and its lifetime (fs/file_table.c).
+
+An open() charges FILP_SIZE bytes to the running task's memcg (alloc_empty_file: filp is
+SLAB_ACCOUNT) before it looks the path up; the file lives while a descriptor or a VMA refers to it
+(f_count) and its last fput() gives the bytes back. The charge's agreement with the kernel is
+measured in test_host_xa_nodes.py and test_host_fault_pte.py (kmem exact); here, the lifetime on the
+model: what holds the bytes, step by step, and check_machine's accounting of every reference.
+"""
+
+from __future__ import annotations
+
+from memcgkit import memcg_machine
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.memcontrol import MemCgroup
+from vmlab.kernel.mm_types import FILP_SIZE
+from vmlab.kernel.uapi import ENOENT, PAGE_SIZE
+
+MB = 1 << 20
+AT_FDCWD, O_RDONLY = -100, 0
+PROT_READ, MAP_SHARED = 1, 1
+
+
+def object_bytes(model: ModelBackend, memcg: MemCgroup) -> int:
+    """The bytes of live slab objects charged to `memcg`: its slab pages less what the object stock
+    and nr_charged_bytes hold of them."""
+    tree = model.memcgs
+    stock = tree.obj_stock_bytes if tree.obj_stock_memcg is memcg else 0
+    return memcg.kmem_obj_pages * PAGE_SIZE - stock - memcg.nr_charged_bytes
+
+
+def opened() -> tuple[ModelBackend, int, MemCgroup]:
+    """A model whose first process runs in a memcg, with a model file /sim/f of 1 MiB."""
+    model, pid, memcg = memcg_machine(64 * MB)
+    model.create_file("/sim/f", MB)
+    return model, pid, memcg
+
+
+def test_a_descriptor_or_a_mapping_keeps_the_file_charged() -> None:
+    """open charges FILP_SIZE; dup and a mapping take references, not charges; the bytes go back
+    when the last of them goes (close, close, munmap), not before."""
+    model, pid, memcg = opened()
+    assert object_bytes(model, memcg) == 0
+    fd = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
+    assert fd >= 0 and object_bytes(model, memcg) == FILP_SIZE
+    other = model.syscall(pid, "dup", (fd,))
+    addr = model.syscall(pid, "mmap", (0, MB, PROT_READ, MAP_SHARED, fd, 0))
+    assert other >= 0 and addr > 0
+    assert object_bytes(model, memcg) == FILP_SIZE and model.tasks[pid].files[fd].f_count == 3
+    check_machine(model)
+    for step in (("close", (fd,)), ("close", (other,))):
+        assert model.syscall(pid, *step) == 0
+        assert object_bytes(model, memcg) == FILP_SIZE  # the mapping holds it
+        check_machine(model)
+    assert model.syscall(pid, "munmap", (addr, MB)) == 0
+    assert object_bytes(model, memcg) == 0
+    check_machine(model)
+
+
+def test_two_opens_are_two_files_and_a_failed_open_frees_its_own() -> None:
+    """Each open() is a struct file of its own; an open that fails after alloc_empty_file (no such
+    path) gives its bytes back at once, the descriptor it would have had stays free."""
+    model, pid, memcg = opened()
+    fds = [model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0)) for _ in range(2)]
+    assert object_bytes(model, memcg) == 2 * FILP_SIZE
+    assert model.syscall(pid, "openat", (AT_FDCWD, "/sim/none", O_RDONLY, 0)) == -ENOENT
+    assert object_bytes(model, memcg) == 2 * FILP_SIZE
+    assert model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0)) == max(fds) + 1
+    check_machine(model)
+
+
+def test_a_fork_shares_the_file_until_both_processes_are_gone() -> None:
+    """fork() gives the child the parent's descriptors and mappings (references, no new file); the
+    file is freed once both have exited, by whichever goes last, back to the memcg that opened it."""
+    model, pid, memcg = opened()
+    fd = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
+    assert model.syscall(pid, "mmap", (0, MB, PROT_READ, MAP_SHARED, fd, 0)) > 0
+    child = model.fork(pid)
+    file = model.tasks[pid].files[fd]
+    assert model.tasks[child].files[fd] is file and file.f_count == 4
+    check_machine(model)
+    model.exit(pid)
+    assert file.f_count == 2 and object_bytes(model, memcg) == FILP_SIZE
+    check_machine(model)
+    model.exit(child)
+    assert file.f_count == 0 and object_bytes(model, memcg) == 0

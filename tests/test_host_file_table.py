@@ -1,0 +1,78 @@
+"""struct file charged to the opener's memcg, on this host's kernel and on the model.
+
+filp is SLAB_ACCOUNT: each open() charges its struct file (192 bytes and the obj_cgroup pointer:
+FILP_SIZE) to the task's memcg through the per-CPU object stock, a page at a time, and the last
+fput() gives the bytes back to that stock, which uncharges whole pages once it holds more than one.
+A stepper pinned to CPU 0 in a v1 memcg the test makes (the `memcgs` fixture removes it) opens one
+file OPENS times, then closes most of the descriptors, then the rest; after each phase the counters
+(every stock drained) are compared with the model's running the same steps. The file exists and is
+cached beforehand, so no dentry, inode or page-cache node is allocated: struct file is the only
+object charged (no mapping is made: the kernel's VMA is not modelled).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from memcgkit import (
+    Counters,
+    drained_host_counters,
+    drained_model_counters,
+    memcg_machine,
+    start_host_stepper,
+)
+from vmlab.backend import Program
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+
+from hostkit import Memcgs
+
+pytestmark = pytest.mark.host
+
+AT_FDCWD, O_RDONLY = -100, 0
+#: 60 files of 200 bytes: 12,000 bytes, three slab pages.
+OPENS = 60
+#: Closed first: the bytes of 45 files back in the stock, which uncharges two pages of them.
+FIRST_CLOSES = 45
+
+
+def phases(backend: HostBackend | ModelBackend, pid: int, path: str,
+           counters: Callable[[], Counters]) -> list[Counters]:
+    """The counters before, after the opens, after the first closes and after the last ones."""
+    out = [counters()]
+    fds = [backend.syscall(pid, "openat", (AT_FDCWD, path, O_RDONLY, 0)) for _ in range(OPENS)]
+    assert min(fds) >= 0
+    out.append(counters())
+    for fd in fds[:FIRST_CLOSES]:
+        assert backend.syscall(pid, "close", (fd,)) == 0
+    out.append(counters())
+    for fd in fds[FIRST_CLOSES:]:
+        assert backend.syscall(pid, "close", (fd,)) == 0
+    out.append(counters())
+    return out
+
+
+def test_opens_and_closes_charge_the_kernels_pages(program: Program, memcgs: Memcgs,
+                                                   files: list[str]) -> None:
+    """kmem and usage after each phase, less their values before, are the kernel's."""
+    path = f"/tmp/vmlab-filp-{os.getpid()}.dat"
+    files.append(path)
+    Path(path).write_bytes(b"x" * 4096)
+    os.stat(path)  # the dentry and inode exist before the stepper looks the path up
+    cg = memcgs.make("filp", "64M")
+    with HostBackend(timeout=60) as host:
+        pid = start_host_stepper(host, program, cg)
+        kernel = phases(host, pid, path, lambda: drained_host_counters(cg))
+    model, mpid, memcg = memcg_machine(64 << 20)
+    got = phases(model, mpid, path, lambda: drained_model_counters(model, memcg))
+    check_machine(model)
+    kernel_d = [c - kernel[0] for c in kernel]
+    model_d = [c - got[0] for c in got]
+    print(f"kernel {kernel_d}\nmodel  {model_d}")
+    assert model_d[1].kmem == 3 and model_d[3].kmem <= 1  # what the phases are for
+    assert kernel_d == model_d
