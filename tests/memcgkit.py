@@ -20,8 +20,6 @@ from hostkit import on_cpu
 
 MB = 1 << 20
 PG = 4096
-#: Slab pages (VMA, anon_vma) the kernel charges as kmem and the model does not have (measured: 1).
-SLAB_PAGES = 2
 
 
 def memcg_machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:

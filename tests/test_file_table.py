@@ -1,10 +1,11 @@
-"""struct file as a slab object charged to the opener's memcg, and its lifetime (fs/file_table.c).
+"""struct file and VMAs as slab objects charged to the running task's memcg, and their lifetimes.
 
 An open() charges FILP_SIZE bytes to the running task's memcg (alloc_empty_file: filp is
 SLAB_ACCOUNT) before it looks the path up; the file lives while a descriptor or a VMA refers to it
-(f_count) and its last fput() gives the bytes back. The charge's agreement with the kernel is
-measured in test_host_xa_nodes.py and test_host_fault_pte.py (kmem exact); here, the lifetime on the
-model: what holds the bytes, step by step, and check_machine's accounting of every reference.
+(f_count) and its last fput() gives the bytes back. A VMA charges VMA_SIZE while it is linked. The
+charges' agreement with the kernel is measured in test_host_file_table.py, test_host_xa_nodes.py,
+test_host_fault_pte.py and test_host_kmem.py (kmem exact); here, the lifetimes on the model: what
+holds the bytes, step by step, and check_machine's accounting of every reference.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from memcgkit import memcg_machine
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
-from vmlab.kernel.mm_types import FILP_SIZE
+from vmlab.kernel.mm_types import FILP_SIZE, VMA_SIZE
 from vmlab.kernel.uapi import ENOENT, PAGE_SIZE
 
 MB = 1 << 20
@@ -37,8 +38,8 @@ def opened() -> tuple[ModelBackend, int, MemCgroup]:
 
 
 def test_a_descriptor_or_a_mapping_keeps_the_file_charged() -> None:
-    """open charges FILP_SIZE; dup and a mapping take references, not charges; the bytes go back
-    when the last of them goes (close, close, munmap), not before."""
+    """open charges FILP_SIZE; dup and a mapping take references to the file (the mapping charges its
+    VMA); the file's bytes go back when the last reference goes (close, close, munmap), not before."""
     model, pid, memcg = opened()
     assert object_bytes(model, memcg) == 0
     fd = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
@@ -46,11 +47,12 @@ def test_a_descriptor_or_a_mapping_keeps_the_file_charged() -> None:
     other = model.syscall(pid, "dup", (fd,))
     addr = model.syscall(pid, "mmap", (0, MB, PROT_READ, MAP_SHARED, fd, 0))
     assert other >= 0 and addr > 0
-    assert object_bytes(model, memcg) == FILP_SIZE and model.tasks[pid].files[fd].f_count == 3
+    assert object_bytes(model, memcg) == FILP_SIZE + VMA_SIZE
+    assert model.tasks[pid].files[fd].f_count == 3
     check_machine(model)
     for step in (("close", (fd,)), ("close", (other,))):
         assert model.syscall(pid, *step) == 0
-        assert object_bytes(model, memcg) == FILP_SIZE  # the mapping holds it
+        assert object_bytes(model, memcg) == FILP_SIZE + VMA_SIZE  # the mapping holds the file
         check_machine(model)
     assert model.syscall(pid, "munmap", (addr, MB)) == 0
     assert object_bytes(model, memcg) == 0
@@ -70,17 +72,21 @@ def test_two_opens_are_two_files_and_a_failed_open_frees_its_own() -> None:
 
 
 def test_a_fork_shares_the_file_until_both_processes_are_gone() -> None:
-    """fork() gives the child the parent's descriptors and mappings (references, no new file); the
-    file is freed once both have exited, by whichever goes last, back to the memcg that opened it."""
+    """fork() gives the child the parent's descriptors and mappings (references, no new file; a VMA
+    of its own for each of the parent's, charged to the forking task's memcg); the file is freed
+    once both have exited, by whichever goes last, back to the memcg that opened it. (The parent's
+    other VMAs were made before it joined the memcg: they charge nothing.)"""
     model, pid, memcg = opened()
     fd = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
     assert model.syscall(pid, "mmap", (0, MB, PROT_READ, MAP_SHARED, fd, 0)) > 0
     child = model.fork(pid)
     file = model.tasks[pid].files[fd]
+    child_vmas = len(list(model.tasks[child].mm))
     assert model.tasks[child].files[fd] is file and file.f_count == 4
+    assert object_bytes(model, memcg) == FILP_SIZE + VMA_SIZE + child_vmas * VMA_SIZE
     check_machine(model)
     model.exit(pid)
-    assert file.f_count == 2 and object_bytes(model, memcg) == FILP_SIZE
+    assert file.f_count == 2 and object_bytes(model, memcg) == FILP_SIZE + child_vmas * VMA_SIZE
     check_machine(model)
     model.exit(child)
     assert file.f_count == 0 and object_bytes(model, memcg) == 0

@@ -232,8 +232,9 @@ def test_charges_made_before_joining_stay_with_the_parent() -> None:
     """A live memcg whose usage is below what its processes hold (they touched pages and made page
     tables before they joined it; measured in tests/test_oom_kill.py: 133 pages over, for four hogs):
     the import moves the excess to the parent (here the root, which the model does not account), page
-    tables first, so the memcg's usage is the live one; when the process exits, its memcg's counters
-    come back to 0, none going negative."""
+    tables first, so the memcg's usage is the live one (its VMAs' slab page stays: objects are not
+    moved); when the process exits and the object stock is drained, its memcg's counters come back
+    to 0, none going negative."""
     base = snap((1201, "a", 4 * MB, 0))
     own = base.memcgs[0].usage_pages
     roomy = oom_whatif.build(base).memcgs.lookup("/t")
@@ -245,9 +246,11 @@ def test_charges_made_before_joining_stay_with_the_parent() -> None:
     memcg = model.memcgs.lookup("/t")
     assert memcg is not None
     assert memcg.memory.usage == memcg.memsw.usage == own - over
-    assert (memcg.kmem_charged, memcg.kmem.usage, memcg.charged) == (0, 0, pages - 100)
+    assert (memcg.kmem_charged, memcg.kmem.usage, memcg.charged) == (0, 1, pages - 100)
+    assert memcg.kmem_obj_pages == 1
     assert memcg.page_state()["rss"] == pages - 100 == sum(memcg.lruvec.nr_pages)
     check_machine(model)
     model.exit(1201)
+    model.memcgs.drain_all_stock(model.memcgs.root)
     check_machine(model)
     assert (memcg.memory.usage, memcg.memsw.usage, memcg.kmem.usage) == (0, 0, 0)

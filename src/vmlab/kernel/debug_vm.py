@@ -36,8 +36,8 @@ memcg's `kmem_charged` is the count of its table frames, which its memory (and m
 and v1's kmem counter is exactly the subtree's table frames and slab pages. Slab objects
 (check_xa_nodes): each inode's XArray nodes are those its entries need (every index with a page or a
 shadow in an entry; the tree rebuilt from the entries is the one kept), a node charged is a node of
-the tree; each open file's f_count is the descriptors and VMAs that refer to it (check_files); and
-each memcg's slab pages hold exactly the bytes of its nodes and of its files' struct file objects,
+the tree; each open file's f_count is the descriptors and VMAs that refer to it (check_slab_objects); and
+each memcg's slab pages hold exactly the bytes of its nodes, its files' and its VMAs' objects,
 the object stock's and its nr_charged_bytes.
 """
 
@@ -60,6 +60,7 @@ from vmlab.kernel.mm_types import (
     VM_DROPPABLE,
     VM_SHARED,
     VM_WRITE,
+    VMA_SIZE,
     AnonVma,
     File,
     Inode,
@@ -412,21 +413,24 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     check_writeback(mem, enumerate_inodes(backend))
     check_swap_areas(mem, frames)
     check_reclaim(mem, enumerate_inodes(backend))
-    check_xa_nodes(backend, enumerate_inodes(backend), check_files(backend))
+    check_xa_nodes(backend, enumerate_inodes(backend), check_slab_objects(backend))
     check_memcg(backend, frames)
 
 
-def check_files(backend: ModelBackend) -> Counter[int]:
+def check_slab_objects(backend: ModelBackend) -> Counter[int]:
     """Each file a task's descriptor or VMA refers to has one reference (f_count) for each of them;
-    the bytes of struct file objects charged to each memcg, by id()."""
+    the bytes of the struct file and VMA objects charged to each memcg, by id()."""
     refs: Counter[int] = Counter()
     files: dict[int, File] = {}
+    charged: Counter[int] = Counter()
     for task in backend.tasks.values():
         held = [*task.files.values(), *(v.vm_file for v in task.mm if v.vm_file is not None)]
         for file in held:
             refs[id(file)] += 1
             files[id(file)] = file
-    charged: Counter[int] = Counter()
+        for vma in task.mm:
+            if vma.objcg is not None:
+                charged[id(vma.objcg)] += VMA_SIZE
     for key, file in files.items():
         if file.f_count != refs[key]:
             raise AssertionError(f"file {file.path} (#{file.id}): f_count {file.f_count}, "
@@ -436,9 +440,9 @@ def check_files(backend: ModelBackend) -> Counter[int]:
     return charged
 
 
-def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], files: Counter[int]) -> None:
+def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[int]) -> None:
     """Each inode's XArray nodes against its entries, and the slab bytes each memcg paid for: its nodes
-    and the struct file objects of `files` (check_files)."""
+    and its other `objects` (check_slab_objects)."""
     owned: Counter[int] = Counter()
     for inode in inodes:
         nodes = inode.xa_nodes
@@ -462,12 +466,12 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], files: Counter[in
     if tree is None:
         return
     for memcg in tree.root.iter_tree():
-        held = owned[id(memcg)] * XA_NODE_SIZE + files[id(memcg)] + memcg.nr_charged_bytes
+        held = owned[id(memcg)] * XA_NODE_SIZE + objects[id(memcg)] + memcg.nr_charged_bytes
         if tree.obj_stock_memcg is memcg:
             held += tree.obj_stock_bytes
         if memcg.kmem_obj_pages * PAGE_SIZE != held:
             raise AssertionError(f"memcg {memcg.path}: {memcg.kmem_obj_pages} slab pages charged, "
-                                 f"{held} bytes in its nodes, files, the object stock and nr_charged_bytes")
+                                 f"{held} bytes in its objects, the object stock and nr_charged_bytes")
 
 
 def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:

@@ -45,14 +45,18 @@ stock of the CPU that runs the callback (refill_stock: measured here, 1 to 30 of
 pages stayed charged there after a munmap); the model frees them at once, to the counters. A
 memcg's `kmem_charged` counts its table pages.
 
-Slab objects (kmem, __GFP_ACCOUNT): the model has one kind, the page cache's XArray nodes
-(xarray.XaNodes: i_pages is XA_FLAGS_ACCOUNT), charged to the running task's memcg as the kernel's
-obj_cgroup_charge() does: bytes from the CPU's object stock (obj_stock_pcp) when it holds enough of
-that memcg's, else whole pages through try_charge_memcg() (and v1's kmem counter), what is left of the
-page kept in the stock; a freed object's bytes go back to the stock, which uncharges whole pages once
-it holds more than one, and a stock switched to another memcg keeps the odd bytes in the memcg
-(objcg->nr_charged_bytes). `kmem_obj_pages` counts a memcg's slab pages. The kernel's other slab
-objects (VMAs, anon_vmas, struct file, task and mm structs) the model does not have.
+Slab objects (kmem, __GFP_ACCOUNT): the model has three kinds, the page cache's XArray nodes
+(xarray.XaNodes: i_pages is XA_FLAGS_ACCOUNT), struct file (an open()'s, mm_types.FILP_SIZE, freed
+with its last reference) and VMAs (mm_types.VMA_SIZE, while linked), charged to the running task's
+memcg as the kernel's obj_cgroup_charge() does: bytes from the CPU's object stock (obj_stock_pcp)
+when it holds enough of that memcg's, else whole pages through try_charge_memcg() (and v1's kmem
+counter), what is left of the page kept in the stock; a freed object's bytes go back to the stock,
+which uncharges whole pages once it holds more than one, and a stock switched to another memcg keeps
+the odd bytes in the memcg (objcg->nr_charged_bytes). `kmem_obj_pages` counts a memcg's slab
+pages. A VMA is charged without reclaim, past the limit when there is no room (the kernel reclaims
+first; in the model the next charge that needs room does), so that linking one never fails. The
+kernel's other slab objects (anon_vma and anon_vma_chain, an exec's files, shmem inodes and dentries,
+task and mm structs) the model does not have.
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
@@ -70,7 +74,8 @@ simulated time from boot (flush_memcg_stats_dwork); the kernel's worker runs at 
 which the host tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is
 not modelled (the model prints exact counts there).
 
-Deliberate differences: of slab objects only XArray nodes are charged (see above); v2's swap counter
+Deliberate differences: of slab objects only XArray nodes, struct file and VMAs are charged (see
+above); v2's swap counter
 is not modelled; a full stock drains its first slot for a new memcg (the kernel a random one); memcg
 reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie); a v1 task
 waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in a one-thread
@@ -209,8 +214,8 @@ class MemCgroup:
     #: MEMCG_KMEM: page-table frames charged here (__memcg_kmem_charge_page).
     kmem_charged: int = 0
     #: MEMCG_KMEM: pages charged here for slab objects (obj_cgroup_charge_pages: the page cache's
-    #: xa_nodes), and objcg->nr_charged_bytes: bytes of them left over when a CPU's object stock
-    #: switched to another memcg.
+    #: xa_nodes, struct file, VMAs), and objcg->nr_charged_bytes: bytes of them left over when a
+    #: CPU's object stock switched to another memcg.
     kmem_obj_pages: int = 0
     nr_charged_bytes: int = 0
     #: mem_cgroup_id(): what a shadow entry names the memcg by (0: the root).
@@ -781,11 +786,15 @@ class MemCgroupTree:
             memcg.memsw.uncharge(nr)
 
     def _charge_kmem_pages(self, memcg: MemCgroup, nr: int, noretry: bool = False,
-                           nowait: bool = False) -> int:
+                           nowait: bool = False, nofail: bool = False) -> int:
         """obj_cgroup_charge_pages(): try_charge_memcg() of `nr` pages (memsw and memory, with the
-        stock, reclaim and OOM), then memcg1_account_kmem() (v1: the kmem counter, charged without a
-        limit). 0, or -ENOMEM and nothing charged."""
+        stock, reclaim and OOM; past the limit when that fails and `nofail`: its force label), then
+        memcg1_account_kmem() (v1: the kmem counter, charged without a limit). 0, or -ENOMEM and
+        nothing charged."""
         err = self.try_charge_memcg(memcg, nr, 0, noretry, nowait)
+        if err and nofail:
+            self._force_counters(memcg, nr)
+            err = 0
         if not err and self.version == 1:
             memcg.kmem.charge(nr)
         return err
@@ -833,16 +842,17 @@ class MemCgroupTree:
     # -- slab objects (obj_cgroup) --
 
     def obj_cgroup_charge(self, memcg: MemCgroup, size: int, noretry: bool = False,
-                          nowait: bool = False) -> int:
+                          nowait: bool = False, nofail: bool = False) -> int:
         """obj_cgroup_charge() of a slab object of `size` bytes: from the CPU's object stock when it
         holds that many bytes of `memcg`'s, else whole pages charged (_charge_kmem_pages: the stock's
         bytes are not used) and what the object leaves of the last one put in the stock (without
-        uncharging, which may leave more than a page there). 0 or -ENOMEM."""
+        uncharging, which may leave more than a page there). 0 or -ENOMEM; `nofail` (__GFP_NOFAIL)
+        charges the pages past the limit when they do not fit (try_charge_memcg's force)."""
         if self.obj_stock_memcg is memcg and self.obj_stock_bytes >= size:
             self.obj_stock_bytes -= size
             return 0
         nr = -(-size // PAGE_SIZE)
-        err = self._charge_kmem_pages(memcg, nr, noretry, nowait)
+        err = self._charge_kmem_pages(memcg, nr, noretry, nowait, nofail)
         if err:
             return err
         memcg.kmem_obj_pages += nr
@@ -959,14 +969,14 @@ def memcg_kmem_charge_bulk(mem: PhysMem, pfns: list[int]) -> bool:
 
 
 def memcg_kmem_charge_obj(mem: PhysMem, size: int, noretry: bool = False,
-                          nowait: bool = False) -> tuple[int, MemCgroup | None]:
+                          nowait: bool = False, nofail: bool = False) -> tuple[int, MemCgroup | None]:
     """The __GFP_ACCOUNT step of a slab allocation of `size` bytes (memcg_slab_post_alloc_hook):
-    charged to the running task's memcg. (0 or -ENOMEM, the memcg charged: None when nothing is
-    accounted.)"""
+    charged to the running task's memcg (obj_cgroup_charge's flags). (0 or -ENOMEM, the memcg
+    charged: None when nothing is accounted.)"""
     tree, memcg = _kmem_target(mem)
     if tree is None or memcg is None:
         return 0, None
-    err = tree.obj_cgroup_charge(memcg, size, noretry, nowait)
+    err = tree.obj_cgroup_charge(memcg, size, noretry, nowait, nofail)
     return err, None if err else memcg
 
 

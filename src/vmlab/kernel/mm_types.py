@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.char_mem import is_dev_zero
+from vmlab.kernel.memcontrol import memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -214,6 +215,9 @@ _file_ids = itertools.count(1)
 #: What one struct file charges its memcg (filp is SLAB_ACCOUNT): the slab object (192 bytes on this
 #: kernel, /proc/slabinfo) and the obj_cgroup pointer kept for it (obj_full_size(): 8).
 FILP_SIZE = 192 + 8
+#: What one VMA charges its memcg (vm_area_cachep is SLAB_ACCOUNT): vm_area_struct (192 bytes on
+#: this kernel, /proc/slabinfo) and its obj_cgroup pointer.
+VMA_SIZE = 192 + 8
 
 
 @dataclass(eq=False)
@@ -261,8 +265,8 @@ class File:
         """file_free(): the slab object's charge goes back to its memcg (memcg_slab_free_hook), also for
         a file no reference was taken to (an open that failed after alloc_empty_file)."""
         if self.objcg is not None:
-            objcg, self.objcg = self.objcg, None
-            objcg.tree.obj_cgroup_uncharge(objcg, FILP_SIZE)
+            memcg_kmem_uncharge_obj(self.objcg, FILP_SIZE)
+            self.objcg = None
 
     @property
     def path(self) -> str:
@@ -286,6 +290,9 @@ class VmArea:
     #: swap_readahead_info: the last swap fault's page address, readahead window and hits
     #: (SWAP_RA_VAL of mm/swap_state.c).
     swap_readahead_info: int = 0
+    #: The memcg its slab object is charged to while it is linked (MmStruct.insert); None: not
+    #: accounted (no memcg below the root, or an mm without page tables).
+    objcg: MemCgroup | None = None
 
     @property
     def pages(self) -> int:
@@ -434,12 +441,17 @@ class MmStruct:
         return i
 
     def insert(self, vma: VmArea) -> None:
-        """vma_iter_store(): link a VMA that overlaps none; it holds a reference to its file."""
+        """vma_iter_store(): link a VMA that overlaps none; it holds a reference to its file. A linked
+        VMA is the model's vm_area_alloc() (or vm_area_dup()): VMA_SIZE bytes charged to the running
+        task's memcg, without reclaim and over the limit if there is no room (the kernel reclaims
+        first: here the next charge that needs room does)."""
         i = bisect.bisect_left(self._starts, vma.vm_start)
         if (i > 0 and self._vmas[i - 1].vm_end > vma.vm_start) or (
             i < len(self._vmas) and self._vmas[i].vm_start < vma.vm_end
         ):
             raise AssertionError(f"overlapping insert of {vma!r}")
+        if self.pt is not None:
+            vma.objcg = memcg_kmem_charge_obj(self.pt.mem, VMA_SIZE, nowait=True, nofail=True)[1]
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
         if vma.vm_file is not None:
@@ -447,13 +459,17 @@ class MmStruct:
             vma.vm_file.inode.i_mmap[vma] = self
 
     def remove(self, vma: VmArea) -> None:
-        """Unlink a VMA; its reference to its file goes (remove_vma's fput)."""
+        """Unlink a VMA; its reference to its file goes (remove_vma's fput), and its charge
+        (vm_area_free)."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
         if vma.vm_file is not None:
             vma.vm_file.inode.i_mmap.pop(vma, None)
             vma.vm_file.put()
+        if vma.objcg is not None:
+            memcg_kmem_uncharge_obj(vma.objcg, VMA_SIZE)
+            vma.objcg = None
 
     def set_range(self, vma: VmArea, start: int, end: int) -> None:
         """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""
