@@ -11,6 +11,7 @@ holds the bytes, step by step, and check_machine's accounting of every reference
 from __future__ import annotations
 
 from memcgkit import memcg_machine
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
@@ -18,7 +19,8 @@ from vmlab.kernel.mm_types import FILP_SIZE, VMA_SIZE
 from vmlab.kernel.uapi import ENOENT, PAGE_SIZE
 
 MB = 1 << 20
-AT_FDCWD, O_RDONLY = -100, 0
+AT_FDCWD, O_RDONLY, O_CLOEXEC = -100, 0, 0o2000000
+F_DUPFD_CLOEXEC = 1030
 PROT_READ, MAP_SHARED = 1, 1
 
 
@@ -90,3 +92,28 @@ def test_a_fork_shares_the_file_until_both_processes_are_gone() -> None:
     check_machine(model)
     model.exit(child)
     assert file.f_count == 0 and object_bytes(model, memcg) == 0
+
+
+def test_dup2_onto_a_descriptor_closes_its_file_and_exec_closes_cloexec_ones() -> None:
+    """dup2() onto a descriptor in use closes the file that was there (its last reference: freed);
+    F_DUPFD takes a reference; execve() closes the O_CLOEXEC descriptors, freeing a file only they
+    held, and keeps the others."""
+    model, pid, memcg = opened()
+    a = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
+    b = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY | O_CLOEXEC, 0))
+    assert object_bytes(model, memcg) == 2 * FILP_SIZE
+    assert model.syscall(pid, "dup2", (a, b)) == b  # b's file had no other reference
+    assert object_bytes(model, memcg) == FILP_SIZE and model.tasks[pid].files[a].f_count == 2
+    c = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY | O_CLOEXEC, 0))
+    copy = model.syscall(pid, "fcntl", (c, F_DUPFD_CLOEXEC, 10))
+    assert copy == 10 and model.tasks[pid].files[c].f_count == 2
+    check_machine(model)
+    assert model.syscall(pid, "execve", (BUILTIN_PROGRAM, (BUILTIN_PROGRAM,), ())) == 0
+    assert sorted(model.tasks[pid].files) == [0, 1, 2, a, b]
+    assert object_bytes(model, memcg) - new_vmas(model, pid) * VMA_SIZE == FILP_SIZE
+    check_machine(model)
+
+
+def new_vmas(model: ModelBackend, pid: int) -> int:
+    """The VMAs of `pid` charged to a memcg (those an exec in the memcg made)."""
+    return sum(vma.objcg is not None for vma in model.tasks[pid].mm)
