@@ -52,7 +52,6 @@ import numpy as np
 
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
 from vmlab.kernel.mm_types import (
-    FILP_SIZE,
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
@@ -436,7 +435,7 @@ def check_slab_objects(backend: ModelBackend) -> Counter[int]:
             raise AssertionError(f"file {file.path} (#{file.id}): f_count {file.f_count}, "
                                  f"{refs[key]} descriptors and VMAs refer to it")
         if file.objcg is not None:
-            charged[id(file.objcg)] += FILP_SIZE
+            charged[id(file.objcg)] += sum(file.slab)
     return charged
 
 

@@ -29,7 +29,14 @@ from vmlab.kernel.filemap import (
 )
 from vmlab.kernel.fincore import show_fincore
 from vmlab.kernel.fork import dup_mmap
-from vmlab.kernel.fs import SHMEM_INTERNAL_DEV, ShmemMount, SimFs, host_inode
+from vmlab.kernel.fs import (
+    PSEUDO_FILE_CHARGED,
+    PSEUDO_FILE_FREED,
+    SHMEM_INTERNAL_DEV,
+    ShmemMount,
+    SimFs,
+    host_inode,
+)
 from vmlab.kernel.gup import mm_populate
 from vmlab.kernel.madvise import do_madvise
 from vmlab.kernel.memcontrol import (
@@ -412,8 +419,14 @@ class ModelBackend:
         return result
 
     def _new_shmem(self, length: int) -> File:
-        """shmem_zero_setup(), remembering the file so its pages go when nothing holds it any more."""
+        """__shmem_file_setup() (a shared anonymous mapping's, memfd_create's): a pseudo file, remembered
+        so that its pages go when nothing holds it any more. Its inode, dentry and struct file are slab
+        objects charged to the running task's memcg in that order (without reclaim, past the limit
+        if need be, as VMAs are), given back with the file's last reference."""
         file = self._shmem.zero_setup(length)
+        for size in PSEUDO_FILE_CHARGED:
+            file.objcg = memcg_kmem_charge_obj(self.mem, size, nowait=True, nofail=True)[1]
+        file.slab = PSEUDO_FILE_FREED
         self._shmem_inodes.append(file.inode)
         return file
 
@@ -1308,10 +1321,15 @@ class ModelBackend:
         return 0
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
+        """memfd_create(): a free descriptor first (-EMFILE), then the shmem pseudo file."""
+        fd = task.get_unused_fd()
+        if fd < 0:
+            return fd
         shm = self._new_shmem(0)
         shm.inode.path = f"/memfd:{name}"
         shm.inode.major, shm.inode.minor = SHMEM_INTERNAL_DEV
-        return self._install(task, shm, bool(flags & 1))  # MFD_CLOEXEC
+        task.fd_install(fd, shm, bool(flags & 1))  # MFD_CLOEXEC
+        return fd
 
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
         """do_execve(): replace the address space; close-on-exec descriptors close."""

@@ -45,18 +45,18 @@ stock of the CPU that runs the callback (refill_stock: measured here, 1 to 30 of
 pages stayed charged there after a munmap); the model frees them at once, to the counters. A
 memcg's `kmem_charged` counts its table pages.
 
-Slab objects (kmem, __GFP_ACCOUNT): the model has three kinds, the page cache's XArray nodes
-(xarray.XaNodes: i_pages is XA_FLAGS_ACCOUNT), struct file (an open()'s, mm_types.FILP_SIZE, freed
-with its last reference) and VMAs (mm_types.VMA_SIZE, while linked), charged to the running task's
-memcg as the kernel's obj_cgroup_charge() does: bytes from the CPU's object stock (obj_stock_pcp)
-when it holds enough of that memcg's, else whole pages through try_charge_memcg() (and v1's kmem
-counter), what is left of the page kept in the stock; a freed object's bytes go back to the stock,
-which uncharges whole pages once it holds more than one, and a stock switched to another memcg keeps
-the odd bytes in the memcg (objcg->nr_charged_bytes). `kmem_obj_pages` counts a memcg's slab
-pages. A VMA is charged without reclaim, past the limit when there is no room (the kernel reclaims
-first; in the model the next charge that needs room does), so that linking one never fails. The
-kernel's other slab objects (anon_vma and anon_vma_chain, an exec's files, shmem inodes and dentries,
-task and mm structs) the model does not have.
+Slab objects (kmem, __GFP_ACCOUNT): the model has the page cache's XArray nodes (xarray.XaNodes:
+i_pages is XA_FLAGS_ACCOUNT), struct file (mm_types.FILP_SIZE; a shmem pseudo file's inode and dentry
+too: fs.PSEUDO_FILE_CHARGED), freed with the file's last reference, and VMAs (mm_types.VMA_SIZE,
+while linked), charged to the running task's memcg as the kernel's obj_cgroup_charge() does: bytes
+from the CPU's object stock (obj_stock_pcp) when it holds enough of that memcg's, else whole pages
+through try_charge_memcg() (and v1's kmem counter), what is left of the page kept in the stock; a
+freed object's bytes go back to the stock, which uncharges whole pages once it holds more than one,
+and a stock switched to another memcg keeps the odd bytes in the memcg (objcg->nr_charged_bytes).
+`kmem_obj_pages` counts a memcg's slab pages. A VMA and a pseudo file's objects are charged without
+reclaim, past the limit when there is no room (the kernel reclaims first; in the model the next
+charge that needs room does), so that making one never fails. The kernel's other slab objects
+(anon_vma and anon_vma_chain, an exec's files, task and mm structs) the model does not have.
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME

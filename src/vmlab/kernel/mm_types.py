@@ -242,9 +242,12 @@ class File:
     owner: int = 0
     #: f_count: the references held by descriptors and by VMAs (get() and put()).
     f_count: int = 0
-    #: The memcg its slab object is charged to (alloc_empty_file() in that memcg's task); None when
+    #: The memcg its slab objects are charged to (alloc_empty_file() in that memcg's task); None when
     #: not accounted (the model's internal files, an exec's, those of an imported process).
     objcg: MemCgroup | None = None
+    #: The sizes of those objects, in the order file_free() gives them back: an open's struct file;
+    #: a pseudo file's dentry, struct file and inode (vmlab.kernel.fs.PSEUDO_FILE_FREED).
+    slab: tuple[int, ...] = (FILP_SIZE,)
 
     def __post_init__(self) -> None:
         """file_ra_state_init(): ra_pages from the backing device, prev_pos = -1."""
@@ -262,10 +265,12 @@ class File:
             self.free()
 
     def free(self) -> None:
-        """file_free(): the slab object's charge goes back to its memcg (memcg_slab_free_hook), also for
-        a file no reference was taken to (an open that failed after alloc_empty_file)."""
+        """__fput() and file_free(): the slab objects' charges go back to their memcg
+        (memcg_slab_free_hook), also for a file no reference was taken to (an open that failed after
+        alloc_empty_file)."""
         if self.objcg is not None:
-            memcg_kmem_uncharge_obj(self.objcg, FILP_SIZE)
+            for size in self.slab:
+                memcg_kmem_uncharge_obj(self.objcg, size)
             self.objcg = None
 
     @property
@@ -450,26 +455,33 @@ class MmStruct:
             i < len(self._vmas) and self._vmas[i].vm_start < vma.vm_end
         ):
             raise AssertionError(f"overlapping insert of {vma!r}")
-        if self.pt is not None:
-            vma.objcg = memcg_kmem_charge_obj(self.pt.mem, VMA_SIZE, nowait=True, nofail=True)[1]
+        if vma.objcg is None:
+            self.vm_area_alloc(vma)
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
         if vma.vm_file is not None:
             vma.vm_file.get()
             vma.vm_file.inode.i_mmap[vma] = self
 
+    def vm_area_alloc(self, vma: VmArea) -> None:
+        """The charge of vm_area_alloc() for `vma`, not yet linked: VMA_SIZE bytes to the running
+        task's memcg (nothing for an mm without page tables). insert() makes it unless the caller did
+        (a shared anonymous mapping's VMA is charged before its shmem file)."""
+        if self.pt is not None:
+            vma.objcg = memcg_kmem_charge_obj(self.pt.mem, VMA_SIZE, nowait=True, nofail=True)[1]
+
     def remove(self, vma: VmArea) -> None:
-        """Unlink a VMA; its reference to its file goes (remove_vma's fput), and its charge
-        (vm_area_free)."""
+        """Unlink a VMA; its charge goes back (vm_area_free), then its reference to its file
+        (remove_vma's fput, which runs its __fput after: task_work)."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
-        if vma.vm_file is not None:
-            vma.vm_file.inode.i_mmap.pop(vma, None)
-            vma.vm_file.put()
         if vma.objcg is not None:
             memcg_kmem_uncharge_obj(vma.objcg, VMA_SIZE)
             vma.objcg = None
+        if vma.vm_file is not None:
+            vma.vm_file.inode.i_mmap.pop(vma, None)
+            vma.vm_file.put()
 
     def set_range(self, vma: VmArea, start: int, end: int) -> None:
         """Move a linked VMA's bounds (vma_set_range on a stored VMA); the caller keeps them disjoint."""

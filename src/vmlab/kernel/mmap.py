@@ -393,9 +393,10 @@ def mmap_region(mm: MmStruct, file: File | None, addr: int, length: int, vm_flag
         return err
     if zero_shared:
         assert make_shmem is not None, "MAP_SHARED|MAP_ANONYMOUS needs a shmem factory"
-        file = make_shmem(length)
-        file.inode.acct_pages = shmem_pages
-        vma = VmArea(addr, end, vm_flags, pgoff, file)
+        vma = VmArea(addr, end, vm_flags, pgoff)
+        mm.vm_area_alloc(vma)  # __mmap_new_vma(): the VMA, then shmem_zero_setup()'s file
+        vma.vm_file = make_shmem(length)
+        vma.vm_file.inode.acct_pages = shmem_pages
     else:
         merged = vma_merge_new_range(mm, VmaMergeState(addr, end, vm_flags, pgoff, file))
         if merged is not None:
