@@ -117,3 +117,16 @@ def test_dup2_onto_a_descriptor_closes_its_file_and_exec_closes_cloexec_ones() -
 def new_vmas(model: ModelBackend, pid: int) -> int:
     """The VMAs of `pid` charged to a memcg (those an exec in the memcg made)."""
     return sum(vma.objcg is not None for vma in model.tasks[pid].mm)
+
+
+def test_a_vma_at_the_limit_is_charged_past_it() -> None:
+    """A memcg at its limit with nothing in its stocks: a slab object charged as a VMA is (nofail)
+    takes a page past the limit, where a plain GFP_NOWAIT charge fails and charges nothing."""
+    model, _, memcg = memcg_machine(64 * MB)
+    tree = model.memcgs
+    assert memcg.memory.usage == 0 and memcg.set_limit(0) == 0
+    assert tree.obj_cgroup_charge(memcg, VMA_SIZE, nowait=True) < 0
+    assert (memcg.memory.usage, memcg.kmem.usage, memcg.kmem_obj_pages) == (0, 0, 0)
+    assert tree.obj_cgroup_charge(memcg, VMA_SIZE, nowait=True, nofail=True) == 0
+    assert (memcg.memory.usage, memcg.kmem.usage, memcg.kmem_obj_pages) == (1, 1, 1)
+    assert memcg.memory.max == 0 and tree.obj_stock_bytes == PAGE_SIZE - VMA_SIZE
