@@ -36,9 +36,10 @@ memcg's `kmem_charged` is the count of its table frames, which its memory (and m
 and v1's kmem counter is exactly the subtree's table frames and slab pages. Slab objects
 (check_xa_nodes): each inode's XArray nodes are those its entries need (every index with a page or a
 shadow in an entry; the tree rebuilt from the entries is the one kept), a node charged is a node of
-the tree; each open file's f_count is the descriptors and VMAs that refer to it (check_slab_objects); and
-each memcg's slab pages hold exactly the bytes of its nodes, its files' and its VMAs' objects,
-the object stock's and its nr_charged_bytes.
+the tree; each open file's f_count is the descriptors and VMAs that refer to it, and each anon_vma
+in a VMA's chain is linked by exactly the chains that hold it (check_slab_objects); and each memcg's
+slab pages hold exactly the bytes of its nodes, files, VMAs and anon_vma chains, the object stock's
+and its nr_charged_bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ import numpy as np
 
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
 from vmlab.kernel.mm_types import (
+    ANON_VMA_SIZE,
+    AVC_SIZE,
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
@@ -65,6 +68,7 @@ from vmlab.kernel.mm_types import (
     Inode,
     MmStruct,
     VmArea,
+    anon_vma_chain,
 )
 from vmlab.kernel.page_alloc import NO_PFN, MemMap, PhysMem
 from vmlab.kernel.page_flags import (
@@ -418,18 +422,36 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
 
 def check_slab_objects(backend: ModelBackend) -> Counter[int]:
     """Each file a task's descriptor or VMA refers to has one reference (f_count) for each of them;
-    the bytes of the struct file and VMA objects charged to each memcg, by id()."""
+    each anon_vma in a VMA's chain is linked by exactly the chains that hold it, alive, allocated;
+    the bytes of the struct file, VMA, anon_vma_chain and anon_vma objects charged to each memcg, by
+    id()."""
     refs: Counter[int] = Counter()
     files: dict[int, File] = {}
     charged: Counter[int] = Counter()
+    linked: Counter[int] = Counter()
+    anon_vmas: dict[int, AnonVma] = {}
     for task in backend.tasks.values():
         held = [*task.files.values(), *(v.vm_file for v in task.mm if v.vm_file is not None)]
         for file in held:
             refs[id(file)] += 1
             files[id(file)] = file
         for vma in task.mm:
+            chain = anon_vma_chain(vma)
             if vma.objcg is not None:
                 charged[id(vma.objcg)] += VMA_SIZE
+            if vma.avc_objcg is not None:
+                charged[id(vma.avc_objcg)] += AVC_SIZE * len(chain)
+            for anon_vma in chain:
+                linked[id(anon_vma)] += 1
+                anon_vmas[id(anon_vma)] = anon_vma
+                anon_vmas[id(anon_vma.root)] = anon_vma.root
+    for key, anon_vma in anon_vmas.items():
+        if anon_vma.linked != linked[key] or anon_vma.refcount <= 0 or not anon_vma.allocated:
+            raise AssertionError(f"{anon_vma!r}: linked {anon_vma.linked} (chains holding it: "
+                                 f"{linked[key]}), refcount {anon_vma.refcount}, allocated "
+                                 f"{anon_vma.allocated}")
+        if anon_vma.objcg is not None:
+            charged[id(anon_vma.objcg)] += ANON_VMA_SIZE
     for key, file in files.items():
         if file.f_count != refs[key]:
             raise AssertionError(f"file {file.path} (#{file.id}): f_count {file.f_count}, "

@@ -47,16 +47,19 @@ memcg's `kmem_charged` counts its table pages.
 
 Slab objects (kmem, __GFP_ACCOUNT): the model has the page cache's XArray nodes (xarray.XaNodes:
 i_pages is XA_FLAGS_ACCOUNT), struct file (mm_types.FILP_SIZE; a shmem pseudo file's inode and dentry
-too: fs.PSEUDO_FILE_CHARGED), freed with the file's last reference, and VMAs (mm_types.VMA_SIZE,
-while linked), charged to the running task's memcg as the kernel's obj_cgroup_charge() does: bytes
+too: fs.PSEUDO_FILE_CHARGED), freed with the file's last reference, VMAs (mm_types.VMA_SIZE, while
+linked) and their anon_vma chains (mm_types.link_anon_vmas: an anon_vma_chain per anon_vma of a
+VMA's chain, an anon_vma from its first link to its last reference), charged to the running task's
+memcg as the kernel's obj_cgroup_charge() does: bytes
 from the CPU's object stock (obj_stock_pcp) when it holds enough of that memcg's, else whole pages
 through try_charge_memcg() (and v1's kmem counter), what is left of the page kept in the stock; a
 freed object's bytes go back to the stock, which uncharges whole pages once it holds more than one,
 and a stock switched to another memcg keeps the odd bytes in the memcg (objcg->nr_charged_bytes).
-`kmem_obj_pages` counts a memcg's slab pages. A VMA and a pseudo file's objects are charged without
-reclaim, past the limit when there is no room (the kernel reclaims first; in the model the next
-charge that needs room does), so that making one never fails. The kernel's other slab objects
-(anon_vma and anon_vma_chain, an exec's files, task and mm structs) the model does not have.
+`kmem_obj_pages` counts a memcg's slab pages. VMA, anon_vma and pseudo-file objects are charged
+without reclaim, past the limit when there is no room (the kernel reclaims first; in the model the
+next charge that needs room does), so that making one never fails. The kernel's other slab objects
+(an exec's files, task and mm structs, fork's others) the model does not have, nor anon_vma_clone's
+reuse of an idle anon_vma in a fork (the model's fork child always gets a new one).
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
@@ -74,8 +77,8 @@ simulated time from boot (flush_memcg_stats_dwork); the kernel's worker runs at 
 which the host tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is
 not modelled (the model prints exact counts there).
 
-Deliberate differences: of slab objects only XArray nodes, struct file and VMAs are charged (see
-above); v2's swap counter
+Deliberate differences: of slab objects only XArray nodes, files, VMAs and anon_vma chains are
+charged (see above); v2's swap counter
 is not modelled; a full stock drains its first slot for a new memcg (the kernel a random one); memcg
 reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie); a v1 task
 waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in a one-thread

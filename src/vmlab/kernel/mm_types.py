@@ -92,18 +92,31 @@ def vm_flags_mnemonics(flags: int) -> str:
 _anon_vma_ids = itertools.count(1)
 
 
+#: What an anon_vma and an anon_vma_chain charge their memcg (both caches are SLAB_ACCOUNT): the
+#: objects (104 and 64 bytes on this kernel, /proc/slabinfo) and their obj_cgroup pointers.
+ANON_VMA_SIZE = 104 + 8
+AVC_SIZE = 64 + 8
+
+
 class AnonVma:
     """`struct anon_vma`: the reverse-mapping root shared by VMAs whose anonymous pages may be related.
 
-    Only its identity and its parent matter to the VMA rules; `parent` is set for the anon_vma a fork
-    child gets (anon_vma_fork()).
+    Its identity and its parent matter to the VMA rules; `parent` is set for the anon_vma a fork
+    child gets (anon_vma_fork()). As a slab object: allocated (charged) on the first link of a VMA to
+    it, `linked` by the anon_vma_chain of each VMA whose chain holds it (its interval tree), and
+    `refcount` its own reference and, for a root, one from each live anon_vma below it; freed when
+    the last reference goes (put_anon_vma), its own when the last VMA unlinks.
     """
 
-    __slots__ = ("id", "parent")
+    __slots__ = ("allocated", "id", "linked", "objcg", "parent", "refcount")
 
     def __init__(self, parent: AnonVma | None = None) -> None:
         self.id = next(_anon_vma_ids)
         self.parent = parent
+        self.linked = 0
+        self.refcount = 1
+        self.allocated = False
+        self.objcg: MemCgroup | None = None
 
     @property
     def root(self) -> AnonVma:
@@ -115,6 +128,84 @@ class AnonVma:
 
     def __repr__(self) -> str:
         return f"AnonVma#{self.id}"
+
+    def put(self) -> None:
+        """put_anon_vma(): one reference less; the last frees it (its charge back), and a non-root
+        one then drops its reference to the root."""
+        self.refcount -= 1
+        if self.refcount:
+            return
+        if self.objcg is not None:
+            memcg_kmem_uncharge_obj(self.objcg, ANON_VMA_SIZE)
+            self.objcg = None
+        if self.parent is not None:
+            self.root.put()
+
+
+def anon_vma_chain(vma: VmArea) -> list[AnonVma]:
+    """The anon_vmas `vma`'s anon_vma_chain links it to: its own, then its ancestors', as many as
+    the chain is long."""
+    chain: list[AnonVma] = []
+    anon_vma = vma.anon_vma
+    while anon_vma is not None and len(chain) < vma.anon_vma_chain_len:
+        chain.append(anon_vma)
+        anon_vma = anon_vma.parent
+    return chain
+
+
+def link_anon_vmas(mm: MmStruct, vma: VmArea) -> None:
+    """The slab objects of a linked VMA's new anon_vma chain (anon_vma_clone, anon_vma_fork,
+    __anon_vma_prepare): an anon_vma_chain per anon_vma of it, and its own anon_vma on its first
+    link (anon_vma_alloc(): after the chain a fork child clones, after the one chain entry of a
+    new anon_vma of __anon_vma_prepare), charged in that order to the running task's memcg (without
+    reclaim, past the limit if need be, as VMAs are)."""
+    chain = anon_vma_chain(vma)
+    if not chain:
+        return
+    new = chain[0] if not chain[0].allocated else None
+    if new is None:
+        sizes = [AVC_SIZE] * len(chain)
+    elif len(chain) > 1:
+        sizes = [AVC_SIZE] * (len(chain) - 1) + [ANON_VMA_SIZE, AVC_SIZE]
+    else:
+        sizes = [AVC_SIZE, ANON_VMA_SIZE]
+    for size in sizes:
+        objcg = None if mm.pt is None else memcg_kmem_charge_obj(mm.pt.mem, size, nowait=True,
+                                                                  nofail=True)[1]
+        if size == ANON_VMA_SIZE:
+            assert new is not None
+            new.objcg = objcg
+        else:
+            vma.avc_objcg = objcg
+    if new is not None:
+        new.allocated = True
+        if new.parent is not None:
+            new.root.refcount += 1  # get_anon_vma(anon_vma->root)
+    for anon_vma in chain:
+        anon_vma.linked += 1
+
+
+def unlink_anon_vmas(vma: VmArea) -> None:
+    """unlink_anon_vmas(): the VMA leaves each anon_vma of its chain; the chain entries go, first
+    those whose anon_vma other VMAs still link, then for each anon_vma left unlinked its reference
+    (put_anon_vma) and its entry."""
+    emptied = []
+    for anon_vma in anon_vma_chain(vma):
+        anon_vma.linked -= 1
+        if anon_vma.linked:
+            _free_avc(vma)
+        else:
+            emptied.append(anon_vma)
+    for anon_vma in emptied:
+        anon_vma.put()
+        _free_avc(vma)
+    vma.avc_objcg = None
+
+
+def _free_avc(vma: VmArea) -> None:
+    """anon_vma_chain_free() of one entry of `vma`'s chain."""
+    if vma.avc_objcg is not None:
+        memcg_kmem_uncharge_obj(vma.avc_objcg, AVC_SIZE)
 
 
 _inode_handles = itertools.count(1)
@@ -298,6 +389,8 @@ class VmArea:
     #: The memcg its slab object is charged to while it is linked (MmStruct.insert); None: not
     #: accounted (no memcg below the root, or an mm without page tables).
     objcg: MemCgroup | None = None
+    #: The memcg its anon_vma_chain entries are charged to (link_anon_vmas), None: not accounted.
+    avc_objcg: MemCgroup | None = None
 
     @property
     def pages(self) -> int:
@@ -459,6 +552,8 @@ class MmStruct:
             self.vm_area_alloc(vma)
         self._starts.insert(i, vma.vm_start)
         self._vmas.insert(i, vma)
+        if vma.anon_vma is not None:
+            link_anon_vmas(self, vma)
         if vma.vm_file is not None:
             vma.vm_file.get()
             vma.vm_file.inode.i_mmap[vma] = self
@@ -471,11 +566,14 @@ class MmStruct:
             vma.objcg = memcg_kmem_charge_obj(self.pt.mem, VMA_SIZE, nowait=True, nofail=True)[1]
 
     def remove(self, vma: VmArea) -> None:
-        """Unlink a VMA; its charge goes back (vm_area_free), then its reference to its file
-        (remove_vma's fput, which runs its __fput after: task_work)."""
+        """Unlink a VMA: its anon_vma chain goes (unlink_anon_vmas, as free_pgtables does), its charge
+        (vm_area_free), then its reference to its file (remove_vma's fput, which runs its __fput
+        after: task_work)."""
         i = self._index_of(vma)
         del self._starts[i]
         del self._vmas[i]
+        if vma.anon_vma is not None:
+            unlink_anon_vmas(vma)
         if vma.objcg is not None:
             memcg_kmem_uncharge_obj(vma.objcg, VMA_SIZE)
             vma.objcg = None

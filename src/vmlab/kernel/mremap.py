@@ -19,6 +19,7 @@ from vmlab.kernel.mm_types import (
     VM_SHARED,
     MmStruct,
     VmArea,
+    unlink_anon_vmas,
 )
 from vmlab.kernel.mmap import TASK_SIZE, VmSysctl, do_munmap, get_unmapped_area, munmap_range
 from vmlab.kernel.uapi import (
@@ -101,7 +102,8 @@ def _move_vma(mm: MmStruct, vma: VmArea, old_addr: int, old_len: int, new_addr: 
         if src is not None:
             src.vm_flags &= ~VM_LOCKED_MASK  # locked_vm is left alone: nothing is unmapped
             if whole:
-                src.anon_vma, src.anon_vma_chain_len = None, 0  # unlink_anon_vmas()
+                unlink_anon_vmas(src)
+                src.anon_vma, src.anon_vma_chain_len = None, 0
         return new_addr
     if old_len:
         accountable_move = bool(vm_flags & VM_ACCOUNT)

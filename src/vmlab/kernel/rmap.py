@@ -31,6 +31,7 @@ from vmlab.kernel.mm_types import (
     Inode,
     MmStruct,
     VmArea,
+    link_anon_vmas,
 )
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
 from vmlab.kernel.page_writeback import folio_frames, folio_mark_dirty
@@ -74,10 +75,12 @@ def find_mergeable_anon_vma(mm: MmStruct, vma: VmArea) -> AnonVma | None:
 
 
 def anon_vma_prepare(mm: MmStruct, vma: VmArea) -> AnonVma:
-    """anon_vma_prepare(): make sure `vma` has an anon_vma before its first anonymous page."""
+    """anon_vma_prepare(): make sure `vma` (linked in `mm`) has an anon_vma before its first anonymous
+    page: a neighbour's or a new one, with its chain's slab objects (link_anon_vmas)."""
     if vma.anon_vma is None:
         vma.anon_vma = find_mergeable_anon_vma(mm, vma) or AnonVma()
         vma.anon_vma_chain_len = 1
+        link_anon_vmas(mm, vma)
     return vma.anon_vma
 
 

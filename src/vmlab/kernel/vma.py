@@ -17,6 +17,7 @@ from vmlab.kernel.mm_types import (
     File,
     MmStruct,
     VmArea,
+    link_anon_vmas,
 )
 from vmlab.kernel.uapi import EINVAL, ENOMEM, PAGE_SHIFT
 
@@ -79,11 +80,13 @@ def can_vma_merge_before(vmg: VmaMergeState, nxt: VmArea) -> bool:
             and _is_mergeable_anon_vma(vmg, nxt) and nxt.vm_pgoff == vmg.pgoff + vmg.pages)
 
 
-def dup_anon_vma(dst: VmArea, src: VmArea | None) -> None:
-    """dup_anon_vma(): a VMA that absorbs another takes its anon_vma if it has none."""
+def dup_anon_vma(mm: MmStruct, dst: VmArea, src: VmArea | None) -> None:
+    """dup_anon_vma(): a VMA of `mm` that absorbs another takes its anon_vma if it has none (and a
+    clone of its chain: anon_vma_clone)."""
     if src is not None and src.anon_vma is not None and dst.anon_vma is None:
         dst.anon_vma = src.anon_vma
         dst.anon_vma_chain_len = src.anon_vma_chain_len
+        link_anon_vmas(mm, dst)
 
 
 def _keep_sticky(target: VmArea, *others: VmArea | VmaMergeState | None) -> None:
@@ -112,7 +115,7 @@ def vma_merge_new_range(mm: MmStruct, vmg: VmaMergeState, just_expand: bool = Fa
     if left and right:
         assert prev is not None and nxt is not None
         end = nxt.vm_end
-        dup_anon_vma(prev, nxt)
+        dup_anon_vma(mm, prev, nxt)
         mm.remove(nxt)
         mm.set_range(prev, prev.vm_start, end)
         target = prev
@@ -131,6 +134,7 @@ def vma_merge_new_range(mm: MmStruct, vmg: VmaMergeState, just_expand: bool = Fa
     if target.anon_vma is None and vmg.anon_vma is not None:
         target.anon_vma = vmg.anon_vma
         target.anon_vma_chain_len = vmg.copied_from.anon_vma_chain_len if vmg.copied_from else 1
+        link_anon_vmas(mm, target)
     _keep_sticky(target, vmg)
     return target
 
@@ -159,7 +163,7 @@ def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
     delete_middle = left_side and right_side
     if merge_left and merge_right:
         assert prev is not None and nxt is not None
-        dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle)
+        dup_anon_vma(mm, prev, nxt if nxt.anon_vma is not None else middle)
         _keep_sticky(prev, middle, nxt)
         new_end = nxt.vm_end
         mm.remove(middle)
@@ -168,7 +172,7 @@ def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
         return prev
     if merge_left:
         assert prev is not None
-        dup_anon_vma(prev, middle)
+        dup_anon_vma(mm, prev, middle)
         _keep_sticky(prev, middle)
         if delete_middle:
             mm.remove(middle)
@@ -178,7 +182,7 @@ def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
         mm.set_range(prev, prev.vm_start, end)
         return prev
     assert nxt is not None
-    dup_anon_vma(nxt, middle)
+    dup_anon_vma(mm, nxt, middle)
     _keep_sticky(nxt, middle)
     if delete_middle:
         mm.remove(middle)
