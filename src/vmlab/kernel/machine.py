@@ -44,6 +44,7 @@ from vmlab.kernel.memcontrol import (
     MemCgroupTree,
     MemcgTaskState,
     memcg_kmem_charge_obj,
+    memcg_kmem_charge_obj_nofail,
     memcg_kmem_uncharge_obj,
 )
 from vmlab.kernel.meminfo import show_meminfo
@@ -425,7 +426,7 @@ class ModelBackend:
         if need be, as VMAs are), given back with the file's last reference."""
         file = self._shmem.zero_setup(length)
         for size in PSEUDO_FILE_CHARGED:
-            file.objcg = memcg_kmem_charge_obj(self.mem, size, nowait=True, nofail=True)[1]
+            file.objcg = memcg_kmem_charge_obj_nofail(self.mem, size)
         file.slab = PSEUDO_FILE_FREED
         self._shmem_inodes.append(file.inode)
         return file

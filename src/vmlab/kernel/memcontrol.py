@@ -983,6 +983,13 @@ def memcg_kmem_charge_obj(mem: PhysMem, size: int, noretry: bool = False,
     return err, None if err else memcg
 
 
+def memcg_kmem_charge_obj_nofail(mem: PhysMem | None, size: int) -> MemCgroup | None:
+    """memcg_kmem_charge_obj() of an object whose allocation the model never fails (a VMA, an
+    anon_vma and its chain, a pseudo file's objects): no reclaim, past the limit if there is no room
+    (nowait, nofail). The memcg charged; None when nothing is accounted (or no machine: `mem` None)."""
+    return None if mem is None else memcg_kmem_charge_obj(mem, size, nowait=True, nofail=True)[1]
+
+
 def memcg_kmem_uncharge_obj(memcg: MemCgroup, size: int) -> None:
     """memcg_slab_free_hook(): a freed slab object of `size` bytes gives its charge back to the memcg
     it was charged to."""

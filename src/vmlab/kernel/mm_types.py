@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.char_mem import is_dev_zero
-from vmlab.kernel.memcontrol import memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
+from vmlab.kernel.memcontrol import memcg_kmem_charge_obj_nofail, memcg_kmem_uncharge_obj
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -170,8 +170,7 @@ def link_anon_vmas(mm: MmStruct, vma: VmArea) -> None:
     else:
         sizes = [AVC_SIZE, ANON_VMA_SIZE]
     for size in sizes:
-        objcg = None if mm.pt is None else memcg_kmem_charge_obj(mm.pt.mem, size, nowait=True,
-                                                                  nofail=True)[1]
+        objcg = memcg_kmem_charge_obj_nofail(mm.pt.mem if mm.pt is not None else None, size)
         if size == ANON_VMA_SIZE:
             assert new is not None
             new.objcg = objcg
@@ -542,7 +541,8 @@ class MmStruct:
         """vma_iter_store(): link a VMA that overlaps none; it holds a reference to its file. A linked
         VMA is the model's vm_area_alloc() (or vm_area_dup()): VMA_SIZE bytes charged to the running
         task's memcg, without reclaim and over the limit if there is no room (the kernel reclaims
-        first: here the next charge that needs room does)."""
+        first: here the next charge that needs room does), and so are its anon_vma chain's objects
+        (link_anon_vmas)."""
         i = bisect.bisect_left(self._starts, vma.vm_start)
         if (i > 0 and self._vmas[i - 1].vm_end > vma.vm_start) or (
             i < len(self._vmas) and self._vmas[i].vm_start < vma.vm_end
@@ -560,10 +560,9 @@ class MmStruct:
 
     def vm_area_alloc(self, vma: VmArea) -> None:
         """The charge of vm_area_alloc() for `vma`, not yet linked: VMA_SIZE bytes to the running
-        task's memcg (nothing for an mm without page tables). insert() makes it unless the caller did
-        (a shared anonymous mapping's VMA is charged before its shmem file)."""
-        if self.pt is not None:
-            vma.objcg = memcg_kmem_charge_obj(self.pt.mem, VMA_SIZE, nowait=True, nofail=True)[1]
+        task's memcg (nothing for an mm without page tables: no machine). insert() makes it unless
+        the caller did (a shared anonymous mapping's VMA is charged before its shmem file)."""
+        vma.objcg = memcg_kmem_charge_obj_nofail(self.pt.mem if self.pt is not None else None, VMA_SIZE)
 
     def remove(self, vma: VmArea) -> None:
         """Unlink a VMA: its anon_vma chain goes (unlink_anon_vmas, as free_pgtables does), its charge
