@@ -469,6 +469,9 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
         nodes = inode.xa_nodes
         at = f"i_pages of {inode.path} (ino {inode.ino})"
         used = inode.i_pages.keys() | inode.shadows.keys()
+        if nodes.order_counts != Counter(nodes.orders.values()):
+            raise AssertionError(f"{at}: order_counts {nodes.order_counts} for entries of orders "
+                                 f"{dict(Counter(nodes.orders.values()))}")
         covered = {i for head, order in nodes.orders.items() for i in range(head, head + (1 << order))}
         for head, order in nodes.orders.items():
             if not used.intersection(range(head, head + (1 << order))):

@@ -224,6 +224,8 @@ class XaNodes:
 
     masks: dict[Node, int] = field(default_factory=dict)
     orders: dict[int, int] = field(default_factory=dict)
+    #: How many entries of `orders` have each order (entry_at() tries each order present once).
+    order_counts: dict[int, int] = field(default_factory=dict)
     chain: tuple[Node, ...] = ()
     owner: dict[Node, MemCgroup] = field(default_factory=dict)
 
@@ -234,7 +236,7 @@ class XaNodes:
     def entry_at(self, index: int) -> Entry:
         """The entry (head, order) whose slots hold `index`: a multi-index entry covering it, else
         (index, 0)."""
-        for order in set(self.orders.values()):
+        for order in self.order_counts:
             head = index & ~((1 << order) - 1)
             if self.orders.get(head) == order:
                 return head, order
@@ -250,10 +252,16 @@ class XaNodes:
             self._clear(index, order, before)
             if order:
                 del self.orders[index]
+                left = self.order_counts[order] - 1
+                if left:
+                    self.order_counts[order] = left
+                else:
+                    del self.order_counts[order]
         for index, order in add:
             self._set(index, order, before)
             if order:
                 self.orders[index] = order
+                self.order_counts[order] = self.order_counts.get(order, 0) + 1
         masks = self.masks
         created = [n for n, was in before.items() if not was and n in masks]
         freed = [n for n, was in before.items() if was and n not in masks]
@@ -424,4 +432,5 @@ def xa_destroy(inode: Inode) -> None:
     xa_uncharge(inode)
     nodes.masks.clear()
     nodes.orders.clear()
+    nodes.order_counts.clear()
     nodes.chain = ()
