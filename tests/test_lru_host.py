@@ -80,6 +80,7 @@ PAGE = 4096
 RW, PRIVATE_ANON_POPULATE = 0x3, 0x22 | 0x8000
 O_RDONLY, AT_FDCWD = 0, -100
 PROT_READ, MAP_SHARED, MADV_RANDOM, MADV_WILLNEED = 1, 1, 1, 3
+POSIX_FADV_NORMAL, POSIX_FADV_NOREUSE = 0, 5
 #: Per test process, so that concurrent runs (several worktrees, CI) neither replace nor touch each
 #: other's files (seen with two runs at once: pages active and referenced where one run leaves them
 #: active only, pages dropped from under a run, the file gone before the model read it).
@@ -281,10 +282,14 @@ def pread_every(path: str, stride: int) -> Callable[[Run], None]:
     return work
 
 
-def map_touch_unmap(path: str, advice: int | None = None) -> Callable[[Run], None]:
-    """mmap MAP_SHARED the whole file (with madvise `advice`), read one byte of every page, munmap."""
+def map_touch_unmap(path: str, advice: int | None = None,
+                    fadvice: tuple[int, ...] = ()) -> Callable[[Run], None]:
+    """mmap MAP_SHARED the whole file (after posix_fadvise `fadvice` on the file, in turn; with madvise
+    `advice`), read one byte of every page, munmap."""
     def work(run: Run) -> None:
         fd = run.call("openat", AT_FDCWD, path, O_RDONLY)
+        for hint in fadvice:
+            assert run.call("fadvise64", fd, 0, 0, hint) == 0
         addr = run.call("mmap", 0, FILE_SIZE, PROT_READ, MAP_SHARED, fd, 0)
         if advice is not None:
             assert run.call("madvise", addr, FILE_SIZE, advice) == 0
@@ -327,6 +332,11 @@ CASES: dict[str, tuple[Callable[[Run], None], dict[str, int]]] = {
     # MADV_RANDOM takes the recency away (vma_has_recency): nothing is marked.
     "mmap_random_twice": (steps(map_touch_unmap(DATA, MADV_RANDOM), map_touch_unmap(DATA, MADV_RANDOM)),
                           {"I": NPAGES}),
+    # So does POSIX_FADV_NOREUSE on the file mapped (FMODE_NOREUSE), until POSIX_FADV_NORMAL ends it.
+    "mmap_noreuse_twice": (steps(map_touch_unmap(DATA, fadvice=(POSIX_FADV_NOREUSE,)),
+                                 map_touch_unmap(DATA, fadvice=(POSIX_FADV_NOREUSE,))), {"I": NPAGES}),
+    "mmap_noreuse_then_normal": (steps(map_touch_unmap(DATA, fadvice=(POSIX_FADV_NOREUSE, POSIX_FADV_NORMAL)),
+                                       map_touch_unmap(DATA)), {"A": NPAGES}),
 }
 
 

@@ -23,21 +23,26 @@ POSIX_FADV_DONTNEED, POSIX_FADV_NOREUSE = 4, 5
 
 def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: int) -> int:
     """generic_fadvise(): NORMAL/RANDOM/SEQUENTIAL set the file's readahead mode (SEQUENTIAL doubles
-    its window), WILLNEED forces readahead of the range, DONTNEED writes the range's dirty folios back
-    (WB_SYNC_NONE) and drops the clean, unmapped folios wholly inside it (the next access reads them).
-    0 or -EINVAL."""
+    its window; NORMAL also ends NOREUSE), NOREUSE sets FMODE_NOREUSE, WILLNEED forces readahead of
+    the range, DONTNEED writes the range's dirty folios back (WB_SYNC_NONE) and drops the clean,
+    unmapped folios wholly inside it (the next access reads them). A tmpfs file (shmem: its
+    superblock keeps noop_backing_dev_info) ignores every advice. 0 or -EINVAL."""
     if advice not in range(6) or length < 0:
         return -22
     inode = file.inode
+    if inode.shmem:
+        return 0
     if advice == POSIX_FADV_NORMAL:
         file.f_ra.ra_pages = inode.ra_pages
-        file.fmode_random = False
+        file.fmode_random = file.fmode_noreuse = False
     elif advice == POSIX_FADV_RANDOM:
         file.fmode_random = True
     elif advice == POSIX_FADV_SEQUENTIAL:
         file.f_ra.ra_pages = inode.ra_pages * 2
         file.fmode_random = False
-    if inode.shmem or advice not in (POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED):
+    elif advice == POSIX_FADV_NOREUSE:
+        file.fmode_noreuse = True
+    if advice not in (POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED):
         return 0
     endbyte = offset + length
     endbyte = LLONG_MAX if not length or endbyte > LLONG_MAX else endbyte - 1

@@ -323,6 +323,9 @@ class File:
     f_ra: FileRaState = field(default_factory=FileRaState)
     #: f_mode & FMODE_RANDOM (POSIX_FADV_RANDOM): reads take exactly the pages asked for.
     fmode_random: bool = False
+    #: f_mode & FMODE_NOREUSE (POSIX_FADV_NOREUSE): its mappings' accesses say nothing of reuse
+    #: (vma_has_recency).
+    fmode_noreuse: bool = False
     #: f_flags: the open flags the file keeps (vmlab.kernel.fcntl.open_f_flags; F_GETFL, F_SETFL).
     f_flags: int = 0
     #: f_mode & FMODE_CREATED: this open created the file (F_CREATED_QUERY).

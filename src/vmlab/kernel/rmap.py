@@ -153,11 +153,13 @@ class RmapIndex:
 
 
 def vma_has_recency(vma: VmArea) -> bool:
-    """vma_has_recency() (mm_inline.h): MADV_SEQUENTIAL / MADV_RANDOM mappings say their accesses
-    predict nothing, so their young bits do not count, neither to folio_referenced
-    (invalid_folio_referenced_vma) nor when an unmap hands them to the folio (FMODE_NOREUSE is not
-    modelled)."""
-    return not vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ)
+    """vma_has_recency() (mm_inline.h): MADV_SEQUENTIAL / MADV_RANDOM mappings, and those of a file
+    with POSIX_FADV_NOREUSE, say their accesses predict nothing, so their young bits do not count,
+    neither to folio_referenced (invalid_folio_referenced_vma) nor when an unmap hands them to the
+    folio."""
+    if vma.vm_flags & (VM_SEQ_READ | VM_RAND_READ):
+        return False
+    return vma.vm_file is None or not vma.vm_file.fmode_noreuse
 
 
 def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int,
