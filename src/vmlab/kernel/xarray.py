@@ -24,8 +24,11 @@ into a larger shadow split for it (xas_try_split(), a non-uniform split: split_e
 an entry when its last page goes with no shadow left (truncation, invalidation: xa_erase_unused).
 Reclaim leaves a shadow of the folio's order in its slots: the nodes stay. Not modelled: the
 workingset shadow-node shrinker (count_shadow_nodes), which frees nodes that hold only shadows once
-there are more than a memcg's LRU size allows; nodes freed after an RCU grace period (here at once);
-and the slab pages themselves: a node is charged but takes no frame (meminfo's Slab stays 0).
+there are more than an eighth of a memcg's LRU pages; nodes freed after an RCU grace period (here at
+once); and the slab pages themselves: a node is charged but takes no frame (meminfo's Slab stays 0).
+The shrinker matters once a memcg has read many times its size: a 512 MiB file read in 1 MiB calls
+in a 16 MiB v1 memcg leaves the kernel's kmem at 37 pages (its shrinker freed 1,792 nodes,
+workingset_nodereclaim) and the model's at 300, which that memcg's page cache then lacks.
 """
 
 from __future__ import annotations
