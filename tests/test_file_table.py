@@ -25,11 +25,8 @@ PROT_READ, MAP_SHARED = 1, 1
 
 
 def object_bytes(model: ModelBackend, memcg: MemCgroup) -> int:
-    """The bytes of live slab objects charged to `memcg`: its slab pages less what the object stock
-    and nr_charged_bytes hold of them."""
-    tree = model.memcgs
-    stock = tree.obj_stock_bytes if tree.obj_stock_memcg is memcg else 0
-    return memcg.kmem_obj_pages * PAGE_SIZE - stock - memcg.nr_charged_bytes
+    """The bytes of live slab objects charged to `memcg`."""
+    return model.memcgs.slab_bytes(memcg)
 
 
 def opened() -> tuple[ModelBackend, int, MemCgroup]:

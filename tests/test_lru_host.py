@@ -157,8 +157,8 @@ def host_or_skip() -> Program:
 
 
 def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None],
-            observe: Callable[[Run, MemcgV1], object]) -> tuple[object, frozenset[int]]:
-    """Make the files, run `work` in a stepper pinned to CPU 0 inside a new 64 MiB v1 memcg, then
+            observe: Callable[[Run, MemcgV1], object], limit: int = LIMIT) -> tuple[object, frozenset[int]]:
+    """Make the files, run `work` in a stepper pinned to CPU 0 inside a new v1 memcg of `limit`, then
     `observe`; the process is killed and the cgroup removed whatever happens. Returns what `observe`
     saw and the steps of the workload before which the kernel flushed the memcg statistics (for
     on_model to do the same).
@@ -178,7 +178,7 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
         for path, size in sizes.items():
             _sparse(path, size)
         with (rstat.FlushTrace(f"vmlab_lru_{os.getpid()}") as trace,
-              MemcgV1(f"vmlab_lru_{os.getpid()}", LIMIT) as cg, HostBackend(timeout=60) as host):
+              MemcgV1(f"vmlab_lru_{os.getpid()}", limit) as cg, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
             [run] = host_workers(host, program, [cg])
             work(run)
@@ -202,14 +202,15 @@ def host_workers(host: HostBackend, program: Program, memcgs: list[MemcgV1]) -> 
     return runs
 
 
-def model_workers(model: ModelBackend, memcgs: list[str], flush_before: frozenset[int]) -> list[Run]:
-    """host_workers in the model: one process in each new memcg of LIMIT at `memcgs`, the kernel's
+def model_workers(model: ModelBackend, memcgs: list[str], flush_before: frozenset[int],
+                  limit: int = LIMIT) -> list[Run]:
+    """host_workers in the model: one process in each new memcg of `limit` at `memcgs`, the kernel's
     flushes (`flush_before`) to be replayed at the shared step count."""
     starts: list[int] = []
     runs: list[Run] = []
     for path in memcgs:
         pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=MODEL_RAM))
-        assert model.memcg_create(path, LIMIT) == 0 and model.memcg_attach(pid, path) == 0
+        assert model.memcg_create(path, limit) == 0 and model.memcg_attach(pid, path) == 0
         runs.append(Run(model, pid, model.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
                         starts=starts, flush_before=flush_before))
     return runs
@@ -237,15 +238,15 @@ def flushes_before(trace: rstat.FlushTrace, starts: list[int], born: int,
 
 
 def on_model(sizes: dict[str, int], work: Callable[[Run], None], plain: bool = False,
-             flush_before: frozenset[int] = frozenset()) -> ModelBackend:
+             flush_before: frozenset[int] = frozenset(), limit: int = LIMIT) -> ModelBackend:
     """Make the files, run `work` in the model machine (MODEL_RAM, `plain` LRU or the two lists) in a
-    memcg of LIMIT, as on the host, flushing the memcg statistics before the steps `flush_before`
+    memcg of `limit` (as on the host), flushing the memcg statistics before the steps `flush_before`
     names (what on_host saw the kernel do). The model's own flush worker must not run meanwhile: the
     workload takes less than FLUSH_TIME of simulated time."""
     for path, size in sizes.items():
         _sparse(path, size)
     model = ModelBackend(MODEL_RAM)
-    [run] = model_workers(model, [MEMCG], flush_before)
+    [run] = model_workers(model, [MEMCG], flush_before, limit)
     if plain:
         vmscan.set_lru_policy(model.mem, "plain")
     work(run)

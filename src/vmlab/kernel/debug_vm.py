@@ -103,7 +103,7 @@ from vmlab.kernel.swapfile import (
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.util import accounted_pages
-from vmlab.kernel.xarray import XA_NODE_SIZE, XaNodes
+from vmlab.kernel.xarray import XA_CHUNK_SHIFT, XA_NODE_SIZE, XaNodes
 
 if TYPE_CHECKING:
     from vmlab.kernel.machine import ModelBackend
@@ -486,6 +486,7 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
             if node not in real:
                 raise AssertionError(f"{at}: node {node} charged to {memcg.path} is not in the tree")
             owned[id(memcg)] += 1
+    check_shadow_nodes(backend.mem, inodes)
     tree = backend.memcgs
     if tree is None:
         return
@@ -496,6 +497,32 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
         if memcg.kmem_obj_pages * PAGE_SIZE != held:
             raise AssertionError(f"memcg {memcg.path}: {memcg.kmem_obj_pages} slab pages charged, "
                                  f"{held} bytes in its objects, the object stock and nr_charged_bytes")
+
+
+def check_shadow_nodes(mem: PhysMem, inodes: list[Inode]) -> None:
+    """Each inode's block_pages counts its cached pages by block, and the shadow_nodes lists (settled)
+    hold exactly the nodes that hold only shadow entries, each on the list of the memcg that paid
+    for it."""
+    for inode in inodes:
+        blocks = Counter(i >> XA_CHUNK_SHIFT for i in inode.i_pages)
+        if inode.xa_nodes.block_pages != blocks:
+            raise AssertionError(f"block_pages of {inode.path}: {len(inode.xa_nodes.block_pages)} blocks "
+                                 f"counted, {len(blocks)} with cached pages, or counts differ")
+    shadows = mem.shadow_nodes
+    shadows.settle()
+    want: dict[tuple[int, tuple[int, int]], int | None] = {}
+    for inode in inodes:
+        nodes = inode.xa_nodes
+        for node in nodes.masks:
+            if nodes.shadow_only(node):
+                owner = nodes.owner.get(node)
+                want[(inode.handle, node)] = owner.id if owner is not None else None
+    have = {key: lru for lru, lst in shadows.lists.items() for key in lst}
+    if have != want or shadows.listed != have:
+        extra, missing = have.keys() - want.keys(), want.keys() - have.keys()
+        raise AssertionError(f"shadow_nodes lists: {len(extra)} listed that hold more than shadows "
+                             f"(e.g. {sorted(extra)[:3]}), {len(missing)} of only shadows not listed "
+                             f"(e.g. {sorted(missing)[:3]}), or on the wrong memcg's list")
 
 
 def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:

@@ -155,6 +155,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
     memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
     xa_orders, xa_store_page = inode.xa_nodes.orders, xarray.xa_store_page
+    block_pages, xa_shift = inode.xa_nodes.block_pages, xarray.XA_CHUNK_SHIFT
     for idx in range(index, index + nr):
         # page_present(), its commonest answers first: cached, or evicted (a shadow).
         if lookup and (idx in i_pages or (idx not in shadows and page_present(inode, idx))):
@@ -180,6 +181,11 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
         flags = flags_a[pfn] | new_flags
         i_pages[idx] = pfn
         address_spaces[handle] = inode
+        block = idx >> xa_shift  # XaNodes.page_in(), in line
+        n = block_pages.get(block, 0)
+        block_pages[block] = n + 1
+        if not n:
+            mem.shadow_nodes.touch_index(inode, idx)
         shadow = shadows.pop(idx, None)
         if shadow is not None:
             flags_a[pfn] = flags

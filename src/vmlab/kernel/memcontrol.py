@@ -221,6 +221,9 @@ class MemCgroup:
     #: CPU's object stock switched to another memcg.
     kmem_obj_pages: int = 0
     nr_charged_bytes: int = 0
+    #: NR_SLAB_RECLAIMABLE_B + NR_SLAB_UNRECLAIMABLE_B of the memcg's own lruvec as last flushed: the
+    #: bytes of its live slab objects (count_shadow_nodes reads it).
+    slab_stat: int = 0
     #: mem_cgroup_id(): what a shadow entry names the memcg by (0: the root).
     id: int = 0
 
@@ -885,6 +888,12 @@ class MemCgroupTree:
             self._uncharge_kmem_pages(memcg, nr)
             memcg.kmem_obj_pages -= nr
 
+    def slab_bytes(self, memcg: MemCgroup) -> int:
+        """The bytes of `memcg`'s live slab objects: its slab pages less what the object stock and its
+        nr_charged_bytes hold of them."""
+        stock = self.obj_stock_bytes if self.obj_stock_memcg is memcg else 0
+        return memcg.kmem_obj_pages * PAGE_SIZE - stock - memcg.nr_charged_bytes
+
     def drain_obj_stock(self) -> None:
         """drain_obj_stock(): the stock's whole pages are uncharged and its other bytes kept in the
         memcg's nr_charged_bytes."""
@@ -1096,8 +1105,10 @@ def flush_memcg_stats(mem: PhysMem) -> None:
     lruvec.lruvec_stats[:] = lruvec.nr_pages
     lruvec.activate_stats[:] = mem.events["workingset_activate_anon"], mem.events["workingset_activate_file"]
     if mem.memcgs is not None:
-        for memcg in mem.memcgs.root.iter_tree():
+        tree = mem.memcgs
+        for memcg in tree.root.iter_tree():
             memcg.lruvec.lruvec_stats[:] = memcg.lruvec.nr_pages
+            memcg.slab_stat = tree.slab_bytes(memcg)
             memcg.lruvec.activate_stats[:] = (memcg.stat["workingset_activate_anon"],
                                               memcg.stat["workingset_activate_file"])
 

@@ -52,6 +52,7 @@ from vmlab.kernel.page_writeback import Writeback
 from vmlab.kernel.swap import LruVec
 from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
+from vmlab.kernel.workingset import ShadowNodes
 
 if TYPE_CHECKING:
     from vmlab.kernel.memcontrol import MemCgroupTree
@@ -365,6 +366,8 @@ class PhysMem:
         self.psi = psi.attach(self.clock)
         self.events: Counter[str] = Counter()
         self.lruvec = LruVec()
+        #: The page cache's nodes that hold only shadow entries (workingset's shadow_nodes list_lru).
+        self.shadow_nodes = ShadowNodes()
         #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
         #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
         self.lru_lazyfree: list[int] = []

@@ -25,8 +25,9 @@ Deliberate simplifications:
   order 0; its time advances the clock but is not a stall; high-order allocations get one direct
   reclaim pass (no compaction);
 - large folios (THP) are never evicted (the kernel splits them first);
-- no slab shrinkers, no per-CPU LRU batches, no writeback throttling of reclaim (reclaim_throttle),
-  no laptop mode.
+- of the slab shrinkers only the workingset one (the page cache's nodes of shadows: after each
+  lruvec's pass, shrink_slab of its memcg); no per-CPU LRU batches, no writeback throttling of
+  reclaim (reclaim_throttle), no laptop mode.
 
 Memcg reclaim (try_to_free_mem_cgroup_pages, called by memcontrol's charge loop at a limit): the same
 do_try_to_free_pages loop with `sc.target` set; shrink_node walks the memcg and its descendants
@@ -82,6 +83,7 @@ from vmlab.kernel.swap import (
     put_page,
 )
 from vmlab.kernel.swap_state import reclaim_anon_folio
+from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.workingset import (
     lru_note_cost,
     lruvec_activations,
@@ -91,7 +93,7 @@ from vmlab.kernel.workingset import (
     workingset_age_nonresident,
     workingset_eviction,
 )
-from vmlab.kernel.xarray import xa_erase_unused
+from vmlab.kernel.xarray import XA_CHUNK_SHIFT, xa_erase_unused, xa_update
 
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
@@ -327,16 +329,24 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
 def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
     """shrink_node(): one pass at sc.priority over the node's lruvec, or under memcg reclaim over the
     lruvecs of the target memcg and its descendants, pre-order, until enough is reclaimed
-    (shrink_node_memcgs)."""
+    (shrink_node_memcgs); each lruvec's pass is followed by shrink_slab() of that memcg (the
+    workingset shrinker: node reclaim runs it for the nodes charged to no memcg and for each memcg's)."""
     prepare_scan_control(vmscan, sc)
     before = sc.nr_reclaimed
+    mem = vmscan.mem
     if sc.target is None:
         sc.memcg = None
         shrink_lruvec(vmscan, sc)
+        shrink_shadow_nodes(mem, None, sc.priority)
+        if mem.memcgs is not None:
+            for memcg in mem.memcgs.root.iter_tree():
+                if memcg is not mem.memcgs.root:
+                    shrink_shadow_nodes(mem, memcg, sc.priority)
     else:
         for memcg in sc.target.iter_tree():
             sc.memcg = memcg
             shrink_lruvec(vmscan, sc)
+            shrink_shadow_nodes(mem, memcg, sc.priority)
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
         sc.memcg = None
@@ -839,6 +849,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     mapping_a, index_a, private_a = mmap_.mapping_a, mmap_.index_a, mmap_.private_a
     spaces = mem.address_spaces
     lruvec = mem.lruvec
+    shadow_nodes = mem.shadow_nodes
     ret: list[int] = []
     verdicts: dict[int, int] = {}
     evicted: dict[int, int] = {}
@@ -850,6 +861,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     i_pages: dict[int, int] = {}
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
+    block_pages: dict[int, int] = {}
     rmap_ready = sc.rmap is not None
     source: Iterable[int]
     if from_tail:
@@ -885,11 +897,19 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                     if inode is not None and not mapping & PAGE_MAPPING_ANON:
                         cached = mapping
                         i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
+                        block_pages = inode.xa_nodes.block_pages
                 if mapping == cached and not folio_orders:  # large folios: the general path's verdicts
                     index = index_a[head]
                     cache_page = i_pages.pop(index, None)
                     if cache_page == head:
                         shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
+                        block = index >> XA_CHUNK_SHIFT  # XaNodes.page_out(), in line
+                        left = block_pages[block] - 1
+                        if left:
+                            block_pages[block] = left
+                        else:
+                            del block_pages[block]
+                            shadow_nodes.touch_index(inode, index)
                         age += 1
                         refcount[head] = 0
                         private_a[head] = 0  # flags and mapping: free_unref_folios clears them
@@ -1067,6 +1087,8 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
             if evicted is not None and len(frames) > 1:
                 evicted.update(dict.fromkeys((f for f in frames if f != head), shadow))
         inode.shadows[index] = shadow
+    if inode.xa_nodes.page_out(index):
+        mem.shadow_nodes.touch_index(inode, index)
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
     if flags & F_SWAPBACKED:  # no shadow: the slot is empty
@@ -1084,3 +1106,70 @@ def _free_isolated(mem: PhysMem, head: int, reclaimed: bool) -> bool:
         raise AssertionError(f"reclaim_anon_folio left references on pfn {head:#x}: {mem.mem_map[head]!r}")
     put_page(mem, head)
     return True
+
+
+# --- the workingset shrinker (mm/workingset.c's, run by shrink_slab) ------------------------------
+
+#: The workingset shrinker's batch (SHRINK_BATCH: its shrinker->batch is 0).
+SHRINK_BATCH = 128
+
+
+def count_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None) -> int:
+    """count_shadow_nodes(): how many of the nodes on `memcg`'s list (None: the nodes charged to no
+    memcg) are more than it may keep, an eighth of the pages their shadows could describe: the
+    memcg's own LRU and slab pages, as last flushed (lruvec_page_state_local; for None, the node's
+    LRU pages; without memcgs, its present pages); 0 when within."""
+    lru = memcg.id if memcg is not None else None
+    if memcg is not None:
+        pages = sum(memcg.lruvec.lruvec_stats) + memcg.slab_stat // PAGE_SIZE
+    elif mem.memcgs is not None:
+        pages = sum(mem.lruvec.lruvec_stats)
+    else:
+        pages = sum(zone.present_pages for zone in mem.zones)
+    max_nodes = pages >> (XA_CHUNK_SHIFT - 3)
+    shadows = mem.shadow_nodes
+    if shadows.bound(lru) <= max_nodes:
+        return 0
+    return max(shadows.count(lru) - max_nodes, 0)
+
+
+def shrink_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None, priority: int) -> int:
+    """do_shrink_slab() of the workingset shrinker for `memcg`'s list: its seeks are 0, so a call
+    scans half the freeable nodes, plus the work deferred by earlier calls scaled down by `priority`,
+    at most twice the freeable, in batches of SHRINK_BATCH (a last smaller one only when it covers
+    the freeable) from the oldest node (scan_shadow_nodes); what it left is deferred. Nodes freed."""
+    freeable = count_shadow_nodes(mem, memcg)
+    if not freeable:
+        return 0
+    lru = memcg.id if memcg is not None else None
+    shadows = mem.shadow_nodes
+    nr = shadows.nr_deferred.pop(lru, 0)
+    delta = freeable // 2
+    total_scan = min((nr >> priority) + delta, 2 * freeable)
+    freed = scanned = 0
+    while total_scan >= SHRINK_BATCH or total_scan >= freeable:
+        nr_to_scan = min(SHRINK_BATCH, total_scan)
+        freed += scan_shadow_nodes(mem, lru, nr_to_scan)
+        mem.events["slabs_scanned"] += nr_to_scan
+        total_scan -= nr_to_scan
+        scanned += nr_to_scan
+    shadows.nr_deferred[lru] = min(max(nr + delta - scanned, 0), 2 * freeable)
+    return freed
+
+
+def scan_shadow_nodes(mem: PhysMem, lru: int | None, nr_to_scan: int) -> int:
+    """scan_shadow_nodes(): shadow_lru_isolate() of up to `nr_to_scan` nodes from the head of list
+    `lru`: a node's shadow entries go, and the node with them (xa_delete_node: a parent left empty
+    goes too, the charges back); workingset_nodereclaim counts them. The nodes freed."""
+    shadows = mem.shadow_nodes
+    freed = 0
+    for _ in range(min(nr_to_scan, len(shadows.lists.get(lru, ())))):
+        inode, node = shadows.isolate_first(lru)
+        entries = inode.xa_nodes.node_entries(node)
+        for head, order in entries:
+            for i in range(head, head + (1 << order)):
+                inode.shadows.pop(i, None)
+        xa_update(mem, inode, entries, [])
+        mem.events["workingset_nodereclaim"] += 1
+        freed += 1
+    return freed

@@ -123,6 +123,7 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
         "nr_page_table_pages": sum(z.nr_pagetable for z in mem.zones),
         "nr_swapcached": int((anon & has(PG_swapcache)).sum()),
         "nr_memmap_boot_pages": memmap_boot_pages(mem),
+        "workingset_nodes": mem.shadow_nodes.nr_listed(),
     }
     for name in ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable"):
         state[f"nr_zone_{name}"] = state[f"nr_{name}"]

@@ -19,12 +19,14 @@ shadow names the memcg, and the refault is weighed against that lruvec's age and
 Model shadows: `((memcg id << 48 | eviction) << 1) | workingset` in the inode's `shadows` map (the
 kernel packs the node too, and keeps them in i_pages). A large folio is evicted and refaults as one:
 its frames share one shadow (vmscan.remove_mapping), and a new large folio takes one decision from the
-last shadow of its range (filemap.folio_refault). Shadows are not reclaimed (the kernel's shadow-node
-shrinker is not modelled); truncation and invalidation clear them (truncate.clear_shadow_entries).
+last shadow of its range (filemap.folio_refault). Truncation and invalidation clear them
+(truncate.clear_shadow_entries), and the shrinker of the nodes that hold only shadows frees those
+beyond an eighth of their memcg's pages (ShadowNodes here, vmscan.shrink_shadow_nodes).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.memcontrol import folio_memcg
@@ -33,8 +35,10 @@ from vmlab.kernel.swap import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANO
 
 if TYPE_CHECKING:
     from vmlab.kernel.memcontrol import MemCgroup
+    from vmlab.kernel.mm_types import Inode
     from vmlab.kernel.page_alloc import PhysMem
     from vmlab.kernel.swap import LruVec
+    from vmlab.kernel.xarray import Node
 
 
 
@@ -227,3 +231,81 @@ def lru_note_cost(mem: PhysMem, memcg: MemCgroup | None, file: bool, nr_io: int,
         if memcg is None or memcg.parent is None:
             return
         memcg = memcg.parent
+
+
+# --- shadow nodes (workingset_update_node, the shadow_nodes list_lru and its shrinker) ---------------
+
+@dataclass
+class ShadowNodes:
+    """The `shadow_nodes` list_lru: the xa_nodes of the page cache that hold only shadow entries, one
+    list per memcg that paid for them (key: its id; None: nodes charged to no memcg), in the order
+    they came to hold only shadows (workingset_update_node()); and the shrinker's deferred work per
+    list (nr_deferred).
+
+    The kernel updates a node's place as each store changes it. The model notes the nodes a change
+    touched (`dirty`, by (inode handle, node), in the order first touched) and settles them when the
+    shrinker or a view needs the lists (settle(): reclaim settles at each pass, so a node's place
+    is that of the pass in which it came to hold only shadows)."""
+
+    lists: dict[int | None, dict[tuple[int, Node], Inode]] = field(default_factory=dict)
+    #: The list each listed node is on (list_lru's memcg of the node).
+    listed: dict[tuple[int, Node], int | None] = field(default_factory=dict)
+    dirty: dict[tuple[int, Node], Inode] = field(default_factory=dict)
+    nr_deferred: dict[int | None, int] = field(default_factory=dict)
+
+    def touch(self, inode: Inode, node: Node) -> None:
+        """A store changed `node` of `inode`'s i_pages (xas_update()'s workingset_update_node)."""
+        self.dirty[(inode.handle, node)] = inode
+
+    def touch_index(self, inode: Inode, index: int) -> None:
+        """The node of the entry at `index` may have changed (its block gained its first page or lost
+        its last: XaNodes.page_in and page_out)."""
+        nodes = inode.xa_nodes
+        self.touch(inode, nodes.slot_node(*nodes.entry_at(index)))
+
+    def settle(self) -> None:
+        """workingset_update_node() of every node touched since: added at the end of its memcg's list
+        when it holds only shadow entries and is not listed, taken off when it does not."""
+        for key, inode in self.dirty.items():
+            nodes = inode.xa_nodes
+            listed = self.listed.get(key, _UNLISTED)
+            if nodes.shadow_only(key[1]):
+                owner = nodes.owner.get(key[1])
+                lru = owner.id if owner is not None else None
+                if listed == lru:
+                    continue
+                if listed is not _UNLISTED:
+                    del self.lists[listed][key]
+                self.lists.setdefault(lru, {})[key] = inode
+                self.listed[key] = lru
+            elif listed is not _UNLISTED:
+                del self.lists[listed][key]
+                del self.listed[key]
+        self.dirty.clear()
+
+    def bound(self, lru: int | None) -> int:
+        """At most how many nodes of list `lru` hold only shadows, without settling: those on it and
+        those touched since."""
+        return len(self.lists.get(lru, ())) + len(self.dirty)
+
+    def nr_listed(self) -> int:
+        """WORKINGSET_NODES: the nodes on every list (settled)."""
+        self.settle()
+        return len(self.listed)
+
+    def isolate_first(self, lru: int | None) -> tuple[Inode, Node]:
+        """The node at the head of list `lru`, taken off it (list_lru_walk's isolation)."""
+        lst = self.lists[lru]
+        key, inode = next(iter(lst.items()))
+        del lst[key]
+        del self.listed[key]
+        return inode, key[1]
+
+    def count(self, lru: int | None) -> int:
+        """How many nodes list `lru` holds (settled: list_lru_shrink_count)."""
+        self.settle()
+        return len(self.lists.get(lru, ()))
+
+
+#: Not on any list (a list's key may be None).
+_UNLISTED = -1

@@ -22,13 +22,11 @@ one freed gives its charge back; xa_update() is a store with those charges. The 
 order-0 entry per new small page (xa_store_page), a folio's entry over the shadows of its range or
 into a larger shadow split for it (xas_try_split(), a non-uniform split: split_entries), and erases
 an entry when its last page goes with no shadow left (truncation, invalidation: xa_erase_unused).
-Reclaim leaves a shadow of the folio's order in its slots: the nodes stay. Not modelled: the
-workingset shadow-node shrinker (count_shadow_nodes), which frees nodes that hold only shadows once
-there are more than an eighth of a memcg's LRU pages; nodes freed after an RCU grace period (here at
-once); and the slab pages themselves: a node is charged but takes no frame (meminfo's Slab stays 0).
-The shrinker matters once a memcg has read many times its size: a 512 MiB file read in 1 MiB calls
-in a 16 MiB v1 memcg leaves the kernel's kmem at 37 pages (its shrinker freed 1,792 nodes,
-workingset_nodereclaim) and the model's at 300, which that memcg's page cache then lacks.
+Reclaim leaves a shadow of the folio's order in its slots: the nodes stay, until the workingset
+shrinker frees those that hold only shadows (workingset.ShadowNodes, vmscan.shrink_shadow_nodes:
+without it, a 512 MiB file read in a 16 MiB memcg left the model's kmem at 300 pages to the
+kernel's 39). Not modelled: nodes freed after an RCU grace period (here at once), and the slab pages
+themselves: a node is charged but takes no frame (meminfo's Slab stays 0).
 """
 
 from __future__ import annotations
@@ -231,6 +229,11 @@ class XaNodes:
     order_counts: dict[int, int] = field(default_factory=dict)
     chain: tuple[Node, ...] = ()
     owner: dict[Node, MemCgroup] = field(default_factory=dict)
+    #: The nodes the last update() changed (for workingset_update_node).
+    touched: list[Node] = field(default_factory=list)
+    #: How many pages of each block of XA_CHUNK_SIZE indexes (index >> XA_CHUNK_SHIFT) are cached:
+    #: what tells a node of only shadows (shadow_only) without looking at its slots' pages.
+    block_pages: dict[int, int] = field(default_factory=dict)
 
     def nr_nodes(self) -> int:
         """How many xa_nodes the tree has."""
@@ -244,6 +247,55 @@ class XaNodes:
             if self.orders.get(head) == order:
                 return head, order
         return index, 0
+
+    def slot_node(self, head: int, order: int) -> Node:
+        """The node whose slots hold the entry (head, order)."""
+        return self._slot(head, order)[0]
+
+    def page_in(self, index: int) -> bool:
+        """A page joined the cache at `index`; True when its block had none (its node may have held
+        only shadows)."""
+        block = index >> XA_CHUNK_SHIFT
+        n = self.block_pages.get(block, 0)
+        self.block_pages[block] = n + 1
+        return not n
+
+    def page_out(self, index: int) -> bool:
+        """The page at `index` left the cache; True when its block has none left (its node may now
+        hold only shadows)."""
+        block = index >> XA_CHUNK_SHIFT
+        n = self.block_pages[block] - 1
+        if n:
+            self.block_pages[block] = n
+            return False
+        del self.block_pages[block]
+        return True
+
+    def shadow_only(self, node: Node) -> bool:
+        """node->count == node->nr_values: `node` is a node of the tree (not of the chain the kernel
+        does not have) every slot in use of which holds a shadow entry: no child node, and no page
+        cached in its slots' ranges (block_pages)."""
+        mask = self.masks.get(node, 0)
+        if not mask or node in self.chain:
+            return False
+        shift, base = node
+        if not shift:
+            return base >> XA_CHUNK_SHIFT not in self.block_pages
+        if shift > XA_CHUNK_SHIFT:  # no entry is that large: only child nodes
+            return False
+        for slot in range(XA_CHUNK_SIZE):  # a slot of a shift-6 node spans one block
+            if mask >> slot & 1:
+                first = base + (slot << shift)
+                if (0, first) in self.masks or first >> XA_CHUNK_SHIFT in self.block_pages:
+                    return False
+        return True
+
+    def node_entries(self, node: Node) -> list[Entry]:
+        """The entries whose slots are in `node` (one that holds no child node)."""
+        shift, base = node
+        mask, span = self.masks[node], 1 << shift
+        used = (base + slot * span for slot in range(XA_CHUNK_SIZE) if mask >> slot & 1)
+        return sorted({self.entry_at(index) for index in used})
 
     def update(self, remove: list[Entry], add: list[Entry]) -> tuple[list[Node], list[Node]]:
         """Take the entries `remove` out of the tree and put `add` in (a store that replaces entries,
@@ -266,6 +318,7 @@ class XaNodes:
                 self.orders[index] = order
                 self.order_counts[order] = self.order_counts.get(order, 0) + 1
         masks = self.masks
+        self.touched = list(before)
         created = [n for n, was in before.items() if not was and n in masks]
         freed = [n for n, was in before.items() if was and n not in masks]
         old_chain, chain = self.chain, self._top_chain()
@@ -352,6 +405,8 @@ def xa_update(mem: PhysMem, inode: Inode, remove: list[Entry], add: list[Entry],
     that paid for it. 0, or -ENOMEM when a charge failed: then the store is undone."""
     nodes = inode.xa_nodes
     created, freed = nodes.update(remove, add)
+    for node in nodes.touched:
+        mem.shadow_nodes.touch(inode, node)
     owner = nodes.owner
     if charge:
         for node in created:
@@ -436,4 +491,5 @@ def xa_destroy(inode: Inode) -> None:
     nodes.masks.clear()
     nodes.orders.clear()
     nodes.order_counts.clear()
+    nodes.block_pages.clear()
     nodes.chain = ()
