@@ -13,6 +13,7 @@ from pathlib import Path
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
 
@@ -124,6 +125,31 @@ def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
     os.sched_setaffinity(pid, {0})
     (cg / "cgroup.procs").write_text(str(pid))
     return pid
+
+
+#: A workload in phases: (backend, pid, how to read the counters) -> the counters before the first
+#: phase and after each.
+Phases = Callable[[HostBackend | ModelBackend, int, Callable[[], Counters]], list[Counters]]
+
+
+def phases_on_both(program: Program, cg: Path, work: Phases,
+                   settle: bool = False) -> tuple[list[Counters], list[Counters]]:
+    """`work` run by a stepper pinned to CPU 0 in the host memcg `cg`, then by the first process of a
+    model machine in a 64 MiB memcg, each reading its counters with every stock drained (on the host
+    once the RCU-freed objects are freed too, when `settle`): (kernel, model), each phase's counters
+    less those before the first. The model's invariants are checked."""
+    def host_read() -> Counters:
+        if settle:
+            settled_host_counters(cg)
+        return drained_host_counters(cg)
+
+    with HostBackend(timeout=60) as host:
+        pid = start_host_stepper(host, program, cg)
+        kernel = work(host, pid, host_read)
+    model, mpid, memcg = memcg_machine(64 * MB)
+    got = work(model, mpid, lambda: drained_model_counters(model, memcg))
+    check_machine(model)
+    return [c - kernel[0] for c in kernel], [c - got[0] for c in got]
 
 
 def host_to_the_limit(cg: Path) -> Counters:

@@ -27,15 +27,10 @@ import pytest
 
 from memcgkit import (
     Counters,
-    drained_host_counters,
-    drained_model_counters,
-    memcg_machine,
-    settled_host_counters,
-    start_host_stepper,
+    phases_on_both,
 )
 from vmlab.backend import Program
 from vmlab.host.oracle import HostBackend
-from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 
 from hostkit import Memcgs
@@ -73,14 +68,7 @@ def test_opens_and_closes_charge_the_kernels_pages(program: Program, memcgs: Mem
     Path(path).write_bytes(b"x" * 4096)
     os.stat(path)  # the dentry and inode exist before the stepper looks the path up
     cg = memcgs.make("filp", "64M")
-    with HostBackend(timeout=60) as host:
-        pid = start_host_stepper(host, program, cg)
-        kernel = phases(host, pid, path, lambda: drained_host_counters(cg))
-    model, mpid, memcg = memcg_machine(64 << 20)
-    got = phases(model, mpid, path, lambda: drained_model_counters(model, memcg))
-    check_machine(model)
-    kernel_d = [c - kernel[0] for c in kernel]
-    model_d = [c - got[0] for c in got]
+    kernel_d, model_d = phases_on_both(program, cg, lambda b, pid, counters: phases(b, pid, path, counters))
     print(f"kernel {kernel_d}\nmodel  {model_d}")
     assert model_d[1].kmem == 3 and model_d[3].kmem <= 1  # what the phases are for
     assert kernel_d == model_d
@@ -113,14 +101,8 @@ PROT_RW, MAP_SHARED_ANON = 3, 0x21
 def test_pseudo_files_charge_the_kernels_pages(program: Program, memcgs: Memcgs, n: int) -> None:
     """kmem and usage after each phase, less their values before, are the kernel's."""
     cg = memcgs.make("pseudo", "64M")
-    with HostBackend(timeout=60) as host:
-        pid = start_host_stepper(host, program, cg)
-        kernel = pseudo_files(host, pid, n, lambda: (settled_host_counters(cg), drained_host_counters(cg))[1])
-    model, mpid, memcg = memcg_machine(64 << 20)
-    got = pseudo_files(model, mpid, n, lambda: drained_model_counters(model, memcg))
-    check_machine(model)
-    kernel_d = [c - kernel[0] for c in kernel]
-    model_d = [c - got[0] for c in got]
+    kernel_d, model_d = phases_on_both(
+        program, cg, lambda b, pid, counters: pseudo_files(b, pid, n, counters), settle=True)
     print(f"kernel {kernel_d}\nmodel  {model_d}")
     assert model_d[1].kmem > 0 and model_d[3].kmem > model_d[1].kmem and model_d[4].kmem == 0
     assert kernel_d == model_d

@@ -32,6 +32,7 @@ from memcgkit import (
     host_counters,
     memcg_machine,
     model_counters,
+    phases_on_both,
     settled_host_counters,
     start_host_stepper,
     writes_until_killed,
@@ -187,20 +188,19 @@ ANON_BASE = 0x500000000000
 
 def anon_mappings(backend: HostBackend | ModelBackend, pid: int, n: int,
                   counters: Callable[[], Counters]) -> list[Counters]:
-    """The counters after `n` one-page anonymous mappings, after a write to each, after their
-    munmap; less the counters before."""
+    """The counters before, after `n` one-page anonymous mappings, after a write to each and after
+    their munmap."""
     addrs = [ANON_BASE + i * 2 * PG for i in range(n)]
-    before = counters()
-    out = []
+    out = [counters()]
     for addr in addrs:
         assert backend.syscall(pid, "mmap", (addr, PG, RW, PRIVATE_ANON | MAP_FIXED, -1, 0)) == addr
-    out.append(counters() - before)
+    out.append(counters())
     for addr in addrs:
         assert backend.access(pid, addr, 1, True) is None
-    out.append(counters() - before)
+    out.append(counters())
     for addr in addrs:
         assert backend.syscall(pid, "munmap", (addr, PG)) == 0
-    out.append(counters() - before)
+    out.append(counters())
     return out
 
 
@@ -213,15 +213,10 @@ def test_anon_vmas_and_their_chains_charge_the_kernels_pages(program: Program, m
     (47, 7), (0, 0) on both (the kernel's usage after the munmap: see below); without the anon_vma
     objects the model had 1 and 2 kmem pages fewer after the writes."""
     cg = memcgs.make("anonvma", "64M")
-    with HostBackend(timeout=60) as host:
-        pid = start_host_stepper(host, program, cg)
-        kernel = anon_mappings(host, pid, n, lambda: drained_host_counters(cg))
-    model, mpid, memcg = memcg_machine(64 << 20)
-    got = anon_mappings(model, mpid, n, lambda: drained_model_counters(model, memcg))
-    check_machine(model)
+    kernel, got = phases_on_both(program, cg, lambda b, pid, counters: anon_mappings(b, pid, n, counters))
     print(f"kernel {kernel}\nmodel  {got}")
-    assert got[1].kmem - got[0].kmem > 3  # the tables and the anon_vma objects' pages
-    assert kernel[:2] == got[:2]
+    assert got[2].kmem - got[1].kmem > 3  # the tables and the anon_vma objects' pages
+    assert kernel[:3] == got[:3]
     # After the munmap: everything uncharged on both, but the kernel's usage may hold freed tables'
     # pages in the stock of the CPU whose RCU callback uncharged them (see the first test).
-    assert kernel[2].kmem == got[2].kmem == got[2].usage == 0 and kernel[2].usage < MEMCG_CHARGE_BATCH
+    assert kernel[3].kmem == got[3].kmem == got[3].usage == 0 and kernel[3].usage < MEMCG_CHARGE_BATCH
