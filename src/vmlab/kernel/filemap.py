@@ -223,7 +223,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     replaced by the folio, and the last of them is its shadow (__filemap_add_folio's last conflicting
     entry): one workingset_refault() for the whole folio (folio_refault). When memory runs out part
     way (the model allocates the frames one by one), the frames added stay as small pages, the rest
-    of the charge is given back and the rest of the range keeps its shadows."""
+    of the charge is given back and the rest of the range keeps its shadows. Reclaim meanwhile leaves
+    the frames added alone (each holds the allocation's reference until the folio is whole)."""
     nr = 1 << order
     if any(page_present(inode, i) for i in range(index, index + nr)):
         return None
@@ -234,9 +235,15 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
         mem_cgroup_cancel_charge(memcg, nr)
         return None
     shadows = {i: inode.shadows.pop(i) for i in range(index, index + nr) if i in inode.shadows}
-    pfns = []
+    pfns: list[int] = []
+    # The kernel's folio is one allocation, whose reference its caller holds: each frame here keeps
+    # one until the folio is whole, so that the reclaim a later frame's allocation runs passes the
+    # earlier ones over.
+    refcount = mem.mem_map._refcount_a
     for i in range(index, index + nr):
         pfn = add_to_page_cache(mem, inode, i, charge=False, charged_to=memcg, first=i == index, xa=False)
+        if pfn is not None:
+            refcount[pfn] += 1
         if pfn is None:
             mem_cgroup_cancel_charge(memcg, index + nr - i)
             inode.shadows.update((j, shadow) for j, shadow in shadows.items() if j >= i)
@@ -248,6 +255,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
         pfns.append(pfn)
     if shadows and pfns:
         folio_refault(mem, inode, pfns, shadows[max(shadows)])
+    for pfn in pfns:
+        refcount[pfn] -= 1  # the cache's reference remains
     if len(pfns) < nr:
         return None
     if order:
