@@ -816,7 +816,12 @@ def test_thrash_scenario_runs_clean_on_the_model() -> None:
     path = Path(__file__).parent.parent / "examples" / "pressure" / "thrash.vml"
     backend = make_backend("model")
     lines: list[str] = []
-    transcript = run(load(str(path)), backend, out=lines.append)
+    scenario = load(str(path))
+    try:
+        transcript = run(scenario, backend, out=lines.append)
+    finally:  # the files the scenario declares (its swap file and data file), made on the host
+        for spec in scenario.files:
+            Path(spec.path).unlink(missing_ok=True)
     text = "\n".join(lines)
     assert transcript.failures == 0, text
     assert "skipped" not in text
