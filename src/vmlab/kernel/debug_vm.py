@@ -103,6 +103,7 @@ from vmlab.kernel.swapfile import (
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.util import accounted_pages
+from vmlab.kernel.workingset import list_key
 from vmlab.kernel.xarray import XA_CHUNK_SHIFT, XA_NODE_SIZE, XaNodes
 
 if TYPE_CHECKING:
@@ -515,8 +516,7 @@ def check_shadow_nodes(mem: PhysMem, inodes: list[Inode]) -> None:
         nodes = inode.xa_nodes
         for node in nodes.masks:
             if nodes.shadow_only(node):
-                owner = nodes.owner.get(node)
-                want[(inode.handle, node)] = owner.id if owner is not None else None
+                want[(inode.handle, node)] = list_key(nodes.owner.get(node))
     have = {key: lru for lru, lst in shadows.lists.items() for key in lst}
     if have != want or shadows.listed != have:
         extra, missing = have.keys() - want.keys(), want.keys() - have.keys()

@@ -181,7 +181,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
         flags = flags_a[pfn] | new_flags
         i_pages[idx] = pfn
         address_spaces[handle] = inode
-        block = idx >> xa_shift  # XaNodes.page_in(), in line
+        block = idx >> xa_shift  # XaNodes.block_pages: its block's first page may take its node off the list
         n = block_pages.get(block, 0)
         block_pages[block] = n + 1
         if not n:

@@ -152,9 +152,6 @@ from vmlab.kernel.vmstat import show_vmstat
 from vmlab.kernel.xarray import xa_destroy
 from vmlab.linux import CacheStat
 
-#: How many times a write gets again a folio that reclaim took part of before it was written
-#: (ModelBackend._write_begin_end).
-WRITE_BEGIN_RETRIES = 3
 #: The session of the first process: a login shell's, whose leader is outside the model.
 LOGIN_SID = 1
 #: The descriptors a process may have: its RLIMIT_NOFILE, the default soft limit (the host oracle sets it).
@@ -1240,7 +1237,7 @@ class ModelBackend:
         mem = self.mem
         chunk = PAGE_SIZE << (MAX_PAGECACHE_ORDER if inode.large_folios else 0)
         pos, end = offset, offset + n
-        dirtied = retries = 0
+        dirtied = 0
         while pos < end:
             index = pos >> PAGE_SHIFT
             got = write_begin_get_folio(mem, inode, index, min(chunk - (pos & (chunk - 1)), end - pos))
@@ -1255,16 +1252,6 @@ class ModelBackend:
                     and i << PAGE_SHIFT < inode.size for i in pages):
                 read_folio(mem, inode, head, 1 << order)
             mem.clock.advance(mem.clock.costs.hit_ns * len(pages))
-            if any(i not in inode.i_pages for i in pages):
-                # The model adds a new large folio frame by frame and holds none of them, so the
-                # reclaim a later frame's allocation runs may take an earlier one, which the kernel's
-                # locked folio never loses: the folio is got again (a few times; then the page is
-                # passed over, as one that cannot be had).
-                retries += 1
-                if retries > WRITE_BEGIN_RETRIES:
-                    pos, retries = (index + 1) << PAGE_SHIFT, 0
-                continue
-            retries = 0
             pos = min(end, folio_end)
             # The blocks written (mark_buffer_dirty); shmem: PG_dirty only, not throttled.
             newly = folio_mark_dirty(mem, inode, inode.i_pages[index], pages)

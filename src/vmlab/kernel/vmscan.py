@@ -85,6 +85,7 @@ from vmlab.kernel.swap import (
 from vmlab.kernel.swap_state import reclaim_anon_folio
 from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.workingset import (
+    list_key,
     lru_note_cost,
     lruvec_activations,
     lruvec_of,
@@ -1119,7 +1120,7 @@ def count_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None) -> int:
     memcg) are more than it may keep, an eighth of the pages their shadows could describe: the
     memcg's own LRU and slab pages, as last flushed (lruvec_page_state_local; for None, the node's
     LRU pages; without memcgs, its present pages); 0 when within."""
-    lru = memcg.id if memcg is not None else None
+    lru = list_key(memcg)
     if memcg is not None:
         pages = sum(memcg.lruvec.lruvec_stats) + memcg.slab_stat // PAGE_SIZE
     elif mem.memcgs is not None:
@@ -1141,7 +1142,7 @@ def shrink_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None, priority: int) ->
     freeable = count_shadow_nodes(mem, memcg)
     if not freeable:
         return 0
-    lru = memcg.id if memcg is not None else None
+    lru = list_key(memcg)
     shadows = mem.shadow_nodes
     nr = shadows.nr_deferred.pop(lru, 0)
     delta = freeable // 2

@@ -259,7 +259,7 @@ class ShadowNodes:
 
     def touch_index(self, inode: Inode, index: int) -> None:
         """The node of the entry at `index` may have changed (its block gained its first page or lost
-        its last: XaNodes.page_in and page_out)."""
+        its last: XaNodes.block_pages)."""
         nodes = inode.xa_nodes
         self.touch(inode, nodes.slot_node(*nodes.entry_at(index)))
 
@@ -270,8 +270,7 @@ class ShadowNodes:
             nodes = inode.xa_nodes
             listed = self.listed.get(key, _UNLISTED)
             if nodes.shadow_only(key[1]):
-                owner = nodes.owner.get(key[1])
-                lru = owner.id if owner is not None else None
+                lru = list_key(nodes.owner.get(key[1]))
                 if listed == lru:
                     continue
                 if listed is not _UNLISTED:
@@ -305,6 +304,11 @@ class ShadowNodes:
         """How many nodes list `lru` holds (settled: list_lru_shrink_count)."""
         self.settle()
         return len(self.lists.get(lru, ()))
+
+
+def list_key(memcg: MemCgroup | None) -> int | None:
+    """The key of the shadow_nodes list of nodes charged to `memcg` (None: to no memcg)."""
+    return memcg.id if memcg is not None else None
 
 
 #: Not on any list (a list's key may be None).

@@ -252,14 +252,6 @@ class XaNodes:
         """The node whose slots hold the entry (head, order)."""
         return self._slot(head, order)[0]
 
-    def page_in(self, index: int) -> bool:
-        """A page joined the cache at `index`; True when its block had none (its node may have held
-        only shadows)."""
-        block = index >> XA_CHUNK_SHIFT
-        n = self.block_pages.get(block, 0)
-        self.block_pages[block] = n + 1
-        return not n
-
     def page_out(self, index: int) -> bool:
         """The page at `index` left the cache; True when its block has none left (its node may now
         hold only shadows)."""
