@@ -15,6 +15,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vmlab.host.procfs import status_kb_lines
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE
 
 PTRACE_TRACEME = 0
@@ -43,8 +44,7 @@ class ExecSnapshot:
     maps: str
     smaps: str
     mm_fields: dict[str, int]  # STAT_FIELDS read from /proc/PID/stat
-    vm_size_kb: int  # VmSize from /proc/PID/status (total_vm)
-    vm_stk_kb: int  # VmStk (stack_vm)
+    status_kb: dict[str, int]  # the kB lines of /proc/PID/status (VmSize, VmStk, VmRSS, VmPTE, ...)
 
 
 def _cstrings(items: Sequence[str]) -> ctypes.Array[ctypes.c_char_p]:
@@ -107,7 +107,7 @@ def _read(pid: int, name: str) -> str:
 
 def snapshot_at_exec(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None,
                      legacy: bool = False) -> ExecSnapshot:
-    """Exec `path` for real (ASLR off) and read maps, smaps, the mm fields and VmSize at the exec stop."""
+    """Exec `path` for real (ASLR off) and read maps, smaps, the mm fields and status at the exec stop."""
     pid = spawn(path, argv, envp, rlimit_stack, legacy, trace=True)
     _, status = os.waitpid(pid, 0)
     if not os.WIFSTOPPED(status):
@@ -119,12 +119,11 @@ def snapshot_at_exec(path: str, argv: Sequence[str], envp: Sequence[str], rlimit
         maps, smaps = _read(pid, "maps"), _read(pid, "smaps")
         fields = _read(pid, "stat").rsplit(")", 1)[1].split()
         mm_fields = {k: int(fields[n - 3]) for k, n in STAT_FIELDS.items()}
-        status_kb = {line.split(":")[0]: int(line.split()[1]) for line in _read(pid, "status").splitlines()
-                     if line.endswith(" kB")}
+        status_kb = status_kb_lines(_read(pid, "status"))
     finally:
         os.kill(pid, signal.SIGKILL)  # still our unreaped, stopped child: the pid cannot be reused
         os.waitpid(pid, 0)
-    return ExecSnapshot(maps, smaps, mm_fields, status_kb["VmSize"], status_kb["VmStk"])
+    return ExecSnapshot(maps, smaps, mm_fields, status_kb)
 
 
 def run_to_exit(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None,

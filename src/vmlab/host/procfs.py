@@ -88,6 +88,11 @@ def read_statm(pid: int) -> Statm | None:
     return None if text is None else Statm(*(int(x) for x in text.split()))
 
 
+def status_kb_lines(text: str) -> dict[str, int]:
+    """Every `Field:   N kB` line of a /proc/<pid>/status text, by field."""
+    return {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines() if line.endswith(" kB")}
+
+
 def status_kb(text: str, field: str) -> int:
     """The value of a `Field:   N kB` line of /proc/<pid>/status (e.g. RssAnon); KeyError if absent."""
     for line in text.splitlines():

@@ -584,6 +584,10 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
             first = False
             if image.e_type == ET_DYN:
                 load_bias = (load_bias + error - _pagestart((load_bias + vaddr) & _U64)) & _U64
+        # Only the first segment reserves the whole image: measured, VmPeak at the exec stop of
+        # ld.so run directly and of 2 MiB-aligned PIEs is the first reservation's, never what
+        # reserving the whole image again from each later segment would raise it to.
+        total_size = 0
         k = vaddr
         if phdr.p_flags & PF_X and k < start_code:
             start_code = k
