@@ -27,8 +27,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from vmlab.backend import Program, Settings
 from vmlab.host.exec_stop import STAT_FIELDS, ExecFailed, ExecSnapshot, run_to_exit, snapshot_at_exec, spawn
+from vmlab.host.procfs import status_kb_lines
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, ELF_ET_DYN_BASE, exec_mm
+from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import MmStruct
 from vmlab.kernel.mmap import VmSysctl, sys_brk
 from vmlab.kernel.task_mmu import show_maps, show_smaps
@@ -38,6 +41,8 @@ PROGS = Path(__file__).parent / "progs"
 LD_SO = "/lib64/ld-linux-x86-64.so.2"
 SYSCTL = VmSysctl()
 MiB = 1 << 20
+#: RAM of the model machines that exec the programs for their resident pages.
+MODEL_RAM = 64 * MiB
 
 ON_LINUX_X86_64 = sys.platform == "linux" and platform.machine() == "x86_64"
 host = pytest.mark.skipif(not ON_LINUX_X86_64, reason="needs the running Linux x86_64 kernel as oracle")
@@ -133,6 +138,10 @@ SETTINGS = {
 
 def _check_at_exec(snapshot: Callable[..., ExecSnapshot], path: str, argv: list[str], envp: list[str],
                    rlimit: int | None, legacy: bool) -> None:
+    """The layout (exec_mm alone: maps, the smaps lines of layout, the mm fields, VmPeak, VmSize and
+    VmStk), then the same exec as a model machine's first process: its whole smaps and the kB lines
+    of its status, resident pages included (what the exec itself wrote: the strings' and tables'
+    stack pages, the zeroed tail of each segment's last file page; their page tables in VmPTE)."""
     real = snapshot(path, argv, envp, rlimit, legacy)
     mm = _model(path, argv, envp, rlimit, legacy)
     assert show_maps(mm) == real.maps
@@ -141,6 +150,16 @@ def _check_at_exec(snapshot: Callable[..., ExecSnapshot], path: str, argv: list[
         k: hex(v) for k, v in real.mm_fields.items()}
     vm_kb = {"VmPeak": max(mm.hiwater_vm, mm.total_vm), "VmSize": mm.total_vm, "VmStk": mm.stack_vm}
     assert {k: v * (PAGE_SIZE >> 10) for k, v in vm_kb.items()} == {k: real.status_kb[k] for k in vm_kb}
+    machine = ModelBackend(MODEL_RAM)
+    try:
+        pid = machine.start(Program(path, tuple(argv), tuple(envp)),
+                            Settings(rlimit_stack=rlimit, legacy_va_layout=legacy, ram=MODEL_RAM))
+        assert machine.view(pid, "smaps") == real.smaps
+        status = status_kb_lines(machine.view(pid, "status"))
+    finally:
+        machine.close()
+    assert {"VmSize", "VmStk", "VmRSS", "RssAnon", "RssFile", "VmPTE"} <= status.keys()
+    assert status == {name: real.status_kb[name] for name in status}
 
 
 @host

@@ -391,8 +391,9 @@ def test_memcg_stat_agrees_with_kpageflags(files: list[str]) -> None:
     assert abs(active - (census["A"] + census["a"])) <= 64
     assert abs(inactive - (census["I"] + census["i"])) <= 64
     model = on_model(sizes, work, flush_before=flushes)
-    lru = model.mem.lruvec.nr_pages
-    # The model's file lists hold this file only (its program image is not on them).
+    memcg = model.memcgs.lookup(MEMCG)
+    assert memcg is not None
+    lru = memcg.lruvec.nr_pages  # the memcg's lists: its program's image pages are the root's
     assert (lru[3], lru[2]) == (census["A"] + census["a"], census["I"] + census["i"]) == (NPAGES, 0)
 
 

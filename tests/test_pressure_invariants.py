@@ -948,21 +948,22 @@ def test_a_swap_in_charged_to_a_memcg_its_tasks_left_is_a_livelock_not_a_model_f
         state.fork(Draws(pid))  # a child that stays in the root memcg
         child = state.pids[1]
         state.memcg(Draws(pid), limit=4, memsw=0)  # /p1: memory and memsw limits 4 MiB
-        # 1018 pages, their 5 page tables (3 PTE, a PMD and a PUD table: __GFP_ACCOUNT) and the slab
-        # page of the VMA and its anon_vma fill it exactly
-        state.map_anon(Draws(pid), pages=1018, touch=True)
+        # 1020 pages, their 3 PTE tables (__GFP_ACCOUNT; the PMD and PUD tables above them came with
+        # the exec's writes to the stack, in the root memcg) and the slab page of the VMA and its
+        # anon_vma fill it exactly
+        state.map_anon(Draws(pid), pages=1020, touch=True)
         old = state.backend.memcgs.lookup("/p1")
         assert old is not None and old.memsw.usage == old.memsw.max == 1024 and not old.events["oom"]
-        assert old.kmem_charged == 5 and old.kmem_obj_pages == 1
+        assert old.kmem_charged == 3 and old.kmem_obj_pages == 1
         region = state.regions[-1]
-        state.madvise(Draws(region, 0, 1018), advice=MADV_PAGEOUT)  # written to swap, still cached
+        state.madvise(Draws(region, 0, 1020), advice=MADV_PAGEOUT)  # written to swap, still cached
         for pages in (4096, 1024):  # the child's 20 MiB: global reclaim frees the swap-cache folios
             state.map_anon(Draws(child), pages=pages, touch=True)
-        assert old.swap == 1018 and old.memory.usage == old.kmem.usage == 6 and old.memsw.usage == 1024
+        assert old.swap == 1020 and old.memory.usage == old.kmem.usage == 4 and old.memsw.usage == 1024
         state.memcg(Draws(pid), limit=8, memsw=None)  # /p2, no memsw limit: /p1 has no task left
         state.everything_holds()
         kills = state.mem.events["oom_kill"]
-        state.touch(Draws(region, 0, 1018), write=True, stride=1)
+        state.touch(Draws(region, 0, 1020), write=True, stride=1)
         assert old.events["oom"] == 1 and state.mem.events["oom_kill"] == kills  # no victim in /p1
         assert "Out of memory and no killable processes..." in state.backend.dmesg()
         assert pid not in state.backend.tasks

@@ -7,12 +7,15 @@ bss, brk, vdso), §3 M6 (VM_ACCOUNT on data, bss and stack).
 What happens, in the kernel's order:
 1. `bprm_mm_init`: a new mm with a one-page stack VMA under STACK_TOP; `copy_strings` copies the
    filename, envp and argv downwards from STACK_TOP - 8, growing that VMA page by page (E2BIG past the
-   argument limit).
+   argument limit) and faulting each page in (get_arg_page).
 2. `arch_pick_mmap_layout` (mmap.py), `setup_arg_pages`: final stack flags (PT_GNU_STACK) and the
    128 KiB extension capped by RLIMIT_STACK.
 3. The executable's PT_LOADs (`elf_load`: one file VMA each, the bss beyond the last file page as an
-   anonymous VMA through vm_brk_flags), then the interpreter's (`load_elf_interp`), then the vdso
-   block (`map_vdso`), then `create_elf_tables` (where the initial stack pointer lands) and the brk.
+   anonymous VMA through vm_brk_flags; `padzero` writes the tail of the last file page, a COW
+   fault), then the interpreter's (`load_elf_interp`), then the vdso block (`map_vdso`), then
+   `create_elf_tables` (where the initial stack pointer lands: its writes fault) and the brk.
+   With a machine's page tables these faults are real, so a process starts with the kernel's
+   resident pages: at the exec stop smaps and status are the kernel's, Rss and VmPTE included.
 
 Deliberate differences: a `#!` script or a 32-bit ELF is -ENOEXEC here (the kernel would hand them to
 binfmt_script / compat_binfmt_elf); a failure after the point of no return returns -errno instead of
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from vmlab.kernel.fault import FaultStats, user_access
 from vmlab.kernel.fs import host_inode
+from vmlab.kernel.gup import get_user_pages_remote
 from vmlab.kernel.mm_types import (
     VM_DONTDUMP,
     VM_DONTEXPAND,
@@ -268,6 +273,8 @@ class LinuxBinprm:
     arg_bytes: int = 0  # Σ strlen(argv)+1: create_elf_tables walks these to find arg_end
     env_bytes: int = 0
     sysctl: VmSysctl = dataclasses.field(default_factory=VmSysctl)
+    #: The exec'ing task's fault counters: the exec's own writes into the new mm fault like its own.
+    stats: FaultStats = dataclasses.field(default_factory=FaultStats)
 
 
 def _c_string(s: str) -> bytes:
@@ -276,7 +283,7 @@ def _c_string(s: str) -> bytes:
 
 
 def bprm_mm_init(filename: str, rlimit_stack: int | None, sysctl: VmSysctl | None = None,
-                 mm: MmStruct | None = None) -> LinuxBinprm | int:
+                 mm: MmStruct | None = None, stats: FaultStats | None = None) -> LinuxBinprm | int:
     """bprm_mm_init()/__bprm_mm_init(): a new mm (`mm`, empty, or a fresh one) whose only VMA is one
     stack page below STACK_TOP, charged by insert_vm_struct(); -ENOMEM if the commit refuses it."""
     mm = mm if mm is not None else MmStruct()
@@ -288,7 +295,8 @@ def bprm_mm_init(filename: str, rlimit_stack: int | None, sysctl: VmSysctl | Non
     mm.insert(vma)
     mm.vm_stat_account(VM_STACK_FLAGS, 1)
     rlim = _U64 if rlimit_stack is None else rlimit_stack
-    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8, sysctl=sysctl)
+    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8, sysctl=sysctl,
+                       stats=stats if stats is not None else FaultStats())
 
 
 def bprm_stack_limits(bprm: LinuxBinprm) -> int:
@@ -324,11 +332,14 @@ def copy_strings(bprm: LinuxBinprm, strings: Sequence[str]) -> int:
     """copy_strings()/copy_string_kernel(): copy the strings downwards, the last one highest.
 
     get_arg_page() extends the stack VMA ahead of each page written (6.5+), so the VMA ends up
-    covering exactly the pages the strings touched (L3's A).
+    covering exactly the pages the strings touched (L3's A), and faults the page in (GUP, write)
+    each time the copy moves into another page: the kernel keeps the last page mapped across the
+    strings of one call, not from one call to the next. -E2BIG when a page cannot be had.
     """
     total = 0
     if strings:
         anon_vma_prepare(bprm.mm, bprm.vma)  # the copy write-faults anonymous pages into the stack
+    kmapped = -1
     for s in reversed(strings):
         data = _c_string(s)
         if len(data) > MAX_ARG_STRLEN:
@@ -338,8 +349,32 @@ def copy_strings(bprm: LinuxBinprm, strings: Sequence[str]) -> int:
             return -E2BIG
         if _expand_downwards(bprm, bprm.p):
             return -E2BIG
+        for page in range((bprm.p + len(data) - 1) & PAGE_MASK, (bprm.p & PAGE_MASK) - 1, -PAGE_SIZE):
+            if page != kmapped and _get_arg_page(bprm, page):
+                return -E2BIG
+            kmapped = page
         total += len(data)
     return total
+
+
+def _get_arg_page(bprm: LinuxBinprm, page: int) -> int:
+    """get_arg_page()'s get_user_pages_remote(FOLL_FORCE | FOLL_WRITE) of a stack page: 0 or -errno.
+    Only where the new mm has page tables (an mm built for its layout alone has no memory)."""
+    if bprm.mm.pt is None:
+        return 0
+    return get_user_pages_remote(bprm.mm, page, 1, True, bprm.stats)
+
+
+def _write_user(mm: MmStruct, start: int, length: int, sysctl: VmSysctl, stats: FaultStats) -> int:
+    """copy_to_user()/put_user()/clear_user() of [start, start + length) into the new mm, in ascending
+    order: a page not writable yet is write-faulted in kernel mode; 0, or -EFAULT where the fault
+    fails. Nothing to do where the mm has no page tables (built for its layout alone)."""
+    if mm.pt is None:
+        return 0
+    for page in range(start & PAGE_MASK, start + length, PAGE_SIZE):
+        if user_access(mm, max(page, start), True, None, sysctl, stats, user_mode=False) is not None:
+            return -EFAULT
+    return 0
 
 
 def setup_arg_pages(bprm: LinuxBinprm, executable_stack: int) -> int:
@@ -390,20 +425,21 @@ def elf_map(mm: MmStruct, file: File, addr: int, phdr: ElfPhdr, prot: int, type_
     return map_addr
 
 
-def padzero(mm: MmStruct, address: int) -> int:
-    """padzero(): clear the tail of the page holding `address` — a write fault, so the (private file)
-    VMA gets its anon_vma; -EFAULT where the page is not writable."""
+def padzero(mm: MmStruct, address: int, sysctl: VmSysctl, stats: FaultStats) -> int:
+    """padzero(): clear the tail of the page holding `address` — a write fault (the file page read,
+    then copied: a private anonymous page, and the VMA's anon_vma); -EFAULT where the page is not
+    writable."""
     if not _pageoffset(address):
         return 0
     vma = mm.vma_lookup(address)
     if vma is None or not vma.vm_flags & VM_WRITE:
         return -EFAULT
     anon_vma_prepare(mm, vma)
-    return 0
+    return _write_user(mm, address, PAGE_SIZE - _pageoffset(address), sysctl, stats)
 
 
 def elf_load(mm: MmStruct, file: File, addr: int, phdr: ElfPhdr, prot: int, type_: int,
-             total_size: int, sysctl: VmSysctl) -> int:
+             total_size: int, sysctl: VmSysctl, stats: FaultStats) -> int:
     """elf_load(): map one PT_LOAD — the file pages (elf_map), zero the partial last page, and the
     part of p_memsz beyond the last file page as anonymous memory via vm_brk_flags (the bss, L6)."""
     if phdr.p_filesz:
@@ -412,7 +448,7 @@ def elf_load(mm: MmStruct, file: File, addr: int, phdr: ElfPhdr, prot: int, type
             return map_addr
         zero_start = map_addr + _pageoffset(phdr.p_vaddr) + phdr.p_filesz
         zero_end = map_addr + _pageoffset(phdr.p_vaddr) + phdr.p_memsz
-        if phdr.p_memsz > phdr.p_filesz and padzero(mm, zero_start) and prot & PROT_WRITE:
+        if phdr.p_memsz > phdr.p_filesz and padzero(mm, zero_start, sysctl, stats) and prot & PROT_WRITE:
             return -EFAULT
     else:
         map_addr = zero_start = _pagestart(addr)
@@ -440,7 +476,8 @@ def maximum_alignment(phdrs: Sequence[ElfPhdr]) -> int:
     return page_align(max((a for a in aligns if a and not a & (a - 1)), default=0))
 
 
-def load_elf_interp(mm: MmStruct, image: ElfImage, file: File, no_base: int, sysctl: VmSysctl) -> int:
+def load_elf_interp(mm: MmStruct, image: ElfImage, file: File, no_base: int, sysctl: VmSysctl,
+                    stats: FaultStats) -> int:
     """load_elf_interp(): map the interpreter — an ET_DYN one wherever the whole image fits (top-down
     below mmap_base, L6), the rest of its segments MAP_FIXED after the first; its load address or -errno."""
     total_size = total_mapping_size(image.phdrs)
@@ -457,7 +494,7 @@ def load_elf_interp(mm: MmStruct, image: ElfImage, file: File, no_base: int, sys
         elif no_base and image.e_type == ET_DYN:
             load_addr = -vaddr & _U64
         map_addr = elf_load(mm, file, (load_addr + vaddr) & _U64, phdr, _make_prot(phdr.p_flags), elf_type,
-                            total_size, sysctl)
+                            total_size, sysctl, stats)
         total_size = 0
         if _bad_addr(map_addr):
             return map_addr if map_addr < 0 else -ENOMEM
@@ -495,15 +532,24 @@ def map_vdso(mm: MmStruct) -> int:
 
 def create_elf_tables(bprm: LinuxBinprm) -> int:
     """create_elf_tables(): below the strings go the platform string, 16 random bytes, auxv, envp,
-    argv and argc, 16-byte aligned; sets start_stack and arg/env bounds. 0 or -EFAULT."""
+    argv and argc, 16-byte aligned; sets start_stack and arg/env bounds. 0 or -EFAULT. The writes
+    are the kernel's copy_to_user() and put_user() calls in its order: the platform string, the
+    random bytes, then from argc up through argv, envp and auxv (each new page write-faulted)."""
     mm = bprm.mm
     p = bprm.p & ~0xF  # arch_align_stack() with ADDR_NO_RANDOMIZE
     p -= len(ELF_PLATFORM) + 1
+    u_platform = p
     p -= 16  # AT_RANDOM bytes
+    u_rand_bytes = p
     sp = p - AUXV_WORDS * 8
     items = (bprm.argc + 1) + (bprm.envc + 1) + 1
     bprm.p = (sp - items * 8) & ~0xF
+    if (_write_user(mm, u_platform, len(ELF_PLATFORM) + 1, bprm.sysctl, bprm.stats)
+            or _write_user(mm, u_rand_bytes, 16, bprm.sysctl, bprm.stats)):
+        return -EFAULT
     if _expand_downwards(bprm, bprm.p):  # find_extend_vma()
+        return -EFAULT
+    if _write_user(mm, bprm.p, (items + AUXV_WORDS) * 8, bprm.sysctl, bprm.stats):
         return -EFAULT
     mm.arg_end = mm.env_start = mm.arg_start + bprm.arg_bytes
     mm.env_end = mm.env_start + bprm.env_bytes
@@ -522,7 +568,7 @@ def _executable_stack(image: ElfImage) -> int:
 
 
 def _et_dyn_load_bias(mm: MmStruct, file: File, image: ElfImage, phdr: ElfPhdr, has_interp: bool,
-                      total_size: int, sysctl: VmSysctl) -> int:
+                      total_size: int, sysctl: VmSysctl, stats: FaultStats) -> int:
     """load_elf_binary()'s ET_DYN case at the first PT_LOAD: where the image goes (before subtracting
     its first p_vaddr), or -errno. A PIE: ELF_ET_DYN_BASE aligned down to the largest p_align. A static
     PIE or loader: 0 (let the mmap search place it), unless p_align > 4 KiB — then map the whole image
@@ -532,7 +578,7 @@ def _et_dyn_load_bias(mm: MmStruct, file: File, image: ElfImage, phdr: ElfPhdr, 
         return ELF_ET_DYN_BASE & ~(alignment - 1) if alignment else ELF_ET_DYN_BASE
     if alignment <= ELF_MIN_ALIGN:
         return 0
-    probe = elf_load(mm, file, 0, phdr, _make_prot(phdr.p_flags), MAP_PRIVATE, total_size, sysctl)
+    probe = elf_load(mm, file, 0, phdr, _make_prot(phdr.p_flags), MAP_PRIVATE, total_size, sysctl, stats)
     if _bad_addr(probe):
         return probe if probe < 0 else -EINVAL
     do_munmap(mm, probe, total_size, sysctl)
@@ -571,13 +617,15 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
             total_size = total_mapping_size(image.phdrs)
             if not total_size:
                 return -EINVAL
-            placed = _et_dyn_load_bias(mm, file, image, phdr, interp is not None, total_size, sysctl)
+            placed = _et_dyn_load_bias(mm, file, image, phdr, interp is not None, total_size, sysctl,
+                                       bprm.stats)
             if placed < 0:
                 return placed
             if placed or interp is not None:
                 flags |= MAP_FIXED_NOREPLACE
             load_bias = _pagestart((placed - vaddr) & _U64)
-        error = elf_load(mm, file, (load_bias + vaddr) & _U64, phdr, prot, flags, total_size, sysctl)
+        error = elf_load(mm, file, (load_bias + vaddr) & _U64, phdr, prot, flags, total_size, sysctl,
+                         bprm.stats)
         if _bad_addr(error):
             return error if error < 0 else -EINVAL
         if first:
@@ -602,7 +650,7 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
         elf_brk = max(elf_brk, vaddr + phdr.p_memsz)
     elf_brk = (elf_brk + load_bias) & _U64
     if interp is not None:
-        interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl)
+        interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl, bprm.stats)
         if interp_load < 0:
             return interp_load
     err = map_vdso(mm)
@@ -639,8 +687,8 @@ def do_execveat_strings(bprm: LinuxBinprm, argv: Sequence[str], envp: Sequence[s
 
 
 def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None, legacy: bool,
-            sysctl: VmSysctl, inode_for: InodeLookup | None = None, mm: MmStruct | None = None
-            ) -> MmStruct | int:
+            sysctl: VmSysctl, inode_for: InodeLookup | None = None, mm: MmStruct | None = None,
+            stats: FaultStats | None = None) -> MmStruct | int:
     """execve(path, argv, envp) with ADDR_NO_RANDOMIZE: the new address space, or -errno.
 
     `rlimit_stack` is RLIMIT_STACK's soft limit in bytes (None = unlimited); `legacy` is the
@@ -649,7 +697,10 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
     cache is the machine's: BUILTIN_PROGRAM included; default: a host file's own inode and the shared
     BUILTIN_IMAGE one). `mm` is the empty mm to build (the machine's: its page tables, so that mappings
     are charged to the machine's committed counter, and its credential; on failure the caller tears it
-    down with exit_mmap). Errors come in the kernel's order: opening the file
+    down with exit_mmap). With page tables, the exec's own writes fault pages in as the kernel's do:
+    the strings' stack pages (get_arg_page), the zeroed tail of each segment's last file page
+    (padzero) and the tables below the strings; `stats` (the exec'ing task's) counts those faults.
+    Errors come in the kernel's order: opening the file
     (ENOENT, EACCES, ...), copying the strings (E2BIG), the ELF checks (ENOEXEC), the interpreter
     (ENOENT, EACCES, ELIBBAD), then mapping (ENOMEM, EEXIST, ...).
     """
@@ -660,7 +711,7 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
         inode = open_exec(path, inode_for or host_inode)
     if isinstance(inode, int):
         return inode
-    bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm)
+    bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm, stats)
     if isinstance(bprm, int):
         return bprm
     err = do_execveat_strings(bprm, argv, envp)

@@ -81,6 +81,18 @@ def mm_populate(mm: MmStruct, start: int, end: int, ignore_errors: bool, stats: 
     return 0
 
 
+def get_user_pages_remote(mm: MmStruct, start: int, nr_pages: int, write: bool, stats: FaultStats) -> int:
+    """get_user_pages_remote() with FOLL_FORCE (FOLL_TOUCH and FOLL_REMOTE implied): fault in and mark
+    accessed each of `nr_pages` pages from `start` of a VMA that covers them all, the way exec's
+    get_arg_page() reaches the new mm's stack; 0, -EFAULT (no such VMA, or a SIGBUS/SIGSEGV fault) or
+    -ENOMEM (the fault ran out of memory). The faults count in `stats` (the caller's task)."""
+    end = start + nr_pages * PAGE_SIZE
+    vma = mm.vma_lookup(start)
+    if vma is None or vma.vm_end < end:
+        return -EFAULT
+    return _fault_in(mm, vma, start, end, write, stats)
+
+
 def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool, stats: FaultStats) -> int:
     """madvise_populate(): fault the range in as reads or writes; the range must be fully mapped."""
     addr = start

@@ -1342,7 +1342,7 @@ class ModelBackend:
         new = MmStruct(pt=pt, cap_sys_admin=task.mm.cap_sys_admin)
         new.memcg = task.memcg
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
-                     self.sysctl, self._inode, new)
+                     self.sysctl, self._inode, new, task.stats)
         if isinstance(mm, int):
             exit_mmap(new, self.mem)
             return mm
