@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from memcgkit import drained_model_counters, model_to_the_limit
 from memcgkit import memcg_machine as machine
 from swapkit import model_with_swap
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, NR_MEMCG_STOCK, MemCgroup
+from vmlab.kernel.mm_types import MM_STRUCT_SIZE, RSS_STAT_SIZE
 from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.xarray import XA_NODE_SIZE
 
@@ -232,17 +235,23 @@ def test_page_tables_stay_charged_to_the_memcg_that_allocated_them() -> None:
 
 def test_fork_charges_the_childs_page_tables_to_the_forking_task() -> None:
     """dup_mmap() allocates the child's PGD and tables in the parent's context: they are charged to
-    the parent's memcg, one page per table (the PGD included), and the child's exit gives them back."""
+    the parent's memcg, one page per table (the PGD included), with the child's kernel stack and
+    slab objects (task_struct, mm_struct, ...), and the child's exit gives them all back."""
     model, pid, memcg = machine(64 * MB)
     _sparse_writes(model, pid, 16 * MB)
-    before = memcg.kmem.usage
+    model.memcgs.drain_all_stock(model.memcgs.root)
+    tables, kmem = memcg.kmem_charged, memcg.kmem.usage
     child = model.fork(pid)
     mm = model.tasks[child].mm
     assert mm.pt is not None
-    assert memcg.kmem.usage - before == mm.pt.nr_tables() == mm.pt.pgtables_bytes // PAGE + 1
+    assert memcg.kmem_charged - tables == mm.pt.nr_tables() == mm.pt.pgtables_bytes // PAGE + 1
+    assert memcg.kernel_stack == THREAD_SIZE_PAGES
+    slab = sum(model.tasks[child].objects.sizes) + MM_STRUCT_SIZE + RSS_STAT_SIZE  # and the VMAs'
+    assert memcg.kmem.usage - kmem >= mm.pt.nr_tables() + THREAD_SIZE_PAGES + slab // PAGE
     check_machine(model)
     model.exit(child)
-    assert memcg.kmem.usage == before
+    model.memcgs.drain_all_stock(model.memcgs.root)
+    assert (memcg.kmem_charged, memcg.kernel_stack, memcg.kmem.usage) == (tables, 0, kmem)
     check_machine(model)
 
 
@@ -293,3 +302,17 @@ def test_the_charge_stock_keeps_a_slot_per_memcg_up_to_seven() -> None:
     assert groups[1].memory.usage == MEMCG_CHARGE_BATCH == groups[-1].memory.usage
     tree.drain_all_stock(groups[3])
     assert tree.stock_pages() == 0 and [m.memory.usage for m in groups] == [2] * NR_MEMCG_STOCK + [1]
+
+
+def test_a_fork_its_memcg_has_no_room_for_fails_and_leaves_nothing_charged() -> None:
+    """copy_process() charges its objects with GFP_KERNEL: at the limit, with nothing to reclaim and
+    the OOM killer disabled (v1 oom_kill_disable), the first charge that does not fit fails the fork
+    with -ENOMEM and what was charged before it goes back."""
+    model, pid, memcg = machine(8 * MB)
+    assert model.memcg_set("/t", "oom_kill_disable", 1) == 0
+    model_to_the_limit(model, memcg)
+    before = drained_model_counters(model, memcg)
+    assert model.fork(pid) == -errno.ENOMEM
+    assert list(model.tasks) == [pid] and memcg.events["oom"] == 1 and not memcg.events["oom_kill"]
+    assert drained_model_counters(model, memcg) == before and memcg.kernel_stack == 0
+    check_machine(model)

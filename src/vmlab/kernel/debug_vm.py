@@ -33,7 +33,8 @@ subtree's swap); each swap entry charged to a memcg (swap_cgroup) is a slot in u
 swap counts its entries; each memcg's LRU mirror is exactly its charged folios of each node list, in
 node-list order. Every page-table frame charged to a memcg (kmem_memcg) is a table of a live mm; each
 memcg's `kmem_charged` is the count of its table frames, which its memory (and memsw) usage includes,
-and v1's kmem counter is exactly the subtree's table frames and slab pages. Slab objects
+its `kernel_stack` the stack pages of the tasks whose objects it was charged for, and v1's kmem
+counter is exactly the subtree's table frames, kernel stacks and slab pages. Slab objects
 (check_xa_nodes): each inode's XArray nodes are those its entries need (every index with a page or a
 shadow in an entry; the tree rebuilt from the entries is the one kept), a node charged is a node of
 the tree; each open file's f_count is the descriptors and VMAs that refer to it, and each anon_vma
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
 from vmlab.kernel.mm_types import (
     ANON_VMA_SIZE,
@@ -58,7 +60,9 @@ from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
     MM_FILEPAGES,
     MM_SHMEMPAGES,
+    MM_STRUCT_SIZE,
     MM_SWAPENTS,
+    RSS_STAT_SIZE,
     VM_DROPPABLE,
     VM_SHARED,
     VM_WRITE,
@@ -424,14 +428,18 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
 def check_slab_objects(backend: ModelBackend) -> Counter[int]:
     """Each file a task's descriptor or VMA refers to has one reference (f_count) for each of them;
     each anon_vma in a VMA's chain is linked by exactly the chains that hold it, alive, allocated;
-    the bytes of the struct file, VMA, anon_vma_chain and anon_vma objects charged to each memcg, by
-    id()."""
+    the bytes of the struct file, VMA, anon_vma_chain, anon_vma, mm_struct and task objects charged
+    to each memcg, by id()."""
     refs: Counter[int] = Counter()
     files: dict[int, File] = {}
     charged: Counter[int] = Counter()
     linked: Counter[int] = Counter()
     anon_vmas: dict[int, AnonVma] = {}
     for task in backend.tasks.values():
+        if task.objects.memcg is not None:
+            charged[id(task.objects.memcg)] += sum(task.objects.sizes)
+        if task.mm.objcg is not None:
+            charged[id(task.mm.objcg)] += MM_STRUCT_SIZE + RSS_STAT_SIZE
         held = [*task.files.values(), *(v.vm_file for v in task.mm if v.vm_file is not None)]
         for file in held:
             refs[id(file)] += 1
@@ -576,6 +584,10 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
             raise AssertionError(f"memcg {memcg.path}: kmem-charged frame {pfn:#x} is not a page table of a "
                                  f"live mm but {OWNER_NAMES[int(frames.owner[pfn])]}: {mm_map[pfn]!r}")
         tables[id(memcg)] += 1
+    stacks: Counter[int] = Counter()
+    for task in backend.tasks.values():
+        if task.objects.stack and task.objects.memcg is not None:
+            stacks[id(task.objects.memcg)] += THREAD_SIZE_PAGES
     swapped: Counter[int] = Counter()
     for entry, memcg in tree.swap_cgroup.items():
         if not swap_slot_in_use(mem.swap, entry):
@@ -588,15 +600,18 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
         if memcg.charged != charged[id(memcg)]:
             raise AssertionError(f"memcg {memcg.path}: charged {memcg.charged} pages, its frames hold "
                                  f"{charged[id(memcg)]}")
+        if memcg.kernel_stack != stacks[id(memcg)]:
+            raise AssertionError(f"memcg {memcg.path}: kernel_stack {memcg.kernel_stack} pages, its "
+                                 f"tasks' stacks are {stacks[id(memcg)]}")
         if memcg.kmem_charged != tables[id(memcg)]:
             raise AssertionError(f"memcg {memcg.path}: kmem_charged {memcg.kmem_charged} pages, "
                                  f"{tables[id(memcg)]} table frames are charged to it")
         if memcg.parent is None:
             continue  # the root's counters are not charged (pages of root tasks are not accounted)
-        kmem = sum(c.kmem_charged + c.kmem_obj_pages for c in memcg.iter_tree())
+        kmem = sum(c.kmem_charged + c.kmem_obj_pages + c.kernel_stack for c in memcg.iter_tree())
         if tree.version == 1 and memcg.kmem.usage != kmem:
             raise AssertionError(f"memcg {memcg.path}: kmem usage {memcg.kmem.usage} != {kmem} table "
-                                 "frames and slab pages charged in its subtree")
+                                 "frames, kernel stack and slab pages charged in its subtree")
         want = kmem + sum(c.charged + c.forced for c in memcg.iter_tree())
         want += tree.stock_pages(memcg)
         swap = sum(c.swap for c in memcg.iter_tree())

@@ -28,7 +28,7 @@ from vmlab.kernel.filemap import (
     write_begin_get_folio,
 )
 from vmlab.kernel.fincore import show_fincore
-from vmlab.kernel.fork import dup_mmap
+from vmlab.kernel.fork import PID_SIZE, TaskObjects, copy_process_objects, dup_mmap, mm_alloc
 from vmlab.kernel.fs import (
     PSEUDO_FILE_CHARGED,
     PSEUDO_FILE_FREED,
@@ -258,6 +258,9 @@ class Task:
     sid: int = 0
     #: Niceness, -20..19 (inherited on fork).
     nice: int = 0
+    #: Its kernel objects (task_struct, stack, cred, ...) and the memcg they are charged to: a forked
+    #: process's (vmlab.kernel.fork.TaskObjects); a process the machine made itself has none charged.
+    objects: TaskObjects = field(default_factory=TaskObjects)
 
     @property
     def tgid(self) -> int:
@@ -583,18 +586,27 @@ class ModelBackend:
         return None
 
     def fork(self, pid: int) -> int:
-        """fork(): a child with a copy of the address space and the same open files; -ENOMEM when the
-        commit refuses the copy."""
+        """fork(): a child with a copy of the address space and the same open files, its kernel objects
+        charged to the parent's memcg (vmlab.kernel.fork); -ENOMEM when the commit refuses the copy or
+        a charge fails."""
         parent = self.tasks[pid]
         self._run(parent)
+        objects = copy_process_objects(self.mem)
+        if objects is None:
+            return -ENOMEM
         mm = dup_mmap(parent.mm, self.sysctl)
         if isinstance(mm, int):
+            objects.free()
             return mm
+        if not objects.charge(self.mem, PID_SIZE):  # alloc_pid()
+            exit_mmap(mm, self.mem)
+            objects.free()
+            return -ENOMEM
         child = Task(self._alloc_pid(), mm, parent.dup_fd(), set(parent.cloexec),
                      comm=parent.comm, uid=parent.uid, oom_score_adj=parent.oom_score_adj,
                      oom_score_adj_min=parent.oom_score_adj_min, cap_sys_resource=parent.cap_sys_resource,
                      ppid=parent.pid, cmdline=parent.cmdline, sig_ignored=set(parent.sig_ignored),
-                     pgid=parent.pgid, sid=parent.sid, nice=parent.nice)
+                     pgid=parent.pgid, sid=parent.sid, nice=parent.nice, objects=objects)
         self.tasks[child.pid] = child
         if parent.memcg is not None:
             self._attach(child, parent.memcg)
@@ -612,6 +624,7 @@ class ModelBackend:
         self.memcgs.finish_oom_wait(task.memcg_oom)  # a fatal signal ends a memcg OOM sleep
         exit_mmap(task.mm, self.mem)
         task.exit_files()
+        task.objects.free()
         task.mm.mmf |= MMF_OOM_SKIP
         self.oom.exit_oom_victim(task)
         self.memcgs.detach(task.tgid)
@@ -1335,11 +1348,9 @@ class ModelBackend:
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:
         """do_execve(): replace the address space; close-on-exec descriptors close."""
 
-        try:
-            pt = PageTables(self.mem)  # mm_alloc() -> pgd_alloc(): charged to the exec'ing task's memcg
-        except MemoryError:
+        new = MmStruct(cap_sys_admin=task.mm.cap_sys_admin)
+        if mm_alloc(self.mem, new):  # mm_struct, PGD, rss_stat: charged to the exec'ing task's memcg
             return -ENOMEM
-        new = MmStruct(pt=pt, cap_sys_admin=task.mm.cap_sys_admin)
         new.memcg = task.memcg
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
                      self.sysctl, self._inode, new, task.stats)

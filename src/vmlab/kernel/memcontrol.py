@@ -57,9 +57,11 @@ freed object's bytes go back to the stock, which uncharges whole pages once it h
 and a stock switched to another memcg keeps the odd bytes in the memcg (objcg->nr_charged_bytes).
 `kmem_obj_pages` counts a memcg's slab pages. VMA, anon_vma and pseudo-file objects are charged
 without reclaim, past the limit when there is no room (the kernel reclaims first; in the model the
-next charge that needs room does), so that making one never fails. The kernel's other slab objects
-(an exec's files, task and mm structs, fork's others) the model does not have, nor anon_vma_clone's
-reuse of an idle anon_vma in a fork (the model's fork child always gets a new one).
+next charge that needs room does), so that making one never fails. A forked process's task objects
+and kernel stack, and each mm's mm_struct and rss_stat, are charged as vmlab.kernel.fork describes
+(through reclaim and OOM, a refused charge failing the fork or exec). The kernel's other slab objects
+(an exec's struct files, its new cred) the model does not have, nor anon_vma_clone's reuse of an idle
+anon_vma in a fork (the model's fork child always gets a new one).
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
@@ -221,6 +223,8 @@ class MemCgroup:
     #: CPU's object stock switched to another memcg.
     kmem_obj_pages: int = 0
     nr_charged_bytes: int = 0
+    #: MEMCG_KMEM: pages of kernel stacks charged here (memcg_charge_kernel_stack: a forked task's).
+    kernel_stack: int = 0
     #: NR_SLAB_RECLAIMABLE_B + NR_SLAB_UNRECLAIMABLE_B of the memcg's own lruvec as last flushed: the
     #: bytes of its live slab objects (count_shadow_nodes reads it).
     slab_stat: int = 0
@@ -997,6 +1001,29 @@ def memcg_kmem_charge_obj_nofail(mem: PhysMem | None, size: int) -> MemCgroup | 
     anon_vma and its chain, a pseudo file's objects): no reclaim, past the limit if there is no room
     (nowait, nofail). The memcg charged; None when nothing is accounted (or no machine: `mem` None)."""
     return None if mem is None else memcg_kmem_charge_obj(mem, size, nowait=True, nofail=True)[1]
+
+
+def memcg_charge_kernel_stack(mem: PhysMem, nr: int) -> tuple[int, MemCgroup | None]:
+    """memcg_charge_kernel_stack(): each of the `nr` pages of a new task's vmalloc'd kernel stack
+    charged as memcg_kmem_charge_page() charges a page (GFP_KERNEL: stock, reclaim, OOM) to the
+    running task's memcg, whose kernel_stack counts them. The model takes no frames for the stack (as
+    for slab objects, only the charge is modelled). (0 or -ENOMEM, the memcg charged: None when
+    nothing is accounted.)"""
+    tree, memcg = _kmem_target(mem)
+    if tree is None or memcg is None:
+        return 0, None
+    err = tree._charge_kmem_pages(memcg, nr)
+    if err:
+        return err, None
+    memcg.kernel_stack += nr
+    return 0, memcg
+
+
+def memcg_uncharge_kernel_stack(memcg: MemCgroup, nr: int) -> None:
+    """The freed stack's pages given back to the memcg they were charged to (memcg_kmem_uncharge_page
+    of each, when the task's stack is released)."""
+    memcg.tree._uncharge_kmem_pages(memcg, nr)
+    memcg.kernel_stack -= nr
 
 
 def memcg_kmem_uncharge_obj(memcg: MemCgroup, size: int) -> None:

@@ -1090,8 +1090,9 @@ def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int, vmas: list[Vm
 
 def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
     """exit_mmap(): zap every VMA, free all page tables, uncharge the VM_ACCOUNT VMAs and remove
-    them (their files' references go)."""
+    them (their files' references go); then the mm's own objects go (__mmdrop)."""
     if mm.pt is None:
+        mm.free_objects()
         return
     update_hiwater_rss(mm)
     vm_unacct_memory(mem, accounted_pages(mm))
@@ -1102,6 +1103,7 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
     for vma in list(mm):
         mm.remove(vma)
     mem.mm_put_huge_zero_folio(id(mm))
+    mm.free_objects()
 
 
 def is_cow_mapping(flags: int) -> bool:

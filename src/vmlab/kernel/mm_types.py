@@ -308,6 +308,13 @@ FILP_SIZE = 192 + 8
 #: What one VMA charges its memcg (vm_area_cachep is SLAB_ACCOUNT): vm_area_struct (192 bytes on
 #: this kernel, /proc/slabinfo) and its obj_cgroup pointer.
 VMA_SIZE = 192 + 8
+#: What an address space's own objects charge the memcg of the task that made it: its mm_struct
+#: (mm_cachep is SLAB_ACCOUNT: 1600 bytes on this kernel, /sys/kernel/slab/mm_struct/slab_size, and
+#: the obj_cgroup pointer), then its rss_stat counters (percpu_counter_init_many of NR_MM_COUNTERS
+#: s32 per possible CPU, 2 here, with GFP_KERNEL_ACCOUNT: pcpu_obj_full_size() adds an obj_cgroup
+#: pointer per 4-byte unit).
+MM_STRUCT_SIZE = 1600 + 8
+RSS_STAT_SIZE = 4 * 4 * 2 + 4 * 8
 
 
 @dataclass(eq=False)
@@ -459,10 +466,19 @@ class MmStruct:
     hiwater_vm: int = 0  # VmPeak: raised where total_vm is about to drop (update_hiwater_vm)
     #: The memcg its pages are charged to (the kernel's mm->owner's memcg); None: not accounted.
     memcg: MemCgroup | None = None
+    #: The memcg its mm_struct and rss_stat are charged to (vmlab.kernel.fork.mm_alloc); None: none.
+    objcg: MemCgroup | None = None
     #: MMF_* bits of mm->flags beyond MMF_TOPDOWN (the OOM killer's: vmlab.kernel.oom_kill).
     mmf: int = 0
     _starts: list[int] = field(default_factory=list, repr=False)
     _vmas: list[VmArea] = field(default_factory=list, repr=False)
+
+    def free_objects(self) -> None:
+        """__mmdrop()'s frees of the mm's own objects: its rss_stat counters, then its mm_struct."""
+        if self.objcg is not None:
+            memcg_kmem_uncharge_obj(self.objcg, RSS_STAT_SIZE)
+            memcg_kmem_uncharge_obj(self.objcg, MM_STRUCT_SIZE)
+            self.objcg = None
 
     def vm_stat_account(self, flags: int, npages: int) -> None:
         """vm_stat_account(): total_vm, and exec_vm / stack_vm / data_vm by the kind of mapping

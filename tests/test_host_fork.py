@@ -1,0 +1,147 @@
+"""fork in a memory cgroup against the running kernel: what a new process charges to the memcg of the
+task that forks it (copy_process: the task_struct, a 16 KiB kernel stack, cred, files, fs, sighand,
+signal, pid, the child's mm_struct and rss_stat, its PGD and the page tables, VMAs and anon_vma
+chains dup_mmap copies; vmlab.kernel.fork).
+
+The program is tests/progs/forker.c: no libc, raw syscalls, so its address space is the exec's and
+what it touched before it first waits (read from /proc/PID/pagemap and replayed in the model as its
+startup accesses). Each command byte it reads lands in its bss (a fault the first time, then a COW
+fault after each fork), and each 'f' forks a child that pauses for ever. The host's forker runs on
+CPU 0 in a v1 memcg; the model's, the same ELF, in a memcg of the same limit. Compared exactly: the
+memcg's usage, kmem and memsw after 1 and after 10 forks, less before (measured: 16, 15, 16 and 155,
+145, 155 pages; before the model had the task objects, their stacks and the mm_structs, its kmem was
+8 and 76 pages).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from memcgkit import Counters, drained_host_counters, drained_model_counters, settled_host_counters
+from vmlab.backend import Program, Settings
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.fork import THREAD_SIZE_PAGES
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.uapi import ADDR_NO_RANDOMIZE, PAGE_SIZE
+
+from hostkit import Memcgs
+
+pytestmark = pytest.mark.host
+
+SOURCE = Path(__file__).parent / "progs" / "forker.c"
+LIMIT = 256 << 20
+#: Mappings whose pages the program does not fault itself (the kernel's special mappings).
+SPECIAL = ("[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]")
+
+
+@pytest.fixture(scope="module")
+def forker(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/progs/forker.c built static, without libc, at its link address."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc: cannot build the forker")
+    out = tmp_path_factory.mktemp("forker") / "forker"
+    subprocess.run([gcc, "-O2", "-static", "-nostdlib", "-fno-pie", "-no-pie", "-o", str(out), str(SOURCE)],
+                   check=True, capture_output=True)
+    return str(out)
+
+
+def _command_byte(path: str) -> int:
+    """The address of the forker's `cmd`, the bss byte each read() of a command writes."""
+    with open(path, "rb") as f:
+        symbols = ELFFile(f).get_section_by_name(".symtab")
+        return next(sym.entry.st_value for sym in symbols.iter_symbols() if sym.name == "cmd")
+
+
+def _resident(pid: int) -> tuple[tuple[int, int, bool], ...]:
+    """The pages `pid` has present, as accesses (address, one page, a write where the page is private
+    anonymous: pagemap bit 61 clear), the kernel's special mappings left out."""
+    accesses = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in maps:
+            fields = line.split()
+            if fields[-1] in SPECIAL:
+                continue
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            pagemap.seek(lo // PAGE_SIZE * 8)
+            entries = struct.iter_unpack("<Q", pagemap.read((hi - lo) // PAGE_SIZE * 8))
+            accesses += [(lo + i * PAGE_SIZE, PAGE_SIZE, not e >> 61 & 1)
+                         for i, (e,) in enumerate(entries) if e >> 63]
+    return tuple(accesses)
+
+
+def _no_aslr_on_cpu0() -> None:
+    """In the forked child before exec: ASLR off (the model's layout) and CPU 0 only."""
+    ctypes.CDLL(None).personality(ADDR_NO_RANDOMIZE)
+    os.sched_setaffinity(0, {0})
+
+
+def on_host(path: str, cg: Path, forks: int) -> tuple[Counters, tuple[tuple[int, int, bool], ...]]:
+    """The forker started (ASLR off, CPU 0), moved into `cg` once it waits for its first command, then
+    `forks` forks: the memcg's counters after them less before (stocks drained, RCU-freed objects
+    freed), and the pages it had present when it moved. Every process in `cg` is killed afterwards."""
+    proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={},
+                            preexec_fn=_no_aslr_on_cpu0)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.read(1) == b"r"
+        startup = _resident(proc.pid)
+        (cg / "cgroup.procs").write_text(str(proc.pid))
+        before = drained_host_counters(cg)
+        for _ in range(forks):
+            proc.stdin.write(b"f")
+            proc.stdin.flush()
+            assert proc.stdout.read(1) == b"o"
+        settled_host_counters(cg)
+        return drained_host_counters(cg) - before, startup
+    finally:
+        proc.kill()
+        for pid in (cg / "cgroup.procs").read_text().split():
+            os.kill(int(pid), 9)
+        proc.wait()
+        time.sleep(0.1)
+
+
+def on_model(path: str, startup: tuple[tuple[int, int, bool], ...], forks: int) -> Counters:
+    """The same in the model: the forker exec'd with the host's present pages as its startup, moved into
+    a memcg, then each command's bss write and fork; the counters after less before. The children and
+    the forker then exit, and every charge must go with them."""
+    model = ModelBackend(LIMIT)
+    pid = model.start(Program(path, (path,), (), startup=startup), Settings(ram=LIMIT))
+    assert model.memcg_create("/forker", LIMIT) == 0 and model.memcg_attach(pid, "/forker") == 0
+    memcg = model.memcgs.lookup("/forker")
+    assert memcg is not None
+    before = drained_model_counters(model, memcg)
+    cmd = _command_byte(path)
+    children = []
+    for _ in range(forks):
+        assert model.access(pid, cmd, 1, True) is None  # read() of the command
+        children.append(model.fork(pid))
+    assert min(children) > 0 and memcg.kernel_stack == forks * THREAD_SIZE_PAGES
+    after = drained_model_counters(model, memcg)
+    check_machine(model)
+    for child in children:
+        model.exit(child)
+    model.exit(pid)
+    assert drained_model_counters(model, memcg) == Counters(0, 0, 0) and memcg.kernel_stack == 0
+    check_machine(model)
+    return after - before
+
+
+@pytest.mark.parametrize("forks", [1, 10])
+def test_fork_charges_the_kernels_pages(forker: str, memcgs: Memcgs, forks: int) -> None:
+    """usage, kmem and memsw after the forks, less before: the kernel's, page for page."""
+    kernel, startup = on_host(forker, memcgs.make("forker", str(LIMIT)), forks)
+    model = on_model(forker, startup, forks)
+    print(f"{forks} forks: kernel {kernel}, model {model}")
+    assert kernel.kmem > forks * THREAD_SIZE_PAGES  # stacks and more
+    assert model == kernel
