@@ -6,17 +6,7 @@
  *   gcc -O2 -static-pie -nostdlib -fpie                     (ET_DYN without PT_INTERP)
  *   gcc -O2 -nostdlib -fpie -pie -Wl,-dynamic-linker,...    (ET_DYN with PT_INTERP, no DT_NEEDED)
  */
-#define SYS_read 0
-#define SYS_write 1
-#define SYS_open 2
-#define SYS_exit 60
-
-static long sys3(long n, long a, long b, long c)
-{
-	long r;
-	__asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
-	return r;
-}
+#include "rawsys.h"
 
 /* Initialised data and a 64 KiB bss: a writable PT_LOAD whose p_memsz runs pages past p_filesz. */
 static volatile long tag = 0x766d6c6162;

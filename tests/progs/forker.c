@@ -1,17 +1,6 @@
 /* forker: no libc. Reads command bytes from stdin: 'f' forks a child that pauses for ever, then
  * answers 'o' on stdout. Announces itself with 'r'. */
-#define SYS_read 0
-#define SYS_write 1
-#define SYS_pause 34
-#define SYS_fork 57
-#define SYS_exit 60
-
-static long sys3(long n, long a, long b, long c)
-{
-	long r;
-	__asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
-	return r;
-}
+#include "rawsys.h"
 
 static char cmd;
 
