@@ -23,10 +23,12 @@ MB = 1 << 20
 PG = 4096
 
 
-def memcg_machine(limit: int, ram: int = 256 * MB) -> tuple[ModelBackend, int, MemCgroup]:
-    """A model machine of `ram` bytes whose first process runs in memcg /t of `limit` bytes."""
+def memcg_machine(limit: int, ram: int = 256 * MB,
+                  program: Program | None = None) -> tuple[ModelBackend, int, MemCgroup]:
+    """A model machine of `ram` bytes whose first process (`program`, the built-in one by default)
+    runs in memcg /t of `limit` bytes."""
     model = ModelBackend(ram)
-    pid = model.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
+    pid = model.start(program or Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     assert model.memcg_create("/t", limit) == 0 and model.memcg_attach(pid, "/t") == 0
     memcg = model.memcgs.lookup("/t")
     assert memcg is not None
@@ -132,12 +134,13 @@ def start_host_stepper(host: HostBackend, program: Program, cg: Path) -> int:
 Phases = Callable[[HostBackend | ModelBackend, int, Callable[[], Counters]], list[Counters]]
 
 
-def phases_on_both(program: Program, cg: Path, work: Phases,
-                   settle: bool = False) -> tuple[list[Counters], list[Counters]]:
+def phases_on_both(program: Program, cg: Path, work: Phases, settle: bool = False,
+                   model_program: Program | None = None) -> tuple[list[Counters], list[Counters]]:
     """`work` run by a stepper pinned to CPU 0 in the host memcg `cg`, then by the first process of a
-    model machine in a 64 MiB memcg, each reading its counters with every stock drained (on the host
-    once the RCU-freed objects are freed too, when `settle`): (kernel, model), each phase's counters
-    less those before the first. The model's invariants are checked."""
+    model machine in a 64 MiB memcg (`model_program`, the built-in one by default), each reading its
+    counters with every stock drained (on the host once the RCU-freed objects are freed too, when
+    `settle`): (kernel, model), each phase's counters less those before the first. The model's
+    invariants are checked."""
     def host_read() -> Counters:
         if settle:
             settled_host_counters(cg)
@@ -146,7 +149,7 @@ def phases_on_both(program: Program, cg: Path, work: Phases,
     with HostBackend(timeout=60) as host:
         pid = start_host_stepper(host, program, cg)
         kernel = work(host, pid, host_read)
-    model, mpid, memcg = memcg_machine(64 * MB)
+    model, mpid, memcg = memcg_machine(64 * MB, program=model_program)
     got = work(model, mpid, lambda: drained_model_counters(model, memcg))
     check_machine(model)
     return [c - kernel[0] for c in kernel], [c - got[0] for c in got]

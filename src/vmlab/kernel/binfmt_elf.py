@@ -37,7 +37,9 @@ from elftools.elf.elffile import ELFFile
 from vmlab.kernel.fault import FaultStats, user_access
 from vmlab.kernel.fs import host_inode
 from vmlab.kernel.gup import get_user_pages_remote
+from vmlab.kernel.memcontrol import memcg_kmem_charge_obj
 from vmlab.kernel.mm_types import (
+    FILP_SIZE,
     VM_DONTDUMP,
     VM_DONTEXPAND,
     VM_EXEC,
@@ -585,9 +587,10 @@ def _et_dyn_load_bias(mm: MmStruct, file: File, image: ElfImage, phdr: ElfPhdr, 
     return probe & ~(alignment - 1)
 
 
-def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None, rlimit_stack: int | None,
-                    legacy: bool, sysctl: VmSysctl) -> int:
+def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: tuple[ElfImage, File] | None,
+                    rlimit_stack: int | None, legacy: bool, sysctl: VmSysctl, file: File) -> int:
     """load_elf_binary() from begin_new_exec on: layout, stack, segments, interpreter, vdso, tables, brk.
+    `file` is the executable's struct file, `interp` the interpreter's image and struct file.
 
     ET_EXEC at its link addresses (MAP_FIXED_NOREPLACE, then MAP_FIXED); a PIE with an interpreter at
     ELF_ET_DYN_BASE aligned down to the largest p_align; an ET_DYN without one wherever its whole image
@@ -598,7 +601,6 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
     err = setup_arg_pages(bprm, _executable_stack(image))
     if err:
         return err
-    file = File(image.inode)
     load_bias, total_size = 0, 0
     first = True
     elf_brk = 0
@@ -650,7 +652,7 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: ElfImage | None,
         elf_brk = max(elf_brk, vaddr + phdr.p_memsz)
     elf_brk = (elf_brk + load_bias) & _U64
     if interp is not None:
-        interp_load = load_elf_interp(mm, interp, File(interp.inode), load_bias, sysctl, bprm.stats)
+        interp_load = load_elf_interp(mm, interp[0], interp[1], load_bias, sysctl, bprm.stats)
         if interp_load < 0:
             return interp_load
     err = map_vdso(mm)
@@ -711,22 +713,48 @@ def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: i
         inode = open_exec(path, inode_for or host_inode)
     if isinstance(inode, int):
         return inode
-    bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm, stats)
-    if isinstance(bprm, int):
-        return bprm
-    err = do_execveat_strings(bprm, argv, envp)
-    if err:
-        return err
-    image = dataclasses.replace(BUILTIN_IMAGE, inode=inode) if builtin else read_elf(inode)
-    if isinstance(image, int):
-        return image
-    interp: ElfImage | int | None = None
-    if image.interp is not None:
+    file = exec_file(inode, mm)
+    if file is None:
+        return -ENOMEM
+    try:
+        bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm, stats)
+        if isinstance(bprm, int):
+            return bprm
+        err = do_execveat_strings(bprm, argv, envp)
+        if err:
+            return err
+        image = dataclasses.replace(BUILTIN_IMAGE, inode=inode) if builtin else read_elf(inode)
+        if isinstance(image, int):
+            return image
+        if image.interp is None:
+            err = load_elf_binary(bprm, image, None, rlimit_stack, legacy, sysctl, file)
+            return err if err else bprm.mm
         interp_inode = open_exec(image.interp, inode_for or host_inode)
         if isinstance(interp_inode, int):
             return interp_inode
-        interp = read_elf(interp_inode, interpreter=True)
-        if isinstance(interp, int):
-            return interp
-    err = load_elf_binary(bprm, image, interp, rlimit_stack, legacy, sysctl)
-    return err if err else bprm.mm
+        interp_file = exec_file(interp_inode, bprm.mm)
+        if interp_file is None:
+            return -ENOMEM
+        try:
+            interp = read_elf(interp_inode, interpreter=True)
+            if isinstance(interp, int):
+                return interp
+            err = load_elf_binary(bprm, image, (interp, interp_file), rlimit_stack, legacy, sysctl, file)
+            return err if err else bprm.mm
+        finally:
+            interp_file.put()
+    finally:
+        file.put()
+
+
+def exec_file(inode: Inode, mm: MmStruct | None) -> File | None:
+    """do_open_execat()'s struct file of an executable (or open_exec()'s of its interpreter), with the
+    reference the exec holds until it is done (bprm->file); charged (FILP_SIZE) to the running task's
+    memcg where `mm` is a machine's. None when the charge fails (-ENOMEM)."""
+    file = File(inode)
+    if mm is not None and mm.pt is not None:
+        err, file.objcg = memcg_kmem_charge_obj(mm.pt.mem, FILP_SIZE)
+        if err:
+            return None
+    file.get()
+    return file

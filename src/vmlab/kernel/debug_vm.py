@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vmlab.kernel.fork import THREAD_SIZE_PAGES
+from vmlab.kernel.fork import CRED_SIZE, THREAD_SIZE_PAGES
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
 from vmlab.kernel.mm_types import (
     ANON_VMA_SIZE,
@@ -438,6 +438,8 @@ def check_slab_objects(backend: ModelBackend) -> Counter[int]:
     for task in backend.tasks.values():
         if task.objects.memcg is not None:
             charged[id(task.objects.memcg)] += sum(task.objects.sizes)
+        if task.objects.cred is not None:
+            charged[id(task.objects.cred)] += CRED_SIZE
         if task.mm.objcg is not None:
             charged[id(task.mm.objcg)] += MM_STRUCT_SIZE + RSS_STAT_SIZE
         held = [*task.files.values(), *(v.vm_file for v in task.mm if v.vm_file is not None)]

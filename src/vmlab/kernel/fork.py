@@ -51,10 +51,12 @@ if TYPE_CHECKING:
 #: The obj_cgroup pointer obj_full_size() adds to each accounted slab object.
 OBJCG_PTR = 8
 #: Slab objects of a process: task_struct (dup_task_struct, before the stack), then, in the kernel's
-#: order, cred (copy_creds), files_struct (copy_files), fs_struct (copy_fs), sighand_struct
-#: (copy_sighand) and signal_struct (copy_signal); struct pid comes after the mm (alloc_pid).
+#: order, cred (copy_creds; an exec replaces it), files_struct (copy_files), fs_struct (copy_fs),
+#: sighand_struct (copy_sighand) and signal_struct (copy_signal); struct pid comes after the mm
+#: (alloc_pid).
 TASK_STRUCT_SIZE = 5888 + OBJCG_PTR
-TASK_OBJECTS = (192 + OBJCG_PTR, 704 + OBJCG_PTR, 64 + OBJCG_PTR, 2112 + OBJCG_PTR, 1152 + OBJCG_PTR)
+CRED_SIZE = 192 + OBJCG_PTR
+TASK_OBJECTS = (704 + OBJCG_PTR, 64 + OBJCG_PTR, 2112 + OBJCG_PTR, 1152 + OBJCG_PTR)
 PID_SIZE = 192 + OBJCG_PTR
 #: THREAD_SIZE in pages (16 KiB on x86_64).
 THREAD_SIZE_PAGES = 4
@@ -66,9 +68,11 @@ class TaskObjects:
     (None: nothing accounted, a task of the root)."""
 
     memcg: MemCgroup | None = None
-    #: The slab objects charged, in order.
+    #: The slab objects charged, in order (the cred apart: `cred`).
     sizes: list[int] = dataclasses.field(default_factory=list)
     stack: bool = False
+    #: The memcg its cred is charged to (copy_creds, or the last exec's prepare_bprm_creds).
+    cred: MemCgroup | None = None
 
     def charge(self, mem: PhysMem, size: int) -> bool:
         """One more slab object, charged to the running task's memcg; False when the charge fails."""
@@ -86,9 +90,24 @@ class TaskObjects:
         self.stack = memcg is not None
         return not err
 
+    def charge_cred(self, mem: PhysMem) -> bool:
+        """A new cred (copy_creds at fork, prepare_bprm_creds at exec) charged to the running task's
+        memcg, the one it replaces given back (put_cred); False, the old one kept, when the charge
+        fails."""
+        err, memcg = memcg_kmem_charge_obj(mem, CRED_SIZE)
+        if err:
+            return False
+        if self.cred is not None:
+            memcg_kmem_uncharge_obj(self.cred, CRED_SIZE)
+        self.cred = memcg
+        return True
+
     def free(self) -> None:
         """free_task() and the puts of release_task(): every object and the stack go, their charges
         with them."""
+        if self.cred is not None:
+            memcg_kmem_uncharge_obj(self.cred, CRED_SIZE)
+            self.cred = None
         if self.memcg is None:
             return
         if self.stack:
@@ -104,7 +123,7 @@ def copy_process_objects(mem: PhysMem) -> TaskObjects | None:
     copy_process() fails with -ENOMEM. alloc_pid's struct pid is charged later (the caller's
     objects.charge(mem, PID_SIZE), after the mm)."""
     objects = TaskObjects()
-    if (objects.charge(mem, TASK_STRUCT_SIZE) and objects.charge_stack(mem)
+    if (objects.charge(mem, TASK_STRUCT_SIZE) and objects.charge_stack(mem) and objects.charge_cred(mem)
             and all(objects.charge(mem, size) for size in TASK_OBJECTS)):
         return objects
     objects.free()

@@ -1354,9 +1354,9 @@ class ModelBackend:
         new.memcg = task.memcg
         mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
                      self.sysctl, self._inode, new, task.stats)
-        if isinstance(mm, int):
+        if isinstance(mm, int) or not task.objects.charge_cred(self.mem):  # prepare_bprm_creds()
             exit_mmap(new, self.mem)
-            return mm
+            return mm if isinstance(mm, int) else -ENOMEM
         exit_mmap(task.mm, self.mem)
         task.mm = mm
         task.comm = os.path.basename(path)[:15]

@@ -343,7 +343,7 @@ class File:
     #: f_count: the references held by descriptors and by VMAs (get() and put()).
     f_count: int = 0
     #: The memcg its slab objects are charged to (alloc_empty_file() in that memcg's task); None when
-    #: not accounted (the model's internal files, an exec's, those of an imported process).
+    #: not accounted (the model's internal files, those of an imported process).
     objcg: MemCgroup | None = None
     #: The sizes of those objects, in the order file_free() gives them back: an open's struct file;
     #: a pseudo file's dentry, struct file and inode (vmlab.kernel.fs.PSEUDO_FILE_FREED).
