@@ -59,8 +59,9 @@ and a stock switched to another memcg keeps the odd bytes in the memcg (objcg->n
 without reclaim, past the limit when there is no room (the kernel reclaims first; in the model the
 next charge that needs room does), so that making one never fails. A forked process's task objects
 and kernel stack, and each mm's mm_struct and rss_stat, are charged as vmlab.kernel.fork describes
-(through reclaim and OOM, a refused charge failing the fork or exec). The kernel's other slab objects
-(an exec's struct files, its new cred) the model does not have, nor anon_vma_clone's reuse of an idle
+(through reclaim and OOM, a refused charge failing the fork or exec), and so are an exec's struct
+files and new cred (vmlab.kernel.binfmt_elf.exec_file). The kernel's other slab objects (an fd table
+beyond 64 descriptors, threads') the model does not have, nor anon_vma_clone's reuse of an idle
 anon_vma in a fork (the model's fork child always gets a new one).
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
