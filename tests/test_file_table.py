@@ -13,6 +13,7 @@ from __future__ import annotations
 from memcgkit import memcg_machine
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.file import NR_OPEN_DEFAULT, fdtable_objects
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import FILP_SIZE, VMA_SIZE
@@ -124,3 +125,32 @@ def test_a_vma_at_the_limit_is_charged_past_it() -> None:
     assert tree.obj_cgroup_charge(memcg, VMA_SIZE, nowait=True, nofail=True) == 0
     assert (memcg.memory.usage, memcg.kmem.usage, memcg.kmem_obj_pages) == (1, 1, 1)
     assert memcg.memory.max == 0 and tree.obj_stock_bytes == PAGE_SIZE - VMA_SIZE
+
+
+def test_a_descriptor_past_64_needs_a_table_and_a_fork_sizes_the_childs_by_the_highest() -> None:
+    """expand_files(): descriptors up to 63 fit files_struct; 64 needs a table of 128 (its three
+    objects charged), 200 one of 256 (the first freed); closing never shrinks it. A fork's child
+    gets the table its highest open descriptor needs (none for 63; 128 for 100), and exits free
+    them all."""
+    model, pid, memcg = opened()
+    fd = model.syscall(pid, "openat", (AT_FDCWD, "/sim/f", O_RDONLY, 0))
+    table = model.tasks[pid].objects.fdt
+    assert [model.syscall(pid, "dup", (fd,)) for _ in range(60)][-1] == 63
+    assert table.max_fds == NR_OPEN_DEFAULT and object_bytes(model, memcg) == FILP_SIZE
+    assert model.syscall(pid, "dup", (fd,)) == 64
+    assert table.max_fds == 128 and object_bytes(model, memcg) == FILP_SIZE + sum(fdtable_objects(128))
+    assert model.syscall(pid, "fcntl", (fd, F_DUPFD_CLOEXEC, 200)) == 200
+    assert table.max_fds == 256 and object_bytes(model, memcg) == FILP_SIZE + sum(fdtable_objects(256))
+    check_machine(model)
+    for n in (64, 200):
+        assert model.syscall(pid, "close", (n,)) == 0
+    assert table.max_fds == 256
+    child = model.fork(pid)
+    assert model.tasks[child].objects.fdt.max_fds == NR_OPEN_DEFAULT  # highest descriptor 63
+    assert model.syscall(pid, "dup2", (fd, 100)) == 100
+    other = model.fork(pid)
+    assert model.tasks[other].objects.fdt.max_fds == 128
+    check_machine(model)
+    for task in (child, other, pid):
+        model.exit(task)
+    assert object_bytes(model, memcg) == 0

@@ -3,6 +3,7 @@
 #define SYS_read 0
 #define SYS_write 1
 #define SYS_open 2
+#define SYS_dup 32
 #define SYS_pause 34
 #define SYS_fork 57
 #define SYS_exit 60

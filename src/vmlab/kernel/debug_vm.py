@@ -440,6 +440,12 @@ def check_slab_objects(backend: ModelBackend) -> Counter[int]:
             charged[id(task.objects.memcg)] += sum(task.objects.sizes)
         if task.objects.cred is not None:
             charged[id(task.objects.cred)] += CRED_SIZE
+        fdt = task.objects.fdt
+        if fdt.memcg is not None:
+            charged[id(fdt.memcg)] += sum(fdt.objects)
+        if task.files and max(task.files) >= fdt.max_fds:
+            raise AssertionError(f"pid {task.pid}: descriptor {max(task.files)} beyond its table of "
+                                 f"{fdt.max_fds}")
         if task.mm.objcg is not None:
             charged[id(task.mm.objcg)] += MM_STRUCT_SIZE + RSS_STAT_SIZE
         held = [*task.files.values(), *(v.vm_file for v in task.mm if v.vm_file is not None)]

@@ -18,7 +18,6 @@ from vmlab.kernel.char_mem import is_chrdev
 from vmlab.kernel.uapi import (
     EBADF,
     EINVAL,
-    EMFILE,
     ENOTDIR,
     EPERM,
     F_ADD_SEALS,
@@ -60,6 +59,7 @@ from vmlab.kernel.uapi import (
 if TYPE_CHECKING:
     from vmlab.kernel.machine import Task
     from vmlab.kernel.mm_types import File
+    from vmlab.kernel.page_alloc import PhysMem
 
 #: __O_SYNC (O_SYNC is __O_SYNC | O_DSYNC) and __O_TMPFILE, which uapi does not name on their own.
 O_SYNC_BIT = 0o4000000
@@ -98,9 +98,10 @@ def open_f_flags(flags: int) -> int:
     return flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)
 
 
-def do_fcntl(task: Task, fd: int, cmd: int, arg: int, nr_open: int) -> int:
+def do_fcntl(task: Task, fd: int, cmd: int, arg: int, nr_open: int, mem: PhysMem) -> int:
     """fcntl(fd, cmd, arg) in `task` (cmd an unsigned int, arg an unsigned long, as the kernel takes
-    them); the result or -errno. Raises NotImplementedError for UNMODELLED_COMMANDS."""
+    them; `mem` the machine's, for a descriptor table F_DUPFD enlarges); the result or -errno. Raises
+    NotImplementedError for UNMODELLED_COMMANDS."""
     file = task.files.get(fd)
     if file is None:
         return -EBADF
@@ -109,12 +110,9 @@ def do_fcntl(task: Task, fd: int, cmd: int, arg: int, nr_open: int) -> int:
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):  # f_dupfd()
         if arg >= nr_open:
             return -EINVAL
-        new = arg
-        while new in task.files:
-            new += 1
-        if new >= nr_open:
-            return -EMFILE
-        task.fd_install(new, file, cmd == F_DUPFD_CLOEXEC)
+        new = task.alloc_fd(mem, arg)
+        if new >= 0:
+            task.fd_install(new, file, cmd == F_DUPFD_CLOEXEC)
         return new
     if cmd == F_GETFD:
         return 1 if fd in task.cloexec else 0

@@ -11,8 +11,8 @@ fs_struct, sighand and signal structs and struct pid (`TaskObjects`); and each a
 mm_struct with its rss_stat counters (percpu), charged where the mm is made (`mm_alloc`: fork's
 dup_mm, exec's mm_alloc) and given back by exit_mmap. Sizes are what a slab object charges,
 obj_full_size(): the cache's slab_size on this machine (/sys/kernel/slab/<cache>/slab_size, a merged
-cache's where the cache is merged) plus the obj_cgroup pointer. Not modelled: an fd table larger than
-the 64 descriptors files_struct holds (alloc_fdtable's arrays), and the objects other clone flags or
+cache's where the cache is merged) plus the obj_cgroup pointer. A descriptor table beyond the 64
+descriptors files_struct holds is vmlab.kernel.file's. Not modelled: the objects other clone flags or
 subsystems add (threads, namespaces, io contexts, delay accounting).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from vmlab.kernel.file import FdTable
 from vmlab.kernel.memcontrol import (
     memcg_charge_kernel_stack,
     memcg_kmem_charge_obj,
@@ -53,7 +54,7 @@ OBJCG_PTR = 8
 #: Slab objects of a process: task_struct (dup_task_struct, before the stack), then, in the kernel's
 #: order, cred (copy_creds; an exec replaces it), files_struct (copy_files), fs_struct (copy_fs),
 #: sighand_struct (copy_sighand) and signal_struct (copy_signal); struct pid comes after the mm
-#: (alloc_pid).
+#: (alloc_pid). files_struct comes first in TASK_OBJECTS.
 TASK_STRUCT_SIZE = 5888 + OBJCG_PTR
 CRED_SIZE = 192 + OBJCG_PTR
 TASK_OBJECTS = (704 + OBJCG_PTR, 64 + OBJCG_PTR, 2112 + OBJCG_PTR, 1152 + OBJCG_PTR)
@@ -73,6 +74,8 @@ class TaskObjects:
     stack: bool = False
     #: The memcg its cred is charged to (copy_creds, or the last exec's prepare_bprm_creds).
     cred: MemCgroup | None = None
+    #: The size of its descriptor table and the objects an allocated one charged (vmlab.kernel.file).
+    fdt: FdTable = dataclasses.field(default_factory=FdTable)
 
     def charge(self, mem: PhysMem, size: int) -> bool:
         """One more slab object, charged to the running task's memcg; False when the charge fails."""
@@ -103,8 +106,9 @@ class TaskObjects:
         return True
 
     def free(self) -> None:
-        """free_task() and the puts of release_task(): every object and the stack go, their charges
-        with them."""
+        """exit_files()'s free of the descriptor table, then free_task() and the puts of
+        release_task(): every object and the stack go, their charges with them."""
+        self.fdt.free()
         if self.cred is not None:
             memcg_kmem_uncharge_obj(self.cred, CRED_SIZE)
             self.cred = None
@@ -117,15 +121,21 @@ class TaskObjects:
         self.memcg, self.sizes, self.stack = None, [], False
 
 
-def copy_process_objects(mem: PhysMem) -> TaskObjects | None:
-    """The task_struct, kernel stack, cred, files, fs, sighand and signal of a new process, charged in
-    turn to the running (forking) task's memcg; None (nothing left charged) when a charge fails:
-    copy_process() fails with -ENOMEM. alloc_pid's struct pid is charged later (the caller's
-    objects.charge(mem, PID_SIZE), after the mm)."""
+def copy_process_objects(mem: PhysMem, parent: TaskObjects, highest_fd: int) -> TaskObjects | None:
+    """The task_struct, kernel stack, cred, files (with a descriptor table for the parent's highest
+    open descriptor `highest_fd` when files_struct's own is too small: dup_fd), fs, sighand and signal
+    of a new process, charged in turn to the running (forking) task's memcg; None (nothing left
+    charged) when a charge fails: copy_process() fails with -ENOMEM. alloc_pid's struct pid is
+    charged later (the caller's objects.charge(mem, PID_SIZE), after the mm)."""
     objects = TaskObjects()
+    files, *others = TASK_OBJECTS
     if (objects.charge(mem, TASK_STRUCT_SIZE) and objects.charge_stack(mem) and objects.charge_cred(mem)
-            and all(objects.charge(mem, size) for size in TASK_OBJECTS)):
-        return objects
+            and objects.charge(mem, files)):
+        fdt = parent.fdt.dup(mem, highest_fd)
+        if fdt is not None:
+            objects.fdt = fdt
+            if all(objects.charge(mem, size) for size in others):
+                return objects
     objects.free()
     return None
 

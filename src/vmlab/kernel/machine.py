@@ -306,12 +306,16 @@ class Task:
         for fd in list(self.files):
             self.close_fd(fd)
 
-    def get_unused_fd(self) -> int:
-        """get_unused_fd_flags(): the lowest free descriptor, or -EMFILE."""
-        fd = 0
+    def alloc_fd(self, mem: PhysMem, start: int = 0) -> int:
+        """alloc_fd(): the lowest free descriptor from `start`, its table made room for (expand_files:
+        a larger table charged to the running task's memcg); -EMFILE past RLIMIT_NOFILE, -ENOMEM when
+        the table cannot be had."""
+        fd = start
         while fd in self.files:
             fd += 1
-        return fd if fd < NR_OPEN else -EMFILE
+        if fd >= NR_OPEN:
+            return -EMFILE
+        return self.objects.fdt.expand(mem, fd) or fd
 
 
 class ModelBackend:
@@ -591,7 +595,7 @@ class ModelBackend:
         a charge fails."""
         parent = self.tasks[pid]
         self._run(parent)
-        objects = copy_process_objects(self.mem)
+        objects = copy_process_objects(self.mem, parent.objects, max(parent.files, default=-1))
         if objects is None:
             return -ENOMEM
         mm = dup_mmap(parent.mm, self.sysctl)
@@ -993,7 +997,7 @@ class ModelBackend:
         return sys_munlockall(task.mm, self.sysctl)
 
     def _install(self, task: Task, file: File, cloexec: bool) -> int:
-        fd = task.get_unused_fd()
+        fd = task.alloc_fd(self.mem)
         if fd >= 0:
             task.fd_install(fd, file, cloexec)
         return fd
@@ -1006,7 +1010,7 @@ class ModelBackend:
         fails after it frees the file, and the charge goes back."""
         if not path:
             return -ENOENT
-        fd = task.get_unused_fd()
+        fd = task.alloc_fd(self.mem)
         if fd < 0:
             return fd
         err, objcg = memcg_kmem_charge_obj(self.mem, FILP_SIZE)
@@ -1070,6 +1074,9 @@ class ModelBackend:
         file = task.files.get(oldfd)
         if file is None or newfd >= NR_OPEN:
             return -EBADF
+        err = task.objects.fdt.expand(self.mem, newfd)  # replace_fd()'s expand_files()
+        if err:
+            return err
         task.fd_install(newfd, file, bool(flags & O_CLOEXEC))
         return newfd
 
@@ -1079,7 +1086,7 @@ class ModelBackend:
         return self._dup3(task, oldfd, newfd, 0)
 
     def _fcntl(self, task: Task, fd: int, cmd: int, arg: int = 0) -> int:
-        return do_fcntl(task, fd, cmd, arg, NR_OPEN)
+        return do_fcntl(task, fd, cmd, arg, NR_OPEN, self.mem)
 
     def _ftruncate(self, task: Task, fd: int, length: int) -> int:
         """do_ftruncate(): a regular file open for writing gets the new size (truncate_setsize)."""
@@ -1336,7 +1343,7 @@ class ModelBackend:
 
     def _memfd_create(self, task: Task, name: str, flags: int = 0) -> int:
         """memfd_create(): a free descriptor first (-EMFILE), then the shmem pseudo file."""
-        fd = task.get_unused_fd()
+        fd = task.alloc_fd(self.mem)
         if fd < 0:
             return fd
         shm = self._new_shmem(0)
