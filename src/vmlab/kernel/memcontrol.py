@@ -60,9 +60,10 @@ without reclaim, past the limit when there is no room (the kernel reclaims first
 next charge that needs room does), so that making one never fails. A forked process's task objects
 and kernel stack, and each mm's mm_struct and rss_stat, are charged as vmlab.kernel.fork describes
 (through reclaim and OOM, a refused charge failing the fork or exec), and so are an exec's struct
-files and new cred (vmlab.kernel.binfmt_elf.exec_file). The kernel's other slab objects (an fd table
-beyond 64 descriptors, threads') the model does not have, nor anon_vma_clone's reuse of an idle
-anon_vma in a fork (the model's fork child always gets a new one).
+files and new cred (vmlab.kernel.binfmt_elf.exec_file), and a descriptor table beyond 64 descriptors
+(vmlab.kernel.file). The kernel's other slab objects (threads', namespaces', sockets', ...) the model
+does not have, nor anon_vma_clone's reuse of an idle anon_vma in a fork (the model's fork child
+always gets a new one).
 
 Statistics (rstat): the kernel keeps a memcg's counts per CPU and folds them into the totals that
 lruvec_page_state() reads only when they are flushed: by flush_memcg_stats_dwork every FLUSH_TIME
@@ -80,8 +81,7 @@ simulated time from boot (flush_memcg_stats_dwork); the kernel's worker runs at 
 which the host tests trace and replay instead (tests/test_lru_host.py). memory.stat's own flush is
 not modelled (the model prints exact counts there).
 
-Deliberate differences: of slab objects only XArray nodes, files, VMAs and anon_vma chains are
-charged (see above); v2's swap counter
+Deliberate differences: of slab objects only those named above are charged; v2's swap counter
 is not modelled; a full stock drains its first slot for a new memcg (the kernel a random one); memcg
 reclaim always starts its walk at the memcg over the limit (no mem_cgroup_iter cookie); a v1 task
 waiting in the `oom_kill_disable` queue is reported to the fault path (it cannot sleep in a one-thread
