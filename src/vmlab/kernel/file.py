@@ -15,10 +15,10 @@ objects it charged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.memcontrol import memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
+from vmlab.kernel.memcontrol import OBJCG_PTR, memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
 from vmlab.kernel.uapi import ENOMEM
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 NR_OPEN_DEFAULT = 64
 #: The kmalloc buckets (bytes) a request is rounded up to.
 KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
-#: sizeof(struct fdtable), L1_CACHE_BYTES, the obj_cgroup pointer of an accounted object, a word.
-FDTABLE_SIZE, L1_CACHE_BYTES, OBJCG_PTR, WORD = 56, 64, 8, 8
+#: sizeof(struct fdtable), L1_CACHE_BYTES, a word.
+FDTABLE_SIZE, L1_CACHE_BYTES, WORD = 56, 64, 8
 
 
 def kmalloc_charge(size: int) -> int:
@@ -61,7 +61,7 @@ class FdTable:
 
     max_fds: int = NR_OPEN_DEFAULT
     memcg: MemCgroup | None = None
-    objects: tuple[int, ...] = field(default=())
+    objects: tuple[int, ...] = ()
 
     def expand(self, mem: PhysMem, nr: int) -> int:
         """expand_files(): make room for descriptor `nr`: a new table of the smallest power of two

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.file import FdTable
 from vmlab.kernel.memcontrol import (
+    OBJCG_PTR,
     memcg_charge_kernel_stack,
     memcg_kmem_charge_obj,
     memcg_kmem_uncharge_obj,
@@ -49,8 +50,6 @@ if TYPE_CHECKING:
     from vmlab.kernel.mmap import VmSysctl
     from vmlab.kernel.page_alloc import PhysMem
 
-#: The obj_cgroup pointer obj_full_size() adds to each accounted slab object.
-OBJCG_PTR = 8
 #: Slab objects of a process: task_struct (dup_task_struct, before the stack), then, in the kernel's
 #: order, cred (copy_creds; an exec replaces it), files_struct (copy_files), fs_struct (copy_fs),
 #: sighand_struct (copy_sighand) and signal_struct (copy_signal); struct pid comes after the mm

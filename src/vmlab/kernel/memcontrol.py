@@ -124,6 +124,8 @@ PAGE_ALLOC_COSTLY_ORDER = 3
 MEMCG_CHARGE_BATCH = 64
 #: NR_MEMCG_STOCK: the memcgs a CPU's charge stock holds pages for at once (6.16+).
 NR_MEMCG_STOCK = 7
+#: What obj_full_size() adds to an accounted slab object: the obj_cgroup pointer kept for it.
+OBJCG_PTR = 8
 #: FLUSH_TIME: the period of the memcg statistics' flush worker (2 * HZ).
 FLUSH_TIME_NS = 2 * NSEC_PER_SEC
 #: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
