@@ -23,7 +23,6 @@ import ctypes
 import os
 import resource
 import shutil
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from memcgkit import (
 )
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
+from vmlab.host.procfs import read_pagemap
 from vmlab.kernel.binfmt_elf import STACK_TOP
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.fork import THREAD_SIZE_PAGES
@@ -78,18 +78,18 @@ def _command_byte(path: str) -> int:
 
 def _resident(pid: int) -> tuple[tuple[int, int, bool], ...]:
     """The pages `pid` has present, as accesses (address, one page, a write where the page is private
-    anonymous: pagemap bit 61 clear), the kernel's special mappings left out."""
-    accesses = []
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+    anonymous), the kernel's special mappings left out."""
+    accesses: list[tuple[int, int, bool]] = []
+    with open(f"/proc/{pid}/maps") as maps:
         for line in maps:
             fields = line.split()
             if fields[-1] in SPECIAL:
                 continue
             lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            pagemap.seek(lo // PAGE_SIZE * 8)
-            entries = struct.iter_unpack("<Q", pagemap.read((hi - lo) // PAGE_SIZE * 8))
-            accesses += [(lo + i * PAGE_SIZE, PAGE_SIZE, not e >> 61 & 1)
-                         for i, (e,) in enumerate(entries) if e >> 63]
+            entries = read_pagemap(pid, lo, hi)
+            assert entries is not None, f"pid {pid} is gone"
+            accesses += [(lo + i * PAGE_SIZE, PAGE_SIZE, not entry.file)
+                         for i, entry in enumerate(entries) if entry.present]
     return tuple(accesses)
 
 
