@@ -1015,17 +1015,22 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
                    recency: bool = True) -> None:
     """zap_page_range_single() / unmap_page_range(): clear the entries of [start, end), drop the
     mappings and references of their pages and the RSS they counted (P11). MADV_DONTNEED keeps guard
-    markers (`keep_guards`); munmap does not. A file folio whose PTE was young is marked accessed
-    once per run of its PTEs (zap_present_folio_ptes), unless the VMA has no recency (`recency`
-    off): so a page-cache page used through a mapping is referenced after munmap, and activated by
-    a second map-use-unmap (host-checked in tests/test_lru_host.py). The CPU's folio batches are
-    drained first (lru_add_drain(), as zap_page_range_single and vms_clear_ptes do)."""
+    markers (`keep_guards`); munmap does not. A file folio is marked accessed once per run of its
+    PTEs with a young one among them (zap_present_folio_ptes: a run is what folio_pte_batch()
+    batches, consecutive PTEs of one page table mapping consecutive pages of the folio), unless the
+    VMA has no recency (`recency` off): so a page-cache page used through a mapping is referenced
+    after munmap, activated by a second map-use-unmap, and a folio mapped in separate places (two
+    fault-around windows) is marked once for each (host-checked in tests/test_lru_host.py). The
+    CPU's folio batches are drained first (lru_add_drain(), as zap_page_range_single and
+    vms_clear_ptes do)."""
     pt = mm.pt
     if pt is None or start >= end:
         return
     if mem.lru_lazyfree:
         lru_add_drain(mem)
-    marked = (-1, -1)  # (mapping, head index) of the folio last marked: one mark per run of PTEs
+    # The run of a file folio's PTEs being zapped: its mapping, its head's index, the address that
+    # would continue it, and whether it was marked accessed.
+    run_mapping, run_head, run_next, run_marked = -1, -1, -1, False
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
     addrs, olds = pt.clear_range(start, end)
@@ -1053,21 +1058,25 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
                 inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
                 if inode is not None:  # zap_present_folio_ptes(): a dirty PTE dirties the folio
                     folio_mark_dirty(mem, inode, pfn)
-            if entry & _PAGE_ACCESSED and recency:
-                mapping = int(mem.mem_map.mapping[pfn])
-                last_mapping, last_head = marked
-                if last_mapping != mapping or last_head < 0 or not _in_folio(mem, pfn, last_head):
-                    marked = (mapping, mark_page_cache_accessed(mem, pfn))
+            mapping = int(mem.mem_map.mapping[pfn])
+            if (addr != run_next or not addr % PMD_SIZE or mapping != run_mapping or run_head < 0
+                    or _file_folio_head(mem, pfn) != run_head):
+                run_mapping, run_head, run_marked = mapping, _file_folio_head(mem, pfn), False
+            run_next = addr + PAGE_SIZE
+            if entry & _PAGE_ACCESSED and recency and not run_marked:
+                mark_page_cache_accessed(mem, pfn)
+                run_marked = True
         add_mm_counter(mm, mm_counter(mem, pfn), -1)
         _remove_rmap(mem, pfn)
 
 
-def _in_folio(mem: PhysMem, pfn: int, head: int) -> bool:
-    """Whether page-cache frame `pfn` lies in the (logical) folio whose head page is at index `head`."""
+def _file_folio_head(mem: PhysMem, pfn: int) -> int:
+    """The index of the head page of the (logical) page-cache folio holding frame `pfn`; -1 when the
+    frame belongs to no known mapping."""
     inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
     if inode is None:
-        return False
-    return folio_head(inode, int(mem.mem_map.index[pfn]))[0] == head
+        return -1
+    return folio_head(inode, int(mem.mem_map.index[pfn]))[0]
 
 
 def free_pgtables(mm: MmStruct, start: int, end: int) -> None:
