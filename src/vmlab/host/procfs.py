@@ -95,11 +95,7 @@ def status_kb_lines(text: str) -> dict[str, int]:
 
 def status_kb(text: str, field: str) -> int:
     """The value of a `Field:   N kB` line of /proc/<pid>/status (e.g. RssAnon); KeyError if absent."""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key == field:
-            return int(value.split()[0])
-    raise KeyError(field)
+    return status_kb_lines(text)[field]
 
 
 def read_counters(pid: int) -> Counters | None:
