@@ -9,6 +9,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from vmlab.kernel.memcontrol import OBJCG_PTR
 from vmlab.kernel.mm_types import FILP_SIZE, VM_READAHEAD_PAGES, File, Inode
 from vmlab.kernel.page_writeback import BackingDev
 from vmlab.linux import mincore_residency
@@ -89,8 +90,8 @@ def host_residency(path: str, size: int) -> frozenset[int] | None:
 
 #: What a shmem inode and a dentry charge their memcg (shmem_inode_cache and dentry are SLAB_ACCOUNT):
 #: the slab object (752 and 192 bytes on this kernel, /proc/slabinfo) and its obj_cgroup pointer.
-SHMEM_INODE_SIZE = 752 + 8
-DENTRY_SIZE = 192 + 8
+SHMEM_INODE_SIZE = 752 + OBJCG_PTR
+DENTRY_SIZE = 192 + OBJCG_PTR
 #: A pseudo file's slab objects (memfd_create, a shared anonymous mapping: __shmem_file_setup), in
 #: the order they are charged: the inode (shmem_get_inode), the dentry (d_alloc_pseudo), the file.
 PSEUDO_FILE_CHARGED = (SHMEM_INODE_SIZE, DENTRY_SIZE, FILP_SIZE)

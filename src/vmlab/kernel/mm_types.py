@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vmlab.kernel.char_mem import is_dev_zero
-from vmlab.kernel.memcontrol import memcg_kmem_charge_obj_nofail, memcg_kmem_uncharge_obj
+from vmlab.kernel.memcontrol import OBJCG_PTR, memcg_kmem_charge_obj_nofail, memcg_kmem_uncharge_obj
 from vmlab.kernel.uapi import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ _anon_vma_ids = itertools.count(1)
 
 #: What an anon_vma and an anon_vma_chain charge their memcg (both caches are SLAB_ACCOUNT): the
 #: objects (104 and 64 bytes on this kernel, /proc/slabinfo) and their obj_cgroup pointers.
-ANON_VMA_SIZE = 104 + 8
-AVC_SIZE = 64 + 8
+ANON_VMA_SIZE = 104 + OBJCG_PTR
+AVC_SIZE = 64 + OBJCG_PTR
 
 
 class AnonVma:
@@ -303,18 +303,18 @@ class FileRaState:
 _file_ids = itertools.count(1)
 
 #: What one struct file charges its memcg (filp is SLAB_ACCOUNT): the slab object (192 bytes on this
-#: kernel, /proc/slabinfo) and the obj_cgroup pointer kept for it (obj_full_size(): 8).
-FILP_SIZE = 192 + 8
+#: kernel, /proc/slabinfo) and the obj_cgroup pointer kept for it (obj_full_size()).
+FILP_SIZE = 192 + OBJCG_PTR
 #: What one VMA charges its memcg (vm_area_cachep is SLAB_ACCOUNT): vm_area_struct (192 bytes on
 #: this kernel, /proc/slabinfo) and its obj_cgroup pointer.
-VMA_SIZE = 192 + 8
+VMA_SIZE = 192 + OBJCG_PTR
 #: What an address space's own objects charge the memcg of the task that made it: its mm_struct
 #: (mm_cachep is SLAB_ACCOUNT: 1600 bytes on this kernel, /sys/kernel/slab/mm_struct/slab_size, and
 #: the obj_cgroup pointer), then its rss_stat counters (percpu_counter_init_many of NR_MM_COUNTERS
 #: s32 per possible CPU, 2 here, with GFP_KERNEL_ACCOUNT: pcpu_obj_full_size() adds an obj_cgroup
 #: pointer per 4-byte unit).
-MM_STRUCT_SIZE = 1600 + 8
-RSS_STAT_SIZE = 4 * 4 * 2 + 4 * 8
+MM_STRUCT_SIZE = 1600 + OBJCG_PTR
+RSS_STAT_SIZE = 4 * 4 * 2 + 4 * OBJCG_PTR
 
 
 @dataclass(eq=False)

@@ -36,7 +36,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from vmlab.kernel import filemap
-from vmlab.kernel.memcontrol import MemCgroup, memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
+from vmlab.kernel.memcontrol import OBJCG_PTR, MemCgroup, memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.uapi import ULONG_MAX
 
@@ -198,9 +198,9 @@ def prev_miss(inode: Inode, index: int, max_scan: int) -> int:
 #: The full-height tree's top node: its 64 slots cover every page index of a 64-bit file offset.
 TOP_SHIFT = 48
 #: What one xa_node charges: obj_full_size() of the radix_tree_node slab, its object size (584 on
-#: x86_64, /proc/slabinfo) and the obj_cgroup pointer kept for it (8). Measured: 1,041 nodes (a page
+#: x86_64, /proc/slabinfo) and the obj_cgroup pointer kept for it. Measured: 1,041 nodes (a page
 #: read every 64 of 65,536) charged 151 kmem pages; 584 bytes a node would make 149.
-XA_NODE_SIZE = 584 + 8
+XA_NODE_SIZE = 584 + OBJCG_PTR
 
 Entry = tuple[int, int]  # (first index, order) of one entry: a folio or a shadow
 
