@@ -74,7 +74,7 @@ def test_node_count_is_the_kernels_tree(ops: list[tuple[str, int, int]]) -> None
             remove, add = sorted(inside), [(head, order)]
         else:
             continue
-        created, freed = nodes.update(remove, add)
+        created, freed, _ = nodes.update(remove, add)
         entries = (entries - set(remove)) | set(add)
         tally += len(created) - len(freed)
         assert nodes.nr_nodes() == kernel_nodes(entries) == tally, (kind, remove, add, sorted(entries))
@@ -87,7 +87,7 @@ def test_a_split_of_a_large_shadow_allocates_the_leaves_its_pieces_need() -> Non
     nodes = XaNodes()
     nodes.update([], [(512, 9)])
     assert nodes.nr_nodes() == 1  # the shift-6 node over 0..4095 holds it in 8 slots
-    created, freed = nodes.update([(512, 9)], split_entries(512, 9, 700, 0))
+    created, freed, _ = nodes.update([(512, 9)], split_entries(512, 9, 700, 0))
     assert created == [(0, 640)] and freed == [] and nodes.nr_nodes() == 2
 
 

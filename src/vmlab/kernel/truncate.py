@@ -55,8 +55,7 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     split_large_folio(inode, index)
     pfn = inode.i_pages.pop(index)
     inode.dirty_buffers.discard(index)
-    if inode.xa_nodes.page_out(index):
-        mem.shadow_nodes.touch_index(inode, index)
+    mem.shadow_nodes.page_out(inode, index)
     xa_erase_unused(mem, inode, index)
     mm = mem.mem_map
     if int(mm._refcount[pfn]) == 1:

@@ -904,7 +904,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                     cache_page = i_pages.pop(index, None)
                     if cache_page == head:
                         shadows[index] = age << 1 | (flags & F_WORKINGSET != 0)  # workingset_eviction()
-                        block = index >> XA_CHUNK_SHIFT  # XaNodes.page_out(), in line
+                        block = index >> XA_CHUNK_SHIFT  # ShadowNodes.page_out(), in line
                         left = block_pages[block] - 1
                         if left:
                             block_pages[block] = left
@@ -1088,8 +1088,7 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
             if evicted is not None and len(frames) > 1:
                 evicted.update(dict.fromkeys((f for f in frames if f != head), shadow))
         inode.shadows[index] = shadow
-    if inode.xa_nodes.page_out(index):
-        mem.shadow_nodes.touch_index(inode, index)
+    mem.shadow_nodes.page_out(inode, index)
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
     if flags & F_SWAPBACKED:  # no shadow: the slot is empty

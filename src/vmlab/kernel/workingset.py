@@ -263,6 +263,12 @@ class ShadowNodes:
         nodes = inode.xa_nodes
         self.touch(inode, nodes.slot_node(*nodes.entry_at(index)))
 
+    def page_out(self, inode: Inode, index: int) -> None:
+        """The page at `index` left `inode`'s cache (XaNodes.page_out): when its block has no page
+        left, its node may now hold only shadows."""
+        if inode.xa_nodes.page_out(index):
+            self.touch_index(inode, index)
+
     def settle(self) -> None:
         """workingset_update_node() of every node touched since: added at the end of its memcg's list
         when it holds only shadow entries and is not listed, taken off when it does not."""

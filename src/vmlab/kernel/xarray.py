@@ -229,8 +229,6 @@ class XaNodes:
     order_counts: dict[int, int] = field(default_factory=dict)
     chain: tuple[Node, ...] = ()
     owner: dict[Node, MemCgroup] = field(default_factory=dict)
-    #: The nodes the last update() changed (for workingset_update_node).
-    touched: list[Node] = field(default_factory=list)
     #: How many pages of each block of XA_CHUNK_SIZE indexes (index >> XA_CHUNK_SHIFT) are cached:
     #: what tells a node of only shadows (shadow_only) without looking at its slots' pages.
     block_pages: dict[int, int] = field(default_factory=dict)
@@ -289,11 +287,12 @@ class XaNodes:
         used = (base + slot * span for slot in range(XA_CHUNK_SIZE) if mask >> slot & 1)
         return sorted({self.entry_at(index) for index in used})
 
-    def update(self, remove: list[Entry], add: list[Entry]) -> tuple[list[Node], list[Node]]:
+    def update(self, remove: list[Entry], add: list[Entry]) -> tuple[list[Node], list[Node], list[Node]]:
         """Take the entries `remove` out of the tree and put `add` in (a store that replaces entries,
         a split, an erase): the nodes this allocates and those it frees, top nodes the kernel does
-        not have (the chain) left out. A node emptied by a removal and filled again by an addition
-        was never freed (xas_store() replaces in place)."""
+        not have (the chain) left out, and every node it changed (for workingset_update_node). A node
+        emptied by a removal and filled again by an addition was never freed (xas_store() replaces in
+        place)."""
         before: dict[Node, bool] = {}
         for index, order in remove:
             self._clear(index, order, before)
@@ -310,17 +309,17 @@ class XaNodes:
                 self.orders[index] = order
                 self.order_counts[order] = self.order_counts.get(order, 0) + 1
         masks = self.masks
-        self.touched = list(before)
+        touched = list(before)
         created = [n for n, was in before.items() if not was and n in masks]
         freed = [n for n, was in before.items() if was and n not in masks]
         old_chain, chain = self.chain, self._top_chain()
         self.chain = chain
         if old_chain == chain:
-            return [n for n in created if n not in chain], [n for n in freed if n not in chain]
+            return [n for n in created if n not in chain], [n for n in freed if n not in chain], touched
         grown = [n for n in old_chain if n not in chain and n in masks and n not in created]
         shrunk = [n for n in chain if n not in old_chain and n not in created]
         return ([n for n in created if n not in chain] + grown,
-                [n for n in freed if n not in old_chain] + shrunk)
+                [n for n in freed if n not in old_chain] + shrunk, touched)
 
     def _slot(self, index: int, order: int) -> tuple[Node, int]:
         """The node an entry sits in and the bitmap of its slots there."""
@@ -396,8 +395,8 @@ def xa_update(mem: PhysMem, inode: Inode, remove: list[Entry], add: list[Entry],
     the caller's gfp, `noretry` for readahead's __GFP_NORETRY), each node it frees uncharges the memcg
     that paid for it. 0, or -ENOMEM when a charge failed: then the store is undone."""
     nodes = inode.xa_nodes
-    created, freed = nodes.update(remove, add)
-    for node in nodes.touched:
+    created, freed, touched = nodes.update(remove, add)
+    for node in touched:
         mem.shadow_nodes.touch(inode, node)
     owner = nodes.owner
     if charge:
@@ -406,7 +405,7 @@ def xa_update(mem: PhysMem, inode: Inode, remove: list[Entry], add: list[Entry],
             if err:
                 err, memcg = memcg_kmem_charge_obj(mem, XA_NODE_SIZE, noretry=noretry)
             if err:
-                _, unmade = nodes.update(add, remove)
+                _, unmade, _ = nodes.update(add, remove)
                 _uncharge_nodes(owner, unmade)
                 return err
             if memcg is not None:
