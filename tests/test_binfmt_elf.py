@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from vmlab.backend import Program, Settings
 from vmlab.host.exec_stop import STAT_FIELDS, ExecFailed, ExecSnapshot, run_to_exit, snapshot_at_exec, spawn
 from vmlab.host.procfs import status_kb_lines
-from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, ELF_ET_DYN_BASE, exec_mm
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, ELF_ET_DYN_BASE
+from vmlab.kernel.exec import exec_mm
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import MmStruct
 from vmlab.kernel.mmap import VmSysctl, sys_brk
@@ -139,9 +140,10 @@ SETTINGS = {
 def _check_at_exec(snapshot: Callable[..., ExecSnapshot], path: str, argv: list[str], envp: list[str],
                    rlimit: int | None, legacy: bool) -> None:
     """The layout (exec_mm alone: maps, the smaps lines of layout, the mm fields, VmPeak, VmSize and
-    VmStk), then the same exec as a model machine's first process: its whole smaps and the kB lines
-    of its status, resident pages included (what the exec itself wrote: the strings' and tables'
-    stack pages, the zeroed tail of each segment's last file page; their page tables in VmPTE)."""
+    VmStk), then the same exec as a model machine's first process: its whole smaps, the kB lines
+    of its status, its cmdline and comm, resident pages included (what the exec itself wrote: the
+    strings' and tables' stack pages, the zeroed tail of each segment's last file page; their page
+    tables in VmPTE)."""
     real = snapshot(path, argv, envp, rlimit, legacy)
     mm = _model(path, argv, envp, rlimit, legacy)
     assert show_maps(mm) == real.maps
@@ -156,6 +158,7 @@ def _check_at_exec(snapshot: Callable[..., ExecSnapshot], path: str, argv: list[
                             Settings(rlimit_stack=rlimit, legacy_va_layout=legacy, ram=MODEL_RAM))
         assert machine.view(pid, "smaps") == real.smaps
         status = status_kb_lines(machine.view(pid, "status"))
+        assert (machine.tasks[pid].cmdline, machine.tasks[pid].comm) == (real.cmdline, real.comm)
     finally:
         machine.close()
     assert {"VmSize", "VmStk", "VmRSS", "RssAnon", "RssFile", "VmPTE"} <= status.keys()
@@ -187,6 +190,64 @@ def test_system_programs_at_exec(snapshot: Callable[..., ExecSnapshot], path: st
         pytest.skip(f"{path} not on this host")
     rlimit, legacy, envp, extra = SETTINGS[setting]
     _check_at_exec(snapshot, path, [path, *extra], envp, rlimit, legacy)
+
+
+# --- #! scripts (fs/binfmt_script.c): the interpreter's address space, the script's argv ------------------
+
+def _script(path: Path, line: bytes) -> str:
+    """An executable file of the bytes `line`."""
+    path.write_bytes(line)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _chain(directory: Path, name: str, depth: int, last: str) -> str:
+    """`depth` scripts, each the interpreter of the next, the first interpreted by `last`; the outermost."""
+    for i in range(depth):
+        last = _script(directory / f"{name}{i}", f"#!{last}\n".encode())
+    return last
+
+
+@pytest.fixture(scope="session")
+def scripts(tmp_path_factory: pytest.TempPathFactory, progs: dict[str, str]) -> dict[str, str]:
+    """Scripts whose interpreters are system programs, the test programs, other scripts."""
+    d = tmp_path_factory.mktemp("scripts")
+    made = {
+        "sh-with-arg": _script(d / "sh-with-arg", b"#!/bin/sh -x\n"),
+        "blanks-and-arg": _script(d / "blanks", f"#! \t{progs['exec']}  one  two \t\n".encode()),
+        "no-newline": _script(d / "no-newline", f"#!{progs['static-pie']}".encode()),
+        "nul-ends-name": _script(d / "nul", b"#!/bin/sh\0 -x\n"),
+        "pie-interp": _script(d / "pie", f"#!{progs['pie']} arg\n".encode()),
+    }
+    made["nested"] = _script(d / "nested", f"#!{made['sh-with-arg']} -y\n".encode())
+    made["five-deep"] = _chain(d, "deep", 5, "/bin/sh")
+    if os.access("/usr/bin/env", os.X_OK):
+        made["env"] = _script(d / "env", b"#!/usr/bin/env python3\n")
+    return made
+
+
+SCRIPT_CASES = ["sh-with-arg", "blanks-and-arg", "no-newline", "nul-ends-name", "pie-interp", "nested",
+                "five-deep", "env"]
+#: argv the script is run with: its path and two words; none at all (the kernel puts "" there); an
+#: argv[0] of 5,000 bytes, so that removing it reads two stack pages.
+SCRIPT_ARGVS = {"plain": lambda p: [p, "a", "bb"], "empty": lambda p: [],
+                "long-argv0": lambda p: ["x" * 5000, "a"]}
+
+
+@host
+@pytest.mark.host
+@pytest.mark.parametrize("setting", ["default", "env-5000", "rlimit-100K"])
+@pytest.mark.parametrize("argv", SCRIPT_ARGVS)
+@pytest.mark.parametrize("case", SCRIPT_CASES)
+def test_scripts_at_exec(scripts: dict[str, str], snapshot: Callable[..., ExecSnapshot], case: str, argv: str,
+                         setting: str) -> None:
+    """A script's exec: the interpreter's address space, the argv it gets (/proc/PID/cmdline:
+    `interpreter [arg] script args...`), the script's comm, every view of _check_at_exec."""
+    if case not in scripts:
+        pytest.skip(f"{case}: its interpreter is not on this host")
+    rlimit, legacy, envp, extra = SETTINGS[setting]
+    path = scripts[case]
+    _check_at_exec(snapshot, path, [*SCRIPT_ARGVS[argv](path), *extra], envp, rlimit, legacy)
 
 
 # --- the stack (L3): strings size it, RLIMIT_STACK caps it ------------------------------------------------
@@ -320,6 +381,8 @@ def bad_files(tmp_path: Path, progs: dict[str, str]) -> Iterator[dict[str, str]]
     missing_interp = tmp_path / "missing-interp"
     _gcc(PROGS / "dumpself.c", missing_interp,
          [*BUILDS["pie"][:-1], f"-Wl,-dynamic-linker,{tmp_path / 'no-such-ld.so'}"])
+    self_script = tmp_path / "self-script"
+    _script(self_script, f"#!{self_script}\n".encode())
     yield {
         "missing": str(tmp_path / "no-such-file"),
         "directory": str(tmp_path),
@@ -328,6 +391,13 @@ def bad_files(tmp_path: Path, progs: dict[str, str]) -> Iterator[dict[str, str]]
         "interp-short": str(interps["short"]),
         "interp-not-elf": str(interps["long"]),
         "interp-missing": str(missing_interp),
+        "script-blank": _script(tmp_path / "blank", b"#!  \t \nexit\n"),
+        "script-missing": _script(tmp_path / "missing-sh", b"#!/no/such/interpreter\n"),
+        "script-text": _script(tmp_path / "text-sh", f"#!{text}\n".encode()),
+        "script-noexec": _script(tmp_path / "noexec-sh", f"#!{noexec} -a\n".encode()),
+        "script-six-deep": _chain(tmp_path, "deep", 6, "/bin/sh"),
+        "script-self": str(self_script),
+        "script-cut": _script(tmp_path / "cut", b"#!" + b"/a" * 200),
     }
 
 
@@ -342,6 +412,13 @@ ERROR_CASES = {
     "string-too-long": ("not-elf", ["X=" + "x" * (32 * PAGE_SIZE)], 8 * MiB, errno.E2BIG),
     "strings-over-limit": ("not-elf", _env(*[4000] * 40), 100 << 10, errno.E2BIG),
     "strings-over-rlimit": ("not-elf", _env(30000), 16 << 10, errno.E2BIG),
+    "script-blank": ("script-blank", [], 8 * MiB, errno.ENOEXEC),
+    "script-missing": ("script-missing", [], 8 * MiB, errno.ENOENT),
+    "script-text": ("script-text", [], 8 * MiB, errno.ENOEXEC),
+    "script-noexec": ("script-noexec", [], 8 * MiB, errno.EACCES),
+    "script-six-deep": ("script-six-deep", [], 8 * MiB, errno.ELOOP),
+    "script-self": ("script-self", [], 8 * MiB, errno.ELOOP),
+    "script-cut": ("script-cut", [], 8 * MiB, errno.ENOEXEC),
 }
 
 
@@ -349,7 +426,8 @@ ERROR_CASES = {
 @pytest.mark.host
 @pytest.mark.parametrize("case", ERROR_CASES)
 def test_exec_errors_match_host(bad_files: dict[str, str], case: str) -> None:
-    """ENOENT, EACCES, ENOEXEC, EIO, ELIBBAD, E2BIG: the model returns what the real execve returns."""
+    """ENOENT, EACCES, ENOEXEC, EIO, ELIBBAD, E2BIG, ELOOP: the model returns what the real execve
+    returns."""
     key, envp, rlimit, expected = ERROR_CASES[case]
     path = bad_files[key]
     with pytest.raises(ExecFailed) as real:

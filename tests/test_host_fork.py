@@ -41,7 +41,7 @@ from memcgkit import (
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.host.procfs import read_pagemap
-from vmlab.kernel.binfmt_elf import STACK_TOP
+from vmlab.kernel.binfmts import STACK_TOP
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.machine import ModelBackend

@@ -45,6 +45,8 @@ class ExecSnapshot:
     smaps: str
     mm_fields: dict[str, int]  # STAT_FIELDS read from /proc/PID/stat
     status_kb: dict[str, int]  # the kB lines of /proc/PID/status (VmSize, VmStk, VmRSS, VmPTE, ...)
+    cmdline: tuple[str, ...] = ()  # /proc/PID/cmdline: the arguments on the new stack
+    comm: str = ""  # /proc/PID/comm
 
 
 def _cstrings(items: Sequence[str]) -> ctypes.Array[ctypes.c_char_p]:
@@ -107,7 +109,8 @@ def _read(pid: int, name: str) -> str:
 
 def snapshot_at_exec(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None,
                      legacy: bool = False) -> ExecSnapshot:
-    """Exec `path` for real (ASLR off) and read maps, smaps, the mm fields and status at the exec stop."""
+    """Exec `path` for real (ASLR off) and read maps, smaps, the mm fields, status, cmdline and comm at
+    the exec stop."""
     pid = spawn(path, argv, envp, rlimit_stack, legacy, trace=True)
     _, status = os.waitpid(pid, 0)
     if not os.WIFSTOPPED(status):
@@ -120,10 +123,13 @@ def snapshot_at_exec(path: str, argv: Sequence[str], envp: Sequence[str], rlimit
         fields = _read(pid, "stat").rsplit(")", 1)[1].split()
         mm_fields = {k: int(fields[n - 3]) for k, n in STAT_FIELDS.items()}
         status_kb = status_kb_lines(_read(pid, "status"))
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = tuple(os.fsdecode(a) for a in f.read().split(b"\0")[:-1])
+        comm = _read(pid, "comm").rstrip("\n")
     finally:
         os.kill(pid, signal.SIGKILL)  # still our unreaped, stopped child: the pid cannot be reused
         os.waitpid(pid, 0)
-    return ExecSnapshot(maps, smaps, mm_fields, status_kb)
+    return ExecSnapshot(maps, smaps, mm_fields, status_kb, cmdline, comm)
 
 
 def run_to_exit(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None,

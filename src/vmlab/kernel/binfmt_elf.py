@@ -1,13 +1,14 @@
-"""execve of an ELF file into a fresh address space, after fs/binfmt_elf.c:load_elf_binary and the
-parts of fs/exec.c it relies on (6.18, x86_64, ADDR_NO_RANDOMIZE).
+"""The ELF handler of execve, after fs/binfmt_elf.c:load_elf_binary (6.18, x86_64, ADDR_NO_RANDOMIZE):
+the file's program headers, then the new address space. vmlab.kernel.exec runs it, after the strings
+are on the new stack (vmlab.kernel.binfmts) and any `#!` script has named its interpreter.
 
 Reference rules: kernel-6.18-x86_64.md §1 L1–L10 (layout, stack size, PIE and interpreter placement,
 bss, brk, vdso), §3 M6 (VM_ACCOUNT on data, bss and stack).
 
 What happens, in the kernel's order:
-1. `bprm_mm_init`: a new mm with a one-page stack VMA under STACK_TOP; `copy_strings` copies the
-   filename, envp and argv downwards from STACK_TOP - 8, growing that VMA page by page (E2BIG past the
-   argument limit) and faulting each page in (get_arg_page).
+1. (binfmts, exec) `bprm_mm_init`: a new mm with a one-page stack VMA under STACK_TOP; `copy_strings`
+   copies the filename, envp and argv downwards from STACK_TOP - 8, growing that VMA page by page
+   (E2BIG past the argument limit) and faulting each page in (get_arg_page).
 2. `arch_pick_mmap_layout` (mmap.py), `setup_arg_pages`: final stack flags (PT_GNU_STACK) and the
    128 KiB extension capped by RLIMIT_STACK.
 3. The executable's PT_LOADs (`elf_load`: one file VMA each, the bss beyond the last file page as an
@@ -17,29 +18,31 @@ What happens, in the kernel's order:
    With a machine's page tables these faults are real, so a process starts with the kernel's
    resident pages: at the exec stop smaps and status are the kernel's, Rss and VmPTE included.
 
-Deliberate differences: a `#!` script or a 32-bit ELF is -ENOEXEC here (the kernel would hand them to
-binfmt_script / compat_binfmt_elf); a failure after the point of no return returns -errno instead of
+Deliberate differences: a 32-bit ELF is -ENOEXEC here (the kernel would hand it to compat_binfmt_elf);
+a failure after the point of no return returns -errno instead of
 killing the process; READ_IMPLIES_EXEC personalities and noexec mounts are not modelled.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
-import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from vmlab.kernel.binfmts import (
+    EXSTACK_DEFAULT,
+    EXSTACK_DISABLE_X,
+    EXSTACK_ENABLE_X,
+    LinuxBinprm,
+    expand_downwards,
+    setup_arg_pages,
+)
 from vmlab.kernel.fault import FaultStats, user_access
-from vmlab.kernel.fs import host_inode
-from vmlab.kernel.gup import get_user_pages_remote
-from vmlab.kernel.memcontrol import memcg_kmem_charge_obj
 from vmlab.kernel.mm_types import (
-    FILP_SIZE,
     VM_DONTDUMP,
     VM_DONTEXPAND,
     VM_EXEC,
@@ -49,7 +52,6 @@ from vmlab.kernel.mm_types import (
     VM_MAYWRITE,
     VM_PFNMAP,
     VM_READ,
-    VM_STACK_FLAGS,
     VM_WRITE,
     File,
     Inode,
@@ -60,7 +62,6 @@ from vmlab.kernel.mmap import (
     DEFAULT_MAP_WINDOW,
     TASK_SIZE,
     VmSysctl,
-    acct_stack_growth,
     arch_pick_mmap_layout,
     do_mmap,
     do_munmap,
@@ -69,7 +70,6 @@ from vmlab.kernel.mmap import (
 )
 from vmlab.kernel.rmap import anon_vma_prepare
 from vmlab.kernel.uapi import (
-    EACCES,
     EFAULT,
     EINVAL,
     ENOMEM,
@@ -84,22 +84,15 @@ from vmlab.kernel.uapi import (
     PROT_WRITE,
     page_align,
 )
-from vmlab.kernel.util import security_vm_enough_memory_mm
 
-E2BIG = errno.E2BIG
 ENOEXEC = errno.ENOEXEC
 ELIBBAD = errno.ELIBBAD
 
 #: A path exec_mm loads without touching the disk: a tiny static non-PIE program (see BUILTIN_IMAGE).
 BUILTIN_PROGRAM = "/vmlab/minimal"
 
-STACK_TOP = TASK_SIZE  # STACK_TOP_MAX with 4-level paging (L2)
 ELF_ET_DYN_BASE = DEFAULT_MAP_WINDOW // 3 * 2  # 0x555555554aaa (L6)
 ELF_MIN_ALIGN = PAGE_SIZE
-ARG_MAX = 32 * PAGE_SIZE  # the historical minimum room for argument strings
-MAX_ARG_STRLEN = 32 * PAGE_SIZE  # longest single argv/envp string
-_STK_LIM = 8 << 20
-STACK_EXPAND = 131072  # setup_arg_pages(): stack_expand
 #: ELF_PLATFORM (utsname()->machine), copied onto the stack by create_elf_tables().
 ELF_PLATFORM = b"x86_64"
 #: saved_auxv words create_elf_tables() puts on the stack on this kernel: AT_SYSINFO_EHDR,
@@ -117,7 +110,6 @@ PF_X, PF_W, PF_R = 1, 2, 4
 ELF_PHDR_SIZE = 56  # sizeof(struct elf64_phdr)
 ELF_EHDR_SIZE = 64  # sizeof(struct elf64_hdr)
 PATH_MAX = 4096
-EXSTACK_DEFAULT, EXSTACK_DISABLE_X, EXSTACK_ENABLE_X = 0, 1, 2
 
 # arch/x86/entry/vdso: the 64-bit image is 2 text pages with 6 data pages below it (L8).
 VDSO_TEXT_PAGES = 2
@@ -195,25 +187,6 @@ BUILTIN_IMAGE = ElfImage(
 )
 
 
-#: A machine's inode for a path (host files by dev/ino, the built-in program's own), see exec_mm.
-InodeLookup = Callable[[str], Inode]
-
-
-def open_exec(path: str, inode_for: InodeLookup = host_inode) -> Inode | int:
-    """open_exec()/do_open_execat(): the inode of an executable regular file, or -errno.
-
-    ENOENT/ENOTDIR/ELOOP/... come from the path walk; EACCES for a non-regular file or one nobody may
-    execute (root needs one x bit).
-    """
-    try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111 or not os.access(path, os.X_OK):
-            return -EACCES
-        return inode_for(path)
-    except OSError as e:
-        return -(e.errno or errno.ENOENT)
-
-
 def read_elf(inode: Inode, interpreter: bool = False) -> ElfImage | int:
     """The header checks of load_elf_binary + load_elf_phdrs(): the image, or -errno when it is not a
     loadable x86_64 ELF — ENOEXEC for the executable; for an interpreter EIO when its 64-byte header
@@ -257,116 +230,6 @@ def read_elf(inode: Inode, interpreter: bool = False) -> ElfImage | int:
 _PT_BY_NAME = {"PT_LOAD": PT_LOAD, "PT_INTERP": PT_INTERP, "PT_GNU_STACK": PT_GNU_STACK}
 
 
-# --- the argument pages (fs/exec.c) ------------------------------------------------------------------------
-
-@dataclass
-class LinuxBinprm:
-    """`struct linux_binprm`: the exec in progress (its new mm, the stack VMA and the copy cursor p)."""
-
-    mm: MmStruct
-    vma: VmArea
-    filename: str
-    rlim_stack: int  # RLIMIT_STACK.rlim_cur, RLIM_INFINITY for unlimited
-    p: int = 0
-    exec: int = 0  # address of the filename copy (AT_EXECFN)
-    argmin: int = 0
-    argc: int = 0
-    envc: int = 0
-    arg_bytes: int = 0  # Σ strlen(argv)+1: create_elf_tables walks these to find arg_end
-    env_bytes: int = 0
-    sysctl: VmSysctl = dataclasses.field(default_factory=VmSysctl)
-    #: The exec'ing task's fault counters: the exec's own writes into the new mm fault like its own.
-    stats: FaultStats = dataclasses.field(default_factory=FaultStats)
-
-
-def _c_string(s: str) -> bytes:
-    """The bytes the kernel copies for a string argument: up to its first NUL, NUL included."""
-    return os.fsencode(s).split(b"\0", 1)[0] + b"\0"
-
-
-def bprm_mm_init(filename: str, rlimit_stack: int | None, sysctl: VmSysctl | None = None,
-                 mm: MmStruct | None = None, stats: FaultStats | None = None) -> LinuxBinprm | int:
-    """bprm_mm_init()/__bprm_mm_init(): a new mm (`mm`, empty, or a fresh one) whose only VMA is one
-    stack page below STACK_TOP, charged by insert_vm_struct(); -ENOMEM if the commit refuses it."""
-    mm = mm if mm is not None else MmStruct()
-    sysctl = sysctl if sysctl is not None else VmSysctl()
-    if security_vm_enough_memory_mm(mm, 1, sysctl):
-        return -ENOMEM
-    # insert_vm_struct() gives an anonymous VMA pgoff = vm_start >> PAGE_SHIFT; stack growth lowers it.
-    vma = VmArea(STACK_TOP - PAGE_SIZE, STACK_TOP, VM_STACK_FLAGS, (STACK_TOP - PAGE_SIZE) >> PAGE_SHIFT)
-    mm.insert(vma)
-    mm.vm_stat_account(VM_STACK_FLAGS, 1)
-    rlim = _U64 if rlimit_stack is None else rlimit_stack
-    return LinuxBinprm(mm, vma, filename, rlim, p=vma.vm_end - 8, sysctl=sysctl,
-                       stats=stats if stats is not None else FaultStats())
-
-
-def bprm_stack_limits(bprm: LinuxBinprm) -> int:
-    """bprm_stack_limits(): how low the strings may reach (¼ of the stack limit, at least ARG_MAX)."""
-    limit = min(_STK_LIM // 4 * 3, bprm.rlim_stack // 4)
-    limit = max(limit, ARG_MAX)
-    ptr_size = (max(bprm.argc, 1) + bprm.envc) * 8
-    if limit <= ptr_size:
-        return -E2BIG
-    bprm.argmin = bprm.p - (limit - ptr_size)
-    return 0
-
-
-def _expand_downwards(bprm: LinuxBinprm, addr: int) -> int:
-    """expand_downwards() on the stack VMA during exec: cover PAGE_START(addr) (no guard-gap check:
-    nothing else is mapped yet); -ENOMEM past RLIMIT_STACK."""
-    vma, mm = bprm.vma, bprm.mm
-    new_start = addr & PAGE_MASK
-    if new_start >= vma.vm_start:
-        return 0
-    if vma.vm_end - new_start > bprm.rlim_stack:
-        return -ENOMEM
-    grow = (vma.vm_start - new_start) >> PAGE_SHIFT
-    if acct_stack_growth(mm, vma, grow, bprm.sysctl):
-        return -ENOMEM
-    mm.set_range(vma, new_start, vma.vm_end)
-    vma.vm_pgoff -= grow
-    mm.vm_stat_account(vma.vm_flags, grow)
-    return 0
-
-
-def copy_strings(bprm: LinuxBinprm, strings: Sequence[str]) -> int:
-    """copy_strings()/copy_string_kernel(): copy the strings downwards, the last one highest.
-
-    get_arg_page() extends the stack VMA ahead of each page written (6.5+), so the VMA ends up
-    covering exactly the pages the strings touched (L3's A), and faults the page in (GUP, write)
-    each time the copy moves into another page: the kernel keeps the last page mapped across the
-    strings of one call, not from one call to the next. -E2BIG when a page cannot be had.
-    """
-    total = 0
-    if strings:
-        anon_vma_prepare(bprm.mm, bprm.vma)  # the copy write-faults anonymous pages into the stack
-    kmapped = -1
-    for s in reversed(strings):
-        data = _c_string(s)
-        if len(data) > MAX_ARG_STRLEN:
-            return -E2BIG
-        bprm.p -= len(data)
-        if bprm.p < bprm.argmin:
-            return -E2BIG
-        if _expand_downwards(bprm, bprm.p):
-            return -E2BIG
-        for page in range((bprm.p + len(data) - 1) & PAGE_MASK, (bprm.p & PAGE_MASK) - 1, -PAGE_SIZE):
-            if page != kmapped and _get_arg_page(bprm, page):
-                return -E2BIG
-            kmapped = page
-        total += len(data)
-    return total
-
-
-def _get_arg_page(bprm: LinuxBinprm, page: int) -> int:
-    """get_arg_page()'s get_user_pages_remote(FOLL_FORCE | FOLL_WRITE) of a stack page: 0 or -errno.
-    Only where the new mm has page tables (an mm built for its layout alone has no memory)."""
-    if bprm.mm.pt is None:
-        return 0
-    return get_user_pages_remote(bprm.mm, page, 1, True, bprm.stats)
-
-
 def _write_user(mm: MmStruct, start: int, length: int, sysctl: VmSysctl, stats: FaultStats) -> int:
     """copy_to_user()/put_user()/clear_user() of [start, start + length) into the new mm, in ascending
     order: a page not writable yet is write-faulted in kernel mode; 0, or -EFAULT where the fault
@@ -376,28 +239,6 @@ def _write_user(mm: MmStruct, start: int, length: int, sysctl: VmSysctl, stats: 
     for page in range(start & PAGE_MASK, start + length, PAGE_SIZE):
         if user_access(mm, max(page, start), True, None, sysctl, stats, user_mode=False) is not None:
             return -EFAULT
-    return 0
-
-
-def setup_arg_pages(bprm: LinuxBinprm, executable_stack: int) -> int:
-    """setup_arg_pages(): final stack flags, then extend the stack by 128 KiB within RLIMIT_STACK (L3).
-
-    No shift: with ASLR off STACK_TOP is where the strings already are.
-    """
-    mm, vma = bprm.mm, bprm.vma
-    mm.arg_start = bprm.p
-    vm_flags = VM_STACK_FLAGS
-    if executable_stack == EXSTACK_ENABLE_X:
-        vm_flags |= VM_EXEC
-    elif executable_stack == EXSTACK_DISABLE_X:
-        vm_flags &= ~VM_EXEC
-    vma.vm_flags = vm_flags | mm.def_flags
-    stack_size = vma.vm_end - vma.vm_start
-    rlim_stack = bprm.rlim_stack & PAGE_MASK
-    stack_expand = min(rlim_stack, stack_size + STACK_EXPAND)
-    mm.start_stack = bprm.p
-    if _expand_downwards(bprm, vma.vm_end - stack_expand):
-        return -EFAULT
     return 0
 
 
@@ -549,7 +390,7 @@ def create_elf_tables(bprm: LinuxBinprm) -> int:
     if (_write_user(mm, u_platform, len(ELF_PLATFORM) + 1, bprm.sysctl, bprm.stats)
             or _write_user(mm, u_rand_bytes, 16, bprm.sysctl, bprm.stats)):
         return -EFAULT
-    if _expand_downwards(bprm, bprm.p):  # find_extend_vma()
+    if expand_downwards(bprm, bprm.p):  # find_extend_vma()
         return -EFAULT
     if _write_user(mm, bprm.p, (items + AUXV_WORDS) * 8, bprm.sysctl, bprm.stats):
         return -EFAULT
@@ -671,90 +512,3 @@ def load_elf_binary(bprm: LinuxBinprm, image: ElfImage, interp: tuple[ElfImage, 
     return 0
 
 
-def do_execveat_strings(bprm: LinuxBinprm, argv: Sequence[str], envp: Sequence[str]) -> int:
-    """do_execveat_common()'s copies: the filename (AT_EXECFN), envp, argv, and a lone "" for an empty
-    argv; 0 or -E2BIG."""
-    bprm.argc, bprm.envc = len(argv), len(envp)
-    err = bprm_stack_limits(bprm)
-    if err:
-        return err
-    copied = copy_strings(bprm, [bprm.filename])
-    bprm.exec = bprm.p
-    if copied >= 0:
-        copied = bprm.env_bytes = copy_strings(bprm, envp)
-    if copied >= 0:
-        copied = bprm.arg_bytes = copy_strings(bprm, argv or [""])
-        bprm.argc = max(bprm.argc, 1)
-    return min(copied, 0)
-
-
-def exec_mm(path: str, argv: Sequence[str], envp: Sequence[str], rlimit_stack: int | None, legacy: bool,
-            sysctl: VmSysctl, inode_for: InodeLookup | None = None, mm: MmStruct | None = None,
-            stats: FaultStats | None = None) -> MmStruct | int:
-    """execve(path, argv, envp) with ADDR_NO_RANDOMIZE: the new address space, or -errno.
-
-    `rlimit_stack` is RLIMIT_STACK's soft limit in bytes (None = unlimited); `legacy` is the
-    ADDR_COMPAT_LAYOUT personality. BUILTIN_PROGRAM loads BUILTIN_IMAGE without touching the disk;
-    any other path is read from the host. `inode_for` gives the machine's inode of a path (its page
-    cache is the machine's: BUILTIN_PROGRAM included; default: a host file's own inode and the shared
-    BUILTIN_IMAGE one). `mm` is the empty mm to build (the machine's: its page tables, so that mappings
-    are charged to the machine's committed counter, and its credential; on failure the caller tears it
-    down with exit_mmap). With page tables, the exec's own writes fault pages in as the kernel's do:
-    the strings' stack pages (get_arg_page), the zeroed tail of each segment's last file page
-    (padzero) and the tables below the strings; `stats` (the exec'ing task's) counts those faults.
-    Errors come in the kernel's order: opening the file
-    (ENOENT, EACCES, ...), copying the strings (E2BIG), the ELF checks (ENOEXEC), the interpreter
-    (ENOENT, EACCES, ELIBBAD), then mapping (ENOMEM, EEXIST, ...).
-    """
-    builtin = path == BUILTIN_PROGRAM
-    if builtin:
-        inode: Inode | int = inode_for(path) if inode_for is not None else builtin_inode()
-    else:
-        inode = open_exec(path, inode_for or host_inode)
-    if isinstance(inode, int):
-        return inode
-    file = exec_file(inode, mm)
-    if file is None:
-        return -ENOMEM
-    try:
-        bprm = bprm_mm_init(path, rlimit_stack, sysctl, mm, stats)
-        if isinstance(bprm, int):
-            return bprm
-        err = do_execveat_strings(bprm, argv, envp)
-        if err:
-            return err
-        image = dataclasses.replace(BUILTIN_IMAGE, inode=inode) if builtin else read_elf(inode)
-        if isinstance(image, int):
-            return image
-        if image.interp is None:
-            err = load_elf_binary(bprm, image, None, rlimit_stack, legacy, sysctl, file)
-            return err if err else bprm.mm
-        interp_inode = open_exec(image.interp, inode_for or host_inode)
-        if isinstance(interp_inode, int):
-            return interp_inode
-        interp_file = exec_file(interp_inode, bprm.mm)
-        if interp_file is None:
-            return -ENOMEM
-        try:
-            interp = read_elf(interp_inode, interpreter=True)
-            if isinstance(interp, int):
-                return interp
-            err = load_elf_binary(bprm, image, (interp, interp_file), rlimit_stack, legacy, sysctl, file)
-            return err if err else bprm.mm
-        finally:
-            interp_file.put()
-    finally:
-        file.put()
-
-
-def exec_file(inode: Inode, mm: MmStruct | None) -> File | None:
-    """do_open_execat()'s struct file of an executable (or open_exec()'s of its interpreter), with the
-    reference the exec holds until it is done (bprm->file); charged (FILP_SIZE) to the running task's
-    memcg where `mm` is a machine's. None when the charge fails (-ENOMEM)."""
-    file = File(inode)
-    if mm is not None and mm.pt is not None:
-        err, file.objcg = memcg_kmem_charge_obj(mm.pt.mem, FILP_SIZE)
-        if err:
-            return None
-    file.get()
-    return file

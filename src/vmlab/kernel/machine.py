@@ -14,8 +14,9 @@ import numpy as np
 from vmlab.backend import Arg, Counters, Program, Settings
 from vmlab.kernel import signal, task_mmu, vmscan
 from vmlab.kernel import sys as kernel_sys
-from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode, exec_mm
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode
 from vmlab.kernel.char_mem import DEV_NULL, is_chrdev, llseek, read_length, write_result
+from vmlab.kernel.exec import do_execve
 from vmlab.kernel.fadvise import generic_fadvise
 from vmlab.kernel.fault import FAULT_OOM, SIGKILL, FaultStats, mmu_permits, user_access
 from vmlab.kernel.fcntl import do_fcntl, open_f_flags
@@ -1359,15 +1360,15 @@ class ModelBackend:
         if mm_alloc(self.mem, new):  # mm_struct, PGD, rss_stat: charged to the exec'ing task's memcg
             return -ENOMEM
         new.memcg = task.memcg
-        mm = exec_mm(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
-                     self.sysctl, self._inode, new, task.stats)
-        if isinstance(mm, int) or not task.objects.charge_cred(self.mem):  # prepare_bprm_creds()
+        bprm = do_execve(path, argv, envp, self.settings.rlimit_stack, self.settings.legacy_va_layout,
+                         self.sysctl, self._inode, new, task.stats)
+        if isinstance(bprm, int) or not task.objects.charge_cred(self.mem):  # prepare_bprm_creds()
             exit_mmap(new, self.mem)
-            return mm if isinstance(mm, int) else -ENOMEM
+            return bprm if isinstance(bprm, int) else -ENOMEM
         exit_mmap(task.mm, self.mem)
-        task.mm = mm
-        task.comm = os.path.basename(path)[:15]
-        task.cmdline = tuple(argv)
+        task.mm = bprm.mm
+        task.comm = os.path.basename(path)[:15]  # a script's own name, not its interpreter's
+        task.cmdline = tuple(bprm.argv)
         for fd in list(task.cloexec):
             task.close_fd(fd)
         return 0

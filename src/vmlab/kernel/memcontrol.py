@@ -60,7 +60,7 @@ without reclaim, past the limit when there is no room (the kernel reclaims first
 next charge that needs room does), so that making one never fails. A forked process's task objects
 and kernel stack, and each mm's mm_struct and rss_stat, are charged as vmlab.kernel.fork describes
 (through reclaim and OOM, a refused charge failing the fork or exec), and so are an exec's struct
-files and new cred (vmlab.kernel.binfmt_elf.exec_file), and a descriptor table beyond 64 descriptors
+files and new cred (vmlab.kernel.binfmts.exec_file), and a descriptor table beyond 64 descriptors
 (vmlab.kernel.file). The kernel's other slab objects (threads', namespaces', sockets', ...) the model
 does not have, nor anon_vma_clone's reuse of an idle anon_vma in a fork (the model's fork child
 always gets a new one).
