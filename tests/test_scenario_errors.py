@@ -121,3 +121,18 @@ def test_strace_log_with_a_result_that_is_no_number(tmp_path: Path, capsys: pyte
 def test_missing_strace_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["strace-replay", str(tmp_path / "x.log")]) == 2
     assert "error: cannot read strace log" in capsys.readouterr().err
+
+
+def test_strace_log_of_a_program_the_model_cannot_exec(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The log's first execve succeeded, but the file is no program the model can run here (a text
+    file without `#!`: ENOEXEC): one line naming the execve, not the OSError's traceback it was."""
+    text = tmp_path / "notes"
+    text.write_text("plain text\n")
+    text.chmod(0o755)
+    log = tmp_path / "x.log"
+    log.write_text(f'execve("{text}", ["notes"], []) = 0\n')
+    assert main(["strace-replay", str(log)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"{log}:1:1: error: cannot replay execve: the model cannot run {text}: "
+                                 "Exec format error\n")

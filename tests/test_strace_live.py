@@ -7,6 +7,7 @@ Each program runs as `setarch -R strace -f -v -s 65536 -o LOG CMD` (ASLR off), t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vmlab.lab.backends import make_backend
+from vmlab.lab.diff import mask
 from vmlab.lab.strace import Replay, maps_read_in_log, read_log
 
 PROGRAMS = {
@@ -68,3 +70,61 @@ def test_replay_with_decorated_log(tmp_path: Path) -> None:
     """-y, -tt and -T decorations change nothing in the replay."""
     got, read = replay_maps(trace(tmp_path, PROGRAMS["cat"], "-y", "-tt", "-T"))
     assert got == read
+
+
+def _run_traced(tmp_path: Path, argv: list[str]) -> Path:
+    """Run argv (a path, not looked up) under strace like trace(); the log's path."""
+    log = tmp_path / "trace.log"
+    subprocess.run(["setarch", "-R", "strace", "-f", "-v", "-s", "65536", "-o", str(log), *argv], env={},
+                   check=True, stdout=subprocess.DEVNULL, timeout=60)
+    return log
+
+
+def test_replay_of_a_script(tmp_path: Path) -> None:
+    """A `#!` script traced from its own execve: the model runs its interpreter with the script's
+    argv (binfmt_script) and the maps python read are the model's."""
+    if shutil.which("python3", path="/usr/bin") is None:
+        pytest.skip("/usr/bin/python3 is not installed")
+    script = tmp_path / "maps.py"
+    script.write_text("#!/usr/bin/python3 -S\nimport sys; sys.stdout.write(open('/proc/self/maps').read())\n")
+    script.chmod(0o755)
+    got, read = replay_maps(_run_traced(tmp_path, [str(script), "arg"]))
+    assert got == read
+
+
+MAKES_FILES = """
+import mmap, os, sys
+os.chdir(sys.argv[1])
+fd = os.open("made", os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, 8192)
+shared = mmap.mmap(fd, 8192)
+mfd = os.memfd_create("vmlab", os.MFD_CLOEXEC)
+os.ftruncate(mfd, 4096)
+anon = mmap.mmap(mfd, 4096)
+sys.stdout.write(open("/proc/self/maps").read())
+"""
+
+
+def test_replay_of_files_the_program_made(tmp_path: Path) -> None:
+    """A file created by a relative open after chdir, and a memfd, each sized with ftruncate and
+    mapped MAP_SHARED: the replay makes both in the model, under their names. The created file is
+    removed before the replay (as a program's temporary file would be), so its device and inode are
+    the model's own; a memfd's inode number is the host's count since boot (masked as `vmlab diff`
+    masks it). Everything else in the maps is the kernel's."""
+    python3 = shutil.which("python3", path="/usr/bin")
+    if python3 is None:
+        pytest.skip("/usr/bin/python3 is not installed")
+    work = tmp_path / "work"
+    work.mkdir()
+    log = _run_traced(tmp_path, [python3, "-S", "-c", MAKES_FILES, str(work)])
+    (work / "made").unlink()
+    got, read = replay_maps(log)
+    made = f" {work / 'made'}"
+    assert made in read and "/memfd:vmlab (deleted)" in read
+
+    def masked(text: str) -> str:
+        lines = [re.sub(r" [0-9a-f]{2}:[0-9a-f]{2} \d+ +", " * ", ln) if ln.endswith(made) else ln
+                 for ln in text.splitlines()]
+        return mask("\n".join(lines))
+
+    assert masked(got) == masked(read)

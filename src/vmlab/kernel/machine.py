@@ -131,6 +131,7 @@ from vmlab.kernel.uapi import (
     MAP_HUGETLB,
     MAP_NONBLOCK,
     MAP_POPULATE,
+    MFD_CLOEXEC,
     MS_ASYNC,
     MS_INVALIDATE,
     MS_SYNC,
@@ -1350,7 +1351,7 @@ class ModelBackend:
         shm = self._new_shmem(0)
         shm.inode.path = f"/memfd:{name}"
         shm.inode.major, shm.inode.minor = SHMEM_INTERNAL_DEV
-        task.fd_install(fd, shm, bool(flags & 1))  # MFD_CLOEXEC
+        task.fd_install(fd, shm, bool(flags & MFD_CLOEXEC))
         return fd
 
     def _execve(self, task: Task, path: str, argv: tuple[str, ...], envp: tuple[str, ...]) -> int:

@@ -108,6 +108,12 @@ O_PATH = 0o10000000
 AT_FDCWD = -100
 #: INR_OPEN_CUR: the RLIMIT_NOFILE soft limit a process starts with (include/uapi/linux/fs.h).
 INR_OPEN_CUR = 1024
+# include/uapi/linux/memfd.h
+MFD_CLOEXEC = 0x1
+MFD_ALLOW_SEALING = 0x2
+MFD_HUGETLB = 0x4
+MFD_NOEXEC_SEAL = 0x8
+MFD_EXEC = 0x10
 
 F_DUPFD = 0
 F_GETFD = 1
@@ -191,7 +197,8 @@ O_NAMES = _names("O_")
 MLOCK_NAMES = {**_names("MLOCK_"), **_names("MCL_")}
 ALL_NAMES: dict[str, int] = {
     **PROT_NAMES, **MAP_NAMES, **MREMAP_NAMES, **MADV_NAMES, **O_NAMES, **MLOCK_NAMES,
-    **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), "AT_FDCWD": AT_FDCWD, "NULL": 0,
+    **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), **_names("MFD_"), "AT_FDCWD": AT_FDCWD,
+    "NULL": 0,
 }
 
 

@@ -2,7 +2,8 @@
 
 `read_log` turns the log into events, joining `<unfinished ...>` heads with their `<... resumed>` tails;
 it uses the same call parser as the scenario language (vmlab.lab.syntax). `Replay` follows execve, the
-memory syscalls, fork/vfork/clone and the file-descriptor calls on the model and yields the
+memory syscalls, fork/vfork/clone, the file-descriptor calls and what names files (memfd_create,
+ftruncate, chdir, fchdir) on the model and yields the
 /proc/<pid>/maps the kernel would have shown; where the model's result differs from the log's it reports
 a divergence and follows the log so the replay stays in step.
 """
@@ -209,10 +210,13 @@ class Fd:
 
 @dataclass
 class Proc:
-    """A traced process: its model pid and descriptor table (shared between threads)."""
+    """A traced process: its model pid, descriptor table and working directory (shared between
+    threads)."""
 
     model_pid: int
     fds: dict[int, Fd] = field(default_factory=dict)
+    #: The working directory relative paths start from (chdir, fchdir; at first the execve's PWD).
+    cwd: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,10 @@ class Divergence:
         """`LOG:LINE: [pid N] message`."""
         who = f"[pid {self.pid}] " if self.pid is not None else ""
         return f"{path}:{self.line}: {who}{self.message}"
+
+
+#: Calls the replay follows for what later opens and mmaps name: memfd files, sizes, the directory.
+FILE_CALLS = frozenset({"memfd_create", "ftruncate", "chdir", "fchdir"})
 
 
 class Replay:
@@ -302,6 +310,8 @@ class Replay:
             self.memory(ev, body)
         elif name in FD_CALLS:
             self.fd_call(ev, body)
+        elif name in FILE_CALLS:
+            self.file_call(ev, body)
         elif name == "read":
             self.read(ev, body)
         elif name in UNMODELLED_MM_CALLS or self.unmodelled_special(body):
@@ -338,7 +348,7 @@ class Replay:
             return
         model_child = self.backend.fork(proc.model_pid)
         fds = {n: Fd(f.model_fd, set(f.names), f.cloexec) for n, f in proc.fds.items()}
-        self.procs[child] = Proc(model_child, fds)
+        self.procs[child] = Proc(model_child, fds, proc.cwd)
 
     def exit(self, ev: Event) -> None:
         """A process ended: keep its last maps, then reap it in the model."""
@@ -357,7 +367,13 @@ class Replay:
         program = self.program(ev, call)
         if not self.procs:
             self.main = ev.pid
-            self.procs[ev.pid] = Proc(self.backend.start(program, Settings()))
+            try:
+                model_pid = self.backend.start(program, Settings())
+            except OSError as e:
+                raise ev.src.error(f"cannot replay execve: the model cannot run {program.path}: "
+                                   f"{os.strerror(e.errno) if e.errno else e}", call.col) from None
+            pwd = next((v[4:] for v in program.envp if v.startswith("PWD=/")), None)
+            self.procs[ev.pid] = Proc(model_pid, cwd=pwd)
             return
         proc = self.procs[ev.pid]
         ret = self.backend.syscall(proc.model_pid, "execve", (program.path, program.argv, program.envp))
@@ -443,11 +459,13 @@ class Replay:
         values = [evaluate(a, _CONST) for a in args]
         if call.name in ("open", "openat"):
             flags = int(values[2 if call.name == "openat" else 1])  # type: ignore[arg-type]
-            names = _open_names(call, ev)
             given = str(values[1 if call.name == "openat" else 0])
+            dirfd = int(values[0]) if call.name == "openat" else uapi.AT_FDCWD  # type: ignore[arg-type]
+            names = _open_names(call, ev) | self._absolute(proc, dirfd, given)
             path = (call.result.path if call.result and call.result.path else
                     next((n for n in sorted(names) if n.startswith("/")), given))
-            safe = flags & ~(uapi.O_CREAT | uapi.O_TRUNC | uapi.O_EXCL | uapi.O_APPEND)
+            # O_CREAT stays: a file the program made and removed since is made in the model, empty.
+            safe = flags & ~(uapi.O_TRUNC | uapi.O_EXCL | uapi.O_APPEND)
             mfd = self.backend.syscall(proc.model_pid, "openat", (uapi.AT_FDCWD, path, safe))
             self.set_fd(proc, ret, Fd(mfd if mfd >= 0 else None, names, bool(flags & uapi.O_CLOEXEC)))
         elif call.name == "close":
@@ -470,6 +488,48 @@ class Replay:
                 fd.cloexec = bool(int(values[2]) & 1)  # type: ignore[arg-type]
 
     @staticmethod
+    def _absolute(proc: Proc, dirfd: int, path: str) -> set[str]:
+        """The absolute name of a relative `path` from the working directory or from `dirfd`'s
+        absolute name, where the replay knows it (else nothing)."""
+        if path.startswith("/"):
+            return set()
+        if dirfd == uapi.AT_FDCWD:
+            base = proc.cwd
+        else:
+            fd = proc.fds.get(dirfd)
+            base = next((n for n in sorted(fd.names) if n.startswith("/")), None) if fd else None
+        return {os.path.normpath(os.path.join(base, path))} if base else set()
+
+    def file_call(self, ev: Event, call: Call) -> None:
+        """memfd_create (a shmem file in the model too), ftruncate, chdir and fchdir, when they succeeded."""
+        proc = self.procs[ev.pid]
+        ret = _result(call)
+        if ret is None or ret < 0 or not call.args:
+            return
+        first = parse_expr(list(call.args[0].toks), ev.src, call.args[0].end_col)
+        if call.name == "memfd_create" and isinstance(first, Str) and len(call.args) == 2:
+            flags_e = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+            flags = int(evaluate(flags_e, _CONST))  # type: ignore[arg-type]
+            mfd = self.backend.syscall(proc.model_pid, "memfd_create", (first.text(), flags))
+            self.set_fd(proc, ret, Fd(mfd if mfd >= 0 else None, {f"/memfd:{first.text()} (deleted)"},
+                                      bool(flags & uapi.MFD_CLOEXEC)))
+        elif call.name == "ftruncate" and isinstance(first, Num) and len(call.args) == 2:
+            fd = proc.fds.get(first.value)
+            length = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+            if fd is not None and fd.model_fd is not None and isinstance(length, Num):
+                got = self.backend.syscall(proc.model_pid, "ftruncate", (fd.model_fd, length.value))
+                if got != ret:
+                    self.diverge(ev, f"ftruncate: the log says {_fmt(ret, False)}, the model returned "
+                                     f"{_fmt(got, False)}")
+        elif call.name == "chdir" and isinstance(first, Str):
+            text = first.text()
+            proc.cwd = (os.path.normpath(text) if text.startswith("/")
+                        else next(iter(self._absolute(proc, uapi.AT_FDCWD, text)), None))
+        elif call.name == "fchdir" and isinstance(first, Num):
+            fd = proc.fds.get(first.value)
+            proc.cwd = next((n for n in sorted(fd.names) if n.startswith("/")), None) if fd else None
+
+    @staticmethod
     def fcntl_head(call: Call) -> Call:
         """fcntl with its third argument kept only for the commands the replay follows (else: a struct)."""
         cmd = call.args[1].text if len(call.args) > 1 else ""
@@ -489,11 +549,11 @@ class Replay:
         proc.fds[number] = fd
 
     def other_fd_result(self, ev: Event, call: Call) -> None:
-        """A call the replay does not follow that returned a descriptor (memfd_create, socket, ...)."""
+        """A call the replay does not follow that returned a descriptor (socket, eventfd2, ...)."""
         ret = _result(call)
         if call.result is not None and call.result.path and ret is not None and ret >= 0:
             self.set_fd(self.procs[ev.pid], ret, Fd(None, {call.result.path}))
-        elif call.name in ("memfd_create", "eventfd2", "socket", "epoll_create1", "timerfd_create",
+        elif call.name in ("eventfd2", "socket", "epoll_create1", "timerfd_create",
                            "signalfd4", "perf_event_open", "userfaultfd", "pidfd_open") and ret and ret >= 0:
             self.set_fd(self.procs[ev.pid], ret, Fd(None, {f"{call.name}()"}))
 
