@@ -148,12 +148,23 @@ def view_matches(expected: tuple[str, ...], actual: list[str]) -> bool:
     return match(0, 0)
 
 
+class InvariantBroken(Exception):
+    """The model's invariant checker found a broken invariant after a step: a bug in the model."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path} (at the program's start)"
+        super().__init__(f"{where}: model bug: an invariant is broken after this step: {message}")
+
+
 class Runner:
     """Runs one scenario on one backend; `out` (optional) receives each transcript line as it is made."""
 
     def __init__(self, scenario: Scenario, backend: Backend, program: Program | None = None,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None, check: Callable[[], None] | None = None) -> None:
         self.scenario, self.backend = scenario, backend
+        #: Run after the start and after every step (vmlab run --check: the model's invariant checker);
+        #: an AssertionError from it stops the run as InvariantBroken.
+        self.check = check
         self.program = program or scenario.program or default_program()
         self.out = out
         self.transcript = Transcript()
@@ -189,6 +200,7 @@ class Runner:
             lo, _, hi = line.split(" ", 1)[0].partition("-")
             self.transcript.program_vmas.append((int(lo, 16), int(hi, 16)))
         self.checkpoint(MAIN)
+        self.run_check(None)
         argv = ", ".join(f'"{a}"' for a in self.program.argv)
         self.index = -1
         self.emit("note", f"# {self.backend.name}: execve(\"{self.program.path}\", [{argv}]) = 0")
@@ -209,7 +221,17 @@ class Runner:
             except Unavailable as err:
                 self.emit("note", f"# line {step.line}: skipped, {err}")
             self.other_deaths()
+            self.run_check(step.line)
         return self.transcript
+
+    def run_check(self, line: int | None) -> None:
+        """The check, if any, after the step at `line` (None: the program's start)."""
+        if self.check is None:
+            return
+        try:
+            self.check()
+        except AssertionError as err:
+            raise InvariantBroken(self.scenario.path, line, str(err)) from None
 
     def other_deaths(self) -> None:
         """What the daemons printed meanwhile, then the processes the backend killed on its own (the
@@ -543,9 +565,10 @@ class Runner:
 
 
 def run(scenario: Scenario, backend: Backend, program: Program | None = None,
-        out: Callable[[str], None] | None = None) -> Transcript:
-    """Run `scenario` on `backend` and close the backend afterwards, even on failure."""
+        out: Callable[[str], None] | None = None, check: Callable[[], None] | None = None) -> Transcript:
+    """Run `scenario` on `backend` (with `check` after every step) and close the backend afterwards,
+    even on failure."""
     try:
-        return Runner(scenario, backend, program, out).run()
+        return Runner(scenario, backend, program, out, check).run()
     finally:
         backend.close()
