@@ -136,3 +136,12 @@ def test_strace_log_of_a_program_the_model_cannot_exec(tmp_path: Path,
     out, err = capsys.readouterr()
     assert out == "" and err == (f"{log}:1:1: error: cannot replay execve: the model cannot run {text}: "
                                  "Exec format error\n")
+
+
+def test_unlink_outside_the_temporary_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The host backend would remove the file for real: only files directly in /tmp, as `file` makes."""
+    scn = tmp_path / "u.vml"
+    scn.write_text('unlink("/etc/hostname")\n')
+    assert main(["run", str(scn)]) == 2
+    assert capsys.readouterr().err == (f"{scn}:1:8: error: unlink takes a file directly in /tmp (the host "
+                                       "backend removes it for real)\n")

@@ -101,15 +101,20 @@ shared = mmap.mmap(fd, 8192)
 mfd = os.memfd_create("vmlab", os.MFD_CLOEXEC)
 os.ftruncate(mfd, 4096)
 anon = mmap.mmap(mfd, 4096)
+tmp = os.open("gone", os.O_RDWR | os.O_CREAT, 0o600)
+os.unlink("gone")
+os.ftruncate(tmp, 4096)
+deleted = mmap.mmap(tmp, 4096)
 sys.stdout.write(open("/proc/self/maps").read())
 """
 
 
 def test_replay_of_files_the_program_made(tmp_path: Path) -> None:
-    """A file created by a relative open after chdir, and a memfd, each sized with ftruncate and
-    mapped MAP_SHARED: the replay makes both in the model, under their names. The created file is
-    removed before the replay (as a program's temporary file would be), so its device and inode are
-    the model's own; a memfd's inode number is the host's count since boot (masked as `vmlab diff`
+    """A file created by a relative open after chdir, a memfd, and a temporary file unlinked as soon
+    as it is open, each sized with ftruncate and mapped MAP_SHARED: the replay makes all three in the
+    model, under their names, the last one `(deleted)`. The created file is removed before the
+    replay (as a program's temporary file would be), so its device and inode are the model's own, as
+    the deleted one's; a memfd's inode number is the host's count since boot (masked as `vmlab diff`
     masks it). Everything else in the maps is the kernel's."""
     python3 = shutil.which("python3", path="/usr/bin")
     if python3 is None:
@@ -119,11 +124,11 @@ def test_replay_of_files_the_program_made(tmp_path: Path) -> None:
     log = _run_traced(tmp_path, [python3, "-S", "-c", MAKES_FILES, str(work)])
     (work / "made").unlink()
     got, read = replay_maps(log)
-    made = f" {work / 'made'}"
-    assert made in read and "/memfd:vmlab (deleted)" in read
+    made, gone = f" {work / 'made'}", f" {work / 'gone'} (deleted)"
+    assert made in read and gone in read and "/memfd:vmlab (deleted)" in read
 
     def masked(text: str) -> str:
-        lines = [re.sub(r" [0-9a-f]{2}:[0-9a-f]{2} \d+ +", " * ", ln) if ln.endswith(made) else ln
+        lines = [re.sub(r" [0-9a-f]{2}:[0-9a-f]{2} \d+ +", " * ", ln) if ln.endswith((made, gone)) else ln
                  for ln in text.splitlines()]
         return mask("\n".join(lines))
 

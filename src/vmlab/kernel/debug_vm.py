@@ -157,10 +157,11 @@ class Frames:
 
 
 def enumerate_inodes(backend: ModelBackend) -> list[Inode]:
-    """Every inode that may hold page-cache pages of this machine: those the backend opened, those of
-    the open files and mapped files of every task (the built-in program's among the backend's)."""
+    """Every inode that may hold page-cache pages of this machine: those the backend opened, the
+    deleted ones still held, those of the open files and mapped files of every task (the built-in
+    program's among the backend's)."""
     seen: dict[int, Inode] = {}
-    candidates: list[Inode] = [*backend._inodes.values(), *backend.simfs.files.values()]
+    candidates: list[Inode] = [*backend._inodes.values(), *backend.simfs.files.values(), *backend._unlinked]
     for task in backend.tasks.values():
         candidates.extend(f.inode for f in task.files.values())
         candidates.extend(v.vm_file.inode for v in task.mm if v.vm_file is not None)

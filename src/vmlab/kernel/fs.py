@@ -55,7 +55,8 @@ def host_inode(path: str) -> Inode:
                  directory=stat.S_ISDIR(st.st_mode), fop_mmap_sync=fstype in MMAP_SYNC_FS and not chr_,
                  rdev=(os.major(st.st_rdev), os.minor(st.st_rdev)) if chr_ else None,
                  shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
-                 ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS)
+                 ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS,
+                 nlink=st.st_nlink)
 
 
 def _sysfs_int(path: str) -> int | None:
@@ -128,6 +129,10 @@ class SimFs:
 
     files: dict[str, Inode] = field(default_factory=dict)
     _next_ino: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
+
+    def unlink(self, path: str) -> None:
+        """The name `path` (normalised) goes from the namespace."""
+        del self.files[os.path.normpath(path)]
 
     def lookup(self, path: str) -> Inode | None:
         """The model file at `path` (normalised), or None."""

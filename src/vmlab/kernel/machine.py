@@ -110,9 +110,10 @@ from vmlab.kernel.swapfile import (
     swaps_show,
     sys_swapon,
 )
-from vmlab.kernel.truncate import block_zero_eof, drop_pagecache, truncate_setsize
+from vmlab.kernel.truncate import block_zero_eof, drop_pagecache, truncate_inode_pages, truncate_setsize
 from vmlab.kernel.uapi import (
     AT_FDCWD,
+    AT_REMOVEDIR,
     EACCES,
     EBADF,
     EBUSY,
@@ -124,6 +125,7 @@ from vmlab.kernel.uapi import (
     EMFILE,
     ENOENT,
     ENOMEM,
+    EPERM,
     ESPIPE,
     ESRCH,
     INR_OPEN_CUR,
@@ -204,7 +206,7 @@ SYSCALL_ARG_TYPES: dict[str, tuple[str, ...]] = {
     "pwrite64": ("ui", "ul", "ul", "l"), "lseek": ("ui", "l", "ui"), "fadvise64": ("i", "l", "l", "i"),
     "ftruncate": ("ui", "l"), "truncate": ("", "l"), "fsync": ("ui",), "fdatasync": ("ui",),
     "sync_file_range": ("i", "l", "l", "ui"), "syncfs": ("i",), "swapon": ("", "i"),
-    "memfd_create": ("", "ui"),
+    "memfd_create": ("", "ui"), "unlink": ("",), "unlinkat": ("i", "", "i"),
 }
 _C_TYPES = {"ul": (64, False), "l": (64, True), "ui": (32, False), "i": (32, True)}
 
@@ -338,6 +340,10 @@ class ModelBackend:
         self._shmem = ShmemMount()
         self._shmem_inodes: list[Inode] = []
         self._inodes: dict[tuple[int, int, int], Inode] = {}
+        #: Host paths this machine unlinked: the model's copy of the namespace no longer has them.
+        self._unlinked_names: set[str] = set()
+        #: Deleted files a descriptor or a mapping still holds (the orphan list): evicted with the last.
+        self._unlinked: list[Inode] = []
         #: The model's own files (open with O_CREAT of a path the host does not have, create_file).
         self.simfs = SimFs()
         self.memcgs = MemCgroupTree(version=1)
@@ -360,6 +366,7 @@ class ModelBackend:
             "open": self._open, "openat": self._openat, "close": self._close, "dup": self._dup,
             "dup2": self._dup2, "dup3": self._dup3, "fcntl": self._fcntl,
             "ftruncate": self._ftruncate, "memfd_create": self._memfd_create, "execve": self._execve,
+            "unlink": self._unlink, "unlinkat": self._unlinkat,
             "read": self._read, "write": self._write, "pread64": self._pread64, "pwrite64": self._pwrite64,
             "lseek": self._lseek, "fadvise64": self._fadvise64, "truncate": self._truncate,
             "fsync": self._fsync, "fdatasync": self._fdatasync, "sync": self._sync,
@@ -442,11 +449,15 @@ class ModelBackend:
 
     def _release_orphans(self) -> None:
         """The last reference to an unlinked shmem file (MAP_SHARED|MAP_ANONYMOUS, memfd) went: its
-        pages are freed (shmem_evict_inode)."""
-        if not self._shmem_inodes:
+        pages are freed (shmem_evict_inode); for a deleted file (unlink), iput() evicts the inode:
+        truncate_inode_pages_final() frees its page cache, its dirty pages never written."""
+        if not self._shmem_inodes and not self._unlinked:
             return
         held = {id(f.inode) for t in self.tasks.values() for f in t.files.values()}
         held |= {id(v.vm_file.inode) for t in self.tasks.values() for v in t.mm if v.vm_file is not None}
+        for inode in [i for i in self._unlinked if id(i) not in held]:
+            self._unlinked.remove(inode)
+            truncate_inode_pages(self.mem, inode, 0)
         for inode in [i for i in self._shmem_inodes if id(i) not in held]:
             self._shmem_inodes.remove(inode)
             for pfn in inode.i_pages.values():
@@ -470,7 +481,7 @@ class ModelBackend:
         """echo mode > /proc/sys/vm/drop_caches: bit 1 drops the clean, unmapped page cache of every
         file (dirty pages stay: sync first, as the documentation says)."""
         if mode & 1:
-            drop_pagecache(self.mem, list(self._inodes.values()) + list(self.simfs.files.values()))
+            drop_pagecache(self.mem, [*self._inodes.values(), *self.simfs.files.values(), *self._unlinked])
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
         """Touch each page of the range; a fatal signal ends the process."""
@@ -928,6 +939,8 @@ class ModelBackend:
         sim = self.simfs.lookup(path)
         if sim is not None:
             return sim
+        if os.path.realpath(path) in self._unlinked_names:
+            raise FileNotFoundError(ENOENT, "unlinked in the model", path)
         if path == BUILTIN_PROGRAM:
             found = self._inodes.get((0, 0, 0))
             if found is None:
@@ -1027,15 +1040,22 @@ class ModelBackend:
         task.fd_install(fd, file, bool(flags & O_CLOEXEC))
         return fd
 
+    @staticmethod
+    def _at_path(task: Task, dirfd: int, path: str) -> str | int:
+        """A path relative to `dirfd` (AT_FDCWD: the working directory, the host process's) as one
+        the model looks up; -EBADF for a descriptor the task does not have."""
+        if path.startswith("/") or dirfd == AT_FDCWD:
+            return path
+        base = task.files.get(dirfd)
+        return -EBADF if base is None else os.path.join(base.path, path)
+
     def _path_openat(self, task: Task, dirfd: int, path: str, flags: int) -> File | int:
         """path_openat(): the file `path` (relative to `dirfd`) opens as, or -errno: O_CREAT|O_EXCL of
         a file that exists -EEXIST, a directory opened for writing -EISDIR (may_open). The file keeps
         its open flags (fcntl.open_f_flags); an O_PATH one can be neither read, written nor mapped."""
-        if not path.startswith("/") and dirfd != AT_FDCWD:
-            base = task.files.get(dirfd)
-            if base is None:
-                return -EBADF
-            path = os.path.join(base.path, path)
+        path = self._at_path(task, dirfd, path)  # type: ignore[assignment]
+        if isinstance(path, int):
+            return path
         created = False
         try:
             inode = self._inode(path)
@@ -1089,6 +1109,48 @@ class ModelBackend:
 
     def _fcntl(self, task: Task, fd: int, cmd: int, arg: int = 0) -> int:
         return do_fcntl(task, fd, cmd, arg, NR_OPEN, self.mem)
+
+    def _unlink(self, task: Task, path: str) -> int:
+        """unlink(path): do_unlinkat(AT_FDCWD, path, 0)."""
+        return self._unlinkat(task, AT_FDCWD, path, 0)
+
+    def _unlinkat(self, task: Task, dirfd: int, path: str, flags: int) -> int:
+        """do_unlinkat() of a file: its name goes (a host file's from the model's view of the
+        namespace only: the host keeps it); with its last name (i_nlink) it is deleted, shown
+        `(deleted)` in maps, and keeps its pages while a descriptor or a mapping holds it: the last
+        one's release evicts it (_release_orphans). -ENOENT, -EISDIR for a directory, -EPERM for an
+        active swap file (may_delete: IS_SWAPFILE), -EINVAL for flags other than AT_REMOVEDIR; rmdir
+        (AT_REMOVEDIR) is not modelled (NotImplementedError). Not modelled: names are the inode's, not
+        dentries, so for a file with hard links maps shows the first name the machine saw, and
+        `(deleted)` only once the last name went (the kernel: the name each open used, `(deleted)`
+        as soon as that name is unlinked)."""
+        if flags & ~AT_REMOVEDIR:
+            return -EINVAL
+        if flags:
+            raise NotImplementedError("unlinkat(AT_REMOVEDIR): the model has no directories of its own")
+        if not path:
+            return -ENOENT
+        at = self._at_path(task, dirfd, path)
+        if isinstance(at, int):
+            return at
+        try:
+            inode = self._inode(at)
+        except OSError as err:
+            return -(err.errno or ENOENT)
+        if inode.directory:
+            return -EISDIR
+        if find_area(self.mem.swap, at) is not None:
+            return -EPERM
+        if self.simfs.lookup(at) is inode:
+            self.simfs.unlink(at)
+        else:
+            self._unlinked_names.add(os.path.realpath(at))
+        inode.nlink -= 1
+        if not inode.nlink:
+            inode.deleted = True
+            self._inodes = {k: v for k, v in self._inodes.items() if v is not inode}
+            self._unlinked.append(inode)
+        return 0
 
     def _ftruncate(self, task: Task, fd: int, length: int) -> int:
         """do_ftruncate(): a regular file open for writing gets the new size (truncate_setsize)."""

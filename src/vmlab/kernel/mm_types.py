@@ -241,6 +241,8 @@ class Inode:
     #: S_ISCHR: the device number (major, minor) of a character device (vmlab.kernel.char_mem), else None.
     rdev: tuple[int, int] | None = None
     deleted: bool = False
+    #: i_nlink: the names the file has (a host file's st_nlink); the last unlink() deletes it.
+    nlink: int = 1
     #: The page cache (`i_mapping->i_pages`): file page index -> PFN of the cached frame.
     i_pages: dict[int, int] = field(default_factory=dict)
     #: Pages the host had in its page cache when the model first saw the file (None: treat all as

@@ -106,6 +106,7 @@ O_NOATIME = 0o1000000
 O_CLOEXEC = 0o2000000
 O_PATH = 0o10000000
 AT_FDCWD = -100
+AT_REMOVEDIR = 0x200
 #: INR_OPEN_CUR: the RLIMIT_NOFILE soft limit a process starts with (include/uapi/linux/fs.h).
 INR_OPEN_CUR = 1024
 # include/uapi/linux/memfd.h
@@ -197,7 +198,7 @@ O_NAMES = _names("O_")
 MLOCK_NAMES = {**_names("MLOCK_"), **_names("MCL_")}
 ALL_NAMES: dict[str, int] = {
     **PROT_NAMES, **MAP_NAMES, **MREMAP_NAMES, **MADV_NAMES, **O_NAMES, **MLOCK_NAMES,
-    **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), **_names("MFD_"), "AT_FDCWD": AT_FDCWD,
+    **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), **_names("MFD_"), **_names("AT_"),
     "NULL": 0,
 }
 

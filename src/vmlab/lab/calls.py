@@ -7,6 +7,7 @@ strace replay (which calls touch the address space).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ SYSCALLS: dict[str, Signature] = {
     "lseek": Signature((FD, OFF, INT)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
     "ftruncate": Signature((FD, OFF)),
+    "unlink": Signature((PATH,)),
     # write-back of dirty pages (page_writeback)
     "fsync": Signature((FD,)),
     "fdatasync": Signature((FD,)),
@@ -233,6 +235,8 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
         check_operands(expr, src, CONSTANTS)
         if kind == FCNTL:
             _check_fcntl_command(expr, src)
+        if call.name == "unlink":
+            _check_unlink_path(expr, src)
         exprs.append(expr)
     return tuple(exprs)
 
@@ -247,6 +251,14 @@ def _check_fcntl_command(expr: Expr, src: Source) -> None:
         name = _FCNTL.get(cmd & 0xFFFFFFFF, str(cmd))
         raise src.error(f"fcntl {name} is not modelled (file locks, leases, hints and owner structs "
                         "are outside vmlab)", expr.col)
+
+
+def _check_unlink_path(expr: Expr, src: Source) -> None:
+    """Raise unless unlink's path is directly in the temporary directory, as `file` paths are: on the
+    host backend the call removes the file for real."""
+    if isinstance(expr, Str) and os.path.dirname(os.path.normpath(expr.text())) != tempfile.gettempdir():
+        raise src.error(f"unlink takes a file directly in {tempfile.gettempdir()} (the host backend "
+                        "removes it for real)", expr.col)
 
 
 def check_c_string(value: bytes, col: int, src: Source) -> None:

@@ -233,8 +233,9 @@ class Divergence:
         return f"{path}:{self.line}: {who}{self.message}"
 
 
-#: Calls the replay follows for what later opens and mmaps name: memfd files, sizes, the directory.
-FILE_CALLS = frozenset({"memfd_create", "ftruncate", "chdir", "fchdir"})
+#: Calls the replay follows for what later opens and mmaps name: memfd files, sizes, the directory,
+#: names removed (a file mapped after its unlink shows `(deleted)`).
+FILE_CALLS = frozenset({"memfd_create", "ftruncate", "chdir", "fchdir", "unlink", "unlinkat"})
 
 
 class Replay:
@@ -525,9 +526,32 @@ class Replay:
             text = first.text()
             proc.cwd = (os.path.normpath(text) if text.startswith("/")
                         else next(iter(self._absolute(proc, uapi.AT_FDCWD, text)), None))
+        elif call.name in ("unlink", "unlinkat"):
+            self.unlink(ev, call, proc)
         elif call.name == "fchdir" and isinstance(first, Num):
             fd = proc.fds.get(first.value)
             proc.cwd = next((n for n in sorted(fd.names) if n.startswith("/")), None) if fd else None
+
+    def unlink(self, ev: Event, call: Call, proc: Proc) -> None:
+        """A successful unlink/unlinkat of a file (not rmdir: AT_REMOVEDIR) the model has: it goes there
+        too, from the model's view of the namespace only."""
+        at = call.name == "unlinkat"
+        if len(call.args) != (3 if at else 1):
+            return
+        path_e = parse_expr(list(call.args[1 if at else 0].toks), ev.src, call.args[1 if at else 0].end_col)
+        if not isinstance(path_e, Str):
+            return
+        dirfd, flags = uapi.AT_FDCWD, 0
+        if at:
+            dirfd_e, flags_e = (parse_expr(list(a.toks), ev.src, a.end_col) for a in call.args[::2])
+            dirfd, flags = (int(evaluate(e, _CONST)) for e in (dirfd_e, flags_e))  # type: ignore[arg-type]
+        if flags:
+            return
+        path = path_e.text()
+        path = next(iter(self._absolute(proc, dirfd, path)), path)
+        got = self.backend.syscall(proc.model_pid, "unlink", (path,))
+        if got not in (0, -uapi.ENOENT):
+            self.diverge(ev, f"{call.name}: the log says = 0, the model returned {_fmt(got, False)}")
 
     @staticmethod
     def fcntl_head(call: Call) -> Call:
