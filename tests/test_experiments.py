@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vmlab.cli import main
-from vmlab.lab.experiments import EXPERIMENTS, Panel, Result, Series, load, plot
+from vmlab.lab.experiments import EXPERIMENTS, Panel, Result, Series, defaults, load, plot
 
 
 def test_list_names_every_experiment(capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,7 +25,15 @@ def test_list_names_every_experiment(capsys: pytest.CaptureFixture[str]) -> None
     (["experiment"], "name an experiment"),
     (["experiment", "thrashing", "--set", "wss=3"], "thrashing has parameters wss_mib"),
     (["experiment", "thrashing", "--set", "wss_mib=lots"], "'lots' is not a number"),
-    (["experiment", "writeback", "--set", "ram_mib=-4"], "must be positive"),
+    (["experiment", "writeback", "--set", "ram_mib=-4"], "must be a positive number"),
+    (["experiment", "writeback", "--set", "idle_s=nan"], "must be a positive number"),
+    (["experiment", "one-time-scan", "--set", "scan_x=1e308"], "must be at most 100"),
+    (["experiment", "one-time-scan", "--set", "hot_pct=500"], "must be at most 100"),
+    (["experiment", "thrashing", "--set", "seed=1.5"], "must be a whole number"),
+    (["experiment", "thrashing", "--set", "min_ratio=2", "--set", "max_ratio=1"],
+     "min_ratio must be below max_ratio"),
+    (["experiment", "one-time-scan", "--out", "/proc/vmlab-nope", "--set", "samples=3"],
+     "--out: cannot make directory /proc/vmlab-nope"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv: list[str], message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +54,7 @@ def test_plots_are_written_as_png_and_svg(tmp_path: Path) -> None:
 
 def test_one_time_scan_hot_set_survives_only_under_two_lists() -> None:
     mod = load("one-time-scan")
-    params = {k: v for k, (v, _) in mod.PARAMS.items()} | {"ram_mib": 96, "samples": 8}
+    params = defaults(mod.PARAMS) | {"ram_mib": 96, "samples": 8}
     result = mod.run(params)
     plain, two = (s.y[-1] for s in result.panels[0].series)
     assert two > 90 > 10 > plain, result.summary
@@ -54,7 +62,7 @@ def test_one_time_scan_hot_set_survives_only_under_two_lists() -> None:
 
 def test_thrashing_throughput_collapses_below_the_working_set() -> None:
     mod = load("thrashing")
-    params = {k: v for k, (v, _) in mod.PARAMS.items()} | {"wss_mib": 8, "refs_x": 4, "points": 5,
+    params = defaults(mod.PARAMS) | {"wss_mib": 8, "refs_x": 4, "points": 5,
                                                            "min_ratio": 0.5, "max_ratio": 1.5}
     result = mod.run(params)
     ratios = result.panels[0].series[0].x
@@ -78,7 +86,7 @@ def test_writeback_dirty_pages_stay_under_the_throttle_and_drain(tmp_path: Path,
     assert (tmp_path / "writeback.png").exists() and (tmp_path / "writeback.svg").exists()
     assert "peak Dirty" in out
     mod = load("writeback")
-    result = mod.run({k: v for k, (v, _) in mod.PARAMS.items()} | {"ram_mib": 128, "samples": 20})
+    result = mod.run(defaults(mod.PARAMS) | {"ram_mib": 128, "samples": 20})
     dirty, _, thresh, bg = (s.y for s in result.panels[0].series)
     assert max(dirty) > bg[0]  # the writer outran the background flusher
     assert max(dirty) <= max(thresh) * 1.1  # throttled near the dirty threshold

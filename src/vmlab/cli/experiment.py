@@ -4,10 +4,11 @@ summary and write its plots (PNG and SVG); `vmlab experiment --list` names them 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from vmlab.errors import InputError
-from vmlab.lab.experiments import EXPERIMENTS, load
+from vmlab.lab.experiments import EXPERIMENTS, Param, defaults, load
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=run)
 
 
-def parse_params(name: str, defaults: dict[str, tuple[float, str]], items: list[str]) -> dict[str, float]:
+def parse_params(name: str, spec: dict[str, Param], items: list[str]) -> dict[str, float]:
     """The defaults with each `KEY=VALUE` applied; InputError names a bad one."""
-    params = {key: float(value) for key, (value, _) in defaults.items()}
+    params = defaults(spec)
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in params:
@@ -37,9 +38,22 @@ def parse_params(name: str, defaults: dict[str, tuple[float, str]], items: list[
             params[key] = float(value)
         except ValueError:
             raise InputError(f"--set: '{item}': '{value}' is not a number") from None
-        if params[key] <= 0:
-            raise InputError(f"--set: '{item}': must be positive")
+        problem = spec[key].problem(params[key])
+        if problem:
+            raise InputError(f"--set: '{item}': {problem}")
     return params
+
+
+def _out_dir(out: str) -> Path:
+    """The plots' directory, made now (before the run) so that a bad one is an InputError."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out: cannot make directory {out}: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"--out: cannot write into {out}")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         for name in EXPERIMENTS:
             mod = load(name)
             print(f"{name}: {mod.TITLE}")
-            for key, (value, text) in mod.PARAMS.items():
-                print(f"    {key}={value:g}  {text}")
+            for key, param in mod.PARAMS.items():
+                print(f"    {key}={param.default:g}  {param.help} (at most {param.high:g})")
         return 0
     if args.name is None:
         raise InputError("vmlab experiment: name an experiment (" + ", ".join(EXPERIMENTS) + ") or --list")
@@ -58,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
                          + ", ".join(EXPERIMENTS) + ")")
     mod = load(args.name)
     params = parse_params(args.name, mod.PARAMS, args.set)
+    problem = mod.check(params) if hasattr(mod, "check") else None
+    if problem:
+        raise InputError(f"--set: {problem}")
+    out = None if args.no_plot else _out_dir(args.out)
     result = mod.run(params)
     print(result.title)
     for line in result.summary:
@@ -65,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plot:
         from vmlab.lab.experiments import plot
 
-        for path in plot.save(result, Path(args.out)):
+        assert out is not None
+        for path in plot.save(result, out):
             print(f"wrote {path}")
     return 0

@@ -10,16 +10,16 @@ policy; the summary gives the residency at the end and what re-reading the hot s
 from __future__ import annotations
 
 from vmlab.kernel.vmscan import set_lru_policy
-from vmlab.lab.experiments import Panel, Result, Series
+from vmlab.lab.experiments import Panel, Param, Result, Series
 from vmlab.lab.experiments.workload import Lab
 
 NAME = "one-time-scan"
 TITLE = "One-time scan: hot-set residency, plain LRU vs active/inactive lists"
-PARAMS: dict[str, tuple[float, str]] = {
-    "ram_mib": (128, "RAM of the model machine in MiB"),
-    "hot_pct": (25, "hot file working set, percent of MemTotal"),
-    "scan_x": (2.0, "size of the one-time scan, times MemTotal"),
-    "samples": (40, "residency samples during the scan"),
+PARAMS: dict[str, Param] = {
+    "ram_mib": Param(128, "RAM of the model machine in MiB", 4096, integer=True),
+    "hot_pct": Param(25, "hot file working set, percent of MemTotal", 100),
+    "scan_x": Param(2.0, "size of the one-time scan, times MemTotal", 100),
+    "samples": Param(40, "residency samples during the scan", 1000, integer=True),
 }
 POLICIES = (("plain", "plain LRU"), ("two-list", "active/inactive (kernel)"))
 

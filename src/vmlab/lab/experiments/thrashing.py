@@ -25,19 +25,26 @@ from __future__ import annotations
 import numpy as np
 
 from vmlab.kernel.memcontrol import FLUSH_TIME_NS
-from vmlab.lab.experiments import Panel, Result, Series
+from vmlab.lab.experiments import Panel, Param, Result, Series
 from vmlab.lab.experiments.workload import lab_with_available
 
 NAME = "thrashing"
 TITLE = "Thrashing: throughput and memory stall as memory shrinks below the working set"
-PARAMS: dict[str, tuple[float, str]] = {
-    "wss_mib": (24, "working set (a file, mapped shared) in MiB"),
-    "refs_x": (8, "references per run, times the working-set pages"),
-    "min_ratio": (0.5, "smallest MemAvailable / working set"),
-    "max_ratio": (1.5, "largest MemAvailable / working set"),
-    "points": (9, "memory sizes between them"),
-    "seed": (1, "random seed of the reference string"),
+PARAMS: dict[str, Param] = {
+    "wss_mib": Param(24, "working set (a file, mapped shared) in MiB", 1024),
+    "refs_x": Param(8, "references per run, times the working-set pages", 1000),
+    "min_ratio": Param(0.5, "smallest MemAvailable / working set", 100),
+    "max_ratio": Param(1.5, "largest MemAvailable / working set", 100),
+    "points": Param(9, "memory sizes between them", 100, integer=True),
+    "seed": Param(1, "random seed of the reference string", 4294967295, integer=True),
 }
+
+
+def check(params: dict[str, float]) -> str | None:
+    """The memory sizes must run from smaller to larger."""
+    if params["min_ratio"] >= params["max_ratio"]:
+        return "min_ratio must be below max_ratio"
+    return None
 
 
 def one_size(avail: int, wss: int, refs: np.ndarray) -> tuple[float, float, float, float, float]:

@@ -9,16 +9,16 @@ Series against simulated time: Dirty and Writeback (MiB), with the background an
 from __future__ import annotations
 
 from vmlab.kernel.vmstat import node_page_state
-from vmlab.lab.experiments import Panel, Result, Series
+from vmlab.lab.experiments import Panel, Param, Result, Series
 from vmlab.lab.experiments.workload import O_CREAT, O_RDWR, Lab
 
 NAME = "writeback"
 TITLE = "Write-back: dirty pages over time under a writer, with the thresholds"
-PARAMS: dict[str, tuple[float, str]] = {
-    "ram_mib": (256, "RAM of the model machine in MiB"),
-    "write_x": (0.6, "data written, times MemTotal"),
-    "idle_s": (40, "seconds watched after the writer stops"),
-    "samples": (60, "samples while writing"),
+PARAMS: dict[str, Param] = {
+    "ram_mib": Param(256, "RAM of the model machine in MiB", 4096, integer=True),
+    "write_x": Param(0.6, "data written, times MemTotal", 100),
+    "idle_s": Param(40, "seconds watched after the writer stops", 3600),
+    "samples": Param(60, "samples while writing", 1000, integer=True),
 }
 
 
