@@ -411,8 +411,8 @@ class Runner:
             traces.clear()
         self.last = ("access", sig)
         if sig is not None:
-            self.emit("signal", prefix + siginfo.fault(before, addr, length, step.write, sig)
-                      + f"\n{prefix}+++ killed by {sig} +++")
+            info = siginfo.fault(before, addr, length, step.write, sig)
+            self.emit("signal", (f"{prefix}{info}\n" if info else "") + f"{prefix}+++ killed by {sig} +++")
             self.gone[step.actor] = f"was killed by {sig}"
             del self.pids[step.actor]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vmlab.kernel.uapi import PAGE_MASK, PAGE_SIZE
@@ -43,14 +44,14 @@ def parse_maps(text: str) -> list[MapsLine]:
     return out
 
 
-def touched(addr: int, length: int) -> list[int]:
-    """The addresses Backend.access touches: `addr`, then the start of every later page in the range."""
-    out = [addr]
+def touched(addr: int, length: int) -> Iterator[int]:
+    """The addresses Backend.access touches: `addr`, then the start of every later page in the range
+    (one at a time: the range may be far larger than memory)."""
+    yield addr
     page = (addr & PAGE_MASK) + PAGE_SIZE
     while page < addr + max(length, 1):
-        out.append(page)
+        yield page
         page += PAGE_SIZE
-    return out
 
 
 def _file_pages(vma: MapsLine) -> int | None:
@@ -64,8 +65,12 @@ def _file_pages(vma: MapsLine) -> int | None:
     return (size + PAGE_SIZE - 1) // PAGE_SIZE
 
 
-def fault(maps: str, addr: int, length: int, write: bool, signal: str) -> str:
-    """strace's `--- SIG {si_signo=..., si_code=..., si_addr=...} ---` line for a fatal access."""
+def fault(maps: str, addr: int, length: int, write: bool, signal: str) -> str | None:
+    """strace's `--- SIG {si_signo=..., si_code=..., si_addr=...} ---` line for an access that a
+    fault signal (SIGSEGV, SIGBUS) killed; None for any other signal: a SIGKILL (the OOM killer's)
+    kills without a signal-delivery stop, so strace prints only `+++ killed by SIGKILL +++`."""
+    if signal not in ("SIGSEGV", "SIGBUS"):
+        return None
     vmas = parse_maps(maps)
     code, where = ("BUS_ADRERR" if signal == "SIGBUS" else "SEGV_MAPERR"), addr
     for t in touched(addr, length):
