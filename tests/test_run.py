@@ -9,6 +9,7 @@ import pytest
 from fake_backend import FakeBackend
 from vmlab.backend import Program
 from vmlab.cli import main
+from vmlab.errors import InputError
 from vmlab.lab import run as run_mod
 from vmlab.lab.scenario import parse
 
@@ -60,6 +61,15 @@ def test_segv_is_printed_like_strace_and_ends_the_process() -> None:
     assert "--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_ACCERR, si_addr=0x10000000} ---\n" \
            "+++ killed by SIGSEGV +++" in texts
     assert any("skipped, main was killed by SIGSEGV" in x for x in texts)
+    assert t.failures == 0
+
+
+def test_steps_after_an_exit_are_refused() -> None:
+    """A process that exited takes no more steps: the scenario is refused where one comes (main's
+    ran with no process behind it: a KeyError traceback, found by fuzzing scenarios)."""
+    with pytest.raises(InputError, match=r"s.vml:3:1: error: no live process 'main' \(live: child\)"):
+        transcript("child = fork()\nexit\nread 0x10000000\n")
+    t = transcript("child = fork()\nexit\nprocess child\nread 0x10000000\nexpect killed SIGSEGV\n")
     assert t.failures == 0
 
 

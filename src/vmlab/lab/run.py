@@ -259,6 +259,7 @@ class Runner:
         elif isinstance(step, ExitStep):
             self.backend.exit(pid)
             del self.pids[step.actor]
+            self.gone[step.actor] = "exited"  # its later steps are skipped, as a killed one's
             self.emit("exit", f"{prefix}exit_group(0) = ?\n{prefix}+++ exited with 0 +++")
         elif isinstance(step, AccessStep):
             self.access(step, pid, prefix)

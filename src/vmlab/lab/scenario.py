@@ -302,6 +302,8 @@ def _statement(st: _State, lines: list[str], i: int) -> int:
     word = _WORD.match(stripped)
     assert word
     head = word.group()
+    if head != "process":
+        _known_process(st, st.actor, src, 1)  # the acting process exited: it takes no more steps
     rest_col = word.end() + 1 + len(stripped[word.end():]) - len(stripped[word.end():].lstrip())
     rest = stripped[word.end():].strip()
     if head == "expect" and rest.split(maxsplit=1)[:1] and rest.split(maxsplit=1)[0] in ALL_VIEWS:
