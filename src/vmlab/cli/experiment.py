@@ -80,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
     print(result.title)
     for line in result.summary:
         print(f"  {line}")
-    if not args.no_plot:
+    if out is not None:
         from vmlab.lab.experiments import plot
 
-        assert out is not None
         for path in plot.save(result, out):
             print(f"wrote {path}")
     return 0

@@ -1053,9 +1053,10 @@ class ModelBackend:
         """path_openat(): the file `path` (relative to `dirfd`) opens as, or -errno: O_CREAT|O_EXCL of
         a file that exists -EEXIST, a directory opened for writing -EISDIR (may_open). The file keeps
         its open flags (fcntl.open_f_flags); an O_PATH one can be neither read, written nor mapped."""
-        path = self._at_path(task, dirfd, path)  # type: ignore[assignment]
-        if isinstance(path, int):
-            return path
+        resolved = self._at_path(task, dirfd, path)
+        if isinstance(resolved, int):
+            return resolved
+        path = resolved
         created = False
         try:
             inode = self._inode(path)

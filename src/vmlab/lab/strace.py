@@ -3,7 +3,7 @@
 `read_log` turns the log into events, joining `<unfinished ...>` heads with their `<... resumed>` tails;
 it uses the same call parser as the scenario language (vmlab.lab.syntax). `Replay` follows execve, the
 memory syscalls, fork/vfork/clone, the file-descriptor calls and what names files (memfd_create,
-ftruncate, chdir, fchdir) on the model and yields the
+ftruncate, chdir, fchdir, unlink) on the model and yields the
 /proc/<pid>/maps the kernel would have shown; where the model's result differs from the log's it reports
 a divergence and follows the log so the replay stays in step.
 """
@@ -23,6 +23,7 @@ from vmlab.lab.calls import format_result as _fmt
 from vmlab.lab.syntax import (
     Call,
     Exited,
+    Expr,
     Num,
     Resumed,
     Seq,
@@ -160,7 +161,7 @@ def maps_read_in_log(events: list[Event], path: str) -> str:
         elif call.name == "read" and fd in aliases:
             if not ret:
                 break
-            buf = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+            buf = _arg(call, ev, 1)
             if not isinstance(buf, Str) or buf.truncated:
                 raise ev.src.error("the read() buffer is missing or cut short (trace with -s 65536)", 1)
             chunks.append(buf.value[:ret])
@@ -172,12 +173,23 @@ def maps_read_in_log(events: list[Event], path: str) -> str:
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
+def _arg(call: Call, ev: Event, index: int) -> Expr:
+    """Argument `index` of `call` as an expression (InputError where it does not parse)."""
+    arg = call.args[index]
+    return parse_expr(list(arg.toks), ev.src, arg.end_col)
+
+
+def _absolute_name(names: set[str]) -> str | None:
+    """The first absolute path among a descriptor's names (sorted), or None."""
+    return next((n for n in sorted(names) if n.startswith("/")), None)
+
+
 def _fd_arg(call: Call, ev: Event, index: int = 0) -> int | None:
     """Argument `index` of `call` as a plain integer (an fd), or None if it is not one."""
     if len(call.args) <= index:
         return None
     try:
-        expr = parse_expr(list(call.args[index].toks), ev.src, call.args[index].end_col)
+        expr = _arg(call, ev, index)
     except InputError:
         return None
     return expr.value if isinstance(expr, Num) else None
@@ -386,12 +398,12 @@ class Replay:
         """The Program an execve line runs (an elided envp is reported and taken as empty)."""
         if len(call.args) != 3:
             raise ev.src.error("execve takes 3 arguments", call.col)
-        path_e = parse_expr(list(call.args[0].toks), ev.src, call.args[0].end_col)
-        argv_e = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+        path_e = _arg(call, ev, 0)
+        argv_e = _arg(call, ev, 1)
         if not isinstance(path_e, Str) or not isinstance(argv_e, Seq):
             raise ev.src.error("execve needs a quoted path and an argv array (trace with -v)", call.col)
         try:
-            env_e = parse_expr(list(call.args[2].toks), ev.src, call.args[2].end_col)
+            env_e = _arg(call, ev, 2)
         except InputError:
             env_e = None
         envp: tuple[str, ...] = ()
@@ -463,8 +475,7 @@ class Replay:
             given = str(values[1 if call.name == "openat" else 0])
             dirfd = int(values[0]) if call.name == "openat" else uapi.AT_FDCWD  # type: ignore[arg-type]
             names = _open_names(call, ev) | self._absolute(proc, dirfd, given)
-            path = (call.result.path if call.result and call.result.path else
-                    next((n for n in sorted(names) if n.startswith("/")), given))
+            path = (call.result.path if call.result and call.result.path else _absolute_name(names) or given)
             # O_CREAT stays: a file the program made and removed since is made in the model, empty.
             safe = flags & ~(uapi.O_TRUNC | uapi.O_EXCL | uapi.O_APPEND)
             mfd = self.backend.syscall(proc.model_pid, "openat", (uapi.AT_FDCWD, path, safe))
@@ -498,25 +509,26 @@ class Replay:
             base = proc.cwd
         else:
             fd = proc.fds.get(dirfd)
-            base = next((n for n in sorted(fd.names) if n.startswith("/")), None) if fd else None
+            base = _absolute_name(fd.names) if fd else None
         return {os.path.normpath(os.path.join(base, path))} if base else set()
 
     def file_call(self, ev: Event, call: Call) -> None:
-        """memfd_create (a shmem file in the model too), ftruncate, chdir and fchdir, when they succeeded."""
+        """memfd_create (a shmem file in the model too), ftruncate, chdir, fchdir, unlink and unlinkat,
+        when they succeeded."""
         proc = self.procs[ev.pid]
         ret = _result(call)
         if ret is None or ret < 0 or not call.args:
             return
-        first = parse_expr(list(call.args[0].toks), ev.src, call.args[0].end_col)
+        first = _arg(call, ev, 0)
         if call.name == "memfd_create" and isinstance(first, Str) and len(call.args) == 2:
-            flags_e = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+            flags_e = _arg(call, ev, 1)
             flags = int(evaluate(flags_e, _CONST))  # type: ignore[arg-type]
             mfd = self.backend.syscall(proc.model_pid, "memfd_create", (first.text(), flags))
             self.set_fd(proc, ret, Fd(mfd if mfd >= 0 else None, {f"/memfd:{first.text()} (deleted)"},
                                       bool(flags & uapi.MFD_CLOEXEC)))
         elif call.name == "ftruncate" and isinstance(first, Num) and len(call.args) == 2:
             fd = proc.fds.get(first.value)
-            length = parse_expr(list(call.args[1].toks), ev.src, call.args[1].end_col)
+            length = _arg(call, ev, 1)
             if fd is not None and fd.model_fd is not None and isinstance(length, Num):
                 got = self.backend.syscall(proc.model_pid, "ftruncate", (fd.model_fd, length.value))
                 if got != ret:
@@ -526,11 +538,11 @@ class Replay:
             text = first.text()
             proc.cwd = (os.path.normpath(text) if text.startswith("/")
                         else next(iter(self._absolute(proc, uapi.AT_FDCWD, text)), None))
-        elif call.name in ("unlink", "unlinkat"):
-            self.unlink(ev, call, proc)
         elif call.name == "fchdir" and isinstance(first, Num):
             fd = proc.fds.get(first.value)
-            proc.cwd = next((n for n in sorted(fd.names) if n.startswith("/")), None) if fd else None
+            proc.cwd = _absolute_name(fd.names) if fd else None
+        elif call.name in ("unlink", "unlinkat"):
+            self.unlink(ev, call, proc)
 
     def unlink(self, ev: Event, call: Call, proc: Proc) -> None:
         """A successful unlink/unlinkat of a file (not rmdir: AT_REMOVEDIR) the model has: it goes there
@@ -538,13 +550,12 @@ class Replay:
         at = call.name == "unlinkat"
         if len(call.args) != (3 if at else 1):
             return
-        path_e = parse_expr(list(call.args[1 if at else 0].toks), ev.src, call.args[1 if at else 0].end_col)
+        path_e = _arg(call, ev, 1 if at else 0)
         if not isinstance(path_e, Str):
             return
         dirfd, flags = uapi.AT_FDCWD, 0
         if at:
-            dirfd_e, flags_e = (parse_expr(list(a.toks), ev.src, a.end_col) for a in call.args[::2])
-            dirfd, flags = (int(evaluate(e, _CONST)) for e in (dirfd_e, flags_e))  # type: ignore[arg-type]
+            dirfd, flags = (int(evaluate(_arg(call, ev, i), _CONST)) for i in (0, 2))  # type: ignore[arg-type]
         if flags:
             return
         path = path_e.text()
