@@ -29,6 +29,13 @@ PROGRAMS = {
     "awk": ["awk", "{print}", "/proc/self/maps"],
     "perl": ["perl", "-ne", "print", "/proc/self/maps"],
     "node": ["node", "-e", "process.stdout.write(require('fs').readFileSync('/proc/self/maps'))"],
+    # realloc()s that mremap a written chunk to a new place, then a mapping placed just below it:
+    # the kernel keeps the moved VMA's vm_pgoff (it was faulted), so the two do not merge.
+    "python3-realloc": ["python3", "-S", "-c",
+                        "bufs = [bytearray(n) for n in (10**5, 10**6, 10**7, 3*10**7)]\ndel bufs[1]\n"
+                        "b = bytearray(10**6)\nfor i in range(20): b += bytearray(10**6)\n"
+                        "import mmap\nm = mmap.mmap(-1, 5 << 20)\nm.resize(9 << 20)\nx = bytearray(10**6)\n"
+                        "import sys; sys.stdout.write(open('/proc/self/maps').read())"],
 }
 
 pytestmark = [
@@ -62,8 +69,10 @@ def replay_maps(log: Path) -> tuple[str, str]:
 
 @pytest.mark.parametrize("name", list(PROGRAMS))
 def test_replay_equals_what_the_program_read(tmp_path: Path, name: str) -> None:
+    """Equal but for the inode numbers of shmem objects (a shared anonymous mapping's: the host's
+    count since boot), masked as `vmlab diff` masks them."""
     got, read = replay_maps(trace(tmp_path, PROGRAMS[name]))
-    assert got == read
+    assert mask(got) == mask(read)
 
 
 def test_replay_with_decorated_log(tmp_path: Path) -> None:
