@@ -272,3 +272,26 @@ def test_write_and_sync_calls_agree_with_kernel() -> None:
         "ftruncate(n, 0)\n"
         "ftruncate(fd, 8K + 100)\n"
         f"show folios {DATA}\n")
+
+
+def test_mbind_checks_agree_with_kernel() -> None:
+    """mbind()'s checks in the kernel's order (examples/mbind.vml walks its splits and merges): the
+    mode is an int (high bits of the argument dropped), unknown modes and flag combinations refused,
+    unknown flags beyond bit 31 dropped (an unsigned int), a length that wraps to 0 is a no-op and
+    one that wraps past the address space is -EINVAL, a nodemask-less MPOL_INTERLEAVE or
+    MPOL_WEIGHTED_INTERLEAVE is -EINVAL, the [vdso] cannot be split (-EINVAL) and the vsyscall
+    page is no VMA (-EFAULT); the maps afterwards show the policies set."""
+    check_agreement(
+        "a = mmap(0x10000000, 64K, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)\n"
+        "mbind(a, 4K, 0x100000004, NULL, 0, 0)\n"
+        "mbind(a, 4K, -1, NULL, 0, 0)\n"
+        "mbind(a, 4K, MPOL_LOCAL, NULL, 0, 0x100000000)\n"
+        "mbind(a, -4096, MPOL_LOCAL, NULL, 0, 0)\n"
+        "mbind(a, -1, MPOL_LOCAL, NULL, 0, 0)\n"
+        "mbind(a + 8K, 4K, MPOL_PREFERRED|MPOL_F_RELATIVE_NODES|MPOL_F_STATIC_NODES, NULL, 0, 0)\n"
+        "mbind(a + 8K, 4K, MPOL_LOCAL, NULL, 1<<40, MPOL_MF_MOVE_ALL)\n"
+        "mbind(a + 16K, 4K, MPOL_INTERLEAVE|MPOL_F_NUMA_BALANCING, NULL, 0, 0)\n"
+        "mbind(a + 16K, 4K, MPOL_WEIGHTED_INTERLEAVE, NULL, 0, 0)\n"
+        "mbind(0x7ffff7ffb000, 4K, MPOL_LOCAL, NULL, 0, 0)\n"
+        "mbind(0xffffffffff600000, 4K, MPOL_LOCAL, NULL, 0, 0)\n"
+        "show maps\n")

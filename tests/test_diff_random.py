@@ -1,7 +1,7 @@
 """Random scenarios run on the model and on the running kernel, compared byte for byte (shmem inodes masked).
 
 A hypothesis strategy writes 20+ steps of mmap (anonymous, of a file, of /dev/zero)/munmap/mprotect/
-mremap/brk/madvise/fork/writes, mostly at MAP_FIXED and hinted addresses inside [0x10000000, 0x10100000)
+mremap/brk/madvise/mbind/fork/writes, mostly at MAP_FIXED and hinted addresses inside [0x10000000, 0x10100000)
 plus some unhinted ones, as scenario text; `vmlab diff`'s machinery runs it on both backends. Run with
 HYPOTHESIS_PROFILE=ci (>= 200 examples).
 """
@@ -52,7 +52,7 @@ npages = st.integers(1, 64).map(lambda n: f"{n * 4096}")
 
 KINDS = ["fixed", "fixed", "fixed", "hint", "plain", "munmap", "mprotect", "mprotect", "mremap",
          "mremap_fixed", "brk", "madvise", "madvise", "write", "read", "shared", "file", "zero", "mlock",
-         "munlock", "show"]
+         "munlock", "mbind", "show"]
 #: With the paging views: touches, and the window's counters and pagemap.
 PAGING_KINDS = [*KINDS, "touch", "touch", "counters", "pagemap"]
 
@@ -96,6 +96,9 @@ def step(draw: st.DrawFn, paging: bool = False) -> str:
         return f"madvise({a}, {n}, {draw(st.sampled_from(MADVS))})"
     if kind == "mlock":
         return f"mlock({a}, {n})"
+    if kind == "mbind":  # a NUMA policy splits and merges VMAs (MPOL_BIND without nodes: -EINVAL)
+        mode = draw(st.sampled_from(["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_LOCAL", "MPOL_BIND"]))
+        return f"mbind({a}, {n}, {mode}, NULL, 0, {draw(st.sampled_from(['0', 'MPOL_MF_MOVE']))})"
     if kind == "munlock":
         return f"munlock({a}, {n})"
     if kind == "show":

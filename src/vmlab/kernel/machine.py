@@ -50,6 +50,7 @@ from vmlab.kernel.memcontrol import (
 )
 from vmlab.kernel.meminfo import show_meminfo
 from vmlab.kernel.memory import FaultTrace, exit_mmap, fault_in_fresh_anon, try_to_unuse
+from vmlab.kernel.mempolicy import do_mbind
 from vmlab.kernel.mlock import sys_mlock2, sys_mlockall, sys_munlock, sys_munlockall
 from vmlab.kernel.mm_types import (
     FILP_SIZE,
@@ -207,6 +208,7 @@ SYSCALL_ARG_TYPES: dict[str, tuple[str, ...]] = {
     "ftruncate": ("ui", "l"), "truncate": ("", "l"), "fsync": ("ui",), "fdatasync": ("ui",),
     "sync_file_range": ("i", "l", "l", "ui"), "syncfs": ("i",), "swapon": ("", "i"),
     "memfd_create": ("", "ui"), "unlink": ("",), "unlinkat": ("i", "", "i"),
+    "mbind": ("ul", "ul", "ul", "ul", "ul", "ui"),
 }
 _C_TYPES = {"ul": (64, False), "l": (64, True), "ui": (32, False), "i": (32, True)}
 
@@ -366,7 +368,7 @@ class ModelBackend:
             "open": self._open, "openat": self._openat, "close": self._close, "dup": self._dup,
             "dup2": self._dup2, "dup3": self._dup3, "fcntl": self._fcntl,
             "ftruncate": self._ftruncate, "memfd_create": self._memfd_create, "execve": self._execve,
-            "unlink": self._unlink, "unlinkat": self._unlinkat,
+            "unlink": self._unlink, "unlinkat": self._unlinkat, "mbind": self._mbind,
             "read": self._read, "write": self._write, "pread64": self._pread64, "pwrite64": self._pwrite64,
             "lseek": self._lseek, "fadvise64": self._fadvise64, "truncate": self._truncate,
             "fsync": self._fsync, "fdatasync": self._fdatasync, "sync": self._sync,
@@ -1152,6 +1154,14 @@ class ModelBackend:
             self._inodes = {k: v for k, v in self._inodes.items() if v is not inode}
             self._unlinked.append(inode)
         return 0
+
+    def _mbind(self, task: Task, start: int, length: int, mode: int, nodemask: int, maxnode: int,
+               flags: int) -> int:
+        """mbind(): only a NULL nodemask (the model keeps no bytes of user memory to read one from);
+        see vmlab.kernel.mempolicy."""
+        if nodemask:
+            raise NotImplementedError("mbind with a nodemask: the model cannot read user memory")
+        return do_mbind(task.mm, start, length, mode, 0, flags, self.sysctl.max_map_count)
 
     def _ftruncate(self, task: Task, fd: int, length: int) -> int:
         """do_ftruncate(): a regular file open for writing gets the new size (truncate_setsize)."""

@@ -380,6 +380,17 @@ class File:
         return self.inode.path
 
 
+@dataclass(frozen=True)
+class Mempolicy:
+    """`struct mempolicy` of a VMA (mbind): its mode (MPOL_*), mode flags (MPOL_F_STATIC_NODES,
+    MPOL_F_RELATIVE_NODES, ...) and nodes as a bitmask. Equal fields are mpol_equal(); a VMA's
+    default policy is None (no struct at all)."""
+
+    mode: int
+    flags: int = 0
+    nodes: int = 0
+
+
 @dataclass(eq=False, slots=True)
 class VmArea:
     """`struct vm_area_struct`: one mapped range [vm_start, vm_end) and everything that decides merging."""
@@ -402,6 +413,8 @@ class VmArea:
     objcg: MemCgroup | None = None
     #: The memcg its anon_vma_chain entries are charged to (link_anon_vmas), None: not accounted.
     avc_objcg: MemCgroup | None = None
+    #: vm_policy: its NUMA memory policy (mbind), None for the default; VMAs merge only with equal ones.
+    vm_policy: Mempolicy | None = None
 
     @property
     def pages(self) -> int:
@@ -420,7 +433,8 @@ class VmArea:
     def copy(self) -> VmArea:
         """vm_area_dup(): a field-for-field copy (the anon_vma is shared, as after anon_vma_clone)."""
         return VmArea(self.vm_start, self.vm_end, self.vm_flags, self.vm_pgoff, self.vm_file,
-                      self.anon_vma, self.anon_vma_chain_len, self.special_name, self.swap_readahead_info)
+                      self.anon_vma, self.anon_vma_chain_len, self.special_name, self.swap_readahead_info,
+                      vm_policy=self.vm_policy)
 
     def __repr__(self) -> str:
         return (f"VmArea({self.vm_start:#x}-{self.vm_end:#x} flags={self.vm_flags:#x} "

@@ -49,7 +49,7 @@ def copy_vma(mm: MmStruct, vma: VmArea, addr: int, length: int, pgoff: int) -> V
     if vma.is_anonymous() and vma.anon_vma is None:
         pgoff = addr >> PAGE_SHIFT
     vmg = VmaMergeState(addr, addr + length, vma.vm_flags, pgoff, vma.vm_file, vma.anon_vma,
-                        copied_from=vma)
+                        copied_from=vma, policy=vma.vm_policy)
     merged = vma_merge_new_range(mm, vmg)
     if merged is not None:
         return merged
@@ -188,7 +188,8 @@ def _mremap_at(mm: MmStruct, vma: VmArea, addr: int, old_len: int, new_len: int,
         if charged < 0:
             return charged
         vmg = VmaMergeState(vma.vm_end, vma.vm_end + delta, vma.vm_flags,
-                            vma.vm_pgoff + vma.pages, vma.vm_file, vma.anon_vma, middle=vma)
+                            vma.vm_pgoff + vma.pages, vma.vm_file, vma.anon_vma, middle=vma,
+                            policy=vma.vm_policy)
         if vma_merge_new_range(mm, vmg) is None:
             mm_unacct(mm, charged)
             return -ENOMEM

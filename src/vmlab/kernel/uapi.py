@@ -109,6 +109,20 @@ AT_FDCWD = -100
 AT_REMOVEDIR = 0x200
 #: INR_OPEN_CUR: the RLIMIT_NOFILE soft limit a process starts with (include/uapi/linux/fs.h).
 INR_OPEN_CUR = 1024
+# include/uapi/linux/mempolicy.h: mbind() modes, mode flags and flags
+MPOL_DEFAULT = 0
+MPOL_PREFERRED = 1
+MPOL_BIND = 2
+MPOL_INTERLEAVE = 3
+MPOL_LOCAL = 4
+MPOL_PREFERRED_MANY = 5
+MPOL_WEIGHTED_INTERLEAVE = 6
+MPOL_F_NUMA_BALANCING = 1 << 13
+MPOL_F_RELATIVE_NODES = 1 << 14
+MPOL_F_STATIC_NODES = 1 << 15
+MPOL_MF_STRICT = 1 << 0
+MPOL_MF_MOVE = 1 << 1
+MPOL_MF_MOVE_ALL = 1 << 2
 # include/uapi/linux/memfd.h
 MFD_CLOEXEC = 0x1
 MFD_ALLOW_SEALING = 0x2
@@ -199,7 +213,7 @@ MLOCK_NAMES = {**_names("MLOCK_"), **_names("MCL_")}
 ALL_NAMES: dict[str, int] = {
     **PROT_NAMES, **MAP_NAMES, **MREMAP_NAMES, **MADV_NAMES, **O_NAMES, **MLOCK_NAMES,
     **_names("F_"), **_names("MS_"), **_names("SYNC_FILE_RANGE_"), **_names("MFD_"), **_names("AT_"),
-    "NULL": 0,
+    **_names("MPOL_"), "NULL": 0,
 }
 
 

@@ -15,6 +15,7 @@ from vmlab.kernel.mm_types import (
     VM_STICKY,
     AnonVma,
     File,
+    Mempolicy,
     MmStruct,
     VmArea,
     link_anon_vmas,
@@ -38,6 +39,8 @@ class VmaMergeState:
     anon_vma: AnonVma | None = None
     middle: VmArea | None = None
     copied_from: VmArea | None = None
+    #: The range's memory policy: a new mapping's is the default (None).
+    policy: Mempolicy | None = None
 
     @property
     def pages(self) -> int:
@@ -45,10 +48,11 @@ class VmaMergeState:
 
 
 def _is_mergeable_vma(vmg: VmaMergeState, tgt: VmArea) -> bool:
-    """is_mergeable_vma(): same flags (but the ignored/sticky ones), same struct file, not special."""
+    """is_mergeable_vma(): same flags (but the ignored/sticky ones), same struct file, not special, and
+    an equal memory policy (mpol_equal)."""
     if (tgt.vm_flags ^ vmg.vm_flags) & ~VM_IGNORE_MERGE:
         return False
-    return tgt.vm_file is vmg.file and tgt.special_name is None
+    return tgt.vm_file is vmg.file and tgt.special_name is None and tgt.vm_policy == vmg.policy
 
 
 def _is_mergeable_anon_vma(vmg: VmaMergeState, tgt: VmArea) -> bool:
@@ -139,9 +143,10 @@ def vma_merge_new_range(mm: MmStruct, vmg: VmaMergeState, just_expand: bool = Fa
     return target
 
 
-def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
-                             new_flags: int) -> VmArea | None:
-    """vma_merge_existing_range(): give [start, end) of `middle` new flags by merging into a neighbour.
+def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int, new_flags: int,
+                             policy: Mempolicy | None) -> VmArea | None:
+    """vma_merge_existing_range(): give [start, end) of `middle` new flags and memory policy by merging
+    into a neighbour.
 
     Only possible when the range touches middle's start (merge left) and/or end (merge right).
     Returns the VMA now covering [start, end), or None if no merge happened.
@@ -152,7 +157,7 @@ def vma_merge_existing_range(mm: MmStruct, middle: VmArea, start: int, end: int,
         return None
     vmg = VmaMergeState(start, end, new_flags,
                         middle.vm_pgoff + ((start - middle.vm_start) >> PAGE_SHIFT),
-                        middle.vm_file, middle.anon_vma, middle=middle)
+                        middle.vm_file, middle.anon_vma, middle=middle, policy=policy)
     prev = mm.prev_vma(middle) if left_side else None
     nxt = mm.next_vma(middle) if right_side else None
     merge_left = prev is not None and can_vma_merge_after(vmg, prev)
@@ -226,9 +231,29 @@ def vma_modify_flags(mm: MmStruct, vma: VmArea, start: int, end: int, new_flags:
 
     Returns the VMA that now covers exactly [start, end), or the -errno of a refused split.
     """
-    merged = vma_merge_existing_range(mm, vma, start, end, new_flags)
+    target = _vma_modify(mm, vma, start, end, new_flags, vma.vm_policy, max_map_count)
+    if not isinstance(target, int):
+        target.vm_flags = new_flags | (target.vm_flags & VM_STICKY)
+    return target
+
+
+def vma_modify_policy(mm: MmStruct, vma: VmArea, start: int, end: int, policy: Mempolicy | None,
+                      max_map_count: int) -> VmArea | int:
+    """vma_modify_policy() and vma_replace_policy(): give [start, end) ⊆ vma the memory policy `policy`,
+    merging or splitting as for flags. Returns the VMA now covering exactly [start, end), or -errno."""
+    target = _vma_modify(mm, vma, start, end, vma.vm_flags, policy, max_map_count)
+    if not isinstance(target, int):
+        target.vm_policy = policy
+    return target
+
+
+def _vma_modify(mm: MmStruct, vma: VmArea, start: int, end: int, new_flags: int, policy: Mempolicy | None,
+                max_map_count: int) -> VmArea | int:
+    """vma_modify(): the VMA that will cover exactly [start, end) with these flags and policy — a
+    neighbour it merged into, or `vma` split at start and end; the caller sets the new attribute.
+    -errno of a refused split."""
+    merged = vma_merge_existing_range(mm, vma, start, end, new_flags, policy)
     if merged is not None:
-        merged.vm_flags = new_flags | (merged.vm_flags & VM_STICKY)
         return merged
     if vma.vm_start < start:
         err = split_vma(mm, vma, start, True, max_map_count)
@@ -238,7 +263,6 @@ def vma_modify_flags(mm: MmStruct, vma: VmArea, start: int, end: int, new_flags:
         err = split_vma(mm, vma, end, False, max_map_count)
         if isinstance(err, int):
             return err
-    vma.vm_flags = new_flags | (vma.vm_flags & VM_STICKY)
     return vma
 
 

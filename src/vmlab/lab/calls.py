@@ -19,7 +19,7 @@ from vmlab.lab.syntax import Call, Expr, Seq, Source, Str, check_operands, evalu
 ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "fd", "off", "mremapf", "madv"
 MLOCKF, MCL, DIRFD, PATH, OFLAGS, MODE, FCNTL, INT, ARGV, FADV = (
     "mlockf", "mcl", "dirfd", "path", "oflags", "mode", "fcntl", "int", "argv", "fadv")
-MSF, SFRF = "msf", "sfrf"
+MSF, SFRF, MPOL, MPOLMF = "msf", "sfrf", "mpol", "mpolmf"
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ SYSCALLS: dict[str, Signature] = {
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
     "ftruncate": Signature((FD, OFF)),
     "unlink": Signature((PATH,)),
+    # NUMA memory policy of a range (mempolicy); the nodemask must be NULL
+    "mbind": Signature((ADDR, LEN, MPOL, ADDR, INT, MPOLMF)),
     # write-back of dirty pages (page_writeback)
     "fsync": Signature((FD,)),
     "fdatasync": Signature((FD,)),
@@ -84,7 +86,7 @@ EXITS = frozenset({"exit", "exit_group"})
 #: Memory syscalls: the ones that change an address space (strace-replay follows them).
 MEMORY_CALLS = frozenset({
     "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "mlock", "mlock2", "munlock",
-    "mlockall", "munlockall",
+    "mlockall", "munlockall", "mbind",
 })
 #: File-descriptor syscalls strace-replay follows so that `mmap(..., fd, ...)` maps the right file.
 FD_CALLS = frozenset({"openat", "open", "close", "dup", "dup2", "dup3", "fcntl"})
@@ -92,7 +94,7 @@ FD_CALLS = frozenset({"openat", "open", "close", "dup", "dup2", "dup3", "fcntl"}
 #: Syscalls that change an address space in ways the model does not follow (reported, never skipped).
 UNMODELLED_MM_CALLS = frozenset({
     "shmat", "shmdt", "remap_file_pages", "pkey_mprotect", "io_setup", "io_destroy", "io_uring_setup",
-    "process_madvise", "mseal", "map_shadow_stack", "mbind", "migrate_pages", "move_pages",
+    "process_madvise", "mseal", "map_shadow_stack", "migrate_pages", "move_pages",
     "userfaultfd", "memfd_secret", "execveat", "process_mrelease", "set_mempolicy_home_node",
 })
 
@@ -141,6 +143,10 @@ _FCNTL = {v: n for n, v in uapi.ALL_NAMES.items() if n.startswith("F_")}
 _FADV = {v: n for n, v in STRACE_EXTRA_NAMES.items() if n.startswith("POSIX_FADV_")}
 _MS_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("MS_")})
 _SFR_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("SYNC_FILE_RANGE_")})
+_MPOL_MODES = {v: n for n, v in uapi.ALL_NAMES.items()
+               if n.startswith("MPOL_") and not n.startswith(("MPOL_F_", "MPOL_MF_"))}
+_MPOL_F_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("MPOL_F_")})
+_MPOL_MF_BITS = _single_bits({n: v for n, v in uapi.ALL_NAMES.items() if n.startswith("MPOL_MF_")})
 
 
 def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
@@ -173,6 +179,14 @@ def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
         return _FCNTL.get(value, str(value))
     if kind == FADV:
         return _FADV.get(value, str(value))
+    if kind == MPOL and not 0 <= value <= 0xFFFF:
+        return hex(value & 0xFFFFFFFFFFFFFFFF)
+    if kind == MPOL:
+        flag_mask = sum(bit for _, bit in _MPOL_F_BITS)
+        return "|".join([_MPOL_MODES.get(value & ~flag_mask, str(value & ~flag_mask)),
+                         *_bits(value & flag_mask, _MPOL_F_BITS)])
+    if kind == MPOLMF:
+        return "|".join(_bits(value, _MPOL_MF_BITS)) if value else "0"
     if kind == DIRFD and value == uapi.AT_FDCWD:
         return "AT_FDCWD"
     return str(value)
@@ -237,6 +251,8 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
             _check_fcntl_command(expr, src)
         if call.name == "unlink":
             _check_unlink_path(expr, src)
+        if call.name == "mbind" and len(exprs) == 3:
+            _check_null_nodemask(expr, src)
         exprs.append(expr)
     return tuple(exprs)
 
@@ -259,6 +275,13 @@ def _check_unlink_path(expr: Expr, src: Source) -> None:
     if isinstance(expr, Str) and os.path.dirname(os.path.normpath(expr.text())) != tempfile.gettempdir():
         raise src.error(f"unlink takes a file directly in {tempfile.gettempdir()} (the host backend "
                         "removes it for real)", expr.col)
+
+
+def _check_null_nodemask(expr: Expr, src: Source) -> None:
+    """Raise unless mbind's nodemask is NULL: the model keeps no user memory to read a nodemask from."""
+    if any(n.name not in CONSTANTS for n in expr_names(expr)) or evaluate(expr, CONSTANTS) != 0:
+        raise src.error("mbind's nodemask must be NULL (the model cannot read one from user memory): "
+                        "MPOL_DEFAULT, MPOL_LOCAL and MPOL_PREFERRED take none", expr.col)
 
 
 def check_c_string(value: bytes, col: int, src: Source) -> None:

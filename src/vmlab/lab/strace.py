@@ -320,6 +320,9 @@ class Replay:
             child = _result(body)
             if child is not None and child > 0 and child not in self.forked:
                 self.fork(ev.pid, child)
+        elif name == "mbind" and len(body.args) > 3 and body.args[3].text != "NULL":
+            self.diverge(ev, "mbind() with a nodemask is not modelled (the model keeps no user memory to "
+                             "read it from); not followed")
         elif name in MEMORY_CALLS:
             self.memory(ev, body)
         elif name in FD_CALLS:
