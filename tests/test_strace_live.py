@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ PROGRAMS = {
     "perl": ["perl", "-ne", "print", "/proc/self/maps"],
     "node": ["node", "-e", "process.stdout.write(require('fs').readFileSync('/proc/self/maps'))"],
     # realloc()s that mremap a written chunk to a new place, then a mapping placed just below it:
-    # the kernel keeps the moved VMA's vm_pgoff (it was faulted), so the two do not merge.
+    # the kernel keeps the moved VMA's vm_pgoff (it was faulted: written when malloc made it), so
+    # the two do not merge.
     "python3-realloc": ["python3", "-S", "-c",
                         "bufs = [bytearray(n) for n in (10**5, 10**6, 10**7, 3*10**7)]\ndel bufs[1]\n"
                         "b = bytearray(10**6)\nfor i in range(20): b += bytearray(10**6)\n"
@@ -142,3 +144,16 @@ def test_replay_of_files_the_program_made(tmp_path: Path) -> None:
         return mask("\n".join(lines))
 
     assert masked(got) == masked(read)
+
+
+def test_replay_of_numpy_with_blas_threads(tmp_path: Path) -> None:
+    """numpy (this interpreter's) multiplying matrices: OpenBLAS's threads and their stacks, its
+    buffers placed with mbind(MPOL_PREFERRED, NULL), a library's bss and TLS written as soon as they
+    are made, so that a mapping later made between them merges with one side only, as on the
+    kernel."""
+    code = ("import numpy as np\na = np.ones((600, 600))\nb = a @ a\n"
+            "import sys; sys.stdout.write(open('/proc/self/maps').read())")
+    log = _run_traced(tmp_path, [sys.executable, "-c", code])
+    got, read = replay_maps(log)
+    assert "mbind(" in log.read_text()
+    assert mask(got) == mask(read)

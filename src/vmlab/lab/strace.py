@@ -20,7 +20,6 @@ from vmlab.kernel import uapi
 from vmlab.lab.calls import CONSTANTS as _CONST
 from vmlab.lab.calls import FD_CALLS, FORKS, MEMORY_CALLS, SYSCALLS, UNMODELLED_MM_CALLS, interpret_args
 from vmlab.lab.calls import format_result as _fmt
-from vmlab.lab.siginfo import parse_maps
 from vmlab.lab.syntax import (
     Call,
     Exited,
@@ -435,26 +434,25 @@ class Replay:
                 args[0] = _result(call) or 0
             else:
                 args[4] = fd.model_fd
-        if call.name == "mremap":
-            self.written_before_move(proc, int(args[0]))  # type: ignore[arg-type]
         got = self.backend.syscall(proc.model_pid, call.name, tuple(args))
         want = _result(call)
-        if want is None or want == got:
-            return
-        addr = SYSCALLS[call.name].returns_addr
-        self.diverge(ev, f"{call.name}: the log says {_fmt(want, addr)}, the model returned {_fmt(got, addr)}"
-                         + self.follow(proc.model_pid, call.name, args, got, want))
+        if want is not None and want != got:
+            addr = SYSCALLS[call.name].returns_addr
+            self.diverge(ev, f"{call.name}: the log says {_fmt(want, addr)}, the model returned "
+                             f"{_fmt(got, addr)}" + self.follow(proc.model_pid, call.name, args, got, want))
+            got = want  # followed: the log's mapping is the model's now
+        if call.name == "mmap" and ok(got):
+            self.written_when_made(proc, got, int(args[2]), int(args[3]))  # type: ignore[arg-type]
 
-    def written_before_move(self, proc: Proc, addr: int) -> None:
-        """What strace cannot show, assumed for a private anonymous mapping about to be mremap()ed:
-        the program wrote it (glibc's realloc of a chunk whose header malloc wrote, the usual
-        source of such calls). Its first page is written in the model too, so the VMA has an
-        anon_vma and a move keeps its vm_pgoff, as the kernel's copy_vma() does for a faulted VMA
-        (it resets an unfaulted one's to the new address, which lets a later neighbour merge)."""
-        vma = next((v for v in parse_maps(self.backend.view(proc.model_pid, "maps"))
-                    if v.start <= addr < v.end), None)
-        if vma is not None and vma.perms == "rw-p" and not vma.inode and not vma.name:
-            self.backend.access(proc.model_pid, vma.start, 1, True)
+    def written_when_made(self, proc: Proc, addr: int, prot: int, flags: int) -> None:
+        """What strace cannot show, assumed for a new private anonymous mapping made writable: the
+        program writes it at once (malloc's chunk header, a library's bss, TLS, an interpreter's
+        arena). Its first page is written in the model too, so the VMA has an anon_vma as the
+        kernel's has: two such neighbours with different anon_vmas do not merge with a mapping made
+        between them, and an mremap move keeps the VMA's vm_pgoff (copy_vma() resets only an
+        unfaulted one's)."""
+        if flags & uapi.MAP_ANONYMOUS and not flags & uapi.MAP_SHARED and prot & uapi.PROT_WRITE:
+            self.backend.access(proc.model_pid, addr, 1, True)
 
     def follow(self, pid: int, name: str, args: list[Arg], got: int, want: int) -> str:
         """Bring the model in step with the log after mmap/mremap placed memory elsewhere; say what it did."""
