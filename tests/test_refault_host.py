@@ -353,7 +353,8 @@ def test_shadow_nodes_beyond_an_eighth_of_the_memcg_are_reclaimed(files: list[st
     first). The nodes are kmem, so what is left of them shows there.
 
     Compared exactly: the nodes freed (workingset_nodereclaim, /proc/vmstat on the kernel: 1,792 on
-    both), the refaults and kmem (settled and drained: 39 pages on both, 257 nodes and the reader's
+    both; when a statistics flush fell inside one of the reads, within NODE_SLACK_IN_A_FLUSHED_STEP),
+    the refaults and kmem (settled and drained: 39 pages on both, 257 nodes and the reader's
     buffer's page table). The pages cached within CACHE_SLACK: the kernel frees the nodes after an
     RCU grace period, its usage staying up until then, and its cache came out at 3,423 or 3,469
     pages in runs alike (the model's: 3,469). Before the model had the shrinker, its kmem was 300
@@ -379,13 +380,19 @@ def test_shadow_nodes_beyond_an_eighth_of_the_memcg_are_reclaimed(files: list[st
     freed = model.mem.events["workingset_nodereclaim"]
     print(f"flushes before steps {sorted(flushes)}: (kmem, cached, refaults) kernel {kernel}, model {got}; "
           f"nodes freed: kernel {kernel_freed}, model {freed}")
-    assert freed > 1000 and freed == kernel_freed
+    # A flush inside a step lands, in the model, between that step and the next (the host shows only
+    # the step): a shrink of that step's reclaim may then count the memcg's pages as flushed on one
+    # side and not on the other. Seen: a flush in step 106, nodes freed 1,282 on the kernel and
+    # 1,280 in the model; no flush, or one in step 296: equal.
+    assert freed > 1000 and abs(freed - kernel_freed) <= (NODE_SLACK_IN_A_FLUSHED_STEP if flushes else 0)
     assert got[2] == kernel[2] and got[0] == kernel[0]
     assert abs(got[1] - kernel[1]) <= CACHE_SLACK
 
 
 #: The kernel's page cache at the end of the read, run to run (see the test above).
 CACHE_SLACK = 64
+#: The nodes freed may differ by this much when a statistics flush fell inside one of the reads.
+NODE_SLACK_IN_A_FLUSHED_STEP = 16
 
 
 def vmstat() -> dict[str, int]:
