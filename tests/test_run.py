@@ -123,8 +123,8 @@ def test_examples_parse() -> None:
     root = Path(__file__).parent.parent / "examples"
     names = sorted(p.name for p in root.glob("*.vml"))
     assert names == ["address-space.vml", "brk.vml", "cow.vml", "earlyoom.vml", "fault-around.vml",
-                     "faults.vml", "file-faults.vml", "fork.vml", "mmap-placement.vml", "mremap.vml",
-                     "oom-hog.vml", "status.vml", "thp.vml", "vma-merge.vml"]
+                     "faults.vml", "file-faults.vml", "fork.vml", "mbind.vml", "mmap-placement.vml",
+                     "mremap.vml", "oom-hog.vml", "status.vml", "thp.vml", "vma-merge.vml"]
     for p in root.glob("*.vml"):
         assert load(str(p)).steps
     packaged = Path(run_mod.__file__).parent.parent / "examples" / "address-space.vml"
