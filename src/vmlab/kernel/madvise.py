@@ -14,6 +14,7 @@ from vmlab.kernel.memory import (
     install_guards,
     pte_reclaim,
     remove_guards,
+    split_huge_pmd,
     update_hiwater_rss,
     zap_page_range,
 )
@@ -43,6 +44,7 @@ from vmlab.kernel.mm_types import (
     VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
+from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_HEAD, F_SWAPCACHE, PAGE_MAPPING_ANON, PG
 from vmlab.kernel.page_writeback import folio_frames
 from vmlab.kernel.pgtable import (
@@ -55,7 +57,7 @@ from vmlab.kernel.pgtable import (
     pte_pfn,
 )
 from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, unmap_folio, vma_has_recency
-from vmlab.kernel.swap import folio_mark_lazyfree, lru_add_drain, put_page
+from vmlab.kernel.swap import folio_deactivate, folio_mark_lazyfree, lru_add_drain, put_page
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
 from vmlab.kernel.uapi import (
@@ -89,6 +91,7 @@ from vmlab.kernel.uapi import (
     MADV_WIPEONFORK,
     PAGE_MASK,
     PAGE_SIZE,
+    PMD_SIZE,
     page_align,
 )
 from vmlab.kernel.vma import vma_modify_flags
@@ -239,6 +242,58 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
             mm_map._refcount[head] -= 1
 
 
+def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_cold_or_pageout_pte_range(cold) on [start, end): each folio on the LRU that the range
+    maps and that is mapped only here (each of its pages once) loses the young bit of those entries
+    and PG_referenced (an active one becomes workingset) and is deactivated: smaps no longer counts it
+    Referenced, and it sits at the head of the inactive list. A PMD-mapped THP the range covers whole
+    is aged the same way; one it covers in part has its PMD split first, then its pages in the range
+    are aged. Folios mapped twice, or off the LRU, are left alone.
+
+    Differs from the kernel: where the kernel then splits that THP's folio into small pages (aging
+    only those in the range), the model keeps the folio large, mapped by PTEs, and deactivates it
+    whole."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    addrs, entries = pt.entries(start, end)
+    for addr, entry in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not entry & _PAGE_PSE or not entry & _PAGE_PRESENT or mem.is_huge_zero_pfn(pte_pfn(entry)):
+            continue
+        head = pte_pfn(entry)
+        if int(mem.mem_map._mapcount[head]) > 0:  # folio_maybe_mapped_shared()
+            continue
+        if addr < start or addr + PMD_SIZE > end:
+            split_huge_pmd(mm, mem, addr)
+            continue
+        if mem.mem_map.test(head, PG.lru):
+            pt.mkold_pmd_leaf(addr)
+            _cold_folio(mem, head)
+    addrs, entries = pt.entries(start, end)
+    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not pte & _PAGE_PRESENT or pte & (_PAGE_SPECIAL | _PAGE_PSE) or pte & _PAGE_PROTNONE:
+            continue
+        mm_map = mem.mem_map
+        head = mm_map.compound_head(pte_pfn(pte))
+        flags = int(mm_map.flags[head])
+        nr = 1 << (int(mm_map.flags[head + 1]) & 0xFF) if flags >> PG.head & 1 else 1
+        if not flags >> PG.lru & 1 or any(int(mm_map._mapcount[p]) != 0 for p in range(head, head + nr)):
+            continue
+        pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
+        _cold_folio(mem, head)
+
+
+def _cold_folio(mem: PhysMem, head: int) -> None:
+    """The folio half of madvise_cold_or_pageout_pte_range(cold) for a folio on the LRU: it loses
+    PG_referenced (an active one becomes workingset) and is deactivated."""
+    mm_map = mem.mem_map
+    flags = int(mm_map.flags[head]) & ~(1 << PG.referenced)
+    if flags >> PG.active & 1:
+        flags |= 1 << PG.workingset
+    mm_map.flags[head] = flags
+    folio_deactivate(mem, head)
+
+
 def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
     """madvise_free_single_vma() + madvise_free_pte_range() on [start, end) of one anonymous VMA: drain
     the CPU's batches and note the RSS high-water mark, then for each entry:
@@ -287,9 +342,9 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
 
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
-    """What the page-only advice values do: zap, guard markers, PAGEOUT of anon folios to swap, FREE's
-    lazily freed anon folios, and WILLNEED's readahead of a file range (COLD changes nothing visible
-    here)."""
+    """What the page-only advice values do: zap, guard markers, COLD's aged and deactivated folios,
+    PAGEOUT of anon folios to swap, FREE's lazily freed anon folios, and WILLNEED's readahead of a file
+    range."""
     if mm.pt is None:
         return
     if advice in (MADV_COLD, MADV_PAGEOUT):
@@ -301,6 +356,7 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         madvise_free_single_vma(mm, start, end)
     elif advice == MADV_COLD:
         lru_add_drain(mm.pt.mem)
+        madvise_cold(mm, start, end)
     elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma))
         pte_reclaim(mm, start, end)

@@ -494,6 +494,13 @@ class PageTables:
         """pte_alloc(): a PTE table covers vaddr (never over a PMD leaf); False if none could be had."""
         return self._pte_table(vaddr, allocate=True) is not None
 
+    def mkold_pmd_leaf(self, haddr: int) -> None:
+        """pmdp_invalidate() + pmd_mkold() + set_pmd_at(): the 2 MiB leaf at `haddr` loses its accessed
+        bit."""
+        table = self._pmd_table(haddr, allocate=False)
+        assert table is not None, f"no PMD table at {haddr:#x}"
+        self.tables[table][pmd_index(haddr)] = int(self.tables[table][pmd_index(haddr)]) & ~_PAGE_ACCESSED
+
     def set_pmd_leaf(self, vaddr: int, entry: int) -> int:
         """set_pmd_at() of a 2 MiB leaf (THP): `entry` gets PSE; the slot must be none. 0 or -ENOMEM."""
         if vaddr & (PMD_SIZE - 1):

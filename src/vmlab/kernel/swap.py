@@ -418,6 +418,22 @@ def folio_mark_lazyfree(mem: PhysMem, head: int) -> None:
         lru_add_drain(mem)
 
 
+def folio_deactivate(mem: PhysMem, head: int) -> None:
+    """folio_deactivate() with lru_deactivate(): an active, evictable folio on the LRU moves to the head
+    of its inactive list, PG_active and PG_referenced cleared (pgdeactivate counts its pages).
+
+    Differs from the kernel: the move is made at once; the kernel's waits in the CPU's
+    lru_deactivate batch for the next drain (or 31 folios), the folio still on the active list."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if not flags & F_ACTIVE or flags & F_UNEVICTABLE or not flags & F_LRU:
+        return
+    mem.lruvec.delete(mm, head)
+    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
+    mem.lruvec.add(mm, head)
+    mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
+
+
 def lru_lazyfree(mem: PhysMem, head: int) -> None:
     """lru_lazyfree(): the batch's move of one folio: a candidate still becomes a clean lazyfree
     folio, PG_active, PG_referenced and PG_swapbacked cleared, at the head of the inactive file list
