@@ -203,8 +203,9 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
 
 def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     """madvise_cold_or_pageout_pte_range(pageout) + reclaim_pages(): the small anon folios of the range
-    that are on the LRU and mapped only here lose their young bit and PG_referenced (an active one
-    becomes workingset), are isolated with PG_active cleared, and go through reclaim_anon_folio;
+    that are on the LRU and mapped only here lose PG_referenced (an active one becomes workingset; their
+    PTEs keep the young bit, which reclaim_pages() does not look at), are isolated with PG_active
+    cleared, and go through reclaim_anon_folio;
     those it keeps are put back (a written one at the inactive tail, where the end of its write puts
     it). Differs from the kernel: file folios and THPs are left alone (the kernel also reclaims clean
     file folios and splits large ones)."""
@@ -213,8 +214,8 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     mem = pt.mem
     mm_map = mem.mem_map
     isolated = []
-    addrs, entries = pt.entries(start, end)
-    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+    _, entries = pt.entries(start, end)
+    for pte in entries.tolist():
         if not pte & _PAGE_PRESENT or pte & (_PAGE_SPECIAL | _PAGE_PSE) or pte & _PAGE_PROTNONE:
             continue
         pfn = pte_pfn(pte)
@@ -222,8 +223,7 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
         if (mm_map.compound_head(pfn) != pfn or flags >> PG.head & 1 or not flags >> PG.lru & 1
                 or int(mm_map._mapcount[pfn]) != 0 or not int(mm_map.mapping[pfn]) & PAGE_MAPPING_ANON):
             continue
-        pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
-        flags &= ~(1 << PG.referenced)
+        flags &= ~(1 << PG.referenced)  # the PTE keeps its young bit: only MADV_COLD clears it
         if flags >> PG.active & 1:
             flags |= 1 << PG.workingset
         mm_map.flags[pfn] = flags
