@@ -148,12 +148,11 @@ def test_replay_of_files_the_program_made(tmp_path: Path) -> None:
 
 def test_replay_of_numpy_with_blas_threads(tmp_path: Path) -> None:
     """numpy (this interpreter's) multiplying matrices: OpenBLAS's threads and their stacks, its
-    buffers placed with mbind(MPOL_PREFERRED, NULL), a library's bss and TLS written as soon as they
-    are made, so that a mapping later made between them merges with one side only, as on the
-    kernel."""
+    buffers (here placed with mbind(MPOL_PREFERRED, NULL); a build without NUMA support makes no such
+    call), a library's bss and TLS written as soon as they are made, so that a mapping later made
+    between them merges with one side only, as on the kernel."""
     code = ("import numpy as np\na = np.ones((600, 600))\nb = a @ a\n"
             "import sys; sys.stdout.write(open('/proc/self/maps').read())")
     log = _run_traced(tmp_path, [sys.executable, "-c", code])
     got, read = replay_maps(log)
-    assert "mbind(" in log.read_text()
     assert mask(got) == mask(read)
