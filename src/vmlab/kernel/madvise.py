@@ -223,10 +223,7 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
         if (mm_map.compound_head(pfn) != pfn or flags >> PG.head & 1 or not flags >> PG.lru & 1
                 or int(mm_map._mapcount[pfn]) != 0 or not int(mm_map.mapping[pfn]) & PAGE_MAPPING_ANON):
             continue
-        flags &= ~(1 << PG.referenced)  # the PTE keeps its young bit: only MADV_COLD clears it
-        if flags >> PG.active & 1:
-            flags |= 1 << PG.workingset
-        mm_map.flags[pfn] = flags
+        _age_folio(mem, pfn)  # the PTE keeps its young bit: only MADV_COLD clears it
         if flags >> PG.unevictable & 1:
             continue
         mem.lruvec.delete(mm_map, pfn)  # folio_isolate_lru(): off the list, one more reference
@@ -268,30 +265,30 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
             continue
         if mem.mem_map.test(head, PG.lru):
             pt.mkold_pmd_leaf(addr)
-            _cold_folio(mem, head)
+            _age_folio(mem, head)
+            folio_deactivate(mem, head)
+    mm_map = mem.mem_map
     addrs, entries = pt.entries(start, end)
     for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
         if not pte & _PAGE_PRESENT or pte & (_PAGE_SPECIAL | _PAGE_PSE) or pte & _PAGE_PROTNONE:
             continue
-        mm_map = mem.mem_map
         head = mm_map.compound_head(pte_pfn(pte))
-        flags = int(mm_map.flags[head])
-        nr = 1 << (int(mm_map.flags[head + 1]) & 0xFF) if flags >> PG.head & 1 else 1
-        if not flags >> PG.lru & 1 or any(int(mm_map._mapcount[p]) != 0 for p in range(head, head + nr)):
+        pages = range(head, head + (1 << mm_map.folio_order(head)))
+        if not mm_map.test(head, PG.lru) or any(int(mm_map._mapcount[p]) != 0 for p in pages):
             continue
         pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
-        _cold_folio(mem, head)
+        _age_folio(mem, head)
+        folio_deactivate(mem, head)
 
 
-def _cold_folio(mem: PhysMem, head: int) -> None:
-    """The folio half of madvise_cold_or_pageout_pte_range(cold) for a folio on the LRU: it loses
-    PG_referenced (an active one becomes workingset) and is deactivated."""
+def _age_folio(mem: PhysMem, head: int) -> None:
+    """What madvise_cold_or_pageout_pte_range() does to each folio it takes, cold or pageout: it
+    loses PG_referenced, and an active one becomes workingset."""
     mm_map = mem.mem_map
     flags = int(mm_map.flags[head]) & ~(1 << PG.referenced)
     if flags >> PG.active & 1:
         flags |= 1 << PG.workingset
     mm_map.flags[head] = flags
-    folio_deactivate(mem, head)
 
 
 def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:

@@ -20,6 +20,9 @@ ADDR, LEN, PROT, MAPF, FD, OFF, MREMAPF, MADV = "addr", "len", "prot", "mapf", "
 MLOCKF, MCL, DIRFD, PATH, OFLAGS, MODE, FCNTL, INT, ARGV, FADV = (
     "mlockf", "mcl", "dirfd", "path", "oflags", "mode", "fcntl", "int", "argv", "fadv")
 MSF, SFRF, MPOL, MPOLMF = "msf", "sfrf", "mpol", "mpolmf"
+#: unlink's path, directly in the temporary directory (the host backend removes the file for real);
+#: mbind's nodemask, which must be NULL (the model keeps no user memory to read one from).
+TMPPATH, NULLPTR = "tmppath", "nullptr"
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,9 @@ SYSCALLS: dict[str, Signature] = {
     "lseek": Signature((FD, OFF, INT)),
     "fadvise64": Signature((FD, OFF, LEN, FADV)),
     "ftruncate": Signature((FD, OFF)),
-    "unlink": Signature((PATH,)),
+    "unlink": Signature((TMPPATH,)),
     # NUMA memory policy of a range (mempolicy); the nodemask must be NULL
-    "mbind": Signature((ADDR, LEN, MPOL, ADDR, INT, MPOLMF)),
+    "mbind": Signature((ADDR, LEN, MPOL, NULLPTR, INT, MPOLMF)),
     # write-back of dirty pages (page_writeback)
     "fsync": Signature((FD,)),
     "fdatasync": Signature((FD,)),
@@ -155,7 +158,7 @@ def format_arg(kind: str, value: int | str | tuple[str, ...]) -> str:
         return "[" + ", ".join(quote(v) for v in value) + "]"
     if isinstance(value, str):
         return quote(value)
-    if kind == ADDR:
+    if kind in (ADDR, NULLPTR):
         return "NULL" if value == 0 else hex(value)
     if kind == OFF:
         return hex(value) if value else "0"
@@ -249,10 +252,6 @@ def interpret_args(call: Call, src: Source, defined: Callable[[str], bool]) -> t
         check_operands(expr, src, CONSTANTS)
         if kind == FCNTL:
             _check_fcntl_command(expr, src)
-        if call.name == "unlink":
-            _check_unlink_path(expr, src)
-        if call.name == "mbind" and len(exprs) == 3:
-            _check_null_nodemask(expr, src)
         exprs.append(expr)
     return tuple(exprs)
 
@@ -269,21 +268,6 @@ def _check_fcntl_command(expr: Expr, src: Source) -> None:
                         "are outside vmlab)", expr.col)
 
 
-def _check_unlink_path(expr: Expr, src: Source) -> None:
-    """Raise unless unlink's path is directly in the temporary directory, as `file` paths are: on the
-    host backend the call removes the file for real."""
-    if isinstance(expr, Str) and os.path.dirname(os.path.normpath(expr.text())) != tempfile.gettempdir():
-        raise src.error(f"unlink takes a file directly in {tempfile.gettempdir()} (the host backend "
-                        "removes it for real)", expr.col)
-
-
-def _check_null_nodemask(expr: Expr, src: Source) -> None:
-    """Raise unless mbind's nodemask is NULL: the model keeps no user memory to read a nodemask from."""
-    if any(n.name not in CONSTANTS for n in expr_names(expr)) or evaluate(expr, CONSTANTS) != 0:
-        raise src.error("mbind's nodemask must be NULL (the model cannot read one from user memory): "
-                        "MPOL_DEFAULT, MPOL_LOCAL and MPOL_PREFERRED take none", expr.col)
-
-
 def check_c_string(value: bytes, col: int, src: Source) -> None:
     """Raise unless `value` (a quoted string at column `col`) can be a C string argument: a NUL byte
     (`\\0`) would end it early, which no strace line shows (and the host cannot pass it)."""
@@ -293,10 +277,17 @@ def check_c_string(value: bytes, col: int, src: Source) -> None:
 
 def _check_kind(kind: str, expr: Expr, src: Source) -> None:
     """Raise unless `expr` has the shape `kind` needs (a string, a string array, or a number)."""
-    if kind == PATH:
+    if kind in (PATH, TMPPATH):
         if not isinstance(expr, Str):
             raise src.error("expected a quoted path", expr.col)
         check_c_string(expr.value, expr.col, src)
+        if kind == TMPPATH and os.path.dirname(os.path.normpath(expr.text())) != tempfile.gettempdir():
+            raise src.error(f"unlink takes a file directly in {tempfile.gettempdir()} (the host backend "
+                            "removes it for real)", expr.col)
+    elif kind == NULLPTR:
+        if any(n.name not in CONSTANTS for n in expr_names(expr)) or evaluate(expr, CONSTANTS) != 0:
+            raise src.error("mbind's nodemask must be NULL (the model cannot read one from user memory): "
+                            "MPOL_DEFAULT, MPOL_LOCAL and MPOL_PREFERRED take none", expr.col)
     elif kind == ARGV:
         if not isinstance(expr, Seq) or not all(isinstance(i, Str) for i in expr.items):
             raise src.error("expected an array of strings", expr.col)
