@@ -43,6 +43,7 @@ from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 
 from hostkit import Memcgs
+from interference import until_settled
 
 MAP_FIXED, MAP_NORESERVE = 0x10, 0x4000
 #: A 512 GiB-aligned address no mapping of the stepper is near: its first write allocates a PUD table.
@@ -212,8 +213,17 @@ def test_anon_vmas_and_their_chains_charge_the_kernels_pages(program: Program, m
     Measured (usage, kmem) after each phase: 20 mappings (1, 1), (25, 5), (0, 0); 40: (2, 2),
     (47, 7), (0, 0) on both (the kernel's usage after the munmap: see below); without the anon_vma
     objects the model had 1 and 2 kmem pages fewer after the writes."""
-    cg = memcgs.make("anonvma", "64M")
-    kernel, got = phases_on_both(program, cg, lambda b, pid, counters: anon_mappings(b, pid, n, counters))
+    def observe() -> tuple[list[Counters], list[Counters]]:
+        cg = memcgs.make(f"anonvma{len(memcgs.made)}", "64M")
+        return phases_on_both(program, cg, lambda b, pid, counters: anon_mappings(b, pid, n, counters))
+
+    # One kmem page more on the kernel after the writes (26/6 against 25/5 for 20 mappings) was seen
+    # once in five full test runs and never in 15 runs of this test alone, nor in 4 with a task of
+    # another memcg on CPU 0 mapping and writing a page every 0.5 ms (which drains CPU 0's object
+    # stock between steps). The cause is not known; a run that differs is run again, so a difference
+    # of the model's own still fails every run.
+    kernel, got = until_settled(observe, lambda r: r[0][:3] == r[1][:3], lambda r: f"kernel {r[0][:3]}",
+                                tries=3, pause=0.5)
     print(f"kernel {kernel}\nmodel  {got}")
     assert got[2].kmem - got[1].kmem > 3  # the tables and the anon_vma objects' pages
     assert kernel[:3] == got[:3]
