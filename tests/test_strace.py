@@ -41,6 +41,16 @@ def test_maps_text_the_program_read() -> None:
         "555555554000-555555556000 r--p 00000000 fe:00 260131")
 
 
+def test_maps_text_read_with_seeks_back() -> None:
+    """bash's `read` builtin reads 128 bytes, takes one line and lseeks back to its end: the text is
+    each read put at its offset, and bash echoed exactly that, line by line."""
+    events = read_log(str(FIX / "bash_read.log"))
+    text = maps_read_in_log(events, "/proc/self/maps")
+    writes = [e.body for e in events if isinstance(e.body, Call) and e.body.name == "write"]
+    echoed = b"".join(w.args[1].toks[0].value for w in writes if w.args[0].toks[0].value == 1)  # type: ignore[union-attr]
+    assert text.endswith("[vsyscall]\n") and text.encode() == echoed
+
+
 def test_missing_read_is_an_input_error() -> None:
     with pytest.raises(InputError, match="no read"):
         maps_read_in_log(read_log(str(FIX / "errs.log")), "/proc/self/maps")

@@ -133,13 +133,15 @@ def _path_matches(target: str, names: set[str], pid: int | None) -> bool:
 def maps_read_in_log(events: list[Event], path: str) -> str:
     """The text the traced program itself read from its first descriptor opened on `path`.
 
-    It is the concatenated buffers of the read() calls on that descriptor until one returns 0 or the
-    descriptor is closed; InputError when the log has no such read or strace cut a buffer short.
+    It is the buffers of the read() calls on that descriptor, each put at the file offset it was
+    read from (an lseek() moves the offset to what it returned: bash's `read` builtin reads ahead and
+    seeks back to the end of the line), until one returns 0 or the descriptor is closed; InputError
+    when the log has no such read or strace cut a buffer short.
     """
     pid_of: int | None = None
     aliases: set[int] = set()  # the descriptors (the opened one and its dups) that refer to the file
     opened = False
-    chunks: list[bytes] = []
+    text, pos = bytearray(), 0
     for ev in events:
         call = ev.body
         if not isinstance(call, Call):
@@ -164,13 +166,16 @@ def maps_read_in_log(events: list[Event], path: str) -> str:
             buf = _arg(call, ev, 1)
             if not isinstance(buf, Str) or buf.truncated:
                 raise ev.src.error("the read() buffer is missing or cut short (trace with -s 65536)", 1)
-            chunks.append(buf.value[:ret])
+            text[pos:pos + ret] = buf.value[:ret]
+            pos += ret
+        elif call.name == "lseek" and fd in aliases and ret is not None and ret >= 0:
+            pos = ret
         elif call.name in ("dup2", "dup3") and ret in aliases:
             aliases.discard(ret)  # another file was dup'ed over one of the aliases
-    if not opened or not chunks:
+    if not opened or not text:
         raise InputError(f"the log has no read() of a descriptor opened on {path}", events[0].src.path
                          if events else "")
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
+    return text.decode("utf-8", "surrogateescape")
 
 
 def _arg(call: Call, ev: Event, index: int) -> Expr:
