@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fake_backend import TOP, FakeBackend
 from vmlab.backend import Arg, Program
+from vmlab.kernel.fs import host_shmem_devices
 from vmlab.lab.diff import diff_scenario, keep_fields, mask, view_fields
 from vmlab.lab.run import Runner
 from vmlab.lab.scenario import parse
@@ -59,6 +62,19 @@ def test_shmem_inodes_are_masked() -> None:
     assert mask(c).endswith("00:01 * /memfd:x (deleted)")
     plain = "00400000-00401000 r--p 00000000 fe:00 2147290                            /srv/exp/stepper"
     assert mask(plain) == plain
+
+
+def test_inodes_on_the_hosts_tmpfs_mounts_are_masked() -> None:
+    """A file made in /dev/shm gets its inode number from the host's tmpfs count since boot: masked
+    on the lines of a tmpfs mount's device, as the mountinfo of this host lists them."""
+    devs = sorted(host_shmem_devices())
+    if not devs:
+        pytest.skip("no tmpfs mount on this host")
+    a = f"7ffff7200000-7ffff7300000 rw-s 00000000 {devs[0]} 8                          /dev/shm/psm_2bc8f3c0"
+    b = f"7ffff7200000-7ffff7300000 rw-s 00000000 {devs[0]} 2                          /dev/shm/psm_2bc8f3c0"
+    assert mask(a) == mask(b) == f"7ffff7200000-7ffff7300000 rw-s 00000000 {devs[0]} * /dev/shm/psm_2bc8f3c0"
+    elsewhere = "7ffff7200000-7ffff7300000 rw-s 00000000 fe:00 8                          /srv/data"
+    assert "fe:00" not in devs and mask(elsewhere) == elsewhere
 
 
 def test_smaps_compares_only_the_model_fields() -> None:

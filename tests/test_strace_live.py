@@ -33,6 +33,17 @@ PROGRAMS = {
     # realloc()s that mremap a written chunk to a new place, then a mapping placed just below it:
     # the kernel keeps the moved VMA's vm_pgoff (it was faulted: written when malloc made it), so
     # the two do not merge.
+    # bash's `read` builtin reads 128 bytes ahead and seeks back to the end of the line it took.
+    "bash-read": ["bash", "-c", "while IFS= read -r l; do echo \"$l\"; done < /proc/self/maps"],
+    # Files made in /dev/shm (tmpfs): shmem files of that mount, one unlinked while still mapped.
+    "python3-shm": ["python3", "-S", "-c",
+                    "import mmap, os, sys\nms = []\nfor n in ('a', 'b'):\n"
+                    "    p = f'/dev/shm/vmlab-strace-{os.getpid()}-{n}'\n"
+                    "    fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)\n"
+                    "    os.ftruncate(fd, 1 << 20)\n    ms.append((p, mmap.mmap(fd, 1 << 20)))\n"
+                    "    ms[-1][1][:4096] = b'x' * 4096\n    os.close(fd)\n"
+                    "os.unlink(ms[0][0])\nmaps = open('/proc/self/maps').read()\nos.unlink(ms[1][0])\n"
+                    "sys.stdout.write(maps)"],
     "python3-realloc": ["python3", "-S", "-c",
                         "bufs = [bytearray(n) for n in (10**5, 10**6, 10**7, 3*10**7)]\ndel bufs[1]\n"
                         "b = bytearray(10**6)\nfor i in range(20): b += bytearray(10**6)\n"

@@ -40,6 +40,21 @@ def _mount_fstype(path: str) -> str:
     return fstype
 
 
+def host_shmem_devices() -> frozenset[str]:
+    """The devices of the host's tmpfs (and ramfs) mounts as maps prints them (`00:1b`)."""
+    devs = set()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split()[0] in SHMEM_FS:
+                    major, minor = (int(n) for n in left.split()[2].split(":"))
+                    devs.add(f"{major:02x}:{minor:02x}")
+    except OSError:
+        pass
+    return frozenset(devs)
+
+
 def host_inode(path: str) -> Inode:
     """An Inode for a host file as the kernel would show it in maps: canonical path, dev, ino, size.
 
@@ -57,6 +72,20 @@ def host_inode(path: str) -> Inode:
                  shmem=fstype in SHMEM_FS, host_cached=host_residency(real, st.st_size),
                  ra_pages=ra_pages, io_pages=io_pages, large_folios=fstype in LARGE_FOLIO_FS,
                  nlink=st.st_nlink)
+
+
+def host_shmem_dir(path: str) -> tuple[int, int] | None:
+    """The device (major, minor) of the host's tmpfs mount that holds the directory of the absolute
+    `path` (a file made there is a shmem file: /dev/shm), or None when the directory is elsewhere or
+    not on the host."""
+    parent = os.path.dirname(path)
+    if not path.startswith("/") or not os.path.isdir(parent):
+        return None
+    real = os.path.realpath(parent)
+    if _mount_fstype(real) not in SHMEM_FS:
+        return None
+    st = os.stat(real)
+    return os.major(st.st_dev), os.minor(st.st_dev)
 
 
 def _sysfs_int(path: str) -> int | None:
@@ -125,7 +154,10 @@ SIMFS_DEV = (254, 0)
 class SimFs:
     """The model's own file system namespace: files created by open(O_CREAT) (or by an experiment) that
     do not exist on the host. Nothing of them is cached at first: every page not yet in the page cache
-    is read from their device (`bdi`, the machine's default when None)."""
+    is read from their device (`bdi`, the machine's default when None). One made in a directory of a
+    host tmpfs mount (/dev/shm) is a shmem file of that mount's device, its pages swap-backed, never
+    read or written back; its inode number is the model's (the host's tmpfs counts its own since
+    boot), and the per-page overcommit charge of tmpfs files is not modelled (see shmem.py)."""
 
     files: dict[str, Inode] = field(default_factory=dict)
     _next_ino: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
@@ -145,8 +177,13 @@ class SimFs:
         path = os.path.normpath(path)
         found = self.files.get(path)
         if found is None:
-            found = self.files[path] = Inode(path=path, ino=next(self._next_ino), size=size,
-                                             major=SIMFS_DEV[0], minor=SIMFS_DEV[1], thp_aligned=True,
-                                             fop_mmap_sync=True, large_folios=large_folios,
-                                             host_cached=frozenset(), bdi=bdi)
+            tmpfs = host_shmem_dir(path)
+            if tmpfs is not None:
+                found = Inode(path=path, ino=next(self._next_ino), size=size, major=tmpfs[0], minor=tmpfs[1],
+                              shmem=True, host_cached=frozenset())
+            else:
+                found = Inode(path=path, ino=next(self._next_ino), size=size, major=SIMFS_DEV[0],
+                              minor=SIMFS_DEV[1], thp_aligned=True, fop_mmap_sync=True,
+                              large_folios=large_folios, host_cached=frozenset(), bdi=bdi)
+            self.files[path] = found
         return found

@@ -1,7 +1,9 @@
 """`vmlab diff`: run one scenario on the model and on the running kernel and compare them step by step.
 
 Every call result, access outcome and shown view is compared; what the kernel makes nondeterministic is
-masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings). One
+masked first (reference §6 N1: the inode numbers of `/dev/zero (deleted)` and `/memfd:` mappings, and
+of files on the host's tmpfs mounts, such as /dev/shm, which the model numbers itself when they are
+made in a run, the host's tmpfs by its own count since boot). One
 rule serves every /proc text view (maps, smaps, smaps_rollup, status): header lines are compared, and of
 the `Field: value` lines only those whose field the model printed. The paging views (counters,
 pagemap) are compared whole.
@@ -15,16 +17,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmlab.backend import Backend, Program
+from vmlab.kernel.fs import host_shmem_devices
 from vmlab.lab.run import COMPARED, Record, Runner, Transcript, default_program
 from vmlab.lab.scenario import Scenario
 
 _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S{4} [0-9a-f]+ \S+ \d+")
 _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)$")
+_FILE = re.compile(r"^(\S+ \S+ \S+ (\S+)) \d+\s+(/.*)$")
 
 
 def mask(text: str) -> str:
-    """`text` with the inode number (and its padding) of shmem and memfd maps lines replaced by `*`."""
-    return "\n".join(_SHMEM.sub(r"\1 * \2", line) for line in text.split("\n"))
+    """`text` with the inode number (and its padding) of shmem and memfd maps lines, and of those of
+    files on the host's tmpfs mounts, replaced by `*`."""
+    tmpfs = host_shmem_devices()
+
+    def one(line: str) -> str:
+        m = _FILE.match(line)
+        if m is not None and m.group(2) in tmpfs:
+            return f"{m.group(1)} * {m.group(3)}"
+        return _SHMEM.sub(r"\1 * \2", line)
+    return "\n".join(one(line) for line in text.split("\n"))
 
 
 def field_of(line: str) -> str | None:
