@@ -86,9 +86,8 @@ from vmlab.kernel.oom_kill import (
     OomKiller,
     OomPanic,
     OomSysctl,
-    show_mem,
 )
-from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.page_alloc import PhysMem, gfp_zone
 from vmlab.kernel.page_writeback import (
     BackingDev,
     balance_dirty_pages,
@@ -102,6 +101,7 @@ from vmlab.kernel.page_writeback import (
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables
 from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_unacct_size
+from vmlab.kernel.show_mem import show_mem
 from vmlab.kernel.swap import lru_view, put_page
 from vmlab.kernel.swapfile import (
     disable_area,
@@ -753,7 +753,7 @@ class ModelBackend:
             return False
         self._oom_streak += 1
         oc = OomControl(None, GFP_HIGHUSER_MOVABLE_ZERO, order)
-        if not self.oom.out_of_memory(oc, lambda: show_mem(mem)):
+        if not self.oom.out_of_memory(oc, lambda: show_mem(mem, gfp_zone(oc.gfp[0]))):
             return False
         self.oom.retry_wait()
         return True

@@ -40,7 +40,6 @@ from vmlab.kernel.oom_score import (
     oom_badness,
     proc_oom_score,
 )
-from vmlab.kernel.page_flags import PAGE_MAPPING_ANON
 from vmlab.kernel.printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk, RateLimit
 
 if TYPE_CHECKING:
@@ -477,28 +476,3 @@ class OomKiller:
         tasks run their exit and the reaper's timer may fire."""
         self.mem.clock.advance(JIFFY_NS)
 
-
-def show_mem(mem: PhysMem) -> list[str]:
-    """__show_mem() for a global OOM, abbreviated: the Mem-Info page counts the model has, then the
-    totals (no per-zone free lists)."""
-    mm = mem.mem_map
-    used = mm._refcount > 0
-    anon = int((used & ((mm.mapping & PAGE_MAPPING_ANON) != 0)).sum())
-    file = int((used & (mm.mapping != 0)).sum()) - anon
-    pagetables = sum(z.nr_pagetable for z in mem.zones)
-    return ["Mem-Info:",
-            f"active_anon:0 inactive_anon:{anon} isolated_anon:0",
-            f" active_file:0 inactive_file:{file} isolated_file:0",
-            " unevictable:0 dirty:0 writeback:0",
-            " slab_reclaimable:0 slab_unreclaimable:0",
-            f" mapped:{file} shmem:0 pagetables:{pagetables}",
-            " sec_pagetables:0 bounce:0",
-            " kernel_misc_reclaimable:0",
-            f" free:{mem.nr_free_pages} free_pcp:0 free_cma:0",
-            f"{file} total pagecache pages",
-            "0 pages in swap cache",
-            "Free swap  = 0kB",
-            "Total swap = 0kB",
-            f"{mem.max_pfn} pages RAM",
-            "0 pages HighMem/MovableOnly",
-            f"{mem.max_pfn - mem.totalram_pages} pages reserved"]

@@ -79,7 +79,7 @@ VMSTAT_FIELDS = (
 )
 
 
-def _folio_pages(mem: PhysMem, pfns: np.ndarray) -> int:
+def folio_pages(mem: PhysMem, pfns: np.ndarray) -> int:
     """Pages in the folios headed by `pfns` (a THP head counts 1 << order)."""
     if not pfns.size:
         return 0
@@ -89,13 +89,20 @@ def _folio_pages(mem: PhysMem, pfns: np.ndarray) -> int:
     return int((np.uint64(1) << order.astype(np.uint64)).sum())
 
 
+def page_kinds(mem: PhysMem) -> tuple[np.ndarray, np.ndarray]:
+    """(anon, cache): per frame, whether it holds an anonymous page, and whether a page-cache page
+    (shmem's included); reserved frames are neither."""
+    mm = mem.mem_map
+    reserved = (mm.flags >> np.uint64(PG.reserved)) & np.uint64(1) == 1
+    anon = ((mm.mapping & PAGE_MAPPING_ANON) != 0) & ~reserved
+    return anon, (mm.mapping != 0) & ~anon & ~reserved
+
+
 def node_page_state(mem: PhysMem) -> dict[str, int]:
     """The node's page-state counters (NR_*, by their /proc/vmstat names), from mem_map and the LRU."""
     mm = mem.mem_map
-    flags, mapping = mm.flags, mm.mapping
-    reserved = (flags >> np.uint64(PG.reserved)) & np.uint64(1) == 1
-    anon = ((mapping & PAGE_MAPPING_ANON) != 0) & ~reserved
-    cache = (mapping != 0) & ~anon & ~reserved
+    flags = mm.flags
+    anon, cache = page_kinds(mem)
 
     def has(pg: int) -> np.ndarray:
         return (flags >> np.uint64(pg)) & np.uint64(1) == 1
@@ -112,14 +119,14 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
         "nr_inactive_anon": lru[LRU_INACTIVE_ANON], "nr_active_anon": lru[LRU_ACTIVE_ANON],
         "nr_inactive_file": lru[LRU_INACTIVE_FILE], "nr_active_file": lru[LRU_ACTIVE_FILE],
         "nr_unevictable": lru[LRU_UNEVICTABLE],
-        "nr_mlock": _folio_pages(mem, np.flatnonzero(has(PG.mlocked))),
+        "nr_mlock": folio_pages(mem, np.flatnonzero(has(PG.mlocked))),
         "nr_anon_pages": int((anon & ~(has(PG_swapcache) & ~mapped)).sum()),
         "nr_mapped": int((cache & mapped).sum()),
         "nr_file_pages": int(cache.sum()) + int((anon & has(PG_swapcache)).sum()),
         "nr_dirty": dirty,
         "nr_writeback": writeback,
         "nr_shmem": int((cache & swapbacked).sum()),
-        "nr_anon_transparent_hugepages": _folio_pages(mem, heads_anon_thp) >> 9,
+        "nr_anon_transparent_hugepages": folio_pages(mem, heads_anon_thp) >> 9,
         "nr_page_table_pages": sum(z.nr_pagetable for z in mem.zones),
         "nr_swapcached": int((anon & has(PG_swapcache)).sum()),
         "nr_memmap_boot_pages": memmap_boot_pages(mem),
