@@ -20,6 +20,8 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
+The CPU's mlock batch (check_mlock_batch) holds a reference on each folio it lists; a new folio there
+is on no LRU list yet.
 Lazily freed anon folios (check_lazyfree, check_lazyfree_batch): a droppable VMA's anon pages are never
 swap-backed, no lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU
 list is legal), and each folio of the CPU's lru_lazyfree batch is an anon head off the LRU holding
@@ -54,6 +56,7 @@ import numpy as np
 
 from vmlab.kernel.fork import CRED_SIZE, THREAD_SIZE_PAGES
 from vmlab.kernel.memory import GUARD_MARKER, HPAGE_PMD_NR
+from vmlab.kernel.mlock_folio import NEW_FOLIO
 from vmlab.kernel.mm_types import (
     ANON_VMA_SIZE,
     AVC_SIZE,
@@ -413,6 +416,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
     check_lazyfree_batch(mem, frames)
+    check_mlock_batch(mem, frames)
     check_swap_cache(mem, frames)
     if WAIVE_ORPHAN_SHMEM in waive:
         _claim_orphan_shmem(mem, frames)
@@ -558,6 +562,23 @@ def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:
             raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
         if int(frames.owner[head]) == 0:
             frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), ANON, at)
+        frames.ref[head] += 1
+
+
+def check_mlock_batch(mem: PhysMem, frames: Frames) -> None:
+    """The CPU's mlock batch: folio heads of anon or page-cache folios, each entry holding one
+    reference; a new folio waiting there is mlocked and on no list; one whose other references went
+    (unmapped while locked) is owned by the batch."""
+    mm_map = mem.mem_map
+    for head, kind in mem.mlock_fbatch:
+        at = f"mlock batch: frame {head:#x}"
+        if mm_map.compound_head(head) != head or not int(mm_map.mapping[head]):
+            raise AssertionError(f"{at} is not the head of an anon or page-cache folio: {mm_map[head]!r}")
+        if kind == NEW_FOLIO and mm_map.test(head, PG.lru):
+            raise AssertionError(f"{at} is new but already on a list: {mm_map[head]!r}")
+        if int(frames.owner[head]) == 0:
+            owner = ANON if int(mm_map.mapping[head]) & PAGE_MAPPING_ANON else CACHE
+            frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), owner, at)
         frames.ref[head] += 1
 
 

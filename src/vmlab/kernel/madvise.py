@@ -355,7 +355,7 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         lru_add_drain(mm.pt.mem)
         madvise_cold(mm, start, end)
     elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
-        zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma))
+        zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma), vma=vma)
         pte_reclaim(mm, start, end)
     elif advice == MADV_GUARD_INSTALL:
         # Markers make the range non-empty to fork: the VMA gets an anon_vma so its tables are copied.

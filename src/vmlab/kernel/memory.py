@@ -31,6 +31,7 @@ from vmlab.kernel.memcontrol import (
     mem_cgroup_room,
     mem_cgroup_user_fault,
 )
+from vmlab.kernel.mlock_folio import folio_add_lru_vma, mlock_vma_folio, munlock_vma_folio
 from vmlab.kernel.mm_types import (
     FAULT_FLAG_USER,
     MM_ANONPAGES,
@@ -87,7 +88,7 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare, vma_has_recency
-from vmlab.kernel.swap import folio_add_lru, lru_add_drain, put_page
+from vmlab.kernel.swap import lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     is_swap_slot_pte,
     pte_swp_clear_exclusive,
@@ -275,7 +276,8 @@ def folio_prealloc(vmf: VmFault) -> int | None:
 
 def folio_add_new_anon_rmap(vmf: VmFault, pfn: int) -> None:
     """folio_add_new_anon_rmap() + folio_add_lru_vma(): the new page `pfn` of the fault's VMA (which
-    has its anon_vma) is anon, exclusive and mapped once, and joins the LRU."""
+    has its anon_vma) is anon, exclusive and mapped once, and joins the LRU (mlocked, through the mlock
+    batch, in a locked VMA)."""
     anon_vma = vmf.vma.anon_vma
     assert anon_vma is not None
     mm = vmf.mem.mem_map
@@ -283,7 +285,7 @@ def folio_add_new_anon_rmap(vmf: VmFault, pfn: int) -> None:
     mm.index[pfn] = vmf.pgoff
     mm.flags_a[pfn] = mm.flags_a[pfn] | anon_folio_flags(vmf.vma)
     mm._mapcount[pfn] = 0  # mapped once; the allocation's reference is the mapping's
-    folio_add_lru(vmf.mem, pfn)
+    folio_add_lru_vma(vmf.mem, pfn, vmf.vma)
 
 
 def vmf_inode(vma: VmArea) -> Inode:
@@ -553,7 +555,8 @@ def beyond_eof(vma: VmArea, address: int) -> bool:
 
 
 def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
-    """finish_fault()/set_pte_range(): map one page-cache page; False when a table could not be had."""
+    """finish_fault()/set_pte_range(): map one page-cache page (a small folio mapped in a locked VMA
+    is mlocked: folio_add_file_rmap_ptes); False when a table could not be had."""
     pt = vmf.mm.pt
     assert pt is not None
     _add_rmap(vmf.mem, pfn)  # before the entry: a table allocation may reclaim, and must not take it
@@ -561,6 +564,8 @@ def _map_file_page(vmf: VmFault, address: int, pfn: int, write: bool) -> bool:
         _remove_rmap(vmf.mem, pfn)
         return False
     add_mm_counter(vmf.mm, mm_counter(vmf.mem, pfn), 1)
+    if vmf.vma.vm_flags & VM_LOCKED:
+        mlock_vma_folio(vmf.mem, vmf.mem.mem_map.compound_head(pfn), vmf.vma)
     return True
 
 
@@ -762,6 +767,7 @@ def wp_page_copy(vmf: VmFault, orig_pte: int) -> int:
         add_mm_counter(vmf.mm, MM_ANONPAGES, 1)
         if old is not None:
             add_mm_counter(vmf.mm, mm_counter(mem, pfn), -1)
+            munlock_vma_folio(mem, old, vma)  # folio_remove_rmap_pte() of the old page
             _remove_rmap(mem, pfn)
     elif new is not None:
         vmf.call("wp_page_copy", "the PTE changed during the allocation: drop the copy, fault again")
@@ -818,6 +824,8 @@ def map_swapped_folio(vmf: VmFault, head: int, orig_pte: int, fault: bool) -> bo
         anon_vma = vma.anon_vma if exclusive else vma.anon_vma.root
         mm_map.mapping[head] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
         mm_map.index[head] = vmf.pgoff
+    else:  # folio_add_anon_rmap_ptes() of an anon folio: mlocked again in a locked VMA
+        mlock_vma_folio(mem, head, vma)
     if exclusive:
         mm_map.set(head, PG_anon_exclusive)
     mm_map._mapcount[head] += 1
@@ -950,7 +958,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     mm.flags_a[pfn] = mm.flags_a[pfn] | (anon_folio_flags(vmf.vma) & ~(1 << PG.uptodate))
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
-    folio_add_lru(mem, pfn)
+    folio_add_lru_vma(mem, pfn, vmf.vma)
     if pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
@@ -1012,7 +1020,7 @@ def split_huge_pmds_at(mm: MmStruct, mem: PhysMem, addr: int) -> None:
 
 
 def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards: bool = False,
-                   recency: bool = True) -> None:
+                   recency: bool = True, vma: VmArea | None = None) -> None:
     """zap_page_range_single() / unmap_page_range(): clear the entries of [start, end), drop the
     mappings and references of their pages and the RSS they counted (P11). MADV_DONTNEED keeps guard
     markers (`keep_guards`); munmap does not. A file folio is marked accessed once per run of its
@@ -1022,15 +1030,17 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
     after munmap, activated by a second map-use-unmap, and a folio mapped in separate places (two
     fault-around windows) is marked once for each (host-checked in tests/test_lru_host.py). The
     CPU's folio batches are drained first (lru_add_drain(), as zap_page_range_single and
-    vms_clear_ptes do)."""
+    vms_clear_ptes do). The pages of a locked `vma` are munlocked as their mappings go
+    (folio_remove_rmap_ptes: munlock_vma_folio)."""
     pt = mm.pt
     if pt is None or start >= end:
         return
-    if mem.lru_lazyfree:
+    if mem.lru_lazyfree or mem.mlock_fbatch:
         lru_add_drain(mem)
     # The run of a file folio's PTEs being zapped: its mapping, its head's index, the address that
     # would continue it, and whether it was marked accessed.
     run_mapping, run_head, run_next, run_marked = -1, -1, -1, False
+    locked = vma if vma is not None and vma.vm_flags & VM_LOCKED else None
     split_huge_pmds_at(mm, mem, start)
     split_huge_pmds_at(mm, mem, end)
     addrs, olds = pt.clear_range(start, end)
@@ -1049,6 +1059,8 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
                 continue  # the mm keeps its huge-zero reference until exit (MMF_HUGE_ZERO_FOLIO)
             mem.mem_map._mapcount[pfn:pfn + HPAGE_PMD_NR] -= 1
             add_mm_counter(mm, MM_ANONPAGES, -HPAGE_PMD_NR)
+            if locked is not None:
+                munlock_vma_folio(mem, pfn, locked)
             put_page(mem, pfn)
             continue
         if pte_special(entry):
@@ -1067,6 +1079,8 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
                 mark_page_cache_accessed(mem, pfn)
                 run_marked = True
         add_mm_counter(mm, mm_counter(mem, pfn), -1)
+        if locked is not None:
+            munlock_vma_folio(mem, mem.mem_map.compound_head(pfn), locked)
         _remove_rmap(mem, pfn)
 
 
@@ -1093,7 +1107,7 @@ def unmap_region(mm: MmStruct, mem: PhysMem, start: int, end: int, vmas: list[Vm
     """unmap_region(): zap the pages of `vmas` (already removed from the tree, covering [start, end)),
     each with its own recency, then free their tables."""
     for vma in vmas:
-        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma))
+        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma), vma=vma)
     free_pgtables(mm, start, end)
 
 
@@ -1106,7 +1120,7 @@ def exit_mmap(mm: MmStruct, mem: PhysMem) -> None:
     update_hiwater_rss(mm)
     vm_unacct_memory(mem, accounted_pages(mm))
     for vma in mm:
-        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma))
+        zap_page_range(mm, mem, vma.vm_start, vma.vm_end, recency=vma_has_recency(vma), vma=vma)
     mm.pt.destroy()
     mm.pt = None
     for vma in list(mm):
@@ -1266,7 +1280,7 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
     same state as one do_anonymous_page() write fault per page (P3). The number of pages faulted, or 0
     when the run does not qualify (the caller then takes the faults one by one)."""
     pt = mm.pt
-    if (pt is None or not vma.is_anonymous() or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE)
+    if (pt is None or not vma.is_anonymous() or vma.vm_flags & (VM_SHARED | VM_HUGEPAGE | VM_LOCKED)
             or not vma.vm_flags & VM_WRITE or start < vma.vm_start or end > vma.vm_end or start >= end):
         return 0
     if pt.entries(start, end)[0].size:

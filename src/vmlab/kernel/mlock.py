@@ -1,6 +1,7 @@
 """mlock, mlock2, munlock, mlockall, munlockall, after mm/mlock.c (6.18).
 
-Locking changes vm_flags (split/merge like mprotect, M5); population of the pages is the caller's
+Locking changes vm_flags (split/merge like mprotect, M5) and mlocks or munlocks the pages already
+mapped (mlock_vma_pages_range, vmlab.kernel.mlock_folio); population of the pages is the caller's
 (`populate` callback), as mm_populate() is in the kernel.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmlab.kernel.mlock_folio import mlock_vma_pages_range
 from vmlab.kernel.mm_types import (
     VM_DROPPABLE,
     VM_HUGETLB,
@@ -16,6 +18,7 @@ from vmlab.kernel.mm_types import (
     VM_LOCKONFAULT,
     VM_SPECIAL,
     MmStruct,
+    VmArea,
 )
 from vmlab.kernel.mmap import VmSysctl
 from vmlab.kernel.uapi import (
@@ -43,6 +46,20 @@ VM_NEVER_LOCKED = VM_SPECIAL | VM_HUGETLB | VM_DROPPABLE
 Populator = Callable[[int, int], int]
 
 
+def _fixup(mm: MmStruct, vma: VmArea, start: int, end: int, newflags: int, max_map_count: int) -> int:
+    """mlock_fixup(): [start, end) of `vma` gets `newflags` (split or merged), locked_vm follows, and
+    when VM_LOCKED comes or goes the pages already mapped there are mlocked or munlocked; 0 or
+    -errno."""
+    oldflags = vma.vm_flags
+    result = vma_modify_flags(mm, vma, start, end, newflags, max_map_count)
+    if isinstance(result, int):
+        return result
+    _account_lock(mm, oldflags, newflags, (end - start) >> PAGE_SHIFT)
+    if (oldflags ^ newflags) & VM_LOCKED and mm.pt is not None:
+        mlock_vma_pages_range(mm, mm.pt.mem, result, start, end)
+    return 0
+
+
 def _account_lock(mm: MmStruct, oldflags: int, newflags: int, nr_pages: int) -> None:
     """mlock_fixup(): locked_vm (VmLck) follows VM_LOCKED."""
     if newflags & VM_LOCKED and not oldflags & VM_LOCKED:
@@ -68,11 +85,9 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int, sysc
         newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | flags
         tmp = min(vma.vm_end, end)
         if newflags != vma.vm_flags and not vma.vm_flags & VM_NEVER_LOCKED:
-            oldflags = vma.vm_flags
-            result = vma_modify_flags(mm, vma, nstart, tmp, newflags, sysctl.max_map_count)
-            if isinstance(result, int):
-                return result
-            _account_lock(mm, oldflags, newflags, (tmp - nstart) >> PAGE_SHIFT)
+            err = _fixup(mm, vma, nstart, tmp, newflags, sysctl.max_map_count)
+            if err:
+                return err
         nstart = tmp
     return -ENOMEM if nstart < end else 0
 
@@ -117,8 +132,7 @@ def sys_mlockall(mm: MmStruct, flags: int, sysctl: VmSysctl, populate: Populator
         for vma in mm:
             newflags = (vma.vm_flags & ~VM_LOCKED_MASK) | to_add
             if newflags != vma.vm_flags and not vma.vm_flags & VM_NEVER_LOCKED:
-                _account_lock(mm, vma.vm_flags, newflags, vma.pages)
-                vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, newflags, sysctl.max_map_count)
+                _fixup(mm, vma, vma.vm_start, vma.vm_end, newflags, sysctl.max_map_count)
         if populate is not None and not flags & MCL_ONFAULT:
             for vma in mm:
                 populate(vma.vm_start, vma.vm_end)
@@ -130,7 +144,5 @@ def sys_munlockall(mm: MmStruct, sysctl: VmSysctl) -> int:
     mm.def_flags &= ~VM_LOCKED_MASK
     for vma in mm:
         if vma.vm_flags & VM_LOCKED_MASK:
-            _account_lock(mm, vma.vm_flags, 0, vma.pages)
-            vma_modify_flags(mm, vma, vma.vm_start, vma.vm_end, vma.vm_flags & ~VM_LOCKED_MASK,
-                             sysctl.max_map_count)
+            _fixup(mm, vma, vma.vm_start, vma.vm_end, vma.vm_flags & ~VM_LOCKED_MASK, sysctl.max_map_count)
     return 0

@@ -308,7 +308,7 @@ class OomKiller:
             if vma.vm_flags & (VM_HUGETLB | VM_PFNMAP):
                 continue
             if vma.is_anonymous() or not vma.vm_flags & VM_SHARED:
-                zap_page_range(mm, self.mem, vma.vm_start, vma.vm_end)
+                zap_page_range(mm, self.mem, vma.vm_start, vma.vm_end, vma=vma)
 
     def oom_reap_task(self, task: OomTask, mm: MmStruct) -> None:
         """oom_reap_task_mm(): reap the victim's mm (never contended in the model, so never 'unable to

@@ -371,6 +371,11 @@ class PhysMem:
         #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
         #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
         self.lru_lazyfree: list[int] = []
+        #: mlock_fbatch of the model's one CPU: (folio head, what it waits for: mlock_folio.MUNLOCK,
+        #: LRU_FOLIO or NEW_FOLIO), one reference each; swap.lru_add_drain() moves it too.
+        self.mlock_fbatch: list[tuple[int, int]] = []
+        #: folio->mlock_count of the folios on the unevictable list (how many locked VMAs mlocked them).
+        self.mlock_count: dict[int, int] = {}
         #: Dirty and write-back accounting, the dirty limits' sysctls and the flusher (page_writeback).
         self.wb = Writeback()
         #: Swap areas and the swap cache (swapon, swap-out, swap-in).

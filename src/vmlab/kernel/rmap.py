@@ -105,24 +105,18 @@ class RmapIndex:
     (kept live by MmStruct.insert/remove), for an anon page the anon_vma's chain of VMAs, indexed here
     from the live mms (valid while no VMA changes)."""
 
-    __slots__ = ("anon", "locked")
+    __slots__ = ("anon",)
 
     def __init__(self, mms: Iterable[MmStruct]) -> None:
         self.anon: dict[int, list[tuple[MmStruct, VmArea]]] = {}
-        #: The VM_LOCKED ranges (mm id, start, end): when they change, mlocked folios may be free again.
-        self.locked: frozenset[tuple[int, int, int]] = frozenset()
-        locked: list[tuple[int, int, int]] = []
         for mm in mms:
             if mm.pt is None:
                 continue
             for vma in mm:
-                if vma.vm_flags & VM_LOCKED:
-                    locked.append((id(mm), vma.vm_start, vma.vm_end))
                 anon_vma = vma.anon_vma
                 while anon_vma is not None:
                     self.anon.setdefault(anon_vma.id, []).append((mm, vma))
                     anon_vma = anon_vma.parent
-        self.locked = frozenset(locked)
 
     def walk(self, mem: PhysMem, pfn: int) -> list[Mapping]:
         """rmap_walk() of an order-0 page: every mapping whose PTE maps `pfn` now, with that PTE's

@@ -14,9 +14,10 @@ holds), memcg reclaim reads them, and isolates through the node lruvec. Global r
 round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
 
 Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
-folios or by lru_add_drain()); the model adds at once, as if every batch were drained. The one batch
-it does keep is lru_lazyfree (`PhysMem.lru_lazyfree`, folio_mark_lazyfree / lru_add_drain), because
-smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree yet (measured on this host).
+folios or by lru_add_drain()); the model adds at once, as if every batch were drained. The batches
+it does keep are lru_lazyfree (`PhysMem.lru_lazyfree`, folio_mark_lazyfree / lru_add_drain), because
+smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree yet (measured on this host),
+and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio), which kpageflags shows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from vmlab.kernel.page_flags import (
     F_DIRTY,
     F_HEAD,
     F_LRU,
+    F_MLOCKED,
     F_REFERENCED,
     F_SWAPBACKED,
     F_SWAPCACHE,
@@ -335,7 +337,7 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         if flags & F_LRU:
             folio_activate(mem, head)
             flags = mm.flags_a[head]
-        else:
+        elif not flags & F_MLOCKED:  # (a new mlocked folio waits in the mlock batch: not found there)
             flags |= F_ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
         mm.flags_a[head] = flags & ~F_REFERENCED
         # workingset_activation(): an activation ages the inactive list of the folio's lruvec (its
@@ -449,14 +451,17 @@ def lru_lazyfree(mem: PhysMem, head: int) -> None:
 def lru_add_drain(mem: PhysMem) -> None:
     """lru_add_drain() of the model's CPU: move every folio of the lru_lazyfree batch
     (folio_batch_move_lru), in order, then drop the batch's references (folios_put: a folio whose
-    other references went meanwhile is freed). The model has no other per-CPU batch (folio_add_lru
-    adds at once)."""
+    other references went meanwhile is freed); then the mlock batch (mlock_drain_local). The model has
+    no lru_add batch (folio_add_lru adds at once)."""
     batch = mem.lru_lazyfree
-    if not batch:
-        return
-    folios = batch[:]
-    batch.clear()
-    for head in folios:
-        lru_lazyfree(mem, head)
-    for head in folios:
-        put_page(mem, head)
+    if batch:
+        folios = batch[:]
+        batch.clear()
+        for head in folios:
+            lru_lazyfree(mem, head)
+        for head in folios:
+            put_page(mem, head)
+    if mem.mlock_fbatch:
+        from vmlab.kernel.mlock_folio import mlock_folio_batch  # (it imports this module)
+
+        mlock_folio_batch(mem)

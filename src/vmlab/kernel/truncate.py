@@ -46,7 +46,7 @@ def unmap_mapping_pages(mem: PhysMem, inode: Inode, first: int) -> None:
     raises SIGBUS)."""
     for mm, vma, lo, hi in list(mapping_vmas(inode, first, 1 << 62)):
         zap_page_range(mm, mem, vma_address(vma, lo), vma_address(vma, hi + 1), keep_guards=True,
-                       recency=vma_has_recency(vma))
+                       recency=vma_has_recency(vma), vma=vma)
 
 
 def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:

@@ -76,7 +76,6 @@ from vmlab.kernel.swap import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
-    LRU_UNEVICTABLE,
     LruVec,
     is_file_lru,
     lru_add_drain,
@@ -157,8 +156,6 @@ class Vmscan:
     mms: Callable[[], Iterable[MmStruct]]
     swappiness: int = 60  # vm.swappiness
     kswapd_failures: int = 0
-    #: The VM_LOCKED ranges the unevictable list was last checked against.
-    locked_seen: frozenset[tuple[int, int, int]] = frozenset()
     _running: bool = False
 
     # --- the allocator's entry points ----------------------------------------------------------------
@@ -482,43 +479,18 @@ def _rmap(vmscan: Vmscan, sc: ScanControl) -> RmapIndex:
         if flush is not None:
             flush()
         sc.rmap = RmapIndex(vmscan.mms())
-        if sc.rmap.locked != vmscan.locked_seen:
-            vmscan.locked_seen = sc.rmap.locked
-            rescue_unevictable(vmscan, sc.rmap)
     return sc.rmap
 
 
 def _rmap_quiet(vmscan: Vmscan, sc: ScanControl) -> bool:
     """Whether the pass's rmap index exists, building it now when that has no side effect (no batched
-    accesses to write, the locked VMAs as last seen): then building it earlier than its first use
-    changes nothing, and the fused paths, which need it, may run."""
+    accesses to write): then building it earlier than its first use changes nothing, and the fused
+    paths, which need it, may run."""
     if sc.rmap is None:
         if vmscan.mem.pending_accesses is not None:
             return False
-        rmap = RmapIndex(vmscan.mms())
-        if rmap.locked != vmscan.locked_seen:
-            return False
-        sc.rmap = rmap
+        sc.rmap = RmapIndex(vmscan.mms())
     return True
-
-
-def rescue_unevictable(vmscan: Vmscan, rmap: RmapIndex) -> None:
-    """munlock_folio() / check_move_unevictable_folios(), done lazily: once the locked VMAs changed
-    (munlock, munmap, exit), a folio on the unevictable list that no locked VMA maps any more loses
-    PG_mlocked and goes back to the inactive list of its type."""
-    mem = vmscan.mem
-    mmap_ = mem.mem_map
-    lruvec = mem.lruvec
-    for head in list(lruvec.lists[LRU_UNEVICTABLE]):
-        if mmap_.flags_a[head] & F_HEAD:
-            continue
-        if any(vma.vm_flags & VM_LOCKED for _, vma, _, _, _ in rmap.walk(mem, head)):
-            continue
-        lruvec.delete(mmap_, head)
-        mmap_.flags_a[head] = mmap_.flags_a[head] & ~(F_MLOCKED | F_UNEVICTABLE | F_ACTIVE)
-        lruvec.add(mmap_, head)
-        mem.events["unevictable_pgs_munlocked"] += 1
-        mem.events["unevictable_pgs_rescued"] += 1
 
 
 def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
@@ -609,6 +581,7 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
                 if not flags & F_UNEVICTABLE:
                     mem.events["unevictable_pgs_culled"] += nr
                 flags = (flags & ~F_ACTIVE) | F_UNEVICTABLE
+                mem.mlock_count[head] = 0  # lru_add(): reclaim found the lock, not an mlock
             else:
                 mem.events["unevictable_pgs_rescued"] += nr
                 flags &= ~F_UNEVICTABLE
@@ -632,7 +605,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     bits are test-and-cleared on the way (folio_referenced, which finds nothing on an unmapped folio:
     that one is not walked)."""
     mem = vmscan.mem
-    if mem.lru_lazyfree:
+    if mem.lru_lazyfree or mem.mlock_fbatch:
         lru_add_drain(mem)
     mmap_ = mem.mem_map
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
@@ -742,7 +715,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     built without side effects), reclaims the plain folios at the tail straight off the list
     (shrink_folio_list's from_tail)."""
     mem = vmscan.mem
-    if mem.lru_lazyfree:
+    if mem.lru_lazyfree or mem.mlock_fbatch:
         lru_add_drain(mem)
     file = is_file_lru(lru)
     from_tail = _fused_scan(vmscan, sc, nr_to_scan)
@@ -793,8 +766,10 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, frames: list[int]) -
     for pfn in frames:
         flags_a[pfn] = flags_a[pfn] & ~F_REFERENCED
     if vm_flags & VM_LOCKED:
+        if not flags_a[head] & F_MLOCKED:  # mlock_vma_folio(): the folio is isolated, so only marked
+            mem.events["unevictable_pgs_mlocked"] += len(frames)
         for pfn in frames:
-            flags_a[pfn] = flags_a[pfn] | F_MLOCKED  # mlock_vma_folio()
+            flags_a[pfn] = flags_a[pfn] | F_MLOCKED
         return FOLIOREF_ACTIVATE
     file = not flags & F_SWAPBACKED
     if mem.lruvec.plain:

@@ -1,0 +1,146 @@
+"""mlock()'s pages, on this host's kernel and on the model: PG_mlocked, the unevictable list and the
+CPU's mlock batch, as /proc/kpageflags shows them page by page.
+
+A stepper pinned to CPU 0 (the batch is per CPU) runs the steps below; after each, every page of the
+ranges named is read back through /proc/PID/pagemap and /proc/kpageflags and written as four letters:
+M/m PG_mlocked, U/u PG_unevictable, L/l PG_lru, A/a PG_active (`-` not present), runs compressed.
+The model runs the same steps and must print the same.
+
+What this pins down (measured here, kernel 6.18): mlock() of a range with pages already mapped, and
+MAP_LOCKED, leave every page mlocked on the unevictable list (the walk drains the batch around itself
+and population drains it after the faults); MLOCK_ONFAULT faults mlock each new page at once but move
+them to the unevictable list 31 at a time (the batch's size), the rest waiting off every list until
+the next drain (here munlock's); munlock() brings pages back to the inactive list; an unmapped part of
+a locked range and mprotect leave the rest locked; a tmpfs page two locked VMAs map stays mlocked
+until the second munlock (mlock_count). Before, the model marked pages mlocked only when reclaim met
+them, so right after mlock() it showed `muLa` for every page.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+from vmlab.backend import Backend, Program, Settings
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.page_flags import KPF
+
+from hostkit import on_cpu
+from interference import until_settled
+
+pytestmark = pytest.mark.host
+
+PG = 4096
+PROT_READ, PROT_RW = 1, 3
+MAP_SHARED, PRIVATE_ANON, MAP_LOCKED = 0x01, 0x22, 0x2000
+MLOCK_ONFAULT = 1
+O_RDWR, O_CREAT = 2, 0o100
+PFN_MASK = (1 << 55) - 1
+
+
+def letters(backend: Backend, pid: int, addr: int, pages: int) -> str:
+    """The pages of [addr, addr + pages) as mlock/unevictable/LRU/active letters, runs compressed."""
+    out: list[str] = []
+    for entry in backend.pagemap(pid, addr, addr + pages * PG):
+        if not entry >> 63 & 1:
+            out.append("-")
+            continue
+        f = backend.kpageflags(entry & PFN_MASK)
+        out.append("".join(c if f >> bit & 1 else c.lower()
+                           for c, bit in (("M", KPF.MLOCKED), ("U", KPF.UNEVICTABLE), ("L", KPF.LRU),
+                                          ("A", KPF.ACTIVE))))
+    runs: list[str] = []
+    for item in out:
+        if runs and runs[-1].rsplit("x", 1)[0] == item:
+            head, n = runs[-1].rsplit("x", 1)
+            runs[-1] = f"{head}x{int(n) + 1}"
+        else:
+            runs.append(f"{item}x1")
+    return " ".join(runs)
+
+
+def steps(b: Backend, pid: int, shm_path: str) -> list[str]:
+    """The workload; what kpageflags says after each step."""
+    seen: list[str] = []
+
+    def look(label: str, addr: int, pages: int) -> None:
+        seen.append(f"{label}: {letters(b, pid, addr, pages)}")
+
+    def anon(pages: int, flags: int = 0) -> int:
+        addr = b.syscall(pid, "mmap", (0, pages * PG, PROT_RW, PRIVATE_ANON | flags, -1, 0))
+        assert addr > 0
+        return addr
+
+    a = anon(64)
+    assert b.access(pid, a, 16 * PG, True) is None
+    assert b.syscall(pid, "mlock", (a, 64 * PG)) == 0
+    look("mlock of 64, 16 mapped before", a, 64)
+    c = anon(40, MAP_LOCKED)
+    look("MAP_LOCKED 40", c, 40)
+    d = anon(45)
+    assert b.syscall(pid, "mlock2", (d, 45 * PG, MLOCK_ONFAULT)) == 0
+    assert b.access(pid, d, 45 * PG, True) is None
+    look("MLOCK_ONFAULT, 45 written", d, 45)
+    assert b.syscall(pid, "munlock", (a, 32 * PG)) == 0
+    look("munlock of the first 32", a, 64)
+    look("the ONFAULT range after that munlock", d, 45)
+    f = anon(8)
+    assert b.access(pid, f, 8 * PG, True) is None
+    assert b.syscall(pid, "mlock2", (f, 8 * PG, MLOCK_ONFAULT)) == 0
+    look("MLOCK_ONFAULT of 8 mapped pages", f, 8)
+    g = anon(6)
+    assert b.syscall(pid, "mlock", (g, 6 * PG)) == 0
+    assert b.syscall(pid, "munmap", (g + 2 * PG, 2 * PG)) == 0
+    look("munmap of the middle 2 of 6 locked", g, 6)
+    assert b.syscall(pid, "mprotect", (g, 2 * PG, PROT_READ)) == 0
+    look("mprotect of 2 locked", g, 6)
+
+    fd = b.syscall(pid, "openat", (-100, shm_path, O_RDWR | O_CREAT, 0o600))
+    assert fd >= 0 and b.syscall(pid, "ftruncate", (fd, 16 * PG)) == 0
+    s1 = b.syscall(pid, "mmap", (0, 16 * PG, PROT_RW, MAP_SHARED, fd, 0))
+    s2 = b.syscall(pid, "mmap", (0, 16 * PG, PROT_RW, MAP_SHARED, fd, 0))
+    assert b.access(pid, s1, 16 * PG, True) is None
+    assert b.syscall(pid, "mlock", (s1, 16 * PG)) == 0 and b.syscall(pid, "mlock", (s2, 16 * PG)) == 0
+    look("tmpfs pages, both mappings locked", s1, 16)
+    assert b.syscall(pid, "munlock", (s1, 16 * PG)) == 0
+    look("tmpfs pages, one mapping munlocked", s1, 16)
+    assert b.syscall(pid, "munlock", (s2, 16 * PG)) == 0
+    look("tmpfs pages, both munlocked", s1, 16)
+    assert b.syscall(pid, "unlink", (shm_path,)) == 0
+    return seen
+
+
+def run_on(make: Callable[[], Backend], program: Program, shm_path: str, pin: bool) -> list[str]:
+    """steps() by a new process of `program` on a backend, pinned to CPU 0 on the host."""
+    backend = make()
+    try:
+        pid = backend.start(program, Settings())
+        if pin:
+            os.sched_setaffinity(pid, {0})
+        seen = steps(backend, pid, shm_path)
+        if isinstance(backend, ModelBackend):
+            check_machine(backend)
+        return seen
+    finally:
+        backend.close()
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm") or shutil.disk_usage("/dev/shm").free < (1 << 20),
+                    reason="needs a tmpfs at /dev/shm")
+def test_mlocked_pages_as_kpageflags_shows_them(program: Program, files: list[str]) -> None:
+    """Each step's letters are the kernel's. The batch is CPU 0's: this process reads from CPU 1, but
+    any task on CPU 0 that drains its batches (an munmap does) between a step and its reading moves
+    the waiting folios early, so a run that differs is run again (3 tries)."""
+    shm_path = f"/dev/shm/vmlab-mlock-{os.getpid()}"
+    files.append(shm_path)
+    model = run_on(lambda: ModelBackend(256 << 20), program, shm_path, False)
+    with on_cpu(min(1, (os.cpu_count() or 1) - 1)):
+        kernel = until_settled(lambda: run_on(lambda: HostBackend(timeout=60), program, shm_path, True),
+                               lambda seen: seen == model, lambda seen: "; ".join(seen), tries=3, pause=0.5)
+    print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
+    assert model == kernel
