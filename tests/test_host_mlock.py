@@ -144,3 +144,55 @@ def test_mlocked_pages_as_kpageflags_shows_them(program: Program, files: list[st
                                lambda seen: seen == model, lambda seen: "; ".join(seen), tries=3, pause=0.5)
     print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
     assert model == kernel
+
+
+def file_steps(b: Backend, pid: int, path: str) -> list[str]:
+    """A file on the host's disk, out of its cache, mapped twice and locked by both mappings."""
+    seen: list[str] = []
+    fd = b.syscall(pid, "openat", (-100, path, 0, 0))
+    shared = b.syscall(pid, "mmap", (0, 256 * PG, PROT_READ, MAP_SHARED, fd, 0))
+    assert fd >= 0 and shared > 0 and b.access(pid, shared, 4 * PG, False) is None
+    seen.append(f"4 pages read through the mapping: {letters(b, pid, shared, 256)}")
+    assert b.syscall(pid, "mlock", (shared, 256 * PG)) == 0
+    seen.append(f"mlock of the shared mapping: {letters(b, pid, shared, 256)}")
+    private = b.syscall(pid, "mmap", (0, 256 * PG, PROT_READ, 0x02, fd, 0))
+    assert b.syscall(pid, "mlock", (private, 256 * PG)) == 0
+    seen.append(f"mlock of a private mapping too: {letters(b, pid, private, 256)}")
+    assert b.syscall(pid, "munlock", (shared, 256 * PG)) == 0
+    seen.append(f"munlock of the shared one: {letters(b, pid, shared, 256)}")
+    assert b.syscall(pid, "munlock", (private, 256 * PG)) == 0
+    seen.append(f"munlock of both: {letters(b, pid, shared, 256)}")
+    return seen
+
+
+def test_mlocked_file_pages_as_kpageflags_shows_them(program: Program, files: list[str]) -> None:
+    """The page cache's folios (read around the fault, order 0 here) are mlocked by the walk and the
+    population, counted once per locked mapping: the first munlock leaves them locked."""
+    path = f"/tmp/vmlab-mlock-{os.getpid()}.dat"
+    files.append(path)
+    with open(path, "wb") as f:
+        f.write(os.urandom(256 * PG))
+        os.fsync(f.fileno())
+
+    def run(make: Callable[[], Backend], pin: bool) -> list[str]:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean: every page leaves the cache
+        os.close(fd)
+        backend = make()
+        try:
+            pid = backend.start(program, Settings())
+            if pin:
+                os.sched_setaffinity(pid, {0})
+            seen = file_steps(backend, pid, path)
+            if isinstance(backend, ModelBackend):
+                check_machine(backend)
+            return seen
+        finally:
+            backend.close()
+
+    model = run(lambda: ModelBackend(256 << 20), False)
+    with on_cpu(min(1, (os.cpu_count() or 1) - 1)):
+        kernel = until_settled(lambda: run(lambda: HostBackend(timeout=60), True), lambda seen: seen == model,
+                               lambda seen: "; ".join(seen), tries=3, pause=0.5)
+    print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
+    assert model == kernel
