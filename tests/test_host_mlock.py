@@ -115,14 +115,18 @@ def steps(b: Backend, pid: int, shm_path: str) -> list[str]:
     return seen
 
 
-def run_on(make: Callable[[], Backend], program: Program, shm_path: str, pin: bool) -> list[str]:
-    """steps() by a new process of `program` on a backend, pinned to CPU 0 on the host."""
+Work = Callable[[Backend, int], list[str]]
+
+
+def run_on(make: Callable[[], Backend], program: Program, work: Work, pin: bool) -> list[str]:
+    """`work` by a new process of `program` on a backend (pinned to CPU 0 when `pin`); the model's
+    invariants checked after it."""
     backend = make()
     try:
         pid = backend.start(program, Settings())
         if pin:
             os.sched_setaffinity(pid, {0})
-        seen = steps(backend, pid, shm_path)
+        seen = work(backend, pid)
         if isinstance(backend, ModelBackend):
             check_machine(backend)
         return seen
@@ -130,20 +134,31 @@ def run_on(make: Callable[[], Backend], program: Program, shm_path: str, pin: bo
         backend.close()
 
 
+def kernel_and_model(program: Program, work: Work, before: Callable[[], None] = lambda: None) -> None:
+    """`work` in the model, then on the kernel from CPU 1 with the stepper on CPU 0 (`before` ahead of
+    each run): every line equal. The batch is CPU 0's, and any task there that drains its batches (an
+    munmap does) between a step and its reading moves the waiting folios early, so a kernel run that
+    differs is run again (3 tries)."""
+    before()
+    model = run_on(lambda: ModelBackend(256 << 20), program, work, False)
+
+    def host() -> list[str]:
+        before()
+        return run_on(lambda: HostBackend(timeout=60), program, work, True)
+
+    with on_cpu(min(1, (os.cpu_count() or 1) - 1)):
+        kernel = until_settled(host, lambda seen: seen == model, "; ".join, tries=3, pause=0.5)
+    print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
+    assert model == kernel
+
+
 @pytest.mark.skipif(not os.path.isdir("/dev/shm") or shutil.disk_usage("/dev/shm").free < (1 << 20),
                     reason="needs a tmpfs at /dev/shm")
 def test_mlocked_pages_as_kpageflags_shows_them(program: Program, files: list[str]) -> None:
-    """Each step's letters are the kernel's. The batch is CPU 0's: this process reads from CPU 1, but
-    any task on CPU 0 that drains its batches (an munmap does) between a step and its reading moves
-    the waiting folios early, so a run that differs is run again (3 tries)."""
+    """Each step's letters are the kernel's."""
     shm_path = f"/dev/shm/vmlab-mlock-{os.getpid()}"
     files.append(shm_path)
-    model = run_on(lambda: ModelBackend(256 << 20), program, shm_path, False)
-    with on_cpu(min(1, (os.cpu_count() or 1) - 1)):
-        kernel = until_settled(lambda: run_on(lambda: HostBackend(timeout=60), program, shm_path, True),
-                               lambda seen: seen == model, lambda seen: "; ".join(seen), tries=3, pause=0.5)
-    print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
-    assert model == kernel
+    kernel_and_model(program, lambda b, pid: steps(b, pid, shm_path))
 
 
 def file_steps(b: Backend, pid: int, path: str) -> list[str]:
@@ -174,25 +189,9 @@ def test_mlocked_file_pages_as_kpageflags_shows_them(program: Program, files: li
         f.write(os.urandom(256 * PG))
         os.fsync(f.fileno())
 
-    def run(make: Callable[[], Backend], pin: bool) -> list[str]:
+    def out_of_cache() -> None:
         fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean: every page leaves the cache
         os.close(fd)
-        backend = make()
-        try:
-            pid = backend.start(program, Settings())
-            if pin:
-                os.sched_setaffinity(pid, {0})
-            seen = file_steps(backend, pid, path)
-            if isinstance(backend, ModelBackend):
-                check_machine(backend)
-            return seen
-        finally:
-            backend.close()
 
-    model = run(lambda: ModelBackend(256 << 20), False)
-    with on_cpu(min(1, (os.cpu_count() or 1) - 1)):
-        kernel = until_settled(lambda: run(lambda: HostBackend(timeout=60), True), lambda seen: seen == model,
-                               lambda seen: "; ".join(seen), tries=3, pause=0.5)
-    print("\n".join(f"kernel {k}\nmodel  {m}" for k, m in zip(kernel, model, strict=True)))
-    assert model == kernel
+    kernel_and_model(program, lambda b, pid: file_steps(b, pid, path), out_of_cache)
