@@ -96,7 +96,7 @@ def test_every_number_is_the_counter_the_proc_views_print(swapfile: Path) -> Non
                         ("pagetables", "PageTables")):
         assert node[name] == meminfo[field] == pages.get(name, node[name] // 4) * 4, name
     assert all(node[n] for n in ("active_anon", "inactive_anon", "active_file", "inactive_file", "mapped",
-                                 "dirty", "anon_thp"))
+                                 "dirty", "anon_thp", "unevictable"))
 
     zone_lines = [ln for ln in lines if re.match(r"Node 0 \w+ free:", ln)]
     assert [ln.split()[2] for ln in zone_lines] == [z for z in zones if zones[z].get("present", [0])[0]]
@@ -113,7 +113,7 @@ def test_every_number_is_the_counter_the_proc_views_print(swapfile: Path) -> Non
             sums[key] += got[key]
         assert got["mlocked"] <= got["unevictable"]
     assert sums == {k: node[k] for k in sums}
-    assert sum(kb_fields(ln)["mlocked"] for ln in zone_lines) == meminfo["Mlocked"]
+    assert sum(kb_fields(ln)["mlocked"] for ln in zone_lines) == meminfo["Mlocked"] == 64 * 4
     assert sum(kb_fields(ln)["writepending"] for ln in zone_lines) == meminfo["Dirty"] + meminfo["Writeback"]
 
     for name, counts in buddy.items():
