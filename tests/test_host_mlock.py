@@ -195,3 +195,36 @@ def test_mlocked_file_pages_as_kpageflags_shows_them(program: Program, files: li
         os.close(fd)
 
     kernel_and_model(program, lambda b, pid: file_steps(b, pid, path), out_of_cache)
+
+
+#: Calls made elsewhere in the address space while MLOCK_ONFAULT faults wait in the mlock batch, and
+#: whether they drain it (measured here): munmap(), MADV_DONTNEED, a shrinking mremap() and mprotect()
+#: do not; madvise(MADV_WILLNEED) of anonymous memory (madvise_willneed: lru_add_drain) and mlock2()
+#: of another range (mlock_vma_pages_range) do.
+DRAIN_PROBES: dict[str, Callable[[Backend, int, int], object]] = {
+    "munmap": lambda b, pid, x: b.syscall(pid, "munmap", (x, PG)),
+    "MADV_DONTNEED": lambda b, pid, x: b.syscall(pid, "madvise", (x, PG, 4)),
+    "mremap shrink": lambda b, pid, x: b.syscall(pid, "mremap", (x, 2 * PG, PG, 0)),
+    "mprotect": lambda b, pid, x: b.syscall(pid, "mprotect", (x, PG, PROT_READ)),
+    "MADV_WILLNEED": lambda b, pid, x: b.syscall(pid, "madvise", (x, PG, 3)),
+    "mlock2 ONFAULT of another range": lambda b, pid, x: b.syscall(pid, "mlock2", (x, PG, MLOCK_ONFAULT)),
+}
+
+
+def drain_steps(b: Backend, pid: int) -> list[str]:
+    """For each probe: three pages faulted under MLOCK_ONFAULT (waiting in the batch), two other pages
+    written, the probe's call on them; the three pages' letters after it."""
+    seen = []
+    for name, call in DRAIN_PROBES.items():
+        d = b.syscall(pid, "mmap", (0, 3 * PG, PROT_RW, PRIVATE_ANON, -1, 0))
+        x = b.syscall(pid, "mmap", (0, 2 * PG, PROT_RW, PRIVATE_ANON, -1, 0))
+        assert b.syscall(pid, "mlock2", (d, 3 * PG, MLOCK_ONFAULT)) == 0
+        assert b.access(pid, d, 3 * PG, True) is None and b.access(pid, x, 2 * PG, True) is None
+        before = letters(b, pid, d, 3)
+        call(b, pid, x)
+        seen.append(f"{name}: {before} -> {letters(b, pid, d, 3)}")
+    return seen
+
+
+def test_which_calls_drain_the_mlock_batch(program: Program) -> None:
+    kernel_and_model(program, drain_steps)

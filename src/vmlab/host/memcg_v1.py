@@ -13,11 +13,12 @@ only map cached pages (mincore tells which), and a VMA with VM_RAND_READ has no 
 (zap_present_folio_ptes). Faulting a page in does not mark it accessed (filemap_fault,
 filemap_map_pages). Needs root for the PFNs.
 
-Two things make the kernel's figures depend on timing, and `drain_and_settle` handles both:
-- the per-CPU folio batches (mm/swap.c cpu_fbatches: lru_add, lru_activate, ... of 31 folios): a folio
-  in a batch is not on its list yet (no PG_lru) or not moved yet (an activation still queued). They
-  are drained by lru_add_drain() on their own CPU; munmap() calls it (vms_clear_ptes), so a worker
-  pinned to one CPU that munmaps something has nothing left in any batch.
+Two things make the kernel's figures depend on timing:
+- the per-CPU folio batches (mm/swap.c cpu_fbatches: lru_add, lru_activate, ... of 31 folios, and
+  mlock's): a folio in a batch is not on its list yet (no PG_lru) or not moved yet (an activation
+  still queued). They are drained by lru_add_drain() on their own CPU, which madvise(MADV_WILLNEED)
+  of anonymous memory calls; munmap() does not on this kernel (measured: tests/test_lru_host.py,
+  tests/test_host_mlock.py), so a worker pinned to one CPU drains with that madvise.
 - memcg statistics are per-CPU and folded in by rstat flushes; reading memory.stat flushes only past a
   threshold (memcg_vmstats_needs_flush: 64 x nr_cpus updates), the periodic flusher every 2 s
   (flush_memcg_stats_dwork) always. Two readings 2.5 s apart that agree are exact.

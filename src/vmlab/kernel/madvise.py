@@ -368,6 +368,10 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         # madvise_willneed(): vfs_fadvise(POSIX_FADV_WILLNEED) of the file range behind [start, end)
         offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
         generic_fadvise(mm.pt.mem, vma.vm_file, offset, end - start, POSIX_FADV_WILLNEED)
+    elif advice == MADV_WILLNEED:
+        # madvise_willneed() of anonymous memory: swap-in readahead of its swapped pages (not
+        # modelled), then lru_add_drain() to push any new pages onto the LRU
+        lru_add_drain(mm.pt.mem)
 
 
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,

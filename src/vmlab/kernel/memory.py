@@ -1029,14 +1029,13 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
     VMA has no recency (`recency` off): so a page-cache page used through a mapping is referenced
     after munmap, activated by a second map-use-unmap, and a folio mapped in separate places (two
     fault-around windows) is marked once for each (host-checked in tests/test_lru_host.py). The
-    CPU's folio batches are drained first (lru_add_drain(), as zap_page_range_single and
-    vms_clear_ptes do). The pages of a locked `vma` are munlocked as their mappings go
+    CPU's folio batches are not drained: on this kernel munmap(), MADV_DONTNEED and an mremap()
+    that shrinks leave folios waiting in the lru_add and mlock batches there (kpageflags, measured
+    in tests/test_host_mlock.py). The pages of a locked `vma` are munlocked as their mappings go
     (folio_remove_rmap_ptes: munlock_vma_folio)."""
     pt = mm.pt
     if pt is None or start >= end:
         return
-    if mem.lru_lazyfree or mem.mlock_fbatch:
-        lru_add_drain(mem)
     # The run of a file folio's PTEs being zapped: its mapping, its head's index, the address that
     # would continue it, and whether it was marked accessed.
     run_mapping, run_head, run_next, run_marked = -1, -1, -1, False
