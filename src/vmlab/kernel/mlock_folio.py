@@ -48,6 +48,14 @@ def _relist(mem: PhysMem, head: int, set_flags: int, clear_flags: int) -> None:
     mem.lruvec.add(mm, head)
 
 
+def _rescue(mem: PhysMem, head: int) -> None:
+    """An unevictable folio no longer mlocked goes back to its evictable list (its mlock_count, kept
+    only on the unevictable list, goes)."""
+    _relist(mem, head, 0, F_UNEVICTABLE)
+    mem.mlock_count.pop(head, None)
+    mem.events["unevictable_pgs_rescued"] += _nr_pages(mem, head)
+
+
 def _mlock_folio(mem: PhysMem, head: int) -> None:
     """__mlock_folio(): a folio on a list goes to the unevictable one (counting its mlocks there); one
     off every list (isolated, or in another batch) is left alone."""
@@ -57,8 +65,7 @@ def _mlock_folio(mem: PhysMem, head: int) -> None:
         return
     if not flags & F_MLOCKED:  # munlocked meanwhile: back to the evictable lists
         if flags & F_UNEVICTABLE:
-            _relist(mem, head, 0, F_UNEVICTABLE)
-            mem.events["unevictable_pgs_rescued"] += _nr_pages(mem, head)
+            _rescue(mem, head)
         return
     if flags & F_UNEVICTABLE:
         mem.mlock_count[head] = mem.mlock_count.get(head, 0) + 1
@@ -98,8 +105,7 @@ def _munlock_folio(mem: PhysMem, head: int) -> None:
         stranded = not isolated and flags & F_UNEVICTABLE
         mem.events["unevictable_pgs_stranded" if stranded else "unevictable_pgs_munlocked"] += nr
     if isolated and flags & F_UNEVICTABLE:
-        _relist(mem, head, 0, F_UNEVICTABLE)
-        mem.events["unevictable_pgs_rescued"] += nr
+        _rescue(mem, head)
 
 
 def mlock_folio_batch(mem: PhysMem) -> None:
