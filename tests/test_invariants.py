@@ -26,6 +26,7 @@ from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import MmStruct
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.pgtable import pte_huge
+from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.uapi import (
     MADV_DONTNEED,
     MADV_FREE,
@@ -68,10 +69,13 @@ def new_machine() -> tuple[ModelBackend, int]:
 
 def assert_no_leaks(backend: ModelBackend, waive: frozenset[str] = frozenset()) -> None:
     """After every process exited: frames are free except boot reservations and the page cache (the
-    huge zero folio is given back to the shrinker first, as memory pressure would)."""
+    huge zero folio is given back to the shrinker first, as memory pressure would, and the CPU's
+    batches are drained, as the CPU's next lru_add_drain() would: a locked page unmapped by the exit
+    waits in the mlock batch, which holds its last reference)."""
     assert not backend.tasks
     mem = backend.mem
     mem.shrink_huge_zero_folio()
+    lru_add_drain(mem)
     check_machine(backend, waive)
     mm = mem.mem_map
     in_use = mm._refcount != 0
