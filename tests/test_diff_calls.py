@@ -329,3 +329,23 @@ def test_madv_cold_ages_what_it_covers_as_the_kernel() -> None:
         "madvise(b, 4M, MADV_COLD)\n"
         "madvise(b + 4M + 4K, 8K, MADV_COLD)\n"
         "show smaps\n")
+
+
+def test_a_file_the_scenario_creates_is_a_file_of_its_directorys_mount() -> None:
+    """open(O_CREAT) of a new file in /tmp (ext4 here) makes an ext4 file in the model too: its
+    writes take large folios (one 1 MiB write: one order-8 folio on both). Before, the model's new
+    files had no large folios (256 single pages), whatever the directory's filesystem. The model runs
+    first, while the host has no such file; the scenario removes it at its end."""
+    path = f"/tmp/vmlab-diff-created-{os.getpid()}.dat"
+    try:
+        check_agreement(
+            f'fd = openat(AT_FDCWD, "{path}", O_RDWR|O_CREAT|O_EXCL, 0600)\n'
+            "buf = mmap(NULL, 1M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+            "write buf, 1M\n"
+            "pwrite64(fd, buf, 1M, 0)\n"
+            "pwrite64(fd, buf, 24K, 1M + 8K)\n"
+            f"show folios {path}\n"
+            f'unlink("{path}")\n')
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)

@@ -74,18 +74,15 @@ def host_inode(path: str) -> Inode:
                  nlink=st.st_nlink)
 
 
-def host_shmem_dir(path: str) -> tuple[int, int] | None:
-    """The device (major, minor) of the host's tmpfs mount that holds the directory of the absolute
-    `path` (a file made there is a shmem file: /dev/shm), or None when the directory is elsewhere or
-    not on the host."""
+def host_dir_mount(path: str) -> tuple[str, int, int] | None:
+    """(filesystem type, major, minor) of the host mount that holds the directory of the absolute
+    `path`, or None when that directory is not on the host."""
     parent = os.path.dirname(path)
     if not path.startswith("/") or not os.path.isdir(parent):
         return None
     real = os.path.realpath(parent)
-    if _mount_fstype(real) not in SHMEM_FS:
-        return None
     st = os.stat(real)
-    return os.major(st.st_dev), os.minor(st.st_dev)
+    return _mount_fstype(real), os.major(st.st_dev), os.minor(st.st_dev)
 
 
 def _sysfs_int(path: str) -> int | None:
@@ -154,10 +151,14 @@ SIMFS_DEV = (254, 0)
 class SimFs:
     """The model's own file system namespace: files created by open(O_CREAT) (or by an experiment) that
     do not exist on the host. Nothing of them is cached at first: every page not yet in the page cache
-    is read from their device (`bdi`, the machine's default when None). One made in a directory of a
-    host tmpfs mount (/dev/shm) is a shmem file of that mount's device, its pages swap-backed, never
-    read or written back; its inode number is the model's (the host's tmpfs counts its own since
-    boot), and the per-page overcommit charge of tmpfs files is not modelled (see shmem.py)."""
+    is read from their device (`bdi`, the machine's default when None).
+
+    A file open(O_CREAT) makes in a directory of the host (`host_dir`) is a file of that mount, as
+    the kernel would make it: on a tmpfs (/dev/shm) a shmem file of the mount's device, its pages
+    swap-backed, never read or written back (the per-page overcommit charge of tmpfs files is not
+    modelled, see shmem.py); elsewhere a file of the mount's device with its filesystem's file
+    operations (ext4's: THP-aligned placement, MAP_SYNC, large folios from readahead and write()) and
+    its disk's readahead sizes. Its inode number is the model's (the host counts its own)."""
 
     files: dict[str, Inode] = field(default_factory=dict)
     _next_ino: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
@@ -171,19 +172,28 @@ class SimFs:
         return self.files.get(os.path.normpath(path))
 
     def create(self, path: str, size: int = 0, bdi: BackingDev | None = None, *,
-               large_folios: bool = False) -> Inode:
+               large_folios: bool = False, host_dir: bool = False) -> Inode:
         """A new regular file of `size` bytes, none of them cached (or the existing one); with
-        `large_folios`, its page cache takes large folios as ext4's does (readahead's and write()'s)."""
+        `large_folios`, its page cache takes large folios as ext4's does (readahead's and write()'s);
+        with `host_dir`, a file of the host mount its directory is on (see the class text)."""
         path = os.path.normpath(path)
         found = self.files.get(path)
         if found is None:
-            tmpfs = host_shmem_dir(path)
-            if tmpfs is not None:
-                found = Inode(path=path, ino=next(self._next_ino), size=size, major=tmpfs[0], minor=tmpfs[1],
-                              shmem=True, host_cached=frozenset())
+            ino = next(self._next_ino)
+            where = host_dir_mount(path) if host_dir else None
+            if where is not None and where[0] in SHMEM_FS:
+                found = Inode(path=path, ino=ino, size=size, major=where[1], minor=where[2], shmem=True,
+                              host_cached=frozenset())
+            elif where is not None:
+                fstype, major, minor = where
+                ra_pages, io_pages = bdi_readahead(major, minor)
+                found = Inode(path=path, ino=ino, size=size, major=major, minor=minor,
+                              thp_aligned=fstype in THP_ALIGNED_FS, fop_mmap_sync=fstype in MMAP_SYNC_FS,
+                              large_folios=large_folios or fstype in LARGE_FOLIO_FS, host_cached=frozenset(),
+                              bdi=bdi, ra_pages=ra_pages, io_pages=io_pages)
             else:
-                found = Inode(path=path, ino=next(self._next_ino), size=size, major=SIMFS_DEV[0],
-                              minor=SIMFS_DEV[1], thp_aligned=True, fop_mmap_sync=True,
-                              large_folios=large_folios, host_cached=frozenset(), bdi=bdi)
+                found = Inode(path=path, ino=ino, size=size, major=SIMFS_DEV[0], minor=SIMFS_DEV[1],
+                              thp_aligned=True, fop_mmap_sync=True, large_folios=large_folios,
+                              host_cached=frozenset(), bdi=bdi)
             self.files[path] = found
         return found

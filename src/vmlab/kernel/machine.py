@@ -1067,7 +1067,7 @@ class ModelBackend:
         except FileNotFoundError:
             if not flags & O_CREAT:
                 return -ENOENT
-            inode = self.simfs.create(path)  # the model's own file; the host never sees it
+            inode = self.simfs.create(path, host_dir=True)  # the model's own file; the host never sees it
             created = True
         except OSError as err:
             return -(err.errno or ENOENT)
