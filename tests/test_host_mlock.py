@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from itertools import groupby
 
 import pytest
 
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
+from vmlab.host.procfs import PM_PFN_MASK, PM_PRESENT
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_flags import KPF
@@ -40,28 +42,25 @@ PROT_READ, PROT_RW = 1, 3
 MAP_SHARED, PRIVATE_ANON, MAP_LOCKED = 0x01, 0x22, 0x2000
 MLOCK_ONFAULT = 1
 O_RDWR, O_CREAT = 2, 0o100
-PFN_MASK = (1 << 55) - 1
+
+
+#: The page flags letters() shows, upper case when set.
+FLAG_LETTERS = (("M", KPF.MLOCKED), ("U", KPF.UNEVICTABLE), ("L", KPF.LRU), ("A", KPF.ACTIVE))
+
+
+def page_flags(backend: Backend, entry: int) -> str:
+    """One pagemap entry as mlock/unevictable/LRU/active letters (its frame's kpageflags), `-` when
+    not present."""
+    if not entry & PM_PRESENT:
+        return "-"
+    f = backend.kpageflags(entry & PM_PFN_MASK)
+    return "".join(c if f >> bit & 1 else c.lower() for c, bit in FLAG_LETTERS)
 
 
 def letters(backend: Backend, pid: int, addr: int, pages: int) -> str:
-    """The pages of [addr, addr + pages) as mlock/unevictable/LRU/active letters, runs compressed."""
-    out: list[str] = []
-    for entry in backend.pagemap(pid, addr, addr + pages * PG):
-        if not entry >> 63 & 1:
-            out.append("-")
-            continue
-        f = backend.kpageflags(entry & PFN_MASK)
-        out.append("".join(c if f >> bit & 1 else c.lower()
-                           for c, bit in (("M", KPF.MLOCKED), ("U", KPF.UNEVICTABLE), ("L", KPF.LRU),
-                                          ("A", KPF.ACTIVE))))
-    runs: list[str] = []
-    for item in out:
-        if runs and runs[-1].rsplit("x", 1)[0] == item:
-            head, n = runs[-1].rsplit("x", 1)
-            runs[-1] = f"{head}x{int(n) + 1}"
-        else:
-            runs.append(f"{item}x1")
-    return " ".join(runs)
+    """The pages of [addr, addr + pages) as page_flags() letters, each run written `LETTERSxN`."""
+    each = (page_flags(backend, e) for e in backend.pagemap(pid, addr, addr + pages * PG))
+    return " ".join(f"{flags}x{len(list(run))}" for flags, run in groupby(each))
 
 
 def steps(b: Backend, pid: int, shm_path: str) -> list[str]:

@@ -25,34 +25,34 @@ MMAP_SYNC_FS = frozenset({"ext4", "xfs"})
 SHMEM_INTERNAL_DEV = (0, 1)
 
 
-def _mount_fstype(path: str) -> str:
-    """The filesystem type of the mount that holds `path` (longest mount point prefix in mountinfo)."""
-    best, fstype = -1, ""
+def _mounts() -> list[tuple[str, str, int, int]]:
+    """The host's mounts from /proc/self/mountinfo: (mount point, filesystem type, major, minor);
+    none when it cannot be read."""
+    out = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                mnt = left.split()[4].replace("\\040", " ")
-                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > best:
-                    best, fstype = len(mnt), right.split()[0]
+                fields = left.split()
+                major, minor = (int(n) for n in fields[2].split(":"))
+                out.append((fields[4].replace("\\040", " "), right.split()[0], major, minor))
     except OSError:
         pass
+    return out
+
+
+def _mount_fstype(path: str) -> str:
+    """The filesystem type of the mount that holds `path` (longest mount point prefix in mountinfo)."""
+    best, fstype = -1, ""
+    for mnt, kind, _, _ in _mounts():
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > best:
+            best, fstype = len(mnt), kind
     return fstype
 
 
 def host_shmem_devices() -> frozenset[str]:
     """The devices of the host's tmpfs (and ramfs) mounts as maps prints them (`00:1b`)."""
-    devs = set()
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split()[0] in SHMEM_FS:
-                    major, minor = (int(n) for n in left.split()[2].split(":"))
-                    devs.add(f"{major:02x}:{minor:02x}")
-    except OSError:
-        pass
-    return frozenset(devs)
+    return frozenset(f"{major:02x}:{minor:02x}" for _, kind, major, minor in _mounts() if kind in SHMEM_FS)
 
 
 def host_inode(path: str) -> Inode:

@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 MUNLOCK, LRU_FOLIO, NEW_FOLIO = 0, 1, 2
 
 
-def _nr_pages(mem: PhysMem, head: int) -> int:
-    """folio_nr_pages()."""
-    flags = mem.mem_map.flags_a
-    return 1 << (flags[head + 1] & 0xFF) if flags[head] & F_HEAD else 1
-
-
 def _relist(mem: PhysMem, head: int, set_flags: int, clear_flags: int) -> None:
     """lruvec_del_folio(), the flags changed, lruvec_add_folio(): folio `head` moves between lists."""
     mm = mem.mem_map
@@ -53,7 +47,7 @@ def _rescue(mem: PhysMem, head: int) -> None:
     only on the unevictable list, goes)."""
     _relist(mem, head, 0, F_UNEVICTABLE)
     mem.mlock_count.pop(head, None)
-    mem.events["unevictable_pgs_rescued"] += _nr_pages(mem, head)
+    mem.events["unevictable_pgs_rescued"] += 1 << mem.mem_map.folio_order(head)
 
 
 def _mlock_folio(mem: PhysMem, head: int) -> None:
@@ -72,7 +66,7 @@ def _mlock_folio(mem: PhysMem, head: int) -> None:
         return
     _relist(mem, head, F_UNEVICTABLE, F_ACTIVE)
     mem.mlock_count[head] = 1
-    mem.events["unevictable_pgs_culled"] += _nr_pages(mem, head)
+    mem.events["unevictable_pgs_culled"] += 1 << mem.mem_map.folio_order(head)
 
 
 def _mlock_new_folio(mem: PhysMem, head: int) -> None:
@@ -82,7 +76,7 @@ def _mlock_new_folio(mem: PhysMem, head: int) -> None:
     if mm.flags_a[head] & F_MLOCKED:
         mm.flags_a[head] = mm.flags_a[head] | F_UNEVICTABLE
         mem.mlock_count[head] = 1
-        mem.events["unevictable_pgs_culled"] += _nr_pages(mem, head)
+        mem.events["unevictable_pgs_culled"] += 1 << mem.mem_map.folio_order(head)
     folio_add_lru(mem, head)
 
 
@@ -91,7 +85,7 @@ def _munlock_folio(mem: PhysMem, head: int) -> None:
     evictable list (a folio off every list only loses the flag: reclaim puts it right)."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
-    nr = _nr_pages(mem, head)
+    nr = 1 << mem.mem_map.folio_order(head)
     isolated = bool(flags & F_LRU)
     if isolated and flags & F_UNEVICTABLE:
         count = mem.mlock_count.get(head, 0)
@@ -138,7 +132,7 @@ def _set_mlocked(mem: PhysMem, head: int) -> None:
     mm = mem.mem_map
     if not mm.flags_a[head] & F_MLOCKED:
         mm.flags_a[head] = mm.flags_a[head] | F_MLOCKED
-        mem.events["unevictable_pgs_mlocked"] += _nr_pages(mem, head)
+        mem.events["unevictable_pgs_mlocked"] += 1 << mem.mem_map.folio_order(head)
 
 
 def mlock_folio(mem: PhysMem, head: int) -> None:

@@ -24,6 +24,13 @@ from vmlab.kernel.page_alloc import (
     Zone,
 )
 from vmlab.kernel.page_flags import PG
+from vmlab.kernel.swap import (
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    LRU_UNEVICTABLE,
+)
 from vmlab.kernel.swapfile import si_swapinfo
 from vmlab.kernel.vmscan import MAX_RECLAIM_RETRIES
 from vmlab.kernel.vmstat import folio_pages, node_page_state, page_kinds
@@ -31,9 +38,10 @@ from vmlab.kernel.vmstat import folio_pages, node_page_state, page_kinds
 #: The hugetlb page sizes this kernel registers, in for_each_hstate() order (1 GiB first: x86_64 with
 #: pdpe1gb), none of them with a pool (nr_hugepages 0, as this host).
 HSTATE_SIZES_KB = (1048576, 2048)
-#: The LRU lists in show_free_areas' zone order: (field, list index).
-ZONE_LRU_FIELDS = (("active_anon", 1), ("inactive_anon", 0), ("active_file", 3), ("inactive_file", 2),
-                   ("unevictable", 4))
+#: The LRU lists in show_free_areas' zone order: (field, list).
+ZONE_LRU_FIELDS = (("active_anon", LRU_ACTIVE_ANON), ("inactive_anon", LRU_INACTIVE_ANON),
+                   ("active_file", LRU_ACTIVE_FILE), ("inactive_file", LRU_INACTIVE_FILE),
+                   ("unevictable", LRU_UNEVICTABLE))
 
 
 def _kb(pages: int) -> int:
@@ -51,23 +59,23 @@ def zone_lru_pages(mem: PhysMem, zone: Zone) -> list[int]:
     return out
 
 
-def _zone_flag_pages(mem: PhysMem, zone: Zone, pg: int) -> np.ndarray:
-    """The PFNs of `zone` whose page has flag `pg`."""
+def _zone_has(mem: PhysMem, zone: Zone, pg: int) -> np.ndarray:
+    """Per frame of `zone`, whether its page has flag `pg`."""
     flags = mem.mem_map.flags[zone.zone_start_pfn:zone.zone_end_pfn]
-    return np.flatnonzero((flags >> np.uint64(pg)) & np.uint64(1)) + zone.zone_start_pfn
+    return (flags >> np.uint64(pg)) & np.uint64(1) == 1
 
 
-def zone_write_pending(mem: PhysMem, zone: Zone) -> int:
-    """NR_ZONE_WRITE_PENDING of `zone`: its dirty page-cache pages and those under write-back (counted
-    as node_page_state counts them)."""
-    lo, hi = zone.zone_start_pfn, zone.zone_end_pfn
-    flags = mem.mem_map.flags[lo:hi]
+def zone_write_pending(mem: PhysMem, zone: Zone, cache: np.ndarray) -> int:
+    """NR_ZONE_WRITE_PENDING of `zone`: its dirty page-cache pages (`cache`: vmstat.page_kinds' mask
+    of the node) and those under write-back, counted as node_page_state counts them."""
+    in_cache = cache[zone.zone_start_pfn:zone.zone_end_pfn]
+    dirty = in_cache & _zone_has(mem, zone, PG.dirty) & ~_zone_has(mem, zone, PG.swapbacked)
+    return int(dirty.sum()) + int(_zone_has(mem, zone, PG.writeback).sum())
 
-    def has(pg: int) -> np.ndarray:
-        return (flags >> np.uint64(pg)) & np.uint64(1) == 1
 
-    cache = page_kinds(mem)[1][lo:hi]
-    return int((cache & has(PG.dirty) & ~has(PG.swapbacked)).sum()) + int(has(PG.writeback).sum())
+def zone_mlocked(mem: PhysMem, zone: Zone) -> int:
+    """NR_MLOCK of `zone`: the pages of its mlocked folios."""
+    return folio_pages(mem, np.flatnonzero(_zone_has(mem, zone, PG.mlocked)) + zone.zone_start_pfn)
 
 
 def _kb_fields(pairs: list[tuple[str, int]]) -> str:
@@ -80,6 +88,7 @@ def show_free_areas(mem: PhysMem, max_zone_idx: int) -> list[str]:
     `max_zone_idx` with its lowmem reserves, each zone's free lists, the hugetlb pools, the page
     cache and the swap cache."""
     st = node_page_state(mem)
+    cache = page_kinds(mem)[1]
     zones = [z for z in mem.zones if z.populated() and z.idx <= max_zone_idx]
     lines = [f"active_anon:{st['nr_active_anon']} inactive_anon:{st['nr_inactive_anon']} isolated_anon:0",
              f" active_file:{st['nr_active_file']} inactive_file:{st['nr_inactive_file']} isolated_file:0",
@@ -104,9 +113,9 @@ def show_free_areas(mem: PhysMem, max_zone_idx: int) -> list[str]:
         head = [("free", z.free_pages), ("boost", 0), ("min", z.watermark[WMARK_MIN]),
                 ("low", z.watermark[WMARK_LOW]), ("high", z.watermark[WMARK_HIGH])]
         tail = [*((name, lru[i]) for name, i in ZONE_LRU_FIELDS),
-                ("writepending", zone_write_pending(mem, z)), ("present", z.present_pages),
+                ("writepending", zone_write_pending(mem, z, cache)), ("present", z.present_pages),
                 ("managed", z.managed_pages),
-                ("mlocked", folio_pages(mem, _zone_flag_pages(mem, z, PG.mlocked))), ("bounce", 0),
+                ("mlocked", zone_mlocked(mem, z)), ("bounce", 0),
                 ("free_pcp", 0), ("local_pcp", 0), ("free_cma", 0)]
         lines.append(f"Node 0 {z.name} {_kb_fields(head)} reserved_highatomic:0KB {_kb_fields(tail)}")
         lines.append("lowmem_reserve[]: " + " ".join(str(r) for r in z.lowmem_reserve))

@@ -26,10 +26,12 @@ _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)
 _FILE = re.compile(r"^(\S+ \S+ \S+ (\S+)) \d+\s+(/.*)$")
 
 
-def mask(text: str) -> str:
+def mask(text: str, tmpfs: frozenset[str] | None = None) -> str:
     """`text` with the inode number (and its padding) of shmem and memfd maps lines, and of those of
-    files on the host's tmpfs mounts, replaced by `*`."""
-    tmpfs = host_shmem_devices()
+    files on the host's tmpfs mounts (`tmpfs`, their devices as maps prints them: read from the host
+    when not given), replaced by `*`."""
+    if tmpfs is None:
+        tmpfs = host_shmem_devices()
 
     def one(line: str) -> str:
         m = _FILE.match(line)
@@ -84,10 +86,11 @@ def by_step(transcript: Transcript) -> dict[int, list[Record]]:
     return out
 
 
-def step_texts(model: list[Record], kernel: list[Record],
-               program_vmas: list[tuple[int, int]]) -> tuple[str, str]:
-    """The model's and the kernel's compared text of one step, masked; each view record of both is
-    reduced to the fields of the model's record in the same place (see keep_fields)."""
+def step_texts(model: list[Record], kernel: list[Record], program_vmas: list[tuple[int, int]],
+               tmpfs: frozenset[str]) -> tuple[str, str]:
+    """The model's and the kernel's compared text of one step, masked (mask() with the host's tmpfs
+    devices `tmpfs`); each view record of both is reduced to the fields of the model's record in the
+    same place (see keep_fields)."""
     model_texts, kernel_texts = [], []
     for i, rec in enumerate(kernel):
         text = rec.text
@@ -100,7 +103,7 @@ def step_texts(model: list[Record], kernel: list[Record],
         if rec.kind == "view" and i < len(kernel) and kernel[i].kind == "view":
             text = keep_fields(text, view_fields(text), program_vmas)
         model_texts.append(text)
-    return "\n".join(mask(t) for t in model_texts), "\n".join(mask(t) for t in kernel_texts)
+    return "\n".join(mask(t, tmpfs) for t in model_texts), "\n".join(mask(t, tmpfs) for t in kernel_texts)
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,10 @@ class Difference:
 def compare(scenario: Scenario, model: Transcript, kernel: Transcript) -> list[Difference]:
     """Every step whose compared output differs between the two transcripts."""
     m, k = by_step(model), by_step(kernel)
+    tmpfs = host_shmem_devices()
     out = []
     for step in sorted(set(m) | set(k)):
-        mt, kt = step_texts(m.get(step, []), k.get(step, []), model.program_vmas)
+        mt, kt = step_texts(m.get(step, []), k.get(step, []), model.program_vmas, tmpfs)
         if mt == kt:
             continue
         src = scenario.steps[step]
