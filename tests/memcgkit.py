@@ -13,9 +13,11 @@ from pathlib import Path
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.binfmts import STACK_TOP
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
+from vmlab.kernel.uapi import MADV_WILLNEED
 
 from hostkit import on_cpu
 
@@ -33,6 +35,13 @@ def memcg_machine(limit: int, ram: int = 256 * MB,
     memcg = model.memcgs.lookup("/t")
     assert memcg is not None
     return model, pid, memcg
+
+
+def drain_cpu_batches(backend: ModelBackend | HostBackend, pid: int) -> None:
+    """madvise(MADV_WILLNEED) of task `pid`'s top stack page, on either side: lru_add_drain() on its
+    CPU (start_host_stepper pins the stepper to CPU 0; the model has one), so the pages that CPU's
+    folio batches still hold are on their lists, and those unmapped meanwhile freed and uncharged."""
+    assert backend.syscall(pid, "madvise", (STACK_TOP - PG, PG, MADV_WILLNEED)) == 0
 
 
 def writes_until_killed(backend: ModelBackend | HostBackend, pid: int, addr: int, length: int,

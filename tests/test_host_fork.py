@@ -33,6 +33,7 @@ from elftools.elf.elffile import ELFFile
 
 from memcgkit import (
     Counters,
+    drain_cpu_batches,
     drained_host_counters,
     drained_model_counters,
     phases_on_both,
@@ -41,11 +42,11 @@ from memcgkit import (
 from vmlab.backend import Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.host.procfs import read_pagemap
-from vmlab.kernel.binfmts import STACK_TOP
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.uapi import ADDR_NO_RANDOMIZE, MADV_WILLNEED, PAGE_SIZE
+from vmlab.kernel.swap import lru_add_drain
+from vmlab.kernel.uapi import ADDR_NO_RANDOMIZE, PAGE_SIZE
 
 from hostkit import Memcgs
 
@@ -151,6 +152,7 @@ def on_model(path: str, startup: tuple[tuple[int, int, bool], ...], commands: by
     for child in children:
         model.exit(child)
     model.exit(pid)
+    lru_add_drain(model.mem)  # pages the exits unmapped may wait in the CPU's lru_add batch
     assert drained_model_counters(model, memcg) == Counters(0, 0, 0) and memcg.kernel_stack == 0
     check_machine(model)
     return after - before
@@ -189,7 +191,7 @@ def exec_phases(backend: HostBackend | ModelBackend, pid: int, program: Program,
         if isinstance(backend, ModelBackend):
             for addr, length, write in program.startup:
                 assert backend.access(pid, addr, length, write) is None
-        assert backend.syscall(pid, "madvise", (STACK_TOP - PAGE_SIZE, PAGE_SIZE, MADV_WILLNEED)) == 0
+        drain_cpu_batches(backend, pid)
         out.append(counters())
     return out
 

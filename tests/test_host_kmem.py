@@ -27,6 +27,7 @@ from hostutil import PRIVATE_ANON, RW
 from memcgkit import (
     PG,
     Counters,
+    drain_cpu_batches,
     drained_host_counters,
     drained_model_counters,
     host_counters,
@@ -81,6 +82,7 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
         k2 = host_counters(cg)
         k2d = drained_host_counters(cg)
         assert host.syscall(pid, "munmap", (addr, size)) == 0
+        drain_cpu_batches(host, pid)
         k3 = settled_host_counters(cg)
         k3d = drained_host_counters(cg)
         kmem_failcnt = int((cg / "memory.kmem.failcnt").read_text())
@@ -94,6 +96,7 @@ def test_sparse_writes_charge_their_page_tables_as_kmem(program: Program, memcgs
     m2d = drained_model_counters(model, memcg)
     check_machine(model)
     assert model.syscall(mpid, "munmap", (addr, size)) == 0
+    drain_cpu_batches(model, mpid)  # the last pages written wait in the lru_add batch, charged
     m3 = model_counters(memcg)
     m3d = drained_model_counters(model, memcg)
     check_machine(model)
@@ -201,6 +204,7 @@ def anon_mappings(backend: HostBackend | ModelBackend, pid: int, n: int,
     out.append(counters())
     for addr in addrs:
         assert backend.syscall(pid, "munmap", (addr, PG)) == 0
+    drain_cpu_batches(backend, pid)  # the last pages written wait in the lru_add batch, charged
     out.append(counters())
     return out
 

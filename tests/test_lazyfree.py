@@ -202,6 +202,8 @@ def test_droppable_folios_are_never_swap_backed() -> None:
     anon_buffer(backend, pid, 8, DROPPABLE_ANON)
     smaps = backend.view(pid, "smaps")
     assert "VmFlags: rd wr mr mw me nr wf dd dp \n" in smaps[smaps.index(f"{A:08x}-"):]
+    assert [pfn for _, pfn in mapped(backend, pid, A, 8)] == backend.mem.lru_add[-8:]  # waiting in lru_add
+    lru_add_drain(backend.mem)
     for _, pfn in mapped(backend, pid, A, 8):
         assert not backend.mem.mem_map.test(pfn, PG.swapbacked)
         assert pfn in backend.mem.lruvec.lists[LRU_INACTIVE_FILE]

@@ -8,11 +8,14 @@ from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.swap import (
+    FOLIO_BATCH_SIZE,
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
     folio_activate,
     folio_mark_accessed,
+    lru_add_drain,
+    lru_view,
     page_cache_release,
 )
 from vmlab.kernel.xarray import xa_erase_unused
@@ -23,12 +26,18 @@ def _mem() -> PhysMem:
 
 
 def test_new_cache_page_joins_inactive_file_then_second_access_activates() -> None:
+    """A new page waits in the CPU's lru_add batch (PG_lru clear, the batch's reference), joins the
+    inactive file list when the batch is drained; the second use activates it."""
     mem = _mem()
     inode = Inode("/f", ino=1, size=1 << 20)
     pfn = add_to_page_cache(mem, inode, 0)
     assert pfn is not None
     lru = mem.lruvec
+    assert mem.lru_add == [pfn] and not mem.mem_map.test(pfn, PG.lru)
+    assert int(mem.mem_map._refcount[pfn]) == 2 and lru.nr_pages[LRU_INACTIVE_FILE] == 0
+    lru_add_drain(mem)
     assert list(lru.lists[LRU_INACTIVE_FILE]) == [pfn] and lru.nr_pages[LRU_INACTIVE_FILE] == 1
+    assert not mem.lru_add and int(mem.mem_map._refcount[pfn]) == 1
     folio_mark_accessed(mem, pfn)  # first use: referenced, stays inactive
     assert mem.mem_map.test(pfn, PG.referenced) and pfn in lru.lists[LRU_INACTIVE_FILE]
     folio_mark_accessed(mem, pfn)  # second use: active, referenced cleared
@@ -37,10 +46,41 @@ def test_new_cache_page_joins_inactive_file_then_second_access_activates() -> No
     assert mem.events["pgactivate"] == 1
 
 
+def test_second_access_in_the_lru_add_batch_marks_the_page_active() -> None:
+    """__lru_cache_activate_folio(): a page used twice while it waits in the CPU's lru_add batch is
+    marked active there and joins the active list when the batch moves (no pgactivate: no move);
+    a full batch of FOLIO_BATCH_SIZE moves by itself."""
+    mem = _mem()
+    inode = Inode("/f", ino=1, size=1 << 20)
+    pfn = add_to_page_cache(mem, inode, 0)
+    assert pfn is not None
+    folio_mark_accessed(mem, pfn)
+    folio_mark_accessed(mem, pfn)
+    assert mem.mem_map.test(pfn, PG.active) and not mem.mem_map.test(pfn, PG.lru)
+    others = [add_to_page_cache(mem, inode, i) for i in range(1, FOLIO_BATCH_SIZE)]
+    assert not mem.lru_add  # the 31st page filled the batch
+    assert list(mem.lruvec.lists[LRU_ACTIVE_FILE]) == [pfn]
+    assert list(mem.lruvec.lists[LRU_INACTIVE_FILE]) == others
+    assert mem.events["pgactivate"] == 0
+
+
+def test_the_lru_view_shows_the_batch_after_the_lists() -> None:
+    """`show lru`: a new page is on no list but in the lru_add batch line, then on its list."""
+    mem = _mem()
+    pfn = add_to_page_cache(mem, Inode("/f", ino=1, size=1 << 20), 0)
+    assert pfn is not None
+    lines = lru_view(mem).splitlines()
+    assert "inactive_file (0 pages):" in lines and lines[-1] == f"lru_add batch (1 folios): {pfn:#x}"
+    lru_add_drain(mem)
+    lines = lru_view(mem).splitlines()
+    assert f"inactive_file (1 pages): {pfn:#x}" in lines and lines[-1] == "lru_add batch (0 folios):"
+
+
 def test_shmem_pages_are_on_the_anon_lists_and_leave_at_release() -> None:
     mem = _mem()
     inode = Inode("/dev/zero (deleted)", ino=2, size=1 << 20, shmem=True)
     pfn = add_to_page_cache(mem, inode, 3)
+    lru_add_drain(mem)
     assert pfn is not None and pfn in mem.lruvec.lists[LRU_INACTIVE_ANON]
     page_cache_release(mem, pfn)
     assert not mem.mem_map.test(pfn, PG.lru) and mem.lruvec.nr_pages[LRU_INACTIVE_ANON] == 0

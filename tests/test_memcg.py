@@ -18,6 +18,7 @@ from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, NR_MEMCG_STOCK, MemCgroup
 from vmlab.kernel.mm_types import MM_STRUCT_SIZE, RSS_STAT_SIZE
+from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.xarray import XA_NODE_SIZE
 
@@ -46,6 +47,7 @@ def test_page_cache_is_charged_to_the_reader_and_uncharged_when_dropped() -> Non
     model.create_file("/sim/f", 4 * MB)
     buf = model.syscall(pid, "mmap", (0, MB, RW, PRIVATE_ANON, -1, 0))
     assert read_all(model, pid, "/sim/f", buf) == 4 * MB
+    lru_add_drain(model.mem)  # the last pages read wait in the CPU's lru_add batch, off the lists
     state = memcg.page_state()
     assert state["cache"] == 1024 and state["inactive_file"] + state["active_file"] == 1024
     assert state["rss"] == 256  # the buffer

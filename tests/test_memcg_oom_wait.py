@@ -10,6 +10,7 @@ from memcgkit import PG, memcg_machine, model_oom_control, model_to_the_limit
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import MEMCG_OOM_WAIT, ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
+from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.uapi import EBADF, EFAULT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
 REGION = 16 * PG
@@ -73,6 +74,7 @@ def test_what_ends_the_wait(wake: str) -> None:
     other = model.fork(pid)
     spare = anon(model, other)
     assert model.access(other, spare, REGION, True) is None
+    lru_add_drain(model.mem)  # its pages on the LRU: held by nothing but their mapping when unmapped
     _, addr = waiting(model, pid)
     if wake == "uncharge":
         assert model.syscall(other, "munmap", (spare, REGION)) == 0

@@ -19,7 +19,7 @@ from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
-from vmlab.kernel.swap import LRU_INACTIVE_ANON
+from vmlab.kernel.swap import LRU_INACTIVE_ANON, lru_add_drain
 from vmlab.kernel.swap_state import reclaim_anon_folio, swapin_nr_pages
 from vmlab.kernel.swapfile import sys_swapon
 from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, MREMAP_FIXED, MREMAP_MAYMOVE
@@ -84,9 +84,12 @@ def test_pageout_then_read_back_from_the_swap_cache(swapfile: Path) -> None:
 def test_reclaim_frees_on_the_second_pass_and_swapin_reads_ahead(swapfile: Path) -> None:
     backend, pid = model_with_swap(swapfile)
     mem = backend.mem
-    # The program's own inactive anon folios (the data page its exec wrote) are older: scanned too.
-    nr = 64 + mem.lruvec.nr_pages[LRU_INACTIVE_ANON]
+    # The program's own inactive anon folios (the data page its exec wrote) are older: scanned too,
+    # once the CPU's lru_add batch has moved (as shrink_inactive_list() drains it first).
     addr = _anon(backend, pid, 64)
+    lru_add_drain(mem)
+    nr = mem.lruvec.nr_pages[LRU_INACTIVE_ANON]
+    assert nr >= 64
     free0 = mem.nr_free_pages
     scanned, freed = shrink_inactive_anon(backend, nr)
     assert (scanned, freed) == (nr, 0) and mem.events["pswpout"] == nr  # written, kept for now
@@ -172,6 +175,7 @@ def test_without_swap_anon_is_kept_and_activated() -> None:
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
     _anon(backend, pid, 4)
     mem = backend.mem
+    lru_add_drain(mem)
     head = mem.lruvec.oldest(LRU_INACTIVE_ANON, 1)[0]
     mem.lruvec.delete(mem.mem_map, head)
     assert not reclaim_anon_folio(mem, head, lambda pfn: []) and mem.mem_map.test(head, PG.active)

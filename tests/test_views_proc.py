@@ -20,6 +20,7 @@ import pytest
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.meminfo import MEMINFO_FIELDS, format_meminfo
 from vmlab.kernel.page_alloc import PhysMem
+from vmlab.kernel.swap import FOLIO_BATCH_SIZE, lru_add_drain
 from vmlab.kernel.vmstat import VMSTAT_FIELDS, format_vmstat, node_page_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "host"
@@ -77,9 +78,14 @@ def _meminfo_kb(model: ModelBackend) -> dict[str, int]:
 
 def test_anon_writes_show_in_anonpages_and_inactive_anon() -> None:
     model, pid = _started()
+    lru_add_drain(model.mem)  # new pages wait in the CPU's lru_add batch, off the lists, until it moves
     before = _meminfo_kb(model)
     addr = model.syscall(pid, "mmap", (0x40000000, 100 * PG, 3, 0x22, -1, 0))
     assert model.access(pid, addr, 100 * PG, True) is None
+    waiting = len(model.mem.lru_add)
+    assert 0 < waiting < FOLIO_BATCH_SIZE
+    assert _meminfo_kb(model)["Inactive(anon)"] - before["Inactive(anon)"] == 4 * (100 - waiting)
+    lru_add_drain(model.mem)
     after = _meminfo_kb(model)
     assert after["AnonPages"] - before["AnonPages"] == 400
     assert after["Inactive(anon)"] - before["Inactive(anon)"] == 400  # new anon joins the inactive list
@@ -93,10 +99,12 @@ def test_file_reads_show_in_cached_and_mapped(tmp_path: Path) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"x" * (64 * PG))
     model, pid = _started()
+    lru_add_drain(model.mem)
     before = _meminfo_kb(model)
     fd = model.syscall(pid, "openat", (-100, str(path), 0))
     buf = model.syscall(pid, "mmap", (0x50000000, 64 * PG, 3, 0x22, -1, 0))
     assert model.syscall(pid, "read", (fd, buf, 16 * PG)) == 16 * PG
+    lru_add_drain(model.mem)
     after = _meminfo_kb(model)
     assert after["Cached"] - before["Cached"] == 64  # read() without readahead: 16 pages
     assert after["Inactive(file)"] - before["Inactive(file)"] == 64

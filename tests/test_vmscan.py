@@ -37,6 +37,7 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_FILE,
     LRU_UNEVICTABLE,
     folio_mark_accessed,
+    lru_add_drain,
 )
 from vmlab.kernel.uapi import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDONLY, PAGE_SIZE
 
@@ -166,6 +167,7 @@ def test_plain_lru_moves_an_accessed_page_to_the_head() -> None:
     vmscan.set_lru_policy(mem, "plain")
     inode = cold_inode("/f", 3)
     read_file(mem, inode, range(3))
+    lru_add_drain(mem)  # the pages on the list (they wait in the CPU's lru_add batch first)
     first = inode.i_pages[0]
     folio_mark_accessed(mem, first)
     assert list(mem.lruvec.lists[LRU_INACTIVE_FILE])[-1] == first  # the head (newest end)
@@ -200,6 +202,7 @@ def test_active_list_is_deactivated_when_the_inactive_list_runs_low() -> None:
     ws = cold_inode("/ws", free * 3 // 4)
     read_file(mem, ws, range(free * 3 // 4))
     read_file(mem, ws, range(free * 3 // 4))  # all active now
+    lru_add_drain(mem)  # (the last pages read, marked active in the lru_add batch, join the list)
     assert mem.lruvec.nr_pages[LRU_ACTIVE_FILE] == free * 3 // 4
     mem.clock.advance(FLUSH_TIME_NS)  # the statistics flush: reclaim sees the active list (inactive_is_low)
     read_file(mem, cold_inode("/other", free), range(free), accessed=False)

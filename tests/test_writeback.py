@@ -19,7 +19,7 @@ from vmlab.kernel.page_writeback import (
     write_cache_pages,
     writeback_folio,
 )
-from vmlab.kernel.swap import LRU_INACTIVE_FILE
+from vmlab.kernel.swap import LRU_INACTIVE_FILE, lru_add_drain
 from vmlab.kernel.uapi import SYNC_FILE_RANGE_WRITE
 
 from wbkit import PAGE, ModelFile
@@ -162,6 +162,7 @@ def test_reclaim_writeback_rotates_the_folio_to_the_inactive_tail() -> None:
     f = ModelFile()
     f.pwrite(0, 3 * PAGE)
     pfn = f.inode.i_pages[0]
+    lru_add_drain(f.mem)
     # The file's pages are the newest, in order (the program's image page is older).
     assert list(f.mem.lruvec.lists[LRU_INACTIVE_FILE])[-3:] == [f.inode.i_pages[i] for i in range(3)]
     f.mem.lruvec.delete(f.mem.mem_map, pfn)

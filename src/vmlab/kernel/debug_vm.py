@@ -5,8 +5,9 @@ every VMA of a ModelBackend and raises AssertionError naming what disagrees.
 Invariants, machine-wide:
 - the buddy allocator is consistent (PhysMem.check_buddy) and, per zone, free + allocated = managed;
 - every allocated frame has exactly one owner: the page cache of some inode, an anon page mapped by
-  some PTE/PMD, a page table of some live mm (linked or deposited), the huge zero folio, or a boot
-  reservation; none is unowned (leaked) and none is owned twice;
+  some PTE/PMD, a page table of some live mm (linked or deposited), the huge zero folio, a boot
+  reservation, or (its last reference) a CPU's folio batch, which frees it when it drains; none is
+  unowned (leaked) and none is owned twice;
 - _refcount and _mapcount of each owned frame equal the references found: one per PTE/PMD mapping
   (on the folio head) plus the page cache's, one mapcount per mapping of each subpage;
 - the committed counter (vm_committed_as) equals the pages of every live VM_ACCOUNT VMA, plus the
@@ -20,8 +21,8 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
-The CPU's mlock batch (check_mlock_batch) holds a reference on each folio it lists; a new folio there
-is on no LRU list yet.
+The CPU's lru_add batch (check_lru_add_batch) and mlock batch (check_mlock_batch) hold a reference on
+each folio they list; a new folio there is on no LRU list yet.
 Lazily freed anon folios (check_lazyfree, check_lazyfree_batch): a droppable VMA's anon pages are never
 swap-backed, no lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU
 list is legal), and each folio of the CPU's lru_lazyfree batch is an anon head off the LRU holding
@@ -117,7 +118,7 @@ if TYPE_CHECKING:
     from vmlab.kernel.machine import ModelBackend
 
 # Owners of a frame, in the order the checker assigns them.
-FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON, SWAPCACHE = range(1, 8)
+FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON, SWAPCACHE, BATCHED = range(1, 9)
 #: Checks a caller may waive while a known model bug is open (check_machine's `waive`):
 #: an mm that still maps the huge zero folio after dropping its reference (the model puts the mm's
 #: reference on every zap of a huge-zero PMD; the kernel holds it until __mmput);
@@ -127,7 +128,8 @@ WAIVE_HUGE_ZERO_MM_REF = "huge-zero-mm-ref"
 WAIVE_ORPHAN_SHMEM = "orphan-shmem"
 OWNER_NAMES = {0: "nobody", FREE: "the buddy allocator", RESERVED: "a boot reservation",
                HUGE_ZERO: "the huge zero folio", TABLE: "a page table", CACHE: "the page cache",
-               ANON: "an anon mapping", SWAPCACHE: "the swap cache (unmapped)"}
+               ANON: "an anon mapping", SWAPCACHE: "the swap cache (unmapped)",
+               BATCHED: "a CPU's folio batch (its last reference)"}
 
 
 class Frames:
@@ -415,6 +417,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         pfn = int(odd[0])
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
+    check_lru_add_batch(mem, frames)
     check_lazyfree_batch(mem, frames)
     check_mlock_batch(mem, frames)
     check_swap_cache(mem, frames)
@@ -560,9 +563,7 @@ def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:
             raise AssertionError(f"{at} is not an anon folio head: {mm_map[head]!r}")
         if mm_map.test(head, PG.lru):
             raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
-        if int(frames.owner[head]) == 0:
-            frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), ANON, at)
-        frames.ref[head] += 1
+        _batch_reference(mem, frames, head, at)
 
 
 def check_mlock_batch(mem: PhysMem, frames: Frames) -> None:
@@ -576,10 +577,33 @@ def check_mlock_batch(mem: PhysMem, frames: Frames) -> None:
             raise AssertionError(f"{at} is not the head of an anon or page-cache folio: {mm_map[head]!r}")
         if kind == NEW_FOLIO and mm_map.test(head, PG.lru):
             raise AssertionError(f"{at} is new but already on a list: {mm_map[head]!r}")
-        if int(frames.owner[head]) == 0:
-            owner = ANON if int(mm_map.mapping[head]) & PAGE_MAPPING_ANON else CACHE
-            frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), owner, at)
-        frames.ref[head] += 1
+        _batch_reference(mem, frames, head, at)
+
+
+def check_lru_add_batch(mem: PhysMem, frames: Frames) -> None:
+    """The CPU's lru_add batch: heads of anon or page-cache folios, each once, off every list (PG_lru
+    clear), each holding one reference; one whose other references went (unmapped or truncated while
+    it waited) is owned by the batch."""
+    mm_map = mem.mem_map
+    batch = mem.lru_add
+    if len(set(batch)) != len(batch):
+        raise AssertionError(f"lru_add batch holds a folio twice: {batch}")
+    for head in batch:
+        at = f"lru_add batch: frame {head:#x}"
+        if mm_map.compound_head(head) != head:
+            raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
+        if mm_map.test(head, PG.lru):
+            raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
+        _batch_reference(mem, frames, head, at)
+
+
+def _batch_reference(mem: PhysMem, frames: Frames, head: int, at: str) -> None:
+    """A CPU batch's reference on folio `head`: counted; the folio is the batch's when nothing else
+    owns it any more (unmapped, truncated or out of the swap cache while it waited)."""
+    mm_map = mem.mem_map
+    if int(frames.owner[head]) == 0:
+        frames.claim(np.arange(head, head + (1 << mm_map.folio_order(head))), BATCHED, at)
+    frames.ref[head] += 1
 
 
 def check_lazyfree(mem: PhysMem, vma: VmArea, pfn: int, at: str) -> None:
@@ -602,7 +626,8 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
     charged: Counter[int] = Counter()
     for pfn, (memcg, nr, kind) in tree.page_memcg.items():
         at = f"memcg {memcg.path}: charged frame {pfn:#x} ({kind})"
-        if int(frames.owner[pfn]) not in (CACHE, ANON, SWAPCACHE) or mm_map.compound_head(pfn) != pfn:
+        if (int(frames.owner[pfn]) not in (CACHE, ANON, SWAPCACHE, BATCHED)
+                or mm_map.compound_head(pfn) != pfn):
             raise AssertionError(f"{at} is not a live cache or anon folio head but owned by "
                                  f"{OWNER_NAMES[int(frames.owner[pfn])]}: {mm_map[pfn]!r}")
         if nr != 1 << mm_map.folio_order(pfn):
@@ -798,7 +823,8 @@ def check_lru(mem: PhysMem, frames: Frames) -> None:
             flags = int(mm_map.flags[head])
             if not flags >> PG.lru & 1 or folio_lru_list_of(flags) != lru:
                 raise AssertionError(f"{at} has flags for another list: {mm_map[head]!r}")
-            if int(frames.owner[head]) not in (CACHE, ANON, SWAPCACHE) or mm_map.compound_head(head) != head:
+            if (int(frames.owner[head]) not in (CACHE, ANON, SWAPCACHE, BATCHED)
+                    or mm_map.compound_head(head) != head):
                 raise AssertionError(f"{at} is not a cache or anon folio head: {mm_map[head]!r}")
             pages += 1 << mm_map.folio_order(head)
         if pages != mem.lruvec.nr_pages[lru]:
@@ -843,7 +869,8 @@ def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:
 def _check_counts(mem: PhysMem, frames: Frames) -> None:
     """_refcount and _mapcount of cache and anon frames equal the references counted."""
     mm_map = mem.mem_map
-    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON) | (frames.owner == SWAPCACHE))
+    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON) | (frames.owner == SWAPCACHE)
+                           | (frames.owner == BATCHED))
     is_tail = mm_map.lru_next[owned] < NO_PFN
     heads = owned[~is_tail]
     tails = owned[is_tail]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel import readahead
 from vmlab.kernel.page_writeback import write_cache_pages
+from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.truncate import invalidate_mapping_pages
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 
@@ -58,5 +59,9 @@ def generic_fadvise(mem: PhysMem, file: File, offset: int, length: int, advice: 
     if (endbyte + 1) & (PAGE_SIZE - 1) and endbyte != inode.size - 1:
         last -= 1
     if last >= first:
+        # lru_add_drain() first: pages just read or written wait in the CPU's lru_add batch, whose
+        # reference mapping_evict_folio() refuses (the kernel then drains every CPU and tries again:
+        # the model has one)
+        lru_add_drain(mem)
         invalidate_mapping_pages(mem, inode, first, last)
     return 0

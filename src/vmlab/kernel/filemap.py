@@ -31,14 +31,12 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_readahead,
 )
-from vmlab.kernel.swap import LRU_KIND, LRU_OF_KIND, folio_mark_accessed
+from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_mark_accessed, lru_add_move
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
 #: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
 MAX_PAGECACHE_ORDER = 9
-#: PAGEVEC_SIZE: a folio_batch holds at most this many folios (one filemap_get_pages() round).
-PAGEVEC_SIZE = 31
 
 
 def i_size_pages(inode: Inode) -> int:
@@ -150,8 +148,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     mapping_a, index_a, flags_a = mm.mapping_a, mm.index_a, mm.flags_a
     i_pages, shadows, handle, shmem = inode.i_pages, inode.shadows, inode.handle, inode.shmem
     address_spaces, alloc_fast, memcgs = mem.address_spaces, mem.alloc_page_fast, mem.memcgs
-    lruvec = mem.lruvec
-    lists, nr_pages = lruvec.lists, lruvec.nr_pages
+    lru_batch, refcount = mem.lru_add, mm._refcount_a
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
     memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
     xa_orders, xa_store_page = inode.xa_nodes.orders, xarray.xa_store_page
@@ -193,20 +190,15 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
             flags = flags_a[pfn]
             if memcgs is not None and memcgs.page_memcg:  # none charged: no memcg to count it
                 memcgs.count_refault(pfn, shmem)
-        # folio_add_lru() of a new order-0 page: lruvec_add_folio() inlined unless a memcg mirror
-        # list takes it too (or the page is not a plain new one: the general add decides).
-        if lruvec.memcg_pages or flags & (F_LRU | F_HEAD):
-            flags_a[pfn] = flags
-            lruvec.add(mm, pfn)
-            flags = flags_a[pfn]
-        else:
-            lru = LRU_OF_KIND[flags & LRU_KIND]
-            lists[lru][pfn] = None
-            nr_pages[lru] += 1
-            flags |= F_LRU
         if idx == mark:
             flags |= _READAHEAD
         flags_a[pfn] = flags
+        # folio_add_lru() of a new order-0 page, in line: into the CPU's lru_add batch, one more
+        # reference; a full batch moves.
+        refcount[pfn] += 1
+        lru_batch.append(pfn)
+        if len(lru_batch) >= FOLIO_BATCH_SIZE:
+            lru_add_move(mem)
         if flags & F_WORKINGSET:
             workingset = True
         pfns.append(pfn)
@@ -219,7 +211,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     head first; None when a page of the range is cached already (-EEXIST) or memory or the memcg charge
     fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
     __GFP_NORETRY), then each of the model's frames of it is committed to that memcg and added (the
-    LRU); a large folio's order goes in inode.folio_orders. The shadow entries of the range are
+    LRU: a large folio's add moves the CPU's lru_add batch); a large folio's order goes in
+    inode.folio_orders. The shadow entries of the range are
     replaced by the folio, and the last of them is its shadow (__filemap_add_folio's last conflicting
     entry): one workingset_refault() for the whole folio (folio_refault). When memory runs out part
     way (the model allocates the frames one by one), the frames added stay as small pages, the rest
@@ -253,6 +246,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
                 charge=False)
             break
         pfns.append(pfn)
+    if order and mem.lru_add:  # folio_add_lru() of a large folio moves the batch at once
+        lru_add_move(mem)
     if shadows and pfns:
         folio_refault(mem, inode, pfns, shadows[max(shadows)])
     for pfn in pfns:
@@ -279,22 +274,27 @@ def _xa_store_folio(mem: PhysMem, inode: Inode, index: int, order: int, noretry:
 def folio_refault(mem: PhysMem, inode: Inode, pfns: list[int], shadow: int) -> None:
     """workingset_refault() of a new folio whose frames `pfns` (head first) were just added, inactive:
     one decision for the folio from `shadow`, counted for all its pages; when it is recent, every
-    frame becomes active (and workingset when the shadow says so), moved to the active list in order,
-    as the folio would have joined it. (A frame that reclaim took meanwhile, while a later one was
-    allocated, is left out.) The refault counts in the folio's memcg."""
+    frame becomes active (and workingset when the shadow says so): one still in the CPU's lru_add
+    batch joins the list its flags then name, one the batch moved already is moved to the active list
+    in order, as the folio would have joined it. (A frame that reclaim took meanwhile, while a later
+    one was allocated, is left out.) The refault counts in the folio's memcg."""
     mm = mem.mem_map
     lruvec = mem.lruvec
-    frames = [pfn for pfn in pfns if mm.flags_a[pfn] & F_LRU and inode.i_pages.get(mm.index_a[pfn]) == pfn]
+    frames = [pfn for pfn in pfns if inode.i_pages.get(mm.index_a[pfn]) == pfn
+              and (mm.flags_a[pfn] & F_LRU or pfn in mem.lru_add)]
     if not frames:
         return
-    for pfn in frames:
+    listed = [pfn for pfn in frames if mm.flags_a[pfn] & F_LRU]
+    for pfn in listed:
         lruvec.delete(mm, pfn)
     workingset_refault(mem, frames[0], len(pfns), shadow)
     bits = mm.flags_a[frames[0]] & (F_ACTIVE | F_WORKINGSET)
     memcgs = mem.memcgs
     for pfn in frames:
         mm.flags_a[pfn] |= bits
+    for pfn in listed:
         lruvec.add(mm, pfn)
+    for pfn in frames:
         if memcgs is not None and memcgs.page_memcg:
             memcgs.count_refault(pfn, inode.shmem)
 
@@ -380,7 +380,8 @@ def _nofile(inode: Inode) -> File:
 
 def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: int) -> list[int]:
     """filemap_get_read_batch(): the cached pages from `index` on, up to `max_index`, stopping at a hole,
-    after PAGEVEC_SIZE pages, or after a page marked PG_readahead (PFNs in index order)."""
+    after FOLIO_BATCH_SIZE pages (a folio_batch), or after a page marked PG_readahead (PFNs in index
+    order)."""
     batch: list[int] = []
     folios = 0
     while index <= max_index:
@@ -389,7 +390,7 @@ def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: in
             break
         head, order = folio_head(inode, index)
         if head == index or not batch:
-            if folios == PAGEVEC_SIZE:
+            if folios == FOLIO_BATCH_SIZE:
                 break
             folios += 1
         batch.append(pfn)

@@ -101,7 +101,9 @@ def get_user_pages_remote(mm: MmStruct, start: int, nr_pages: int, write: bool, 
 
 
 def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool, stats: FaultStats) -> int:
-    """madvise_populate(): fault the range in as reads or writes; the range must be fully mapped."""
+    """madvise_populate() -> faultin_page_range(): fault the range in as reads or writes, then drain
+    the CPU's folio batches (lru_add_drain); the range must be fully mapped."""
+    assert mm.pt is not None
     addr = start
     while addr < end:
         vma = mm.vma_lookup(addr)
@@ -111,6 +113,9 @@ def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool, stats: F
             return -EINVAL
         err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write, stats)
         if err:
-            return err
+            break
         addr = vma.vm_end
-    return 0
+    else:
+        err = 0
+    lru_add_drain(mm.pt.mem)  # after the faults, whatever they returned
+    return err

@@ -102,7 +102,7 @@ from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_M
 from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_unacct_size
 from vmlab.kernel.show_mem import show_mem
-from vmlab.kernel.swap import lru_view, put_page
+from vmlab.kernel.swap import lru_add_drain, lru_view, put_page
 from vmlab.kernel.swapfile import (
     disable_area,
     find_area,
@@ -483,6 +483,7 @@ class ModelBackend:
         """echo mode > /proc/sys/vm/drop_caches: bit 1 drops the clean, unmapped page cache of every
         file (dirty pages stay: sync first, as the documentation says)."""
         if mode & 1:
+            lru_add_drain(self.mem)  # lru_add_drain_all(): the model's one CPU
             drop_pagecache(self.mem, [*self._inodes.values(), *self.simfs.files.values(), *self._unlinked])
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:

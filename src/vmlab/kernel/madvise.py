@@ -364,6 +364,9 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
         install_guards(mm, mm.pt.mem, start, end)
     elif advice == MADV_GUARD_REMOVE:
         remove_guards(mm, start, end)
+    elif advice == MADV_WILLNEED and vma.vm_file is not None and vma.vm_file.inode.shmem:
+        # madvise_willneed() of shmem: swap-in of the range (not modelled), then lru_add_drain()
+        lru_add_drain(mm.pt.mem)
     elif advice == MADV_WILLNEED and vma.vm_file is not None:
         # madvise_willneed(): vfs_fadvise(POSIX_FADV_WILLNEED) of the file range behind [start, end)
         offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)

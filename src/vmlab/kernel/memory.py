@@ -88,7 +88,7 @@ from vmlab.kernel.pgtable import (
     pte_write,
 )
 from vmlab.kernel.rmap import anon_vma_prepare, vma_has_recency
-from vmlab.kernel.swap import lru_add_drain, put_page
+from vmlab.kernel.swap import folio_add_lru_bulk, lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     is_swap_slot_pte,
     pte_swp_clear_exclusive,
@@ -850,6 +850,8 @@ def do_swap_page(vmf: VmFault, pte: int) -> int:
         mem.events["pgmajfault"] += 1
     else:
         vmf.call("do_swap_page", "still in the swap cache: map it")
+    if vmf.write and not mem.mem_map.flags_a[head] & F_LRU:
+        lru_add_drain(mem)  # a reference a CPU's folio batch holds would make it look shared
     if vmf.write and not map_swapped_folio(vmf, head, pte, fault=True):
         pt = vmf.mm.pt
         assert pt is not None
@@ -1306,7 +1308,7 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
     if pt.map_range(start, pfns, vm_page_prot(vma) | _PAGE_RW | _PAGE_DIRTY):
         mem.free_pages_bulk(pfns)
         return 0
-    mem.lruvec.add_bulk(mmap_, pfns)
+    folio_add_lru_bulk(mem, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
     mem.events["pgfault"] += n
     mem.clock.advance(n * mem.clock.costs.minor_fault_ns)  # n faults' worth of time

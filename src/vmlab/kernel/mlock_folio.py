@@ -77,7 +77,7 @@ def _mlock_new_folio(mem: PhysMem, head: int) -> None:
         mm.flags_a[head] = mm.flags_a[head] | F_UNEVICTABLE
         mem.mlock_count[head] = 1
         mem.events["unevictable_pgs_culled"] += 1 << mem.mem_map.folio_order(head)
-    folio_add_lru(mem, head)
+    mem.lruvec.add(mm, head)
 
 
 def _munlock_folio(mem: PhysMem, head: int) -> None:

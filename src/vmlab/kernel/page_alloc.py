@@ -368,6 +368,9 @@ class PhysMem:
         self.lruvec = LruVec()
         #: The page cache's nodes that hold only shadow entries (workingset's shadow_nodes list_lru).
         self.shadow_nodes = ShadowNodes()
+        #: cpu_fbatches.lru_add of the model's one CPU: new folios (PG_lru clear, one reference each)
+        #: waiting to join the LRU (swap.folio_add_lru); moved when full and by swap.lru_add_drain().
+        self.lru_add: list[int] = []
         #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
         #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
         self.lru_lazyfree: list[int] = []

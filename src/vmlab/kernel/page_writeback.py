@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_MSEC
 from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_RECLAIM, F_WRITEBACK, PG
-from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, folio_rotate_reclaimable
+from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, folio_rotate_reclaimable, lru_add_drain
 from vmlab.kernel.uapi import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -361,6 +361,7 @@ def filemap_fdatawait_range(mem: PhysMem, inode: Inode, first: int = 0, last: in
     pending = [t for i, t in inode.under_writeback.items() if i >= first and (last is None or i <= last)]
     if pending:
         mem.clock.advance(max(0, max(pending) - mem.clock.now_ns))
+        lru_add_drain(mem)  # folio_batch_release() of the folios it waited on
 
 
 def filemap_write_and_wait_range(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None) -> int:

@@ -13,11 +13,14 @@ on it. A memcg's lists are thus its folios in node-list order (what the kernel's
 holds), memcg reclaim reads them, and isolates through the node lruvec. Global reclaim does not
 round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
 
-Deliberate simplification: the kernel adds folios through per-CPU batches (lru_add, drained at 31
-folios or by lru_add_drain()); the model adds at once, as if every batch were drained. The batches
-it does keep are lru_lazyfree (`PhysMem.lru_lazyfree`, folio_mark_lazyfree / lru_add_drain), because
-smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree yet (measured on this host),
-and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio), which kpageflags shows.
+New folios join the LRU through the CPU's lru_add batch (cpu_fbatches.lru_add, `PhysMem.lru_add`):
+folio_add_lru() takes a reference and queues the folio, PG_lru still clear, and the batch is moved onto
+the lists (lru_add) when it holds FOLIO_BATCH_SIZE folios, at once for a large folio, and by
+lru_add_drain(). kpageflags shows it on this kernel: pages just faulted or read are off every list
+(tests/test_host_lru_add.py). The other batches kept are lru_lazyfree (`PhysMem.lru_lazyfree`,
+folio_mark_lazyfree), because smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree
+yet, and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio). lru_activate, lru_deactivate,
+lru_deactivate_file and lru_move_tail are not kept: their moves are made at once.
 """
 
 from __future__ import annotations
@@ -261,9 +264,72 @@ def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
 
 
 def folio_add_lru(mem: PhysMem, pfn: int) -> None:
-    """folio_add_lru(): a new folio (page cache or anon) joins the LRU, on the inactive list of its type
-    unless it was marked active (a refault of the working set) or is mlocked (unevictable)."""
-    mem.lruvec.add(mem.mem_map, mem.mem_map.compound_head(pfn))
+    """folio_add_lru(): a new folio (page cache or anon) joins the CPU's lru_add batch, one reference
+    taken, PG_lru still clear; the batch is moved onto the lists (lru_add_move) once it is full, and at
+    once for a large folio (folio_may_be_lru_cached)."""
+    mm = mem.mem_map
+    head = mm.compound_head(pfn)
+    mm._refcount_a[head] += 1
+    batch = mem.lru_add
+    batch.append(head)
+    if len(batch) >= FOLIO_BATCH_SIZE or mm.flags_a[head] & F_HEAD:
+        lru_add_move(mem)
+
+
+def folio_add_lru_bulk(mem: PhysMem, pfns: np.ndarray) -> None:
+    """folio_add_lru() of each of `pfns`, new small folios of one kind (a run of first-touch faults),
+    in order, done at once: the batch's folios and as many of `pfns` as fill whole batches are moved
+    (the same lists, in the same order, as batch after batch), the rest wait in the batch."""
+    batch = mem.lru_add
+    keep = (len(batch) + len(pfns)) % FOLIO_BATCH_SIZE
+    moved = len(pfns) - keep
+    if moved > 0:
+        lru_add_move(mem)
+        mem.lruvec.add_bulk(mem.mem_map, pfns[:moved])
+    waiting = pfns[max(moved, 0):].tolist()
+    for pfn in waiting:
+        mem.mem_map._refcount_a[pfn] += 1
+    batch.extend(waiting)
+
+
+def lru_add(mem: PhysMem, head: int) -> None:
+    """lru_add(): the batch's move of one new folio onto the list its flags name; an mlocked one goes
+    to the unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer
+    mlocked leaves it (unevictable_pgs_rescued)."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & (F_MLOCKED | F_UNEVICTABLE):
+        mm.flags_a[head] = folio_evictable_flags(mem, head, flags)
+    mem.lruvec.add(mm, head)
+
+
+def folio_evictable_flags(mem: PhysMem, head: int, flags: int) -> int:
+    """lru_add()'s test of folio_evictable() for folio `head` with flags `flags`, counted: the flags it
+    joins a list with. Mlocked: unevictable and not active, its mlock_count 0 (the lock was found, not
+    counted: reclaim or the next mlock fixes it), unevictable_pgs_culled when it was not unevictable;
+    else unevictable cleared, unevictable_pgs_rescued when it was."""
+    nr = _folio_nr_pages(mem.mem_map, head, flags)
+    if flags & F_MLOCKED:
+        if not flags & F_UNEVICTABLE:
+            mem.events["unevictable_pgs_culled"] += nr
+        mem.mlock_count[head] = 0
+        return (flags & ~F_ACTIVE) | F_UNEVICTABLE
+    if flags & F_UNEVICTABLE:
+        mem.events["unevictable_pgs_rescued"] += nr
+    return flags & ~F_UNEVICTABLE
+
+
+def lru_add_move(mem: PhysMem) -> None:
+    """folio_batch_move_lru(lru_add): every folio of the CPU's lru_add batch onto its list, in order,
+    then the batch's references dropped (folios_put: a folio whose other references went meanwhile,
+    unmapped or truncated while it waited, is freed)."""
+    batch = mem.lru_add
+    folios = batch[:]
+    batch.clear()
+    for head in folios:
+        lru_add(mem, head)
+    for head in folios:
+        put_page(mem, head)
 
 
 def page_cache_release(mem: PhysMem, pfn: int) -> None:
@@ -337,8 +403,8 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         if flags & F_LRU:
             folio_activate(mem, head)
             flags = mm.flags_a[head]
-        elif not flags & F_MLOCKED:  # (a new mlocked folio waits in the mlock batch: not found there)
-            flags |= F_ACTIVE  # __lru_cache_activate_folio(): it joins the LRU active
+        elif head in mem.lru_add:  # __lru_cache_activate_folio(): it will join the LRU active
+            flags |= F_ACTIVE
         mm.flags_a[head] = flags & ~F_REFERENCED
         # workingset_activation(): an activation ages the inactive list of the folio's lruvec (its
         # memcg's, up to the node's) as an eviction does.
@@ -380,11 +446,14 @@ def folio_activate(mem: PhysMem, head: int) -> None:
 
 
 def lru_view(mem: PhysMem) -> str:
-    """Every LRU list with its folios from head (newest) to tail (oldest), one list per line."""
+    """Every LRU list with its folios from head (newest) to tail (oldest), one list per line, then the
+    CPU's lru_add batch: the new folios waiting for their lists, oldest first."""
     lines = []
     for lru, name in enumerate(LRU_NAMES):
         pfns = " ".join(f"{p:#x}" for p in reversed(mem.lruvec.lists[lru]))
         lines.append(f"{name} ({mem.lruvec.nr_pages[lru]} pages): {pfns}".rstrip())
+    waiting = " ".join(f"{p:#x}" for p in mem.lru_add)
+    lines.append(f"lru_add batch ({len(mem.lru_add)} folios): {waiting}".rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -449,10 +518,12 @@ def lru_lazyfree(mem: PhysMem, head: int) -> None:
 
 
 def lru_add_drain(mem: PhysMem) -> None:
-    """lru_add_drain() of the model's CPU: move every folio of the lru_lazyfree batch
-    (folio_batch_move_lru), in order, then drop the batch's references (folios_put: a folio whose
-    other references went meanwhile is freed); then the mlock batch (mlock_drain_local). The model has
-    no lru_add batch (folio_add_lru adds at once)."""
+    """lru_add_drain() of the model's CPU (lru_add_drain_cpu, then mlock_drain_local): the lru_add
+    batch moved, then the lru_lazyfree batch (folio_batch_move_lru), in order, the batch's references
+    dropped (folios_put: a folio whose other references went meanwhile is freed); then the mlock
+    batch."""
+    if mem.lru_add:
+        lru_add_move(mem)
     batch = mem.lru_lazyfree
     if batch:
         folios = batch[:]

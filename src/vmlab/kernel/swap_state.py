@@ -43,7 +43,7 @@ from vmlab.kernel.pgtable import (
     pte_dirty,
 )
 from vmlab.kernel.rmap import Mapping
-from vmlab.kernel.swap import folio_add_lru, folio_rotate_reclaimable, put_page
+from vmlab.kernel.swap import folio_add_lru, folio_rotate_reclaimable, lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     SWAP_HAS_CACHE,
     SwapInfo,
@@ -376,6 +376,7 @@ def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry:
             if addr != faddr:
                 mem.mem_map.set(pfn, PG_readahead)
                 mem.events["swap_ra"] += 1
+        lru_add_drain(mem)  # "Push any new pages onto the LRU now" (a window of one skips it)
     # Looked up again: reclaim for a later readahead page may have dropped an earlier one.
     target = mem.swap.cache.get(entry)
     if target is None:

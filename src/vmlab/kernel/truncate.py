@@ -22,7 +22,7 @@ from vmlab.kernel.page_writeback import (
     vma_address,
 )
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
-from vmlab.kernel.swap import page_cache_release, put_page
+from vmlab.kernel.swap import lru_add_drain, page_cache_release, put_page
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
 from vmlab.kernel.xarray import xa_erase_unused, xa_split
 
@@ -102,13 +102,17 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     """truncate_inode_pages_range(mapping, lstart, -1): drop every page wholly beyond byte `lstart`,
     waiting for their write-back and throwing their dirty data away; a large folio that straddles
     lstart is split there or kept whole (truncate_partial_folio). The page that straddles lstart
-    stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it."""
+    stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it. Finding pages to drop
+    drains the CPU's folio batches (measured: a truncate of another file moves the lru_add batch)."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     kept = truncate_partial_folio(mem, inode, lstart)
-    for index in sorted(i for i in inode.i_pages if i >= kept):
+    doomed = sorted(i for i in inode.i_pages if i >= kept)
+    for index in doomed:
         folio_wait_writeback(mem, inode, index)
         folio_cancel_dirty(mem, inode, inode.i_pages[index])
         delete_from_page_cache(mem, inode, index)
+    if doomed:  # folio_batch_release() of the folios found drains the CPU's batches: a page that
+        lru_add_drain(mem)  # waited in one is freed now
     clear_shadow_entries(mem, inode, first, ULONG_MAX)
     if inode.host_cached is not None:
         inode.host_cached = frozenset(i for i in inode.host_cached if i < first)
@@ -158,7 +162,8 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
     mm = mem.mem_map
     end = (1 << 64) - 1 if last is None else last
     gone = 0
-    for index in sorted(i for i in inode.i_pages if first <= i <= end):
+    found = sorted(i for i in inode.i_pages if first <= i <= end)
+    for index in found:
         if index not in inode.i_pages:  # gone with its folio
             continue
         head, order = folio_head(inode, index)
@@ -171,6 +176,8 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
         for i in range(head, head + nr):
             delete_from_page_cache(mem, inode, i)
         gone += nr
+    if found:  # folio_batch_release() of the folios looked at (a folio in the lru_add batch failed)
+        lru_add_drain(mem)
     clear_shadow_entries(mem, inode, first, end)
     if inode.host_cached is None or inode.host_cached:
         forget_host_pages(inode, (i for i in range(first, min(end + 1, i_size_pages(inode)))

@@ -77,6 +77,7 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
     LruVec,
+    folio_evictable_flags,
     is_file_lru,
     lru_add_drain,
     put_page,
@@ -576,16 +577,8 @@ def move_folios_to_lru(vmscan: Vmscan, folios: Iterable[int]) -> int:
             continue
         flags = flags_a[head]
         nr = 1 << (flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
-        if flags & (F_MLOCKED | F_UNEVICTABLE):
-            if flags & F_MLOCKED:
-                if not flags & F_UNEVICTABLE:
-                    mem.events["unevictable_pgs_culled"] += nr
-                flags = (flags & ~F_ACTIVE) | F_UNEVICTABLE
-                mem.mlock_count[head] = 0  # lru_add(): reclaim found the lock, not an mlock
-            else:
-                mem.events["unevictable_pgs_rescued"] += nr
-                flags &= ~F_UNEVICTABLE
-            flags_a[head] = flags
+        if flags & (F_MLOCKED | F_UNEVICTABLE):  # folio_putback_lru(): lru_add()'s evictable test
+            flags = flags_a[head] = folio_evictable_flags(mem, head, flags)
         refcount[head] -= 1
         batch.append(head)
         if flags & F_ACTIVE:
@@ -605,7 +598,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     bits are test-and-cleared on the way (folio_referenced, which finds nothing on an unmapped folio:
     that one is not walked)."""
     mem = vmscan.mem
-    if mem.lru_lazyfree or mem.mlock_fbatch:
+    if mem.lru_add or mem.lru_lazyfree or mem.mlock_fbatch:
         lru_add_drain(mem)
     mmap_ = mem.mem_map
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
@@ -715,7 +708,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     built without side effects), reclaims the plain folios at the tail straight off the list
     (shrink_folio_list's from_tail)."""
     mem = vmscan.mem
-    if mem.lru_lazyfree or mem.mlock_fbatch:
+    if mem.lru_add or mem.lru_lazyfree or mem.mlock_fbatch:
         lru_add_drain(mem)
     file = is_file_lru(lru)
     from_tail = _fused_scan(vmscan, sc, nr_to_scan)

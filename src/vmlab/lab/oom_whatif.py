@@ -20,6 +20,7 @@ from vmlab.kernel import memcontrol
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.mm_types import Inode
+from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.uapi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -140,6 +141,7 @@ def build(snap: Snapshot, global_fill: bool = False, cache: dict[str, int] | Non
     for path, pages in (cache or {}).items():
         import_cache(model, path, pages)
     model.memcgs.drain_all_stock(model.memcgs.root)  # usage is the live one: nothing charged ahead
+    lru_add_drain(model.mem)  # the imported pages on their lists, as the snapshot's memory.stat counts them
     for cg in reversed(snap.memcgs):  # children first: a parent's own usage is known once theirs is
         memcg = model.memcgs.lookup(cg.path)
         assert memcg is not None
