@@ -1,6 +1,7 @@
-"""The CPU's lru_add batch, on this host's kernel and on the model: new pages wait off every LRU list
-(PG_lru clear) until 31 of them have come or something drains the batch, as /proc/kpageflags shows
-page by page (kpagekit's letters: M/m mlocked, U/u unevictable, L/l on a list, A/a active).
+"""The CPU's lru_add and lru_activate batches, on this host's kernel and on the model: new pages wait
+off every LRU list (PG_lru clear), and a second use's activation waits on the inactive list, until 31
+of them have come or something drains the batches, as /proc/kpageflags shows page by page
+(kpagekit's letters: M/m mlocked, U/u unevictable, L/l on a list, A/a active).
 
 Each step starts from an empty batch (madvise(MADV_WILLNEED) of an anonymous page: lru_add_drain)
 and reads the pages back through pagemap; the stepper is pinned to CPU 0, whose batch it fills.
@@ -9,6 +10,8 @@ Measured here (kernel 6.18); the model showed every page `L` at once before it h
   all on it after the drain;
 - a file page read twice while it waits is marked active there (__lru_cache_activate_folio: `mulA`)
   and joins the active list when the batch moves;
+- a page on the inactive list read a second time waits in the lru_activate batch, still inactive
+  (`muLa`; a third read changes nothing), until a drain moves it (`muLA`);
 - fsync() of a file whose pages are under write-back drains (its wait's folio_batch_release), as do a
   truncate that finds pages and POSIX_FADV_DONTNEED; a truncate of an empty file does not;
 - a large folio (a 64 KiB write to a new ext4 file makes one) moves the whole batch at once.
@@ -75,6 +78,14 @@ def lru_add_steps(b: Backend, pid: int, cold: str, new: str, big: str) -> list[s
         assert b.syscall(pid, "pread64", (fd, buf, PG, index * PG)) == PG
     m = mapped(fd, 8)
     seen.append(f"8 file pages read, the first 4 twice: {letters(b, pid, m, 8)}")
+    drain()
+    seen.append(f"then drained: {letters(b, pid, m, 8)}")
+    for index in range(4, 8):
+        assert b.syscall(pid, "pread64", (fd, buf, PG, index * PG)) == PG
+    seen.append(f"the last 4 read again: {letters(b, pid, m, 8)}")
+    for index in range(4, 8):
+        assert b.syscall(pid, "pread64", (fd, buf, PG, index * PG)) == PG
+    seen.append(f"and again: {letters(b, pid, m, 8)}")
     drain()
     seen.append(f"then drained: {letters(b, pid, m, 8)}")
 

@@ -14,6 +14,7 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_FILE,
     folio_activate,
     folio_mark_accessed,
+    lru_activate_move,
     lru_add_drain,
     lru_view,
     page_cache_release,
@@ -27,7 +28,8 @@ def _mem() -> PhysMem:
 
 def test_new_cache_page_joins_inactive_file_then_second_access_activates() -> None:
     """A new page waits in the CPU's lru_add batch (PG_lru clear, the batch's reference), joins the
-    inactive file list when the batch is drained; the second use activates it."""
+    inactive file list when the batch is drained; the second use queues it in the lru_activate batch
+    (PG_referenced cleared, still inactive), and the next drain activates it."""
     mem = _mem()
     inode = Inode("/f", ino=1, size=1 << 20)
     pfn = add_to_page_cache(mem, inode, 0)
@@ -40,8 +42,13 @@ def test_new_cache_page_joins_inactive_file_then_second_access_activates() -> No
     assert not mem.lru_add and int(mem.mem_map._refcount[pfn]) == 1
     folio_mark_accessed(mem, pfn)  # first use: referenced, stays inactive
     assert mem.mem_map.test(pfn, PG.referenced) and pfn in lru.lists[LRU_INACTIVE_FILE]
-    folio_mark_accessed(mem, pfn)  # second use: active, referenced cleared
+    folio_mark_accessed(mem, pfn)  # second use: queued for activation, referenced cleared
+    assert mem.lru_activate == [pfn] and int(mem.mem_map._refcount[pfn]) == 2
+    assert pfn in lru.lists[LRU_INACTIVE_FILE] and not mem.mem_map.test(pfn, PG.referenced)
+    assert mem.events["pgactivate"] == 0
+    lru_add_drain(mem)
     assert list(lru.lists[LRU_ACTIVE_FILE]) == [pfn] and not lru.lists[LRU_INACTIVE_FILE]
+    assert not mem.lru_activate and int(mem.mem_map._refcount[pfn]) == 1
     assert mem.mem_map.test(pfn, PG.active) and not mem.mem_map.test(pfn, PG.referenced)
     assert mem.events["pgactivate"] == 1
 
@@ -99,16 +106,23 @@ def _general_activate(mem: PhysMem, head: int) -> None:
     mem.events["pgactivate"] += 1
 
 
+def _activate_now(mem: PhysMem, head: int) -> None:
+    """folio_activate(), its batch moved at once."""
+    folio_activate(mem, head)
+    lru_activate_move(mem)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=120))
 @example([(1, False), (1, False), (1, False), (2, True), (2, True), (7, False), (7, False), (7, False)])
 def test_folio_activate_of_a_small_folio_is_delete_then_add(steps: list[tuple[int, bool]]) -> None:
-    """folio_activate()'s in-line move leaves the lists, counts, flags and events that
-    LruVec.delete + LruVec.add leave, for file and shmem pages, inactive, active or off the LRU."""
+    """folio_activate() and its batch's move (lru_activate_move's in-line move) leave the lists, counts,
+    flags and events that LruVec.delete + LruVec.add leave, for file and shmem pages, inactive, active
+    or off the LRU."""
     mems = [_mem(), _mem()]
     inodes = [(Inode("/f", ino=1, size=1 << 20), Inode("/s", ino=2, size=1 << 20, shmem=True)) for _ in mems]
     for index, shmem in steps:
-        for mem, activate, files in zip(mems, (folio_activate, _general_activate), inodes, strict=True):
+        for mem, activate, files in zip(mems, (_activate_now, _general_activate), inodes, strict=True):
             inode = files[shmem]
             pfn = inode.i_pages.get(index)
             if pfn is None:

@@ -21,8 +21,8 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
-The CPU's lru_add batch (check_lru_add_batch) and mlock batch (check_mlock_batch) hold a reference on
-each folio they list; a new folio there is on no LRU list yet.
+The CPU's lru_add, lru_activate and mlock batches (check_lru_add_batch, check_lru_activate_batch,
+check_mlock_batch) hold a reference on each folio they list; a new folio there is on no LRU list yet.
 Lazily freed anon folios (check_lazyfree, check_lazyfree_batch): a droppable VMA's anon pages are never
 swap-backed, no lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU
 list is legal), and each folio of the CPU's lru_lazyfree batch is an anon head off the LRU holding
@@ -418,6 +418,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
     check_lru_add_batch(mem, frames)
+    check_lru_activate_batch(mem, frames)
     check_lazyfree_batch(mem, frames)
     check_mlock_batch(mem, frames)
     check_swap_cache(mem, frames)
@@ -594,6 +595,17 @@ def check_lru_add_batch(mem: PhysMem, frames: Frames) -> None:
             raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
         if mm_map.test(head, PG.lru):
             raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
+        _batch_reference(mem, frames, head, at)
+
+
+def check_lru_activate_batch(mem: PhysMem, frames: Frames) -> None:
+    """The CPU's lru_activate batch: folio heads (one may be queued twice), each entry holding one
+    reference."""
+    mm_map = mem.mem_map
+    for head in mem.lru_activate:
+        at = f"lru_activate batch: frame {head:#x}"
+        if mm_map.compound_head(head) != head:
+            raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
         _batch_reference(mem, frames, head, at)
 
 

@@ -31,7 +31,7 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_readahead,
 )
-from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_mark_accessed, lru_add_move
+from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_mark_accessed, lru_activate_move, lru_add_move
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -402,12 +402,15 @@ def filemap_get_read_batch(mem: PhysMem, inode: Inode, index: int, max_index: in
 
 def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> None:
     """folio_mark_accessed() of the cached folio of 2^order pages at index `head`: the model keeps a
-    large folio as order-0 frames (readahead.py), so each of its cached pages takes the step."""
+    large folio as order-0 frames (readahead.py), so each of its cached pages takes the step; a large
+    folio's activation moves the CPU's lru_activate batch at once (folio_may_be_lru_cached)."""
     pages = inode.i_pages
     for index in range(head, head + (1 << order)):
         pfn = pages.get(index)
         if pfn is not None:
             folio_mark_accessed(mem, pfn)
+    if order and mem.lru_activate:
+        lru_activate_move(mem)
 
 
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:

@@ -371,6 +371,9 @@ class PhysMem:
         #: cpu_fbatches.lru_add of the model's one CPU: new folios (PG_lru clear, one reference each)
         #: waiting to join the LRU (swap.folio_add_lru); moved when full and by swap.lru_add_drain().
         self.lru_add: list[int] = []
+        #: cpu_fbatches.lru_activate of the model's one CPU: folios a second use activates (still on
+        #: their inactive lists, one reference each, maybe twice) until swap.lru_activate_move().
+        self.lru_activate: list[int] = []
         #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
         #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
         self.lru_lazyfree: list[int] = []

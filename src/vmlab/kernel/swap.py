@@ -17,9 +17,11 @@ New folios join the LRU through the CPU's lru_add batch (cpu_fbatches.lru_add, `
 folio_add_lru() takes a reference and queues the folio, PG_lru still clear, and the batch is moved onto
 the lists (lru_add) when it holds FOLIO_BATCH_SIZE folios, at once for a large folio, and by
 lru_add_drain(). kpageflags shows it on this kernel: pages just faulted or read are off every list
-(tests/test_host_lru_add.py). The other batches kept are lru_lazyfree (`PhysMem.lru_lazyfree`,
+(tests/test_host_lru_add.py). So does a second use's activation: folio_activate() queues the folio in
+the lru_activate batch (`PhysMem.lru_activate`), where it stays inactive, PG_referenced already
+cleared, until the batch moves. The other batches kept are lru_lazyfree (`PhysMem.lru_lazyfree`,
 folio_mark_lazyfree), because smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree
-yet, and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio). lru_activate, lru_deactivate,
+yet, and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio). lru_deactivate,
 lru_deactivate_file and lru_move_tail are not kept: their moves are made at once.
 """
 
@@ -401,7 +403,7 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         mm.flags_a[head] = flags | F_REFERENCED
     elif not flags & (F_UNEVICTABLE | F_ACTIVE):
         if flags & F_LRU:
-            folio_activate(mem, head)
+            folio_activate(mem, head)  # queued (still inactive), unless that filled the batch
             flags = mm.flags_a[head]
         elif head in mem.lru_add:  # __lru_cache_activate_folio(): it will join the LRU active
             flags |= F_ACTIVE
@@ -420,29 +422,54 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
 
 
 def folio_activate(mem: PhysMem, head: int) -> None:
-    """folio_activate(): move an inactive, evictable folio on the LRU to the head of its active list.
-    A small folio no memcg mirror list holds (every activation of a cached page without memcgs) moves
-    in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete / LruVec.add without PG_lru's
-    round trip."""
+    """folio_activate(): an inactive, evictable folio on the LRU joins the CPU's lru_activate batch
+    (one reference taken; it stays on its inactive list, not active, until the batch moves: when full,
+    at once for a large folio, and at every lru_add_drain()). A folio may be queued twice."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
     if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
         return
+    mm._refcount_a[head] += 1
+    batch = mem.lru_activate
+    batch.append(head)
+    if len(batch) >= FOLIO_BATCH_SIZE or flags & F_HEAD:
+        lru_activate_move(mem)
+
+
+def lru_activate_move(mem: PhysMem) -> None:
+    """folio_batch_move_lru(lru_activate): each folio of the CPU's lru_activate batch still on a list
+    (one reclaim isolated meanwhile is passed over) moves to the head of its active list, in order,
+    unless it is active or unevictable by now (pgactivate counts the pages moved); then the batch's
+    references are dropped. A small folio no memcg mirror list holds (every activation of a cached
+    page without memcgs) moves in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete /
+    LruVec.add without PG_lru's round trip."""
+    mm = mem.mem_map
+    flags_a = mm.flags_a
     lruvec = mem.lruvec
-    if flags & F_HEAD or lruvec.memcg_pages:
-        lruvec.delete(mm, head)
-        mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
-        lruvec.add(mm, head)
-        mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
-        return
-    lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
-    del lists[lru][head]
-    nr_pages[lru] -= 1
-    lists[active][head] = None
-    nr_pages[active] += 1
-    mm.flags_a[head] = flags | F_ACTIVE
-    mem.events["pgactivate"] += 1
+    folios = mem.lru_activate[:]
+    mem.lru_activate.clear()
+    moved = 0
+    for head in folios:
+        flags = flags_a[head]
+        if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
+            continue
+        if flags & F_HEAD or lruvec.memcg_pages:
+            lruvec.delete(mm, head)
+            flags_a[head] = flags_a[head] | F_ACTIVE
+            lruvec.add(mm, head)
+            moved += _folio_nr_pages(mm, head, flags)
+            continue
+        lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
+        del lists[lru][head]
+        nr_pages[lru] -= 1
+        lists[active][head] = None
+        nr_pages[active] += 1
+        flags_a[head] = flags | F_ACTIVE
+        moved += 1
+    mem.events["pgactivate"] += moved
+    for head in folios:
+        put_page(mem, head)
 
 
 def lru_view(mem: PhysMem) -> str:
@@ -520,8 +547,8 @@ def lru_lazyfree(mem: PhysMem, head: int) -> None:
 def lru_add_drain(mem: PhysMem) -> None:
     """lru_add_drain() of the model's CPU (lru_add_drain_cpu, then mlock_drain_local): the lru_add
     batch moved, then the lru_lazyfree batch (folio_batch_move_lru), in order, the batch's references
-    dropped (folios_put: a folio whose other references went meanwhile is freed); then the mlock
-    batch."""
+    dropped (folios_put: a folio whose other references went meanwhile is freed), then the
+    lru_activate batch; then the mlock batch."""
     if mem.lru_add:
         lru_add_move(mem)
     batch = mem.lru_lazyfree
@@ -532,6 +559,8 @@ def lru_add_drain(mem: PhysMem) -> None:
             lru_lazyfree(mem, head)
         for head in folios:
             put_page(mem, head)
+    if mem.lru_activate:
+        lru_activate_move(mem)
     if mem.mlock_fbatch:
         from vmlab.kernel.mlock_folio import mlock_folio_batch  # (it imports this module)
 

@@ -598,8 +598,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     bits are test-and-cleared on the way (folio_referenced, which finds nothing on an unmapped folio:
     that one is not walked)."""
     mem = vmscan.mem
-    if mem.lru_add or mem.lru_lazyfree or mem.mlock_fbatch:
-        lru_add_drain(mem)
+    lru_add_drain(mem)
     mmap_ = mem.mem_map
     flags_a, mapcount = mmap_.flags_a, mmap_._mapcount_a
     file = is_file_lru(lru)
@@ -708,8 +707,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     built without side effects), reclaims the plain folios at the tail straight off the list
     (shrink_folio_list's from_tail)."""
     mem = vmscan.mem
-    if mem.lru_add or mem.lru_lazyfree or mem.mlock_fbatch:
-        lru_add_drain(mem)
+    lru_add_drain(mem)
     file = is_file_lru(lru)
     from_tail = _fused_scan(vmscan, sc, nr_to_scan)
     stat = FolioStats()
