@@ -1,5 +1,5 @@
-"""The CPU's lru_add and lru_activate batches, on this host's kernel and on the model: new pages wait
-off every LRU list (PG_lru clear), and a second use's activation waits on the inactive list, until 31
+"""The CPU's folio batches, on this host's kernel and on the model: new pages wait off every LRU list
+(PG_lru clear), a second use's activation and MADV_COLD's deactivation wait on the old list, until 31
 of them have come or something drains the batches, as /proc/kpageflags shows page by page
 (kpagekit's letters: M/m mlocked, U/u unevictable, L/l on a list, A/a active).
 
@@ -11,7 +11,8 @@ Measured here (kernel 6.18); the model showed every page `L` at once before it h
 - a file page read twice while it waits is marked active there (__lru_cache_activate_folio: `mulA`)
   and joins the active list when the batch moves;
 - a page on the inactive list read a second time waits in the lru_activate batch, still inactive
-  (`muLa`; a third read changes nothing), until a drain moves it (`muLA`);
+  (`muLa`; a third read changes nothing), until a drain moves it (`muLA`); MADV_COLD's deactivation
+  waits likewise in lru_deactivate (`muLA` until the drain);
 - fsync() of a file whose pages are under write-back drains (its wait's folio_batch_release), as do a
   truncate that finds pages and POSIX_FADV_DONTNEED; a truncate of an empty file does not;
 - a large folio (a 64 KiB write to a new ext4 file makes one) moves the whole batch at once.
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.host
 PROT_READ, PROT_RW = 1, 3
 MAP_SHARED, PRIVATE_ANON = 0x01, 0x22
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
-MADV_RANDOM, MADV_WILLNEED = 1, 3
+MADV_RANDOM, MADV_WILLNEED, MADV_COLD = 1, 3, 20
 POSIX_FADV_RANDOM, POSIX_FADV_DONTNEED = 1, 4
 
 
@@ -86,6 +87,10 @@ def lru_add_steps(b: Backend, pid: int, cold: str, new: str, big: str) -> list[s
     for index in range(4, 8):
         assert b.syscall(pid, "pread64", (fd, buf, PG, index * PG)) == PG
     seen.append(f"and again: {letters(b, pid, m, 8)}")
+    drain()
+    seen.append(f"then drained: {letters(b, pid, m, 8)}")
+    assert b.syscall(pid, "madvise", (m, 8 * PG, MADV_COLD)) == 0
+    seen.append(f"MADV_COLD of the 8: {letters(b, pid, m, 8)}")
     drain()
     seen.append(f"then drained: {letters(b, pid, m, 8)}")
 

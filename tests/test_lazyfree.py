@@ -75,8 +75,8 @@ def anon_buffer(backend: ModelBackend, pid: int, npages: int, flags: int = PRIVA
 # --- the model ------------------------------------------------------------------------------------------
 
 def test_madv_free_goes_through_the_batch_then_to_the_file_list() -> None:
-    """16 pages freed sit in the lru_lazyfree batch (off the LRU, one more reference, still
-    swap-backed, PTEs clean and old); the next MADV_FREE drains it first: then they are lazyfree on
+    """16 pages freed sit in the lru_lazyfree batch (still on their anon list, one more reference,
+    still swap-backed, PTEs clean and old); the next MADV_FREE drains it first: then they are lazyfree on
     the inactive file list, pglazyfree counts them and smaps shows them as LazyFree. RSS never moves."""
     backend, pid = model()
     mem = backend.mem
@@ -84,15 +84,15 @@ def test_madv_free_goes_through_the_batch_then_to_the_file_list() -> None:
     rss = backend.tasks[pid].mm.rss[MM_ANONPAGES]
     assert backend.syscall(pid, "madvise", (A, 16 * PAGE, MADV_FREE)) == 0
     pages = mapped(backend, pid, A, 16)
-    assert len(pages) == 16 and sorted(mem.lru_lazyfree) == sorted(pfn for _, pfn in pages)
+    assert len(pages) == 16 and sorted(mem.fbatches.lru_lazyfree) == sorted(pfn for _, pfn in pages)
     for pte, pfn in pages:
         assert not pte & (_PAGE_DIRTY | _PAGE_ACCESSED)
-        assert not mem.mem_map.test(pfn, PG.lru) and mem.mem_map.test(pfn, PG.swapbacked)
+        assert pfn in mem.lruvec.lists[LRU_INACTIVE_ANON] and mem.mem_map.test(pfn, PG.swapbacked)
         assert int(mem.mem_map._refcount[pfn]) == 2
     assert mem.events["pglazyfree"] == 0
     check_machine(backend)
     assert backend.syscall(pid, "madvise", (A + 63 * PAGE, PAGE, MADV_FREE)) == 0
-    assert mem.events["pglazyfree"] == 16 and len(mem.lru_lazyfree) == 1
+    assert mem.events["pglazyfree"] == 16 and len(mem.fbatches.lru_lazyfree) == 1
     for _, pfn in pages:
         flags = int(mem.mem_map.flags[pfn])
         assert not flags & F_SWAPBACKED and not flags >> PG.dirty & 1 and not flags >> PG.active & 1
@@ -110,7 +110,7 @@ def test_a_full_batch_moves_at_once() -> None:
     anon_buffer(backend, pid, 40)
     assert backend.syscall(pid, "madvise", (A, 40 * PAGE, MADV_FREE)) == 0
     assert backend.mem.events["pglazyfree"] == FOLIO_BATCH_SIZE
-    assert len(backend.mem.lru_lazyfree) == 40 - FOLIO_BATCH_SIZE
+    assert len(backend.mem.fbatches.lru_lazyfree) == 40 - FOLIO_BATCH_SIZE
     check_machine(backend)
 
 
@@ -202,7 +202,7 @@ def test_droppable_folios_are_never_swap_backed() -> None:
     anon_buffer(backend, pid, 8, DROPPABLE_ANON)
     smaps = backend.view(pid, "smaps")
     assert "VmFlags: rd wr mr mw me nr wf dd dp \n" in smaps[smaps.index(f"{A:08x}-"):]
-    assert [pfn for _, pfn in mapped(backend, pid, A, 8)] == backend.mem.lru_add[-8:]  # waiting in lru_add
+    assert [pfn for _, pfn in mapped(backend, pid, A, 8)] == backend.mem.fbatches.lru_add[-8:]  # waiting
     lru_add_drain(backend.mem)
     for _, pfn in mapped(backend, pid, A, 8):
         assert not backend.mem.mem_map.test(pfn, PG.swapbacked)
@@ -233,7 +233,7 @@ def test_check_machine_knows_lazyfree_states() -> None:
     other, opid = model()
     anon_buffer(other, opid, 4)
     assert other.syscall(opid, "madvise", (A, 4 * PAGE, MADV_FREE)) == 0
-    other.mem.mem_map._refcount[other.mem.lru_lazyfree[0]] -= 1
+    other.mem.mem_map._refcount[other.mem.fbatches.lru_lazyfree[0]] -= 1
     with pytest.raises(AssertionError, match="_refcount"):
         check_machine(other)
 

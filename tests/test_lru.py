@@ -13,8 +13,9 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
     folio_activate,
+    folio_batch_move_lru,
     folio_mark_accessed,
-    lru_activate_move,
+    lru_activate,
     lru_add_drain,
     lru_view,
     page_cache_release,
@@ -35,20 +36,20 @@ def test_new_cache_page_joins_inactive_file_then_second_access_activates() -> No
     pfn = add_to_page_cache(mem, inode, 0)
     assert pfn is not None
     lru = mem.lruvec
-    assert mem.lru_add == [pfn] and not mem.mem_map.test(pfn, PG.lru)
+    assert mem.fbatches.lru_add == [pfn] and not mem.mem_map.test(pfn, PG.lru)
     assert int(mem.mem_map._refcount[pfn]) == 2 and lru.nr_pages[LRU_INACTIVE_FILE] == 0
     lru_add_drain(mem)
     assert list(lru.lists[LRU_INACTIVE_FILE]) == [pfn] and lru.nr_pages[LRU_INACTIVE_FILE] == 1
-    assert not mem.lru_add and int(mem.mem_map._refcount[pfn]) == 1
+    assert not mem.fbatches.lru_add and int(mem.mem_map._refcount[pfn]) == 1
     folio_mark_accessed(mem, pfn)  # first use: referenced, stays inactive
     assert mem.mem_map.test(pfn, PG.referenced) and pfn in lru.lists[LRU_INACTIVE_FILE]
     folio_mark_accessed(mem, pfn)  # second use: queued for activation, referenced cleared
-    assert mem.lru_activate == [pfn] and int(mem.mem_map._refcount[pfn]) == 2
+    assert mem.fbatches.lru_activate == [pfn] and int(mem.mem_map._refcount[pfn]) == 2
     assert pfn in lru.lists[LRU_INACTIVE_FILE] and not mem.mem_map.test(pfn, PG.referenced)
     assert mem.events["pgactivate"] == 0
     lru_add_drain(mem)
     assert list(lru.lists[LRU_ACTIVE_FILE]) == [pfn] and not lru.lists[LRU_INACTIVE_FILE]
-    assert not mem.lru_activate and int(mem.mem_map._refcount[pfn]) == 1
+    assert not mem.fbatches.lru_activate and int(mem.mem_map._refcount[pfn]) == 1
     assert mem.mem_map.test(pfn, PG.active) and not mem.mem_map.test(pfn, PG.referenced)
     assert mem.events["pgactivate"] == 1
 
@@ -65,7 +66,7 @@ def test_second_access_in_the_lru_add_batch_marks_the_page_active() -> None:
     folio_mark_accessed(mem, pfn)
     assert mem.mem_map.test(pfn, PG.active) and not mem.mem_map.test(pfn, PG.lru)
     others = [add_to_page_cache(mem, inode, i) for i in range(1, FOLIO_BATCH_SIZE)]
-    assert not mem.lru_add  # the 31st page filled the batch
+    assert not mem.fbatches.lru_add  # the 31st page filled the batch
     assert list(mem.lruvec.lists[LRU_ACTIVE_FILE]) == [pfn]
     assert list(mem.lruvec.lists[LRU_INACTIVE_FILE]) == others
     assert mem.events["pgactivate"] == 0
@@ -109,14 +110,14 @@ def _general_activate(mem: PhysMem, head: int) -> None:
 def _activate_now(mem: PhysMem, head: int) -> None:
     """folio_activate(), its batch moved at once."""
     folio_activate(mem, head)
-    lru_activate_move(mem)
+    folio_batch_move_lru(mem, mem.fbatches.lru_activate, lru_activate)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=120))
 @example([(1, False), (1, False), (1, False), (2, True), (2, True), (7, False), (7, False), (7, False)])
 def test_folio_activate_of_a_small_folio_is_delete_then_add(steps: list[tuple[int, bool]]) -> None:
-    """folio_activate() and its batch's move (lru_activate_move's in-line move) leave the lists, counts,
+    """folio_activate() and its batch's move (lru_activate's in-line move) leave the lists, counts,
     flags and events that LruVec.delete + LruVec.add leave, for file and shmem pages, inactive, active
     or off the LRU."""
     mems = [_mem(), _mem()]

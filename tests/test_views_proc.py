@@ -82,7 +82,7 @@ def test_anon_writes_show_in_anonpages_and_inactive_anon() -> None:
     before = _meminfo_kb(model)
     addr = model.syscall(pid, "mmap", (0x40000000, 100 * PG, 3, 0x22, -1, 0))
     assert model.access(pid, addr, 100 * PG, True) is None
-    waiting = len(model.mem.lru_add)
+    waiting = len(model.mem.fbatches.lru_add)
     assert 0 < waiting < FOLIO_BATCH_SIZE
     assert _meminfo_kb(model)["Inactive(anon)"] - before["Inactive(anon)"] == 4 * (100 - waiting)
     lru_add_drain(model.mem)

@@ -158,7 +158,8 @@ def test_drop_caches_keeps_dirty_and_mapped_pages() -> None:
 
 def test_reclaim_writeback_rotates_the_folio_to_the_inactive_tail() -> None:
     """pageout(): a dirty file folio reclaim finds is written (PG_reclaim); when the write completes it
-    is at the tail of the inactive file list, the next to be reclaimed."""
+    is queued for the tail of the inactive file list (the CPU's lru_move_tail batch), the next to be
+    reclaimed once the batch moves."""
     f = ModelFile()
     f.pwrite(0, 3 * PAGE)
     pfn = f.inode.i_pages[0]
@@ -172,6 +173,9 @@ def test_reclaim_writeback_rotates_the_folio_to_the_inactive_tail() -> None:
     assert f.cachestat() == (3, 2, 1)
     folio_wait_writeback(f.mem, f.inode, 0)
     assert f.cachestat() == (3, 2, 0)
+    assert f.mem.fbatches.lru_move_tail == [pfn]  # queued for the tail (lru_move_tail) until a drain
+    assert list(f.mem.lruvec.lists[LRU_INACTIVE_FILE])[-1] == pfn
+    lru_add_drain(f.mem)
     assert next(iter(f.mem.lruvec.lists[LRU_INACTIVE_FILE])) == pfn
     assert f.mem.events["nr_vmscan_write"] == written  # counted by shrink_folio_list's pageout, once
     check_machine(f.backend)

@@ -21,12 +21,11 @@ Per mm:
   anon_vma chain; a writable entry is in a VM_WRITE VMA and, in a private VMA, maps an exclusive anon
   page;
 - VMAs sorted, page aligned, non-empty and disjoint; map_count = len(VMAs); total_vm = their pages.
-The CPU's lru_add, lru_activate and mlock batches (check_lru_add_batch, check_lru_activate_batch,
-check_mlock_batch) hold a reference on each folio they list; a new folio there is on no LRU list yet.
-Lazily freed anon folios (check_lazyfree, check_lazyfree_batch): a droppable VMA's anon pages are never
-swap-backed, no lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU
-list is legal), and each folio of the CPU's lru_lazyfree batch is an anon head off the LRU holding
-the batch's reference.
+The CPU's folio batches and mlock batch (check_fbatches, check_mlock_batch) hold a reference on each
+folio they list; a new folio there is on no LRU list yet.
+Lazily freed anon folios (check_lazyfree): a droppable VMA's anon pages are never swap-backed, no
+lazyfree (anon, not swap-backed) folio is in the swap cache (such a folio on a file LRU list is
+legal).
 Reclaim: every folio on the list its flags name (check_lru); a cache index holds a page or a shadow,
 not both; unevictable folios are mlocked (check_reclaim); reclaim itself refuses to free a dirty page.
 Memory cgroups (check_memcg): every charged frame is a live cache, anon or swap-cache folio head,
@@ -99,7 +98,7 @@ from vmlab.kernel.pgtable import (
     PageTables,
     pte_pfn,
 )
-from vmlab.kernel.swap import LRU_NAMES, LRU_UNEVICTABLE, folio_lru_list_of
+from vmlab.kernel.swap import LRU_NAMES, LRU_UNEVICTABLE, CpuFbatches, folio_lru_list_of
 from vmlab.kernel.swapfile import (
     SWAP_HAS_CACHE,
     SWAP_MAP_BAD,
@@ -417,11 +416,9 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
         pfn = int(odd[0])
         raise AssertionError(f"frame {pfn:#x} is mapped but owned by {OWNER_NAMES[int(frames.owner[pfn])]}: "
                              f"{mm_map[pfn]!r}")
-    check_lru_add_batch(mem, frames)
-    check_lru_activate_batch(mem, frames)
-    check_lazyfree_batch(mem, frames)
-    check_mlock_batch(mem, frames)
     check_swap_cache(mem, frames)
+    check_fbatches(mem, frames)
+    check_mlock_batch(mem, frames)
     if WAIVE_ORPHAN_SHMEM in waive:
         _claim_orphan_shmem(mem, frames)
     _check_counts(mem, frames)
@@ -550,23 +547,6 @@ def check_shadow_nodes(mem: PhysMem, inodes: list[Inode]) -> None:
                              f"(e.g. {sorted(missing)[:3]}), or on the wrong memcg's list")
 
 
-def check_lazyfree_batch(mem: PhysMem, frames: Frames) -> None:
-    """The CPU's lru_lazyfree batch: each folio once, an anon folio head off the LRU (PG_lru clear)
-    holding one reference for the batch; one no PTE maps any more (the batch's reference is its last)
-    is owned by the batch."""
-    mm_map = mem.mem_map
-    batch = mem.lru_lazyfree
-    if len(set(batch)) != len(batch):
-        raise AssertionError(f"lru_lazyfree batch holds a folio twice: {batch}")
-    for head in batch:
-        at = f"lru_lazyfree batch: frame {head:#x}"
-        if mm_map.compound_head(head) != head or not int(mm_map.mapping[head]) & PAGE_MAPPING_ANON:
-            raise AssertionError(f"{at} is not an anon folio head: {mm_map[head]!r}")
-        if mm_map.test(head, PG.lru):
-            raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
-        _batch_reference(mem, frames, head, at)
-
-
 def check_mlock_batch(mem: PhysMem, frames: Frames) -> None:
     """The CPU's mlock batch: folio heads of anon or page-cache folios, each entry holding one
     reference; a new folio waiting there is mlocked and on no list; one whose other references went
@@ -581,32 +561,21 @@ def check_mlock_batch(mem: PhysMem, frames: Frames) -> None:
         _batch_reference(mem, frames, head, at)
 
 
-def check_lru_add_batch(mem: PhysMem, frames: Frames) -> None:
-    """The CPU's lru_add batch: heads of anon or page-cache folios, each once, off every list (PG_lru
-    clear), each holding one reference; one whose other references went (unmapped or truncated while
-    it waited) is owned by the batch."""
+def check_fbatches(mem: PhysMem, frames: Frames) -> None:
+    """The CPU's folio batches (swap.CpuFbatches): each entry a folio head holding one reference; a
+    folio waits in lru_add at most once and off every list (PG_lru clear); one whose other references
+    went (unmapped or truncated while it waited) is owned by the batch."""
     mm_map = mem.mem_map
-    batch = mem.lru_add
-    if len(set(batch)) != len(batch):
-        raise AssertionError(f"lru_add batch holds a folio twice: {batch}")
-    for head in batch:
-        at = f"lru_add batch: frame {head:#x}"
-        if mm_map.compound_head(head) != head:
-            raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
-        if mm_map.test(head, PG.lru):
-            raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
-        _batch_reference(mem, frames, head, at)
-
-
-def check_lru_activate_batch(mem: PhysMem, frames: Frames) -> None:
-    """The CPU's lru_activate batch: folio heads (one may be queued twice), each entry holding one
-    reference."""
-    mm_map = mem.mem_map
-    for head in mem.lru_activate:
-        at = f"lru_activate batch: frame {head:#x}"
-        if mm_map.compound_head(head) != head:
-            raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
-        _batch_reference(mem, frames, head, at)
+    for name, batch in zip(CpuFbatches.ORDER, mem.fbatches.batches(), strict=True):
+        for head in batch:
+            at = f"{name} batch: frame {head:#x}"
+            if mm_map.compound_head(head) != head:
+                raise AssertionError(f"{at} is not a folio head: {mm_map[head]!r}")
+            if name == "lru_add" and mm_map.test(head, PG.lru):
+                raise AssertionError(f"{at} has PG_lru (it is on no list while batched): {mm_map[head]!r}")
+            _batch_reference(mem, frames, head, at)
+    if len(set(mem.fbatches.lru_add)) != len(mem.fbatches.lru_add):
+        raise AssertionError(f"lru_add batch holds a folio twice: {mem.fbatches.lru_add}")
 
 
 def _batch_reference(mem: PhysMem, frames: Frames, head: int, at: str) -> None:

@@ -31,7 +31,13 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_readahead,
 )
-from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_mark_accessed, lru_activate_move, lru_add_move
+from vmlab.kernel.swap import (
+    FOLIO_BATCH_SIZE,
+    folio_batch_move_lru,
+    folio_mark_accessed,
+    lru_activate,
+    lru_add,
+)
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
@@ -148,7 +154,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
     mapping_a, index_a, flags_a = mm.mapping_a, mm.index_a, mm.flags_a
     i_pages, shadows, handle, shmem = inode.i_pages, inode.shadows, inode.handle, inode.shmem
     address_spaces, alloc_fast, memcgs = mem.address_spaces, mem.alloc_page_fast, mem.memcgs
-    lru_batch, refcount = mem.lru_add, mm._refcount_a
+    lru_batch, refcount = mem.fbatches.lru_add, mm._refcount_a
     new_flags = _NEW_SHMEM if shmem else F_UPTODATE
     memcg_step = charged_to is not None or (charge and memcgs is not None and mem_cgroup_charging(mem))
     xa_orders, xa_store_page = inode.xa_nodes.orders, xarray.xa_store_page
@@ -198,7 +204,7 @@ def add_to_page_cache_run(mem: PhysMem, inode: Inode, index: int, nr: int, *, ma
         refcount[pfn] += 1
         lru_batch.append(pfn)
         if len(lru_batch) >= FOLIO_BATCH_SIZE:
-            lru_add_move(mem)
+            folio_batch_move_lru(mem, lru_batch, lru_add)
         if flags & F_WORKINGSET:
             workingset = True
         pfns.append(pfn)
@@ -246,8 +252,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
                 charge=False)
             break
         pfns.append(pfn)
-    if order and mem.lru_add:  # folio_add_lru() of a large folio moves the batch at once
-        lru_add_move(mem)
+    if order and mem.fbatches.lru_add:  # folio_add_lru() of a large folio moves the batch at once
+        folio_batch_move_lru(mem, mem.fbatches.lru_add, lru_add)
     if shadows and pfns:
         folio_refault(mem, inode, pfns, shadows[max(shadows)])
     for pfn in pfns:
@@ -281,7 +287,7 @@ def folio_refault(mem: PhysMem, inode: Inode, pfns: list[int], shadow: int) -> N
     mm = mem.mem_map
     lruvec = mem.lruvec
     frames = [pfn for pfn in pfns if inode.i_pages.get(mm.index_a[pfn]) == pfn
-              and (mm.flags_a[pfn] & F_LRU or pfn in mem.lru_add)]
+              and (mm.flags_a[pfn] & F_LRU or pfn in mem.fbatches.lru_add)]
     if not frames:
         return
     listed = [pfn for pfn in frames if mm.flags_a[pfn] & F_LRU]
@@ -409,8 +415,8 @@ def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> No
         pfn = pages.get(index)
         if pfn is not None:
             folio_mark_accessed(mem, pfn)
-    if order and mem.lru_activate:
-        lru_activate_move(mem)
+    if order and mem.fbatches.lru_activate:
+        folio_batch_move_lru(mem, mem.fbatches.lru_activate, lru_activate)
 
 
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:

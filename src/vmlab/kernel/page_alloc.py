@@ -49,7 +49,7 @@ from vmlab.kernel.page_flags import (
     page_type_value,
 )
 from vmlab.kernel.page_writeback import Writeback
-from vmlab.kernel.swap import LruVec
+from vmlab.kernel.swap import CpuFbatches, LruVec
 from vmlab.kernel.swapfile import SwapState
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import ShadowNodes
@@ -368,15 +368,8 @@ class PhysMem:
         self.lruvec = LruVec()
         #: The page cache's nodes that hold only shadow entries (workingset's shadow_nodes list_lru).
         self.shadow_nodes = ShadowNodes()
-        #: cpu_fbatches.lru_add of the model's one CPU: new folios (PG_lru clear, one reference each)
-        #: waiting to join the LRU (swap.folio_add_lru); moved when full and by swap.lru_add_drain().
-        self.lru_add: list[int] = []
-        #: cpu_fbatches.lru_activate of the model's one CPU: folios a second use activates (still on
-        #: their inactive lists, one reference each, maybe twice) until swap.lru_activate_move().
-        self.lru_activate: list[int] = []
-        #: cpu_fbatches.lru_lazyfree of the model's one CPU: folios MADV_FREE took off the LRU (PG_lru
-        #: clear, one reference each) for lru_lazyfree() to move; swap.lru_add_drain() empties it.
-        self.lru_lazyfree: list[int] = []
+        #: The model's one CPU's folio batches (swap.CpuFbatches: lru_add, lru_activate, ...).
+        self.fbatches = CpuFbatches()
         #: mlock_fbatch of the model's one CPU: (folio head, what it waits for: mlock_folio.MUNLOCK,
         #: LRU_FOLIO or NEW_FOLIO), one reference each; swap.lru_add_drain() moves it too.
         self.mlock_fbatch: list[tuple[int, int]] = []

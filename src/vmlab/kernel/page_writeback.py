@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.clock import NSEC_PER_MSEC
 from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_RECLAIM, F_WRITEBACK, PG
-from vmlab.kernel.swap import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, folio_rotate_reclaimable, lru_add_drain
+from vmlab.kernel.swap import (
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_FILE,
+    folio_batch_move_lru,
+    folio_rotate_reclaimable,
+    lru_add_drain,
+    lru_move_tail,
+)
 from vmlab.kernel.uapi import (
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -308,8 +315,8 @@ def folio_start_writeback(mem: PhysMem, inode: Inode, pfn: int, *, reclaim: bool
 
 def folio_end_writeback(mem: PhysMem, inode: Inode, written: list[tuple[int, int]]) -> None:
     """folio_end_writeback(): the write of a folio's pages (index, pfn) completed: clear PG_writeback
-    (nr_written); a folio reclaim wanted (PG_reclaim) goes to the tail of its inactive list to be freed
-    next (folio_rotate_reclaimable)."""
+    (nr_written); a folio reclaim wanted (PG_reclaim) is queued for the tail of its inactive list, to
+    be freed next (folio_rotate_reclaimable)."""
     mm = mem.mem_map
     for index, pfn in written:
         del inode.under_writeback[index]
@@ -319,6 +326,8 @@ def folio_end_writeback(mem: PhysMem, inode: Inode, written: list[tuple[int, int
         mem.events["nr_written"] += 1
         if flags & F_RECLAIM:
             folio_rotate_reclaimable(mem, pfn)
+    if len(written) > 1 and mem.fbatches.lru_move_tail:  # a large folio moves the batch at once
+        folio_batch_move_lru(mem, mem.fbatches.lru_move_tail, lru_move_tail)
 
 
 def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None,

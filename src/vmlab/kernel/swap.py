@@ -13,22 +13,20 @@ on it. A memcg's lists are thus its folios in node-list order (what the kernel's
 holds), memcg reclaim reads them, and isolates through the node lruvec. Global reclaim does not
 round-robin the memcgs (mem_cgroup_iter) as the kernel does: it scans the node lists in their order.
 
-New folios join the LRU through the CPU's lru_add batch (cpu_fbatches.lru_add, `PhysMem.lru_add`):
-folio_add_lru() takes a reference and queues the folio, PG_lru still clear, and the batch is moved onto
-the lists (lru_add) when it holds FOLIO_BATCH_SIZE folios, at once for a large folio, and by
-lru_add_drain(). kpageflags shows it on this kernel: pages just faulted or read are off every list
-(tests/test_host_lru_add.py). So does a second use's activation: folio_activate() queues the folio in
-the lru_activate batch (`PhysMem.lru_activate`), where it stays inactive, PG_referenced already
-cleared, until the batch moves. The other batches kept are lru_lazyfree (`PhysMem.lru_lazyfree`,
-folio_mark_lazyfree), because smaps shows it: MADV_FREE'd folios still waiting in it are not LazyFree
-yet, and mlock's (`PhysMem.mlock_fbatch`, vmlab.kernel.mlock_folio). lru_deactivate,
-lru_deactivate_file and lru_move_tail are not kept: their moves are made at once.
+The LRU moves go through the CPU's folio batches (cpu_fbatches, `PhysMem.fbatches`, CpuFbatches), as
+on SMP kernels: a new folio waits in lru_add off every list (PG_lru clear), a second use's activation
+in lru_activate (still inactive), MADV_COLD's deactivation in lru_deactivate, MADV_FREE's in
+lru_lazyfree, an invalidation's failure in lru_deactivate_file, a reclaim write-back's end in
+lru_move_tail; each entry holds a reference, and a batch moves when it holds 31 folios, at once for a
+large folio, and at every lru_add_drain(). kpageflags shows it on this kernel
+(tests/test_host_lru_add.py); smaps' LazyFree does not count a folio still waiting. mlock's batch is
+vmlab.kernel.mlock_folio's.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -37,9 +35,11 @@ import numpy as np
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
     F_DIRTY,
+    F_DIRTY_OR_WRITEBACK,
     F_HEAD,
     F_LRU,
     F_MLOCKED,
+    F_RECLAIM,
     F_REFERENCED,
     F_SWAPBACKED,
     F_SWAPCACHE,
@@ -265,75 +265,6 @@ def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
     return 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
 
 
-def folio_add_lru(mem: PhysMem, pfn: int) -> None:
-    """folio_add_lru(): a new folio (page cache or anon) joins the CPU's lru_add batch, one reference
-    taken, PG_lru still clear; the batch is moved onto the lists (lru_add_move) once it is full, and at
-    once for a large folio (folio_may_be_lru_cached)."""
-    mm = mem.mem_map
-    head = mm.compound_head(pfn)
-    mm._refcount_a[head] += 1
-    batch = mem.lru_add
-    batch.append(head)
-    if len(batch) >= FOLIO_BATCH_SIZE or mm.flags_a[head] & F_HEAD:
-        lru_add_move(mem)
-
-
-def folio_add_lru_bulk(mem: PhysMem, pfns: np.ndarray) -> None:
-    """folio_add_lru() of each of `pfns`, new small folios of one kind (a run of first-touch faults),
-    in order, done at once: the batch's folios and as many of `pfns` as fill whole batches are moved
-    (the same lists, in the same order, as batch after batch), the rest wait in the batch."""
-    batch = mem.lru_add
-    keep = (len(batch) + len(pfns)) % FOLIO_BATCH_SIZE
-    moved = len(pfns) - keep
-    if moved > 0:
-        lru_add_move(mem)
-        mem.lruvec.add_bulk(mem.mem_map, pfns[:moved])
-    waiting = pfns[max(moved, 0):].tolist()
-    for pfn in waiting:
-        mem.mem_map._refcount_a[pfn] += 1
-    batch.extend(waiting)
-
-
-def lru_add(mem: PhysMem, head: int) -> None:
-    """lru_add(): the batch's move of one new folio onto the list its flags name; an mlocked one goes
-    to the unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer
-    mlocked leaves it (unevictable_pgs_rescued)."""
-    mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & (F_MLOCKED | F_UNEVICTABLE):
-        mm.flags_a[head] = folio_evictable_flags(mem, head, flags)
-    mem.lruvec.add(mm, head)
-
-
-def folio_evictable_flags(mem: PhysMem, head: int, flags: int) -> int:
-    """lru_add()'s test of folio_evictable() for folio `head` with flags `flags`, counted: the flags it
-    joins a list with. Mlocked: unevictable and not active, its mlock_count 0 (the lock was found, not
-    counted: reclaim or the next mlock fixes it), unevictable_pgs_culled when it was not unevictable;
-    else unevictable cleared, unevictable_pgs_rescued when it was."""
-    nr = _folio_nr_pages(mem.mem_map, head, flags)
-    if flags & F_MLOCKED:
-        if not flags & F_UNEVICTABLE:
-            mem.events["unevictable_pgs_culled"] += nr
-        mem.mlock_count[head] = 0
-        return (flags & ~F_ACTIVE) | F_UNEVICTABLE
-    if flags & F_UNEVICTABLE:
-        mem.events["unevictable_pgs_rescued"] += nr
-    return flags & ~F_UNEVICTABLE
-
-
-def lru_add_move(mem: PhysMem) -> None:
-    """folio_batch_move_lru(lru_add): every folio of the CPU's lru_add batch onto its list, in order,
-    then the batch's references dropped (folios_put: a folio whose other references went meanwhile,
-    unmapped or truncated while it waited, is freed)."""
-    batch = mem.lru_add
-    folios = batch[:]
-    batch.clear()
-    for head in folios:
-        lru_add(mem, head)
-    for head in folios:
-        put_page(mem, head)
-
-
 def page_cache_release(mem: PhysMem, pfn: int) -> None:
     """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
     mm = mem.mem_map
@@ -375,18 +306,6 @@ def put_page(mem: PhysMem, pfn: int) -> None:
     mem.free_pages(head, order)
 
 
-def folio_rotate_reclaimable(mem: PhysMem, pfn: int) -> None:
-    """folio_rotate_reclaimable(): the write-back reclaim started on a folio (PG_reclaim) completed:
-    if the folio is on an inactive list and clean, move it to the tail, where reclaim frees it next
-    (pgrotated). Its caller has cleared PG_reclaim."""
-    mm = mem.mem_map
-    flags = int(mm.flags[pfn])
-    if flags & F_LRU and not flags & (F_ACTIVE | F_DIRTY | F_UNEVICTABLE):
-        mem.lruvec.delete(mm, pfn)
-        mem.lruvec.add(mm, pfn, tail=True)
-        mem.events["pgrotated"] += 1
-
-
 def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
     """folio_mark_accessed(): the first use sets PG_referenced; a second one, on an inactive folio,
     activates it (moves it to the active list) and clears PG_referenced — the two-step promotion that
@@ -405,7 +324,7 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
         if flags & F_LRU:
             folio_activate(mem, head)  # queued (still inactive), unless that filled the batch
             flags = mm.flags_a[head]
-        elif head in mem.lru_add:  # __lru_cache_activate_folio(): it will join the LRU active
+        elif head in mem.fbatches.lru_add:  # __lru_cache_activate_folio(): it will join the LRU active
             flags |= F_ACTIVE
         mm.flags_a[head] = flags & ~F_REFERENCED
         # workingset_activation(): an activation ages the inactive list of the folio's lruvec (its
@@ -421,57 +340,6 @@ def folio_mark_accessed(mem: PhysMem, pfn: int) -> None:
             workingset_age_nonresident(mem, got[0], nr)
 
 
-def folio_activate(mem: PhysMem, head: int) -> None:
-    """folio_activate(): an inactive, evictable folio on the LRU joins the CPU's lru_activate batch
-    (one reference taken; it stays on its inactive list, not active, until the batch moves: when full,
-    at once for a large folio, and at every lru_add_drain()). A folio may be queued twice."""
-    mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
-        return
-    mm._refcount_a[head] += 1
-    batch = mem.lru_activate
-    batch.append(head)
-    if len(batch) >= FOLIO_BATCH_SIZE or flags & F_HEAD:
-        lru_activate_move(mem)
-
-
-def lru_activate_move(mem: PhysMem) -> None:
-    """folio_batch_move_lru(lru_activate): each folio of the CPU's lru_activate batch still on a list
-    (one reclaim isolated meanwhile is passed over) moves to the head of its active list, in order,
-    unless it is active or unevictable by now (pgactivate counts the pages moved); then the batch's
-    references are dropped. A small folio no memcg mirror list holds (every activation of a cached
-    page without memcgs) moves in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete /
-    LruVec.add without PG_lru's round trip."""
-    mm = mem.mem_map
-    flags_a = mm.flags_a
-    lruvec = mem.lruvec
-    lists, nr_pages = lruvec.lists, lruvec.nr_pages
-    folios = mem.lru_activate[:]
-    mem.lru_activate.clear()
-    moved = 0
-    for head in folios:
-        flags = flags_a[head]
-        if flags & (F_ACTIVE | F_UNEVICTABLE) or not flags & F_LRU:
-            continue
-        if flags & F_HEAD or lruvec.memcg_pages:
-            lruvec.delete(mm, head)
-            flags_a[head] = flags_a[head] | F_ACTIVE
-            lruvec.add(mm, head)
-            moved += _folio_nr_pages(mm, head, flags)
-            continue
-        lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
-        del lists[lru][head]
-        nr_pages[lru] -= 1
-        lists[active][head] = None
-        nr_pages[active] += 1
-        flags_a[head] = flags | F_ACTIVE
-        moved += 1
-    mem.events["pgactivate"] += moved
-    for head in folios:
-        put_page(mem, head)
-
-
 def lru_view(mem: PhysMem) -> str:
     """Every LRU list with its folios from head (newest) to tail (oldest), one list per line, then the
     CPU's lru_add batch: the new folios waiting for their lists, oldest first."""
@@ -479,15 +347,208 @@ def lru_view(mem: PhysMem) -> str:
     for lru, name in enumerate(LRU_NAMES):
         pfns = " ".join(f"{p:#x}" for p in reversed(mem.lruvec.lists[lru]))
         lines.append(f"{name} ({mem.lruvec.nr_pages[lru]} pages): {pfns}".rstrip())
-    waiting = " ".join(f"{p:#x}" for p in mem.lru_add)
-    lines.append(f"lru_add batch ({len(mem.lru_add)} folios): {waiting}".rstrip())
+    waiting = mem.fbatches.lru_add
+    lines.append(f"lru_add batch ({len(waiting)} folios): {' '.join(f'{p:#x}' for p in waiting)}".rstrip())
     return "\n".join(lines) + "\n"
 
 
-# --- lazily freed anon folios (MADV_FREE) ----------------------------------------------------------------
+# --- the CPU's folio batches (mm/swap.c cpu_fbatches) -------------------------------------------------------
 
 #: FOLIO_BATCH_SIZE: a per-CPU folio batch is moved once it holds this many folios.
 FOLIO_BATCH_SIZE = 31
+
+
+class CpuFbatches:
+    """struct cpu_fbatches of the model's one CPU: the folio batches mm/swap.c moves onto or between
+    the LRU lists, each entry holding a reference on its folio. A batch is moved when it holds
+    FOLIO_BATCH_SIZE folios or a large folio joins it, and by lru_add_drain(), in this order."""
+
+    __slots__ = (
+        "lru_activate",
+        "lru_add",
+        "lru_deactivate",
+        "lru_deactivate_file",
+        "lru_lazyfree",
+        "lru_move_tail",
+    )
+
+    def __init__(self) -> None:
+        #: New folios (PG_lru clear) waiting to join their lists (folio_add_lru).
+        self.lru_add: list[int] = []
+        #: Folios whose reclaim write-back ended, for the inactive tail (folio_rotate_reclaimable).
+        self.lru_move_tail: list[int] = []
+        #: Page-cache folios an invalidation could not drop (deactivate_file_folio).
+        self.lru_deactivate_file: list[int] = []
+        #: Active folios MADV_COLD deactivates (folio_deactivate).
+        self.lru_deactivate: list[int] = []
+        #: Anon folios MADV_FREE frees lazily (folio_mark_lazyfree).
+        self.lru_lazyfree: list[int] = []
+        #: Inactive folios a second use activates (folio_activate); one may be queued twice.
+        self.lru_activate: list[int] = []
+
+    #: The batches in lru_add_drain_cpu()'s order.
+    ORDER = ("lru_add", "lru_move_tail", "lru_deactivate_file", "lru_deactivate", "lru_lazyfree",
+             "lru_activate")
+
+    def batches(self) -> tuple[list[int], ...]:
+        """Every batch, in lru_add_drain_cpu()'s order (ORDER)."""
+        return tuple(getattr(self, name) for name in self.ORDER)
+
+
+def folio_batch_add_and_move(mem: PhysMem, batch: list[int], head: int,
+                             move: Callable[[PhysMem, int], None]) -> None:
+    """folio_batch_add_and_move(): folio `head` joins `batch` (one reference taken); a full batch, or
+    one a large folio just joined (folio_may_be_lru_cached), is moved at once."""
+    mm = mem.mem_map
+    mm._refcount_a[head] += 1
+    batch.append(head)
+    if len(batch) >= FOLIO_BATCH_SIZE or mm.flags_a[head] & F_HEAD:
+        folio_batch_move_lru(mem, batch, move)
+
+
+def folio_batch_move_lru(mem: PhysMem, batch: list[int], move: Callable[[PhysMem, int], None]) -> None:
+    """folio_batch_move_lru(): each folio of `batch`, in order, through `move` (for lru_add a new
+    folio; for the others only a folio still on a list: one reclaim isolated meanwhile is passed over),
+    then the batch's references dropped (folios_put: a folio whose other references went meanwhile,
+    unmapped or truncated while it waited, is freed)."""
+    folios = batch[:]
+    batch.clear()
+    flags_a = mem.mem_map.flags_a
+    for head in folios:
+        if move is lru_add or flags_a[head] & F_LRU:
+            move(mem, head)
+    for head in folios:
+        put_page(mem, head)
+
+
+def folio_add_lru(mem: PhysMem, pfn: int) -> None:
+    """folio_add_lru(): a new folio (page cache or anon) joins the CPU's lru_add batch, PG_lru still
+    clear, until lru_add() puts it on its list."""
+    folio_batch_add_and_move(mem, mem.fbatches.lru_add, mem.mem_map.compound_head(pfn), lru_add)
+
+
+def lru_add(mem: PhysMem, head: int) -> None:
+    """lru_add(): the batch's move of one new folio onto the list its flags name; an mlocked one goes
+    to the unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer
+    mlocked leaves it (unevictable_pgs_rescued)."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & (F_MLOCKED | F_UNEVICTABLE):
+        mm.flags_a[head] = folio_evictable_flags(mem, head, flags)
+    mem.lruvec.add(mm, head)
+
+
+def folio_add_lru_bulk(mem: PhysMem, pfns: np.ndarray) -> None:
+    """folio_add_lru() of each of `pfns`, new small folios of one kind (a run of first-touch faults),
+    in order, done at once: the batch's folios and as many of `pfns` as fill whole batches are moved
+    (the same lists, in the same order, as batch after batch), the rest wait in the batch."""
+    batch = mem.fbatches.lru_add
+    keep = (len(batch) + len(pfns)) % FOLIO_BATCH_SIZE
+    moved = len(pfns) - keep
+    if moved > 0:
+        folio_batch_move_lru(mem, batch, lru_add)
+        mem.lruvec.add_bulk(mem.mem_map, pfns[:moved])
+    waiting = pfns[max(moved, 0):].tolist()
+    for pfn in waiting:
+        mem.mem_map._refcount_a[pfn] += 1
+    batch.extend(waiting)
+
+
+def folio_evictable_flags(mem: PhysMem, head: int, flags: int) -> int:
+    """lru_add()'s test of folio_evictable() for folio `head` with flags `flags`, counted: the flags it
+    joins a list with. Mlocked: unevictable and not active, its mlock_count 0 (the lock was found, not
+    counted: reclaim or the next mlock fixes it), unevictable_pgs_culled when it was not unevictable;
+    else unevictable cleared, unevictable_pgs_rescued when it was."""
+    nr = _folio_nr_pages(mem.mem_map, head, flags)
+    if flags & F_MLOCKED:
+        if not flags & F_UNEVICTABLE:
+            mem.events["unevictable_pgs_culled"] += nr
+        mem.mlock_count[head] = 0
+        return (flags & ~F_ACTIVE) | F_UNEVICTABLE
+    if flags & F_UNEVICTABLE:
+        mem.events["unevictable_pgs_rescued"] += nr
+    return flags & ~F_UNEVICTABLE
+
+
+def folio_rotate_reclaimable(mem: PhysMem, pfn: int) -> None:
+    """folio_rotate_reclaimable(): the write-back reclaim started on a folio (PG_reclaim) completed: a
+    clean, evictable folio on the LRU is queued for the tail of its inactive list (lru_move_tail),
+    where reclaim frees it next. Its caller has cleared PG_reclaim."""
+    head = mem.mem_map.compound_head(pfn)
+    flags = mem.mem_map.flags_a[head]
+    if flags & F_LRU and not flags & (F_DIRTY | F_UNEVICTABLE):
+        folio_batch_add_and_move(mem, mem.fbatches.lru_move_tail, head, lru_move_tail)
+
+
+def lru_move_tail(mem: PhysMem, head: int) -> None:
+    """lru_move_tail(): an evictable folio goes to the tail of its inactive list, PG_active cleared
+    (an active one too: 6.18 does not check), pgrotated counting its pages."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & F_UNEVICTABLE:
+        return
+    mem.lruvec.delete(mm, head)
+    mm.flags_a[head] = mm.flags_a[head] & ~F_ACTIVE
+    mem.lruvec.add(mm, head, tail=True)
+    mem.events["pgrotated"] += _folio_nr_pages(mm, head, flags)
+
+
+def deactivate_file_folio(mem: PhysMem, head: int) -> None:
+    """deactivate_file_folio(): a page-cache folio an invalidation could not drop (dirty, or held by
+    someone) is queued for lru_deactivate_file, unless it is unevictable or off the LRU."""
+    flags = mem.mem_map.flags_a[head]
+    if flags & F_LRU and not flags & F_UNEVICTABLE:
+        folio_batch_add_and_move(mem, mem.fbatches.lru_deactivate_file, head, lru_deactivate_file)
+
+
+def lru_deactivate_file(mem: PhysMem, head: int) -> None:
+    """lru_deactivate_file(): an unmapped, evictable page-cache folio loses PG_active and
+    PG_referenced; a dirty or under-write-back one goes to the head of the inactive list marked
+    PG_reclaim (its write-back's end rotates it to the tail), a clean one to the tail (pgrotated);
+    pgdeactivate counts it when it was active. A mapped one is left alone."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & F_UNEVICTABLE or _folio_mapped(mm, head, flags):
+        return
+    nr = _folio_nr_pages(mm, head, flags)
+    mem.lruvec.delete(mm, head)
+    cleared = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
+    if cleared & F_DIRTY_OR_WRITEBACK:
+        mm.flags_a[head] = cleared | F_RECLAIM
+        mem.lruvec.add(mm, head)
+    else:
+        mm.flags_a[head] = cleared
+        mem.lruvec.add(mm, head, tail=True)
+        mem.events["pgrotated"] += nr
+    if flags & F_ACTIVE:
+        mem.events["pgdeactivate"] += nr
+
+
+def _folio_mapped(mm: MemMap, head: int, flags: int) -> bool:
+    """folio_mapped(): some page of the folio is mapped."""
+    nr = _folio_nr_pages(mm, head, flags)
+    return any(mm._mapcount_a[p] >= 0 for p in range(head, head + nr))
+
+
+def folio_deactivate(mem: PhysMem, head: int) -> None:
+    """folio_deactivate(): an active, evictable folio on the LRU is queued for lru_deactivate (MADV_COLD);
+    it stays on the active list until the batch moves."""
+    flags = mem.mem_map.flags_a[head]
+    if flags & F_ACTIVE and flags & F_LRU and not flags & F_UNEVICTABLE:
+        folio_batch_add_and_move(mem, mem.fbatches.lru_deactivate, head, lru_deactivate)
+
+
+def lru_deactivate(mem: PhysMem, head: int) -> None:
+    """lru_deactivate(): an active, evictable folio moves to the head of its inactive list, PG_active
+    and PG_referenced cleared (pgdeactivate counts its pages)."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & F_UNEVICTABLE or not flags & F_ACTIVE:
+        return
+    mem.lruvec.delete(mm, head)
+    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
+    mem.lruvec.add(mm, head)
+    mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
 
 
 def _lazyfree_candidate(mm: MemMap, head: int) -> bool:
@@ -499,68 +560,70 @@ def _lazyfree_candidate(mm: MemMap, head: int) -> bool:
 
 
 def folio_mark_lazyfree(mem: PhysMem, head: int) -> None:
-    """folio_mark_lazyfree(): a candidate folio on the LRU joins the CPU's lru_lazyfree batch
-    (folio_batch_add_and_move: PG_lru cleared, one reference taken); a full batch is moved at once.
-    One not on the LRU (isolated by someone else) is left alone.
-
-    Differs from the kernel: the folio leaves its LRU list when it joins the batch (the kernel leaves
-    it linked, PG_lru clear, until the batch moves it), so NR_LRU counts it nowhere meanwhile."""
-    mm = mem.mem_map
-    if not _lazyfree_candidate(mm, head) or not mm.flags_a[head] & F_LRU:
-        return
-    mem.lruvec.delete(mm, head)
-    mm._refcount_a[head] += 1
-    batch = mem.lru_lazyfree
-    batch.append(head)
-    if len(batch) >= FOLIO_BATCH_SIZE or mm.flags_a[head] & F_HEAD:  # folio_may_be_lru_cached()
-        lru_add_drain(mem)
-
-
-def folio_deactivate(mem: PhysMem, head: int) -> None:
-    """folio_deactivate() with lru_deactivate(): an active, evictable folio on the LRU moves to the head
-    of its inactive list, PG_active and PG_referenced cleared (pgdeactivate counts its pages).
-
-    Differs from the kernel: the move is made at once; the kernel's waits in the CPU's
-    lru_deactivate batch for the next drain (or 31 folios), the folio still on the active list."""
-    mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if not flags & F_ACTIVE or flags & F_UNEVICTABLE or not flags & F_LRU:
-        return
-    mem.lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
-    mem.lruvec.add(mm, head)
-    mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
+    """folio_mark_lazyfree(): a candidate folio on the LRU is queued for lru_lazyfree (MADV_FREE); it
+    stays on its anon list, swap-backed, until the batch moves. One off the LRU (isolated by someone
+    else) is left alone."""
+    if _lazyfree_candidate(mem.mem_map, head) and mem.mem_map.flags_a[head] & F_LRU:
+        folio_batch_add_and_move(mem, mem.fbatches.lru_lazyfree, head, lru_lazyfree)
 
 
 def lru_lazyfree(mem: PhysMem, head: int) -> None:
-    """lru_lazyfree(): the batch's move of one folio: a candidate still becomes a clean lazyfree
-    folio, PG_active, PG_referenced and PG_swapbacked cleared, at the head of the inactive file list
-    (pglazyfree counts its pages); either way it is back on a list with PG_lru set."""
+    """lru_lazyfree(): a candidate still becomes a clean lazyfree folio, PG_active, PG_referenced and
+    PG_swapbacked cleared, at the head of the inactive file list (pglazyfree counts its pages)."""
     mm = mem.mem_map
     flags = mm.flags_a[head]
-    if _lazyfree_candidate(mm, head):
-        mm.flags_a[head] = flags & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
-        mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
+    if not _lazyfree_candidate(mm, head):
+        return
+    mem.lruvec.delete(mm, head)
+    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
     mem.lruvec.add(mm, head)
+    mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
+
+
+def folio_activate(mem: PhysMem, head: int) -> None:
+    """folio_activate(): an inactive, evictable folio on the LRU is queued for lru_activate; it stays
+    on its inactive list, not active, until the batch moves. A folio may be queued twice."""
+    flags = mem.mem_map.flags_a[head]
+    if not flags & (F_ACTIVE | F_UNEVICTABLE) and flags & F_LRU:
+        folio_batch_add_and_move(mem, mem.fbatches.lru_activate, head, lru_activate)
+
+
+def lru_activate(mem: PhysMem, head: int) -> None:
+    """lru_activate(): an inactive, evictable folio moves to the head of its active list (pgactivate
+    counts its pages). A small folio no memcg mirror list holds (every activation of a cached page
+    without memcgs) moves in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete /
+    LruVec.add without PG_lru's round trip."""
+    mm = mem.mem_map
+    flags = mm.flags_a[head]
+    if flags & (F_ACTIVE | F_UNEVICTABLE):
+        return
+    lruvec = mem.lruvec
+    if flags & F_HEAD or lruvec.memcg_pages:
+        lruvec.delete(mm, head)
+        mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
+        lruvec.add(mm, head)
+        mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
+        return
+    lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
+    lists, nr_pages = lruvec.lists, lruvec.nr_pages
+    del lists[lru][head]
+    nr_pages[lru] -= 1
+    lists[active][head] = None
+    nr_pages[active] += 1
+    mm.flags_a[head] = flags | F_ACTIVE
+    mem.events["pgactivate"] += 1
+
+
+#: Each batch's move, by the batch's place in CpuFbatches.batches().
+_MOVES = (lru_add, lru_move_tail, lru_deactivate_file, lru_deactivate, lru_lazyfree, lru_activate)
 
 
 def lru_add_drain(mem: PhysMem) -> None:
-    """lru_add_drain() of the model's CPU (lru_add_drain_cpu, then mlock_drain_local): the lru_add
-    batch moved, then the lru_lazyfree batch (folio_batch_move_lru), in order, the batch's references
-    dropped (folios_put: a folio whose other references went meanwhile is freed), then the
-    lru_activate batch; then the mlock batch."""
-    if mem.lru_add:
-        lru_add_move(mem)
-    batch = mem.lru_lazyfree
-    if batch:
-        folios = batch[:]
-        batch.clear()
-        for head in folios:
-            lru_lazyfree(mem, head)
-        for head in folios:
-            put_page(mem, head)
-    if mem.lru_activate:
-        lru_activate_move(mem)
+    """lru_add_drain() of the model's CPU: lru_add_drain_cpu() moves every folio batch, in the
+    kernel's order (CpuFbatches.batches), then mlock_drain_local() the mlock batch."""
+    for batch, move in zip(mem.fbatches.batches(), _MOVES, strict=True):
+        if batch:
+            folio_batch_move_lru(mem, batch, move)
     if mem.mlock_fbatch:
         from vmlab.kernel.mlock_folio import mlock_folio_batch  # (it imports this module)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.filemap import folio_head, i_size_pages, split_folio_at, split_large_folio
 from vmlab.kernel.memory import zap_page_range
-from vmlab.kernel.page_flags import F_DIRTY_OR_WRITEBACK, PG
+from vmlab.kernel.page_flags import F_DIRTY, F_WRITEBACK, PG
 from vmlab.kernel.page_writeback import (
     folio_cancel_dirty,
     folio_frames,
@@ -22,7 +22,14 @@ from vmlab.kernel.page_writeback import (
     vma_address,
 )
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
-from vmlab.kernel.swap import lru_add_drain, page_cache_release, put_page
+from vmlab.kernel.swap import (
+    deactivate_file_folio,
+    folio_batch_move_lru,
+    lru_add_drain,
+    lru_deactivate_file,
+    page_cache_release,
+    put_page,
+)
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE, ULONG_MAX
 from vmlab.kernel.xarray import xa_erase_unused, xa_split
 
@@ -155,8 +162,9 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
     """invalidate_mapping_pages() (mapping_try_invalidate(), behind drop_caches and
     POSIX_FADV_DONTNEED): drop each cached folio that lies wholly inside pages [first, last] (to the
     end when `last` is None) and that nothing but the cache holds: not dirty, not under write-back,
-    not mapped, no other reference (mapping_evict_folio). find_lock_entries() passes over a large
-    folio that sticks out of the range, and the range is not clipped to EOF, so one that straddles
+    not mapped, no other reference (mapping_evict_folio); one it refuses is deactivated
+    (deactivate_file_folio), one under write-back is passed over. find_lock_entries() passes over a
+    large folio that sticks out of the range, and the range is not clipped to EOF, so one that straddles
     EOF goes when the range runs to the end. The host's cached pages in the range go too. Returns
     how many pages went."""
     mm = mem.mem_map
@@ -170,8 +178,14 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
         nr = 1 << order
         if head != index or head + nr - 1 > end:  # the folio began before the range, or sticks out
             continue
-        if any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY_OR_WRITEBACK or mm._refcount_a[p] != 1
-               for p in folio_frames(mem, inode, inode.i_pages[index])):
+        frames = folio_frames(mem, inode, inode.i_pages[index])
+        if any(mm.flags_a[p] & F_WRITEBACK for p in frames):  # find_lock_entries() passes it by
+            continue
+        if any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY or mm._refcount_a[p] != 1 for p in frames):
+            for p in frames:  # mapping_evict_folio() refused it: a hint to reclaim it soon
+                deactivate_file_folio(mem, p)
+            if order and mem.fbatches.lru_deactivate_file:  # a large folio moves the batch at once
+                folio_batch_move_lru(mem, mem.fbatches.lru_deactivate_file, lru_deactivate_file)
             continue
         for i in range(head, head + nr):
             delete_from_page_cache(mem, inode, i)
