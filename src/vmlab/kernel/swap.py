@@ -395,8 +395,11 @@ class CpuFbatches:
         return tuple(getattr(self, name) for name in self.ORDER)
 
 
-def folio_batch_add_and_move(mem: PhysMem, batch: list[int], head: int,
-                             move: Callable[[PhysMem, int], None]) -> None:
+#: A batch's move (the kernel's move_fn, here over the batch's folios in order).
+MoveFn = Callable[["PhysMem", list[int]], None]
+
+
+def folio_batch_add_and_move(mem: PhysMem, batch: list[int], head: int, move: MoveFn) -> None:
     """folio_batch_add_and_move(): folio `head` joins `batch` (one reference taken); a full batch, or
     one a large folio just joined (folio_may_be_lru_cached), is moved at once."""
     mm = mem.mem_map
@@ -406,19 +409,21 @@ def folio_batch_add_and_move(mem: PhysMem, batch: list[int], head: int,
         folio_batch_move_lru(mem, batch, move)
 
 
-def folio_batch_move_lru(mem: PhysMem, batch: list[int], move: Callable[[PhysMem, int], None]) -> None:
-    """folio_batch_move_lru(): each folio of `batch`, in order, through `move` (for lru_add a new
-    folio; for the others only a folio still on a list: one reclaim isolated meanwhile is passed over),
-    then the batch's references dropped (folios_put: a folio whose other references went meanwhile,
-    unmapped or truncated while it waited, is freed)."""
+def folio_batch_move_lru(mem: PhysMem, batch: list[int], move: MoveFn) -> None:
+    """folio_batch_move_lru(): the folios of `batch`, in order, through `move` (for lru_add every new
+    folio; for the others only a folio still on a list: one reclaim isolated meanwhile is passed
+    over), then the batch's references dropped (folios_put: a folio whose other references went
+    meanwhile, unmapped or truncated while it waited, is freed)."""
     folios = batch[:]
     batch.clear()
-    flags_a = mem.mem_map.flags_a
+    mm = mem.mem_map
+    flags_a, refcount = mm.flags_a, mm._refcount_a
+    move(mem, folios if move is lru_add else [head for head in folios if flags_a[head] & F_LRU])
     for head in folios:
-        if move is lru_add or flags_a[head] & F_LRU:
-            move(mem, head)
-    for head in folios:
-        put_page(mem, head)
+        if refcount[head] > 1:
+            refcount[head] -= 1
+        else:
+            put_page(mem, head)
 
 
 def folio_add_lru(mem: PhysMem, pfn: int) -> None:
@@ -427,15 +432,17 @@ def folio_add_lru(mem: PhysMem, pfn: int) -> None:
     folio_batch_add_and_move(mem, mem.fbatches.lru_add, mem.mem_map.compound_head(pfn), lru_add)
 
 
-def lru_add(mem: PhysMem, head: int) -> None:
-    """lru_add(): the batch's move of one new folio onto the list its flags name; an mlocked one goes
-    to the unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer
+def lru_add(mem: PhysMem, folios: list[int]) -> None:
+    """lru_add() of each new folio, in order: onto the list its flags name; an mlocked one goes to the
+    unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer
     mlocked leaves it (unevictable_pgs_rescued)."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & (F_MLOCKED | F_UNEVICTABLE):
-        mm.flags_a[head] = folio_evictable_flags(mem, head, flags)
-    mem.lruvec.add(mm, head)
+    flags_a = mm.flags_a
+    for head in folios:
+        flags = flags_a[head]
+        if flags & (F_MLOCKED | F_UNEVICTABLE):
+            flags_a[head] = folio_evictable_flags(mem, head, flags)
+    mem.lruvec.add_folios(mm, folios)
 
 
 def folio_add_lru_bulk(mem: PhysMem, pfns: np.ndarray) -> None:
@@ -480,17 +487,18 @@ def folio_rotate_reclaimable(mem: PhysMem, pfn: int) -> None:
         folio_batch_add_and_move(mem, mem.fbatches.lru_move_tail, head, lru_move_tail)
 
 
-def lru_move_tail(mem: PhysMem, head: int) -> None:
-    """lru_move_tail(): an evictable folio goes to the tail of its inactive list, PG_active cleared
-    (an active one too: 6.18 does not check), pgrotated counting its pages."""
+def lru_move_tail(mem: PhysMem, folios: list[int]) -> None:
+    """lru_move_tail() of each folio: an evictable one goes to the tail of its inactive list,
+    PG_active cleared (an active one too: 6.18 does not check), pgrotated counting its pages."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & F_UNEVICTABLE:
-        return
-    mem.lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] & ~F_ACTIVE
-    mem.lruvec.add(mm, head, tail=True)
-    mem.events["pgrotated"] += _folio_nr_pages(mm, head, flags)
+    for head in folios:
+        flags = mm.flags_a[head]
+        if flags & F_UNEVICTABLE:
+            continue
+        mem.lruvec.delete(mm, head)
+        mm.flags_a[head] = mm.flags_a[head] & ~F_ACTIVE
+        mem.lruvec.add(mm, head, tail=True)
+        mem.events["pgrotated"] += _folio_nr_pages(mm, head, flags)
 
 
 def deactivate_file_folio(mem: PhysMem, head: int) -> None:
@@ -501,27 +509,28 @@ def deactivate_file_folio(mem: PhysMem, head: int) -> None:
         folio_batch_add_and_move(mem, mem.fbatches.lru_deactivate_file, head, lru_deactivate_file)
 
 
-def lru_deactivate_file(mem: PhysMem, head: int) -> None:
-    """lru_deactivate_file(): an unmapped, evictable page-cache folio loses PG_active and
+def lru_deactivate_file(mem: PhysMem, folios: list[int]) -> None:
+    """lru_deactivate_file() of each folio: an unmapped, evictable page-cache folio loses PG_active and
     PG_referenced; a dirty or under-write-back one goes to the head of the inactive list marked
     PG_reclaim (its write-back's end rotates it to the tail), a clean one to the tail (pgrotated);
     pgdeactivate counts it when it was active. A mapped one is left alone."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & F_UNEVICTABLE or _folio_mapped(mm, head, flags):
-        return
-    nr = _folio_nr_pages(mm, head, flags)
-    mem.lruvec.delete(mm, head)
-    cleared = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
-    if cleared & F_DIRTY_OR_WRITEBACK:
-        mm.flags_a[head] = cleared | F_RECLAIM
-        mem.lruvec.add(mm, head)
-    else:
-        mm.flags_a[head] = cleared
-        mem.lruvec.add(mm, head, tail=True)
-        mem.events["pgrotated"] += nr
-    if flags & F_ACTIVE:
-        mem.events["pgdeactivate"] += nr
+    for head in folios:
+        flags = mm.flags_a[head]
+        if flags & F_UNEVICTABLE or _folio_mapped(mm, head, flags):
+            continue
+        nr = _folio_nr_pages(mm, head, flags)
+        mem.lruvec.delete(mm, head)
+        cleared = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
+        if cleared & F_DIRTY_OR_WRITEBACK:
+            mm.flags_a[head] = cleared | F_RECLAIM
+            mem.lruvec.add(mm, head)
+        else:
+            mm.flags_a[head] = cleared
+            mem.lruvec.add(mm, head, tail=True)
+            mem.events["pgrotated"] += nr
+        if flags & F_ACTIVE:
+            mem.events["pgdeactivate"] += nr
 
 
 def _folio_mapped(mm: MemMap, head: int, flags: int) -> bool:
@@ -538,17 +547,18 @@ def folio_deactivate(mem: PhysMem, head: int) -> None:
         folio_batch_add_and_move(mem, mem.fbatches.lru_deactivate, head, lru_deactivate)
 
 
-def lru_deactivate(mem: PhysMem, head: int) -> None:
-    """lru_deactivate(): an active, evictable folio moves to the head of its inactive list, PG_active
-    and PG_referenced cleared (pgdeactivate counts its pages)."""
+def lru_deactivate(mem: PhysMem, folios: list[int]) -> None:
+    """lru_deactivate() of each folio: an active, evictable one moves to the head of its inactive
+    list, PG_active and PG_referenced cleared (pgdeactivate counts its pages)."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & F_UNEVICTABLE or not flags & F_ACTIVE:
-        return
-    mem.lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
-    mem.lruvec.add(mm, head)
-    mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
+    for head in folios:
+        flags = mm.flags_a[head]
+        if flags & F_UNEVICTABLE or not flags & F_ACTIVE:
+            continue
+        mem.lruvec.delete(mm, head)
+        mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
+        mem.lruvec.add(mm, head)
+        mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
 
 
 def _lazyfree_candidate(mm: MemMap, head: int) -> bool:
@@ -567,17 +577,19 @@ def folio_mark_lazyfree(mem: PhysMem, head: int) -> None:
         folio_batch_add_and_move(mem, mem.fbatches.lru_lazyfree, head, lru_lazyfree)
 
 
-def lru_lazyfree(mem: PhysMem, head: int) -> None:
-    """lru_lazyfree(): a candidate still becomes a clean lazyfree folio, PG_active, PG_referenced and
-    PG_swapbacked cleared, at the head of the inactive file list (pglazyfree counts its pages)."""
+def lru_lazyfree(mem: PhysMem, folios: list[int]) -> None:
+    """lru_lazyfree() of each folio: a candidate still becomes a clean lazyfree folio, PG_active,
+    PG_referenced and PG_swapbacked cleared, at the head of the inactive file list (pglazyfree counts
+    its pages)."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if not _lazyfree_candidate(mm, head):
-        return
-    mem.lruvec.delete(mm, head)
-    mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
-    mem.lruvec.add(mm, head)
-    mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
+    for head in folios:
+        flags = mm.flags_a[head]
+        if not _lazyfree_candidate(mm, head):
+            continue
+        mem.lruvec.delete(mm, head)
+        mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
+        mem.lruvec.add(mm, head)
+        mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
 
 
 def folio_activate(mem: PhysMem, head: int) -> None:
@@ -588,30 +600,34 @@ def folio_activate(mem: PhysMem, head: int) -> None:
         folio_batch_add_and_move(mem, mem.fbatches.lru_activate, head, lru_activate)
 
 
-def lru_activate(mem: PhysMem, head: int) -> None:
-    """lru_activate(): an inactive, evictable folio moves to the head of its active list (pgactivate
-    counts its pages). A small folio no memcg mirror list holds (every activation of a cached page
-    without memcgs) moves in line: lruvec_del_folio() and lruvec_add_folio() of LruVec.delete /
-    LruVec.add without PG_lru's round trip."""
+def lru_activate(mem: PhysMem, folios: list[int]) -> None:
+    """lru_activate() of each folio: an inactive, evictable one moves to the head of its active list
+    (pgactivate counts its pages). A small folio no memcg mirror list holds (every activation of a
+    cached page without memcgs) moves in line: lruvec_del_folio() and lruvec_add_folio() of
+    LruVec.delete / LruVec.add without PG_lru's round trip."""
     mm = mem.mem_map
-    flags = mm.flags_a[head]
-    if flags & (F_ACTIVE | F_UNEVICTABLE):
-        return
+    flags_a = mm.flags_a
     lruvec = mem.lruvec
-    if flags & F_HEAD or lruvec.memcg_pages:
-        lruvec.delete(mm, head)
-        mm.flags_a[head] = mm.flags_a[head] | F_ACTIVE
-        lruvec.add(mm, head)
-        mem.events["pgactivate"] += _folio_nr_pages(mm, head, flags)
-        return
-    lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
     lists, nr_pages = lruvec.lists, lruvec.nr_pages
-    del lists[lru][head]
-    nr_pages[lru] -= 1
-    lists[active][head] = None
-    nr_pages[active] += 1
-    mm.flags_a[head] = flags | F_ACTIVE
-    mem.events["pgactivate"] += 1
+    moved = 0
+    for head in folios:
+        flags = flags_a[head]
+        if flags & (F_ACTIVE | F_UNEVICTABLE):
+            continue
+        if flags & F_HEAD or lruvec.memcg_pages:
+            lruvec.delete(mm, head)
+            flags_a[head] = flags_a[head] | F_ACTIVE
+            lruvec.add(mm, head)
+            moved += _folio_nr_pages(mm, head, flags)
+            continue
+        lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
+        del lists[lru][head]
+        nr_pages[lru] -= 1
+        lists[active][head] = None
+        nr_pages[active] += 1
+        flags_a[head] = flags | F_ACTIVE
+        moved += 1
+    mem.events["pgactivate"] += moved
 
 
 #: Each batch's move, by the batch's place in CpuFbatches.batches().
