@@ -79,3 +79,16 @@ def kernel_and_model(program: Program, work: Work, before: Callable[[], None] = 
     assert model == kernel
 
 
+def cold_file(path: str, pages: int) -> Callable[[], None]:
+    """A file of `pages` random pages written and synced at `path`; what takes it out of the page
+    cache before each run (POSIX_FADV_DONTNEED: clean, so every page leaves)."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(pages * PG))
+        os.fsync(f.fileno())
+
+    def out_of_cache() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+
+    return out_of_cache

@@ -26,7 +26,7 @@ import pytest
 
 from vmlab.backend import Backend, Program
 
-from kpagekit import PG, kernel_and_model, letters
+from kpagekit import PG, cold_file, kernel_and_model, letters
 
 pytestmark = pytest.mark.host
 
@@ -130,13 +130,4 @@ def test_new_pages_wait_in_the_lru_add_batch(program: Program, files: list[str])
     stem = f"/tmp/vmlab-lru-add-{os.getpid()}"
     cold, new, big = (f"{stem}-{name}" for name in ("cold", "new", "big"))
     files.extend((cold, new, big))
-    with open(cold, "wb") as f:
-        f.write(os.urandom(8 * PG))
-        os.fsync(f.fileno())
-
-    def out_of_cache() -> None:
-        fd = os.open(cold, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean: every page leaves the cache
-        os.close(fd)
-
-    kernel_and_model(program, lambda b, pid: lru_add_steps(b, pid, cold, new, big), out_of_cache)
+    kernel_and_model(program, lambda b, pid: lru_add_steps(b, pid, cold, new, big), cold_file(cold, 8))

@@ -26,7 +26,7 @@ import pytest
 
 from vmlab.backend import Backend, Program
 
-from kpagekit import PG, kernel_and_model, letters
+from kpagekit import PG, cold_file, kernel_and_model, letters
 
 pytestmark = pytest.mark.host
 
@@ -120,16 +120,7 @@ def test_mlocked_file_pages_as_kpageflags_shows_them(program: Program, files: li
     population, counted once per locked mapping: the first munlock leaves them locked."""
     path = f"/tmp/vmlab-mlock-{os.getpid()}.dat"
     files.append(path)
-    with open(path, "wb") as f:
-        f.write(os.urandom(256 * PG))
-        os.fsync(f.fileno())
-
-    def out_of_cache() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean: every page leaves the cache
-        os.close(fd)
-
-    kernel_and_model(program, lambda b, pid: file_steps(b, pid, path), out_of_cache)
+    kernel_and_model(program, lambda b, pid: file_steps(b, pid, path), cold_file(path, 256))
 
 
 #: Calls made elsewhere in the address space while MLOCK_ONFAULT faults wait in the mlock batch, and
