@@ -14,7 +14,8 @@ Measured here (kernel 6.18); the model showed every page `L` at once before it h
   (`muLa`; a third read changes nothing), until a drain moves it (`muLA`); MADV_COLD's deactivation
   waits likewise in lru_deactivate (`muLA` until the drain);
 - fsync() of a file whose pages are under write-back drains (its wait's folio_batch_release), as do a
-  truncate that finds pages and POSIX_FADV_DONTNEED; a truncate of an empty file does not;
+  truncate that finds pages, POSIX_FADV_DONTNEED and MADV_POPULATE_WRITE (even one that fails at a
+  hole); a truncate of an empty file does not;
 - a large folio (a 64 KiB write to a new ext4 file makes one) moves the whole batch at once.
 """
 
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.host
 PROT_READ, PROT_RW = 1, 3
 MAP_SHARED, PRIVATE_ANON = 0x01, 0x22
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
-MADV_RANDOM, MADV_WILLNEED, MADV_COLD = 1, 3, 20
+MADV_RANDOM, MADV_WILLNEED, MADV_COLD, MADV_POPULATE_WRITE = 1, 3, 20, 23
+ENOMEM = 12
 POSIX_FADV_RANDOM, POSIX_FADV_DONTNEED = 1, 4
 
 
@@ -114,6 +116,13 @@ def lru_add_steps(b: Backend, pid: int, cold: str, new: str, big: str) -> list[s
         x = written(3)
         assert call() == 0
         seen.append(f"3 anon pages written, then {name}: {letters(b, pid, x, 3)}")
+
+    drain()
+    x = written(3)
+    holed = anon(4)
+    assert b.syscall(pid, "munmap", (holed + 2 * PG, 2 * PG)) == 0
+    assert b.syscall(pid, "madvise", (holed, 4 * PG, MADV_POPULATE_WRITE)) == -ENOMEM
+    seen.append(f"3 anon pages written, then MADV_POPULATE_WRITE into a hole: {letters(b, pid, x, 3)}")
 
     drain()
     x = written(3)

@@ -218,9 +218,9 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
     __GFP_NORETRY), then each of the model's frames of it is committed to that memcg and added (the
     LRU: a large folio's add moves the CPU's lru_add batch); a large folio's order goes in
-    inode.folio_orders. The shadow entries of the range are
-    replaced by the folio, and the last of them is its shadow (__filemap_add_folio's last conflicting
-    entry): one workingset_refault() for the whole folio (folio_refault). When memory runs out part
+    inode.folio_orders. The shadow entries of the range are replaced by the folio, and the last of
+    them is its shadow (__filemap_add_folio's last conflicting entry): one workingset_refault() for
+    the whole folio (folio_refault). When memory runs out part
     way (the model allocates the frames one by one), the frames added stay as small pages, the rest
     of the charge is given back and the rest of the range keeps its shadows. Reclaim meanwhile leaves
     the frames added alone (each holds the allocation's reference until the folio is whole)."""

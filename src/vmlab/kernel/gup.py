@@ -102,20 +102,18 @@ def get_user_pages_remote(mm: MmStruct, start: int, nr_pages: int, write: bool, 
 
 def faultin_page_range(mm: MmStruct, start: int, end: int, write: bool, stats: FaultStats) -> int:
     """madvise_populate() -> faultin_page_range(): fault the range in as reads or writes, then drain
-    the CPU's folio batches (lru_add_drain); the range must be fully mapped."""
+    the CPU's folio batches (lru_add_drain), whatever the faults returned; the range must be fully
+    mapped (-ENOMEM at a hole, -EINVAL at an incompatible VMA, after the VMAs before it)."""
     assert mm.pt is not None
-    addr = start
-    while addr < end:
+    addr, err = start, 0
+    while addr < end and not err:
         vma = mm.vma_lookup(addr)
         if vma is None:
-            return -ENOMEM
-        if vma.vm_flags & (VM_IO | VM_PFNMAP) or not vma.vm_flags & (VM_WRITE if write else VM_READ):
-            return -EINVAL
-        err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write, stats)
-        if err:
-            break
-        addr = vma.vm_end
-    else:
-        err = 0
-    lru_add_drain(mm.pt.mem)  # after the faults, whatever they returned
+            err = -ENOMEM
+        elif vma.vm_flags & (VM_IO | VM_PFNMAP) or not vma.vm_flags & (VM_WRITE if write else VM_READ):
+            err = -EINVAL
+        else:
+            err = _fault_in(mm, vma, addr, min(end, vma.vm_end), write, stats)
+            addr = vma.vm_end
+    lru_add_drain(mm.pt.mem)
     return err
