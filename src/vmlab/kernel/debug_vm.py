@@ -118,6 +118,8 @@ if TYPE_CHECKING:
 
 # Owners of a frame, in the order the checker assigns them.
 FREE, RESERVED, HUGE_ZERO, TABLE, CACHE, ANON, SWAPCACHE, BATCHED = range(1, 9)
+#: The owners of a live folio: what may be on an LRU list, charged to a memcg, and refcounted by folio.
+FOLIO_OWNERS = (CACHE, ANON, SWAPCACHE, BATCHED)
 #: Checks a caller may waive while a known model bug is open (check_machine's `waive`):
 #: an mm that still maps the huge zero folio after dropping its reference (the model puts the mm's
 #: reference on every zap of a huge-zero PMD; the kernel holds it until __mmput);
@@ -607,8 +609,7 @@ def check_memcg(backend: ModelBackend, frames: Frames) -> None:
     charged: Counter[int] = Counter()
     for pfn, (memcg, nr, kind) in tree.page_memcg.items():
         at = f"memcg {memcg.path}: charged frame {pfn:#x} ({kind})"
-        if (int(frames.owner[pfn]) not in (CACHE, ANON, SWAPCACHE, BATCHED)
-                or mm_map.compound_head(pfn) != pfn):
+        if int(frames.owner[pfn]) not in FOLIO_OWNERS or mm_map.compound_head(pfn) != pfn:
             raise AssertionError(f"{at} is not a live cache or anon folio head but owned by "
                                  f"{OWNER_NAMES[int(frames.owner[pfn])]}: {mm_map[pfn]!r}")
         if nr != 1 << mm_map.folio_order(pfn):
@@ -804,8 +805,7 @@ def check_lru(mem: PhysMem, frames: Frames) -> None:
             flags = int(mm_map.flags[head])
             if not flags >> PG.lru & 1 or folio_lru_list_of(flags) != lru:
                 raise AssertionError(f"{at} has flags for another list: {mm_map[head]!r}")
-            if (int(frames.owner[head]) not in (CACHE, ANON, SWAPCACHE, BATCHED)
-                    or mm_map.compound_head(head) != head):
+            if int(frames.owner[head]) not in FOLIO_OWNERS or mm_map.compound_head(head) != head:
                 raise AssertionError(f"{at} is not a cache or anon folio head: {mm_map[head]!r}")
             pages += 1 << mm_map.folio_order(head)
         if pages != mem.lruvec.nr_pages[lru]:
@@ -850,8 +850,7 @@ def _claim_orphan_shmem(mem: PhysMem, frames: Frames) -> None:
 def _check_counts(mem: PhysMem, frames: Frames) -> None:
     """_refcount and _mapcount of cache and anon frames equal the references counted."""
     mm_map = mem.mem_map
-    owned = np.flatnonzero((frames.owner == CACHE) | (frames.owner == ANON) | (frames.owner == SWAPCACHE)
-                           | (frames.owner == BATCHED))
+    owned = np.flatnonzero(np.isin(frames.owner, FOLIO_OWNERS))
     is_tail = mm_map.lru_next[owned] < NO_PFN
     heads = owned[~is_tail]
     tails = owned[is_tail]

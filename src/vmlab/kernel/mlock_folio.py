@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from vmlab.kernel.mm_types import VM_LOCKED, VM_SPECIAL, MmStruct, VmArea
 from vmlab.kernel.page_flags import F_ACTIVE, F_HEAD, F_LRU, F_MLOCKED, F_UNEVICTABLE
 from vmlab.kernel.pgtable import _PAGE_PSE, pte_pfn, pte_present, pte_special
-from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_add_lru, lru_add_drain, put_page
+from vmlab.kernel.swap import FOLIO_BATCH_SIZE, folio_add_lru, folio_relist, lru_add_drain, put_page
 
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
@@ -34,18 +34,10 @@ if TYPE_CHECKING:
 MUNLOCK, LRU_FOLIO, NEW_FOLIO = 0, 1, 2
 
 
-def _relist(mem: PhysMem, head: int, set_flags: int, clear_flags: int) -> None:
-    """lruvec_del_folio(), the flags changed, lruvec_add_folio(): folio `head` moves between lists."""
-    mm = mem.mem_map
-    mem.lruvec.delete(mm, head)
-    mm.flags_a[head] = (mm.flags_a[head] | set_flags) & ~clear_flags
-    mem.lruvec.add(mm, head)
-
-
 def _rescue(mem: PhysMem, head: int) -> None:
     """An unevictable folio no longer mlocked goes back to its evictable list (its mlock_count, kept
     only on the unevictable list, goes)."""
-    _relist(mem, head, 0, F_UNEVICTABLE)
+    folio_relist(mem, head, 0, F_UNEVICTABLE)
     mem.mlock_count.pop(head, None)
     mem.events["unevictable_pgs_rescued"] += 1 << mem.mem_map.folio_order(head)
 
@@ -64,7 +56,7 @@ def _mlock_folio(mem: PhysMem, head: int) -> None:
     if flags & F_UNEVICTABLE:
         mem.mlock_count[head] = mem.mlock_count.get(head, 0) + 1
         return
-    _relist(mem, head, F_UNEVICTABLE, F_ACTIVE)
+    folio_relist(mem, head, F_UNEVICTABLE, F_ACTIVE)
     mem.mlock_count[head] = 1
     mem.events["unevictable_pgs_culled"] += 1 << mem.mem_map.folio_order(head)
 

@@ -265,6 +265,15 @@ def _folio_nr_pages(mm: MemMap, head: int, flags: int) -> int:
     return 1 << (mm.flags_a[head + 1] & 0xFF) if flags & F_HEAD else 1
 
 
+def folio_relist(mem: PhysMem, head: int, set_flags: int, clear_flags: int, *, tail: bool = False) -> None:
+    """lruvec_del_folio(), the flags changed, lruvec_add_folio() (or _tail): folio `head` moves to the
+    list its new flags name."""
+    mm = mem.mem_map
+    mem.lruvec.delete(mm, head)
+    mm.flags_a[head] = (mm.flags_a[head] | set_flags) & ~clear_flags
+    mem.lruvec.add(mm, head, tail=tail)
+
+
 def page_cache_release(mem: PhysMem, pfn: int) -> None:
     """__page_cache_release(): a folio about to be freed leaves its LRU list (before its flags change)."""
     mm = mem.mem_map
@@ -495,9 +504,7 @@ def lru_move_tail(mem: PhysMem, folios: list[int]) -> None:
         flags = mm.flags_a[head]
         if flags & F_UNEVICTABLE:
             continue
-        mem.lruvec.delete(mm, head)
-        mm.flags_a[head] = mm.flags_a[head] & ~F_ACTIVE
-        mem.lruvec.add(mm, head, tail=True)
+        folio_relist(mem, head, 0, F_ACTIVE, tail=True)
         mem.events["pgrotated"] += _folio_nr_pages(mm, head, flags)
 
 
@@ -520,14 +527,10 @@ def lru_deactivate_file(mem: PhysMem, folios: list[int]) -> None:
         if flags & F_UNEVICTABLE or _folio_mapped(mm, head, flags):
             continue
         nr = _folio_nr_pages(mm, head, flags)
-        mem.lruvec.delete(mm, head)
-        cleared = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
-        if cleared & F_DIRTY_OR_WRITEBACK:
-            mm.flags_a[head] = cleared | F_RECLAIM
-            mem.lruvec.add(mm, head)
+        if flags & F_DIRTY_OR_WRITEBACK:
+            folio_relist(mem, head, F_RECLAIM, F_ACTIVE | F_REFERENCED)
         else:
-            mm.flags_a[head] = cleared
-            mem.lruvec.add(mm, head, tail=True)
+            folio_relist(mem, head, 0, F_ACTIVE | F_REFERENCED, tail=True)
             mem.events["pgrotated"] += nr
         if flags & F_ACTIVE:
             mem.events["pgdeactivate"] += nr
@@ -555,9 +558,7 @@ def lru_deactivate(mem: PhysMem, folios: list[int]) -> None:
         flags = mm.flags_a[head]
         if flags & F_UNEVICTABLE or not flags & F_ACTIVE:
             continue
-        mem.lruvec.delete(mm, head)
-        mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED)
-        mem.lruvec.add(mm, head)
+        folio_relist(mem, head, 0, F_ACTIVE | F_REFERENCED)
         mem.events["pgdeactivate"] += _folio_nr_pages(mm, head, flags)
 
 
@@ -586,9 +587,7 @@ def lru_lazyfree(mem: PhysMem, folios: list[int]) -> None:
         flags = mm.flags_a[head]
         if not _lazyfree_candidate(mm, head):
             continue
-        mem.lruvec.delete(mm, head)
-        mm.flags_a[head] = mm.flags_a[head] & ~(F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
-        mem.lruvec.add(mm, head)
+        folio_relist(mem, head, 0, F_ACTIVE | F_REFERENCED | F_SWAPBACKED)
         mem.events["pglazyfree"] += _folio_nr_pages(mm, head, flags)
 
 
@@ -615,9 +614,7 @@ def lru_activate(mem: PhysMem, folios: list[int]) -> None:
         if flags & (F_ACTIVE | F_UNEVICTABLE):
             continue
         if flags & F_HEAD or lruvec.memcg_pages:
-            lruvec.delete(mm, head)
-            flags_a[head] = flags_a[head] | F_ACTIVE
-            lruvec.add(mm, head)
+            folio_relist(mem, head, F_ACTIVE, 0)
             moved += _folio_nr_pages(mm, head, flags)
             continue
         lru, active = LRU_OF_KIND[flags & LRU_KIND], LRU_OF_KIND[(flags | F_ACTIVE) & LRU_KIND]
