@@ -12,7 +12,8 @@ import sys
 import time
 
 from vmlab.backend import Settings
-from vmlab.host.oracle import HostBackend, stepper_program
+from vmlab.host.oracle import HostBackend
+from vmlab.host.stepper_build import stepper_program
 
 
 def echo_round_trip(n: int) -> float:
