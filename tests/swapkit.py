@@ -4,6 +4,8 @@ folio by folio, independently of vmscan's scan balance."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from vmlab.kernel.rmap import RmapIndex
 from vmlab.kernel.swap import LRU_INACTIVE_ANON, put_page
 from vmlab.kernel.swap_state import reclaim_anon_folio
 
+#: The size of the host's swap file (host_swap) and of the model's area that stands for it.
+SWAP_SIZE = 16 << 20
 MADV_PAGEOUT = 21
 PRIVATE_ANON = 0x22
 RW = 3
@@ -58,3 +62,24 @@ def shrink_inactive_anon(backend: ModelBackend, nr: int) -> tuple[int, int]:
             mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
             mm_map._refcount[head] -= 1
     return len(heads), freed
+
+
+@pytest.fixture
+def host_swap() -> Iterator[Path]:
+    """A 16 MiB swap file swapped on on the host; swapped off and removed afterwards, pass or fail."""
+    if os.geteuid() != 0:
+        pytest.skip("swapon needs root")
+    path = Path(f"/var/tmp/vmlab-swap-{os.getpid()}")
+    try:
+        subprocess.run(["fallocate", "-l", str(SWAP_SIZE), str(path)], check=True, capture_output=True)
+        path.chmod(0o600)
+        subprocess.run(["mkswap", "-q", str(path)], check=True, capture_output=True)
+        on = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
+        if on.returncode:
+            pytest.skip(f"swapon {path} refused: {on.stderr.strip()}")
+        yield path
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot make a swap file on the root file system: {err}")
+    finally:
+        subprocess.run(["swapoff", str(path)], capture_output=True)
+        path.unlink(missing_ok=True)

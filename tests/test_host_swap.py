@@ -16,17 +16,15 @@ on for a few seconds only.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
-from swapkit import MADV_PAGEOUT, model_with_swap
+from swapkit import MADV_PAGEOUT, SWAP_SIZE, model_with_swap
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -37,28 +35,6 @@ PG_SIZE = 4096
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
 PFN_MASK = (1 << 55) - 1
-SWAP_SIZE = 16 << 20
-
-
-@pytest.fixture
-def host_swap() -> Iterator[Path]:
-    """A 16 MiB swap file swapped on on the host; swapped off and removed afterwards, pass or fail."""
-    if os.geteuid() != 0:
-        pytest.skip("swapon needs root")
-    path = Path(f"/var/tmp/vmlab-swap-{os.getpid()}")
-    try:
-        subprocess.run(["fallocate", "-l", str(SWAP_SIZE), str(path)], check=True, capture_output=True)
-        path.chmod(0o600)
-        subprocess.run(["mkswap", "-q", str(path)], check=True, capture_output=True)
-        on = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
-        if on.returncode:
-            pytest.skip(f"swapon {path} refused: {on.stderr.strip()}")
-        yield path
-    except (OSError, subprocess.CalledProcessError) as err:
-        pytest.skip(f"cannot make a swap file on the root file system: {err}")
-    finally:
-        subprocess.run(["swapoff", str(path)], capture_output=True)
-        path.unlink(missing_ok=True)
 
 
 #: The /proc/vmstat events of reclaim's writes: pageout() counts each folio it writes in

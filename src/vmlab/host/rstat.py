@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,17 @@ class FlushTrace:
     def flushes(self) -> list[Flush]:
         """The flushes traced so far."""
         return parse_trace((self.path / "trace").read_text())
+
+    def wait_for_root_flush(self, timeout: float = 5.0) -> None:
+        """Return once the kernel has flushed the whole tree (a flush of the root: the periodic worker,
+        every 2 s) after this call began, so that every memcg's statistics are exact until they next
+        change; TimeoutError after `timeout` seconds."""
+        since = time.monotonic_ns()
+        deadline = time.monotonic() + timeout
+        while not any(f.memcg_id == ROOT_ID and f.flushed and f.time_ns >= since for f in self.flushes()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no flush of the root memcg's statistics in {timeout} s")
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Stop tracing and remove the instance."""

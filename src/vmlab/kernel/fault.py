@@ -108,7 +108,6 @@ def do_user_addr_fault(mm: MmStruct, address: int, write: bool, rlimit_stack: in
     if access_error(vma, write):
         return SIGSEGV
     assert mm.pt is not None, "the machine gives every mm its page tables"
-    mm.pt.mem.events["pgfault"] += 1  # count_vm_event(PGFAULT) at the top of handle_mm_fault()
     ret = handle_mm_fault(VmFault(mm, vma, address & PAGE_MASK, write, mm.pt.mem, trace,
                                   flags=FAULT_FLAG_USER if user_mode else 0))
     if ret & VM_FAULT_SIGBUS:

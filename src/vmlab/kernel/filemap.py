@@ -13,11 +13,13 @@ from collections.abc import Iterable, Iterator
 from vmlab.kernel import readahead, xarray
 from vmlab.kernel.memcontrol import (
     MemCgroup,
+    count_vm_events_mm,
     mem_cgroup_cancel_charge,
     mem_cgroup_charge_cache,
     mem_cgroup_charging,
     mem_cgroup_commit_cache,
     mem_cgroup_precharge,
+    mem_cgroup_uncharge_refused,
 )
 from vmlab.kernel.mm_types import File, Inode, VmArea
 from vmlab.kernel.page_alloc import NO_PFN, PhysMem
@@ -216,7 +218,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     """filemap_add_folio() of a new folio of 2^order pages at `index` (aligned to its size): its frames,
     head first; None when a page of the range is cached already (-EEXIST) or memory or the memcg charge
     fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
-    __GFP_NORETRY), then each of the model's frames of it is committed to that memcg and added (the
+    __GFP_NORETRY) before the range is looked at, as on the kernel: a charge that finds a page there
+    may have reclaimed, and is counted in and given back (pgpgin, pgpgout). Then each of the model's frames of it is committed to that memcg and added (the
     LRU: a large folio's add moves the CPU's lru_add batch); a large folio's order goes in
     inode.folio_orders. The shadow entries of the range are replaced by the folio, and the last of
     them is its shadow (__filemap_add_folio's last conflicting entry): one workingset_refault() for
@@ -225,13 +228,13 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     of the charge is given back and the rest of the range keeps its shadows. Reclaim meanwhile leaves
     the frames added alone (each holds the allocation's reference until the folio is whole)."""
     nr = 1 << order
-    if any(page_present(inode, i) for i in range(index, index + nr)):
-        return None
     err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=noretry)
     if err:
         return None
-    if _xa_store_folio(mem, inode, index, order, noretry):
-        mem_cgroup_cancel_charge(memcg, nr)
+    # __filemap_add_folio() after the charge: a page of the range cached (-EEXIST), or no node.
+    if (any(page_present(inode, i) for i in range(index, index + nr))
+            or _xa_store_folio(mem, inode, index, order, noretry)):
+        mem_cgroup_uncharge_refused(memcg, nr)
         return None
     shadows = {i: inode.shadows.pop(i) for i in range(index, index + nr) if i in inode.shadows}
     pfns: list[int] = []
@@ -615,11 +618,12 @@ def folio_ends_in_file(inode: Inode, head: int, order: int) -> bool:
     return inode.shmem or i_size_pages(inode) >= head + (1 << order)
 
 
-def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False) -> tuple[int | None, bool]:
+def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False,
+                  memcg: MemCgroup | None = None) -> tuple[int | None, bool]:
     """filemap_fault(): the page-cache page for an mmap fault at file page `pgoff`: (pfn or None when
     out of memory, major). A cached page may start asynchronous readahead, except on the retry of a
-    fault (`tried`: FAULT_FLAG_TRIED); a missing one is a major fault that reads around it (or just
-    it, under MADV_RANDOM) synchronously."""
+    fault (`tried`: FAULT_FLAG_TRIED); a missing one is a major fault (pgmajfault, also in `memcg`,
+    the faulting mm's) that reads around it (or just it, under MADV_RANDOM) synchronously."""
     assert vma.vm_file is not None
     file, inode = vma.vm_file, vma.vm_file.inode
     if inode.shmem:
@@ -633,7 +637,7 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False) ->
             readahead.do_async_mmap_readahead(ractl, inode.i_pages.get(head, pfn), order, vma.vm_flags)
             mem.mem_map._refcount_a[pfn] -= 1
         return pfn, False
-    mem.events["pgmajfault"] += 1  # filemap_fault(): no page in the page cache at all
+    count_vm_events_mm(mem, memcg, "pgmajfault")  # no page in the page cache at all
     readahead.do_sync_mmap_readahead(ractl, vma.vm_flags)
     pfn = cached_page(mem, inode, pgoff)
     if pfn is None:

@@ -209,8 +209,8 @@ class MemCgroup:
     oom_group: bool = False  # v2 memory.oom.group
     #: memory.events (v2) / the oom_kill count of memory.oom_control (v1): oom, oom_kill, ...
     events: Counter[str] = field(default_factory=Counter)
-    #: memory.stat's events: pgpgin / pgpgout (folios charged / uncharged), pgfault (anon charges of
-    #: faults), workingset_refault_anon / _file (pages).
+    #: memory.stat's events: pgpgin / pgpgout (folios charged / uncharged), pgfault / pgmajfault (the
+    #: faults of its tasks' mms, count_memcg_event_mm), workingset_refault_anon / _file (pages).
     stat: Counter[str] = field(default_factory=Counter)
     #: The memcg's own LRU lists: a mirror of its charged folios on the node lists (see the module text).
     lruvec: LruVec = field(default_factory=LruVec)
@@ -356,8 +356,9 @@ class MemCgroup:
 
     def page_state(self) -> Counter[str]:
         """The memcg's own page counts (pages) as memcg_page_state_local() keeps them, from its charged
-        frames: cache (file, shmem and swap-cache pages), rss (mapped anon), rss_huge, shmem,
-        mapped_file, dirty, writeback, swapcached; the LRU sizes from its lists."""
+        frames: cache (file and shmem pages; not the swap cache, whose NR_FILE_PAGES 6.18 counts on
+        the node only: swap_cache_add_folio's node_stat_mod_folio), rss (mapped anon), rss_huge,
+        shmem, mapped_file, dirty, writeback, swapcached; the LRU sizes from its lists."""
         out: Counter[str] = Counter()
         mem = self.tree.mem
         for pfn, (memcg, nr, kind) in self.tree.page_memcg.items():
@@ -374,7 +375,6 @@ class MemCgroup:
                     out["rss"] += nr
                     out["rss_huge"] += nr if nr > 1 else 0
                 if flags >> PG_swapcache & 1:
-                    out["cache"] += nr
                     out["swapcached"] += nr
                 continue
             out["cache"] += nr
@@ -715,14 +715,12 @@ class MemCgroupTree:
     def commit_charge(self, memcg: MemCgroup, pfn: int, nr: int, kind: str, event: bool = True) -> None:
         """commit_charge() + memcg1_commit_charge(): the frame now belongs to the memcg
         (page->memcg_data); a folio charged is one pgpgin event (`event` off for the later frames of
-        a large folio the model keeps as small frames), an anon one a fault's."""
+        a large folio the model keeps as small frames)."""
         if pfn in self.page_memcg:
             raise AssertionError(f"pfn {pfn:#x} charged twice")
         self.page_memcg[pfn] = (memcg, nr, kind)
         memcg.charged += nr
         memcg.stat["pgpgin"] += event
-        if kind == ANON:
-            memcg.stat["pgfault"] += 1
 
     def charge(self, memcg: MemCgroup | None, pfn: int, nr: int, order: int = 0, kind: str = ANON,
                noretry: bool = False) -> int:
@@ -967,8 +965,7 @@ def mem_cgroup_charge_bulk(memcg: MemCgroup | None, pfns: list[int]) -> None:
         raise AssertionError(f"bulk charge beyond the room of {memcg.path}")
     tree.page_memcg.update((pfn, (memcg, 1, ANON)) for pfn in pfns)
     memcg.charged += len(pfns)
-    for key in ("pgpgin", "pgfault"):
-        memcg.stat[key] += len(pfns)
+    memcg.stat["pgpgin"] += len(pfns)
 
 
 def memcg_kmem_charge_page(mem: PhysMem, pfn: int) -> int:
@@ -1054,6 +1051,15 @@ def mem_cgroup_charge_cache(mem: PhysMem, pfn: int, shmem: bool, noretry: bool =
     return tree.charge(tree.current(), pfn, 1, 0, SHMEM if shmem else FILE, noretry)
 
 
+def count_vm_events_mm(mem: PhysMem, memcg: MemCgroup | None, event: str, nr: int = 1) -> None:
+    """count_vm_events() + count_memcg_events_mm(): `nr` of `event` (pgfault, pgmajfault) in
+    /proc/vmstat and in memory.stat of `memcg`, the memcg of the mm the fault is for (mm->owner's;
+    None: no memcg below the root)."""
+    mem.events[event] += nr
+    if memcg is not None:
+        memcg.stat[event] += nr
+
+
 def mem_cgroup_charging(mem: PhysMem) -> bool:
     """Whether mem_cgroup_charge_cache() charges anything: the machine has memcgs below the root."""
     tree = mem.memcgs
@@ -1085,6 +1091,18 @@ def mem_cgroup_cancel_charge(memcg: MemCgroup | None, nr: int) -> None:
     if memcg is None:
         return
     memcg.tree._uncharge_counters(memcg, nr)
+
+
+def mem_cgroup_uncharge_refused(memcg: MemCgroup | None, nr: int) -> None:
+    """mem_cgroup_uncharge() of a folio of `nr` pages charged with mem_cgroup_precharge() that
+    __filemap_add_folio() then refused (-EEXIST: a page of its range is cached; -ENOMEM: no xarray
+    node): the kernel had committed the charge (one pgpgin) and gives it back (one pgpgout)."""
+    if memcg is None:
+        return
+    memcg.stat["pgpgin"] += 1
+    memcg.stat["pgpgout"] += 1
+    mem_cgroup_cancel_charge(memcg, nr)
+    memcg.tree.memcg1_oom_recover(memcg)
 
 
 def mem_cgroup_swapin_charge(mem: PhysMem, pfn: int, entry: int) -> int:

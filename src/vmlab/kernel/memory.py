@@ -25,6 +25,7 @@ from vmlab.kernel.filemap import (
     next_uptodate_folios,
 )
 from vmlab.kernel.memcontrol import (
+    count_vm_events_mm,
     mem_cgroup_charge,
     mem_cgroup_charge_bulk,
     mem_cgroup_end_user_fault,
@@ -304,13 +305,17 @@ def file_pages(vma: VmArea) -> int:
 def handle_mm_fault(vmf: VmFault) -> int:
     """handle_mm_fault(): a FAULT_FLAG_USER fault runs with the task's in_user_fault set (its refused
     memcg charges may make it wait: mem_cgroup_enter_user_fault) and, when it did not fail for memory
-    after all, drops any memcg OOM it met (mem_cgroup_oom_synchronize(false)); then __handle_mm_fault."""
+    after all, drops any memcg OOM it met (mem_cgroup_oom_synchronize(false)); then __handle_mm_fault.
+    Every fault, the failed ones too, counts one pgfault (mm_account_fault: /proc/vmstat and the mm's
+    memcg), a fault in user mode or for get_user_pages alike (the model's retry happens inside)."""
     vmf.call("handle_mm_fault")
     if not vmf.flags & FAULT_FLAG_USER:
-        return _handle_mm_fault(vmf)
-    with mem_cgroup_user_fault(vmf.mem) as state:
         ret = _handle_mm_fault(vmf)
-    mem_cgroup_end_user_fault(vmf.mem, state, bool(ret & VM_FAULT_OOM))
+    else:
+        with mem_cgroup_user_fault(vmf.mem) as state:
+            ret = _handle_mm_fault(vmf)
+        mem_cgroup_end_user_fault(vmf.mem, state, bool(ret & VM_FAULT_OOM))
+    count_vm_events_mm(vmf.mem, vmf.mm.memcg, "pgfault")
     return ret
 
 
@@ -472,7 +477,7 @@ def __do_fault(vmf: VmFault) -> tuple[int, int | None]:
     vmf.call("__do_fault -> vma->vm_ops->fault", "filemap_fault / shmem_fault")
     if beyond_eof(vmf.vma, vmf.address):
         return VM_FAULT_SIGBUS, None
-    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff, vmf.tried)
+    pfn, major = filemap_fault(vmf.mem, vmf.vma, vmf.pgoff, vmf.tried, vmf.mm.memcg)
     if pfn is None:
         return VM_FAULT_OOM, None
     if major and not vmf.tried:
@@ -847,7 +852,7 @@ def do_swap_page(vmf: VmFault, pte: int) -> int:
         if head is None:
             return VM_FAULT_OOM
         ret = VM_FAULT_MAJOR
-        mem.events["pgmajfault"] += 1
+        count_vm_events_mm(mem, vmf.mm.memcg, "pgmajfault")
     else:
         vmf.call("do_swap_page", "still in the swap cache: map it")
     if vmf.write and not mem.mem_map.flags_a[head] & F_LRU:
@@ -1310,6 +1315,6 @@ def fault_in_fresh_anon(mm: MmStruct, mem: PhysMem, vma: VmArea, start: int, end
         return 0
     folio_add_lru_bulk(mem, pfns)
     add_mm_counter(mm, MM_ANONPAGES, n)
-    mem.events["pgfault"] += n
+    count_vm_events_mm(mem, mm.memcg, "pgfault", n)
     mem.clock.advance(n * mem.clock.costs.minor_fault_ns)  # n faults' worth of time
     return n
