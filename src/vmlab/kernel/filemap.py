@@ -219,14 +219,15 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
     head first; None when a page of the range is cached already (-EEXIST) or memory or the memcg charge
     fails. The folio is charged whole (one try_charge of 2^order pages; `noretry` is readahead's
     __GFP_NORETRY) before the range is looked at, as on the kernel: a charge that finds a page there
-    may have reclaimed, and is counted in and given back (pgpgin, pgpgout). Then each of the model's frames of it is committed to that memcg and added (the
-    LRU: a large folio's add moves the CPU's lru_add batch); a large folio's order goes in
-    inode.folio_orders. The shadow entries of the range are replaced by the folio, and the last of
-    them is its shadow (__filemap_add_folio's last conflicting entry): one workingset_refault() for
-    the whole folio (folio_refault). When memory runs out part
-    way (the model allocates the frames one by one), the frames added stay as small pages, the rest
-    of the charge is given back and the rest of the range keeps its shadows. Reclaim meanwhile leaves
-    the frames added alone (each holds the allocation's reference until the folio is whole)."""
+    may have reclaimed, and is counted in and given back (pgpgin, pgpgout). Then each of the model's
+    frames of it is committed to that memcg and added (the LRU: a large folio's add moves the CPU's
+    lru_add batch); a large folio's order goes in inode.folio_orders. The shadow entries of the
+    range are replaced by the folio, and the last of them is its shadow (__filemap_add_folio's last
+    conflicting entry): one workingset_refault() for the whole folio (folio_refault). When memory
+    runs out part way (the model allocates the frames one by one), the frames added stay as small
+    pages, the rest of the charge is given back and the rest of the range keeps its shadows. Reclaim
+    meanwhile leaves the frames added alone (each holds the allocation's reference until the folio
+    is whole)."""
     nr = 1 << order
     err, memcg = mem_cgroup_precharge(mem, nr, order, inode.shmem, noretry=noretry)
     if err:

@@ -57,6 +57,7 @@ from vmlab.kernel.mm_types import (
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import (
     F_LRU,
+    F_WORKINGSET,
     MAPCOUNT_NONE,
     PAGE_MAPPING_ANON,
     PG,
@@ -606,7 +607,10 @@ def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
       finds no table and NOTHING is mapped: the fault goes on to __do_fault/finish_fault.
     - Each folio then goes to filemap_map_folio_range() (a large one: possibly mapped whole) or
       filemap_map_order0_folio(); a PTE that is set (or a marker) is left alone.
-    The mmap_miss bookkeeping of the walk is not modelled."""
+    - Every page the walk passes in a folio not in the workingset (PG_workingset: recently evicted
+      and refaulted, likely to be evicted again) counts as a hit, mapped already or not, and the hits
+      are taken off the file's mmap_miss (down to 0): a mapping whose faults find their neighbours
+      cached gets its read-around back (do_sync_mmap_readahead stops it past MMAP_LOTSAMISS)."""
     vma, pt, mem = vmf.vma, vmf.mm.pt, vmf.mem
     assert pt is not None
     inode = vmf_inode(vma)
@@ -626,21 +630,28 @@ def filemap_map_pages(vmf: VmFault, start_pgoff: int, end_pgoff: int) -> int:
         ptes = pt.pte_offset_map(vmf.address)
         if ptes is None:
             return 0
-    ret = 0
+    ret = hits = 0
+    i_pages, flags = inode.i_pages, mem.mem_map.flags_a
     for xa_index, head, order in itertools.chain((first,), folios):
         if order:
             nr_pages = min(head + (1 << order) - 1, end_pgoff) - xa_index + 1
-            ret |= filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
+            got, walked = filemap_map_folio_range(vmf, ptes, head, order, xa_index, nr_pages)
         else:  # filemap_map_order0_folio()
-            ret |= _map_cached_pages(vmf, ptes, head, 1)
+            got, walked = _map_cached_pages(vmf, ptes, head, 1), 1
+        ret |= got
+        if not flags[i_pages[head]] & F_WORKINGSET:
+            hits += walked
+    assert vma.vm_file is not None
+    ra = vma.vm_file.f_ra
+    ra.mmap_miss = max(0, ra.mmap_miss - hits)
     return ret
 
 
 def filemap_map_folio_range(vmf: VmFault, ptes: np.ndarray, head: int, order: int, start: int,
-                            nr_pages: int) -> int:
-    """filemap_map_folio_range() / filemap_map_order0_folio(): map file pages [start, start+nr_pages)
-    of the cached folio at `head` (2^order pages) through the PTE table `ptes` of the fault, skipping
-    slots that are set; VM_FAULT_NOPAGE when the faulting page got mapped.
+                            nr_pages: int) -> tuple[int, int]:
+    """filemap_map_folio_range(): map file pages [start, start+nr_pages) of the cached folio at `head`
+    (2^order pages) through the PTE table `ptes` of the fault, skipping slots that are set:
+    (VM_FAULT_NOPAGE when the faulting page got mapped, else 0; the pages walked).
 
     6.18 ("map entire large folio faultaround"): a large folio is mapped WHOLE, whatever part of it the
     window covers, when it ends before the file's last page (folio_within_file), lies inside the VMA
@@ -649,7 +660,7 @@ def filemap_map_folio_range(vmf: VmFault, ptes: np.ndarray, head: int, order: in
     vma = vmf.vma
     if order and folio_within_file(vmf_inode(vma), head, order) and _folio_fits(vma, head, order):
         start, nr_pages = head, 1 << order
-    return _map_cached_pages(vmf, ptes, start, nr_pages)
+    return _map_cached_pages(vmf, ptes, start, nr_pages), nr_pages
 
 
 def _map_cached_pages(vmf: VmFault, ptes: np.ndarray, start: int, nr_pages: int) -> int:

@@ -11,8 +11,9 @@ activated when its distance fits in the active list as last flushed (memcontrol.
 defaults the stall grows as memory shrinks (7 % of the time at MemAvailable/WSS 0.88, 11 % at 0.5);
 before the model read flushed statistics (exact list sizes and activation counts) it deactivated on
 every pass that followed a refault and showed a peak just below the working set instead (29 % at
-0.88, 4 % at 0.5). The shape has not been measured on the host (this kernel's PSI is machine-wide
-here: no cgroup v2).
+0.88, 4 % at 0.5). The stall's shape has not been measured on the host (this kernel's PSI is
+machine-wide here: no cgroup v2); the major faults and the pages read have, with the same workload in
+memcgs of shrinking limits (tests/test_thrashing_host.py: within 8 % and 12 % of the kernel's).
 
 Each machine is sized by what the workload can use — MemAvailable with the program running — not by
 RAM (a small machine's boot reservations take a large, uneven share of it). Series against
