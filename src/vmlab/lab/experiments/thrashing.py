@@ -7,13 +7,16 @@ The stall follows the kernel's rule: a major fault's I/O is a memory stall only 
 page of the workingset (PG_workingset: a page reclaim had deactivated from the active list, or one
 restored by an earlier refault). Reclaim deactivates while the memcg statistics, as last flushed (every
 2 s), show the inactive list low or new refault activations since its previous pass, and a refault is
-activated when its distance fits in the active list as last flushed (memcontrol.py). With the
-defaults the stall grows as memory shrinks (7 % of the time at MemAvailable/WSS 0.88, 11 % at 0.5);
-before the model read flushed statistics (exact list sizes and activation counts) it deactivated on
-every pass that followed a refault and showed a peak just below the working set instead (29 % at
-0.88, 4 % at 0.5). The stall's shape has not been measured on the host (this kernel's PSI is
-machine-wide here: no cgroup v2); the major faults and the pages read have, with the same workload in
-memcgs of shrinking limits (tests/test_thrashing_host.py: within 8 % and 12 % of the kernel's).
+activated when its distance fits in the active list as last flushed (memcontrol.py). A major fault
+reads around the missing page (the ra_pages window centred on it: read-around goes on while
+fault-around finds the neighbours cached), and the whole read is a stall when any page of it is a
+workingset refault (read_pages' psi_memstall). With the defaults the stall peaks just below the
+working set and falls as memory shrinks further, where fewer refaults are close enough to be
+activated (71 % of the time at MemAvailable/WSS 0.88, 24 % at 0.5). Before read-around went on under
+random faults (the model stopped it after MMAP_LOTSAMISS misses: each I/O read one page) it was 7 %
+and 11 %. The stall's shape has not been measured on the host (this kernel's PSI is machine-wide
+here: no cgroup v2); the major faults and the pages read have, with the same workload in memcgs of
+shrinking limits (tests/test_thrashing_host.py: within 8 % and 12 % of the kernel's).
 
 Each machine is sized by what the workload can use — MemAvailable with the program running — not by
 RAM (a small machine's boot reservations take a large, uneven share of it). Series against
