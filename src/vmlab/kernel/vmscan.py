@@ -68,7 +68,7 @@ from vmlab.kernel.page_flags import (
     MAPCOUNT_NONE,
     PAGE_MAPPING_ANON,
 )
-from vmlab.kernel.page_writeback import folio_frames, writeback_folio
+from vmlab.kernel.page_writeback import folio_frames, folio_wait_writeback, writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap, try_to_unmap_lazyfree
 from vmlab.kernel.swap import (
     LRU_ACTIVE,
@@ -139,13 +139,14 @@ class ScanControl:
 class FolioStats:
     """`struct reclaim_stat` of one shrink_folio_list call (a plain class: one per call of it)."""
 
-    __slots__ = ("nr_activate", "nr_immediate", "nr_pageout", "nr_unmap_fail")
+    __slots__ = ("nr_activate", "nr_immediate", "nr_pageout", "nr_unmap_fail", "nr_writeback")
 
     def __init__(self) -> None:
         self.nr_pageout = 0
         self.nr_activate = [0, 0]  # [anon, file]
         self.nr_unmap_fail = 0
         self.nr_immediate = 0
+        self.nr_writeback = 0  # folios met under write-back (case 2)
 
 
 @dataclass
@@ -937,10 +938,8 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         return "activate"
     if flags & F_HEAD:
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
-    if flags & F_WRITEBACK:
-        mmap_.flags_a[head] = flags | F_RECLAIM
-        stat.nr_immediate += 1
-        return "keep"
+    if flags & F_WRITEBACK and not _wait_on_writeback(vmscan, sc, head, stat):
+        return "activate"
     references = verdicts.pop(head, None)
     if references is None:
         frames = _page_cache_folio(mem, head)
@@ -972,6 +971,26 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         if outcome:
             return outcome
     return "freed" if remove_mapping(mem, head, sc.target, evicted) else "keep"
+
+
+def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> bool:
+    """shrink_folio_list()'s folio under write-back (the three cases of mm/vmscan.c). Global reclaim,
+    or a folio reclaim has not met before: marked PG_reclaim (so that its write's end rotates it to
+    the tail) and False: activated, out of the way while the scan looks for clean folios (kswapd's
+    case 1, a folio it marked while the node is congested with write-back, activates it too). A v1
+    memcg's reclaim meeting a folio it marked before (no dirty throttling there: it could OOM with
+    every folio in flight): it waits for the write to end (folio_wait_writeback) and True: the folio
+    goes on, written. (The kernel retries it at the end of its list; the model at once.)"""
+    mem = vmscan.mem
+    mmap_ = mem.mem_map
+    flags = mmap_.flags_a[head]
+    legacy = sc.target is not None and mem.memcgs is not None and mem.memcgs.version == 1
+    if not (legacy and flags & F_RECLAIM):
+        mmap_.flags_a[head] = flags | F_RECLAIM
+        stat.nr_writeback += 1
+        return False
+    folio_wait_writeback(mem, mem.address_spaces[mmap_.mapping_a[head]], int(mmap_.index_a[head]))
+    return True
 
 
 def _shrink_lazyfree(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
