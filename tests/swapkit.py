@@ -26,11 +26,17 @@ PRIVATE_ANON = 0x22
 RW = 3
 
 
-def model_with_swap(swapfile: Path, ram: int = 64 << 20) -> tuple[ModelBackend, int]:
-    """A model running the built-in program with `swapfile` (its size as the host has it) swapped on."""
+def model_with_swap(swapfile: Path, ram: int = 64 << 20, host_disk: bool = False) -> tuple[ModelBackend, int]:
+    """A model running the built-in program with `swapfile` (its size as the host has it) swapped on.
+    Its device is taken as solid state (VMA swap readahead), whatever disk the file is on, so that a
+    model test runs the same on every machine; `host_disk`: as the host's disk says (rotational:
+    swap_cluster_readahead), for the comparisons with the host swapping to a file on that disk."""
     backend = ModelBackend(ram)
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == 0
+    if not host_disk:
+        for si in backend.mem.swap.active():
+            si.solidstate = True
     return backend, pid
 
 

@@ -82,7 +82,7 @@ def test_pageout_read_back_and_fork_agree_with_the_kernel(host_swap: Path, progr
     shadow = tmp_path / "swapfile"
     with shadow.open("wb") as f:
         f.truncate(SWAP_SIZE)
-    model, pid = model_with_swap(shadow)
+    model, pid = model_with_swap(shadow, host_disk=True)
     got = _pageout_steps(model, pid)
     check_machine(model)
     print("kernel:", expected)
@@ -145,7 +145,7 @@ def _host_memsw_run(program: Program, memcgs: Memcgs, memsw: str | None) -> Mems
 
 def _model_memsw_run(swapfile: Path, memsw: str | None) -> MemswRun:
     """The same run on the model, with a swap area as large as the host's."""
-    model, _ = model_with_swap(swapfile)
+    model, _ = model_with_swap(swapfile, host_disk=True)
     assert model.memcg_create("/t", 8 << 20) == 0
     if memsw is not None:
         assert model.memcg_set("/t", "memsw.limit_in_bytes", int(memsw[:-1]) << 20) == 0

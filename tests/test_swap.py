@@ -21,7 +21,7 @@ from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.swap import LRU_INACTIVE_ANON, lru_add_drain
 from vmlab.kernel.swap_state import reclaim_anon_folio, swapin_nr_pages
-from vmlab.kernel.swapfile import sys_swapon
+from vmlab.kernel.swapfile import swp_offset, sys_swapon
 from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, MREMAP_FIXED, MREMAP_MAYMOVE
 
 PG_SIZE = 4096
@@ -106,6 +106,29 @@ def test_reclaim_frees_on_the_second_pass_and_swapin_reads_ahead(swapfile: Path)
     assert c1.majflt - c0.majflt < 20 and c1.majflt + c1.minflt - c0.majflt - c0.minflt == 64
     assert mem.events["pswpin"] == 64 and mem.events["swap_ra"] == mem.events["swap_ra_hit"] > 0
     assert mem.events["pgmajfault"] == c1.majflt - c0.majflt
+    check_machine(backend)
+
+
+def test_a_rotational_area_reads_aligned_blocks_of_slots(swapfile: Path) -> None:
+    """With the area on a rotational disk (nr_rotate_swap: no VMA readahead) a swap-in fault reads the
+    slots in use of the aligned block of 2^page-cluster around its entry (swap_cluster_readahead; the
+    global hit count starts at 4, so the first window is already 8), whichever pages they hold."""
+    backend, pid = model_with_swap(swapfile)
+    mem = backend.mem
+    [si] = mem.swap.active()
+    si.solidstate = False
+    assert not mem.swap.vma_readahead()
+    addr = _anon(backend, pid, 64)
+    lru_add_drain(mem)
+    nr = mem.lruvec.nr_pages[LRU_INACTIVE_ANON]
+    shrink_inactive_anon(backend, nr)
+    shrink_inactive_anon(backend, nr)
+    assert not mem.swap.cache
+    assert backend.access(pid, addr + 20 * PG_SIZE, 1, False) is None  # one page, in the middle
+    block = {swp_offset(e) for e in mem.swap.cache}
+    start = min(block) & ~7  # every slot read is in the one block
+    assert block == {off for off in range(max(start, 1), start + 8) if si.swap_map[off]}
+    assert len(block) > 1 and mem.events["swap_ra"] == len(block) - 1
     check_machine(backend)
 
 

@@ -11,8 +11,10 @@ folio: add it to swap, unmap it everywhere (PTEs become swap entries), write it,
 the swap cache once clean.
 
 Swap-in (`swapin_readahead`, called by memory.do_swap_page) reads the faulting entry and, with
-vm.page-cluster, the swap PTEs around it in the VMA (swap_vma_readahead: vma_ra_enabled is true on
-this machine), the window growing with readahead hits as __swapin_nr_pages() computes it.
+vm.page-cluster, the swap PTEs around it in the VMA (swap_vma_readahead), the window growing with
+readahead hits as __swapin_nr_pages() computes it; while an active area is on a rotational device
+(the swap file's host disk says so: this machine's virtio disk does) it reads the aligned block of
+slots around the entry instead (swap_cluster_readahead), with one global hit count.
 
 A folio that leaves the swap cache by reclaim leaves a workingset shadow in `SwapState.shadows`; a
 swap-in of that entry is a refault (workingset_refault).
@@ -55,9 +57,11 @@ from vmlab.kernel.swapfile import (
     put_swap_folio,
     swap_free,
     swap_slot_in_use,
+    swp_entry,
     swp_entry_to_pte,
     swp_offset,
     swp_swapcount,
+    swp_type,
 )
 from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_eviction, workingset_refault
@@ -116,8 +120,9 @@ def delete_from_swap_cache(mem: PhysMem, head: int, shadow: int | None = None) -
 
 
 def swap_cache_get_folio(mem: PhysMem, entry: int, vma: VmArea | None, addr: int) -> int | None:
-    """swap_cache_get_folio(): the cached folio of `entry`, if any; a folio brought in by readahead
-    counts a hit (swap_ra_hit) in the VMA's readahead state."""
+    """swap_cache_get_folio() + swap_update_readahead(): the cached folio of `entry`, if any; a folio
+    brought in by readahead counts a hit (swap_ra_hit) in the VMA's readahead state, or in the global
+    one of swap_cluster_readahead when VMA readahead is off."""
     head = mem.swap.cache.get(entry)
     if head is None:
         return None
@@ -127,11 +132,14 @@ def swap_cache_get_folio(mem: PhysMem, entry: int, vma: VmArea | None, addr: int
     if readahead:
         mm.flags[head] = flags & ~(1 << PG_readahead)
         mem.events["swap_ra_hit"] += 1
-    if vma is not None:
+    vma_ra = mem.swap.vma_readahead()
+    if vma is not None and vma_ra:
         _, win, hits = _ra_fields(vma.swap_readahead_info)
         if readahead:
             hits = min(hits + 1, SWAP_RA_HITS_MAX)
         vma.swap_readahead_info = _ra_val(addr, win, hits)
+    elif readahead:
+        mem.swap.swapin_readahead_hits += 1
     return head
 
 
@@ -355,13 +363,53 @@ def swap_vma_ra_win(mem: PhysMem, vma: VmArea, faddr: int) -> tuple[int, int, in
     return win, start, end
 
 
+def cluster_nr_pages(state: SwapState, offset: int) -> int:
+    """swapin_nr_pages(): swap_cluster_readahead's window for a fault at slot `offset`, from the hits
+    since the last one (taken: the count restarts), the last fault's offset and window."""
+    max_pages = 1 << state.page_cluster
+    if max_pages <= 1:
+        return 1
+    hits, state.swapin_readahead_hits = state.swapin_readahead_hits, 0
+    pages = swapin_nr_pages(state.prev_offset, offset, hits, max_pages, state.last_readahead_pages)
+    if not hits:
+        state.prev_offset = offset
+    state.last_readahead_pages = pages
+    return pages
+
+
+def swap_cluster_readahead(mem: PhysMem, entry: int) -> None:
+    """swap_cluster_readahead()'s reads ahead: the slots in use and not cached of the block of
+    swapin_nr_pages() slots, aligned to its size, that holds `entry` (not the header, not past the
+    area) into the swap cache, PG_readahead on all but `entry`'s."""
+    state = mem.swap
+    offset = swp_offset(entry)
+    mask = cluster_nr_pages(state, offset) - 1
+    if not mask:
+        return
+    si = state.info(entry)
+    for off in range(max(offset & ~mask, 1), min(offset | mask, si.max - 1) + 1):
+        e = swp_entry(swp_type(entry), off)
+        if not si.swap_map[off] or e in state.cache:  # __read_swap_cache_async: nothing to read
+            continue
+        pfn = swap_read_folio(mem, e)
+        if pfn is not None and off != offset:
+            mem.mem_map.set(pfn, PG_readahead)
+            mem.events["swap_ra"] += 1
+    lru_add_drain(mem)  # "Push any new pages onto the LRU now"
+
+
 def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry: int) -> int | None:
     """swapin_readahead() -> swap_vma_readahead(): read the faulting entry and the swap entries of the
     PTEs in the readahead window (not yet cached) into the swap cache, marking the others
     PG_readahead (swap_ra); one swap I/O is charged for the lot, a stall if the folio was part of the
-    working set (a refault). The faulting entry's folio, or None without memory."""
+    working set (a refault). With an active area on a rotational device swap_cluster_readahead()
+    reads by slots instead. The faulting entry's folio, or None without memory."""
     assert mm.pt is not None
-    win, start, end = swap_vma_ra_win(mem, vma, faddr)
+    if not mem.swap.vma_readahead():
+        swap_cluster_readahead(mem, entry)
+        win = 1
+    else:
+        win, start, end = swap_vma_ra_win(mem, vma, faddr)
     if win > 1:
         for addr in range(start, end, PAGE_SIZE):
             pte = mm.pt.get_pte(addr)

@@ -129,6 +129,8 @@ class SwapInfo:
     inuse_pages: int = 0
     flags: int = SWP_USED | SWP_WRITEOK
     cluster_next: int = 1
+    #: SWP_SOLIDSTATE: the area's block device is not rotational (bdev_nonrot).
+    solidstate: bool = True
 
     @property
     def pages(self) -> int:
@@ -159,6 +161,11 @@ class SwapState:
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
     #: When the last write queued to swap completes (the writes go one after another, swap_io_ns each).
     write_busy_until: int = 0
+    #: swap_cluster_readahead()'s global state: swapin_readahead_hits (ATOMIC_INIT(4)), the offset of
+    #: the last fault without hits, and the last window (swapin_nr_pages' statics).
+    swapin_readahead_hits: int = 4
+    prev_offset: int = 0
+    last_readahead_pages: int = 0
     #: mem_cgroup_uncharge_swap(entry) of a slot being freed (set by the machine with memcgs).
     uncharge_swap: Callable[[int], None] | None = None
 
@@ -166,6 +173,11 @@ class SwapState:
         """The active areas by falling priority (swap_active_head), then by type."""
         areas = [si for si in self.swap_info if si is not None]
         return sorted(areas, key=lambda si: (-si.prio, si.type))
+
+    def vma_readahead(self) -> bool:
+        """swap_use_vma_readahead(): vma_ra_enabled (true) and no active area on a rotational device
+        (nr_rotate_swap: one such area makes swap-in read by slot clusters machine-wide)."""
+        return all(si.solidstate for si in self.active())
 
     def info(self, entry: int) -> SwapInfo:
         """swp_swap_info(): the area of `entry` (AssertionError for a stale entry: a model bug)."""
@@ -222,11 +234,29 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
         prio = swap.least_priority
     swap_map = np.zeros(maxpages, dtype=np.uint8)
     swap_map[0] = SWAP_MAP_BAD
-    si = SwapInfo(free_types[0], path, prio, maxpages, swap_map, np.zeros(maxpages, dtype=bool))
+    si = SwapInfo(free_types[0], path, prio, maxpages, swap_map, np.zeros(maxpages, dtype=bool),
+                  solidstate=not _host_rotational(path))
     swap.swap_info[si.type] = si
     swap.total_swap_pages += si.pages
     swap.nr_swap_pages += si.pages
     return 0
+
+
+def _host_rotational(path: str) -> bool:
+    """Whether the host block device holding the file `path` is rotational (its queue's, or its disk's
+    for a partition); False when it cannot be told (a model-only file, a device without a queue)."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return False
+    node = os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    for queue in (f"{node}/queue/rotational", f"{node}/../queue/rotational"):
+        try:
+            with open(queue) as f:
+                return f.read().strip() == "1"
+        except OSError:
+            continue
+    return False
 
 
 def find_area(swap: SwapState, path: str) -> SwapInfo | None:
