@@ -35,9 +35,16 @@ def model_with_swap(swapfile: Path, ram: int = 64 << 20, host_disk: bool = False
     pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=ram))
     assert backend.syscall(pid, "swapon", (str(swapfile), 0)) == 0
     if not host_disk:
-        for si in backend.mem.swap.active():
-            si.solidstate = True
+        solid_state(backend)
     return backend, pid
+
+
+def solid_state(backend: ModelBackend) -> None:
+    """Take every active swap area of the model as on a solid-state disk (SWP_SOLIDSTATE: VMA swap
+    readahead), whatever disk its host file is on: a model test's swap-in then reads the same on
+    every machine."""
+    for si in backend.mem.swap.active():
+        si.solidstate = True
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from swapkit import solid_state
 from vmlab.backend import Program, Settings
 from vmlab.kernel import memory, page_writeback, swap_state
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
@@ -280,6 +281,7 @@ class PressureAll(RuleBasedStateMachine):
         self.c = Contents(self.mem)
         TRACKED[id(self.mem)] = self.c
         assert self.call(root, "swapon", self.swap_path, 0) == 0
+        solid_state(self.backend)
         self.fds: dict[str, int] = {}
         for path, size in FILES.items():
             self.backend.create_file(path, size, large_folios=path in LARGE_FOLIO_FILES)
@@ -620,6 +622,7 @@ class PressureAll(RuleBasedStateMachine):
             if result:
                 return
         assert self.call(pid, "swapon", self.swap_path, 0) == 0
+        solid_state(self.backend)
 
     @rule(data=st.data())
     def fork(self, data: st.DataObject) -> None:
