@@ -38,6 +38,7 @@ from vmlab.backend import Backend, Program
 from vmlab.host import rstat
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.memcontrol import MemCgroup
 from vmlab.kernel.uapi import MADV_POPULATE_READ, MADV_RANDOM
 
 from hostkit import Memcgs
@@ -56,6 +57,11 @@ def _sparse(path: str, pages: int) -> None:
     Path(path).unlink(missing_ok=True)
     with open(path, "wb") as f:
         f.truncate(pages * PG)
+
+
+def _model_stat(memcg: MemCgroup) -> dict[str, int]:
+    """The model memcg's memory.stat (v1) as a dict."""
+    return {k: int(v) for k, v in map(str.split, memcg.memory_stat_v1())}
 
 
 def _seen(backend: Backend, pid: int, stat: Callable[[], dict[str, int]]) -> Seen:
@@ -123,7 +129,7 @@ def test_fault_events_of_a_memcg_agree_with_the_kernel(program: Program, memcgs:
             kernel = _phases(host, pid, flushed_stat, path)
         _sparse(path, FILE_PAGES)
         model, mpid, memcg = memcg_machine(64 << 20)
-        got = _phases(model, mpid, lambda: {k: int(v) for k, v in map(str.split, memcg.memory_stat_v1())},
+        got = _phases(model, mpid, lambda: _model_stat(memcg),
                       path)
     finally:
         Path(path).unlink(missing_ok=True)
@@ -176,7 +182,7 @@ def test_swap_in_major_faults_count_in_the_memcg(host_swap: Path, program: Progr
     assert model.memcg_create("/t", 8 << 20) == 0 and model.memcg_attach(mpid, "/t") == 0
     memcg = model.memcgs.lookup("/t")
     assert memcg is not None
-    got = _swap_phases(model, mpid, lambda: {k: int(v) for k, v in map(str.split, memcg.memory_stat_v1())})
+    got = _swap_phases(model, mpid, lambda: _model_stat(memcg))
     check_machine(model)
     print("kernel:", kernel)
     print("model: ", got)

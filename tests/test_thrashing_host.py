@@ -92,14 +92,18 @@ def small_ra_mount() -> Iterator[Path]:
         image.unlink(missing_ok=True)
 
 
+def _stop_model_clock(run: Run) -> None:
+    """In the model, events take no time from here on: the model's time is not compared here, and
+    must not reach its own statistics flush (the kernel's flushes are replayed at their steps)."""
+    if isinstance(run.backend, ModelBackend):
+        run.backend.mem.clock.costs = FREE
+
+
 def random_loads(refs: np.ndarray, counts: dict[str, int]) -> Callable[[Run], None]:
     """Map the file shared, touch every page once in order, load the pages `refs[:WSS_PAGES]` (the
     warm-up), then the rest one at a time; `counts` gets the task's majflt before and after those."""
     def work(run: Run) -> None:
-        if isinstance(run.backend, ModelBackend):
-            # The model's time is not compared here, and must not reach its own statistics flush (the
-            # kernel's flushes are replayed at their steps): its events take none.
-            run.backend.mem.clock.costs = FREE
+        _stop_model_clock(run)
         fd = run.call("openat", AT_FDCWD, WSS_FILE, O_RDONLY)
         addr = run.call("mmap", 0, WSS_PAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0)
         run.access(addr, WSS_PAGES * PAGE)
@@ -177,8 +181,7 @@ PREAD_ROOM = 0.5
 def random_preads(refs: np.ndarray, advice: int | None) -> Callable[[Run], None]:
     """Open the file (posix_fadvise `advice` on it, if any) and pread() one page at each of `refs`."""
     def work(run: Run) -> None:
-        if isinstance(run.backend, ModelBackend):
-            run.backend.mem.clock.costs = FREE  # as in random_loads
+        _stop_model_clock(run)
         fd = run.call("openat", AT_FDCWD, WSS_FILE, O_RDONLY)
         if advice is not None:
             assert run.call("fadvise64", fd, 0, 0, advice) == 0

@@ -35,6 +35,7 @@ from vmlab.kernel.page_flags import (
 )
 from vmlab.kernel.swap import (
     FOLIO_BATCH_SIZE,
+    folio_batch_move_large,
     folio_batch_move_lru,
     folio_mark_accessed,
     lru_activate,
@@ -256,8 +257,8 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
                 charge=False)
             break
         pfns.append(pfn)
-    if order and mem.fbatches.lru_add:  # folio_add_lru() of a large folio moves the batch at once
-        folio_batch_move_lru(mem, mem.fbatches.lru_add, lru_add)
+    if order:
+        folio_batch_move_large(mem, mem.fbatches.lru_add, lru_add)
     if shadows and pfns:
         folio_refault(mem, inode, pfns, shadows[max(shadows)])
     for pfn in pfns:
@@ -419,8 +420,8 @@ def mark_folio_accessed(mem: PhysMem, inode: Inode, head: int, order: int) -> No
         pfn = pages.get(index)
         if pfn is not None:
             folio_mark_accessed(mem, pfn)
-    if order and mem.fbatches.lru_activate:
-        folio_batch_move_lru(mem, mem.fbatches.lru_activate, lru_activate)
+    if order:
+        folio_batch_move_large(mem, mem.fbatches.lru_activate, lru_activate)
 
 
 def mark_page_cache_accessed(mem: PhysMem, pfn: int) -> int:

@@ -32,7 +32,7 @@ from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_RECLAIM, F_
 from vmlab.kernel.swap import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_FILE,
-    folio_batch_move_lru,
+    folio_batch_move_large,
     folio_rotate_reclaimable,
     lru_add_drain,
     lru_move_tail,
@@ -326,8 +326,8 @@ def folio_end_writeback(mem: PhysMem, inode: Inode, written: list[tuple[int, int
         mem.events["nr_written"] += 1
         if flags & F_RECLAIM:
             folio_rotate_reclaimable(mem, pfn)
-    if len(written) > 1 and mem.fbatches.lru_move_tail:  # a large folio moves the batch at once
-        folio_batch_move_lru(mem, mem.fbatches.lru_move_tail, lru_move_tail)
+    if len(written) > 1:
+        folio_batch_move_large(mem, mem.fbatches.lru_move_tail, lru_move_tail)
 
 
 def write_cache_pages(mem: PhysMem, inode: Inode, first: int = 0, last: int | None = None,

@@ -418,6 +418,15 @@ def folio_batch_add_and_move(mem: PhysMem, batch: list[int], head: int, move: Mo
         folio_batch_move_lru(mem, batch, move)
 
 
+def folio_batch_move_large(mem: PhysMem, batch: list[int], move: MoveFn) -> None:
+    """After the frames of a large page-cache folio joined `batch`: the batch moves at once, as
+    folio_batch_add_and_move() does for a large folio (folio_may_be_lru_cached). The model keeps
+    such a folio as order-0 frames, which that test cannot tell from small folios (only an inode
+    lookup could, on the hot path), so the callers that handle the folio whole say so here."""
+    if batch:
+        folio_batch_move_lru(mem, batch, move)
+
+
 def folio_batch_move_lru(mem: PhysMem, batch: list[int], move: MoveFn) -> None:
     """folio_batch_move_lru(): the folios of `batch`, in order, through `move` (for lru_add every new
     folio; for the others only a folio still on a list: one reclaim isolated meanwhile is passed

@@ -389,42 +389,48 @@ def swap_cluster_readahead(mem: PhysMem, entry: int) -> None:
     si = state.info(entry)
     for off in range(max(offset & ~mask, 1), min(offset | mask, si.max - 1) + 1):
         e = swp_entry(swp_type(entry), off)
-        if not si.swap_map[off] or e in state.cache:  # __read_swap_cache_async: nothing to read
-            continue
-        pfn = swap_read_folio(mem, e)
-        if pfn is not None and off != offset:
-            mem.mem_map.set(pfn, PG_readahead)
-            mem.events["swap_ra"] += 1
+        if si.swap_map[off] and e not in state.cache:  # else __read_swap_cache_async: nothing to read
+            _read_ahead(mem, e, off != offset)
     lru_add_drain(mem)  # "Push any new pages onto the LRU now"
 
 
-def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry: int) -> int | None:
-    """swapin_readahead() -> swap_vma_readahead(): read the faulting entry and the swap entries of the
-    PTEs in the readahead window (not yet cached) into the swap cache, marking the others
-    PG_readahead (swap_ra); one swap I/O is charged for the lot, a stall if the folio was part of the
-    working set (a refault). With an active area on a rotational device swap_cluster_readahead()
-    reads by slots instead. The faulting entry's folio, or None without memory."""
+def swap_vma_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int) -> None:
+    """swap_vma_readahead()'s reads ahead: the swap entries (not cached) of the PTEs in the window
+    swap_vma_ra_win() gives around fault address `faddr`, into the swap cache, PG_readahead on all
+    but the faulting one's; none for a window of one."""
     assert mm.pt is not None
-    if not mem.swap.vma_readahead():
-        swap_cluster_readahead(mem, entry)
-        win = 1
+    win, start, end = swap_vma_ra_win(mem, vma, faddr)
+    if win == 1:
+        return
+    for addr in range(start, end, PAGE_SIZE):
+        pte = mm.pt.get_pte(addr)
+        if not is_swap_slot_pte(pte):
+            continue
+        e = pte_to_swp_entry(pte)
+        if e not in mem.swap.cache and _read_ahead(mem, e, addr != faddr) is None:
+            break
+    lru_add_drain(mem)  # "Push any new pages onto the LRU now"
+
+
+def _read_ahead(mem: PhysMem, entry: int, ahead: bool) -> int | None:
+    """swap_read_folio() of one entry of a readahead window; when it is `ahead` of the fault (not the
+    faulting entry) the folio gets PG_readahead and counts in swap_ra. Its pfn, or None."""
+    pfn = swap_read_folio(mem, entry)
+    if pfn is not None and ahead:
+        mem.mem_map.set(pfn, PG_readahead)
+        mem.events["swap_ra"] += 1
+    return pfn
+
+
+def swapin_readahead(mem: PhysMem, mm: MmStruct, vma: VmArea, faddr: int, entry: int) -> int | None:
+    """swapin_readahead(): read the faulting entry and those around it into the swap cache
+    (swap_vma_readahead, or swap_cluster_readahead while an active area is on a rotational device);
+    one swap I/O is charged for the lot, a stall if the folio was part of the working set (a
+    refault). The faulting entry's folio, or None without memory."""
+    if mem.swap.vma_readahead():
+        swap_vma_readahead(mem, mm, vma, faddr)
     else:
-        win, start, end = swap_vma_ra_win(mem, vma, faddr)
-    if win > 1:
-        for addr in range(start, end, PAGE_SIZE):
-            pte = mm.pt.get_pte(addr)
-            if not is_swap_slot_pte(pte):
-                continue
-            e = pte_to_swp_entry(pte)
-            if e in mem.swap.cache:
-                continue
-            pfn = swap_read_folio(mem, e)
-            if pfn is None:
-                break
-            if addr != faddr:
-                mem.mem_map.set(pfn, PG_readahead)
-                mem.events["swap_ra"] += 1
-        lru_add_drain(mem)  # "Push any new pages onto the LRU now" (a window of one skips it)
+        swap_cluster_readahead(mem, entry)
     # Looked up again: reclaim for a later readahead page may have dropped an earlier one.
     target = mem.swap.cache.get(entry)
     if target is None:

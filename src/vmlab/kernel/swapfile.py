@@ -177,7 +177,7 @@ class SwapState:
     def vma_readahead(self) -> bool:
         """swap_use_vma_readahead(): vma_ra_enabled (true) and no active area on a rotational device
         (nr_rotate_swap: one such area makes swap-in read by slot clusters machine-wide)."""
-        return all(si.solidstate for si in self.active())
+        return all(si.solidstate for si in self.swap_info if si is not None)
 
     def info(self, entry: int) -> SwapInfo:
         """swp_swap_info(): the area of `entry` (AssertionError for a stale entry: a model bug)."""

@@ -24,7 +24,7 @@ from vmlab.kernel.page_writeback import (
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
 from vmlab.kernel.swap import (
     deactivate_file_folio,
-    folio_batch_move_lru,
+    folio_batch_move_large,
     lru_add_drain,
     lru_deactivate_file,
     page_cache_release,
@@ -184,8 +184,8 @@ def invalidate_mapping_pages(mem: PhysMem, inode: Inode, first: int = 0, last: i
         if any(mm._mapcount_a[p] >= 0 or mm.flags_a[p] & F_DIRTY or mm._refcount_a[p] != 1 for p in frames):
             for p in frames:  # mapping_evict_folio() refused it: a hint to reclaim it soon
                 deactivate_file_folio(mem, p)
-            if order and mem.fbatches.lru_deactivate_file:  # a large folio moves the batch at once
-                folio_batch_move_lru(mem, mem.fbatches.lru_deactivate_file, lru_deactivate_file)
+            if order:
+                folio_batch_move_large(mem, mem.fbatches.lru_deactivate_file, lru_deactivate_file)
             continue
         for i in range(head, head + nr):
             delete_from_page_cache(mem, inode, i)

@@ -139,14 +139,12 @@ class ScanControl:
 class FolioStats:
     """`struct reclaim_stat` of one shrink_folio_list call (a plain class: one per call of it)."""
 
-    __slots__ = ("nr_activate", "nr_immediate", "nr_pageout", "nr_unmap_fail", "nr_writeback")
+    __slots__ = ("nr_activate", "nr_pageout", "nr_unmap_fail")
 
     def __init__(self) -> None:
         self.nr_pageout = 0
         self.nr_activate = [0, 0]  # [anon, file]
         self.nr_unmap_fail = 0
-        self.nr_immediate = 0
-        self.nr_writeback = 0  # folios met under write-back (case 2)
 
 
 @dataclass
@@ -938,7 +936,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         return "activate"
     if flags & F_HEAD:
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
-    if flags & F_WRITEBACK and not _wait_on_writeback(vmscan, sc, head, stat):
+    if flags & F_WRITEBACK and not _wait_on_writeback(vmscan, sc, head):
         return "activate"
     references = verdicts.pop(head, None)
     if references is None:
@@ -973,7 +971,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
     return "freed" if remove_mapping(mem, head, sc.target, evicted) else "keep"
 
 
-def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> bool:
+def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int) -> bool:
     """shrink_folio_list()'s folio under write-back (the three cases of mm/vmscan.c). Global reclaim,
     or a folio reclaim has not met before: marked PG_reclaim (so that its write's end rotates it to
     the tail) and False: activated, out of the way while the scan looks for clean folios (kswapd's
@@ -987,7 +985,6 @@ def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioSt
     legacy = sc.target is not None and mem.memcgs is not None and mem.memcgs.version == 1
     if not (legacy and flags & F_RECLAIM):
         mmap_.flags_a[head] = flags | F_RECLAIM
-        stat.nr_writeback += 1
         return False
     folio_wait_writeback(mem, mem.address_spaces[mmap_.mapping_a[head]], int(mmap_.index_a[head]))
     return True
@@ -1014,7 +1011,6 @@ def _shrink_lazyfree(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStat
         if sc.kswapd and flags & F_RECLAIM:
             return "keep"
         mmap_.flags_a[head] = flags | F_RECLAIM
-        stat.nr_immediate += 1
         mem.events["nr_vmscan_immediate_reclaim"] += 1
         return "activate"
     if mmap_._refcount_a[head] != 1:
@@ -1033,7 +1029,6 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     flags = mmap_.flags_a[head]
     if not sc.kswapd or not flags & F_RECLAIM:
         mmap_.flags_a[head] = flags | F_RECLAIM
-        stat.nr_immediate += 1
         mem.events["nr_vmscan_immediate_reclaim"] += 1
         return "activate"
     if references == FOLIOREF_RECLAIM_CLEAN or not sc.may_writepage:
