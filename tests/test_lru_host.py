@@ -167,7 +167,10 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
     memcg's creation to the end of the workload (vmlab.host.rstat) and placed by when each step
     began: a flush during step k is taken as one before step k + 1. Reclaim and the refault test read
     the statistics as last flushed (memcontrol.py), so where a flush falls changes what the kernel
-    keeps.
+    keeps. The workload starts just after a periodic flush, so that one of less than its 2 s period
+    sees none but that one, before its first step, in every run (it took 0.9-1.1 s to pread() the
+    benchmark's workload in test_thrashing_host; started anywhere, half its runs saw a flush inside,
+    at steps that spread the kernel's pages read over 5 %).
 
     A run disturbed from outside (drop_caches, global reclaim or compaction by others: what the memcg
     does not keep away) is discarded and run again (interference.undisturbed, each discarded run
@@ -181,6 +184,7 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
               MemcgV1(f"vmlab_lru_{os.getpid()}", limit) as cg, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
             [run] = host_workers(host, program, [cg])
+            trace.wait_for_root_flush()
             work(run)
             run.drain()
             flush_before = flushes_before(trace, run.starts, born, [cg])
