@@ -129,8 +129,7 @@ def test_fault_events_of_a_memcg_agree_with_the_kernel(program: Program, memcgs:
             kernel = _phases(host, pid, flushed_stat, path)
         _sparse(path, FILE_PAGES)
         model, mpid, memcg = memcg_machine(64 << 20)
-        got = _phases(model, mpid, lambda: _model_stat(memcg),
-                      path)
+        got = _phases(model, mpid, lambda: _model_stat(memcg), path)
     finally:
         Path(path).unlink(missing_ok=True)
     check_machine(model)

@@ -132,8 +132,7 @@ def swap_cache_get_folio(mem: PhysMem, entry: int, vma: VmArea | None, addr: int
     if readahead:
         mm.flags[head] = flags & ~(1 << PG_readahead)
         mem.events["swap_ra_hit"] += 1
-    vma_ra = mem.swap.vma_readahead()
-    if vma is not None and vma_ra:
+    if vma is not None and mem.swap.vma_readahead():
         _, win, hits = _ra_fields(vma.swap_readahead_info)
         if readahead:
             hits = min(hits + 1, SWAP_RA_HITS_MAX)

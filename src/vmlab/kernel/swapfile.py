@@ -207,6 +207,7 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
     if not path:
         return -ENOENT  # getname(""): no AT_EMPTY_PATH here
     path = os.path.realpath(path)
+    rotational = False
     if size_bytes is None:
         try:
             st = os.stat(path)
@@ -219,6 +220,7 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
         if not stat.S_ISREG(st.st_mode):
             return -EINVAL  # a block device would do in the kernel; the model swaps to files only
         size_bytes = st.st_size
+        rotational = _host_rotational(st.st_dev)
     if find_area(swap, path) is not None:
         return -EBUSY
     maxpages = size_bytes >> PAGE_SHIFT
@@ -235,20 +237,16 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
     swap_map = np.zeros(maxpages, dtype=np.uint8)
     swap_map[0] = SWAP_MAP_BAD
     si = SwapInfo(free_types[0], path, prio, maxpages, swap_map, np.zeros(maxpages, dtype=bool),
-                  solidstate=not _host_rotational(path))
+                  solidstate=not rotational)
     swap.swap_info[si.type] = si
     swap.total_swap_pages += si.pages
     swap.nr_swap_pages += si.pages
     return 0
 
 
-def _host_rotational(path: str) -> bool:
-    """Whether the host block device holding the file `path` is rotational (its queue's, or its disk's
-    for a partition); False when it cannot be told (a model-only file, a device without a queue)."""
-    try:
-        dev = os.stat(path).st_dev
-    except OSError:
-        return False
+def _host_rotational(dev: int) -> bool:
+    """Whether the host block device `dev` (a file's st_dev) is rotational (its queue's, or its disk's
+    for a partition); False when it cannot be told (a device without a queue)."""
     node = os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
     for queue in (f"{node}/queue/rotational", f"{node}/../queue/rotational"):
         try:
