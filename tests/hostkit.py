@@ -36,6 +36,23 @@ def on_cpu(cpu: int = 0) -> Iterator[None]:
         os.sched_setaffinity(0, affinity)
 
 
+@contextlib.contextmanager
+def off_cpu(cpu: int = 0) -> Iterator[None]:
+    """This process (and every process it starts meanwhile) runs on the CPUs it may use but `cpu`,
+    when it may use another; the old affinity comes back after. For a test driving a stepper pinned to
+    `cpu`: the driver's own work there (its pages through that CPU's folio batches, its switches in
+    and out) changes what the kernel reclaims for the stepper, which the model, with one task on its
+    CPU, does not see."""
+    affinity = os.sched_getaffinity(0)
+    others = affinity - {cpu}
+    if others:
+        os.sched_setaffinity(0, others)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, affinity)
+
+
 def build_test_program(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """tests/NAME.c built with gcc into a temporary directory (skips without a C compiler)."""
     gcc = shutil.which("gcc") or shutil.which("cc")
