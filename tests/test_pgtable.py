@@ -32,6 +32,7 @@ from vmlab.kernel.pgtable import (
     pte_mkold,
     pte_mkwrite,
     pte_mkyoung,
+    pte_modify,
     pte_none,
     pte_pfn,
     pte_present,
@@ -66,6 +67,25 @@ def test_prot_none_inverts_the_pfn() -> None:
     assert not pte & _PAGE_PRESENT and pte_present(pte)
     assert (pte >> 12) & 0xFFFF != 0x1234
     assert pte_pfn(pte) == 0x1234
+
+
+def test_pte_modify_keeps_the_entrys_age_and_dirt() -> None:
+    """mprotect's pte_modify(): accessed and dirty come from the entry, never from the new protection
+    (every protection_map entry carries _PAGE_ACCESSED, so taking them from it would make each page
+    young: reclaim would then keep pages the kernel evicts, as tests/test_lru_host_random.py found).
+    An old page stays old through PROT_NONE and back, its PFN through the inversion; a dirty
+    writable page made read-only keeps its dirt as SAVED_DIRTY, and gets it back made writable."""
+    old = pte_mkold(pfn_pte(0x1234, PAGE_READONLY))
+    none = pte_modify(old, PAGE_NONE)
+    assert pte_present(none) and not none & _PAGE_PRESENT and not pte_young(none)
+    assert pte_pfn(none) == 0x1234
+    assert pte_modify(none, PAGE_READONLY) == old
+    assert pte_young(pte_modify(pte_mkyoung(old), PAGE_NONE))
+    dirty = pte_mkdirty(pte_mkyoung(pfn_pte(7, PAGE_SHARED)))
+    ro = pte_modify(dirty, PAGE_READONLY)
+    assert not ro & (_PAGE_RW | _PAGE_DIRTY) and ro & _PAGE_SAVED_DIRTY and pte_dirty(ro) and pte_young(ro)
+    assert pte_modify(ro, PAGE_SHARED) == dirty
+    assert not pte_dirty(pte_modify(pfn_pte(7, PAGE_SHARED), PAGE_READONLY))
 
 
 @given(st.integers(0, 31), st.integers(0, (1 << 50) - 2))  # all-ones offset of type 0 would be pte_none

@@ -23,13 +23,12 @@ from vmlab.kernel.mm_types import (
 from vmlab.kernel.mmap import VmSysctl, calc_vm_prot_bits
 from vmlab.kernel.page_flags import PG_anon_exclusive
 from vmlab.kernel.pgtable import (
-    _PAGE_ACCESSED,
-    _PAGE_DIRTY,
     _PAGE_PSE,
     _PAGE_RW,
-    _PAGE_SPECIAL,
     PAGE_NONE,
-    pfn_pte,
+    pte_dirty,
+    pte_mkwrite,
+    pte_modify,
     pte_pfn,
     pte_present,
     pte_special,
@@ -102,14 +101,14 @@ def change_protection(mm: MmStruct, vma: VmArea, start: int, end: int) -> None:
             pt.set_pte(addr, old)
             continue
         pfn = pte_pfn(old)
-        entry = pfn_pte(pfn, prot | (old & (_PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_SPECIAL | _PAGE_PSE)))
+        entry = pte_modify(old, prot)
         if try_writable and not entry & _PAGE_RW and prot != PAGE_NONE:
             if vma.vm_flags & VM_SHARED:
-                writable = bool(old & _PAGE_DIRTY)
+                writable = pte_dirty(old)
             else:
                 writable = not pte_special(old) and mem.mem_map.test(pfn, PG_anon_exclusive)
             if writable:
-                entry |= _PAGE_RW
+                entry = pte_mkwrite(entry)
         if old & _PAGE_PSE:
             pt.set_pmd_leaf(addr, entry)
         else:

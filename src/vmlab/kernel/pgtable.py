@@ -155,6 +155,8 @@ def pte_flags(pte: int) -> int:
     return pte & PTE_FLAGS_MASK
 
 
+
+
 def pte_write(pte: int) -> bool:
     """pte_write()."""
     return bool(pte & _PAGE_RW)
@@ -192,6 +194,21 @@ def _clear_saveddirty(v: int) -> int:
     cond = (v >> _PAGE_BIT_RW) & 1
     v |= ((v >> _PAGE_BIT_SAVED_DIRTY) & cond) << _PAGE_BIT_DIRTY
     return v & ~(cond << _PAGE_BIT_SAVED_DIRTY) & U64
+
+
+#: _PAGE_CHG_MASK (with _HPAGE_CHG_MASK's PSE, the same bit as 4 KiB pages' PAT): what an entry keeps
+#: across a protection change. Accessed and dirty among them: mprotect() leaves a page's age alone.
+_PAGE_CHG_MASK = (PTE_PFN_MASK | _PAGE_PCD | _PAGE_PWT | _PAGE_SPECIAL | _PAGE_ACCESSED | _PAGE_DIRTY_BITS
+                  | _PAGE_SOFT_DIRTY | _PAGE_UFFD_WP | 1 << _PAGE_BIT_PAT)
+
+
+def pte_modify(pte: int, newprot: int) -> int:
+    """pte_modify(), and pmd_modify() of a PMD leaf (the same since f7491d7c81db, 2025, which stopped it
+    dropping Dirty): `pte`'s page with protection `newprot`, the bits of _PAGE_CHG_MASK kept from `pte`
+    (the PFN inverted or not as the new protection wants); an entry that was writable and is no longer
+    moves Dirty to SAVED_DIRTY, one that was read-only and is now writable moves it back."""
+    entry = pfn_pte(pte_pfn(pte), (newprot & ~_PAGE_CHG_MASK) | (pte_flags(pte) & _PAGE_CHG_MASK))
+    return _mksaveddirty(entry) if pte & _PAGE_RW else _clear_saveddirty(entry)
 
 
 def pte_mkwrite(pte: int) -> int:
