@@ -23,34 +23,31 @@ V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 
 @contextlib.contextmanager
-def on_cpu(cpu: int = 0) -> Iterator[None]:
-    """This process (and every process it starts meanwhile, which inherits the mask) runs on CPU `cpu`
-    only; the old affinity comes back after. A task that migrates leaves its per-CPU LRU batches
-    (lru_add, lru_lazyfree, ...) half on each CPU, and a write that drains stocks drains its own
-    CPU's at once but the others' later."""
+def _on_cpus(cpus: set[int]) -> Iterator[None]:
+    """This process (and every process it starts meanwhile, which inherits the mask) runs on `cpus`
+    only; the old affinity comes back after."""
     affinity = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
+    os.sched_setaffinity(0, cpus)
     try:
         yield
     finally:
         os.sched_setaffinity(0, affinity)
 
 
-@contextlib.contextmanager
-def off_cpu(cpu: int = 0) -> Iterator[None]:
-    """This process (and every process it starts meanwhile) runs on the CPUs it may use but `cpu`,
-    when it may use another; the old affinity comes back after. For a test driving a stepper pinned to
-    `cpu`: the driver's own work there (its pages through that CPU's folio batches, its switches in
-    and out) changes what the kernel reclaims for the stepper, which the model, with one task on its
-    CPU, does not see."""
+def on_cpu(cpu: int = 0) -> contextlib.AbstractContextManager[None]:
+    """This process (and what it starts meanwhile) runs on CPU `cpu` only, then as before. A task that
+    migrates leaves its per-CPU LRU batches (lru_add, lru_lazyfree, ...) half on each CPU, and a write
+    that drains stocks drains its own CPU's at once but the others' later."""
+    return _on_cpus({cpu})
+
+
+def off_cpu(cpu: int = 0) -> contextlib.AbstractContextManager[None]:
+    """This process (and what it starts meanwhile) runs on the CPUs it may use but `cpu`, when it may
+    use another, then as before. For a test driving a stepper pinned to `cpu`: the driver's own work
+    there (its pages through that CPU's folio batches, its switches in and out) changes what the kernel
+    reclaims for the stepper, which the model, with one task on its CPU, does not see."""
     affinity = os.sched_getaffinity(0)
-    others = affinity - {cpu}
-    if others:
-        os.sched_setaffinity(0, others)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, affinity)
+    return _on_cpus(affinity - {cpu} or affinity)
 
 
 def build_test_program(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
