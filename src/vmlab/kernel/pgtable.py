@@ -155,8 +155,6 @@ def pte_flags(pte: int) -> int:
     return pte & PTE_FLAGS_MASK
 
 
-
-
 def pte_write(pte: int) -> bool:
     """pte_write()."""
     return bool(pte & _PAGE_RW)
