@@ -7,6 +7,9 @@ import hypothesis.strategies as st
 import numpy as np
 from hypothesis import given, settings
 
+from vmlab.backend import Program, Settings
+from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import KPF
 from vmlab.kernel.pgtable import (
@@ -36,6 +39,7 @@ from vmlab.kernel.pgtable import (
     pte_none,
     pte_pfn,
     pte_present,
+    pte_write,
     pte_wrprotect,
     pte_young,
 )
@@ -86,6 +90,24 @@ def test_pte_modify_keeps_the_entrys_age_and_dirt() -> None:
     assert not ro & (_PAGE_RW | _PAGE_DIRTY) and ro & _PAGE_SAVED_DIRTY and pte_dirty(ro) and pte_young(ro)
     assert pte_modify(ro, PAGE_SHARED) == dirty
     assert not pte_dirty(pte_modify(pfn_pte(7, PAGE_SHARED), PAGE_READONLY))
+
+
+def test_a_reused_page_after_fork_is_writable_dirty_and_young_with_no_saved_dirty() -> None:
+    """fork() write-protects the parent's dirty anonymous page (Dirty moves to SAVED_DIRTY); once the
+    child has gone, the parent's write reuses the page (wp_page_reuse: maybe_mkwrite(pte_mkdirty(
+    pte_mkyoung()))), and pte_mkwrite folds SAVED_DIRTY back into Dirty: the entry is the one a first
+    write makes, not one with both dirty bits."""
+    backend = ModelBackend(64 << 20)
+    pid = backend.start(Program(BUILTIN_PROGRAM, (BUILTIN_PROGRAM,)), Settings(ram=64 << 20))
+    addr = backend.syscall(pid, "mmap", (0, 4096, 3, 0x22, -1, 0))
+    assert backend.access(pid, addr, 4096, True) is None
+    pt = backend.tasks[pid].mm.pt
+    assert pt is not None
+    first = pt.get_pte(addr)
+    backend.exit(backend.fork(pid))
+    assert pt.get_pte(addr) & _PAGE_SAVED_DIRTY and not pte_write(pt.get_pte(addr))
+    assert backend.access(pid, addr, 4096, True) is None
+    assert pt.get_pte(addr) == first
 
 
 @given(st.integers(0, 31), st.integers(0, (1 << 50) - 2))  # all-ones offset of type 0 would be pte_none

@@ -68,6 +68,7 @@ from vmlab.kernel.page_writeback import balance_dirty_pages, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
+    _PAGE_DIRTY_BITS,
     _PAGE_NX,
     _PAGE_PRESENT,
     _PAGE_PSE,
@@ -83,11 +84,15 @@ from vmlab.kernel.pgtable import (
     pfn_pte,
     pte_huge,
     pte_index,
+    pte_mkdirty,
     pte_mkspecial,
+    pte_mkwrite,
+    pte_mkyoung,
     pte_pfn,
     pte_present,
     pte_special,
     pte_write,
+    pte_wrprotect,
 )
 from vmlab.kernel.rmap import anon_vma_prepare, vma_has_recency
 from vmlab.kernel.swap import folio_add_lru_bulk, lru_add_drain, put_page
@@ -746,6 +751,12 @@ def wp_can_reuse_anon_folio(mem: PhysMem, pfn: int) -> bool:
     return int(mem.mem_map._refcount[pfn]) == 1
 
 
+def _mkwrite_dirty_young(entry: int) -> int:
+    """maybe_mkwrite(pte_mkdirty(pte_mkyoung(entry))) of a write fault that keeps its page (PMD
+    leaves alike): writable, dirty and young, a SAVED_DIRTY left by a write-protect folded back."""
+    return pte_mkwrite(pte_mkdirty(pte_mkyoung(entry)))
+
+
 def do_wp_page(vmf: VmFault, pte: int) -> int:
     """do_wp_page(): a write to a present read-only entry: make it writable (shared mappings, an
     exclusive anon page) or copy the page (zero page, shared anon page, private file page) (P3, P7, P14)."""
@@ -754,13 +765,13 @@ def do_wp_page(vmf: VmFault, pte: int) -> int:
     pfn = pte_pfn(pte)
     if vma.vm_flags & VM_SHARED:
         vmf.call("do_wp_page -> wp_page_shared", "write-notify: make it writable")
-        pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
+        pt.set_pte(vmf.address, _mkwrite_dirty_young(pte))
         fault_dirty_shared_page(vmf, pfn)
         return 0
     if not pte_special(pte) and wp_can_reuse_anon_folio(mem, pfn):
         vmf.call("do_wp_page -> wp_page_reuse", "only mapping: reuse the page")
         mem.mem_map.set(pfn, PG_anon_exclusive)
-        pt.set_pte(vmf.address, pte | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED)
+        pt.set_pte(vmf.address, _mkwrite_dirty_young(pte))
         return 0
     vmf.call("do_wp_page -> wp_page_copy", "copy-on-write")
     return wp_page_copy(vmf, pte)
@@ -1001,7 +1012,7 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
     if page_mapcount(mem, pfn) == 1:
         vmf.call("do_huge_pmd_wp_page", "only mapping: reuse")
         pt.clear_range(haddr, haddr + PMD_SIZE)
-        pt.set_pmd_leaf(haddr, pmd | _PAGE_RW | _PAGE_DIRTY)
+        pt.set_pmd_leaf(haddr, _mkwrite_dirty_young(pmd))
         return 0
     vmf.call("do_huge_pmd_wp_page -> __split_huge_pmd", "shared THP: split, then copy 4 KiB")
     split_huge_pmd(vmf.mm, mem, haddr)
@@ -1083,7 +1094,7 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
         if pte_special(entry):
             continue  # the zero page: no struct page to account
         if not _is_anon(mem, pfn):
-            if entry & _PAGE_DIRTY:
+            if entry & _PAGE_DIRTY_BITS:  # pte_dirty(): SAVED_DIRTY too
                 inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
                 if inode is not None:  # zap_present_folio_ptes(): a dirty PTE dirties the folio
                     folio_mark_dirty(mem, inode, pfn)
@@ -1174,7 +1185,7 @@ def copy_page_range(dst: MmStruct, src: MmStruct, mem: PhysMem, vma: VmArea) -> 
             _put_back(src.pt, addrs[i:].tolist(), olds[i:].tolist())
             return -ENOMEM
         if cow and pte_present(entry):
-            entry &= ~_PAGE_RW
+            entry = pte_wrprotect(entry)  # ptep_set_wrprotect(): Dirty moves to SAVED_DIRTY
         elif is_swap_slot_pte(entry):  # copy_nonpresent_pte(): the slot is shared, not exclusive
             swap_duplicate(mem.swap, pte_to_swp_entry(entry))
             entry = pte_swp_clear_exclusive(entry)

@@ -37,7 +37,6 @@ from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
 from vmlab.kernel.page_writeback import folio_frames, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
-    _PAGE_DIRTY,
     _PAGE_DIRTY_BITS,
     _PAGE_PRESENT,
     _PAGE_PSE,
@@ -198,7 +197,7 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
             break
         pte = int(ptes[slot])
         ptes[slot] = 0
-        if pte & _PAGE_DIRTY and not mmap_.flags_a[head] & (1 << PG.dirty):
+        if pte & _PAGE_DIRTY_BITS and not mmap_.flags_a[head] & (1 << PG.dirty):
             inode = mem.address_spaces.get(mmap_.mapping_a[head])
             if inode is not None:
                 folio_mark_dirty(mem, inode, head)
