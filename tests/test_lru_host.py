@@ -96,6 +96,8 @@ MEMCG = "/vmlab_lru"
 #: A PMD-sized folio: readahead's largest, the unit in which the memcgs below are charged and reclaimed.
 FOLIO_PAGES = 512
 BUF = 2 * MB
+#: How long Run.wait_for_flush waits for the periodic statistics flush (its period is 2 s).
+FLUSH_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -111,6 +113,8 @@ class Run:
     #: Host: CLOCK_MONOTONIC at the start of each step; model: one entry per step (0).
     starts: list[int] = field(default_factory=list)
     flush_before: frozenset[int] = frozenset()
+    #: Host: the trace of the kernel's statistics flushes (wait_for_flush); model: None.
+    trace: rstat.FlushTrace | None = None
 
     def _step(self) -> None:
         """Count a step; in the model, flush the statistics first if the host did at this point."""
@@ -125,6 +129,14 @@ class Run:
         """A syscall in the worker; its result."""
         self._step()
         return self.backend.syscall(self.pid, name, args)
+
+    def wait_for_flush(self) -> None:
+        """Host: return once the kernel's periodic worker has flushed the statistics of every memcg
+        (they are exact until they next change). Not a sleep of its 2 s period: the worker's timer is
+        deferrable (stats_flush_dwork) and does not wake an idle CPU, and a CI run once saw no flush
+        in 2.5 s of sleep. Model: nothing (on_model replays the kernel's flushes where they fell)."""
+        if self.trace is not None:
+            self.trace.wait_for_root_flush(timeout=FLUSH_TIMEOUT_S)
 
     def access(self, addr: int, length: int) -> None:
         """Loads of one byte of each page of [addr, addr + length) in the worker; they must not fault."""
@@ -190,7 +202,7 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
         with (off_cpu(0), rstat.FlushTrace(f"vmlab_lru_{os.getpid()}") as trace,
               MemcgV1(f"vmlab_lru_{os.getpid()}", limit) as cg, HostBackend(timeout=60) as host):
             born = time.monotonic_ns()
-            [run] = host_workers(host, program, [cg])
+            [run] = host_workers(host, program, [cg], trace)
             trace.wait_for_root_flush()
             work(run)
             run.drain()
@@ -199,9 +211,10 @@ def on_host(program: Program, sizes: dict[str, int], work: Callable[[Run], None]
     return undisturbed(once)
 
 
-def host_workers(host: HostBackend, program: Program, memcgs: list[MemcgV1]) -> list[Run]:
+def host_workers(host: HostBackend, program: Program, memcgs: list[MemcgV1],
+                 trace: rstat.FlushTrace) -> list[Run]:
     """One stepper in each of `memcgs`, pinned to CPU 0 before it joins, with its read buffer; their
-    Runs share one step count (a workload's steps, whichever process takes them)."""
+    Runs share one step count (a workload's steps, whichever process takes them) and `trace`."""
     starts: list[int] = []
     runs: list[Run] = []
     for cg in memcgs:
@@ -209,7 +222,7 @@ def host_workers(host: HostBackend, program: Program, memcgs: list[MemcgV1]) -> 
         pin_to_cpu(pid, 0)
         cg.attach(pid)
         runs.append(Run(host, pid, host.syscall(pid, "mmap", (0, BUF, RW, PRIVATE_ANON_POPULATE, -1, 0)),
-                        starts=starts))
+                        starts=starts, trace=trace))
     return runs
 
 

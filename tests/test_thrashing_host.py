@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,8 +63,6 @@ WSS_PAGES = 4096  # 16 MiB
 RA_KB = 128
 O_RDONLY, AT_FDCWD, PROT_READ, MAP_SHARED = 0, -100, 1, 1
 FREE = Costs(hit_ns=0, minor_fault_ns=0, major_fault_ns=0, writeback_ns=0, swap_io_ns=0, scan_ns=0)
-#: Longer than the kernel's period of statistics flushes (2 s).
-FLUSH_WAIT = 2.5
 #: Measured references per limit, after a warm-up of WSS_PAGES.
 REFS = 2 * WSS_PAGES
 
@@ -133,7 +130,7 @@ def on_both(limit_pages: int, refs: np.ndarray) -> tuple[dict[str, int], dict[st
     counts: dict[str, int] = {}
 
     def observe(run: Run, cg: MemcgV1) -> dict[str, int]:
-        time.sleep(FLUSH_WAIT)  # memory.stat's events as of the periodic statistics flush
+        run.wait_for_flush()  # memory.stat's events as of the periodic statistics flush
         return {"majflt": counts["after"] - counts["before"], "pgpgin": cg.stat()["pgpgin"],
                 "resident": len(run.backend.residency(WSS_FILE))}
 
@@ -214,7 +211,7 @@ def test_random_reads_over_twice_the_room_agree_with_the_kernel(advice: int | No
     limit = (OVERHEAD_PAGES + int(PREAD_ROOM * WSS_PAGES)) * PAGE
 
     def observe(run: Run, cg: MemcgV1) -> dict[str, int]:
-        time.sleep(FLUSH_WAIT)
+        run.wait_for_flush()
         stat = cg.stat()
         return {"pgpgin": stat["pgpgin"], "refault": stat["workingset_refault_file"],
                 "failcnt": int((cg.path / "memory.failcnt").read_text()),
