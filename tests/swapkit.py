@@ -16,7 +16,7 @@ from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.rmap import RmapIndex
-from vmlab.kernel.swap import LRU_INACTIVE_ANON, put_page
+from vmlab.kernel.swap import LRU_INACTIVE_ANON, lru_add_drain, put_page
 from vmlab.kernel.swap_state import reclaim_anon_folio
 
 #: The size of the host's swap file (host_swap) and of the model's area that stands for it.
@@ -56,13 +56,44 @@ def swapfile(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
+def complete_swap_writes(backend: ModelBackend) -> None:
+    """Let simulated time pass until every swap write under way has completed (each device's last
+    request done): its folio is clean, off write-back and rotated to the inactive tail."""
+    clock = backend.mem.clock
+    due = max((si.bdev.busy_until for si in backend.mem.swap.active()), default=0)
+    if due > clock.now_ns:
+        clock.advance(due - clock.now_ns)
+
+
 def shrink_inactive_anon(backend: ModelBackend, nr: int) -> tuple[int, int]:
-    """What shrink_inactive_list does to anon folios, in the simplest form: isolate the `nr` oldest
-    inactive anon folios, hand each to reclaim_anon_folio, put back those it keeps (a written one at
-    the tail, an activated one on the active list). Returns (scanned, freed)."""
+    """What shrink_inactive_list does to anon folios, in the simplest form, some time after the swap
+    writes started before it have completed (complete_swap_writes): drain the CPU's folio batches
+    (lru_add_drain: the rotations of folios whose writes completed hold references there), isolate
+    the `nr` oldest inactive anon folios, hand each to reclaim_anon_folio, put back those it keeps (a
+    written one at the tail, an activated one on the active list). Returns (scanned, freed)."""
+    mem = backend.mem
+    complete_swap_writes(backend)
+    lru_add_drain(mem)
+    heads = mem.lruvec.oldest(LRU_INACTIVE_ANON, nr)
+    return len(heads), _reclaim(backend, heads)
+
+
+def free_unmapped_swap_cache(backend: ModelBackend) -> None:
+    """What reclaim does in time with the swap-cache folios no process maps, which a run can leave
+    behind: a folio whose write was in flight when its last mapping went stays in the cache
+    (folio_free_swap leaves it) until reclaim, its write complete, frees it."""
+    mem = backend.mem
+    complete_swap_writes(backend)
+    lru_add_drain(mem)
+    _reclaim(backend, [h for h in mem.swap.cache.values() if mem.mem_map._mapcount_a[h] < 0])
+
+
+def _reclaim(backend: ModelBackend, heads: list[int]) -> int:
+    """Isolate each folio of `heads` (on an LRU list), hand it to reclaim_anon_folio, put back those
+    it keeps (a written one at the inactive tail, an activated one on the active list); the number
+    freed."""
     mem = backend.mem
     mm_map = mem.mem_map
-    heads = mem.lruvec.oldest(LRU_INACTIVE_ANON, nr)
     rmap = RmapIndex(t.mm for t in backend.tasks.values())
     freed = 0
     for head in heads:
@@ -74,7 +105,7 @@ def shrink_inactive_anon(backend: ModelBackend, nr: int) -> tuple[int, int]:
         else:
             mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
             mm_map._refcount[head] -= 1
-    return len(heads), freed
+    return freed
 
 
 @pytest.fixture

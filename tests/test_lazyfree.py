@@ -160,12 +160,15 @@ def test_reclaim_drops_clean_lazyfree_and_keeps_rewritten_ones() -> None:
 
 def test_madv_free_drops_swap_entries(swapfile: os.PathLike[str]) -> None:
     """Swapped-out pages in the range lose their swap entries (a zeroed page is cheaper than a
-    swap-in): MM_SWAPENTS and the area's use go down; a read then maps the zero page (no RSS)."""
-    from swapkit import model_with_swap
+    swap-in): MM_SWAPENTS and the area's use go down; a read then maps the zero page (no RSS). (A
+    slot whose folio's write is still in flight stays, with the folio, until reclaim frees it: so
+    the writes complete first.)"""
+    from swapkit import complete_swap_writes, model_with_swap
 
     backend, pid = model_with_swap(swapfile)
     anon_buffer(backend, pid, 16)
     assert backend.syscall(pid, "madvise", (A, 16 * PAGE, MADV_PAGEOUT)) == 0
+    complete_swap_writes(backend)
     mm = backend.tasks[pid].mm
     assert mm.rss[MM_SWAPENTS] == 16
     assert backend.syscall(pid, "madvise", (A, 16 * PAGE, MADV_FREE)) == 0

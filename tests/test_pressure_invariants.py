@@ -43,7 +43,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from swapkit import solid_state
+from swapkit import complete_swap_writes, free_unmapped_swap_cache, solid_state
 from vmlab.backend import Program, Settings
 from vmlab.kernel import memory, page_writeback, swap_state
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
@@ -674,6 +674,7 @@ class PressureAll(RuleBasedStateMachine):
     def teardown(self) -> None:
         PressureAll.seen.update(self.mem.events)
         self.backend.close()
+        free_unmapped_swap_cache(self.backend)  # those whose writes were in flight at the exits
         check_machine(self.backend)
         swap = self.mem.swap
         assert not swap.cache and swap.nr_swap_pages == swap.total_swap_pages
@@ -741,7 +742,9 @@ def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path
     """swap_read_folio() used to add the new folio to the inactive list and then let workingset_refault()
     set PG_active on it: a folio on one list with the flags of the other, and the next isolation from
     that list raised KeyError (a scenario reading back 32 MiB of swapped anon showed it as a skipped
-    step). The refault is now decided before folio_add_lru(), as __read_swap_cache_async() does."""
+    step). The refault is now decided before folio_add_lru(), as __read_swap_cache_async() does.
+    The buffer is read back from its end: the pages evicted last refault first, at the shortest
+    distances (read from the start, none was activated once swap writes took their time)."""
     backend, pid = small_machine(swap_path)
     addr = backend.syscall(pid, "mmap", (0, 32 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
     assert backend.access(pid, addr, 32 * MiB, True) is None
@@ -753,7 +756,8 @@ def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path
     for offset in range(0, 16 * MiB, MiB):
         assert backend.syscall(pid, "pread64", (fd, addr, MiB, offset)) == MiB
     backend.sleep(pid, FLUSH_TIME_NS)
-    assert backend.access(pid, addr, 32 * MiB, False) is None
+    for offset in range(31 * MiB, -1, -MiB):
+        assert backend.access(pid, addr + offset, MiB, False) is None
     check_machine(backend)
     events = backend.mem.events
     assert events["workingset_activate_anon"] > 0 and events["pswpin"] > 0
@@ -776,8 +780,8 @@ def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
     backend, pid = small_machine(swap_path)
     addr = backend.syscall(pid, "mmap", (0, PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
     assert backend.access(pid, addr, PAGE_SIZE, True) is None
-    for _ in range(2):  # the first pass writes it out, the second drops it from the swap cache
-        assert backend.syscall(pid, "madvise", (addr, PAGE_SIZE, MADV_PAGEOUT)) == 0
+    assert backend.syscall(pid, "madvise", (addr, PAGE_SIZE, MADV_PAGEOUT)) == 0
+    complete_swap_writes(backend)  # written: clean, in the swap cache
     mm = backend.tasks[pid].mm
     assert mm.pt is not None and is_swap_slot_pte(mm.pt.get_pte(addr))
     child = backend.fork(pid)

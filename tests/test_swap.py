@@ -5,6 +5,7 @@ once, no dirty page dropped) after every step."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,15 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swapkit import MADV_PAGEOUT, PRIVATE_ANON, RW, model_with_swap, shrink_inactive_anon
+from swapkit import (
+    MADV_PAGEOUT,
+    PRIVATE_ANON,
+    RW,
+    complete_swap_writes,
+    free_unmapped_swap_cache,
+    model_with_swap,
+    shrink_inactive_anon,
+)
 from vmlab.backend import Program, Settings
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.debug_vm import check_machine
@@ -27,6 +36,12 @@ from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, MREMAP_FIXED, MREMA
 PG_SIZE = 4096
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
+
+
+def _meminfo_kb(backend: ModelBackend, field: str) -> int:
+    """One /proc/meminfo field of the model, in kB."""
+    table = dict(line.split(":", 1) for line in backend.machine_view("meminfo").splitlines())
+    return int(table[field].split()[0])
 
 
 def _anon(backend: ModelBackend, pid: int, pages: int) -> int:
@@ -94,7 +109,12 @@ def test_reclaim_frees_on_the_second_pass_and_swapin_reads_ahead(swapfile: Path)
     scanned, freed = shrink_inactive_anon(backend, nr)
     assert (scanned, freed) == (nr, 0) and mem.events["pswpout"] == nr  # written, kept for now
     check_machine(backend)
+    # Under write-back until the writes complete (no plug here: one request each, one after another),
+    # which the next pass waits for.
+    assert _meminfo_kb(backend, "Writeback") == 4 * nr
     scanned, freed = shrink_inactive_anon(backend, nr)
+    assert _meminfo_kb(backend, "Writeback") == 0
+    assert mem.events["pgrotated"] == nr  # each write's end moved its folio to the tail
     assert (scanned, freed) == (nr, nr) and mem.events["pswpout"] == nr and not mem.swap.cache
     assert mem.nr_free_pages == free0 + nr
     check_machine(backend)
@@ -141,12 +161,19 @@ def test_swapin_window() -> None:
 
 
 def test_write_fault_on_a_swapped_page_drops_its_slot(swapfile: Path) -> None:
+    """A write fault maps the page from the swap cache and frees its slot (should_try_to_free_swap),
+    but not while the page's write is still in flight (folio_free_swap leaves a folio under
+    write-back alone)."""
     backend, pid = model_with_swap(swapfile)
     addr = _anon(backend, pid, 4)
     backend.syscall(pid, "madvise", (addr, 4 * PG_SIZE, MADV_PAGEOUT))
-    assert backend.access(pid, addr, PG_SIZE, True) is None
+    assert backend.access(pid, addr, PG_SIZE, True) is None  # at once: the write is in flight
     swap = backend.mem.swap
-    assert len(swap.cache) == 3 and swap.active()[0].inuse_pages == 3  # should_try_to_free_swap
+    assert len(swap.cache) == 4 and swap.active()[0].inuse_pages == 4
+    complete_swap_writes(backend)
+    lru_add_drain(backend.mem)  # the writes' ends queued rotations, each holding a reference
+    assert backend.access(pid, addr + PG_SIZE, PG_SIZE, True) is None
+    assert len(swap.cache) == 3 and swap.active()[0].inuse_pages == 3
     check_machine(backend)
 
 
@@ -250,6 +277,7 @@ def test_random_swap_steps_keep_every_invariant(ops: list[tuple[str, int, int]])
                 assert backend.syscall(who, "swapon", (str(path), 0)) == 0
             check_machine(backend)
         backend.close()
+        free_unmapped_swap_cache(backend)  # those whose writes were in flight at the exits
         swap = backend.mem.swap
         assert not swap.cache and swap.nr_swap_pages == swap.total_swap_pages == 255
 
@@ -286,4 +314,23 @@ def test_a_slot_fork_shared_is_read_in_under_the_oldest_anon_vma(swapfile: Path)
     child = backend.fork(pid)
     assert backend.access(child, addr, PG_SIZE, False) is None  # a new folio, read by the child
     assert backend.access(pid, addr, PG_SIZE, False) is None  # the parent maps it from the swap cache
+    check_machine(backend)
+
+
+def test_kswapd_waits_for_the_swap_writes_it_meets_again(tmp_path: Path) -> None:
+    """A writer outrunning a slow swap device (10 ms an I/O) on a 64 MiB machine: kswapd, having taken
+    only folios under write-back (PGDAT_WRITEBACK) and then meeting folios marked for immediate
+    reclaim again, sleeps until more than SWAP_CLUSTER_MAX writes have completed
+    (reclaim_throttle(VMSCAN_THROTTLE_WRITEBACK)) and frees them then. The writer's 32 MiB all fit;
+    before kswapd waited, it found nothing to free and the writer was OOM-killed."""
+    path = tmp_path / "swap64"
+    with path.open("wb") as f:
+        f.truncate(64 << 20)
+    backend, pid = model_with_swap(path)
+    mem = backend.mem
+    mem.clock.costs = dataclasses.replace(mem.clock.costs, swap_io_ns=10_000_000)
+    addr = backend.syscall(pid, "mmap", (0, 32 << 20, RW, PRIVATE_ANON, -1, 0))
+    assert backend.access(pid, addr, 32 << 20, True) is None
+    events = mem.events
+    assert events["oom_kill"] == 0 and events["nr_throttled_written"] > 0 and events["pswpout"] > 2048
     check_machine(backend)

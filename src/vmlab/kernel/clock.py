@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 NSEC_PER_USEC = 1_000
 NSEC_PER_MSEC = 1_000_000
 NSEC_PER_SEC = 1_000_000_000
+HZ = 250  # CONFIG_HZ of this machine's kernel
+JIFFY_NS = NSEC_PER_SEC // HZ
 
 
 @dataclass(frozen=True)

@@ -231,12 +231,16 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
         mm_map.flags[pfn] = int(mm_map.flags[pfn]) & ~(1 << PG.active)
         isolated.append(pfn)
     rmap = RmapIndex(mem.swap.mms())
-    for head in isolated:
-        if reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn)):
-            put_page(mem, head)  # the isolation reference was the last
-        else:
-            mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
-            mm_map._refcount[head] -= 1
+    plugged = mem.block.start_plug()  # the I/O scheduler merges the burst of writes (blk_mq)
+    try:
+        for head in isolated:
+            if reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn)):
+                put_page(mem, head)  # the isolation reference was the last
+            else:
+                mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
+                mm_map._refcount[head] -= 1
+    finally:
+        mem.block.finish_plug(plugged)
 
 
 def madvise_cold(mm: MmStruct, start: int, end: int) -> None:

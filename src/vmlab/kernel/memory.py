@@ -898,7 +898,8 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
     the walk is on it. So, as unuse_pte_range() does, each PTE is read as it is now (ptep_get_lockless),
     a failed read of a slot that was freed meanwhile is skipped (swap_map 0), and the folio is mapped
     only if the PTE still holds the entry (unuse_pte's pte_same_as_swp); otherwise it stays in the swap
-    cache for the sweep at the end."""
+    cache for the sweep at the end, which waits for each folio's write to complete before it frees
+    the folio's slot."""
     state = mem.swap
     for mm in state.mms():
         if mm.pt is None:
@@ -929,7 +930,10 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
                         continue  # not pte_same_as_swp: the entry left the PTE meanwhile
                 map_swapped_folio(VmFault(mm, vma, addr, False, mem), head, pte, fault=False)
     for entry, head in list(state.cache.items()):
-        if swp_type(entry) == area:
+        if swp_type(entry) != area or state.cache.get(entry) != head:
+            continue  # gone while an earlier one's write was waited for
+        swap_state.swap_wait_writeback(mem, head)
+        if state.cache.get(entry) == head:
             swap_state.folio_free_swap(mem, head)  # one a PTE names again stays for the caller's retry
     return 0
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from vmlab.kernel.clock import NSEC_PER_SEC
+from vmlab.kernel.clock import HZ, JIFFY_NS, NSEC_PER_SEC
 from vmlab.kernel.memory import zap_page_range
 from vmlab.kernel.mm_types import (
     MM_ANONPAGES,
@@ -54,8 +54,6 @@ MMF_OOM_SKIP = 1 << 21
 MMF_UNSTABLE = 1 << 22
 MMF_OOM_REAP_QUEUED = 1 << 25
 PAGE_ALLOC_COSTLY_ORDER = 3
-HZ = 250  # CONFIG_HZ of the reference machine
-JIFFY_NS = NSEC_PER_SEC // HZ
 OOM_REAPER_DELAY_NS = 2 * HZ * JIFFY_NS  # OOM_REAPER_DELAY = 2*HZ
 #: How long a killed task that is not running takes to run its exit path (model's choice: one jiffy).
 VICTIM_EXIT_NS = JIFFY_NS

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vmlab.kernel import psi
+from vmlab.kernel.blk_mq import BlockLayer
 from vmlab.kernel.clock import Clock
 from vmlab.kernel.memcontrol import FLUSH_TIME_NS, flush_memcg_stats_dwork
 from vmlab.kernel.page_flags import (
@@ -379,6 +380,8 @@ class PhysMem:
         self.wb = Writeback()
         #: Swap areas and the swap cache (swapon, swap-out, swap-in).
         self.swap = SwapState()
+        #: The block layer: the plug of the task submitting I/O now, the requests it gathers.
+        self.block = BlockLayer(self.clock)
         #: The reclaimer (vmscan.Vmscan: kswapd and direct reclaim), once the machine installs one.
         self.vmscan: Vmscan | None = None
         #: The inodes whose pages are in the page cache, by the handle page->mapping holds (what the

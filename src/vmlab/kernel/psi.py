@@ -26,13 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from vmlab.kernel.clock import NSEC_PER_SEC, NSEC_PER_USEC
+from vmlab.kernel.clock import HZ, JIFFY_NS, NSEC_PER_USEC
 
 if TYPE_CHECKING:
     from vmlab.kernel.clock import Clock
 
-HZ = 250  # CONFIG_HZ of this machine's kernel
-TICK_NSEC = NSEC_PER_SEC // HZ
+TICK_NSEC = JIFFY_NS
 PSI_FREQ = 2 * HZ + 1  # jiffies: 2 s intervals
 #: psi_period = jiffies_to_nsecs(PSI_FREQ).
 PSI_PERIOD = PSI_FREQ * TICK_NSEC

@@ -107,6 +107,8 @@ def delete_from_swap_cache(mem: PhysMem, head: int, shadow: int | None = None) -
     entry = int(mm.private[head])
     if state.cache.get(entry) != head:
         raise AssertionError(f"delete_from_swap_cache({head:#x}): entry {entry:#x} not cached by it")
+    if int(mm.flags[head]) & F_WRITEBACK:
+        raise AssertionError(f"swap-cache folio {head:#x} dropped while its write to {entry:#x} is in flight")
     if int(mm.flags[head]) & F_DIRTY and swp_swapcount(state, entry):
         raise AssertionError(f"dirty swap-cache folio {head:#x} dropped without write-back while "
                              f"{swp_swapcount(state, entry)} PTEs refer to slot {entry:#x}")
@@ -211,35 +213,48 @@ def try_to_unmap(mem: PhysMem, head: int, mappings: list[Mapping]) -> bool:
 
 
 def swap_writeout(mem: PhysMem, head: int) -> None:
-    """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot, for reclaim
-    (PG_reclaim). The data is in the slot at once and the folio clean (the model never shows
-    PG_writeback on an anon folio); the write joins the swap device's queue (swap_io_ns each, not
-    charged to the reclaimer, which does not wait for it) and counts in pswpout and, as every write
-    pageout() starts, in nr_vmscan_write. Its completion
-    (end_swap_bio_write -> folio_end_writeback) rotates the folio to the inactive tail, if reclaim put
-    it back there meanwhile, for the next scan to free."""
+    """pageout() -> swap_writeout() -> swap_writepage(): write the folio to its slot, for reclaim:
+    clean, under write-back and PG_reclaim until the write completes (the data is in the slot at
+    once). The write is a bio to the area's device (blk_mq: under reclaim's plug it merges with the
+    writes to the slots before it; the reclaimer does not wait for it) and counts in pswpout and, as
+    every write pageout() starts, in nr_vmscan_write. Its completion (end_swap_bio_write) is
+    _end_swap_write."""
     mm = mem.mem_map
-    mm.flags[head] = (int(mm.flags[head]) & ~F_DIRTY) | F_RECLAIM
+    mm.flags[head] = (int(mm.flags[head]) & ~F_DIRTY) | F_WRITEBACK | F_RECLAIM
     entry = int(mm.private[head])
-    state = mem.swap
-    state.info(entry).written[swp_offset(entry)] = True
+    si = mem.swap.info(entry)
+    si.written[swp_offset(entry)] = True
     mem.events["pswpout"] += 1
     mem.events["nr_vmscan_write"] += 1
-    clock = mem.clock
-    done = max(clock.now_ns, state.write_busy_until) + clock.costs.swap_io_ns
-    state.write_busy_until = done
-    clock.at(done, lambda: _end_swap_write(mem, head, entry))
+    mem.block.submit_page(si.bdev, swp_offset(entry), lambda: _end_swap_write(mem, head, entry))
 
 
 def _end_swap_write(mem: PhysMem, head: int, entry: int) -> None:
-    """The swap write of `entry` from folio `head` completed: clear PG_reclaim and rotate the folio
-    (folio_rotate_reclaimable), unless it has left the swap cache since (freed, or reused)."""
+    """folio_end_writeback() of the swap write of `entry` from folio `head`: PG_writeback cleared (and
+    counted in nr_written, as every folio's write is); a
+    folio reclaim still wants (PG_reclaim) loses the mark and is rotated to the inactive tail
+    (folio_rotate_reclaimable), for the next scan to free. A folio under write-back stays in the swap
+    cache (folio_free_swap and reclaim leave it there)."""
     mm = mem.mem_map
     flags = int(mm.flags[head])
-    if not flags & F_SWAPCACHE or int(mm.private[head]) != entry or not flags & F_RECLAIM:
-        return
-    mm.flags[head] = flags & ~F_RECLAIM
-    folio_rotate_reclaimable(mem, head)
+    if not flags & F_SWAPCACHE or int(mm.private[head]) != entry or not flags & F_WRITEBACK:
+        raise AssertionError(f"swap write of {entry:#x} ended on pfn {head:#x}, no longer its: {mm[head]!r}")
+    mm.flags[head] = flags & ~(F_WRITEBACK | F_RECLAIM)
+    mem.events["nr_written"] += 1
+    if flags & F_RECLAIM:
+        folio_rotate_reclaimable(mem, head)
+
+
+def swap_wait_writeback(mem: PhysMem, head: int) -> None:
+    """folio_wait_writeback() of a swap-cache folio: the task sleeps until its write completes,
+    sending the requests its plug holds first (schedule() flushes the plug)."""
+    mem.block.flush_plug()
+    clock = mem.clock
+    while mem.mem_map.flags_a[head] & F_WRITEBACK:
+        due = clock.next_timer_ns()
+        if due is None:
+            raise AssertionError(f"pfn {head:#x} is under write-back with no write pending")
+        clock.advance(max(0, due - clock.now_ns))
 
 
 def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]],
@@ -253,10 +268,13 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
     False: it stays, and the caller puts it back on the list its flags name. PG_active is set where
     the kernel activates it (activate_locked: no swap space, a large folio, an mlocked mapping, an
     extra reference); a folio just written stays inactive (shrink_folio_list's `keep`): the write's
-    completion rotates it to the inactive tail and a later pass frees it.
+    completion rotates it to the inactive tail and a later pass frees it. A folio whose write is still
+    in flight is kept as it is (vmscan waits for it or activates it before it calls this).
     """
     mm = mem.mem_map
     flags = int(mm.flags[head])
+    if flags & F_WRITEBACK:
+        return False
     if flags & F_HEAD or not flags >> PG.swapbacked & 1 or (
             not flags & F_SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
         mm.flags[head] = flags | F_ACTIVE  # THP swap and shmem are not modelled: keep it

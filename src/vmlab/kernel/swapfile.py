@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vmlab.kernel.blk_mq import BlockDevice
 from vmlab.kernel.pgtable import (
     _PAGE_SWP_EXCLUSIVE,
     __swp_entry,
@@ -131,6 +132,8 @@ class SwapInfo:
     cluster_next: int = 1
     #: SWP_SOLIDSTATE: the area's block device is not rotational (bdev_nonrot).
     solidstate: bool = True
+    #: The area's block device (si->bdev): its request queue, which its writes merge in and wait for.
+    bdev: BlockDevice = field(default_factory=BlockDevice)
 
     @property
     def pages(self) -> int:
@@ -159,8 +162,6 @@ class SwapState:
     shadows: dict[int, int] = field(default_factory=dict)
     page_cluster: int = PAGE_CLUSTER
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
-    #: When the last write queued to swap completes (the writes go one after another, swap_io_ns each).
-    write_busy_until: int = 0
     #: swap_cluster_readahead()'s global state: swapin_readahead_hits (ATOMIC_INIT(4)), the offset of
     #: the last fault without hits, and the last window (swapin_nr_pages' statics).
     swapin_readahead_hits: int = 4
@@ -207,7 +208,7 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
     if not path:
         return -ENOENT  # getname(""): no AT_EMPTY_PATH here
     path = os.path.realpath(path)
-    rotational = False
+    rotational, bdev = False, BlockDevice()
     if size_bytes is None:
         try:
             st = os.stat(path)
@@ -220,7 +221,7 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
         if not stat.S_ISREG(st.st_mode):
             return -EINVAL  # a block device would do in the kernel; the model swaps to files only
         size_bytes = st.st_size
-        rotational = _host_rotational(st.st_dev)
+        rotational, bdev = _host_queue(st.st_dev)
     if find_area(swap, path) is not None:
         return -EBUSY
     maxpages = size_bytes >> PAGE_SHIFT
@@ -237,24 +238,27 @@ def sys_swapon(swap: SwapState, path: str, swap_flags: int, size_bytes: int | No
     swap_map = np.zeros(maxpages, dtype=np.uint8)
     swap_map[0] = SWAP_MAP_BAD
     si = SwapInfo(free_types[0], path, prio, maxpages, swap_map, np.zeros(maxpages, dtype=bool),
-                  solidstate=not rotational)
+                  solidstate=not rotational, bdev=bdev)
     swap.swap_info[si.type] = si
     swap.total_swap_pages += si.pages
     swap.nr_swap_pages += si.pages
     return 0
 
 
-def _host_rotational(dev: int) -> bool:
-    """Whether the host block device `dev` (a file's st_dev) is rotational (its queue's, or its disk's
-    for a partition); False when it cannot be told (a device without a queue)."""
+def _host_queue(dev: int) -> tuple[bool, BlockDevice]:
+    """What the host block device `dev` (a file's st_dev) is: whether it is rotational, and a model
+    device with its max_segments (its queue's, or its disk's for a partition); not rotational and the
+    default device when it cannot be told (a device without a queue)."""
     node = os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
-    for queue in (f"{node}/queue/rotational", f"{node}/../queue/rotational"):
+    for queue in (f"{node}/queue", f"{node}/../queue"):
         try:
-            with open(queue) as f:
-                return f.read().strip() == "1"
-        except OSError:
+            with open(f"{queue}/rotational") as f:
+                rotational = f.read().strip() == "1"
+            with open(f"{queue}/max_segments") as f:
+                return rotational, BlockDevice(max_segments=int(f.read()))
+        except (OSError, ValueError):
             continue
-    return False
+    return False, BlockDevice()
 
 
 def find_area(swap: SwapState, path: str) -> SwapInfo | None:

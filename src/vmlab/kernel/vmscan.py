@@ -26,8 +26,10 @@ Deliberate simplifications:
   reclaim pass (no compaction);
 - large folios (THP) are never evicted (the kernel splits them first);
 - of the slab shrinkers only the workingset one (the page cache's nodes of shadows: after each
-  lruvec's pass, shrink_slab of its memcg); no per-CPU LRU batches, no writeback throttling of
-  reclaim (reclaim_throttle), no laptop mode.
+  lruvec's pass, shrink_slab of its memcg); no laptop mode;
+- of reclaim_throttle() only kswapd's wait for writes (VMSCAN_THROTTLE_WRITEBACK, once the node is
+  flagged PGDAT_WRITEBACK and it meets folios marked for immediate reclaim again); not direct
+  reclaim's waits (no progress, isolated folios, congested lruvecs).
 
 Memcg reclaim (try_to_free_mem_cgroup_pages, called by memcontrol's charge loop at a limit): the same
 do_try_to_free_pages loop with `sc.target` set; shrink_node walks the memcg and its descendants
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
 
+from vmlab.kernel.clock import HZ, JIFFY_NS
 from vmlab.kernel.filemap import split_large_folio
 from vmlab.kernel.memcontrol import MemCgroup, folio_memcg
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
@@ -82,7 +85,7 @@ from vmlab.kernel.swap import (
     lru_add_drain,
     put_page,
 )
-from vmlab.kernel.swap_state import reclaim_anon_folio
+from vmlab.kernel.swap_state import reclaim_anon_folio, swap_wait_writeback
 from vmlab.kernel.uapi import PAGE_SIZE
 from vmlab.kernel.workingset import (
     list_key,
@@ -134,6 +137,12 @@ class ScanControl:
     target: MemCgroup | None = None
     #: The memcg whose lruvec is being shrunk under memcg reclaim (None: the node's lruvec).
     memcg: MemCgroup | None = None
+    #: sc->nr of the current shrink_node() pass: pages taken off the inactive lists, those met under
+    #: write-back, and those of them kswapd met marked for immediate reclaim while the node was
+    #: flagged PGDAT_WRITEBACK.
+    nr_taken: int = 0
+    nr_writeback: int = 0
+    nr_immediate: int = 0
 
 
 class FolioStats:
@@ -156,6 +165,9 @@ class Vmscan:
     mms: Callable[[], Iterable[MmStruct]]
     swappiness: int = 60  # vm.swappiness
     kswapd_failures: int = 0
+    #: PGDAT_WRITEBACK: kswapd took only folios under write-back in a pass; until the node is balanced
+    #: again, kswapd meeting a folio marked for immediate reclaim throttles (reclaim_throttle).
+    pgdat_writeback: bool = False
     _running: bool = False
 
     # --- the allocator's entry points ----------------------------------------------------------------
@@ -233,6 +245,7 @@ def balance_pgdat(vmscan: Vmscan, highest_zoneidx: int) -> None:
                         for z in mem.zones[:highest_zoneidx + 1] if z.managed_pages)
     while sc.priority >= 1:
         if pgdat_balanced(mem, highest_zoneidx):
+            vmscan.pgdat_writeback = False  # clear_pgdat_congested()
             break
         sc.nr_scanned = 0
         sc.nr_to_reclaim = nr_to_reclaim
@@ -264,6 +277,25 @@ def do_try_to_free_pages(vmscan: Vmscan, sc: ScanControl) -> int:
         if sc.nr_reclaimed or not sc.skipped_deactivate or sc.force_deactivate:
             return sc.nr_reclaimed
         sc.priority, sc.force_deactivate, sc.skipped_deactivate = DEF_PRIORITY, True, False
+
+
+def reclaim_throttle_writeback(vmscan: Vmscan) -> None:
+    """reclaim_throttle(VMSCAN_THROTTLE_WRITEBACK) of kswapd: sleep until more than SWAP_CLUSTER_MAX
+    pages have finished their writes since it began (each counted in nr_throttled_written, as
+    __acct_reclaim_writeback does while a task is throttled), or HZ/10 has passed."""
+    mem = vmscan.mem
+    clock = mem.clock
+    events = mem.events
+    written0 = events["nr_written"]
+    deadline = clock.now_ns + JIFFY_NS * (HZ // 10)
+    mem.block.flush_plug()  # schedule() sends the plugged requests
+    while events["nr_written"] - written0 <= SWAP_CLUSTER_MAX:
+        due = clock.next_timer_ns()
+        if due is None or due > deadline:
+            clock.advance(max(0, deadline - clock.now_ns))
+            break
+        clock.advance(max(0, due - clock.now_ns))
+    events["nr_throttled_written"] += events["nr_written"] - written0
 
 
 def snapshot_refaults(mem: PhysMem, target: MemCgroup | None) -> None:
@@ -331,6 +363,7 @@ def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
     workingset shrinker: node reclaim runs it for the nodes charged to no memcg and for each memcg's)."""
     prepare_scan_control(vmscan, sc)
     before = sc.nr_reclaimed
+    sc.nr_taken = sc.nr_writeback = sc.nr_immediate = 0
     mem = vmscan.mem
     if sc.target is None:
         sc.memcg = None
@@ -348,6 +381,11 @@ def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
         sc.memcg = None
+    if sc.kswapd:
+        if sc.nr_writeback and sc.nr_writeback == sc.nr_taken:
+            vmscan.pgdat_writeback = True  # the allocations outrun the writes
+        if sc.nr_immediate:  # the folios marked for immediate reclaim came round again: wait for writes
+            reclaim_throttle_writeback(vmscan)
     if sc.nr_reclaimed > before:
         vmscan.kswapd_failures = 0
 
@@ -405,30 +443,34 @@ def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
     proportional_reclaim = not sc.kswapd and sc.target is None and sc.priority == DEF_PRIORITY
     nr_reclaimed = 0
     scan_adjusted = False
-    while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
-        for lru in EVICTABLE_LRUS:
-            if nr[lru]:
-                nr_to_scan = min(nr[lru], SWAP_CLUSTER_MAX)
-                nr[lru] -= nr_to_scan
-                nr_reclaimed += shrink_list(vmscan, sc, lru, nr_to_scan)
-        if nr_reclaimed < nr_to_reclaim or proportional_reclaim or scan_adjusted:
-            continue
-        nr_file = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
-        nr_anon = nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
-        if not nr_file or not nr_anon:
-            break
-        if nr_file > nr_anon:
-            stop, other = LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
-            percentage = nr_anon * 100 // (targets[LRU_INACTIVE_ANON] + targets[LRU_ACTIVE_ANON] + 1)
-        else:
-            stop, other = LRU_INACTIVE_FILE, LRU_INACTIVE_ANON
-            percentage = nr_file * 100 // (targets[LRU_INACTIVE_FILE] + targets[LRU_ACTIVE_FILE] + 1)
-        nr[stop] = nr[stop + LRU_ACTIVE] = 0
-        for lru in (other, other + LRU_ACTIVE):
-            scanned = targets[lru] - nr[lru]
-            nr[lru] = targets[lru] * (100 - percentage) // 100
-            nr[lru] -= min(nr[lru], scanned)
-        scan_adjusted = True
+    plugged = mem.block.start_plug()  # the pass's swap writes merge into requests (blk_mq)
+    try:
+        while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
+            for lru in EVICTABLE_LRUS:
+                if nr[lru]:
+                    nr_to_scan = min(nr[lru], SWAP_CLUSTER_MAX)
+                    nr[lru] -= nr_to_scan
+                    nr_reclaimed += shrink_list(vmscan, sc, lru, nr_to_scan)
+            if nr_reclaimed < nr_to_reclaim or proportional_reclaim or scan_adjusted:
+                continue
+            nr_file = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
+            nr_anon = nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
+            if not nr_file or not nr_anon:
+                break
+            if nr_file > nr_anon:
+                stop, other = LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+                percentage = nr_anon * 100 // (targets[LRU_INACTIVE_ANON] + targets[LRU_ACTIVE_ANON] + 1)
+            else:
+                stop, other = LRU_INACTIVE_FILE, LRU_INACTIVE_ANON
+                percentage = nr_file * 100 // (targets[LRU_INACTIVE_FILE] + targets[LRU_ACTIVE_FILE] + 1)
+            nr[stop] = nr[stop + LRU_ACTIVE] = 0
+            for lru in (other, other + LRU_ACTIVE):
+                scanned = targets[lru] - nr[lru]
+                nr[lru] = targets[lru] * (100 - percentage) // 100
+                nr[lru] -= min(nr[lru], scanned)
+            scan_adjusted = True
+    finally:
+        mem.block.finish_plug(plugged)
     sc.nr_reclaimed += nr_reclaimed
     if can_reclaim_anon_pages(mem) and inactive_is_low(_lists(vmscan, sc).lruvec_stats, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
@@ -711,6 +753,7 @@ def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: 
     from_tail = _fused_scan(vmscan, sc, nr_to_scan)
     stat = FolioStats()
     kept, nr_reclaimed, nr_scanned = shrink_folio_list(vmscan, sc, lru, nr_to_scan, stat, from_tail)
+    sc.nr_taken += nr_scanned  # the model's isolation takes every page it scans
     if not nr_scanned:
         return 0
     if kept:
@@ -974,19 +1017,27 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
 def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int) -> bool:
     """shrink_folio_list()'s folio under write-back (the three cases of mm/vmscan.c). Global reclaim,
     or a folio reclaim has not met before: marked PG_reclaim (so that its write's end rotates it to
-    the tail) and False: activated, out of the way while the scan looks for clean folios (kswapd's
-    case 1, a folio it marked while the node is congested with write-back, activates it too). A v1
-    memcg's reclaim meeting a folio it marked before (no dirty throttling there: it could OOM with
+    the tail), counted in sc.nr_writeback, and False: activated, out of the way while the scan looks
+    for clean folios. kswapd's case 1, a folio marked PG_reclaim met while the node is flagged
+    PGDAT_WRITEBACK, is activated too and counted in sc.nr_immediate (shrink_node then throttles). A
+    v1 memcg's reclaim meeting a folio it marked before (no dirty throttling there: it could OOM with
     every folio in flight): it waits for the write to end (folio_wait_writeback) and True: the folio
     goes on, written. (The kernel retries it at the end of its list; the model at once.)"""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
+    if sc.kswapd and flags & F_RECLAIM and vmscan.pgdat_writeback:
+        sc.nr_immediate += 1
+        return False
     legacy = sc.target is not None and mem.memcgs is not None and mem.memcgs.version == 1
     if not (legacy and flags & F_RECLAIM):
         mmap_.flags_a[head] = flags | F_RECLAIM
+        sc.nr_writeback += 1
         return False
-    folio_wait_writeback(mem, mem.address_spaces[mmap_.mapping_a[head]], int(mmap_.index_a[head]))
+    if flags & F_SWAPCACHE:
+        swap_wait_writeback(mem, head)
+    else:
+        folio_wait_writeback(mem, mem.address_spaces[mmap_.mapping_a[head]], int(mmap_.index_a[head]))
     return True
 
 
