@@ -119,9 +119,10 @@ def test_memcg_limit_swaps_out_and_accounting_holds(host_swap: Path, program: Pr
     assert len(set(offsets)) == len(offsets) and min(offsets) > 0 and max(offsets) < SWAP_SIZE // PG_SIZE
 
 
-#: The /proc/vmstat events of a writer swapped out by its memcg: the pages written, and those whose
-#: write's end found them still wanted by reclaim and moved them to the inactive tail.
-ROTATION_EVENTS = ("pswpout", "pgrotated")
+#: The /proc/vmstat events of a writer swapped out by its memcg: the pages written, those whose
+#: writes completed (every folio's, in nr_written), and those whose write's end found them still
+#: wanted by reclaim and moved them to the inactive tail.
+ROTATION_EVENTS = ("pswpout", "nr_written", "pgrotated")
 #: How far the model's swap writes may be from the kernel's (a fraction of the kernel's): the kernel's
 #: count depends on when its requests complete against the writer's faults (measured here: 2,147 to
 #: 2,573 in 14 runs, most within 2,508-2,559), the model's on its own Costs.swap_io_ns.
@@ -167,6 +168,8 @@ def test_swap_writes_are_merged_and_their_folios_rotated_as_on_the_kernel(
     print(f"kernel {kernel}\nmodel  {got}")
     for run in (kernel, got):
         assert run["pgrotated"] >= 0.9 * run["pswpout"] and run["swapped"] == run["pswpout"]
+    # Every write completed; the host's nr_written is machine-wide (others' file writes count too).
+    assert got["nr_written"] == got["pswpout"] and kernel["nr_written"] >= kernel["pswpout"]
     assert abs(got["pswpout"] - kernel["pswpout"]) <= WRITES_TOLERANCE * kernel["pswpout"]
 
 
