@@ -45,12 +45,12 @@ def test_a_write_elsewhere_starts_a_request_and_a_full_plug_is_flushed() -> None
     is sent when it holds BLK_MAX_REQUEST_COUNT of them and another comes."""
     block, done = _layer()
     device = BlockDevice()
-    plugged = block.start_plug()
-    for i in range(BLK_MAX_REQUEST_COUNT + 1):
-        _write(block, device, done, 10 * i + 1)
-    assert block.plug is not None and len(block.plug.requests) == 1  # the first 32 were sent
-    assert device.busy_until == BLK_MAX_REQUEST_COUNT * IO_NS
-    block.finish_plug(plugged)
+    with block.plugged():
+        for i in range(BLK_MAX_REQUEST_COUNT + 1):
+            _write(block, device, done, 10 * i + 1)
+        assert block.plug is not None and len(block.plug.requests) == 1  # the first 32 were sent
+        assert device.busy_until == BLK_MAX_REQUEST_COUNT * IO_NS
+    assert block.plug is None and device.busy_until == (BLK_MAX_REQUEST_COUNT + 1) * IO_NS
     block.clock.advance(device.busy_until)
     assert [t for _, t in done] == [IO_NS * (i + 1) for i in range(BLK_MAX_REQUEST_COUNT + 1)]
 

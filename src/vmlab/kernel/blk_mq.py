@@ -24,7 +24,8 @@ queued. The model plugs MADV_PAGEOUT's pass to stand for that merging.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from vmlab.kernel.clock import Clock
@@ -90,6 +91,15 @@ class BlockLayer:
         if plugged and self.plug is not None:
             plug, self.plug = self.plug, None
             self._dispatch(plug.requests)
+
+    @contextmanager
+    def plugged(self) -> Iterator[None]:
+        """blk_start_plug() ... blk_finish_plug() around the block."""
+        plugged = self.start_plug()
+        try:
+            yield
+        finally:
+            self.finish_plug(plugged)
 
     def flush_plug(self) -> None:
         """blk_flush_plug(), as schedule() does before the task sleeps: dispatch the requests gathered

@@ -231,16 +231,13 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
         mm_map.flags[pfn] = int(mm_map.flags[pfn]) & ~(1 << PG.active)
         isolated.append(pfn)
     rmap = RmapIndex(mem.swap.mms())
-    plugged = mem.block.start_plug()  # the I/O scheduler merges the burst of writes (blk_mq)
-    try:
+    with mem.block.plugged():  # the I/O scheduler merges the burst of writes (blk_mq)
         for head in isolated:
             if reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn)):
                 put_page(mem, head)  # the isolation reference was the last
             else:
                 mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
                 mm_map._refcount[head] -= 1
-    finally:
-        mem.block.finish_plug(plugged)
 
 
 def madvise_cold(mm: MmStruct, start: int, end: int) -> None:

@@ -443,8 +443,7 @@ def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
     proportional_reclaim = not sc.kswapd and sc.target is None and sc.priority == DEF_PRIORITY
     nr_reclaimed = 0
     scan_adjusted = False
-    plugged = mem.block.start_plug()  # the pass's swap writes merge into requests (blk_mq)
-    try:
+    with mem.block.plugged():  # the pass's swap writes merge into requests (blk_mq)
         while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
             for lru in EVICTABLE_LRUS:
                 if nr[lru]:
@@ -469,8 +468,6 @@ def shrink_lruvec(vmscan: Vmscan, sc: ScanControl) -> None:
                 nr[lru] = targets[lru] * (100 - percentage) // 100
                 nr[lru] -= min(nr[lru], scanned)
             scan_adjusted = True
-    finally:
-        mem.block.finish_plug(plugged)
     sc.nr_reclaimed += nr_reclaimed
     if can_reclaim_anon_pages(mem) and inactive_is_low(_lists(vmscan, sc).lruvec_stats, LRU_INACTIVE_ANON):
         shrink_active_list(vmscan, sc, LRU_ACTIVE_ANON, SWAP_CLUSTER_MAX)
