@@ -13,6 +13,7 @@ import pytest
 
 from vmlab.backend import Program, Settings
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
+from vmlab.kernel.blk_mq import BlockDevice
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.rmap import RmapIndex
@@ -40,11 +41,12 @@ def model_with_swap(swapfile: Path, ram: int = 64 << 20, host_disk: bool = False
 
 
 def solid_state(backend: ModelBackend) -> None:
-    """Take every active swap area of the model as on a solid-state disk (SWP_SOLIDSTATE: VMA swap
-    readahead), whatever disk its host file is on: a model test's swap-in then reads the same on
-    every machine."""
+    """Take every active swap area of the model as on the model's own solid-state disk (SWP_SOLIDSTATE:
+    VMA swap readahead; the block layer's default max_segments), whatever disk its host file is on: a
+    model test's swap-in reads, and its swap-out merges its writes, the same on every machine."""
     for si in backend.mem.swap.active():
         si.solidstate = True
+        si.bdev = BlockDevice()
 
 
 @pytest.fixture
