@@ -101,20 +101,6 @@ class MemcgV1:
             out[key] = int(value)
         return out
 
-    def settled_stat(self, timeout: float = 12.0) -> dict[str, int]:
-        """memory.stat once two readings 2.5 s apart agree: the periodic rstat flush (every 2 s) has
-        folded every per-CPU update in. RuntimeError after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        last = self.stat()
-        while True:
-            time.sleep(2.5)
-            now = self.stat()
-            if now == last:
-                return now
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"memory.stat of {self.path} did not settle in {timeout} s")
-            last = now
-
     def usage(self) -> int:
         """memory.usage_in_bytes."""
         return int((self.path / "memory.usage_in_bytes").read_text())
