@@ -49,11 +49,13 @@ from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_HEAD, F_SWA
 from vmlab.kernel.page_writeback import folio_frames
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
-    _PAGE_DIRTY_BITS,
     _PAGE_PRESENT,
     _PAGE_PROTNONE,
     _PAGE_PSE,
     _PAGE_SPECIAL,
+    pte_dirty,
+    pte_mkclean,
+    pte_mkold,
     pte_pfn,
 )
 from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, unmap_folio, vma_has_recency
@@ -333,8 +335,8 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
             if flags & F_SWAPCACHE and not folio_free_swap(mem, head):
                 continue
             mm_map.flags[head] = int(mm_map.flags[head]) & ~F_DIRTY
-        if pte & (_PAGE_ACCESSED | _PAGE_DIRTY_BITS):
-            pt.set_pte(addr, pte & ~(_PAGE_ACCESSED | _PAGE_DIRTY_BITS))
+        if pte & _PAGE_ACCESSED or pte_dirty(pte):
+            pt.set_pte(addr, pte_mkold(pte_mkclean(pte)))
         folio_mark_lazyfree(mem, head)
     mm.rss[MM_SWAPENTS] -= nr_swap
 

@@ -68,7 +68,6 @@ from vmlab.kernel.page_writeback import balance_dirty_pages, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
-    _PAGE_DIRTY_BITS,
     _PAGE_NX,
     _PAGE_PRESENT,
     _PAGE_PSE,
@@ -82,6 +81,7 @@ from vmlab.kernel.pgtable import (
     __swp_entry,
     __swp_entry_to_pte,
     pfn_pte,
+    pte_dirty,
     pte_huge,
     pte_index,
     pte_mkdirty,
@@ -1098,7 +1098,7 @@ def zap_page_range(mm: MmStruct, mem: PhysMem, start: int, end: int, keep_guards
         if pte_special(entry):
             continue  # the zero page: no struct page to account
         if not _is_anon(mem, pfn):
-            if entry & _PAGE_DIRTY_BITS:  # pte_dirty(): SAVED_DIRTY too
+            if pte_dirty(entry):  # SAVED_DIRTY too
                 inode = mem.address_spaces.get(int(mem.mem_map.mapping[pfn]))
                 if inode is not None:  # zap_present_folio_ptes(): a dirty PTE dirties the folio
                     folio_mark_dirty(mem, inode, pfn)

@@ -269,7 +269,14 @@ def vma_address(vma: VmArea, index: int) -> int:
 def folio_mkclean(mem: PhysMem, inode: Inode, pfn: int) -> None:
     """folio_mkclean(): write-protect and clean every shared PTE that maps the page, so the next store
     faults (page_mkwrite) and dirties it again."""
-    from vmlab.kernel.pgtable import _PAGE_DIRTY_BITS, _PAGE_RW, pte_pfn, pte_present  # pgtable needs PhysMem
+    from vmlab.kernel.pgtable import (  # pgtable needs PhysMem
+        _PAGE_RW,
+        pte_dirty,
+        pte_mkclean,
+        pte_pfn,
+        pte_present,
+        pte_wrprotect,
+    )
 
     index = int(mem.mem_map.index[pfn])
     for mm, vma, _, _ in mapping_vmas(inode, index, index):
@@ -277,8 +284,8 @@ def folio_mkclean(mem: PhysMem, inode: Inode, pfn: int) -> None:
         assert pt is not None
         addr = vma_address(vma, index)
         pte = pt.get_pte(addr)
-        if pte_present(pte) and pte_pfn(pte) == pfn and pte & (_PAGE_RW | _PAGE_DIRTY_BITS):
-            pt.set_pte(addr, pte & ~(_PAGE_RW | _PAGE_DIRTY_BITS))
+        if pte_present(pte) and pte_pfn(pte) == pfn and (pte & _PAGE_RW or pte_dirty(pte)):
+            pt.set_pte(addr, pte_mkclean(pte_wrprotect(pte)))
 
 
 # --- write-back ------------------------------------------------------------------------------------

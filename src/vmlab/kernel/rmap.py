@@ -37,10 +37,10 @@ from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
 from vmlab.kernel.page_writeback import folio_frames, folio_mark_dirty
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
-    _PAGE_DIRTY_BITS,
     _PAGE_PRESENT,
     _PAGE_PSE,
     PTE_PFN_MASK,
+    pte_dirty,
     pte_index,
 )
 from vmlab.kernel.uapi import PAGE_SHIFT
@@ -197,7 +197,7 @@ def try_to_unmap(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
             break
         pte = int(ptes[slot])
         ptes[slot] = 0
-        if pte & _PAGE_DIRTY_BITS and not mmap_.flags_a[head] & (1 << PG.dirty):
+        if pte_dirty(pte) and not mmap_.flags_a[head] & (1 << PG.dirty):
             inode = mem.address_spaces.get(mmap_.mapping_a[head])
             if inode is not None:
                 folio_mark_dirty(mem, inode, head)
@@ -234,7 +234,7 @@ def try_to_unmap_lazyfree(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
         if vma.vm_flags & VM_LOCKED:
             break
         pte = int(ptes[slot])
-        if pte & _PAGE_DIRTY_BITS:
+        if pte_dirty(pte):
             mmap_.set(head, PG.dirty)
         if mmap_.flags_a[head] & (1 << PG.dirty) and not vma.vm_flags & VM_DROPPABLE:
             mmap_.set(head, PG.swapbacked)

@@ -26,12 +26,12 @@ from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
-    _PAGE_DIRTY_BITS,
     _PAGE_PSE,
     PMD_SIZE,
     __pte_to_swp_entry,
     __swp_offset,
     __swp_type,
+    pte_dirty,
     pte_pfn,
     pte_present,
     pte_special,
@@ -136,7 +136,7 @@ def smap_gather_stats(mm: MmStruct, mem: PhysMem, vma: VmArea, mss: MemSizeStats
         head = mm_map.compound_head(pfn)
         flags = int(mm_map.flags[head])
         anon = bool(int(mm_map.mapping[head]) & PAGE_MAPPING_ANON)
-        dirty = bool(entry & _PAGE_DIRTY_BITS) or bool(flags >> PG.dirty & 1)
+        dirty = pte_dirty(entry) or bool(flags >> PG.dirty & 1)
         size = nr * PAGE_SIZE
         if anon:
             mss.anonymous += size
