@@ -73,3 +73,16 @@ def test_memstall_observer_must_register_outside_a_stall() -> None:
     clock.advance(10, memstall=True)
     with pytest.raises(ValueError):
         clock.observe_memstall(lambda start, stall: None)
+
+
+def test_sleep_until_wakes_at_the_timer_that_makes_it_hold() -> None:
+    """A sleep runs the timers in turn until its condition holds; with a deadline before that, it
+    ends at the deadline, the later timer still pending; with nothing pending, at once."""
+    clock = Clock()
+    done: list[int] = []
+    for t in (10, 20, 30):
+        clock.at(t, lambda t=t: done.append(t))  # type: ignore[misc]
+    assert not clock.sleep_until(lambda: 30 in done, deadline_ns=25)
+    assert clock.now_ns == 25 and done == [10, 20]
+    assert clock.sleep_until(lambda: 30 in done) and clock.now_ns == 30
+    assert not clock.sleep_until(lambda: 40 in done) and clock.now_ns == 30

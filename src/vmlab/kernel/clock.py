@@ -108,6 +108,19 @@ class Clock:
         """Run `fn` when the clock reaches `when_ns` (at once on the next advance if that is past)."""
         heapq.heappush(self._timers, (when_ns, next(self._seq), fn))
 
+    def sleep_until(self, done: Callable[[], bool], deadline_ns: int | None = None) -> bool:
+        """A task's sleep until `done()` holds, woken by the timers as they fall due (a write's end,
+        ...): True once it holds; False when no timer due by `deadline_ns` (or at all, without one)
+        can make it hold, the clock then at the deadline (or where it was)."""
+        while not done():
+            due = self.next_timer_ns()
+            if due is None or (deadline_ns is not None and due > deadline_ns):
+                if deadline_ns is not None:
+                    self.advance(max(0, deadline_ns - self.now_ns))
+                return False
+            self.advance(max(0, due - self.now_ns))
+        return True
+
     def next_timer_ns(self) -> int | None:
         """When the earliest pending timer falls due (None: no timer pending)."""
         return self._timers[0][0] if self._timers else None

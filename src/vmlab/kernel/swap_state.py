@@ -249,12 +249,8 @@ def swap_wait_writeback(mem: PhysMem, head: int) -> None:
     """folio_wait_writeback() of a swap-cache folio: the task sleeps until its write completes,
     sending the requests its plug holds first (schedule() flushes the plug)."""
     mem.block.flush_plug()
-    clock = mem.clock
-    while mem.mem_map.flags_a[head] & F_WRITEBACK:
-        due = clock.next_timer_ns()
-        if due is None:
-            raise AssertionError(f"pfn {head:#x} is under write-back with no write pending")
-        clock.advance(max(0, due - clock.now_ns))
+    if not mem.clock.sleep_until(lambda: not mem.mem_map.flags_a[head] & F_WRITEBACK):
+        raise AssertionError(f"pfn {head:#x} is under write-back with no write pending")
 
 
 def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mapping]],

@@ -284,17 +284,11 @@ def reclaim_throttle_writeback(vmscan: Vmscan) -> None:
     pages have finished their writes since it began (each counted in nr_throttled_written, as
     __acct_reclaim_writeback does while a task is throttled), or HZ/10 has passed."""
     mem = vmscan.mem
-    clock = mem.clock
     events = mem.events
     written0 = events["nr_written"]
-    deadline = clock.now_ns + JIFFY_NS * (HZ // 10)
     mem.block.flush_plug()  # schedule() sends the plugged requests
-    while events["nr_written"] - written0 <= SWAP_CLUSTER_MAX:
-        due = clock.next_timer_ns()
-        if due is None or due > deadline:
-            clock.advance(max(0, deadline - clock.now_ns))
-            break
-        clock.advance(max(0, due - clock.now_ns))
+    mem.clock.sleep_until(lambda: events["nr_written"] - written0 > SWAP_CLUSTER_MAX,
+                          mem.clock.now_ns + JIFFY_NS * (HZ // 10))
     events["nr_throttled_written"] += events["nr_written"] - written0
 
 
