@@ -28,6 +28,7 @@ from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG
+from vmlab.kernel.pgtable import pte_pfn
 from vmlab.kernel.swap import LRU_INACTIVE_ANON, lru_add_drain
 from vmlab.kernel.swap_state import reclaim_anon_folio, swapin_nr_pages
 from vmlab.kernel.swapfile import swp_offset, sys_swapon
@@ -333,4 +334,23 @@ def test_kswapd_waits_for_the_swap_writes_it_meets_again(tmp_path: Path) -> None
     assert backend.access(pid, addr, 32 << 20, True) is None
     events = mem.events
     assert events["oom_kill"] == 0 and events["nr_throttled_written"] > 0 and events["pswpout"] > 2048
+    check_machine(backend)
+
+
+def test_madv_pageout_of_a_page_whose_write_is_in_flight_activates_it(swapfile: Path) -> None:
+    """A page paged out and mapped again before its write ended (do_swap_page maps the swap-cache
+    folio under write-back): a second MADV_PAGEOUT leaves it mapped and activates it, marked for
+    immediate reclaim (shrink_folio_list's write-back case for reclaim outside a v1 memcg)."""
+    backend, pid = model_with_swap(swapfile)
+    addr = _anon(backend, pid, 1)
+    assert backend.syscall(pid, "madvise", (addr, PG_SIZE, MADV_PAGEOUT)) == 0
+    assert backend.access(pid, addr, PG_SIZE, False) is None  # at once: the write is in flight
+    mm = backend.tasks[pid].mm
+    assert mm.pt is not None
+    mem = backend.mem
+    pfn = pte_pfn(mm.pt.get_pte(addr))
+    assert mem.mem_map.test(pfn, PG.writeback)
+    assert backend.syscall(pid, "madvise", (addr, PG_SIZE, MADV_PAGEOUT)) == 0
+    assert pte_pfn(mm.pt.get_pte(addr)) == pfn and mem.mem_map.test(pfn, PG.active)
+    assert mem.mem_map.test(pfn, PG.reclaim) and mem.events["pswpout"] == 1
     check_machine(backend)

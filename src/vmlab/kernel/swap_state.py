@@ -265,11 +265,13 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
     the kernel activates it (activate_locked: no swap space, a large folio, an mlocked mapping, an
     extra reference); a folio just written stays inactive (shrink_folio_list's `keep`): the write's
     completion rotates it to the inactive tail and a later pass frees it. A folio whose write is still
-    in flight is kept as it is (vmscan waits for it or activates it before it calls this).
+    in flight (met by MADV_PAGEOUT: mapped again since) is marked PG_reclaim and activated, as
+    shrink_folio_list does outside a v1 memcg (vmscan handles write-back before it calls this).
     """
     mm = mem.mem_map
     flags = int(mm.flags[head])
     if flags & F_WRITEBACK:
+        mm.flags[head] = flags | F_RECLAIM | F_ACTIVE
         return False
     if flags & F_HEAD or not flags >> PG.swapbacked & 1 or (
             not flags & F_SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
