@@ -231,10 +231,9 @@ def swap_writeout(mem: PhysMem, head: int) -> None:
 
 def _end_swap_write(mem: PhysMem, head: int, entry: int) -> None:
     """folio_end_writeback() of the swap write of `entry` from folio `head`: PG_writeback cleared (and
-    counted in nr_written, as every folio's write is); a
-    folio reclaim still wants (PG_reclaim) loses the mark and is rotated to the inactive tail
-    (folio_rotate_reclaimable), for the next scan to free. A folio under write-back stays in the swap
-    cache (folio_free_swap and reclaim leave it there)."""
+    counted in nr_written, as every folio's write is); a folio reclaim still wants (PG_reclaim) loses
+    the mark and is rotated to the inactive tail (folio_rotate_reclaimable), for the next scan to
+    free. A folio under write-back stays in the swap cache (folio_free_swap and reclaim leave it)."""
     mm = mem.mem_map
     flags = int(mm.flags[head])
     if not flags & F_SWAPCACHE or int(mm.private[head]) != entry or not flags & F_WRITEBACK:
