@@ -4,9 +4,10 @@ dirty pages and write-back, the LRU and reclaim, swap, mlock, several processes.
 A hypothesis RuleBasedStateMachine drives a 64 MiB model machine (about 17 MiB free for user pages)
 with a 48 MiB swap area through a mix of steps: anon mmap + touch (more than RAM in total), file
 read/pread/write on two model-only files bigger than the free memory, MAP_SHARED file mappings with
-loads and stores, MAP_PRIVATE file COW, fsync/fdatasync/msync/ftruncate/sync, mlock/munlock, madvise
-(DONTNEED, PAGEOUT, COLD, WILLNEED, FREE), mremap, swapoff/swapon, fadvise DONTNEED/WILLNEED, drop_caches,
-clock advances (the flusher runs) and fork/exit. After every step:
+loads and stores, MAP_SHARED|MAP_ANONYMOUS (shmem) regions, MAP_PRIVATE file COW,
+fsync/fdatasync/msync/ftruncate/sync, mlock/munlock, madvise (DONTNEED, PAGEOUT, COLD, WILLNEED, FREE),
+mremap, swapoff/swapon, fadvise DONTNEED/WILLNEED, drop_caches, clock advances (the flusher runs) and
+fork/exit. After every step:
 
 - debug_vm.check_machine (frames owned once, LRU, dirty/write-back accounting, swap slots vs entries);
 - the per-process counters as /proc/PID/status, smaps_rollup and counters() show them equal what the
@@ -311,9 +312,11 @@ class PressureAll(RuleBasedStateMachine):
         return pid, addr + first * PAGE_SIZE, n
 
     def _private_bytes(self) -> int:
-        """Private writable mappings of every process: what anon may grow to."""
+        """Private writable mappings and shmem mappings of every process: what anon and shmem pages
+        (which only swap can take) may grow to."""
         return sum(v.vm_end - v.vm_start for t in self.backend.tasks.values() for v in t.mm
-                   if v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED)
+                   if (v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED)
+                   or (v.vm_file is not None and v.vm_file.inode.shmem))
 
     def _note(self, pid: int, addr: int, length: int) -> None:
         if addr > 0:
@@ -386,6 +389,19 @@ class PressureAll(RuleBasedStateMachine):
         if touch:
             self.backend.access(pid, addr, pages * PAGE_SIZE, True)
 
+    @rule(data=st.data(), pages=st.sampled_from([16, 256, 1024, 2048]), touch=st.booleans())
+    def map_shared_anon(self, data: st.DataObject, pages: int, touch: bool) -> None:
+        """A MAP_SHARED|MAP_ANONYMOUS region (a shmem object: reclaim writes its pages to swap), its
+        stores untracked (_store)."""
+        pid = self._pid(data)
+        if self._private_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
+            return
+        addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        assert addr > 0
+        self._note(pid, addr, pages * PAGE_SIZE)
+        if touch:
+            self.backend.access(pid, addr, pages * PAGE_SIZE, True)
+
     @precondition(lambda self: self.regions)
     @rule(data=st.data(), write=st.booleans(), stride=st.sampled_from([1, 1, 4]))
     def touch(self, data: st.DataObject, write: bool, stride: int) -> None:
@@ -412,6 +428,10 @@ class PressureAll(RuleBasedStateMachine):
         for page in self._pages(pid, addr, n, True)[:count]:
             vma = mm.vma_lookup(page)
             assert vma is not None
+            if vma.vm_file is not None and vma.vm_file.inode.shmem:  # shmem's data is not tracked
+                if not self._access(pid, [page], True):
+                    return
+                continue
             version = self.c.next()
             if vma.vm_flags & VM_SHARED:
                 assert vma.vm_file is not None

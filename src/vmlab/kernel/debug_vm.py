@@ -427,6 +427,7 @@ def check_machine(backend: ModelBackend, waive: frozenset[str] = frozenset()) ->
     _check_conservation(mem, frames)
     check_lru(mem, frames)
     check_writeback(mem, enumerate_inodes(backend))
+    check_shmem_swap(backend, frames)
     check_swap_areas(mem, frames)
     check_reclaim(mem, enumerate_inodes(backend))
     check_xa_nodes(backend, enumerate_inodes(backend), check_slab_objects(backend))
@@ -493,14 +494,15 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
     for inode in inodes:
         nodes = inode.xa_nodes
         at = f"i_pages of {inode.path} (ino {inode.ino})"
-        used = inode.i_pages.keys() | inode.shadows.keys()
+        used = inode.i_pages.keys() | inode.shadows.keys() | inode.swapped.keys()
         if nodes.order_counts != Counter(nodes.orders.values()):
             raise AssertionError(f"{at}: order_counts {nodes.order_counts} for entries of orders "
                                  f"{dict(Counter(nodes.orders.values()))}")
         covered = {i for head, order in nodes.orders.items() for i in range(head, head + (1 << order))}
         for head, order in nodes.orders.items():
             if not used.intersection(range(head, head + (1 << order))):
-                raise AssertionError(f"{at}: entry at {head} of order {order} holds no page or shadow")
+                raise AssertionError(f"{at}: entry at {head} of order {order} holds no page, shadow or "
+                                     "swap entry")
         rebuilt = XaNodes()
         rebuilt.update([], sorted(nodes.orders.items()) + [(i, 0) for i in sorted(used - covered)])
         if rebuilt.masks != nodes.masks or rebuilt.chain != nodes.chain:
@@ -527,7 +529,7 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
 def check_shadow_nodes(mem: PhysMem, inodes: list[Inode]) -> None:
     """Each inode's block_pages counts its cached pages by block, and the shadow_nodes lists (settled)
     hold exactly the nodes that hold only shadow entries, each on the list of the memcg that paid
-    for it."""
+    for it (never a shmem object's: its value entries are swap entries)."""
     for inode in inodes:
         blocks = Counter(i >> XA_CHUNK_SHIFT for i in inode.i_pages)
         if inode.xa_nodes.block_pages != blocks:
@@ -538,7 +540,7 @@ def check_shadow_nodes(mem: PhysMem, inodes: list[Inode]) -> None:
     want: dict[tuple[int, tuple[int, int]], int | None] = {}
     for inode in inodes:
         nodes = inode.xa_nodes
-        for node in nodes.masks:
+        for node in () if inode.shmem else nodes.masks:
             if nodes.shadow_only(node):
                 want[(inode.handle, node)] = list_key(nodes.owner.get(node))
     have = {key: lru for lru, lst in shadows.lists.items() for key in lst}
@@ -744,6 +746,29 @@ def check_swap_cache(mem: PhysMem, frames: Frames) -> None:
     if stray:
         pfn = min(stray)
         raise AssertionError(f"frame {pfn:#x} has PG_swapcache but is not in the swap cache: {mm_map[pfn]!r}")
+
+
+def check_shmem_swap(backend: ModelBackend, frames: Frames) -> None:
+    """The swap entries of shmem objects (Inode.swapped): each names a slot in use, at an index that
+    is not cached, and is one reference to it (counted with the swap PTEs); shmem_swaplist holds
+    exactly the live objects that have such entries."""
+    mem = backend.mem
+    inodes = {id(i): i for i in [*enumerate_inodes(backend), *backend._shmem_inodes]}
+    holders: dict[int, Inode] = {}
+    for inode in inodes.values():
+        for index, entry in inode.swapped.items():
+            at = f"{inode.path} (ino {inode.ino}) index {index}: swap entry {entry:#x}"
+            if not inode.shmem or index in inode.i_pages:
+                raise AssertionError(f"{at}: not a shmem page on swap (shmem {inode.shmem}, cached too?)")
+            if not swap_slot_in_use(mem.swap, entry):
+                raise AssertionError(f"{at}: its slot is free")
+            frames.swap_refs[entry] += 1
+        if inode.swapped:
+            holders[inode.handle] = inode
+    listed = mem.swap.shmem_swaplist
+    if holders.keys() != listed.keys() or any(listed[h] is not i for h, i in holders.items()):
+        raise AssertionError(f"shmem_swaplist {sorted(listed)} but the objects with pages on swap are "
+                             f"{sorted(holders)}")
 
 
 def check_swap_areas(mem: PhysMem, frames: Frames) -> None:

@@ -33,6 +33,7 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_readahead,
 )
+from vmlab.kernel.shmem import shmem_swapin_folio
 from vmlab.kernel.swap import (
     FOLIO_BATCH_SIZE,
     folio_batch_move_large,
@@ -353,8 +354,11 @@ _NEW_SHMEM = F_UPTODATE | (1 << PG.swapbacked)
 
 
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
-    """filemap_get_folio() without I/O: the cached page, bringing in one the host had cached."""
+    """filemap_get_folio() without I/O: the cached page, bringing in one the host had cached; for
+    shmem, shmem_get_folio(): a page on swap is read back (shmem_swapin_folio)."""
     pfn = inode.i_pages.get(index)
+    if pfn is None and index in inode.swapped:
+        return shmem_swapin_folio(mem, inode, index)[0]
     if (pfn is None and not inode.shmem and index < i_size_pages(inode) and index not in inode.shadows
             and host_cached(inode, index)):
         pfn = add_to_page_cache(mem, inode, index, charge=False)
@@ -364,7 +368,9 @@ def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
 def read_page(mem: PhysMem, inode: Inode, index: int) -> tuple[int | None, bool]:
     """The page at `index`, read in alone if needed (filemap_create_folio / write_begin): (pfn or None
     when out of memory, whether it took I/O). shmem has no backing store: a missing page is a new
-    zeroed one."""
+    zeroed one, a page on swap is read back."""
+    if index in inode.swapped:
+        return shmem_swapin_folio(mem, inode, index)
     pfn = cached_page(mem, inode, index)
     if pfn is not None:
         return pfn, False
@@ -628,6 +634,8 @@ def filemap_fault(mem: PhysMem, vma: VmArea, pgoff: int, tried: bool = False,
     the faulting mm's) that reads around it (or just it, under MADV_RANDOM) synchronously."""
     assert vma.vm_file is not None
     file, inode = vma.vm_file, vma.vm_file.inode
+    if pgoff in inode.swapped:  # shmem_fault() of a page on swap: a major fault
+        return shmem_swapin_folio(mem, inode, pgoff, memcg, fault=True)
     if inode.shmem:
         return read_page(mem, inode, pgoff)
     ractl = readahead.ReadaheadControl(mem, file, pgoff)

@@ -100,7 +100,7 @@ from vmlab.kernel.page_writeback import (
 )
 from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables
 from vmlab.kernel.printk import KERN_WARNING, Printk
-from vmlab.kernel.shmem import shmem_unacct_size
+from vmlab.kernel.shmem import shmem_free_swap, shmem_unacct_size
 from vmlab.kernel.show_mem import show_mem
 from vmlab.kernel.swap import lru_add_drain, lru_view, put_page
 from vmlab.kernel.swapfile import (
@@ -451,8 +451,9 @@ class ModelBackend:
 
     def _release_orphans(self) -> None:
         """The last reference to an unlinked shmem file (MAP_SHARED|MAP_ANONYMOUS, memfd) went: its
-        pages are freed (shmem_evict_inode); for a deleted file (unlink), iput() evicts the inode:
-        truncate_inode_pages_final() frees its page cache, its dirty pages never written."""
+        pages are freed, and its slots on swap (shmem_evict_inode); for a deleted file (unlink),
+        iput() evicts the inode: truncate_inode_pages_final() frees its page cache, its dirty pages
+        never written."""
         if not self._shmem_inodes and not self._unlinked:
             return
         held = {id(f.inode) for t in self.tasks.values() for f in t.files.values()}
@@ -465,6 +466,7 @@ class ModelBackend:
             for pfn in inode.i_pages.values():
                 put_page(self.mem, pfn)
             inode.i_pages.clear()
+            shmem_free_swap(self.mem, inode, 0)
             xa_destroy(inode)
             shmem_unacct_size(self.mem, inode)
 

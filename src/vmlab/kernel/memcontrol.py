@@ -722,6 +722,13 @@ class MemCgroupTree:
         memcg.charged += nr
         memcg.stat["pgpgin"] += event
 
+    def set_kind(self, pfn: int, kind: str) -> None:
+        """The charged frame `pfn` now counts as `kind` (a shmem page moving between the page cache and
+        the swap cache, whose pages memory.stat counts as swapcached, not shmem)."""
+        got = self.page_memcg.get(pfn)
+        if got is not None:
+            self.page_memcg[pfn] = (got[0], got[1], kind)
+
     def charge(self, memcg: MemCgroup | None, pfn: int, nr: int, order: int = 0, kind: str = ANON,
                noretry: bool = False) -> int:
         """mem_cgroup_charge(): charge a new folio of `nr` pages at `pfn`; 0 or a negative error."""

@@ -95,6 +95,7 @@ from vmlab.kernel.pgtable import (
     pte_wrprotect,
 )
 from vmlab.kernel.rmap import anon_vma_prepare, vma_has_recency
+from vmlab.kernel.shmem import shmem_unuse
 from vmlab.kernel.swap import folio_add_lru_bulk, lru_add_drain, put_page
 from vmlab.kernel.swapfile import (
     is_swap_slot_pte,
@@ -899,8 +900,10 @@ def try_to_unuse(mem: PhysMem, area: int) -> int:
     a failed read of a slot that was freed meanwhile is skipped (swap_map 0), and the folio is mapped
     only if the PTE still holds the entry (unuse_pte's pte_same_as_swp); otherwise it stays in the swap
     cache for the sweep at the end, which waits for each folio's write to complete before it frees
-    the folio's slot."""
+    the folio's slot. Before the mms, every shmem page on the area is read back (shmem_unuse)."""
     state = mem.swap
+    if shmem_unuse(mem, area):
+        return -ENOMEM
     for mm in state.mms():
         if mm.pt is None:
             continue

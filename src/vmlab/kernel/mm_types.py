@@ -254,6 +254,9 @@ class Inode:
     #: kernel leaves in i_pages when reclaim evicts a folio, so a refault can tell how long it was gone.
     #: An index with a shadow is not cached (the host's residency no longer applies to it).
     shadows: dict[int, int] = field(default_factory=dict)
+    #: A shmem object's pages on swap: file page index -> swap entry (the value entries shmem_writeout
+    #: leaves in i_pages; info->swapped is their number). An index here is not cached.
+    swapped: dict[int, int] = field(default_factory=dict)
     #: The nodes of the kernel's i_pages XArray over the cached folios and the shadows (xarray.XaNodes):
     #: slab objects charged to the memcg of the task that allocates them.
     xa_nodes: XaNodes = field(default_factory=_new_xa_nodes)

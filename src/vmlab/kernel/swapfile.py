@@ -36,7 +36,7 @@ from vmlab.kernel.pgtable import (
 from vmlab.kernel.uapi import EBUSY, EINVAL, EISDIR, ENOENT, ENOMEM, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
-    from vmlab.kernel.mm_types import MmStruct
+    from vmlab.kernel.mm_types import Inode, MmStruct
 
 # include/linux/swap.h: MAX_SWAPFILES with CONFIG_MIGRATION (3 types), a PTE-marker type, no
 # DEVICE_PRIVATE and no MEMORY_FAILURE (this machine's config): 32 - 3 - 1.
@@ -160,6 +160,9 @@ class SwapState:
     cache: dict[int, int] = field(default_factory=dict)
     #: Shadow entries left by folios evicted from the swap cache (workingset_eviction's value).
     shadows: dict[int, int] = field(default_factory=dict)
+    #: shmem_swaplist: the shmem objects with pages on swap (Inode.swapped), by inode handle, which
+    #: swapoff visits (shmem_unuse) before the mms.
+    shmem_swaplist: dict[int, Inode] = field(default_factory=dict)
     page_cluster: int = PAGE_CLUSTER
     mms: Callable[[], Iterable[MmStruct]] = field(default=lambda: ())
     #: swap_cluster_readahead()'s global state: swapin_readahead_hits (ATOMIC_INIT(4)), the offset of

@@ -22,6 +22,7 @@ from vmlab.kernel.page_writeback import (
     vma_address,
 )
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
+from vmlab.kernel.shmem import shmem_free_swap
 from vmlab.kernel.swap import (
     deactivate_file_folio,
     folio_batch_move_large,
@@ -109,7 +110,8 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     """truncate_inode_pages_range(mapping, lstart, -1): drop every page wholly beyond byte `lstart`,
     waiting for their write-back and throwing their dirty data away; a large folio that straddles
     lstart is split there or kept whole (truncate_partial_folio). The page that straddles lstart
-    stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it. Finding pages to drop
+    stays; its tail is zeroed, which (as on ext4 with 4 KiB blocks) dirties it. A shmem object's pages
+    on swap beyond lstart lose their slots. Finding pages to drop
     drains the CPU's folio batches (measured: a truncate of another file moves the lru_add batch)."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     kept = truncate_partial_folio(mem, inode, lstart)
@@ -121,6 +123,8 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     if doomed:  # folio_batch_release() of the folios found drains the CPU's batches: a page that
         lru_add_drain(mem)  # waited in one is freed now
     clear_shadow_entries(mem, inode, first, ULONG_MAX)
+    if inode.swapped:
+        shmem_free_swap(mem, inode, first)
     if inode.host_cached is not None:
         inode.host_cached = frozenset(i for i in inode.host_cached if i < first)
     if lstart & (PAGE_SIZE - 1):

@@ -73,6 +73,7 @@ from vmlab.kernel.page_flags import (
 )
 from vmlab.kernel.page_writeback import folio_frames, folio_wait_writeback, writeback_folio
 from vmlab.kernel.rmap import Mapping, RmapIndex, folio_referenced, try_to_unmap, try_to_unmap_lazyfree
+from vmlab.kernel.shmem import shmem_writeout
 from vmlab.kernel.swap import (
     LRU_ACTIVE,
     LRU_ACTIVE_ANON,
@@ -984,7 +985,7 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
     flags = mmap_.flags_a[head]
     if not flags & F_SWAPBACKED and mmap_.mapping_a[head] & PAGE_MAPPING_ANON:
         return _shrink_lazyfree(vmscan, sc, head, stat)
-    if flags & F_SWAPBACKED:
+    if flags & F_SWAPBACKED and (flags & F_SWAPCACHE or mmap_.mapping_a[head] & PAGE_MAPPING_ANON):
         if not sc.may_swap or nr_swap_pages(mem) <= 0:
             return "activate"
         rmap = _rmap(vmscan, sc)
@@ -1063,12 +1064,15 @@ def _shrink_lazyfree(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStat
 
 
 def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: FolioStats) -> str:
-    """The dirty-folio part of shrink_folio_list: only kswapd writes, and only a folio it has seen
-    dirty before (PG_reclaim); others are marked and rotated for the flusher. "" when the folio came
-    back clean from a synchronous write (then it is freed)."""
+    """The dirty-folio part of shrink_folio_list: for a file folio only kswapd writes, and only a folio
+    it has seen dirty before (PG_reclaim); others are marked and rotated for the flusher. "" when the
+    folio came back clean from a synchronous write (then it is freed). A shmem folio (not on a file
+    LRU) is written to swap by any reclaimer (_shmem_pageout)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
+    if flags & F_SWAPBACKED:
+        return _shmem_pageout(vmscan, sc, head, stat)
     if not sc.kswapd or not flags & F_RECLAIM:
         mmap_.flags_a[head] = flags | F_RECLAIM
         mem.events["nr_vmscan_immediate_reclaim"] += 1
@@ -1079,6 +1083,21 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     stat.nr_pageout += 1
     mem.events["nr_vmscan_write"] += 1
     return "" if clean else "keep"
+
+
+def _shmem_pageout(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats) -> str:
+    """pageout() of a dirty, unmapped shmem folio: kept while someone else holds a reference
+    (is_page_cache_freeable) or reclaim may not write; activated when shmem_writeout() finds no slot
+    ("redirty"); else it is in the swap cache under write-back and kept (its write's end rotates it
+    to the inactive tail, where the next pass frees it)."""
+    mem = vmscan.mem
+    if mem.mem_map._refcount_a[head] != 2 or not sc.may_writepage:
+        return "keep"
+    inode = mem.address_spaces[mem.mem_map.mapping_a[head]]
+    if not shmem_writeout(mem, inode, head):
+        return "activate"
+    stat.nr_pageout += 1
+    return "keep"
 
 
 def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,

@@ -108,6 +108,7 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
         return (flags >> np.uint64(pg)) & np.uint64(1) == 1
 
     swapbacked, mapped = has(PG.swapbacked), mm._mapcount >= 0
+    swapcache = has(PG_swapcache) & swapbacked  # anon folios, and shmem ones on their way to swap
     heads_anon_thp = np.flatnonzero(anon & has(PG.head))
     lru = mem.lruvec.nr_pages
     dirty = int((cache & has(PG.dirty) & ~swapbacked).sum())
@@ -122,13 +123,13 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
         "nr_mlock": folio_pages(mem, np.flatnonzero(has(PG.mlocked))),
         "nr_anon_pages": int((anon & ~(has(PG_swapcache) & ~mapped)).sum()),
         "nr_mapped": int((cache & mapped).sum()),
-        "nr_file_pages": int(cache.sum()) + int((anon & has(PG_swapcache)).sum()),
+        "nr_file_pages": int(cache.sum()) + int(swapcache.sum()),
         "nr_dirty": dirty,
         "nr_writeback": writeback,
         "nr_shmem": int((cache & swapbacked).sum()),
         "nr_anon_transparent_hugepages": folio_pages(mem, heads_anon_thp) >> 9,
         "nr_page_table_pages": sum(z.nr_pagetable for z in mem.zones),
-        "nr_swapcached": int((anon & has(PG_swapcache)).sum()),
+        "nr_swapcached": int(swapcache.sum()),
         "nr_memmap_boot_pages": memmap_boot_pages(mem),
         "workingset_nodes": mem.shadow_nodes.nr_listed(),
     }

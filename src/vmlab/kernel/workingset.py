@@ -254,7 +254,10 @@ class ShadowNodes:
     nr_deferred: dict[int | None, int] = field(default_factory=dict)
 
     def touch(self, inode: Inode, node: Node) -> None:
-        """A store changed `node` of `inode`'s i_pages (xas_update()'s workingset_update_node)."""
+        """A store changed `node` of `inode`'s i_pages (xas_update()'s workingset_update_node; not for
+        shmem, whose value entries are swap entries: mapping_set_update)."""
+        if inode.shmem:
+            return
         self.dirty[(inode.handle, node)] = inode
 
     def touch_index(self, inode: Inode, index: int) -> None:

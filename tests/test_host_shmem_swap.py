@@ -1,0 +1,124 @@
+"""shmem pages on swap, against this host's kernel: a process writes 16 MiB of MAP_SHARED|MAP_ANONYMOUS
+memory (a shmem object) in a cgroup-v1 memcg limited to 8 MiB, with a 16 MiB swap file on (swapkit's
+host_swap), reads it all back, then unmaps it. memcg reclaim unmaps the written pages and moves them
+from the page cache to the swap cache to write them (shmem_writeout); reading them back is a major fault
+per slot cluster (shmem_swapin_folio); the object's end frees its slots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from swapkit import SWAP_SIZE, model_with_swap
+from vmlab.backend import Backend, Program, Settings
+from vmlab.host.oracle import HostBackend
+from vmlab.kernel.debug_vm import check_machine
+
+from hostkit import Memcgs, on_cpu
+
+pytestmark = pytest.mark.host
+
+SHARED_ANON = 0x21  # MAP_SHARED | MAP_ANONYMOUS
+RW = 3
+SIZE = 16 << 20
+#: The /proc/vmstat counters each phase reports, as changes.
+EVENTS = ("pswpout", "pswpin", "pgrotated", "nr_shmem", "nr_swapcached", "pgmajfault",
+          "workingset_refault_anon")
+#: How far the model's swap writes while the object is written may be from the kernel's (a fraction of
+#: the kernel's): measured 2,355-2,514 on the kernel in 8 runs, 2,667 in the model (which counts a
+#: shmem write in reclaim's I/O cost, lru_note_cost, as the kernel does; without it, 2,394).
+WRITES_TOLERANCE = 0.15
+#: How far the model's shmem + swap-cache pages at the end of the writes may be from the kernel's:
+#: the memcg's charge stock holds up to MEMCG_CHARGE_BATCH pages (measured 1,997-2,009 against 1,989).
+RESIDENT_TOLERANCE = 64
+#: How far the model's reads and major faults while reading back may be from the kernel's (a fraction):
+#: one cluster of 8 slots read a fault on both, the clusters' boundaries differ with the slots given
+#: (measured 514 faults / 4,101-4,102 reads against 515 / 4,109).
+READ_TOLERANCE = 0.01
+
+
+def _vmstat(backend: Backend) -> dict[str, int]:
+    table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
+    return {name: int(table[name]) for name in EVENTS}
+
+
+def _phases(backend: Backend, pid: int, settle: Callable[[], None],
+            swap_used: Callable[[], int]) -> dict[str, object]:
+    """Write SIZE of a shared anonymous mapping, read it back, unmap it: what each phase changed."""
+    out: dict[str, object] = {}
+    addr = backend.syscall(pid, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
+    v0, c0 = _vmstat(backend), backend.counters(pid)
+    assert backend.access(pid, addr, SIZE, True) is None
+    settle()
+    v1, c1 = _vmstat(backend), backend.counters(pid)
+    out["write"] = {k: v1[k] - v0[k] for k in EVENTS}
+    out["write_task"] = (c1.majflt - c0.majflt, c1.vm_swap_kb, c1.rss_shmem_kb)
+    out["swap_used_after_write"] = swap_used()
+    assert backend.access(pid, addr, SIZE, False) is None
+    settle()
+    v2, c2 = _vmstat(backend), backend.counters(pid)
+    out["read"] = {k: v2[k] - v1[k] for k in EVENTS}
+    out["read_task"] = (c2.majflt - c1.majflt, c2.vm_swap_kb, c2.rss_shmem_kb)
+    out["swap_used_after_read"] = swap_used()
+    assert backend.syscall(pid, "munmap", (addr, SIZE)) == 0
+    settle()
+    out["swap_used_after_unmap"] = swap_used()
+    return out
+
+
+def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program: Program,
+                                                        memcgs: Memcgs, tmp_path: Path) -> None:
+    """On both: while the object is written, no major fault, every page written to swap is still there
+    (its slot held by the object's swap entry, not by a PTE: VmSwap stays 0), nearly every written
+    folio is rotated when its write ends, the shmem pages left are exactly the mapped ones
+    (RssShmem); reading back reads a cluster of slots a major fault, each page a workingset refault;
+    unmapping the object (its last reference) frees every slot. The model's writes, resident pages,
+    reads and faults are within the tolerances above of the kernel's.
+    Not held (measured, the model further off): the writes while reading back (model 4,573, kernel
+    3,871-3,992) and so what is left mapped at the end (RssShmem 3,808 kB against 6,820-7,512)."""
+    cg = memcgs.make("shmem", "8M")
+    (cg / "memory.swappiness").write_text("60")
+
+    def host_used() -> int:
+        return int(Path("/proc/swaps").read_text().splitlines()[1].split()[3]) // 4
+
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        kernel = _phases(host, pid, lambda: time.sleep(0.1), host_used)
+    shadow = tmp_path / "swapfile"
+    with shadow.open("wb") as f:
+        f.truncate(SWAP_SIZE)
+    model, _ = model_with_swap(shadow, host_disk=True)
+    assert model.memcg_create("/t", 8 << 20) == 0
+    proc = model.spawn("proc")
+    assert model.memcg_attach(proc, "/t") == 0
+    got = _phases(model, proc, lambda: model.sleep(proc, 100_000_000),
+                  lambda: model.mem.swap.active()[0].inuse_pages)
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    for run in (kernel, got):
+        write, read = run["write"], run["read"]
+        assert isinstance(write, dict) and isinstance(read, dict)
+        majflt, vm_swap_kb, rss_shmem_kb = run["write_task"]  # type: ignore[misc]
+        assert write["pgmajfault"] == majflt == vm_swap_kb == 0
+        assert run["swap_used_after_write"] == write["pswpout"] >= 1 << 10
+        assert write["pgrotated"] >= 0.9 * write["pswpout"]
+        # nr_shmem is machine-wide: another process's tmpfs use would show (none seen on an idle host).
+        assert abs(rss_shmem_kb // 4 - write["nr_shmem"]) <= 16
+        assert read["workingset_refault_anon"] == read["pswpin"] >= 4 * read["pgmajfault"]
+        assert run["read_task"][0] == read["pgmajfault"]  # type: ignore[index]
+        assert run["swap_used_after_unmap"] == 0
+    k_write, m_write = kernel["write"], got["write"]
+    k_read, m_read = kernel["read"], got["read"]
+    assert isinstance(k_write, dict) and isinstance(m_write, dict)
+    assert isinstance(k_read, dict) and isinstance(m_read, dict)
+    assert abs(m_write["pswpout"] - k_write["pswpout"]) <= WRITES_TOLERANCE * k_write["pswpout"]
+    resident = [w["nr_shmem"] + w["nr_swapcached"] for w in (k_write, m_write)]
+    assert abs(resident[0] - resident[1]) <= RESIDENT_TOLERANCE
+    for name in ("pswpin", "pgmajfault"):
+        assert abs(m_read[name] - k_read[name]) <= READ_TOLERANCE * k_read[name]

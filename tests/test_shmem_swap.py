@@ -1,0 +1,134 @@
+"""shmem pages on swap in the model (vmlab.kernel.shmem): a shared anonymous mapping or a memfd written
+past its memcg's limit goes partly to swap (shmem_writeout: the page cache's entry becomes a swap
+entry, the folio passes through the swap cache), and every way back to the data (a fault, read(),
+write(), swapoff) reads it back; truncation and the object's end free the slots. The invariant checker
+(check_machine: slots against swap PTEs and shmem swap entries, shmem_swaplist) runs after each step.
+tests/test_host_shmem_swap.py holds the same workload against the kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swapkit import complete_swap_writes, model_with_swap
+from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
+from vmlab.kernel.mm_types import Inode
+from vmlab.kernel.page_flags import PG as PG_FLAGS
+
+SHARED_ANON = 0x21  # MAP_SHARED | MAP_ANONYMOUS
+PRIVATE_ANON = 0x22
+RW = 3
+PG = 4096
+SIZE = 8 << 20
+
+
+def _machine(swapfile: Path) -> tuple[ModelBackend, int]:
+    """A model with swap and a process in a 4 MiB memcg."""
+    model, _ = model_with_swap(swapfile)
+    assert model.memcg_create("/t", 4 << 20) == 0
+    proc = model.spawn("proc")
+    assert model.memcg_attach(proc, "/t") == 0
+    return model, proc
+
+
+def _meminfo(model: ModelBackend) -> dict[str, int]:
+    return {k.rstrip(":"): int(v) for k, v, *_ in map(str.split, model.machine_view("meminfo").splitlines())}
+
+
+def _shmem_inode(model: ModelBackend, pid: int, addr: int) -> Inode:
+    vma = next(v for v in model.tasks[pid].mm if v.vm_start == addr)
+    assert vma.vm_file is not None
+    return vma.vm_file.inode
+
+
+def _written_past_the_limit(swapfile: Path) -> tuple[ModelBackend, int, int, Inode]:
+    model, proc = _machine(swapfile)
+    addr = model.syscall(proc, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
+    assert model.access(proc, addr, SIZE, True) is None
+    complete_swap_writes(model)
+    check_machine(model)
+    return model, proc, addr, _shmem_inode(model, proc, addr)
+
+
+def test_written_shmem_goes_to_swap_and_a_fault_brings_it_back(swapfile: Path) -> None:
+    model, proc, addr, inode = _written_past_the_limit(swapfile)
+    mem = model.mem
+    swapped = len(inode.swapped)
+    info = _meminfo(model)
+    assert swapped >= (SIZE >> 20) * 256 // 2  # at least half of the 8 MiB is on swap
+    assert len(inode.i_pages) + swapped == SIZE // PG and not inode.i_pages.keys() & inode.swapped.keys()
+    assert info["Shmem"] == len(inode.i_pages) * 4  # pages on swap (or in the swap cache) are not Shmem
+    assert mem.events["pswpout"] >= swapped
+    assert model.counters(proc).vm_swap_kb == 0  # no swap PTE: the shmem pages' entries are in i_pages
+    assert mem.swap.shmem_swaplist == {inode.handle: inode}
+    index = min(inode.swapped)
+    entry = inode.swapped[index]
+    majflt, pswpin = model.counters(proc).majflt, mem.events["pswpin"]
+    assert model.access(proc, addr + index * PG, PG, False) is None
+    check_machine(model)
+    pfn = inode.i_pages[index]
+    assert index not in inode.swapped and entry not in mem.swap.cache
+    assert model.counters(proc).majflt == majflt + 1 and mem.events["pswpin"] > pswpin
+    assert mem.mem_map.test(pfn, PG_FLAGS.dirty)  # the slot is freed, the data is only in memory again
+
+
+def test_read_and_write_of_a_memfd_read_its_pages_back_from_swap(swapfile: Path) -> None:
+    model, proc = _machine(swapfile)
+    fd = model.syscall(proc, "memfd_create", ("vmlab", 0))
+    assert model.syscall(proc, "ftruncate", (fd, SIZE)) == 0
+    addr = model.syscall(proc, "mmap", (0, SIZE, RW, 0x01, fd, 0))  # MAP_SHARED
+    buf = model.syscall(proc, "mmap", (0, PG, RW, PRIVATE_ANON, -1, 0))
+    assert model.access(proc, addr, SIZE, True) is None
+    assert model.access(proc, buf, PG, True) is None
+    complete_swap_writes(model)
+    inode = _shmem_inode(model, proc, addr)
+    first, *_, last = sorted(inode.swapped)
+    pswpin = model.mem.events["pswpin"]
+    assert model.syscall(proc, "pread64", (fd, buf, PG, first * PG)) == PG
+    assert model.syscall(proc, "pwrite64", (fd, buf, PG, last * PG)) == PG
+    check_machine(model)
+    assert first in inode.i_pages and last in inode.i_pages  # read back, not replaced by new pages
+    assert model.mem.events["pswpin"] >= pswpin + 2
+
+
+def test_truncation_and_the_objects_end_free_its_slots(swapfile: Path) -> None:
+    model, proc = _machine(swapfile)
+    fd = model.syscall(proc, "memfd_create", ("vmlab", 0))
+    assert model.syscall(proc, "ftruncate", (fd, SIZE)) == 0
+    addr = model.syscall(proc, "mmap", (0, SIZE, RW, 0x01, fd, 0))  # MAP_SHARED
+    assert model.access(proc, addr, SIZE, True) is None
+    complete_swap_writes(model)
+    inode = _shmem_inode(model, proc, addr)
+    si = model.mem.swap.active()[0]
+    cut = SIZE // PG // 2
+    beyond = sum(1 for i in inode.swapped if i >= cut)
+    used = si.inuse_pages
+    assert beyond and model.syscall(proc, "ftruncate", (fd, cut * PG)) == 0
+    check_machine(model)
+    assert not [i for i in inode.swapped if i >= cut] and si.inuse_pages <= used - beyond
+    assert model.syscall(proc, "munmap", (addr, SIZE)) == 0 and model.syscall(proc, "close", (fd,)) == 0
+    complete_swap_writes(model)
+    check_machine(model)
+    assert si.inuse_pages == 0 and not inode.swapped and not model.mem.swap.shmem_swaplist
+
+
+def test_swapoff_reads_every_shmem_page_back(swapfile: Path) -> None:
+    model, proc, _, inode = _written_past_the_limit(swapfile)
+    swapped = len(inode.swapped)
+    model.memcg_set("/t", "limit_in_bytes", 64 << 20)
+    assert model.syscall(proc, "swapoff", (str(swapfile),)) == 0
+    check_machine(model)
+    assert not inode.swapped and len(inode.i_pages) == SIZE // PG and swapped
+    assert _meminfo(model)["Shmem"] == SIZE // 1024
+
+
+def test_without_swap_written_shmem_stays_and_the_memcg_ooms(swapfile: Path) -> None:
+    """No swap: the written pages cannot leave (shmem_writeout finds no slot and reclaim activates
+    them), so a writer past its memcg's limit is OOM-killed, and nothing was dropped."""
+    model, proc = _machine(swapfile)
+    assert model.syscall(proc, "swapoff", (str(swapfile),)) == 0
+    addr = model.syscall(proc, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
+    assert model.access(proc, addr, SIZE, True) == "SIGKILL"
+    assert model.mem.events["pswpout"] == 0
+    check_machine(model)
