@@ -40,6 +40,19 @@ def model_with_swap(swapfile: Path, ram: int = 64 << 20, host_disk: bool = False
     return backend, pid
 
 
+def model_in_a_memcg(tmp_path: Path, limit: int) -> tuple[ModelBackend, int]:
+    """The model's side of a host run in a v1 memcg with host_swap on: a swap area as large as the
+    host's (its disk taken as the host's), a memcg "/t" of `limit` bytes and a new process in it."""
+    shadow = tmp_path / "swapfile"
+    with shadow.open("wb") as f:
+        f.truncate(SWAP_SIZE)
+    model, _ = model_with_swap(shadow, host_disk=True)
+    assert model.memcg_create("/t", limit) == 0
+    proc = model.spawn("proc")
+    assert model.memcg_attach(proc, "/t") == 0
+    return model, proc
+
+
 def solid_state(backend: ModelBackend) -> None:
     """Take every active swap area of the model as on the model's own solid-state disk (SWP_SOLIDSTATE:
     VMA swap readahead; the block layer's default max_segments), whatever disk its host file is on: a

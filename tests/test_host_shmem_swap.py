@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from swapkit import SWAP_SIZE, model_with_swap
+from swapkit import model_in_a_memcg
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -51,19 +51,14 @@ def _phases(backend: Backend, pid: int, settle: Callable[[], None],
     """Write SIZE of a shared anonymous mapping, read it back, unmap it: what each phase changed."""
     out: dict[str, object] = {}
     addr = backend.syscall(pid, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
-    v0, c0 = _vmstat(backend), backend.counters(pid)
-    assert backend.access(pid, addr, SIZE, True) is None
-    settle()
-    v1, c1 = _vmstat(backend), backend.counters(pid)
-    out["write"] = {k: v1[k] - v0[k] for k in EVENTS}
-    out["write_task"] = (c1.majflt - c0.majflt, c1.vm_swap_kb, c1.rss_shmem_kb)
-    out["swap_used_after_write"] = swap_used()
-    assert backend.access(pid, addr, SIZE, False) is None
-    settle()
-    v2, c2 = _vmstat(backend), backend.counters(pid)
-    out["read"] = {k: v2[k] - v1[k] for k in EVENTS}
-    out["read_task"] = (c2.majflt - c1.majflt, c2.vm_swap_kb, c2.rss_shmem_kb)
-    out["swap_used_after_read"] = swap_used()
+    for phase, write in (("write", True), ("read", False)):
+        v0, c0 = _vmstat(backend), backend.counters(pid)
+        assert backend.access(pid, addr, SIZE, write) is None
+        settle()
+        v1, c1 = _vmstat(backend), backend.counters(pid)
+        out[phase] = {k: v1[k] - v0[k] for k in EVENTS}
+        out[f"{phase}_task"] = (c1.majflt - c0.majflt, c1.vm_swap_kb, c1.rss_shmem_kb)
+        out[f"swap_used_after_{phase}"] = swap_used()
     assert backend.syscall(pid, "munmap", (addr, SIZE)) == 0
     settle()
     out["swap_used_after_unmap"] = swap_used()
@@ -90,13 +85,7 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
         pid = host.start(program, Settings())
         (cg / "cgroup.procs").write_text(str(pid))
         kernel = _phases(host, pid, lambda: time.sleep(0.1), host_used)
-    shadow = tmp_path / "swapfile"
-    with shadow.open("wb") as f:
-        f.truncate(SWAP_SIZE)
-    model, _ = model_with_swap(shadow, host_disk=True)
-    assert model.memcg_create("/t", 8 << 20) == 0
-    proc = model.spawn("proc")
-    assert model.memcg_attach(proc, "/t") == 0
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
     got = _phases(model, proc, lambda: model.sleep(proc, 100_000_000),
                   lambda: model.mem.swap.active()[0].inuse_pages)
     check_machine(model)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
-from swapkit import MADV_PAGEOUT, SWAP_SIZE, model_with_swap
+from swapkit import MADV_PAGEOUT, SWAP_SIZE, model_in_a_memcg, model_with_swap
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -156,13 +156,7 @@ def test_swap_writes_are_merged_and_their_folios_rotated_as_on_the_kernel(
         pid = host.start(program, Settings())
         (cg / "cgroup.procs").write_text(str(pid))
         kernel = _writer_in_a_memcg(host, pid, lambda: time.sleep(0.1))
-    shadow = tmp_path / "swapfile"
-    with shadow.open("wb") as f:
-        f.truncate(SWAP_SIZE)
-    model, _ = model_with_swap(shadow, host_disk=True)
-    assert model.memcg_create("/t", 8 << 20) == 0
-    proc = model.spawn("proc")
-    assert model.memcg_attach(proc, "/t") == 0
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
     got = _writer_in_a_memcg(model, proc, lambda: model.sleep(proc, 100_000_000))
     check_machine(model)
     print(f"kernel {kernel}\nmodel  {got}")

@@ -378,25 +378,16 @@ class PressureAll(RuleBasedStateMachine):
 
     # --- anon ----------------------------------------------------------------------------------------
 
-    @rule(data=st.data(), pages=st.sampled_from([16, 256, 1024, 2048, 4096]), touch=st.booleans())
-    def map_anon(self, data: st.DataObject, pages: int, touch: bool) -> None:
+    @rule(data=st.data(), pages=st.sampled_from([16, 256, 1024, 2048, 4096]), touch=st.booleans(),
+          shared=st.sampled_from([False, False, True]))
+    def map_anon(self, data: st.DataObject, pages: int, touch: bool, shared: bool = False) -> None:
+        """A private anonymous region, or a MAP_SHARED|MAP_ANONYMOUS one (`shared`: a shmem object,
+        whose pages reclaim writes to swap too; its stores are untracked: _store)."""
         pid = self._pid(data)
         if self._private_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
             return
-        addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        assert addr > 0
-        self._note(pid, addr, pages * PAGE_SIZE)
-        if touch:
-            self.backend.access(pid, addr, pages * PAGE_SIZE, True)
-
-    @rule(data=st.data(), pages=st.sampled_from([16, 256, 1024, 2048]), touch=st.booleans())
-    def map_shared_anon(self, data: st.DataObject, pages: int, touch: bool) -> None:
-        """A MAP_SHARED|MAP_ANONYMOUS region (a shmem object: reclaim writes its pages to swap), its
-        stores untracked (_store)."""
-        pid = self._pid(data)
-        if self._private_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
-            return
-        addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS
+        addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, flags, -1, 0)
         assert addr > 0
         self._note(pid, addr, pages * PAGE_SIZE)
         if touch:
