@@ -995,6 +995,8 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
 
         if _free_isolated(mem, head, reclaim_anon_folio(mem, head, walk, sc.target)):
             return "freed"
+        if not flags & F_WRITEBACK and mmap_.flags_a[head] & F_WRITEBACK:
+            stat.nr_pageout += 1  # pageout()'s PAGE_SUCCESS: swap_writeout() started its write
         return "activate" if mmap_.flags_a[head] & F_ACTIVE else "keep"  # keep: written, not yet freed
     if mmap_._mapcount_a[head] >= 0 and not try_to_unmap(mem, _rmap(vmscan, sc), head):
         stat.nr_unmap_fail += 1
