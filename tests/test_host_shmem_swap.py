@@ -28,16 +28,17 @@ SIZE = 16 << 20
 #: The /proc/vmstat counters each phase reports, as changes.
 EVENTS = ("pswpout", "pswpin", "pgrotated", "nr_shmem", "nr_swapcached", "pgmajfault",
           "workingset_refault_anon")
-#: How far the model's swap writes while the object is written may be from the kernel's (a fraction of
-#: the kernel's): measured 2,355-2,514 on the kernel in 8 runs, 2,667 in the model (which counts a
-#: shmem write in reclaim's I/O cost, lru_note_cost, as the kernel does; without it, 2,394).
-WRITES_TOLERANCE = 0.15
+#: How far the model's swap writes may be from the kernel's, while the object is written and while it is
+#: read back (a fraction of the kernel's): measured 2,355-2,523 and 3,754-4,187 on the kernel in 16 and
+#: 8 runs, 2,445 and 3,895 in the model (2,667 and 4,573 while reclaim's scan took 200 ns a page:
+#: Costs.scan_ns).
+WRITES_TOLERANCE = 0.10
 #: How far the model's shmem + swap-cache pages at the end of the writes may be from the kernel's:
-#: the memcg's charge stock holds up to MEMCG_CHARGE_BATCH pages (measured 1,997-2,009 against 1,989).
+#: the memcg's charge stock holds up to MEMCG_CHARGE_BATCH pages (measured 1,997-2,028 against 1,989).
 RESIDENT_TOLERANCE = 64
 #: How far the model's reads and major faults while reading back may be from the kernel's (a fraction):
 #: one cluster of 8 slots read a fault on both, the clusters' boundaries differ with the slots given
-#: (measured 514 faults / 4,101-4,102 reads against 515 / 4,109).
+#: (measured 514 faults / 4,101-4,102 reads against 513-515 / 4,102-4,109).
 READ_TOLERANCE = 0.01
 
 
@@ -70,11 +71,14 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
     """On both: while the object is written, no major fault, every page written to swap is still there
     (its slot held by the object's swap entry, not by a PTE: VmSwap stays 0), nearly every written
     folio is rotated when its write ends, the shmem pages left are exactly the mapped ones
-    (RssShmem); reading back reads a cluster of slots a major fault, each page a workingset refault;
-    unmapping the object (its last reference) frees every slot. The model's writes, resident pages,
-    reads and faults are within the tolerances above of the kernel's.
-    Not held (measured, the model further off): the writes while reading back (model 4,573, kernel
-    3,871-3,992) and so what is left mapped at the end (RssShmem 3,808 kB against 6,820-7,512)."""
+    (RssShmem); reading back reads a cluster of slots a major fault, each page a workingset refault,
+    and frees each page's slot as it is used (the slots in use are then those written less those
+    read, plus the readahead pages not used yet, under one cluster: no page was read twice, its
+    readahead folio reclaimed before its use; the model did so 13 times while its reclaim scanned
+    in no time); unmapping the object (its last
+    reference) frees every slot. The model's writes, resident pages, reads and faults are within the
+    tolerances above of the kernel's. (What is left mapped after reading back varies on the kernel,
+    RssShmem 6,088-7,820 kB in 8 runs; the model's 7,408 is not held.)"""
     cg = memcgs.make("shmem", "8M")
     (cg / "memory.swappiness").write_text("60")
 
@@ -101,12 +105,16 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
         assert abs(rss_shmem_kb // 4 - write["nr_shmem"]) <= 16
         assert read["workingset_refault_anon"] == read["pswpin"] >= 4 * read["pgmajfault"]
         assert run["read_task"][0] == read["pgmajfault"]  # type: ignore[index]
+        unread = run["swap_used_after_read"] - (  # type: ignore[operator]
+            run["swap_used_after_write"] + read["pswpout"] - read["pswpin"])  # type: ignore[operator]
+        assert 0 <= unread < 8
         assert run["swap_used_after_unmap"] == 0
     k_write, m_write = kernel["write"], got["write"]
     k_read, m_read = kernel["read"], got["read"]
     assert isinstance(k_write, dict) and isinstance(m_write, dict)
     assert isinstance(k_read, dict) and isinstance(m_read, dict)
-    assert abs(m_write["pswpout"] - k_write["pswpout"]) <= WRITES_TOLERANCE * k_write["pswpout"]
+    for k_phase, m_phase in ((k_write, m_write), (k_read, m_read)):
+        assert abs(m_phase["pswpout"] - k_phase["pswpout"]) <= WRITES_TOLERANCE * k_phase["pswpout"]
     resident = [w["nr_shmem"] + w["nr_swapcached"] for w in (k_write, m_write)]
     assert abs(resident[0] - resident[1]) <= RESIDENT_TOLERANCE
     for name in ("pswpin", "pgmajfault"):
