@@ -13,7 +13,8 @@ dispatched at once.
 The device serves the requests dispatched to it one after another, one I/O (Costs.swap_io_ns) each,
 whatever its size (as a read's I/O carries its readahead pages); when a request completes, each of
 its pages' end_io runs (end_swap_bio_write). (Served in parallel, every request done one I/O after
-it was sent, the writer below wrote 2,705 pages instead of 2,400: further from the kernel's.)
+it was sent, the writer below wrote 2,705 pages instead of 2,400, before reclaim's scan was costed as
+on the kernel (Costs.scan_ns): further from the kernel's.)
 
 Measured on this machine (tests/test_host_swap.py, a 16 MiB writer in an 8 MiB memcg): the kernel
 sent about 2,500 swap writes as about 100 requests of up to 254 pages (virtio-blk's max_segments).
