@@ -60,6 +60,10 @@ def _phases(backend: Backend, pid: int, settle: Callable[[], None],
         out[phase] = {k: v1[k] - v0[k] for k in EVENTS}
         out[f"{phase}_task"] = (c1.majflt - c0.majflt, c1.vm_swap_kb, c1.rss_shmem_kb)
         out[f"swap_used_after_{phase}"] = swap_used()
+        smaps = backend.view(pid, "smaps")
+        block = smaps[smaps.index(f"{addr:08x}-"):].split("VmFlags")[0]
+        out[f"smaps_swap_after_{phase}"] = next(
+            int(line.split()[1]) for line in block.splitlines() if line.startswith("Swap:"))
     assert backend.syscall(pid, "munmap", (addr, SIZE)) == 0
     settle()
     out["swap_used_after_unmap"] = swap_used()
@@ -71,11 +75,11 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
     """On both: while the object is written, no major fault, every page written to swap is still there
     (its slot held by the object's swap entry, not by a PTE: VmSwap stays 0), nearly every written
     folio is rotated when its write ends, the shmem pages left are exactly the mapped ones
-    (RssShmem); reading back reads a cluster of slots a major fault, each page a workingset refault,
-    and frees each page's slot as it is used (the slots in use are then those written less those
-    read, plus the readahead pages not used yet, under one cluster: no page was read twice, its
-    readahead folio reclaimed before its use; the model did so 13 times while its reclaim scanned
-    in no time); unmapping the object (its last
+    (RssShmem), and the mapping's smaps Swap counts the object's pages on swap; reading back reads a
+    cluster of slots a major fault, each page a workingset refault, and frees each page's slot as it
+    is used (the slots in use are then those written less those read, plus the readahead pages not
+    used yet, under one cluster: no page was read twice, its readahead folio reclaimed before its use;
+    the model did so 13 times while its reclaim scanned in no time); unmapping the object (its last
     reference) frees every slot. The model's writes, resident pages, reads and faults are within the
     tolerances above of the kernel's. (What is left mapped after reading back varies on the kernel,
     RssShmem 6,088-7,820 kB in 8 runs; the model's 7,408 is not held.)"""
@@ -109,6 +113,9 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
             run["swap_used_after_write"] + read["pswpout"] - read["pswpin"])  # type: ignore[operator]
         assert 0 <= unread < 8
         assert run["swap_used_after_unmap"] == 0
+        # smaps' Swap of the mapping: the object's pages on swap (shmem_swap_usage), every slot in use
+        for phase in ("write", "read"):
+            assert run[f"smaps_swap_after_{phase}"] == 4 * run[f"swap_used_after_{phase}"]  # type: ignore[operator]
     k_write, m_write = kernel["write"], got["write"]
     k_read, m_read = kernel["read"], got["read"]
     assert isinstance(k_write, dict) and isinstance(m_write, dict)

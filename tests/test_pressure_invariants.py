@@ -210,11 +210,15 @@ def _kb(text: str, field: str) -> int:
 def check_counters(backend: ModelBackend) -> None:
     """/proc/PID/status, smaps_rollup and counters() of every process agree with its page tables as
     pagemap shows them: RssAnon = present anon pages (the zero page aside), RssFile + RssShmem =
-    present file pages, VmSwap = swap entries."""
+    present file pages, VmSwap = swap entries; smaps_rollup's Swap adds the pages on swap of the
+    (shared) shmem objects mapped, in the ranges mapped."""
     mem = backend.mem
     for pid, task in backend.tasks.items():
-        anon = file = swap = 0
+        anon = file = swap = shmem_swap = 0
         for vma in task.mm:
+            if vma.vm_file is not None and vma.vm_file.inode.shmem:
+                first, pages = vma.vm_pgoff, (vma.vm_end - vma.vm_start) // PAGE_SIZE
+                shmem_swap += sum(1 for i in vma.vm_file.inode.swapped if first <= i < first + pages)
             for e in backend.pagemap(pid, vma.vm_start, vma.vm_end):
                 if e & PM_PRESENT:
                     if e & PM_FILE:
@@ -230,7 +234,7 @@ def check_counters(backend: ModelBackend) -> None:
         assert _kb(status, "VmRSS") == 4 * (anon + file)
         rollup = backend.view(pid, "smaps_rollup")
         rollup_kb = (_kb(rollup, "Rss"), _kb(rollup, "Swap"))
-        assert rollup_kb == (4 * (anon + file), 4 * swap), f"pid {pid}: {rollup}"
+        assert rollup_kb == (4 * (anon + file), 4 * (swap + shmem_swap)), f"pid {pid}: {rollup}"
         c = backend.counters(pid)
         assert (c.rss_anon_kb, c.rss_file_kb + c.rss_shmem_kb, c.vm_swap_kb) == got
 

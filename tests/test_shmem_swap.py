@@ -15,6 +15,7 @@ from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.mm_types import Inode
 from vmlab.kernel.page_flags import PG as PG_FLAGS
+from vmlab.kernel.swapfile import is_swap_slot_pte
 
 SHARED_ANON = 0x21  # MAP_SHARED | MAP_ANONYMOUS
 PRIVATE_ANON = 0x22
@@ -132,3 +133,37 @@ def test_without_swap_written_shmem_stays_and_the_memcg_ooms(swapfile: Path) -> 
     assert model.access(proc, addr, SIZE, True) == "SIGKILL"
     assert model.mem.events["pswpout"] == 0
     check_machine(model)
+
+
+def _smaps_swap_kb(model: ModelBackend, pid: int, addr: int) -> int:
+    smaps = model.view(pid, "smaps")
+    block = smaps[smaps.index(f"{addr:08x}-"):].split("VmFlags")[0]
+    return next(int(line.split()[1]) for line in block.splitlines() if line.startswith("Swap:"))
+
+
+def test_smaps_swap_counts_the_objects_pages_on_swap_except_under_a_private_copy(swapfile: Path) -> None:
+    """smaps' Swap of a shmem mapping (shmem_swap_usage): a shared mapping of the whole object counts
+    every page of it on swap, one of part of it those in its range; a private writable mapping those
+    under no PTE (smaps_pte_hole), so a page it copied on write no longer counts."""
+    model, proc = _machine(swapfile)
+    fd = model.syscall(proc, "memfd_create", ("vmlab", 0))
+    assert model.syscall(proc, "ftruncate", (fd, SIZE)) == 0
+    shared = model.syscall(proc, "mmap", (0, SIZE, RW, 0x01, fd, 0))
+    assert model.access(proc, shared, SIZE, True) is None
+    complete_swap_writes(model)
+    inode = _shmem_inode(model, proc, shared)
+    half = SIZE // 2
+    second = sum(1 for i in inode.swapped if i >= half // PG)
+    part = model.syscall(proc, "mmap", (0, half, RW, 0x01, fd, half))
+    private = model.syscall(proc, "mmap", (0, SIZE, RW, 0x02, fd, 0))  # MAP_PRIVATE
+    swapped = len(inode.swapped)
+    assert _smaps_swap_kb(model, proc, shared) == _smaps_swap_kb(model, proc, private) == 4 * swapped
+    assert _smaps_swap_kb(model, proc, part) == 4 * second and 0 < second < swapped
+    assert model.access(proc, private, PG, True) is None  # page 0 read back and copied
+    assert model.access(proc, shared, SIZE, True) is None  # the object cycles through swap again
+    complete_swap_writes(model)
+    check_machine(model)
+    assert 0 in inode.swapped  # the object's page 0 is on swap again, under the private copy
+    copy_swapped = is_swap_slot_pte(model.tasks[proc].mm.pt.get_pte(private))
+    assert _smaps_swap_kb(model, proc, shared) == 4 * len(inode.swapped)
+    assert _smaps_swap_kb(model, proc, private) == 4 * (len(inode.swapped) - 1 + copy_swapped)

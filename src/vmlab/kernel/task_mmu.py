@@ -17,6 +17,7 @@ from vmlab.kernel.mm_types import (
     VM_MAYSHARE,
     VM_NOHUGEPAGE,
     VM_READ,
+    VM_SHARED,
     VM_WRITE,
     MmStruct,
     VmArea,
@@ -111,12 +112,17 @@ class MemSizeStats:
 
 
 def smap_gather_stats(mm: MmStruct, mem: PhysMem, vma: VmArea, mss: MemSizeStats) -> None:
-    """smap_gather_stats(): walk the VMA's entries; the zero page and other special entries count nowhere."""
+    """smap_gather_stats(): walk the VMA's entries; the zero page and other special entries count nowhere.
+    A shmem mapping's Swap also counts the object's pages on swap in the range it maps (no SwapPss),
+    all of them for a shared or read-only mapping (shmem_swap_usage), those under no PTE for a private
+    writable one (smaps_pte_hole: a COW copy hides its page)."""
     if mm.pt is None:
         return
     locked = bool(vma.vm_flags & VM_LOCKED)
     mm_map = mem.mem_map
-    _, entries = mm.pt.entries(vma.vm_start, vma.vm_end)
+    addrs, entries = mm.pt.entries(vma.vm_start, vma.vm_end)
+    if vma.vm_file is not None and vma.vm_file.inode.swapped:
+        mss.swap += PAGE_SIZE * _shmem_swap_usage(vma, set(addrs.tolist()))
     for entry in entries.tolist():
         if is_swap_slot_pte(entry):  # smaps_pte_entry(): a swapped page, shared by swp_swapcount PTEs
             mss.swap += PAGE_SIZE
@@ -168,6 +174,17 @@ def smap_gather_stats(mm: MmStruct, mem: PhysMem, vma: VmArea, mss: MemSizeStats
                 mss.private_clean += PAGE_SIZE
             else:
                 mss.shared_clean += PAGE_SIZE
+
+
+def _shmem_swap_usage(vma: VmArea, entries: set[int]) -> int:
+    """The pages of the VMA's shmem object on swap in the range it maps; for a private writable
+    mapping only those at addresses with no entry (`entries`: the addresses that have one)."""
+    assert vma.vm_file is not None
+    first = vma.vm_pgoff
+    last = first + ((vma.vm_end - vma.vm_start) >> PAGE_SHIFT)
+    hole = bool(vma.vm_flags & VM_WRITE) and not vma.vm_flags & VM_SHARED
+    return sum(1 for index in vma.vm_file.inode.swapped if first <= index < last
+               and not (hole and vma.vm_start + ((index - first) << PAGE_SHIFT) in entries))
 
 
 def _show_smap_stats(mss: MemSizeStats, rollup: bool) -> str:
