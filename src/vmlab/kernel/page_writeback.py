@@ -536,22 +536,17 @@ def ksys_sync(mem: PhysMem) -> int:
 
 
 def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> CacheStat:
-    """filemap_cachestat(): cached, dirty and under-write-back pages of [off, off+len) (len 0: to the
-    end of the file), and the evicted ones whose shadow entries remain (recently: their refault
-    would still count as part of the working set)."""
+    """filemap_cachestat(): cached pages of [off, off+len) (len 0: to the end of the file), those
+    tagged dirty and under write-back (a shmem page is never tagged: noop_dirty_folio), and the
+    evicted ones: those whose shadow entries remain, and a shmem object's pages on swap (recently:
+    their refault would still count as part of the working set; a swapped page's shadow is the
+    swap cache's, none while its folio is still there)."""
     first = off >> PAGE_SHIFT
     last = (1 << 62) if length == 0 else (off + length - 1) >> PAGE_SHIFT
-    flags = mem.mem_map.flags
-    cache = dirty = wb = 0
-    for index, pfn in inode.i_pages.items():
-        if first <= index <= last:
-            f = int(flags[pfn])
-            cache += 1
-            dirty += bool(f & F_DIRTY)
-            wb += bool(f & F_WRITEBACK)
-    evicted = recent = 0
-    for index, shadow in inode.shadows.items():
-        if first <= index <= last:
-            evicted += 1
-            recent += workingset_test_recent(mem, shadow, True)[0]
-    return CacheStat(cache, dirty, wb, evicted, recent)
+    cache = sum(1 for index in inode.i_pages if first <= index <= last)
+    dirty = sum(1 for index in inode.dirty if first <= index <= last)
+    wb = sum(1 for index in inode.under_writeback if first <= index <= last)
+    shadows = [s for i, s in inode.shadows.items() if first <= i <= last]
+    swapped = [mem.swap.shadows.get(e) for i, e in inode.swapped.items() if first <= i <= last]
+    recent = sum(workingset_test_recent(mem, s, True)[0] for s in [*shadows, *swapped] if s is not None)
+    return CacheStat(cache, dirty, wb, len(shadows) + len(swapped), recent)
