@@ -827,15 +827,20 @@ def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
     assert not mem.swap.cache
 
 
-def test_thrash_scenario_runs_clean_on_the_model() -> None:
+@pytest.mark.parametrize(("name", "swap_total_kb", "pswpout", "pswpin"),
+                         [("thrash.vml", 49148, 8192, 4096), ("shmem-swap.vml", 32764, 2048, 4096)])
+def test_pressure_scenario_runs_clean_on_the_model(name: str, swap_total_kb: int, pswpout: int,
+                                                   pswpin: int) -> None:
     """examples/pressure/thrash.vml (swap-out and swap-in under pressure, shown with meminfo, vmstat and
-    pressure) runs on the model with every expectation holding and no step skipped; the machine is
-    consistent afterwards. (It found the two bugs above, and /proc/meminfo showing SwapTotal 0.)"""
+    pressure) and shmem-swap.vml (a shared anonymous mapping written past its memcg's limit and read
+    back) run on the model with every expectation holding and no step skipped, swapping out and in
+    at least as much as they say; the machine is consistent afterwards. (thrash.vml found the two bugs
+    above, and /proc/meminfo showing SwapTotal 0.)"""
     from vmlab.lab.backends import make_backend
     from vmlab.lab.run import run
     from vmlab.lab.scenario import load
 
-    path = Path(__file__).parent.parent / "examples" / "pressure" / "thrash.vml"
+    path = Path(__file__).parent.parent / "examples" / "pressure" / name
     backend = make_backend("model")
     lines: list[str] = []
     scenario = load(str(path))
@@ -847,9 +852,9 @@ def test_thrash_scenario_runs_clean_on_the_model() -> None:
     text = "\n".join(lines)
     assert transcript.failures == 0, text
     assert "skipped" not in text
-    assert re.search(r"^SwapTotal:\s+49148 kB", text, re.M)  # 48 MiB less the header page
+    assert re.search(rf"^SwapTotal:\s+{swap_total_kb} kB", text, re.M)  # the file less the header page
     vmstat = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
-    assert int(vmstat["pswpout"]) > 8192 and int(vmstat["pswpin"]) > 4096
+    assert int(vmstat["pswpout"]) > pswpout and int(vmstat["pswpin"]) > pswpin
     assert isinstance(backend, ModelBackend)
     check_machine(backend)
 
