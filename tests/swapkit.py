@@ -40,13 +40,18 @@ def model_with_swap(swapfile: Path, ram: int = 64 << 20, host_disk: bool = False
     return backend, pid
 
 
-def model_in_a_memcg(tmp_path: Path, limit: int) -> tuple[ModelBackend, int]:
-    """The model's side of a host run in a v1 memcg with host_swap on: a swap area as large as the
-    host's (its disk taken as the host's), a memcg "/t" of `limit` bytes and a new process in it."""
+def host_sized_swapfile(tmp_path: Path) -> Path:
+    """A sparse file as large as host_swap's, for the model's side of a comparison to swap on."""
     shadow = tmp_path / "swapfile"
     with shadow.open("wb") as f:
         f.truncate(SWAP_SIZE)
-    model, _ = model_with_swap(shadow, host_disk=True)
+    return shadow
+
+
+def model_in_a_memcg(tmp_path: Path, limit: int) -> tuple[ModelBackend, int]:
+    """The model's side of a host run in a v1 memcg with host_swap on: a swap area as large as the
+    host's (its disk taken as the host's), a memcg "/t" of `limit` bytes and a new process in it."""
+    model, _ = model_with_swap(host_sized_swapfile(tmp_path), host_disk=True)
     assert model.memcg_create("/t", limit) == 0
     proc = model.spawn("proc")
     assert model.memcg_attach(proc, "/t") == 0

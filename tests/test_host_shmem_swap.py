@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from swapkit import model_in_a_memcg
+from swapkit import host_sized_swapfile, model_in_a_memcg, model_with_swap
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_writeback import filemap_cachestat
 from vmlab.linux import CacheStat, cachestat
 
@@ -49,6 +50,27 @@ READ_TOLERANCE = 0.01
 def _vmstat(backend: Backend) -> dict[str, int]:
     table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
     return {name: int(table[name]) for name in EVENTS}
+
+
+def _host_cachestat(pid: int, length: int) -> Callable[[int], CacheStat]:
+    """cachestat(2) of the file a mapping of `length` bytes at an address maps (opened by its
+    /proc/PID/map_files link)."""
+    def stat(addr: int) -> CacheStat:
+        fd = os.open(f"/proc/{pid}/map_files/{addr:x}-{addr + length:x}", os.O_RDONLY)
+        try:
+            return cachestat(fd)
+        finally:
+            os.close(fd)
+    return stat
+
+
+def _model_cachestat(model: ModelBackend, pid: int) -> Callable[[int], CacheStat]:
+    """The model's cachestat of the file the mapping at an address maps."""
+    def stat(addr: int) -> CacheStat:
+        vma = model.tasks[pid].mm.vma_lookup(addr)
+        assert vma is not None and vma.vm_file is not None
+        return filemap_cachestat(model.mem, vma.vm_file.inode, 0, 0)
+    return stat
 
 
 def _phases(backend: Backend, pid: int, settle: Callable[[], None], swap_used: Callable[[], int],
@@ -98,24 +120,10 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
     with on_cpu(0), HostBackend(timeout=60) as host:
         pid = host.start(program, Settings())
         (cg / "cgroup.procs").write_text(str(pid))
-
-        def host_cachestat(addr: int) -> CacheStat:  # of the mapping's file, opened by its map_files link
-            fd = os.open(f"/proc/{pid}/map_files/{addr:x}-{addr + SIZE:x}", os.O_RDONLY)
-            try:
-                return cachestat(fd)
-            finally:
-                os.close(fd)
-
-        kernel = _phases(host, pid, lambda: time.sleep(0.1), host_used, host_cachestat)
+        kernel = _phases(host, pid, lambda: time.sleep(0.1), host_used, _host_cachestat(pid, SIZE))
     model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-
-    def model_cachestat(addr: int) -> CacheStat:
-        vma = model.tasks[proc].mm.vma_lookup(addr)
-        assert vma is not None and vma.vm_file is not None
-        return filemap_cachestat(model.mem, vma.vm_file.inode, 0, 0)
-
     got = _phases(model, proc, lambda: model.sleep(proc, 100_000_000),
-                  lambda: model.mem.swap.active()[0].inuse_pages, model_cachestat)
+                  lambda: model.mem.swap.active()[0].inuse_pages, _model_cachestat(model, proc))
     check_machine(model)
     print(f"kernel {kernel}\nmodel  {got}")
     for run in (kernel, got):
@@ -150,3 +158,42 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
     assert abs(resident[0] - resident[1]) <= RESIDENT_TOLERANCE
     for name in ("pswpin", "pgmajfault"):
         assert abs(m_read[name] - k_read[name]) <= READ_TOLERANCE * k_read[name]
+
+
+MADV_PAGEOUT = 21
+
+
+def _pageout_steps(backend: Backend, pid: int, cachestat: Callable[[int], CacheStat]) -> dict[str, object]:
+    """MADV_PAGEOUT of 256 written pages of a shared anonymous mapping, then a read of 16 of them."""
+    pages = 256
+    addr = backend.syscall(pid, "mmap", (0, pages * PG, RW, SHARED_ANON, -1, 0))
+    assert backend.access(pid, addr, pages * PG, True) is None
+    v0, c0 = _vmstat(backend), backend.counters(pid)
+    assert backend.syscall(pid, "madvise", (addr, pages * PG, MADV_PAGEOUT)) == 0
+    v1, c1 = _vmstat(backend), backend.counters(pid)
+    smaps = backend.view(pid, "smaps")
+    block = smaps[smaps.index(f"{addr:08x}-"):].split("VmFlags")[0]
+    out: dict[str, object] = {
+        "pswpout": v1["pswpout"] - v0["pswpout"], "rss_shmem_kb": (c0.rss_shmem_kb, c1.rss_shmem_kb),
+        "smaps": [line for line in block.splitlines() if line.startswith(("Rss", "Swap", "Shared"))],
+        "cachestat": cachestat(addr)[:4]}
+    assert backend.access(pid, addr, 16 * PG, False) is None
+    v2, c2 = _vmstat(backend), backend.counters(pid)
+    out["read_back"] = (c2.majflt - c1.majflt, v2["pswpin"] - v1["pswpin"], c2.rss_shmem_kb)
+    return out
+
+
+def test_madv_pageout_writes_a_shared_anonymous_mapping_to_swap_as_the_kernel_does(
+        host_swap: Path, program: Program, tmp_path: Path) -> None:
+    """MADV_PAGEOUT of 256 written pages of a shared anonymous mapping (shmem, mapped only here): the
+    kernel unmaps and writes every one to swap (reclaim_pages: shmem_writeout), so RssShmem falls to 0,
+    smaps counts 1 MiB of Swap, cachestat 256 pages evicted; reading 16 back reads whole slot
+    clusters. The model did nothing to shmem folios."""
+    with on_cpu(0), HostBackend(timeout=30) as host:
+        pid = host.start(program, Settings())
+        kernel = _pageout_steps(host, pid, _host_cachestat(pid, 256 * PG))
+    model, proc = model_with_swap(host_sized_swapfile(tmp_path), host_disk=True)
+    got = _pageout_steps(model, proc, _model_cachestat(model, proc))
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    assert got == kernel

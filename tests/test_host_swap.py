@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
-from swapkit import MADV_PAGEOUT, SWAP_SIZE, model_in_a_memcg, model_with_swap
+from swapkit import MADV_PAGEOUT, SWAP_SIZE, host_sized_swapfile, model_in_a_memcg, model_with_swap
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -83,9 +83,7 @@ def test_pageout_read_back_and_fork_agree_with_the_kernel(host_swap: Path, progr
     with on_cpu(0), HostBackend(timeout=30) as host:
         expected = _pageout_steps(host, host.start(program, Settings()))
         used_kb = int(Path("/proc/swaps").read_text().splitlines()[1].split()[3])
-    shadow = tmp_path / "swapfile"
-    with shadow.open("wb") as f:
-        f.truncate(SWAP_SIZE)
+    shadow = host_sized_swapfile(tmp_path)
     model, pid = model_with_swap(shadow, host_disk=True)
     got = _pageout_steps(model, pid)
     check_machine(model)
@@ -227,9 +225,7 @@ def test_memsw_counts_swap_and_its_limit_bounds_memory_plus_swap(host_swap: Path
       lower it), and max usage stays within 12 MiB. memory.memsw.failcnt stays 0 on 6.18 (only v1's
       memory counter tracks failures: page_counter's track_failcnt), in the model too.
     Either way the victim's or the exited process's swap goes back to zero once its slots are freed."""
-    shadow = tmp_path / "swapfile"
-    with shadow.open("wb") as f:
-        f.truncate(SWAP_SIZE)
+    shadow = host_sized_swapfile(tmp_path)
     host = _host_memsw_run(program, memcgs, memsw)
     model = _model_memsw_run(shadow, memsw)
     print(f"kernel {host}\nmodel  {model}")
