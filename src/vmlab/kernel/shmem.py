@@ -15,10 +15,12 @@ shmem page (faulted in for reading, never written: zeroes) is simply dropped. A 
 index (a fault, read(), write()) reads it back (shmem_swapin_folio: slot-cluster readahead, a major
 fault when it took I/O), puts it back in the page cache, dirty, and frees the slot; truncation and
 the object's end free the slots of its swapped pages; swapoff reads back every swapped page of the
-area first (shmem_unuse). Meminfo's Shmem counts the pages in the page cache, not those on swap
-(nor their folios while they are in the swap cache: SwapCached). Not modelled: large shmem folios
-on swap (a large folio is kept), MADV_WILLNEED's swap-in of a shmem range, and the Swap and
-SwapPss of a shmem mapping in smaps (shmem_swap_usage).
+area first (shmem_unuse). MADV_PAGEOUT of a mapping sends its written pages the same way.
+Meminfo's Shmem counts the pages in the page cache, not those on swap (nor their folios while they
+are in the swap cache: SwapCached); a mapping's smaps Swap counts the object's pages on swap
+(task_mmu), cachestat counts them evicted. Not modelled: large shmem folios on swap (a large folio
+is kept), MADV_WILLNEED's swap-in of a shmem range, and MADV_REMOVE / fallocate's hole punch (the
+model's MADV_REMOVE only zaps the range's PTEs: the pages and slots stay).
 """
 
 from __future__ import annotations
