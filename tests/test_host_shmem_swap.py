@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -52,29 +53,59 @@ def _vmstat(backend: Backend) -> dict[str, int]:
     return {name: int(table[name]) for name in EVENTS}
 
 
-def _host_cachestat(pid: int, length: int) -> Callable[[int], CacheStat]:
-    """cachestat(2) of the file a mapping of `length` bytes at an address maps (opened by its
-    /proc/PID/map_files link)."""
-    def stat(addr: int) -> CacheStat:
+def _host_swap_used() -> int:
+    """The pages in use of the host's (one) swap area."""
+    return int(Path("/proc/swaps").read_text().splitlines()[1].split()[3]) // 4
+
+
+#: cachestat(2) of the file the mapping at an address maps, of a byte range of it (0, 0: all).
+CacheStatOf = Callable[[int, int, int], CacheStat]
+
+
+def _host_cachestat(pid: int, length: int) -> CacheStatOf:
+    """The host's, for mappings of `length` bytes (the file opened by its /proc/PID/map_files link)."""
+    def stat(addr: int, off: int = 0, count: int = 0) -> CacheStat:
         fd = os.open(f"/proc/{pid}/map_files/{addr:x}-{addr + length:x}", os.O_RDONLY)
         try:
-            return cachestat(fd)
+            return cachestat(fd, off, count)
         finally:
             os.close(fd)
     return stat
 
 
-def _model_cachestat(model: ModelBackend, pid: int) -> Callable[[int], CacheStat]:
-    """The model's cachestat of the file the mapping at an address maps."""
-    def stat(addr: int) -> CacheStat:
+def _model_cachestat(model: ModelBackend, pid: int) -> CacheStatOf:
+    """The model's."""
+    def stat(addr: int, off: int = 0, count: int = 0) -> CacheStat:
         vma = model.tasks[pid].mm.vma_lookup(addr)
         assert vma is not None and vma.vm_file is not None
-        return filemap_cachestat(model.mem, vma.vm_file.inode, 0, 0)
+        return filemap_cachestat(model.mem, vma.vm_file.inode, off, count)
     return stat
 
 
+T = TypeVar("T")
+#: Steps run on one side: (backend, pid, settle, swap slots in use, cachestat) -> what they showed.
+Steps = Callable[[Backend, int, Callable[[], None], Callable[[], int], CacheStatOf], T]
+
+
+def _in_a_memcg_on_both(steps: Steps[T], program: Program, memcgs: Memcgs, tmp_path: Path) -> tuple[T, T]:
+    """`steps` by a process in an 8 MiB v1 memcg (swappiness 60) on the kernel, then on the model (a
+    swap area as the host's; its machine checked after), each settling by 100 ms; (kernel's, model's)."""
+    cg = memcgs.make("shmem", "8M")
+    (cg / "memory.swappiness").write_text("60")
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        kernel = steps(host, pid, lambda: time.sleep(0.1), _host_swap_used, _host_cachestat(pid, SIZE))
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
+    got = steps(model, proc, lambda: model.sleep(proc, 100_000_000),
+                lambda: model.mem.swap.active()[0].inuse_pages, _model_cachestat(model, proc))
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    return kernel, got
+
+
 def _phases(backend: Backend, pid: int, settle: Callable[[], None], swap_used: Callable[[], int],
-            cachestat: Callable[[int], CacheStat]) -> dict[str, object]:
+            cachestat: CacheStatOf) -> dict[str, object]:
     """Write SIZE of a shared anonymous mapping, read it back, unmap it: what each phase changed."""
     out: dict[str, object] = {}
     addr = backend.syscall(pid, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
@@ -111,21 +142,7 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
     last reference) frees every slot. The model's writes, resident pages, reads and faults are within
     the tolerances above of the kernel's. (What is left mapped after reading back varies on the
     kernel, RssShmem 6,088-7,820 kB in 8 runs; the model's 7,408 is not held.)"""
-    cg = memcgs.make("shmem", "8M")
-    (cg / "memory.swappiness").write_text("60")
-
-    def host_used() -> int:
-        return int(Path("/proc/swaps").read_text().splitlines()[1].split()[3]) // 4
-
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = _phases(host, pid, lambda: time.sleep(0.1), host_used, _host_cachestat(pid, SIZE))
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = _phases(model, proc, lambda: model.sleep(proc, 100_000_000),
-                  lambda: model.mem.swap.active()[0].inuse_pages, _model_cachestat(model, proc))
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = _in_a_memcg_on_both(_phases, program, memcgs, tmp_path)
     for run in (kernel, got):
         write, read = run["write"], run["read"]
         assert isinstance(write, dict) and isinstance(read, dict)
@@ -161,9 +178,10 @@ def test_shmem_swap_out_and_back_agrees_with_the_kernel(host_swap: Path, program
 
 
 MADV_PAGEOUT = 21
+MADV_REMOVE = 9
 
 
-def _pageout_steps(backend: Backend, pid: int, cachestat: Callable[[int], CacheStat]) -> dict[str, object]:
+def _pageout_steps(backend: Backend, pid: int, cachestat: CacheStatOf) -> dict[str, object]:
     """MADV_PAGEOUT of 256 written pages of a shared anonymous mapping, then a read of 16 of them."""
     pages = 256
     addr = backend.syscall(pid, "mmap", (0, pages * PG, RW, SHARED_ANON, -1, 0))
@@ -197,3 +215,37 @@ def test_madv_pageout_writes_a_shared_anonymous_mapping_to_swap_as_the_kernel_do
     check_machine(model)
     print(f"kernel {kernel}\nmodel  {got}")
     assert got == kernel
+
+
+def _punch_steps(backend: Backend, pid: int, settle: Callable[[], None], swap_used: Callable[[], int],
+                 cachestat: CacheStatOf) -> dict[str, int]:
+    """A shared anonymous mapping of SIZE written in the memcg, then MADV_REMOVE of its second half:
+    the pages of each half on swap before, the slots in use before and after, and the pages cached
+    and on swap after."""
+    addr = backend.syscall(pid, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
+    assert backend.access(pid, addr, SIZE, True) is None
+    settle()
+    half = SIZE // 2
+    out = {"first_half_swapped": cachestat(addr, 0, half).nr_evicted,
+           "second_half_swapped": cachestat(addr, half, half).nr_evicted, "used_before": swap_used()}
+    assert backend.syscall(pid, "madvise", (addr + half, half, MADV_REMOVE)) == 0
+    after = cachestat(addr, 0, 0)
+    out.update(used_after=swap_used(), cached_after=after.nr_cache, evicted_after=after.nr_evicted,
+               rss_shmem_kb=backend.counters(pid).rss_shmem_kb)
+    return out
+
+
+def test_madv_remove_punches_a_hole_in_the_object_pages_and_slots(host_swap: Path, program: Program,
+                                                                  memcgs: Memcgs, tmp_path: Path) -> None:
+    """MADV_REMOVE of the second half of a shared anonymous mapping written past its memcg's limit
+    (shmem_fallocate's hole punch): on both, the second half's pages leave the cache and its pages on
+    swap lose their slots, so the slots in use fall by those and the object keeps only its first half
+    (cached or on swap), of which RssShmem counts the cached pages. The model's MADV_REMOVE only
+    zapped the PTEs: the pages stayed cached and the slots in use."""
+    kernel, got = _in_a_memcg_on_both(_punch_steps, program, memcgs, tmp_path)
+    for run in (kernel, got):
+        assert run["second_half_swapped"] > 0
+        assert run["used_after"] == run["used_before"] - run["second_half_swapped"]
+        assert run["cached_after"] + run["evicted_after"] == SIZE // PG // 2
+        assert run["evicted_after"] == run["first_half_swapped"]
+        assert run["rss_shmem_kb"] == 4 * run["cached_after"]

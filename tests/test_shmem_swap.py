@@ -167,3 +167,31 @@ def test_smaps_swap_counts_the_objects_pages_on_swap_except_under_a_private_copy
     copy_swapped = is_swap_slot_pte(model.tasks[proc].mm.pt.get_pte(private))
     assert _smaps_swap_kb(model, proc, shared) == 4 * len(inode.swapped)
     assert _smaps_swap_kb(model, proc, private) == 4 * (len(inode.swapped) - 1 + copy_swapped)
+
+
+def test_madv_remove_punches_a_hole_pages_and_slots_but_not_a_private_copy(swapfile: Path) -> None:
+    """MADV_REMOVE of the second half of a shared mapping (shmem_fallocate's hole punch): the object's
+    pages there leave the cache, its pages on swap there lose their slots, every mapping's PTEs of
+    them go, but a private mapping's copy on write of one stays, mapped and untouched."""
+    model, proc = _machine(swapfile)
+    fd = model.syscall(proc, "memfd_create", ("vmlab", 0))
+    assert model.syscall(proc, "ftruncate", (fd, SIZE)) == 0
+    shared = model.syscall(proc, "mmap", (0, SIZE, RW, 0x01, fd, 0))
+    private = model.syscall(proc, "mmap", (0, SIZE, RW, 0x02, fd, 0))  # MAP_PRIVATE
+    assert model.access(proc, shared, SIZE, True) is None
+    last = SIZE // PG - 1
+    assert model.access(proc, private + last * PG, PG, True) is None  # a copy of the last page
+    complete_swap_writes(model)
+    inode = _shmem_inode(model, proc, shared)
+    si = model.mem.swap.active()[0]
+    half = SIZE // PG // 2
+    second = sum(1 for i in inode.swapped if i >= half)
+    used, rss_anon = si.inuse_pages, model.counters(proc).rss_anon_kb
+    assert second and model.syscall(proc, "madvise", (shared + half * PG, SIZE // 2, 9)) == 0  # MADV_REMOVE
+    check_machine(model)
+    assert not [i for i in [*inode.i_pages, *inode.swapped] if i >= half]
+    assert si.inuse_pages == used - second
+    assert model.counters(proc).rss_anon_kb == rss_anon  # the private copy (or its swap entry) stays
+    pt = model.tasks[proc].mm.pt
+    assert pt is not None and pt.get_pte(private + last * PG) != 0
+    assert model.syscall(proc, "madvise", (private, SIZE, 9)) == -13  # EACCES: not a shared mapping

@@ -63,6 +63,7 @@ from vmlab.kernel.shmem import shmem_writeout
 from vmlab.kernel.swap import folio_deactivate, folio_mark_lazyfree, lru_add_drain, put_page
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
+from vmlab.kernel.truncate import shmem_punch_hole
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -93,6 +94,7 @@ from vmlab.kernel.uapi import (
     MADV_WILLNEED,
     MADV_WIPEONFORK,
     PAGE_MASK,
+    PAGE_SHIFT,
     PAGE_SIZE,
     PMD_SIZE,
     page_align,
@@ -392,6 +394,10 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
     elif advice == MADV_COLD:
         lru_add_drain(mm.pt.mem)
         madvise_cold(mm, start, end)
+    elif advice == MADV_REMOVE and vma.vm_file is not None and vma.vm_file.inode.shmem:
+        # madvise_remove(): vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) of the file range behind [start, end)
+        first = vma.vm_pgoff + ((start - vma.vm_start) >> PAGE_SHIFT)
+        shmem_punch_hole(mm.pt.mem, vma.vm_file.inode, first, first + ((end - start) >> PAGE_SHIFT) - 1)
     elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma), vma=vma)
         pte_reclaim(mm, start, end)

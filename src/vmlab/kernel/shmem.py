@@ -19,8 +19,8 @@ area first (shmem_unuse). MADV_PAGEOUT of a mapping sends its written pages the 
 Meminfo's Shmem counts the pages in the page cache, not those on swap (nor their folios while they
 are in the swap cache: SwapCached); a mapping's smaps Swap counts the object's pages on swap
 (task_mmu), cachestat counts them evicted. Not modelled: large shmem folios on swap (a large folio
-is kept), MADV_WILLNEED's swap-in of a shmem range, and MADV_REMOVE / fallocate's hole punch (the
-model's MADV_REMOVE only zaps the range's PTEs: the pages and slots stay).
+is kept) and MADV_WILLNEED's swap-in of a shmem range. MADV_REMOVE punches a hole
+(truncate.shmem_punch_hole): the range's pages and slots go.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from vmlab.kernel.swap_state import (
     swap_writeout,
 )
 from vmlab.kernel.swapfile import get_swap_page, swap_duplicate, swap_free, swp_offset, swp_type
-from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, page_align
+from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, ULONG_MAX, page_align
 from vmlab.kernel.util import security_vm_enough_memory_mm, vm_unacct_memory
 from vmlab.kernel.xarray import XA_CHUNK_SHIFT, xa_erase_unused
 
@@ -137,11 +137,11 @@ def shmem_swapin_folio(mem: PhysMem, inode: Inode, index: int, memcg: MemCgroup 
     return head, major
 
 
-def shmem_free_swap(mem: PhysMem, inode: Inode, first: int) -> None:
-    """shmem_undo_range()'s swap entries: the slots of the object's swapped pages from index `first`
-    on are freed (free_swap_and_cache: a folio still in the swap cache goes too, once its write is
-    done) and their entries leave i_pages."""
-    for index in sorted(i for i in inode.swapped if i >= first):
+def shmem_free_swap(mem: PhysMem, inode: Inode, first: int, last: int = ULONG_MAX) -> None:
+    """shmem_undo_range()'s swap entries: the slots of the object's swapped pages [first, last] are
+    freed (free_swap_and_cache: a folio still in the swap cache goes too, once its write is done) and
+    their entries leave i_pages."""
+    for index in sorted(i for i in inode.swapped if first <= i <= last):
         entry = _unswap(mem, inode, index)
         free_swap_and_cache(mem, entry)
         xa_erase_unused(mem, inode, index)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from vmlab.kernel.filemap import folio_head, i_size_pages, split_folio_at, split_large_folio
 from vmlab.kernel.memory import zap_page_range
+from vmlab.kernel.mm_types import VM_SHARED
 from vmlab.kernel.page_flags import F_DIRTY, F_WRITEBACK, PG
 from vmlab.kernel.page_writeback import (
     folio_cancel_dirty,
@@ -21,6 +22,7 @@ from vmlab.kernel.page_writeback import (
     mapping_vmas,
     vma_address,
 )
+from vmlab.kernel.pgtable import pte_pfn, pte_present
 from vmlab.kernel.rmap import unmap_folio, vma_has_recency
 from vmlab.kernel.shmem import shmem_free_swap
 from vmlab.kernel.swap import (
@@ -55,6 +57,30 @@ def unmap_mapping_pages(mem: PhysMem, inode: Inode, first: int) -> None:
     for mm, vma, lo, hi in list(mapping_vmas(inode, first, 1 << 62)):
         zap_page_range(mm, mem, vma_address(vma, lo), vma_address(vma, hi + 1), keep_guards=True,
                        recency=vma_has_recency(vma), vma=vma)
+
+
+def shmem_punch_hole(mem: PhysMem, inode: Inode, first: int, last: int) -> None:
+    """shmem_fallocate(FALLOC_FL_PUNCH_HOLE) of whole pages [first, last] of a shmem object (MADV_REMOVE):
+    unmap_mapping_range(..., even_cows=0) (every mapping's PTEs of the object's pages there go; a
+    private mapping's copies on write stay), then shmem_truncate_range(): the pages leave the cache,
+    their data thrown away, and the pages on swap there lose their slots."""
+    mm_map = mem.mem_map
+    for mm, vma, lo, hi in list(mapping_vmas(inode, first, last)):
+        start, end = vma_address(vma, lo), vma_address(vma, hi + 1)
+        if vma.vm_flags & VM_SHARED:
+            spans = [(start, end)]
+        else:  # only the PTEs that map the object's own pages
+            assert mm.pt is not None
+            addrs, ptes = mm.pt.entries(start, end)
+            spans = [(a, a + PAGE_SIZE) for a, pte in zip(addrs.tolist(), ptes.tolist(), strict=True)
+                     if pte_present(pte) and int(mm_map.mapping[pte_pfn(pte)]) == inode.handle]
+        for lo_addr, hi_addr in spans:
+            zap_page_range(mm, mem, lo_addr, hi_addr, keep_guards=True, recency=vma_has_recency(vma), vma=vma)
+    for index in sorted(i for i in inode.i_pages if first <= i <= last):
+        folio_wait_writeback(mem, inode, index)
+        folio_cancel_dirty(mem, inode, inode.i_pages[index])
+        delete_from_page_cache(mem, inode, index)
+    shmem_free_swap(mem, inode, first, last)
 
 
 def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
