@@ -195,3 +195,18 @@ def test_madv_remove_punches_a_hole_pages_and_slots_but_not_a_private_copy(swapf
     pt = model.tasks[proc].mm.pt
     assert pt is not None and pt.get_pte(private + last * PG) != 0
     assert model.syscall(proc, "madvise", (private, SIZE, 9)) == -13  # EACCES: not a shared mapping
+
+
+def test_swapoff_survives_the_oom_kill_of_the_objects_last_user(swapfile: Path) -> None:
+    """swapoff reading a shmem object back into a memcg too small for it OOM-kills the object's only
+    user; its end frees the object and its slots, some of them while a slot cluster around the page
+    being read was read ahead: the page is then not read (the explore profile found swap_read_folio
+    asked for a slot already freed), and swapoff completes."""
+    model, proc = _machine(swapfile)
+    addr = model.syscall(proc, "mmap", (0, SIZE, RW, SHARED_ANON, -1, 0))
+    assert model.access(proc, addr, SIZE, True) is None
+    complete_swap_writes(model)
+    other = model.spawn("other")  # swapoff from outside the memcg
+    assert model.syscall(other, "swapoff", (str(swapfile),)) == 0
+    check_machine(model)
+    assert proc not in model.tasks and not model.mem.swap.shmem_swaplist and not model.mem.swap.active()

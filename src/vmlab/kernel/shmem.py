@@ -111,8 +111,9 @@ def shmem_swapin_folio(mem: PhysMem, inode: Inode, index: int, memcg: MemCgroup 
     major = head is None
     if head is None:
         swap_cluster_readahead(mem, entry)
-        head = state.cache.get(entry)
-        if head is None:
+        # The readahead's allocations may have OOM-killed the object's last user (its slots freed).
+        head = state.cache.get(entry) if inode.swapped.get(index) == entry else None
+        if head is None and inode.swapped.get(index) == entry:
             head = swap_read_folio(mem, entry)
         if head is None or inode.swapped.get(index) != entry:  # memory ran out, or the object went
             return None, True
