@@ -43,7 +43,7 @@ from vmlab.kernel.swap_state import (
 from vmlab.kernel.swapfile import get_swap_page, swap_duplicate, swap_free, swp_offset, swp_type
 from vmlab.kernel.uapi import ENOMEM, PAGE_SHIFT, ULONG_MAX, page_align
 from vmlab.kernel.util import security_vm_enough_memory_mm, vm_unacct_memory
-from vmlab.kernel.xarray import XA_CHUNK_SHIFT, xa_erase_unused
+from vmlab.kernel.xarray import xa_erase_unused
 
 if TYPE_CHECKING:
     from vmlab.kernel.mmap import VmSysctl
@@ -127,8 +127,7 @@ def shmem_swapin_folio(mem: PhysMem, inode: Inode, index: int, memcg: MemCgroup 
     mm.index_a[head] = index
     inode.i_pages[index] = head
     _unswap(mem, inode, index)
-    blocks = inode.xa_nodes.block_pages
-    blocks[index >> XA_CHUNK_SHIFT] = blocks.get(index >> XA_CHUNK_SHIFT, 0) + 1
+    inode.xa_nodes.page_in(index)  # its slot held the swap entry: no node changes
     mm._refcount_a[head] += 1  # the page cache's reference
     if mem.memcgs is not None:
         mem.memcgs.set_kind(head, SHMEM)

@@ -250,6 +250,12 @@ class XaNodes:
         """The node whose slots hold the entry (head, order)."""
         return self._slot(head, order)[0]
 
+    def page_in(self, index: int) -> None:
+        """A page at `index` joined the cache (block_pages; the page cache's miss path counts it in
+        line)."""
+        block = index >> XA_CHUNK_SHIFT
+        self.block_pages[block] = self.block_pages.get(block, 0) + 1
+
     def page_out(self, index: int) -> bool:
         """The page at `index` left the cache; True when its block has none left (its node may now
         hold only shadows)."""
