@@ -111,11 +111,12 @@ def shmem_swapin_folio(mem: PhysMem, inode: Inode, index: int, memcg: MemCgroup 
     major = head is None
     if head is None:
         swap_cluster_readahead(mem, entry)
-        # The readahead's allocations may have OOM-killed the object's last user (its slots freed).
-        head = state.cache.get(entry) if inode.swapped.get(index) == entry else None
-        if head is None and inode.swapped.get(index) == entry:
+        head = state.cache.get(entry)
+        if head is None:
             head = swap_read_folio(mem, entry)
-        if head is None or inode.swapped.get(index) != entry:  # memory ran out, or the object went
+        # Memory ran out, or the readahead's allocations OOM-killed the object's last user, whose
+        # end freed its slots.
+        if head is None or inode.swapped.get(index) != entry:
             return None, True
         refault = bool(mem.mem_map.flags_a[head] >> PG.workingset & 1)
         mem.clock.advance(mem.clock.costs.swap_io_ns, memstall=refault)

@@ -274,7 +274,7 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
         return False
     if flags & F_HEAD or not flags >> PG.swapbacked & 1 or (
             not flags & F_SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
-        mm.flags[head] = flags | F_ACTIVE  # THP swap and shmem are not modelled: keep it
+        mm.flags[head] = flags | F_ACTIVE  # THP swap is not modelled (shmem: vmscan's shmem_pageout)
         return False
     if not flags & F_SWAPCACHE and not add_to_swap(mem, head):
         mm.flags[head] = int(mm.flags[head]) | F_ACTIVE
@@ -299,11 +299,13 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
 
 def swap_read_folio(mem: PhysMem, entry: int) -> int | None:
     """__read_swap_cache_async() + swap_read_folio(): a new folio for `entry`, in the swap cache and on
-    the inactive anon list, its data read (pswpin); None without memory, or when the slot was freed
-    while memory was sought (the allocation's OOM kill ended its last user). The slot must be in use
-    and not cached."""
+    the inactive anon list, its data read (pswpin); None without memory, or when the slot is free or
+    was freed while memory was sought (swapcache_prepare() -> -ENOENT: an allocation's OOM kill, this
+    one's or an earlier readahead page's, ended its last user). The slot must not be cached."""
     state = mem.swap
     si: SwapInfo = state.info(entry)
+    if not si.swap_map[swp_offset(entry)]:
+        return None
     if not si.written[swp_offset(entry)]:
         raise AssertionError(f"swap-in of slot {entry:#x}, which was never written")
     pfn = mem.alloc_pages(0)
