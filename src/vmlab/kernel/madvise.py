@@ -59,7 +59,6 @@ from vmlab.kernel.pgtable import (
     pte_pfn,
 )
 from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, try_to_unmap, unmap_folio, vma_has_recency
-from vmlab.kernel.shmem import shmem_writeout
 from vmlab.kernel.swap import folio_deactivate, folio_mark_lazyfree, lru_add_drain, put_page
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
@@ -100,7 +99,7 @@ from vmlab.kernel.uapi import (
     page_align,
 )
 from vmlab.kernel.vma import vma_modify_flags
-from vmlab.kernel.vmscan import remove_mapping
+from vmlab.kernel.vmscan import remove_mapping, shmem_pageout
 
 #: Advice that only touches page tables: it never splits a VMA.
 PAGE_ADVICE = frozenset({MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE, MADV_COLD, MADV_PAGEOUT,
@@ -265,15 +264,14 @@ def _pageout_kind(mem: PhysMem, pfn: int) -> bool:
 
 def _pageout_shmem_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
     """shrink_folio_list() with references ignored, for an isolated shmem folio: unmapped everywhere
-    (a mapping in a locked VMA keeps it: activated), then written to swap when dirty (shmem_writeout;
-    no slot free: activated) or, clean, dropped from the cache and freed (True)."""
+    (a mapping in a locked VMA keeps it: activated), then written to swap when dirty (vmscan's
+    shmem_pageout; no slot free: activated) or, clean, dropped from the cache and freed (True)."""
     mm_map = mem.mem_map
     if not try_to_unmap(mem, rmap, head):
         mm_map.flags[head] = int(mm_map.flags[head]) | 1 << PG.active
         return False
     if int(mm_map.flags[head]) & F_DIRTY:
-        inode = mem.address_spaces[int(mm_map.mapping[head])]
-        if int(mm_map._refcount[head]) == 2 and not shmem_writeout(mem, inode, head):
+        if shmem_pageout(mem, head) == "activate":
             mm_map.flags[head] = int(mm_map.flags[head]) | 1 << PG.active
         return False
     return remove_mapping(mem, head)
