@@ -315,7 +315,7 @@ class PressureAll(RuleBasedStateMachine):
         n = data.draw(st.integers(1, pages - first), label="pages")
         return pid, addr + first * PAGE_SIZE, n
 
-    def _private_bytes(self) -> int:
+    def _swap_backed_bytes(self) -> int:
         """Private writable mappings and shmem mappings of every process: what anon and shmem pages
         (which only swap can take) may grow to."""
         return sum(v.vm_end - v.vm_start for t in self.backend.tasks.values() for v in t.mm
@@ -388,7 +388,7 @@ class PressureAll(RuleBasedStateMachine):
         """A private anonymous region, or a MAP_SHARED|MAP_ANONYMOUS one (`shared`: a shmem object,
         whose pages reclaim writes to swap too; its stores are untracked: _store)."""
         pid = self._pid(data)
-        if self._private_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
+        if self._swap_backed_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
             return
         flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS
         addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, flags, -1, 0)
@@ -486,9 +486,9 @@ class PressureAll(RuleBasedStateMachine):
         new, flags = {"grow": (old + 64 * PAGE_SIZE, MREMAP_MAYMOVE), "shrink": (max(PAGE_SIZE, old // 2), 0),
                       "move": (old * 2, MREMAP_MAYMOVE),
                       "dontunmap": (old, MREMAP_MAYMOVE | MREMAP_DONTUNMAP)}[how]
-        if new > old and self._private_bytes() + (new - old) > ANON_BUDGET:
+        if new > old and self._swap_backed_bytes() + (new - old) > ANON_BUDGET:
             return
-        if how == "dontunmap" and self._private_bytes() + old > ANON_BUDGET:
+        if how == "dontunmap" and self._swap_backed_bytes() + old > ANON_BUDGET:
             return
         result = self.call(pid, "mremap", addr, old, new, flags, 0)
         if result < 0:
@@ -546,7 +546,7 @@ class PressureAll(RuleBasedStateMachine):
         pid = self._pid(data)
         off = data.draw(st.integers(0, FILES[path] // PAGE_SIZE - 1), label="file page") * PAGE_SIZE
         prot = RW if writable else 1
-        if writable and not shared and self._private_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
+        if writable and not shared and self._swap_backed_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
             return
         addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, prot, MAP_SHARED if shared else MAP_PRIVATE,
                          self.fds[path], off)
@@ -644,7 +644,7 @@ class PressureAll(RuleBasedStateMachine):
         pid = self._pid(data)
         mine = sum(v.vm_end - v.vm_start for v in self.backend.tasks[pid].mm
                    if v.vm_flags & VM_WRITE and not v.vm_flags & VM_SHARED)
-        if len(self.pids) >= MAX_PROCS or self._private_bytes() + mine > ANON_BUDGET:
+        if len(self.pids) >= MAX_PROCS or self._swap_backed_bytes() + mine > ANON_BUDGET:
             return
         child = self.backend.fork(pid)
         assert child > 0
