@@ -45,7 +45,16 @@ from vmlab.kernel.mm_types import (
 )
 from vmlab.kernel.mmap import VmSysctl
 from vmlab.kernel.page_alloc import PhysMem
-from vmlab.kernel.page_flags import F_DIRTY, F_DIRTY_OR_WRITEBACK, F_HEAD, F_SWAPCACHE, PAGE_MAPPING_ANON, PG
+from vmlab.kernel.page_flags import (
+    F_DIRTY,
+    F_DIRTY_OR_WRITEBACK,
+    F_HEAD,
+    F_LRU,
+    F_SWAPCACHE,
+    F_UNEVICTABLE,
+    PAGE_MAPPING_ANON,
+    PG,
+)
 from vmlab.kernel.page_writeback import folio_frames
 from vmlab.kernel.pgtable import (
     _PAGE_ACCESSED,
@@ -58,9 +67,14 @@ from vmlab.kernel.pgtable import (
     pte_mkold,
     pte_pfn,
 )
-from vmlab.kernel.rmap import RmapIndex, anon_vma_prepare, try_to_unmap, unmap_folio, vma_has_recency
-from vmlab.kernel.swap import folio_deactivate, folio_mark_lazyfree, lru_add_drain, put_page
-from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, reclaim_anon_folio
+from vmlab.kernel.rmap import anon_vma_prepare, unmap_folio, vma_has_recency
+from vmlab.kernel.swap import (
+    folio_deactivate,
+    folio_mark_lazyfree,
+    folio_putback_lru,
+    lru_add_drain,
+)
+from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
 from vmlab.kernel.truncate import shmem_punch_hole
 from vmlab.kernel.uapi import (
@@ -99,7 +113,7 @@ from vmlab.kernel.uapi import (
     page_align,
 )
 from vmlab.kernel.vma import vma_modify_flags
-from vmlab.kernel.vmscan import remove_mapping, shmem_pageout
+from vmlab.kernel.vmscan import page_cache_folio, reclaim_pages
 
 #: Advice that only touches page tables: it never splits a VMA.
 PAGE_ADVICE = frozenset({MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE, MADV_COLD, MADV_PAGEOUT,
@@ -207,74 +221,48 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
 
 
 def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
-    """madvise_cold_or_pageout_pte_range(pageout) + reclaim_pages(): the small anon and shmem folios of
-    the range that are on the LRU and mapped only here lose PG_referenced (an active one becomes
-    workingset; their PTEs keep the young bit, which reclaim_pages() does not look at), are isolated
-    with PG_active cleared, and are reclaimed as shrink_folio_list() does with references ignored: an
-    anon one through reclaim_anon_folio, a shmem one unmapped and written to swap when dirty
-    (_pageout_shmem_folio); those kept are put back (a written one at the inactive tail, where the end
-    of its write puts it). Measured: MADV_PAGEOUT of 256 written pages of a shared anonymous mapping
-    writes all 256 to swap (tests/test_host_shmem_swap.py). Differs from the kernel: other file
-    folios and THPs are left alone (the kernel also drops clean file folios, marks dirty ones for
-    immediate reclaim and splits large ones)."""
+    """madvise_cold_or_pageout_pte_range(pageout) + reclaim_pages(): each folio of the range that is on
+    the LRU and mapped only here (each of its pages once; a large page-cache folio only when the
+    range maps all of it: split_partly_covered_folios split the others it could) loses PG_referenced
+    (an active one becomes workingset; its PTEs keep the young bit, which reclaim_pages() does not
+    look at) and is isolated; an unevictable one goes straight back (folio_putback_lru). The rest are
+    reclaimed as shrink_folio_list() does with references ignored (vmscan.reclaim_pages): anon and
+    shmem folios to swap, clean file folios dropped (their shadows left), dirty ones unmapped but
+    kept, marked for immediate reclaim and activated. The caller is root (or owns the file), so
+    can_do_file_pageout() lets file folios in. Measured: MADV_PAGEOUT of 256 written pages of a
+    shared anonymous mapping writes all 256 to swap (tests/test_host_shmem_swap.py); of a clean file
+    mapping drops every page, of a written one unmaps them all and keeps them dirty
+    (tests/test_host_pageout.py). Differs from the kernel: PMD-mapped and PTE-mapped THPs are left
+    alone (the kernel pages out one the range covers and splits one it covers in part)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
-    isolated = []
+    flags_a, mapcount = mm_map.flags_a, mm_map._mapcount_a
     _, entries = pt.entries(start, end)
-    for pte in entries.tolist():
-        if not pte & _PAGE_PRESENT or pte & (_PAGE_SPECIAL | _PAGE_PSE) or pte & _PAGE_PROTNONE:
+    present = [pte_pfn(pte) for pte in entries.tolist()
+               if pte & _PAGE_PRESENT and not pte & (_PAGE_SPECIAL | _PAGE_PSE | _PAGE_PROTNONE)]
+    mapped = set(present)
+    isolated: list[int] = []
+    taken: set[int] = set()
+    for pfn in present:
+        flags = flags_a[pfn]
+        if pfn in taken or mm_map.compound_head(pfn) != pfn or flags & F_HEAD:
             continue
-        pfn = pte_pfn(pte)
-        flags = int(mm_map.flags[pfn])
-        if (mm_map.compound_head(pfn) != pfn or flags >> PG.head & 1 or not flags >> PG.lru & 1
-                or int(mm_map._mapcount[pfn]) != 0 or not _pageout_kind(mem, pfn)):
+        frames = page_cache_folio(mem, pfn)  # a large page-cache folio: met at any of its pages
+        taken.update(frames)
+        if any(not flags_a[f] & F_LRU or mapcount[f] != 0 or f not in mapped for f in frames):
             continue
-        _age_folio(mem, pfn)  # the PTE keeps its young bit: only MADV_COLD clears it
-        if flags >> PG.unevictable & 1:
+        for f in frames:
+            _age_folio(mem, f)
+            mem.lruvec.delete(mm_map, f)  # folio_isolate_lru(): off the list, one more reference
+            mm_map._refcount_a[f] += 1
+        if flags & F_UNEVICTABLE:
+            for f in frames:
+                folio_putback_lru(mem, f)
             continue
-        mem.lruvec.delete(mm_map, pfn)  # folio_isolate_lru(): off the list, one more reference
-        mm_map._refcount[pfn] += 1
-        mm_map.flags[pfn] = int(mm_map.flags[pfn]) & ~(1 << PG.active)
-        isolated.append(pfn)
-    rmap = RmapIndex(mem.swap.mms())
-    with mem.block.plugged():  # the I/O scheduler merges the burst of writes (blk_mq)
-        for head in isolated:
-            if int(mm_map.mapping[head]) & PAGE_MAPPING_ANON:
-                freed = reclaim_anon_folio(mem, head, lambda pfn: rmap.walk(mem, pfn))
-                if freed:
-                    put_page(mem, head)  # the isolation reference was the last
-            else:
-                freed = _pageout_shmem_folio(mem, rmap, head)
-            if not freed:
-                mem.lruvec.add(mm_map, head, tail=not mm_map.test(head, PG.active))
-                mm_map._refcount[head] -= 1
-
-
-def _pageout_kind(mem: PhysMem, pfn: int) -> bool:
-    """Whether MADV_PAGEOUT takes the small folio at `pfn`: anon, or a page of a shmem object that
-    has no large folios."""
-    mapping = int(mem.mem_map.mapping[pfn])
-    if mapping & PAGE_MAPPING_ANON:
-        return True
-    inode = mem.address_spaces.get(mapping)
-    return inode is not None and inode.shmem and not inode.folio_orders
-
-
-def _pageout_shmem_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> bool:
-    """shrink_folio_list() with references ignored, for an isolated shmem folio: unmapped everywhere
-    (a mapping in a locked VMA keeps it: activated), then written to swap when dirty (vmscan's
-    shmem_pageout; no slot free: activated) or, clean, dropped from the cache and freed (True)."""
-    mm_map = mem.mem_map
-    if not try_to_unmap(mem, rmap, head):
-        mm_map.flags[head] = int(mm_map.flags[head]) | 1 << PG.active
-        return False
-    if int(mm_map.flags[head]) & F_DIRTY:
-        if shmem_pageout(mem, head) == "activate":
-            mm_map.flags[head] = int(mm_map.flags[head]) | 1 << PG.active
-        return False
-    return remove_mapping(mem, head)
+        isolated.extend(frames)
+    reclaim_pages(mem, isolated)
 
 
 def madvise_cold(mm: MmStruct, start: int, end: int) -> None:

@@ -450,6 +450,17 @@ def folio_add_lru(mem: PhysMem, pfn: int) -> None:
     folio_batch_add_and_move(mem, mem.fbatches.lru_add, mem.mem_map.compound_head(pfn), lru_add)
 
 
+def folio_putback_lru(mem: PhysMem, head: int) -> None:
+    """folio_putback_lru(): an isolated folio goes back through folio_add_lru() (the CPU's lru_add
+    batch) and reclaim's reference is dropped. When that reference is the folio's last it is freed
+    at once (the kernel frees it when the batch moves)."""
+    if mem.mem_map._refcount_a[head] == 1:
+        put_page(mem, head)
+        return
+    folio_add_lru(mem, head)
+    put_page(mem, head)
+
+
 def lru_add(mem: PhysMem, folios: list[int]) -> None:
     """lru_add() of each new folio, in order: onto the list its flags name; an mlocked one goes to the
     unevictable list, inactive, with a mlock_count of 0 (unevictable_pgs_culled), one no longer

@@ -82,6 +82,7 @@ from vmlab.kernel.swap import (
     LRU_INACTIVE_FILE,
     LruVec,
     folio_evictable_flags,
+    folio_putback_lru,
     is_file_lru,
     lru_add_drain,
     put_page,
@@ -134,6 +135,9 @@ class ScanControl:
     nr_scanned: int = 0
     nr_reclaimed: int = 0
     rmap: RmapIndex | None = None
+    #: shrink_folio_list()'s ignore_references (reclaim_pages(), MADV_PAGEOUT's): every folio is
+    #: reclaimed as if folio_check_references() had said FOLIOREF_RECLAIM.
+    ignore_references: bool = False
     #: target_mem_cgroup: the memcg whose limit is reclaimed for (None: node reclaim).
     target: MemCgroup | None = None
     #: The memcg whose lruvec is being shrunk under memcg reclaim (None: the node's lruvec).
@@ -572,11 +576,11 @@ def _cache_folio_frames(mem: PhysMem, pfn: int, lst: Container[int]) -> list[int
     when it belongs to a large page-cache folio, every frame of the folio still on that list, in
     index order: the kernel's one struct folio on the LRU, taken whole and counted in pages (a
     2 MiB folio at the tail is a whole batch of 32 pages and more)."""
-    frames = _page_cache_folio(mem, pfn)
+    frames = page_cache_folio(mem, pfn)
     return frames if len(frames) == 1 else [f for f in frames if f == pfn or f in lst]
 
 
-def _page_cache_folio(mem: PhysMem, pfn: int) -> list[int]:
+def page_cache_folio(mem: PhysMem, pfn: int) -> list[int]:
     """The frames of the large page-cache folio that frame `pfn` belongs to, in index order, or [pfn]
     (the model keeps a large page-cache folio's frames as order-0 pages, each on the LRU, its order in
     inode.folio_orders)."""
@@ -927,20 +931,13 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 mem.free_unref_folios(to_free)
                 nr_fused += len(to_free)
                 to_free.clear()
-            nr = _nr_pages(mem, head)
-            sc.nr_scanned += nr
-            outcome = _shrink_folio(vmscan, sc, head, stat, verdicts, evicted)
+            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted)
             age = lruvec.nonresident_age
             cached = 0
             rmap_ready = sc.rmap is not None
-            if outcome == "freed":
-                nr_reclaimed += nr
+            if freed:
+                nr_reclaimed += freed
                 continue
-            if outcome == "activate":
-                flags = flags_a[head]
-                if not flags & F_MLOCKED:
-                    flags_a[head] = flags | F_ACTIVE
-                    stat.nr_activate[not flags & F_SWAPBACKED] += nr
             ret.append(head)
         if held == 2:
             break
@@ -955,6 +952,56 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     sc.nr_scanned += nr_fused
     mem.events["pgactivate"] += sum(stat.nr_activate)
     return ret, nr_reclaimed + nr_fused, nr_scanned
+
+
+def _shrink_one(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
+                verdicts: dict[int, int], evicted: dict[int, int]) -> int:
+    """shrink_folio_list()'s general path for one isolated folio: counted as scanned, then
+    _shrink_folio; its pages when freed, else 0, and a folio to activate gets PG_active (unless
+    mlocked) and counts in stat.nr_activate. The caller puts back what is not freed."""
+    nr = _nr_pages(vmscan.mem, head)
+    sc.nr_scanned += nr
+    outcome = _shrink_folio(vmscan, sc, head, stat, verdicts, evicted)
+    if outcome == "freed":
+        return nr
+    if outcome == "activate":
+        flags_a = vmscan.mem.mem_map.flags_a
+        flags = flags_a[head]
+        if not flags & F_MLOCKED:
+            flags_a[head] = flags | F_ACTIVE
+            stat.nr_activate[not flags & F_SWAPBACKED] += nr
+    return 0
+
+
+def reclaim_pages(mem: PhysMem, folios: list[int]) -> int:
+    """reclaim_pages() + reclaim_folio_list(), MADV_PAGEOUT's reclaim: the isolated folios (each off
+    the LRU with reclaim's reference; the frames of a large page-cache folio together, head first)
+    lose PG_active and go through shrink_folio_list() with references ignored, for the node (no
+    target memcg), by a task that is not kswapd: each is unmapped, then an anon or shmem one is
+    written to swap, a dirty file one is only marked PG_reclaim and activated for the flusher
+    (nr_vmscan_immediate_reclaim), a clean one leaves the page cache with a shadow entry and is freed.
+    The rest go back through folio_putback_lru(). Under a block plug, so that the burst of swap writes
+    merges as in the I/O scheduler. Pages reclaimed."""
+    vmscan = mem.vmscan
+    assert vmscan is not None, "MADV_PAGEOUT needs reclaim (vmscan.install)"
+    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, kswapd=False, ignore_references=True)
+    stat = FolioStats()
+    verdicts: dict[int, int] = {}
+    evicted: dict[int, int] = {}
+    flags_a = mem.mem_map.flags_a
+    kept: list[int] = []
+    nr_reclaimed = 0
+    with mem.block.plugged():
+        for head in folios:
+            flags_a[head] = flags_a[head] & ~F_ACTIVE
+            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted)
+            nr_reclaimed += freed
+            if not freed:
+                kept.append(head)
+    mem.events["pgactivate"] += sum(stat.nr_activate)
+    for head in kept:
+        folio_putback_lru(mem, head)
+    return nr_reclaimed
 
 
 def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
@@ -973,9 +1020,9 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
     if flags & F_WRITEBACK and not _wait_on_writeback(vmscan, sc, head):
         return "activate"
-    references = verdicts.pop(head, None)
+    references = FOLIOREF_RECLAIM if sc.ignore_references else verdicts.pop(head, None)
     if references is None:
-        frames = _page_cache_folio(mem, head)
+        frames = page_cache_folio(mem, head)
         references = folio_check_references(vmscan, sc, frames)
         verdicts.update(dict.fromkeys((f for f in frames if f != head), references))
     if references == FOLIOREF_ACTIVATE:
