@@ -249,3 +249,52 @@ def test_madv_remove_punches_a_hole_in_the_object_pages_and_slots(host_swap: Pat
         assert run["cached_after"] + run["evicted_after"] == SIZE // PG // 2
         assert run["evicted_after"] == run["first_half_swapped"]
         assert run["rss_shmem_kb"] == 4 * run["cached_after"]
+
+
+MADV_WILLNEED = 3
+PRIVATE_ANON = 0x22
+PM_SWAP = 1 << 62
+#: The window MADV_WILLNEED asks for: 1 MiB a quarter of the way in, among the first pages written
+#: (the oldest, so the most of them on swap).
+WINDOW = (SIZE // 4, 1 << 20)
+
+
+def _willneed_steps(flags: int) -> Steps[dict[str, int]]:
+    """SIZE of anonymous memory (shared: a shmem object; private: anon pages) written in the memcg,
+    then MADV_WILLNEED of WINDOW and a read of it: the window's pages on swap before, the pages the
+    advice read (pswpin), and the major faults and reads of the read after it."""
+    def steps(backend: Backend, pid: int, settle: Callable[[], None], swap_used: Callable[[], int],
+              cachestat: CacheStatOf) -> dict[str, int]:
+        addr = backend.syscall(pid, "mmap", (0, SIZE, RW, flags, -1, 0))
+        assert backend.access(pid, addr, SIZE, True) is None
+        settle()
+        start, length = addr + WINDOW[0], WINDOW[1]
+        if flags == SHARED_ANON:
+            swapped = cachestat(addr, *WINDOW).nr_evicted
+        else:
+            swapped = sum(1 for e in backend.pagemap(pid, start, start + length) if e & PM_SWAP)
+        v0 = _vmstat(backend)
+        assert backend.syscall(pid, "madvise", (start, length, MADV_WILLNEED)) == 0
+        settle()
+        v1, c1 = _vmstat(backend), backend.counters(pid)
+        assert backend.access(pid, start, length, False) is None
+        v2, c2 = _vmstat(backend), backend.counters(pid)
+        return {"swapped": swapped, "willneed_pswpin": v1["pswpin"] - v0["pswpin"],
+                "read_majflt": c2.majflt - c1.majflt, "read_pswpin": v2["pswpin"] - v1["pswpin"]}
+    return steps
+
+
+@pytest.mark.parametrize("flags", [SHARED_ANON, PRIVATE_ANON], ids=["shmem", "anon"])
+def test_madv_willneed_reads_swapped_pages_into_the_swap_cache(flags: int, host_swap: Path, program: Program,
+                                                              memcgs: Memcgs, tmp_path: Path) -> None:
+    """MADV_WILLNEED of a range of anonymous memory partly on swap (madvise_willneed: shmem_swapin_range
+    for a shmem object, swapin_walk for anon PTEs): each page on swap that is not in the swap cache is
+    read into it, one slot at a time; reading the range then takes every page from the swap cache,
+    no major fault and nothing more read. The model read nothing at the advice, so the read faulted
+    its pages in by clusters (major faults)."""
+    kernel, got = _in_a_memcg_on_both(_willneed_steps(flags), program, memcgs, tmp_path)
+    for run in (kernel, got):
+        assert run["swapped"] >= 64
+        assert 0 < run["willneed_pswpin"] <= run["swapped"]
+        assert run["read_majflt"] == run["read_pswpin"] == 0
+    assert got == kernel  # (256 pages on swap in the window, all read, in each of 4 runs)

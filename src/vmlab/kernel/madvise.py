@@ -74,7 +74,7 @@ from vmlab.kernel.swap import (
     folio_putback_lru,
     lru_add_drain,
 )
-from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache
+from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, swap_read_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
 from vmlab.kernel.truncate import shmem_punch_hole
 from vmlab.kernel.uapi import (
@@ -395,16 +395,50 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
     elif advice == MADV_GUARD_REMOVE:
         remove_guards(mm, start, end)
     elif advice == MADV_WILLNEED and vma.vm_file is not None and vma.vm_file.inode.shmem:
-        # madvise_willneed() of shmem: swap-in of the range (not modelled), then lru_add_drain()
+        shmem_swapin_range(mm.pt.mem, vma, start, end)
         lru_add_drain(mm.pt.mem)
     elif advice == MADV_WILLNEED and vma.vm_file is not None:
         # madvise_willneed(): vfs_fadvise(POSIX_FADV_WILLNEED) of the file range behind [start, end)
         offset = (start - vma.vm_start) + (vma.vm_pgoff << 12)
         generic_fadvise(mm.pt.mem, vma.vm_file, offset, end - start, POSIX_FADV_WILLNEED)
     elif advice == MADV_WILLNEED:
-        # madvise_willneed() of anonymous memory: swap-in readahead of its swapped pages (not
-        # modelled), then lru_add_drain() to push any new pages onto the LRU
-        lru_add_drain(mm.pt.mem)
+        swapin_walk(mm, start, end)
+        lru_add_drain(mm.pt.mem)  # "push any new pages onto the LRU now"
+
+
+def swapin_walk(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_willneed() of anonymous memory (swapin_walk_pmd_entry): each swap entry among the PTEs
+    of [start, end) that is not in the swap cache is read into it (read_swap_cache_async: that slot
+    alone, no readahead), the PTE left as it is; a later fault finds the folio there (a minor fault).
+    The reads are asynchronous: the call does not wait for them."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    _, entries = pt.entries(start, end)
+    for pte in entries.tolist():
+        if is_swap_slot_pte(pte):
+            _swapin_async(mem, pte_to_swp_entry(pte))
+
+
+def shmem_swapin_range(mem: PhysMem, vma: VmArea, start: int, end: int) -> None:
+    """madvise_willneed() of a shmem mapping (shmem_swapin_range): each swap entry the object's
+    i_pages holds for the pages [start, end) maps is read into the swap cache (read_swap_cache_async,
+    that slot alone); a later fault, read() or write() takes the folio from there (no major fault)."""
+    assert vma.vm_file is not None
+    inode = vma.vm_file.inode
+    first = vma.vm_pgoff + ((start - vma.vm_start) >> PAGE_SHIFT)
+    last = vma.vm_pgoff + ((end - 1 - vma.vm_start) >> PAGE_SHIFT)
+    for index in sorted(i for i in inode.swapped if first <= i <= last):
+        entry = inode.swapped.get(index)  # (an allocation's OOM kill may end the object meanwhile)
+        if entry is not None:
+            _swapin_async(mem, entry)
+
+
+def _swapin_async(mem: PhysMem, entry: int) -> None:
+    """read_swap_cache_async() + folio_put(): `entry` read into the swap cache unless it is there (or
+    memory runs out)."""
+    if entry not in mem.swap.cache:
+        swap_read_folio(mem, entry)
 
 
 def do_madvise(mm: MmStruct, start: int, len_in: int, advice: int, sysctl: VmSysctl,
