@@ -76,7 +76,7 @@ from vmlab.kernel.swap import (
 )
 from vmlab.kernel.swap_state import folio_free_swap, free_swap_and_cache, swap_read_folio
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry
-from vmlab.kernel.truncate import shmem_punch_hole
+from vmlab.kernel.truncate import punch_hole
 from vmlab.kernel.uapi import (
     EACCES,
     EINVAL,
@@ -232,7 +232,7 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     can_do_file_pageout() lets file folios in. Measured: MADV_PAGEOUT of 256 written pages of a
     shared anonymous mapping writes all 256 to swap (tests/test_host_shmem_swap.py); of a clean file
     mapping drops every page, of a written one unmaps them all and keeps them dirty
-    (tests/test_host_pageout.py). Differs from the kernel: PMD-mapped and PTE-mapped THPs are left
+    (tests/test_host_file_madvise.py). Differs from the kernel: PMD-mapped and PTE-mapped THPs are left
     alone (the kernel pages out one the range covers and splits one it covers in part)."""
     pt = mm.pt
     assert pt is not None
@@ -380,11 +380,11 @@ def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -
     elif advice == MADV_COLD:
         lru_add_drain(mm.pt.mem)
         madvise_cold(mm, start, end)
-    elif advice == MADV_REMOVE and vma.vm_file is not None and vma.vm_file.inode.shmem:
+    elif advice == MADV_REMOVE and vma.vm_file is not None:
         # madvise_remove(): vfs_fallocate(PUNCH_HOLE | KEEP_SIZE) of the file range behind [start, end)
         first = vma.vm_pgoff + ((start - vma.vm_start) >> PAGE_SHIFT)
-        shmem_punch_hole(mm.pt.mem, vma.vm_file.inode, first, first + ((end - start) >> PAGE_SHIFT) - 1)
-    elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_REMOVE):
+        punch_hole(mm.pt.mem, vma.vm_file.inode, first, first + ((end - start) >> PAGE_SHIFT) - 1)
+    elif advice in (MADV_DONTNEED, MADV_DONTNEED_LOCKED):
         zap_page_range(mm, mm.pt.mem, start, end, keep_guards=True, recency=vma_has_recency(vma), vma=vma)
         pte_reclaim(mm, start, end)
     elif advice == MADV_GUARD_INSTALL:

@@ -20,7 +20,7 @@ Meminfo's Shmem counts the pages in the page cache, not those on swap (nor their
 are in the swap cache: SwapCached); a mapping's smaps Swap counts the object's pages on swap
 (task_mmu), cachestat counts them evicted. Not modelled: large shmem folios on swap (a large folio
 is kept) and MADV_WILLNEED's swap-in of a shmem range. MADV_REMOVE punches a hole
-(truncate.shmem_punch_hole): the range's pages and slots go.
+(truncate.punch_hole): the range's pages and slots go.
 """
 
 from __future__ import annotations

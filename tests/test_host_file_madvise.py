@@ -1,4 +1,4 @@
-"""MADV_PAGEOUT of file-backed mappings, against this host's kernel (6.18, ext4, as root).
+"""MADV_PAGEOUT and MADV_REMOVE of file-backed mappings, against this host's kernel (6.18, ext4, as root).
 
 madvise_cold_or_pageout_pte_range() takes every folio of the range that is on the LRU and mapped only
 there, file folios too (can_do_file_pageout: the caller owns the file or may write it), and
@@ -14,6 +14,11 @@ kswapd. Measured here (vmlab diff of the scenario below, and the page flags thro
 The model left every file page where it was. A stepper that migrates between CPUs may leave new pages
 in the other CPU's batch, off the LRU, which MADV_PAGEOUT passes over (seen once: 4 pages of 256 kept
 mapped); so the stepper runs pinned to one CPU here.
+
+MADV_REMOVE of a shared writable file mapping punches a hole in the file (vfs_fallocate(PUNCH_HOLE |
+KEEP_SIZE), ext4_punch_hole: truncate_pagecache_range): every mapping's PTEs of the range go (a private
+mapping's copies on write stay), its pages leave the cache with their dirty data (nothing written), and
+a read there is a major fault. The model only zapped the caller's PTEs: the pages stayed cached, dirty.
 """
 
 from __future__ import annotations
@@ -65,6 +70,16 @@ SCENARIOS: dict[str, str] = {
     "read m, 144*4096\n" + SHOW + "madvise(m, 64*4096, MADV_PAGEOUT)\n" + SHOW + f"show folios {DATA}\n"
     + "fsync(fd)\nmadvise(m, 144*4096, MADV_PAGEOUT)\n" + SHOW + f"show folios {DATA}\n"
     + "show pagemap m, 144*4096\nread m, 144*4096\n" + SHOW + f"show folios {DATA}\n",
+    # MADV_REMOVE: a hole in the middle (clean pages), then one over the written start; a private
+    # mapping's copy on write of page 1 stays, its mapped file pages in the hole go.
+    "remove_punches_hole": f"file {DATA} 1M\n"
+    f'fd = openat(AT_FDCWD, "{DATA}", O_RDWR)\n'
+    "m = mmap(NULL, 1M, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)\n"
+    "p = mmap(NULL, 1M, PROT_READ|PROT_WRITE, MAP_PRIVATE, fd, 0)\n"
+    "read m, 1M\nwrite m, 64K\nread p, 1M\nwrite p + 4K, 4K\n" + SHOW
+    + "madvise(m + 256K, 256K, MADV_REMOVE)\n" + SHOW + "show pagemap p, 1M\n"
+    + "madvise(m, 128K, MADV_REMOVE)\n" + SHOW + "show pagemap p, 128K\n"
+    + "read m, 1M\n" + SHOW,
 }
 
 
@@ -78,9 +93,10 @@ def files() -> object:
 
 @pytest.mark.usefixtures("files")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_file_pageout_agrees_with_kernel(name: str) -> None:
-    """Every view of the scenario is the same on the model and the kernel: clean pages dropped, dirty
-    ones unmapped and kept dirty, the pages read back by the same faults."""
+def test_file_madvise_agrees_with_kernel(name: str) -> None:
+    """Every view of the scenario is the same on the model and the kernel: paged out, clean pages
+    dropped, dirty ones unmapped and kept dirty; removed, the pages gone; read back by the same
+    faults."""
     from hostutil import program_or_skip
 
     program_or_skip()
