@@ -30,7 +30,8 @@ MAX_MAP_PAGES = 511
 
 FADVS = ["POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL", "POSIX_FADV_WILLNEED",
          "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"]
-MADVS = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_COLD", "MADV_DONTNEED"]
+MADVS = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_COLD", "MADV_DONTNEED",
+         "MADV_PAGEOUT"]
 #: Step kinds and their weights (repeats); the mapping kinds only once a mapping exists.
 FILE_KINDS = ["read", "read", "read", "pread", "pread", "pread_run", "lseek", "fadvise", "fadvise", "show",
               "mmap"]
@@ -38,7 +39,7 @@ MAP_KINDS = ["load", "load", "load", "madvise", "madvise"]
 #: The writing workload's further kinds (a store or msync only once a shared writable mapping exists).
 WRITE_KINDS = ["pwrite", "pwrite", "pwrite", "write", "write", "ftruncate", "fsync", "sync_file_range",
                "sync_file_range", "folios", "cachestat"]
-STORE_KINDS = ["store", "store", "msync"]
+STORE_KINDS = ["store", "store", "msync", "remove"]
 SFR_FLAGS = ["SYNC_FILE_RANGE_WAIT_BEFORE", "SYNC_FILE_RANGE_WRITE", "SYNC_FILE_RANGE_WAIT_AFTER"]
 MSYNC_FLAGS = ["MS_SYNC", "MS_ASYNC", "MS_SYNC|MS_INVALIDATE", "MS_ASYNC|MS_INVALIDATE"]
 
@@ -210,7 +211,12 @@ def read_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
         return access(draw, w, "read", sorted(w.maps))
     name, start, n = in_mapping(draw, w, sorted(w.maps))
     advice = draw(st.sampled_from(MADVS))
-    return [f"madvise({name} + {start * PAGE}, {n * PAGE}, {advice})"]
+    line = f"madvise({name} + {start * PAGE}, {n * PAGE}, {advice})"
+    if advice != "MADV_PAGEOUT":
+        return [line]
+    # MADV_PAGEOUT takes only folios on the LRU: after the reads in flight (residency waits for them)
+    # and the write-back in flight (a folio under it is only marked and activated).
+    return [*w.settle(), w.show(), line]
 
 
 def sync_file_range(draw: st.DrawFn, w: Workload) -> list[str]:
@@ -300,6 +306,10 @@ def write_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
     if kind == "store":
         return access(draw, w, "write", shared)  # (a hole stored to stays in w.holes: conservative)
     name, start, n = in_mapping(draw, w, shared)
+    if kind == "remove":  # a hole punched in the file (ext4_punch_hole): its blocks are gone
+        first = w.maps[name].first + start
+        w.holes |= set(range(first, min(first + n, w.pages)))
+        return [f"madvise({name} + {start * PAGE}, {n * PAGE}, MADV_REMOVE)"]
     flags = draw(st.sampled_from(MSYNC_FLAGS))
     return [f"msync({name} + {start * PAGE}, {n * PAGE}, {flags})"]
 

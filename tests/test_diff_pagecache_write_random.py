@@ -9,7 +9,8 @@ mappings, madvises and loads with:
 - ftruncate() smaller (to a page boundary or into a page) or larger;
 - fsync()/fdatasync(), sync_file_range() with each of the eight flag combinations over a random range;
 - shared writable mappings, stores through them (`write m + OFF, LEN`) and msync() with
-  MS_SYNC/MS_ASYNC (and MS_INVALIDATE);
+  MS_SYNC/MS_ASYNC (and MS_INVALIDATE), MADV_REMOVE through them (a hole punched: its pages are
+  holes for the rules below);
 - `show folios` and `show cachestat` now and then, and `show residency`, `show folios`, `show cachestat`
   at the end.
 

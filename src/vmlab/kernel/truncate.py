@@ -68,7 +68,11 @@ def punch_hole(mem: PhysMem, inode: Inode, first: int, last: int) -> None:
     not, their data thrown away (finding some drains the CPU's batches), and the range's shadow
     entries and a shmem object's slots go. The size stays. Measured on ext4: a written, mapped file's
     punched pages leave the cache with their dirty data, nothing written (nr_written +0), and a read
-    there is a major fault."""
+    there is a major fault. ext4 punches nothing past the page holding EOF."""
+    if not inode.shmem:
+        last = min(last, i_size_pages(inode) - 1)
+        if last < first:
+            return
     mm_map = mem.mem_map
     for mm, vma, lo, hi in list(mapping_vmas(inode, first, last)):
         start, end = vma_address(vma, lo), vma_address(vma, hi + 1)
