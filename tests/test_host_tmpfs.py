@@ -31,6 +31,7 @@ from vmlab.lab.diff import diff_scenario
 from vmlab.lab.scenario import parse
 
 from hostkit import Memcgs, on_cpu
+from interference import until_settled
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(not os.path.isdir("/dev/shm") or not host_shmem_devices(),
@@ -66,8 +67,16 @@ def test_a_tmpfs_file_keeps_its_pages_until_its_name_goes(program: Program, memc
     path = f"/dev/shm/vmlab-tmpfs-{os.getpid()}"
     files.append(path)
     cg = memcgs.make("tmpfs", "64M")
-    kernel, model = phases_on_both(program, cg, lambda b, pid, counters: phases(b, pid, path, counters),
-                                   settle=True)
+
+    def both() -> tuple[list[Counters], list[Counters]]:
+        return phases_on_both(program, cg, lambda b, pid, counters: phases(b, pid, path, counters),
+                              settle=True)
+
+    # Under CPU load the kernel's usage after the unlink was once a page higher (2 for the model's 1;
+    # alone, 4 runs of 4 gave 1), we take it a slab page the unlink frees after an RCU grace period
+    # (the inode, the dentry), not yet freed when read. Such a run is run again.
+    kernel, model = until_settled(both, lambda run: [c.usage for c in run[0]] == [c.usage for c in run[1]],
+                                  lambda run: f"kernel {run[0]}", tries=3, pause=1.0)
     print(f"kernel {kernel}\nmodel  {model}")
     assert not Path(path).exists()
     assert model[1].usage >= WRITTEN // PG and model[2].usage >= WRITTEN // PG
