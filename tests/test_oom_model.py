@@ -210,6 +210,12 @@ def test_oom_hog_example_ends_killed() -> None:
     assert "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0," \
            "oom_memcg=/lecture" in text
     assert "Memory cgroup out of memory: Killed process 1001 " in text
+    # show memcg: the limit hit (failed charges counted), the kill counted, the quiet process's
+    # 16 MiB what is charged now
+    assert "memory.limit_in_bytes:67108864\n" in text and "memory.oom_control:oom_kill 1\n" in text
+    failcnt = int(text.split("memory.failcnt:")[1].split()[0])
+    rss = int(text.split("memory.stat:rss ")[1].split()[0])
+    assert failcnt > 0 and 16 << 20 <= rss < 17 << 20
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -217,6 +223,7 @@ def test_oom_hog_example_ends_killed() -> None:
     ("oom_score_adj 2000", "oom_score_adj must be -1000 to 1000"),
     ("hog 0", "expected 'hog STEP' with a positive size"),
     ("memcg lecture 64M", "expected 'memcg /PATH LIMIT'"),
+    ("show memcg /nowhere", "expected 'memcg /PATH' of a memcg made earlier"),
 ])
 def test_bad_oom_statements_are_one_line_errors(text: str, message: str) -> None:
     """Bad scenario input names the line and the problem."""

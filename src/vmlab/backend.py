@@ -16,9 +16,10 @@ Arg = int | str | tuple[str, ...]
 #: of a view's `Field:` lines (vmlab diff then compares just those).
 VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
 #: Machine-wide views (`Backend.machine_view`): /proc/meminfo, /proc/vmstat, /proc/pressure/memory, the
-#: LRU lists in order, and `fincore --bytes PATH` (the only one that takes an argument, a path). Their
-#: values belong to one machine, so vmlab diff shows them but never compares them.
-MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore", "swaps", "dmesg")
+#: LRU lists in order, `fincore --bytes PATH` and a memory cgroup's control files (`memcg /PATH`: the
+#: two that take an argument, a path). Their values belong to one machine, so vmlab diff shows them but
+#: never compares them.
+MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore", "swaps", "dmesg", "memcg")
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class Backend(Protocol):
         ...
 
     def machine_view(self, name: str, arg: str = "") -> str:
-        """The text of a machine-wide view (a name from MACHINE_VIEWS; `arg` is fincore's path).
+        """The text of a machine-wide view (a name from MACHINE_VIEWS; `arg` is fincore's file or the
+        memcg's cgroup path).
         A backend that cannot render one raises NotImplementedError."""
         ...
 

@@ -678,7 +678,8 @@ class ModelBackend:
 
     def machine_view(self, name: str, arg: str = "") -> str:
         """/proc/meminfo, /proc/vmstat, /proc/pressure/memory, the LRU lists, `fincore --bytes ARG`,
-        /proc/swaps or dmesg of the model machine."""
+        /proc/swaps, dmesg, or the v1 control files of memcg ARG (MemCgroup.v1_files) of the model
+        machine."""
         if name == "meminfo":
             return show_meminfo(self.mem, self.sysctl)
         if name == "vmstat":
@@ -693,6 +694,11 @@ class ModelBackend:
             return swaps_show(self.mem.swap)
         if name == "dmesg":
             return self.log.dmesg()
+        if name == "memcg":
+            memcg = self.memcgs.lookup(arg)
+            if memcg is None or self.memcgs.version != 1:
+                raise KeyError(f"memcg {arg}")
+            return "\n".join(memcg.v1_files()) + "\n"
         raise KeyError(name)
 
     def close(self) -> None:

@@ -415,6 +415,22 @@ class MemCgroup:
                 out.append(f"hierarchical_memsw_limit {self.hierarchical_limit('memsw') * PAGE_SIZE}")
         return out
 
+    def v1_files(self) -> list[str]:
+        """The v1 control files an engineer reads first, as `grep . FILE...` prints them in the
+        cgroup's directory (FILE:LINE): memory.usage_in_bytes, max_usage_in_bytes (the counter's
+        watermark), limit_in_bytes and failcnt, the same of memory.memsw and memory.kmem (its limit
+        file is gone in 6.18), memory.oom_control and memory.stat. A non-root memcg's usage is its
+        page counter's (mem_cgroup_usage)."""
+        out: list[str] = []
+        for prefix, c in (("memory", self.memory), ("memory.memsw", self.memsw), ("memory.kmem", self.kmem)):
+            out += [f"{prefix}.usage_in_bytes:{c.usage * PAGE_SIZE}",
+                    f"{prefix}.max_usage_in_bytes:{c.watermark * PAGE_SIZE}"]
+            if prefix != "memory.kmem":
+                out.append(f"{prefix}.limit_in_bytes:{c.max * PAGE_SIZE}")
+            out.append(f"{prefix}.failcnt:{c.failcnt}")
+        out += [f"memory.oom_control:{line}" for line in self.oom_control().splitlines()]
+        return out + [f"memory.stat:{line}" for line in self.memory_stat_v1()]
+
     def print_oom_meminfo(self) -> list[str]:
         """mem_cgroup_print_oom_meminfo(): usage, limit and failcnt of the counters, then memory.stat."""
         def line(name: str, c: PageCounter) -> str:

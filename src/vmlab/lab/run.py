@@ -514,13 +514,15 @@ class Runner:
     def show(self, step: ShowStep, pid: int, prefix: str) -> None:
         """`show VIEW`: echo it and print the view (a note if the backend cannot render it)."""
         kind = "paging" if step.view in PAGING_VIEWS else "machine" if step.view in MACHINE_VIEWS else "view"
+        # (a memcg's lines do not name the cgroup: the echo does)
+        echo = f"{prefix}show {step.view}" + (f" {step.path}" if step.view == "memcg" else "")
         try:
             text = self.render(step, pid)
         except Unavailable as err:
-            self.emit(kind, f"{prefix}show {step.view}\n(unavailable)")
+            self.emit(kind, f"{echo}\n(unavailable)")
             self.emit("note", f"# line {step.line}: {err}")
             return
-        self.emit(kind, f"{prefix}show {step.view}\n{text}")
+        self.emit(kind, f"{echo}\n{text}")
 
     def expect_view(self, step: ExpectViewStep, pid: int) -> None:
         """Compare a view with the expected block; on failure print a unified diff."""

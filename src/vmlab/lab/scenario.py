@@ -117,7 +117,8 @@ class ShowStep(Step):
     view: str
     args: tuple[Expr, ...] = ()
     verbose: bool = False
-    #: `residency PATH`, `folios PATH`, `cachestat PATH`, `fincore PATH`: the file the view is about.
+    #: `residency PATH`, `folios PATH`, `cachestat PATH`, `fincore PATH`: the file the view is about;
+    #: `memcg /PATH`: the memory cgroup.
     path: str = ""
 
 
@@ -454,11 +455,18 @@ def _show(st: _State, rest: str, src: Source, raw: str) -> None:
 
 def _view(st: _State, text: str, src: Source) -> dict[str, object]:
     """The ShowStep fields of `VIEW [ARGS]`: the view name; for pagemap its range and `verbose`; for a
-    file's views (residency, folios, cachestat, fincore) its path, a word or a "quoted string"."""
+    file's views (residency, folios, cachestat, fincore) its path, a word or a "quoted string"; for
+    memcg the cgroup path of one made earlier."""
     name, _, args = text.partition(" ")
     if name not in ALL_VIEWS:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
     args = args.strip()
+    if name == "memcg":
+        path = args.rstrip("/") or "/"
+        if not args.startswith("/") or path not in st.memcgs:
+            raise src.error(f"expected 'memcg /PATH' of a memcg made earlier (with 'memcg /PATH LIMIT'), "
+                            f"not '{args}'", len(name) + 2)
+        return {"view": name, "path": path}
     if name in FILE_VIEWS:
         words = _words(args, Source(src.path, src.line, src.col0 + len(name) + 1))
         if len(words) != 1:
