@@ -16,7 +16,7 @@ from swapkit import model_with_swap
 from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.fork import THREAD_SIZE_PAGES
 from vmlab.kernel.machine import ModelBackend
-from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, NR_MEMCG_STOCK, MemCgroup
+from vmlab.kernel.memcontrol import MEMCG_CHARGE_BATCH, NR_MEMCG_STOCK, PAGE_COUNTER_MAX, MemCgroup
 from vmlab.kernel.mm_types import MM_STRUCT_SIZE, RSS_STAT_SIZE
 from vmlab.kernel.swap import lru_add_drain
 from vmlab.kernel.uapi import PAGE_SIZE
@@ -318,3 +318,32 @@ def test_a_fork_its_memcg_has_no_room_for_fails_and_leaves_nothing_charged() -> 
     assert list(model.tasks) == [pid] and memcg.events["oom"] == 1 and not memcg.events["oom_kill"]
     assert drained_model_counters(model, memcg) == before and memcg.kernel_stack == 0
     check_machine(model)
+
+
+@pytest.mark.parametrize(("files", "killed"), [
+    ("", False),                                   # swap takes what the 8 MiB do not hold
+    (" memsw.limit_in_bytes=10M", True),           # memory + swap bounded at 10 MiB
+    (" swappiness=0", True),                       # memcg reclaim does not swap at all
+])
+def test_memcg_statement_writes_the_files_it_is_given(files: str, killed: bool, tmp_path: Path) -> None:
+    """`memcg /PATH LIMIT FILE=VALUE...` writes each file after the limit (each a step with its result),
+    and the writer of 12 MiB in the 8 MiB memcg, with 16 MiB of swap, lives or is killed by it."""
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    swap = f"/tmp/vmlab-memcg-files-{tmp_path.name}.swap"
+    text = (f"set ram 64M\nfile {swap} 16M\nswapon(\"{swap}\")\nmemcg /box 8M{files}\njoin /box\n"
+            "a = mmap(NULL, 12M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\nwrite a, 12M\n"
+            f"expect {'killed SIGKILL' if killed else '= 0'}\n")
+    model = ModelBackend()
+    try:
+        transcript = run(parse(text, "m.vml"), model)
+    finally:
+        Path(swap).unlink(missing_ok=True)
+    assert transcript.failures == 0, transcript.text()
+    for setting in files.split():
+        assert f"memcg /box {setting.split('=')[0]}=" in transcript.text()
+    memcg = model.memcgs.lookup("/box")
+    assert memcg is not None
+    assert memcg.memsw.max == (10 << 20 if "memsw" in files else PAGE_COUNTER_MAX * PAGE_SIZE) // PAGE_SIZE
+    assert memcg.swappiness == (0 if "swappiness" in files else 60)

@@ -224,6 +224,8 @@ def test_oom_hog_example_ends_killed() -> None:
     ("hog 0", "expected 'hog STEP' with a positive size"),
     ("memcg lecture 64M", "expected 'memcg /PATH LIMIT'"),
     ("show memcg /nowhere", "expected 'memcg /PATH' of a memcg made earlier"),
+    ("memcg /b 8M bogus=1", "1:13: error: unknown memcg file 'bogus'"),
+    ("memcg /b 8M swappiness=X", "1:24: error: undefined name 'X'"),
 ])
 def test_bad_oom_statements_are_one_line_errors(text: str, message: str) -> None:
     """Bad scenario input names the line and the problem."""

@@ -847,8 +847,8 @@ class ModelBackend:
         return 0 if limit is None else memcg.set_limit(limit // PAGE_SIZE)
 
     def memcg_set(self, path: str, name: str, value: int) -> int:
-        """Write a memcg file: limit_in_bytes, memsw.limit_in_bytes (v1), oom_kill_disable, oom.group;
-        0 or -errno."""
+        """Write a memcg file: limit_in_bytes, memsw.limit_in_bytes (v1), swappiness (0..200:
+        mem_cgroup_swappiness_write), oom_kill_disable, oom.group; 0 or -errno."""
         memcg = self.memcgs.lookup(path)
         if memcg is None:
             return -ENOENT
@@ -856,6 +856,11 @@ class ModelBackend:
             return memcg.set_limit(value // PAGE_SIZE)
         if name == "memsw.limit_in_bytes" and self.memcgs.version == 1:
             return memcg.set_limit(value // PAGE_SIZE, memsw=True)
+        if name == "swappiness":
+            if not 0 <= value <= vmscan.MAX_SWAPPINESS:
+                return -EINVAL
+            memcg.swappiness = value
+            return 0
         if name == "oom_kill_disable":
             memcg.oom_kill_disable = bool(value)
             if not value:

@@ -272,6 +272,9 @@ class Runner:
         elif isinstance(step, MemcgStep):
             self.machine_step(prefix, f"memcg {step.path} limit_in_bytes={step.limit}", "memcg_create",
                               step.path, step.limit)
+            for name, value in step.files:
+                self.machine_step(prefix, f"memcg {step.path} {name}={value}", "memcg_set", step.path, name,
+                                  value)
         elif isinstance(step, JoinStep):
             self.machine_step(prefix, f"join {step.path}", "memcg_attach", pid, step.path)
         elif isinstance(step, OomScoreAdjStep):

@@ -131,10 +131,12 @@ class ExpectViewStep(ShowStep):
 
 @dataclass(frozen=True, kw_only=True)
 class MemcgStep(Step):
-    """`memcg PATH LIMIT`: make a memory cgroup (and its parents) with memory.limit_in_bytes = LIMIT."""
+    """`memcg PATH LIMIT [FILE=VALUE]...`: make a memory cgroup (and its parents) with
+    memory.limit_in_bytes = LIMIT, then write each of its other files given, in order."""
 
     path: str
     limit: int
+    files: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -590,17 +592,30 @@ def _access(write: bool) -> object:
     return handler
 
 
+#: The memcg files `memcg /PATH LIMIT FILE=VALUE...` may write after the limit.
+MEMCG_FILES = ("memsw.limit_in_bytes", "swappiness", "oom_kill_disable")
+
+
 def _memcg(st: _State, rest: str, src: Source, raw: str) -> None:
-    """`memcg PATH LIMIT`."""
-    m = re.fullmatch(r"(/\S*)\s+(.+)", rest)
+    """`memcg PATH LIMIT [FILE=VALUE]...`: FILE one of MEMCG_FILES, VALUE a constant expression."""
+    m = re.fullmatch(r"(/\S*)\s+(.+?)((?:\s+[a-z_.]+=\S+)*)", rest)
     if not m:
         raise src.error("expected 'memcg /PATH LIMIT' (e.g. memcg /demo 64M)", 1)
     limit = _constant(m.group(2), Source(src.path, src.line, src.col0 + m.start(2)))
     if limit <= 0:
         raise src.error("the limit must be positive", m.start(2) + 1)
+    files: list[tuple[str, int]] = []
+    for setting in re.finditer(r"([a-z_.]+)=(\S+)", m.group(3)):
+        col = m.start(3) + setting.start()
+        if setting.group(1) not in MEMCG_FILES:
+            raise src.error(f"unknown memcg file '{setting.group(1)}' (known: {', '.join(MEMCG_FILES)})",
+                            col + 1)
+        files.append((setting.group(1), _constant(setting.group(2),
+                                                  Source(src.path, src.line, src.col0 + col + setting.start(2)
+                                                         - setting.start()))))
     st.memcgs.add(m.group(1).rstrip("/") or "/")
     st.steps.append(MemcgStep(line=src.line, col=src.col0, actor=st.actor, source=raw,
-                              path=m.group(1).rstrip("/") or "/", limit=limit))
+                              path=m.group(1).rstrip("/") or "/", limit=limit, files=tuple(files)))
 
 
 def _join(st: _State, rest: str, src: Source, raw: str) -> None:
