@@ -366,8 +366,8 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:
     """What the page-only advice values do: zap, guard markers, COLD's aged and deactivated folios,
-    PAGEOUT of anon folios to swap, FREE's lazily freed anon folios, and WILLNEED's readahead of a file
-    range."""
+    PAGEOUT's reclaim of the range's folios, FREE's lazily freed anon folios, REMOVE's hole in the
+    file, and WILLNEED's readahead of a file range or swap-in of anonymous or shmem pages."""
     if mm.pt is None:
         return
     if advice in (MADV_COLD, MADV_PAGEOUT):

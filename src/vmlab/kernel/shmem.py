@@ -18,9 +18,9 @@ the object's end free the slots of its swapped pages; swapoff reads back every s
 area first (shmem_unuse). MADV_PAGEOUT of a mapping sends its written pages the same way.
 Meminfo's Shmem counts the pages in the page cache, not those on swap (nor their folios while they
 are in the swap cache: SwapCached); a mapping's smaps Swap counts the object's pages on swap
-(task_mmu), cachestat counts them evicted. Not modelled: large shmem folios on swap (a large folio
-is kept) and MADV_WILLNEED's swap-in of a shmem range. MADV_REMOVE punches a hole
-(truncate.punch_hole): the range's pages and slots go.
+(task_mmu), cachestat counts them evicted. MADV_WILLNEED reads a range's pages on swap into the swap
+cache (madvise.shmem_swapin_range); MADV_REMOVE punches a hole (truncate.punch_hole): the range's pages
+and slots go. Not modelled: large shmem folios on swap (a large folio is kept).
 """
 
 from __future__ import annotations
