@@ -85,7 +85,16 @@ def punch_hole(mem: PhysMem, inode: Inode, first: int, last: int) -> None:
                      if pte_present(pte) and int(mm_map.mapping[pte_pfn(pte)]) == inode.handle]
         for lo_addr, hi_addr in spans:
             zap_page_range(mm, mem, lo_addr, hi_addr, keep_guards=True, recency=vma_has_recency(vma), vma=vma)
-    doomed = sorted(i for i in inode.i_pages if first <= i <= last)
+    for index in sorted({first, last}):  # the large folios the hole covers in part: split, or kept
+        if index in inode.i_pages:
+            head, order = folio_head(inode, index)
+            if order and (head < first or head + (1 << order) - 1 > last):
+                split_partial_folio(mem, inode, max(first, head), first, last)
+    doomed = []  # the folios wholly inside the hole
+    for index in sorted(i for i in inode.i_pages if first <= i <= last):
+        head, order = folio_head(inode, index)
+        if first <= head and head + (1 << order) - 1 <= last:
+            doomed.append(index)
     for index in doomed:
         folio_wait_writeback(mem, inode, index)
         folio_cancel_dirty(mem, inode, inode.i_pages[index])
@@ -118,18 +127,41 @@ def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
     put_page(mem, pfn)
 
 
+def split_partial_folio(mem: PhysMem, inode: Inode, split_at: int, first: int, last: int) -> bool:
+    """truncate_inode_partial_folio() of the large folio holding cached page `split_at`, of which the
+    pages being dropped, [first, last], are only a part: after its write-back their blocks are
+    invalidated (block_invalidate_folio: clean), the folio is unmapped (try_folio_split_or_unmap: its
+    pages fault in again, split or not) and split at `split_at` (split_folio_at), and, when the range
+    ends inside it, the folio then holding page last + 1 is split there too (its result does not
+    matter). A split must release the folio's buffer heads first, which a dirty block refuses (ext4):
+    a folio with a dirty block left stays whole (False), the range's pages cached (zeroed)."""
+    head, order = folio_head(inode, split_at)
+    end = head + (1 << order)
+    folio_wait_writeback(mem, inode, head)
+    unmap_folio(mem, inode, inode.i_pages[split_at])
+    inode.dirty_buffers.difference_update(range(max(first, head), min(last + 1, end)))
+    if not inode.dirty_buffers.isdisjoint(range(head, end)):
+        return False
+    xa_split(mem, inode, split_at, 0)
+    split_folio_at(inode, split_at)
+    if last + 1 < end:
+        head2, order2 = folio_head(inode, last + 1)
+        if order2:
+            unmap_folio(mem, inode, inode.i_pages[last + 1])
+            if inode.dirty_buffers.isdisjoint(range(head2, head2 + (1 << order2))):
+                xa_split(mem, inode, last + 1, 0)
+                split_folio_at(inode, last + 1)
+    return True
+
+
 def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
-    """truncate_inode_partial_folio() of the large folio that holds byte `lstart` and starts before
-    it, if any: after its write-back it is unmapped whole (the split's unmap_folio, or
-    try_folio_split_or_unmap() when the split fails: its pages before `lstart` fault in again), the
-    blocks from `lstart` on are invalidated (block_invalidate_folio: clean), and it is split at that
-    page (split_folio_at) -- unless a block it keeps is dirty: the split must release its buffer heads
-    first (filemap_release_folio), which a dirty one refuses (ext4), so the folio stays whole, its
-    pages past `lstart` cached (zeroed). Returns the first page index truncation may drop. Measured on
-    this host (ext4): a mapped 64-page folio at 64 truncated to 100 pages leaves 64+32 96+4 when
-    clean, the folio whole (nr_cache 64, 64 dirty) when written through the mapping (every block
-    dirty), and its 64 pages unmapped either way; a 4-page folio at 4 whose page 5 alone was written
-    by pwrite() and truncated at page 5 is split: page 4 stays, dirty (the folio's PG_dirty)."""
+    """The large folio that holds byte `lstart` and starts before it, if any, as truncation to
+    `lstart` leaves it (split_partial_folio: split at that page, or kept whole while a block before
+    `lstart` is dirty). Returns the first page index truncation may drop. Measured on this host
+    (ext4): a mapped 64-page folio at 64 truncated to 100 pages leaves 64+32 96+4 when clean, the
+    folio whole (nr_cache 64, 64 dirty) when written through the mapping (every block dirty), and its
+    64 pages unmapped either way; a 4-page folio at 4 whose page 5 alone was written by pwrite() and
+    truncated at page 5 is split: page 4 stays, dirty (the folio's PG_dirty)."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     index = lstart >> PAGE_SHIFT
     if index not in inode.i_pages:
@@ -137,14 +169,7 @@ def truncate_partial_folio(mem: PhysMem, inode: Inode, lstart: int) -> int:
     head, order = folio_head(inode, index)
     if not order or head << PAGE_SHIFT >= lstart:
         return first
-    folio_wait_writeback(mem, inode, head)
-    unmap_folio(mem, inode, inode.i_pages[index])
-    inode.dirty_buffers.difference_update(range(first, head + (1 << order)))
-    if not inode.dirty_buffers.isdisjoint(range(head, first)):
-        return head + (1 << order)
-    xa_split(mem, inode, index, 0)
-    split_folio_at(inode, index)
-    return first
+    return first if split_partial_folio(mem, inode, index, first, ULONG_MAX) else head + (1 << order)
 
 
 def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
