@@ -263,3 +263,43 @@ def test_charges_made_before_joining_stay_with_the_parent() -> None:
     model.memcgs.drain_all_stock(model.memcgs.root)
     check_machine(model)
     assert (memcg.memory.usage, memcg.memsw.usage, memcg.kmem.usage) == (0, 0, 0)
+
+
+def test_a_process_its_own_call_oom_kills_dies_there() -> None:
+    """MAP_POPULATE past the memcg's limit: the population's charge OOM-kills the caller (the only
+    process in the memcg), which dies on its way back to user mode: strace shows the call with no
+    result and the death, and the process's later steps are skipped. The model let it run on."""
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    text = ("memcg /k 8M\njoin /k\n"
+            "a = mmap(NULL, 16M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0)\n"
+            "expect killed SIGKILL\n"
+            "b = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n")
+    transcript = run(parse(text, "k.vml"), ModelBackend())
+    out = transcript.text()
+    assert transcript.failures == 0, out
+    assert "MAP_POPULATE, -1, 0) = ?\n+++ killed by SIGKILL +++\n" in out
+    assert "# line 5: skipped, main was killed by SIGKILL" in out
+
+
+def test_a_host_process_that_never_answers_a_call_is_reported_killed() -> None:
+    """The host's stepper killed in a syscall raises ProcessDied (it never answers): the runner shows the
+    call with no result and the death, as for the model, and skips the process's later steps."""
+    from vmlab.backend import ProcessDied
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    class Dying(ModelBackend):
+        def syscall(self, pid: int, name: str, args: tuple[object, ...]) -> int:  # type: ignore[override]
+            if name == "mlock":
+                self.exit(pid)
+                raise ProcessDied(pid, "SIGKILL", f"process {pid} killed by SIGKILL")
+            return super().syscall(pid, name, args)  # type: ignore[arg-type]
+
+    text = ("a = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+            "mlock(a, 4096)\nexpect killed SIGKILL\nmunlock(a, 4096)\n")
+    transcript = run(parse(text, "d.vml"), Dying())
+    out = transcript.text()
+    assert transcript.failures == 0, out
+    assert ") = ?\n+++ killed by SIGKILL +++\n" in out and "# line 4: skipped, main was killed" in out

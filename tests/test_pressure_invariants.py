@@ -734,16 +734,20 @@ def test_swapoff_with_more_swapped_than_fits_fails_cleanly(swap_path: Path) -> N
     """swapoff used to leave the area's pages in nr_swap_pages while it read them back, so reclaim swapped
     them straight out again to the dying area and remove_area() raised ("slots still in use"). Now the
     area's pages leave the totals first (as swapoff() does before try_to_unuse), anon is not scanned
-    with no other area, and when memory runs out swapoff fails with -ENOMEM and the area stays whole."""
-    backend, pid = small_machine(swap_path)
+    with no other area, and when memory runs out swapoff fails with -ENOMEM and the area stays whole.
+    Its caller, the OOM's origin, is the OOM killer's victim however small (set_current_oom_origin):
+    it dies on its way back, the writer lives."""
+    backend, main = small_machine(swap_path)
+    pid = backend.fork(main)  # the writer
     for _ in range(2):
         addr = backend.syscall(pid, "mmap", (0, 16 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         assert backend.access(pid, addr, 16 * MiB, True) is None
     swap = backend.mem.swap
     used = swap.active()[0].inuse_pages
     assert used > 2048
-    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == -12
+    assert backend.syscall(main, "swapoff", (str(swap_path),)) == -12
     check_machine(backend)
+    assert main not in backend.tasks and pid in backend.tasks
     assert swap.total_swap_pages == SWAP // PAGE_SIZE - 1 and swap.active()[0].inuse_pages <= used
     # With room again (half the anon gone), swapoff brings every page back.
     assert backend.syscall(pid, "munmap", (addr, 16 * MiB)) == 0
@@ -859,25 +863,24 @@ def test_pressure_scenario_runs_clean_on_the_model(name: str, swap_total_kb: int
     check_machine(backend)
 
 
-def test_swapoff_survives_the_oom_kill_of_the_process_it_brings_back(swap_path: Path) -> None:
+def test_swapoff_out_of_memory_kills_its_caller_first(swap_path: Path) -> None:
     """swapoff of more than fits: reading the pages back reclaims, and with no other swap area the OOM
-    killer ends the process whose pages are being read (the explore profile found it). try_to_unuse()
-    used to go on with the PTEs it had listed before: map_swapped_folio() on the torn-down mm (no page
-    tables) raised; and swap_read_folio() took the slot its exit had just freed into the swap cache, which
-    later freed it a second time (inuse_pages -1). Now, as mm/swapfile.c does, each PTE is read as it is
-    (unuse_pte_range: ptep_get_lockless), the folio is mapped only if the PTE still holds the entry
-    (unuse_pte: pte_same_as_swp), a freed slot is not read (__read_swap_cache_async: swapcache_prepare()
-    fails with -ENOENT) and swapoff completes once the victim's slots are gone."""
+    killer runs. swapoff's caller is the OOM's origin (set_current_oom_origin): it is chosen with
+    LONG_MAX points, however small, and dies on its way back; swapoff fails with -ENOMEM, the area
+    stays, and the process whose pages were being read keeps them (the model killed that process
+    instead, the largest, and swapoff completed; reading back the pages of a process killed meanwhile
+    is left to a memcg's OOM, test_swapoff_whose_memcg_charge_oom_kills_the_owner_of_the_slot_it_reads)."""
     backend, pid = small_machine(swap_path)
-    victim = backend.fork(pid)
-    addr = backend.syscall(victim, "mmap", (0, 40 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-    assert backend.access(victim, addr, 40 * MiB, True) is None
+    owner = backend.fork(pid)
+    addr = backend.syscall(owner, "mmap", (0, 40 * MiB, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    assert backend.access(owner, addr, 40 * MiB, True) is None
     swap = backend.mem.swap
     assert swap.active()[0].inuse_pages > 16 * MiB // PAGE_SIZE  # more than the free memory
-    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == 0
-    assert backend.mem.events["oom_kill"] == 1 and victim not in backend.tasks
+    assert backend.syscall(pid, "swapoff", (str(swap_path),)) == -12
+    assert backend.mem.events["oom_kill"] == 1 and pid not in backend.tasks and owner in backend.tasks
     check_machine(backend)
-    assert not swap.active() and not swap.cache
+    assert swap.active() and backend.access(owner, addr, 40 * MiB, False) is None
+    check_machine(backend)
     backend.close()
 
 

@@ -22,6 +22,17 @@ VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
 MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore", "swaps", "dmesg", "memcg")
 
 
+class ProcessDied(RuntimeError):
+    """A backend's process ended where a step expected it to answer: `signal` ("SIGKILL") when a
+    signal ended it, else None (it exited). The host's stepper raises it when the kernel kills it in
+    a syscall (it never answers)."""
+
+    def __init__(self, pid: int, signal: str | None, message: str) -> None:
+        self.pid = pid
+        self.signal = signal
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Machine and process settings a scenario fixes before its first process starts."""

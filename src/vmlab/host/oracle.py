@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from types import TracebackType
 
-from vmlab.backend import Arg, Counters, Program, Settings
+from vmlab.backend import Arg, Counters, ProcessDied, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import outside, pagecache, procfs
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
@@ -48,15 +48,14 @@ PAYLOAD_MAX = IO_SIZE - CMD.size
 U64 = (1 << 64) - 1
 
 
-class StepperDied(RuntimeError):
+class StepperDied(ProcessDied):
     """A stepper ended where the step expected an answer (a signal in a syscall, a bad exit)."""
 
     def __init__(self, pid: int, status: int) -> None:
-        self.pid = pid
         self.status = status
-        self.signal = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None
-        how = f"killed by {self.signal}" if self.signal else f"exited with status {os.WEXITSTATUS(status)}"
-        super().__init__(f"vmlab host: process {pid} {how}")
+        sig = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None
+        how = f"killed by {sig}" if sig else f"exited with status {os.WEXITSTATUS(status)}"
+        super().__init__(pid, sig, f"vmlab host: process {pid} {how}")
 
 
 @dataclass

@@ -249,6 +249,7 @@ class Task:
     sigkill: bool = False
     frozen: bool = False
     in_vfork: bool = False
+    oom_origin: bool = False
     cap_sys_resource: bool = True
     ppid: int = 1
     #: argv as /proc/PID/cmdline shows it (set by exec, kept by fork).
@@ -431,10 +432,18 @@ class ModelBackend:
 
     def syscall(self, pid: int, name: str, args: tuple[Arg, ...]) -> int:
         """Run one syscall in process `pid`; unknown names raise KeyError. Each number is first taken
-        as the C type of its parameter (SYSCALL_ARG_TYPES), so -4096 as a length is 2^64 - 4096."""
-        self._run(self.tasks[pid])
-        result = self._syscalls[name](self.tasks[pid], *syscall_args(name, args))
+        as the C type of its parameter (SYSCALL_ARG_TYPES), so -4096 as a length is 2^64 - 4096. A
+        process the call's own allocations OOM-killed (MAP_POPULATE, mlock, swapoff in a memcg at its
+        limit) dies on its way back to user mode: it is gone when the call returns, reported by
+        reap_deaths(). (One killed before, while it slept, runs the call and dies at its next access:
+        the model has no wake-up between steps.)"""
+        task = self.tasks[pid]
+        self._run(task)
+        killed_before = task.sigkill
+        result = self._syscalls[name](task, *syscall_args(name, args))
         self._release_orphans()
+        if task.sigkill and not killed_before and pid in self.tasks:
+            self._oom_exit(task)
         return result
 
     def _new_shmem(self, length: int) -> File:
@@ -1412,21 +1421,26 @@ class ModelBackend:
         """swapoff(2): every swapped page of the area comes back into memory, then the area goes;
         -ENOENT if `path` does not exist, -EINVAL if it is not an active area, -ENOMEM if memory runs
         out on the way, -EINTR if the caller itself was OOM-killed meanwhile (try_to_unuse stops on
-        signal_pending(current))."""
+        signal_pending(current)). The caller is the OOM's origin meanwhile: the OOM killer takes it
+        first, whatever its size (oom_evaluate_task), and it dies on its way back (syscall)."""
         si = find_area(self.mem.swap, path)
         if si is None:  # file_open_name() fails first for a name that is not there
             return -ENOENT if not path or not os.path.lexists(path) else -EINVAL
         disable_area(self.mem.swap, si)
-        while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
-            left = si.inuse_pages
-            err = try_to_unuse(self.mem, si.type)
-            if not err and si.inuse_pages and task.sigkill:
-                err = -EINTR
-            elif not err and si.inuse_pages >= left:
-                err = -ENOMEM  # no progress: the kernel's OOM killer would have to make room
-            if err:
-                reinsert_swap_info(self.mem.swap, si)
-                return err
+        task.oom_origin = True  # set_current_oom_origin(): an OOM meanwhile kills the caller first
+        try:
+            while si.inuse_pages:  # try_to_unuse() retries while slots are left (reclaim may refill some)
+                left = si.inuse_pages
+                err = try_to_unuse(self.mem, si.type)
+                if not err and si.inuse_pages and task.sigkill:
+                    err = -EINTR
+                elif not err and si.inuse_pages >= left:
+                    err = -ENOMEM  # no progress: the kernel's OOM killer would have to make room
+                if err:
+                    reinsert_swap_info(self.mem.swap, si)
+                    return err
+        finally:
+            task.oom_origin = False
         remove_area(self.mem.swap, si)
         return 0
 

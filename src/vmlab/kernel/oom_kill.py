@@ -92,6 +92,7 @@ class OomTask(Protocol):
     sigkill: bool  # a fatal signal is pending
     frozen: bool  # cannot run (a freezer cgroup, SIGSTOP): it cannot exit either
     in_vfork: bool  # a vfork child still borrowing its parent's mm
+    oom_origin: bool  # signal->oom_flag_origin: swapoff's caller while it reads the area back
 
 
 def mm_counters(mm: MmStruct) -> MmCounters:
@@ -146,6 +147,7 @@ class OomControl:
 
 def oom_evaluate_task(oc: OomControl, task: OomTask) -> bool:
     """oom_evaluate_task(): weigh one task; True aborts the scan (an earlier victim is still exiting).
+    A task marked as the OOM's origin (swapoff's caller) is chosen with LONG_MAX points.
 
     Equal points replace the choice (`points < chosen_points` skips), so the last task scanned among
     those with the highest score is chosen.
@@ -157,6 +159,9 @@ def oom_evaluate_task(oc: OomControl, task: OomTask) -> bool:
             return False
         oc.chosen = ABORT
         return True
+    if task.oom_origin:  # "marked to be killed first if it triggers an oom": selected
+        oc.chosen, oc.chosen_points = task, LONG_MAX
+        return False
     points = task_badness(task, oc.totalpages)
     if points == LONG_MIN or points < oc.chosen_points:
         return False

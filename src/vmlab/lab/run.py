@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmlab.backend import MACHINE_VIEWS, Backend, Counters, Program
+from vmlab.backend import MACHINE_VIEWS, Backend, Counters, ProcessDied, Program
 from vmlab.errors import InputError
 from vmlab.lab import paging, siginfo
 from vmlab.lab.calls import CONSTANTS, SYSCALLS, format_call, format_result
@@ -171,6 +171,8 @@ class Runner:
         self.pids: dict[str, int] = {}
         #: Processes that are gone, with why (`was killed by SIGSEGV`): their later steps are skipped.
         self.gone: dict[str, str] = {}
+        #: Deaths reaped during a step, to be printed after it (other_deaths).
+        self.deaths: list[tuple[int, str]] = []
         self.env: dict[str, int] = dict(CONSTANTS)
         self.last: tuple[str, int | str | None] | None = None  # ("call", value) or ("access", signal)
         self.index = 0
@@ -239,8 +241,8 @@ class Runner:
         if self.daemon_lines:
             self.emit("daemon", "\n".join(self.daemon_lines))
             self.daemon_lines.clear()
-        reap = getattr(self.backend, "reap_deaths", None)
-        for pid, sig in reap() if reap is not None else []:
+        deaths, self.deaths = self.deaths + self.reap(), []
+        for pid, sig in deaths:
             name = next((n for n, p in self.pids.items() if p == pid), None)
             if name is None:
                 continue
@@ -248,6 +250,12 @@ class Runner:
             self.emit("signal", f"{prefix}+++ killed by {sig} +++")
             self.gone[name] = f"was killed by {sig}"
             del self.pids[name]
+
+    def reap(self) -> list[tuple[int, str]]:
+        """The backend's processes that died since it was last asked, other than by their own access:
+        (pid, signal)."""
+        reap = getattr(self.backend, "reap_deaths", None)
+        return reap() if reap is not None else []
 
     def step(self, step: Step, prefix: str) -> None:
         """Run one step."""
@@ -386,7 +394,17 @@ class Runner:
     def call(self, step: CallStep, pid: int, prefix: str) -> None:
         """A syscall: run it, echo it, bind its result, note a mismatch with a pasted `= result`."""
         values = tuple(value_of(a, self.env) for a in step.args)
-        result = self.backend.syscall(pid, step.name, values)
+        try:
+            result = self.backend.syscall(pid, step.name, values)
+        except ProcessDied as died:  # the host's stepper, killed in the call, never answered
+            result = None
+            self.deaths.append((pid, died.signal or "SIGKILL"))
+        self.deaths += self.reap()
+        killed = next((sig for p, sig in self.deaths if p == pid), None)
+        if killed is not None:  # killed in the call (the model's process too): strace shows no result,
+            self.emit("call", f"{prefix}{format_call(step.name, values)} = ?")  # and the death after it
+            self.last = ("access", killed)  # (its fate, as an access's: `expect killed SIGKILL`)
+            return
         addr = SYSCALLS[step.name].returns_addr
         self.emit("call", f"{prefix}{format_call(step.name, values)} {format_result(result, addr)}")
         if step.target is not None:
