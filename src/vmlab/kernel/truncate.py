@@ -134,7 +134,8 @@ def split_partial_folio(mem: PhysMem, inode: Inode, split_at: int, first: int, l
     pages fault in again, split or not) and split at `split_at` (split_folio_at), and, when the range
     ends inside it, the folio then holding page last + 1 is split there too (its result does not
     matter). A split must release the folio's buffer heads first, which a dirty block refuses (ext4):
-    a folio with a dirty block left stays whole (False), the range's pages cached (zeroed)."""
+    a folio with a dirty block left stays whole (False), the range's pages cached (zeroed). The split's
+    pages beyond EOF leave the cache (they were kept in a folio truncation could not split)."""
     head, order = folio_head(inode, split_at)
     end = head + (1 << order)
     folio_wait_writeback(mem, inode, head)
@@ -151,6 +152,13 @@ def split_partial_folio(mem: PhysMem, inode: Inode, split_at: int, first: int, l
             if inode.dirty_buffers.isdisjoint(range(head2, head2 + (1 << order2))):
                 xa_split(mem, inode, last + 1, 0)
                 split_folio_at(inode, last + 1)
+    # __folio_split(): "Some pages can be beyond EOF: drop them from page cache" (a folio truncation
+    # kept whole, split now)
+    eof = i_size_pages(inode)
+    for index in range(max(head, eof), end):
+        if index in inode.i_pages and folio_head(inode, index)[0] >= eof:  # a new folio past it
+            folio_cancel_dirty(mem, inode, inode.i_pages[index])
+            delete_from_page_cache(mem, inode, index)
     return True
 
 
