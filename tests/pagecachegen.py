@@ -207,8 +207,8 @@ def read_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
         return [w.show()]
     if kind == "mmap":
         return mapping(draw, w)
-    if kind == "load":
-        return access(draw, w, "read", sorted(w.maps))
+    if kind == "load":  # fault-around passes over a PG_readahead folio, a bit its write-back's end
+        return [*w.settle(), *access(draw, w, "read", sorted(w.maps))]  # clears (PG_reclaim's)
     name, start, n = in_mapping(draw, w, sorted(w.maps))
     advice = draw(st.sampled_from(MADVS))
     line = f"madvise({name} + {start * PAGE}, {n * PAGE}, {advice})"

@@ -24,7 +24,11 @@ test_diff_pagecache_random: every POSIX_FADV_DONTNEED follows a `show residency`
   WAIT_BEFORE, fadvise DONTNEED) passes over a folio still under write-back (writeback_iter), and
   DONTNEED's invalidation skips it. So while such I/O may be in flight (Workload.inflight) those
   steps and every `show cachestat` are preceded by `sync_file_range(fd, 0, 0,
-  SYNC_FILE_RANGE_WAIT_BEFORE)` (file_fdatawait_range: wait, write nothing). DONTNEED's own
+  SYNC_FILE_RANGE_WAIT_BEFORE)` (file_fdatawait_range: wait, write nothing). So are loads through a
+  mapping: PG_readahead is PG_reclaim's bit, which the end of a folio's write-back clears, and
+  fault-around passes over a folio marked PG_readahead (next_uptodate_folio), so whether a fault maps
+  a written folio marked for readahead depends on whether its write has ended (explore found it: the
+  kernel mapped a 16-page folio the model, its write still in flight, left out). DONTNEED's own
   write-back is started and then invalidated at once: the folios it submitted are still under
   write-back then (measured 30 of 30 runs of 1..256 dirty pages: all stayed cached), in the model too.
 - ext4 zeroes the rest of the block holding EOF before the file grows (ext4_block_zero_eof) and
