@@ -177,3 +177,4 @@ def test_dirty_pages_kept_active_through_the_lru_add_batch(program: Program, tmp
         kernel_and_model(program, lambda b, pid: pageout_steps(b, pid, path), cold_file(path, NR))
     finally:
         Path(path).unlink(missing_ok=True)
+

@@ -441,3 +441,34 @@ def test_exit_frees_everything() -> None:
     check_machine(backend)
     backend.close()
     assert_no_leaks(backend)
+
+
+def test_a_split_for_madv_cold_splits_the_folios_xarray_entry_too(tmp_path: Path) -> None:
+    """MADV_COLD over part of a large page-cache folio splits it (split_folio: uniform, its i_pages entry
+    into order-0 entries). The model forgot the folio's order but kept its multi-index entry; a
+    POSIX_FADV_DONTNEED of some of its pages and a readahead of a new folio there then stored over the
+    stale entry (AssertionError: xarray slot in use twice; the explore profile of
+    test_diff_pagecache_random found it). check_machine now holds each multi-index entry of cached pages
+    to their folio."""
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    path = f"/tmp/vmlab-cold-split-{tmp_path.name}.dat"
+    text = (f"file {path} 2M\n"
+            "buf = mmap(0, 1M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0)\n"
+            f'fd = openat(AT_FDCWD, "{path}", O_RDWR)\nfadvise64(fd, 0, 0, POSIX_FADV_DONTNEED)\n'
+            "pwrite64(fd, buf, 64*4096, 64*4096)\nfsync(fd)\n"
+            "m = mmap(0, 2M, PROT_READ, MAP_SHARED, fd, 0)\nread m + 64*4096, 64*4096\n"
+            "madvise(m + 70*4096, 100*4096, MADV_COLD)\n"
+            f"show folios {path}\n"
+            "fadvise64(fd, 96*4096, 32*4096, POSIX_FADV_DONTNEED)\n"
+            "pread64(fd, buf, 32*4096, 96*4096)\n"
+            f"show folios {path}\n")
+    model = ModelBackend()
+    try:
+        transcript = run(parse(text, "<cold>"), model, check=lambda: check_machine(model))
+    finally:
+        Path(path).unlink(missing_ok=True)
+    out = transcript.text()
+    assert transcript.failures == 0, out
+    assert f"{path}: 64/512 pages cached in 64 folios: 64-127" in out

@@ -500,9 +500,16 @@ def check_xa_nodes(backend: ModelBackend, inodes: list[Inode], objects: Counter[
                                  f"{dict(Counter(nodes.orders.values()))}")
         covered = {i for head, order in nodes.orders.items() for i in range(head, head + (1 << order))}
         for head, order in nodes.orders.items():
-            if not used.intersection(range(head, head + (1 << order))):
+            span = range(head, head + (1 << order))
+            if not used.intersection(span):
                 raise AssertionError(f"{at}: entry at {head} of order {order} holds no page, shadow or "
                                      "swap entry")
+            # a multi-index entry of cached pages is their folio's (one a reclaim is taking frame by
+            # frame holds shadows too)
+            if (inode.i_pages.keys() & set(span) and not inode.shadows.keys() & set(span)
+                    and inode.folio_orders.get(head) != order):
+                raise AssertionError(f"{at}: entry at {head} of order {order} holds pages of no folio "
+                                     f"of that order (folio order {inode.folio_orders.get(head, 0)})")
         rebuilt = XaNodes()
         rebuilt.update([], sorted(nodes.orders.items()) + [(i, 0) for i in sorted(used - covered)])
         if rebuilt.masks != nodes.masks or rebuilt.chain != nodes.chain:

@@ -114,6 +114,7 @@ from vmlab.kernel.uapi import (
 )
 from vmlab.kernel.vma import vma_modify_flags
 from vmlab.kernel.vmscan import page_cache_folio, reclaim_pages
+from vmlab.kernel.xarray import xa_update
 
 #: Advice that only touches page tables: it never splits a VMA.
 PAGE_ADVICE = frozenset({MADV_DONTNEED, MADV_DONTNEED_LOCKED, MADV_FREE, MADV_COLD, MADV_PAGEOUT,
@@ -217,6 +218,8 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
         if nr < 1 << order and not any(mm_map._mapcount_a[p] > 0 or mm_map.flags_a[p] & F_DIRTY_OR_WRITEBACK
                                        for p in folio_frames(mem, inode, pfn)):
             unmap_folio(mem, inode, pfn)
+            # split_folio(): a uniform split, its i_pages entry into order-0 entries (xas_split)
+            xa_update(mem, inode, [(head, order)], [(i, 0) for i in range(head, head + (1 << order))])
             split_large_folio(inode, index)
 
 
