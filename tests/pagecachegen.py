@@ -30,8 +30,11 @@ MAX_MAP_PAGES = 511
 
 FADVS = ["POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL", "POSIX_FADV_WILLNEED",
          "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE"]
-MADVS = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_COLD", "MADV_DONTNEED",
-         "MADV_PAGEOUT"]
+#: (Not MADV_PAGEOUT: it drops exactly the pages mapped, and which pages a fault maps around it is the
+#: disk's timing, fault-around passing over the readahead pages still being read: explore found the
+#: kernel keeping 11 pages beyond a mapped read that the model, its reads done at once, had mapped and
+#: dropped. tests/test_host_file_madvise.py holds MADV_PAGEOUT on settled mappings.)
+MADVS = ["MADV_NORMAL", "MADV_RANDOM", "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_COLD", "MADV_DONTNEED"]
 #: Step kinds and their weights (repeats); the mapping kinds only once a mapping exists.
 FILE_KINDS = ["read", "read", "read", "pread", "pread", "pread_run", "lseek", "fadvise", "fadvise", "show",
               "mmap"]
@@ -211,12 +214,7 @@ def read_step(draw: st.DrawFn, w: Workload, kind: str) -> list[str]:
         return [*w.settle(), *access(draw, w, "read", sorted(w.maps))]  # clears (PG_reclaim's)
     name, start, n = in_mapping(draw, w, sorted(w.maps))
     advice = draw(st.sampled_from(MADVS))
-    line = f"madvise({name} + {start * PAGE}, {n * PAGE}, {advice})"
-    if advice != "MADV_PAGEOUT":
-        return [line]
-    # MADV_PAGEOUT takes only folios on the LRU: after the reads in flight (residency waits for them)
-    # and the write-back in flight (a folio under it is only marked and activated).
-    return [*w.settle(), w.show(), line]
+    return [f"madvise({name} + {start * PAGE}, {n * PAGE}, {advice})"]
 
 
 def sync_file_range(draw: st.DrawFn, w: Workload) -> list[str]:
