@@ -40,7 +40,6 @@ from hypothesis import given, settings
 
 from pagecachegen import EXAMPLES, host_data_file, scenario_text
 
-
 pytestmark = pytest.mark.host
 
 #: Per test process, so that concurrent runs (several worktrees) do not share the file.
