@@ -274,7 +274,7 @@ def reclaim_anon_folio(mem: PhysMem, head: int, walk: Callable[[int], list[Mappi
         return False
     if flags & F_HEAD or not flags >> PG.swapbacked & 1 or (
             not flags & F_SWAPCACHE and not int(mm.mapping[head]) & PAGE_MAPPING_ANON):
-        mm.flags[head] = flags | F_ACTIVE  # THP swap is not modelled (shmem: vmscan's shmem_pageout)
+        mm.flags[head] = flags | F_ACTIVE  # THP swap is not modelled (shmem: vmscan's _shmem_pageout)
         return False
     if not flags & F_SWAPCACHE and not add_to_swap(mem, head):
         mm.flags[head] = int(mm.flags[head]) | F_ACTIVE

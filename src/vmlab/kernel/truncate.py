@@ -95,16 +95,24 @@ def punch_hole(mem: PhysMem, inode: Inode, first: int, last: int) -> None:
         head, order = folio_head(inode, index)
         if first <= head and head + (1 << order) - 1 <= last:
             doomed.append(index)
+    _drop_range(mem, inode, doomed, first, last)
+    forget_host_pages(inode, range(first, min(last + 1, i_size_pages(inode))))
+
+
+def _drop_range(mem: PhysMem, inode: Inode, doomed: list[int], first: int, last: int) -> None:
+    """truncate_inode_pages_range()'s removal: the cached pages `doomed` (of the folios wholly inside
+    pages [first, last]) leave the cache once their write-back ends, their dirty data thrown away;
+    finding some drains the CPU's batches (folio_batch_release: a page that waited in one is freed
+    now); then the range's shadow entries and a shmem object's slots go."""
     for index in doomed:
         folio_wait_writeback(mem, inode, index)
         folio_cancel_dirty(mem, inode, inode.i_pages[index])
         delete_from_page_cache(mem, inode, index)
-    if doomed:  # folio_batch_release()
+    if doomed:
         lru_add_drain(mem)
     clear_shadow_entries(mem, inode, first, last)
     if inode.swapped:
         shmem_free_swap(mem, inode, first, last)
-    forget_host_pages(inode, range(first, min(last + 1, i_size_pages(inode))))
 
 
 def delete_from_page_cache(mem: PhysMem, inode: Inode, index: int) -> None:
@@ -189,16 +197,7 @@ def truncate_inode_pages(mem: PhysMem, inode: Inode, lstart: int) -> None:
     drains the CPU's folio batches (measured: a truncate of another file moves the lru_add batch)."""
     first = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     kept = truncate_partial_folio(mem, inode, lstart)
-    doomed = sorted(i for i in inode.i_pages if i >= kept)
-    for index in doomed:
-        folio_wait_writeback(mem, inode, index)
-        folio_cancel_dirty(mem, inode, inode.i_pages[index])
-        delete_from_page_cache(mem, inode, index)
-    if doomed:  # folio_batch_release() of the folios found drains the CPU's batches: a page that
-        lru_add_drain(mem)  # waited in one is freed now
-    clear_shadow_entries(mem, inode, first, ULONG_MAX)
-    if inode.swapped:
-        shmem_free_swap(mem, inode, first)
+    _drop_range(mem, inode, sorted(i for i in inode.i_pages if i >= kept), first, ULONG_MAX)
     if inode.host_cached is not None:
         inode.host_cached = frozenset(i for i in inode.host_cached if i < first)
     if lstart & (PAGE_SIZE - 1):

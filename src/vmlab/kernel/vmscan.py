@@ -1116,16 +1116,12 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     """The dirty-folio part of shrink_folio_list: for a file folio only kswapd writes, and only a folio
     it has seen dirty before (PG_reclaim); others are marked and rotated for the flusher. "" when the
     folio came back clean from a synchronous write (then it is freed). A shmem folio (not on a file
-    LRU) is written to swap by any reclaimer (shmem_pageout)."""
+    LRU) is written to swap by any reclaimer (_shmem_pageout)."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
     if flags & F_SWAPBACKED:
-        if not sc.may_writepage:
-            return "keep"
-        outcome = shmem_pageout(mem, head)
-        stat.nr_pageout += outcome == "written"
-        return "activate" if outcome == "activate" else "keep"
+        return _shmem_pageout(mem, sc, head, stat)
     if not sc.kswapd or not flags & F_RECLAIM:
         mmap_.flags_a[head] = flags | F_RECLAIM
         mem.events["nr_vmscan_immediate_reclaim"] += 1
@@ -1138,15 +1134,18 @@ def _pageout(vmscan: Vmscan, sc: ScanControl, head: int, references: int, stat: 
     return "" if clean else "keep"
 
 
-def shmem_pageout(mem: PhysMem, head: int) -> str:
-    """pageout() of a dirty, unmapped, isolated shmem folio: "keep" while someone else holds a
-    reference (is_page_cache_freeable); "activate" when shmem_writeout() finds no slot ("redirty");
-    else "written": it is in the swap cache under write-back, to be kept (its write's end rotates it
-    to the inactive tail, where the next pass frees it). Reclaim and MADV_PAGEOUT both call it."""
-    if mem.mem_map._refcount_a[head] != 2:
+def _shmem_pageout(mem: PhysMem, sc: ScanControl, head: int, stat: FolioStats) -> str:
+    """pageout() of a dirty, unmapped, isolated shmem folio: kept while someone else holds a reference
+    (is_page_cache_freeable) or reclaim may not write; activated when shmem_writeout() finds no slot
+    ("redirty"); else it is in the swap cache under write-back (nr_pageout) and kept: its write's end
+    rotates it to the inactive tail, where the next pass frees it."""
+    if mem.mem_map._refcount_a[head] != 2 or not sc.may_writepage:
         return "keep"
     inode = mem.address_spaces[mem.mem_map.mapping_a[head]]
-    return "written" if shmem_writeout(mem, inode, head) else "activate"
+    if not shmem_writeout(mem, inode, head):
+        return "activate"
+    stat.nr_pageout += 1
+    return "keep"
 
 
 def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
