@@ -606,13 +606,11 @@ def _memcg(st: _State, rest: str, src: Source, raw: str) -> None:
         raise src.error("the limit must be positive", m.start(2) + 1)
     files: list[tuple[str, int]] = []
     for setting in re.finditer(r"([a-z_.]+)=(\S+)", m.group(3)):
-        col = m.start(3) + setting.start()
-        if setting.group(1) not in MEMCG_FILES:
-            raise src.error(f"unknown memcg file '{setting.group(1)}' (known: {', '.join(MEMCG_FILES)})",
-                            col + 1)
-        files.append((setting.group(1), _constant(setting.group(2),
-                                                  Source(src.path, src.line, src.col0 + col + setting.start(2)
-                                                         - setting.start()))))
+        name, value_at = setting.group(1), m.start(3) + setting.start(2)  # (offsets in `rest`)
+        if name not in MEMCG_FILES:
+            raise src.error(f"unknown memcg file '{name}' (known: {', '.join(MEMCG_FILES)})",
+                            m.start(3) + setting.start() + 1)
+        files.append((name, _constant(setting.group(2), Source(src.path, src.line, src.col0 + value_at))))
     st.memcgs.add(m.group(1).rstrip("/") or "/")
     st.steps.append(MemcgStep(line=src.line, col=src.col0, actor=st.actor, source=raw,
                               path=m.group(1).rstrip("/") or "/", limit=limit, files=tuple(files)))
