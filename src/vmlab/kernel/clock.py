@@ -36,14 +36,17 @@ class Costs:
     on passes that freed written ones. At 200 ns (its value before) reclaim did in no time what
     takes the kernel milliseconds, so its swap writes did not complete while it scanned, and the
     model wrote 2,667 pages of such a shmem writer where the kernel wrote 2,355-2,523; at 1 us,
-    2,445 (tests/test_host_shmem_swap.py)."""
+    2,445 (tests/test_host_shmem_swap.py). It is charged a folio: a THP's referenced check looks at one
+    PMD (the kernel's trace: microseconds), while splitting it to swap it out hands its 512 pages on
+    as folios of their own, each charged as it comes (the trace: about 2 ms for the split and the
+    pageouts); tests/test_host_thp_swap.py."""
 
     hit_ns: int = 100  # a load/store to a mapped page, or a read() of a cached page
     minor_fault_ns: int = 1_000  # fault path without I/O (zero fill, map a cached page)
     major_fault_ns: int = 100_000  # one read I/O from the backing device (readahead pages ride along)
     writeback_ns: int = 100_000  # one write I/O of a dirty page (pageout, flusher, fsync)
     swap_io_ns: int = 100_000  # one swap-in or swap-out I/O
-    scan_ns: int = 1_000  # reclaim: look at one LRU page
+    scan_ns: int = 1_000  # reclaim: look at one LRU folio
 
 
 #: An observer of charged time: (start_ns, duration_ns, memstall).

@@ -745,6 +745,13 @@ class MemCgroupTree:
         if got is not None:
             self.page_memcg[pfn] = (got[0], got[1], kind)
 
+    def split_page_memcg(self, head: int, nr: int) -> None:
+        """split_page_memcg(): the charged folio of `nr` pages at `head` is split into order-0 folios,
+        each now charged one page to the same memcg (no counter changes)."""
+        got = self.page_memcg.get(head)
+        if got is not None:
+            self.page_memcg.update((head + i, (got[0], 1, got[2])) for i in range(nr))
+
     def charge(self, memcg: MemCgroup | None, pfn: int, nr: int, order: int = 0, kind: str = ANON,
                noretry: bool = False) -> int:
         """mem_cgroup_charge(): charge a new folio of `nr` pages at `pfn`; 0 or a negative error."""

@@ -976,21 +976,28 @@ def create_huge_pmd(vmf: VmFault) -> int:
 
 
 def _map_new_thp(vmf: VmFault, haddr: int) -> int:
-    """__do_huge_pmd_anonymous_page(): allocate an order-9 folio and map it with one PMD entry."""
+    """__do_huge_pmd_anonymous_page(): allocate an order-9 folio and map it with one PMD entry
+    (thp_fault_alloc; thp_fault_fallback when no folio or no charge, thp_fault_fallback_charge too
+    for the latter)."""
     mem, pt = vmf.mem, vmf.mm.pt
     assert pt is not None
     anon_vma = anon_vma_prepare(vmf.mm, vmf.vma)
     pfn = mem.alloc_pages(9, compound=True)
     if pfn is None:
+        mem.events["thp_fault_fallback"] += 1
         return VM_FAULT_FALLBACK
     if mem_cgroup_charge(vmf.mm.memcg, pfn, HPAGE_PMD_NR, order=9):
         mem.free_pages(pfn, 9)
+        mem.events["thp_fault_fallback"] += 1
+        mem.events["thp_fault_fallback_charge"] += 1
         return VM_FAULT_FALLBACK
     if pt.deposit(haddr):  # pte_alloc_one() after the folio's charge; its failure releases the folio
         mem.free_pages(pfn, 9)
         return VM_FAULT_OOM
     mm = mem.mem_map
     mm.mapping[pfn:pfn + HPAGE_PMD_NR] = (anon_vma.id << 2) | PAGE_MAPPING_ANON
+    first = vmf.vma.vm_pgoff + ((haddr - vmf.vma.vm_start) >> PAGE_SHIFT)  # linear_page_index()
+    mm.index[pfn:pfn + HPAGE_PMD_NR] = np.arange(first, first + HPAGE_PMD_NR, dtype=np.uint64)
     mm.flags_a[pfn] = mm.flags_a[pfn] | (anon_folio_flags(vmf.vma) & ~(1 << PG.uptodate))
     mm._mapcount[pfn:pfn + HPAGE_PMD_NR] = 0
     mm.flags[pfn + 1] |= 1 << PG.workingset  # large_rmappable: a THP to kpageflags
@@ -998,6 +1005,7 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
     if pt.set_pmd_leaf(haddr, _mk_pte(pfn, vmf.vma, True)):
         return VM_FAULT_OOM
     add_mm_counter(vmf.mm, MM_ANONPAGES, HPAGE_PMD_NR)
+    mem.events["thp_fault_alloc"] += 1
     return 0
 
 
@@ -1027,9 +1035,11 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
 
 
 def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
-    """__split_huge_pmd(): replace a PMD mapping by 512 PTEs mapping the same subpages."""
+    """__split_huge_pmd(): replace a PMD mapping by 512 PTEs mapping the same subpages (thp_split_pmd,
+    counted for the huge zero page's too)."""
     pt = mm.pt
     assert pt is not None
+    mem.events["thp_split_pmd"] += 1
     _, olds = pt.clear_range(haddr, haddr + PMD_SIZE)
     pt.populate_deposited(haddr)  # the deposited table becomes the PTE table: no allocation, no charge
     pmd = int(olds[0])

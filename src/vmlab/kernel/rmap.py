@@ -43,7 +43,7 @@ from vmlab.kernel.pgtable import (
     pte_dirty,
     pte_index,
 )
-from vmlab.kernel.uapi import PAGE_SHIFT
+from vmlab.kernel.uapi import PAGE_SHIFT, PMD_SIZE
 
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
@@ -145,6 +145,32 @@ class RmapIndex:
         return found
 
 
+    def walk_thp(self, mem: PhysMem, head: int) -> list[ThpMapping]:
+        """page_vma_mapped_walk() of an anon THP over every VMA its anon_vma reaches: each entry that
+        maps a page of it now, the PMD leaf that maps it whole or a PTE that maps one of its pages,
+        as (mm, vma, address, entry)."""
+        mmap_ = mem.mem_map
+        index = mmap_.index_a[head]
+        found: list[ThpMapping] = []
+        for mm, vma in self.anon.get(mmap_.mapping_a[head] >> 2, ()):
+            if mm.pt is None:
+                continue
+            start = vma.vm_start + ((index - vma.vm_pgoff) << PAGE_SHIFT)  # the folio's first page
+            lo, hi = max(start, vma.vm_start), min(start + PMD_SIZE, vma.vm_end)
+            if lo >= hi:
+                continue
+            addrs, entries = mm.pt.entries(lo, hi)
+            for addr, entry in zip(addrs.tolist(), entries.tolist(), strict=True):
+                pfn = (entry & PTE_PFN_MASK) >> PAGE_SHIFT
+                if entry & _PAGE_PRESENT and pfn == head + ((addr - start) >> PAGE_SHIFT):
+                    found.append((mm, vma, addr, entry))
+        return found
+
+
+#: One mapping of a THP: the mm, the VMA, the address, and the entry (a PMD leaf has PSE set).
+ThpMapping = tuple[MmStruct, VmArea, int, int]
+
+
 def vma_has_recency(vma: VmArea) -> bool:
     """vma_has_recency() (mm_inline.h): MADV_SEQUENTIAL / MADV_RANDOM mappings, and those of a file
     with POSIX_FADV_NOREUSE, say their accesses predict nothing, so their young bits do not count,
@@ -161,11 +187,11 @@ def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int,
     look, and the union of those VMAs' flags; test-and-clears each young bit (ptep_clear_flush_young).
     `frames`: the frames of a large page-cache folio (separate in the model), whose young PTEs in one
     VMA count once, as folio_referenced_one() counts a VMA. A mapping in a VM_LOCKED VMA stops the walk
-    and reports VM_LOCKED. A compound folio counts as referenced while mapped (the model does not walk
-    THP mappings)."""
+    and reports VM_LOCKED. An anon THP is walked by its PMD leaf or the PTEs of its pages
+    (_thp_referenced)."""
     mmap_ = mem.mem_map
     if mmap_.flags_a[head] & (1 << PG.head):
-        return int(mmap_._mapcount_a[head] >= 0), 0
+        return _thp_referenced(rmap.walk_thp(mem, head))
     used: set[int] = set()
     vm_flags = 0
     for pfn in frames or (head,):
@@ -181,6 +207,27 @@ def folio_referenced(mem: PhysMem, rmap: RmapIndex, head: int,
                 ptes[slot] = pte & ~_PAGE_ACCESSED
                 used.add(id(vma))
                 vm_flags |= vma.vm_flags
+    return len(used), vm_flags
+
+
+def _thp_referenced(mappings: list[ThpMapping]) -> tuple[int, int]:
+    """folio_referenced() of an anon THP from its mappings: a VMA counts once if its PMD leaf, or a
+    PTE of one of the folio's pages there, is young (pmdp_clear_flush_young_notify,
+    ptep_clear_flush_young_notify: each young bit is cleared); a VM_LOCKED VMA stops the walk."""
+    used: set[int] = set()
+    vm_flags = 0
+    for mm, vma, addr, entry in mappings:
+        if vma.vm_flags & VM_LOCKED:
+            return len(used), vm_flags | VM_LOCKED
+        if not entry & _PAGE_ACCESSED or not vma_has_recency(vma):
+            continue
+        assert mm.pt is not None
+        if entry & _PAGE_PSE:
+            mm.pt.mkold_pmd_leaf(addr)
+        else:
+            mm.pt.set_pte(addr, entry & ~_PAGE_ACCESSED)
+        used.add(id(vma))
+        vm_flags |= vma.vm_flags
     return len(used), vm_flags
 
 

@@ -24,7 +24,9 @@ Deliberate simplifications:
 - kswapd runs synchronously when woken (the model has one CPU of its own), to the high watermark at
   order 0; its time advances the clock but is not a stall; high-order allocations get one direct
   reclaim pass (no compaction);
-- large folios (THP) are never evicted (the kernel splits them first);
+- an anon THP to be swapped out is split first, as the kernel does when the swap area cannot take
+  it whole (a swap file never can: vmlab.kernel.huge_memory); a lazyfree THP is not reclaimed;
+- reclaim's time is charged by folio scanned (Costs.scan_ns), so a THP's look costs one page's;
 - of the slab shrinkers only the workingset one (the page cache's nodes of shadows: after each
   lruvec's pass, shrink_slab of its memcg); no laptop mode;
 - of reclaim_throttle() only kswapd's wait for writes (VMSCAN_THROTTLE_WRITEBACK, once the node is
@@ -50,6 +52,7 @@ from operator import itemgetter
 
 from vmlab.kernel.clock import HZ, JIFFY_NS
 from vmlab.kernel.filemap import split_large_folio
+from vmlab.kernel.huge_memory import HPAGE_PMD_NR, split_anon_folio
 from vmlab.kernel.memcontrol import MemCgroup, folio_memcg
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
@@ -531,11 +534,12 @@ def _rmap_quiet(vmscan: Vmscan, sc: ScanControl) -> bool:
     return True
 
 
-def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_scanned: int) -> None:
-    """Reclaim's CPU time on the simulated clock: a stall when the allocating task does it itself."""
+def _charge_scan(vmscan: Vmscan, sc: ScanControl, nr_folios: int) -> None:
+    """Reclaim's CPU time for `nr_folios` folios (a THP is one: one PMD to look at) on the simulated
+    clock: a stall when the allocating task does it itself."""
     mem = vmscan.mem
-    if nr_scanned:
-        mem.clock.advance(nr_scanned * mem.clock.costs.scan_ns, memstall=not sc.kswapd)
+    if nr_folios:
+        mem.clock.advance(nr_folios * mem.clock.costs.scan_ns, memstall=not sc.kswapd)
 
 
 def isolate_lru_folios(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> tuple[list[int], int]:
@@ -645,7 +649,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
     folios, nr_scanned = isolate_lru_folios(vmscan, sc, lru, nr_to_scan - nr_deactivated)
     nr_scanned += nr_deactivated
     mem.events["pgrefill"] += nr_scanned
-    _charge_scan(vmscan, sc, nr_scanned)
+    _charge_scan(vmscan, sc, len(folios) + nr_deactivated)
     keep_active: list[int] = []
     deactivate: list[int] = []
     nr_rotated = 0
@@ -773,7 +777,7 @@ def _isolate_scanned(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int,
     if sc.target is None:  # cgroup reclaim counts pgscan_kswapd/direct in the memcg only
         events[_PGSCAN_BY[sc.kswapd]] += nr_scanned
     events[_PGSCAN_OF[is_file_lru(lru)]] += nr_scanned
-    _charge_scan(vmscan, sc, nr_scanned)
+    _charge_scan(vmscan, sc, len(folios) + nr_taken)
     return folios, nr_scanned
 
 
@@ -859,6 +863,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     verdicts: dict[int, int] = {}
     evicted: dict[int, int] = {}
     to_free: list[int] = []
+    isolated: list[int] = []  # the folio list: split THPs add their pages to it
     nr_reclaimed = 0
     nr_fused = 0
     age = lruvec.nonresident_age  # workingset_eviction's clock, kept in a local along fused folios
@@ -876,7 +881,8 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
         nr_scanned = 0
     else:
         held = 2  # isolated: the cache's and reclaim's
-        source, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan, 0)
+        isolated, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan, 0)
+        source = isolated
     while True:
         for head in source:
             flags = flags_a[head]
@@ -931,7 +937,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                 mem.free_unref_folios(to_free)
                 nr_fused += len(to_free)
                 to_free.clear()
-            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted)
+            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted, isolated)
             age = lruvec.nonresident_age
             cached = 0
             rmap_ready = sc.rmap is not None
@@ -944,7 +950,8 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
         held = 2
         nr_taken = len(to_free)  # order 0 each, all popped off the tail
         lruvec.nr_pages[lru] -= nr_taken
-        source, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan - nr_taken, nr_taken)
+        isolated, nr_scanned = _isolate_scanned(vmscan, sc, lru, nr_to_scan - nr_taken, nr_taken)
+        source = isolated
     lruvec.nonresident_age = age
     if to_free:
         mem.free_unref_folios(to_free)
@@ -955,13 +962,14 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
 
 
 def _shrink_one(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
-                verdicts: dict[int, int], evicted: dict[int, int]) -> int:
-    """shrink_folio_list()'s general path for one isolated folio: counted as scanned, then
-    _shrink_folio; its pages when freed, else 0, and a folio to activate gets PG_active (unless
-    mlocked) and counts in stat.nr_activate. The caller puts back what is not freed."""
-    nr = _nr_pages(vmscan.mem, head)
-    sc.nr_scanned += nr
-    outcome = _shrink_folio(vmscan, sc, head, stat, verdicts, evicted)
+                verdicts: dict[int, int], evicted: dict[int, int], folio_list: list[int]) -> int:
+    """shrink_folio_list()'s general path for one isolated folio of `folio_list` (the pass's list, to
+    which a THP split for swap adds its other pages): counted as scanned, then _shrink_folio; its pages
+    when freed, else 0, and a folio to activate gets PG_active (unless mlocked) and counts in
+    stat.nr_activate. The caller puts back what is not freed."""
+    sc.nr_scanned += _nr_pages(vmscan.mem, head)
+    outcome = _shrink_folio(vmscan, sc, head, stat, verdicts, evicted, folio_list)
+    nr = _nr_pages(vmscan.mem, head)  # 1 for a THP split on the way
     if outcome == "freed":
         return nr
     if outcome == "activate":
@@ -991,10 +999,11 @@ def reclaim_pages(mem: PhysMem, folios: list[int]) -> int:
     flags_a = mem.mem_map.flags_a
     kept: list[int] = []
     nr_reclaimed = 0
+    folio_list = list(folios)
     with mem.block.plugged():
-        for head in folios:
+        for head in folio_list:
             flags_a[head] = flags_a[head] & ~F_ACTIVE
-            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted)
+            freed = _shrink_one(vmscan, sc, head, stat, verdicts, evicted, folio_list)
             nr_reclaimed += freed
             if not freed:
                 kept.append(head)
@@ -1005,18 +1014,19 @@ def reclaim_pages(mem: PhysMem, folios: list[int]) -> int:
 
 
 def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
-                  verdicts: dict[int, int], evicted: dict[int, int]) -> str:
+                  verdicts: dict[int, int], evicted: dict[int, int], folio_list: list[int]) -> str:
     """The body of shrink_folio_list's loop for one folio: "freed", "activate" or "keep". The frames
     of a large page-cache folio, isolated together, share one folio_check_references() verdict: the
     first frame met takes it for the folio and leaves it in `verdicts` for the others, and one shadow
     entry: the first frame evicted takes it, aging the lruvec by the whole folio, and leaves it in
-    `evicted` for the others (remove_mapping)."""
+    `evicted` for the others (remove_mapping). An anon THP to swap out is split first, its other
+    pages added to `folio_list` (_split_to_swap); a lazyfree THP is not reclaimed in the model."""
     mem = vmscan.mem
     mmap_ = mem.mem_map
     flags = mmap_.flags_a[head]
     if flags & (F_MLOCKED | F_UNEVICTABLE):
         return "activate"
-    if flags & F_HEAD:
+    if flags & F_HEAD and not flags & F_SWAPBACKED:
         return "activate" if folio_referenced(mem, _rmap(vmscan, sc), head)[0] else "keep"
     if flags & F_WRITEBACK and not _wait_on_writeback(vmscan, sc, head):
         return "activate"
@@ -1033,6 +1043,8 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
     if not flags & F_SWAPBACKED and mmap_.mapping_a[head] & PAGE_MAPPING_ANON:
         return _shrink_lazyfree(vmscan, sc, head, stat)
     if flags & F_SWAPBACKED and (flags & F_SWAPCACHE or mmap_.mapping_a[head] & PAGE_MAPPING_ANON):
+        if flags & F_HEAD and not _split_to_swap(vmscan, sc, head, folio_list):
+            return "activate"
         if not sc.may_swap or nr_swap_pages(mem) <= 0:
             return "activate"
         rmap = _rmap(vmscan, sc)
@@ -1053,6 +1065,23 @@ def _shrink_folio(vmscan: Vmscan, sc: ScanControl, head: int, stat: FolioStats,
         if outcome:
             return outcome
     return "freed" if remove_mapping(mem, head, sc.target, evicted) else "keep"
+
+
+def _split_to_swap(vmscan: Vmscan, sc: ScanControl, head: int, folio_list: list[int]) -> bool:
+    """shrink_folio_list()'s anon THP on its way to swap: a swap file gives no large entries
+    (folio_alloc_swap fails for it, as it does with no swap space at all), so the folio is split
+    (split_folio_to_list: its other pages join `folio_list`, to be reclaimed in the same pass) and
+    counted in thp_swpout_fallback; the head goes on as a small folio, and the scan counts it as one
+    page (its other pages count, and take reclaim's time, as they come). False when it may not be
+    split (activate_locked)."""
+    tails = split_anon_folio(vmscan.mem, _rmap(vmscan, sc), head)
+    if tails is None:
+        return False
+    vmscan.mem.events["thp_swpout_fallback"] += 1
+    sc.nr_scanned -= HPAGE_PMD_NR - 1
+    _charge_scan(vmscan, sc, len(tails))  # each a folio of the list now, handled as any other
+    folio_list.extend(tails)
+    return True
 
 
 def _wait_on_writeback(vmscan: Vmscan, sc: ScanControl, head: int) -> bool:

@@ -1,0 +1,112 @@
+"""Splitting an anonymous THP, after mm/huge_memory.c (__folio_split, 6.18): what reclaim does to a THP
+it is about to swap out when the swap area cannot take the folio whole.
+
+A swap file is not a block device, so the swap allocator gives it no large entries (cluster_alloc_
+swap_entry: "Swapfile is not block device so unable to allocate large entries"): every anon THP that
+reclaim decides to swap out is split into 512 small folios first (thp_split_page, thp_swpout_fallback),
+and those are swapped one by one. Measured on this host: 32 MiB written with MADV_HUGEPAGE in a 16 MiB
+v1 memcg with a swap file on: thp_swpout 0, thp_swpout_fallback = thp_split_page = thp_split_pmd
+(tests/test_host_thp_swap.py).
+
+The split, for an isolated folio (reclaim holds one reference):
+- every PMD leaf mapping it is split into PTEs first (unmap_folio's TTU_SPLIT_HUGE_PMD; remap_page maps
+  the same pages back by PTEs, their young and dirty bits kept: the model splits the PMD in place);
+- the folio may be split only when nothing else holds it (can_split_folio: its references are its
+  mappings' and reclaim's);
+- each page becomes an order-0 folio with the head's flags that __split_folio_to_order copies (dirty,
+  active, referenced, workingset, swap-backed, ...), its own mapping and index, its share of the
+  memcg charge (split_page_memcg), a reference per mapping;
+- the new folios join reclaim's list after the head (lru_add_split_folio with a list), each with a
+  reference of the list; one no longer mapped anywhere (zapped while the folio was large) is freed at
+  once instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmlab.kernel.memory import split_huge_pmd
+from vmlab.kernel.page_alloc import NO_PFN
+from vmlab.kernel.page_flags import (
+    F_ACTIVE,
+    F_DIRTY,
+    F_HEAD,
+    F_LRU,
+    F_MLOCKED,
+    F_REFERENCED,
+    F_SWAPBACKED,
+    F_SWAPCACHE,
+    F_UNEVICTABLE,
+    F_UPTODATE,
+    F_WORKINGSET,
+    PG,
+    PG_anon_exclusive,
+)
+from vmlab.kernel.pgtable import _PAGE_PSE
+from vmlab.kernel.rmap import RmapIndex
+from vmlab.kernel.swap import folio_putback_lru
+from vmlab.kernel.uapi import PAGE_SHIFT, PMD_SIZE
+
+if TYPE_CHECKING:
+    from vmlab.kernel.page_alloc import PhysMem
+
+#: The pages of a PMD-sized folio.
+HPAGE_PMD_NR = PMD_SIZE >> PAGE_SHIFT
+#: The head's flags each new folio takes (__split_folio_to_order), and the page's own exclusive mark.
+_COPIED = (F_REFERENCED | F_SWAPBACKED | F_SWAPCACHE | F_MLOCKED | F_UPTODATE | F_ACTIVE | F_WORKINGSET
+           | F_UNEVICTABLE | F_DIRTY | 1 << PG_anon_exclusive)
+#: What a tail page keeps of its own flags: the zone and node bits above the page flags (its second
+#: page's low byte held the folio's order, and PG_large_rmappable; both go).
+_TAIL_KEPT = ~((1 << (PG.arch_2 + 1)) - 1)
+
+
+def split_anon_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> list[int] | None:
+    """split_folio_to_list() of the isolated anon THP `head` for reclaim: its PMD mappings split into
+    PTEs (each counted in thp_split_pmd), then the folio into order-0 folios (thp_split_page). Returns
+    the new folios after the head that are still mapped, each holding a reference for the caller's
+    list, in page order; the unmapped ones are freed. None when the folio may not be split (a
+    reference besides its mappings' and the caller's): it stays large, its PMDs split."""
+    mmap_ = mem.mem_map
+    for mm, _vma, addr, entry in rmap.walk_thp(mem, head):
+        if entry & _PAGE_PSE:
+            split_huge_pmd(mm, mem, addr)
+    mapcount, refcount, flags_a = mmap_._mapcount_a, mmap_._refcount_a, mmap_.flags_a
+    maps = [max(mapcount[head + i] + 1, 0) for i in range(HPAGE_PMD_NR)]
+    if refcount[head] != sum(maps) + 1:  # can_split_folio(): no extra pin
+        return None
+    copied = flags_a[head] & _COPIED
+    flags_a[head] = flags_a[head] & ~F_HEAD
+    if mem.memcgs is not None:
+        mem.memcgs.split_page_memcg(head, HPAGE_PMD_NR)
+    refcount[head] = maps[0] + 1
+    lru_next = mmap_.lru_next_a
+    tails: list[int] = []
+    for i in range(1, HPAGE_PMD_NR):
+        pfn = head + i
+        flags_a[pfn] = flags_a[pfn] & _TAIL_KEPT | copied
+        lru_next[pfn] = NO_PFN  # no compound_head link: a folio of its own
+        refcount[pfn] = maps[i] + 1
+        if maps[i]:
+            tails.append(pfn)
+        else:  # zapped while the folio was large: freed now (__folio_split's free of a 2-reference tail)
+            flags_a[pfn] = flags_a[pfn] & ~(F_ACTIVE | F_UNEVICTABLE)
+            mem.free_pages(pfn)
+    mem.events["thp_split_page"] += 1
+    return tails
+
+
+def split_folio(mem: PhysMem, head: int) -> bool:
+    """split_folio() of an anon THP that nobody has isolated (madvise's split of a folio its range
+    covers in part): split as split_anon_folio, its pages left on the LRU. True when it was split.
+    Differs from the kernel: the kernel puts each new folio on the LRU right after the head (where
+    the folio was); the model puts them back through the CPU's lru_add batch, head first, as
+    folio_putback_lru does (the list's young end)."""
+    mmap_ = mem.mem_map
+    if not mmap_.flags_a[head] & F_LRU:  # isolated by someone else (a large folio waits in no batch)
+        return False
+    mem.lruvec.delete(mmap_, head)  # folio_isolate_lru(): off its list, one more reference
+    mmap_._refcount_a[head] += 1
+    tails = split_anon_folio(mem, RmapIndex(mem.swap.mms()), head)
+    for pfn in [head, *(tails or ())]:
+        folio_putback_lru(mem, pfn)
+    return tails is not None
