@@ -10,11 +10,11 @@ from vmlab.kernel.fadvise import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.filemap import folio_head, split_large_folio
 from vmlab.kernel.gup import faultin_page_range
+from vmlab.kernel.huge_memory import HPAGE_PMD_NR, split_folio
 from vmlab.kernel.memory import (
     install_guards,
     pte_reclaim,
     remove_guards,
-    split_huge_pmd,
     update_hiwater_rss,
     zap_page_range,
 )
@@ -232,21 +232,22 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     reclaimed as shrink_folio_list() does with references ignored (vmscan.reclaim_pages): anon and
     shmem folios to swap, clean file folios dropped (their shadows left), dirty ones unmapped but
     kept, marked for immediate reclaim and activated. The caller is root (or owns the file), so
-    can_do_file_pageout() lets file folios in. Measured: MADV_PAGEOUT of 256 written pages of a
-    shared anonymous mapping writes all 256 to swap (tests/test_host_shmem_swap.py); of a clean file
-    mapping drops every page, of a written one unmaps them all and keeps them dirty
-    (tests/test_host_file_madvise.py). Differs from the kernel: PMD-mapped and PTE-mapped THPs are left
-    alone (the kernel pages out one the range covers and splits one it covers in part)."""
+    can_do_file_pageout() lets file folios in. An anon THP the range maps whole, by its PMD or by PTEs
+    of all its pages, is isolated whole (reclaim splits it to swap it out); one the range maps in part
+    is split first (split_folio), and its pages in the range go as small ones (_pageout_thps). Measured:
+    MADV_PAGEOUT of 256 written pages of a shared anonymous mapping writes all 256 to swap
+    (tests/test_host_shmem_swap.py); of a clean file mapping drops every page, of a written one unmaps
+    them all and keeps them dirty (tests/test_host_file_madvise.py); of THPs, tests/test_host_thp_swap.py."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
     flags_a, mapcount = mm_map.flags_a, mm_map._mapcount_a
+    isolated = _pageout_thps(mm, start, end)
     _, entries = pt.entries(start, end)
     present = [pte_pfn(pte) for pte in entries.tolist()
                if pte & _PAGE_PRESENT and not pte & (_PAGE_SPECIAL | _PAGE_PSE | _PAGE_PROTNONE)]
     mapped = set(present)
-    isolated: list[int] = []
     taken: set[int] = set()
     for pfn in present:
         flags = flags_a[pfn]
@@ -268,17 +269,57 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     reclaim_pages(mem, isolated)
 
 
+def _pageout_thps(mm: MmStruct, start: int, end: int) -> list[int]:
+    """madvise_cold_or_pageout_pte_range(pageout)'s anon THPs in [start, end): each mapped only here
+    (no page of it mapped twice: folio_maybe_mapped_shared) and mapped whole in the range (by its PMD
+    leaf, or by PTEs of all its pages) loses PG_referenced, becomes workingset if active and is
+    isolated (an unevictable one put back at once); one mapped in part is split (split_folio). The
+    heads isolated, for reclaim_pages()."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    mm_map = mem.mem_map
+    lo, hi = start & ~(PMD_SIZE - 1), (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    addrs, entries = pt.entries(lo, hi)
+    pages: dict[int, int] = {}  # head -> its pages mapped in the range
+    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not pte & _PAGE_PRESENT or pte & _PAGE_SPECIAL or mem.is_huge_zero_pfn(pte_pfn(pte)):
+            continue
+        head = mm_map.compound_head(pte_pfn(pte))
+        if not mm_map.flags_a[head] & F_HEAD:
+            continue
+        size = PMD_SIZE if pte & _PAGE_PSE else PAGE_SIZE
+        inside = min(addr + size, end) - max(addr, start)
+        if inside > 0:
+            pages[head] = pages.get(head, 0) + (inside >> PAGE_SHIFT)
+    isolated: list[int] = []
+    for head, nr in pages.items():
+        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+            continue
+        if nr < HPAGE_PMD_NR:
+            split_folio(mem, head)
+            continue
+        if not mm_map.flags_a[head] & F_LRU:
+            continue
+        _age_folio(mem, head)
+        mem.lruvec.delete(mm_map, head)  # folio_isolate_lru()
+        mm_map._refcount_a[head] += 1
+        if mm_map.flags_a[head] & F_UNEVICTABLE:
+            folio_putback_lru(mem, head)
+        else:
+            isolated.append(head)
+    return isolated
+
+
 def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
     """madvise_cold_or_pageout_pte_range(cold) on [start, end): each folio on the LRU that the range
     maps and that is mapped only here (each of its pages once) loses the young bit of those entries
     and PG_referenced (an active one becomes workingset) and is deactivated: smaps no longer counts it
     Referenced, and it sits at the head of the inactive list. A PMD-mapped THP the range covers whole
-    is aged the same way; one it covers in part has its PMD split first, then its pages in the range
-    are aged. Folios mapped twice, or off the LRU, are left alone.
-
-    Differs from the kernel: where the kernel then splits that THP's folio into small pages (aging
-    only those in the range), the model keeps the folio large, mapped by PTEs, and deactivates it
-    whole."""
+    is aged the same way; one it covers in part is split first (split_folio: its PMD into PTEs, the
+    folio into small ones), then its pages in the range are aged. Folios mapped twice, or off the
+    LRU, are left alone; a THP mapped by PTEs already is aged whole (the kernel splits one the range
+    covers in part)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
@@ -290,7 +331,7 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
         if int(mem.mem_map._mapcount[head]) > 0:  # folio_maybe_mapped_shared()
             continue
         if addr < start or addr + PMD_SIZE > end:
-            split_huge_pmd(mm, mem, addr)
+            split_folio(mem, head)
             continue
         if mem.mem_map.test(head, PG.lru):
             pt.mkold_pmd_leaf(addr)
