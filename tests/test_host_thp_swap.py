@@ -19,6 +19,7 @@ from swapkit import model_in_a_memcg
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
+from vmlab.kernel.machine import ModelBackend
 
 from hostkit import Memcgs, on_cpu
 
@@ -152,3 +153,47 @@ def test_madv_pageout_of_thps_agrees_with_the_kernel(host_swap: Path, program: P
     check_machine(model)
     print(f"kernel {kernel}\nmodel  {got}")
     assert got == kernel
+
+
+def _meminfo_thp_kb(backend: Backend) -> int:
+    """/proc/meminfo's AnonHugePages (machine-wide)."""
+    line = next(x for x in backend.machine_view("meminfo").splitlines() if x.startswith("AnonHugePages:"))
+    return int(line.split()[1])
+
+
+def _thp_counts(backend: Backend, pid: int) -> list[tuple[int, int]]:
+    """Two THPs written, 4 KiB of the first unmapped (its PMD split: the folio stays large, mapped by
+    PTEs), then a fork whose child writes a page of the second (the child's PMD split, the parent's
+    kept): after each step the change of /proc/meminfo's AnonHugePages and the process's smaps_rollup
+    AnonHugePages."""
+    base = _meminfo_thp_kb(backend)
+    addr = backend.syscall(pid, "mmap", (0, 4 << 20, RW, PRIVATE_ANON, -1, 0))
+    assert backend.syscall(pid, "madvise", (addr, 4 << 20, MADV_HUGEPAGE)) == 0
+    assert backend.access(pid, addr, 4 << 20, True) is None
+    seen = [(_meminfo_thp_kb(backend) - base, _rollup(backend, pid, "AnonHugePages"))]
+    assert backend.syscall(pid, "munmap", (addr + (4 << 10), 4 << 10)) == 0
+    seen.append((_meminfo_thp_kb(backend) - base, _rollup(backend, pid, "AnonHugePages")))
+    child = backend.fork(pid)
+    assert backend.access(child, addr + (2 << 20), 1, True) is None
+    seen.append((_meminfo_thp_kb(backend) - base, _rollup(backend, pid, "AnonHugePages")))
+    backend.exit(child)
+    return seen
+
+
+def test_anon_huge_pages_counts_the_thps_mapped_by_a_pmd(program: Program) -> None:
+    """/proc/meminfo's AnonHugePages is NR_ANON_THPS: a THP counts while some process maps it by a PMD.
+    Unmapping 4 KiB of one splits its PMD (the folio stays large, its other pages mapped by PTEs): it
+    counts no more, on both; a fork child's write to a shared THP splits the child's PMD only (the
+    copy of the page is small) and the parent's still counts. Before, the model counted every large
+    anon folio (4096 kB after the munmap where the kernel shows 2048). Machine-wide: an idle host
+    changes it for nothing else meanwhile."""
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        kernel = _thp_counts(host, host.start(program, Settings()))
+    model = ModelBackend()
+    try:
+        got = _thp_counts(model, model.start(program, Settings()))
+        check_machine(model)
+    finally:
+        model.close()
+    print(f"kernel {kernel}\nmodel  {got}")
+    assert got == kernel == [(4096, 4096), (2048, 2048), (2048, 2048)]

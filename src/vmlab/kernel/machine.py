@@ -98,7 +98,7 @@ from vmlab.kernel.page_writeback import (
     sync_file_range,
     sync_inodes,
 )
-from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables
+from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW, TASK_SIZE_MAX, PageTables, pmd_leaf_pfns
 from vmlab.kernel.printk import KERN_WARNING, Printk
 from vmlab.kernel.shmem import shmem_free_swap, shmem_unacct_size
 from vmlab.kernel.show_mem import show_mem
@@ -395,6 +395,7 @@ class ModelBackend:
         self.memcgs.reclaim_hook = self._memcg_reclaim
         self.memcgs.current = self._current_memcg
         self.memcgs.task_state = self._current_memcg_state
+        self.memcgs.pmd_mapped = lambda: pmd_leaf_pfns(mm.pt for mm in self._mms())
 
     # --- Backend -------------------------------------------------------------------------------------
 

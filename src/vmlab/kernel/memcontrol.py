@@ -361,6 +361,7 @@ class MemCgroup:
         shmem, mapped_file, dirty, writeback, swapcached; the LRU sizes from its lists."""
         out: Counter[str] = Counter()
         mem = self.tree.mem
+        huge: set[int] | None = None  # the PMD-mapped THPs (rss_huge is the memcg's NR_ANON_THPS)
         for pfn, (memcg, nr, kind) in self.tree.page_memcg.items():
             if memcg is not self:
                 continue
@@ -373,7 +374,10 @@ class MemCgroup:
             if kind == ANON:
                 if mapped:
                     out["rss"] += nr
-                    out["rss_huge"] += nr if nr > 1 else 0
+                    if nr > 1:
+                        if huge is None:
+                            huge = self.tree.pmd_mapped()
+                        out["rss_huge"] += nr if pfn in huge else 0
                 if flags >> PG_swapcache & 1:
                     out["swapcached"] += nr
                 continue
@@ -474,6 +478,8 @@ class MemCgroupTree:
     reclaim_hook: ReclaimHook | None = None
     current: Callable[[], MemCgroup | None] = lambda: None
     task_state: Callable[[], MemcgTaskState | None] = lambda: None
+    #: The frames mapped by a PMD leaf somewhere (pgtable.pmd_leaf_pfns of every mm): rss_huge's THPs.
+    pmd_mapped: Callable[[], set[int]] = set
     oom_waitq: list[MemcgTaskState] = field(default_factory=list)
     mem: PhysMem | None = None
     max_oom_retries: int = 1016

@@ -15,6 +15,7 @@ allocation like a missing frame. The PGD is one page: order 1 only with page-tab
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -655,6 +656,21 @@ class PageTables:
             return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
         return np.concatenate(addrs), np.concatenate(vals)
 
+    def huge_leaves(self) -> list[int]:
+        """The entry of every PMD (or PUD) leaf, found without visiting the PTE tables."""
+        found: list[int] = []
+        tables = [(self.pgd, 0)]
+        while tables:
+            table, depth = tables.pop()
+            for entry in self.tables[table][np.flatnonzero(self.tables[table])].tolist():
+                if not entry & _PAGE_PRESENT:
+                    continue
+                if entry & _PAGE_PSE:
+                    found.append(entry)
+                elif depth + 2 < len(LEVELS):  # the next table is not a PTE table
+                    tables.append(((entry & PTE_PFN_MASK) >> PAGE_SHIFT, depth + 1))
+        return found
+
     def _zap_level(self, table: int, depth: int, base: int, start: int, end: int,
                    addrs: list[np.ndarray], olds: list[np.ndarray], clear: bool = True) -> None:
         """zap_p*_range(): visit only the tables that exist under [start, end), collecting (and with
@@ -773,3 +789,9 @@ def format_walk(walk: WalkResult) -> str:
                    f"offset {__swp_offset(last.entry):#x}")
         lines.append(f"  => {why}")
     return "\n".join(lines) + "\n"
+
+
+def pmd_leaf_pfns(tables: Iterable[PageTables | None]) -> set[int]:
+    """The frames that a PMD (or PUD) leaf of any of `tables` maps: the heads of the THPs mapped by a
+    PMD somewhere (and the huge zero page)."""
+    return {pte_pfn(entry) for pt in tables if pt is not None for entry in pt.huge_leaves()}

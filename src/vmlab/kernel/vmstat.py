@@ -20,6 +20,7 @@ import numpy as np
 from vmlab.kernel.page_alloc import STRUCT_PAGE_SIZE, PhysMem, pageblock_order
 from vmlab.kernel.page_flags import PAGE_MAPPING_ANON, PG, PG_swapcache
 from vmlab.kernel.page_writeback import global_dirty_limits
+from vmlab.kernel.pgtable import pmd_leaf_pfns
 from vmlab.kernel.swap import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -98,6 +99,15 @@ def page_kinds(mem: PhysMem) -> tuple[np.ndarray, np.ndarray]:
     return anon, (mm.mapping != 0) & ~anon & ~reserved
 
 
+def pmd_mapped_thps(mem: PhysMem, heads: np.ndarray) -> int:
+    """NR_ANON_THPS: how many of the anon THPs `heads` some process maps by a PMD leaf (the kernel
+    counts a THP from its first PMD mapping to its last, __folio_add_rmap / __folio_remove_rmap: one
+    mapped only by PTEs, after a partial munmap or a COW, is not counted)."""
+    if not heads.size:
+        return 0
+    return len(pmd_leaf_pfns(mm.pt for mm in mem.swap.mms()).intersection(heads.tolist()))
+
+
 def node_page_state(mem: PhysMem) -> dict[str, int]:
     """The node's page-state counters (NR_*, by their /proc/vmstat names), from mem_map and the LRU."""
     mm = mem.mem_map
@@ -127,7 +137,7 @@ def node_page_state(mem: PhysMem) -> dict[str, int]:
         "nr_dirty": dirty,
         "nr_writeback": writeback,
         "nr_shmem": int((cache & swapbacked).sum()),
-        "nr_anon_transparent_hugepages": folio_pages(mem, heads_anon_thp) >> 9,
+        "nr_anon_transparent_hugepages": pmd_mapped_thps(mem, heads_anon_thp),
         "nr_page_table_pages": sum(z.nr_pagetable for z in mem.zones),
         "nr_swapcached": int(swapcache.sum()),
         "nr_memmap_boot_pages": memmap_boot_pages(mem),
