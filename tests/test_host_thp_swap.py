@@ -197,3 +197,22 @@ def test_anon_huge_pages_counts_the_thps_mapped_by_a_pmd(program: Program) -> No
         model.close()
     print(f"kernel {kernel}\nmodel  {got}")
     assert got == kernel == [(4096, 4096), (2048, 2048), (2048, 2048)]
+
+
+def test_madv_pageout_of_thps_without_swap_splits_them_as_the_kernel(program: Program) -> None:
+    """With no swap area, MADV_PAGEOUT of a whole THP still splits it (folio_alloc_swap fails, as for
+    any THP, then for each page: thp_swpout_fallback 1, nothing written) and of a range inside one
+    splits that one too; the pages stay, mapped. Equal on model and kernel, event for event."""
+    if len(Path("/proc/swaps").read_text().splitlines()) > 1:
+        pytest.skip("the host has a swap area on: this test needs none")
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        kernel = _pageout_steps(host, host.start(program, Settings()))
+    model = ModelBackend()
+    try:
+        got = _pageout_steps(model, model.start(program, Settings()))
+        check_machine(model)
+    finally:
+        model.close()
+    print(f"kernel {kernel}\nmodel  {got}")
+    assert got == kernel
+    assert [events.get("pswpout", 0) for events, _ in kernel] == [0, 0, 0]
