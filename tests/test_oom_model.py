@@ -283,6 +283,33 @@ def test_a_process_its_own_call_oom_kills_dies_there() -> None:
     assert "# line 5: skipped, main was killed by SIGKILL" in out
 
 
+def test_a_process_killed_while_it_slept_is_gone_before_the_next_step() -> None:
+    """A fatal signal to a process that is not running (the OOM killer's or a user-space killer's
+    victim) wakes it to exit; the runner reaps after every step, and by then the victim has exited,
+    even when no simulated time passed since the kill (its exit timer, VICTIM_EXIT_NS later, not yet
+    due): its later steps are skipped, as on the kernel. The model reported it only once the timer
+    fired, and otherwise let it run its next call."""
+    from vmlab.lab.run import run
+    from vmlab.lab.scenario import parse
+
+    class KillsAtFork(ModelBackend):
+        """The model, with the child of the first fork killed at once (as a killer would, between
+        steps, taking no time)."""
+
+        def fork(self, pid: int) -> int:
+            child = super().fork(pid)
+            self.oom.send_sigkill(self.tasks[child])
+            return child
+
+    text = ("child = fork()\n"
+            "@child b = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n")
+    backend = KillsAtFork()
+    out = run(parse(text, "k.vml"), backend).text()
+    assert "fork() = child\n@child +++ killed by SIGKILL +++\n" in out, out
+    assert "# line 2: skipped, child was killed by SIGKILL" in out
+    check_machine(backend)
+
+
 def test_a_host_process_that_never_answers_a_call_is_reported_killed() -> None:
     """The host's stepper killed in a syscall raises ProcessDied (it never answers): the runner shows the
     call with no result and the death, as for the model, and skips the process's later steps."""

@@ -436,8 +436,9 @@ class ModelBackend:
         as the C type of its parameter (SYSCALL_ARG_TYPES), so -4096 as a length is 2^64 - 4096. A
         process the call's own allocations OOM-killed (MAP_POPULATE, mlock, swapoff in a memcg at its
         limit) dies on its way back to user mode: it is gone when the call returns, reported by
-        reap_deaths(). (One killed before, while it slept, runs the call and dies at its next access:
-        the model has no wake-up between steps.)"""
+        reap_deaths(). (One killed before, while it was not running, runs the call and dies at its
+        next access, unless reap_deaths() ran its exit first, as a scenario's runner does after each
+        step.)"""
         task = self.tasks[pid]
         self._run(task)
         killed_before = task.sigkill
@@ -837,7 +838,12 @@ class ModelBackend:
         return self._install(self.tasks[pid], File(inode), False)
 
     def reap_deaths(self) -> list[tuple[int, str]]:
-        """The processes that died since the last call other than by their own access: (pid, signal)."""
+        """The processes that died since the last call other than by their own access: (pid, signal).
+        A process killed while it was not running (a fatal signal pending, not frozen) has run its exit
+        by now, its wake-up's VICTIM_EXIT_NS timer or not: a scenario's steps are as far apart as the
+        scheduler makes them, and on the kernel the victim is gone before its next step."""
+        for task in [t for t in self.tasks.values() if t.sigkill and not t.frozen]:
+            self._oom_exit(task)
         out, self.deaths = self.deaths, []
         return out
 
