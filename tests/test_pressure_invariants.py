@@ -56,7 +56,7 @@ from vmlab.kernel.memcontrol import FLUSH_TIME_NS, MemCgroup
 from vmlab.kernel.mm_types import VM_SHARED, VM_WRITE, Inode
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import PG_swapcache
-from vmlab.kernel.pgtable import _PAGE_PRESENT, pte_pfn, pte_special
+from vmlab.kernel.pgtable import _PAGE_PRESENT, _PAGE_PSE, PageTables, pte_pfn, pte_special
 from vmlab.kernel.swapfile import is_swap_slot_pte, pte_to_swp_entry, swp_offset
 from vmlab.kernel.task_mmu import PM_FILE, PM_GUARD_REGION, PM_PFRAME_MASK, PM_PRESENT, PM_SWAP
 from vmlab.kernel.uapi import (
@@ -64,6 +64,7 @@ from vmlab.kernel.uapi import (
     MADV_COLD,
     MADV_DONTNEED,
     MADV_FREE,
+    MADV_HUGEPAGE,
     MADV_PAGEOUT,
     MADV_WILLNEED,
     MAP_ANONYMOUS,
@@ -77,6 +78,7 @@ from vmlab.kernel.uapi import (
     O_CREAT,
     O_RDONLY,
     O_RDWR,
+    PAGE_SHIFT,
     PAGE_SIZE,
     SYNC_FILE_RANGE_WAIT_AFTER,
     SYNC_FILE_RANGE_WAIT_BEFORE,
@@ -170,7 +172,7 @@ def tracked_contents(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if c is not None and pt is not None and not pte_special(orig_pte):
             pte = pt.get_pte(vmf.address)
             if pte & _PAGE_PRESENT and pte_pfn(pte) != pte_pfn(orig_pte):  # the copy went in
-                old = c.frame.get(vmf.mem.mem_map.compound_head(pte_pfn(orig_pte)))
+                old = c.frame.get(pte_pfn(orig_pte))  # a THP's pages are tracked one by one
                 if old is None:
                     c.frame.pop(pte_pfn(pte), None)
                 else:
@@ -209,7 +211,7 @@ def _kb(text: str, field: str) -> int:
 
 def check_counters(backend: ModelBackend) -> None:
     """/proc/PID/status, smaps_rollup and counters() of every process agree with its page tables as
-    pagemap shows them: RssAnon = present anon pages (the zero page aside), RssFile + RssShmem =
+    pagemap shows them: RssAnon = present anon pages (the zero pages aside), RssFile + RssShmem =
     present file pages, VmSwap = swap entries; smaps_rollup's Swap adds the pages on swap of the
     (shared) shmem objects mapped, in the ranges mapped."""
     mem = backend.mem
@@ -221,9 +223,12 @@ def check_counters(backend: ModelBackend) -> None:
                 shmem_swap += sum(1 for i in vma.vm_file.inode.swapped if first <= i < first + pages)
             for e in backend.pagemap(pid, vma.vm_start, vma.vm_end):
                 if e & PM_PRESENT:
+                    pfn = e & PM_PFRAME_MASK
+                    if mem.is_zero_pfn(pfn) or mem.is_huge_zero_pfn(pfn):  # in no RSS (the huge one: PM_FILE)
+                        continue
                     if e & PM_FILE:
                         file += 1
-                    elif not mem.is_zero_pfn(e & PM_PFRAME_MASK):
+                    else:
                         anon += 1
                 elif e & PM_SWAP and not e & PM_GUARD_REGION:
                     swap += 1
@@ -239,6 +244,16 @@ def check_counters(backend: ModelBackend) -> None:
         assert (c.rss_anon_kb, c.rss_file_kb + c.rss_shmem_kb, c.vm_swap_kb) == got
 
 
+def page_entry(pt: PageTables, addr: int) -> int:
+    """The entry that maps the page at `addr`: its PTE, or for a page of a THP mapped by a PMD leaf,
+    that entry made to name the page's own frame."""
+    pte = pt.get_pte(addr)
+    if pte:
+        return pte
+    pmd = pt.get_pmd(addr)
+    return pmd + (((addr >> PAGE_SHIFT) & 511) << PAGE_SHIFT) if pmd & _PAGE_PSE else 0
+
+
 def check_contents(backend: ModelBackend, c: Contents) -> None:
     """No data lost: each tracked anon page maps (or its swap entry names) its last version; each
     tracked file page's last version is on disk or in a dirty cached page."""
@@ -246,7 +261,7 @@ def check_contents(backend: ModelBackend, c: Contents) -> None:
     for (pid, addr), version in c.anon.items():
         pt = backend.tasks[pid].mm.pt
         assert pt is not None
-        pte = pt.get_pte(addr)
+        pte = page_entry(pt, addr)
         where = f"pid {pid} address {addr:#x} (stored version {version})"
         if pte & _PAGE_PRESENT:
             have = c.frame.get(pte_pfn(pte))
@@ -383,16 +398,20 @@ class PressureAll(RuleBasedStateMachine):
     # --- anon ----------------------------------------------------------------------------------------
 
     @rule(data=st.data(), pages=st.sampled_from([16, 256, 1024, 2048, 4096]), touch=st.booleans(),
-          shared=st.sampled_from([False, False, True]))
-    def map_anon(self, data: st.DataObject, pages: int, touch: bool, shared: bool = False) -> None:
+          shared=st.sampled_from([False, False, True]), huge=st.booleans())
+    def map_anon(self, data: st.DataObject, pages: int, touch: bool, shared: bool = False,
+                 huge: bool = False) -> None:
         """A private anonymous region, or a MAP_SHARED|MAP_ANONYMOUS one (`shared`: a shmem object,
-        whose pages reclaim writes to swap too; its stores are untracked: _store)."""
+        whose pages reclaim writes to swap too; its stores are untracked: _store); a private one of
+        `huge` with MADV_HUGEPAGE (its faults map THPs, which reclaim splits to swap them out)."""
         pid = self._pid(data)
         if self._swap_backed_bytes() + pages * PAGE_SIZE > ANON_BUDGET:
             return
         flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS
         addr = self.call(pid, "mmap", 0, pages * PAGE_SIZE, RW, flags, -1, 0)
         assert addr > 0
+        if huge and not shared:
+            assert self.call(pid, "madvise", addr, pages * PAGE_SIZE, MADV_HUGEPAGE) == 0
         self._note(pid, addr, pages * PAGE_SIZE)
         if touch:
             self.backend.access(pid, addr, pages * PAGE_SIZE, True)
@@ -440,7 +459,7 @@ class PressureAll(RuleBasedStateMachine):
             if not self._access(pid, [page], True):
                 return
             assert mm.pt is not None
-            pte = mm.pt.get_pte(page)
+            pte = page_entry(mm.pt, page)
             assert pte & _PAGE_PRESENT, f"{page:#x} not present right after a store"
             self.c.frame[pte_pfn(pte)] = version
             self.c.anon[(pid, page)] = version
@@ -832,14 +851,16 @@ def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
 
 
 @pytest.mark.parametrize(("name", "swap_total_kb", "pswpout", "pswpin"),
-                         [("thrash.vml", 49148, 8192, 4096), ("shmem-swap.vml", 32764, 2048, 4096)])
+                         [("thrash.vml", 49148, 8192, 4096), ("shmem-swap.vml", 32764, 2048, 4096),
+                          ("thp-swap.vml", 16380, 1024, 512)])
 def test_pressure_scenario_runs_clean_on_the_model(name: str, swap_total_kb: int, pswpout: int,
                                                    pswpin: int) -> None:
     """examples/pressure/thrash.vml (swap-out and swap-in under pressure, shown with meminfo, vmstat and
     pressure) and shmem-swap.vml (a shared anonymous mapping written past its memcg's limit and read
-    back) run on the model with every expectation holding and no step skipped, swapping out and in
-    at least as much as they say; the machine is consistent afterwards. (thrash.vml found the two bugs
-    above, and /proc/meminfo showing SwapTotal 0.)"""
+    back) and thp-swap.vml (THPs split to be swapped out) run on the model with every expectation
+    holding and no step skipped, swapping out and in at least as much as they say; the machine is
+    consistent afterwards. (thrash.vml found the two bugs above, and /proc/meminfo showing SwapTotal
+    0.)"""
     from vmlab.lab.backends import make_backend
     from vmlab.lab.run import run
     from vmlab.lab.scenario import load
