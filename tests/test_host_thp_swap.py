@@ -216,3 +216,57 @@ def test_madv_pageout_of_thps_without_swap_splits_them_as_the_kernel(program: Pr
     print(f"kernel {kernel}\nmodel  {got}")
     assert got == kernel
     assert [events.get("pswpout", 0) for events, _ in kernel] == [0, 0, 0]
+
+
+SPLIT_EVENTS = ("thp_deferred_split_page", "thp_split_page", "thp_split_pmd", "thp_swpout_fallback")
+
+
+def _split_events(backend: Backend) -> dict[str, int]:
+    """The THP split events of /proc/vmstat."""
+    table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
+    return {name: int(table[name]) for name in SPLIT_EVENTS}
+
+
+def _deferred_split_steps(backend: Backend, pid: int, settle: Callable[[], None]) -> list[dict[str, int]]:
+    """Three THPs written, one page of each unmapped (each left partially mapped), then 8 MiB of small
+    pages written 1 MiB at a time: the THP events after the munmaps, then after each MiB, as changes
+    since the munmaps' start."""
+    base = _split_events(backend)
+    seen = []
+    addr = backend.syscall(pid, "mmap", (0, 6 << 20, RW, PRIVATE_ANON, -1, 0))
+    assert backend.syscall(pid, "madvise", (addr, 6 << 20, MADV_HUGEPAGE)) == 0
+    assert backend.access(pid, addr, 6 << 20, True) is None
+    for i in range(3):
+        assert backend.syscall(pid, "munmap", (addr + (i << 21) + (4 << 10), 4 << 10)) == 0
+    small = backend.syscall(pid, "mmap", (0, 8 << 20, RW, PRIVATE_ANON, -1, 0))
+    for i in range(-1, 8):
+        if i >= 0:
+            assert backend.access(pid, small + (i << 20), 1 << 20, True) is None
+        settle()
+        now = _split_events(backend)
+        seen.append({k: now[k] - base[k] for k in SPLIT_EVENTS})
+    return seen
+
+
+def test_partially_mapped_thps_are_split_by_the_shrinker_as_on_the_kernel(
+        host_swap: Path, program: Program, memcgs: Memcgs, tmp_path: Path) -> None:
+    """A THP with one page unmapped is partially mapped: its PMD is split (thp_split_pmd) and it joins
+    the deferred split queue (thp_deferred_split_page), the folio still large. When the memcg first
+    reclaims, the deferred split shrinker (do_shrink_slab with DEFAULT_SEEKS: a few queued THPs are
+    scanned only at low priority) splits all three, freeing their unmapped pages, before reclaim
+    meets them as THPs (no thp_swpout_fallback). Each step's THP events equal on model and kernel.
+    Before, the model queued nothing and split none."""
+    cg = memcgs.make("defer", "8M")
+    (cg / "memory.swappiness").write_text("60")
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        kernel = _deferred_split_steps(host, pid, lambda: time.sleep(0.1))
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
+    got = _deferred_split_steps(model, proc, lambda: model.sleep(proc, 100_000_000))
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    assert got == kernel
+    assert kernel[0] == {"thp_deferred_split_page": 3, "thp_split_page": 0, "thp_split_pmd": 3,
+                         "thp_swpout_fallback": 0}
+    assert kernel[-1]["thp_split_page"] == 3

@@ -1,5 +1,6 @@
 """Splitting an anonymous THP, after mm/huge_memory.c (__folio_split, 6.18): what reclaim does to a THP
-it is about to swap out when the swap area cannot take the folio whole.
+it is about to swap out when the swap area cannot take the folio whole, what madvise does to one its
+range covers in part, and what the deferred split shrinker does to one left partially mapped.
 
 A swap file is not a block device, so the swap allocator gives it no large entries (cluster_alloc_
 swap_entry: "Swapfile is not block device so unable to allocate large entries"): every anon THP that
@@ -19,6 +20,11 @@ The split, for an isolated folio (reclaim holds one reference):
 - the new folios join reclaim's list after the head (lru_add_split_folio with a list), each with a
   reference of the list; one no longer mapped anywhere (zapped while the folio was large) is freed at
   once instead.
+
+A THP some of whose pages are mapped no more while others are (a partial munmap, MADV_DONTNEED) is
+queued for the deferred split shrinker (memory.deferred_split_folio: thp_deferred_split_page); under
+reclaim the shrinker splits it, and its unmapped pages are freed (deferred_split_scan). Measured: three
+such THPs in an 8 MiB memcg are split at its first reclaim, on the kernel and in the model.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from vmlab.kernel.swap import folio_putback_lru
 from vmlab.kernel.uapi import PAGE_SHIFT, PMD_SIZE
 
 if TYPE_CHECKING:
+    from vmlab.kernel.memcontrol import MemCgroup
     from vmlab.kernel.page_alloc import PhysMem
 
 #: The pages of a PMD-sized folio.
@@ -76,6 +83,7 @@ def split_anon_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> list[int] | No
         return None
     copied = flags_a[head] & _COPIED
     flags_a[head] = flags_a[head] & ~F_HEAD
+    mem.deferred_split.pop(head, None)
     if mem.memcgs is not None:
         mem.memcgs.split_page_memcg(head, HPAGE_PMD_NR)
     refcount[head] = maps[0] + 1
@@ -110,3 +118,25 @@ def split_folio(mem: PhysMem, head: int) -> bool:
     for pfn in [head, *(tails or ())]:
         folio_putback_lru(mem, pfn)
     return tails is not None
+
+
+def _split_queue(mem: PhysMem, memcg: MemCgroup | None) -> list[int]:
+    """The THPs on `memcg`'s deferred split queue (None: those charged to no memcg), oldest first."""
+    charged = mem.memcgs.page_memcg if mem.memcgs is not None else {}
+    return [head for head in mem.deferred_split if charged.get(head, (None,))[0] is memcg]
+
+
+def deferred_split_count(mem: PhysMem, memcg: MemCgroup | None) -> int:
+    """deferred_split_count(): how many THPs `memcg`'s split queue holds."""
+    return len(_split_queue(mem, memcg))
+
+
+def deferred_split_scan(mem: PhysMem, memcg: MemCgroup | None, nr_to_scan: int) -> int:
+    """deferred_split_scan(): split up to `nr_to_scan` THPs of `memcg`'s queue, oldest first, each
+    partially mapped (split_folio: its pages no one maps are freed); one that may not be split stays
+    queued. The THPs split (the shrinker's freed count)."""
+    split = 0
+    for head in _split_queue(mem, memcg)[:nr_to_scan]:
+        if split_folio(mem, head):
+            split += 1
+    return split

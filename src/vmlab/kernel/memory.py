@@ -56,6 +56,7 @@ from vmlab.kernel.mm_types import (
 )
 from vmlab.kernel.page_alloc import PhysMem
 from vmlab.kernel.page_flags import (
+    F_HEAD,
     F_LRU,
     F_WORKINGSET,
     MAPCOUNT_NONE,
@@ -242,14 +243,28 @@ def _add_rmap(mem: PhysMem, pfn: int) -> None:
 
 def _remove_rmap(mem: PhysMem, pfn: int) -> None:
     """folio_remove_rmap_pte() + free_swap_cache() + put_page(): the last reference of an anon page
-    frees it; its swap-cache copy goes when no swap PTE needs it."""
+    frees it; its swap-cache copy goes when no swap PTE needs it. A page of an anon THP mapped no
+    more while other pages of it are leaves the THP partially mapped: it is queued for the deferred
+    split shrinker (deferred_split_folio)."""
     mm = mem.mem_map
     mm._mapcount_a[pfn] -= 1
     if mm._mapcount_a[pfn] == MAPCOUNT_NONE and _is_anon(mem, pfn):
         mm.clear(pfn, PG_anon_exclusive)
         if mm.test(pfn, PG_swapcache):  # free_swap_cache(): an unmapped page keeps no slot it needn't
             swap_state.folio_free_swap(mem, pfn)
+        head = mm.compound_head(pfn)
+        if mm.flags_a[head] & F_HEAD and (mm._mapcount[head:head + HPAGE_PMD_NR] >= 0).any():
+            deferred_split_folio(mem, head)
     put_page(mem, pfn)
+
+
+def deferred_split_folio(mem: PhysMem, head: int) -> None:
+    """deferred_split_folio(partially_mapped): a partially mapped anon THP joins the split queue
+    once (PG_partially_mapped), counted in thp_deferred_split_page; the shrinker splits it under
+    reclaim, freeing the pages no one maps (huge_memory.deferred_split_scan)."""
+    if head not in mem.deferred_split:
+        mem.deferred_split[head] = None
+        mem.events["thp_deferred_split_page"] += 1
 
 
 def anon_folio_flags(vma: VmArea) -> int:

@@ -56,7 +56,7 @@ from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import ShadowNodes
 
 if TYPE_CHECKING:
-    from vmlab.kernel.memcontrol import MemCgroupTree
+    from vmlab.kernel.memcontrol import MemCgroup, MemCgroupTree
     from vmlab.kernel.mm_types import Inode
     from vmlab.kernel.vmscan import Vmscan
 
@@ -369,6 +369,10 @@ class PhysMem:
         self.lruvec = LruVec()
         #: The page cache's nodes that hold only shadow entries (workingset's shadow_nodes list_lru).
         self.shadow_nodes = ShadowNodes()
+        #: The anon THPs partially mapped (deferred_split_folio), oldest first, for the deferred split
+        #: shrinker (huge_memory), and the work each memcg's shrinker deferred (None: the node's).
+        self.deferred_split: dict[int, None] = {}
+        self.deferred_split_nr_deferred: dict[MemCgroup | None, int] = {}
         #: The model's one CPU's folio batches (swap.CpuFbatches: lru_add, lru_activate, ...).
         self.fbatches = CpuFbatches()
         #: mlock_fbatch of the model's one CPU: (folio head, what it waits for: mlock_folio.MUNLOCK,
@@ -858,6 +862,7 @@ class PhysMem:
             self.uncharge_hook(pfn, order)
         if flags & F_HEAD:
             n = 1 << order
+            self.deferred_split.pop(pfn, None)  # folio_unqueue_deferred_split() as the folio is freed
             mm.clear(pfn, PG.head)
             mm.flags_a[pfn + 1] = mm.flags_a[pfn + 1] & ~0xFF
             mm.lru_next[pfn + 1:pfn + n] = NO_PFN

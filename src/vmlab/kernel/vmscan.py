@@ -27,8 +27,9 @@ Deliberate simplifications:
 - an anon THP to be swapped out is split first, as the kernel does when the swap area cannot take
   it whole (a swap file never can: vmlab.kernel.huge_memory); a lazyfree THP is not reclaimed;
 - reclaim's time is charged by folio scanned (Costs.scan_ns), so a THP's look costs one page's;
-- of the slab shrinkers only the workingset one (the page cache's nodes of shadows: after each
-  lruvec's pass, shrink_slab of its memcg); no laptop mode;
+- of the slab shrinkers only the workingset one (the page cache's nodes of shadows) and the THP
+  deferred split one (partially mapped THPs), after each lruvec's pass, shrink_slab of its memcg;
+  no laptop mode;
 - of reclaim_throttle() only kswapd's wait for writes (VMSCAN_THROTTLE_WRITEBACK, once the node is
   flagged PGDAT_WRITEBACK and it meets folios marked for immediate reclaim again); not direct
   reclaim's waits (no progress, isolated folios, congested lruvecs).
@@ -52,7 +53,7 @@ from operator import itemgetter
 
 from vmlab.kernel.clock import HZ, JIFFY_NS
 from vmlab.kernel.filemap import split_large_folio
-from vmlab.kernel.huge_memory import HPAGE_PMD_NR, split_anon_folio
+from vmlab.kernel.huge_memory import HPAGE_PMD_NR, deferred_split_count, deferred_split_scan, split_anon_folio
 from vmlab.kernel.memcontrol import MemCgroup, folio_memcg
 from vmlab.kernel.mm_types import VM_EXEC, VM_LOCKED, MmStruct
 from vmlab.kernel.page_alloc import MAX_PAGE_ORDER, WMARK_HIGH, ZONE_NAMES, PhysMem
@@ -361,8 +362,8 @@ def prepare_scan_control(vmscan: Vmscan, sc: ScanControl) -> None:
 def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
     """shrink_node(): one pass at sc.priority over the node's lruvec, or under memcg reclaim over the
     lruvecs of the target memcg and its descendants, pre-order, until enough is reclaimed
-    (shrink_node_memcgs); each lruvec's pass is followed by shrink_slab() of that memcg (the
-    workingset shrinker: node reclaim runs it for the nodes charged to no memcg and for each memcg's)."""
+    (shrink_node_memcgs); each lruvec's pass is followed by shrink_slab() of that memcg (node reclaim
+    runs it for what is charged to no memcg and for each memcg's)."""
     prepare_scan_control(vmscan, sc)
     before = sc.nr_reclaimed
     sc.nr_taken = sc.nr_writeback = sc.nr_immediate = 0
@@ -370,16 +371,16 @@ def shrink_node(vmscan: Vmscan, sc: ScanControl) -> None:
     if sc.target is None:
         sc.memcg = None
         shrink_lruvec(vmscan, sc)
-        shrink_shadow_nodes(mem, None, sc.priority)
+        shrink_slab(mem, None, sc.priority)
         if mem.memcgs is not None:
             for memcg in mem.memcgs.root.iter_tree():
                 if memcg is not mem.memcgs.root:
-                    shrink_shadow_nodes(mem, memcg, sc.priority)
+                    shrink_slab(mem, memcg, sc.priority)
     else:
         for memcg in sc.target.iter_tree():
             sc.memcg = memcg
             shrink_lruvec(vmscan, sc)
-            shrink_shadow_nodes(mem, memcg, sc.priority)
+            shrink_slab(mem, memcg, sc.priority)
             if sc.nr_reclaimed >= sc.nr_to_reclaim:
                 break
         sc.memcg = None
@@ -1251,27 +1252,61 @@ def count_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None) -> int:
     return max(shadows.count(lru) - max_nodes, 0)
 
 
+#: shrinker->seeks of a shrinker that sets none (the deferred split shrinker's).
+DEFAULT_SEEKS = 2
+
+
+def shrink_slab(mem: PhysMem, memcg: MemCgroup | None, priority: int) -> None:
+    """shrink_slab() for `memcg` (None: the objects charged to no memcg) after its lruvec's pass: the
+    workingset shrinker, then the deferred split shrinker (the model's two)."""
+    shrink_shadow_nodes(mem, memcg, priority)
+    shrink_deferred_split(mem, memcg, priority)
+
+
+def do_shrink_slab(mem: PhysMem, freeable: int, nr_deferred: int, priority: int, seeks: int,
+                   scan: Callable[[int], int]) -> tuple[int, int]:
+    """do_shrink_slab() of a shrinker with `freeable` objects: a call scans freeable >> priority,
+    times 4 / seeks (half the freeable when seeks is 0), plus the work deferred by earlier calls
+    scaled down by `priority`, at most twice the freeable, in batches of SHRINK_BATCH (a last smaller
+    one only when it covers the freeable), each by `scan` (slabs_scanned counts them). Returns (the
+    objects freed, the work to defer to the next call)."""
+    delta = (freeable >> priority) * 4 // seeks if seeks else freeable // 2
+    total_scan = min((nr_deferred >> priority) + delta, 2 * freeable)
+    freed = scanned = 0
+    while total_scan >= SHRINK_BATCH or total_scan >= freeable:
+        nr_to_scan = min(SHRINK_BATCH, total_scan)
+        freed += scan(nr_to_scan)
+        mem.events["slabs_scanned"] += nr_to_scan
+        total_scan -= nr_to_scan
+        scanned += nr_to_scan
+    return freed, min(max(nr_deferred + delta - scanned, 0), 2 * freeable)
+
+
 def shrink_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None, priority: int) -> int:
-    """do_shrink_slab() of the workingset shrinker for `memcg`'s list: its seeks are 0, so a call
-    scans half the freeable nodes, plus the work deferred by earlier calls scaled down by `priority`,
-    at most twice the freeable, in batches of SHRINK_BATCH (a last smaller one only when it covers
-    the freeable) from the oldest node (scan_shadow_nodes); what it left is deferred. Nodes freed."""
+    """do_shrink_slab() of the workingset shrinker (seeks 0) for `memcg`'s list, from the oldest node
+    (scan_shadow_nodes). Nodes freed."""
     freeable = count_shadow_nodes(mem, memcg)
     if not freeable:
         return 0
     lru = list_key(memcg)
     shadows = mem.shadow_nodes
-    nr = shadows.nr_deferred.pop(lru, 0)
-    delta = freeable // 2
-    total_scan = min((nr >> priority) + delta, 2 * freeable)
-    freed = scanned = 0
-    while total_scan >= SHRINK_BATCH or total_scan >= freeable:
-        nr_to_scan = min(SHRINK_BATCH, total_scan)
-        freed += scan_shadow_nodes(mem, lru, nr_to_scan)
-        mem.events["slabs_scanned"] += nr_to_scan
-        total_scan -= nr_to_scan
-        scanned += nr_to_scan
-    shadows.nr_deferred[lru] = min(max(nr + delta - scanned, 0), 2 * freeable)
+    freed, shadows.nr_deferred[lru] = do_shrink_slab(
+        mem, freeable, shadows.nr_deferred.pop(lru, 0), priority, 0,
+        lambda nr_to_scan: scan_shadow_nodes(mem, lru, nr_to_scan))
+    return freed
+
+
+def shrink_deferred_split(mem: PhysMem, memcg: MemCgroup | None, priority: int) -> int:
+    """do_shrink_slab() of the deferred split shrinker (DEFAULT_SEEKS) for `memcg`'s queue: with few
+    THPs queued it scans only at low priority (one THP queued: at priority 0, or once work deferred
+    from earlier calls adds up). THPs split."""
+    freeable = deferred_split_count(mem, memcg)
+    if not freeable:
+        return 0
+    deferred = mem.deferred_split_nr_deferred
+    freed, deferred[memcg] = do_shrink_slab(
+        mem, freeable, deferred.pop(memcg, 0), priority, DEFAULT_SEEKS,
+        lambda nr_to_scan: deferred_split_scan(mem, memcg, nr_to_scan))
     return freed
 
 
