@@ -331,6 +331,26 @@ def test_madv_cold_ages_what_it_covers_as_the_kernel() -> None:
         "show smaps\n")
 
 
+def test_a_write_to_a_thp_a_fork_child_still_maps_in_part_copies_the_page() -> None:
+    """After fork, the child writes the first page of a THP (its PMD split, that page copied) and
+    unmaps it; the parent's THP is then mapped once by the parent's PMD and by 511 of the child's
+    PTEs. The parent's write must not reuse it (folio_ref_count > 1): its PMD is split and the page
+    copied, the child keeping the old one. The model reused the THP, the PMD writable over pages the
+    child maps (the explore profile of test_pressure_invariants found it)."""
+    check_agreement(
+        "h = mmap(NULL, 4M, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)\n"
+        "madvise(h, 4M, MADV_HUGEPAGE)\n"
+        "write h, 2M\n"
+        "child = fork()\n"
+        "@child write h\n"
+        "@child munmap(h, 4096)\n"
+        "write h + 8K\n"
+        "show smaps\n"
+        "show pagemap h, 16K verbose\n"
+        "@child show smaps\n"
+        "@child show pagemap h, 16K verbose\n")
+
+
 def test_a_file_the_scenario_creates_is_a_file_of_its_directorys_mount() -> None:
     """open(O_CREAT) of a new file in /tmp (ext4 here) makes an ext4 file in the model too: its
     writes take large folios (one 1 MiB write: one order-8 folio on both). Before, the model's new

@@ -73,6 +73,7 @@ from vmlab.kernel.pgtable import (
     _PAGE_PRESENT,
     _PAGE_PSE,
     _PAGE_RW,
+    _PAGE_SAVED_DIRTY,
     _PAGE_USER,
     PAGE_NONE,
     PMD_MASK,
@@ -1025,8 +1026,12 @@ def _map_new_thp(vmf: VmFault, haddr: int) -> int:
 
 
 def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
-    """do_huge_pmd_wp_page(): a write to the huge zero page maps a new THP (P5 row 15); a write to a
-    shared THP splits the PMD and copies the one 4 KiB page (P5 after fork)."""
+    """do_huge_pmd_wp_page(): a write to the huge zero page maps a new THP (P5 row 15); a THP whose
+    only reference is this PMD's (folio_ref_count 1: no other mapping of any of its pages) is
+    reused, made writable; otherwise the PMD is split and the one 4 KiB page copied (P5 after fork).
+    (The model took a THP whose head page was mapped once for exclusive, and made the PMD writable
+    while a fork child still mapped its other pages: the explore profile of test_pressure_invariants
+    found it.)"""
     mem = vmf.mem
     pfn = pte_pfn(pmd)
     haddr = vmf.address & ~(PMD_SIZE - 1)
@@ -1039,7 +1044,7 @@ def do_huge_pmd_wp_page(vmf: VmFault, pmd: int) -> int:
         return _map_new_thp(vmf, haddr)
     pt = vmf.mm.pt
     assert pt is not None
-    if page_mapcount(mem, pfn) == 1:
+    if mem.mem_map._refcount_a[pfn] == 1:
         vmf.call("do_huge_pmd_wp_page", "only mapping: reuse")
         pt.clear_range(haddr, haddr + PMD_SIZE)
         pt.set_pmd_leaf(haddr, _mkwrite_dirty_young(pmd))
@@ -1059,7 +1064,7 @@ def split_huge_pmd(mm: MmStruct, mem: PhysMem, haddr: int) -> None:
     pt.populate_deposited(haddr)  # the deposited table becomes the PTE table: no allocation, no charge
     pmd = int(olds[0])
     pfn = pte_pfn(pmd)
-    prot = pmd & (0xFFF & ~_PAGE_PSE) | (pmd & _PAGE_NX)
+    prot = pmd & (0xFFF & ~_PAGE_PSE) | (pmd & (_PAGE_NX | _PAGE_SAVED_DIRTY))  # the dirty bit, moved or not
     if mem.is_huge_zero_pfn(pfn):  # __split_huge_zero_page_pmd(): 512 mappings of the 4 KiB zero page
         for i in range(HPAGE_PMD_NR):
             addr = haddr + (i << PAGE_SHIFT)
