@@ -270,3 +270,59 @@ def test_partially_mapped_thps_are_split_by_the_shrinker_as_on_the_kernel(
     assert kernel[0] == {"thp_deferred_split_page": 3, "thp_split_page": 0, "thp_split_pmd": 3,
                          "thp_swpout_fallback": 0}
     assert kernel[-1]["thp_split_page"] == 3
+
+
+MADV_FREE = 8
+LAZY_EVENTS = ("pglazyfree", "pglazyfreed", "thp_split_page", "thp_split_pmd", "thp_swpout_fallback")
+
+
+def _lazyfree_steps(backend: Backend, pid: int, settle: Callable[[], None],
+                    rewrite: bool) -> list[tuple[dict[str, int], int, int]]:
+    """Two THPs written, MADV_FREE of both (the second written again when `rewrite`), then 6 MiB of
+    small pages written 1 MiB at a time: after MADV_FREE and after each MiB, the lazyfree and THP
+    events since MADV_FREE's start, and smaps_rollup's AnonHugePages and LazyFree."""
+    table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
+    base = {name: int(table[name]) for name in LAZY_EVENTS}
+    addr = backend.syscall(pid, "mmap", (0, 4 << 20, RW, PRIVATE_ANON, -1, 0))
+    assert backend.syscall(pid, "madvise", (addr, 4 << 20, MADV_HUGEPAGE)) == 0
+    assert backend.access(pid, addr, 4 << 20, True) is None
+    assert backend.syscall(pid, "madvise", (addr, 4 << 20, MADV_FREE)) == 0
+    if rewrite:
+        assert backend.access(pid, addr + (2 << 20), 1, True) is None
+    small = backend.syscall(pid, "mmap", (0, 6 << 20, RW, PRIVATE_ANON, -1, 0))
+    seen = []
+    for i in range(-1, 6):
+        if i >= 0:
+            assert backend.access(pid, small + (i << 20), 1 << 20, True) is None
+        settle()
+        table = dict(line.split() for line in backend.machine_view("vmstat").splitlines())
+        seen.append(({name: int(table[name]) - base[name] for name in LAZY_EVENTS},
+                     _rollup(backend, pid, "AnonHugePages"), _rollup(backend, pid, "LazyFree")))
+    return seen
+
+
+@pytest.mark.parametrize("rewrite", [False, True])
+def test_lazyfree_thps_are_discarded_whole_as_on_the_kernel(host_swap: Path, program: Program,
+                                                            memcgs: Memcgs, tmp_path: Path,
+                                                            rewrite: bool) -> None:
+    """MADV_FREE of a whole THP marks it lazyfree (pglazyfree 512, LazyFree 2048 kB, still mapped by
+    its PMD); a write after it makes it no longer LazyFree in smaps (its PMD dirty). When the memcg
+    reclaims, a clean lazyfree THP is discarded whole: its PMD split (thp_split_pmd), its 512 pages
+    dropped (pglazyfreed 512), the folio never split; a written one is not discarded (its PMD split,
+    swap-backed again). Each step's events and the two smaps fields equal on model and kernel. The
+    model had left THPs alone at MADV_FREE, never reclaimed a lazyfree THP, and its MMU set no
+    accessed or dirty bit on a 2 MiB leaf."""
+    cg = memcgs.make("lazy", "8M")
+    (cg / "memory.swappiness").write_text("60")
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        kernel = _lazyfree_steps(host, pid, lambda: time.sleep(0.1), rewrite)
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
+    got = _lazyfree_steps(model, proc, lambda: model.sleep(proc, 100_000_000), rewrite)
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    assert got == kernel
+    assert kernel[0] == ({"pglazyfree": 1024, "pglazyfreed": 0, "thp_split_page": 0, "thp_split_pmd": 0,
+                          "thp_swpout_fallback": 0}, 4096, 2048 if rewrite else 4096)
+    assert kernel[-1][0]["pglazyfreed"] == (512 if rewrite else 1024)

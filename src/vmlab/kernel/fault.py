@@ -130,7 +130,12 @@ def mmu_permits(mm: MmStruct, address: int, write: bool) -> bool:
     ptes = pt.pte_offset_map(address)
     if ptes is None:  # no PTE table: a 2 MiB leaf, or nothing mapped
         pmd = pt.get_pmd(address)
-        return bool(pmd & _PAGE_PSE and pmd & _PAGE_PRESENT) and (not write or bool(pmd & _PAGE_RW))
+        if not (pmd & _PAGE_PSE and pmd & _PAGE_PRESENT) or (write and not pmd & _PAGE_RW):
+            return False
+        want = _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
+        if pmd & want != want:
+            pt.set_pmd_leaf_bits(address, want)
+        return True
     slot = pte_index(address)
     pte = int(ptes[slot])
     if not pte & _PAGE_PRESENT or (write and not pte & _PAGE_RW):

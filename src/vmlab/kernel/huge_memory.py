@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.memory import split_huge_pmd
+from vmlab.kernel.memory import add_mm_counter, split_huge_pmd
+from vmlab.kernel.mm_types import MM_ANONPAGES
 from vmlab.kernel.page_alloc import NO_PFN
 from vmlab.kernel.page_flags import (
     F_ACTIVE,
@@ -48,8 +49,8 @@ from vmlab.kernel.page_flags import (
     PG,
     PG_anon_exclusive,
 )
-from vmlab.kernel.pgtable import _PAGE_PSE
-from vmlab.kernel.rmap import RmapIndex
+from vmlab.kernel.pgtable import _PAGE_PSE, pte_pfn
+from vmlab.kernel.rmap import RmapIndex, ThpMapping
 from vmlab.kernel.swap import folio_putback_lru
 from vmlab.kernel.uapi import PAGE_SHIFT, PMD_SIZE
 
@@ -74,9 +75,7 @@ def split_anon_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> list[int] | No
     list, in page order; the unmapped ones are freed. None when the folio may not be split (a
     reference besides its mappings' and the caller's): it stays large, its PMDs split."""
     mmap_ = mem.mem_map
-    for mm, _vma, addr, entry in rmap.walk_thp(mem, head):
-        if entry & _PAGE_PSE:
-            split_huge_pmd(mm, mem, addr)
+    split_thp_pmds(mem, rmap.walk_thp(mem, head))
     mapcount, refcount, flags_a = mmap_._mapcount_a, mmap_._refcount_a, mmap_.flags_a
     maps = [max(mapcount[head + i] + 1, 0) for i in range(HPAGE_PMD_NR)]
     if refcount[head] != sum(maps) + 1:  # can_split_folio(): no extra pin
@@ -101,6 +100,29 @@ def split_anon_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> list[int] | No
             mem.free_pages(pfn)
     mem.events["thp_split_page"] += 1
     return tails
+
+
+def split_thp_pmds(mem: PhysMem, mappings: list[ThpMapping]) -> None:
+    """__split_huge_pmd() of each PMD leaf among a THP's `mappings` (thp_split_pmd each)."""
+    for mm, _vma, addr, entry in mappings:
+        if entry & _PAGE_PSE:
+            split_huge_pmd(mm, mem, addr)
+
+
+def discard_thp_mappings(mem: PhysMem, rmap: RmapIndex, head: int) -> None:
+    """try_to_unmap() of a lazyfree THP that is discarded: each PMD leaf mapping it is split first
+    (thp_split_pmd: measured, one per THP discarded, with no thp_split_page), then every PTE mapping
+    one of its pages goes, with that mapping's reference, mapcount and MM_ANONPAGES. The pages are
+    dropped, not swapped: a later access maps a new zeroed page."""
+    mmap_ = mem.mem_map
+    split_thp_pmds(mem, rmap.walk_thp(mem, head))
+    for mm, _vma, addr, entry in rmap.walk_thp(mem, head):
+        assert mm.pt is not None
+        mm.pt.set_pte(addr, 0)
+        mmap_._mapcount_a[pte_pfn(entry)] -= 1
+        mmap_._refcount_a[head] -= 1
+        add_mm_counter(mm, MM_ANONPAGES, -1)
+        mem.unmap_generation += 1
 
 
 def split_folio(mem: PhysMem, head: int) -> bool:

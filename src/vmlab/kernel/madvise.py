@@ -372,14 +372,16 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
     - then its PTE loses its young and dirty bits, and the folio is marked lazyfree
       (folio_mark_lazyfree: the lru_lazyfree batch; a shared clean folio too, as in the kernel).
     RSS does not change: the pages stay mapped until reclaim discards them, or a write re-dirties
-    them. Differs from the kernel: large folios (THP, PMD- or PTE-mapped) are left alone (the kernel
-    marks a wholly covered, exclusive THP lazyfree and splits a partly covered one)."""
+    them. A PMD-mapped THP is handled first (_free_huge_pmds). Differs from the kernel: a THP mapped
+    by PTEs already is left alone (the kernel takes one the range covers whole, splits one it covers
+    in part)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
     lru_add_drain(mem)
     update_hiwater_rss(mm)
+    _free_huge_pmds(mm, start, end)
     nr_swap = 0
     addrs, entries = pt.entries(start, end)
     for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
@@ -406,6 +408,32 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
             pt.set_pte(addr, pte_mkold(pte_mkclean(pte)))
         folio_mark_lazyfree(mem, head)
     mm.rss[MM_SWAPENTS] -= nr_swap
+
+
+def _free_huge_pmds(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_free_huge_pmd() for each PMD leaf of [start, end) that maps a THP no other process maps
+    (folio_maybe_mapped_shared): one the range covers whole loses PG_dirty, its PMD its young and
+    dirty bits, and is marked lazyfree (a large folio's lru_lazyfree move is at once); one it covers
+    in part is split (split_folio), its pages in the range then handled as small ones."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    mm_map = mem.mem_map
+    lo, hi = start & ~(PMD_SIZE - 1), (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
+    addrs, entries = pt.entries(lo, hi)
+    for addr, entry in zip(addrs.tolist(), entries.tolist(), strict=True):
+        if not entry & _PAGE_PSE or not entry & _PAGE_PRESENT or mem.is_huge_zero_pfn(pte_pfn(entry)):
+            continue
+        head = pte_pfn(entry)
+        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+            continue
+        if addr < start or addr + PMD_SIZE > end:
+            split_folio(mem, head)
+            continue
+        mm_map.flags_a[head] = mm_map.flags_a[head] & ~F_DIRTY
+        if entry & _PAGE_ACCESSED or pte_dirty(entry):
+            pt.mkclean_pmd_leaf(addr)
+        folio_mark_lazyfree(mem, head)
 
 
 def _page_advice(mm: MmStruct, vma: VmArea, start: int, end: int, advice: int) -> None:

@@ -517,6 +517,20 @@ class PageTables:
         assert table is not None, f"no PMD table at {haddr:#x}"
         self.tables[table][pmd_index(haddr)] = int(self.tables[table][pmd_index(haddr)]) & ~_PAGE_ACCESSED
 
+    def set_pmd_leaf_bits(self, vaddr: int, bits: int) -> None:
+        """The MMU's update of the 2 MiB leaf covering `vaddr`: `bits` (accessed, dirty) set."""
+        table = self._pmd_table(vaddr, allocate=False)
+        assert table is not None, f"no PMD table at {vaddr:#x}"
+        self.tables[table][pmd_index(vaddr)] = int(self.tables[table][pmd_index(vaddr)]) | bits
+
+    def mkclean_pmd_leaf(self, haddr: int) -> None:
+        """pmdp_invalidate() + pmd_mkold() + pmd_mkclean() + set_pmd_at() (madvise_free_huge_pmd): the
+        2 MiB leaf at `haddr` loses its accessed and dirty bits."""
+        self.mkold_pmd_leaf(haddr)
+        table = self._pmd_table(haddr, allocate=False)
+        assert table is not None
+        self.tables[table][pmd_index(haddr)] = int(self.tables[table][pmd_index(haddr)]) & ~_PAGE_DIRTY
+
     def set_pmd_leaf(self, vaddr: int, entry: int) -> int:
         """set_pmd_at() of a 2 MiB leaf (THP): `entry` gets PSE; the slot must be none. 0 or -ENOMEM."""
         if vaddr & (PMD_SIZE - 1):
