@@ -5,9 +5,9 @@ range covers in part, and what the deferred split shrinker does to one left part
 A swap file is not a block device, so the swap allocator gives it no large entries (cluster_alloc_
 swap_entry: "Swapfile is not block device so unable to allocate large entries"): every anon THP that
 reclaim decides to swap out is split into 512 small folios first (thp_split_page, thp_swpout_fallback),
-and those are swapped one by one. Measured on this host: 32 MiB written with MADV_HUGEPAGE in a 16 MiB
-v1 memcg with a swap file on: thp_swpout 0, thp_swpout_fallback = thp_split_page = thp_split_pmd
-(tests/test_host_thp_swap.py).
+and those are swapped one by one. Measured on this host: 12 MiB written with MADV_HUGEPAGE in an 8 MiB
+v1 memcg with a swap file on: thp_swpout 0, thp_swpout_fallback = thp_split_page = thp_split_pmd, 5
+THPs split (tests/test_host_thp_swap.py; 32 MiB in 16 MiB: 12 split, 4 left).
 
 The split, for an isolated folio (reclaim holds one reference):
 - every PMD leaf mapping it is split into PTEs first (unmap_folio's TTU_SPLIT_HUGE_PMD; remap_page maps

@@ -25,7 +25,8 @@ Deliberate simplifications:
   order 0; its time advances the clock but is not a stall; high-order allocations get one direct
   reclaim pass (no compaction);
 - an anon THP to be swapped out is split first, as the kernel does when the swap area cannot take
-  it whole (a swap file never can: vmlab.kernel.huge_memory); a lazyfree THP is not reclaimed;
+  it whole (a swap file never can: vmlab.kernel.huge_memory); a clean lazyfree THP is discarded
+  whole;
 - reclaim's time is charged by folio scanned (Costs.scan_ns), so a THP's look costs one page's;
 - of the slab shrinkers only the workingset one (the page cache's nodes of shadows) and the THP
   deferred split one (partially mapped THPs), after each lruvec's pass, shrink_slab of its memcg;
