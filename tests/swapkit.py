@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from vmlab.backend import Program, Settings
+from vmlab.backend import Backend, Program, Settings
+from vmlab.host.oracle import HostBackend
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM
 from vmlab.kernel.blk_mq import BlockDevice
+from vmlab.kernel.debug_vm import check_machine
 from vmlab.kernel.machine import ModelBackend
 from vmlab.kernel.page_flags import PG
 from vmlab.kernel.rmap import RmapIndex
 from vmlab.kernel.swap import LRU_INACTIVE_ANON, lru_add_drain, put_page
 from vmlab.kernel.swap_state import reclaim_anon_folio
+
+from hostkit import Memcgs, on_cpu
 
 #: The size of the host's swap file (host_swap) and of the model's area that stands for it.
 SWAP_SIZE = 16 << 20
@@ -56,6 +62,29 @@ def model_in_a_memcg(tmp_path: Path, limit: int) -> tuple[ModelBackend, int]:
     proc = model.spawn("proc")
     assert model.memcg_attach(proc, "/t") == 0
     return model, proc
+
+
+T = TypeVar("T")
+#: What a comparison runs on one side: (backend, pid, settle) -> what it saw.
+SideSteps = Callable[[Backend, int, Callable[[], None]], T]
+
+
+def in_a_memcg_on_both(steps: SideSteps[T], program: Program, memcgs: Memcgs, tmp_path: Path,
+                       name: str) -> tuple[T, T]:
+    """`steps` by a process in an 8 MiB v1 memcg (swappiness 60, named after `name`) on the kernel,
+    with host_swap on and the process on CPU 0, then on the model (model_in_a_memcg; its machine
+    checked after), each settling by 100 ms; (kernel's, model's), both printed."""
+    cg = memcgs.make(name, "8M")
+    (cg / "memory.swappiness").write_text("60")
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        pid = host.start(program, Settings())
+        (cg / "cgroup.procs").write_text(str(pid))
+        kernel = steps(host, pid, lambda: time.sleep(0.1))
+    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
+    got = steps(model, proc, lambda: model.sleep(proc, 100_000_000))
+    check_machine(model)
+    print(f"kernel {kernel}\nmodel  {got}")
+    return kernel, got
 
 
 def solid_state(backend: ModelBackend) -> None:

@@ -8,14 +8,13 @@ per slot cluster (shmem_swapin_folio); the object's end frees its slots.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-from swapkit import host_sized_swapfile, model_in_a_memcg, model_with_swap
+from swapkit import host_sized_swapfile, in_a_memcg_on_both, model_with_swap
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -88,20 +87,13 @@ Steps = Callable[[Backend, int, Callable[[], None], Callable[[], int], CacheStat
 
 
 def _in_a_memcg_on_both(steps: Steps[T], program: Program, memcgs: Memcgs, tmp_path: Path) -> tuple[T, T]:
-    """`steps` by a process in an 8 MiB v1 memcg (swappiness 60) on the kernel, then on the model (a
-    swap area as the host's; its machine checked after), each settling by 100 ms; (kernel's, model's)."""
-    cg = memcgs.make("shmem", "8M")
-    (cg / "memory.swappiness").write_text("60")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = steps(host, pid, lambda: time.sleep(0.1), _host_swap_used, _host_cachestat(pid, SIZE))
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = steps(model, proc, lambda: model.sleep(proc, 100_000_000),
-                lambda: model.mem.swap.active()[0].inuse_pages, _model_cachestat(model, proc))
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
-    return kernel, got
+    """`steps` with each side's count of swap slots in use and its cachestat, by in_a_memcg_on_both."""
+    def side(backend: Backend, pid: int, settle: Callable[[], None]) -> T:
+        if isinstance(backend, ModelBackend):
+            return steps(backend, pid, settle, lambda: backend.mem.swap.active()[0].inuse_pages,
+                         _model_cachestat(backend, pid))
+        return steps(backend, pid, settle, _host_swap_used, _host_cachestat(pid, SIZE))
+    return in_a_memcg_on_both(side, program, memcgs, tmp_path, "shmem")
 
 
 def _phases(backend: Backend, pid: int, settle: Callable[[], None], swap_used: Callable[[], int],

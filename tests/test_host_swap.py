@@ -25,7 +25,13 @@ from pathlib import Path
 import pytest
 
 from hostutil import PRIVATE_ANON, RW
-from swapkit import MADV_PAGEOUT, SWAP_SIZE, host_sized_swapfile, model_in_a_memcg, model_with_swap
+from swapkit import (
+    MADV_PAGEOUT,
+    SWAP_SIZE,
+    host_sized_swapfile,
+    in_a_memcg_on_both,
+    model_with_swap,
+)
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -148,16 +154,7 @@ def test_swap_writes_are_merged_and_their_folios_rotated_as_on_the_kernel(
     nearly all rotated: 2,387-2,573). The model wrote 4,064 before its writes were plugged: one 100 us request
     each, one after another, so most were still in flight when reclaim came back and it wrote more.
     Both sides rotate nearly every page they write, and write within WRITES_TOLERANCE of each other."""
-    cg = memcgs.make("rotate", "8M")
-    (cg / "memory.swappiness").write_text("60")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = _writer_in_a_memcg(host, pid, lambda: time.sleep(0.1))
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = _writer_in_a_memcg(model, proc, lambda: model.sleep(proc, 100_000_000))
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = in_a_memcg_on_both(_writer_in_a_memcg, program, memcgs, tmp_path, "rotate")
     for run in (kernel, got):
         assert run["pgrotated"] >= 0.9 * run["pswpout"] and run["swapped"] == run["pswpout"]
     # Every write completed; the host's nr_written is machine-wide (others' file writes count too).

@@ -9,13 +9,13 @@ where the kernel keeps 4, and swapped small pages instead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from swapkit import model_in_a_memcg
+from swapkit import T, in_a_memcg_on_both, model_in_a_memcg
 from vmlab.backend import Backend, Program, Settings
 from vmlab.host.oracle import HostBackend
 from vmlab.kernel.debug_vm import check_machine
@@ -71,21 +71,6 @@ def _phases(backend: Backend, pid: int, settle: Callable[[], None]) -> dict[str,
     return out
 
 
-def _on_both(program: Program, memcgs: Memcgs, tmp_path: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """_phases by a process in an 8 MiB v1 memcg on the kernel, then on the model; (kernel's, model's)."""
-    cg = memcgs.make("thp", "8M")
-    (cg / "memory.swappiness").write_text("60")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = _phases(host, pid, lambda: time.sleep(0.1))
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = _phases(model, proc, lambda: model.sleep(proc, 100_000_000))
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
-    return kernel, got
-
-
 def test_thps_are_split_to_swap_as_on_the_kernel(host_swap: Path, program: Program, memcgs: Memcgs,
                                                  tmp_path: Path) -> None:
     """On both, while the mapping is written: every fault maps a THP (thp_fault_alloc, no
@@ -103,7 +88,7 @@ def test_thps_are_split_to_swap_as_on_the_kernel(host_swap: Path, program: Progr
     in every run; its trace shows priority 0 coming round the list to them again, the clean
     swap-cache pages of the first round too few to make up 512), the model frees those pages and
     splits one (3 in all)."""
-    kernel, got = _on_both(program, memcgs, tmp_path)
+    kernel, got = in_a_memcg_on_both(_phases, program, memcgs, tmp_path, "thp")
     for run in (kernel, got):
         write, read, writes = run["write"], run["read"], run["writes"]
         assert isinstance(write, dict) and isinstance(read, dict) and isinstance(writes, list)
@@ -180,6 +165,21 @@ def _thp_counts(backend: Backend, pid: int) -> list[tuple[int, int]]:
     return seen
 
 
+def _on_both(steps: Callable[[Backend, int], T], program: Program) -> tuple[T, T]:
+    """`steps` by a new process on the kernel (on CPU 0, in no memcg), then on a model machine of its
+    own (checked after); (kernel's, model's), both printed."""
+    with on_cpu(0), HostBackend(timeout=60) as host:
+        kernel = steps(host, host.start(program, Settings()))
+    model = ModelBackend()
+    try:
+        got = steps(model, model.start(program, Settings()))
+        check_machine(model)
+    finally:
+        model.close()
+    print(f"kernel {kernel}\nmodel  {got}")
+    return kernel, got
+
+
 def test_anon_huge_pages_counts_the_thps_mapped_by_a_pmd(program: Program) -> None:
     """/proc/meminfo's AnonHugePages is NR_ANON_THPS: a THP counts while some process maps it by a PMD.
     Unmapping 4 KiB of one splits its PMD (the folio stays large, its other pages mapped by PTEs): it
@@ -187,15 +187,7 @@ def test_anon_huge_pages_counts_the_thps_mapped_by_a_pmd(program: Program) -> No
     copy of the page is small) and the parent's still counts. Before, the model counted every large
     anon folio (4096 kB after the munmap where the kernel shows 2048). Machine-wide: an idle host
     changes it for nothing else meanwhile."""
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        kernel = _thp_counts(host, host.start(program, Settings()))
-    model = ModelBackend()
-    try:
-        got = _thp_counts(model, model.start(program, Settings()))
-        check_machine(model)
-    finally:
-        model.close()
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = _on_both(_thp_counts, program)
     assert got == kernel == [(4096, 4096), (2048, 2048), (2048, 2048)]
 
 
@@ -205,15 +197,7 @@ def test_madv_pageout_of_thps_without_swap_splits_them_as_the_kernel(program: Pr
     splits that one too; the pages stay, mapped. Equal on model and kernel, event for event."""
     if len(Path("/proc/swaps").read_text().splitlines()) > 1:
         pytest.skip("the host has a swap area on: this test needs none")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        kernel = _pageout_steps(host, host.start(program, Settings()))
-    model = ModelBackend()
-    try:
-        got = _pageout_steps(model, model.start(program, Settings()))
-        check_machine(model)
-    finally:
-        model.close()
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = _on_both(_pageout_steps, program)
     assert got == kernel
     assert [events.get("pswpout", 0) for events, _ in kernel] == [0, 0, 0]
 
@@ -256,16 +240,7 @@ def test_partially_mapped_thps_are_split_by_the_shrinker_as_on_the_kernel(
     scanned only at low priority) splits all three, freeing their unmapped pages, before reclaim
     meets them as THPs (no thp_swpout_fallback). Each step's THP events equal on model and kernel.
     Before, the model queued nothing and split none."""
-    cg = memcgs.make("defer", "8M")
-    (cg / "memory.swappiness").write_text("60")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = _deferred_split_steps(host, pid, lambda: time.sleep(0.1))
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = _deferred_split_steps(model, proc, lambda: model.sleep(proc, 100_000_000))
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = in_a_memcg_on_both(_deferred_split_steps, program, memcgs, tmp_path, "defer")
     assert got == kernel
     assert kernel[0] == {"thp_deferred_split_page": 3, "thp_split_page": 0, "thp_split_pmd": 3,
                          "thp_swpout_fallback": 0}
@@ -312,16 +287,8 @@ def test_lazyfree_thps_are_discarded_whole_as_on_the_kernel(host_swap: Path, pro
     swap-backed again). Each step's events and the two smaps fields equal on model and kernel. The
     model had left THPs alone at MADV_FREE, never reclaimed a lazyfree THP, and its MMU set no
     accessed or dirty bit on a 2 MiB leaf."""
-    cg = memcgs.make("lazy", "8M")
-    (cg / "memory.swappiness").write_text("60")
-    with on_cpu(0), HostBackend(timeout=60) as host:
-        pid = host.start(program, Settings())
-        (cg / "cgroup.procs").write_text(str(pid))
-        kernel = _lazyfree_steps(host, pid, lambda: time.sleep(0.1), rewrite)
-    model, proc = model_in_a_memcg(tmp_path, 8 << 20)
-    got = _lazyfree_steps(model, proc, lambda: model.sleep(proc, 100_000_000), rewrite)
-    check_machine(model)
-    print(f"kernel {kernel}\nmodel  {got}")
+    kernel, got = in_a_memcg_on_both(partial(_lazyfree_steps, rewrite=rewrite), program, memcgs, tmp_path,
+                                      "lazy")
     assert got == kernel
     assert kernel[0] == ({"pglazyfree": 1024, "pglazyfreed": 0, "thp_split_page": 0, "thp_split_pmd": 0,
                           "thp_swpout_fallback": 0}, 4096, 2048 if rewrite else 4096)

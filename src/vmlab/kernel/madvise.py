@@ -269,6 +269,18 @@ def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:
     reclaim_pages(mem, isolated)
 
 
+def _thp_span_entries(mm: MmStruct, start: int, end: int) -> list[tuple[int, int]]:
+    """The present entries, PMD leaves and PTEs, of the 2 MiB blocks [start, end) touches, the zero
+    pages' aside: where the THPs a range covers in whole or in part are mapped."""
+    pt = mm.pt
+    assert pt is not None
+    mem = pt.mem
+    addrs, entries = pt.entries(start & ~(PMD_SIZE - 1), (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1))
+    return [(addr, entry) for addr, entry in zip(addrs.tolist(), entries.tolist(), strict=True)
+            if entry & _PAGE_PRESENT and not entry & _PAGE_SPECIAL
+            and not mem.is_huge_zero_pfn(pte_pfn(entry))]
+
+
 def _pageout_thps(mm: MmStruct, start: int, end: int) -> list[int]:
     """madvise_cold_or_pageout_pte_range(pageout)'s anon THPs in [start, end): each mapped only here
     (no page of it mapped twice: folio_maybe_mapped_shared) and mapped whole in the range (by its PMD
@@ -279,12 +291,8 @@ def _pageout_thps(mm: MmStruct, start: int, end: int) -> list[int]:
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
-    lo, hi = start & ~(PMD_SIZE - 1), (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    addrs, entries = pt.entries(lo, hi)
     pages: dict[int, int] = {}  # head -> its pages mapped in the range
-    for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
-        if not pte & _PAGE_PRESENT or pte & _PAGE_SPECIAL or mem.is_huge_zero_pfn(pte_pfn(pte)):
-            continue
+    for addr, pte in _thp_span_entries(mm, start, end):
         head = mm_map.compound_head(pte_pfn(pte))
         if not mm_map.flags_a[head] & F_HEAD:
             continue
@@ -419,10 +427,8 @@ def _free_huge_pmds(mm: MmStruct, start: int, end: int) -> None:
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
-    lo, hi = start & ~(PMD_SIZE - 1), (end + PMD_SIZE - 1) & ~(PMD_SIZE - 1)
-    addrs, entries = pt.entries(lo, hi)
-    for addr, entry in zip(addrs.tolist(), entries.tolist(), strict=True):
-        if not entry & _PAGE_PSE or not entry & _PAGE_PRESENT or mem.is_huge_zero_pfn(pte_pfn(entry)):
+    for addr, entry in _thp_span_entries(mm, start, end):
+        if not entry & _PAGE_PSE:
             continue
         head = pte_pfn(entry)
         if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
