@@ -296,12 +296,15 @@ def pagemap_read(mm: MmStruct, mem: PhysMem, start: int, end: int) -> list[int]:
             base = pte_pfn(entry)
             huge_zero = mem.is_huge_zero_pfn(base)
             anon = bool(int(mm_map.mapping[base]) & PAGE_MAPPING_ANON)
+            flags = PM_PRESENT | (0 if anon else PM_FILE)
+            # pagemap_pmd_range_thp() asks __folio_page_mapped_exclusively() of the PMD's page, the
+            # head, for every entry: a THP whose head alone is mapped once (its other pages mapped
+            # by a fork child's PTEs too) reads exclusive throughout (measured: test_diff_thp_random).
+            if not huge_zero and int(mm_map._mapcount[base]) == 0:
+                flags |= PM_MMAP_EXCLUSIVE
             for i in range(HPAGE_PMD_NR):
                 va = addr + (i << PAGE_SHIFT)
                 if start <= va < end:
-                    flags = PM_PRESENT | (0 if anon else PM_FILE)
-                    if not huge_zero and int(mm_map._mapcount[base + i]) == 0:
-                        flags |= PM_MMAP_EXCLUSIVE
                     out[(va - start) >> PAGE_SHIFT] = flags | (base + i)
             continue
         if not start <= addr < end:
