@@ -380,16 +380,14 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
     - then its PTE loses its young and dirty bits, and the folio is marked lazyfree
       (folio_mark_lazyfree: the lru_lazyfree batch; a shared clean folio too, as in the kernel).
     RSS does not change: the pages stay mapped until reclaim discards them, or a write re-dirties
-    them. A PMD-mapped THP is handled first (_free_huge_pmds). Differs from the kernel: a THP mapped
-    by PTEs already is left alone (the kernel takes one the range covers whole, splits one it covers
-    in part)."""
+    them. THPs are handled first (_free_thps)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
     lru_add_drain(mem)
     update_hiwater_rss(mm)
-    _free_huge_pmds(mm, start, end)
+    _free_thps(mm, start, end)
     nr_swap = 0
     addrs, entries = pt.entries(start, end)
     for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
@@ -418,19 +416,27 @@ def madvise_free_single_vma(mm: MmStruct, start: int, end: int) -> None:
     mm.rss[MM_SWAPENTS] -= nr_swap
 
 
-def _free_huge_pmds(mm: MmStruct, start: int, end: int) -> None:
-    """madvise_free_huge_pmd() for each PMD leaf of [start, end) that maps a THP no other process maps
-    (folio_maybe_mapped_shared): one the range covers whole loses PG_dirty, its PMD its young and
-    dirty bits, and is marked lazyfree (a large folio's lru_lazyfree move is at once); one it covers
-    in part is split (split_folio), its pages in the range then handled as small ones."""
+def _free_thps(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_free_huge_pmd() and madvise_free_pte_range()'s large folios in [start, end), for each
+    THP no other process maps (folio_maybe_mapped_shared). One the range maps whole, by its PMD leaf
+    or by PTEs of all its pages, loses PG_dirty, its entries their young and dirty bits, and is
+    marked lazyfree (a large folio's lru_lazyfree move is at once); one it maps in part is split
+    (split_folio: a page unmapped meanwhile is freed), its pages in the range then handled as small
+    ones (measured: after MADV_DONTNEED of a THP's first page, MADV_FREE of its 2 MiB leaves 511
+    small pages clean and lazyfree as their batch moves, test_diff_thp_random)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
+    ptes: dict[int, list[tuple[int, int]]] = {}  # a PTE-mapped THP's entries in the range
     for addr, entry in _thp_span_entries(mm, start, end):
-        if not entry & _PAGE_PSE:
+        head = mm_map.compound_head(pte_pfn(entry))
+        if not mm_map.flags_a[head] & F_HEAD:
             continue
-        head = pte_pfn(entry)
+        if not entry & _PAGE_PSE:
+            if start <= addr < end:
+                ptes.setdefault(head, []).append((addr, entry))
+            continue
         if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
             continue
         if addr < start or addr + PMD_SIZE > end:
@@ -439,6 +445,17 @@ def _free_huge_pmds(mm: MmStruct, start: int, end: int) -> None:
         mm_map.flags_a[head] = mm_map.flags_a[head] & ~F_DIRTY
         if entry & _PAGE_ACCESSED or pte_dirty(entry):
             pt.mkclean_pmd_leaf(addr)
+        folio_mark_lazyfree(mem, head)
+    for head, entries in ptes.items():
+        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+            continue
+        if len(entries) < HPAGE_PMD_NR:
+            split_folio(mem, head)
+            continue
+        mm_map.flags_a[head] = mm_map.flags_a[head] & ~F_DIRTY
+        for addr, entry in entries:
+            if entry & _PAGE_ACCESSED or pte_dirty(entry):
+                pt.set_pte(addr, pte_mkold(pte_mkclean(entry)))
         folio_mark_lazyfree(mem, head)
 
 
