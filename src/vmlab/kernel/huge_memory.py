@@ -51,7 +51,7 @@ from vmlab.kernel.page_flags import (
 )
 from vmlab.kernel.pgtable import _PAGE_PSE, pte_pfn
 from vmlab.kernel.rmap import RmapIndex, ThpMapping
-from vmlab.kernel.swap import folio_putback_lru
+from vmlab.kernel.swap import folio_putback_lru, lru_add, put_page
 from vmlab.kernel.uapi import PAGE_SHIFT, PMD_SIZE
 
 if TYPE_CHECKING:
@@ -127,19 +127,27 @@ def discard_thp_mappings(mem: PhysMem, rmap: RmapIndex, head: int) -> None:
 
 def split_folio(mem: PhysMem, head: int) -> bool:
     """split_folio() of an anon THP that nobody has isolated (madvise's split of a folio its range
-    covers in part): split as split_anon_folio, its pages left on the LRU. True when it was split.
-    Differs from the kernel: the kernel puts each new folio on the LRU right after the head (where
-    the folio was); the model puts them back through the CPU's lru_add batch, head first, as
-    folio_putback_lru does (the list's young end)."""
+    covers in part, the deferred split shrinker's): split as split_anon_folio, its pages put on the
+    LRU at once, PG_lru set (lru_add_split_folio with no list: no CPU batch in between); a head no
+    one maps any more is freed. True when it was split. Differs from the kernel: the kernel puts each
+    new folio right after the head, where the folio was; the model puts them at the young end of
+    the list their flags name, head first."""
     mmap_ = mem.mem_map
     if not mmap_.flags_a[head] & F_LRU:  # isolated by someone else (a large folio waits in no batch)
         return False
     mem.lruvec.delete(mmap_, head)  # folio_isolate_lru(): off its list, one more reference
     mmap_._refcount_a[head] += 1
     tails = split_anon_folio(mem, RmapIndex(mem.swap.mms()), head)
-    for pfn in [head, *(tails or ())]:
-        folio_putback_lru(mem, pfn)
-    return tails is not None
+    if tails is None:
+        folio_putback_lru(mem, head)
+        return False
+    for pfn in [head, *tails]:
+        if mmap_._refcount_a[pfn] == 1:
+            put_page(mem, pfn)
+            continue
+        lru_add(mem, [pfn])
+        mmap_._refcount_a[pfn] -= 1
+    return True
 
 
 def _split_queue(mem: PhysMem, memcg: MemCgroup | None) -> list[int]:

@@ -326,8 +326,8 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
     Referenced, and it sits at the head of the inactive list. A PMD-mapped THP the range covers whole
     is aged the same way; one it covers in part is split first (split_folio: its PMD into PTEs, the
     folio into small ones), then its pages in the range are aged. Folios mapped twice, or off the
-    LRU, are left alone; a THP mapped by PTEs already is aged whole (the kernel splits one the range
-    covers in part)."""
+    LRU, are left alone; a THP mapped by PTEs already is aged whole when the range maps all of it,
+    split first when it maps part (_split_partly_mapped_thps)."""
     pt = mm.pt
     assert pt is not None
     mem = pt.mem
@@ -345,6 +345,7 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
             pt.mkold_pmd_leaf(addr)
             _age_folio(mem, head)
             folio_deactivate(mem, head)
+    _split_partly_mapped_thps(mm, start, end)
     mm_map = mem.mem_map
     addrs, entries = pt.entries(start, end)
     for addr, pte in zip(addrs.tolist(), entries.tolist(), strict=True):
@@ -357,6 +358,25 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
         pt.set_pte(addr, pte & ~_PAGE_ACCESSED)
         _age_folio(mem, head)
         folio_deactivate(mem, head)
+
+
+def _split_partly_mapped_thps(mm: MmStruct, start: int, end: int) -> None:
+    """madvise_cold_or_pageout_pte_range()'s large folios mapped by PTEs: one no other process maps
+    and the range maps only in part is split (split_folio: a page unmapped meanwhile is freed), its
+    pages in the range then aged as small ones; one it maps whole is taken whole (measured: after
+    MADV_DONTNEED of a THP's first page, MADV_COLD of its 2 MiB ages its other 511 pages,
+    test_diff_thp_random)."""
+    mm_map = mm.pt.mem.mem_map if mm.pt is not None else None
+    assert mm_map is not None
+    mapped: dict[int, int] = {}  # head -> its pages the range maps by PTEs
+    for addr, entry in _thp_span_entries(mm, start, end):
+        head = mm_map.compound_head(pte_pfn(entry))
+        if mm_map.flags_a[head] & F_HEAD and not entry & _PAGE_PSE and start <= addr < end:
+            mapped[head] = mapped.get(head, 0) + 1
+    for head, nr in mapped.items():
+        if nr < HPAGE_PMD_NR and not any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+            assert mm.pt is not None
+            split_folio(mm.pt.mem, head)
 
 
 def _age_folio(mem: PhysMem, head: int) -> None:
