@@ -68,6 +68,12 @@ _COPIED = (F_REFERENCED | F_SWAPBACKED | F_SWAPCACHE | F_MLOCKED | F_UPTODATE | 
 _TAIL_KEPT = ~((1 << (PG.arch_2 + 1)) - 1)
 
 
+def folio_maybe_mapped_shared(mem: PhysMem, head: int) -> bool:
+    """folio_maybe_mapped_shared() of an anon THP: some page of it is mapped more than once (by
+    another process, after fork); madvise leaves such a THP alone."""
+    return bool((mem.mem_map._mapcount[head:head + HPAGE_PMD_NR] > 0).any())
+
+
 def split_anon_folio(mem: PhysMem, rmap: RmapIndex, head: int) -> list[int] | None:
     """split_folio_to_list() of the isolated anon THP `head` for reclaim: its PMD mappings split into
     PTEs (each counted in thp_split_pmd), then the folio into order-0 folios (thp_split_page). Returns

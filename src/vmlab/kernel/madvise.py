@@ -10,7 +10,7 @@ from vmlab.kernel.fadvise import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.fault import FaultStats
 from vmlab.kernel.filemap import folio_head, split_large_folio
 from vmlab.kernel.gup import faultin_page_range
-from vmlab.kernel.huge_memory import HPAGE_PMD_NR, split_folio
+from vmlab.kernel.huge_memory import HPAGE_PMD_NR, folio_maybe_mapped_shared, split_folio
 from vmlab.kernel.memory import (
     install_guards,
     pte_reclaim,
@@ -302,7 +302,7 @@ def _pageout_thps(mm: MmStruct, start: int, end: int) -> list[int]:
             pages[head] = pages.get(head, 0) + (inside >> PAGE_SHIFT)
     isolated: list[int] = []
     for head, nr in pages.items():
-        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+        if folio_maybe_mapped_shared(mem, head):
             continue
         if nr < HPAGE_PMD_NR:
             split_folio(mem, head)
@@ -336,7 +336,7 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
         if not entry & _PAGE_PSE or not entry & _PAGE_PRESENT or mem.is_huge_zero_pfn(pte_pfn(entry)):
             continue
         head = pte_pfn(entry)
-        if int(mem.mem_map._mapcount[head]) > 0:  # folio_maybe_mapped_shared()
+        if folio_maybe_mapped_shared(mem, head):
             continue
         if addr < start or addr + PMD_SIZE > end:
             split_folio(mem, head)
@@ -360,23 +360,29 @@ def madvise_cold(mm: MmStruct, start: int, end: int) -> None:
         folio_deactivate(mem, head)
 
 
+def _pte_mapped_thps(mm: MmStruct, start: int, end: int) -> dict[int, list[tuple[int, int]]]:
+    """The THPs [start, end) maps by PTEs, each with its PTEs in the range, (address, entry)."""
+    assert mm.pt is not None
+    mm_map = mm.pt.mem.mem_map
+    found: dict[int, list[tuple[int, int]]] = {}
+    for addr, entry in _thp_span_entries(mm, start, end):
+        head = mm_map.compound_head(pte_pfn(entry))
+        if mm_map.flags_a[head] & F_HEAD and not entry & _PAGE_PSE and start <= addr < end:
+            found.setdefault(head, []).append((addr, entry))
+    return found
+
+
 def _split_partly_mapped_thps(mm: MmStruct, start: int, end: int) -> None:
     """madvise_cold_or_pageout_pte_range()'s large folios mapped by PTEs: one no other process maps
     and the range maps only in part is split (split_folio: a page unmapped meanwhile is freed), its
     pages in the range then aged as small ones; one it maps whole is taken whole (measured: after
     MADV_DONTNEED of a THP's first page, MADV_COLD of its 2 MiB ages its other 511 pages,
     test_diff_thp_random)."""
-    mm_map = mm.pt.mem.mem_map if mm.pt is not None else None
-    assert mm_map is not None
-    mapped: dict[int, int] = {}  # head -> its pages the range maps by PTEs
-    for addr, entry in _thp_span_entries(mm, start, end):
-        head = mm_map.compound_head(pte_pfn(entry))
-        if mm_map.flags_a[head] & F_HEAD and not entry & _PAGE_PSE and start <= addr < end:
-            mapped[head] = mapped.get(head, 0) + 1
-    for head, nr in mapped.items():
-        if nr < HPAGE_PMD_NR and not any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
-            assert mm.pt is not None
-            split_folio(mm.pt.mem, head)
+    assert mm.pt is not None
+    mem = mm.pt.mem
+    for head, ptes in _pte_mapped_thps(mm, start, end).items():
+        if len(ptes) < HPAGE_PMD_NR and not folio_maybe_mapped_shared(mem, head):
+            split_folio(mem, head)
 
 
 def _age_folio(mem: PhysMem, head: int) -> None:
@@ -448,16 +454,9 @@ def _free_thps(mm: MmStruct, start: int, end: int) -> None:
     assert pt is not None
     mem = pt.mem
     mm_map = mem.mem_map
-    ptes: dict[int, list[tuple[int, int]]] = {}  # a PTE-mapped THP's entries in the range
     for addr, entry in _thp_span_entries(mm, start, end):
-        head = mm_map.compound_head(pte_pfn(entry))
-        if not mm_map.flags_a[head] & F_HEAD:
-            continue
-        if not entry & _PAGE_PSE:
-            if start <= addr < end:
-                ptes.setdefault(head, []).append((addr, entry))
-            continue
-        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+        head = pte_pfn(entry)
+        if not entry & _PAGE_PSE or not mm_map.flags_a[head] & F_HEAD or folio_maybe_mapped_shared(mem, head):
             continue
         if addr < start or addr + PMD_SIZE > end:
             split_folio(mem, head)
@@ -466,8 +465,8 @@ def _free_thps(mm: MmStruct, start: int, end: int) -> None:
         if entry & _PAGE_ACCESSED or pte_dirty(entry):
             pt.mkclean_pmd_leaf(addr)
         folio_mark_lazyfree(mem, head)
-    for head, entries in ptes.items():
-        if any(mm_map._mapcount_a[head + i] > 0 for i in range(HPAGE_PMD_NR)):
+    for head, entries in _pte_mapped_thps(mm, start, end).items():
+        if folio_maybe_mapped_shared(mem, head):
             continue
         if len(entries) < HPAGE_PMD_NR:
             split_folio(mem, head)
