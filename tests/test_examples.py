@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vmlab.lab.backends import make_backend
-from vmlab.lab.diff import diff_scenario
+from vmlab.lab.diff import diff_scenario, model_only
 from vmlab.lab.run import run
 from vmlab.lab.scenario import load
 
@@ -24,10 +24,11 @@ def test_there_are_examples() -> None:
 
 
 def skip_if_model_only(path: Path) -> None:
-    """Examples marked `# model-only` use machine operations the host backend must not run (a memory
-    hog, memory cgroups): they run on the model alone."""
-    if "# model-only" in path.read_text():
-        pytest.skip(f"{path.name} is model-only (memory cgroups and a hog)")
+    """Examples with a step only the model may run (vmlab.lab.diff.model_only: earlyoom, swapon, a
+    hog outside the scenario's memory cgroups) run on the model alone."""
+    blocked = model_only(load(str(path)))
+    if blocked is not None:
+        pytest.skip(f"{path.name}:{blocked[0]}: {blocked[1]}")
 
 
 def skip_unless_model_pages(path: Path) -> None:

@@ -108,22 +108,27 @@ class MemcgV1:
     def close(self) -> None:
         """Move every task left to the root cgroup, then remove the directory (retried while tasks
         are still leaving). Idempotent."""
-        if not self.path.exists():
+        remove_cgroup(self.path)
+
+
+def remove_cgroup(directory: Path) -> None:
+    """rmdir a v1 cgroup (empty of child cgroups) after moving its tasks to the root cgroup, retried
+    while they are still leaving; nothing when it is gone already."""
+    for _ in range(100):
+        with contextlib.suppress(FileNotFoundError):
+            for pid in (directory / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (V1_MEMORY / "cgroup.procs").write_text(pid)
+        try:
+            directory.rmdir()
             return
-        for _ in range(100):
-            for pid in self.procs():
-                with contextlib.suppress(ProcessLookupError, OSError):
-                    (V1_MEMORY / "cgroup.procs").write_text(str(pid))
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError as err:
-                if err.errno != errno.EBUSY:
-                    raise
-                time.sleep(0.05)
-        raise RuntimeError(f"could not remove {self.path}: tasks {self.procs()} stay")
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            time.sleep(0.05)
+    raise RuntimeError(f"could not remove {directory}: its tasks stay")
 
 
 def pin_to_cpu(pid: int, cpu: int = 0) -> None:

@@ -4,6 +4,11 @@ Each process is a stepper exec'd with ASLR off; the backend drives it over a SOC
 its fd 1000 (see the protocol in stepper.c) and reads /proc/<pid>/* between commands, while the stepper
 is blocked in read(). Every stepper process is a child of this Python process (a FORK is a
 clone(CLONE_PARENT)), so the backend reaps each one and reports the signal that killed it.
+
+Memory cgroups, oom_score_adj and comm are written for real, the cgroups in a tree of the run's own
+(vmlab.host.memcg_tree) removed on close(); a memory hog runs only inside one of them with a limit,
+where the kernel's memcg OOM killer ends it. `show dmesg` gives the kernel's log lines since the
+backend started.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import signal
 import socket
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from vmlab.backend import Arg, Counters, ProcessDied, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import outside, pagecache, procfs
+from vmlab.host.kmsg import Kmsg, Record
+from vmlab.host.memcg_tree import MemcgTree
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
 from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, INR_OPEN_CUR
 from vmlab.linux import CacheStat
@@ -168,6 +176,10 @@ class HostBackend:
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self._procs: dict[int, _Stepper] = {}
+        self._memcgs = MemcgTree()
+        #: The kernel's log from the first start() on (None: /dev/kmsg cannot be read here).
+        self._kmsg: Kmsg | None = None
+        self._log: list[Record] = []
 
     def __enter__(self) -> HostBackend:
         return self
@@ -183,6 +195,9 @@ class HostBackend:
         self._check_settings(settings)
         if not os.path.isfile(program.path) or not os.access(program.path, os.X_OK):
             raise InputError(f"{program.path}: not an executable file")
+        if self._kmsg is None and not self._procs:
+            with contextlib.suppress(OSError):
+                self._kmsg = Kmsg()
         argv, envp = _cstrings(program.argv), _cstrings(program.envp)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -219,6 +234,8 @@ class HostBackend:
         """
         if name in PROCESS_CALLS:
             raise InputError(f"{name}: processes are created and ended by the fork and exit steps")
+        if name in ("swapon", "swapoff"):
+            raise InputError(f"{name} runs on the model only: the host's swap is the whole machine's")
         if name not in SYSCALL_NR:
             raise InputError(f"unknown syscall {name!r}")
         _check_reserved_fds(name, args)
@@ -287,11 +304,17 @@ class HostBackend:
         return text
 
     def machine_view(self, name: str, arg: str = "") -> str:
-        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory or /proc/swaps of this machine (the LRU
-        lists, fincore and the model's dmesg are the model's only: NotImplementedError). The counters
+        """/proc/meminfo, /proc/vmstat, /proc/pressure/memory or /proc/swaps of this machine, the
+        kernel's log since the run started (dmesg) or the files of one of the run's memory cgroups
+        (memcg; KeyError for another); the LRU lists and fincore are the model's only
+        (NotImplementedError). The counters
         of meminfo and vmstat are read after the per-CPU deltas are folded in (vm.stat_refresh, where
         it can be written: root), as the model's are exact: read raw, nr_vmscan_write lagged pswpout
         by 6 of 256 pages."""
+        if name == "memcg":
+            return self._memcgs.files(arg)
+        if name == "dmesg":
+            return self.dmesg()
         path = {"meminfo": "/proc/meminfo", "vmstat": "/proc/vmstat", "pressure": "/proc/pressure/memory",
                 "swaps": "/proc/swaps"}
         if name not in path:
@@ -352,15 +375,81 @@ class HostBackend:
         return procfs.read_kpagecount(pfn)
 
     def close(self) -> None:
-        """SIGKILL and reap every process still running; close every channel."""
+        """SIGKILL and reap every process still running; close every channel; remove the run's memory
+        cgroups and stop reading the kernel's log."""
         procs, self._procs = self._procs, {}
-        for proc in procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        for proc in procs.values():
+        try:
+            for proc in procs.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            for proc in procs.values():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(proc.pid, 0)
+                proc.sock.close()
+        finally:
+            self._memcgs.close()
+            if self._kmsg is not None:
+                self._kmsg.close()
+                self._kmsg = None
+
+    # --- machine operations: memory cgroups, oom_score_adj, comm, the hog, deaths -----------------
+
+    def memcg_create(self, path: str, limit: int | None) -> int:
+        """mkdir the memory cgroup `path` of the run's tree (and its parents) and write
+        memory.limit_in_bytes (bytes; None: no limit); 0 or -errno."""
+        return self._memcgs.create(path, limit)
+
+    def memcg_set(self, path: str, name: str, value: int) -> int:
+        """Write a control file of the run's memory cgroup `path` (memcg_tree.WRITABLE); 0 or -errno."""
+        return self._memcgs.set(path, name, value)
+
+    def memcg_attach(self, pid: int, path: str) -> int:
+        """echo PID > PATH/cgroup.procs for a process of ours; 0 or -errno."""
+        self._settle(self._proc(pid))
+        return self._memcgs.attach(pid, path)
+
+    def set_oom_score_adj(self, pid: int, adj: int) -> int:
+        """Write /proc/PID/oom_score_adj of a process of ours; 0 or -errno."""
+        return self._write_proc(pid, "oom_score_adj", str(adj))
+
+    def set_comm(self, pid: int, name: str) -> int:
+        """Write /proc/PID/comm of a process of ours; 0 or -errno."""
+        return self._write_proc(pid, "comm", name)
+
+    @property
+    def memcg_base(self) -> Path:
+        """The directory under the v1 memory hierarchy that holds the run's cgroups (made with the
+        first, removed by close())."""
+        return self._memcgs.base
+
+    def hog_budget(self, pid: int) -> int | None:
+        """How much a memory hog in `pid` may map before it gives up: twice the limit of the run's
+        memory cgroup that confines it; None when no cgroup of the run with a limit holds it (on the
+        host the hog would take the machine's memory)."""
+        limit = self._memcgs.confining_limit(self._proc(pid).pid)
+        return None if limit is None else 2 * limit
+
+    def reap_deaths(self) -> list[tuple[int, str]]:
+        """The processes of ours that died since they last answered, killed by a signal while they
+        were not in a command of ours (the OOM killer chose another task than the one charging):
+        (pid, signal), each reaped."""
+        out = []
+        for proc in list(self._procs.values()):
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
-            proc.sock.close()
+                # one with SIGKILL pending is on its way out: wait for it
+                got, status = os.waitpid(proc.pid, 0 if _sigkill_pending(proc.pid) else os.WNOHANG)
+                if got and os.WIFSIGNALED(status):
+                    self._procs.pop(proc.pid, None)
+                    proc.sock.close()
+                    out.append((proc.pid, signal.Signals(os.WTERMSIG(status)).name))
+        return out
+
+    def dmesg(self) -> str:
+        """The kernel's log lines since the backend's first process started, as `dmesg` prints them."""
+        if self._kmsg is None:
+            raise NotImplementedError("dmesg: /dev/kmsg cannot be read here")
+        self._log += self._kmsg.read()
+        return "".join(r.dmesg() + "\n" for r in self._log)
 
     # --- extras for tests and the lab ---------------------------------------------------------
 
@@ -388,6 +477,16 @@ class HostBackend:
         return tuple(self._procs)
 
     # --- the channel ------------------------------------------------------------------------------
+
+    def _write_proc(self, pid: int, name: str, value: str) -> int:
+        """Write /proc/PID/NAME of a process of ours (settled first); 0 or -errno."""
+        self._settle(self._proc(pid))
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(value)
+        except OSError as err:
+            return -(err.errno or errno.EIO)
+        return 0
 
     def _proc(self, pid: int) -> _Stepper:
         try:
@@ -468,6 +567,17 @@ class HostBackend:
             return os.waitpid(proc.pid, 0)[1]
         except ChildProcessError:
             raise RuntimeError(f"vmlab host: process {proc.pid} was reaped elsewhere") from None
+
+
+def _sigkill_pending(pid: int) -> bool:
+    """SIGKILL is pending for process `pid` (its own or its thread group's: /proc/PID/status SigPnd,
+    ShdPnd), as for a task the OOM killer chose."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
+    except OSError:
+        return False
+    return any(mask >> (signal.SIGKILL - 1) & 1 for mask in masks)
 
 
 __all__ = ["CHANNEL_FD", "HostBackend", "StepperDied"]

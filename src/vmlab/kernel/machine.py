@@ -895,6 +895,10 @@ class ModelBackend:
         self._attach(self.tasks[pid], memcg)
         return 0
 
+    def hog_budget(self, pid: int) -> int:
+        """How much a memory hog may map before it gives up: twice the machine's RAM."""
+        return 2 * self.settings.ram
+
     def set_comm(self, pid: int, name: str) -> int:
         """Write /proc/PID/comm (proc_pid_set_comm -> set_task_comm: the first 15 bytes). Returns 0."""
         self.tasks[pid].comm = name.encode()[:15].decode(errors="ignore")

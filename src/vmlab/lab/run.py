@@ -218,6 +218,10 @@ class Runner:
                 continue
             try:
                 self.step(step, prefix)
+            except InputError as err:  # the backend refused the step: name the step's place
+                if err.path:
+                    raise
+                raise InputError(err.message, self.scenario.path, step.line) from None
             except Unbound as err:
                 self.emit("note", f"# line {step.line}: skipped, {err.args[0]} has no value")
             except Unavailable as err:
@@ -350,13 +354,15 @@ class Runner:
         return result
 
     def hog(self, step: HogStep, pid: int, prefix: str) -> None:
-        """The memory hog: mmap STEP and touch it until killed; a death by SIGKILL ends as a shell's
-        `Killed`. Only on a backend with memory cgroups of its own (the model): on the host it would
-        exhaust the machine."""
-        if not hasattr(self.backend, "memcg_create"):
-            raise Unavailable(f"the {self.backend.name} backend does not run the memory hog")
-        ram = getattr(self.backend, "settings", None)
-        limit = 2 * (ram.ram if ram is not None else 1 << 34)
+        """The memory hog: mmap STEP and touch it until killed, or until it has taken the backend's
+        budget for it (hog_budget: twice the model's RAM; on the host, twice the limit of the run's
+        memory cgroup that holds it, and no hog outside one); a death by SIGKILL ends as a shell's
+        `Killed`."""
+        budget = getattr(self.backend, "hog_budget", None)
+        limit = budget(pid) if budget is not None else None
+        if limit is None:
+            raise Unavailable(f"the {self.backend.name} backend runs the memory hog only inside a memory "
+                              "cgroup with a limit (it would take the machine's memory)")
         taken, sig = 0, None
         prot = CONSTANTS["PROT_READ"] | CONSTANTS["PROT_WRITE"]
         flags = CONSTANTS["MAP_PRIVATE"] | CONSTANTS["MAP_ANONYMOUS"]
