@@ -713,6 +713,9 @@ def check_writeback(mem: PhysMem, inodes: list[Inode]) -> None:
             if mm_map.test(pfn, PG.writeback) != (index in inode.under_writeback):
                 raise AssertionError(f"{at}: PG_writeback and the pending writes disagree")
         cached = inode.i_pages.keys()
+        if not inode.stale_dirty <= cached or not inode.stale_dirty.isdisjoint(inode.dirty):
+            raise AssertionError(f"{inode.path}: stale dirty tags {sorted(inode.stale_dirty)[:8]} on pages "
+                                 "not cached or tagged dirty for real")
         if not inode.dirty <= cached or not inode.under_writeback.keys() <= cached:
             raise AssertionError(f"{inode.path}: dirty or write-back pages that are not in its cache")
         if not inode.dirty_buffers <= inode.dirty:

@@ -272,6 +272,11 @@ class Inode:
     folio_orders: dict[int, int] = field(default_factory=dict)
     #: Indices of the accounted dirty pages (the xarray's PAGECACHE_TAG_DIRTY).
     dirty: set[int] = field(default_factory=set)
+    #: Indices whose PAGECACHE_TAG_DIRTY outlived the page's PG_dirty: truncation cleans a large folio
+    #: it splits (try_to_free_buffers -> folio_cancel_dirty, which leaves the tag) and the split copies
+    #: the tag to each new folio. cachestat counts them dirty; write-back passes them by (not dirty);
+    #: the tag goes when the page is dirtied again (then written) or leaves the cache.
+    stale_dirty: set[int] = field(default_factory=set)
     #: Indices of the pages whose block (a buffer head: 4 KiB blocks, one per page) is dirty: a write()
     #: dirties the blocks it wrote, a mapping's write or folio_mark_dirty() every block of the folio
     #: (block_dirty_folio). A dirty large folio may hold clean blocks; they decide whether a truncation

@@ -223,7 +223,9 @@ def folio_mark_dirty(mem: PhysMem, inode: Inode, pfn: int, blocks: Iterable[int]
             inode.dirtied_when = mem.clock.now_ns
             wb.b_dirty[inode] = None
             wb_wakeup_delayed(mem)
-        inode.dirty.add(int(mm.index[page]))
+        index = int(mm.index[page])
+        inode.dirty.add(index)
+        inode.stale_dirty.discard(index)
     return dirtied
 
 
@@ -537,14 +539,14 @@ def ksys_sync(mem: PhysMem) -> int:
 
 def filemap_cachestat(mem: PhysMem, inode: Inode, off: int, length: int) -> CacheStat:
     """filemap_cachestat(): cached pages of [off, off+len) (len 0: to the end of the file), those
-    tagged dirty and under write-back (a shmem page is never tagged: noop_dirty_folio), and the
-    evicted ones: those whose shadow entries remain, and a shmem object's pages on swap (recently:
-    their refault would still count as part of the working set; a swapped page's shadow is the
-    swap cache's, none while its folio is still there)."""
+    tagged dirty (a stale tag too: Inode.stale_dirty) and under write-back (a shmem page is never
+    tagged: noop_dirty_folio), and the evicted ones: those whose shadow entries remain, and a shmem
+    object's pages on swap (recently: their refault would still count as part of the working set; a
+    swapped page's shadow is the swap cache's, none while its folio is still there)."""
     first = off >> PAGE_SHIFT
     last = (1 << 62) if length == 0 else (off + length - 1) >> PAGE_SHIFT
     cache = sum(1 for index in inode.i_pages if first <= index <= last)
-    dirty = sum(1 for index in inode.dirty if first <= index <= last)
+    dirty = sum(first <= index <= last for tagged in (inode.dirty, inode.stale_dirty) for index in tagged)
     wb = sum(1 for index in inode.under_writeback if first <= index <= last)
     shadows = [s for i, s in inode.shadows.items() if first <= i <= last]
     swapped = [mem.swap.shadows.get(e) for i, e in inode.swapped.items() if first <= i <= last]

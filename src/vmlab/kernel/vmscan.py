@@ -882,6 +882,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
     shadows: dict[int, int] = {}
     folio_orders: dict[int, int] = {}
     block_pages: dict[int, int] = {}
+    stale: set[int] = set()
     rmap_ready = sc.rmap is not None
     source: Iterable[int]
     if from_tail:
@@ -918,8 +919,9 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                     if inode is not None and not mapping & PAGE_MAPPING_ANON:
                         cached = mapping
                         i_pages, shadows, folio_orders = inode.i_pages, inode.shadows, inode.folio_orders
-                        block_pages = inode.xa_nodes.block_pages
-                if mapping == cached and not folio_orders:  # large folios: the general path's verdicts
+                        block_pages, stale = inode.xa_nodes.block_pages, inode.stale_dirty
+                # (large folios, stale dirty tags: the general path's verdicts)
+                if mapping == cached and not folio_orders and not stale:
                     index = index_a[head]
                     cache_page = i_pages.pop(index, None)
                     if cache_page == head:
@@ -1250,6 +1252,7 @@ def remove_mapping(mem: PhysMem, head: int, target: MemCgroup | None = None,
     mem.shadow_nodes.page_out(inode, index)
     split_large_folio(inode, index)  # the model frees a large folio's frames one at a time
     del inode.i_pages[index]
+    inode.stale_dirty.discard(index)
     if flags & F_SWAPBACKED:  # no shadow: the slot is empty
         xa_erase_unused(mem, inode, index)
     mmap_._refcount_a[head] -= 1  # the page cache's reference
