@@ -71,6 +71,40 @@ def test_a_bystander_chosen_by_the_oom_killer_dies_first_on_both() -> None:
     assert victims[0] == victims[1] == [("8392", "1000"), ("32968", "0")]
 
 
+#: oom_kill_disable 1: the hog's fault that finds the memcg full puts it to sleep in the memcg OOM wait
+#: queue (mem_cgroup_oom_synchronize), for good.
+OOM_WAIT = """\
+watch = fork()
+memcg /t 8M oom_kill_disable=1
+join /t
+hog 1M
+@watch show memcg /t
+"""
+
+
+def test_a_hog_asleep_in_the_memcg_oom_wait_on_both() -> None:
+    """Both backends: the hog's 8th MiB puts it to sleep (MEMCG_OOM_WAIT; the host sees its wchan),
+    no one is killed, the cgroup says under_oom 1, oom_kill 0 and the same failcnt; the sleeper is
+    killed and the cgroup removed when the run ends."""
+    scenario = parse(OOM_WAIT, "oom_wait.vml")
+    runs: list[Transcript] = []
+    host = HostBackend()
+    for backend in (ModelBackend(), host):
+        try:
+            runs.append(Runner(scenario, backend).run())
+        finally:
+            backend.close()
+    assert compare(scenario, *runs) == []
+    views = []
+    for run in runs:
+        lines = _lines(run)
+        assert "+++ killed by MEMCG_OOM_WAIT +++" in lines
+        assert "memory.oom_control:under_oom 1" in lines and "memory.oom_control:oom_kill 0" in lines
+        views.append([line for line in lines if line.startswith("memory.failcnt:")])
+    assert views[0] == views[1]
+    assert not host.memcg_base.exists()
+
+
 def test_the_runs_cgroups_are_gone_after_it_even_when_it_fails() -> None:
     """The tree (nested cgroups, a process in one) is removed by close(), after an error too; the hog
     budget is twice the limit that confines the process, and there is none outside the tree."""

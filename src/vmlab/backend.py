@@ -22,6 +22,11 @@ VIEWS = ("maps", "smaps", "smaps_rollup", "status", "statm")
 MACHINE_VIEWS = ("meminfo", "vmstat", "pressure", "lru", "fincore", "swaps", "dmesg", "memcg")
 
 
+#: What access() reports for a process left asleep in a v1 memcg OOM (memory.oom_control
+#: oom_kill_disable 1: mem_cgroup_oom_synchronize), on either backend.
+MEMCG_OOM_WAIT = "MEMCG_OOM_WAIT"
+
+
 class ProcessDied(RuntimeError):
     """A backend's process ended where a step expected it to answer: `signal` ("SIGKILL") when a
     signal ended it, else None (it exited). The host's stepper raises it when the kernel kills it in

@@ -23,11 +23,12 @@ import resource
 import signal
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from vmlab.backend import Arg, Counters, ProcessDied, Program, Settings
+from vmlab.backend import MEMCG_OOM_WAIT, Arg, Counters, ProcessDied, Program, Settings
 from vmlab.errors import InputError
 from vmlab.host import outside, pagecache, procfs
 from vmlab.host.kmsg import Kmsg, Record
@@ -51,6 +52,8 @@ REPLY = struct.Struct("<IIqQ")  # tag, pad, value, aux: struct reply
 OP_NOP, OP_SYSCALL, OP_ACCESS, OP_FORK, OP_EXIT = range(5)
 TAG_HELLO, TAG_DONE = 1, 2
 ACCESS_WRITE = 1
+#: How often a command that may fault looks whether its process fell asleep in a memcg OOM wait.
+OOM_POLL_S = 0.05
 IO_SIZE = 4 * 4096
 PAYLOAD_MAX = IO_SIZE - CMD.size
 U64 = (1 << 64) - 1
@@ -251,11 +254,17 @@ class HostBackend:
         return reply.value
 
     def access(self, pid: int, addr: int, length: int, write: bool) -> str | None:
-        """Touch one byte per page of [addr, addr+length); None, or the signal that killed `pid`."""
+        """Touch one byte per page of [addr, addr+length); None, or the signal that killed `pid`, or
+        MEMCG_OOM_WAIT when a fault left it asleep in its v1 memcg's OOM wait queue (oom_kill_disable:
+        /proc/PID/wchan mem_cgroup_oom_synchronize), where it stays: its later steps are not run."""
         if addr < 0 or length < 0 or addr + length > U64:
             raise InputError(f"access: range {addr:#x}+{length:#x} is outside the address space")
         proc = self._proc(pid)
-        reply = self._call(proc, OP_ACCESS, ACCESS_WRITE if write else 0, 0, [addr, length])
+        try:
+            reply = self._call(proc, OP_ACCESS, ACCESS_WRITE if write else 0, 0, [addr, length],
+                               oom_wait=True)
+        except _InOomWait:  # asleep until the memcg's OOM is resolved: killed or woken later (close())
+            return MEMCG_OOM_WAIT
         if reply is not None:
             return None
         died = StepperDied(pid, self._reap(proc))
@@ -508,26 +517,41 @@ class HostBackend:
                 raise InputError(f"{name} {wanted} differs from this host's vm.{name} = {host}")
 
     def _call(self, proc: _Stepper, op: int, flags: int, nr: int, args: list[int],
-              payload: bytes = b"") -> _Reply | None:
-        """Send one command and wait for its reply; None if the process ended instead."""
+              payload: bytes = b"", oom_wait: bool = False) -> _Reply | None:
+        """Send one command and wait for its reply; None if the process ended instead; with
+        `oom_wait`, _InOomWait if it falls asleep in a memcg OOM wait meanwhile."""
         message = CMD.pack(op, flags, nr, *args, *[0] * (6 - len(args))) + payload
         proc.settled = False
         try:
             proc.sock.send(message)
         except (BrokenPipeError, ConnectionResetError):
             return None
-        return self._receive(proc)
+        return self._receive(proc, oom_wait)
 
-    def _receive(self, proc: _Stepper) -> _Reply | None:
-        """The next reply of `proc` (with the fd it carries, if any); None at end of file."""
+    def _receive(self, proc: _Stepper, oom_wait: bool = False) -> _Reply | None:
+        """The next reply of `proc` (with the fd it carries, if any); None at end of file. With
+        `oom_wait`, looks every OOM_POLL_S whether the process sleeps in a memcg OOM wait
+        (_InOomWait)."""
+        deadline = time.monotonic() + self.timeout
+        if oom_wait:
+            proc.sock.settimeout(OOM_POLL_S)
         try:
-            data, ancdata, _, _ = proc.sock.recvmsg(REPLY.size, socket.CMSG_SPACE(4),
-                                                    socket.MSG_CMSG_CLOEXEC)
-        except ConnectionResetError:
-            return None
-        except TimeoutError:
-            raise RuntimeError(f"vmlab host: process {proc.pid} did not answer within "
-                               f"{self.timeout} s") from None
+            while True:
+                try:
+                    data, ancdata, _, _ = proc.sock.recvmsg(REPLY.size, socket.CMSG_SPACE(4),
+                                                            socket.MSG_CMSG_CLOEXEC)
+                    break
+                except ConnectionResetError:
+                    return None
+                except TimeoutError:
+                    if oom_wait and _wchan(proc.pid) == "mem_cgroup_oom_synchronize":
+                        raise _InOomWait from None
+                    if not oom_wait or time.monotonic() >= deadline:
+                        raise RuntimeError(f"vmlab host: process {proc.pid} did not answer within "
+                                           f"{self.timeout} s") from None
+        finally:
+            if oom_wait:
+                proc.sock.settimeout(self.timeout)
         if not data:
             return None
         fd = None
@@ -567,6 +591,19 @@ class HostBackend:
             return os.waitpid(proc.pid, 0)[1]
         except ChildProcessError:
             raise RuntimeError(f"vmlab host: process {proc.pid} was reaped elsewhere") from None
+
+
+class _InOomWait(Exception):
+    """The process a command waits on sleeps in its memcg's OOM wait queue."""
+
+
+def _wchan(pid: int) -> str:
+    """/proc/PID/wchan: the kernel function the process sleeps in ("" when it runs or is gone)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _sigkill_pending(pid: int) -> bool:

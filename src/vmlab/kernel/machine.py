@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vmlab.backend import Arg, Counters, Program, Settings
+from vmlab.backend import MEMCG_OOM_WAIT, Arg, Counters, Program, Settings
 from vmlab.kernel import signal, task_mmu, vmscan
 from vmlab.kernel import sys as kernel_sys
 from vmlab.kernel.binfmt_elf import BUILTIN_PROGRAM, builtin_inode
@@ -163,8 +163,6 @@ LOGIN_SID = 1
 NR_OPEN = INR_OPEN_CUR
 #: Pages a writer dirties between two balance_dirty_pages() checks (ratelimit_pages, 32 at least).
 WRITE_RATELIMIT = 32
-#: What access() reports for a task left waiting in a v1 memcg OOM (memory.oom_control oom_kill_disable).
-MEMCG_OOM_WAIT = "MEMCG_OOM_WAIT"
 #: Signals after which the process is gone (the others leave it waiting, still holding its memory).
 _FATAL = ("SIGSEGV", "SIGBUS")
 #: Runs of first-touch writes at least this long are faulted in at once (see fault_in_fresh_anon).
