@@ -141,3 +141,32 @@ def test_a_hog_outside_the_runs_cgroups_is_skipped_on_the_host() -> None:
     assert not any(line.startswith("hog ") for line in lines)
     assert any("skipped, the host backend runs the memory hog only inside a memory cgroup" in line
                for line in lines)
+
+
+#: A process without CAP_SYS_RESOURCE may raise its oom_score_adj and lower it again down to its
+#: minimum (0, inherited), not below: EACCES, in the child too.
+NO_CAP_SYS_RESOURCE = """\
+set cap_sys_resource off
+oom_score_adj 500
+oom_score_adj 200
+oom_score_adj -1000
+c = fork()
+@c oom_score_adj -5
+@c oom_score_adj 1000
+"""
+
+
+def test_oom_score_adj_without_cap_sys_resource_on_both() -> None:
+    """The host's stepper writes its own /proc/self/oom_score_adj, its bounding set without
+    CAP_SYS_RESOURCE: the results are the model's (0, 0, EACCES, EACCES, 0)."""
+    scenario = parse(NO_CAP_SYS_RESOURCE, "adj.vml")
+    runs = []
+    for backend in (ModelBackend(), HostBackend()):
+        try:
+            runs.append(Runner(scenario, backend).run())
+        finally:
+            backend.close()
+    assert compare(scenario, *runs) == []
+    results = [line.rsplit(" = ", 1)[1] for line in _lines(runs[1]) if "oom_score_adj" in line]
+    assert results == ["0", "0", "-1 EACCES (Permission denied)", "-1 EACCES (Permission denied)", "0"]
+

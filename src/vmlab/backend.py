@@ -54,6 +54,9 @@ class Settings:
     admin_reserve_kbytes: int | None = None  # None: the model's boot default (util.init_admin_reserve)
     user_reserve_kbytes: int | None = None  # None: the model's boot default (util.init_user_reserve)
     cap_sys_admin: bool = True  # the processes hold CAP_SYS_ADMIN (the host drops it before exec if off)
+    # the processes hold CAP_SYS_RESOURCE, as a root shell does (off: as root in a container that drops
+    # it, which may not lower its oom_score_adj; the host drops it before exec if off)
+    cap_sys_resource: bool = True
 
 
 @dataclass(frozen=True)

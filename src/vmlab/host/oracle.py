@@ -34,11 +34,12 @@ from vmlab.host import outside, pagecache, procfs
 from vmlab.host.kmsg import Kmsg, Record
 from vmlab.host.memcg_tree import MemcgTree
 from vmlab.host.syscall_64 import PROCESS_CALLS, SYSCALL_NR
-from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, INR_OPEN_CUR
+from vmlab.kernel.uapi import ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, AT_FDCWD, INR_OPEN_CUR
 from vmlab.linux import CacheStat
 
 PR_CAPBSET_DROP = 24
 CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
 #: Settings that are global vm sysctls on the host: the backend checks that the host's agree.
 HOST_SYSCTLS = ("mmap_min_addr", "overcommit_memory", "overcommit_ratio", "overcommit_kbytes",
                 "admin_reserve_kbytes", "user_reserve_kbytes")
@@ -165,8 +166,9 @@ def _exec_stepper(channel: int, program: Program, settings: Settings,
     resource.setrlimit(resource.RLIMIT_STACK, _rlimit_stack(settings))
     nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(INR_OPEN_CUR, nofile_hard), nofile_hard))
-    if not settings.cap_sys_admin and _libc().prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0):
-        os._exit(126)  # root regains only the bounding set's capabilities at exec
+    for cap, keep in ((CAP_SYS_ADMIN, settings.cap_sys_admin), (CAP_SYS_RESOURCE, settings.cap_sys_resource)):
+        if not keep and _libc().prctl(PR_CAPBSET_DROP, cap, 0, 0, 0):
+            os._exit(126)  # root regains only the bounding set's capabilities at exec
     _libc().personality(ADDR_NO_RANDOMIZE | (ADDR_COMPAT_LAYOUT if settings.legacy_va_layout else 0))
     _libc().execve(os.fsencode(program.path), argv, envp)
 
@@ -179,6 +181,7 @@ class HostBackend:
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self._procs: dict[int, _Stepper] = {}
+        self._settings = Settings()
         self._memcgs = MemcgTree()
         #: The kernel's log from the first start() on (None: /dev/kmsg cannot be read here).
         self._kmsg: Kmsg | None = None
@@ -196,6 +199,7 @@ class HostBackend:
     def start(self, program: Program, settings: Settings) -> int:
         """Exec `program` (a stepper) with ASLR off and `settings`; return its pid once it answers."""
         self._check_settings(settings)
+        self._settings = settings
         if not os.path.isfile(program.path) or not os.access(program.path, os.X_OK):
             raise InputError(f"{program.path}: not an executable file")
         if self._kmsg is None and not self._procs:
@@ -418,8 +422,21 @@ class HostBackend:
         return self._memcgs.attach(pid, path)
 
     def set_oom_score_adj(self, pid: int, adj: int) -> int:
-        """Write /proc/PID/oom_score_adj of a process of ours; 0 or -errno."""
-        return self._write_proc(pid, "oom_score_adj", str(adj))
+        """The process writes `adj` to its own /proc/self/oom_score_adj (its capabilities decide
+        whether it may go below its minimum: CAP_SYS_RESOURCE); 0 or -errno. InputError when the
+        scenario gave it CAP_SYS_RESOURCE (the default) but this host's root lacks it (a container):
+        the kernel refused what the model would allow."""
+        fd = self.syscall(pid, "openat", (AT_FDCWD, "/proc/self/oom_score_adj", os.O_WRONLY))
+        if fd < 0:
+            return fd
+        text = str(adj)
+        written = self.syscall(pid, "write", (fd, text, len(text)))
+        self.syscall(pid, "close", (fd,))
+        if written == -errno.EACCES and self._settings.cap_sys_resource and not _has_cap(CAP_SYS_RESOURCE):
+            raise InputError(f"oom_score_adj {adj}: this host's root lacks CAP_SYS_RESOURCE (a container?), "
+                             "so the kernel refuses it; `set cap_sys_resource off` runs the scenario as "
+                             "this host can")
+        return min(written, 0)
 
     def set_comm(self, pid: int, name: str) -> int:
         """Write /proc/PID/comm of a process of ours; 0 or -errno."""
@@ -604,6 +621,13 @@ def _wchan(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def _has_cap(cap: int) -> bool:
+    """This process holds capability `cap` (/proc/self/status CapEff)."""
+    with open("/proc/self/status") as f:
+        eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    return bool(eff >> cap & 1)
 
 
 def _sigkill_pending(pid: int) -> bool:

@@ -411,7 +411,7 @@ class ModelBackend:
                                admin_reserve_kbytes=settings.admin_reserve_kbytes,
                                user_reserve_kbytes=settings.user_reserve_kbytes)
         task = Task(self._alloc_pid(), MmStruct(cap_sys_admin=settings.cap_sys_admin),
-                    comm=os.path.basename(program.path)[:15])
+                    comm=os.path.basename(program.path)[:15], cap_sys_resource=settings.cap_sys_resource)
         task.pgid, task.sid = task.pid, LOGIN_SID  # a shell's job: its own group in the login session
         for fd in (0, 1, 2):
             task.fd_install(fd, File(Inode("/dev/null", ino=4, size=0, major=0, minor=5, rdev=DEV_NULL),

@@ -241,11 +241,14 @@ class Runner:
 
     def other_deaths(self) -> None:
         """What the daemons printed meanwhile, then the processes the backend killed on its own (the
-        OOM killer, a daemon): printed as strace prints a death."""
+        OOM killer, a daemon), oldest process first (the host cannot tell the order of kills between
+        two steps; its log can): printed as strace prints a death."""
         if self.daemon_lines:
             self.emit("daemon", "\n".join(self.daemon_lines))
             self.daemon_lines.clear()
         deaths, self.deaths = self.deaths + self.reap(), []
+        order = list(self.pids.values())  # the scenario's processes by birth: the same on every backend
+        deaths.sort(key=lambda death: order.index(death[0]) if death[0] in order else len(order))
         for pid, sig in deaths:
             name = next((n for n, p in self.pids.items() if p == pid), None)
             if name is None:
