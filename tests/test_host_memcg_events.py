@@ -45,8 +45,10 @@ from hostkit import Memcgs
 
 PG = 4096
 EVENTS = ("pgfault", "pgmajfault", "pgpgin", "pgpgout", "cache")
-O_RDONLY, AT_FDCWD, PROT_READ, MAP_SHARED = 0, -100, 1, 1
+O_RDONLY, AT_FDCWD, PROT_READ, MAP_SHARED, POSIX_FADV_DONTNEED = 0, -100, 1, 1, 4
 FILE_PAGES = 64
+#: The file of data read in large folios (readahead ramps its folios up as it goes).
+DATA_PAGES = 1024
 
 #: What a phase shows: memory.stat's EVENTS and the task's (minflt, majflt), as changed by it.
 Seen = dict[str, int]
@@ -57,6 +59,17 @@ def _sparse(path: str, pages: int) -> None:
     Path(path).unlink(missing_ok=True)
     with open(path, "wb") as f:
         f.truncate(pages * PG)
+
+
+def _written(path: str, pages: int) -> None:
+    """A fresh file of `pages` pages of data, synced and dropped from the cache (readahead brings
+    data in as large folios; a sparse file's holes came in as small ones: 64 folios for 64 pages)."""
+    Path(path).unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"\x5a" * pages * PG)
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _model_stat(memcg: MemCgroup) -> dict[str, int]:
@@ -71,7 +84,8 @@ def _seen(backend: Backend, pid: int, stat: Callable[[], dict[str, int]]) -> See
     return {**{k: s[k] for k in EVENTS}, "minflt": c.minflt, "majflt": c.majflt}
 
 
-def _phases(backend: Backend, pid: int, stat: Callable[[], dict[str, int]], path: str) -> list[Seen]:
+def _phases(backend: Backend, pid: int, stat: Callable[[], dict[str, int]], path: str,
+            data: str) -> list[Seen]:
     """The faults both sides take, phase by phase: what each changed."""
     seen: list[Seen] = []
 
@@ -105,20 +119,36 @@ def _phases(backend: Backend, pid: int, stat: Callable[[], dict[str, int]], path
     phase()
     pop = backend.syscall(pid, "mmap", (0, 8 * PG, RW, PRIVATE_ANON, -1, 0))
     assert backend.syscall(pid, "madvise", (pop, 8 * PG, MADV_POPULATE_READ)) == 0  # get_user_pages' faults
+    buf = backend.syscall(pid, "mmap", (0, 16 * PG, RW, PRIVATE_ANON, -1, 0))
+    assert backend.access(pid, buf, 16 * PG, True) is None  # read()'s buffer, charged now
+    phase()
+    assert backend.syscall(pid, "munmap", (m, size)) == 0
+    assert backend.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0  # small pages: one each
+    phase()
+    fd = backend.syscall(pid, "openat", (AT_FDCWD, data, O_RDONLY))
+    for _ in range(DATA_PAGES // 16):  # 64 KiB reads: asynchronous readahead's folios grow (one large
+        assert backend.syscall(pid, "read", (fd, buf, 16 * PG)) == 16 * PG  # read() is one sync window)
+    phase()
+    assert backend.syscall(pid, "fadvise64", (fd, 0, 0, POSIX_FADV_DONTNEED)) == 0  # and one pgpgout each
     phase()
     return seen
 
 
 def test_fault_events_of_a_memcg_agree_with_the_kernel(program: Program, memcgs: Memcgs) -> None:
     """Anon writes, a rewrite, major faults of a MADV_RANDOM mapping, a mapping of the cached file
-    (fault-around), MADV_POPULATE_READ: the same pgfault, pgmajfault, pgpgin, minflt and majflt."""
+    (fault-around), MADV_POPULATE_READ, then POSIX_FADV_DONTNEED of the file's small pages, a read()
+    of a file of data, which caches it in large folios, and DONTNEED of those: the same pgfault,
+    pgmajfault, pgpgin, pgpgout, minflt and majflt. (pgpgout counts folios: the model counted each
+    page of a large one.)"""
     reason = rstat.available()
     if reason:
         pytest.skip(reason)
     path = f"/tmp/vmlab-memcg-events-{os.getpid()}.dat"
+    data = f"/tmp/vmlab-memcg-events-data-{os.getpid()}.dat"
     cg = memcgs.make("events", "64M")
     try:
         _sparse(path, FILE_PAGES)
+        _written(data, DATA_PAGES)
         with HostBackend(timeout=60) as host, rstat.FlushTrace(f"vmlab_events_{os.getpid()}") as trace:
             pid = start_host_stepper(host, program, cg)
 
@@ -126,17 +156,21 @@ def test_fault_events_of_a_memcg_agree_with_the_kernel(program: Program, memcgs:
                 trace.wait_for_root_flush()
                 return memcg_stat(cg)
 
-            kernel = _phases(host, pid, flushed_stat, path)
+            kernel = _phases(host, pid, flushed_stat, path, data)
         _sparse(path, FILE_PAGES)
+        _written(data, DATA_PAGES)
         model, mpid, memcg = memcg_machine(64 << 20)
-        got = _phases(model, mpid, lambda: _model_stat(memcg), path)
+        got = _phases(model, mpid, lambda: _model_stat(memcg), path, data)
     finally:
         Path(path).unlink(missing_ok=True)
+        Path(data).unlink(missing_ok=True)
     check_machine(model)
     print("kernel:", kernel)
     print("model: ", got)
     assert kernel[0]["pgfault"] == 16 and kernel[1]["pgfault"] == 0
     assert kernel[2]["pgmajfault"] == FILE_PAGES // 2
+    assert kernel[5]["pgpgout"] == FILE_PAGES  # the small pages
+    assert kernel[7]["pgpgout"] == kernel[6]["pgpgin"] < DATA_PAGES // 4  # the large folios
     assert got == kernel
 
 

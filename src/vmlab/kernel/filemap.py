@@ -86,6 +86,14 @@ def folio_head(inode: Inode, index: int) -> tuple[int, int]:
     return index, 0
 
 
+def folio_heads_split(mem: PhysMem, inode: Inode, first: int, end: int) -> None:
+    """After the large folio that covered pages [first, end) was split (or left as small pages): each
+    cached page that now heads a folio counts its own pgpgout when uncharged (memcg folio_tails)."""
+    if mem.memcgs is not None:
+        heads = [i for i in range(first, end) if i in inode.i_pages and folio_head(inode, i)[0] == i]
+        mem.memcgs.folio_heads_split(inode.i_pages[i] for i in heads)
+
+
 def split_large_folio(inode: Inode, index: int) -> None:
     """The large folio holding cached page `index` becomes small pages (its order forgotten), as it
     must before one of its pages leaves the cache: the model keeps no large folio with a hole in it.
@@ -252,6 +260,7 @@ def filemap_add_folio(mem: PhysMem, inode: Inode, index: int, order: int, *,
         if pfn is None:
             mem_cgroup_cancel_charge(memcg, index + nr - i)
             inode.shadows.update((j, shadow) for j, shadow in shadows.items() if j >= i)
+            folio_heads_split(mem, inode, index, i)  # the frames added stay small pages
             # The frames added stay small pages: order-0 entries, like the shadows kept.
             xarray.xa_update(mem, inode, [(index, order)], [
                 (j, 0) for j in range(index, index + nr) if j in inode.i_pages or j in inode.shadows],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from vmlab.kernel import uapi
 from vmlab.kernel.fadvise import POSIX_FADV_WILLNEED, generic_fadvise
 from vmlab.kernel.fault import FaultStats
-from vmlab.kernel.filemap import folio_head, split_large_folio
+from vmlab.kernel.filemap import folio_head, folio_heads_split, split_large_folio
 from vmlab.kernel.gup import faultin_page_range
 from vmlab.kernel.huge_memory import HPAGE_PMD_NR, folio_maybe_mapped_shared, split_folio
 from vmlab.kernel.memory import (
@@ -221,6 +221,7 @@ def split_partly_covered_folios(mm: MmStruct, start: int, end: int) -> None:
             # split_folio(): a uniform split, its i_pages entry into order-0 entries (xas_split)
             xa_update(mem, inode, [(head, order)], [(i, 0) for i in range(head, head + (1 << order))])
             split_large_folio(inode, index)
+            folio_heads_split(mem, inode, head, head + (1 << order))
 
 
 def madvise_pageout(mm: MmStruct, start: int, end: int) -> None:

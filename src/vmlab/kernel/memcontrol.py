@@ -103,7 +103,7 @@ once; the model's retries when the scenario makes it access the page again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -468,6 +468,11 @@ class MemCgroupTree:
     version: int = 1
     root: MemCgroup = field(init=False)
     page_memcg: dict[int, tuple[MemCgroup, int, str]] = field(default_factory=dict)
+    #: The later frames of the large page-cache folios, which the model keeps as separate frames: their
+    #: folio's one pgpgin was counted with its first frame's charge, and its one pgpgout is counted
+    #: with its first frame's uncharge, none with theirs (until a split makes one a folio of its own:
+    #: folio_heads_split).
+    folio_tails: set[int] = field(default_factory=set)
     #: swap_cgroup: the memcg each swap entry's memsw charge belongs to (v1 swap-out), by entry.
     swap_cgroup: dict[int, MemCgroup] = field(default_factory=dict)
     #: The memcg each charged page-table frame belongs to (page->memcg_data with MEMCG_DATA_KMEM), by pfn.
@@ -743,6 +748,13 @@ class MemCgroupTree:
         self.page_memcg[pfn] = (memcg, nr, kind)
         memcg.charged += nr
         memcg.stat["pgpgin"] += event
+        if not event:
+            self.folio_tails.add(pfn)
+
+    def folio_heads_split(self, pfns: Iterable[int]) -> None:
+        """The frames `pfns` head folios of their own now (a large page-cache folio split, or left as
+        small pages): each counts its own pgpgout when uncharged."""
+        self.folio_tails.difference_update(pfns)
 
     def set_kind(self, pfn: int, kind: str) -> None:
         """The charged frame `pfn` now counts as `kind` (a shmem page moving between the page cache and
@@ -774,14 +786,18 @@ class MemCgroupTree:
         memcg.forced += nr
 
     def uncharge(self, pfn: int, order: int) -> None:
-        """mem_cgroup_uncharge() of a frame being freed: give its pages back to its memcg."""
+        """mem_cgroup_uncharge() of a frame being freed: give its pages back to its memcg; one pgpgout
+        per folio (a large page-cache folio's later frames count none)."""
         got = self.page_memcg.pop(pfn, None)
         if got is None:
             return
         memcg, nr, _ = got
         self._uncharge_counters(memcg, nr)
         memcg.charged -= nr
-        memcg.stat["pgpgout"] += 1
+        if pfn in self.folio_tails:  # a later frame of a large folio: its first frame counts it
+            self.folio_tails.discard(pfn)
+        else:
+            memcg.stat["pgpgout"] += 1
         self.memcg1_oom_recover(memcg)  # uncharge_batch()
 
     def move_account(self, pfn: int, to: MemCgroup) -> None:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from vmlab.kernel.filemap import folio_head, i_size_pages, split_folio_at, split_large_folio
+from vmlab.kernel.filemap import (
+    folio_head,
+    folio_heads_split,
+    i_size_pages,
+    split_folio_at,
+    split_large_folio,
+)
 from vmlab.kernel.memory import zap_page_range
 from vmlab.kernel.mm_types import VM_SHARED
 from vmlab.kernel.page_flags import F_DIRTY, F_WRITEBACK, PG
@@ -163,6 +169,7 @@ def split_partial_folio(mem: PhysMem, inode: Inode, split_at: int, first: int, l
                 _release_folio(mem, inode, last + 1)
                 xa_split(mem, inode, last + 1, 0)
                 split_folio_at(inode, last + 1)
+    folio_heads_split(mem, inode, head, end)
     # __folio_split(): "Some pages can be beyond EOF: drop them from page cache" (a folio truncation
     # kept whole, split now)
     eof = i_size_pages(inode)
