@@ -1,8 +1,8 @@
 """The memory cgroups a scenario makes on the running kernel (cgroup v1), kept apart from every other
 cgroup of the machine and removed after the run.
 
-A scenario's `memcg /lecture 64M` becomes V1_MEMORY/vmlab-PID-N/lecture here (PID the vmlab process,
-N its count of trees), so two runs, or a run and the machine's own services, never share a cgroup;
+A scenario's `memcg /lecture 64M` becomes V1_MEMORY/vmlab-PID-ID/lecture here (PID the vmlab process,
+ID the tree object's), so two runs, or a run and the machine's own services, never share a cgroup;
 `join` writes the process into it, `show memcg` reads its files as the model prints them
 (MemCgroup.v1_files). close() moves every task left to the root cgroup and removes the tree deepest
 first, also after a failed run.
@@ -14,7 +14,6 @@ the kernel's memcg OOM killer then ends it, as it does in the model, and the mac
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 from pathlib import Path
 
@@ -31,14 +30,11 @@ WRITABLE = {"limit_in_bytes": "memory.limit_in_bytes", "memsw.limit_in_bytes": "
 #: No limit: what memory.limit_in_bytes reads then (PAGE_COUNTER_MAX pages, in bytes, page-aligned).
 UNLIMITED = 0x7FFFFFFFFFFFF000
 
-_trees = itertools.count()
-
-
 class MemcgTree:
     """The cgroups of one run, made on demand under a directory of their own (see the module text)."""
 
     def __init__(self) -> None:
-        self.base = V1_MEMORY / f"vmlab-{os.getpid()}-{next(_trees)}"
+        self.base = V1_MEMORY / f"vmlab-{os.getpid()}-{id(self):x}"
         #: The cgroups made, by scenario path, parents first.
         self.made: list[str] = []
 
