@@ -30,6 +30,7 @@ WRITABLE = {"limit_in_bytes": "memory.limit_in_bytes", "memsw.limit_in_bytes": "
 #: No limit: what memory.limit_in_bytes reads then (PAGE_COUNTER_MAX pages, in bytes, page-aligned).
 UNLIMITED = 0x7FFFFFFFFFFFF000
 
+
 class MemcgTree:
     """The cgroups of one run, made on demand under a directory of their own (see the module text)."""
 

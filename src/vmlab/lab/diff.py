@@ -20,7 +20,7 @@ from vmlab.backend import Backend, Program
 from vmlab.errors import InputError
 from vmlab.kernel.fs import host_shmem_devices
 from vmlab.lab.run import COMPARED, Record, Runner, Transcript, default_program
-from vmlab.lab.scenario import MAIN, CallStep, EarlyoomStep, ForkStep, HogStep, JoinStep, MemcgStep, Scenario
+from vmlab.lab.scenario import MAIN, CallStep, EarlyoomStep, ForkStep, HogStep, JoinStep, Scenario
 
 _HEADER = re.compile(r"^[0-9a-f]+-[0-9a-f]+ \S{4} [0-9a-f]+ \S+ \d+")
 _SHMEM = re.compile(r"^(\S+ \S+ \S+ \S+) \d+\s+(/dev/zero \(deleted\)|/memfd:.*)$")
@@ -136,40 +136,24 @@ def model_only(scenario: Scenario) -> tuple[int, str] | None:
     """The first step of `scenario` that only the model may run, as (line, why); None when the kernel
     can run every step too. earlyoom would watch and kill the host's own processes, swapon and
     swapoff change the swap of the whole machine, and a memory hog outside a memory cgroup of the
-    scenario (every `memcg` statement sets a limit) would take the machine's memory."""
-    limited: set[str] = set()
-    memcg_of: dict[str, str] = {}  # actor -> the scenario memcg it joined (a child inherits it)
+    scenario would take the machine's memory (the parser lets a process join only a cgroup a `memcg`
+    statement made, with its limit, or the root: /)."""
+    memcg_of: dict[str, str] = {}  # actor -> the memcg it joined (a child inherits it)
     for step in scenario.steps:
         if isinstance(step, EarlyoomStep):
             return step.line, "earlyoom runs on the model only (on the host it would watch and kill the " \
                               "machine's own processes)"
         if isinstance(step, CallStep) and step.name in ("swapon", "swapoff"):
             return step.line, f"{step.name} runs on the model only (the host's swap is the whole machine's)"
-        if isinstance(step, MemcgStep):
-            limited.add(_norm(step.path))
-        elif isinstance(step, JoinStep):
-            memcg_of[step.actor] = _norm(step.path)
+        if isinstance(step, JoinStep):
+            memcg_of[step.actor] = step.path
         elif isinstance(step, ForkStep) and step.actor in memcg_of:
             memcg_of[step.target] = memcg_of[step.actor]
-        elif isinstance(step, HogStep) and not _confined(memcg_of.get(step.actor), limited):
+        elif isinstance(step, HogStep) and memcg_of.get(step.actor, "/") == "/":
             who = "" if step.actor == MAIN else f"{step.actor}: "
             return step.line, f"{who}the memory hog runs on the kernel only inside a memory cgroup of the " \
                               "scenario (memcg PATH LIMIT, then join PATH)"
     return None
-
-
-def _norm(path: str) -> str:
-    """A memcg path as /a/b."""
-    return "/" + "/".join(p for p in path.split("/") if p)
-
-
-def _confined(path: str | None, limited: set[str]) -> bool:
-    """`path` or one of its ancestors is a memcg the scenario made (with a limit)."""
-    while path:
-        if path in limited:
-            return True
-        path = path.rsplit("/", 1)[0]
-    return False
 
 
 def diff_scenario(scenario: Scenario, model: Backend, host: Backend, program: Program | None = None,

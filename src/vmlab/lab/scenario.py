@@ -464,7 +464,7 @@ def _view(st: _State, text: str, src: Source) -> dict[str, object]:
         raise src.error(f"unknown view '{name}' (known: {', '.join(ALL_VIEWS)})", 1)
     args = args.strip()
     if name == "memcg":
-        path = args.rstrip("/") or "/"
+        path = _memcg_path(args)
         if not args.startswith("/") or path not in st.memcgs:
             raise src.error(f"expected 'memcg /PATH' of a memcg made earlier (with 'memcg /PATH LIMIT'), "
                             f"not '{args}'", len(name) + 2)
@@ -611,14 +611,20 @@ def _memcg(st: _State, rest: str, src: Source, raw: str) -> None:
             raise src.error(f"unknown memcg file '{name}' (known: {', '.join(MEMCG_FILES)})",
                             m.start(3) + setting.start() + 1)
         files.append((name, _constant(setting.group(2), Source(src.path, src.line, src.col0 + value_at))))
-    st.memcgs.add(m.group(1).rstrip("/") or "/")
+    path = _memcg_path(m.group(1))
+    st.memcgs.add(path)
     st.steps.append(MemcgStep(line=src.line, col=src.col0, actor=st.actor, source=raw,
-                              path=m.group(1).rstrip("/") or "/", limit=limit, files=tuple(files)))
+                              path=path, limit=limit, files=tuple(files)))
+
+
+def _memcg_path(text: str) -> str:
+    """A memcg path as the steps carry it: /a/b (no empty parts, no trailing slash), or /."""
+    return "/" + "/".join(part for part in text.split("/") if part)
 
 
 def _join(st: _State, rest: str, src: Source, raw: str) -> None:
-    """`join PATH`: a memcg made earlier by `memcg`."""
-    path = rest.rstrip("/") or "/"
+    """`join PATH`: a memcg made earlier by `memcg`, or the root (/)."""
+    path = _memcg_path(rest)
     if path not in st.memcgs:
         raise src.error(f"no memcg '{rest}' made earlier (make it with 'memcg {rest} LIMIT')", 1)
     st.steps.append(JoinStep(line=src.line, col=src.col0, actor=st.actor, source=raw, path=path))
