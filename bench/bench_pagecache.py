@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from buildinfo import vmlab_build
 from lru_reference import ordered_dict_rate
 from vmlab.lab.experiments.workload import Lab
 
@@ -66,6 +67,7 @@ def main() -> None:
     trace = make_trace(refs)
     rates = model_rates(trace)
     ref = ordered_dict_rate(trace)
+    print(vmlab_build())
     print(f"file-read trace, {refs} refs over a {FILE_PAGES * 4 >> 10} MiB file (cached)")
     print(f"  {'OrderedDict LRU replay':<34} {ref:14,.0f} refs/s")
     for name, rate in rates.items():

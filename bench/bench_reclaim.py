@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from buildinfo import vmlab_build
 from lru_reference import ordered_dict_rate
 from vmlab.kernel.fadvise import POSIX_FADV_RANDOM, generic_fadvise
 from vmlab.lab.experiments.workload import Lab
@@ -80,6 +81,7 @@ def main() -> None:
         ("reads, FADV_RANDOM (replay)", False, True))]
     _, _, trace, capacity, _ = rows[0]
     ref = ordered_dict_rate(trace, capacity)
+    print(vmlab_build())
     print(f"uniform random references over 2 x MemTotal ({2 * capacity * 4 >> 10} MiB), {refs} refs")
     print(f"  {'OrderedDict LRU (' + str(capacity) + ' pages)':<32} {ref:14,.0f} refs/s")
     for name, rate, _, _, ios in rows:

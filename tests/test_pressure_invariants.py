@@ -802,6 +802,7 @@ def test_swapin_refault_activates_before_the_folio_joins_the_lru(swap_path: Path
     backend.close()
 
 
+@pytest.mark.pure
 def test_cow_copy_survives_reclaim_of_the_old_page_during_its_allocation(
         swap_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """do_wp_page's copy path used to allocate the new page holding no reference on the old one and

@@ -244,6 +244,7 @@ def test_refault_within_the_workingset_size_is_activated() -> None:
 
 # --- get_scan_count and swappiness ------------------------------------------------------------------------
 
+@pytest.mark.pure
 @pytest.mark.parametrize(("swappiness", "anon_share"), [(0, 0.0), (60, 60 / 200), (100, 0.5), (200, 1.0)])
 def test_swappiness_sets_the_anon_file_scan_ratio(monkeypatch: pytest.MonkeyPatch, swappiness: int,
                                                   anon_share: float) -> None:

@@ -76,6 +76,7 @@ def _run(seed: int, refs: int, mapped: int, allow_fused: bool,
         return state, fused[0], tails[0]
 
 
+@pytest.mark.pure
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), refs=st.integers(500, 4000), mapped=st.sampled_from([0, 300]))
 def test_fused_deactivation_equals_general(seed: int, refs: int, mapped: int) -> None:
@@ -86,6 +87,7 @@ def test_fused_deactivation_equals_general(seed: int, refs: int, mapped: int) ->
     assert fused_state == general_state
 
 
+@pytest.mark.pure
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), refs=st.integers(500, 4000), mapped=st.sampled_from([0, 300]))
 def test_reclaim_from_tail_equals_isolating_first(seed: int, refs: int, mapped: int) -> None:

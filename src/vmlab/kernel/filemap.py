@@ -559,6 +559,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
                 copied += len(filemap_read(mem, file, index << PAGE_SHIFT, PAGE_SIZE))
                 prev_pos = ra.prev_pos
                 continue
+            assert pfn is not None  # (F_HEAD stands in for a missing page)
             # A small page marked PG_readahead: filemap_read()'s asynchronous readahead from it, the
             # page held by the read's reference meanwhile; then the rest of the read as a hit.
             refcount[pfn] += 1
@@ -566,6 +567,7 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
             readahead.page_cache_async_ra(ractl, pfn, 0, 1)
             refcount[pfn] -= 1
             flags_ = flags[pfn]
+        assert pfn is not None
         if prev_pos < 0 or (prev_pos - 1) >> PAGE_SHIFT != index:
             if not (flags_ & F_REFERENCED or plain):
                 flags[pfn] = flags_ | F_REFERENCED  # folio_mark_accessed()'s first use, in line

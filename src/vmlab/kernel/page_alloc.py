@@ -20,7 +20,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -162,11 +162,30 @@ class MemMap:
                  "index_a", "lru_next", "lru_next_a", "lru_prev", "lru_prev_a", "mapping", "mapping_a",
                  "nr", "private", "private_a")
 
+    flags: np.ndarray
+    flags_a: array[int]
+    _refcount: np.ndarray
+    _refcount_a: array[int]
+    _mapcount: np.ndarray
+    _mapcount_a: array[int]
+    mapping: np.ndarray
+    mapping_a: array[int]
+    index: np.ndarray
+    index_a: array[int]
+    lru_next: np.ndarray
+    lru_next_a: array[int]
+    lru_prev: np.ndarray
+    lru_prev_a: array[int]
+    private: np.ndarray
+    private_a: array[int]
+    nr: int
+
     #: Each field: its array.array typecode, numpy dtype and initial value.
-    FIELDS = (("flags", "Q", np.uint64, 0), ("_refcount", "i", np.int32, 0),
-              ("_mapcount", "i", np.int32, MAPCOUNT_NONE), ("mapping", "q", np.int64, 0),
-              ("index", "Q", np.uint64, 0), ("lru_next", "i", np.int32, NO_PFN),
-              ("lru_prev", "i", np.int32, NO_PFN), ("private", "Q", np.uint64, 0))
+    FIELDS: ClassVar[tuple[tuple[str, str, Any, int], ...]] = (
+        ("flags", "Q", np.uint64, 0), ("_refcount", "i", np.int32, 0),
+        ("_mapcount", "i", np.int32, MAPCOUNT_NONE), ("mapping", "q", np.int64, 0),
+        ("index", "Q", np.uint64, 0), ("lru_next", "i", np.int32, NO_PFN),
+        ("lru_prev", "i", np.int32, NO_PFN), ("private", "Q", np.uint64, 0))
 
     def __init__(self, nr_pfns: int) -> None:
         self.nr = nr_pfns

@@ -793,14 +793,14 @@ def format_walk(walk: WalkResult) -> str:
         lines.append(f"  => {size} page: frame {frame:#x} (pfn {frame >> PAGE_SHIFT:#x}) + offset "
                      f"{offset:#x} = physical {walk.paddr:#x}")
     else:
-        last = walk.steps[-1]
-        if last.entry == 0:
-            why = f"{last.level} entry is none: not mapped (a fault would allocate)"
-        elif last.entry & _PAGE_PROTNONE:
-            why = f"{last.level} entry is PROT_NONE: pfn {pte_pfn(last.entry):#x}, not accessible"
+        last_step = walk.steps[-1]
+        if last_step.entry == 0:
+            why = f"{last_step.level} entry is none: not mapped (a fault would allocate)"
+        elif last_step.entry & _PAGE_PROTNONE:
+            why = f"{last_step.level} entry is PROT_NONE: pfn {pte_pfn(last_step.entry):#x}, not accessible"
         else:
-            why = (f"{last.level} entry is a swap entry: type {__swp_type(last.entry)}, "
-                   f"offset {__swp_offset(last.entry):#x}")
+            why = (f"{last_step.level} entry is a swap entry: type {__swp_type(last_step.entry)}, "
+                   f"offset {__swp_offset(last_step.entry):#x}")
         lines.append(f"  => {why}")
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -396,8 +396,8 @@ class CpuFbatches:
         self.lru_activate: list[int] = []
 
     #: The batches in lru_add_drain_cpu()'s order.
-    ORDER = ("lru_add", "lru_move_tail", "lru_deactivate_file", "lru_deactivate", "lru_lazyfree",
-             "lru_activate")
+    ORDER: ClassVar[tuple[str, ...]] = ("lru_add", "lru_move_tail", "lru_deactivate_file", "lru_deactivate",
+                                        "lru_lazyfree", "lru_activate")
 
     def batches(self) -> tuple[list[int], ...]:
         """Every batch, in lru_add_drain_cpu()'s order (ORDER)."""

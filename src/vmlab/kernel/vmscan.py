@@ -932,6 +932,7 @@ def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int
                             block_pages[block] = left
                         else:
                             del block_pages[block]
+                            assert inode is not None  # the cached mapping's
                             shadow_nodes.touch_index(inode, index)
                         age += 1
                         refcount[head] = 0

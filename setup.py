@@ -1,0 +1,26 @@
+"""The build: the model's hot path (the page cache, readahead, the allocator, reclaim, the LRU, the
+clock) compiled with mypyc, as black and mypy ship themselves; the same Python sources, run about
+1.8x faster on the reclaim-heavy benchmark (docs/performance.md). VMLAB_PURE=1 builds the plain
+Python package instead: for an editable install (`VMLAB_PURE=1 pip install -e .`), where a compiled
+module would shadow its edited source, and for stepping through the model in a debugger."""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+#: The modules compiled (vmlab/kernel/NAME.py): the reclaim-heavy replay's path, bench/reclaim_lines.py.
+COMPILED = ("filemap", "readahead", "page_alloc", "vmscan", "swap", "workingset", "clock", "xarray")
+
+
+def ext_modules() -> list:
+    """The extension modules to build: none for a pure build."""
+    if os.environ.get("VMLAB_PURE") == "1":
+        return []
+    from mypyc.build import mypycify
+
+    return mypycify([f"src/vmlab/kernel/{name}.py" for name in COMPILED])
+
+
+setup(ext_modules=ext_modules())
