@@ -11,7 +11,8 @@ import os
 from setuptools import setup
 
 #: The modules compiled (vmlab/kernel/NAME.py): the reclaim-heavy replay's path, bench/reclaim_lines.py.
-COMPILED = ("filemap", "readahead", "page_alloc", "vmscan", "swap", "workingset", "clock", "xarray")
+COMPILED = ("filemap", "readahead", "page_alloc", "vmscan", "swap", "workingset", "clock", "xarray", "mm_types",
+            "memcontrol", "psi", "blk_mq", "page_flags", "uapi")
 
 
 def ext_modules() -> list:

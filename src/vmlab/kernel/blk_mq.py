@@ -28,18 +28,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Final
 
 from vmlab.kernel.clock import Clock
 from vmlab.kernel.uapi import PAGE_SIZE
 
 #: blk_plug_max_rq_count() with one hardware queue: a plug holding this many requests is flushed
 #: before it takes another.
-BLK_MAX_REQUEST_COUNT = 32
+BLK_MAX_REQUEST_COUNT: Final = 32
 #: A plug whose last request holds this many bytes is flushed before it takes another request.
-BLK_PLUG_FLUSH_SIZE = 128 * 1024
+BLK_PLUG_FLUSH_SIZE: Final = 128 * 1024
 #: The block layer's default max_segments (BLK_MAX_SEGMENTS): the model's device when it has no host
 #: device to take it from.
-BLK_MAX_SEGMENTS = 128
+BLK_MAX_SEGMENTS: Final = 128
 
 
 @dataclass

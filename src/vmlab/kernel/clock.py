@@ -18,12 +18,13 @@ import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Final
 
-NSEC_PER_USEC = 1_000
-NSEC_PER_MSEC = 1_000_000
-NSEC_PER_SEC = 1_000_000_000
-HZ = 250  # CONFIG_HZ of this machine's kernel
-JIFFY_NS = NSEC_PER_SEC // HZ
+NSEC_PER_USEC: Final = 1_000
+NSEC_PER_MSEC: Final = 1_000_000
+NSEC_PER_SEC: Final = 1_000_000_000
+HZ: Final = 250  # CONFIG_HZ of this machine's kernel
+JIFFY_NS: Final = NSEC_PER_SEC // HZ
 
 
 @dataclass(frozen=True)

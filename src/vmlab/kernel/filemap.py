@@ -9,6 +9,7 @@ come in without I/O, any other page costs a read (a major fault when a fault ask
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Final
 
 from vmlab.kernel import readahead, xarray
 from vmlab.kernel.memcontrol import (
@@ -46,7 +47,7 @@ from vmlab.kernel.uapi import PAGE_SHIFT, PAGE_SIZE
 from vmlab.kernel.workingset import workingset_refault
 
 #: MAX_PAGECACHE_ORDER on x86_64 with THP: a page-cache folio is at most PMD-sized.
-MAX_PAGECACHE_ORDER = 9
+MAX_PAGECACHE_ORDER: Final = 9
 
 
 def i_size_pages(inode: Inode) -> int:
@@ -355,11 +356,11 @@ def write_begin_get_folio(mem: PhysMem, inode: Inode, index: int,
 
 
 #: PG_readahead.
-_READAHEAD = 1 << PG_readahead
+_READAHEAD: Final = 1 << PG_readahead
 
 
 #: The flags of a new page-cache page: uptodate, and swapbacked in shmem.
-_NEW_SHMEM = F_UPTODATE | (1 << PG.swapbacked)
+_NEW_SHMEM: Final = F_UPTODATE | (1 << PG.swapbacked)
 
 
 def cached_page(mem: PhysMem, inode: Inode, index: int) -> int | None:
@@ -584,9 +585,9 @@ def replay_reads(mem: PhysMem, file: File, indexes: Iterable[int]) -> int:
 
 #: Page flags that take a cached page off the plain hit: a readahead mark (asynchronous readahead
 #: first) or a compound page (filemap_read(); replay_reads' stand-in flags for any other case too).
-_SLOW = (1 << PG_readahead) | F_HEAD
+_SLOW: Final = (1 << PG_readahead) | F_HEAD
 #: A folio folio_mark_accessed() leaves alone: referenced and active.
-_SETTLED = (1 << PG.referenced) | (1 << PG.active)
+_SETTLED: Final = (1 << PG.referenced) | (1 << PG.active)
 
 
 def next_uptodate_folios(mem: PhysMem, inode: Inode, start_pgoff: int,

@@ -106,7 +106,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vmlab.kernel.clock import NSEC_PER_SEC
 from vmlab.kernel.page_flags import F_LRU, PG, PG_swapcache
@@ -117,17 +117,17 @@ if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
 
 #: PAGE_COUNTER_MAX on 64-bit: LONG_MAX / PAGE_SIZE pages ("unlimited").
-PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE
-MAX_RECLAIM_RETRIES = 16
-PAGE_ALLOC_COSTLY_ORDER = 3
+PAGE_COUNTER_MAX: Final = ((1 << 63) - 1) // PAGE_SIZE
+MAX_RECLAIM_RETRIES: Final = 16
+PAGE_ALLOC_COSTLY_ORDER: Final = 3
 #: MEMCG_CHARGE_BATCH: pages a charge takes from the counters at once, the rest kept in the CPU's stock.
-MEMCG_CHARGE_BATCH = 64
+MEMCG_CHARGE_BATCH: Final = 64
 #: NR_MEMCG_STOCK: the memcgs a CPU's charge stock holds pages for at once (6.16+).
-NR_MEMCG_STOCK = 7
+NR_MEMCG_STOCK: Final = 7
 #: What obj_full_size() adds to an accounted slab object: the obj_cgroup pointer kept for it.
-OBJCG_PTR = 8
+OBJCG_PTR: Final = 8
 #: FLUSH_TIME: the period of the memcg statistics' flush worker (2 * HZ).
-FLUSH_TIME_NS = 2 * NSEC_PER_SEC
+FLUSH_TIME_NS: Final = 2 * NSEC_PER_SEC
 #: What a charged folio is (memory.stat: anon counts in rss, file and shmem in cache).
 ANON, FILE, SHMEM = "anon", "file", "shmem"
 

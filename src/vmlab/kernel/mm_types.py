@@ -10,7 +10,7 @@ import bisect
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from vmlab.kernel.char_mem import is_dev_zero
 from vmlab.kernel.memcontrol import OBJCG_PTR, memcg_kmem_charge_obj_nofail, memcg_kmem_uncharge_obj
@@ -23,53 +23,53 @@ if TYPE_CHECKING:
     from vmlab.kernel.xarray import XaNodes
 
 # vm_flags bits (include/linux/mm.h), in the order /proc/PID/smaps prints their mnemonics.
-VM_READ = 0x00000001
-VM_WRITE = 0x00000002
-VM_EXEC = 0x00000004
-VM_SHARED = 0x00000008
-VM_MAYREAD = 0x00000010
-VM_MAYWRITE = 0x00000020
-VM_MAYEXEC = 0x00000040
-VM_MAYSHARE = 0x00000080
-VM_GROWSDOWN = 0x00000100
-VM_UFFD_MISSING = 0x00000200
-VM_PFNMAP = 0x00000400
-VM_MAYBE_GUARD = 0x00000800
-VM_UFFD_WP = 0x00001000
-VM_LOCKED = 0x00002000
-VM_IO = 0x00004000
-VM_SEQ_READ = 0x00008000
-VM_RAND_READ = 0x00010000
-VM_DONTCOPY = 0x00020000
-VM_DONTEXPAND = 0x00040000
-VM_LOCKONFAULT = 0x00080000
-VM_ACCOUNT = 0x00100000
-VM_NORESERVE = 0x00200000
-VM_HUGETLB = 0x00400000
-VM_SYNC = 0x00800000
-VM_ARCH_1 = 0x01000000
-VM_WIPEONFORK = 0x02000000
-VM_DONTDUMP = 0x04000000
-VM_SOFTDIRTY = 0x08000000
-VM_MIXEDMAP = 0x10000000
-VM_HUGEPAGE = 0x20000000
-VM_NOHUGEPAGE = 0x40000000
-VM_MERGEABLE = 0x80000000
+VM_READ: Final = 0x00000001
+VM_WRITE: Final = 0x00000002
+VM_EXEC: Final = 0x00000004
+VM_SHARED: Final = 0x00000008
+VM_MAYREAD: Final = 0x00000010
+VM_MAYWRITE: Final = 0x00000020
+VM_MAYEXEC: Final = 0x00000040
+VM_MAYSHARE: Final = 0x00000080
+VM_GROWSDOWN: Final = 0x00000100
+VM_UFFD_MISSING: Final = 0x00000200
+VM_PFNMAP: Final = 0x00000400
+VM_MAYBE_GUARD: Final = 0x00000800
+VM_UFFD_WP: Final = 0x00001000
+VM_LOCKED: Final = 0x00002000
+VM_IO: Final = 0x00004000
+VM_SEQ_READ: Final = 0x00008000
+VM_RAND_READ: Final = 0x00010000
+VM_DONTCOPY: Final = 0x00020000
+VM_DONTEXPAND: Final = 0x00040000
+VM_LOCKONFAULT: Final = 0x00080000
+VM_ACCOUNT: Final = 0x00100000
+VM_NORESERVE: Final = 0x00200000
+VM_HUGETLB: Final = 0x00400000
+VM_SYNC: Final = 0x00800000
+VM_ARCH_1: Final = 0x01000000
+VM_WIPEONFORK: Final = 0x02000000
+VM_DONTDUMP: Final = 0x04000000
+VM_SOFTDIRTY: Final = 0x08000000
+VM_MIXEDMAP: Final = 0x10000000
+VM_HUGEPAGE: Final = 0x20000000
+VM_NOHUGEPAGE: Final = 0x40000000
+VM_MERGEABLE: Final = 0x80000000
 #: VM_HIGH_ARCH_8 on 64-bit: MAP_DROPPABLE's mapping, whose anon folios are never swap-backed (6.11+).
-VM_DROPPABLE = 1 << 40
+VM_DROPPABLE: Final = 1 << 40
 
-VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC
+VM_ACCESS_FLAGS: Final = VM_READ | VM_WRITE | VM_EXEC
 #: enum fault_flag's FAULT_FLAG_USER: the fault came from user mode (x86 do_user_addr_fault sets it only
 #: when user_mode(regs)): not for a kernel copy_to_user()/copy_from_user() fault, nor for GUP (mlock,
 #: MAP_POPULATE, MADV_POPULATE_*). handle_mm_fault() marks such a fault with current->in_user_fault.
-FAULT_FLAG_USER = 1 << 6
-VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
-VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
+FAULT_FLAG_USER: Final = 1 << 6
+VM_SPECIAL: Final = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+VM_LOCKED_MASK: Final = VM_LOCKED | VM_LOCKONFAULT
 #: Flags that never block a merge and that a merged VMA keeps if either side had them (VM_STICKY).
-VM_STICKY = VM_MAYBE_GUARD
-VM_IGNORE_MERGE = VM_SOFTDIRTY | VM_STICKY
-VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-VM_STACK_FLAGS = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT
+VM_STICKY: Final = VM_MAYBE_GUARD
+VM_IGNORE_MERGE: Final = VM_SOFTDIRTY | VM_STICKY
+VM_DATA_DEFAULT_FLAGS: Final = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+VM_STACK_FLAGS: Final = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT
 
 #: fs/proc/task_mmu.c:show_smap_vma_flags() mnemonics, by bit.
 VM_FLAG_MNEMONICS: tuple[tuple[int, str], ...] = (
@@ -94,8 +94,8 @@ _anon_vma_ids = itertools.count(1)
 
 #: What an anon_vma and an anon_vma_chain charge their memcg (both caches are SLAB_ACCOUNT): the
 #: objects (104 and 64 bytes on this kernel, /proc/slabinfo) and their obj_cgroup pointers.
-ANON_VMA_SIZE = 104 + OBJCG_PTR
-AVC_SIZE = 64 + OBJCG_PTR
+ANON_VMA_SIZE: Final = 104 + OBJCG_PTR
+AVC_SIZE: Final = 64 + OBJCG_PTR
 
 
 class AnonVma:
@@ -217,7 +217,7 @@ def _new_xa_nodes() -> XaNodes:
     return XaNodes()
 
 #: VM_READAHEAD_PAGES: the default readahead window, 128 KiB.
-VM_READAHEAD_PAGES = 32
+VM_READAHEAD_PAGES: Final = 32
 
 
 @dataclass(eq=False)
@@ -259,7 +259,9 @@ class Inode:
     swapped: dict[int, int] = field(default_factory=dict)
     #: The nodes of the kernel's i_pages XArray over the cached folios and the shadows (xarray.XaNodes):
     #: slab objects charged to the memcg of the task that allocates them.
-    xa_nodes: XaNodes = field(default_factory=_new_xa_nodes)
+    #: (Typed Any, not XaNodes: compiled, this class is made before vmlab.kernel.xarray, which imports
+    #: this module, has made XaNodes; an annotation naming it would be read as a null type.)
+    xa_nodes: Any = field(default_factory=_new_xa_nodes)
     #: The value page->mapping holds for this inode's pages (a handle, never 0, low bits clear).
     handle: int = field(default_factory=lambda: next(_inode_handles) << 2)
     #: inode_to_bdi(): the backing device's read_ahead_kb / 4 (a new file's f_ra.ra_pages) and
@@ -314,17 +316,17 @@ _file_ids = itertools.count(1)
 
 #: What one struct file charges its memcg (filp is SLAB_ACCOUNT): the slab object (192 bytes on this
 #: kernel, /proc/slabinfo) and the obj_cgroup pointer kept for it (obj_full_size()).
-FILP_SIZE = 192 + OBJCG_PTR
+FILP_SIZE: Final = 192 + OBJCG_PTR
 #: What one VMA charges its memcg (vm_area_cachep is SLAB_ACCOUNT): vm_area_struct (192 bytes on
 #: this kernel, /proc/slabinfo) and its obj_cgroup pointer.
-VMA_SIZE = 192 + OBJCG_PTR
+VMA_SIZE: Final = 192 + OBJCG_PTR
 #: What an address space's own objects charge the memcg of the task that made it: its mm_struct
 #: (mm_cachep is SLAB_ACCOUNT: 1600 bytes on this kernel, /sys/kernel/slab/mm_struct/slab_size, and
 #: the obj_cgroup pointer), then its rss_stat counters (percpu_counter_init_many of NR_MM_COUNTERS
 #: s32 per possible CPU, 2 here, with GFP_KERNEL_ACCOUNT: pcpu_obj_full_size() adds an obj_cgroup
 #: pointer per 4-byte unit).
-MM_STRUCT_SIZE = 1600 + OBJCG_PTR
-RSS_STAT_SIZE = 4 * 4 * 2 + 4 * OBJCG_PTR
+MM_STRUCT_SIZE: Final = 1600 + OBJCG_PTR
+RSS_STAT_SIZE: Final = 4 * 4 * 2 + 4 * OBJCG_PTR
 
 
 @dataclass(eq=False)

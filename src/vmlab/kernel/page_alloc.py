@@ -20,7 +20,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
 
@@ -60,24 +60,24 @@ if TYPE_CHECKING:
     from vmlab.kernel.mm_types import Inode
     from vmlab.kernel.vmscan import Vmscan
 
-MAX_PAGE_ORDER = 10
-NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
-MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
+MAX_PAGE_ORDER: Final = 10
+NR_PAGE_ORDERS: Final = MAX_PAGE_ORDER + 1
+MAX_ORDER_NR_PAGES: Final = 1 << MAX_PAGE_ORDER
 pageblock_order = 9  # = HPAGE_PMD_ORDER with THP
 pageblock_nr_pages = 1 << pageblock_order
-HPAGE_PMD_ORDER = 9
-MIGRATE_PCPTYPES = 3
-SWAP_CLUSTER_MAX = 32
-STRUCT_PAGE_SIZE = 64  # sizeof(struct page) on x86_64
+HPAGE_PMD_ORDER: Final = 9
+MIGRATE_PCPTYPES: Final = 3
+SWAP_CLUSTER_MAX: Final = 32
+STRUCT_PAGE_SIZE: Final = 64  # sizeof(struct page) on x86_64
 
 # enum zone_type, as configured here (CONFIG_ZONE_DMA, CONFIG_ZONE_DMA32, ZONE_MOVABLE, CONFIG_ZONE_DEVICE).
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = range(5)
-MAX_NR_ZONES = 5
-ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+MAX_NR_ZONES: Final = 5
+ZONE_NAMES: Final = ("DMA", "DMA32", "Normal", "Movable", "Device")
 #: sysctl_lowmem_reserve_ratio defaults (vm.lowmem_reserve_ratio).
-LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
-MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
-MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+LOWMEM_RESERVE_RATIO: Final = (256, 256, 32, 0, 0)
+MAX_DMA_PFN: Final = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN: Final = (4 << 30) >> PAGE_SHIFT
 
 # Watermark indices (enum zone_watermarks).
 WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = range(4)
@@ -87,20 +87,20 @@ __GFP_DMA = 0x01
 __GFP_HIGHMEM = 0x02
 __GFP_DMA32 = 0x04
 __GFP_MOVABLE = 0x08
-GFP_KERNEL = 0
-GFP_USER = 0
-GFP_HIGHUSER_MOVABLE = __GFP_HIGHMEM | __GFP_MOVABLE
+GFP_KERNEL: Final = 0
+GFP_USER: Final = 0
+GFP_HIGHUSER_MOVABLE: Final = __GFP_HIGHMEM | __GFP_MOVABLE
 
 # The x86_64 direct map (4-level paging, no KASLR of the memory regions) and the kernel text mapping.
-PAGE_OFFSET = 0xFFFF888000000000
+PAGE_OFFSET: Final = 0xFFFF888000000000
 __START_KERNEL_map = 0xFFFFFFFF80000000
 #: Where this machine's kernel image starts (/proc/iomem "Kernel code" at 0x1000000) and its size up to
 #: the end of bss (0x3c58000), and the zero page inside bss (pagemap of an untouched read page: 0x3b34).
-KERNEL_IMAGE_START_PFN = 0x1000
-KERNEL_IMAGE_END_PFN = 0x3C58
-ZERO_PAGE_PFN = 0x3B34
+KERNEL_IMAGE_START_PFN: Final = 0x1000
+KERNEL_IMAGE_END_PFN: Final = 0x3C58
+ZERO_PAGE_PFN: Final = 0x3B34
 
-NO_PFN = -1
+NO_PFN: Final = -1
 
 
 def gfp_zone(gfp: int) -> int:
@@ -137,11 +137,11 @@ def pc_e820(ram_bytes: int) -> list[tuple[int, int]]:
 
 
 #: The _mapcount word of a free block's head page (PageBuddy).
-_BUDDY_WORD = page_type_value(PGTY_buddy)
+_BUDDY_WORD: Final = page_type_value(PGTY_buddy)
 #: The flag bits a freed page keeps: the zone/node bits above the page flags.
-_KEEP_ON_FREE = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
+_KEEP_ON_FREE: Final = ~((1 << (PG.arch_2 + 1)) - 1) & (2**64 - 1)
 #: A page's zone number in its flags (page_zonenum() is these bits >> ZONES_PGSHIFT).
-_ZONE_BITS = ZONES_MASK << ZONES_PGSHIFT
+_ZONE_BITS: Final = ZONES_MASK << ZONES_PGSHIFT
 
 
 class MemMap:

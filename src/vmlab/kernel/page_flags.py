@@ -8,6 +8,7 @@ Bit numbers are those of 6.18 built as this machine's kernel is: CONFIG_MMU=y, C
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 
 class PG(IntEnum):
@@ -39,7 +40,7 @@ class PG(IntEnum):
     arch_2 = 23
 
 
-NR_PAGEFLAGS = len(PG)
+NR_PAGEFLAGS: Final = len(PG)
 
 # Aliases the kernel defines on top of the enum.
 PG_readahead = PG.reclaim
@@ -54,29 +55,29 @@ PG_partially_mapped = PG.reclaim  # folio's second page
 
 
 # Masks of single flags (1 << PG.x), for hot paths that read a flags word once and test it.
-F_LOCKED = 1 << PG.locked
-F_WRITEBACK = 1 << PG.writeback
-F_REFERENCED = 1 << PG.referenced
-F_UPTODATE = 1 << PG.uptodate
-F_DIRTY = 1 << PG.dirty
+F_LOCKED: Final = 1 << PG.locked
+F_WRITEBACK: Final = 1 << PG.writeback
+F_REFERENCED: Final = 1 << PG.referenced
+F_UPTODATE: Final = 1 << PG.uptodate
+F_DIRTY: Final = 1 << PG.dirty
 #: A folio with I/O to do or under way: reclaim, invalidation and splitting pass it by.
-F_DIRTY_OR_WRITEBACK = F_DIRTY | F_WRITEBACK
-F_LRU = 1 << PG.lru
-F_HEAD = 1 << PG.head
-F_ACTIVE = 1 << PG.active
-F_WORKINGSET = 1 << PG.workingset
-F_RESERVED = 1 << PG.reserved
-F_RECLAIM = 1 << PG.reclaim
-F_SWAPBACKED = 1 << PG.swapbacked
-F_UNEVICTABLE = 1 << PG.unevictable
-F_MLOCKED = 1 << PG.mlocked
-F_SWAPCACHE = 1 << PG_swapcache
+F_DIRTY_OR_WRITEBACK: Final = F_DIRTY | F_WRITEBACK
+F_LRU: Final = 1 << PG.lru
+F_HEAD: Final = 1 << PG.head
+F_ACTIVE: Final = 1 << PG.active
+F_WORKINGSET: Final = 1 << PG.workingset
+F_RESERVED: Final = 1 << PG.reserved
+F_RECLAIM: Final = 1 << PG.reclaim
+F_SWAPBACKED: Final = 1 << PG.swapbacked
+F_UNEVICTABLE: Final = 1 << PG.unevictable
+F_MLOCKED: Final = 1 << PG.mlocked
+F_SWAPCACHE: Final = 1 << PG_swapcache
 
 # page->flags layout on x86_64 with SPARSEMEM_VMEMMAP (no section bits): | NODE | ZONE | ... | FLAGS |.
-NODES_SHIFT = 10
-ZONES_SHIFT = 3  # DMA, DMA32, Normal, Movable, Device
-ZONES_PGSHIFT = 64 - NODES_SHIFT - ZONES_SHIFT
-ZONES_MASK = (1 << ZONES_SHIFT) - 1
+NODES_SHIFT: Final = 10
+ZONES_SHIFT: Final = 3  # DMA, DMA32, Normal, Movable, Device
+ZONES_PGSHIFT: Final = 64 - NODES_SHIFT - ZONES_SHIFT
+ZONES_MASK: Final = (1 << ZONES_SHIFT) - 1
 
 # Page types (page->page_type overlays _mapcount; the type lives in the top byte; mm_types.h/page-flags.h).
 PGTY_buddy = 0xF0
@@ -89,7 +90,7 @@ PGTY_zsmalloc = 0xF6
 PGTY_unaccepted = 0xF7
 PGTY_large_kmalloc = 0xF8
 #: _mapcount of a page that is not mapped and has no type (page_type == UINT_MAX).
-MAPCOUNT_NONE = -1
+MAPCOUNT_NONE: Final = -1
 
 
 def page_type_value(pgty: int) -> int:
@@ -170,7 +171,7 @@ KPF_COPIED: tuple[tuple[KPF, PG], ...] = (
 )
 
 #: page->mapping low bits (PAGE_MAPPING_ANON, PAGE_MAPPING_KSM = ANON | MOVABLE).
-PAGE_MAPPING_ANON = 0x1
-PAGE_MAPPING_MOVABLE = 0x2
-PAGE_MAPPING_KSM = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
-PAGE_MAPPING_FLAGS = PAGE_MAPPING_KSM
+PAGE_MAPPING_ANON: Final = 0x1
+PAGE_MAPPING_MOVABLE: Final = 0x2
+PAGE_MAPPING_KSM: Final = PAGE_MAPPING_ANON | PAGE_MAPPING_MOVABLE
+PAGE_MAPPING_FLAGS: Final = PAGE_MAPPING_KSM

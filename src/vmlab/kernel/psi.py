@@ -24,44 +24,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from vmlab.kernel.clock import HZ, JIFFY_NS, NSEC_PER_USEC
 
 if TYPE_CHECKING:
     from vmlab.kernel.clock import Clock
 
-TICK_NSEC = JIFFY_NS
-PSI_FREQ = 2 * HZ + 1  # jiffies: 2 s intervals
+TICK_NSEC: Final = JIFFY_NS
+PSI_FREQ: Final = 2 * HZ + 1  # jiffies: 2 s intervals
 #: psi_period = jiffies_to_nsecs(PSI_FREQ).
-PSI_PERIOD = PSI_FREQ * TICK_NSEC
+PSI_PERIOD: Final = PSI_FREQ * TICK_NSEC
 
-FSHIFT = 11
-FIXED_1 = 1 << FSHIFT
+FSHIFT: Final = 11
+FIXED_1: Final = 1 << FSHIFT
 EXP_10s = 1677  # 1/exp(2s/10s) as fixed-point
 EXP_60s = 1981  # 1/exp(2s/60s)
 EXP_300s = 2034  # 1/exp(2s/300s)
-EXPS = (EXP_10s, EXP_60s, EXP_300s)
+EXPS: Final = (EXP_10s, EXP_60s, EXP_300s)
 
-U32 = 0xFFFF_FFFF
+U32: Final = 0xFFFF_FFFF
 
 # enum psi_task_count and the TSK_* bits.
 NR_IOWAIT, NR_MEMSTALL, NR_RUNNING, NR_MEMSTALL_RUNNING = range(4)
-NR_PSI_TASK_COUNTS = 4
-TSK_IOWAIT = 1 << NR_IOWAIT
-TSK_MEMSTALL = 1 << NR_MEMSTALL
-TSK_RUNNING = 1 << NR_RUNNING
-TSK_MEMSTALL_RUNNING = 1 << NR_MEMSTALL_RUNNING
-TSK_ONCPU = 1 << NR_PSI_TASK_COUNTS
+NR_PSI_TASK_COUNTS: Final = 4
+TSK_IOWAIT: Final = 1 << NR_IOWAIT
+TSK_MEMSTALL: Final = 1 << NR_MEMSTALL
+TSK_RUNNING: Final = 1 << NR_RUNNING
+TSK_MEMSTALL_RUNNING: Final = 1 << NR_MEMSTALL_RUNNING
+TSK_ONCPU: Final = 1 << NR_PSI_TASK_COUNTS
 
 # enum psi_states (CONFIG_IRQ_TIME_ACCOUNTING's PSI_IRQ_FULL is not modelled: no interrupts).
 PSI_IO_SOME, PSI_IO_FULL, PSI_MEM_SOME, PSI_MEM_FULL, PSI_CPU_SOME, PSI_CPU_FULL, PSI_NONIDLE = range(7)
-NR_PSI_STATES = 7
-PSI_ONCPU = 1 << NR_PSI_STATES
+NR_PSI_STATES: Final = 7
+PSI_ONCPU: Final = 1 << NR_PSI_STATES
 
 # enum psi_res and enum psi_aggregators.
 PSI_IO, PSI_MEM, PSI_CPU = range(3)
-RESOURCES = {"io": PSI_IO, "memory": PSI_MEM, "cpu": PSI_CPU}
+RESOURCES: Final = {"io": PSI_IO, "memory": PSI_MEM, "cpu": PSI_CPU}
 PSI_AVGS, PSI_POLL = range(2)
 
 

@@ -17,6 +17,7 @@ many pages ride along, and is a memory stall (PSI) when it reads back a folio of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from vmlab.kernel import filemap, xarray
 from vmlab.kernel.mm_types import VM_EXEC, VM_RAND_READ, VM_SEQ_READ, File, FileRaState
@@ -25,9 +26,9 @@ from vmlab.kernel.page_flags import F_WORKINGSET, F_WRITEBACK, PG_readahead
 from vmlab.kernel.uapi import PAGE_SHIFT, ULONG_MAX, ul
 
 #: MMAP_LOTSAMISS: after this many mmap misses more than hits, mmap faults stop reading around.
-MMAP_LOTSAMISS = 100
+MMAP_LOTSAMISS: Final = 100
 #: force_page_cache_ra() reads in chunks of 2 MiB.
-FORCE_CHUNK_PAGES = (2 << 20) >> PAGE_SHIFT
+FORCE_CHUNK_PAGES: Final = (2 << 20) >> PAGE_SHIFT
 
 
 def roundup_pow_of_two(n: int) -> int:

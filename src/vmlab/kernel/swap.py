@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import numpy as np
 
@@ -56,11 +56,11 @@ if TYPE_CHECKING:
 
 # enum lru_list.
 LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
-NR_LRU_LISTS = 5
+NR_LRU_LISTS: Final = 5
 LRU_BASE_ANON, LRU_BASE_FILE = LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
-LRU_ACTIVE = 1
+LRU_ACTIVE: Final = 1
 #: The lists by their /proc/vmstat counter names (nr_inactive_anon, ...).
-LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+LRU_NAMES: Final = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
 
 
 
@@ -73,8 +73,8 @@ def folio_lru_list_of(flags: int) -> int:
 
 
 #: The page flags folio_lru_list() looks at, and the list for each combination of them.
-LRU_KIND = F_UNEVICTABLE | F_SWAPBACKED | F_ACTIVE
-LRU_OF_KIND = {u | s | a: folio_lru_list_of(u | s | a)
+LRU_KIND: Final = F_UNEVICTABLE | F_SWAPBACKED | F_ACTIVE
+LRU_OF_KIND: Final = {u | s | a: folio_lru_list_of(u | s | a)
                 for u in (0, F_UNEVICTABLE) for s in (0, F_SWAPBACKED) for a in (0, F_ACTIVE)}
 
 
@@ -283,7 +283,7 @@ def page_cache_release(mem: PhysMem, pfn: int) -> None:
 
 
 #: Page state a freed folio must not carry into the buddy allocator.
-_PAGE_STATE = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
+_PAGE_STATE: Final = ((1 << PG.swapbacked) | (1 << PG.uptodate) | (1 << PG.dirty) | (1 << PG_anon_exclusive)
                | (1 << PG.referenced) | (1 << PG.active) | (1 << PG.workingset) | (1 << PG.reclaim))
 
 
@@ -364,7 +364,7 @@ def lru_view(mem: PhysMem) -> str:
 # --- the CPU's folio batches (mm/swap.c cpu_fbatches) -------------------------------------------------------
 
 #: FOLIO_BATCH_SIZE: a per-CPU folio batch is moved once it holds this many folios.
-FOLIO_BATCH_SIZE = 31
+FOLIO_BATCH_SIZE: Final = 31
 
 
 class CpuFbatches:
@@ -648,7 +648,7 @@ def lru_activate(mem: PhysMem, folios: list[int]) -> None:
 
 
 #: Each batch's move, by the batch's place in CpuFbatches.batches().
-_MOVES = (lru_add, lru_move_tail, lru_deactivate_file, lru_deactivate, lru_lazyfree, lru_activate)
+_MOVES: Final = (lru_add, lru_move_tail, lru_deactivate_file, lru_deactivate, lru_lazyfree, lru_activate)
 
 
 def lru_add_drain(mem: PhysMem) -> None:

@@ -51,6 +51,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
+from typing import Final
 
 from vmlab.kernel.clock import HZ, JIFFY_NS
 from vmlab.kernel.filemap import split_large_folio
@@ -114,12 +115,12 @@ from vmlab.kernel.workingset import (
 )
 from vmlab.kernel.xarray import XA_CHUNK_SHIFT, xa_erase_unused, xa_update
 
-DEF_PRIORITY = 12
-SWAP_CLUSTER_MAX = 32
-MAX_SWAPPINESS = 200
-MAX_RECLAIM_RETRIES = 16
-PAGE_ALLOC_COSTLY_ORDER = 3
-EVICTABLE_LRUS = (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
+DEF_PRIORITY: Final = 12
+SWAP_CLUSTER_MAX: Final = 32
+MAX_SWAPPINESS: Final = 200
+MAX_RECLAIM_RETRIES: Final = 16
+PAGE_ALLOC_COSTLY_ORDER: Final = 3
+EVICTABLE_LRUS: Final = (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)
 
 # enum scan_balance
 SCAN_EQUAL, SCAN_FRACT, SCAN_ANON, SCAN_FILE = range(4)
@@ -494,7 +495,7 @@ def age_active_anon(vmscan: Vmscan, sc: ScanControl) -> None:
 
 
 #: By list: the sc.may_deactivate bit that allows deactivating it (0: not an active list).
-_DEACTIVATE_BIT = (0, DEACTIVATE_ANON, 0, DEACTIVATE_FILE, 0)
+_DEACTIVATE_BIT: Final = (0, DEACTIVATE_ANON, 0, DEACTIVATE_FILE, 0)
 
 
 def shrink_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
@@ -688,7 +689,7 @@ def shrink_active_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: in
 
 
 #: An (key, value) item's key: popping a list's tail as map(_KEY, map(popitem, repeat(False, n))).
-_KEY = itemgetter(0)
+_KEY: Final = itemgetter(0)
 
 
 def _fused_scan(vmscan: Vmscan, sc: ScanControl, nr_to_scan: int) -> bool:
@@ -745,10 +746,10 @@ def _deactivate_unmapped_tail(mem: PhysMem, lru: int, nr_to_scan: int) -> int:
 
 
 #: The counters shrink_inactive_list bumps, by sc.kswapd and by is_file_lru.
-_PGSCAN_BY = ("pgscan_direct", "pgscan_kswapd")
-_PGSTEAL_BY = ("pgsteal_direct", "pgsteal_kswapd")
-_PGSCAN_OF = ("pgscan_anon", "pgscan_file")
-_PGSTEAL_OF = ("pgsteal_anon", "pgsteal_file")
+_PGSCAN_BY: Final = ("pgscan_direct", "pgscan_kswapd")
+_PGSTEAL_BY: Final = ("pgsteal_direct", "pgsteal_kswapd")
+_PGSCAN_OF: Final = ("pgscan_anon", "pgscan_file")
+_PGSTEAL_OF: Final = ("pgsteal_anon", "pgsteal_file")
 
 
 def shrink_inactive_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int) -> int:
@@ -831,10 +832,10 @@ def folio_check_references(vmscan: Vmscan, sc: ScanControl, frames: list[int]) -
 
 
 #: Page flags that keep a folio off shrink_folio_list's fused path.
-_NOT_PLAIN_CACHE = (F_MLOCKED | F_UNEVICTABLE | F_HEAD | F_WRITEBACK | F_SWAPBACKED | F_DIRTY | F_LRU
+_NOT_PLAIN_CACHE: Final = (F_MLOCKED | F_UNEVICTABLE | F_HEAD | F_WRITEBACK | F_SWAPBACKED | F_DIRTY | F_LRU
                     | F_SWAPCACHE | F_RESERVED)
 #: The same, for a folio still on its list (PG_lru set): shrink_folio_list's from_tail.
-_NOT_PLAIN_CACHE_ON_LRU = _NOT_PLAIN_CACHE & ~F_LRU
+_NOT_PLAIN_CACHE_ON_LRU: Final = _NOT_PLAIN_CACHE & ~F_LRU
 
 
 def shrink_folio_list(vmscan: Vmscan, sc: ScanControl, lru: int, nr_to_scan: int, stat: FolioStats,
@@ -1274,7 +1275,7 @@ def _free_isolated(mem: PhysMem, head: int, reclaimed: bool) -> bool:
 # --- the workingset shrinker (mm/workingset.c's, run by shrink_slab) ------------------------------
 
 #: The workingset shrinker's batch (SHRINK_BATCH: its shrinker->batch is 0).
-SHRINK_BATCH = 128
+SHRINK_BATCH: Final = 128
 
 
 def count_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None) -> int:
@@ -1297,7 +1298,7 @@ def count_shadow_nodes(mem: PhysMem, memcg: MemCgroup | None) -> int:
 
 
 #: shrinker->seeks of a shrinker that sets none (the deferred split shrinker's).
-DEFAULT_SEEKS = 2
+DEFAULT_SEEKS: Final = 2
 
 
 def shrink_slab(mem: PhysMem, memcg: MemCgroup | None, priority: int) -> None:

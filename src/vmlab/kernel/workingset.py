@@ -27,7 +27,7 @@ beyond an eighth of their memcg's pages (ShadowNodes here, vmscan.shrink_shadow_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vmlab.kernel.memcontrol import folio_memcg
 from vmlab.kernel.page_flags import F_ACTIVE, F_SWAPBACKED, F_WORKINGSET
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 
 
 #: Bits of a shadow's eviction age; the memcg id sits above them (pack_shadow()).
-EVICTION_BITS = 48
-EVICTION_MASK = (1 << EVICTION_BITS) - 1
+EVICTION_BITS: Final = 48
+EVICTION_MASK: Final = (1 << EVICTION_BITS) - 1
 
 
 def pack_shadow(eviction: int, workingset: bool, memcg_id: int = 0) -> int:
@@ -167,7 +167,7 @@ def workingset_test_recent(mem: PhysMem, shadow: int, file: bool) -> tuple[bool,
 
 
 #: The refault counters of each kind (file, anon): refault, activate, restore.
-_REFAULT_EVENTS = {kind == "file": tuple(f"workingset_{what}_{kind}"
+_REFAULT_EVENTS: Final = {kind == "file": tuple(f"workingset_{what}_{kind}"
                                          for what in ("refault", "activate", "restore"))
                    for kind in ("file", "anon")}
 
@@ -321,4 +321,4 @@ def list_key(memcg: MemCgroup | None) -> int | None:
 
 
 #: Not on any list (a list's key may be None).
-_UNLISTED = -1
+_UNLISTED: Final = -1

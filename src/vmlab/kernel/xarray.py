@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from vmlab.kernel import filemap
 from vmlab.kernel.memcontrol import OBJCG_PTR, MemCgroup, memcg_kmem_charge_obj, memcg_kmem_uncharge_obj
@@ -43,9 +43,9 @@ from vmlab.kernel.uapi import ULONG_MAX
 if TYPE_CHECKING:
     from vmlab.kernel.page_alloc import PhysMem
 
-XA_CHUNK_SHIFT = 6
-XA_CHUNK_SIZE = 1 << XA_CHUNK_SHIFT
-XA_CHUNK_MASK = XA_CHUNK_SIZE - 1
+XA_CHUNK_SHIFT: Final = 6
+XA_CHUNK_SIZE: Final = 1 << XA_CHUNK_SHIFT
+XA_CHUNK_MASK: Final = XA_CHUNK_SIZE - 1
 
 #: Slot contents.
 NULL, VALUE, ENTRY, SIBLING, NODE = range(5)
@@ -196,11 +196,11 @@ def prev_miss(inode: Inode, index: int, max_scan: int) -> int:
 # --- the nodes of the page cache's XArray ------------------------------------------------------------
 
 #: The full-height tree's top node: its 64 slots cover every page index of a 64-bit file offset.
-TOP_SHIFT = 48
+TOP_SHIFT: Final = 48
 #: What one xa_node charges: obj_full_size() of the radix_tree_node slab, its object size (584 on
 #: x86_64, /proc/slabinfo) and the obj_cgroup pointer kept for it. Measured: 1,041 nodes (a page
 #: read every 64 of 65,536) charged 151 kmem pages; 584 bytes a node would make 149.
-XA_NODE_SIZE = 584 + OBJCG_PTR
+XA_NODE_SIZE: Final = 584 + OBJCG_PTR
 
 Entry = tuple[int, int]  # (first index, order) of one entry: a folio or a shadow
 
