@@ -10,7 +10,8 @@ A third row, labelled, reads with POSIX_FADV_RANDOM set on the file, as a random
 readahead, so only the referenced pages are read and reclaimed (about half the references miss,
 against about 80% when readahead reads ahead after cached neighbours). The default row stays the
 measure of the target.
-Where the target row stands and why, with a mypyc measurement: docs/performance.md.
+It measures the installed vmlab (compiled by default) and says which; where the row stands, compiled
+and pure: docs/performance.md.
 Run: python bench/bench_reclaim.py [REFS]
 """
 

@@ -2,8 +2,9 @@
 each function of the model, over the target row of bench_reclaim.py (one-page reads, uniformly random
 over a file twice MemTotal), counted with sys.settrace after a warm-up. A line costs about the same
 anywhere (around 50 ns on this machine), so this is the profile that does not inflate call-heavy
-code as cProfile does. Not a benchmark: it prints no rate. docs/performance.md quotes it.
-Run: python bench/reclaim_lines.py [REFS] [TOP]
+code as cProfile does. Not a benchmark: it prints no rate. docs/performance.md quotes it. It counts
+the Python sources' lines: a compiled module runs none, so run it on the sources.
+Run: PYTHONPATH=src python bench/reclaim_lines.py [REFS] [TOP]
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from types import FrameType
 from typing import Any
 
 from bench_reclaim import prepared_lab, replay
+from buildinfo import compiled_modules, vmlab_build
 
 WARMUP = 5_000
 
 
 def main() -> None:
+    if compiled_modules():
+        sys.exit(f"reclaim_lines: {vmlab_build()}: compiled code runs no Python lines; "
+                 "run it on the sources (PYTHONPATH=src)")
     refs = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 25
     lab, fd, addr, trace = prepared_lab(WARMUP + refs, mapped=False)

@@ -34,6 +34,9 @@ from vmlab.kernel.uapi import (
     PROT_WRITE,
 )
 
+#: record_charges() wraps MemCgroupTree's charge methods: on the Python sources only.
+pytestmark = pytest.mark.pure
+
 #: A 1 GiB-aligned region no mapping of the machine's process is near.
 BASE = 0x500000000000
 PMD = 2 << 20
