@@ -3,20 +3,8 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-import vmlab.kernel
-
-
-def compiled_modules() -> list[str]:
-    """The kernel modules of the vmlab imported that are compiled (an extension module, not .py)."""
-    compiled = []
-    for info in pkgutil.iter_modules(vmlab.kernel.__path__):
-        module = importlib.import_module(f"vmlab.kernel.{info.name}")
-        if not (module.__file__ or "").endswith(".py"):
-            compiled.append(info.name)
-    return compiled
+import vmlab
+from vmlab.build import compiled_modules
 
 
 def vmlab_build() -> str:

@@ -15,7 +15,8 @@ from types import FrameType
 from typing import Any
 
 from bench_reclaim import prepared_lab, replay
-from buildinfo import compiled_modules, vmlab_build
+from buildinfo import vmlab_build
+from vmlab.build import compiled_modules
 
 WARMUP = 5_000
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import vmlab
-from vmlab.kernel import vmscan
+from vmlab.build import compiled_modules
 
 pytest_plugins = ("hostkit", "hostutil", "swapkit")
 
@@ -40,7 +40,7 @@ _import_every_vmlab_module()
 #: Whether the vmlab under test has its hot modules compiled (setup.py's mypyc build). Compiled code
 #: calls its own functions directly, so a test that patches one (marked `pure`) would not see its
 #: patch take effect: such tests then run in tests/test_pure_sources.py against the Python sources.
-COMPILED = not vmscan.__file__.endswith(".py")
+COMPILED = bool(compiled_modules())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

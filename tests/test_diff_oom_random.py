@@ -23,8 +23,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from vmlab.host import memcg_v1
-from vmlab.host.oracle import HostBackend
+from vmlab.host import memcg_v1, oracle
+from vmlab.host.oracle import HostBackend, has_capability
 from vmlab.kernel.machine import ModelBackend
 from vmlab.lab.diff import compare
 from vmlab.lab.run import Runner, Transcript
@@ -40,16 +40,10 @@ pytestmark = [
                        reason=str(memcg_v1.available() or "needs root")),
 ]
 
-def _host_has_cap_sys_resource() -> bool:
-    """This process holds CAP_SYS_RESOURCE (root in a container may not): without it no process here
-    can lower its oom_score_adj below 0, so the scenarios say `set cap_sys_resource off` and a negative
-    adj is refused (EACCES) on both backends, leaving 0."""
-    with open("/proc/self/status") as f:
-        eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    return bool(eff >> 24 & 1)
-
-
-CAP_SYS_RESOURCE = _host_has_cap_sys_resource()
+#: Whether this process holds CAP_SYS_RESOURCE (root in a container may not): without it no process
+#: here can lower its oom_score_adj below 0, so the scenarios say `set cap_sys_resource off` and a
+#: negative adj is refused (EACCES) on both backends, leaving 0.
+CAP_SYS_RESOURCE = has_capability(oracle.CAP_SYS_RESOURCE)
 #: Examples in the `ci` profile (~0.25 s each); the others (`explore`, `dev`) keep their own.
 EXAMPLES = 40 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
 MIB_PAGES = 256

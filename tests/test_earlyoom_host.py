@@ -24,6 +24,7 @@ from vmlab.daemons.earlyoom.kill import find_largest_process, hook_env, sending_
 from vmlab.daemons.earlyoom.main import parse_args
 from vmlab.daemons.earlyoom.meminfo import parse_meminfo, print_mem_stats
 from vmlab.daemons.earlyoom.msg import pct
+from vmlab.host.oracle import has_capability
 from vmlab.host.proctable import read_proctable
 from vmlab.kernel.machine import ModelBackend
 from vmlab.lab.daemons import ModelSystem
@@ -149,13 +150,6 @@ def test_victim_and_sending_line_agree_on_live_processes(sleepers: dict[str, int
 CAP_SYS_NICE, CAP_SYS_RESOURCE = 23, 24
 
 
-def capable(cap: int) -> bool:
-    """Whether this process (and so the earlyoom it starts) has capability `cap` in its effective set."""
-    with open("/proc/self/status") as f:
-        eff = next(line.split()[1] for line in f if line.startswith("CapEff:"))
-    return bool(int(eff, 16) >> cap & 1)
-
-
 def model_startup(argv: list[str], cap_sys_resource: bool) -> tuple[list[str], ModelBackend, int]:
     """The model's v1.7 earlyoom started with `argv` on a fresh model machine (its own task with or
     without CAP_SYS_RESOURCE): its lines, the machine and its pid."""
@@ -171,7 +165,7 @@ def model_startup(argv: list[str], cap_sys_resource: bool) -> tuple[list[str], M
 
 
 def test_p_sets_nice_and_oom_score_adj_of_the_real_daemon_as_the_model_does() -> None:
-    if not capable(CAP_SYS_NICE):
+    if not has_capability(CAP_SYS_NICE):
         pytest.skip("no CAP_SYS_NICE: setpriority(-20) fails for reasons the model does not know")
     args = ["-p", "-m", "1", "-s", "100"]
     proc = subprocess.Popen([EARLYOOM, "--dryrun", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -186,10 +180,10 @@ def test_p_sets_nice_and_oom_score_adj_of_the_real_daemon_as_the_model_does() ->
     finally:
         proc.kill()  # our own child, by its pid
         proc.wait(timeout=10)
-    model, backend, pid = model_startup(["earlyoom", "--dryrun", *args], capable(CAP_SYS_RESOURCE))
+    model, backend, pid = model_startup(["earlyoom", "--dryrun", *args], has_capability(CAP_SYS_RESOURCE))
     assert lines[:-1] == model[:len(lines) - 1]  # banner, dryrun note, the -p outcome (not "mem total")
     assert (adj, nice) == (backend.tasks[pid].oom_score_adj, backend.tasks[pid].nice)
-    assert nice == -20 and adj == (-100 if capable(CAP_SYS_RESOURCE) else 0)
+    assert nice == -20 and adj == (-100 if has_capability(CAP_SYS_RESOURCE) else 0)
 
 
 @pytest.fixture

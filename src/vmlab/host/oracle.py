@@ -432,7 +432,8 @@ class HostBackend:
         text = str(adj)
         written = self.syscall(pid, "write", (fd, text, len(text)))
         self.syscall(pid, "close", (fd,))
-        if written == -errno.EACCES and self._settings.cap_sys_resource and not _has_cap(CAP_SYS_RESOURCE):
+        refused = written == -errno.EACCES and self._settings.cap_sys_resource
+        if refused and not has_capability(CAP_SYS_RESOURCE):
             raise InputError(f"oom_score_adj {adj}: this host's root lacks CAP_SYS_RESOURCE (a container?), "
                              "so the kernel refuses it; `set cap_sys_resource off` runs the scenario as "
                              "this host can")
@@ -623,8 +624,9 @@ def _wchan(pid: int) -> str:
         return ""
 
 
-def _has_cap(cap: int) -> bool:
-    """This process holds capability `cap` (/proc/self/status CapEff)."""
+def has_capability(cap: int) -> bool:
+    """This process holds capability `cap` in its effective set (/proc/self/status CapEff); a
+    process it starts holds it too, unless dropped (Settings.cap_sys_admin, cap_sys_resource)."""
     with open("/proc/self/status") as f:
         eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
     return bool(eff >> cap & 1)
